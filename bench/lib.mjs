@@ -1,0 +1,70 @@
+// Shared bench helpers: hyperfine runs of burrow and its peers side by side, as the
+// unprivileged test user (peers are rootless too), and ratio tables.
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureTestUser } from '../test/harness/test-user.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BURROW = path.join(ROOT, 'bin', 'burrow.js');
+export const SHARED = path.resolve(ROOT, '..', 'shared');
+
+let user;
+/** The user benchmarks run as: the test user when started as root, else ourselves. */
+export function benchUser() {
+  if (user !== undefined) return user;
+  user = process.getuid() === 0 ? ensureTestUser() : null;
+  if (user) preparePodman(user);
+  return user;
+}
+
+/** Rootless podman settings for these machines (../shared/peers/README.md). */
+function preparePodman(u) {
+  const dir = path.join(u.home, '.config', 'containers');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of ['storage.conf', 'containers.conf', 'registries.conf']) {
+    const src = path.join(SHARED, 'peers', f);
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
+  }
+  execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, path.join(u.home, '.config')]);
+}
+
+export function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Prefixes a command so it runs as the bench user with a clean login-like environment. */
+export function asUser(argv) {
+  const u = benchUser();
+  if (!u) return argv;
+  return ['runuser', '-u', u.name, '--', 'env', '-i', `PATH=${process.env.PATH}`, `HOME=${u.home}`, `USER=${u.name}`, `XDG_RUNTIME_DIR=${u.runtimeDir}`, ...argv];
+}
+
+function quote(a) {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Times each named command (argv arrays) with hyperfine in one run and returns
+ * [{ name, median, mean, stddev }] in milliseconds.
+ */
+export function hyperfine(commands, { runs = 15, warmup = 3 } = {}) {
+  const out = path.join(os.tmpdir(), `burrow-bench-${process.pid}.json`);
+  const args = ['-N', '--style', 'basic', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out];
+  for (const c of commands) args.push('--command-name', c.name, asUser(c.argv).map(quote).join(' '));
+  execFileSync('hyperfine', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+  fs.rmSync(out, { force: true });
+  return j.results.map((r) => ({ name: r.command, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000 }));
+}
+
+/** A markdown table of medians with each row's ratio to the first row (burrow). */
+export function ratioTable(title, rows, note = '') {
+  const base = rows[0].median;
+  const lines = [`### ${title}`, '', '| command | median (ms) | ± stddev | ratio to burrow |', '|---|---:|---:|---:|'];
+  for (const r of rows) lines.push(`| ${r.name} | ${r.median.toFixed(1)} | ${r.stddev.toFixed(1)} | ${(r.median / base).toFixed(2)}× |`);
+  if (note) lines.push('', note);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// `npm run bench`: runs every bench/*.bench.mjs (or those named on the command line), burrow and
+// its peers side by side in one run, and writes bench/RESULTS.md. Not part of the tests:
+// timings are reported, never asserted.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './lib.mjs';
+
+const dir = path.join(ROOT, 'bench');
+const only = process.argv.slice(2);
+const files = fs.readdirSync(dir).filter((f) => f.endsWith('.bench.mjs')).filter((f) => !only.length || only.some((o) => f.startsWith(o))).sort();
+const sections = [];
+for (const f of files) {
+  const mod = await import(path.join(dir, f));
+  process.stderr.write(`\n## ${mod.title} (${f})\n`);
+  sections.push(`## ${mod.title}\n\n${await mod.run()}`);
+}
+const cpu = (os.cpus()[0]?.model ?? 'unknown cpu').trim();
+const head = `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${cpu}, kernel ${os.release()}, Node ${process.version}. Medians from hyperfine; ratios are to burrow (below 1× means the peer is faster). Peers run rootless as the same unprivileged user.\n\n`;
+const out = path.join(dir, 'RESULTS.md');
+fs.writeFileSync(out, head + sections.join('\n'));
+process.stdout.write(fs.readFileSync(out, 'utf8'));

@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+'use strict';
+// Entry point. The compiled CLI is in dist/ (built by `npm ci` / `npm run build`); no TypeScript
+// is compiled at run time. `--version` is answered before loading the CLI: scripts call it often
+// and it needs none of it.
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
+  process.stdout.write(`burrow version ${require('../package.json').version}\n`);
+} else {
+  require('../dist/cli/main.js')
+    .main(argv)
+    .then((code) => {
+      process.exitCode = code;
+    });
+}

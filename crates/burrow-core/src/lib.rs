@@ -1,0 +1,13 @@
+//! burrow-core: everything burrow does that is not argument parsing or output.
+//!
+//! The TypeScript CLI reaches this crate in process through `burrow-node` (napi) for work that
+//! needs no namespace: the host probe, paths, digests. Work that must enter namespaces runs in
+//! the single-threaded `burrow-runtime` binary, which is built on this crate too (see
+//! DESIGN.md, "the fork problem").
+
+pub mod error;
+pub mod paths;
+pub mod probe;
+pub mod sysfs;
+
+pub use error::{Coded, CoreError};

@@ -1,0 +1,62 @@
+/**
+ * The command line: flags and output only. Each command's action imports its module lazily so
+ * that `burrow --version` and other light commands do not pay for code they never run.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { BurrowError, EXIT, toBurrowError } from '../errors';
+import type { GlobalOptions } from '../host/paths';
+import { VERSION } from '../version';
+
+function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('burrow')
+    .description('Run OCI and Docker images as an ordinary user: no root, no sudo, no daemon.')
+    .version(`burrow version ${VERSION}`, '-v, --version', 'print the version')
+    .option('--root <dir>', 'store root (images, layers, containers); env BURROW_ROOT')
+    .option('--runroot <dir>', 'runtime state directory; env BURROW_RUNROOT')
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  const info = (name: string) =>
+    program
+      .command(name)
+      .description('probe the host: what rootless containers can and cannot do here, and how to fix it')
+      .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+      .action(async (opts: { format?: string }, cmd: Command) => {
+        const { infoCommand } = await import('./commands/info');
+        setExit(await infoCommand(opts, globals(cmd)));
+      });
+  info('info');
+  info('doctor').description('alias of `burrow info`');
+
+  program
+    .command('version')
+    .description('print version information')
+    .action(() => {
+      process.stdout.write(`burrow version ${VERSION}\n`);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram((c) => (exitCode = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not failures; usage errors are the engine's (125), as in Docker.
+      if (err.exitCode === 0) return 0;
+      return EXIT.ENGINE;
+    }
+    const e = toBurrowError(err);
+    process.stderr.write(`burrow: ${e.message}\n`);
+    if (e.fix) process.stderr.write(`fix: ${e.fix}\n`);
+    if (process.env.BURROW_DEBUG && e.stack) process.stderr.write(`${e.stack}\n`);
+    return e instanceof BurrowError ? e.exitCode : EXIT.ENGINE;
+  }
+}

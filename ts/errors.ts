@@ -1,0 +1,59 @@
+/**
+ * Typed errors with stable codes. Every failure burrow reports is a BurrowError; its code is
+ * mapped once to an exit status here (Docker's convention) and, later, to HTTP statuses in the
+ * API server. Codes from the Rust core arrive as the napi error's `code` and keep their name.
+ */
+
+/** Docker's exit statuses for failures of the engine itself (not of the container). */
+export const EXIT = {
+  /** burrow itself failed (bad flag, missing image, host problem). */
+  ENGINE: 125,
+  /** the container's command exists but cannot be invoked. */
+  CANNOT_INVOKE: 126,
+  /** the container's command was not found. */
+  NOT_FOUND: 127,
+} as const;
+
+export type ErrorCode =
+  | 'EUSAGE'
+  | 'ENATIVE_MISSING'
+  | 'ERUNTIME_MISSING'
+  | 'EPROBE_INVALID'
+  | 'EINTERNAL'
+  | 'ECMD_CANNOT_INVOKE'
+  | 'ECMD_NOT_FOUND';
+
+export class BurrowError extends Error {
+  readonly code: ErrorCode;
+  /** What the user can do about it; printed on its own line. */
+  readonly fix: string | undefined;
+
+  constructor(code: ErrorCode, message: string, fix?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BurrowError';
+    this.code = code;
+    this.fix = fix;
+  }
+
+  get exitCode(): number {
+    return exitCodeFor(this.code);
+  }
+}
+
+export function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'ECMD_CANNOT_INVOKE':
+      return EXIT.CANNOT_INVOKE;
+    case 'ECMD_NOT_FOUND':
+      return EXIT.NOT_FOUND;
+    default:
+      return EXIT.ENGINE;
+  }
+}
+
+/** Normalises anything thrown into a BurrowError, keeping the original as `cause`. */
+export function toBurrowError(err: unknown): BurrowError {
+  if (err instanceof BurrowError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new BurrowError('EINTERNAL', message, undefined, { cause: err });
+}

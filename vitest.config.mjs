@@ -1,0 +1,28 @@
+import os from 'node:os';
+import path from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+// The integration project also runs as the unprivileged test user, who cannot write the
+// checkout: keep vitest's cache in a per-user temporary directory.
+export default defineConfig({
+  cacheDir: path.join(os.tmpdir(), `burrow-vitest-${process.getuid?.() ?? 'x'}`),
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          // Integration tests change host state (device modes, users); run files one at a time.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
