@@ -8,6 +8,7 @@
 pub mod error;
 pub mod paths;
 pub mod probe;
+pub mod runtime;
 pub mod sysfs;
 
 pub use error::{Coded, CoreError};

@@ -1,22 +1,158 @@
-//! Subcommand dispatch. Exit codes follow runc: 0 on success, 1 on any runtime error.
+//! Subcommand dispatch and the global flags (`--root`, `--log`, `--log-format`, `--debug`,
+//! `--systemd-cgroup`, `--rootless`), as runc has them.
 
+use std::path::PathBuf;
+
+use burrow_core::runtime::error::{Result, RuntimeError};
+
+use crate::args::{parse, Flag, Parsed};
+use crate::log;
+
+mod create;
+mod delete;
+mod events;
+mod exec;
+mod features;
+mod kill;
+mod list;
 mod probe_ns;
+mod ps;
+mod run;
+mod spec;
+mod start;
+mod state;
+mod unsupported;
+
+/// What every command gets from the global flags.
+pub struct Ctx {
+    pub root: PathBuf,
+}
+
+const GLOBAL: &[Flag] = &[
+    Flag("root", &[], true),
+    Flag("log", &[], true),
+    Flag("log-format", &[], true),
+    Flag("debug", &[], false),
+    Flag("systemd-cgroup", &[], false),
+    Flag("rootless", &[], true),
+    Flag("criu", &[], true),
+    Flag("help", &["h"], false),
+    Flag("version", &["v"], false),
+];
+
+const USAGE: &str = "usage: burrow-runtime [global flags] COMMAND [flags] [ID] [args]
+
+A rootless, runc-compatible OCI runtime.
+
+commands:
+  create     create a container from a bundle (waits for start)
+  start      start a created container
+  run        create and start a container (foreground unless --detach)
+  state      print a container's state as JSON
+  kill       send a signal to a container's init (--all: to all its processes)
+  delete     delete a container (--force: kill it first)
+  exec       run a new process in a container
+  ps         list a container's processes
+  list       list containers
+  events     print a container's statistics (--stats)
+  spec       write a template config.json (--rootless)
+  features   print the runtime's features as JSON
+  update, pause, resume, checkpoint, restore: not supported
+
+global flags:
+  --root DIR           state directory (default $XDG_RUNTIME_DIR/burrow/runtime, /run/burrow-runtime for root)
+  --log FILE           also write errors to FILE
+  --log-format FORMAT  text or json
+  --debug              debug output
+  --systemd-cgroup     accepted; cgroups are placed by the burrow CLI
+";
 
 pub fn dispatch(args: &[String]) -> i32 {
-    match args.first().map(String::as_str) {
-        Some("probe-ns") => probe_ns::main(&args[1..]),
-        Some("--version") | Some("-v") | Some("version") => {
-            println!("burrow-runtime version {}", env!("CARGO_PKG_VERSION"));
-            println!("spec: 1.2.0");
-            0
+    // Global flags end at the first non-flag word, the command.
+    let split = args.iter().position(|a| !a.starts_with('-')).unwrap_or(args.len());
+    let mut globals_args: Vec<String> = args[..split].to_vec();
+    // `--root x`: the value is not the command.
+    let mut i = 0;
+    let mut cmd_at = split;
+    while i < args.len() {
+        let a = &args[i];
+        if !a.starts_with('-') {
+            cmd_at = i;
+            break;
         }
-        Some(other) => {
-            eprintln!("burrow-runtime: unknown command {other:?}");
-            1
+        let name = a.trim_start_matches('-').split('=').next().unwrap_or("");
+        if !a.contains('=') && GLOBAL.iter().any(|f| f.2 && (f.0 == name || f.1.contains(&name))) {
+            i += 1;
         }
-        None => {
-            eprintln!("usage: burrow-runtime COMMAND [ARGS]");
+        i += 1;
+        cmd_at = i;
+    }
+    if cmd_at != split {
+        globals_args = args[..cmd_at].to_vec();
+    }
+    let g = match parse(&globals_args, GLOBAL) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("burrow-runtime: {e}");
+            return 1;
+        }
+    };
+    log::init(log::LogConfig { file: g.value("log").map(String::from), json: g.value("log-format") == Some("json"), debug: g.has("debug") });
+    if g.has("version") {
+        print_version();
+        return 0;
+    }
+    let rest = &args[cmd_at.min(args.len())..];
+    let Some((cmd, cmd_args)) = rest.split_first() else {
+        eprint!("{USAGE}");
+        return if g.has("help") { 0 } else { 1 };
+    };
+    let ctx = Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root) };
+    let r: Result<i32> = match cmd.as_str() {
+        "create" => create::main(&ctx, cmd_args),
+        "start" => start::main(&ctx, cmd_args),
+        "run" => run::main(&ctx, cmd_args),
+        "state" => state::main(&ctx, cmd_args),
+        "kill" => kill::main(&ctx, cmd_args),
+        "delete" | "rm" => delete::main(&ctx, cmd_args),
+        "exec" => exec::main(&ctx, cmd_args),
+        "ps" => ps::main(&ctx, cmd_args),
+        "list" | "ls" => list::main(&ctx, cmd_args),
+        "events" => events::main(&ctx, cmd_args),
+        "spec" => spec::main(cmd_args),
+        "features" => features::main(),
+        "update" | "pause" | "resume" | "checkpoint" | "restore" => unsupported::main(cmd),
+        "probe-ns" => Ok(probe_ns::main(cmd_args)),
+        "version" => {
+            print_version();
+            Ok(0)
+        }
+        "help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see `burrow-runtime help`"))),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&e);
             1
         }
     }
+}
+
+fn print_version() {
+    println!("burrow-runtime version {}", env!("CARGO_PKG_VERSION"));
+    println!("spec: {}", burrow_core::runtime::state::OCI_VERSION);
+}
+
+/// Parses a command's flags; usage errors become RuntimeError::Usage.
+pub fn flags(args: &[String], defs: &[Flag]) -> Result<Parsed> {
+    parse(args, defs).map_err(RuntimeError::Usage)
+}
+
+/// The container id: the first positional argument.
+pub fn id_of(p: &Parsed, cmd: &str) -> Result<String> {
+    p.positional.first().cloned().ok_or_else(|| RuntimeError::Usage(format!("{cmd}: a container id is required")))
 }

@@ -1,0 +1,408 @@
+//! Creating a container: three processes, as runc and youki do.
+//!
+//! ```text
+//! main (burrow-runtime create)      intermediate                    init (becomes the container)
+//!   fork ───────────────────────────► join namespaces by path
+//!                                     unshare(CLONE_NEWUSER)
+//!   write uid/gid maps ◄── userns ─── (cannot map ids itself)
+//!   ─── maps-done ──────────────────► become root in the userns
+//!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
+//!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
+//!   ◄── init-pid ──────────────────── exit
+//!   state.json, prestart/createRuntime hooks
+//!   ─── go ─────────────────────────────────────────────────────────► mounts, createContainer hooks,
+//!                                                                     pivot_root, user, caps
+//!   ◄── created ─────────────────────────────────────────────────────  wait on start.sock (accept)
+//! ```
+//! The intermediate exists because a new pid namespace only applies to children of the process
+//! that unshares it, and joining a pid namespace by path likewise. Main is single-threaded, so
+//! fork is safe and unshare(CLONE_NEWUSER) is allowed. Main makes itself a child subreaper so
+//! that the init becomes its child when the intermediate exits (`run` waits for it).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{PathCtx, Result, RuntimeError, SysCtx};
+use super::mounts::{self, MountCtx};
+use super::process;
+use super::state::{self, ContainerState};
+use super::sync::{Channel, Msg};
+use super::{hooks, idmap, tty};
+use crate::error::Coded;
+
+pub struct CreateOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// A console socket fd already connected (foreground `run` with a terminal).
+    pub console_fd: Option<OwnedFd>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+}
+
+pub type SpecT = Spec;
+
+pub fn load_spec(bundle: &Path) -> Result<(Spec, PathBuf)> {
+    let path = bundle.join("config.json");
+    Ok((load_spec_file(&path)?, path))
+}
+
+pub fn load_spec_file(path: &Path) -> Result<Spec> {
+    Spec::load(path).map_err(|e| RuntimeError::Spec { path: path.to_path_buf(), detail: e.to_string() })
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// Namespaces to create and to join (by path), from the config.
+pub struct NsPlan {
+    pub create: CloneFlags,
+    pub join: Vec<(CloneFlags, PathBuf)>,
+}
+
+pub fn ns_plan(spec: &Spec) -> NsPlan {
+    let mut plan = NsPlan { create: CloneFlags::empty(), join: Vec::new() };
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        match ns.path() {
+            Some(p) => plan.join.push((ns_flag(ns.typ()), p.clone())),
+            None => plan.create |= ns_flag(ns.typ()),
+        }
+    }
+    // The user namespace is joined first: it decides what we may do with the others.
+    plan.join.sort_by_key(|(f, _)| if *f == CloneFlags::CLONE_NEWUSER { 0 } else { 1 });
+    plan
+}
+
+fn fork() -> Result<ForkResult> {
+    // SAFETY: burrow-runtime is single-threaded (no thread is ever started before this point),
+    // so the child may do anything, not only async-signal-safe calls.
+    unsafe { nix::unistd::fork() }.op("fork")
+}
+
+/// A child process of ours reports failure on the channel and exits; it never returns.
+fn child_exit(ch: &Channel, r: Result<()>) -> ! {
+    let code = match r {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = ch.send(&Msg::Error { code: e.code().into(), msg: e.to_string() });
+            1
+        }
+    };
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent's image.
+    unsafe { libc::_exit(code) }
+}
+
+pub struct Created {
+    pub state: ContainerState,
+    pub spec: Spec,
+    /// The intermediate's pid, already reaped.
+    pub console_master: Option<OwnedFd>,
+}
+
+pub fn create(o: CreateOpts) -> Result<Created> {
+    state::validate_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
+    let (spec, config_path) = load_spec(&bundle)?;
+    let proc_ = process::process_of(&spec)?;
+    let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    let rootfs = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
+    let rootfs = std::fs::canonicalize(&rootfs).at("open rootfs", &rootfs)?;
+    let terminal = proc_.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && o.console_fd.is_none() {
+        return Err(RuntimeError::Usage("process.terminal is true: --console-socket is required to receive the terminal".into()));
+    }
+
+    crate::paths::ensure_private_dir(&o.root).map_err(|e| RuntimeError::Usage(e.to_string()))?;
+    let dir = state::container_dir(&o.root, &o.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(RuntimeError::Exists { id: o.id.clone() }),
+        Err(e) => return Err(e).at("mkdir", &dir),
+    }
+    let cleanup_dir = |d: &Path| {
+        let _ = std::fs::remove_dir_all(d);
+    };
+
+    let result = (|| -> Result<Created> {
+        let listener = UnixListener::bind(state::start_socket(&dir)).at("bind", state::start_socket(&dir))?;
+        let console = match (&o.console_socket, o.console_fd) {
+            (_, Some(fd)) => Some(fd),
+            (Some(p), None) => Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(p).at("connect to the console socket", p)?)),
+            _ => None,
+        };
+        let plan = ns_plan(&spec);
+        let (parent_ch, child_ch) = Channel::pair()?;
+        // SAFETY: plain prctl; makes orphaned descendants (the init) our children.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+
+        let inter = match fork()? {
+            ForkResult::Child => {
+                drop(parent_ch);
+                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds };
+                let r = intermediate(&child_ch, &plan, &ctx);
+                child_exit(&child_ch, r);
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(child_ch);
+        let init_pid = (|| -> Result<i32> {
+            loop {
+                match parent_ch.recv()? {
+                    Some(Msg::UsernsReady { pid }) => {
+                        let l = spec.linux().as_ref();
+                        let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+                        let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+                        idmap::write(pid, &uids, &gids)?;
+                        parent_ch.send(&Msg::MapsDone)?;
+                    }
+                    Some(Msg::InitPid { pid }) => return Ok(pid),
+                    Some(Msg::Error { msg, .. }) => return Err(RuntimeError::Child(msg)),
+                    Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
+                    None => return Err(RuntimeError::Child("the intermediate process exited before starting the container".into())),
+                }
+            }
+        })();
+        let _ = waitpid(inter, None);
+        let init_pid = init_pid?;
+        let kill_init = || {
+            let _ = kill(Pid::from_raw(init_pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(init_pid), None);
+        };
+
+        let st = ContainerState {
+            id: o.id.clone(),
+            pid: init_pid,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            init_start_time: state::proc_start_time(init_pid).unwrap_or(0),
+            has_pid_ns: plan.create.contains(CloneFlags::CLONE_NEWPID) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID),
+            config_path: config_path.clone(),
+        };
+        let steps = (|| -> Result<Option<OwnedFd>> {
+            st.save(&o.root)?;
+            let mut state_json = st.oci_json(&o.root);
+            state_json["status"] = "creating".into();
+            let state_json = state_json.to_string();
+            let h = spec.hooks().as_ref();
+            hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;
+            hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)?;
+            parent_ch.send(&Msg::Go { state: state_json })?;
+            parent_ch.expect("the container was created", |m| *m == Msg::Created)?;
+            if let Some(p) = &o.pid_file {
+                write_pid_file(p, init_pid)?;
+            }
+            Ok(None)
+        })();
+        match steps {
+            Ok(master) => Ok(Created { state: st, spec: spec.clone(), console_master: master }),
+            Err(e) => {
+                kill_init();
+                Err(e)
+            }
+        }
+    })();
+    if result.is_err() {
+        cleanup_dir(&dir);
+    }
+    result
+}
+
+pub fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
+    // Atomic, as runc does: readers never see a half-written pid.
+    let tmp = p.with_extension("tmp-burrow");
+    std::fs::write(&tmp, pid.to_string()).at("write pid file", &tmp)?;
+    std::fs::rename(&tmp, p).at("write pid file", p)
+}
+
+struct InitArgs<'a> {
+    spec: &'a Spec,
+    rootfs: &'a Path,
+    listener: &'a UnixListener,
+    console: Option<RawFd>,
+    no_pivot: bool,
+    preserve_fds: i32,
+}
+
+fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
+    process::set_name("burrow:inter");
+    // If main dies now, nobody would ever write our maps: die with it.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    for (flag, path) in &plan.join {
+        let f = std::fs::File::open(path).at("open namespace", path)?;
+        setns(f, *flag).at("setns", path)?;
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            become_root()?;
+        }
+    }
+    if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
+        unshare(CloneFlags::CLONE_NEWUSER).op("unshare(CLONE_NEWUSER)")?;
+        ch.send(&Msg::UsernsReady { pid: nix::unistd::getpid().as_raw() })?;
+        ch.expect("the id maps", |m| *m == Msg::MapsDone)?;
+        become_root()?;
+    }
+    let rest = plan.create & !CloneFlags::CLONE_NEWUSER;
+    if !rest.is_empty() {
+        unshare(rest).op(format!("unshare({rest:?})"))?;
+    }
+    match fork()? {
+        ForkResult::Child => {
+            // SAFETY: plain prctl; the init must outlive `create`, so no parent-death signal.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            let in_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
+            let r = init(ch, plan, a, in_userns);
+            child_exit(ch, r);
+        }
+        ForkResult::Parent { child } => {
+            ch.send(&Msg::InitPid { pid: child.as_raw() })?;
+            Ok(())
+        }
+    }
+}
+
+/// Whether this process already runs in a user namespace other than the host's (rootless
+/// conformance runs do: `unshare -r` around the runtime).
+fn in_non_initial_userns() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]).unwrap_or(false)
+}
+
+fn become_root() -> Result<()> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).op("setresgid(0) in the user namespace (is container gid 0 mapped?)")?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).op("setresuid(0) in the user namespace (is container uid 0 mapped?)")
+}
+
+fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()> {
+    process::set_name("burrow:init");
+    let spec = a.spec;
+    let p = process::process_of(spec)?;
+    let state_json = match ch.recv()? {
+        Some(Msg::Go { state }) => state,
+        Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
+        // main gave up (a hook failed, or it was killed): nothing to do.
+        None => unsafe { libc::_exit(1) },
+    };
+    let has = |f: CloneFlags| plan.create.contains(f) || plan.join.iter().any(|(j, _)| *j == f);
+    let ctx = MountCtx {
+        rootfs: a.rootfs,
+        in_userns,
+        new_netns: has(CloneFlags::CLONE_NEWNET),
+        new_pidns: has(CloneFlags::CLONE_NEWPID),
+        new_ipcns: has(CloneFlags::CLONE_NEWIPC),
+        new_cgroupns: has(CloneFlags::CLONE_NEWCGROUP),
+    };
+    process::set_oom_score_adj(p)?;
+    if has(CloneFlags::CLONE_NEWNS) {
+        mounts::prepare_root(&ctx, spec)?;
+        mounts::mount_all(&ctx, spec)?;
+    }
+    hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state_json)?;
+    if has(CloneFlags::CLONE_NEWNS) {
+        if a.no_pivot {
+            mounts::move_root(a.rootfs)?;
+        } else {
+            mounts::pivot(a.rootfs)?;
+        }
+        mounts::finish(spec)?;
+    } else {
+        nix::unistd::chroot(a.rootfs).at("chroot", a.rootfs)?;
+        nix::unistd::chdir("/").at("chdir", "/")?;
+    }
+    mounts::sysctls(spec)?;
+    if let Some(h) = spec.hostname() {
+        if !has(CloneFlags::CLONE_NEWUTS) {
+            return Err(RuntimeError::Usage("a hostname is set but the container has no UTS namespace".into()));
+        }
+        nix::unistd::sethostname(h).op(format!("sethostname {h}"))?;
+    }
+    if let Some(d) = spec.domainname() {
+        if !has(CloneFlags::CLONE_NEWUTS) {
+            return Err(RuntimeError::Usage("a domainname is set but the container has no UTS namespace".into()));
+        }
+        // SAFETY: pointer and length of a valid byte string.
+        if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } != 0 {
+            return Err(nix::errno::Errno::last()).op(format!("setdomainname {d}"));
+        }
+    }
+    if let Some(c) = a.console {
+        let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        tty::setup(c, size)?;
+        let _ = nix::unistd::close(c);
+    }
+    process::set_rlimits(p)?;
+    let env = process::env(p);
+    let args = p.args().clone().unwrap_or_default();
+    let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Spec { path: "config.json".into(), detail: "process.args is empty".into() })?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    let filter = process::build_seccomp(spec.linux().as_ref())?;
+    if !nnp {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it.
+        process::load_seccomp(&filter)?;
+    }
+    process::switch_user(p)?;
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd.as_path()).at("chdir to the process cwd", cwd.as_path())?;
+    let exe = process::find_executable(&arg0, &env)?;
+    unset_cloexec_preserved(a.preserve_fds);
+    ch.send(&Msg::Created)?;
+
+    // Wait for `start`: it connects to start.sock. An accept() needs no /proc and no path.
+    let (conn, _) = loop {
+        match a.listener.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).op("wait for start"),
+        }
+    };
+    hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json)?;
+    if nnp {
+        process::set_no_new_privs()?;
+        process::load_seccomp(&filter)?;
+    }
+    drop(conn);
+    Err(process::exec(&exe, &args, &env))
+}
+
+/// Fds 3 .. 3+N are the caller's to pass through (`--preserve-fds`).
+fn unset_cloexec_preserved(n: i32) {
+    for fd in 3..3 + n.max(0) {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+}
+
+/// `start`: connects to the init's start socket, which lets it exec; then removes the socket
+/// so that the state reads `running`.
+pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
+    let st = ContainerState::load(root, id)?;
+    let status = st.status(root);
+    if status != state::Status::Created {
+        return Err(RuntimeError::BadState { id: id.into(), op: "start", status: status.as_str().into() });
+    }
+    let sock = state::start_socket(&state::container_dir(root, id));
+    let conn = std::os::unix::net::UnixStream::connect(&sock).at("connect", &sock)?;
+    std::fs::remove_file(&sock).at("remove", &sock)?;
+    drop(conn);
+    Ok(st)
+}
+

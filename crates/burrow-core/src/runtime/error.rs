@@ -1,0 +1,94 @@
+//! The runtime's error enum. Each variant names the operation, the path and the errno, and has a
+//! stable code (`Coded`) printed in `--log-format json` and passed to the TypeScript CLI.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::error::Coded;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{op} {path}: {errno}")]
+    Path { op: &'static str, path: PathBuf, errno: Errno },
+    #[error("{op}: {errno}")]
+    Sys { op: String, errno: Errno },
+    #[error("invalid config {path}: {detail}")]
+    Spec { path: PathBuf, detail: String },
+    #[error("container {id} does not exist")]
+    NotFound { id: String },
+    #[error("container {id} already exists")]
+    Exists { id: String },
+    #[error("invalid container id {id:?}: use letters, digits, '_', '-', '.', at most 1024 characters")]
+    InvalidId { id: String },
+    #[error("cannot {op} container {id}: it is {status}")]
+    BadState { id: String, op: &'static str, status: String },
+    #[error("exec: {arg0:?}: {detail}")]
+    Exec { arg0: String, detail: String, not_found: bool },
+    #[error("{0}")]
+    Child(String),
+    #[error("{helper} failed: {detail}")]
+    Helper { helper: String, detail: String },
+    #[error("seccomp: {0}")]
+    Seccomp(String),
+    #[error("hook {path}: {detail}")]
+    Hook { path: String, detail: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Coded for RuntimeError {
+    fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::Path { .. } | RuntimeError::Sys { .. } => "ESYSCALL",
+            RuntimeError::Spec { .. } => "ESPEC_INVALID",
+            RuntimeError::NotFound { .. } => "ECONTAINER_NOT_FOUND",
+            RuntimeError::Exists { .. } => "ECONTAINER_EXISTS",
+            RuntimeError::InvalidId { .. } => "EINVALID_ID",
+            RuntimeError::BadState { .. } => "EBAD_STATE",
+            RuntimeError::Exec { not_found: true, .. } => "ECMD_NOT_FOUND",
+            RuntimeError::Exec { .. } => "ECMD_CANNOT_INVOKE",
+            RuntimeError::Child(_) => "EINIT_FAILED",
+            RuntimeError::Helper { .. } => "EHELPER",
+            RuntimeError::Seccomp(_) => "ESECCOMP",
+            RuntimeError::Hook { .. } => "EHOOK",
+            RuntimeError::Usage(_) => "EUSAGE",
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// Attaches an operation and a path to a nix error.
+pub trait PathCtx<T> {
+    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> PathCtx<T> for std::result::Result<T, Errno> {
+    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|errno| RuntimeError::Path { op, path: path.into(), errno })
+    }
+}
+
+impl<T> PathCtx<T> for std::io::Result<T> {
+    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| RuntimeError::Path { op, path: path.into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })
+    }
+}
+
+/// Attaches an operation to a nix error that has no path.
+pub trait SysCtx<T> {
+    fn op(self, op: impl Into<String>) -> Result<T>;
+}
+
+impl<T> SysCtx<T> for std::result::Result<T, Errno> {
+    fn op(self, op: impl Into<String>) -> Result<T> {
+        self.map_err(|errno| RuntimeError::Sys { op: op.into(), errno })
+    }
+}
+
+impl<T> SysCtx<T> for std::io::Result<T> {
+    fn op(self, op: impl Into<String>) -> Result<T> {
+        self.map_err(|e| RuntimeError::Sys { op: op.into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })
+    }
+}

@@ -1,0 +1,180 @@
+//! `exec`: a new process in a running container. Main forks a child that joins the init's
+//! namespaces (user first: it grants the rights to join the others; mount last: it changes our
+//! root); that child forks again so the process lands in the pid namespace, reports its pid and
+//! exits. The process reports failure on the channel; a successful execve closes the channel
+//! (close-on-exec), which is how main learns that the command runs.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
+use oci_spec::runtime::{Process, Spec};
+
+use super::error::{PathCtx, Result, RuntimeError, SysCtx};
+use super::process;
+use super::state::{ContainerState, Status};
+use super::sync::{Channel, Msg};
+use super::tty;
+use crate::error::Coded;
+
+pub struct ExecOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub console_fd: Option<OwnedFd>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+}
+
+const NS_ORDER: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+fn child_exit(ch: &Channel, r: Result<()>) -> ! {
+    if let Err(e) = r {
+        let _ = ch.send(&Msg::Error { code: e.code().into(), msg: e.to_string() });
+    }
+    // SAFETY: leave without running the parent's atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+/// Starts the process; returns its pid once it has exec'd.
+pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
+    let st = ContainerState::load(&o.root, &o.id)?;
+    let status = st.status(&o.root);
+    if status == Status::Stopped {
+        return Err(RuntimeError::BadState { id: o.id.clone(), op: "exec in", status: status.as_str().into() });
+    }
+    let terminal = o.process.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && o.console_fd.is_none() {
+        return Err(RuntimeError::Usage("--tty needs --console-socket to receive the terminal".into()));
+    }
+    let console = match (&o.console_socket, o.console_fd) {
+        (_, Some(fd)) => Some(fd),
+        (Some(p), None) => Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(p).at("connect to the console socket", p)?)),
+        _ => None,
+    };
+    // Open the namespaces now, while /proc/PID is surely the init (checked by start time above).
+    let mut join = Vec::new();
+    for (name, flag) in NS_ORDER {
+        let theirs = format!("/proc/{}/ns/{name}", st.pid);
+        let mine = format!("/proc/self/ns/{name}");
+        let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(&mine)) else { continue };
+        if a.ino() != b.ino() {
+            join.push((std::fs::File::open(&theirs).at("open", &theirs)?, flag));
+        }
+    }
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // SAFETY: plain prctl: the process becomes our child when the intermediate exits.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // SAFETY: single-threaded process (see create.rs).
+    match unsafe { nix::unistd::fork() }.op("fork")? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            process::set_name("burrow:exec");
+            let r = (|| -> Result<()> {
+                for (f, flag) in join {
+                    setns(f, flag).op(format!("setns({flag:?})"))?;
+                    if flag == CloneFlags::CLONE_NEWUSER {
+                        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+                        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+                    }
+                }
+                // SAFETY: as above.
+                match unsafe { nix::unistd::fork() }.op("fork")? {
+                    ForkResult::Child => {
+                        let r = run_process(&o.process, spec, console.as_ref().map(|c| c.as_raw_fd()), o.preserve_fds);
+                        child_exit(&child_ch, r.map(|_| ()));
+                    }
+                    ForkResult::Parent { child } => child_ch.send(&Msg::InitPid { pid: child.as_raw() }),
+                }
+            })();
+            if r.is_ok() {
+                // SAFETY: as in child_exit.
+                unsafe { libc::_exit(0) };
+            }
+            child_exit(&child_ch, r);
+        }
+        ForkResult::Parent { child } => {
+            drop(child_ch);
+            let pid = parent_ch.expect("the process id", |m| matches!(m, Msg::InitPid { .. }));
+            let _ = waitpid(child, None);
+            let Msg::InitPid { pid } = pid? else { unreachable!() };
+            match parent_ch.recv()? {
+                None => {}
+                Some(Msg::Error { code, msg }) => {
+                    let _ = waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(match code.as_str() {
+                        "ECMD_NOT_FOUND" => RuntimeError::Exec { arg0: String::new(), detail: msg, not_found: true },
+                        "ECMD_CANNOT_INVOKE" => RuntimeError::Exec { arg0: String::new(), detail: msg, not_found: false },
+                        _ => RuntimeError::Child(msg),
+                    });
+                }
+                Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
+            }
+            if let Some(p) = &o.pid_file {
+                super::create::write_pid_file(p, pid)?;
+            }
+            Ok(pid)
+        }
+    }
+}
+
+fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) -> Result<std::convert::Infallible> {
+    if let Some(c) = console {
+        tty::setup(c, p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?;
+        let _ = nix::unistd::close(c);
+    }
+    process::set_rlimits(p)?;
+    let env = process::env(p);
+    let args = p.args().clone().unwrap_or_default();
+    let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Usage("exec needs a command".into()))?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    let filter = process::build_seccomp(spec.linux().as_ref())?;
+    if !nnp {
+        process::load_seccomp(&filter)?;
+    }
+    process::switch_user(p)?;
+    nix::unistd::chdir(p.cwd().as_path()).at("chdir to the process cwd", p.cwd().as_path())?;
+    let exe = process::find_executable(&arg0, &env)?;
+    for fd in 3..3 + preserve.max(0) {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+    if nnp {
+        process::set_no_new_privs()?;
+        process::load_seccomp(&filter)?;
+    }
+    Err(process::exec(&exe, &args, &env))
+}
+
+/// Container ids' processes: every process whose pid namespace is the init's (when the
+/// container has its own), else just the init.
+pub fn container_pids(st: &ContainerState) -> Vec<i32> {
+    if !st.init_alive() {
+        return Vec::new();
+    }
+    if !st.has_pid_ns {
+        return vec![st.pid];
+    }
+    let Ok(ns) = std::fs::metadata(format!("/proc/{}/ns/pid", st.pid)).map(|m| m.ino()) else { return vec![st.pid] };
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino() == ns).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort();
+    pids
+}
+

@@ -1,0 +1,17 @@
+//! The OCI runtime: everything `burrow-runtime` does to turn a bundle into a running, isolated
+//! process. Lifecycle commands are thin files in crates/burrow-runtime over these modules.
+
+pub mod caps;
+pub mod create;
+pub mod error;
+pub mod hooks;
+pub mod idmap;
+pub mod mounts;
+pub mod paths;
+pub mod process;
+pub mod seccomp;
+pub mod state;
+pub mod sync;
+pub mod tty;
+pub mod wait;
+pub mod exec;

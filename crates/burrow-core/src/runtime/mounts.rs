@@ -1,0 +1,440 @@
+//! The container's filesystem: mounts from the config, /dev, pivot_root, masked and read-only
+//! paths. Runs in the init process, inside the new mount namespace, before the switch to the
+//! container user.
+//!
+//! Rootless differences handled here: device nodes cannot be created (mknod needs the initial
+//! user namespace), so they are bind-mounted from the host; proc, sysfs and mqueue can only be
+//! mounted when the matching namespace belongs to our user namespace, so the host's are bound
+//! instead when that fails (read-only for sysfs); a bind mount's locked flags (nosuid, nodev,
+//! noexec, ro inherited from the host) must be kept on remount or the kernel refuses it.
+
+use std::fs;
+use std::os::unix::fs::{symlink, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use super::error::{PathCtx, Result, RuntimeError};
+use super::paths::secure_join;
+
+/// What the init knows about its situation, decided before mounting.
+pub struct MountCtx<'a> {
+    pub rootfs: &'a Path,
+    /// We are in a user namespace (ours or joined): no mknod, locked mount flags.
+    pub in_userns: bool,
+    pub new_netns: bool,
+    pub new_pidns: bool,
+    pub new_ipcns: bool,
+    pub new_cgroupns: bool,
+}
+
+#[derive(Debug)]
+pub struct ParsedOptions {
+    pub flags: MsFlags,
+    pub clear: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub recursive_bind: bool,
+    pub bind: bool,
+}
+
+/// Splits OCI mount options into mount(2) flags, propagation flags and filesystem data.
+pub fn parse_options(opts: &[String]) -> ParsedOptions {
+    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false };
+    for o in opts {
+        let (set, clr) = match o.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
+            "nosymfollow" => (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "bind" => {
+                p.bind = true;
+                continue;
+            }
+            "rbind" => {
+                p.bind = true;
+                p.recursive_bind = true;
+                continue;
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                let base = match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                p.propagation = base | if o.starts_with('r') { MsFlags::MS_REC } else { MsFlags::empty() };
+                continue;
+            }
+            // Options with no mount(2) meaning here: idmapped and copy-up requests are not supported yet.
+            "idmap" | "ridmap" | "tmpcopyup" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" => continue,
+            other => {
+                p.data.push(other.to_string());
+                continue;
+            }
+        };
+        p.flags |= set;
+        p.flags &= !clr;
+        p.clear |= clr;
+    }
+    p
+}
+
+/// Flags of an existing mount that an unprivileged remount must keep.
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(s) = statvfs(path) else { return MsFlags::empty() };
+    let f = s.flags();
+    let mut m = MsFlags::empty();
+    for (ff, mf) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(ff) {
+            m |= mf;
+        }
+    }
+    m
+}
+
+/// Remounts a bind mount with `flags`, adding the flags the kernel locked on it (and retrying
+/// with them when the first attempt is refused).
+fn remount_bind(dst: &Path, flags: MsFlags) -> Result<()> {
+    let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags;
+    match mount(None::<&str>, dst, None::<&str>, base, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) | Err(Errno::EINVAL) => {
+            let locked = locked_flags(dst);
+            // Atime flags cannot be mixed; let the locked ones win.
+            let keep = if locked.intersects(MsFlags::MS_NOATIME | MsFlags::MS_RELATIME | MsFlags::MS_STRICTATIME) {
+                base & !(MsFlags::MS_NOATIME | MsFlags::MS_RELATIME | MsFlags::MS_STRICTATIME)
+            } else {
+                base
+            };
+            mount(None::<&str>, dst, None::<&str>, keep | locked, None::<&str>).at("remount", dst)
+        }
+        Err(e) => Err(e).at("remount", dst),
+    }
+}
+
+fn ensure_dir(p: &Path) -> Result<()> {
+    fs::create_dir_all(p).at("mkdir", p)
+}
+
+fn ensure_file(p: &Path) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        ensure_dir(parent)?;
+    }
+    if p.symlink_metadata().is_err() {
+        fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(p).at("create", p)?;
+    }
+    Ok(())
+}
+
+fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
+    let f = MsFlags::MS_BIND | if recursive { MsFlags::MS_REC } else { MsFlags::empty() };
+    mount(Some(src), dst, None::<&str>, f, None::<&str>).at("bind mount", format!("{} on {}", src.display(), dst.display()))
+}
+
+/// Binds a host path over `dst` read-only (fallback for proc/sysfs/mqueue/cgroup).
+fn bind_host(host: &str, dst: &Path, flags: MsFlags) -> Result<()> {
+    bind(Path::new(host), dst, true)?;
+    remount_bind(dst, flags)
+}
+
+fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().clone().unwrap_or_default();
+    let dst = secure_join(ctx.rootfs, m.destination());
+    let is_bind = opts.bind || typ == "bind";
+    let src = m.source().clone().unwrap_or_default();
+    let data = opts.data.join(",");
+    let data_opt = (!data.is_empty()).then_some(data.as_str());
+
+    if is_bind {
+        let src_meta = fs::metadata(&src).at("stat bind source", &src)?;
+        if src_meta.is_dir() {
+            ensure_dir(&dst)?;
+        } else {
+            ensure_file(&dst)?;
+        }
+        bind(&src, &dst, opts.recursive_bind)?;
+        let want = opts.flags & !MsFlags::MS_REMOUNT;
+        if !want.is_empty() {
+            remount_bind(&dst, want)?;
+        }
+    } else {
+        ensure_dir(&dst)?;
+        let flags = opts.flags;
+        let r = match typ.as_str() {
+            "cgroup" | "cgroup2" => mount_cgroup(ctx, &dst, flags),
+            _ => mount(Some(src.as_path()).filter(|s| !s.as_os_str().is_empty()).or(Some(Path::new(&typ))), &dst, Some(typ.as_str()), flags, data_opt)
+                .at("mount", format!("{typ} on {}", m.destination().display())),
+        };
+        match (r, typ.as_str()) {
+            (Ok(()), _) => {}
+            // Fallbacks when the namespace that owns the filesystem is not ours.
+            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES | Errno::EINVAL, .. }), "proc") if ctx.in_userns || !ctx.new_pidns => {
+                bind_host("/proc", &dst, flags)?
+            }
+            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "sysfs") => bind_host("/sys", &dst, flags | MsFlags::MS_RDONLY)?,
+            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "mqueue") => bind_host("/dev/mqueue", &dst, flags)?,
+            (Err(RuntimeError::Path { errno: Errno::EINVAL | Errno::EPERM, .. }), "devpts") if data.contains("gid=") => {
+                // gid=5 is not mapped in many user namespaces: mount without it.
+                let d: Vec<&str> = opts.data.iter().map(String::as_str).filter(|o| !o.starts_with("gid=")).collect();
+                mount(Some("devpts"), &dst, Some("devpts"), flags, Some(d.join(",").as_str())).at("mount", format!("devpts on {}", m.destination().display()))?
+            }
+            (Err(e), _) => return Err(e),
+        }
+    }
+    if !opts.propagation.is_empty() {
+        mount(None::<&str>, &dst, None::<&str>, opts.propagation, None::<&str>).at("set propagation", &dst)?;
+    }
+    Ok(())
+}
+
+/// cgroup2 when the host is unified and we have a cgroup namespace; otherwise the host's
+/// hierarchy bound read-only (hybrid and v1 hosts, or no cgroup namespace).
+fn mount_cgroup(ctx: &MountCtx, dst: &Path, flags: MsFlags) -> Result<()> {
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false);
+    if unified && ctx.new_cgroupns {
+        if mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>).is_ok() {
+            return Ok(());
+        }
+    }
+    match bind_host("/sys/fs/cgroup", dst, flags | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC) {
+        Ok(()) => Ok(()),
+        Err(_) if !Path::new("/sys/fs/cgroup").exists() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// Creates a device node, or binds the host's when mknod is not allowed (rootless).
+fn create_device(ctx: &MountCtx, path: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32, host: Option<&Path>) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    if !ctx.in_userns {
+        let _ = fs::remove_file(path);
+        if mknod(path, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).is_ok() {
+            nix::unistd::chown(path, Some(uid.into()), Some(gid.into())).at("chown", path)?;
+            return Ok(());
+        }
+    }
+    let default_host = PathBuf::from(format!("/dev/{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("")));
+    let host = host.map(Path::to_path_buf).unwrap_or(default_host);
+    ensure_file(path)?;
+    bind(&host, path, false)
+}
+
+fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
+    let dev = ctx.rootfs.join("dev");
+    let configured: Vec<&LinuxDevice> = spec.linux().as_ref().and_then(|l| l.devices().as_ref()).map(|d| d.iter().collect()).unwrap_or_default();
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let p = dev.join(name);
+        if configured.iter().any(|d| d.path() == &Path::new("/dev").join(name)) {
+            continue;
+        }
+        create_device(ctx, &p, SFlag::S_IFCHR, major, minor, 0o666, 0, 0, None)?;
+    }
+    for d in configured {
+        let p = secure_join(ctx.rootfs, d.path());
+        let kind = match d.typ() {
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let host = if d.typ() == LinuxDeviceType::P { None } else { Some(find_host_device(d.major() as u64, d.minor() as u64, d.path())) };
+        create_device(ctx, &p, kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid().unwrap_or(0), d.gid().unwrap_or(0), host.as_deref())?;
+    }
+    // Standard links, as every runtime makes them.
+    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        let p = dev.join(link);
+        if p.symlink_metadata().is_err() {
+            symlink(target, &p).at("symlink", &p)?;
+        }
+    }
+    if ctx.rootfs.join("proc/kcore").exists() && dev.join("core").symlink_metadata().is_err() {
+        let _ = symlink("/proc/kcore", dev.join("core"));
+    }
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts/ptmx").exists() {
+        let _ = fs::remove_file(&ptmx);
+        symlink("pts/ptmx", &ptmx).at("symlink", &ptmx)?;
+    }
+    Ok(())
+}
+
+/// The host device with the same numbers (rootless binds it); prefers the same path.
+fn find_host_device(major: u64, minor: u64, path: &Path) -> PathBuf {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let same = |p: &Path| fs::metadata(p).map(|m| (m.file_type().is_char_device() || m.file_type().is_block_device()) && m.rdev() == makedev(major, minor)).unwrap_or(false);
+    if same(path) {
+        return path.to_path_buf();
+    }
+    if let Ok(rd) = fs::read_dir("/dev") {
+        for e in rd.flatten() {
+            if same(&e.path()) {
+                return e.path();
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
+/// Prepares the root: our mounts stop propagating to the host, and the rootfs becomes a mount
+/// point (pivot_root needs one).
+pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
+    let prop = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone());
+    let flag = match prop.as_deref() {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
+        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    // First slave (or private): nothing we mount reaches the host.
+    let first = if flag == MsFlags::MS_SHARED { MsFlags::MS_SLAVE } else { flag };
+    mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>).at("make / ", "/")?;
+    bind(ctx.rootfs, ctx.rootfs, true)?;
+    Ok(())
+}
+
+pub fn mount_all(ctx: &MountCtx, spec: &Spec) -> Result<()> {
+    let mut has_dev = false;
+    for m in spec.mounts().iter().flatten() {
+        if m.destination() == Path::new("/dev") {
+            has_dev = true;
+        }
+        mount_one(ctx, m)?;
+    }
+    if has_dev || ctx.rootfs.join("dev").is_dir() {
+        setup_dev(ctx, spec)?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs `/`. pivot_root(".", ".") stacks the old root under the new one, and the
+/// detach unmounts it: no temporary directory in the image is needed.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).at("chdir", rootfs)?;
+    nix::unistd::pivot_root(".", ".").at("pivot_root", rootfs)?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).at("make old root slave", "/")?;
+    umount2(".", MntFlags::MNT_DETACH).at("unmount old root", "/")?;
+    nix::unistd::chdir("/").at("chdir", "/")
+}
+
+/// `--no-pivot`: move the rootfs over / and chroot (for ramfs roots where pivot_root fails).
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).at("chdir", rootfs)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).at("move rootfs", rootfs)?;
+    nix::unistd::chroot(".").at("chroot", rootfs)?;
+    nix::unistd::chdir("/").at("chdir", "/")
+}
+
+/// After pivot: masked paths, read-only paths, read-only root, propagation of /.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        let path = Path::new(p);
+        match fs::metadata(path) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0")).at("mask", path)?,
+            Ok(_) => match mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+                Ok(()) => {}
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e).at("mask", path),
+            },
+        }
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        let path = Path::new(p);
+        if !path.exists() {
+            continue;
+        }
+        bind(path, path, true)?;
+        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().clone()) {
+        let f = match p.as_str() {
+            "shared" | "rshared" => Some(MsFlags::MS_SHARED),
+            "unbindable" | "runbindable" => Some(MsFlags::MS_UNBINDABLE),
+            "private" | "rprivate" => Some(MsFlags::MS_PRIVATE),
+            "slave" | "rslave" => Some(MsFlags::MS_SLAVE),
+            _ => None,
+        };
+        if let Some(f) = f {
+            mount(None::<&str>, "/", None::<&str>, f | MsFlags::MS_REC, None::<&str>).at("set rootfs propagation", "/")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes sysctls under /proc/sys (after pivot, so they land in the container's namespaces).
+pub fn sysctls(spec: &Spec) -> Result<()> {
+    for (k, v) in spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        fs::write(&p, v).at("write sysctl", &p)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let p = parse_options(&s(&["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=65536k"]));
+        assert!(p.bind && p.recursive_bind);
+        assert_eq!(p.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(p.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(p.data, vec!["mode=755", "size=65536k"]);
+        let p = parse_options(&s(&["ro", "rw", "nodev", "dev"]));
+        assert_eq!(p.flags, MsFlags::empty());
+        let p = parse_options(&s(&["slave"]));
+        assert_eq!(p.propagation, MsFlags::MS_SLAVE);
+    }
+}

@@ -1,0 +1,131 @@
+//! The channel between the runtime's processes: a SOCK_SEQPACKET socketpair carrying one JSON
+//! message per packet (message boundaries for free), plus file descriptors passed with
+//! SCM_RIGHTS (the console's pty master). Explicit messages rather than signals or pipes that
+//! close: each step of container creation is acknowledged, and errors travel as data.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, RuntimeError, SysCtx};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum Msg {
+    /// intermediate → main: I have unshared the user namespace; write my id maps.
+    UsernsReady { pid: i32 },
+    /// main → intermediate: maps written.
+    MapsDone,
+    /// intermediate → main: the container's init process (pid in main's namespace).
+    InitPid { pid: i32 },
+    /// main → init: runtime-side hooks ran; set up the container. Carries the OCI state for hooks.
+    Go { state: String },
+    /// init → main: the container is created and waits for `start`.
+    Created,
+    /// any child → main: a step failed.
+    Error { code: String, msg: String },
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// A connected pair; both ends close on exec so the container process never inherits them.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).op("socketpair")?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        self.send_with_fd(m, None)
+    }
+
+    pub fn send_with_fd(&self, m: &Msg, fd: Option<RawFd>) -> Result<()> {
+        let buf = serde_json::to_vec(m).expect("messages serialise");
+        let iov = [IoSlice::new(&buf)];
+        let fds = fd.map(|f| [f]);
+        let cmsg: Vec<ControlMessage> = fds.as_ref().map(|f| vec![ControlMessage::ScmRights(f)]).unwrap_or_default();
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).op("send on the sync socket")?;
+        Ok(())
+    }
+
+    /// Receives one message; `Ok(None)` when the other side closed without sending (it died).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cbuf = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(r) => {
+                    let mut fd = None;
+                    for c in r.cmsgs().map_err(|e| RuntimeError::Sys { op: "recvmsg".into(), errno: e })? {
+                        if let ControlMessageOwned::ScmRights(v) = c {
+                            // SAFETY: the kernel just gave us these descriptors; we own them now.
+                            fd = v.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+                        }
+                    }
+                    break (r.bytes, fd);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(RuntimeError::Sys { op: "receive on the sync socket".into(), errno: e }),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let m: Msg = serde_json::from_slice(&buf[..n]).map_err(|e| RuntimeError::Child(format!("garbled message on the sync socket: {e}")))?;
+        Ok(Some((m, fd)))
+    }
+
+    /// Receives and requires a given message; an Error message becomes the error it carries.
+    pub fn expect(&self, what: &str, pred: impl Fn(&Msg) -> bool) -> Result<Msg> {
+        match self.recv()? {
+            Some(Msg::Error { msg, .. }) => Err(RuntimeError::Child(msg)),
+            Some(m) if pred(&m) => Ok(m),
+            Some(m) => Err(RuntimeError::Child(format!("protocol error: expected {what}, got {m:?}"))),
+            None => Err(RuntimeError::Child(format!("the container's process exited before {what}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_fd() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::InitPid { pid: 42 }).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid { pid: 42 }));
+        let f = std::fs::File::open("/dev/null").unwrap();
+        a.send_with_fd(&Msg::Created, Some(f.as_raw_fd())).unwrap();
+        let (m, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert_eq!(m, Msg::Created);
+        assert!(fd.is_some());
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn error_messages_become_errors() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::Error { code: "E".into(), msg: "mount failed".into() }).unwrap();
+        let e = b.expect("created", |m| *m == Msg::Created).unwrap_err();
+        assert_eq!(e.to_string(), "mount failed");
+    }
+}

@@ -1,0 +1,54 @@
+//! `create [--bundle DIR] [--console-socket PATH] [--pid-file FILE] [--no-pivot] [--preserve-fds N] ID`
+
+use std::path::PathBuf;
+
+use burrow_core::runtime::create::{create, CreateOpts};
+use burrow_core::runtime::error::Result;
+
+use super::{flags, id_of, Ctx};
+use crate::args::{Flag, Parsed};
+
+pub const FLAGS: &[Flag] = &[
+    Flag("bundle", &["b"], true),
+    Flag("console-socket", &[], true),
+    Flag("pid-file", &[], true),
+    Flag("no-pivot", &[], false),
+    Flag("no-new-keyring", &[], false),
+    Flag("preserve-fds", &[], true),
+    Flag("detach", &["d"], false),
+    Flag("keep", &[], false),
+];
+
+pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
+    let preserve_fds = match p.value("preserve-fds") {
+        Some(v) => v.parse().map_err(|_| burrow_core::runtime::error::RuntimeError::Usage(format!("--preserve-fds: not a number: {v}")))?,
+        None => 0,
+    };
+    Ok(CreateOpts {
+        root: ctx.root.clone(),
+        id,
+        bundle: p.value("bundle").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
+        pid_file: p.value("pid-file").map(absolute),
+        console_socket: p.value("console-socket").map(PathBuf::from),
+        console_fd: None,
+        preserve_fds,
+        no_pivot: p.bool("no-pivot"),
+    })
+}
+
+/// The pid file is written by us after chdir-free work, but make it absolute like runc.
+fn absolute(p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, FLAGS)?;
+    let id = id_of(&p, "create")?;
+    create(opts(ctx, &p, id)?)?;
+    Ok(0)
+}

@@ -1,0 +1,53 @@
+//! `delete [--force] ID`: a stopped or created container is removed; a running one only with
+//! --force, after SIGKILL to all its processes. Poststop hooks run last and only warn.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use burrow_core::runtime::error::{Result, RuntimeError};
+use burrow_core::runtime::exec::container_pids;
+use burrow_core::runtime::state::{container_dir, ContainerState, Status};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{flags, id_of, Ctx};
+use crate::args::Flag;
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, &[Flag("force", &["f"], false)])?;
+    let id = id_of(&p, "delete")?;
+    let st = match ContainerState::load(&ctx.root, &id) {
+        Ok(s) => s,
+        // runc: deleting a missing container with --force succeeds.
+        Err(RuntimeError::NotFound { .. }) if p.bool("force") => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let status = st.status(&ctx.root);
+    if status == Status::Running && !p.bool("force") {
+        return Err(RuntimeError::BadState { id, op: "delete", status: "running (use --force)".into() });
+    }
+    destroy(&ctx.root, &st);
+    Ok(0)
+}
+
+/// Kills whatever is left, removes the state and runs poststop hooks.
+pub fn destroy(root: &Path, st: &ContainerState) {
+    for pid in container_pids(st) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while st.init_alive() && Instant::now() < deadline {
+        // Reap it if it is ours (foreground run); otherwise wait for its parent to.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(st.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let json = st.oci_json(root).to_string();
+    let _ = std::fs::remove_dir_all(container_dir(root, &st.id));
+    if let Ok(spec) = super::start::oci_spec_load(&st.config_path) {
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+            if let Err(e) = burrow_core::runtime::hooks::run(Some(h), &json) {
+                crate::log::warn(&format!("poststop hook failed: {e}"));
+            }
+        }
+    }
+}

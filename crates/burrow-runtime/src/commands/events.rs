@@ -1,0 +1,56 @@
+//! `events [--stats] [--interval 5s] ID`: statistics as runc prints them. Without a delegated
+//! cgroup (rootless on cgroup v1, or no delegation) only the pids count is known; the other
+//! fields are present and zero, and `burrow stats` (the CLI) says why.
+
+use std::time::Duration;
+
+use burrow_core::runtime::error::{Result, RuntimeError};
+use burrow_core::runtime::exec::container_pids;
+use burrow_core::runtime::state::{ContainerState, Status};
+
+use super::{flags, id_of, Ctx};
+use crate::args::Flag;
+
+fn stats(st: &ContainerState) -> serde_json::Value {
+    let pids = container_pids(st);
+    serde_json::json!({
+        "type": "stats",
+        "id": st.id,
+        "data": {
+            "cpu": { "usage": { "total": 0, "kernel": 0, "user": 0 }, "throttling": {} },
+            "memory": { "usage": { "usage": 0, "limit": 0 }, "raw": {} },
+            "pids": { "current": pids.len() },
+            "blkio": {},
+            "hugetlb": {},
+        }
+    })
+}
+
+fn parse_interval(s: &str) -> Result<Duration> {
+    let bad = || RuntimeError::Usage(format!("--interval: {s:?} is not a duration like 5s or 500ms"));
+    let (n, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(60 * n),
+        _ => return Err(bad()),
+    })
+}
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, &[Flag("stats", &[], false), Flag("interval", &[], true)])?;
+    let id = id_of(&p, "events")?;
+    let interval = parse_interval(p.value("interval").unwrap_or("5s"))?;
+    loop {
+        let st = ContainerState::load(&ctx.root, &id)?;
+        if st.status(&ctx.root) == Status::Stopped {
+            return Err(RuntimeError::BadState { id, op: "get events of", status: "stopped".into() });
+        }
+        println!("{}", stats(&st));
+        if p.bool("stats") {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
+    }
+}

@@ -1,0 +1,147 @@
+//! `exec [flags] ID [COMMAND ARGS...]` or `exec --process FILE ID`: a new process in the
+//! container. Without --detach, supervise it and return its status.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use burrow_core::runtime::create::load_spec_file;
+use burrow_core::runtime::error::{PathCtx, Result, RuntimeError, SysCtx};
+use burrow_core::runtime::exec::{exec, ExecOpts};
+use burrow_core::runtime::state::ContainerState;
+use burrow_core::runtime::{tty, wait};
+use oci_spec::runtime::{Capability, Process};
+
+use super::{flags, id_of, Ctx};
+use crate::args::Flag;
+
+const FLAGS: &[Flag] = &[
+    Flag("console-socket", &[], true),
+    Flag("cwd", &[], true),
+    Flag("env", &["e"], true),
+    Flag("tty", &["t"], false),
+    Flag("user", &["u"], true),
+    Flag("additional-gids", &["g"], true),
+    Flag("process", &["p"], true),
+    Flag("detach", &["d"], false),
+    Flag("pid-file", &[], true),
+    Flag("process-label", &[], true),
+    Flag("apparmor", &[], true),
+    Flag("no-new-privs", &[], false),
+    Flag("cap", &["c"], true),
+    Flag("preserve-fds", &[], true),
+    Flag("cgroup", &[], true),
+    Flag("ignore-paused", &[], false),
+];
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, FLAGS)?;
+    let id = id_of(&p, "exec")?;
+    let st = ContainerState::load(&ctx.root, &id)?;
+    let spec = load_spec_file(&st.config_path)?;
+    let mut process: Process = match p.value("process") {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).at("read", file)?;
+            serde_json::from_str(&text).map_err(|e| RuntimeError::Spec { path: file.into(), detail: e.to_string() })?
+        }
+        None => {
+            let mut pr = spec.process().clone().unwrap_or_default();
+            let cmd: Vec<String> = p.positional[1..].to_vec();
+            if cmd.is_empty() {
+                return Err(RuntimeError::Usage("exec: a command is required (or --process FILE)".into()));
+            }
+            pr.set_args(Some(cmd));
+            pr.set_terminal(Some(p.bool("tty")));
+            pr.set_console_size(None);
+            pr
+        }
+    };
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in p.values("env") {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(e);
+    }
+    process.set_env(Some(env));
+    if let Some(c) = p.value("cwd") {
+        process.set_cwd(PathBuf::from(c));
+    }
+    if let Some(u) = p.value("user") {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let user = process.user_mut();
+        user.set_uid(uid.parse().map_err(|_| RuntimeError::Usage(format!("--user: {u}: want UID[:GID]")))?);
+        user.set_gid(gid.parse().map_err(|_| RuntimeError::Usage(format!("--user: {u}: want UID[:GID]")))?);
+    }
+    let gids = p.values("additional-gids");
+    if !gids.is_empty() {
+        let g: Result<Vec<u32>> = gids.iter().map(|g| g.parse().map_err(|_| RuntimeError::Usage(format!("--additional-gids: {g}")))).collect();
+        process.user_mut().set_additional_gids(Some(g?));
+    }
+    if p.bool("no-new-privs") {
+        process.set_no_new_privileges(Some(true));
+    }
+    let add_caps = p.values("cap");
+    if !add_caps.is_empty() {
+        let mut caps = process.capabilities().clone().unwrap_or_default();
+        for c in &add_caps {
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(c.clone())).map_err(|_| RuntimeError::Usage(format!("--cap: unknown capability {c}")))?;
+            let mut b = caps.bounding().clone().unwrap_or_default();
+            b.insert(cap);
+            caps.set_bounding(Some(b));
+            let mut e = caps.effective().clone().unwrap_or_default();
+            e.insert(cap);
+            caps.set_effective(Some(e));
+            let mut pm = caps.permitted().clone().unwrap_or_default();
+            pm.insert(cap);
+            caps.set_permitted(Some(pm));
+        }
+        process.set_capabilities(Some(caps));
+    }
+    let detach = p.bool("detach");
+    let terminal = process.terminal().unwrap_or(false);
+    let mut peer: Option<OwnedFd> = None;
+    let mut console_fd = None;
+    if terminal && p.value("console-socket").is_none() && !detach {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .op("socketpair")?;
+        console_fd = Some(b);
+        peer = Some(a);
+    }
+    let preserve_fds = p.value("preserve-fds").map(|v| v.parse().unwrap_or(0)).unwrap_or(0);
+    let o = ExecOpts {
+        root: ctx.root.clone(),
+        id,
+        process,
+        console_socket: p.value("console-socket").map(PathBuf::from),
+        console_fd,
+        pid_file: p.value("pid-file").map(PathBuf::from),
+        preserve_fds,
+    };
+    let sfd = if detach { None } else { Some(wait::block_signals()?) };
+    let pid = match exec(o, &spec) {
+        Ok(pid) => pid,
+        Err(e) => {
+            if matches!(e, RuntimeError::Exec { not_found: true, .. }) && !detach {
+                crate::log::error(&e);
+                return Ok(127);
+            }
+            if matches!(e, RuntimeError::Exec { not_found: false, .. }) && !detach {
+                crate::log::error(&e);
+                return Ok(126);
+            }
+            return Err(e);
+        }
+    };
+    if detach {
+        return Ok(0);
+    }
+    let master = match &peer {
+        Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),
+        None => None,
+    };
+    wait::supervise(pid, sfd.expect("signals blocked"), master)
+}

@@ -1,0 +1,56 @@
+//! `run [create flags] [--detach] ID`: create and start; in the foreground, supervise the
+//! process (signals forwarded, terminal relayed), delete the container when it exits and return
+//! its status.
+
+use std::os::fd::OwnedFd;
+
+use burrow_core::runtime::create::{create, start};
+use burrow_core::runtime::error::{Result, SysCtx};
+use burrow_core::runtime::{tty, wait};
+
+use super::{create::FLAGS, flags, id_of, Ctx};
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, FLAGS)?;
+    let id = id_of(&p, "run")?;
+    let detach = p.bool("detach");
+    let mut o = super::create::opts(ctx, &p, id.clone())?;
+    // In the foreground without a console socket, we hold the terminal ourselves.
+    let mut console_peer: Option<OwnedFd> = None;
+    if !detach && o.console_socket.is_none() && wants_terminal(&o.bundle) {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .op("socketpair")?;
+        o.console_fd = Some(b);
+        console_peer = Some(a);
+    }
+    let created = create(o)?;
+    let master = match &console_peer {
+        Some(peer) => Some(tty::recv_fd(std::os::fd::AsRawFd::as_raw_fd(peer))?),
+        None => None,
+    };
+    drop(console_peer);
+    if detach {
+        start(&ctx.root, &id)?;
+        super::start::poststart(&created.state, &ctx.root);
+        return Ok(0);
+    }
+    // Block signals only now: the container's process must not inherit a blocked mask.
+    let sfd = wait::block_signals()?;
+    start(&ctx.root, &id)?;
+    super::start::poststart(&created.state, &ctx.root);
+    let code = wait::supervise(created.state.pid, sfd, master)?;
+    super::delete::destroy(&ctx.root, &created.state);
+    Ok(code)
+}
+
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    burrow_core::runtime::create::load_spec(bundle)
+        .ok()
+        .and_then(|(s, _)| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}

@@ -1,0 +1,54 @@
+//! Error and debug output: text on stderr, and with `--log FILE` also appended to that file,
+//! as JSON lines when `--log-format json` (what containerd and podman read back).
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use burrow_core::error::Coded;
+use burrow_core::runtime::error::RuntimeError;
+
+pub struct LogConfig {
+    pub file: Option<String>,
+    pub json: bool,
+    pub debug: bool,
+}
+
+static CONFIG: OnceLock<LogConfig> = OnceLock::new();
+
+pub fn init(c: LogConfig) {
+    let _ = CONFIG.set(c);
+}
+
+fn write_file(level: &str, msg: &str, code: Option<&str>) {
+    let Some(c) = CONFIG.get() else { return };
+    let Some(path) = &c.file else { return };
+    let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) else { return };
+    let line = if c.json {
+        let mut v = serde_json::json!({ "level": level, "msg": msg, "time": burrow_core::runtime::state::now_rfc3339() });
+        if let Some(code) = code {
+            v["code"] = code.into();
+        }
+        v.to_string()
+    } else {
+        format!("time=\"{}\" level={level} msg=\"{}\"", burrow_core::runtime::state::now_rfc3339(), msg.replace('"', "\\\""))
+    };
+    let _ = writeln!(f, "{line}");
+}
+
+pub fn error(e: &RuntimeError) {
+    let msg = e.to_string();
+    eprintln!("burrow-runtime: {msg}");
+    write_file("error", &msg, Some(e.code()));
+}
+
+pub fn debug(msg: &str) {
+    if CONFIG.get().is_some_and(|c| c.debug) {
+        eprintln!("burrow-runtime: debug: {msg}");
+        write_file("debug", msg, None);
+    }
+}
+
+pub fn warn(msg: &str) {
+    eprintln!("burrow-runtime: warning: {msg}");
+    write_file("warning", msg, None);
+}
