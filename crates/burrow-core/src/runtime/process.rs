@@ -204,7 +204,11 @@ mod tests {
         assert!(find_executable("sh", &env).unwrap().ends_with("sh"));
         let e = find_executable("no-such-command-xyz", &env).unwrap_err();
         assert!(matches!(e, RuntimeError::Exec { not_found: true, .. }));
-        let e = find_executable("/etc/hostname", &env).unwrap_err();
+        let t = tempfile::tempdir().unwrap();
+        let plain = t.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = find_executable(plain.to_str().unwrap(), &env).unwrap_err();
         assert!(matches!(e, RuntimeError::Exec { not_found: false, .. }), "{e}");
         let e = find_executable("/etc", &env).unwrap_err();
         assert!(e.to_string().contains("directory"));
