@@ -1,0 +1,281 @@
+/**
+ * burrow-runtime as runc's users drive it: bundles built from busybox-static, run as root and
+ * (test/run.mjs) as the unprivileged test user. Everything is observed from inside the
+ * container (its own /proc) or through the runtime's CLI.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { IS_ROOT, ROOT } from './helpers';
+// @ts-expect-error plain ESM harness module without types
+import { makeBundle, makeRootfs, ownSubuid, RUNTIME } from '../harness/bundle.mjs';
+
+type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rt-test-'));
+const stateRoot = path.join(work, 'state');
+const rootfsCache = path.join(work, 'cache');
+makeRootfs(rootfsCache);
+let n = 0;
+
+afterAll(() => {
+  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+interface Out {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the runtime. A created or detached container keeps the stdio it was given (runc's
+ * pass-through), so output goes to files rather than pipes a synchronous spawn would wait on.
+ */
+function rt(args: string[]): Out {
+  const out = path.join(work, `out-${++n}`);
+  const err = path.join(work, `err-${n}`);
+  const fo = fs.openSync(out, 'w');
+  const fe = fs.openSync(err, 'w');
+  try {
+    const r = spawnSync(RUNTIME, ['--root', stateRoot, ...args], { stdio: ['ignore', fo, fe], timeout: 30_000 });
+    if (r.error) throw r.error;
+    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
+  } finally {
+    fs.closeSync(fo);
+    fs.closeSync(fe);
+  }
+}
+
+/** A fresh bundle sharing one rootfs copy per test (cp -a keeps it cheap and isolated). */
+function bundle(args: string[], edit?: (c: Config) => void, terminal = false, files: Record<string, string> = {}): { dir: string; id: string; config: Config } {
+  const id = `t${++n}-${process.pid}`;
+  const dir = path.join(work, id);
+  fs.mkdirSync(dir);
+  spawnSync('cp', ['-a', path.join(rootfsCache, 'rootfs'), dir]);
+  for (const [p, content] of Object.entries(files)) {
+    const full = path.join(dir, 'rootfs', p);
+    fs.mkdirSync(path.dirname(full), { recursive: true });
+    if (p.endsWith('/')) fs.mkdirSync(full, { recursive: true });
+    else fs.writeFileSync(full, content);
+  }
+  const config = makeBundle(dir, { args, terminal, edit }) as Config;
+  return { dir, id, config };
+}
+
+function run(args: string[], edit?: (c: Config) => void, files: Record<string, string> = {}): Out {
+  const b = bundle(args, edit, false, files);
+  return rt(['run', '--bundle', b.dir, b.id]);
+}
+
+function waitFor(pred: () => boolean, ms = 10_000): void {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    spawnSync('sleep', ['0.02']);
+  }
+}
+
+describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  it('propagates exit statuses 0 and 42', () => {
+    expect(run(['true']).code).toBe(0);
+    const r = run(['sh', '-c', 'echo out; echo err >&2; exit 42']);
+    expect(r.code).toBe(42);
+    expect(r.stdout).toBe('out\n');
+    expect(r.stderr).toBe('err\n');
+  });
+
+  it('reports 137 after SIGKILL and 143 after SIGTERM', async () => {
+    // A pid namespace's init ignores SIGTERM without a handler, as with runc and Docker; the
+    // SIGTERM case therefore runs without a pid namespace.
+    for (const [sig, code, pidns] of [['KILL', 137, true], ['TERM', 143, false]] as const) {
+      const b = bundle(['sleep', '30'], (c) => {
+        if (!pidns) c.linux.namespaces = c.linux.namespaces.filter((x: { type: string }) => x.type !== 'pid');
+      });
+      const child = spawn(RUNTIME, ['--root', stateRoot, 'run', '--bundle', b.dir, b.id], { stdio: 'ignore' });
+      const exited = new Promise<number>((res) => child.on('exit', (c, s) => res(c ?? 128 + (s === 'SIGKILL' ? 9 : 15))));
+      waitFor(() => rt(['state', b.id]).stdout.includes('"running"'));
+      expect(rt(['kill', b.id, sig]).code).toBe(0);
+      expect(await exited).toBe(code);
+      expect(rt(['state', b.id]).code).toBe(1); // `run` deleted it
+    }
+  });
+
+  it('the process is pid 1 and sees no host processes', () => {
+    const r = run(['sh', '-c', 'echo $$; ls /proc | grep -c "^[0-9]"']);
+    expect(r.code).toBe(0);
+    const [pid, count] = r.stdout.trim().split('\n').map(Number);
+    expect(pid).toBe(1);
+    // sh, ls and grep at most; the host has many more.
+    expect(count).toBeLessThanOrEqual(3);
+    expect(fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).length).toBeGreaterThan(10);
+  });
+
+  it('applies the hostname and domainname', () => {
+    const r = run(['sh', '-c', 'hostname; cat /proc/sys/kernel/domainname'], (c) => {
+      c.hostname = 'burrow-box';
+      c.domainname = 'example.test';
+    });
+    expect(r.stdout).toBe('burrow-box\nexample.test\n');
+  });
+
+  it('writes the configured uid/gid mappings (subordinate ranges through newuidmap when unprivileged)', () => {
+    const uid = process.getuid!();
+    const gid = process.getgid!();
+    const sub = ownSubuid('/etc/subuid');
+    const subg = ownSubuid('/etc/subgid');
+    const maps = (own: number, s: { start: number } | null) => (s && !IS_ROOT ? [{ containerID: 0, hostID: own, size: 1 }, { containerID: 1, hostID: s.start, size: 1000 }] : [{ containerID: 0, hostID: own, size: 1 }]);
+    const r = run(['sh', '-c', 'cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; id'], (c) => {
+      c.linux.uidMappings = maps(uid, sub);
+      c.linux.gidMappings = maps(gid, subg);
+    });
+    expect(r.code).toBe(0);
+    const [um, gm, id] = r.stdout.split('--\n');
+    const rows = (t: string) => t.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+    expect(rows(um!)).toEqual(maps(uid, sub).map((m) => [m.containerID, m.hostID, m.size]));
+    expect(rows(gm!)).toEqual(maps(gid, subg).map((m) => [m.containerID, m.hostID, m.size]));
+    expect(id).toMatch(/^uid=0\(root\) gid=0\(root\)/);
+    if (!IS_ROOT) expect(sub).not.toBeNull(); // the harness gives the test user a range
+  });
+
+  it('runs as the configured user with additional groups', () => {
+    const sub = ownSubuid('/etc/subuid');
+    if (!IS_ROOT && !sub) return;
+    const r = run(['sh', '-c', 'id -u; id -g; id -G; umask'], (c) => {
+      if (!IS_ROOT) {
+        c.linux.uidMappings = [{ containerID: 0, hostID: process.getuid!(), size: 1 }, { containerID: 1, hostID: sub!.start, size: 2000 }];
+        c.linux.gidMappings = [{ containerID: 0, hostID: process.getgid!(), size: 1 }, { containerID: 1, hostID: ownSubuid('/etc/subgid')!.start, size: 2000 }];
+      } else {
+        c.linux.uidMappings = [{ containerID: 0, hostID: 0, size: 2000 }];
+        c.linux.gidMappings = [{ containerID: 0, hostID: 0, size: 2000 }];
+      }
+      c.process.user = { uid: 1000, gid: 1001, additionalGids: [1002, 1003], umask: 0o027 };
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual(['1000', '1001', '1001 1002 1003', '0027', '']);
+  });
+
+  it('a read-only rootfs rejects writes', () => {
+    const r = run(['sh', '-c', 'touch /newfile; echo status=$?'], (c) => (c.root.readonly = true));
+    expect(r.stdout).toBe('status=1\n');
+    expect(r.stderr).toMatch(/Read-only file system/);
+  });
+
+  it('masked paths are unreadable and read-only paths refuse writes', () => {
+    const r = run(['sh', '-c', 'cat /etc/secret; echo "[$(ls /etc/secretdir)]"; echo x > /etc/rodir/f; echo status=$?'], (c) => {
+      c.linux.maskedPaths = ['/etc/secret', '/etc/secretdir', '/does/not/exist'];
+      c.linux.readonlyPaths = ['/etc/rodir'];
+    }, { '/etc/secret': 'SECRET\n', '/etc/secretdir/inside': 'x', '/etc/rodir/': '' });
+    expect(r.stdout).toBe('[]\nstatus=1\n');
+    expect(r.stderr).toMatch(/Read-only file system/);
+  });
+
+  it('capabilities in /proc/self/status equal the config', () => {
+    const r = run(['sh', '-c', 'grep ^Cap /proc/self/status'], (c) => {
+      c.process.capabilities = {
+        bounding: ['CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'],
+        effective: ['CAP_CHOWN', 'CAP_KILL'],
+        permitted: ['CAP_CHOWN', 'CAP_KILL'],
+        inheritable: ['CAP_KILL'],
+        ambient: ['CAP_KILL'],
+      };
+    });
+    const caps = Object.fromEntries(r.stdout.trim().split('\n').map((l) => l.split(':\t')));
+    // Bits: CHOWN 0, KILL 5, NET_BIND_SERVICE 10. sh is exec'd by uid 0 so permitted stays.
+    expect(caps).toEqual({ CapInh: '0000000000000020', CapPrm: '0000000000000021', CapEff: '0000000000000021', CapBnd: '0000000000000421', CapAmb: '0000000000000020' });
+  });
+
+  it('seccomp denies a denied syscall with the configured errno', () => {
+    const r = run(['sh', '-c', 'mkdir /tmp/a; echo status=$?; touch /tmp/b && echo touched'], (c) => {
+      c.linux.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'],
+        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 95 }],
+      };
+    });
+    expect(r.stdout).toBe('status=1\ntouched\n');
+    expect(r.stderr).toMatch(/Operation not supported/); // strerror(95)
+  });
+
+  it('a console-socket run gets a real tty of the configured size', async () => {
+    const b = bundle(['sh', '-c', 'tty; stty size'], (c) => (c.process.consoleSize = { height: 30, width: 100 }), true);
+    const sock = path.join(work, `${b.id}.sock`);
+    const recv = spawn('python3', [path.join(ROOT, 'test', 'harness', 'recvtty.py'), sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    recv.stdout.on('data', (d) => (out += d));
+    const done = new Promise((res) => recv.on('exit', res));
+    waitFor(() => fs.existsSync(sock));
+    const c = rt(['create', '--bundle', b.dir, '--console-socket', sock, b.id]);
+    expect(c.stderr).toBe('');
+    expect(rt(['start', b.id]).code).toBe(0);
+    await done;
+    expect(out.replace(/\r/g, '')).toBe('ready\n/dev/pts/0\n30 100\n');
+    rt(['delete', '--force', b.id]);
+  });
+
+  it('a terminal config without --console-socket is refused with the reason', () => {
+    const b = bundle(['true'], undefined, true);
+    const r = rt(['create', '--bundle', b.dir, b.id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--console-socket is required/);
+    expect(rt(['state', b.id]).code).toBe(1); // nothing left behind
+  });
+
+  it('create / start / state / kill / delete round trip, with pid file, ps and list', () => {
+    const b = bundle(['sleep', '30']);
+    const pidFile = path.join(work, `${b.id}.pid`);
+    expect(rt(['create', '--bundle', b.dir, '--pid-file', pidFile, b.id]).code).toBe(0);
+    const created = JSON.parse(rt(['state', b.id]).stdout);
+    expect(created).toMatchObject({ ociVersion: expect.any(String), id: b.id, status: 'created', bundle: b.dir });
+    expect(created.pid).toBe(Number(fs.readFileSync(pidFile, 'utf8')));
+    // The created container waits: its command has not run yet.
+    expect(fs.readFileSync(`/proc/${created.pid}/comm`, 'utf8').trim()).toBe('burrow:init');
+    expect(rt(['start', b.id]).code).toBe(0);
+    waitFor(() => fs.readFileSync(`/proc/${created.pid}/comm`, 'utf8').trim() === 'sleep');
+    expect(JSON.parse(rt(['state', b.id]).stdout).status).toBe('running');
+    expect(rt(['start', b.id]).stderr).toMatch(/cannot start container .* it is running/);
+    expect(JSON.parse(rt(['ps', '--format', 'json', b.id]).stdout)).toEqual([created.pid]);
+    expect(rt(['list', '-q']).stdout.split('\n')).toContain(b.id);
+    expect(rt(['delete', b.id]).stderr).toMatch(/running \(use --force\)/);
+    expect(rt(['kill', b.id, 'KILL']).code).toBe(0);
+    waitFor(() => JSON.parse(rt(['state', b.id]).stdout).status === 'stopped');
+    expect(rt(['kill', b.id]).code).toBe(1);
+    expect(rt(['delete', b.id]).code).toBe(0);
+    const gone = rt(['state', b.id]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/does not exist/);
+  });
+
+  it('exec runs in the container and returns its status; 127 for a missing command', () => {
+    const b = bundle(['sleep', '30'], (c) => (c.hostname = 'exec-host'));
+    expect(rt(['run', '--detach', '--bundle', b.dir, b.id]).code).toBe(0);
+    const r = rt(['exec', '--env', 'GREETING=hi', b.id, 'sh', '-c', 'echo $GREETING from $(hostname); ls /proc | grep -c "^[0-9]"; exit 7']);
+    expect(r.code).toBe(7);
+    const [line, count] = r.stdout.trim().split('\n');
+    expect(line).toBe('hi from exec-host');
+    expect(Number(count)).toBeLessThanOrEqual(4); // sleep, sh, ls, grep: same pid namespace
+    const missing = rt(['exec', b.id, 'no-such-command']);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toMatch(/executable file not found/);
+    rt(['delete', '--force', b.id]);
+  });
+
+  it('refuses bad input with clear errors and leaves nothing behind', () => {
+    const empty = fs.mkdtempSync(path.join(work, 'empty-'));
+    const r = rt(['create', '--bundle', empty, 'x1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/config\.json/);
+    expect(rt(['state', 'x1']).code).toBe(1);
+    expect(rt(['create', '--bundle', empty, '../evil']).stderr).toMatch(/invalid container id/);
+    const b = bundle(['sleep', '30']);
+    expect(rt(['create', '--bundle', b.dir, b.id]).code).toBe(0);
+    expect(rt(['create', '--bundle', b.dir, b.id]).stderr).toMatch(/already exists/);
+    rt(['delete', '--force', b.id]);
+    const nf = run(['/bin/no-such-binary']);
+    expect(nf.code).toBe(1);
+    expect(nf.stderr).toMatch(/no-such-binary.*no such file/);
+  });
+});
