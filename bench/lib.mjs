@@ -51,10 +51,12 @@ function quote(a) {
  * [{ name, median, mean, stddev }] in milliseconds.
  */
 export function hyperfine(commands, { runs = 15, warmup = 3 } = {}) {
-  const out = path.join(os.tmpdir(), `burrow-bench-${process.pid}.json`);
+  const out = path.join(os.tmpdir(), `burrow-bench-${process.pid}-${Date.now()}.json`);
   const args = ['-N', '--style', 'basic', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out];
-  for (const c of commands) args.push('--command-name', c.name, asUser(c.argv).map(quote).join(' '));
-  execFileSync('hyperfine', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  for (const c of commands) args.push('--command-name', c.name, c.argv.map(quote).join(' '));
+  // hyperfine itself runs as the bench user, so that no wrapper is inside the timed commands.
+  const argv = asUser(['hyperfine', ...args]);
+  execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
   const j = JSON.parse(fs.readFileSync(out, 'utf8'));
   fs.rmSync(out, { force: true });
   return j.results.map((r) => ({ name: r.command, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000 }));

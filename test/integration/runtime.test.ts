@@ -233,6 +233,15 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     expect(created.pid).toBe(Number(fs.readFileSync(pidFile, 'utf8')));
     // The created container waits: its command has not run yet.
     expect(fs.readFileSync(`/proc/${created.pid}/comm`, 'utf8').trim()).toBe('burrow:init');
+    // CVE-2019-5736 class: when the caller could write the runtime binary, so could the
+    // container's root; the waiting init then runs from a sealed memfd copy, not the file.
+    let writable = true;
+    try {
+      fs.accessSync(RUNTIME, fs.constants.W_OK);
+    } catch {
+      writable = false;
+    }
+    expect(fs.readlinkSync(`/proc/${created.pid}/exe`)).toMatch(writable ? /^\/memfd:burrow-runtime/ : new RegExp(`^${RUNTIME}$`));
     expect(rt(['start', b.id]).code).toBe(0);
     waitFor(() => fs.readFileSync(`/proc/${created.pid}/comm`, 'utf8').trim() === 'sleep');
     expect(JSON.parse(rt(['state', b.id]).stdout).status).toBe('running');

@@ -194,7 +194,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             bundle: bundle.clone(),
             rootfs: rootfs.clone(),
             created: state::now_rfc3339(),
-            owner: nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_default(),
+            // runc leaves it empty too; a passwd look-up would cost NSS calls on every start.
+            owner: String::new(),
             annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             init_start_time: state::proc_start_time(init_pid).unwrap_or(0),
             has_pid_ns: plan.create.contains(CloneFlags::CLONE_NEWPID) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID),

@@ -10,6 +10,7 @@ pub mod mounts;
 pub mod paths;
 pub mod process;
 pub mod seccomp;
+pub mod selfclone;
 pub mod state;
 pub mod sync;
 pub mod tty;

@@ -26,12 +26,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if status == Status::Running && !p.bool("force") {
         return Err(RuntimeError::BadState { id, op: "delete", status: "running (use --force)".into() });
     }
-    destroy(&ctx.root, &st);
+    destroy(&ctx.root, &st, None);
     Ok(0)
 }
 
 /// Kills whatever is left, removes the state and runs poststop hooks.
-pub fn destroy(root: &Path, st: &ContainerState) {
+/// `spec` saves a parse when the caller has it (a foreground `run`).
+pub fn destroy(root: &Path, st: &ContainerState, spec: Option<&oci_spec::runtime::Spec>) {
     for pid in container_pids(st) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -43,7 +44,15 @@ pub fn destroy(root: &Path, st: &ContainerState) {
     }
     let json = st.oci_json(root).to_string();
     let _ = std::fs::remove_dir_all(container_dir(root, &st.id));
-    if let Ok(spec) = super::start::oci_spec_load(&st.config_path) {
+    let loaded;
+    let spec = match spec {
+        Some(s) => Some(s),
+        None => {
+            loaded = super::start::oci_spec_load(&st.config_path).ok();
+            loaded.as_ref()
+        }
+    };
+    if let Some(spec) = spec {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
             if let Err(e) = burrow_core::runtime::hooks::run(Some(h), &json) {
                 crate::log::warn(&format!("poststop hook failed: {e}"));

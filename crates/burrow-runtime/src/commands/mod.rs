@@ -107,6 +107,10 @@ pub fn dispatch(args: &[String]) -> i32 {
         eprint!("{USAGE}");
         return if g.has("help") { 0 } else { 1 };
     };
+    if matches!(cmd.as_str(), "create" | "run" | "exec") {
+        // Before any namespace is joined: see burrow_core::runtime::selfclone.
+        burrow_core::runtime::selfclone::ensure();
+    }
     let ctx = Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root) };
     let r: Result<i32> = match cmd.as_str() {
         "create" => create::main(&ctx, cmd_args),

@@ -29,6 +29,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         console_peer = Some(a);
     }
     let created = create(o)?;
+    crate::log::debug(&format!("created {id}: init pid {}", created.state.pid));
     let master = match &console_peer {
         Some(peer) => Some(tty::recv_fd(std::os::fd::AsRawFd::as_raw_fd(peer))?),
         None => None,
@@ -36,15 +37,15 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     drop(console_peer);
     if detach {
         start(&ctx.root, &id)?;
-        super::start::poststart(&created.state, &ctx.root);
+        super::start::poststart_with(&created.state, &ctx.root, &created.spec);
         return Ok(0);
     }
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
-    super::start::poststart(&created.state, &ctx.root);
+    super::start::poststart_with(&created.state, &ctx.root, &created.spec);
     let code = wait::supervise(created.state.pid, sfd, master)?;
-    super::delete::destroy(&ctx.root, &created.state);
+    super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     Ok(code)
 }
 

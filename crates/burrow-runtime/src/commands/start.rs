@@ -16,6 +16,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
 /// Poststart hooks only warn on failure (runtime spec).
 pub fn poststart(st: &burrow_core::runtime::state::ContainerState, root: &std::path::Path) {
     if let Ok(spec) = oci_spec_load(&st.config_path) {
+        poststart_with(st, root, &spec);
+    }
+}
+
+pub fn poststart_with(st: &burrow_core::runtime::state::ContainerState, root: &std::path::Path, spec: &oci_spec::runtime::Spec) {
+    {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
             if let Err(e) = burrow_core::runtime::hooks::run(Some(h), &st.oci_json(root).to_string()) {
                 crate::log::warn(&format!("poststart hook failed: {e}"));
