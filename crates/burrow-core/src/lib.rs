@@ -6,6 +6,7 @@
 //! DESIGN.md, "the fork problem").
 
 pub mod error;
+pub mod image;
 pub mod paths;
 pub mod probe;
 pub mod runtime;

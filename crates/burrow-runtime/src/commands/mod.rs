@@ -21,6 +21,7 @@ mod run;
 mod spec;
 mod start;
 mod state;
+mod unpack;
 mod unsupported;
 
 /// What every command gets from the global flags.
@@ -57,6 +58,7 @@ commands:
   events     print a container's statistics (--stats)
   spec       write a template config.json (--rootless)
   features   print the runtime's features as JSON
+  unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   update, pause, resume, checkpoint, restore: not supported
 
 global flags:
@@ -127,6 +129,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         "features" => features::main(),
         "update" | "pause" | "resume" | "checkpoint" | "restore" => unsupported::main(cmd),
         "probe-ns" => Ok(probe_ns::main(cmd_args)),
+        "unpack" => unpack::main(cmd_args),
         "version" => {
             print_version();
             Ok(0)
