@@ -330,6 +330,10 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         nix::unistd::chroot(a.rootfs).at("chroot", a.rootfs)?;
         nix::unistd::chdir("/").at("chdir", "/")?;
     }
+    if has(CloneFlags::CLONE_NEWNET) && plan.create.contains(CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with lo down; every runtime brings it up.
+        super::net::loopback_up()?;
+    }
     mounts::sysctls(spec)?;
     if let Some(h) = spec.hostname() {
         if !has(CloneFlags::CLONE_NEWUTS) {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod hooks;
 pub mod idmap;
 pub mod mounts;
+pub mod net;
 pub mod paths;
 pub mod process;
 pub mod seccomp;

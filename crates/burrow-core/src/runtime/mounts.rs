@@ -331,8 +331,34 @@ pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
     // First slave (or private): nothing we mount reaches the host.
     let first = if flag == MsFlags::MS_SHARED { MsFlags::MS_SLAVE } else { flag };
     mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>).at("make / ", "/")?;
-    bind(ctx.rootfs, ctx.rootfs, true)?;
+    let ann = spec.annotations().as_ref();
+    if let Some(opts) = ann.and_then(|a| a.get(OVERLAY_ANNOTATION)) {
+        mount_overlay_rootfs(ctx, opts, ann.and_then(|a| a.get(OVERLAY_CWD_ANNOTATION)).map(String::as_str))?;
+    } else {
+        bind(ctx.rootfs, ctx.rootfs, true)?;
+    }
     Ok(())
+}
+
+/// Annotation with overlay mount options for the rootfs, set by the burrow CLI: the union of
+/// the image's layers and the container's writable layer is mounted here, inside the
+/// container's user and mount namespaces, where an unprivileged user may mount overlay.
+pub const OVERLAY_ANNOTATION: &str = "run.burrow.rootfs.overlay";
+/// Directory that relative `lowerdir` paths are relative to: keeps the options under the
+/// kernel's one-page limit for images with many layers.
+pub const OVERLAY_CWD_ANNOTATION: &str = "run.burrow.rootfs.overlay.cwd";
+
+fn mount_overlay_rootfs(ctx: &MountCtx, opts: &str, cwd: Option<&str>) -> Result<()> {
+    let data = if ctx.in_userns && !opts.split(',').any(|o| o == "userxattr") { format!("{opts},userxattr") } else { opts.to_string() };
+    let here = std::env::current_dir().ok();
+    if let Some(d) = cwd {
+        nix::unistd::chdir(d).at("chdir", d)?;
+    }
+    let r = mount(Some("overlay"), ctx.rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).at("mount overlay rootfs on", ctx.rootfs);
+    if let Some(h) = here {
+        let _ = nix::unistd::chdir(&h);
+    }
+    r
 }
 
 pub fn mount_all(ctx: &MountCtx, spec: &Spec) -> Result<()> {
