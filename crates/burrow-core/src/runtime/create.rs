@@ -143,7 +143,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
     };
 
     let result = (|| -> Result<Created> {
-        let listener = UnixListener::bind(state::start_socket(&dir)).at("bind", state::start_socket(&dir))?;
+        let listener = state::with_short_path(&dir, "start.sock", |p| UnixListener::bind(p)).at("bind", state::start_socket(&dir))?;
         let console = match (&o.console_socket, o.console_fd) {
             (_, Some(fd)) => Some(fd),
             (Some(p), None) => Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(p).at("connect to the console socket", p)?)),
@@ -175,7 +175,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                         parent_ch.send(&Msg::MapsDone)?;
                     }
                     Some(Msg::InitPid { pid }) => return Ok(pid),
-                    Some(Msg::Error { msg, .. }) => return Err(RuntimeError::Child(msg)),
+                    Some(Msg::Error { code, msg }) => return Err(RuntimeError::Remote { code, msg }),
                     Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
                     None => return Err(RuntimeError::Child("the intermediate process exited before starting the container".into())),
                 }
@@ -405,7 +405,7 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
         return Err(RuntimeError::BadState { id: id.into(), op: "start", status: status.as_str().into() });
     }
     let sock = state::start_socket(&state::container_dir(root, id));
-    let conn = std::os::unix::net::UnixStream::connect(&sock).at("connect", &sock)?;
+    let conn = state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
     std::fs::remove_file(&sock).at("remove", &sock)?;
     drop(conn);
     Ok(st)

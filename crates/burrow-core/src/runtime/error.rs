@@ -27,6 +27,9 @@ pub enum RuntimeError {
     Exec { arg0: String, detail: String, not_found: bool },
     #[error("{0}")]
     Child(String),
+    /// An error a child process reported on the sync socket, with its code.
+    #[error("{msg}")]
+    Remote { code: String, msg: String },
     #[error("{helper} failed: {detail}")]
     Helper { helper: String, detail: String },
     #[error("seccomp: {0}")]
@@ -49,12 +52,22 @@ impl Coded for RuntimeError {
             RuntimeError::Exec { not_found: true, .. } => "ECMD_NOT_FOUND",
             RuntimeError::Exec { .. } => "ECMD_CANNOT_INVOKE",
             RuntimeError::Child(_) => "EINIT_FAILED",
+            RuntimeError::Remote { code, .. } => static_code(code),
             RuntimeError::Helper { .. } => "EHELPER",
             RuntimeError::Seccomp(_) => "ESECCOMP",
             RuntimeError::Hook { .. } => "EHOOK",
             RuntimeError::Usage(_) => "EUSAGE",
         }
     }
+}
+
+/// The stable code for a code string that crossed a process boundary.
+pub fn static_code(code: &str) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
+        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE",
+    ];
+    KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;

@@ -114,11 +114,7 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
                 None => {}
                 Some(Msg::Error { code, msg }) => {
                     let _ = waitpid(nix::unistd::Pid::from_raw(pid), None);
-                    return Err(match code.as_str() {
-                        "ECMD_NOT_FOUND" => RuntimeError::Exec { arg0: String::new(), detail: msg, not_found: true },
-                        "ECMD_CANNOT_INVOKE" => RuntimeError::Exec { arg0: String::new(), detail: msg, not_found: false },
-                        _ => RuntimeError::Child(msg),
-                    });
+                    return Err(RuntimeError::Remote { code, msg });
                 }
                 Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
             }

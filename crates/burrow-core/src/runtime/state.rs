@@ -82,6 +82,19 @@ pub fn start_socket(dir: &Path) -> PathBuf {
     dir.join("start.sock")
 }
 
+/// Runs `f` with a short path naming `dir/name`: socket paths are limited to 108 bytes, which
+/// a state root under a long XDG_RUNTIME_DIR plus a 64-character id exceeds. The directory is
+/// opened and named through /proc/self/fd, whose path is always short.
+pub fn with_short_path<T>(dir: &Path, name: &str, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    let full = dir.join(name);
+    if full.as_os_str().len() < 100 {
+        return f(&full);
+    }
+    let d = std::fs::File::open(dir)?;
+    use std::os::fd::AsRawFd;
+    f(Path::new(&format!("/proc/self/fd/{}/{name}", d.as_raw_fd())))
+}
+
 /// Start time of a process in clock ticks since boot; `None` when it does not exist.
 pub fn proc_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

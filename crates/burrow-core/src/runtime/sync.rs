@@ -95,7 +95,7 @@ impl Channel {
     /// Receives and requires a given message; an Error message becomes the error it carries.
     pub fn expect(&self, what: &str, pred: impl Fn(&Msg) -> bool) -> Result<Msg> {
         match self.recv()? {
-            Some(Msg::Error { msg, .. }) => Err(RuntimeError::Child(msg)),
+            Some(Msg::Error { code, msg }) => Err(RuntimeError::Remote { code, msg }),
             Some(m) if pred(&m) => Ok(m),
             Some(m) => Err(RuntimeError::Child(format!("protocol error: expected {what}, got {m:?}"))),
             None => Err(RuntimeError::Child(format!("the container's process exited before {what}"))),

@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use burrow_core::runtime::create::load_spec_file;
+use burrow_core::error::Coded;
 use burrow_core::runtime::error::{PathCtx, Result, RuntimeError, SysCtx};
 use burrow_core::runtime::exec::{exec, ExecOpts};
 use burrow_core::runtime::state::ContainerState;
@@ -125,15 +126,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let pid = match exec(o, &spec) {
         Ok(pid) => pid,
         Err(e) => {
-            if matches!(e, RuntimeError::Exec { not_found: true, .. }) && !detach {
-                crate::log::error(&e);
-                return Ok(127);
-            }
-            if matches!(e, RuntimeError::Exec { not_found: false, .. }) && !detach {
-                crate::log::error(&e);
-                return Ok(126);
-            }
-            return Err(e);
+            // As a shell reports them: 127 not found, 126 not executable (the error is logged too).
+            let status = match e.code() {
+                "ECMD_NOT_FOUND" => 127,
+                "ECMD_CANNOT_INVOKE" => 126,
+                _ => return Err(e),
+            };
+            crate::log::error(&e);
+            return Ok(status);
         }
     };
     if detach {

@@ -15,6 +15,7 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+mod monitor;
 mod probe_ns;
 mod ps;
 mod run;
@@ -58,6 +59,7 @@ commands:
   events     print a container's statistics (--stats)
   spec       write a template config.json (--rootless)
   features   print the runtime's features as JSON
+  monitor    run a detached container and keep its logs and exit status (used by burrow)
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   update, pause, resume, checkpoint, restore: not supported
 
@@ -109,7 +111,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         eprint!("{USAGE}");
         return if g.has("help") { 0 } else { 1 };
     };
-    if matches!(cmd.as_str(), "create" | "run" | "exec") {
+    if matches!(cmd.as_str(), "create" | "run" | "exec" | "monitor") {
         // Before any namespace is joined: see burrow_core::runtime::selfclone.
         burrow_core::runtime::selfclone::ensure();
     }
@@ -130,6 +132,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         "update" | "pause" | "resume" | "checkpoint" | "restore" => unsupported::main(cmd),
         "probe-ns" => Ok(probe_ns::main(cmd_args)),
         "unpack" => unpack::main(cmd_args),
+        "monitor" => monitor::main(&ctx, cmd_args),
         "version" => {
             print_version();
             Ok(0)

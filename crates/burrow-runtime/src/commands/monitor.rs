@@ -1,0 +1,242 @@
+//! `monitor --bundle B --dir D [--log-driver k8s-file|json-file|none] [--tty] [--exit-command ARG]... ID`
+//!
+//! Runs a detached container and stays with it, as conmon does for podman: it holds the
+//! container's stdio (pipes, or the pty master with --tty), writes the log, reaps the init (it
+//! is a subreaper), records the exit status and time in D/exit.json, deletes the runtime state
+//! and runs the exit command (the CLI's cleanup for --rm). It answers its caller with one JSON
+//! line on stdout — {"pid": N} or {"error", "code"} — and then lets go of it, so the CLI can
+//! exit while the container runs. Its own pid and start time go to D/monitor.json.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use burrow_core::error::Coded;
+use burrow_core::runtime::create::{create, start, CreateOpts};
+use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
+use burrow_core::runtime::state::{now_rfc3339, proc_start_time};
+use burrow_core::runtime::{tty, wait};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::{flags, id_of, Ctx};
+use crate::args::Flag;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Driver {
+    K8s,
+    Json,
+    None,
+}
+
+struct Log {
+    file: Option<std::fs::File>,
+    driver: Driver,
+    partial: [Vec<u8>; 2],
+}
+
+impl Log {
+    /// Writes complete lines; keeps a partial line until more arrives or the stream ends.
+    fn write(&mut self, stream: usize, data: &[u8], flush: bool) {
+        if self.driver == Driver::None {
+            return;
+        }
+        self.partial[stream].extend_from_slice(data);
+        loop {
+            let buf = &self.partial[stream];
+            let (line, rest, full) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (buf[..i].to_vec(), buf[i + 1..].to_vec(), true),
+                None if flush && !buf.is_empty() => (buf.clone(), Vec::new(), false),
+                // Very long lines are cut into partial records, as conmon does.
+                None if buf.len() >= 16384 => (buf.clone(), Vec::new(), false),
+                None => break,
+            };
+            self.partial[stream] = rest;
+            let name = if stream == 0 { "stdout" } else { "stderr" };
+            let ts = now_rfc3339();
+            let rec = match self.driver {
+                Driver::K8s => {
+                    let mut r = format!("{ts} {name} {} ", if full { "F" } else { "P" }).into_bytes();
+                    r.extend_from_slice(&line);
+                    r.push(b'\n');
+                    r
+                }
+                Driver::Json => {
+                    let mut text = String::from_utf8_lossy(&line).into_owned();
+                    if full {
+                        text.push('\n');
+                    }
+                    let mut r = serde_json::json!({ "log": text, "stream": name, "time": ts }).to_string().into_bytes();
+                    r.push(b'\n');
+                    r
+                }
+                Driver::None => unreachable!(),
+            };
+            if let Some(f) = self.file.as_mut() {
+                let _ = f.write_all(&rec);
+            }
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe")
+}
+
+fn write_atomic(path: &Path, data: &str) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+fn read_some(fd: RawFd) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    match nix::unistd::read(fd, &mut buf) {
+        Ok(0) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let p = flags(args, &[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true)])?;
+    let id = id_of(&p, "monitor")?;
+    let dir = PathBuf::from(p.value("dir").ok_or_else(|| RuntimeError::Usage("monitor: --dir is required".into()))?);
+    let bundle = PathBuf::from(p.value("bundle").unwrap_or("."));
+    let driver = match p.value("log-driver").unwrap_or("k8s-file") {
+        "k8s-file" => Driver::K8s,
+        "json-file" => Driver::Json,
+        "none" => Driver::None,
+        d => return Err(RuntimeError::Usage(format!("unknown log driver {d}"))),
+    };
+    let tty_mode = p.bool("tty");
+    burrow_core::runtime::process::set_name("burrow:monitor");
+    let _ = nix::unistd::setsid();
+    // Keep our caller's pipe aside; fds 0-2 become the container's stdio.
+    let caller = nix::unistd::dup(1).op("dup")?;
+    let caller = unsafe { std::fs::File::from_raw_fd(caller) };
+    let answer = |mut f: &std::fs::File, v: serde_json::Value| {
+        let _ = writeln!(f, "{v}");
+    };
+    let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
+    nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
+
+    let mut console_peer: Option<OwnedFd> = None;
+    let mut console_fd = None;
+    let mut readers: Vec<(usize, OwnedFd)> = Vec::new();
+    if tty_mode {
+        let (a, b) = nix::sys::socket::socketpair(nix::sys::socket::AddressFamily::Unix, nix::sys::socket::SockType::Stream, None, nix::sys::socket::SockFlag::SOCK_CLOEXEC).op("socketpair")?;
+        console_fd = Some(b);
+        console_peer = Some(a);
+        nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
+        nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2")?;
+    } else {
+        let (r1, w1) = pipe()?;
+        let (r2, w2) = pipe()?;
+        nix::unistd::dup2(w1.as_raw_fd(), 1).op("dup2")?;
+        nix::unistd::dup2(w2.as_raw_fd(), 2).op("dup2")?;
+        readers.push((0, r1));
+        readers.push((1, r2));
+    }
+    let opts = CreateOpts { root: ctx.root.clone(), id: id.clone(), bundle, pid_file: None, console_socket: None, console_fd, preserve_fds: 0, no_pivot: false };
+    let created = create(opts).and_then(|c| {
+        let master = match &console_peer {
+            Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),
+            None => None,
+        };
+        Ok((c, master))
+    });
+    let (created, master) = match created {
+        Ok(x) => x,
+        Err(e) => {
+            let (code, msg) = (e.code(), e.to_string());
+            answer(&caller, serde_json::json!({ "error": msg, "code": code }));
+            return Ok(1);
+        }
+    };
+    if let Some(m) = master {
+        readers.push((0, m));
+    }
+    drop(console_peer);
+    // Our copies of the write ends go: EOF arrives when the container's processes are gone.
+    nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
+    nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2")?;
+    let sfd = wait::block_signals()?;
+    if let Err(e) = start(&ctx.root, &id) {
+        answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
+        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        return Ok(1);
+    }
+    let started = now_rfc3339();
+    write_atomic(&dir.join("started"), &started);
+    let me = std::process::id() as i32;
+    write_atomic(&dir.join("monitor.json"), &serde_json::json!({ "pid": me, "startTime": proc_start_time(me).unwrap_or(0), "startedAt": started }).to_string());
+    answer(&caller, serde_json::json!({ "pid": created.state.pid }));
+    drop(caller);
+
+    let log_path = dir.join("ctr.log");
+    let file = if driver == Driver::None { None } else { std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok() };
+    let mut log = Log { file, driver, partial: [Vec::new(), Vec::new()] };
+    let init = Pid::from_raw(created.state.pid);
+    let mut exit: Option<i32> = None;
+    let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
+    loop {
+        if exit.is_some() && !open.iter().any(|o| *o) {
+            break;
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let idx: Vec<usize> = (0..readers.len()).filter(|i| open[*i]).collect();
+        for &i in &idx {
+            fds.push(PollFd::new(readers[i].1.as_fd(), PollFlags::POLLIN));
+        }
+        // Once the init is gone, leftover writers get a moment to finish, not forever.
+        let timeout = if exit.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
+        let n = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).op("poll"),
+        };
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        if n == 0 && exit.is_some() {
+            break;
+        }
+        for (k, &i) in idx.iter().enumerate() {
+            if ready[k + 1] {
+                match read_some(readers[i].1.as_raw_fd()) {
+                    Some(data) => log.write(readers[i].0, &data, false),
+                    None => open[i] = false,
+                }
+            }
+        }
+        if ready[0] {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(ws) => {
+                    if ws.pid() == Some(init) {
+                        exit = wait::status_code(ws);
+                    }
+                }
+            }
+        }
+    }
+    log.write(0, &[], true);
+    log.write(1, &[], true);
+    let code = exit.unwrap_or(-1);
+    write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339() }).to_string());
+    super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+    let cmd = p.values("exit-command");
+    if let Some((prog, rest)) = cmd.split_first() {
+        let _ = std::process::Command::new(prog).args(rest).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    }
+    Ok(0)
+}
