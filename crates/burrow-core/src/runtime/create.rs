@@ -203,8 +203,9 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         };
         let steps = (|| -> Result<Option<OwnedFd>> {
             st.save(&o.root)?;
+            // Hooks before start see the container as `created` (what runtime-tools checks).
             let mut state_json = st.oci_json(&o.root);
-            state_json["status"] = "creating".into();
+            state_json["status"] = "created".into();
             let state_json = state_json.to_string();
             let h = spec.hooks().as_ref();
             hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;

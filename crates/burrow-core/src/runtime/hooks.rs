@@ -10,11 +10,17 @@ use oci_spec::runtime::Hook;
 
 use super::error::{Result, RuntimeError};
 
+/// Runs hooks in order; the first failure stops them and fails the operation.
 pub fn run(hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<()> {
     for h in hooks.into_iter().flatten() {
         run_one(h, state_json)?;
     }
     Ok(())
+}
+
+/// Runs every hook (poststart, poststop): a failure is only reported, the rest still run.
+pub fn run_all(hooks: Option<&Vec<Hook>>, state_json: &str) -> Vec<RuntimeError> {
+    hooks.into_iter().flatten().filter_map(|h| run_one(h, state_json).err()).collect()
 }
 
 fn run_one(h: &Hook, state_json: &str) -> Result<()> {

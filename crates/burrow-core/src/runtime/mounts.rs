@@ -253,6 +253,8 @@ fn create_device(ctx: &MountCtx, path: &Path, kind: SFlag, major: u64, minor: u6
         let _ = fs::remove_file(path);
         if mknod(path, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).is_ok() {
             nix::unistd::chown(path, Some(uid.into()), Some(gid.into())).at("chown", path)?;
+            // mknod applies the umask; the config's mode is exact.
+            nix::sys::stat::fchmodat(None, path, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink).at("chmod", path)?;
             return Ok(());
         }
     }
@@ -328,8 +330,10 @@ pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
         Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
         _ => MsFlags::MS_SLAVE,
     };
-    // First slave (or private): nothing we mount reaches the host.
-    let first = if flag == MsFlags::MS_SHARED { MsFlags::MS_SLAVE } else { flag };
+    // First slave (or private): nothing we mount reaches the host. The requested propagation,
+    // if shared or unbindable, is applied to the new root after pivot_root (`finish`): an
+    // unbindable tree could not be bound, a shared one would leak our mounts.
+    let first = if flag == MsFlags::MS_PRIVATE { MsFlags::MS_PRIVATE } else { MsFlags::MS_SLAVE };
     mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>).at("make / ", "/")?;
     let ann = spec.annotations().as_ref();
     if let Some(opts) = ann.and_then(|a| a.get(OVERLAY_ANNOTATION)) {

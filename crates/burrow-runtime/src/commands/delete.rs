@@ -23,8 +23,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Err(e) => return Err(e),
     };
     let status = st.status(&ctx.root);
-    if status == Status::Running && !p.bool("force") {
-        return Err(RuntimeError::BadState { id, op: "delete", status: "running (use --force)".into() });
+    // The runtime spec: deleting a container that is not stopped is an error (and changes
+    // nothing); --force kills it first.
+    if status != Status::Stopped && !p.bool("force") {
+        return Err(RuntimeError::BadState { id, op: "delete", status: format!("{} (use --force)", status.as_str()) });
     }
     destroy(&ctx.root, &st, None);
     Ok(0)
@@ -54,7 +56,7 @@ pub fn destroy(root: &Path, st: &ContainerState, spec: Option<&oci_spec::runtime
     };
     if let Some(spec) = spec {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-            if let Err(e) = burrow_core::runtime::hooks::run(Some(h), &json) {
+            for e in burrow_core::runtime::hooks::run_all(Some(h), &json) {
                 crate::log::warn(&format!("poststop hook failed: {e}"));
             }
         }

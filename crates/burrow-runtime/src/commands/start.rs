@@ -23,7 +23,7 @@ pub fn poststart(st: &burrow_core::runtime::state::ContainerState, root: &std::p
 pub fn poststart_with(st: &burrow_core::runtime::state::ContainerState, root: &std::path::Path, spec: &oci_spec::runtime::Spec) {
     {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-            if let Err(e) = burrow_core::runtime::hooks::run(Some(h), &st.oci_json(root).to_string()) {
+            for e in burrow_core::runtime::hooks::run_all(Some(h), &st.oci_json(root).to_string()) {
                 crate::log::warn(&format!("poststart hook failed: {e}"));
             }
         }
