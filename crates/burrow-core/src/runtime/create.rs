@@ -34,7 +34,7 @@ use super::mounts::{self, MountCtx};
 use super::process;
 use super::state::{self, ContainerState};
 use super::sync::{Channel, Msg};
-use super::{hooks, idmap, tty};
+use super::{cgroups, hooks, idmap, tty};
 use crate::error::Coded;
 
 pub struct CreateOpts {
@@ -122,11 +122,12 @@ pub fn create(o: CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
     let (spec, config_path) = load_spec(&bundle)?;
-    let proc_ = process::process_of(&spec)?;
+    // `process` is optional at create (runtime spec); `start` refuses a container without one.
+    let proc_ = spec.process().clone().unwrap_or_default();
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
     let rootfs = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
     let rootfs = std::fs::canonicalize(&rootfs).at("open rootfs", &rootfs)?;
-    let terminal = proc_.terminal().unwrap_or(false);
+    let terminal = spec.process().is_some() && proc_.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && o.console_fd.is_none() {
         return Err(RuntimeError::Usage("process.terminal is true: --console-socket is required to receive the terminal".into()));
     }
@@ -164,14 +165,18 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             ForkResult::Parent { child } => child,
         };
         drop(child_ch);
+        let mut placement: Option<cgroups::Placement> = None;
         let init_pid = (|| -> Result<i32> {
             loop {
                 match parent_ch.recv()? {
                     Some(Msg::UsernsReady { pid }) => {
-                        let l = spec.linux().as_ref();
-                        let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-                        let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-                        idmap::write(pid, &uids, &gids)?;
+                        if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
+                            let l = spec.linux().as_ref();
+                            let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+                            let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+                            idmap::write(pid, &uids, &gids)?;
+                        }
+                        placement = cgroups::place(&spec, &o.id, pid)?;
                         parent_ch.send(&Msg::MapsDone)?;
                     }
                     Some(Msg::InitPid { pid }) => return Ok(pid),
@@ -181,8 +186,20 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 }
             }
         })();
+        if init_pid.is_err() {
+            // It may be waiting for a message that will never come.
+            let _ = kill(inter, Signal::SIGKILL);
+        }
         let _ = waitpid(inter, None);
-        let init_pid = init_pid?;
+        let init_pid = match init_pid {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(p) = &placement {
+                    cgroups::remove(p);
+                }
+                return Err(e);
+            }
+        };
         let kill_init = || {
             let _ = kill(Pid::from_raw(init_pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(init_pid), None);
@@ -200,6 +217,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             init_start_time: state::proc_start_time(init_pid).unwrap_or(0),
             has_pid_ns: plan.create.contains(CloneFlags::CLONE_NEWPID) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID),
             config_path: config_path.clone(),
+            cgroups: placement.clone(),
         };
         let steps = (|| -> Result<Option<OwnedFd>> {
             st.save(&o.root)?;
@@ -208,7 +226,6 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             state_json["status"] = "created".into();
             let state_json = state_json.to_string();
             let h = spec.hooks().as_ref();
-            hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;
             hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)?;
             parent_ch.send(&Msg::Go { state: state_json })?;
             parent_ch.expect("the container was created", |m| *m == Msg::Created)?;
@@ -221,6 +238,9 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             Ok(master) => Ok(Created { state: st, spec: spec.clone(), console_master: master }),
             Err(e) => {
                 kill_init();
+                if let Some(p) = &placement {
+                    cgroups::remove(p);
+                }
                 Err(e)
             }
         }
@@ -259,10 +279,15 @@ fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
             become_root()?;
         }
     }
-    if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
+    let new_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER);
+    if new_userns {
         unshare(CloneFlags::CLONE_NEWUSER).op("unshare(CLONE_NEWUSER)")?;
-        ch.send(&Msg::UsernsReady { pid: nix::unistd::getpid().as_raw() })?;
-        ch.expect("the id maps", |m| *m == Msg::MapsDone)?;
+    }
+    // Main now writes our id maps and puts us in the container's cgroup, before we unshare the
+    // cgroup namespace: its root is then the container's own cgroup.
+    ch.send(&Msg::UsernsReady { pid: nix::unistd::getpid().as_raw() })?;
+    ch.expect("the id maps", |m| *m == Msg::MapsDone)?;
+    if new_userns {
         become_root()?;
     }
     let rest = plan.create & !CloneFlags::CLONE_NEWUSER;
@@ -298,7 +323,6 @@ fn become_root() -> Result<()> {
 fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()> {
     process::set_name("burrow:init");
     let spec = a.spec;
-    let p = process::process_of(spec)?;
     let state_json = match ch.recv()? {
         Some(Msg::Go { state }) => state,
         Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
@@ -314,7 +338,9 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         new_ipcns: has(CloneFlags::CLONE_NEWIPC),
         new_cgroupns: has(CloneFlags::CLONE_NEWCGROUP),
     };
-    process::set_oom_score_adj(p)?;
+    if let Some(p) = spec.process() {
+        process::set_oom_score_adj(p)?;
+    }
     if has(CloneFlags::CLONE_NEWNS) {
         mounts::prepare_root(&ctx, spec)?;
         mounts::mount_all(&ctx, spec)?;
@@ -351,6 +377,13 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
             return Err(nix::errno::Errno::last()).op(format!("setdomainname {d}"));
         }
     }
+    let Some(p) = spec.process().as_ref() else {
+        // No process: the container exists (created) but has nothing to start.
+        ch.send(&Msg::Created)?;
+        // `start` finds nothing to run; the container stops.
+        let _ = a.listener.accept();
+        unsafe { libc::_exit(0) }
+    };
     if let Some(c) = a.console {
         let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
         tty::setup(c, size)?;
@@ -381,13 +414,23 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
             Err(e) => return Err(e).op("wait for start"),
         }
     };
-    hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json)?;
-    if nnp {
-        process::set_no_new_privs()?;
-        process::load_seccomp(&filter)?;
-    }
-    drop(conn);
-    Err(process::exec(&exe, &args, &env))
+    // From here on, failures are told to `start` on the connection, which it reads until EOF:
+    // the close-on-exec socket closes exactly when the container's program replaces us.
+    let r = (|| -> Result<std::convert::Infallible> {
+        hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json)?;
+        if nnp {
+            process::set_no_new_privs()?;
+            process::load_seccomp(&filter)?;
+        }
+        Err(process::exec(&exe, &args, &env))
+    })();
+    let e = match r {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    use std::io::Write;
+    let _ = (&conn).write_all(serde_json::json!({ "code": e.code(), "msg": e.to_string() }).to_string().as_bytes());
+    Err(e)
 }
 
 /// Fds 3 .. 3+N are the caller's to pass through (`--preserve-fds`).
@@ -405,10 +448,27 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
     if status != state::Status::Created {
         return Err(RuntimeError::BadState { id: id.into(), op: "start", status: status.as_str().into() });
     }
+    let spec = load_spec_file(&st.config_path)?;
+    // Prestart hooks run when `start` is called, before the process is let go (runtime spec 1.0,
+    // and what the validation suite checks); they see the container as created.
+    let mut state_json = st.oci_json(root);
+    state_json["status"] = "created".into();
+    if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.prestart().as_ref()), &state_json.to_string()) {
+        // A failed prestart hook stops the container (runtime spec, lifecycle step 9).
+        let _ = kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+        return Err(e);
+    }
     let sock = state::start_socket(&state::container_dir(root, id));
-    let conn = state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
+    let mut conn = state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
     std::fs::remove_file(&sock).at("remove", &sock)?;
-    drop(conn);
+    // Wait until the program runs (EOF) or the init reports why it could not.
+    let mut answer = String::new();
+    use std::io::Read;
+    let _ = conn.read_to_string(&mut answer);
+    if !answer.is_empty() {
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        return Err(RuntimeError::Remote { code: v["code"].as_str().unwrap_or("EINIT_FAILED").into(), msg: v["msg"].as_str().unwrap_or(&answer).into() });
+    }
     Ok(st)
 }
 

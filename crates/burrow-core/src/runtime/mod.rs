@@ -2,6 +2,7 @@
 //! process. Lifecycle commands are thin files in crates/burrow-runtime over these modules.
 
 pub mod caps;
+pub mod cgroups;
 pub mod create;
 pub mod error;
 pub mod hooks;

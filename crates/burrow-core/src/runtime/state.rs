@@ -32,6 +32,9 @@ pub struct ContainerState {
     pub has_pid_ns: bool,
     /// The config the container was created from (for hooks at delete time).
     pub config_path: PathBuf,
+    /// The cgroups it was placed in, if any.
+    #[serde(default)]
+    pub cgroups: Option<super::cgroups::Placement>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +235,7 @@ mod tests {
             init_start_time: 1,
             has_pid_ns: true,
             config_path: "/b/config.json".into(),
+            cgroups: None,
         };
         std::fs::create_dir(t.path().join("c")).unwrap();
         s.save(t.path()).unwrap();

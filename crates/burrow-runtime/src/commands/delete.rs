@@ -45,6 +45,9 @@ pub fn destroy(root: &Path, st: &ContainerState, spec: Option<&oci_spec::runtime
         std::thread::sleep(Duration::from_millis(5));
     }
     let json = st.oci_json(root).to_string();
+    if let Some(p) = &st.cgroups {
+        burrow_core::runtime::cgroups::remove(p);
+    }
     let _ = std::fs::remove_dir_all(container_dir(root, &st.id));
     let loaded;
     let spec = match spec {

@@ -1,5 +1,6 @@
 //! `start ID`: lets a created container's process run; runs poststart hooks.
 
+use burrow_core::error::Coded;
 use burrow_core::runtime::create::start;
 use burrow_core::runtime::error::Result;
 
@@ -8,7 +9,18 @@ use super::{flags, id_of, Ctx};
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let p = flags(args, &[])?;
     let id = id_of(&p, "start")?;
-    let st = start(&ctx.root, &id)?;
+    let st = match start(&ctx.root, &id) {
+        Ok(st) => st,
+        Err(e) => {
+            // A failed prestart hook stops the container and the lifecycle goes on to delete.
+            if e.code() == "EHOOK" {
+                if let Ok(st) = burrow_core::runtime::state::ContainerState::load(&ctx.root, &id) {
+                    super::delete::destroy(&ctx.root, &st, None);
+                }
+            }
+            return Err(e);
+        }
+    };
     poststart(&st, &ctx.root);
     Ok(0)
 }
