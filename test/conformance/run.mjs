@@ -41,8 +41,9 @@ const USAGE = `usage: node test/conformance/run.mjs --suite DIR --runtime PATH [
   --timeout SEC        per-program timeout (default 60)
   --state-root V       runtime state dir passed as the global \`--root\` flag through a generated
                        wrapper: "auto" (default) = a fresh private dir (under XDG_RUNTIME_DIR when
-                       rootless), "none" = the runtime's own default, or an explicit DIR
-  --ns-setup CMD        shell command run inside each program's private namespaces just before
+                       rootless), "none" = the runtime's own default, or an explicit DIR;
+                       containers a program leaves behind are deleted only with "auto"
+  --ns-setup CMD       shell command run inside each program's private namespaces just before
                        the program (as root, or as the mapped root when rootless), e.g. to hide
                        a mount from the runtime: it never touches the host's mount namespace
   --json FILE          write per-program results as JSON
@@ -408,7 +409,8 @@ function runOne(ctx, o, name, progPath) {
     RUNTIME: runtimeForSuite,
     TMPDIR: tmp,
     CT_TIMEOUT: String(o.timeout),
-    CT_STATE_ROOT: stateRoot ?? '',
+    // Leftover containers are only swept from a private (auto) state root, never a shared one.
+    CT_STATE_ROOT: o.stateRoot === 'auto' ? stateRoot : '',
     CT_NS_SETUP: o.nsSetup ?? '',
   };
   let cmd;
@@ -555,13 +557,13 @@ async function main() {
       }
     }
   }
-  const ctx = await prepare(o);
-  let selected = [...ctx.suite.programs.keys()];
-  if (o.only) {
-    const unknown = o.only.filter((n) => !ctx.suite.programs.has(n));
+  {
+    const programs = discoverSuite(o.suite).programs;
+    const unknown = (o.only ?? []).filter((n) => !programs.has(n));
     if (unknown.length) die(`unknown program(s): ${unknown.join(', ')} (see --list)`);
-    selected = o.only;
   }
+  const ctx = await prepare(o);
+  const selected = o.only ?? [...ctx.suite.programs.keys()];
   const version = runtimeVersion(ctx.runtime);
   const mode = o.rootless ? `rootless (as ${ctx.user.name}, uid ${ctx.user.uid}, in unshare --user --map-root-user --map-auto --mount)` : `as ${os.userInfo().username} (uid ${process.getuid()}), in unshare --mount`;
   process.stdout.write(`runtime   ${ctx.runtime} (${version})\n${o.nsSetup ? `ns-setup  ${o.nsSetup}\n` : ''}suite     ${ctx.suite.dir}${ctx.suite.commit ? ` @ ${ctx.suite.commit}` : ''}, ${selected.length} programs\nmode      ${mode}\nstate     ${ctx.stateRoot ? `--root ${ctx.stateRoot}` : "runtime's default --root"}\ntimeout   ${o.timeout}s per program\n\n`);
