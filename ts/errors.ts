@@ -21,7 +21,32 @@ export type ErrorCode =
   | 'EPROBE_INVALID'
   | 'EINTERNAL'
   | 'ECMD_CANNOT_INVOKE'
-  | 'ECMD_NOT_FOUND';
+  | 'ECMD_NOT_FOUND'
+  // store, layers and containers (ts/storage, ts/container)
+  | 'EIMAGE_NOT_FOUND'
+  | 'EIMAGE_IN_USE'
+  | 'ELAYER_UNPACK'
+  | 'ESTORE_MISMATCH'
+  | 'ECONTAINER_NOT_FOUND'
+  | 'ECONTAINER_EXISTS'
+  | 'ECONTAINER_STATE'
+  | 'ERUNTIME'
+  | 'ELIMIT_UNENFORCEABLE'
+  // image references, manifests and registries (ts/image)
+  | 'EREF_INVALID'
+  | 'EMANIFEST_INVALID'
+  | 'EMANIFEST_UNSUPPORTED'
+  | 'EPLATFORM_NOT_FOUND'
+  | 'EDIGEST_MISMATCH'
+  | 'ESIZE_MISMATCH'
+  | 'EAUTH_FILE'
+  | 'ECREDENTIAL_HELPER'
+  | 'EREGISTRY_AUTH'
+  | 'EREGISTRY_NOT_FOUND'
+  | 'EREGISTRY_UNREACHABLE'
+  | 'EREGISTRY_TLS'
+  | 'EREGISTRY'
+  | 'ECANCELED';
 
 export class BurrowError extends Error {
   readonly code: ErrorCode;
