@@ -10,14 +10,18 @@ import { ROOT } from './lib.mjs';
 const dir = path.join(ROOT, 'bench');
 const only = process.argv.slice(2);
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.bench.mjs')).filter((f) => !only.length || only.some((o) => f.startsWith(o))).sort();
-const sections = [];
+// Sections of an earlier RESULTS.md are kept when only some benchmarks are run.
+const out = path.join(dir, 'RESULTS.md');
+const sections = new Map();
+if (only.length && fs.existsSync(out)) {
+  for (const part of fs.readFileSync(out, 'utf8').split(/^(?=## )/m).slice(1)) sections.set(part.split('\n')[0], part.trimEnd() + '\n');
+}
 for (const f of files) {
   const mod = await import(path.join(dir, f));
   process.stderr.write(`\n## ${mod.title} (${f})\n`);
-  sections.push(`## ${mod.title}\n\n${await mod.run()}`);
+  sections.set(`## ${mod.title}`, `## ${mod.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${await mod.run()}`);
 }
 const cpu = (os.cpus()[0]?.model ?? 'unknown cpu').trim();
 const head = `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${cpu}, kernel ${os.release()}, Node ${process.version}. Medians from hyperfine; ratios are to burrow (below 1× means the peer is faster). Peers run rootless as the same unprivileged user.\n\n`;
-const out = path.join(dir, 'RESULTS.md');
-fs.writeFileSync(out, head + sections.join('\n'));
+fs.writeFileSync(out, head + [...sections.values()].join('\n'));
 process.stdout.write(fs.readFileSync(out, 'utf8'));

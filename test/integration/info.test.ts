@@ -11,7 +11,8 @@ import { burrow, canOpenRw, IS_ROOT, sh } from './helpers';
 import type { HostReport } from '../../ts/host/report';
 
 function info(args: string[] = [], env?: Record<string, string | undefined>): { code: number; report: HostReport } {
-  const r = burrow(['info', '--format', 'json', ...args], { env });
+  // Global flags (--root) come before the command, as with docker and podman.
+  const r = burrow([...args, 'info', '--format', 'json'], { env });
   expect(r.stderr).toBe('');
   return { code: r.code, report: JSON.parse(r.stdout) as HostReport };
 }

@@ -6,6 +6,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { BurrowError, EXIT, toBurrowError } from '../errors';
 import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
+import { registerContainerCommands } from './commands/containers';
+import { registerImageCommands } from './commands/images';
 
 function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals<GlobalOptions>();
@@ -18,6 +20,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--root <dir>', 'store root (images, layers, containers); env BURROW_ROOT')
     .option('--runroot <dir>', 'runtime state directory; env BURROW_RUNROOT')
     .showSuggestionAfterError(true)
+    .enablePositionalOptions()
     .exitOverride();
 
   const info = (name: string) =>
@@ -31,6 +34,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
       });
   info('info');
   info('doctor').description('alias of `burrow info`');
+
+  registerImageCommands(program, setExit);
+  registerContainerCommands(program, setExit);
 
   program
     .command('version')

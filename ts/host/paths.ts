@@ -29,3 +29,38 @@ export function storeRootOverride(opts: GlobalOptions): string | undefined {
   const r = opts.root ?? process.env.BURROW_ROOT;
   return r ? path.resolve(r) : undefined;
 }
+
+/**
+ * Default roots, computed here rather than through the native addon so that hot commands
+ * (`run`) need not load it. They must equal burrow-core's `paths` (a unit test checks that).
+ */
+export function defaultStoreRoot(): string {
+  const xdg = process.env.XDG_DATA_HOME;
+  if (xdg) return path.join(xdg, 'burrow');
+  return path.join(process.env.HOME || require('node:os').homedir(), '.local', 'share', 'burrow');
+}
+
+function runtimeDirUsable(dir: string, uid: number): boolean {
+  try {
+    const st = fs.statSync(dir);
+    return st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
+export function defaultRunRoot(): string {
+  const uid = process.getuid?.() ?? 0;
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && runtimeDirUsable(xdg, uid)) return path.join(xdg, 'burrow');
+  return `/tmp/burrow-run-${uid}`;
+}
+
+export function storeRoot(opts: GlobalOptions): string {
+  return storeRootOverride(opts) ?? defaultStoreRoot();
+}
+
+export function runRoot(opts: GlobalOptions): string {
+  const r = opts.runroot ?? process.env.BURROW_RUNROOT;
+  return r ? path.resolve(r) : defaultRunRoot();
+}

@@ -1,0 +1,391 @@
+/** Container commands, Docker's names and flags: run, create, start, stop, kill, rm, ps, logs, wait, exec, inspect. */
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { BurrowError, EXIT } from '../../errors';
+import { collect, context, type Ctx } from '../context';
+import { formatRows, humanAge, table } from '../format/table';
+
+type SetExit = (code: number) => void;
+
+interface RunFlags {
+  name?: string;
+  rm?: boolean;
+  detach?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  env: string[];
+  envFile: string[];
+  volume: string[];
+  mount: string[];
+  tmpfs: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  readOnly?: boolean;
+  init?: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  securityOpt: string[];
+  privileged?: boolean;
+  ulimit: string[];
+  label: string[];
+  pull: string;
+  platform?: string;
+  stopSignal?: string;
+  stopTimeout?: string;
+  logDriver: string;
+  network: string;
+  userns?: string;
+  groupAdd: string[];
+  device: string[];
+  publish: string[];
+  [k: string]: unknown;
+}
+
+function addRunFlags(c: Command): Command {
+  return c
+    .option('--name <name>', 'container name')
+    .option('--rm', 'remove the container when it exits')
+    .option('-d, --detach', 'run in the background and print the id')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a terminal')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
+    .option('--env-file <file>', 'read environment variables from a file', collect, [])
+    .option('-v, --volume <src:dst[:opts]>', 'bind mount a host path or a named volume', collect, [])
+    .option('--mount <spec>', 'type=bind|volume|tmpfs,source=…,target=…[,readonly]', collect, [])
+    .option('--tmpfs <dst[:opts]>', 'mount a tmpfs', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user to run as')
+    .option('--entrypoint <cmd>', 'override the image entrypoint')
+    .option('-h, --hostname <name>', 'container host name')
+    .option('--read-only', 'mount the root filesystem read-only')
+    .option('--init', 'run a reaping init as pid 1 (accepted; the container process is pid 1)')
+    .option('--cap-add <cap>', 'add a capability', collect, [])
+    .option('--cap-drop <cap>', 'drop a capability', collect, [])
+    .option('--security-opt <opt>', 'no-new-privileges, seccomp=FILE|unconfined', collect, [])
+    .option('--privileged', 'all capabilities of the user namespace, no seccomp')
+    .option('--ulimit <name=soft[:hard]>', 'resource limit', collect, [])
+    .option('-l, --label <key=value>', 'set a label', collect, [])
+    .option('--pull <policy>', 'always, missing or never', 'missing')
+    .option('--platform <os/arch[/variant]>', 'platform of the image to pull')
+    .option('--stop-signal <signal>', 'signal to stop the container')
+    .option('--stop-timeout <seconds>', 'seconds before SIGKILL on stop')
+    .option('--log-driver <driver>', 'k8s-file, json-file or none', 'k8s-file')
+    .option('--network <mode>', 'none, host, slirp4netns, pasta', 'none')
+    .option('--net <mode>', 'alias of --network')
+    .option('--userns <mode>', 'subuid, keep-id, single, host (the store decides today)')
+    .option('--group-add <group>', 'additional groups (keep-groups accepted)', collect, [])
+    .option('--device <dev>', 'add a host device', collect, [])
+    .option('-p, --publish <spec>', 'publish a port (networking issue)', collect, [])
+    .option('--memory <bytes>', 'memory limit')
+    .option('--cpus <n>', 'CPU limit')
+    .option('--pids-limit <n>', 'process limit')
+    .passThroughOptions();
+}
+
+async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
+  const settings = await ctx.settings();
+  const { findImage } = await import('../../image/resolve');
+  let img = f.pull === 'always' ? undefined : findImage(ctx.store, image);
+  if (!img) {
+    if (f.pull === 'never') throw new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${image}`, `pull it first: burrow pull ${image}`);
+    const pull = await import('../../image/pull').catch(() => undefined);
+    if (!pull) throw new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${image}`);
+    img = await pull.pullImage(ctx.store, settings, image, { quiet: false, ...(f.platform ? { platform: f.platform } : {}) });
+  }
+  for (const limit of ['memory', 'cpus', 'pidsLimit'] as const) {
+    if (f[limit] !== undefined) {
+      throw new BurrowError('ELIMIT_UNENFORCEABLE', `--${limit === 'pidsLimit' ? 'pids-limit' : limit} cannot be enforced: burrow does not place containers in cgroups yet`, 'run without resource limits, or see `burrow info` for what this host can enforce');
+    }
+  }
+  const { prepareContainer } = await import('../../container/create');
+  return prepareContainer(
+    ctx.store,
+    settings,
+    img,
+    image,
+    {
+      ...(f.name !== undefined ? { name: f.name } : {}),
+      args,
+      ...(f.entrypoint !== undefined ? { entrypoint: f.entrypoint } : {}),
+      env: f.env,
+      envFiles: f.envFile,
+      ...(f.workdir ? { workdir: f.workdir } : {}),
+      ...(f.user ? { user: f.user } : {}),
+      ...(f.hostname ? { hostname: f.hostname } : {}),
+      tty: !!f.tty,
+      interactive: !!f.interactive,
+      rm: !!f.rm,
+      detach: !!f.detach,
+      readOnly: !!f.readOnly,
+      capAdd: f.capAdd,
+      capDrop: f.capDrop,
+      privileged: !!f.privileged,
+      securityOpt: f.securityOpt,
+      ulimits: f.ulimit,
+      labels: f.label,
+      volumes: f.volume,
+      mounts: f.mount,
+      tmpfs: f.tmpfs,
+      network: (f.net as string | undefined) ?? f.network,
+      logDriver: f.logDriver,
+      ...(f.stopSignal ? { stopSignal: f.stopSignal } : {}),
+      ...(f.stopTimeout ? { stopTimeout: Number(f.stopTimeout) } : {}),
+    },
+    ctx.runRoot,
+  );
+}
+
+function status(st: { status: string; exitCode: number; startedAt?: string; finishedAt?: string }): string {
+  if (st.status === 'running') return `Up ${humanAge(st.startedAt)}`;
+  if (st.status === 'exited') return `Exited (${st.exitCode}) ${humanAge(st.finishedAt)} ago`;
+  return 'Created';
+}
+
+export function registerContainerCommands(program: Command, setExit: SetExit): void {
+  addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
+    async (image: string, args: string[], f: RunFlags, cmd: Command) => {
+      const ctx = context(cmd);
+      const rec = await prepare(ctx, image, args, f);
+      const lc = await import('../../container/lifecycle');
+      if (f.detach) {
+        const cleanup = rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined;
+        try {
+          await lc.startDetached(ctx.store, rec, cleanup);
+        } catch (err) {
+          await lc.remove(ctx.store, await ctx.settings(), rec, true).catch(() => undefined);
+          throw err;
+        }
+        process.stdout.write(`${rec.id}\n`);
+        return;
+      }
+      const code = await lc.runForeground(ctx.store, rec);
+      if (rec.autoRemove) await lc.remove(ctx.store, await ctx.settings(), rec, true);
+      setExit(code);
+    },
+  );
+
+  addRunFlags(program.command('create').description('create a container without starting it').argument('<image>').argument('[command...]')).action(
+    async (image: string, args: string[], f: RunFlags, cmd: Command) => {
+      const rec = await prepare(context(cmd), image, args, f);
+      process.stdout.write(`${rec.id}\n`);
+    },
+  );
+
+  program
+    .command('start')
+    .description('start created or stopped containers')
+    .argument('<containers...>')
+    .option('-a, --attach', 'attach and wait (foreground)')
+    .option('-i, --interactive', 'attach stdin')
+    .action(async (refs: string[], opts: { attach?: boolean; interactive?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      for (const ref of refs) {
+        const rec = new Containers(ctx.store).find(ref);
+        if (lc.stateOf(ctx.store, rec).status === 'running') continue;
+        if (opts.attach) {
+          setExit(await lc.runForeground(ctx.store, { ...rec, interactive: !!opts.interactive || rec.interactive }));
+        } else {
+          await lc.startDetached(ctx.store, rec, rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined);
+          process.stdout.write(`${ref}\n`);
+        }
+      }
+    });
+
+  program
+    .command('stop')
+    .description('stop containers: the stop signal, then SIGKILL after the timeout')
+    .argument('<containers...>')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .action(async (refs: string[], opts: { time?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      await Promise.all(
+        refs.map(async (ref) => {
+          const rec = new Containers(ctx.store).find(ref);
+          await lc.stop(ctx.store, rec, opts.time !== undefined ? Number(opts.time) : rec.stopTimeout);
+          process.stdout.write(`${ref}\n`);
+        }),
+      );
+    });
+
+  program
+    .command('kill')
+    .description('send a signal to containers (default SIGKILL)')
+    .argument('<containers...>')
+    .option('-s, --signal <signal>', 'signal', 'KILL')
+    .action(async (refs: string[], opts: { signal: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      for (const ref of refs) {
+        const rec = new Containers(ctx.store).find(ref);
+        if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `cannot kill container ${ref}: it is not running`);
+        lc.signal(rec, opts.signal);
+        process.stdout.write(`${ref}\n`);
+      }
+    });
+
+  program
+    .command('rm')
+    .description('remove containers')
+    .argument('<containers...>')
+    .option('-f, --force', 'kill a running container first')
+    .option('-v, --volumes', 'remove anonymous volumes')
+    .action(async (refs: string[], opts: { force?: boolean; volumes?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      let failed = false;
+      for (const ref of refs) {
+        try {
+          const rec = new Containers(ctx.store).find(ref);
+          await lc.remove(ctx.store, await ctx.settings(), rec, !!opts.force, !!opts.volumes);
+          process.stdout.write(`${ref}\n`);
+        } catch (err) {
+          if (opts.force && err instanceof BurrowError && err.code === 'ECONTAINER_NOT_FOUND') continue;
+          process.stderr.write(`Error: ${(err as Error).message}\n`);
+          failed = true;
+        }
+      }
+      if (failed) setExit(1);
+    });
+
+  program
+    .command('ps')
+    .description('list containers')
+    .option('-a, --all', 'include stopped containers')
+    .option('-q, --quiet', 'only ids')
+    .option('-n, --last <n>', 'the n most recently created')
+    .option('--no-trunc', 'do not truncate')
+    .option('--format <template>', 'Go-template-like format, or json')
+    .option('-f, --filter <key=value>', 'name=, id=, status=, label=, ancestor=', collect, [])
+    .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      let recs = new Containers(ctx.store).all().sort((a, b) => b.created.localeCompare(a.created));
+      const rows = recs
+        .map((r) => ({ r, st: lc.stateOf(ctx.store, r) }))
+        .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
+        .filter(({ r, st }) =>
+          opts.filter.every((f) => {
+            const [k = '', v = ''] = f.split('=', 2);
+            if (k === 'name') return r.name.includes(v);
+            if (k === 'id') return r.id.startsWith(v);
+            if (k === 'status') return st.status === v;
+            if (k === 'ancestor') return r.imageName === v || r.image.includes(v);
+            if (k === 'label') {
+              const [lk = '', lv] = v.split('=', 2);
+              return lk in r.labels && (lv === undefined || r.labels[lk] === lv);
+            }
+            throw new BurrowError('EUSAGE', `invalid filter ${f}`);
+          }),
+        );
+      recs = [];
+      const list = opts.last !== undefined ? rows.slice(0, Number(opts.last)) : rows;
+      const fmt = list.map(({ r, st }) => ({
+        ID: opts.trunc ? r.id.slice(0, 12) : r.id,
+        Image: r.imageName,
+        Command: JSON.stringify(opts.trunc && r.command.join(' ').length > 20 ? `${r.command.join(' ').slice(0, 19)}…` : r.command.join(' ')),
+        CreatedAt: r.created,
+        RunningFor: humanAge(r.created),
+        Status: status(st),
+        State: st.status,
+        Names: r.name,
+        Ports: '',
+        Labels: Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(','),
+      }));
+      if (opts.quiet) process.stdout.write(fmt.map((x) => `${x.ID}\n`).join(''));
+      else if (opts.format) process.stdout.write(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
+      else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, `${x.RunningFor} ago`, x.Status, x.Ports, x.Names])));
+    });
+
+  program
+    .command('logs')
+    .description("print a container's output")
+    .argument('<container>')
+    .option('-f, --follow', 'follow new output until the container exits')
+    .option('--tail <n>', 'only the last n lines', 'all')
+    .option('-t, --timestamps', 'show timestamps')
+    .option('--since <time>', 'only after this time (RFC 3339 or a duration like 10m)')
+    .action(async (ref: string, opts: { follow?: boolean; tail: string; timestamps?: boolean; since?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const { streamLogs } = await import('../../container/logs');
+      const rec = new Containers(ctx.store).find(ref);
+      await streamLogs(ctx.store, rec, { follow: !!opts.follow, tail: opts.tail === 'all' ? undefined : Number(opts.tail), timestamps: !!opts.timestamps, ...(opts.since ? { since: opts.since } : {}) });
+    });
+
+  program
+    .command('wait')
+    .description('wait for containers to stop and print their exit codes')
+    .argument('<containers...>')
+    .action(async (refs: string[], _o: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      for (const ref of refs) {
+        const rec = new Containers(ctx.store).find(ref);
+        while (lc.stateOf(ctx.store, rec).status === 'running') await lc.waitStopped(ctx.store, rec, 60_000);
+        // The monitor records the status right after the init is reaped.
+        let st = lc.stateOf(ctx.store, rec);
+        for (let i = 0; i < 100 && st.exitCode === -1; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          st = lc.stateOf(ctx.store, rec);
+        }
+        process.stdout.write(`${st.exitCode}\n`);
+      }
+    });
+
+  program
+    .command('exec')
+    .description('run a command in a running container')
+    .argument('<container>')
+    .argument('<command...>')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a terminal')
+    .option('-d, --detach', 'run in the background')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .option('-w, --workdir <dir>', 'working directory')
+    .passThroughOptions()
+    .action(async (ref: string, command: string[], opts: { interactive?: boolean; tty?: boolean; detach?: boolean; env: string[]; user?: string; workdir?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const { execIn } = await import('../../container/exec');
+      const rec = new Containers(ctx.store).find(ref);
+      setExit(await execIn(ctx.store, rec, command, { interactive: !!opts.interactive, tty: !!opts.tty, detach: !!opts.detach, env: opts.env, ...(opts.user ? { user: opts.user } : {}), ...(opts.workdir ? { workdir: opts.workdir } : {}) }));
+    });
+
+  program
+    .command('inspect')
+    .description('low-level information on containers and images, as JSON')
+    .argument('<names...>')
+    .option('-f, --format <template>', 'Go-template-like format')
+    .option('--type <type>', 'container or image')
+    .action(async (names: string[], opts: { format?: string; type?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { inspectAny } = await import('../../container/inspect');
+      const { render } = await import('../format/table');
+      const out: object[] = [];
+      let failed = false;
+      for (const n of names) {
+        const r = inspectAny(ctx.store, n, opts.type);
+        if (r) out.push(r);
+        else {
+          process.stderr.write(`Error: no such object: ${n}\n`);
+          failed = true;
+        }
+      }
+      if (opts.format) process.stdout.write(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + '\n');
+      else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+      if (failed) setExit(1);
+    });
+  void fs;
+  void EXIT;
+}

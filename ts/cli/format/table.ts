@@ -1,0 +1,67 @@
+/** Docker-style output helpers: aligned tables, human sizes and ages, and `--format` templates. */
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function humanSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toPrecision(3)}${units[i]}`;
+}
+
+export function humanAge(iso: string | undefined, now = Date.now()): string {
+  if (!iso) return 'N/A';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 1) return 'Less than a second';
+  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
+  const m = Math.round(s / 60);
+  if (m < 60) return m === 1 ? 'About a minute' : `${m} minutes`;
+  const h = Math.round(m / 60);
+  if (h < 48) return h === 1 ? 'About an hour' : `${h} hours`;
+  const d = Math.round(h / 24);
+  if (d < 14) return `${d} days`;
+  const w = Math.round(d / 7);
+  if (d < 60) return `${w} weeks`;
+  return `${Math.round(d / 30)} months`;
+}
+
+/**
+ * A subset of Go templates as Docker's --format uses them: `{{.Field}}`, `{{.A.B}}`,
+ * `{{json .}}`, `{{json .Field}}`, `{{upper .X}}`, `{{lower .X}}`, `\t` and the `table` prefix.
+ */
+export function render(template: string, obj: Record<string, unknown>): string {
+  const get = (p: string): unknown => (p === '.' ? obj : p.replace(/^\./, '').split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj));
+  const str = (v: unknown): string => (v === undefined || v === null ? '<no value>' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  return template
+    .replace(/\\t/g, '\t')
+    .replace(/\\n/g, '\n')
+    .replace(/\{\{\s*(json|upper|lower)?\s*(\.[A-Za-z0-9_.]*|\.)\s*\}\}/g, (_m, fn: string | undefined, p: string) => {
+      const v = get(p);
+      if (fn === 'json') return JSON.stringify(v ?? null);
+      if (fn === 'upper') return str(v).toUpperCase();
+      if (fn === 'lower') return str(v).toLowerCase();
+      return str(v);
+    });
+}
+
+/** Prints rows with a template: `table …` keeps a header line, as Docker does. */
+export function formatRows(template: string, rows: Record<string, unknown>[], headers: Record<string, string> = {}): string {
+  if (template === 'json') return rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
+  const isTable = template.startsWith('table ');
+  const t = isTable ? template.slice(6) : template;
+  const lines = rows.map((r) => render(t, r));
+  if (isTable) {
+    const head = t.replace(/\{\{\s*(?:json|upper|lower)?\s*\.([A-Za-z0-9_]+)[^}]*\}\}/g, (_m, k: string) => headers[k] ?? k.toUpperCase());
+    const cells = [head, ...lines].map((l) => l.split('\t'));
+    return table(cells[0]!, cells.slice(1));
+  }
+  return lines.join('\n') + (lines.length ? '\n' : '');
+}

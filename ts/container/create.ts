@@ -1,0 +1,221 @@
+/**
+ * Preparing a container: claims its name, lays out its directory (writable layer, /etc files,
+ * OCI bundle) and writes its record. Shared by `create` and `run`; nothing here starts a process.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import { parseImageConfig, type ImageConfig } from '../image/manifest';
+import { mkdirp } from '../storage/fsutil';
+import type { ImageRecord, StorageSettings, Store } from '../storage/store';
+import { Containers, generateName, type ContainerRecord } from './records';
+import { buildSpec, type OciMount } from './spec';
+
+export interface CreateOptions {
+  name?: string;
+  args: string[];
+  entrypoint?: string;
+  env: string[];
+  envFiles: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  tty: boolean;
+  interactive: boolean;
+  rm: boolean;
+  detach: boolean;
+  readOnly: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  privileged: boolean;
+  securityOpt: string[];
+  ulimits: string[];
+  labels: string[];
+  volumes: string[];
+  mounts: string[];
+  tmpfs: string[];
+  network: string;
+  logDriver: string;
+  stopSignal?: string;
+  stopTimeout?: number;
+}
+
+export function imageConfig(store: Store, img: ImageRecord): ImageConfig {
+  return parseImageConfig(fs.readFileSync(store.blobPath(img.configDigest)));
+}
+
+function readEnvFile(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new BurrowError('EUSAGE', `--env-file ${file}: ${(err as Error).message}`);
+  }
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => (l.includes('=') ? l : `${l}=${process.env[l] ?? ''}`));
+}
+
+/** `-v SRC:DST[:opts]`, `--mount type=...`, `--tmpfs DST[:opts]` to OCI mounts. */
+export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; shown: ContainerRecord['mounts'] } {
+  const oci: OciMount[] = [];
+  const shown: ContainerRecord['mounts'] = [];
+  const add = (type: 'bind' | 'volume', source: string, destination: string, ro: boolean, extra: string[] = []) => {
+    if (!destination.startsWith('/')) throw new BurrowError('EUSAGE', `invalid mount destination ${destination}: it must be an absolute path`);
+    let src = source;
+    if (type === 'volume') {
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(source)) throw new BurrowError('EUSAGE', `invalid volume name ${source}`);
+      src = mkdirp(store.p('volumes', source, '_data'), 0o755);
+    } else if (!fs.existsSync(src)) {
+      throw new BurrowError('EUSAGE', `bind source path does not exist: ${src}`, 'create it first, or give a named volume instead of a path');
+    }
+    oci.push({ destination, type: 'bind', source: src, options: ['rbind', ro ? 'ro' : 'rw', ...extra] });
+    shown.push({ type, source: src, destination, mode: ro ? 'ro' : '', rw: !ro });
+  };
+  for (const v of o.volumes) {
+    const parts = v.split(':');
+    if (parts.length < 2) throw new BurrowError('EUSAGE', `invalid volume ${v}: want SRC:DST[:OPTIONS]`);
+    const [src = '', dst = '', opts = ''] = parts;
+    // z/Z (SELinux relabel) and rw/ro as Docker has them; unknown options are refused.
+    const flags = opts ? opts.split(',') : [];
+    for (const f of flags) if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(f)) throw new BurrowError('EUSAGE', `invalid volume option ${f} in ${v}`);
+    const isPath = src.startsWith('/') || src.startsWith('.');
+    add(isPath ? 'bind' : 'volume', isPath ? path.resolve(src) : src, dst, flags.includes('ro'));
+  }
+  for (const m of o.mounts) {
+    const kv = Object.fromEntries(m.split(',').map((p) => { const i = p.indexOf('='); return i < 0 ? [p, 'true'] : [p.slice(0, i), p.slice(i + 1)]; }));
+    const type = kv.type ?? 'volume';
+    const dst = kv.destination ?? kv.target ?? kv.dst;
+    if (!dst) throw new BurrowError('EUSAGE', `--mount ${m}: a target is required`);
+    const ro = kv.readonly === 'true' || kv.ro === 'true' || kv.readonly === '1';
+    if (type === 'bind') add('bind', path.resolve(kv.source ?? kv.src ?? ''), dst, ro);
+    else if (type === 'volume') add('volume', kv.source ?? kv.src ?? `anon-${Math.random().toString(16).slice(2, 14)}`, dst, ro);
+    else if (type === 'tmpfs') {
+      oci.push({ destination: dst, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(kv['tmpfs-size'] ? [`size=${kv['tmpfs-size']}`] : []), ...(kv['tmpfs-mode'] ? [`mode=${kv['tmpfs-mode']}`] : [])] });
+      shown.push({ type: 'tmpfs', source: '', destination: dst, mode: '', rw: true });
+    } else throw new BurrowError('EUSAGE', `--mount type=${type} is not supported (bind, volume, tmpfs)`);
+  }
+  for (const t of o.tmpfs) {
+    const [dst = '', opts] = t.split(':');
+    oci.push({ destination: dst, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(opts ? opts.split(',') : [])] });
+    shown.push({ type: 'tmpfs', source: '', destination: dst, mode: '', rw: true });
+  }
+  return { oci, shown };
+}
+
+export function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): ContainerRecord {
+  const containers = new Containers(store);
+  const cfg = imageConfig(store, img);
+  const id = containers.newId();
+  let name = o.name;
+  if (name === undefined) {
+    for (let i = 0; ; i++) {
+      name = generateName() + (i > 5 ? `_${i}` : '');
+      try {
+        containers.claimName(name, id);
+        break;
+      } catch (err) {
+        if (i > 50) throw err;
+      }
+    }
+  } else containers.claimName(name, id);
+  const dir = containers.dir(id);
+  try {
+    mkdirp(dir);
+    for (const d of ['bundle/rootfs', 'upper', 'work', 'etc']) mkdirp(path.join(dir, d), 0o755);
+    const hostname = o.hostname ?? id.slice(0, 12);
+    const etc = { hosts: path.join(dir, 'etc', 'hosts'), hostname: path.join(dir, 'etc', 'hostname'), resolv: path.join(dir, 'etc', 'resolv.conf') };
+    fs.writeFileSync(etc.hostname, `${hostname}\n`);
+    fs.writeFileSync(etc.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+    let resolv = '';
+    try {
+      resolv = fs.readFileSync('/etc/resolv.conf', 'utf8');
+    } catch {
+      /* none on the host */
+    }
+    fs.writeFileSync(etc.resolv, resolv);
+    const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
+    const lower = [...img.layers].reverse().map((l) => path.basename(store.layerDir(l.diffId)));
+    const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
+    const security = o.securityOpt;
+    let seccomp: 'default' | 'unconfined' | object = 'default';
+    let noNewPrivileges = false;
+    for (const s of security) {
+      if (s === 'no-new-privileges' || s === 'no-new-privileges:true' || s === 'no-new-privileges=true') noNewPrivileges = true;
+      else if (s === 'seccomp=unconfined' || s === 'seccomp:unconfined') seccomp = 'unconfined';
+      else if (/^seccomp[=:]/.test(s)) {
+        const file = s.slice(8);
+        try {
+          seccomp = JSON.parse(fs.readFileSync(file, 'utf8')) as object;
+        } catch (err) {
+          throw new BurrowError('EUSAGE', `--security-opt ${s}: ${(err as Error).message}`);
+        }
+      } else if (/^(label|apparmor)[=:]/.test(s)) {
+        /* SELinux and AppArmor labels do not apply rootless; accepted as Docker accepts them */
+      } else throw new BurrowError('EUSAGE', `invalid --security-opt ${s}`);
+    }
+    const { oci, shown } = parseMounts(store, o);
+    const network = o.network === 'host' ? 'host' : o.network === 'none' ? 'none' : 'private';
+    const spec = buildSpec(cfg, {
+      args: o.args,
+      ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}),
+      env,
+      ...(o.workdir ? { workdir: o.workdir } : {}),
+      ...(o.user ? { user: o.user } : {}),
+      hostname,
+      tty: o.tty,
+      readOnly: o.readOnly,
+      capAdd: o.capAdd,
+      capDrop: o.capDrop,
+      privileged: o.privileged,
+      noNewPrivileges,
+      seccomp,
+      ulimits: o.ulimits,
+      network,
+      uidMap: settings.uidMap,
+      gidMap: settings.gidMap,
+      mounts: oci,
+      etcFiles: etc,
+      layerDirs,
+      overlay: { options: `lowerdir=${lower.join(':')},upperdir=${path.join(dir, 'upper')},workdir=${path.join(dir, 'work')}`, cwd: store.p('layers') },
+      annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id },
+      ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
+    });
+    fs.writeFileSync(path.join(dir, 'bundle', 'config.json'), JSON.stringify(spec));
+    const labels: Record<string, string> = { ...(cfg.config?.Labels ?? {}) };
+    for (const l of o.labels) {
+      const i = l.indexOf('=');
+      labels[i < 0 ? l : l.slice(0, i)] = i < 0 ? '' : l.slice(i + 1);
+    }
+    const args = (spec as { process: { args: string[] } }).process.args;
+    const rec: ContainerRecord = {
+      id,
+      name: name!,
+      image: img.id,
+      imageName,
+      created: new Date().toISOString(),
+      command: args,
+      tty: o.tty,
+      interactive: o.interactive,
+      autoRemove: o.rm,
+      detached: o.detach,
+      stopSignal: o.stopSignal ?? cfg.config?.StopSignal ?? 'SIGTERM',
+      stopTimeout: o.stopTimeout ?? 10,
+      labels,
+      runtimeRoot: path.join(runRoot, 'runtime'),
+      logPath: path.join(dir, 'ctr.log'),
+      logDriver: (['k8s-file', 'json-file', 'none'].includes(o.logDriver) ? o.logDriver : 'k8s-file') as ContainerRecord['logDriver'],
+      hostname,
+      network: o.network,
+      mounts: shown,
+    };
+    containers.save(rec);
+    return rec;
+  } catch (err) {
+    containers.releaseName(name!, id);
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}

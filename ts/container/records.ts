@@ -1,0 +1,127 @@
+/**
+ * Container records: one directory per container in the store, holding its record, its OCI
+ * bundle, its writable layer and its /etc files. Names are claimed with an atomic symlink, so
+ * two `run --name x` at once cannot both win.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import { mkdirp, readJson, writeJsonAtomic } from '../storage/fsutil';
+import type { Store } from '../storage/store';
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  image: string;
+  imageName: string;
+  created: string;
+  command: string[];
+  tty: boolean;
+  interactive: boolean;
+  autoRemove: boolean;
+  detached: boolean;
+  stopSignal: string;
+  stopTimeout: number;
+  labels: Record<string, string>;
+  /** Where burrow-runtime keeps this container's state. */
+  runtimeRoot: string;
+  logPath: string;
+  logDriver: 'k8s-file' | 'json-file' | 'none';
+  hostname: string;
+  network: string;
+  mounts: { type: string; source: string; destination: string; mode: string; rw: boolean }[];
+}
+
+const isRecord = (v: unknown): v is ContainerRecord => typeof v === 'object' && v !== null && typeof (v as ContainerRecord).id === 'string';
+
+const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quirky', 'sharp', 'tender', 'vivid', 'witty', 'zen'];
+const NOUN = ['badger', 'otter', 'mole', 'vole', 'hare', 'fox', 'stoat', 'weasel', 'marmot', 'gopher', 'wombat', 'meerkat', 'shrew', 'hedgehog', 'prairie', 'lemming'];
+
+export function generateName(): string {
+  const r = randomBytes(2);
+  return `${ADJ[r[0]! % ADJ.length]}_${NOUN[r[1]! % NOUN.length]}`;
+}
+
+export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export class Containers {
+  constructor(readonly store: Store) {}
+
+  dir(id: string): string {
+    return this.store.p('containers', id);
+  }
+
+  private namesDir(): string {
+    return mkdirp(this.store.p('containers', '.names'));
+  }
+
+  newId(): string {
+    return randomBytes(32).toString('hex');
+  }
+
+  /** Claims `name` for `id`; fails if another container has it. */
+  claimName(name: string, id: string): void {
+    if (!NAME_RE.test(name)) throw new BurrowError('EUSAGE', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    try {
+      fs.symlinkSync(id, path.join(this.namesDir(), name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const other = fs.readlinkSync(path.join(this.namesDir(), name));
+      throw new BurrowError(
+        'ECONTAINER_EXISTS',
+        `the container name "/${name}" is already in use by container "${other}"`,
+        'remove (or rename) that container to be able to reuse that name',
+      );
+    }
+  }
+
+  releaseName(name: string, id: string): void {
+    const p = path.join(this.namesDir(), name);
+    try {
+      if (fs.readlinkSync(p) === id) fs.rmSync(p);
+    } catch {
+      /* already gone */
+    }
+  }
+
+  save(rec: ContainerRecord): void {
+    writeJsonAtomic(path.join(this.dir(rec.id), 'record.json'), rec);
+  }
+
+  get(id: string): ContainerRecord | undefined {
+    try {
+      return readJson(path.join(this.dir(id), 'record.json'), isRecord);
+    } catch {
+      return undefined;
+    }
+  }
+
+  all(): ContainerRecord[] {
+    let ids: string[] = [];
+    try {
+      ids = fs.readdirSync(this.store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
+    } catch {
+      return [];
+    }
+    return ids.map((i) => this.get(i)).filter((r): r is ContainerRecord => !!r);
+  }
+
+  /** By full id, unique id prefix, or name — as Docker resolves container references. */
+  find(ref: string): ContainerRecord {
+    let id: string | undefined;
+    try {
+      id = fs.readlinkSync(path.join(this.namesDir(), ref.replace(/^\//, '')));
+    } catch {
+      /* not a name */
+    }
+    if (!id && /^[a-f0-9]{1,64}$/.test(ref)) {
+      const ids = fs.existsSync(this.store.p('containers')) ? fs.readdirSync(this.store.p('containers')).filter((n) => n.startsWith(ref) && n.length === 64) : [];
+      if (ids.length > 1) throw new BurrowError('EUSAGE', `multiple containers match the prefix ${ref}: be more specific`);
+      id = ids[0];
+    }
+    const rec = id ? this.get(id) : undefined;
+    if (!rec) throw new BurrowError('ECONTAINER_NOT_FOUND', `no such container: ${ref}`);
+    return rec;
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * OCI runtime config for a container, from the image's config and `run`'s flags, with Docker's
+ * defaults: its capability set, a seccomp profile, the usual mounts, /etc/hosts, /etc/hostname
+ * and /etc/resolv.conf from the container's directory, and every namespace (user included, with
+ * the store's id mapping).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import type { ImageConfig } from '../image/manifest';
+import type { IdMap } from '../storage/store';
+import { defaultSeccomp } from './seccomp';
+
+export const DEFAULT_CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+const ALL_CAPS = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER', 'SYS_MODULE', 'SYS_RAWIO',
+  'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE', 'SYS_RESOURCE', 'SYS_TIME',
+  'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP', 'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG',
+  'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF', 'CHECKPOINT_RESTORE',
+].map((c) => `CAP_${c}`);
+
+export interface SpecOptions {
+  args: string[];
+  entrypoint?: string;
+  env: string[];
+  workdir?: string;
+  user?: string;
+  hostname: string;
+  tty: boolean;
+  readOnly: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  privileged: boolean;
+  noNewPrivileges: boolean;
+  seccomp: 'default' | 'unconfined' | object;
+  ulimits: string[];
+  network: 'none' | 'host' | 'private';
+  uidMap: IdMap[];
+  gidMap: IdMap[];
+  /** Extra mounts (volumes, binds, tmpfs) in OCI form. */
+  mounts: OciMount[];
+  /** Files in the container's directory bound over /etc/{hosts,hostname,resolv.conf}. */
+  etcFiles: { hosts: string; hostname: string; resolv: string };
+  /** The image's layer directories, top first (for user and group names). */
+  layerDirs: string[];
+  /** overlay options and the directory relative lowerdirs are in. */
+  overlay?: { options: string; cwd: string };
+  annotations: Record<string, string>;
+  stopSignal?: string;
+}
+
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+/** Looks a user or group name up in the image's /etc files, top layer first. */
+export function lookupId(layerDirs: string[], file: 'passwd' | 'group', name: string): { id: number; gid?: number } | undefined {
+  for (const dir of layerDirs) {
+    const p = path.join(dir, 'etc', file);
+    let text: string;
+    try {
+      const st = fs.lstatSync(p);
+      if (!st.isFile()) {
+        if (st.isCharacterDevice()) return undefined; // whited out
+        continue;
+      }
+      text = fs.readFileSync(p, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name && f[2] !== undefined) return { id: Number(f[2]), ...(file === 'passwd' && f[3] ? { gid: Number(f[3]) } : {}) };
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
+/** Resolves Docker's `-u user[:group]` against the image. */
+export function resolveUser(spec: string | undefined, layerDirs: string[]): { uid: number; gid: number } {
+  if (!spec) return { uid: 0, gid: 0 };
+  const [u = '', g] = spec.split(':');
+  let uid: number;
+  let gid: number | undefined;
+  if (/^\d+$/.test(u)) {
+    uid = Number(u);
+  } else {
+    const found = lookupId(layerDirs, 'passwd', u);
+    if (!found) throw new BurrowError('EUSAGE', `unable to find user ${u}: no matching entries in passwd file`);
+    uid = found.id;
+    gid = found.gid;
+  }
+  if (g !== undefined) {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const found = lookupId(layerDirs, 'group', g);
+      if (!found) throw new BurrowError('EUSAGE', `unable to find group ${g}: no matching entries in group file`);
+      gid = found.id;
+    }
+  }
+  return { uid, gid: gid ?? 0 };
+}
+
+function capList(opts: SpecOptions): string[] {
+  if (opts.privileged) return ALL_CAPS;
+  const norm = (c: string) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`);
+  let caps = new Set(DEFAULT_CAPS);
+  for (const c of opts.capAdd) {
+    if (c.toUpperCase() === 'ALL') caps = new Set(ALL_CAPS);
+    else caps.add(norm(c));
+  }
+  for (const c of opts.capDrop) {
+    if (c.toUpperCase() === 'ALL') caps.clear();
+    else caps.delete(norm(c));
+  }
+  for (const c of caps) if (!ALL_CAPS.includes(c)) throw new BurrowError('EUSAGE', `unknown capability ${c}`);
+  return [...caps];
+}
+
+const RLIMITS: Record<string, string> = {
+  core: 'RLIMIT_CORE', cpu: 'RLIMIT_CPU', data: 'RLIMIT_DATA', fsize: 'RLIMIT_FSIZE', locks: 'RLIMIT_LOCKS',
+  memlock: 'RLIMIT_MEMLOCK', msgqueue: 'RLIMIT_MSGQUEUE', nice: 'RLIMIT_NICE', nofile: 'RLIMIT_NOFILE', nproc: 'RLIMIT_NPROC',
+  rss: 'RLIMIT_RSS', rtprio: 'RLIMIT_RTPRIO', rttime: 'RLIMIT_RTTIME', sigpending: 'RLIMIT_SIGPENDING', stack: 'RLIMIT_STACK',
+};
+
+export function parseUlimit(s: string): { type: string; soft: number; hard: number } {
+  const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(s);
+  const type = m ? RLIMITS[m[1]!] : undefined;
+  if (!m || !type) throw new BurrowError('EUSAGE', `invalid --ulimit ${s}: want NAME=SOFT[:HARD], NAME one of ${Object.keys(RLIMITS).join(', ')}`);
+  const val = (v: string) => (Number(v) < 0 ? 2 ** 64 - 1 : Number(v));
+  const soft = val(m[2]!);
+  return { type, soft, hard: m[3] !== undefined ? val(m[3]) : soft };
+}
+
+export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
+  const ic = image.config ?? {};
+  const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : (ic.Entrypoint ?? []);
+  const cmd = opts.args.length ? opts.args : opts.entrypoint !== undefined ? [] : (ic.Cmd ?? []);
+  const args = [...entrypoint, ...cmd];
+  if (args.length === 0) throw new BurrowError('EUSAGE', 'no command specified: the image has no Cmd or Entrypoint; give one after the image name');
+  const env = new Map<string, string>();
+  const put = (kv: string) => {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  };
+  (ic.Env ?? []).forEach(put);
+  if (!env.has('PATH')) env.set('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  env.set('HOSTNAME', opts.hostname);
+  if (opts.tty) env.set('TERM', 'xterm');
+  opts.env.forEach(put);
+  const user = resolveUser(opts.user ?? (ic.User || undefined), opts.layerDirs);
+  const caps = capList(opts);
+  const nofile = { type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 };
+  const rlimits = opts.ulimits.map(parseUlimit);
+  if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.push(currentNofile() ?? nofile);
+  const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }, { type: 'cgroup' }];
+  if (opts.network !== 'host') namespaces.push({ type: 'network' });
+  const mounts: OciMount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    opts.network === 'host'
+      ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] }
+      : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    { destination: '/etc/hosts', type: 'bind', source: opts.etcFiles.hosts, options: ['bind', 'rprivate'] },
+    { destination: '/etc/hostname', type: 'bind', source: opts.etcFiles.hostname, options: ['bind', 'rprivate'] },
+    { destination: '/etc/resolv.conf', type: 'bind', source: opts.etcFiles.resolv, options: ['bind', 'rprivate'] },
+    ...opts.mounts,
+  ];
+  const seccomp = opts.privileged || opts.seccomp === 'unconfined' ? undefined : opts.seccomp === 'default' ? defaultSeccomp() : opts.seccomp;
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: opts.tty,
+      user: { uid: user.uid, gid: user.gid },
+      args,
+      env: [...env].map(([k, v]) => `${k}=${v}`),
+      cwd: opts.workdir || ic.WorkingDir || '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits,
+      noNewPrivileges: opts.noNewPrivileges,
+    },
+    root: { path: 'rootfs', readonly: opts.readOnly },
+    hostname: opts.hostname,
+    mounts,
+    annotations: {
+      ...opts.annotations,
+      ...(opts.overlay ? { 'run.burrow.rootfs.overlay': opts.overlay.options, 'run.burrow.rootfs.overlay.cwd': opts.overlay.cwd } : {}),
+    },
+    linux: {
+      uidMappings: opts.uidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
+      gidMappings: opts.gidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
+      namespaces,
+      ...(seccomp ? { seccomp } : {}),
+      maskedPaths: opts.privileged
+        ? []
+        : ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi', '/sys/devices/virtual/powercap'],
+      readonlyPaths: opts.privileged ? [] : ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+/** Rootless processes cannot raise their hard limit: inherit ours. */
+function currentNofile(): { type: string; soft: number; hard: number } | undefined {
+  try {
+    const limits = fs.readFileSync('/proc/self/limits', 'utf8');
+    const m = /Max open files\s+(\d+)\s+(\d+)/.exec(limits);
+    if (m) return { type: 'RLIMIT_NOFILE', soft: Number(m[2]), hard: Number(m[2]) };
+  } catch {
+    /* fall through */
+  }
+  return undefined;
+}

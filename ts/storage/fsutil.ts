@@ -1,0 +1,108 @@
+/**
+ * File-system helpers for the store: atomic writes (temp + fsync + rename, so a reader never
+ * sees half a record and a crash leaves the old one) and a lock file for read-modify-write of
+ * shared records (tags, container names).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const fd = fs.openSync(tmp, 'w', mode);
+  try {
+    if (typeof data === 'string') fs.writeSync(fd, data);
+    else fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+export function writeJsonAtomic(file: string, value: unknown): void {
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+}
+
+export function readJson<T>(file: string, guard: (v: unknown) => v is T, fallback?: T): T {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && fallback !== undefined) return fallback;
+    throw err;
+  }
+  const v: unknown = JSON.parse(text);
+  if (!guard(v)) throw new Error(`${file}: unexpected content`);
+  return v;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Runs `fn` holding `lockFile` (created exclusively, holding our pid). A lock whose owner died
+ * is taken over; waiting is bounded so that a bug cannot hang the CLI forever.
+ */
+export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): T {
+  const start = Date.now();
+  for (;;) {
+    try {
+      const fd = fs.openSync(lockFile, 'wx', 0o600);
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
+      if (owner && !pidAlive(owner)) {
+        fs.rmSync(lockFile, { force: true });
+        continue;
+      }
+      if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for the lock ${lockFile} held by pid ${owner}`);
+      sleepSync(5);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    fs.rmSync(lockFile, { force: true });
+  }
+}
+
+export function mkdirp(dir: string, mode = 0o700): string {
+  fs.mkdirSync(dir, { recursive: true, mode });
+  return dir;
+}
+
+export function hexOf(digest: string): string {
+  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
+  if (!m) throw new Error(`not a sha256 digest: ${digest}`);
+  return m[1]!;
+}
+
+export function dirSize(dir: string): number {
+  let total = 0;
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) total += fs.lstatSync(p).size;
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    /* unreadable parts (other owners) are not counted */
+  }
+  return total;
+}

@@ -1,0 +1,103 @@
+/**
+ * Unpacking layers through `burrow-runtime unpack`, which runs inside a user namespace with the
+ * store's id mapping (so ownership is right) and extracts in parallel. A layer is unpacked to a
+ * temporary directory, its diff id checked, then renamed into place and recorded: a layer
+ * directory without its record is never trusted.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import { runtimeBinary } from '../host/paths';
+import { hexOf } from './fsutil';
+import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
+
+interface JobResult {
+  index: number;
+  ok: boolean;
+  code?: string;
+  error?: string;
+  stats?: { diffId: string; entries: number; bytes: number; skippedChown: number; skippedDevices: number; skippedXattrs: number };
+}
+
+function mapArgs(flag: string, maps: IdMap[]): string[] {
+  return maps.flatMap((m) => [flag, m.join(':')]);
+}
+
+/** Runs jobs in the store's user namespace; resolves with one result per job. */
+export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts: 'overlay' | 'apply' = 'overlay'): Promise<JobResult[]> {
+  const args = ['unpack', '--whiteouts', whiteouts];
+  if (settings.idMode !== 'root') args.push(...mapArgs('--uidmap', settings.uidMap), ...mapArgs('--gidmap', settings.gidMap));
+  return new Promise((resolve, reject) => {
+    const child = spawn(runtimeBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.on('error', (e) => reject(new BurrowError('ERUNTIME_MISSING', `cannot run ${runtimeBinary()}: ${e.message}`, 'run `npm ci` to build burrow-runtime')));
+    child.on('close', (code) => {
+      const results: JobResult[] = out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as JobResult)
+        .sort((a, b) => a.index - b.index);
+      if (results.length !== jobs.length) {
+        reject(new BurrowError('ELAYER_UNPACK', `burrow-runtime unpack failed (exit ${code}): ${err.trim() || 'no output'}`));
+        return;
+      }
+      for (const w of new Set(err.split('\n').filter((l) => l.includes('warning')))) process.stderr.write(`${w}\n`);
+      resolve(results);
+    });
+    child.stdin.end(JSON.stringify(jobs));
+  });
+}
+
+/**
+ * Unpacks one layer blob into the store, unless it is already there. `diffId` is checked when
+ * given (pulls); when not (imports), it is learnt from the stream.
+ */
+export async function unpackLayer(store: Store, settings: StorageSettings, digest: string, diffId: string | undefined, size: number): Promise<LayerRecord> {
+  const existing = diffId ? store.layer(diffId) : undefined;
+  if (existing) return existing;
+  const tmp = fs.mkdtempSync(path.join(store.p('tmp'), `layer-${hexOf(diffId ?? digest).slice(0, 12)}-`));
+  const dest = path.join(tmp, 'diff');
+  fs.mkdirSync(dest);
+  const [r] = await runInUserns(settings, [{ blob: store.blobPath(digest), dest, ...(diffId ? { diffId } : {}) }], settings.driver === 'copy' ? 'apply' : 'overlay');
+  if (!r?.ok || !r.stats) {
+    await removeTrees(settings, [tmp]).catch(() => undefined);
+    throw new BurrowError(r?.code === 'EDIGEST_MISMATCH' ? 'EDIGEST_MISMATCH' : 'ELAYER_UNPACK', `layer ${digest}: ${r?.error ?? 'unpack failed'}`);
+  }
+  diffId = r.stats.diffId;
+  const known = store.layer(diffId);
+  if (known) {
+    await removeTrees(settings, [tmp]).catch(() => undefined);
+    return known;
+  }
+  const final = store.layerDir(diffId);
+  try {
+    fs.renameSync(dest, final);
+  } catch (err) {
+    // Another pull unpacked the same layer meanwhile: keep theirs.
+    if (!['EEXIST', 'ENOTEMPTY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  }
+  await removeTrees(settings, [tmp]).catch(() => undefined);
+  const rec: LayerRecord = {
+    diffId,
+    digest,
+    size,
+    entries: r.stats.entries,
+    bytes: r.stats.bytes,
+    skippedChown: r.stats.skippedChown,
+    unpackedAt: new Date().toISOString(),
+  };
+  store.layer(diffId) ?? store.commitLayer(rec);
+  return rec;
+}
+
+/** Deletes trees whose files belong to mapped ids (layers, writable layers). */
+export async function removeTrees(settings: StorageSettings, paths: string[]): Promise<void> {
+  if (paths.length === 0) return;
+  const results = await runInUserns(settings, paths.map((p) => ({ remove: p })));
+  const bad = results.filter((r) => !r.ok);
+  if (bad.length) throw new BurrowError('ELAYER_UNPACK', bad.map((b) => b.error).join('; '));
+}
