@@ -47,6 +47,61 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
     });
 
   program
+    .command('pull')
+    .description('pull an image from a registry')
+    .argument('<image>', 'reference, e.g. alpine, quay.io/x/y:tag, host:5000/name@sha256:…')
+    .option('-q, --quiet', 'no progress output')
+    .option('--platform <os/arch[/variant]>', 'platform to select from a multi-platform image')
+    .option('--tls-verify <bool>', 'verify TLS certificates (default true)')
+    .action(async (ref: string, opts: { quiet?: boolean; platform?: string; tlsVerify?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const settings = await ctx.settings();
+      const { pullImage } = await import('../../image/pull');
+      const img = await pullImage(ctx.store, settings, ref, {
+        quiet: !!opts.quiet,
+        ...(opts.platform ? { platform: opts.platform } : {}),
+        registry: { ...(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) },
+      });
+      process.stdout.write(`${img.id}\n`);
+    });
+
+  program
+    .command('login')
+    .description('store credentials for a registry (0600, ~/.config/burrow/auth.json)')
+    .argument('<registry>')
+    .option('-u, --username <user>')
+    .option('-p, --password <password>')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--tls-verify <bool>', 'verify TLS certificates (default true)')
+    .action(async (registry: string, opts: { username?: string; password?: string; passwordStdin?: boolean; tlsVerify?: string }) => {
+      if (!opts.username) throw new BurrowError('EUSAGE', 'login: --username is required');
+      let password = opts.password;
+      if (opts.passwordStdin) password = require('node:fs').readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+      if (!password) throw new BurrowError('EUSAGE', 'login: a password is required (--password or --password-stdin)');
+      const { RegistryClient } = await import('../../image/registry');
+      const { login } = await import('../../image/auth');
+      const client = new RegistryClient(opts.tlsVerify === 'false' ? { tlsVerify: false } : {});
+      try {
+        await client.checkLogin(registry, { username: opts.username, password });
+      } finally {
+        client.close();
+      }
+      login(registry, opts.username, password);
+      process.stdout.write('Login Succeeded!\n');
+    });
+
+  program
+    .command('logout')
+    .description('remove stored credentials for a registry')
+    .argument('<registry>')
+    .action(async (registry: string) => {
+      const { logout } = await import('../../image/auth');
+      const r = logout(registry);
+      process.stdout.write(r.removed ? `Removed login credentials for ${registry}\n` : `Not logged in to ${registry}\n`);
+      for (const f of r.remaining) process.stderr.write(`note: ${f} still holds credentials for ${registry}\n`);
+    });
+
+  program
     .command('images')
     .description('list images')
     .option('-q, --quiet', 'only ids')
