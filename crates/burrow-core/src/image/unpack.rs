@@ -332,7 +332,7 @@ impl Extractor {
             self.chown(pfd, name, uid, gid, &path)?;
         } else if kind.is_character_special() || kind.is_block_special() {
             self.stats.skipped_devices += 1;
-            self.warn_once("device nodes in the layer were skipped: creating them needs privileges a rootless user does not have");
+            self.warn_once("device nodes in the layer were skipped: burrow never creates device nodes from an image (rootless it cannot; a container gets its devices from the runtime)");
         } else if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
             // Consumed by the tar reader.
         }

@@ -118,6 +118,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let tty_mode = p.bool("tty");
     burrow_core::runtime::process::set_name("burrow:monitor");
     let _ = nix::unistd::setsid();
+    // Who holds the container, written before `started`: a reader that finds `started` but no
+    // exit record can then tell "the monitor is finishing" from "the monitor died".
+    let me = std::process::id() as i32;
+    write_atomic(&dir.join("monitor.json"), &serde_json::json!({ "pid": me, "startTime": proc_start_time(me).unwrap_or(0) }).to_string());
     // Keep our caller's pipe aside; fds 0-2 become the container's stdio.
     let caller = nix::unistd::dup(1).op("dup")?;
     let caller = unsafe { std::fs::File::from_raw_fd(caller) };
@@ -173,10 +177,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
         return Ok(1);
     }
-    let started = now_rfc3339();
-    write_atomic(&dir.join("started"), &started);
-    let me = std::process::id() as i32;
-    write_atomic(&dir.join("monitor.json"), &serde_json::json!({ "pid": me, "startTime": proc_start_time(me).unwrap_or(0), "startedAt": started }).to_string());
+    write_atomic(&dir.join("started"), &now_rfc3339());
     answer(&caller, serde_json::json!({ "pid": created.state.pid }));
     drop(caller);
 
