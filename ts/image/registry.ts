@@ -1004,7 +1004,8 @@ export class RegistryClient {
       st.scheme ??= scheme;
       return res;
     } catch (err) {
-      const fallback = scheme === 'https' && st.scheme === undefined && this.isInsecure(ep.host) && !isCertError(err) && !isAbort(err, signal);
+      // A request that started on HTTPS while another learned that the host speaks HTTP falls back too.
+      const fallback = scheme === 'https' && st.scheme !== 'https' && this.isInsecure(ep.host) && !isCertError(err) && !isAbort(err, signal);
       if (!fallback) throw this.networkError(err, new URL(`${scheme}://${ep.host}${target}`), what, signal);
       try {
         const res = await this.rawFollow(new URL(`http://${ep.host}${target}`), method, headers, body, signal, what, true);

@@ -36,3 +36,11 @@ pub fn default_paths() -> DefaultPaths {
         runtime_root: burrow_core::paths::runtime_root().display().to_string(),
     }
 }
+
+/// The cgroup layout and what this user can enforce (a cheap, namespace-free part of the probe),
+/// as JSON: `run` checks requested limits against it before it starts anything.
+#[napi]
+pub fn cgroup_info() -> Result<String> {
+    let info = burrow_core::probe::cgroups::probe_self();
+    serde_json::to_string(&info).map_err(|e| Error::new(Status::GenericFailure, format!("EINTERNAL: {e}")))
+}

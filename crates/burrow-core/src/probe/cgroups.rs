@@ -193,6 +193,11 @@ pub fn probe_with(mountinfo: &str, self_cgroup: &str, uid: u32) -> CgroupInfo {
     }
 }
 
+/// `probe` for the calling user.
+pub fn probe_self() -> CgroupInfo {
+    probe(nix::unistd::getuid().as_raw())
+}
+
 pub fn probe(uid: u32) -> CgroupInfo {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
