@@ -26,6 +26,10 @@ export type ErrorCode =
   | 'EIMAGE_NOT_FOUND'
   | 'EIMAGE_IN_USE'
   | 'ELAYER_UNPACK'
+  /** a layer entry that would write outside the layer (`..`, absolute, through a symlink, a hard link out, a `.wh..`) */
+  | 'ELAYER_UNSAFE'
+  /** a layer blob that is not a readable tar stream (truncated, bad compression) */
+  | 'ELAYER_CORRUPT'
   | 'ESTORE_MISMATCH'
   | 'ECONTAINER_NOT_FOUND'
   | 'ECONTAINER_EXISTS'

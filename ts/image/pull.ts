@@ -5,10 +5,15 @@
  * of the next, across cores). Nothing becomes visible before it is verified: blobs are renamed
  * into place after their digest matched, layers after their diff id matched, and the image
  * record — what `run` trusts — is written last.
+ *
+ * A failure of one layer (a refused entry, a digest mismatch, a network error) stops the other
+ * downloads at once; unpacks already running are waited for (their layers are sound and are
+ * kept), then the first real error is reported. A killed pull leaves `.partial` downloads, which
+ * the next pull resumes, and temporary trees, which the next pull removes.
  */
 import { BurrowError } from '../errors';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
-import { unpackLayer } from '../storage/unpack';
+import { cleanStaleTmp, unpackLayer } from '../storage/unpack';
 import { putBlob } from './importer';
 import { checkLayersMatchConfig, parsePlatform, type Descriptor } from './manifest';
 import { Progress } from './progress';
@@ -24,43 +29,88 @@ export interface PullOptions {
 
 const PARALLEL_DOWNLOADS = 4;
 
+/** The error to report from several: the first that is not a consequence of our own abort. */
+function firstReal(errors: unknown[]): unknown {
+  return errors.find((e) => !(e instanceof BurrowError && e.code === 'ECANCELED')) ?? errors[0];
+}
+
 export async function pullImage(store: Store, settings: StorageSettings, refStr: string, opts: PullOptions = {}): Promise<ImageRecord> {
   const ref = parseReference(refStr);
   store.init();
+  await cleanStaleTmp(store, settings);
   const client = new RegistryClient(opts.registry ?? {});
   const progress = new Progress(opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain');
+  // One signal for everything this pull does: the caller's, or our own abort on a failure.
+  const ac = new AbortController();
+  const onAbort = (): void => ac.abort(opts.signal?.reason);
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const signal = ac.signal;
   try {
     progress.line(`Trying to pull ${ref.canonical()}...`);
-    const m = await client.getManifest(ref, { ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
-    const { config, bytes: configBytes } = await client.getConfig(ref, m.manifest, opts.signal ? { signal: opts.signal } : {});
+    const m = await client.getManifest(ref, { ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}), signal });
+    const { config, bytes: configBytes } = await client.getConfig(ref, m.manifest, { signal });
     checkLayersMatchConfig(m.manifest, config);
     const configDigest = putBlob(store, configBytes);
     if (configDigest !== m.manifest.config.digest) {
       throw new BurrowError('EDIGEST_MISMATCH', `image config: expected ${m.manifest.config.digest}, got ${configDigest}`);
     }
-    const layers = m.manifest.layers.map((d: Descriptor, i: number) => ({ desc: d, diffId: config.rootfs.diff_ids[i]! }));
-    // Download with bounded parallelism; unpack each layer as soon as its blob is complete.
-    const queue = layers.filter((l) => !store.layer(l.diffId));
-    for (const l of layers) if (store.layer(l.diffId)) progress.done(l.desc.digest, 'Already exists');
-    const unpacks: Promise<unknown>[] = [];
+    const layers = m.manifest.layers.map((d: Descriptor, i: number) => ({ desc: d, diffId: config.rootfs.diff_ids[i]!, index: i }));
+    // Layers already in the store are not fetched again; a layer listed twice is fetched once.
+    const seen = new Set<string>();
+    const queue = layers.filter((l) => {
+      if (store.layer(l.diffId)) {
+        progress.done(l.desc.digest, 'Already exists');
+        return false;
+      }
+      if (seen.has(l.diffId)) return false;
+      seen.add(l.diffId);
+      return true;
+    });
+    const errors: unknown[] = [];
+    const fail = (err: unknown): void => {
+      errors.push(err);
+      ac.abort(err);
+    };
+    const unpacks: Promise<void>[] = [];
     let next = 0;
-    const worker = async () => {
-      while (next < queue.length) {
+    const worker = async (): Promise<void> => {
+      while (next < queue.length && !signal.aborted) {
         const l = queue[next++]!;
-        if (!store.hasBlob(l.desc.digest)) {
-          await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), {
-            onProgress: (p) => progress.update(l.desc.digest, p.completed, p.total),
-            ...(opts.signal ? { signal: opts.signal } : {}),
-          });
+        try {
+          if (!store.hasBlob(l.desc.digest)) {
+            await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), {
+              onProgress: (p) => progress.update(l.desc.digest, p.completed, p.total),
+              signal,
+            });
+          }
+        } catch (err) {
+          fail(err);
+          return;
         }
         progress.done(l.desc.digest, 'Download complete');
+        // Handled here and now: a rejection must not wait for the downloads to finish.
         unpacks.push(
-          unpackLayer(store, settings, l.desc.digest, l.diffId, l.desc.size).then(() => progress.done(l.desc.digest, 'Pull complete')),
+          unpackLayer(store, settings, l.desc.digest, l.diffId, l.desc.size).then(
+            () => progress.done(l.desc.digest, 'Pull complete'),
+            (err: unknown) => {
+              // Say which image and which of its layers: the runtime names only the entry.
+              const what = `${ref.familiar()}: layer ${l.index + 1} of ${layers.length} (${l.desc.digest})`;
+              const e =
+                err instanceof BurrowError && err.code !== 'ECANCELED'
+                  ? new BurrowError(err.code, `${what}: ${err.message.replace(/^layer sha256:[a-f0-9]{64}: /, '')}`, err.fix, { cause: err })
+                  : err;
+              fail(e);
+            },
+          ),
         );
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, queue.length) }, worker));
+    // Unpacks pushed while we waited are included: workers have all returned by now.
     await Promise.all(unpacks);
+    if (errors.length) throw firstReal(errors);
+    if (signal.aborted) throw new BurrowError('ECANCELED', `pull of ${ref.familiar()}: canceled`);
     const manifestDigest = putBlob(store, m.bytes);
     if (m.index) putBlob(store, m.index.bytes);
     const now = new Date().toISOString();
@@ -79,11 +129,13 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
       size: layers.reduce((s, l) => s + l.desc.size, 0),
       pulledAt: now,
     };
-    store.saveImage(rec, ref.tag !== undefined ? ref.canonical() : undefined);
+    // A reference pinned by digest names no tag, even when it also has one (as in Docker).
+    store.saveImage(rec, ref.tag !== undefined && ref.digest === undefined ? `${ref.name}:${ref.tag}` : undefined);
     progress.finish();
     progress.line(`Digest: ${m.index?.digest ?? m.digest}`);
     return store.image(rec.id)!;
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     progress.finish();
     client.close();
   }

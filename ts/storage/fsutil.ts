@@ -36,7 +36,8 @@ export function readJson<T>(file: string, guard: (v: unknown) => v is T, fallbac
   return v;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process exists (one of another user counts: we may not signal it, but it is there). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

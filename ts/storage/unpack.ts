@@ -3,14 +3,26 @@
  * store's id mapping (so ownership is right) and extracts in parallel. A layer is unpacked to a
  * temporary directory, its diff id checked, then renamed into place and recorded: a layer
  * directory without its record is never trusted.
+ *
+ * Temporary entries under ROOT/tmp carry the pid of the process that made them
+ * (`layer-PID-…`), so that work left by a killed pull can be told from work in progress and
+ * removed by the next command that unpacks (cleanStaleTmp).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { runtimeBinary } from '../host/paths';
-import { hexOf } from './fsutil';
+import { hexOf, pidAlive } from './fsutil';
 import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
+
+/** Codes of `burrow-runtime unpack` that keep their name in TypeScript; others become ELAYER_UNPACK. */
+const UNPACK_CODES = new Set(['EDIGEST_MISMATCH', 'ELAYER_UNSAFE', 'ELAYER_CORRUPT'] as const);
+type UnpackCode = 'EDIGEST_MISMATCH' | 'ELAYER_UNSAFE' | 'ELAYER_CORRUPT' | 'ELAYER_UNPACK';
+
+function unpackCode(code: string | undefined): UnpackCode {
+  return code && (UNPACK_CODES as Set<string>).has(code) ? (code as UnpackCode) : 'ELAYER_UNPACK';
+}
 
 interface JobResult {
   index: number;
@@ -59,13 +71,27 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
 export async function unpackLayer(store: Store, settings: StorageSettings, digest: string, diffId: string | undefined, size: number): Promise<LayerRecord> {
   const existing = diffId ? store.layer(diffId) : undefined;
   if (existing) return existing;
-  const tmp = fs.mkdtempSync(path.join(store.p('tmp'), `layer-${hexOf(diffId ?? digest).slice(0, 12)}-`));
+  const tmp = fs.mkdtempSync(path.join(store.p('tmp'), `layer-${process.pid}-${hexOf(diffId ?? digest).slice(0, 12)}-`));
   const dest = path.join(tmp, 'diff');
   fs.mkdirSync(dest);
-  const [r] = await runInUserns(settings, [{ blob: store.blobPath(digest), dest, ...(diffId ? { diffId } : {}) }], settings.driver === 'copy' ? 'apply' : 'overlay');
-  if (!r?.ok || !r.stats) {
+  let r: JobResult | undefined;
+  try {
+    [r] = await runInUserns(settings, [{ blob: store.blobPath(digest), dest, ...(diffId ? { diffId } : {}) }], settings.driver === 'copy' ? 'apply' : 'overlay');
+  } catch (err) {
     await removeTrees(settings, [tmp]).catch(() => undefined);
-    throw new BurrowError(r?.code === 'EDIGEST_MISMATCH' ? 'EDIGEST_MISMATCH' : 'ELAYER_UNPACK', `layer ${digest}: ${r?.error ?? 'unpack failed'}`);
+    throw err;
+  }
+  if (!r?.ok || !r.stats) {
+    // What a refused layer wrote (inside tmp, never outside) goes with it.
+    await removeTrees(settings, [tmp]).catch(() => undefined);
+    const code = unpackCode(r?.code);
+    const fix =
+      code === 'ELAYER_UNSAFE'
+        ? 'the image is malformed or made to attack the unpacker; burrow refuses to use it (nothing was written outside the store)'
+        : code === 'EDIGEST_MISMATCH'
+          ? 'the layer does not match the image config: the image is corrupt or was altered'
+          : undefined;
+    throw new BurrowError(code, `layer ${digest}: ${r?.error ?? 'unpack failed'}`, fix);
   }
   diffId = r.stats.diffId;
   const known = store.layer(diffId);
@@ -100,4 +126,38 @@ export async function removeTrees(settings: StorageSettings, paths: string[]): P
   const results = await runInUserns(settings, paths.map((p) => ({ remove: p })));
   const bad = results.filter((r) => !r.ok);
   if (bad.length) throw new BurrowError('ELAYER_UNPACK', bad.map((b) => b.error).join('; '));
+}
+
+/**
+ * Removes what killed commands left: ROOT/tmp entries (`layer-PID-…`, `import-PID`, …) and
+ * half-written blob files (`HEX.tmp-PID-…`) whose process is gone. Nothing there was ever
+ * trusted; this only gives the space back. Downloads' `.partial` files are kept: the next pull
+ * resumes them. Work of live processes (a concurrent pull) is left alone.
+ */
+export async function cleanStaleTmp(store: Store, settings: StorageSettings): Promise<void> {
+  const stale = (name: string, re: RegExp): boolean => {
+    const m = re.exec(name);
+    return !!m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+  };
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(store.p('tmp'));
+  } catch {
+    /* no tmp yet */
+  }
+  const trees: string[] = [];
+  for (const n of names.filter((x) => stale(x, /^[a-z]+-(\d+)(?:-|$)/))) {
+    const p = store.p('tmp', n);
+    // Trees hold files of mapped ids, which only the user namespace can delete; files are ours.
+    if (fs.lstatSync(p, { throwIfNoEntry: false })?.isDirectory()) trees.push(p);
+    else fs.rmSync(p, { force: true });
+  }
+  if (trees.length) await removeTrees(settings, trees).catch(() => undefined);
+  try {
+    for (const n of fs.readdirSync(store.p('blobs', 'sha256'))) {
+      if (stale(n, /\.tmp-(\d+)-/)) fs.rmSync(store.p('blobs', 'sha256', n), { force: true });
+    }
+  } catch {
+    /* no blobs yet */
+  }
 }

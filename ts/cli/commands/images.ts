@@ -1,5 +1,5 @@
-/** Image commands: import, images, rmi, tag (pull and friends arrive with the registry client). */
-import type { Command } from 'commander';
+/** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag. */
+import { Option, type Command } from 'commander';
 import { BurrowError } from '../../errors';
 import { collect, context } from '../context';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
@@ -102,6 +102,77 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
     });
 
   program
+    .command('push')
+    .description('push an image to a registry (blobs it has are skipped, blobs of the same registry mounted)')
+    .argument('<image>', 'local image: name or id')
+    .argument('[destination]', 'registry/repository[:tag] to push to (default: the image name)')
+    .option('-q, --quiet', 'no progress output')
+    .option('--tls-verify <bool>', 'verify TLS certificates (default true)')
+    .option('--digestfile <file>', 'write the pushed manifest digest to this file')
+    .action(async (image: string, destination: string | undefined, opts: { quiet?: boolean; tlsVerify?: string; digestfile?: string }, cmd: Command) => {
+      const { store } = context(cmd);
+      const { pushImage } = await import('../../image/push');
+      const r = await pushImage(store, image, destination, { quiet: !!opts.quiet, registry: { ...(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) } });
+      if (opts.digestfile) require('node:fs').writeFileSync(opts.digestfile, r.digest);
+      if (opts.quiet) process.stdout.write(`${r.digest}\n`);
+    });
+
+  program
+    .command('save')
+    .description('write images to a tar archive (docker-archive, as `docker save`, or oci-archive)')
+    .argument('<images...>')
+    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .addOption(new Option('--format <format>', 'archive format').choices(['docker-archive', 'oci-archive']).default('docker-archive'))
+    .action(async (refs: string[], opts: { output?: string; format: 'docker-archive' | 'oci-archive' }, cmd: Command) => {
+      const { store } = context(cmd);
+      const fs = await import('node:fs');
+      const { saveImages } = await import('../../image/archive');
+      if (!opts.output) {
+        if (process.stdout.isTTY) throw new BurrowError('EUSAGE', 'save: refusing to write an archive to a terminal', 'use -o FILE or redirect stdout');
+        await saveImages(store, refs, process.stdout, opts.format);
+        return;
+      }
+      // Written aside and renamed: an interrupted save leaves no truncated archive under the name.
+      const tmp = `${opts.output}.tmp-${process.pid}`;
+      let fd: number;
+      try {
+        fd = fs.openSync(tmp, 'wx', 0o644);
+      } catch (err) {
+        throw new BurrowError('EUSAGE', `save: cannot write ${opts.output}: ${(err as Error).message}`);
+      }
+      try {
+        const out = fs.createWriteStream('', { fd, flush: true });
+        await saveImages(store, refs, out, opts.format);
+        fs.renameSync(tmp, opts.output);
+      } catch (err) {
+        fs.rmSync(tmp, { force: true });
+        throw err;
+      }
+    });
+
+  program
+    .command('load')
+    .description('load images from a tar archive (docker-archive or oci-archive, plain or gzip)')
+    .option('-i, --input <file>', 'read from this file instead of stdin')
+    .option('-q, --quiet', 'print only the loaded ids')
+    .action(async (opts: { input?: string; quiet?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      const fs = await import('node:fs');
+      if (!opts.input && process.stdin.isTTY) throw new BurrowError('EUSAGE', 'load: no archive given', 'use -i FILE or redirect stdin');
+      if (opts.input && !fs.existsSync(opts.input)) throw new BurrowError('EUSAGE', `load: no such file: ${opts.input}`);
+      const settings = await ctx.settings();
+      const { archiveInput, loadArchive } = await import('../../image/archive');
+      const { parseReference } = await import('../../image/reference');
+      const source = opts.input ? fs.createReadStream(opts.input, { highWaterMark: 1 << 20 }) : process.stdin;
+      const loaded = await loadArchive(ctx.store, settings, archiveInput(source), opts.input ?? 'stdin');
+      for (const l of loaded) {
+        if (opts.quiet) process.stdout.write(`${l.id}\n`);
+        else if (l.names.length) for (const n of l.names) process.stdout.write(`Loaded image: ${parseReference(n).familiar()}\n`);
+        else process.stdout.write(`Loaded image ID: ${l.id}\n`);
+      }
+    });
+
+  program
     .command('images')
     .description('list images')
     .option('-q, --quiet', 'only ids')
@@ -114,15 +185,23 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       const rows: Record<string, string>[] = [];
       for (const img of store.images().sort((a, b) => (b.created ?? '').localeCompare(a.created ?? ''))) {
         const id = img.id.replace(/^sha256:/, '');
-        const names = img.repoTags.length ? img.repoTags : ['<none>:<none>'];
-        for (const t of names) {
-          const i = t.lastIndexOf(':');
-          const repo = t === '<none>:<none>' ? '<none>' : t.slice(0, i).replace(/^docker\.io\/(library\/)?/, '');
+        // [repository, tag]: one row per tag; an untagged image pulled by digest shows its
+        // repository with tag <none>, as in Docker.
+        const names: [string | undefined, string][] = img.repoTags.length
+          ? img.repoTags.map((t) => [t.slice(0, t.lastIndexOf(':')), t.slice(t.lastIndexOf(':') + 1)])
+          : img.repoDigests.length
+            ? [...new Set(img.repoDigests.map((d) => d.slice(0, d.indexOf('@'))))].map((r) => [r, '<none>'])
+            : [[undefined, '<none>']];
+        for (const [full, tag] of names) {
+          const repo = full === undefined ? '<none>' : full.replace(/^docker\.io\/(library\/)?/, '');
+          // As Docker: the digest the registry knows this image by in this repository (for a
+          // multi-platform image, the index's), not the local manifest's.
+          const rd = img.repoDigests.find((d) => full !== undefined && d.startsWith(`${full}@`));
           rows.push({
             Repository: repo,
-            Tag: t === '<none>:<none>' ? '<none>' : t.slice(i + 1),
+            Tag: tag,
             ID: opts.trunc ? id.slice(0, 12) : `sha256:${id}`,
-            Digest: img.manifestDigest,
+            Digest: rd ? rd.slice(rd.indexOf('@') + 1) : '<none>',
             CreatedSince: humanAge(img.created),
             CreatedAt: img.created ?? '',
             Size: humanSize(img.size),
@@ -168,6 +247,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         if (byTag && img.repoTags.length > 1) {
           ctx.store.untag(byTag);
           process.stdout.write(`Untagged: ${byTag}\n`);
+          continue;
+        }
+        if (!byTag && img.repoTags.length > 1 && !opts.force) {
+          process.stderr.write(`Error: image ${ref} is referenced by several names (${img.repoTags.join(', ')}): remove them by name, or use -f\n`);
+          failed = true;
           continue;
         }
         if (users.length && !opts.force) {

@@ -56,7 +56,8 @@ export function render(template: string, obj: Record<string, unknown>): string {
 export function formatRows(template: string, rows: Record<string, unknown>[], headers: Record<string, string> = {}): string {
   if (template === 'json') return rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
   const isTable = template.startsWith('table ');
-  const t = isTable ? template.slice(6) : template;
+  // A typed "\t" separates columns in the header line too.
+  const t = (isTable ? template.slice(6) : template).replace(/\\t/g, '\t');
   const lines = rows.map((r) => render(t, r));
   if (isTable) {
     const head = t.replace(/\{\{\s*(?:json|upper|lower)?\s*\.([A-Za-z0-9_]+)[^}]*\}\}/g, (_m, k: string) => headers[k] ?? k.toUpperCase());
