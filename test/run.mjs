@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The test command (`npm test`): Rust unit tests, TypeScript unit tests, then the integration
 // tests twice when started as root, once as root and once as the unprivileged test user (created
-// here, idempotently). A rootless claim is only proven by the second run. Prints one closing
-// line "N passed, N failed".
+// here, idempotently). A rootless claim is only proven by the second run. Then the VM lane
+// (test/vm): cgroup v2 enforcement in a qemu guest, which this kind of host cannot show. Prints
+// one closing line "N passed, N failed".
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -94,6 +95,10 @@ if (process.getuid() === 0 && (want('integration') || want('rootless'))) {
 }
 if (want('integration')) vitestRun(`integration as ${process.getuid() === 0 ? 'root' : os.userInfo().username}`, 'integration', null);
 if (testUser && want('rootless')) vitestRun(`integration as ${testUser.name} (rootless)`, 'integration', testUser);
+if (want('vm')) {
+  checkReadable(); // the guest's test user reads the checkout through 9p
+  vitestRun('vm (cgroup v2 in a qemu guest)', 'vm', null);
+}
 
 process.stdout.write(`\n${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
 process.exit(failed ? 1 : 0);

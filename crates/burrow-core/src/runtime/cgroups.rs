@@ -291,6 +291,22 @@ fn own_v2() -> String {
     fs::read_to_string("/proc/self/cgroup").unwrap_or_default().lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim().to_string()
 }
 
+/// Where relative cgroup paths go on v2: beside this process's cgroup, not below it. The own
+/// cgroup holds at least this process, and v2's "no internal processes" rule forbids enabling
+/// controllers for the children of a cgroup with processes (EBUSY); its parent (the delegated
+/// user@UID.service when the caller sits in a leaf such as init.scope) has none. runc's fs2
+/// driver does the same.
+fn v2_parent_of_own() -> String {
+    parent_cgroup(&own_v2())
+}
+
+fn parent_cgroup(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => parent.to_string(),
+        _ => "/".into(),
+    }
+}
+
 fn join(base: &Path, rel: &str) -> PathBuf {
     let r = rel.trim_start_matches('/');
     if r.is_empty() {
@@ -345,7 +361,7 @@ pub fn place(spec: &Spec, id: &str, pid: i32) -> Result<Option<Placement>> {
     };
     if let Some(root) = unified_root() {
         placement.v2 = true;
-        let base = if absolute { root.clone() } else { join(&root, &own_v2()) };
+        let base = if absolute { root.clone() } else { join(&root, &v2_parent_of_own()) };
         let dir = join(&base, &rel);
         if let Err(e) = mkdirs(&dir, &mut placement.dirs) {
             return fail(format!("mkdir {}: {e}", dir.display()));
@@ -364,6 +380,19 @@ pub fn place(spec: &Spec, id: &str, pid: i32) -> Result<Option<Placement>> {
             for c in &need {
                 let _ = fs::write(a.join("cgroup.subtree_control"), format!("+{c}"));
             }
+        }
+        // Without the controller the limit's file does not exist, and writing it fails with a
+        // bare EACCES: name the controller instead.
+        let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        if let Some(c) = need.iter().find(|c| !have.split_whitespace().any(|h| h == **c)) {
+            let parent = dir.parent().unwrap_or(&root);
+            let offered = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+            remove(&placement);
+            return Err(RuntimeError::Usage(format!(
+                "cgroup: the {c} controller is not available in {} (it offers: {}), so the container's {c} limits cannot be enforced. Fix: delegate {c} to this user (a systemd drop-in `Delegate=cpu cpuset io memory pids` for user@.service), or run without {c} limits",
+                parent.display(),
+                if offered.trim().is_empty() { "none" } else { offered.trim() }
+            )));
         }
         for wr in &writes {
             if let Err(e) = write_file(&dir, &wr.file, &wr.value) {
@@ -510,6 +539,13 @@ mod tests {
         assert!(ws.contains(&("pids.max".into(), "max".into())));
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262144), 10000);
+    }
+
+    #[test]
+    fn relative_paths_go_beside_the_own_cgroup() {
+        assert_eq!(parent_cgroup("/user.slice/user-1001.slice/user@1001.service/init.scope"), "/user.slice/user-1001.slice/user@1001.service");
+        assert_eq!(parent_cgroup("/init.scope"), "/");
+        assert_eq!(parent_cgroup("/"), "/");
     }
 
     #[test]

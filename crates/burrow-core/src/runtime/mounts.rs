@@ -284,8 +284,19 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
 fn mount_cgroup(ctx: &MountCtx, dst: &Path, flags: MsFlags) -> Result<()> {
     let unified = nix::sys::statfs::statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false);
     if unified && ctx.new_cgroupns {
-        if mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>).is_ok() {
-            return Ok(());
+        match mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>) {
+            Ok(()) => return Ok(()),
+            // /sys bound from the host (no network namespace) already carries the host's
+            // cgroup2 mount here, and the kernel will not stack cgroup2 on cgroup2: cover it
+            // with a tiny tmpfs first, so the container sees its own cgroup, not the host's tree.
+            Err(Errno::EBUSY) => {
+                if mount(Some("tmpfs"), dst, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0,mode=755")).is_ok()
+                    && mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>).is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            Err(_) => {}
         }
     }
     match bind_host("/sys/fs/cgroup", dst, flags | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC) {

@@ -1,0 +1,76 @@
+#!/bin/sh
+# The VM lane's checks, run in the guest by guest-init.sh as the unprivileged test user from a
+# leaf cgroup (user@UID.service/init.scope) of a delegated cgroup v2 subtree. They drive
+# burrow-runtime and `burrow info` as a user would and record what they observe, one file per
+# fact, in $BURROW_VM_RESULTS; test/vm/vm.test.ts on the host judges them. Nothing here decides
+# pass or fail, so one configuration's script serves every set of delegated controllers.
+set -u
+repo=${BURROW_REPO:?BURROW_REPO: the checkout, as seen in the guest}
+R=${BURROW_VM_RESULTS:?}
+rt=${BURROW_RUNTIME:-$repo/target/release/burrow-runtime}
+work=/tmp/burrow-vm-work
+state=$work/state
+mkdir -p "$work"
+
+say() { echo "== $*"; }
+# save NAME VALUE: one fact.
+save() { printf '%s\n' "$2" >"$R/$1"; }
+# runtime NAME BUNDLE ID: `burrow-runtime run`, its stdout, stderr, status and duration saved
+# under NAME (a hung container ends after 90 s rather than the whole VM's timeout).
+runtime() {
+	t0=$(date +%s%N)
+	timeout -s KILL 90 "$rt" --root "$state" run --bundle "$work/b/$2" "$3" >"$R/$1.out" 2>"$R/$1.err"
+	s=$?
+	t1=$(date +%s%N)
+	save "$1.exit" "$s"
+	save "$1.ms" "$(((t1 - t0) / 1000000))"
+	say "$1: exit $s in $(((t1 - t0) / 1000000)) ms"
+	cat "$R/$1.out" "$R/$1.err"
+}
+
+own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+cg=/sys/fs/cgroup
+# burrow-runtime puts relative cgroup paths beside its own cgroup (in its parent).
+beside=$cg${own%/*}
+save own-cgroup "$own"
+save controllers "$(cat "$beside/cgroup.controllers")"
+say "user $(id -un) in $own; delegated: $(cat "$beside/cgroup.controllers")"
+
+say bundles
+node "$repo/test/vm/bundles.mjs" "$work/b" >"$R/bundles.err" 2>&1
+save bundles.exit $?
+cat "$R/bundles.err"
+
+say "burrow info"
+t0=$(date +%s%N)
+node "$repo/bin/burrow.js" info --format json >"$R/info.json" 2>"$R/info.err"
+save info.exit $?
+save info.ms "$((($(date +%s%N) - t0) / 1000000))"
+cat "$R/info.err"
+
+# memory.max: the cgroup is made here first, so it outlives the run and its counters can be read.
+mkdir -p "$beside/burrow-vm-mem"
+runtime mem mem vm-mem
+cat "$beside/burrow-vm-mem/memory.events" >"$R/mem.events" 2>&1
+cat "$beside/burrow-vm-mem/memory.max" >"$R/mem.max" 2>&1
+cat "$beside/burrow-vm-mem/memory.peak" >"$R/mem.peak" 2>&1
+echo "memory.events: $(tr '\n' ' ' <"$R/mem.events")"
+rmdir "$beside/burrow-vm-mem"
+
+# pids.max: a fork loop inside, then the guest must still start processes at once.
+runtime pids pids vm-pids
+t0=$(date +%s%N)
+/bin/true && echo yes >"$R/guest-forks"
+save guest-fork-ms "$((($(date +%s%N) - t0) / 1000000))"
+
+# cpu.max: the same two busy loops with no quota, then with half a CPU.
+runtime cpufree cpufree vm-cpufree
+runtime cpu cpu vm-cpu
+
+# What a container sees at /sys/fs/cgroup.
+runtime view view vm-view
+runtime viewhostsys viewhostsys vm-viewhostsys
+
+# Cgroups the runtime made for these containers are gone once they have exited.
+ls -d "$beside"/burrow-* >"$R/leftover" 2>/dev/null
+say done

@@ -1,0 +1,188 @@
+/**
+ * The VM lane (DESIGN.md, "cgroups"): real cgroup v2 enforcement, which this host's hybrid
+ * layout cannot show. test/vm/run-vm.mjs boots a guest with a pure v2 hierarchy and a subtree
+ * delegated to the test user as systemd delegates user@UID.service; test/vm/guest-tests.sh runs
+ * burrow-runtime and `burrow info` there as that user and records what it observes; this file
+ * judges it. Two boots: all five controllers delegated, then only memory and pids (systemd's
+ * default without a Delegate= drop-in).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ALL_CONTROLLERS, runVm } from './run-vm.mjs';
+import type { HostReport } from '../../ts/host/report';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-tests.sh'\n`;
+const LIMIT_KINDS = ['memory', 'pids', 'cpu', 'cpuset', 'io', 'hugetlb'];
+const BOOT_TIMEOUT_MS = 180_000;
+
+type Boot = Awaited<ReturnType<typeof runVm>>;
+
+/** Boots the guest once for a describe block; `facts` reads what the guest recorded. */
+function bootWith(controllers: string[]) {
+  let vm: Boot | null = null;
+  beforeAll(async () => {
+    vm = await runVm({ script: SCRIPT, controllers, timeoutMs: BOOT_TIMEOUT_MS });
+    process.stdout.write(`vm (${controllers.join(' ')}): ${vm.seconds.toFixed(1)} s, status ${vm.status}\n`);
+    if (vm.error || vm.status !== 0) {
+      process.stdout.write(`--- guest output ---\n${vm.output}\n--- guest console ---\n${vm.console}\n`);
+    }
+  }, BOOT_TIMEOUT_MS + 60_000);
+  const fact = (name: string): string => {
+    if (!vm) throw new Error('the VM did not run');
+    const v = vm.results[name];
+    if (v === undefined) throw new Error(`the guest recorded no ${name}${vm.error ? ` (${vm.error})` : ''}; guest output:\n${vm.output}`);
+    return v.trim();
+  };
+  return {
+    get vm(): Boot {
+      if (!vm) throw new Error('the VM did not run');
+      return vm;
+    },
+    fact,
+    /** Exit status of the `burrow-runtime run` recorded as `name`. */
+    exit: (name: string) => Number(fact(`${name}.exit`)),
+    info: () => JSON.parse(fact('info.json')) as HostReport,
+    uid: () => Number(fact('own-cgroup').match(/user@(\d+)\.service/)?.[1]),
+  };
+}
+
+/** CPUs used by the container's cgroup while its loops ran: usage_usec delta over elapsed time. */
+function cpuShare(out: string): number {
+  const u = out.match(/^usage_usec (\d+) (\d+)$/m);
+  const t = out.match(/^uptime ([\d.]+) ([\d.]+)$/m);
+  if (!u || !t) throw new Error(`no cpu measurement in:\n${out}`);
+  return (Number(u[2]) - Number(u[1])) / 1e6 / (Number(t[2]) - Number(t[1]));
+}
+
+function expectBootedAsUser(g: ReturnType<typeof bootWith>, controllers: string[]) {
+  expect(g.vm.error).toBeNull();
+  expect(g.vm.status).toBe(0);
+  // The checks ran from a leaf below the delegated service, as a systemd user session's do.
+  expect(g.fact('own-cgroup')).toMatch(/^\/user\.slice\/user-\d+\.slice\/user@\d+\.service\/init\.scope$/);
+  expect(g.fact('controllers').split(/\s+/).sort()).toEqual([...controllers].sort());
+  expect(Number(g.fact('bundles.exit'))).toBe(0);
+}
+
+function expectInfo(g: ReturnType<typeof bootWith>, controllers: string[]) {
+  expect(Number(g.fact('info.exit'))).toBe(0);
+  const c = g.info().cgroups;
+  const uid = g.uid();
+  expect(c.mode).toBe('unified');
+  expect(c.v2Mount).toBe('/sys/fs/cgroup');
+  expect(c.v1Controllers).toEqual([]);
+  expect(c.ownCgroup).toBe(`/user.slice/user-${uid}.slice/user@${uid}.service/init.scope`);
+  expect(c.delegationRoot).toBe(`/sys/fs/cgroup/user.slice/user-${uid}.slice/user@${uid}.service`);
+  expect(c.delegationSource).toBe('own-cgroup');
+  expect([...c.delegatedControllers].sort()).toEqual([...controllers].sort());
+  const enforceable = LIMIT_KINDS.filter((k) => controllers.includes(k));
+  expect([...c.enforceable].sort()).toEqual([...enforceable].sort());
+  expect([...c.notEnforceable].sort()).toEqual(LIMIT_KINDS.filter((k) => !enforceable.includes(k)).sort());
+  expect(c.manager).toBe('cgroupfs');
+}
+
+function expectOomKill(g: ReturnType<typeof bootWith>) {
+  // awk builds a 256 MiB string in anonymous memory under memory.max = 32 MiB.
+  expect(g.fact('mem.max')).toBe('33554432');
+  expect(g.exit('mem'), `stderr: ${g.fact('mem.err')}`).toBe(137);
+  expect(g.fact('mem.out')).not.toMatch(/allocated/);
+  const events = Object.fromEntries(g.fact('mem.events').split('\n').map((l) => l.split(' ')).map(([k, v]) => [k, Number(v)]));
+  expect(events.oom_kill).toBeGreaterThanOrEqual(1);
+  expect(Number(g.fact('mem.peak'))).toBeLessThanOrEqual(33554432);
+}
+
+function expectPidsLimit(g: ReturnType<typeof bootWith>) {
+  const out = g.fact('pids.out');
+  expect(g.exit('pids'), `stderr: ${g.fact('pids.err')}`).toBe(0);
+  expect(out).toMatch(/can't fork/);
+  expect(out).toMatch(/^pids\.max 20$/m);
+  const current = Number(out.match(/^pids\.current (\d+)$/m)?.[1]);
+  expect(current).toBeGreaterThan(10);
+  expect(current).toBeLessThanOrEqual(20);
+  // After killing its sleepers the container's init forked again and read pids.events.
+  expect(Number(out.match(/^forked-again max (\d+)$/m)?.[1])).toBeGreaterThanOrEqual(1);
+  expect(out).toMatch(/^alive$/m);
+  expect(g.fact('guest-forks')).toBe('yes');
+  expect(Number(g.fact('guest-fork-ms'))).toBeLessThan(5000);
+}
+
+describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
+  const g = bootWith(ALL_CONTROLLERS);
+
+  it('boots and runs the checks as the test user from a leaf of the delegated subtree', () => {
+    expectBootedAsUser(g, ALL_CONTROLLERS);
+  });
+
+  it('burrow info: unified, the delegated service as root, every delegated controller enforceable', () => {
+    expectInfo(g, ALL_CONTROLLERS);
+  });
+
+  it('memory.max 32 MiB: a 200 MB allocation is OOM-killed (137) and memory.events counts it', () => {
+    expectOomKill(g);
+  });
+
+  it('pids.max 20: forks fail inside, the container and the guest stay responsive', () => {
+    expectPidsLimit(g);
+  });
+
+  it('cpu.max "50000 100000": two busy loops get half a CPU (and twice that without the quota)', () => {
+    expect(g.exit('cpufree'), g.fact('cpufree.err')).toBe(0);
+    expect(g.exit('cpu'), g.fact('cpu.err')).toBe(0);
+    expect(g.fact('cpufree.out')).toMatch(/^cpu\.max max 100000$/m);
+    expect(g.fact('cpu.out')).toMatch(/^cpu\.max 50000 100000$/m);
+    // The control shows the loops can use more than the quota (two vCPUs: about 2).
+    const free = cpuShare(g.fact('cpufree.out'));
+    const limited = cpuShare(g.fact('cpu.out'));
+    process.stdout.write(`cpu share: ${free.toFixed(2)} without quota, ${limited.toFixed(2)} with cpu.max 50000 100000\n`);
+    expect(free).toBeGreaterThan(0.8);
+    expect(limited).toBeGreaterThan(0.3);
+    expect(limited).toBeLessThan(0.7);
+  });
+
+  it('the container sees its own cgroup at /sys/fs/cgroup (fresh sysfs, as `burrow run` mounts it)', () => {
+    expect(g.exit('view'), g.fact('view.err')).toBe(0);
+    expect(g.fact('view.out')).toMatch(/^0::\/$/m);
+    expect(g.fact('view.out')).toMatch(/^pids\.max 50$/m);
+  });
+
+  // With the host's /sys rbind-mounted (`burrow run --network host`, `spec --rootless`), cgroup2
+  // cannot be stacked on the bound host cgroup2 mount (EBUSY): mount_cgroup covers it with a
+  // tmpfs first (crates/burrow-core/src/runtime/mounts.rs).
+  it('the container sees its own cgroup at /sys/fs/cgroup with the host /sys bound', () => {
+    expect(g.exit('viewhostsys'), g.fact('viewhostsys.err')).toBe(0);
+    expect(g.fact('viewhostsys.out')).toMatch(/^pids\.max 50$/m);
+  });
+
+  it('removes the cgroups it created once the containers have exited', () => {
+    expect(g.fact('leftover')).toBe('');
+  });
+});
+
+describe('cgroup v2 in a VM, only memory and pids delegated', () => {
+  const controllers = ['memory', 'pids'];
+  const g = bootWith(controllers);
+
+  it('boots and runs the checks as the test user from a leaf of the delegated subtree', () => {
+    expectBootedAsUser(g, controllers);
+  });
+
+  it('burrow info: memory and pids enforceable, cpu cpuset io hugetlb not', () => {
+    expectInfo(g, controllers);
+  });
+
+  it('a cpu.max config fails (exit 1) with a message naming the cpu controller, and leaves no cgroup', () => {
+    expect(g.exit('cpu')).toBe(1);
+    expect(g.fact('cpu.err')).toMatch(/the cpu controller is not available/);
+    expect(g.fact('cpu.out')).toBe('');
+    expect(g.fact('leftover')).toBe('');
+  });
+
+  it('memory.max is still enforced', () => {
+    expectOomKill(g);
+  });
+
+  it('pids.max is still enforced', () => {
+    expectPidsLimit(g);
+  });
+});
