@@ -72,7 +72,7 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
       throw new BurrowError('EUSAGE', `bind source path does not exist: ${src}`, 'create it first, or give a named volume instead of a path');
     }
     oci.push({ destination, type: 'bind', source: src, options: ['rbind', ro ? 'ro' : 'rw', ...extra] });
-    shown.push({ type, source: src, destination, mode: ro ? 'ro' : '', rw: !ro });
+    shown.push({ type, source: src, destination, mode: ro ? 'ro' : '', rw: !ro, ...(type === 'volume' ? { name: source } : {}) });
   };
   for (const v of o.volumes) {
     const parts = v.split(':');
@@ -189,7 +189,9 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       const i = l.indexOf('=');
       labels[i < 0 ? l : l.slice(0, i)] = i < 0 ? '' : l.slice(i + 1);
     }
-    const args = (spec as { process: { args: string[] } }).process.args;
+    const proc = (spec as { process: { args: string[]; cwd: string } }).process;
+    const args = proc.args;
+    const entrypoint = o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : (cfg.config?.Entrypoint ?? []);
     const rec: ContainerRecord = {
       id,
       name: name!,
@@ -210,6 +212,19 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       hostname,
       network: o.network,
       mounts: shown,
+      config: {
+        user: o.user ?? cfg.config?.User ?? '',
+        entrypoint: entrypoint.length ? entrypoint : null,
+        cmd: args.slice(entrypoint.length),
+        binds: o.volumes,
+        tmpfs: Object.fromEntries(o.tmpfs.map((t) => [t.split(':')[0]!, t.split(':').slice(1).join(':')])),
+        readOnly: o.readOnly,
+        privileged: o.privileged,
+        capAdd: o.capAdd,
+        capDrop: o.capDrop,
+        securityOpt: o.securityOpt,
+        workdir: proc.cwd,
+      },
     };
     containers.save(rec);
     return rec;

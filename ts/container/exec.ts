@@ -20,18 +20,30 @@ export interface ExecOptions {
   workdir?: string;
 }
 
+function loggedError(log: string): { code?: string; msg?: string } | undefined {
+  try {
+    const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    return lines.map((l) => JSON.parse(l) as { level?: string; code?: string; msg?: string }).filter((e) => e.level === 'error').pop();
+  } catch {
+    return undefined; // no log: no runtime error
+  }
+}
+
 export function execIn(store: Store, rec: ContainerRecord, command: string[], o: ExecOptions): Promise<number> {
   if (containerState(rec, new Containers(store).dir(rec.id)).status !== 'running') {
     return Promise.reject(new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`, `start it first: burrow start ${rec.name}`));
   }
-  const log = path.join(os.tmpdir(), `burrow-exec-${process.pid}.log`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-exec-'));
+  const log = path.join(tmp, 'runtime.log');
+  const pidFile = path.join(tmp, 'pid');
   const args = ['--root', rec.runtimeRoot, '--log', log, '--log-format', 'json', 'exec'];
-  if (o.tty) args.push('--tty');
-  if (o.detach) args.push('--detach');
+  if (o.tty && !o.detach) args.push('--tty');
   for (const e of o.env) args.push('--env', e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`);
   if (o.user) args.push('--user', o.user);
   if (o.workdir) args.push('--cwd', o.workdir);
+  if (o.detach) args.push('--pid-file', pidFile);
   args.push(rec.id, ...command);
+  if (o.detach) return execDetached(args, tmp, log, pidFile);
   const child = spawn(runtimeBinary(), args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
   const forward = (s: NodeJS.Signals) => child.kill(s);
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -40,15 +52,40 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
     child.on('error', () => resolve(EXIT.ENGINE));
     child.on('exit', (code) => {
       for (const s of sigs) process.off(s, forward);
-      let err: { code?: string } | undefined;
-      try {
-        const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
-        err = lines.map((l) => JSON.parse(l) as { level?: string; code?: string }).filter((e) => e.level === 'error').pop();
-      } catch {
-        /* no log: no runtime error */
-      }
-      fs.rmSync(log, { force: true });
+      const err = loggedError(log);
+      fs.rmSync(tmp, { recursive: true, force: true });
       resolve(err ? exitForRuntimeError(err.code) : (code ?? EXIT.ENGINE));
+    });
+  });
+}
+
+/**
+ * `exec -d`. The runtime's own --detach would leave the process to whoever adopts orphans
+ * (often the host's init), which may reap late: the container's init then stays a zombie and
+ * the container looks alive. Instead a supervising `burrow-runtime exec`, in its own session,
+ * stays as the process's parent and reaper; we return once the process runs (its pid file
+ * appears) or report why it could not start.
+ */
+function execDetached(args: string[], tmp: string, log: string, pidFile: string): Promise<number> {
+  const child = spawn(runtimeBinary(), args, { stdio: 'ignore', detached: true });
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      clearInterval(timer);
+      child.unref();
+      fs.rmSync(tmp, { recursive: true, force: true });
+      resolve(code);
+    };
+    const timer = setInterval(() => {
+      if (fs.existsSync(pidFile)) finish(0);
+    }, 5);
+    child.on('error', () => finish(EXIT.ENGINE));
+    child.on('exit', (code) => {
+      if (fs.existsSync(pidFile) && !loggedError(log)) return finish(0); // it ran and has already ended
+      const err = loggedError(log);
+      finish(err ? exitForRuntimeError(err.code) : code === 0 ? 0 : EXIT.ENGINE);
     });
   });
 }

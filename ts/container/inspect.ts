@@ -20,6 +20,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   }
   const lower = (spec.annotations?.['run.burrow.rootfs.overlay'] ?? '').match(/lowerdir=([^,]*)/)?.[1] ?? '';
   const layersDir = spec.annotations?.['run.burrow.rootfs.overlay.cwd'] ?? '';
+  const c = rec.config;
   return {
     Id: rec.id,
     Created: rec.created,
@@ -51,25 +52,37 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
     ProcessLabel: '',
     AppArmorProfile: '',
     HostConfig: {
+      Binds: c?.binds.length ? c.binds : null,
       AutoRemove: rec.autoRemove,
       NetworkMode: rec.network,
       LogConfig: { Type: rec.logDriver, Config: {} },
-      Privileged: false,
+      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      CapAdd: c?.capAdd.length ? c.capAdd : null,
+      CapDrop: c?.capDrop.length ? c.capDrop : null,
+      Privileged: c?.privileged ?? false,
+      ReadonlyRootfs: c?.readOnly ?? false,
+      SecurityOpt: c?.securityOpt.length ? c.securityOpt : null,
+      ...(c && Object.keys(c.tmpfs).length ? { Tmpfs: c.tmpfs } : {}),
     },
     GraphDriver: {
       Name: 'overlay',
       Data: { LowerDir: lower.split(':').filter(Boolean).map((l) => path.join(layersDir, l)).join(':'), UpperDir: path.join(dir, 'upper'), WorkDir: path.join(dir, 'work') },
     },
-    Mounts: rec.mounts.map((m) => ({ Type: m.type, Source: m.source, Destination: m.destination, Mode: m.mode, RW: m.rw, Propagation: 'rprivate' })),
+    Mounts: rec.mounts.map((m) =>
+      m.type === 'volume'
+        ? { Type: 'volume', Name: m.name ?? path.basename(path.dirname(m.source)), Source: m.source, Destination: m.destination, Driver: 'local', Mode: m.mode || 'z', RW: m.rw, Propagation: '' }
+        : { Type: m.type, Source: m.source, Destination: m.destination, Mode: m.mode, RW: m.rw, Propagation: m.type === 'bind' ? 'rprivate' : '' },
+    ),
     Config: {
       Hostname: rec.hostname,
-      User: spec.process?.user ? `${spec.process.user.uid}:${spec.process.user.gid}` : '',
+      User: c ? c.user : spec.process?.user ? `${spec.process.user.uid}:${spec.process.user.gid}` : '',
       Tty: rec.tty,
       OpenStdin: rec.interactive,
       Env: spec.process?.env ?? [],
-      Cmd: rec.command,
+      Cmd: c ? c.cmd : rec.command,
       Image: rec.imageName,
-      WorkingDir: spec.process?.cwd ?? '/',
+      Entrypoint: c ? c.entrypoint : null,
+      WorkingDir: spec.process?.cwd ?? c?.workdir ?? '/',
       Labels: rec.labels,
       StopSignal: rec.stopSignal,
       StopTimeout: rec.stopTimeout,

@@ -11,7 +11,7 @@ import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
 import { removeTrees } from '../storage/unpack';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
-import { containerState, type ContainerState } from './state';
+import { containerState, holderRecord, runtimeState, type ContainerState } from './state';
 
 function rt(rec: ContainerRecord, args: string[]): { code: number; stderr: string } {
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
@@ -48,11 +48,23 @@ function lastLoggedError(logFile: string): { code?: string; msg?: string } | und
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
+/**
+ * Forgets the previous run. The order matters to concurrent readers (state.ts reads the exit
+ * record before `started`): with the exit record removed last, nobody sees a started run
+ * without exit record and without holder, which would be recorded as lost.
+ */
+function clearRun(dir: string): void {
+  for (const f of ['started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
+}
+
 /** Runs the container in the foreground; resolves with Docker's exit status. */
 export function runForeground(store: Store, rec: ContainerRecord): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   const logFile = path.join(dir, 'runtime.log');
   fs.rmSync(logFile, { force: true });
+  clearRun(dir);
+  // We hold this container until we have written its exit record (see state.ts).
+  fs.writeFileSync(path.join(dir, 'monitor.json'), JSON.stringify(holderRecord(process.pid)));
   fs.writeFileSync(path.join(dir, 'started'), new Date().toISOString());
   const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
@@ -75,7 +87,10 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
 /** Starts the container under a monitor; resolves when it runs (or throws why it could not). */
 export async function startDetached(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<void> {
   const dir = new Containers(store).dir(rec.id);
-  for (const f of ['exit.json', 'started', 'monitor.json']) fs.rmSync(path.join(dir, f), { force: true });
+  if (stateOf(store, rec).status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
+  clearRun(dir);
+  // A holder that died leaves the runtime's state behind; the new run needs the id.
+  if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);
   const args = ['--root', rec.runtimeRoot, 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   if (rec.tty) args.push('--tty');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
@@ -115,14 +130,22 @@ export function stateOf(store: Store, rec: ContainerRecord): ContainerState {
   return containerState(rec, new Containers(store).dir(rec.id));
 }
 
-/** Waits until the container is no longer running; false on timeout. */
+/**
+ * Waits until the container is no longer running and its exit status is recorded; false on
+ * timeout.
+ */
 export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (stateOf(store, rec).status !== 'running') return true;
-    await sleep(20);
+  const stopped = () => {
+    const st = stateOf(store, rec);
+    return st.status !== 'running' && !st.pending;
+  };
+  // Fast for a stop that takes milliseconds, cheap for a `wait` that takes hours.
+  for (let delay = 5; Date.now() < end; delay = Math.min(delay * 2, 100)) {
+    if (stopped()) return true;
+    await sleep(Math.min(delay, Math.max(1, end - Date.now())));
   }
-  return stateOf(store, rec).status !== 'running';
+  return stopped();
 }
 
 export function signal(rec: ContainerRecord, sig: string, all = false): void {
@@ -132,7 +155,9 @@ export function signal(rec: ContainerRecord, sig: string, all = false): void {
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
 export async function stop(store: Store, rec: ContainerRecord, timeoutSec: number): Promise<void> {
-  if (stateOf(store, rec).status !== 'running') return;
+  const st = stateOf(store, rec);
+  if (st.pending) await waitStopped(store, rec, 5000);
+  if (st.status !== 'running') return;
   try {
     signal(rec, rec.stopSignal);
   } catch {
@@ -161,15 +186,107 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
     }
     await waitStopped(store, rec, 10_000);
   }
-  // A monitor still alive finishes on its own once the container is gone; give it a moment
-  // so that it does not write into a directory we are deleting.
-  const end = Date.now() + 2000;
-  while (stateOf(store, rec).monitorPid && Date.now() < end) await sleep(10);
-  rt(rec, ['delete', '--force', rec.id]);
+  // A monitor still draining the last output finishes on its own once the container is gone;
+  // give it a moment so that it does not write into a directory we are deleting. (After the
+  // exit record it writes nothing more here: it may be running our own `rm` for --rm.)
+  await waitStopped(store, rec, 2000);
+  // A foreground run and a monitor delete the runtime's state themselves; a dead one does not,
+  // nor does a `cp` that was killed (its transient container is ID-cp-PID).
+  let states: string[] = [];
+  try {
+    states = fs.readdirSync(rec.runtimeRoot).filter((n) => n === rec.id || n.startsWith(`${rec.id}-cp-`));
+  } catch {
+    /* no runtime state at all */
+  }
+  for (const id of states) rt(rec, ['delete', '--force', id]);
   const containers = new Containers(store);
   const dir = containers.dir(rec.id);
-  await removeTrees(settings, [path.join(dir, 'upper'), path.join(dir, 'work')]).catch(() => undefined);
-  fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // The writable layer holds files of other container users (subordinate ids): only the
+    // user namespace can remove them.
+    await removeTrees(settings, [path.join(dir, 'upper'), path.join(dir, 'work')]).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
+}
+
+/** `top`: the container's processes as the host's `ps` shows them (default `-ef`). */
+export function top(store: Store, rec: ContainerRecord, psArgs: string[]): string {
+  if (stateOf(store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
+  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'ps', rec.id, ...psArgs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${(r.stderr ?? '').replace(/^burrow-runtime: /, '').trim()}`);
+  return r.stdout;
+}
+
+/** `restart`: stop (the stop signal, SIGKILL after the timeout), then start detached. */
+export async function restart(store: Store, rec: ContainerRecord, timeoutSec: number, globalArgs: string[]): Promise<void> {
+  await stop(store, rec, timeoutSec);
+  await startDetached(store, rec, rec.autoRemove ? selfCommand(globalArgs, 'rm', '-f', rec.id) : undefined);
+}
+
+/** Size of a tree as far as we can see it (files of subordinate ids may be unreadable). */
+export function treeSize(dir: string): number {
+  let total = 0;
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += treeSize(p);
+    else {
+      try {
+        total += fs.lstatSync(p).size;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  return total;
+}
+
+/**
+ * `container prune`: removes every container that is not running; returns the ids and the
+ * space their writable layers held. `keep` filters (label=, until=) decide which may go.
+ */
+export async function prune(store: Store, settings: StorageSettings, filters: string[]): Promise<{ ids: string[]; bytes: number }> {
+  const match = (rec: ContainerRecord): boolean =>
+    filters.every((f) => {
+      const i = f.indexOf('=');
+      const k = i < 0 ? f : f.slice(0, i);
+      const v = i < 0 ? '' : f.slice(i + 1);
+      if (k === 'label' || k === 'label!') {
+        const [lk = '', lv] = v.split('=', 2);
+        const has = lk in rec.labels && (lv === undefined || rec.labels[lk] === lv);
+        return k === 'label' ? has : !has;
+      }
+      if (k === 'until') {
+        const rel = /^(\d+)(s|m|h)$/.exec(v);
+        const t = rel ? Date.now() - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as 's' | 'm' | 'h'] : Date.parse(v);
+        if (Number.isNaN(t)) throw new BurrowError('EUSAGE', `invalid filter until=${v}`);
+        return Date.parse(rec.created) < t;
+      }
+      throw new BurrowError('EUSAGE', `invalid filter ${f}: prune takes label=, label!= and until=`);
+    });
+  const containers = new Containers(store);
+  const ids: string[] = [];
+  let bytes = 0;
+  for (const rec of containers.all()) {
+    const st = stateOf(store, rec);
+    if (st.status === 'running' || st.pending || !match(rec)) continue;
+    const size = treeSize(path.join(containers.dir(rec.id), 'upper'));
+    try {
+      await remove(store, settings, rec, false);
+    } catch {
+      continue; // started meanwhile
+    }
+    ids.push(rec.id);
+    bytes += size;
+  }
+  return { ids, bytes };
 }

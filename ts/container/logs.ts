@@ -8,6 +8,8 @@ import { Containers } from './records';
 
 export interface LogOptions {
   follow: boolean;
+  /** Only what is written from now on (`attach`). */
+  fromEnd?: boolean;
   tail?: number;
   timestamps: boolean;
   since?: string;
@@ -73,11 +75,19 @@ export async function streamLogs(store: Store, rec: ContainerRecord, o: LogOptio
       fs.closeSync(fd);
     }
   };
-  readNew(o.tail);
+  if (o.fromEnd) {
+    try {
+      pos = fs.statSync(rec.logPath).size;
+    } catch {
+      /* nothing logged yet */
+    }
+  } else readNew(o.tail);
   if (!o.follow) return;
   const dir = new Containers(store).dir(rec.id);
   for (;;) {
-    const running = containerState(rec, dir).status === 'running';
+    // Until the monitor has written the exit record, the last output may still be on its way.
+    const st = containerState(rec, dir);
+    const running = st.status === 'running' || !!st.pending;
     await new Promise((r) => setTimeout(r, 50));
     readNew();
     if (!running) {

@@ -30,7 +30,21 @@ export interface ContainerRecord {
   logDriver: 'k8s-file' | 'json-file' | 'none';
   hostname: string;
   network: string;
-  mounts: { type: string; source: string; destination: string; mode: string; rw: boolean }[];
+  mounts: { type: string; source: string; destination: string; mode: string; rw: boolean; name?: string }[];
+  /** What `inspect` shows of the flags (Docker's HostConfig and Config); absent in older records. */
+  config?: {
+    user: string;
+    entrypoint: string[] | null;
+    cmd: string[];
+    binds: string[];
+    tmpfs: Record<string, string>;
+    readOnly: boolean;
+    privileged: boolean;
+    capAdd: string[];
+    capDrop: string[];
+    securityOpt: string[];
+    workdir: string;
+  };
 }
 
 const isRecord = (v: unknown): v is ContainerRecord => typeof v === 'object' && v !== null && typeof (v as ContainerRecord).id === 'string';
@@ -68,11 +82,8 @@ export class Containers {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const other = fs.readlinkSync(path.join(this.namesDir(), name));
-      throw new BurrowError(
-        'ECONTAINER_EXISTS',
-        `the container name "/${name}" is already in use by container "${other}"`,
-        'remove (or rename) that container to be able to reuse that name',
-      );
+      // Docker's words, which scripts match on.
+      throw new BurrowError('ECONTAINER_EXISTS', `Conflict. The container name "/${name}" is already in use by container "${other}". You have to remove (or rename) that container to be able to reuse that name.`);
     }
   }
 
@@ -83,6 +94,22 @@ export class Containers {
     } catch {
       /* already gone */
     }
+  }
+
+  /** `rename`: the new name is claimed before the old one is let go, so both never fail. */
+  rename(rec: ContainerRecord, newName: string): ContainerRecord {
+    const name = newName.replace(/^\//, '');
+    if (name === rec.name) throw new BurrowError('EUSAGE', `renaming a container with the same name as its current name (${name})`);
+    this.claimName(name, rec.id);
+    const renamed = { ...rec, name };
+    try {
+      this.save(renamed);
+    } catch (err) {
+      this.releaseName(name, rec.id);
+      throw err;
+    }
+    this.releaseName(rec.name, rec.id);
+    return renamed;
   }
 
   save(rec: ContainerRecord): void {

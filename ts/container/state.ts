@@ -1,7 +1,8 @@
 /**
  * A container's status, derived from what is on disk and in /proc — never a stored "running"
  * that a killed process could leave stale: the runtime's state (init pid and its start time),
- * the exit record the monitor writes, and the monitor's own pid.
+ * the exit record the monitor writes, and the pid of whoever holds the container (the detached
+ * monitor, or the CLI of a foreground `run`), recorded in monitor.json before `started`.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -25,7 +26,18 @@ export interface ContainerState {
   oomKilled: boolean;
   error?: string;
   monitorPid?: number;
+  /**
+   * The init is gone but its holder is still writing the last output and the exit record:
+   * `exitCode` is not known yet (a few milliseconds).
+   */
+  pending?: boolean;
 }
+
+/**
+ * The status a container gets when its holder died before recording the exit: the status is
+ * unknowable (the init was not our child), so, as containerd does for a dead shim, 255.
+ */
+export const LOST_EXIT_CODE = 255;
 
 /** Start time of a process in clock ticks (field 22 of /proc/PID/stat); undefined if gone or a zombie. */
 export function procStartTime(pid: number): number | undefined {
@@ -37,6 +49,17 @@ export function procStartTime(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+export interface HolderRecord {
+  pid: number;
+  startTime: number;
+  startedAt?: string;
+}
+
+/** What a holder writes to monitor.json about itself. */
+export function holderRecord(pid: number): HolderRecord {
+  return { pid, startTime: procStartTime(pid) ?? 0 };
 }
 
 interface RuntimeState {
@@ -61,30 +84,66 @@ export function readExit(dir: string): ExitRecord | undefined {
   }
 }
 
-export function containerState(rec: ContainerRecord, dir: string): ContainerState {
-  const exit = readExit(dir);
-  let monitorPid: number | undefined;
+/** The live holder's pid, if monitor.json names a process that is still that process. */
+export function holderPid(dir: string): number | undefined {
   try {
-    const m = JSON.parse(fs.readFileSync(path.join(dir, 'monitor.json'), 'utf8')) as { pid: number; startTime: number; startedAt?: string };
-    if (procStartTime(m.pid) === m.startTime) monitorPid = m.pid;
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'monitor.json'), 'utf8')) as HolderRecord;
+    if (m.pid > 0 && procStartTime(m.pid) === m.startTime) return m.pid;
   } catch {
-    /* no monitor */
+    /* no holder */
   }
+  return undefined;
+}
+
+/**
+ * Records the exit of a container whose holder died first. Written once, without replacing a
+ * record that appears meanwhile (link(2) fails on an existing name), so every reader agrees on
+ * one finish time.
+ */
+function recordLostExit(dir: string): ExitRecord | undefined {
+  const rec: ExitRecord = { exitCode: LOST_EXIT_CODE, finishedAt: new Date().toISOString(), reason: 'exit status unknown: the container ended while its monitor was not running' };
+  const tmp = path.join(dir, `exit.json.lost-${process.pid}`);
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(rec));
+    fs.linkSync(tmp, path.join(dir, 'exit.json'));
+  } catch {
+    /* someone else recorded it, or the directory is gone (removed meanwhile) */
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  return readExit(dir);
+}
+
+export function containerState(rec: ContainerRecord, dir: string): ContainerState {
+  let exit = readExit(dir);
   let startedAt: string | undefined;
   try {
     startedAt = fs.readFileSync(path.join(dir, 'started'), 'utf8').trim();
   } catch {
     /* never started */
   }
-  if (exit) {
-    return { status: 'exited', pid: 0, exitCode: exit.exitCode, finishedAt: exit.finishedAt, oomKilled: !!exit.oomKilled, ...(startedAt ? { startedAt } : {}), ...(exit.reason ? { error: exit.reason } : {}) };
-  }
+  const done = (e: ExitRecord): ContainerState => ({ status: 'exited', pid: 0, exitCode: e.exitCode, finishedAt: e.finishedAt, oomKilled: !!e.oomKilled, ...(startedAt ? { startedAt } : {}), ...(e.reason ? { error: e.reason } : {}) });
+  if (exit) return done(exit);
+  const monitorPid = holderPid(dir);
   const rs = runtimeState(rec);
   if (rs && rs.pid > 0 && procStartTime(rs.pid) === rs.initStartTime) {
     const created = fs.existsSync(path.join(rec.runtimeRoot, rec.id, 'start.sock'));
     return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, ...(startedAt ? { startedAt } : {}), ...(monitorPid ? { monitorPid } : {}) };
   }
-  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false };
-  // Started, no exit record, init gone: the monitor died before it could record the end.
-  return { status: 'exited', pid: 0, exitCode: -1, oomKilled: false, startedAt, error: 'exit status unknown: the container ended while its monitor was not running' };
+  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, ...(monitorPid ? { monitorPid } : {}) };
+  if (monitorPid) {
+    // The holder writes the exit record right after it reaps the init (and drains the last
+    // output): wait a little rather than show a status without its exit code.
+    const end = Date.now() + 250;
+    for (;;) {
+      exit = readExit(dir);
+      if (exit) return done(exit);
+      if (Date.now() > end || holderPid(dir) === undefined) break;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+    if (holderPid(dir)) return { status: 'exited', pid: 0, exitCode: -1, oomKilled: false, startedAt, monitorPid, pending: true };
+  }
+  // Started, no exit record, init gone, nobody holding it: the holder died before the end.
+  exit = readExit(dir) ?? recordLostExit(dir);
+  return exit ? done(exit) : { status: 'exited', pid: 0, exitCode: LOST_EXIT_CODE, oomKilled: false, startedAt };
 }

@@ -1,9 +1,12 @@
-/** Container commands, Docker's names and flags: run, create, start, stop, kill, rm, ps, logs, wait, exec, inspect. */
+/**
+ * Container commands, Docker's names and flags: run, create, start, stop, restart, kill, rm, ps,
+ * logs, wait, exec, inspect, rename, top, attach, cp, and `container prune`.
+ */
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { BurrowError, EXIT } from '../../errors';
+import { BurrowError } from '../../errors';
 import { collect, context, type Ctx } from '../context';
-import { formatRows, humanAge, table } from '../format/table';
+import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
 
@@ -143,7 +146,17 @@ function status(st: { status: string; exitCode: number; startedAt?: string; fini
   return 'Created';
 }
 
+/**
+ * The container commands, at the top level as `burrow run` and again under `burrow container`
+ * (`container ls`, `container prune`…), as Docker has them.
+ */
 export function registerContainerCommands(program: Command, setExit: SetExit): void {
+  define(program, setExit, false);
+  const group = program.command('container').description('manage containers').enablePositionalOptions();
+  define(group, setExit, true);
+}
+
+function define(program: Command, setExit: SetExit, inGroup: boolean): void {
   addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const ctx = context(cmd);
@@ -230,8 +243,9 @@ export function registerContainerCommands(program: Command, setExit: SetExit): v
       }
     });
 
-  program
-    .command('rm')
+  const rm = program.command('rm');
+  if (inGroup) rm.alias('remove');
+  rm
     .description('remove containers')
     .argument('<containers...>')
     .option('-f, --force', 'kill a running container first')
@@ -255,8 +269,9 @@ export function registerContainerCommands(program: Command, setExit: SetExit): v
       if (failed) setExit(1);
     });
 
-  program
-    .command('ps')
+  const ps = program.command('ps');
+  if (inGroup) ps.aliases(['ls', 'list']);
+  ps
     .description('list containers')
     .option('-a, --all', 'include stopped containers')
     .option('-q, --quiet', 'only ids')
@@ -386,6 +401,137 @@ export function registerContainerCommands(program: Command, setExit: SetExit): v
       else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
       if (failed) setExit(1);
     });
-  void fs;
-  void EXIT;
+
+  program
+    .command('rename')
+    .description('rename a container')
+    .argument('<container>')
+    .argument('<new-name>')
+    .action(async (ref: string, newName: string, _o: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const containers = new Containers(ctx.store);
+      containers.rename(containers.find(ref), newName);
+    });
+
+  program
+    .command('top')
+    .description("show a container's processes (options are the host ps's, default -ef)")
+    .argument('<container>')
+    .argument('[ps-options...]')
+    .allowUnknownOption()
+    .passThroughOptions()
+    .action(async (ref: string, psArgs: string[], _o: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      process.stdout.write(lc.top(ctx.store, new Containers(ctx.store).find(ref), psArgs));
+    });
+
+  program
+    .command('restart')
+    .description('stop and start containers again')
+    .argument('<containers...>')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .action(async (refs: string[], opts: { time?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      for (const ref of refs) {
+        const rec = new Containers(ctx.store).find(ref);
+        await lc.restart(ctx.store, rec, opts.time !== undefined ? Number(opts.time) : rec.stopTimeout, ctx.globalArgs);
+        process.stdout.write(`${ref}\n`);
+      }
+    });
+
+  program
+    .command('attach')
+    .description("follow a running container's output until it exits; its exit status is ours")
+    .argument('<container>')
+    .option('--no-stdin', 'do not attach stdin (stdin is never attached yet)')
+    .option('--sig-proxy <bool>', 'pass the signals we get on to the container', 'true')
+    .action(async (ref: string, opts: { sigProxy: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { Containers } = await import('../../container/records');
+      const lc = await import('../../container/lifecycle');
+      const { streamLogs } = await import('../../container/logs');
+      const rec = new Containers(ctx.store).find(ref);
+      if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', 'you cannot attach to a stopped container, start it first');
+      const proxy = opts.sigProxy !== 'false' && !rec.tty;
+      const forward = (sig: NodeJS.Signals) => {
+        try {
+          lc.signal(rec, sig);
+        } catch {
+          /* it has exited */
+        }
+      };
+      const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+      if (proxy) for (const s of sigs) process.on(s, forward);
+      try {
+        await streamLogs(ctx.store, rec, { follow: true, fromEnd: true, timestamps: false });
+      } finally {
+        if (proxy) for (const s of sigs) process.off(s, forward);
+      }
+      await lc.waitStopped(ctx.store, rec, 5000);
+      setExit(lc.stateOf(ctx.store, rec).exitCode);
+    });
+
+  program
+    .command('cp')
+    .description('copy files between a container and the host: cp [OPTIONS] CONTAINER:SRC DEST | SRC CONTAINER:DEST')
+    .argument('<src>')
+    .argument('<dest>')
+    .option('-a, --archive', "keep the files' owners (uid/gid)")
+    .option('-L, --follow-link', 'follow a symbolic link in SRC')
+    .option('-q, --quiet', 'no summary line')
+    .action(async (src: string, dest: string, opts: { archive?: boolean; followLink?: boolean; quiet?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      if (src === '-' || dest === '-') throw new BurrowError('EUSAGE', 'copying a tar stream from stdin or to stdout (-) is not supported yet');
+      const { splitCopyArg, copy } = await import('../../container/copy');
+      const s = splitCopyArg(src);
+      const d = splitCopyArg(dest);
+      if (s.container && d.container) throw new BurrowError('EUSAGE', 'copying between containers is not supported');
+      if (!s.container && !d.container) throw new BurrowError('EUSAGE', 'must specify at least one container source', 'write the container side as CONTAINER:PATH');
+      const { Containers } = await import('../../container/records');
+      const rec = new Containers(ctx.store).find((s.container ?? d.container)!);
+      const into = !!d.container;
+      const bytes = copy(ctx.store, rec, into, into ? d.path : s.path, into ? s.path : d.path, { archive: !!opts.archive, followLink: !!opts.followLink });
+      if (!opts.quiet && process.stderr.isTTY) process.stderr.write(`Successfully copied ${humanSize(bytes)} to ${dest}\n`);
+    });
+
+  if (inGroup) {
+    program
+      .command('prune')
+      .description('remove all stopped containers')
+      .option('-f, --force', 'do not ask for confirmation')
+      .option('--filter <key=value>', 'label=, label!=, until=', collect, [])
+      .action(async (opts: { force?: boolean; filter: string[] }, cmd: Command) => {
+        const ctx = context(cmd);
+        if (!opts.force) {
+          process.stdout.write('WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ');
+          if (!/^y(es)?$/i.test(readLine().trim())) return;
+        }
+        const lc = await import('../../container/lifecycle');
+        const { ids, bytes } = await lc.prune(ctx.store, await ctx.settings(), opts.filter);
+        if (ids.length) process.stdout.write(`Deleted Containers:\n${ids.map((i) => `${i}\n`).join('')}\n`);
+        process.stdout.write(`Total reclaimed space: ${humanSize(bytes)}\n`);
+      });
+  }
+}
+
+/** One line from stdin, synchronously (a confirmation); empty at end of input. */
+function readLine(): string {
+  const buf = Buffer.alloc(1);
+  let line = '';
+  for (;;) {
+    let n = 0;
+    try {
+      n = fs.readSync(0, buf, 0, 1, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      return line;
+    }
+    if (n === 0 || buf[0] === 0x0a) return line;
+    line += String.fromCharCode(buf[0]!);
+  }
 }

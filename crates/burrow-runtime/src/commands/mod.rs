@@ -8,6 +8,7 @@ use burrow_core::runtime::error::{Result, RuntimeError};
 use crate::args::{parse, Flag, Parsed};
 use crate::log;
 
+mod cp;
 mod create;
 mod delete;
 mod events;
@@ -61,6 +62,7 @@ commands:
   features   print the runtime's features as JSON
   monitor    run a detached container and keep its logs and exit status (used by burrow)
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
+  cp         copy files between the host and a container, in its user namespace (used by burrow)
   update, pause, resume, checkpoint, restore: not supported
 
 global flags:
@@ -132,6 +134,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         "update" | "pause" | "resume" | "checkpoint" | "restore" => unsupported::main(cmd),
         "probe-ns" => Ok(probe_ns::main(cmd_args)),
         "unpack" => unpack::main(cmd_args),
+        "cp" => cp::main(cmd_args),
         "monitor" => monitor::main(&ctx, cmd_args),
         "version" => {
             print_version();

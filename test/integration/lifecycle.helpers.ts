@@ -1,0 +1,144 @@
+/**
+ * Shared by the lifecycle test files: a private store and runroot per file with a busybox image
+ * imported from a tarball, the CLI run synchronously or in the background, and what a user can
+ * check in /proc: which processes a container left behind.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, burrow, type Run } from './helpers';
+// @ts-expect-error plain ESM harness module without types
+import { makeRootfs } from '../harness/bundle.mjs';
+
+export const IMAGE = 'lc-busybox';
+
+export interface Env {
+  work: string;
+  store: string;
+  runroot: string;
+  /** The CLI with this file's store and runroot. */
+  b(args: string[], opts?: { input?: string; timeout?: number }): Run;
+  /** The same in the background; `onLine` sees stdout lines as they come. */
+  bg(args: string[], opts?: { input?: string; onLine?: (line: string, ms: number) => void }): Promise<Run & { ms: number }>;
+  /** Removes every container of this store and checks that none left a process. */
+  cleanup(): void;
+  dispose(): void;
+}
+
+export function setup(tag: string): Env {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `burrow-${tag}-`));
+  const store = path.join(work, 'store');
+  const runroot = path.join(work, 'run');
+  const global = ['--root', store, '--runroot', runroot];
+  const rf = path.join(work, 'rootfs-src');
+  makeRootfs(rf);
+  const tarball = path.join(work, 'busybox.tar.gz');
+  const t = spawnSync('tar', ['--numeric-owner', '--owner=0', '--group=0', '-czf', tarball, '-C', path.join(rf, 'rootfs'), '.']);
+  if (t.status !== 0) throw new Error(`tar: ${t.stderr}`);
+  fs.rmSync(rf, { recursive: true, force: true });
+  const b: Env['b'] = (args, opts = {}) => {
+    if (opts.input === undefined && opts.timeout === undefined) return burrow([...global, ...args]);
+    const r = spawnSync(process.execPath, [BIN, ...global, ...args], { encoding: 'utf8', input: opts.input ?? '', timeout: opts.timeout ?? 30_000 });
+    if (r.error) throw r.error;
+    return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
+  };
+  const bg: Env['bg'] = (args, opts = {}) =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const child = spawn(process.execPath, [BIN, ...global, ...args], { stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let partial = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        stdout += d;
+        partial += d;
+        const lines = partial.split('\n');
+        partial = lines.pop()!;
+        for (const l of lines) opts.onLine?.(l, Date.now() - t0);
+      });
+      child.stderr!.on('data', (d: Buffer) => (stderr += d));
+      if (opts.input !== undefined) child.stdin!.end(opts.input);
+      child.on('error', reject);
+      child.on('close', (code, sig) => resolve({ code: code ?? 128 + (sig === 'SIGKILL' ? 9 : 15), stdout, stderr, ms: Date.now() - t0 }));
+    });
+  const imp = b(['import', tarball, IMAGE, '-c', 'CMD ["sh"]']);
+  if (imp.code !== 0) throw new Error(`import failed: ${imp.stderr}`);
+  const cleanup = () => {
+    const ids = b(['ps', '-aq', '--no-trunc']).stdout.split('\n').filter(Boolean);
+    const nss = ids.map((id) => pidNs(Number(b(['inspect', '-f', '{{.State.Pid}}', id]).stdout.trim()))).filter((n): n is string => !!n);
+    if (ids.length) b(['rm', '-f', ...ids]);
+    const left = leftovers(runroot, nss);
+    if (left.length) throw new Error(`processes left behind: ${left.map((p) => `${p} ${cmdline(p)}`).join('; ')}`);
+  };
+  return {
+    work,
+    store,
+    runroot,
+    b,
+    bg,
+    cleanup,
+    dispose() {
+      try {
+        cleanup();
+      } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export function cmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The pid namespace of a process, e.g. "pid:[4026532285]"; undefined if it is gone. */
+export function pidNs(pid: number): string | undefined {
+  if (!pid) return undefined;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process that runs: it exists and is not a zombie (reaping is its parent's business). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Live processes that belong to us and to these containers: members of their pid namespaces,
+ * and burrow's helpers (monitors, exec supervisors) that mention this file's runroot.
+ */
+export function leftovers(runroot: string, namespaces: string[]): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const pid = Number(d);
+    if (pid === process.pid || !alive(pid)) continue;
+    const ns = pidNs(pid);
+    if ((ns && namespaces.includes(ns)) || cmdline(pid).includes(runroot)) out.push(pid);
+  }
+  return out;
+}
+
+export function waitFor(pred: () => boolean, ms = 10_000, what = 'a condition'): void {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    spawnSync('sleep', ['0.02']);
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,102 @@
+/**
+ * `burrow cp`: files between the host and a container, copied by `burrow-runtime cp` inside the
+ * container's user namespace (files of the container's other users belong to subordinate ids
+ * the user cannot touch from the host). A running container is reached through its init; a
+ * stopped or never-started one through a transient container made from its bundle without a
+ * process: the runtime mounts its root and volumes exactly as for a run, the init waits to be
+ * started, and is deleted once the copy is done.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import { runtimeBinary } from '../host/paths';
+import type { Store } from '../storage/store';
+import { Containers, type ContainerRecord } from './records';
+import { containerState, runtimeState } from './state';
+
+export interface CopyOptions {
+  archive: boolean;
+  followLink: boolean;
+}
+
+/** `CONTAINER:PATH` or a host path, as Docker tells them apart. */
+export function splitCopyArg(arg: string): { container?: string; path: string } {
+  if (arg.startsWith('/') || arg.startsWith('.')) return { path: arg };
+  const i = arg.indexOf(':');
+  if (i <= 0) return { path: arg };
+  return { container: arg.slice(0, i), path: arg.slice(i + 1) };
+}
+
+function runtime(rec: ContainerRecord, args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').replace(/^burrow-runtime: /gm, '').trim() };
+}
+
+/** A process-less container over the stopped container's bundle; returns its id. */
+function transient(store: Store, rec: ContainerRecord): string {
+  const dir = new Containers(store).dir(rec.id);
+  const id = `${rec.id}-cp-${process.pid}`;
+  const bundle = path.join(dir, `cp-${process.pid}`);
+  const spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as {
+    process?: unknown;
+    hooks?: unknown;
+    root: { path: string };
+    linux?: { namespaces?: { type: string }[] };
+  };
+  delete spec.process;
+  delete spec.hooks;
+  spec.root.path = path.join(dir, 'bundle', spec.root.path);
+  // Nothing runs in it: a network namespace would only cost time.
+  if (spec.linux?.namespaces) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'network');
+  fs.mkdirSync(bundle, { recursive: true });
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  // The init keeps the stdio it was given until it is deleted: a pipe would never reach EOF.
+  const errFile = path.join(bundle, 'stderr');
+  const fd = fs.openSync(errFile, 'w');
+  try {
+    const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'ignore', fd] });
+    if (r.status !== 0) {
+      const msg = fs.readFileSync(errFile, 'utf8').replace(/^burrow-runtime: /gm, '').trim();
+      throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to copy: ${msg || r.error?.message || `status ${r.status}`}`);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(bundle, { recursive: true, force: true });
+  }
+  return id;
+}
+
+/**
+ * Copies `src` to `dest`; `into` says which side is the container's. Host paths are resolved
+ * here; container paths that are relative are taken from the container's working directory.
+ * Returns the number of bytes copied.
+ */
+export function copy(store: Store, rec: ContainerRecord, into: boolean, containerPath: string, hostPath: string, o: CopyOptions): number {
+  const keepSlash = (p: string, abs: string) => (p.endsWith('/.') ? `${abs}/.` : p.endsWith('/') && !abs.endsWith('/') ? `${abs}/` : abs);
+  const host = keepSlash(hostPath, path.resolve(hostPath));
+  const ctr = containerPath.startsWith('/') ? containerPath : `${rec.config?.workdir ?? '/'}/${containerPath}`.replace(/\/+/g, '/');
+  const st = containerState(rec, new Containers(store).dir(rec.id));
+  let rs = st.status === 'running' ? runtimeState(rec) : undefined;
+  let tmp: string | undefined;
+  if (!rs) {
+    tmp = transient(store, rec);
+    rs = runtimeState({ ...rec, id: tmp });
+  }
+  try {
+    if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
+    const args = ['cp', '--pid', String(rs.pid), '--start-time', String(rs.initStartTime), into ? '--in' : '--out'];
+    if (o.archive) args.push('--archive');
+    if (o.followLink) args.push('--follow-link');
+    args.push('--', into ? host : ctr, into ? ctr : host);
+    const r = runtime(rec, args);
+    if (r.code !== 0) throw new BurrowError(/No such file or directory|must exist/.test(r.stderr) ? 'EUSAGE' : 'ERUNTIME', r.stderr || `copy failed (status ${r.code})`);
+    try {
+      return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { bytes?: number }).bytes ?? 0;
+    } catch {
+      return 0;
+    }
+  } finally {
+    if (tmp) runtime(rec, ['delete', '--force', tmp]);
+  }
+}
