@@ -38,6 +38,8 @@ export interface CreateOptions {
   logDriver: string;
   stopSignal?: string;
   stopTimeout?: number;
+  /** OCI linux.resources, already checked to be enforceable. */
+  resources?: Record<string, unknown>;
 }
 
 export function imageConfig(store: Store, img: ImageRecord): ImageConfig {
@@ -181,6 +183,7 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       layerDirs,
       overlay: { options: `lowerdir=${lower.join(':')},upperdir=${path.join(dir, 'upper')},workdir=${path.join(dir, 'work')}`, cwd: store.p('layers') },
       annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id },
+      ...(o.resources ? { resources: o.resources } : {}),
       ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
     });
     fs.writeFileSync(path.join(dir, 'bundle', 'config.json'), JSON.stringify(spec));

@@ -51,6 +51,8 @@ export interface SpecOptions {
   overlay?: { options: string; cwd: string };
   annotations: Record<string, string>;
   stopSignal?: string;
+  /** linux.resources (limits); the runtime then places the container in its own cgroup. */
+  resources?: Record<string, unknown>;
 }
 
 export interface OciMount {
@@ -199,6 +201,7 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
       ...(opts.overlay ? { 'run.burrow.rootfs.overlay': opts.overlay.options, 'run.burrow.rootfs.overlay.cwd': opts.overlay.cwd } : {}),
     },
     linux: {
+      ...(opts.resources ? { resources: opts.resources } : {}),
       uidMappings: opts.uidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
       gidMappings: opts.gidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
       namespaces,

@@ -37,6 +37,19 @@ interface RunFlags {
   platform?: string;
   stopSignal?: string;
   stopTimeout?: string;
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  oomKillDisable?: boolean;
+  cpus?: string;
+  cpuShares?: string;
+  cpuQuota?: string;
+  cpuPeriod?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  cgroups?: string;
   logDriver: string;
   network: string;
   userns?: string;
@@ -81,9 +94,19 @@ function addRunFlags(c: Command): Command {
     .option('--group-add <group>', 'additional groups (keep-groups accepted)', collect, [])
     .option('--device <dev>', 'add a host device', collect, [])
     .option('-p, --publish <spec>', 'publish a port (networking issue)', collect, [])
-    .option('--memory <bytes>', 'memory limit')
-    .option('--cpus <n>', 'CPU limit')
+    .option('-m, --memory <bytes>', 'memory limit (e.g. 32m, 1g)')
+    .option('--memory-swap <bytes>', 'memory plus swap limit (-1: unlimited swap)')
+    .option('--memory-reservation <bytes>', 'memory soft limit')
+    .option('--oom-kill-disable', 'disable the OOM killer')
+    .option('--cpus <n>', 'CPU limit (e.g. 0.5)')
+    .option('-c, --cpu-shares <n>', 'CPU weight (mapped to cpu.weight)')
+    .option('--cpu-quota <us>', 'CPU CFS quota')
+    .option('--cpu-period <us>', 'CPU CFS period')
+    .option('--cpuset-cpus <list>', 'CPUs allowed')
+    .option('--cpuset-mems <list>', 'memory nodes allowed')
     .option('--pids-limit <n>', 'process limit')
+    .option('--blkio-weight <n>', 'block I/O weight (10-1000)')
+    .option('--cgroups <mode>', 'enabled (default) or disabled: run without the requested limits after one warning', 'enabled')
     .passThroughOptions();
 }
 
@@ -97,10 +120,15 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
     if (!pull) throw new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${image}`);
     img = await pull.pullImage(ctx.store, settings, image, { quiet: false, ...(f.platform ? { platform: f.platform } : {}) });
   }
-  for (const limit of ['memory', 'cpus', 'pidsLimit'] as const) {
-    if (f[limit] !== undefined) {
-      throw new BurrowError('ELIMIT_UNENFORCEABLE', `--${limit === 'pidsLimit' ? 'pids-limit' : limit} cannot be enforced: burrow does not place containers in cgroups yet`, 'run without resource limits, or see `burrow info` for what this host can enforce');
-    }
+  // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
+  const { toResources, checkEnforceable } = await import('../../container/limits');
+  const { resources, needs } = toResources(f);
+  let limits: Record<string, unknown> | undefined;
+  if (needs.length) {
+    const { native } = await import('../../native');
+    const info = JSON.parse(native().cgroupInfo()) as { mode: string; enforceable: string[]; delegationRoot: string | null; manager: string };
+    const optOut = f.cgroups === 'disabled' || process.env.BURROW_CGROUPS === 'disabled';
+    if (checkEnforceable(needs, info, optOut)) limits = resources;
   }
   const { prepareContainer } = await import('../../container/create');
   return prepareContainer(
@@ -135,6 +163,7 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       logDriver: f.logDriver,
       ...(f.stopSignal ? { stopSignal: f.stopSignal } : {}),
       ...(f.stopTimeout ? { stopTimeout: Number(f.stopTimeout) } : {}),
+      ...(limits ? { resources: limits } : {}),
     },
     ctx.runRoot,
   );

@@ -1,0 +1,98 @@
+/**
+ * Resource limits (`--memory`, `--cpus`, `--pids-limit`, …) to OCI resources, and the honesty
+ * check (DESIGN.md, "cgroups"): a limit is only accepted when this host lets this user enforce
+ * it — cgroup v2 with the controller delegated — otherwise `run` fails before anything is
+ * created, naming the missing controller and the fix. `--cgroups=disabled` (or
+ * BURROW_CGROUPS=disabled) runs without the limits after one warning, as an explicit opt-out.
+ */
+import { BurrowError } from '../errors';
+
+export interface LimitFlags {
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  oomKillDisable?: boolean;
+  cpus?: string;
+  cpuShares?: string;
+  cpuQuota?: string;
+  cpuPeriod?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  cgroups?: string;
+}
+
+export interface CgroupInfo {
+  mode: string;
+  enforceable: string[];
+  delegationRoot: string | null;
+  manager: string;
+}
+
+/** Docker's size syntax: 512, 64k, 32m, 1g (binary units). */
+export function parseBytes(s: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)([bkmg]?)b?$/i.exec(s.trim());
+  if (!m) throw new BurrowError('EUSAGE', `invalid ${flag} ${s}: want a size like 512m or 1g`);
+  const mult = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'b' | 'k' | 'm' | 'g'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function int(s: string, flag: string): number {
+  if (!/^-?\d+$/.test(s.trim())) throw new BurrowError('EUSAGE', `invalid ${flag} ${s}: want an integer`);
+  return Number(s);
+}
+
+export interface Resources {
+  resources: Record<string, unknown>;
+  /** Controllers the limits need. */
+  needs: string[];
+}
+
+export function toResources(f: LimitFlags): Resources {
+  const r: Record<string, Record<string, unknown>> = {};
+  const needs = new Set<string>();
+  const mem = (k: string, v: number | boolean) => ((r.memory ??= {})[k] = v);
+  if (f.memory !== undefined) mem('limit', parseBytes(f.memory, '--memory')), needs.add('memory');
+  if (f.memorySwap !== undefined) mem('swap', f.memorySwap === '-1' ? -1 : parseBytes(f.memorySwap, '--memory-swap')), needs.add('memory');
+  if (f.memoryReservation !== undefined) mem('reservation', parseBytes(f.memoryReservation, '--memory-reservation')), needs.add('memory');
+  if (f.oomKillDisable) mem('disableOOMKiller', true), needs.add('memory');
+  const cpu = (k: string, v: number | string) => ((r.cpu ??= {})[k] = v);
+  if (f.cpus !== undefined) {
+    const n = Number(f.cpus);
+    if (!(n > 0)) throw new BurrowError('EUSAGE', `invalid --cpus ${f.cpus}: want a positive number such as 0.5`);
+    cpu('period', 100000);
+    cpu('quota', Math.round(n * 100000));
+    needs.add('cpu');
+  }
+  if (f.cpuShares !== undefined) cpu('shares', int(f.cpuShares, '--cpu-shares')), needs.add('cpu');
+  if (f.cpuQuota !== undefined) cpu('quota', int(f.cpuQuota, '--cpu-quota')), needs.add('cpu');
+  if (f.cpuPeriod !== undefined) cpu('period', int(f.cpuPeriod, '--cpu-period')), needs.add('cpu');
+  if (f.cpusetCpus !== undefined) cpu('cpus', f.cpusetCpus), needs.add('cpuset');
+  if (f.cpusetMems !== undefined) cpu('mems', f.cpusetMems), needs.add('cpuset');
+  if (f.pidsLimit !== undefined) (r.pids = { limit: int(f.pidsLimit, '--pids-limit') }), needs.add('pids');
+  if (f.blkioWeight !== undefined) (r.blockIO = { weight: int(f.blkioWeight, '--blkio-weight') }), needs.add('io');
+  return { resources: r, needs: [...needs] };
+}
+
+export const DELEGATE_FIX =
+  'use cgroup v2 with the controllers delegated to your user (an administrator adds /etc/systemd/system/user@.service.d/delegate.conf with "[Service] Delegate=cpu cpuset io memory pids"), or pass --cgroups=disabled to run without the limits';
+
+/**
+ * Checks that every needed controller is enforceable. Returns false when the user opted out
+ * (the limits are then dropped after a warning).
+ */
+export function checkEnforceable(needs: string[], info: CgroupInfo, optOut: boolean): boolean {
+  if (needs.length === 0) return true;
+  const missing = needs.filter((c) => !info.enforceable.includes(c));
+  if (missing.length === 0) return true;
+  const why =
+    info.mode !== 'unified'
+      ? `this host's cgroup hierarchy is ${info.mode}: the ${missing.join(', ')} controller${missing.length > 1 ? 's are' : ' is'} not available to you in cgroup v2`
+      : `the ${missing.join(', ')} controller${missing.length > 1 ? 's are' : ' is'} not delegated to you${info.delegationRoot ? ` (delegated root ${info.delegationRoot})` : ''}`;
+  if (optOut) {
+    process.stderr.write(`burrow: warning: --cgroups=disabled: running WITHOUT the requested limits (${why})\n`);
+    return false;
+  }
+  throw new BurrowError('ELIMIT_UNENFORCEABLE', `cannot enforce the requested limits: ${why}`, DELEGATE_FIX);
+}
