@@ -34,7 +34,9 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
 ln -sf pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
+# /tmp stays the host's, seen through the root overlay (writable, changes stay in the guest): a
+# checkout under /tmp (CI clones anywhere) must remain visible to the job.
+chmod 1777 /tmp || fail "chmod /tmp"
 mount -t tmpfs -o mode=0755 tmpfs /run || fail "mount /run"
 mkdir -p "$share"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 vmshare "$share" || fail "mount the job share"
@@ -74,6 +76,8 @@ chown -R "$uid:$gid" "$svc/init.scope"
 home=/tmp/home-$user
 results=/tmp/burrow-vm-results
 xdg=/tmp/burrow-xdg-$uid
+# The host's /tmp shows through: start from empty directories (removal stays in the guest's overlay).
+rm -rf "$home" "$results" "$xdg"
 mkdir -p "$home" "$results" "$xdg"
 chown "$uid:$gid" "$home" "$results" "$xdg"
 chmod 0700 "$xdg"
