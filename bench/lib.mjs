@@ -50,16 +50,21 @@ function quote(a) {
  * Times each named command (argv arrays) with hyperfine in one run and returns
  * [{ name, median, mean, stddev }] in milliseconds.
  */
-export function hyperfine(commands, { runs = 15, warmup = 3 } = {}) {
+export function hyperfine(commands, { runs = 15, warmup = 3, ignoreFailure = false } = {}) {
   const out = path.join(os.tmpdir(), `burrow-bench-${process.pid}-${Date.now()}.json`);
-  const args = ['-N', '--style', 'basic', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out];
+  const args = ['-N', '--style', 'basic', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out, ...(ignoreFailure ? ['-i'] : [])];
   for (const c of commands) args.push('--command-name', c.name, c.argv.map(quote).join(' '));
   // hyperfine itself runs as the bench user, so that no wrapper is inside the timed commands.
   const argv = asUser(['hyperfine', ...args]);
   execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
   const j = JSON.parse(fs.readFileSync(out, 'utf8'));
   fs.rmSync(out, { force: true });
-  return j.results.map((r) => ({ name: r.command, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000 }));
+  return j.results.map((r) => {
+    const failed = (r.exit_codes ?? []).filter((c) => c !== 0);
+    // A failed run is reported in the name: its time means nothing.
+    const name = failed.length ? `${r.command} (FAILED ${failed.length}/${r.exit_codes.length} runs, exit ${failed[0]})` : r.command;
+    return { name, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000 };
+  });
 }
 
 /** A markdown table of medians with each row's ratio to the first row (burrow). */

@@ -40,18 +40,21 @@ export async function run() {
     fs.mkdirSync(runs);
     if (u) fs.chownSync(runs, u.uid, u.gid);
     const fresh = `d=$(mktemp -d -p ${runs})`;
+    // One checked pull first, so that a failure says why instead of hyperfine's bare exit code.
+    const probe = asUser(['sh', '-c', `${fresh} && ${process.execPath} ${BURROW} --root $d/store --runroot $d/run pull -q ${ref}`]);
+    const chk = spawnSync(probe[0], probe.slice(1), { encoding: 'utf8' });
+    if (chk.status !== 0) throw new Error(`burrow pull failed (${chk.status}): ${chk.stderr.trim()}`);
     const cmds = [{ name: 'burrow pull', argv: ['sh', '-c', `${fresh} && ${process.execPath} ${BURROW} --root $d/store --runroot $d/run pull -q ${ref} >/dev/null`] }];
     if (have('podman')) cmds.push({ name: 'podman pull', argv: ['sh', '-c', `${fresh} && podman --root $d/store --runroot $d/run pull -q --tls-verify=false ${ref} >/dev/null`] });
     if (have('skopeo') && have('umoci')) {
       cmds.push({ name: 'skopeo copy + umoci unpack', argv: ['sh', '-c', `${fresh} && skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1 && umoci unpack --rootless --image $d/oci:v1 $d/bundle >/dev/null`] });
       cmds.push({ name: 'skopeo copy alone', argv: ['sh', '-c', `${fresh} && skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1`] });
     }
-    const rows = hyperfine(cmds, { runs: 3, warmup: 0 });
+    const rows = hyperfine(cmds, { runs: 3, warmup: 0, ignoreFailure: true });
     return ratioTable(`pull of ${(size / 1e6).toFixed(0)} MB (gzip) in 3 layers`, rows, 'Each run pulls into a new, empty store; nothing is deleted until the end.');
   } finally {
     await reg.stop();
     // Files owned by subordinate ids: remove as root (the bench runs as root).
     spawnSync('rm', ['-rf', base]);
-    void asUser;
   }
 }

@@ -19,7 +19,15 @@ if (only.length && fs.existsSync(out)) {
 for (const f of files) {
   const mod = await import(path.join(dir, f));
   process.stderr.write(`\n## ${mod.title} (${f})\n`);
-  sections.set(`## ${mod.title}`, `## ${mod.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${await mod.run()}`);
+  let body;
+  try {
+    body = await mod.run();
+  } catch (err) {
+    // One failing benchmark must not lose the others' results.
+    body = `**failed:** ${String(err.message ?? err).split('\n')[0]}\n`;
+    process.stderr.write(`${f} failed: ${err.stack ?? err}\n`);
+  }
+  sections.set(`## ${mod.title}`, `## ${mod.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${body}`);
 }
 const cpu = (os.cpus()[0]?.model ?? 'unknown cpu').trim();
 const head = `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${cpu}, kernel ${os.release()}, Node ${process.version}. Medians from hyperfine; ratios are to burrow (below 1× means the peer is faster). Peers run rootless as the same unprivileged user.\n\n`;
