@@ -5,12 +5,13 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
+import type { LimitFlags } from '../../container/limits';
 import { collect, context, type Ctx } from '../context';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
 
-interface RunFlags {
+interface RunFlags extends LimitFlags {
   name?: string;
   rm?: boolean;
   detach?: boolean;
@@ -37,19 +38,6 @@ interface RunFlags {
   platform?: string;
   stopSignal?: string;
   stopTimeout?: string;
-  memory?: string;
-  memorySwap?: string;
-  memoryReservation?: string;
-  oomKillDisable?: boolean;
-  cpus?: string;
-  cpuShares?: string;
-  cpuQuota?: string;
-  cpuPeriod?: string;
-  cpusetCpus?: string;
-  cpusetMems?: string;
-  pidsLimit?: string;
-  blkioWeight?: string;
-  cgroups?: string;
   logDriver: string;
   network: string;
   userns?: string;

@@ -50,6 +50,14 @@ pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A connected stream pair standing in for a `--console-socket` when burrow-runtime holds the
+/// terminal itself (a foreground `run` or `exec`, the monitor): one end goes to the container's
+/// process, which sends the pty master on it; `recv_fd` takes it from the other.
+pub fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).op("socketpair")
+}
+
 /// Receives a descriptor sent with `send_fd` (used by `run` in the foreground and by tests).
 pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burrow_core::runtime::create::load_spec_file;
 use burrow_core::error::Coded;
-use burrow_core::runtime::error::{PathCtx, Result, RuntimeError, SysCtx};
+use burrow_core::runtime::error::{PathCtx, Result, RuntimeError};
 use burrow_core::runtime::exec::{exec, ExecOpts};
 use burrow_core::runtime::state::ContainerState;
 use burrow_core::runtime::{tty, wait};
@@ -102,13 +102,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut peer: Option<OwnedFd> = None;
     let mut console_fd = None;
     if terminal && p.value("console-socket").is_none() && !detach {
-        let (a, b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Stream,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .op("socketpair")?;
+        let (a, b) = tty::console_pair()?;
         console_fd = Some(b);
         peer = Some(a);
     }

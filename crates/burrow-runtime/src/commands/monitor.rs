@@ -135,7 +135,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut console_fd = None;
     let mut readers: Vec<(usize, OwnedFd)> = Vec::new();
     if tty_mode {
-        let (a, b) = nix::sys::socket::socketpair(nix::sys::socket::AddressFamily::Unix, nix::sys::socket::SockType::Stream, None, nix::sys::socket::SockFlag::SOCK_CLOEXEC).op("socketpair")?;
+        let (a, b) = tty::console_pair()?;
         console_fd = Some(b);
         console_peer = Some(a);
         nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;

@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 
 use burrow_core::runtime::create::{create, start};
-use burrow_core::runtime::error::{Result, SysCtx};
+use burrow_core::runtime::error::Result;
 use burrow_core::runtime::{tty, wait};
 
 use super::{create::FLAGS, flags, id_of, Ctx};
@@ -18,13 +18,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
     if !detach && o.console_socket.is_none() && wants_terminal(&o.bundle) {
-        let (a, b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Stream,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .op("socketpair")?;
+        let (a, b) = tty::console_pair()?;
         o.console_fd = Some(b);
         console_peer = Some(a);
     }
