@@ -157,6 +157,16 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
   );
 }
 
+/**
+ * What most container commands start with: the context, the container records and the
+ * lifecycle module, the latter two loaded lazily so that other commands do not pay for them.
+ */
+async function containerCommand(cmd: Command) {
+  const ctx = context(cmd);
+  const [{ Containers }, lc] = await Promise.all([import('../../container/records'), import('../../container/lifecycle')]);
+  return { ctx, lc, containers: new Containers(ctx.store) };
+}
+
 function status(st: { status: string; exitCode: number; startedAt?: string; finishedAt?: string }): string {
   if (st.status === 'running') return `Up ${humanAge(st.startedAt)}`;
   if (st.status === 'exited') return `Exited (${st.exitCode}) ${humanAge(st.finishedAt)} ago`;
@@ -210,11 +220,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('-a, --attach', 'attach and wait (foreground)')
     .option('-i, --interactive', 'attach stdin')
     .action(async (refs: string[], opts: { attach?: boolean; interactive?: boolean }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       for (const ref of refs) {
-        const rec = new Containers(ctx.store).find(ref);
+        const rec = containers.find(ref);
         if (lc.stateOf(ctx.store, rec).status === 'running') continue;
         if (opts.attach) {
           setExit(await lc.runForeground(ctx.store, { ...rec, interactive: !!opts.interactive || rec.interactive }));
@@ -231,12 +239,10 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .argument('<containers...>')
     .option('-t, --time <seconds>', 'seconds to wait before killing')
     .action(async (refs: string[], opts: { time?: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       await Promise.all(
         refs.map(async (ref) => {
-          const rec = new Containers(ctx.store).find(ref);
+          const rec = containers.find(ref);
           await lc.stop(ctx.store, rec, opts.time !== undefined ? Number(opts.time) : rec.stopTimeout);
           process.stdout.write(`${ref}\n`);
         }),
@@ -249,11 +255,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .argument('<containers...>')
     .option('-s, --signal <signal>', 'signal', 'KILL')
     .action(async (refs: string[], opts: { signal: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       for (const ref of refs) {
-        const rec = new Containers(ctx.store).find(ref);
+        const rec = containers.find(ref);
         if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `cannot kill container ${ref}: it is not running`);
         lc.signal(rec, opts.signal);
         process.stdout.write(`${ref}\n`);
@@ -268,13 +272,11 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('-f, --force', 'kill a running container first')
     .option('-v, --volumes', 'remove anonymous volumes')
     .action(async (refs: string[], opts: { force?: boolean; volumes?: boolean }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       let failed = false;
       for (const ref of refs) {
         try {
-          const rec = new Containers(ctx.store).find(ref);
+          const rec = containers.find(ref);
           await lc.remove(ctx.store, await ctx.settings(), rec, !!opts.force, !!opts.volumes);
           process.stdout.write(`${ref}\n`);
         } catch (err) {
@@ -297,10 +299,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('--format <template>', 'Go-template-like format, or json')
     .option('-f, --filter <key=value>', 'name=, id=, status=, label=, ancestor=', collect, [])
     .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
-      let recs = new Containers(ctx.store).all().sort((a, b) => b.created.localeCompare(a.created));
+      const { ctx, lc, containers } = await containerCommand(cmd);
+      let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
         .map((r) => ({ r, st: lc.stateOf(ctx.store, r) }))
         .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
@@ -358,11 +358,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .description('wait for containers to stop and print their exit codes')
     .argument('<containers...>')
     .action(async (refs: string[], _o: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       for (const ref of refs) {
-        const rec = new Containers(ctx.store).find(ref);
+        const rec = containers.find(ref);
         while (lc.stateOf(ctx.store, rec).status === 'running') await lc.waitStopped(ctx.store, rec, 60_000);
         // The monitor records the status right after the init is reaped.
         let st = lc.stateOf(ctx.store, rec);
@@ -439,10 +437,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .allowUnknownOption()
     .passThroughOptions()
     .action(async (ref: string, psArgs: string[], _o: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
-      process.stdout.write(lc.top(ctx.store, new Containers(ctx.store).find(ref), psArgs));
+      const { ctx, lc, containers } = await containerCommand(cmd);
+      process.stdout.write(lc.top(ctx.store, containers.find(ref), psArgs));
     });
 
   program
@@ -451,11 +447,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .argument('<containers...>')
     .option('-t, --time <seconds>', 'seconds to wait before killing')
     .action(async (refs: string[], opts: { time?: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       for (const ref of refs) {
-        const rec = new Containers(ctx.store).find(ref);
+        const rec = containers.find(ref);
         await lc.restart(ctx.store, rec, opts.time !== undefined ? Number(opts.time) : rec.stopTimeout, ctx.globalArgs);
         process.stdout.write(`${ref}\n`);
       }
@@ -468,11 +462,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('--no-stdin', 'do not attach stdin (stdin is never attached yet)')
     .option('--sig-proxy <bool>', 'pass the signals we get on to the container', 'true')
     .action(async (ref: string, opts: { sigProxy: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const { Containers } = await import('../../container/records');
-      const lc = await import('../../container/lifecycle');
+      const { ctx, lc, containers } = await containerCommand(cmd);
       const { streamLogs } = await import('../../container/logs');
-      const rec = new Containers(ctx.store).find(ref);
+      const rec = containers.find(ref);
       if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', 'you cannot attach to a stopped container, start it first');
       const proxy = opts.sigProxy !== 'false' && !rec.tty;
       const forward = (sig: NodeJS.Signals) => {
