@@ -393,8 +393,10 @@ describe('pull from an anonymous registry', () => {
     expect(r.ms).toBeLessThan(2500);
     const big = mixed.layers[1];
     expect(fs.existsSync(path.join(sb.root, 'blobs', 'sha256', big.digest.slice(7)))).toBe(false);
-    // What arrived of the large layer is kept for a later pull to resume; nothing is trusted.
-    expect(fs.statSync(path.join(sb.root, 'blobs', 'sha256', `${big.digest.slice(7)}.partial`)).size).toBeLessThan(big.size);
+    // What arrived of the large layer, if its download had begun before the refusal stopped it,
+    // is kept for a later pull to resume; it is never complete, and nothing is trusted.
+    const partial = path.join(sb.root, 'blobs', 'sha256', `${big.digest.slice(7)}.partial`);
+    if (fs.existsSync(partial)) expect(fs.statSync(partial).size).toBeLessThan(big.size);
     expect(fs.readdirSync(path.join(sb.root, 'layers'))).toEqual([]);
     expect(fs.readdirSync(path.join(sb.root, 'images'))).toEqual([]);
     expect(fs.readdirSync(path.join(sb.root, 'tmp'))).toEqual([]);
