@@ -68,17 +68,38 @@ pub fn cap_sets(c: Option<&LinuxCapabilities>) -> CapSets {
     CapSets { bounding: m(c.bounding()), effective: m(c.effective()), permitted: m(c.permitted()), inheritable: m(c.inheritable()), ambient: m(c.ambient()) }
 }
 
+/// crun's annotation (podman's `--group-add keep-groups`): the process keeps the supplementary
+/// groups the runtime was started with, the caller's, instead of getting the config's
+/// additionalGids. Rootless, those groups cannot be mapped into the user namespace (they show
+/// as the overflow gid) but the kernel still grants their access: group-shared project
+/// directories stay usable, which is why HPC users ask for it.
+pub const KEEP_ORIGINAL_GROUPS: &str = "run.oci.keep_original_groups";
+
+pub fn keeps_original_groups(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(KEEP_ORIGINAL_GROUPS)).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
 /// Switches to the container user keeping the capabilities the config asks for: bounding set
 /// first (needs CAP_SETPCAP), then ids with PR_SET_KEEPCAPS, then the remaining sets.
 pub fn switch_user(p: &Process) -> Result<()> {
+    switch_user_keeping_groups(p, false)
+}
+
+/// `switch_user`, where `keep_groups` (see KEEP_ORIGINAL_GROUPS) skips setgroups.
+pub fn switch_user_keeping_groups(p: &Process, keep_groups: bool) -> Result<()> {
     let user = p.user();
+    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    if keep_groups && !gids.is_empty() {
+        return Err(RuntimeError::Usage(format!("{KEEP_ORIGINAL_GROUPS} keeps the caller's groups: it cannot be combined with additionalGids")));
+    }
     let sets = cap_sets(p.capabilities().as_ref());
     caps::drop_bounding(sets.bounding)?;
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
     let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() == "deny").unwrap_or(false);
-    if !setgroups_denied {
+    if keep_groups {
+        // Nothing to do: setgroups is the only call that would replace them.
+    } else if !setgroups_denied {
         nix::unistd::setgroups(&gids).op("setgroups")?;
     } else if !gids.is_empty() {
         return Err(RuntimeError::Usage(
@@ -197,6 +218,19 @@ pub fn process_of(spec: &Spec) -> Result<&Process> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_original_groups_annotation() {
+        let with = |v: Option<&str>| -> Spec {
+            let mut spec = Spec::default();
+            spec.set_annotations(v.map(|v| [(KEEP_ORIGINAL_GROUPS.to_string(), v.to_string())].into_iter().collect()));
+            spec
+        };
+        assert!(keeps_original_groups(&with(Some("1"))));
+        assert!(keeps_original_groups(&with(Some("true"))));
+        assert!(!keeps_original_groups(&with(Some("0"))));
+        assert!(!keeps_original_groups(&with(None)));
+    }
 
     #[test]
     fn executable_lookup() {
