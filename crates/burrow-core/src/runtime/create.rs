@@ -434,7 +434,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it.
         process::load_seccomp(&filter)?;
     }
-    process::switch_user(p)?;
+    process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     let cwd = p.cwd();
     nix::unistd::chdir(cwd.as_path()).at("chdir to the process cwd", cwd.as_path())?;
     let exe = process::find_executable(&arg0, &env)?;

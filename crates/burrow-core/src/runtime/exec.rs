@@ -140,7 +140,7 @@ fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) ->
     if !nnp {
         process::load_seccomp(&filter)?;
     }
-    process::switch_user(p)?;
+    process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     nix::unistd::chdir(p.cwd().as_path()).at("chdir to the process cwd", p.cwd().as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
     for fd in 3..3 + preserve.max(0) {
