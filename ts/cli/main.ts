@@ -8,6 +8,8 @@ import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
 import { registerContainerCommands } from './commands/containers';
 import { registerImageCommands } from './commands/images';
+import { registerDiskCommands } from './commands/system';
+import { registerVolumeCommands } from './commands/volume';
 
 function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals<GlobalOptions>();
@@ -37,6 +39,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   registerImageCommands(program, setExit);
   registerContainerCommands(program, setExit);
+  registerDiskCommands(program);
+  registerVolumeCommands(program, setExit);
 
   program
     .command('version')

@@ -13,6 +13,7 @@ mod create;
 mod delete;
 mod events;
 mod exec;
+mod export;
 mod features;
 mod kill;
 mod list;
@@ -63,6 +64,7 @@ commands:
   monitor    run a detached container and keep its logs and exit status (used by burrow)
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   cp         copy files between the host and a container, in its user namespace (used by burrow)
+  export     write a container's root filesystem to stdout as a tar, in its namespaces (used by burrow)
   update, pause, resume, checkpoint, restore: not supported
 
 global flags:
@@ -135,6 +137,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         "probe-ns" => Ok(probe_ns::main(cmd_args)),
         "unpack" => unpack::main(cmd_args),
         "cp" => cp::main(cmd_args),
+        "export" => export::main(cmd_args),
         "monitor" => monitor::main(&ctx, cmd_args),
         "version" => {
             print_version();

@@ -1,0 +1,205 @@
+/**
+ * Disk use commands: `system df`, `system prune`, `image prune`, and `export` (also as
+ * `container export`). Flags and output only; the work is in storage/df.ts, storage/prune.ts
+ * and container/export.ts.
+ */
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { BurrowError } from '../../errors';
+import type { ImagePruneResult } from '../../storage/prune';
+import { collect, context } from '../context';
+import { formatRows, humanAge, humanSize, table } from '../format/table';
+
+/** One line from the terminal, synchronously; empty at end of input. */
+function readLine(): string {
+  const buf = Buffer.alloc(1);
+  let line = '';
+  for (;;) {
+    let n = 0;
+    try {
+      n = fs.readSync(0, buf, 0, 1, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      return line;
+    }
+    if (n === 0 || buf[0] === 0x0a) return line;
+    line += String.fromCharCode(buf[0]!);
+  }
+}
+
+/**
+ * Docker's confirmation before a prune. Asked only on a terminal: without one there is nobody
+ * to answer, and a script that meant it says -f.
+ */
+export function confirm(what: string, warning: string, force: boolean | undefined): boolean {
+  if (force) return true;
+  if (!process.stdin.isTTY) throw new BurrowError('EUSAGE', `${what}: not removing anything without confirmation, and stdin is not a terminal to ask on`, 'add -f (--force) to remove without a prompt');
+  process.stdout.write(`${warning}\nAre you sure you want to continue? [y/N] `);
+  return /^y(es)?$/i.test(readLine().trim());
+}
+
+function imageLines(r: ImagePruneResult): string {
+  const lines = [...r.images.flatMap((i) => [...i.untagged.map((t) => `untagged: ${t}`), `deleted: ${i.id}`]), ...r.layers.map((l) => `deleted: ${l}`)];
+  return lines.length ? `Deleted Images:\n${lines.join('\n')}\n\n` : '';
+}
+
+function keptNote(r: ImagePruneResult): void {
+  if (!r.kept) return;
+  const why = r.writerActive ? 'a pull, load or import is in progress in this store' : 'they were written in the last few seconds (a pull or import may be about to use them)';
+  process.stderr.write(`note: ${r.kept} unreferenced layer(s) or blob(s) kept: ${why}; prune again later to remove them\n`);
+}
+
+const pct = (part: number, whole: number) => (whole > 0 ? `${humanSize(part)} (${Math.floor((part * 100) / whole)}%)` : humanSize(part));
+
+/** Repository and tag as `images` shows them. */
+function repoTag(tags: string[], digests: string[]): [string, string] {
+  const t = tags[0];
+  if (t) return [t.slice(0, t.lastIndexOf(':')).replace(/^docker\.io\/(library\/)?/, ''), t.slice(t.lastIndexOf(':') + 1)];
+  const d = digests[0];
+  return [d ? d.slice(0, d.indexOf('@')).replace(/^docker\.io\/(library\/)?/, '') : '<none>', '<none>'];
+}
+
+export function registerDiskCommands(program: Command): void {
+  const system = program.command('system').description('disk use and cleanup');
+
+  system
+    .command('df')
+    .description('show disk use: images (shared content counted once), containers, volumes')
+    .option('-v, --verbose', 'per image, container and volume')
+    .option('--format <template>', 'Go-template-like format, or json')
+    .action(async (opts: { verbose?: boolean; format?: string }, cmd: Command) => {
+      const { store } = context(cmd);
+      const { diskUsage } = await import('../../storage/df');
+      const u = diskUsage(store);
+      if (opts.verbose) {
+        if (opts.format && opts.format !== 'json') throw new BurrowError('EUSAGE', 'system df -v: --format takes only json');
+        if (opts.format === 'json') {
+          process.stdout.write(`${JSON.stringify({ Images: u.images.items, Containers: u.containers.items, Volumes: u.volumes.items, BuildCache: [] })}\n`);
+          return;
+        }
+        const imgs = u.images.items.map((i) => {
+          const [repo, tag] = repoTag(i.repoTags, i.repoDigests);
+          return [repo, tag, i.id.replace(/^sha256:/, '').slice(0, 12), humanAge(i.created) + (i.created ? ' ago' : ''), humanSize(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)];
+        });
+        const ctrs = u.containers.items.map((c) => {
+          const command = c.command.join(' ');
+          return [c.id.slice(0, 12), c.image, JSON.stringify(command.length > 20 ? `${command.slice(0, 19)}…` : command), String(c.volumes), humanSize(c.size), `${humanAge(c.created)} ago`, c.status, c.name];
+        });
+        const vols = u.volumes.items.map((v) => [v.name, String(v.links), humanSize(v.size)]);
+        process.stdout.write(
+          `Images space usage:\n\n${table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'], imgs)}\n` +
+            `Containers space usage:\n\n${table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'LOCAL VOLUMES', 'SIZE', 'CREATED', 'STATUS', 'NAMES'], ctrs)}\n` +
+            `Local Volumes space usage:\n\n${table(['VOLUME NAME', 'LINKS', 'SIZE'], vols)}\n` +
+            'Build cache usage: 0B\n',
+        );
+        return;
+      }
+      const rows = (
+        [
+          ['Images', u.images],
+          ['Containers', u.containers],
+          ['Local Volumes', u.volumes],
+          ['Build Cache', { total: 0, active: 0, size: 0, reclaimable: 0 }],
+        ] as const
+      ).map(([type, t]) => ({
+        Type: type,
+        TotalCount: String(t.total),
+        Active: String(t.active),
+        Size: humanSize(t.size),
+        Reclaimable: pct(t.reclaimable, t.size),
+        SizeBytes: t.size,
+        ReclaimableBytes: t.reclaimable,
+      }));
+      if (opts.format) process.stdout.write(formatRows(opts.format, rows, { Type: 'TYPE', TotalCount: 'TOTAL', Active: 'ACTIVE', Size: 'SIZE', Reclaimable: 'RECLAIMABLE' }));
+      else process.stdout.write(table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], rows.map((r) => [r.Type, r.TotalCount, r.Active, r.Size, r.Reclaimable])));
+    });
+
+  system
+    .command('prune')
+    .description('remove stopped containers, dangling images (-a: unused images), unreferenced layers and blobs, and with --volumes unused volumes')
+    .option('-a, --all', 'remove every image no container uses, not only dangling ones')
+    .option('-f, --force', 'do not ask for confirmation')
+    .option('--volumes', 'also remove volumes no container uses')
+    .option('--filter <key=value>', 'until=, label=, label!=', collect, [])
+    .action(async (opts: { all?: boolean; force?: boolean; volumes?: boolean; filter: string[] }, cmd: Command) => {
+      const ctx = context(cmd);
+      const warning = [
+        'WARNING! This will remove:',
+        '  - all stopped containers',
+        ...(opts.volumes ? ['  - all volumes not used by at least one container'] : []),
+        opts.all ? '  - all images without at least one container associated to them' : '  - all dangling images',
+        '',
+      ].join('\n');
+      if (!confirm('system prune', warning, opts.force)) return;
+      const { pruneSystem } = await import('../../storage/prune');
+      const r = await pruneSystem(ctx.store, await ctx.settings(), { all: !!opts.all, volumes: !!opts.volumes, filters: opts.filter });
+      let out = '';
+      if (r.containers.ids.length) out += `Deleted Containers:\n${r.containers.ids.join('\n')}\n\n`;
+      if (r.volumes?.names.length) out += `Deleted Volumes:\n${r.volumes.names.join('\n')}\n\n`;
+      out += imageLines(r.images);
+      process.stdout.write(`${out}Total reclaimed space: ${humanSize(r.bytes)}\n`);
+      keptNote(r.images);
+    });
+
+  // `image` may already be a group (other image subcommands): join it rather than shadow it.
+  const image = program.commands.find((c) => c.name() === 'image') ?? program.command('image').description('manage images');
+  image
+    .command('prune')
+    .description('remove dangling images (-a: every image no container uses), then layers and blobs nothing references')
+    .option('-a, --all', 'remove every image no container uses, not only dangling ones')
+    .option('-f, --force', 'do not ask for confirmation')
+    .option('--filter <key=value>', 'until=, label=, label!=', collect, [])
+    .action(async (opts: { all?: boolean; force?: boolean; filter: string[] }, cmd: Command) => {
+      const ctx = context(cmd);
+      const warning = opts.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
+      if (!confirm('image prune', warning, opts.force)) return;
+      const { pruneImages } = await import('../../storage/prune');
+      const r = await pruneImages(ctx.store, await ctx.settings(), { all: !!opts.all, filters: opts.filter });
+      process.stdout.write(`${imageLines(r)}Total reclaimed space: ${humanSize(r.bytes)}\n`);
+      keptNote(r);
+    });
+
+  const exportCmd = (parent: Command) =>
+    parent
+      .command('export')
+      .description("write a container's filesystem as a tar archive (to stdout, or -o FILE)")
+      .argument('<container>')
+      .option('-o, --output <file>', 'write to this file instead of stdout')
+      .action(async (ref: string, opts: { output?: string }, cmd: Command) => {
+        const ctx = context(cmd);
+        const { Containers } = await import('../../container/records');
+        const { exportContainer } = await import('../../container/export');
+        const rec = new Containers(ctx.store).find(ref);
+        if (!opts.output) {
+          if (process.stdout.isTTY) throw new BurrowError('EUSAGE', 'export: refusing to write a tar archive to a terminal', 'use -o FILE or redirect stdout');
+          await exportContainer(ctx.store, rec, 1);
+          return;
+        }
+        // Written aside and renamed: an interrupted export leaves no truncated archive under the name.
+        const tmp = `${opts.output}.tmp-${process.pid}`;
+        let fd: number;
+        try {
+          fd = fs.openSync(tmp, 'wx', 0o644);
+        } catch (err) {
+          throw new BurrowError('EUSAGE', `export: cannot write ${opts.output}: ${(err as Error).message}`);
+        }
+        try {
+          await exportContainer(ctx.store, rec, fd);
+          fs.fsyncSync(fd);
+          fs.closeSync(fd);
+          fs.renameSync(tmp, opts.output);
+        } catch (err) {
+          try {
+            fs.closeSync(fd);
+          } catch {
+            /* closed already */
+          }
+          fs.rmSync(tmp, { force: true });
+          throw err;
+        }
+      });
+  exportCmd(program);
+  const container = program.commands.find((c) => c.name() === 'container');
+  if (container) exportCmd(container);
+
+}

@@ -1,0 +1,181 @@
+/**
+ * What in the store is referenced by what, for `df` and `prune`: the content of each image
+ * (unpacked layers by diff id, blobs by digest), what containers hold (their image, and the
+ * layers their root is mounted from, read from their bundle so that a container whose image was
+ * removed with `rmi -f` still keeps its layers), what lies in layers/ and blobs/, and whether a
+ * pull, load or import may be writing content that no image names yet.
+ *
+ * Sizes are the bytes of regular files, hard links counted once: a layer's from its record (what
+ * the unpacker wrote), a tree without a record's by walking it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pidAlive } from './fsutil';
+import type { ImageRecord, LayerRecord, Store } from './store';
+
+const HEX = /^[a-f0-9]{64}$/;
+
+/** Content of an image: layer hexes (diff ids) and blob hexes (config, manifests, layer blobs). */
+export function imageContent(img: ImageRecord): { layers: string[]; blobs: string[] } {
+  const hex = (d: string) => d.replace(/^sha256:/, '');
+  const blobs = [img.configDigest, img.manifestDigest, ...img.layers.map((l) => l.digest), ...img.repoDigests.map((r) => r.slice(r.indexOf('@') + 1))];
+  return { layers: [...new Set(img.layers.map((l) => hex(l.diffId)))], blobs: [...new Set(blobs.map(hex).filter((h) => HEX.test(h)))] };
+}
+
+export interface ContainerRefs {
+  /** image id → ids of the containers (any state) created from it */
+  images: Map<string, string[]>;
+  /** layer hexes some container's root is mounted from */
+  layers: Set<string>;
+}
+
+/**
+ * Every container directory counts, with or without a record (one being created has its bundle
+ * before its record): its record's image, and the lower directories of its overlay.
+ */
+export function containerRefs(store: Store): ContainerRefs {
+  const images = new Map<string, string[]>();
+  const layers = new Set<string>();
+  let ids: string[] = [];
+  try {
+    ids = fs.readdirSync(store.p('containers')).filter((n) => HEX.test(n));
+  } catch {
+    /* no containers yet */
+  }
+  for (const id of ids) {
+    const dir = store.p('containers', id);
+    try {
+      const rec = JSON.parse(fs.readFileSync(path.join(dir, 'record.json'), 'utf8')) as { image?: unknown };
+      if (typeof rec.image === 'string') images.set(rec.image, [...(images.get(rec.image) ?? []), id]);
+      const img = typeof rec.image === 'string' ? store.image(rec.image) : undefined;
+      for (const l of img ? imageContent(img).layers : []) layers.add(l);
+    } catch {
+      /* no record yet */
+    }
+    try {
+      const spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
+      const opts = spec.annotations?.['run.burrow.rootfs.overlay'] ?? '';
+      const lower = /(?:^|,)lowerdir=([^,]*)/.exec(opts)?.[1] ?? '';
+      for (const l of lower.split(':')) if (HEX.test(path.basename(l))) layers.add(path.basename(l));
+    } catch {
+      /* no bundle yet */
+    }
+  }
+  return { images, layers };
+}
+
+export interface StoredLayer {
+  hex: string;
+  record?: LayerRecord;
+  hasDir: boolean;
+  /** When it was last written (its record, else its directory): young content may be a pull's. */
+  mtimeMs: number;
+}
+
+/** Layers present in layers/: trusted ones (with a record) and leftovers of either half. */
+export function storedLayers(store: Store): Map<string, StoredLayer> {
+  const out = new Map<string, StoredLayer>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(store.p('layers'));
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const hex = n.endsWith('.json') ? n.slice(0, -5) : n;
+    if (!HEX.test(hex) || out.has(hex)) continue;
+    const st = fs.statSync(store.p('layers', `${hex}.json`), { throwIfNoEntry: false }) ?? fs.statSync(store.p('layers', hex), { throwIfNoEntry: false });
+    const record = store.layer(`sha256:${hex}`);
+    out.set(hex, { hex, ...(record ? { record } : {}), hasDir: fs.existsSync(store.p('layers', hex)), mtimeMs: st?.mtimeMs ?? 0 });
+  }
+  return out;
+}
+
+export function layerBytes(store: Store, l: StoredLayer): number {
+  if (l.record && typeof l.record.bytes === 'number') return l.record.bytes;
+  return l.hasDir ? contentSize(store.p('layers', l.hex)) : 0;
+}
+
+/** Complete blobs in blobs/sha256 (half-written `.partial` and `.tmp-…` files are not blobs). */
+export function storedBlobs(store: Store): Map<string, { size: number; mtimeMs: number }> {
+  const out = new Map<string, { size: number; mtimeMs: number }>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(store.p('blobs', 'sha256'));
+  } catch {
+    return out;
+  }
+  for (const n of names.filter((x) => HEX.test(x))) {
+    const st = fs.statSync(store.p('blobs', 'sha256', n), { throwIfNoEntry: false });
+    if (st) out.set(n, { size: st.size, mtimeMs: st.mtimeMs });
+  }
+  return out;
+}
+
+/** A download touched this recently is taken to be in progress (a killed one's is not touched). */
+const PARTIAL_FRESH_MS = 2 * 60_000;
+
+/**
+ * Whether another process may be writing content that no image names yet: a live process's
+ * work under tmp/ (unpacking, loading, importing: `KIND-PID…`), a half-written blob of a live
+ * process, or a download in progress. There is no store lock that writers take, so this is
+ * read from what they leave on disk.
+ */
+export function writerActive(store: Store, now = Date.now()): boolean {
+  const live = (pid: number) => pid !== process.pid && pidAlive(pid);
+  try {
+    for (const n of fs.readdirSync(store.p('tmp'))) {
+      const m = /^[a-z]+-(\d+)(?:-|$)/.exec(n);
+      if (m && live(Number(m[1]))) return true;
+    }
+  } catch {
+    /* no tmp */
+  }
+  try {
+    for (const n of fs.readdirSync(store.p('blobs', 'sha256'))) {
+      const m = /\.tmp-(\d+)-/.exec(n);
+      if (m && live(Number(m[1]))) return true;
+      if (n.endsWith('.partial')) {
+        const st = fs.statSync(store.p('blobs', 'sha256', n), { throwIfNoEntry: false });
+        if (st && now - st.mtimeMs < PARTIAL_FRESH_MS) return true;
+      }
+    }
+  } catch {
+    /* no blobs */
+  }
+  return false;
+}
+
+/**
+ * Bytes of the regular files under `dir`, each inode once (as du counts hard links). Parts we
+ * cannot read (directories of other container users without search permission) are not
+ * counted.
+ */
+export function contentSize(dir: string): number {
+  const seen = new Set<string>();
+  let total = 0;
+  const walk = (d: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        const st = fs.lstatSync(p, { throwIfNoEntry: false });
+        if (!st) continue;
+        if (st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
+        total += st.size;
+      }
+    }
+  };
+  walk(dir);
+  return total;
+}
