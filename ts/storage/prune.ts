@@ -148,11 +148,15 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
       const to = path.join(store.p('tmp'), `prune-${process.pid}-${l.hex.slice(0, 12)}-${Math.random().toString(36).slice(2, 8)}`);
       try {
         fs.mkdirSync(store.p('tmp'), { recursive: true, mode: 0o700 });
+        // Moving a directory rewrites its "..": it needs write permission on it (a layer whose
+        // root is 0555 has none until given it; it is going anyway).
+        const st = fs.statSync(from);
+        if (!(st.mode & 0o200) && st.uid === process.getuid?.()) fs.chmodSync(from, (st.mode & 0o7777) | 0o200);
         fs.renameSync(from, to);
         trees.push(to);
       } catch {
-        // The layer's root belongs to another container user (no write permission on it to
-        // move it): removed in place; its record is gone, so nothing trusts what is left.
+        // The layer's root belongs to another container user: removed in place. Its record is
+        // gone; what an interrupted removal leaves is an orphan the next prune takes.
         trees.push(from);
       }
     }

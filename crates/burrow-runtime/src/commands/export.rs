@@ -258,7 +258,11 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
             let xa = xattrs(fd.as_raw_fd());
             t.header(&Header { name: &name, kind: b'0', st: &st, size, link: b"", xattrs: &xa }).map_err(io)?;
             let mut f = File::from(fd).take(size);
-            let copied = std::io::copy(&mut f, &mut t.out).map_err(|e| RuntimeError::Sys { op: format!("read {path}"), errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+            let copied = std::io::copy(&mut f, &mut t.out).map_err(|e| {
+                // Either side may fail; a closed reader of the archive is the usual one.
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                RuntimeError::Sys { op: if errno == Errno::EPIPE { "write the archive".into() } else { format!("read {path}") }, errno }
+            })?;
             if copied < size {
                 crate::log::warn(&format!("{path} shrank while it was exported: padded with zeros"));
                 let mut left = size - copied;
