@@ -233,10 +233,11 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(u['Build Cache']).toMatchObject({ TotalCount: '0', SizeBytes: 0 });
 
     // Per image: each carries the shared base (layer and blob), counted in both but once in all.
-    const v = JSON.parse((await sb.ok(['system', 'df', '-v', '--format', 'json'])).stdout) as { Images: { id: string; size: number; sharedSize: number; uniqueSize: number }[] };
+    const v = JSON.parse((await sb.ok(['system', 'df', '-v', '--format', 'json'])).stdout) as { Images: { ID: string; Size: number; SharedSize: number; UniqueSize: number }[] };
     const shared = treeBytes(layerDir(sb, baseDiff())) + blobSize(sb, img.a.layers[0].digest);
-    for (const i of v.Images) expect(i).toMatchObject({ sharedSize: shared, uniqueSize: i.size - shared });
-    expect(v.Images.reduce((s, i) => s + i.size, 0) - shared).toBe(layersBytes + blobsBytes);
+    for (const i of v.Images) expect(i).toMatchObject({ SharedSize: shared, UniqueSize: i.Size - shared, Containers: 0 });
+    expect(v.Images.map((i) => i.ID).sort()).toEqual([img.a.config.digest, img.b.config.digest].sort());
+    expect(v.Images.reduce((s, i) => s + i.Size, 0) - shared).toBe(layersBytes + blobsBytes);
 
     // Containers: one running, one stopped that wrote 12345 bytes; a volume holding 1000 bytes.
     await sb.ok(['run', '--name', 'wrote', ref('a'), 'sh', '-c', 'head -c 12345 /dev/zero > /w.bin']);
@@ -257,6 +258,10 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
       expect(text[1]).toMatch(new RegExp(`^Images\\s+2\\s+2\\s+${humanSize(layersBytes + blobsBytes).replace('.', '\\.')}\\s+0B \\(0%\\)$`));
       expect(text[3]).toMatch(new RegExp(`^Local Volumes\\s+1\\s+0\\s+${humanSize(1000).replace('.', '\\.')}\\s+${humanSize(1000).replace('.', '\\.')} \\(100%\\)$`));
       expect((await sb.ok(['system', 'df', '--format', '{{.Type}}={{.TotalCount}}'])).stdout).toBe('Images=2\nContainers=2\nLocal Volumes=1\nBuild Cache=0\n');
+      const verbose = (await sb.ok(['system', 'df', '-v'])).stdout;
+      expect(verbose).toMatch(/^Images space usage:\n\nREPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\s+SHARED SIZE\s+UNIQUE SIZE\s+CONTAINERS\n/);
+      expect(verbose).toMatch(new RegExp(`\\n${stoppedId.slice(0, 12)}\\s+\\S+\\s+".*"\\s+0\\s+${humanSize(upper[stoppedId]!).replace('.', '\\.')}\\s+.+ ago\\s+exited\\s+wrote\\n`));
+      expect(verbose).toMatch(new RegExp(`\\nvol1\\s+0\\s+${humanSize(1000).replace('.', '\\.')}\\n`));
     } finally {
       await sb.burrow(['rm', '-f', 'running', 'wrote']);
     }

@@ -74,7 +74,14 @@ export function registerDiskCommands(program: Command): void {
       if (opts.verbose) {
         if (opts.format && opts.format !== 'json') throw new BurrowError('EUSAGE', 'system df -v: --format takes only json');
         if (opts.format === 'json') {
-          process.stdout.write(`${JSON.stringify({ Images: u.images.items, Containers: u.containers.items, Volumes: u.volumes.items, BuildCache: [] })}\n`);
+          // Docker's field names; sizes in bytes.
+          const Images = u.images.items.map((i) => {
+            const [Repository, Tag] = repoTag(i.repoTags, i.repoDigests);
+            return { ID: i.id, Repository, Tag, CreatedAt: i.created ?? '', Size: i.size, SharedSize: i.sharedSize, UniqueSize: i.uniqueSize, Containers: i.containers };
+          });
+          const Containers = u.containers.items.map((c) => ({ ID: c.id, Names: c.name, Image: c.image, Command: c.command.join(' '), LocalVolumes: c.volumes, Size: c.size, CreatedAt: c.created, State: c.status }));
+          const Volumes = u.volumes.items.map((v) => ({ Name: v.name, Links: v.links, Size: v.size }));
+          process.stdout.write(`${JSON.stringify({ Images, Containers, Volumes, BuildCache: [] })}\n`);
           return;
         }
         const imgs = u.images.items.map((i) => {
