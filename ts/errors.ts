@@ -50,7 +50,9 @@ export type ErrorCode =
   | 'EREGISTRY_UNREACHABLE'
   | 'EREGISTRY_TLS'
   | 'EREGISTRY'
-  | 'ECANCELED';
+  | 'ECANCELED'
+  /** the config file (ts/config) cannot be read or does not parse; the message names the line */
+  | 'ECONFIG';
 
 export class BurrowError extends Error {
   readonly code: ErrorCode;

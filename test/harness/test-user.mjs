@@ -43,12 +43,42 @@ export function ensureTestUser() {
   const home = sh('getent', ['passwd', TEST_USER]).trim().split(':')[5];
   ensureRange('/etc/subuid', TEST_USER, uid);
   ensureRange('/etc/subgid', TEST_USER, gid);
+  // A supplementary group with a directory only its members may read: `--group-add keep-groups`
+  // must keep it usable inside a container (test/integration/run-flags.test.ts).
+  const share = ensureShareGroup(uid);
   // A private XDG_RUNTIME_DIR, as logind would make (tests also run without one).
   const runtimeDir = `/tmp/burrow-xdg-${uid}`;
   fs.mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
   fs.chownSync(runtimeDir, uid, gid);
   fs.chmodSync(runtimeDir, 0o700);
-  return { name: TEST_USER, uid, gid, home, runtimeDir };
+  return { name: TEST_USER, uid, gid, home, runtimeDir, share };
+}
+
+export const SHARE_GROUP = `${TEST_USER}-share`;
+
+/** Directory of the share group's fixture: root-owned, readable by the group only. */
+export function shareDir(uid) {
+  return `/tmp/burrow-share-${uid}`;
+}
+
+function ensureShareGroup(uid) {
+  let gid;
+  try {
+    gid = Number(sh('getent', ['group', SHARE_GROUP]).split(':')[2]);
+  } catch {
+    sh('groupadd', [SHARE_GROUP]);
+    gid = Number(sh('getent', ['group', SHARE_GROUP]).split(':')[2]);
+  }
+  const members = sh('getent', ['group', SHARE_GROUP]).trim().split(':')[3] ?? '';
+  if (!members.split(',').includes(TEST_USER)) sh('usermod', ['-a', '-G', SHARE_GROUP, TEST_USER]);
+  const dir = shareDir(uid);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chownSync(dir, 0, gid);
+  fs.chmodSync(dir, 0o750);
+  fs.writeFileSync(`${dir}/secret`, 'shared with the group\n');
+  fs.chownSync(`${dir}/secret`, 0, gid);
+  fs.chmodSync(`${dir}/secret`, 0o640);
+  return { group: SHARE_GROUP, gid, dir };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -44,9 +44,20 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('version')
-    .description('print version information')
-    .action(() => {
-      process.stdout.write(`burrow version ${VERSION}\n`);
+    .description('show the version of burrow and of its runtime')
+    .option('-f, --format <format>', "json, or a Go-template-like format such as '{{.Client.Version}}'")
+    .action(async (opts: { format?: string }) => {
+      const { versionCommand } = await import('./commands/version');
+      setExit(await versionCommand(opts));
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script: source <(burrow completion bash)')
+    .argument('<shell>', 'bash or zsh')
+    .action(async (shell: string) => {
+      const { completionScript } = await import('./commands/completion');
+      process.stdout.write(completionScript(program, shell));
     });
   return program;
 }

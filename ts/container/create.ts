@@ -9,7 +9,8 @@ import { parseImageConfig, type ImageConfig } from '../image/manifest';
 import { mkdirp } from '../storage/fsutil';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord } from './records';
-import { buildSpec, type OciMount } from './spec';
+import { buildSpec, type DeviceSpec, type OciMount } from './spec';
+import type { Identity } from './userns';
 
 export interface CreateOptions {
   name?: string;
@@ -40,6 +41,11 @@ export interface CreateOptions {
   stopTimeout?: number;
   /** OCI linux.resources, already checked to be enforceable. */
   resources?: Record<string, unknown>;
+  /** `--userns`, `--group-add`, `--device`, `--init`: see userns.ts and spec.ts. */
+  identity?: Identity;
+  groupAdd?: string[];
+  devices?: DeviceSpec[];
+  init?: { hostPath: string; containerPath: string };
 }
 
 export function imageConfig(store: Store, img: ImageRecord): ImageConfig {
@@ -176,8 +182,12 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       seccomp,
       ulimits: o.ulimits,
       network,
-      uidMap: settings.uidMap,
-      gidMap: settings.gidMap,
+      uidMap: o.identity?.uidMap ?? settings.uidMap,
+      gidMap: o.identity?.gidMap ?? settings.gidMap,
+      ...(o.identity ? { userNamespace: o.identity.userNamespace, ...(o.identity.user ? { defaultUser: o.identity.user } : {}) } : {}),
+      ...(o.groupAdd ? { groupAdd: o.groupAdd } : {}),
+      ...(o.devices ? { devices: o.devices } : {}),
+      ...(o.init ? { init: o.init } : {}),
       mounts: oci,
       etcFiles: etc,
       layerDirs,
@@ -193,7 +203,8 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       labels[i < 0 ? l : l.slice(0, i)] = i < 0 ? '' : l.slice(i + 1);
     }
     const proc = (spec as { process: { args: string[]; cwd: string } }).process;
-    const args = proc.args;
+    // The command as the user gave it; an init in front of it is an implementation detail.
+    const args = o.init ? proc.args.slice(2) : proc.args;
     const entrypoint = o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : (cfg.config?.Entrypoint ?? []);
     const rec: ContainerRecord = {
       id,

@@ -53,6 +53,29 @@ export interface SpecOptions {
   stopSignal?: string;
   /** linux.resources (limits); the runtime then places the container in its own cgroup. */
   resources?: Record<string, unknown>;
+  /** false: no user namespace (`--userns host`, root only); the id maps are then ignored. */
+  userNamespace?: boolean;
+  /** The process's user when `-u` is not given, over the image's (`--userns keep-id`). */
+  defaultUser?: { uid: number; gid: number };
+  /** `--group-add`: group names (from the image) or ids, or `keep-groups` alone. */
+  groupAdd?: string[];
+  /** `--device`, parsed by parseDevice. */
+  devices?: DeviceSpec[];
+  /** `--init`: the host's static init binary, bound at INIT_PATH and run as pid 1. */
+  init?: { hostPath: string; containerPath: string };
+}
+
+/** A host device for the container: linux.devices, or a bind mount (see deviceEntries). */
+export interface DeviceSpec {
+  hostPath: string;
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+  permissions: string;
 }
 
 export interface OciMount {
@@ -142,12 +165,94 @@ export function parseUlimit(s: string): { type: string; soft: number; hard: numb
   return { type, soft, hard: m[3] !== undefined ? val(m[3]) : soft };
 }
 
+/**
+ * Docker's `--device HOST[:CONTAINER][:PERMISSIONS]`. Rootless, the device is the host's node
+ * bound into the container, so it works only if this user may open it; that is checked here,
+ * for the access the permissions ask (r, w; m, mknod, has no meaning without privileges),
+ * rather than left to a failure inside the container.
+ */
+export function parseDevice(spec: string): DeviceSpec {
+  const parts = spec.split(':');
+  const host = parts[0] ?? '';
+  let dst = host;
+  let perms = 'rwm';
+  if (parts.length === 2) {
+    if (/^[rwm]+$/.test(parts[1]!)) perms = parts[1]!;
+    else dst = parts[1]!;
+  } else if (parts.length === 3) {
+    dst = parts[1]!;
+    perms = parts[2]!;
+  } else if (parts.length > 3) throw new BurrowError('EUSAGE', `invalid --device ${spec}: want HOST[:CONTAINER][:PERMISSIONS]`);
+  if (!/^[rwm]{1,3}$/.test(perms) || new Set(perms).size !== perms.length) throw new BurrowError('EUSAGE', `invalid --device ${spec}: permissions are a combination of r, w and m`);
+  if (!host.startsWith('/') || !dst.startsWith('/')) throw new BurrowError('EUSAGE', `invalid --device ${spec}: paths must be absolute`);
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(host, { bigint: true });
+  } catch (err) {
+    throw new BurrowError('EUSAGE', `--device ${host}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such device' : (err as Error).message}`);
+  }
+  if (!st.isCharacterDevice() && !st.isBlockDevice()) throw new BurrowError('EUSAGE', `--device ${host}: not a device (${st.isDirectory() ? 'a directory' : 'not a character or block device'})`);
+  // access(2), not a trial open: opening some devices acts (a watchdog arms, a tape rewinds).
+  // A device the kernel guards beyond its mode (/dev/kmsg needs CAP_SYSLOG) fails inside.
+  const want = (perms.includes('r') ? fs.constants.R_OK : 0) | (perms.includes('w') ? fs.constants.W_OK : 0);
+  try {
+    if (want) fs.accessSync(host, want);
+  } catch {
+    const mode = Number(st.mode & 0o777n).toString(8).padStart(4, '0');
+    throw new BurrowError(
+      'EUSAGE',
+      `--device ${host}: you cannot open it for ${perms.replace('m', '').split('').map((c) => (c === 'r' ? 'reading' : 'writing')).join(' and ')} (mode ${mode}, owner ${st.uid}:${st.gid}); a container can only use the devices its user may open`,
+      perms.includes('w') ? `ask for access (a group such as video or render, a udev rule), or ask for less: --device ${host}:${dst}:r` : 'ask for access (a group such as video or render, a udev rule)',
+    );
+  }
+  // Linux's dev_t encoding (glibc's gnu_dev_major/minor).
+  const dev = st.rdev;
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return { hostPath: host, path: dst, type: st.isBlockDevice() ? 'b' : 'c', major, minor, fileMode: Number(st.mode & 0o777n), uid: Number(st.uid), gid: Number(st.gid), permissions: perms };
+}
+
+/**
+ * Devices go in linux.devices, as OCI has them, when the container sees them at the host's
+ * path. The runtime, which cannot mknod in a user namespace, then binds the host node at that
+ * path. Under another name it would look the node up by number in /dev, where a symbolic link
+ * (/dev/stdin…) may match first: such devices are bound by their host path instead.
+ */
+function deviceEntries(devs: DeviceSpec[]): { devices: object[]; mounts: OciMount[] } {
+  const devices: object[] = [];
+  const mounts: OciMount[] = [];
+  for (const d of devs) {
+    if (d.hostPath === d.path) {
+      devices.push({ path: d.path, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode, uid: d.uid, gid: d.gid });
+    } else {
+      mounts.push({ destination: d.path, type: 'bind', source: d.hostPath, options: ['bind', 'nosuid', 'noexec'] });
+    }
+  }
+  return { devices, mounts };
+}
+
+/** `--group-add` to additionalGids, or keep-groups to crun's annotation (nothing else with it). */
+function groups(groupAdd: string[], layerDirs: string[]): { additionalGids: number[]; keep: boolean } {
+  const keep = groupAdd.includes('keep-groups');
+  if (keep && groupAdd.length > 1) throw new BurrowError('EUSAGE', '--group-add keep-groups cannot be combined with other groups: the container keeps exactly your groups');
+  if (keep) return { additionalGids: [], keep };
+  const additionalGids = groupAdd.map((g) => {
+    if (/^\d+$/.test(g)) return Number(g);
+    const found = lookupId(layerDirs, 'group', g);
+    if (!found) throw new BurrowError('EUSAGE', `--group-add ${g}: unable to find group ${g}: no matching entries in the image's group file`);
+    return found.id;
+  });
+  return { additionalGids, keep };
+}
+
 export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
   const ic = image.config ?? {};
   const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : (ic.Entrypoint ?? []);
   const cmd = opts.args.length ? opts.args : opts.entrypoint !== undefined ? [] : (ic.Cmd ?? []);
-  const args = [...entrypoint, ...cmd];
-  if (args.length === 0) throw new BurrowError('EUSAGE', 'no command specified: the image has no Cmd or Entrypoint; give one after the image name');
+  const userArgs = [...entrypoint, ...cmd];
+  if (userArgs.length === 0) throw new BurrowError('EUSAGE', 'no command specified: the image has no Cmd or Entrypoint; give one after the image name');
+  // tini and catatonit take the command after `--`; they run it, reap and forward signals.
+  const args = opts.init ? [opts.init.containerPath, '--', ...userArgs] : userArgs;
   const env = new Map<string, string>();
   const put = (kv: string) => {
     const i = kv.indexOf('=');
@@ -158,12 +263,15 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
   env.set('HOSTNAME', opts.hostname);
   if (opts.tty) env.set('TERM', 'xterm');
   opts.env.forEach(put);
-  const user = resolveUser(opts.user ?? (ic.User || undefined), opts.layerDirs);
+  const user = opts.user === undefined && opts.defaultUser ? opts.defaultUser : resolveUser(opts.user ?? (ic.User || undefined), opts.layerDirs);
+  const grp = groups(opts.groupAdd ?? [], opts.layerDirs);
+  const dev = deviceEntries(opts.devices ?? []);
+  const userns = opts.userNamespace !== false;
   const caps = capList(opts);
   const nofile = { type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 };
   const rlimits = opts.ulimits.map(parseUlimit);
   if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.push(currentNofile() ?? nofile);
-  const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }, { type: 'cgroup' }];
+  const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(userns ? [{ type: 'user' }] : []), { type: 'cgroup' }];
   if (opts.network !== 'host') namespaces.push({ type: 'network' });
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
@@ -179,13 +287,15 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
     { destination: '/etc/hostname', type: 'bind', source: opts.etcFiles.hostname, options: ['bind', 'rprivate'] },
     { destination: '/etc/resolv.conf', type: 'bind', source: opts.etcFiles.resolv, options: ['bind', 'rprivate'] },
     ...opts.mounts,
+    ...dev.mounts,
+    ...(opts.init ? [{ destination: opts.init.containerPath, type: 'bind', source: opts.init.hostPath, options: ['bind', 'ro', 'nosuid', 'nodev'] }] : []),
   ];
   const seccomp = opts.privileged || opts.seccomp === 'unconfined' ? undefined : opts.seccomp === 'default' ? defaultSeccomp() : opts.seccomp;
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: opts.tty,
-      user: { uid: user.uid, gid: user.gid },
+      user: { uid: user.uid, gid: user.gid, ...(grp.additionalGids.length ? { additionalGids: grp.additionalGids } : {}) },
       args,
       env: [...env].map(([k, v]) => `${k}=${v}`),
       cwd: opts.workdir || ic.WorkingDir || '/',
@@ -199,12 +309,18 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
     annotations: {
       ...opts.annotations,
       ...(opts.overlay ? { 'run.burrow.rootfs.overlay': opts.overlay.options, 'run.burrow.rootfs.overlay.cwd': opts.overlay.cwd } : {}),
+      ...(grp.keep ? { 'run.oci.keep_original_groups': '1' } : {}),
     },
     linux: {
       ...(opts.resources ? { resources: opts.resources } : {}),
-      uidMappings: opts.uidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
-      gidMappings: opts.gidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
+      ...(userns
+        ? {
+            uidMappings: opts.uidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
+            gidMappings: opts.gidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
+          }
+        : {}),
       namespaces,
+      ...(dev.devices.length ? { devices: dev.devices } : {}),
       ...(seccomp ? { seccomp } : {}),
       maskedPaths: opts.privileged
         ? []

@@ -1,7 +1,8 @@
 /**
  * Where burrow's parts and data are. The store and runtime roots follow, in order: global flags
- * (`--root`, `--runroot`), `BURROW_ROOT`/`BURROW_RUNROOT`, then the defaults computed by the core
- * (XDG directories), so TypeScript and Rust never disagree.
+ * (`--root`, `--runroot`), `BURROW_ROOT`/`BURROW_RUNROOT`, the config file's `[storage]` (read
+ * only when neither was given), then the defaults computed by the core (XDG directories), so
+ * TypeScript and Rust never disagree.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,8 @@ export const PACKAGE_ROOT = path.join(__dirname, '..', '..');
 export interface GlobalOptions {
   root?: string;
   runroot?: string;
+  /** `--storage-driver`: the rootfs driver of containers this command creates. */
+  storageDriver?: string;
 }
 
 /** The runtime binary: `BURROW_RUNTIME`, else the one built in this checkout. */
@@ -25,9 +28,16 @@ export function runtimeBinary(): string {
   return path.join(PACKAGE_ROOT, 'target', 'release', 'burrow-runtime');
 }
 
+/** The configured store root, if anything (flag, variable, config file) sets one. */
 export function storeRootOverride(opts: GlobalOptions): string | undefined {
-  const r = opts.root ?? process.env.BURROW_ROOT;
+  const r = opts.root || process.env.BURROW_ROOT || fromConfig('root');
   return r ? path.resolve(r) : undefined;
+}
+
+/** The config file's [storage] value; the module is loaded only when this is reached. */
+function fromConfig(key: 'root' | 'runroot'): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../config/config') as typeof import('../config/config')).loadConfig().storage[key];
 }
 
 /**
@@ -60,7 +70,11 @@ export function storeRoot(opts: GlobalOptions): string {
   return storeRootOverride(opts) ?? defaultStoreRoot();
 }
 
+export function runRootOverride(opts: GlobalOptions): string | undefined {
+  const r = opts.runroot || process.env.BURROW_RUNROOT || fromConfig('runroot');
+  return r ? path.resolve(r) : undefined;
+}
+
 export function runRoot(opts: GlobalOptions): string {
-  const r = opts.runroot ?? process.env.BURROW_RUNROOT;
-  return r ? path.resolve(r) : defaultRunRoot();
+  return runRootOverride(opts) ?? defaultRunRoot();
 }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
-import { collect, context, type Ctx } from '../context';
+import { collect, context, registryOptions, type Ctx } from '../context';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
@@ -38,9 +38,10 @@ interface RunFlags extends LimitFlags {
   platform?: string;
   stopSignal?: string;
   stopTimeout?: string;
-  logDriver: string;
-  network: string;
+  logDriver?: string;
+  network?: string;
   userns?: string;
+  initPath?: string;
   groupAdd: string[];
   device: string[];
   publish: string[];
@@ -64,7 +65,8 @@ function addRunFlags(c: Command): Command {
     .option('--entrypoint <cmd>', 'override the image entrypoint')
     .option('-h, --hostname <name>', 'container host name')
     .option('--read-only', 'mount the root filesystem read-only')
-    .option('--init', 'run a reaping init as pid 1 (accepted; the container process is pid 1)')
+    .option('--init', 'run an init as pid 1 that reaps zombies, forwards signals and exits with the command (tini-static or catatonit)')
+    .option('--init-path <path>', 'the static init binary to use; env BURROW_INIT_PATH, config init_path')
     .option('--cap-add <cap>', 'add a capability', collect, [])
     .option('--cap-drop <cap>', 'drop a capability', collect, [])
     .option('--security-opt <opt>', 'no-new-privileges, seccomp=FILE|unconfined', collect, [])
@@ -75,12 +77,12 @@ function addRunFlags(c: Command): Command {
     .option('--platform <os/arch[/variant]>', 'platform of the image to pull')
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds before SIGKILL on stop')
-    .option('--log-driver <driver>', 'k8s-file, json-file or none', 'k8s-file')
-    .option('--network <mode>', 'none, host, slirp4netns, pasta', 'none')
+    .option('--log-driver <driver>', 'k8s-file (default), json-file or none; env BURROW_LOG_DRIVER, config log_driver')
+    .option('--network <mode>', 'none (default), host, slirp4netns, pasta; env BURROW_NETWORK, config network')
     .option('--net <mode>', 'alias of --network')
-    .option('--userns <mode>', 'subuid, keep-id, single, host (the store decides today)')
-    .option('--group-add <group>', 'additional groups (keep-groups accepted)', collect, [])
-    .option('--device <dev>', 'add a host device', collect, [])
+    .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
+    .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
+    .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open)', collect, [])
     .option('-p, --publish <spec>', 'publish a port (networking issue)', collect, [])
     .option('-m, --memory <bytes>', 'memory limit (e.g. 32m, 1g)')
     .option('--memory-swap <bytes>', 'memory plus swap limit (-1: unlimited swap)')
@@ -100,13 +102,30 @@ function addRunFlags(c: Command): Command {
 
 async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
   const settings = await ctx.settings();
+  // Defaults from BURROW_* variables and the config file, read only here (flags win).
+  const { setting, LOG_DRIVERS, USERNS_MODES, NETWORK_MODES, loadConfig } = await import('../../config/config');
+  const network = setting((f.net as string | undefined) ?? f.network, 'BURROW_NETWORK', (c) => c.containers.network, 'none', NETWORK_MODES);
+  const logDriver = setting(f.logDriver, 'BURROW_LOG_DRIVER', (c) => c.containers.logDriver, 'k8s-file', LOG_DRIVERS);
+  if (!LOG_DRIVERS.includes(logDriver)) throw new BurrowError('EUSAGE', `invalid --log-driver ${logDriver}: want ${LOG_DRIVERS.join(', ')}`);
+  // '' is the store's own mapping: a single-id store has no subuid mapping to default to.
+  const userns = setting(f.userns, 'BURROW_USERNS', (c) => c.containers.userns, '', USERNS_MODES);
+  if (userns && !USERNS_MODES.includes(userns)) throw new BurrowError('EUSAGE', `invalid --userns ${userns}: want ${USERNS_MODES.join(', ')}`);
+  const { identityFor } = await import('../../container/userns');
+  const identity = userns ? identityFor(userns as 'subuid', settings) : undefined;
+  let init: { hostPath: string; containerPath: string } | undefined;
+  if (f.init) {
+    const { findInit, INIT_PATH } = await import('../../container/init');
+    init = { hostPath: findInit(f.initPath ?? (process.env.BURROW_INIT_PATH || loadConfig().containers.initPath)), containerPath: INIT_PATH };
+  } else if (f.initPath) throw new BurrowError('EUSAGE', '--init-path is only used with --init');
+  const { parseDevice } = await import('../../container/spec');
+  const devices = f.device.map(parseDevice);
   const { findImage } = await import('../../image/resolve');
   let img = f.pull === 'always' ? undefined : findImage(ctx.store, image);
   if (!img) {
     if (f.pull === 'never') throw new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${image}`, `pull it first: burrow pull ${image}`);
     const pull = await import('../../image/pull').catch(() => undefined);
     if (!pull) throw new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${image}`);
-    img = await pull.pullImage(ctx.store, settings, image, { quiet: false, ...(f.platform ? { platform: f.platform } : {}) });
+    img = await pull.pullImage(ctx.store, settings, image, { quiet: false, ...(f.platform ? { platform: f.platform } : {}), registry: registryOptions() });
   }
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../../container/limits');
@@ -147,8 +166,12 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       volumes: f.volume,
       mounts: f.mount,
       tmpfs: f.tmpfs,
-      network: (f.net as string | undefined) ?? f.network,
-      logDriver: f.logDriver,
+      network,
+      logDriver,
+      ...(identity ? { identity } : {}),
+      groupAdd: f.groupAdd,
+      devices,
+      ...(init ? { init } : {}),
       ...(f.stopSignal ? { stopSignal: f.stopSignal } : {}),
       ...(f.stopTimeout ? { stopTimeout: Number(f.stopTimeout) } : {}),
       ...(limits ? { resources: limits } : {}),

@@ -1,7 +1,7 @@
 /** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag. */
 import { Option, type Command } from 'commander';
 import { BurrowError } from '../../errors';
-import { collect, context } from '../context';
+import { collect, context, registryOptions } from '../context';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
@@ -60,7 +60,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       const img = await pullImage(ctx.store, settings, ref, {
         quiet: !!opts.quiet,
         ...(opts.platform ? { platform: opts.platform } : {}),
-        registry: { ...(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) },
+        registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}),
       });
       process.stdout.write(`${img.id}\n`);
     });
@@ -80,7 +80,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       if (!password) throw new BurrowError('EUSAGE', 'login: a password is required (--password or --password-stdin)');
       const { RegistryClient } = await import('../../image/registry');
       const { login } = await import('../../image/auth');
-      const client = new RegistryClient(opts.tlsVerify === 'false' ? { tlsVerify: false } : {});
+      const client = new RegistryClient(registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}));
       try {
         await client.checkLogin(registry, { username: opts.username, password });
       } finally {
@@ -112,7 +112,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
     .action(async (image: string, destination: string | undefined, opts: { quiet?: boolean; tlsVerify?: string; digestfile?: string }, cmd: Command) => {
       const { store } = context(cmd);
       const { pushImage } = await import('../../image/push');
-      const r = await pushImage(store, image, destination, { quiet: !!opts.quiet, registry: { ...(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) } });
+      const r = await pushImage(store, image, destination, { quiet: !!opts.quiet, registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) });
       if (opts.digestfile) require('node:fs').writeFileSync(opts.digestfile, r.digest);
       if (opts.quiet) process.stdout.write(`${r.digest}\n`);
     });
