@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BurrowError } from '../../ts/errors';
 import { parseUntil } from '../../ts/storage/prune';
-import { containerRefs, contentSize, writerActive } from '../../ts/storage/refs';
+import { containerRefs, contentSize, writableDir, writerActive } from '../../ts/storage/refs';
 import { Store } from '../../ts/storage/store';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-prune-unit-'));
@@ -47,14 +47,22 @@ describe('what containers reference', () => {
     const id2 = '2'.repeat(64);
     fs.mkdirSync(s.p('containers', id1, 'bundle'), { recursive: true });
     fs.writeFileSync(s.p('containers', id1, 'record.json'), JSON.stringify({ id: id1, image: `sha256:${'f'.repeat(64)}` }));
-    const overlay = (l: string[]) => JSON.stringify({ annotations: { 'run.burrow.rootfs.overlay': `lowerdir=${l.join(':')},upperdir=/x/upper,workdir=/x/work` } });
-    fs.writeFileSync(s.p('containers', id1, 'bundle', 'config.json'), overlay([a!, b!]));
-    // Being created: a bundle, no record yet.
+    const union = (key: string, l: string[]) => JSON.stringify({ annotations: { [key]: `lowerdir=${l.join(':')},upperdir=/x/upper,workdir=/x/work` } });
+    fs.writeFileSync(s.p('containers', id1, 'bundle', 'config.json'), union('run.burrow.rootfs.overlay', [a!, b!]));
+    // Being created: a bundle, no record yet (and fuse-overlayfs's annotation).
     fs.mkdirSync(s.p('containers', id2, 'bundle'), { recursive: true });
-    fs.writeFileSync(s.p('containers', id2, 'bundle', 'config.json'), overlay([c!]));
+    fs.writeFileSync(s.p('containers', id2, 'bundle', 'config.json'), union('run.burrow.rootfs.fuse-overlayfs', [c!]));
     const r = containerRefs(s);
     expect([...r.layers].sort()).toEqual([a, b, c]);
     expect(r.images.get(`sha256:${'f'.repeat(64)}`)).toEqual([id1]);
+  });
+});
+
+describe("a container's own files", () => {
+  it('are its upper layer, or its whole root with the copy driver, where its record says', () => {
+    expect(writableDir({}, '/s/containers/x')).toBe('/s/containers/x/upper');
+    expect(writableDir({ rootfs: { driver: 'overlay', dir: '/local/containers/x' } }, '/s/containers/x')).toBe('/local/containers/x/upper');
+    expect(writableDir({ rootfs: { driver: 'copy', dir: '/s/containers/x' } }, '/s/containers/x')).toBe('/s/containers/x/rootfs');
   });
 });
 

@@ -6,10 +6,9 @@
  * "Active" images are those a container (of any state) was created from; reclaimable image
  * content is what neither an active image nor a container's root uses.
  */
-import * as path from 'node:path';
 import { Containers } from '../container/records';
 import { containerState } from '../container/state';
-import { containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers } from './refs';
+import { containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
 import type { Store } from './store';
 import { listVolumes, volumeSize, volumeUsers } from './volumes';
 
@@ -39,7 +38,7 @@ export interface ContainerUsage {
   command: string[];
   created: string;
   status: string;
-  /** bytes in its writable layer */
+  /** bytes of its own files: its writable layer (the copy driver: its whole root) */
   size: number;
   volumes: number;
 }
@@ -99,7 +98,7 @@ export function diskUsage(store: Store): DiskUsage {
       command: rec.command,
       created: rec.created,
       status: st.status,
-      size: contentSize(path.join(containers.dir(rec.id), 'upper')),
+      size: contentSize(writableDir(rec, containers.dir(rec.id))),
       volumes: rec.mounts.filter((m) => m.type === 'volume').length,
     };
   });

@@ -54,14 +54,28 @@ export function containerRefs(store: Store): ContainerRefs {
     }
     try {
       const spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
-      const opts = spec.annotations?.['run.burrow.rootfs.overlay'] ?? '';
-      const lower = /(?:^|,)lowerdir=([^,]*)/.exec(opts)?.[1] ?? '';
-      for (const l of lower.split(':')) if (HEX.test(path.basename(l))) layers.add(path.basename(l));
+      // The union drivers' options (kernel overlay, fuse-overlayfs); the copy driver's root
+      // needs no layer once made.
+      for (const key of ['run.burrow.rootfs.overlay', 'run.burrow.rootfs.fuse-overlayfs']) {
+        const lower = /(?:^|,)lowerdir=([^,]*)/.exec(spec.annotations?.[key] ?? '')?.[1] ?? '';
+        for (const l of lower.split(':')) if (HEX.test(path.basename(l))) layers.add(path.basename(l));
+      }
     } catch {
       /* no bundle yet */
     }
   }
   return { images, layers };
+}
+
+/**
+ * Where a container's own files are: the writable layer of a union (`upper`), or the whole root
+ * for the copy driver, in the directory its record names (`rootfs.dir`); records made before
+ * rootfs drivers have `upper` in the container's directory.
+ */
+export function writableDir(rec: object, containerDir: string): string {
+  const r = (rec as { rootfs?: { driver?: unknown; dir?: unknown } }).rootfs;
+  if (r && typeof r.dir === 'string' && path.isAbsolute(r.dir)) return path.join(r.dir, r.driver === 'copy' ? 'rootfs' : 'upper');
+  return path.join(containerDir, 'upper');
 }
 
 export interface StoredLayer {
