@@ -57,6 +57,8 @@ export const BUNDLES = {
   // The container's /sys/fs/cgroup is its own cgroup, with a fresh sysfs and with the host's.
   view: { args: ['sh', '-c', CGROUP_VIEW], resources: { pids: { limit: 50 } } },
   viewhostsys: { args: ['sh', '-c', CGROUP_VIEW], resources: { pids: { limit: 50 } }, hostSys: true },
+  // A detached counter for pause/resume (the v2 freezer) and `events --stats`.
+  counter: { args: ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 0.1; done'], resources: { memory: { limit: 67108864 }, pids: { limit: 50 } } },
 };
 
 export function makeAll(dir) {

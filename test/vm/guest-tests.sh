@@ -71,6 +71,52 @@ runtime cpu cpu vm-cpu
 runtime view view vm-view
 runtime viewhostsys viewhostsys vm-viewhostsys
 
+# pause/resume through the v2 freezer, and events --stats from the v2 files (libcgroups).
+rtc() { "$rt" --root "$state" "$@" 2>>"$R/counter.err"; }
+count() { cat "$work/b/counter/rootfs/tmp/c" 2>/dev/null; }
+rtc run --detach --bundle "$work/b/counter" vm-counter </dev/null >/dev/null
+save counter.exit $?
+sleep 0.5
+rtc pause vm-counter
+save pause.exit $?
+rtc state vm-counter >"$R/paused.state"
+c0=$(count)
+sleep 0.5
+save paused.counts "$c0 $(count)"
+rtc events --stats vm-counter >"$R/counter.stats"
+rtc resume vm-counter
+save resume.exit $?
+rtc state vm-counter >"$R/resumed.state"
+sleep 0.5
+save resumed.count "$(count)"
+rtc update --memory 96m --pids-limit 60 vm-counter
+save update.exit $?
+rtc events --stats vm-counter >"$R/counter.stats2"
+rtc pause vm-counter
+rtc delete --force vm-counter
+save counter.delete $?
+say "pause/resume: $(cat "$R/pause.exit")/$(cat "$R/resume.exit"), counts $(cat "$R/paused.counts") then $(cat "$R/resumed.count")"
+cat "$R/counter.err"
+
+# --systemd-cgroup with no systemd: a warning, then the cgroupfs driver enforces the limits.
+"$rt" --root "$state" --systemd-cgroup run --bundle "$work/b/view" vm-sd >"$R/sd.out" 2>"$R/sd.err"
+save sd.exit $?
+
+# The CLI: `burrow run` with limit flags, on an image imported from the busybox rootfs.
+# The store is on tmpfs: the guest's /tmp is an overlay, which cannot be an upper layer itself.
+burrow() { node "$repo/bin/burrow.js" --root /dev/shm/burrow-vm-store --runroot "$work/run" "$@"; }
+tar -C "$work/b/mem/rootfs" -cf "$work/busybox.tar" .
+burrow import "$work/busybox.tar" vmbox >"$R/cli-import.out" 2>&1
+save cli-import.exit $?
+burrow run --rm --memory 32m vmbox awk 'BEGIN { s = "0123456789abcdef"; while (length(s) < 200 * 1024 * 1024) s = s s; print "allocated", length(s) }' >"$R/cli-mem.out" 2>"$R/cli-mem.err"
+save cli-mem.exit $?
+burrow run --rm --pids-limit 20 --cpus 0.5 vmbox sh -c 'cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max' >"$R/cli-limits.out" 2>"$R/cli-limits.err"
+save cli-limits.exit $?
+burrow run --rm --pids-limit 20 vmbox cat /sys/fs/cgroup/pids.max >"$R/cli-pids.out" 2>"$R/cli-pids.err"
+save cli-pids.exit $?
+say "cli: import $(cat "$R/cli-import.exit"), --memory $(cat "$R/cli-mem.exit"), --pids-limit --cpus $(cat "$R/cli-limits.exit"), --pids-limit $(cat "$R/cli-pids.exit")"
+cat "$R/cli-import.out" "$R/cli-mem.err" "$R/cli-limits.err" "$R/cli-pids.err"
+
 # Cgroups the runtime made for these containers are gone once they have exited.
 ls -d "$beside"/burrow-* >"$R/leftover" 2>/dev/null
 say done

@@ -154,6 +154,51 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(g.fact('viewhostsys.out')).toMatch(/^pids\.max 50$/m);
   });
 
+  it('pause and resume freeze and thaw a detached container through the v2 freezer', () => {
+    expect(Number(g.fact('counter.exit')), g.fact('counter.err')).toBe(0);
+    expect(Number(g.fact('pause.exit')), g.fact('counter.err')).toBe(0);
+    expect(JSON.parse(g.fact('paused.state')).status).toBe('paused');
+    const [c0, c1] = g.fact('paused.counts').split(' ').map(Number);
+    expect(c0).toBeGreaterThan(0);
+    expect(c1).toBe(c0);
+    expect(Number(g.fact('resume.exit'))).toBe(0);
+    expect(JSON.parse(g.fact('resumed.state')).status).toBe('running');
+    expect(Number(g.fact('resumed.count'))).toBeGreaterThan(c0!);
+    // Deleted while paused: thawed, killed, its cgroup removed (see the leftover check).
+    expect(Number(g.fact('counter.delete'))).toBe(0);
+  });
+
+  it('events --stats reads the container\'s v2 counters and limits', () => {
+    const ev = JSON.parse(g.fact('counter.stats'));
+    expect(ev.type).toBe('stats');
+    expect(ev.data.memory.usage.limit).toBe(67108864);
+    expect(ev.data.memory.usage.usage).toBeGreaterThan(0);
+    expect(ev.data.pids.limit).toBe(50);
+    expect(ev.data.pids.current).toBeGreaterThanOrEqual(1);
+    expect(ev.data.cpu.usage.total).toBeGreaterThan(0);
+  });
+
+  it('update --memory 96m --pids-limit 60 changes the running container\'s limits (libcgroups apply)', () => {
+    expect(Number(g.fact('update.exit')), g.fact('counter.err')).toBe(0);
+    const ev = JSON.parse(g.fact('counter.stats2'));
+    expect(ev.data.memory.usage.limit).toBe(96 * 1024 * 1024);
+    expect(ev.data.pids.limit).toBe(60);
+  });
+
+  it('--systemd-cgroup where systemd does not run: one warning, then the cgroupfs driver enforces the limits', () => {
+    expect(Number(g.fact('sd.exit')), g.fact('sd.err')).toBe(0);
+    expect(g.fact('sd.err')).toMatch(/--systemd-cgroup: systemd is not running here.*using the cgroupfs driver/);
+    expect(g.fact('sd.out')).toMatch(/^pids\.max 50$/m);
+  });
+
+  it('the CLI: `burrow run --memory 32m` is OOM-killed (137); --pids-limit and --cpus reach the container\'s cgroup', () => {
+    expect(Number(g.fact('cli-import.exit')), g.fact('cli-import.out')).toBe(0);
+    expect(Number(g.fact('cli-mem.exit')), g.fact('cli-mem.err')).toBe(137);
+    expect(g.fact('cli-mem.out')).not.toMatch(/allocated/);
+    expect(Number(g.fact('cli-limits.exit')), g.fact('cli-limits.err')).toBe(0);
+    expect(g.fact('cli-limits.out')).toBe('20\n50000 100000');
+  });
+
   it('removes the cgroups it created once the containers have exited', () => {
     expect(g.fact('leftover')).toBe('');
   });
@@ -184,5 +229,14 @@ describe('cgroup v2 in a VM, only memory and pids delegated', () => {
 
   it('pids.max is still enforced', () => {
     expectPidsLimit(g);
+  });
+
+  it('the CLI: --memory and --pids-limit work; --cpus is refused (125) before anything starts, naming the cpu controller', () => {
+    expect(Number(g.fact('cli-mem.exit')), g.fact('cli-mem.err')).toBe(137);
+    expect(Number(g.fact('cli-pids.exit')), g.fact('cli-pids.err')).toBe(0);
+    expect(g.fact('cli-pids.out')).toBe('20');
+    expect(Number(g.fact('cli-limits.exit'))).toBe(125);
+    expect(g.fact('cli-limits.err')).toMatch(/cpu/);
+    expect(g.fact('cli-limits.out')).toBe('');
   });
 });

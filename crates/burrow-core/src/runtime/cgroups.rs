@@ -13,6 +13,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use libcgroups::common::{AnyCgroupManager, CgroupManager, ControllerOpt, FreezerState};
+use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +245,14 @@ pub struct Placement {
     pub v2: bool,
     /// Directories we created, deepest last.
     pub dirs: Vec<PathBuf>,
+    /// v2: the delegated cgroup libcgroups' manager is rooted at, and the path below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2_root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v2_path: Option<PathBuf>,
+    /// systemd driver: the "slice:prefix:name" path of the container's transient scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<String>,
 }
 
 struct V1Hierarchy {
@@ -337,19 +347,33 @@ fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(&p, value).map_err(|e| RuntimeError::Usage(format!("cgroup: write {value:?} to {}: {e}", p.display())))
 }
 
+/// How `place` may use systemd: `--systemd-cgroup` asks for a transient scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Driver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
 /// Creates the container's cgroup(s), writes limits and moves `pid` in. `Ok(None)` when the
 /// container needs no cgroup.
-pub fn place(spec: &Spec, id: &str, pid: i32) -> Result<Option<Placement>> {
+pub fn place(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<Placement>> {
     let linux = spec.linux().as_ref();
     let path = linux.and_then(|l| l.cgroups_path().clone());
     let res = linux.and_then(|l| l.resources().as_ref());
     let limits = has_limits(res);
+    if driver == Driver::Systemd {
+        if let Some(p) = place_systemd(path.as_deref(), res, id, pid, limits)? {
+            return Ok(Some(p));
+        }
+    }
     if path.is_none() && !limits {
         return Ok(None);
     }
     let rel = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("burrow-{id}"));
+    // A systemd-style "slice:prefix:name" path has no meaning to the cgroupfs driver.
+    let rel = if rel.contains(':') && !rel.starts_with('/') { format!("burrow-{id}") } else { rel };
     let absolute = rel.starts_with('/');
-    let mut placement = Placement::default();
     let fail = |why: String| -> Result<Option<Placement>> {
         if limits {
             Err(RuntimeError::Usage(format!(
@@ -360,52 +384,14 @@ pub fn place(spec: &Spec, id: &str, pid: i32) -> Result<Option<Placement>> {
         }
     };
     if let Some(root) = unified_root() {
-        placement.v2 = true;
         let base = if absolute { root.clone() } else { join(&root, &v2_parent_of_own()) };
-        let dir = join(&base, &rel);
-        if let Err(e) = mkdirs(&dir, &mut placement.dirs) {
-            return fail(format!("mkdir {}: {e}", dir.display()));
-        }
-        let writes = res.map(v2_writes).unwrap_or_default();
-        // Enable each controller needed on the way down from the root (where permitted).
-        let mut need: Vec<&str> = writes.iter().map(|w| w.controller).filter(|c| !c.is_empty()).collect();
-        need.sort();
-        need.dedup();
-        let mut anc = Vec::new();
-        let mut d = dir.clone();
-        while d.pop() && d.starts_with(&root) {
-            anc.push(d.clone());
-        }
-        for a in anc.iter().rev() {
-            for c in &need {
-                let _ = fs::write(a.join("cgroup.subtree_control"), format!("+{c}"));
-            }
-        }
-        // Without the controller the limit's file does not exist, and writing it fails with a
-        // bare EACCES: name the controller instead.
-        let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-        if let Some(c) = need.iter().find(|c| !have.split_whitespace().any(|h| h == **c)) {
-            let parent = dir.parent().unwrap_or(&root);
-            let offered = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-            remove(&placement);
-            return Err(RuntimeError::Usage(format!(
-                "cgroup: the {c} controller is not available in {} (it offers: {}), so the container's {c} limits cannot be enforced. Fix: delegate {c} to this user (a systemd drop-in `Delegate=cpu cpuset io memory pids` for user@.service), or run without {c} limits",
-                parent.display(),
-                if offered.trim().is_empty() { "none" } else { offered.trim() }
-            )));
-        }
-        for wr in &writes {
-            if let Err(e) = write_file(&dir, &wr.file, &wr.value) {
-                remove(&placement);
-                return Err(e);
-            }
-        }
-        if let Err(e) = write_file(&dir, "cgroup.procs", &pid.to_string()) {
-            remove(&placement);
-            return fail(e.to_string());
-        }
-        return Ok(Some(placement));
+        return match place_v2(&root, &base, &rel, res, pid) {
+            Ok(p) => Ok(Some(p)),
+            Err(V2Failure::Unplaced(why)) => fail(why),
+            Err(V2Failure::Fatal(e)) => Err(e),
+        };
     }
+    let mut placement = Placement::default();
     let writes = res.map(v1_writes).unwrap_or_default();
     let hierarchies = v1_hierarchies();
     if hierarchies.is_empty() {
@@ -463,8 +449,133 @@ pub fn place(spec: &Spec, id: &str, pid: i32) -> Result<Option<Placement>> {
     Ok(Some(placement))
 }
 
+enum V2Failure {
+    /// No cgroup could be made or joined: fatal only when limits were asked for.
+    Unplaced(String),
+    /// The cgroup exists but a limit cannot be applied: always fatal.
+    Fatal(RuntimeError),
+}
+
+/// cgroup v2 through libcgroups' fs manager, rooted at the delegated cgroup `base` so that it
+/// enables controllers there and below, never above (where the user may not write).
+fn place_v2(root: &Path, base: &Path, rel: &str, res: Option<&LinuxResources>, pid: i32) -> std::result::Result<Placement, V2Failure> {
+    let dir = join(base, rel);
+    let mut placement = Placement { v2: true, v2_root: Some(base.to_path_buf()), v2_path: Some(PathBuf::from(rel.trim_start_matches('/'))), ..Default::default() };
+    // Directories that do not exist yet are ours to remove at delete; libcgroups removes only the leaf.
+    let mut d = dir.clone();
+    while !d.exists() && d.starts_with(root) {
+        placement.dirs.insert(0, d.clone());
+        if !d.pop() {
+            break;
+        }
+    }
+    let manager = match v2_manager(&placement) {
+        Some(m) => m,
+        None => return Err(V2Failure::Unplaced(format!("{} is not a valid cgroup path", dir.display()))),
+    };
+    let need = res.map(v2_controllers).unwrap_or_default();
+    // libcgroups enables controllers only on the way to a cgroup it creates; a cgroupsPath made
+    // beforehand (to read its counters after the run) needs them enabled above it too.
+    let mut a = dir.clone();
+    let mut above = Vec::new();
+    while a.pop() && a.starts_with(base) {
+        above.push(a.clone());
+    }
+    for d in above.iter().rev() {
+        for c in &need {
+            let _ = fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+    }
+    if let Err(e) = manager.add_task(Pid::from_raw(pid)) {
+        remove(&placement);
+        return Err(V2Failure::Unplaced(e.to_string()));
+    }
+    // Without the controller the limit's file does not exist, and libcgroups' write fails with a
+    // bare ENOENT or EACCES: name the controller and the fix instead.
+    let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    if let Some(c) = need.iter().find(|c| !have.split_whitespace().any(|h| h == **c)) {
+        let parent = dir.parent().unwrap_or(root);
+        let offered = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+        remove(&placement);
+        return Err(V2Failure::Fatal(RuntimeError::Usage(format!(
+            "cgroup: the {c} controller is not available in {} (it offers: {}), so the container's {c} limits cannot be enforced. Fix: delegate {c} to this user (a systemd drop-in `Delegate=cpu cpuset io memory pids` for user@.service), or run without {c} limits",
+            parent.display(),
+            if offered.trim().is_empty() { "none" } else { offered.trim() }
+        ))));
+    }
+    if let Some(r) = res {
+        let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
+        if let Err(e) = manager.apply(&opt) {
+            remove(&placement);
+            return Err(V2Failure::Fatal(RuntimeError::Usage(format!("cgroup: cannot apply the container's limits in {}: {e}", dir.display()))));
+        }
+    }
+    Ok(placement)
+}
+
+/// Whether `--systemd-cgroup` can be honoured here, and if not why. Without systemd (inside
+/// containers, on many HPC nodes, on this kind of CI host) the runtime falls back to the
+/// cgroupfs driver with a warning, as podman does, instead of refusing a container that may not
+/// even need a cgroup.
+pub fn systemd_unavailable() -> Option<&'static str> {
+    if unified_root().is_none() {
+        Some("systemd cgroup placement needs cgroup v2 and this host's /sys/fs/cgroup is not cgroup v2")
+    } else if !libcgroups::systemd::booted() {
+        Some("systemd is not running here (no /run/systemd/system)")
+    } else {
+        None
+    }
+}
+
+/// `--systemd-cgroup`: a transient scope from the (user's) systemd over D-Bus, through
+/// libcgroups' systemd manager.
+fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, id: &str, pid: i32, limits: bool) -> Result<Option<Placement>> {
+    let cgpath = path.map(|p| p.display().to_string()).filter(|p| p.contains(':')).unwrap_or_else(|| format!(":burrow:{id}"));
+    let config = libcgroups::common::CgroupConfig { cgroup_path: PathBuf::from(&cgpath), systemd_cgroup: true, container_name: id.to_string() };
+    let manager = libcgroups::common::create_cgroup_manager(config).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot reach systemd for a transient scope: {e}. Fix: start a user session (loginctl enable-linger), or drop --systemd-cgroup to use the cgroupfs driver")))?;
+    manager.add_task(Pid::from_raw(pid)).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot start the scope for {id}: {e}")))?;
+    let placement = Placement { v2: true, systemd: Some(cgpath), ..Default::default() };
+    if let Some(r) = res.filter(|_| limits) {
+        let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
+        if let Err(e) = manager.apply(&opt) {
+            let _ = manager.remove();
+            return Err(RuntimeError::Usage(format!("--systemd-cgroup: cannot apply the container's limits: {e}. Fix: delegate the controllers to this user (`Delegate=cpu cpuset io memory pids`)")));
+        }
+    }
+    Ok(Some(placement))
+}
+
+fn v2_manager(p: &Placement) -> Option<AnyCgroupManager> {
+    if let Some(path) = &p.systemd {
+        let name = path.rsplit(':').next().unwrap_or_default().to_string();
+        let config = libcgroups::common::CgroupConfig { cgroup_path: PathBuf::from(path), systemd_cgroup: true, container_name: name };
+        return libcgroups::common::create_cgroup_manager(config).ok();
+    }
+    let (root, path) = (p.v2_root.as_ref()?, p.v2_path.as_ref()?);
+    libcgroups::v2::manager::Manager::new(root.clone(), path.clone()).ok().map(|m| m.any())
+}
+
+/// Controllers the resources need on cgroup v2 (device rules need eBPF and are not enforced).
+pub fn v2_controllers(r: &LinuxResources) -> Vec<&'static str> {
+    let mut need: Vec<&'static str> = v2_writes(r).iter().map(|w| w.controller).filter(|c| !c.is_empty()).collect();
+    need.sort();
+    need.dedup();
+    need
+}
+
 /// Removes the cgroups we created (after the container's processes are gone).
 pub fn remove(p: &Placement) {
+    // libcgroups removes the leaf whoever made it; a cgroup the caller made beforehand (to read
+    // its counters after the run, as runc's users may) is not ours to delete.
+    let ours = match (&p.v2_root, &p.v2_path) {
+        (Some(r), Some(path)) => p.dirs.last().is_some_and(|d| *d == join(r, &path.display().to_string())),
+        _ => p.systemd.is_some(),
+    };
+    if ours {
+        if let Some(m) = v2_manager(p) {
+            let _ = m.remove();
+        }
+    }
     for d in p.dirs.iter().rev() {
         for _ in 0..50 {
             match fs::remove_dir(d) {
@@ -476,25 +587,97 @@ pub fn remove(p: &Placement) {
     }
 }
 
-/// Statistics from the container's cgroup(s), for `events --stats`.
-pub fn stats(p: &Placement) -> serde_json::Value {
-    let read = |f: &str| -> Option<u64> {
-        p.dirs.iter().rev().find_map(|d| fs::read_to_string(d.join(f)).ok()).and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+/// Applies new limits to a placed container (`update`): libcgroups on v2 (fs or systemd), the
+/// same writes as at create on the v1 hierarchies the container was placed in.
+pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
+    if p.v2 {
+        let m = v2_manager(p).ok_or_else(|| RuntimeError::Usage("cgroup: the container's cgroup cannot be opened".into()))?;
+        if let Some(dir) = p.v2_root.as_ref().zip(p.v2_path.as_ref()).map(|(r, path)| join(r, &path.display().to_string())) {
+            let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            if let Some(c) = v2_controllers(r).into_iter().find(|c| !have.split_whitespace().any(|h| h == *c)) {
+                return Err(RuntimeError::Usage(format!("cgroup: the {c} controller is not available in {}, so {c} limits cannot be changed. Fix: delegate {c} to this user", dir.display())));
+            }
+        }
+        let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
+        return m.apply(&opt).map_err(|e| RuntimeError::Usage(format!("cgroup: cannot apply the new limits: {e}")));
+    }
+    let hierarchies = v1_hierarchies();
+    for wr in v1_writes(r) {
+        let Some(dir) = p.dirs.iter().rev().find(|d| hierarchies.iter().any(|h| d.starts_with(&h.mount) && h.controllers.iter().any(|c| c == wr.controller))) else {
+            return Err(RuntimeError::Usage(format!("cgroup: the container has no {} cgroup, so its {} cannot be changed", wr.controller, wr.file)));
+        };
+        write_file(dir, &wr.file, &wr.value)?;
+    }
+    Ok(())
+}
+
+/// Freezes or thaws every process of the container (`pause`, `resume`): the v2 freezer through
+/// libcgroups, the v1 freezer hierarchy when the container was placed in one.
+pub fn freeze(p: &Placement, frozen: bool) -> Result<()> {
+    if p.v2 {
+        let m = v2_manager(p).ok_or_else(|| RuntimeError::Usage("cgroup: the container's cgroup cannot be opened".into()))?;
+        let state = if frozen { FreezerState::Frozen } else { FreezerState::Thawed };
+        return m.freeze(state).map_err(|e| RuntimeError::Usage(format!("cgroup freezer: {e}")));
+    }
+    let dir = p.dirs.iter().rev().find(|d| d.join("freezer.state").exists()).ok_or_else(|| {
+        RuntimeError::Usage("the container is not in a freezer cgroup (the v1 freezer hierarchy is not mounted or not writable here)".into())
+    })?;
+    write_file(dir, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
+    // FREEZING is transitional: report success only once the kernel says FROZEN.
+    for _ in 0..500 {
+        let st = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+        if st.trim() == if frozen { "FROZEN" } else { "THAWED" } {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Err(RuntimeError::Usage(format!("cgroup freezer: {} did not reach the requested state", dir.display())))
+}
+
+/// Whether the container's processes are frozen (the `paused` status), judged from the cgroup
+/// its init is in now (which also covers a systemd scope, whose path only systemd knows).
+pub fn is_frozen(p: &Placement, pid: i32) -> bool {
+    if p.v2 {
+        let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        return cg.lines().find_map(|l| l.strip_prefix("0::")).and_then(|path| unified_root().map(|r| join(&r, path.trim()))).is_some_and(|d| fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"));
+    }
+    p.dirs.iter().any(|d| fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"))
+}
+
+/// Statistics from the container's cgroup(s), for `events --stats`, in runc's shape. Read
+/// directly, file by file: libcgroups' `stats()` fails as a whole when one file is missing (no
+/// swap accounting, no memory.peak before 5.19), and a partial answer is worth more here.
+pub fn stats(p: &Placement, pid: i32) -> serde_json::Value {
+    let num = |d: &Path, f: &str| -> Option<u64> { fs::read_to_string(d.join(f)).ok().and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok())) };
+    let keyed = |d: &Path, f: &str| -> serde_json::Map<String, serde_json::Value> {
+        fs::read_to_string(d.join(f)).unwrap_or_default().lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_string(), v.into()))).collect()
     };
     if p.v2 {
-        let usage = p.dirs.last().and_then(|d| fs::read_to_string(d.join("cpu.stat")).ok()).and_then(|s| s.lines().find_map(|l| l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse::<u64>().ok()))).unwrap_or(0);
-        serde_json::json!({
-            "cpu": { "usage": { "total": usage * 1000 } },
-            "memory": { "usage": { "usage": read("memory.current").unwrap_or(0), "limit": read("memory.max").unwrap_or(0) } },
-            "pids": { "current": read("pids.current").unwrap_or(0), "limit": read("pids.max").unwrap_or(0) },
-        })
-    } else {
-        serde_json::json!({
-            "cpu": { "usage": { "total": read("cpuacct.usage").unwrap_or(0) } },
-            "memory": { "usage": { "usage": read("memory.usage_in_bytes").unwrap_or(0), "limit": read("memory.limit_in_bytes").unwrap_or(0) } },
-            "pids": { "current": read("pids.current").unwrap_or(0), "limit": read("pids.max").unwrap_or(0) },
-        })
+        let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let dir = cg.lines().find_map(|l| l.strip_prefix("0::")).and_then(|path| unified_root().map(|r| join(&r, path.trim())));
+        let Some(d) = dir else { return serde_json::json!({}) };
+        let cpu = keyed(&d, "cpu.stat");
+        let at = |k: &str| cpu.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        return serde_json::json!({
+            "cpu": {
+                "usage": { "total": at("usage_usec") * 1000, "user": at("user_usec") * 1000, "kernel": at("system_usec") * 1000 },
+                "throttling": { "periods": at("nr_periods"), "throttledPeriods": at("nr_throttled"), "throttledTime": at("throttled_usec") * 1000 },
+            },
+            "memory": {
+                // "max" (no limit) reads as 0, as runc reports it.
+                "usage": { "usage": num(&d, "memory.current").unwrap_or(0), "max": num(&d, "memory.peak").unwrap_or(0), "limit": num(&d, "memory.max").unwrap_or(0), "failcnt": keyed(&d, "memory.events").get("oom").and_then(|v| v.as_u64()).unwrap_or(0) },
+                "swap": { "usage": num(&d, "memory.swap.current").unwrap_or(0), "limit": num(&d, "memory.swap.max").unwrap_or(0) },
+                "raw": keyed(&d, "memory.stat"),
+            },
+            "pids": { "current": num(&d, "pids.current").unwrap_or(0), "limit": num(&d, "pids.max").unwrap_or(0) },
+        });
     }
+    let read = |f: &str| -> Option<u64> { p.dirs.iter().rev().find_map(|d| num(d, f)) };
+    serde_json::json!({
+        "cpu": { "usage": { "total": read("cpuacct.usage").unwrap_or(0) } },
+        "memory": { "usage": { "usage": read("memory.usage_in_bytes").unwrap_or(0), "limit": read("memory.limit_in_bytes").unwrap_or(0) } },
+        "pids": { "current": read("pids.current").unwrap_or(0), "limit": read("pids.max").unwrap_or(0) },
+    })
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub struct CreateOpts {
     pub console_fd: Option<OwnedFd>,
     pub preserve_fds: i32,
     pub no_pivot: bool,
+    /// `--systemd-cgroup`, already checked against `cgroups::systemd_unavailable`.
+    pub cgroup_driver: cgroups::Driver,
 }
 
 pub type SpecT = Spec;
@@ -211,7 +213,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                             let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
                             idmap::write(pid, &uids, &gids)?;
                         }
-                        placement = cgroups::place(&spec, &o.id, pid)?;
+                        placement = cgroups::place(&spec, &o.id, pid, o.cgroup_driver)?;
                         parent_ch.send(&Msg::MapsDone)?;
                     }
                     Some(Msg::InitPid { pid }) => return Ok(pid),

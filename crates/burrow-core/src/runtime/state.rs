@@ -41,6 +41,8 @@ pub struct ContainerState {
 pub enum Status {
     Created,
     Running,
+    /// Frozen by `pause` (its cgroup's freezer).
+    Paused,
     Stopped,
 }
 
@@ -49,6 +51,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -139,6 +142,8 @@ impl ContainerState {
             Status::Stopped
         } else if start_socket(&container_dir(root, &self.id)).exists() {
             Status::Created
+        } else if self.cgroups.as_ref().is_some_and(|p| super::cgroups::is_frozen(p, self.pid)) {
+            Status::Paused
         } else {
             Status::Running
         }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use burrow_core::runtime::cgroups;
 use burrow_core::runtime::create::{create, CreateOpts};
 use burrow_core::runtime::error::Result;
 
@@ -33,7 +34,23 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         console_fd: None,
         preserve_fds,
         no_pivot: p.bool("no-pivot"),
+        cgroup_driver: cgroup_driver(ctx),
     })
+}
+
+/// `--systemd-cgroup` where systemd cannot place the container: warn and use cgroupfs, as
+/// podman does, rather than refuse a container that may not even need a cgroup.
+pub fn cgroup_driver(ctx: &Ctx) -> cgroups::Driver {
+    if !ctx.systemd_cgroup {
+        return cgroups::Driver::Cgroupfs;
+    }
+    match cgroups::systemd_unavailable() {
+        Some(why) => {
+            crate::log::warn(&format!("--systemd-cgroup: {why}; using the cgroupfs driver"));
+            cgroups::Driver::Cgroupfs
+        }
+        None => cgroups::Driver::Systemd,
+    }
 }
 
 /// The pid file is written by us after chdir-free work, but make it absolute like runc.

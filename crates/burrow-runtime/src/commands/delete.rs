@@ -35,8 +35,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
 /// Kills whatever is left, removes the state and runs poststop hooks.
 /// `spec` saves a parse when the caller has it (a foreground `run`).
 pub fn destroy(root: &Path, st: &ContainerState, spec: Option<&oci_spec::runtime::Spec>) {
+    // A frozen (paused) task does not die of SIGKILL under the v1 freezer until thawed.
+    let frozen = st.cgroups.as_ref().filter(|p| burrow_core::runtime::cgroups::is_frozen(p, st.pid));
     for pid in container_pids(st) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if let Some(p) = frozen {
+        let _ = burrow_core::runtime::cgroups::freeze(p, false);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while st.init_alive() && Instant::now() < deadline {

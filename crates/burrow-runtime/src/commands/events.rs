@@ -13,7 +13,7 @@ use crate::args::Flag;
 
 fn stats(st: &ContainerState) -> serde_json::Value {
     if let Some(p) = &st.cgroups {
-        return serde_json::json!({ "type": "stats", "id": st.id, "data": burrow_core::runtime::cgroups::stats(p) });
+        return serde_json::json!({ "type": "stats", "id": st.id, "data": burrow_core::runtime::cgroups::stats(p, st.pid) });
     }
     let pids = container_pids(st);
     serde_json::json!({

@@ -18,6 +18,7 @@ mod features;
 mod kill;
 mod list;
 mod monitor;
+mod pause;
 mod probe_ns;
 mod ps;
 mod run;
@@ -26,10 +27,13 @@ mod start;
 mod state;
 mod unpack;
 mod unsupported;
+mod update;
 
 /// What every command gets from the global flags.
 pub struct Ctx {
     pub root: PathBuf,
+    /// `--systemd-cgroup`: create and run ask systemd for a transient scope (when it runs).
+    pub systemd_cgroup: bool,
 }
 
 const GLOBAL: &[Flag] = &[
@@ -65,14 +69,18 @@ commands:
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   cp         copy files between the host and a container, in its user namespace (used by burrow)
   export     write a container's root filesystem to stdout as a tar, in its namespaces (used by burrow)
-  update, pause, resume, checkpoint, restore: not supported
+  pause      freeze all processes of a container (needs its cgroup: v2 delegated, or v1 freezer)
+  resume     thaw a paused container
+  update     change a running container's limits (-r FILE, --memory, --cpu-quota, --pids-limit, ...)
+  checkpoint, restore: not supported
 
 global flags:
   --root DIR           state directory (default $XDG_RUNTIME_DIR/burrow/runtime, /run/burrow-runtime for root)
   --log FILE           also write errors to FILE
   --log-format FORMAT  text or json
   --debug              debug output
-  --systemd-cgroup     accepted; cgroups are placed by the burrow CLI
+  --systemd-cgroup     place containers in a systemd transient scope (falls back to cgroupfs, with a
+                       warning, where systemd does not run)
 ";
 
 pub fn dispatch(args: &[String]) -> i32 {
@@ -119,7 +127,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         // Before any namespace is joined: see burrow_core::runtime::selfclone.
         burrow_core::runtime::selfclone::ensure();
     }
-    let ctx = Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root) };
+    let ctx = Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
     let r: Result<i32> = match cmd.as_str() {
         "create" => create::main(&ctx, cmd_args),
         "start" => start::main(&ctx, cmd_args),
@@ -133,7 +141,10 @@ pub fn dispatch(args: &[String]) -> i32 {
         "events" => events::main(&ctx, cmd_args),
         "spec" => spec::main(cmd_args),
         "features" => features::main(),
-        "update" | "pause" | "resume" | "checkpoint" | "restore" => unsupported::main(cmd),
+        "pause" => pause::main(&ctx, cmd_args, true),
+        "resume" => pause::main(&ctx, cmd_args, false),
+        "update" => update::main(&ctx, cmd_args),
+        "checkpoint" | "restore" => unsupported::main(cmd),
         "probe-ns" => Ok(probe_ns::main(cmd_args)),
         "unpack" => unpack::main(cmd_args),
         "cp" => cp::main(cmd_args),

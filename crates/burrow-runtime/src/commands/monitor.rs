@@ -148,7 +148,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         readers.push((0, r1));
         readers.push((1, r2));
     }
-    let opts = CreateOpts { root: ctx.root.clone(), id: id.clone(), bundle, pid_file: None, console_socket: None, console_fd, preserve_fds: 0, no_pivot: false };
+    let opts = CreateOpts { root: ctx.root.clone(), id: id.clone(), bundle, pid_file: None, console_socket: None, console_fd, preserve_fds: 0, no_pivot: false, cgroup_driver: super::create::cgroup_driver(ctx) };
     let created = create(opts).and_then(|c| {
         let master = match &console_peer {
             Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),

@@ -1,0 +1,167 @@
+/**
+ * burrow-runtime's cgroup commands on this kind of host (hybrid: v1 controllers, a v2 tree with
+ * no useful controller): `pause`/`resume` through the v1 freezer as root, the clear refusal
+ * rootless (no delegated cgroup, so no freezer), `events --stats`, and `--systemd-cgroup` falling
+ * back to the cgroupfs driver with a warning where systemd cannot place the container. The cgroup
+ * v2 side (libcgroups' fs manager, the v2 freezer) is proven in the VM lane (test/vm).
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { IS_ROOT } from './helpers';
+// @ts-expect-error plain ESM harness module without types
+import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
+
+type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rtcg-test-'));
+const stateRoot = path.join(work, 'state');
+const cache = path.join(work, 'cache');
+makeRootfs(cache);
+let n = 0;
+
+afterAll(() => {
+  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+/** Runs the runtime with stdio in files: a detached container keeps what it was given. */
+function rt(args: string[], global: string[] = []): { code: number; stdout: string; stderr: string } {
+  const out = path.join(work, `out-${++n}`);
+  const err = path.join(work, `err-${n}`);
+  const fo = fs.openSync(out, 'w');
+  const fe = fs.openSync(err, 'w');
+  try {
+    const r = spawnSync(RUNTIME, ['--root', stateRoot, ...global, ...args], { stdio: ['ignore', fo, fe], timeout: 30_000 });
+    if (r.error) throw r.error;
+    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
+  } finally {
+    fs.closeSync(fo);
+    fs.closeSync(fe);
+  }
+}
+
+function bundle(args: string[], edit?: (c: Config) => void): { dir: string; id: string } {
+  const id = `cg${++n}-${process.pid}`;
+  const dir = path.join(work, id);
+  fs.mkdirSync(dir);
+  spawnSync('cp', ['-a', path.join(cache, 'rootfs'), dir]);
+  makeBundle(dir, { args, edit });
+  return { dir, id };
+}
+
+const status = (id: string): string => JSON.parse(rt(['state', id]).stdout).status;
+const sleep = (s: number) => spawnSync('sleep', [String(s)]);
+
+/** A detached container that counts in /tmp/c ten times a second. */
+function counter(edit?: (c: Config) => void): { dir: string; id: string; count: () => number } {
+  const b = bundle(['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 0.1; done'], edit);
+  const r = rt(['run', '--detach', '--bundle', b.dir, b.id]);
+  expect(r.code, r.stderr).toBe(0);
+  const file = path.join(b.dir, 'rootfs', 'tmp', 'c');
+  const count = () => Number(fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() || 0 : 0);
+  for (let i = 0; i < 100 && count() === 0; i++) sleep(0.05);
+  return { ...b, count };
+}
+
+const cgroupPath = (c: Config) => {
+  c.linux.cgroupsPath = `burrow-test-${process.pid}-${n}`;
+};
+
+describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'} on a hybrid host`, () => {
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/freezer'))('pause freezes every process (v1 freezer), state says paused, resume thaws', () => {
+    const c = counter(cgroupPath);
+    expect(status(c.id)).toBe('running');
+    expect(rt(['pause', c.id]).code).toBe(0);
+    expect(status(c.id)).toBe('paused');
+    const frozen = c.count();
+    sleep(0.5);
+    expect(c.count()).toBe(frozen);
+    // Pausing twice is a state error, as with runc.
+    const again = rt(['pause', c.id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/paused/);
+    expect(rt(['resume', c.id]).code).toBe(0);
+    expect(status(c.id)).toBe('running');
+    sleep(0.5);
+    expect(c.count()).toBeGreaterThan(frozen);
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/freezer'))('delete --force of a paused container kills it and removes its cgroups', () => {
+    const c = counter(cgroupPath);
+    const pid = JSON.parse(rt(['state', c.id]).stdout).pid as number;
+    const cg = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').match(/^\d+:freezer:(.*)$/m)?.[1];
+    expect(cg).toMatch(/burrow-test-/);
+    expect(rt(['pause', c.id]).code).toBe(0);
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+    expect(fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')).toBe(false);
+    expect(fs.existsSync(path.join('/sys/fs/cgroup/freezer', cg!))).toBe(false);
+    expect(rt(['state', c.id]).code).toBe(1);
+  });
+
+  it('pause of a container without a cgroup says why and how to get one', () => {
+    const c = counter();
+    const r = rt(['pause', c.id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/has no cgroup, so there is no freezer.*Fix:/);
+    expect(status(c.id)).toBe('running');
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/memory'))('update changes a running container\'s memory and pids limits in its cgroups', () => {
+    const c = counter((cfg) => {
+      cgroupPath(cfg);
+      cfg.linux.resources = { memory: { limit: 64 << 20 }, pids: { limit: 40 } };
+    });
+    const pid = JSON.parse(rt(['state', c.id]).stdout).pid as number;
+    const where = (ctrl: string) => fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').match(new RegExp(`^\\d+:[^:]*\\b${ctrl}\\b[^:]*:(.*)$`, 'm'))?.[1];
+    const memDir = path.join('/sys/fs/cgroup/memory', where('memory')!);
+    const pidsDir = path.join('/sys/fs/cgroup/pids', where('pids')!);
+    expect(fs.readFileSync(path.join(memDir, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(64 << 20));
+    const r = rt(['update', '--memory', '96m', '--pids-limit', '60', c.id]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(memDir, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(96 << 20));
+    expect(fs.readFileSync(path.join(pidsDir, 'pids.max'), 'utf8').trim()).toBe('60');
+    // -r with LinuxResources JSON, as containerd passes it.
+    fs.writeFileSync(path.join(work, 'res.json'), JSON.stringify({ pids: { limit: 30 } }));
+    expect(rt(['update', '-r', path.join(work, 'res.json'), c.id]).code).toBe(0);
+    expect(fs.readFileSync(path.join(pidsDir, 'pids.max'), 'utf8').trim()).toBe('30');
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  it('update of a container without a cgroup, or with a bad size, fails with the reason', () => {
+    const c = counter();
+    const r = rt(['update', '--memory', '64m', c.id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/created without a cgroup.*Fix:/);
+    const bad = rt(['update', '--memory', 'lots', c.id]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--memory: "lots" is not a size/);
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  it('events --stats reports the container (the pids of a placed container, zeros otherwise)', () => {
+    const c = counter(IS_ROOT ? cgroupPath : undefined);
+    const r = rt(['events', '--stats', c.id]);
+    expect(r.code, r.stderr).toBe(0);
+    const ev = JSON.parse(r.stdout);
+    expect(ev.type).toBe('stats');
+    expect(ev.id).toBe(c.id);
+    // sh and its sleep.
+    expect(ev.data.pids.current).toBeGreaterThanOrEqual(1);
+    if (IS_ROOT) expect(ev.data.memory.usage.usage).toBeGreaterThan(0);
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  it('--systemd-cgroup without systemd on cgroup v2 warns once and runs with the cgroupfs driver', () => {
+    const b = bundle(['sh', '-c', 'echo ran'], IS_ROOT ? cgroupPath : undefined);
+    const r = rt(['run', '--bundle', b.dir, b.id], ['--systemd-cgroup']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('ran\n');
+    expect(r.stderr).toMatch(/--systemd-cgroup: .*(not cgroup v2|systemd is not running).*using the cgroupfs driver/);
+    expect(r.stderr.match(/--systemd-cgroup/g)).toHaveLength(1);
+  });
+});
