@@ -35,13 +35,15 @@ interface Out {
  * Runs the runtime. A created or detached container keeps the stdio it was given (runc's
  * pass-through), so output goes to files rather than pipes a synchronous spawn would wait on.
  */
-function rt(args: string[]): Out {
+function rt(args: string[], extra: { fds?: number[]; wrap?: string[] } = {}): Out {
   const out = path.join(work, `out-${++n}`);
   const err = path.join(work, `err-${n}`);
   const fo = fs.openSync(out, 'w');
   const fe = fs.openSync(err, 'w');
   try {
-    const r = spawnSync(RUNTIME, ['--root', stateRoot, ...args], { stdio: ['ignore', fo, fe], timeout: 30_000 });
+    // `fds` become the runtime's fds 3, 4, ...; `wrap` runs it through a command that execs it.
+    const [cmd, ...pre] = [...(extra.wrap ?? []), RUNTIME];
+    const r = spawnSync(cmd!, [...pre, '--root', stateRoot, ...args], { stdio: ['ignore', fo, fe, ...(extra.fds ?? [])], timeout: 30_000 });
     if (r.error) throw r.error;
     return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
   } finally {
@@ -166,6 +168,80 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     const r = run(['true'], (c) => c.mounts.push({ destination: '/idm', type: 'bind', source: data, options: ['rbind', 'idmap'] }));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/mount_setattr\(MOUNT_ATTR_IDMAP\).*idmapped mounts need Linux 5\.12\+ and privilege over the source mount/);
+  });
+
+  describe('--preserve-fds and socket activation', () => {
+    /** Three files the caller opens; the runtime gets them as fds 3, 4, 5. */
+    const files = () => ['three', 'four', 'five'].map((w) => {
+      const f = path.join(work, `${w}-${++n}`);
+      fs.writeFileSync(f, `${w}\n`);
+      return fs.openSync(f, 'r');
+    });
+    // `test -e` is a shell builtin: it looks at the shell's own fds, which are the container
+    // process's; cat is a child of that shell and inherits them.
+    const probe = 'cat /proc/self/fd/3 /proc/self/fd/4; for f in 5 6; do test -e /proc/self/fd/$f && echo "fd $f leaked"; done; echo "LISTEN=$LISTEN_FDS/$LISTEN_PID"';
+
+    it('run passes fds 3..3+N-1 of the caller and closes the others', () => {
+      const fds = files();
+      try {
+        const b = bundle(['sh', '-c', probe]);
+        const r = rt(['run', '--preserve-fds', '2', '--bundle', b.dir, b.id], { fds });
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('three\nfour\nLISTEN=/\n');
+        // Without the flag, none of them reaches the container.
+        const none = bundle(['sh', '-c', 'for f in 3 4 5; do test -e /proc/self/fd/$f && echo "fd $f leaked"; done; echo done']);
+        expect(rt(['run', '--bundle', none.dir, none.id], { fds }).stdout).toBe('done\n');
+      } finally {
+        fds.forEach((f) => fs.closeSync(f));
+      }
+    });
+
+    it('a preserved fd the caller did not open is refused with its number', () => {
+      const fds = files();
+      try {
+        const b = bundle(['true']);
+        const r = rt(['run', '--preserve-fds', '3', '--bundle', b.dir, b.id], { fds: fds.slice(0, 2) });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/--preserve-fds 3: fd 5 is not open in the caller/);
+        expect(rt(['state', b.id]).code).toBe(1);
+      } finally {
+        fds.forEach((f) => fs.closeSync(f));
+      }
+    });
+
+    it('socket-activation fds (LISTEN_FDS for this pid) come first, with LISTEN_FDS and LISTEN_PID set for the container process', () => {
+      const fds = files();
+      try {
+        const b = bundle(['sh', '-c', probe]);
+        // The shell execs the runtime, so $$ is the runtime's pid, as systemd sets it.
+        const r = rt(['run', '--preserve-fds', '1', '--bundle', b.dir, b.id], { fds, wrap: ['sh', '-c', 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'] });
+        expect(r.stderr).toBe('');
+        // pid 1: the process is its pid namespace's init.
+        expect(r.stdout).toBe('three\nfour\nLISTEN=1/1\n');
+        // Variables meant for another process pass nothing.
+        const stale = bundle(['sh', '-c', probe]);
+        const s = rt(['run', '--preserve-fds', '2', '--bundle', stale.dir, stale.id], { fds, wrap: ['sh', '-c', 'LISTEN_PID=1 LISTEN_FDS=1 exec "$0" "$@"'] });
+        expect(s.stdout).toBe('three\nfour\nLISTEN=/\n');
+      } finally {
+        fds.forEach((f) => fs.closeSync(f));
+      }
+    });
+
+    it('exec passes its own caller\'s fds the same way', () => {
+      const fds = files();
+      try {
+        const b = bundle(['sleep', '30']);
+        expect(rt(['run', '--detach', '--bundle', b.dir, b.id]).code).toBe(0);
+        const r = rt(['exec', '--preserve-fds', '2', b.id, 'sh', '-c', probe], { fds });
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('three\nfour\nLISTEN=/\n');
+        const none = rt(['exec', b.id, 'sh', '-c', 'for f in 3 4 5; do test -e /proc/self/fd/$f && echo "fd $f leaked"; done; echo done'], { fds });
+        expect(none.stdout).toBe('done\n');
+        rt(['delete', '--force', b.id]);
+      } finally {
+        fds.forEach((f) => fs.closeSync(f));
+      }
+    });
   });
 
   it('a read-only rootfs rejects writes', () => {

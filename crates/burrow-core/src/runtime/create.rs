@@ -188,6 +188,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             _ => None,
         };
         let plan = ns_plan(&spec);
+        // Here, in main: LISTEN_PID names this process (fds.rs).
+        let listen_fds = super::fds::listen_fds();
         let (parent_ch, child_ch) = Channel::pair()?;
         // SAFETY: plain prctl; makes orphaned descendants (the init) our children.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -195,7 +197,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         let inter = match fork()? {
             ForkResult::Child => {
                 drop(parent_ch);
-                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds };
+                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds, listen_fds };
                 let r = intermediate(&child_ch, &plan, &ctx);
                 child_exit(&child_ch, r);
             }
@@ -302,6 +304,8 @@ struct InitArgs<'a> {
     console: Option<RawFd>,
     no_pivot: bool,
     preserve_fds: i32,
+    /// Socket-activation fds passed to main (fds.rs), before the preserved ones.
+    listen_fds: i32,
 }
 
 fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
@@ -427,7 +431,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         let _ = nix::unistd::close(c);
     }
     process::set_rlimits(p)?;
-    let env = process::env(p);
+    let env = super::fds::with_listen_env(process::env(p), a.listen_fds);
     let args = p.args().clone().unwrap_or_default();
     let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Spec { path: "config.json".into(), detail: "process.args is empty".into() })?;
     let nnp = p.no_new_privileges().unwrap_or(false);
@@ -440,7 +444,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     let cwd = p.cwd();
     nix::unistd::chdir(cwd.as_path()).at("chdir to the process cwd", cwd.as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
-    unset_cloexec_preserved(a.preserve_fds);
+    super::fds::pass_through(a.listen_fds + a.preserve_fds)?;
     ch.send(&Msg::Created)?;
 
     // Wait for `start`: it connects to start.sock. An accept() needs no /proc and no path.
@@ -468,13 +472,6 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     use std::io::Write;
     let _ = (&conn).write_all(serde_json::json!({ "code": e.code(), "msg": e.to_string() }).to_string().as_bytes());
     Err(e)
-}
-
-/// Fds 3 .. 3+N are the caller's to pass through (`--preserve-fds`).
-fn unset_cloexec_preserved(n: i32) {
-    for fd in 3..3 + n.max(0) {
-        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
-    }
 }
 
 /// `start`: connects to the init's start socket, which lets it exec; then removes the socket

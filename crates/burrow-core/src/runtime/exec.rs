@@ -143,9 +143,7 @@ fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) ->
     process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     nix::unistd::chdir(p.cwd().as_path()).at("chdir to the process cwd", p.cwd().as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
-    for fd in 3..3 + preserve.max(0) {
-        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
-    }
+    super::fds::pass_through(preserve)?;
     if nnp {
         process::set_no_new_privs()?;
         process::load_seccomp(&filter)?;

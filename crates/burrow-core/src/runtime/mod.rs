@@ -5,6 +5,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod create;
 pub mod error;
+pub mod fds;
 pub mod hooks;
 pub mod idmap;
 pub mod mounts;

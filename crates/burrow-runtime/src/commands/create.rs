@@ -25,6 +25,8 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         Some(v) => v.parse().map_err(|_| burrow_core::runtime::error::RuntimeError::Usage(format!("--preserve-fds: not a number: {v}")))?,
         None => 0,
     };
+    // Now, before the runtime opens descriptors of its own that could take those numbers.
+    burrow_core::runtime::fds::check_passed(burrow_core::runtime::fds::listen_fds(), preserve_fds)?;
     Ok(CreateOpts {
         root: ctx.root.clone(),
         id,

@@ -97,6 +97,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
         process.set_capabilities(Some(caps));
     }
+    let preserve_fds = match p.value("preserve-fds") {
+        Some(v) => v.parse().map_err(|_| RuntimeError::Usage(format!("--preserve-fds: not a number: {v}")))?,
+        None => 0,
+    };
+    // As runc: exec passes only --preserve-fds (socket activation is for the container's init).
+    burrow_core::runtime::fds::check_passed(0, preserve_fds)?;
     let detach = p.bool("detach");
     let terminal = process.terminal().unwrap_or(false);
     let mut peer: Option<OwnedFd> = None;
@@ -106,7 +112,6 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         console_fd = Some(b);
         peer = Some(a);
     }
-    let preserve_fds = p.value("preserve-fds").map(|v| v.parse().unwrap_or(0)).unwrap_or(0);
     let o = ExecOpts {
         root: ctx.root.clone(),
         id,
