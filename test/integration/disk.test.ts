@@ -270,12 +270,15 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
   it("export writes the container's merged filesystem with its own owners; import of it round-trips", async () => {
     const sb = sandbox(work, 'export');
     await sb.ok(['pull', '-q', ref('a')]);
-    await sb.ok(['run', '--name', 'ex', ref('a'), 'sh', '-c', 'echo hello-export > /new.txt && rm /a/seed.txt']);
+    // A path longer than ustar's 100 bytes goes in a pax header.
+    const deep = `deep/${'d'.repeat(60)}/${'e'.repeat(60)}/file.txt`;
+    await sb.ok(['run', '--name', 'ex', ref('a'), 'sh', '-c', `echo hello-export > /new.txt && rm /a/seed.txt && mkdir -p /${path.dirname(deep)} && echo deep > /${deep}`]);
     const out = path.join(sb.dir, 'ex.tar');
     await sb.ok(['export', '-o', out, 'ex']);
     const list = tarList(out);
     expect(list.get('new.txt')).toMatchObject({ type: '-', owner: '0/0', size: 13 });
     expect(list.has('a/seed.txt')).toBe(false);
+    expect(list.get(deep)).toMatchObject({ type: '-', owner: '0/0', size: 5 });
     expect(list.get('a/data.bin')).toMatchObject({ type: '-', owner: '0/0', size: 300_000 });
     // Owners as the container sees them (rootless: not the user's uid, not a subordinate id).
     expect(list.get('bin/busybox')).toMatchObject({ type: '-', owner: '0/0' });
@@ -298,7 +301,7 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
 
     // Round trip: the archive imported is an image with the container's changes.
     await sb.ok(['import', out, 'exported:v1']);
-    expect((await sb.ok(['run', '--rm', 'exported:v1', 'cat', '/new.txt'])).stdout).toBe('hello-export\n');
+    expect((await sb.ok(['run', '--rm', 'exported:v1', 'cat', '/new.txt', `/${deep}`])).stdout).toBe('hello-export\ndeep\n');
     expect((await sb.ok(['run', '--rm', 'exported:v1', 'stat', '-c', '%u:%g', '/www/index.html', '/bin/busybox'])).stdout).toBe('33:33\n0:0\n');
     expect((await sb.burrow(['run', '--rm', 'exported:v1', 'cat', '/a/seed.txt'])).code).not.toBe(0);
 

@@ -160,14 +160,139 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     expect(r.stdout.split('\n')).toEqual(['1000', '1001', '1001 1002 1003', '0027', '']);
   });
 
-  it('an idmap bind mount option is refused with the reason, never silently ignored', () => {
-    // The kernel wants privilege over the source mount's user namespace for MOUNT_ATTR_IDMAP;
-    // the container's init is inside the container's user namespace, so it is refused there.
-    // (Setting it up from the parent and passing the mount fd in is what remains to do.)
-    const data = fs.mkdtempSync(path.join(work, 'idmap-'));
-    const r = run(['true'], (c) => c.mounts.push({ destination: '/idm', type: 'bind', source: data, options: ['rbind', 'idmap'] }));
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/mount_setattr\(MOUNT_ATTR_IDMAP\).*idmapped mounts need Linux 5\.12\+ and privilege over the source mount/);
+  describe('idmapped bind mounts (runc semantics: a mount mapping {containerID: id on the filesystem, hostID: id it shows as})', () => {
+    const uid = process.getuid!();
+    const sub = ownSubuid('/etc/subuid');
+    const subg = ownSubuid('/etc/subgid');
+    /** Container ids 0..1000 at least: root maps 0→100000, the test user 0→itself and 1..→its range. */
+    const maps = (own: number, s: { start: number } | null) => (IS_ROOT ? [{ containerID: 0, hostID: 100000, size: 65536 }] : [{ containerID: 0, hostID: own, size: 1 }, { containerID: 1, hostID: s!.start, size: 2000 }]);
+    /** The host id that container id `id` is under that mapping. */
+    const hostOf = (id: number) => (IS_ROOT ? 100000 + id : id === 0 ? uid : sub!.start + id - 1);
+    const withUserns = (c: Config) => {
+      c.linux.uidMappings = maps(uid, sub);
+      c.linux.gidMappings = maps(process.getgid!(), subg);
+    };
+    const one = (fsId: number, host: number) => [{ containerID: fsId, hostID: host, size: 1 }];
+    /** A host directory and a file in it that the caller owns (as root: uid 1001, a user's). */
+    const hostDir = () => {
+      const d = fs.mkdtempSync(path.join(work, 'idmap-'));
+      fs.chmodSync(d, 0o755);
+      fs.writeFileSync(path.join(d, 'own'), 'x');
+      // The kernel refuses writes to a directory whose owner the mount's mapping lacks.
+      if (IS_ROOT) for (const p of [d, path.join(d, 'own')]) fs.chownSync(p, 1001, 1001);
+      return d;
+    };
+    const owner = IS_ROOT ? 1001 : uid;
+    // As root the container's root is host uid 100000, which must reach the bundles.
+    if (IS_ROOT) fs.chmodSync(work, 0o711);
+
+    it('shows a host directory through the container\'s mapping or the mount\'s own, and writes through it (root); rootless, it is refused with the kernel\'s reason', () => {
+      if (!IS_ROOT) expect(sub).not.toBeNull(); // the harness gives the test user a range
+      const d = hostDir();
+      const bind = (dest: string, extra: Config = {}) => ({ destination: dest, type: 'bind', source: d, options: ['bind', 'idmap'], ...extra });
+      const r = run(['sh', '-c', 'stat -c "%n %u:%g" /same/own /zero/own /k/own; touch /zero/made && stat -c "%n %u" /zero/made'], (c) => {
+        withUserns(c);
+        c.mounts.push(
+          bind('/same'), // the container's mapping: ids show as they are on disk
+          bind('/zero', { uidMappings: one(owner, hostOf(0)), gidMappings: one(owner, hostOf(0)) }),
+          bind('/k', { uidMappings: one(owner, hostOf(1000)), gidMappings: one(owner, hostOf(1000)) }),
+        );
+      }, { '/same/': '', '/zero/': '', '/k/': '' });
+      if (IS_ROOT) {
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('/same/own 1001:1001\n/zero/own 0:0\n/k/own 1000:1000\n/zero/made 0\n');
+        // What the container's root wrote through the mapping belongs to the directory's owner.
+        expect(fs.statSync(path.join(d, 'made')).uid).toBe(1001);
+      } else {
+        // fs/namespace.c can_idmap_mount: CAP_SYS_ADMIN in the user namespace owning the
+        // filesystem (the initial one for the host's ext4), which a rootless container lacks.
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/idmapped mount on \/same: mount_setattr\(MOUNT_ATTR_IDMAP\) of .* failed \(Operation not permitted\): the kernel allows idmapped mounts only to a process with CAP_SYS_ADMIN in the user namespace that owns the source's filesystem \(fs\/namespace\.c: can_idmap_mount\); .* is on ext4 mounted outside the container's user namespace .* needs burrow-runtime running as root/);
+        expect(fs.existsSync(path.join(d, 'made'))).toBe(false);
+      }
+    });
+
+    // A rootless container always has a user namespace.
+    it.runIf(IS_ROOT)('without a user namespace, a mount mapping shows host ids (root); idmap alone is refused there (runtime spec)', () => {
+      const d = hostDir();
+      const noUserns = (c: Config) => (c.linux.namespaces = c.linux.namespaces.filter((x: { type: string }) => x.type !== 'user'));
+      const r = run(['stat', '-c', '%u:%g', '/m/own'], (c) => {
+        noUserns(c);
+        c.mounts.push({ destination: '/m', type: 'bind', source: d, options: ['bind', 'idmap'], uidMappings: one(1001, 4321), gidMappings: one(1001, 4321) });
+      }, { '/m/': '' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('4321:4321\n');
+      const refused = run(['true'], (c) => {
+        noUserns(c);
+        c.mounts.push({ destination: '/m', type: 'bind', source: d, options: ['bind', 'idmap'] });
+      }, { '/m/': '' });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/idmapped mount on \/m: idmap without uidMappings\/gidMappings uses the container's user namespace, and this container has none/);
+    });
+
+    it('ridmap maps every mount of an rbind tree, idmap only its top (filesystems the container mounts: rootless too)', () => {
+      if (!IS_ROOT) expect(sub).not.toBeNull(); // the harness gives the test user a range
+      const b = bundle(['sh', '-c', 'touch /t/top /t/sub/low && stat -c "%n %u:%g" /r/top /r/sub/low /i/top /i/sub/low'], (c) => {
+        withUserns(c);
+        const m = { uidMappings: one(0, hostOf(1000)), gidMappings: one(0, hostOf(1000)) };
+        // tmpfs since Linux 6.3 supports idmapped mounts; mounted in the container's user
+        // namespace, the container's root may idmap it even rootless.
+        c.mounts.push(
+          { destination: '/t', type: 'tmpfs', source: 'tmpfs', options: ['mode=755'] },
+          { destination: '/t/sub', type: 'tmpfs', source: 'tmpfs', options: ['mode=755'] },
+          { destination: '/r', type: 'bind', source: '@ROOTFS@/t', options: ['rbind', 'ridmap'], ...m },
+          { destination: '/i', type: 'bind', source: '@ROOTFS@/t', options: ['rbind', 'idmap'], ...m },
+        );
+      }, false, { '/t/': '', '/r/': '', '/i/': '' });
+      // The source: the tmpfs on the bundle's rootfs, as the runtime sees it before pivot_root.
+      const cfg = path.join(b.dir, 'config.json');
+      fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replaceAll('@ROOTFS@', path.join(b.dir, 'rootfs')));
+      const r = rt(['run', '--bundle', b.dir, b.id]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('/r/top 1000:1000\n/r/sub/low 1000:1000\n/i/top 1000:1000\n/i/sub/low 0:0\n');
+    });
+
+    // Rootless, a host tree is refused like any host directory (first test).
+    it.runIf(IS_ROOT)('ridmap on a host tree with a submount (root: the runtime makes the tree in the container\'s mount namespace)', () => {
+      const d = hostDir();
+      const low = hostDir();
+      fs.mkdirSync(path.join(d, 'sub'));
+      const b = bundle(['stat', '-c', '%n %u', '/r/own', '/r/sub/own', '/i/own', '/i/sub/own'], (c) => {
+        withUserns(c);
+        const m = { uidMappings: one(1001, hostOf(7)), gidMappings: one(1001, hostOf(7)) };
+        c.mounts.push({ destination: '/r', type: 'bind', source: d, options: ['rbind', 'ridmap'], ...m }, { destination: '/i', type: 'bind', source: d, options: ['rbind', 'idmap'], ...m });
+      }, false, { '/r/': '', '/i/': '' });
+      // The submount lives in a private mount namespace around the runtime, never on the host.
+      const r = rt(['run', '--bundle', b.dir, b.id], { wrap: ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount --bind ${low} ${d}/sub && exec "$0" "$@"`] });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('/r/own 7\n/r/sub/own 7\n/i/own 7\n/i/sub/own 65534\n');
+    });
+
+    it('a mapping to a host id the container lacks: rootless, refused with the id named (status 1); as root, shown as nobody like runc', () => {
+      if (!IS_ROOT) expect(sub).not.toBeNull(); // the harness gives the test user a range
+      const d = hostDir();
+      const r = run(['stat', '-c', '%u', '/m/own'], (c) => {
+        withUserns(c);
+        c.mounts.push({ destination: '/m', type: 'bind', source: d, options: ['bind', 'idmap'], uidMappings: one(owner, 5000), gidMappings: one(owner, hostOf(0)) });
+      }, { '/m/': '' });
+      if (IS_ROOT) {
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('65534\n');
+      } else {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/idmapped mount on \/m: host uid 5000 of the mount's uidMappings is not mapped into the container's user namespace \(its uid_map: 0 \d+ 1, 1 \d+ 2000\)/);
+      }
+    });
+
+    it('refuses what the spec forbids: uidMappings without gidMappings, idmap on a non-bind mount', () => {
+      const d = hostDir();
+      const half = run(['true'], (c) => c.mounts.push({ destination: '/m', type: 'bind', source: d, options: ['bind', 'idmap'], uidMappings: one(0, 0) }), { '/m/': '' });
+      expect(half.code).toBe(1);
+      expect(half.stderr).toMatch(/idmapped mount on \/m: uidMappings and gidMappings must be given together/);
+      const tmpfs = run(['true'], (c) => c.mounts.push({ destination: '/m', type: 'tmpfs', source: 'tmpfs', options: ['idmap'] }));
+      expect(tmpfs.code).toBe(1);
+      expect(tmpfs.stderr).toMatch(/idmapped mount on \/m: idmapped mounts are made of bind mounts only, and this is a tmpfs mount/);
+    });
   });
 
   describe('--preserve-fds and socket activation', () => {

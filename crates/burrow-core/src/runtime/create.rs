@@ -267,7 +267,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             let h = spec.hooks().as_ref();
             hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)?;
             parent_ch.send(&Msg::Go { state: state_json })?;
-            parent_ch.expect("the container was created", |m| *m == Msg::Created)?;
+            // Until then the init may ask for idmapped mount trees (idmount.rs).
+            super::idmount::serve_until_created(&parent_ch, init_pid)?;
             if let Some(p) = &o.pid_file {
                 write_pid_file(p, init_pid)?;
             }
@@ -378,6 +379,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         new_pidns: has(CloneFlags::CLONE_NEWPID),
         new_ipcns: has(CloneFlags::CLONE_NEWIPC),
         new_cgroupns: has(CloneFlags::CLONE_NEWCGROUP),
+        channel: Some(ch),
     };
     if let Some(p) = spec.process() {
         process::set_oom_score_adj(p)?;

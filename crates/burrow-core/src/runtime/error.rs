@@ -38,6 +38,9 @@ pub enum RuntimeError {
     Hook { path: String, detail: String },
     #[error("{0}")]
     Usage(String),
+    /// An idmapped mount the kernel or the configuration does not allow, with the reason.
+    #[error("idmapped mount on {dst}: {detail}")]
+    Idmap { dst: String, detail: String },
 }
 
 impl Coded for RuntimeError {
@@ -57,15 +60,16 @@ impl Coded for RuntimeError {
             RuntimeError::Seccomp(_) => "ESECCOMP",
             RuntimeError::Hook { .. } => "EHOOK",
             RuntimeError::Usage(_) => "EUSAGE",
+            RuntimeError::Idmap { .. } => "EIDMAP",
         }
     }
 }
 
 /// The stable code for a code string that crossed a process boundary.
 pub fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 14] = [
+    const KNOWN: [&str; 15] = [
         "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
-        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE",
+        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
 }

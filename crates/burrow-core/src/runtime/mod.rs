@@ -8,6 +8,7 @@ pub mod error;
 pub mod fds;
 pub mod hooks;
 pub mod idmap;
+pub mod idmount;
 pub mod mounts;
 pub mod net;
 pub mod paths;

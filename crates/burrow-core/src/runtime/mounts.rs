@@ -19,7 +19,9 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::error::{PathCtx, Result, RuntimeError};
+use super::idmount;
 use super::paths::secure_join;
+use super::sync::Channel;
 
 /// What the init knows about its situation, decided before mounting.
 pub struct MountCtx<'a> {
@@ -30,6 +32,9 @@ pub struct MountCtx<'a> {
     pub new_pidns: bool,
     pub new_ipcns: bool,
     pub new_cgroupns: bool,
+    /// The channel to burrow-runtime's main process, which makes idmapped trees when it has
+    /// the privilege the init lacks (idmount.rs).
+    pub channel: Option<&'a Channel>,
 }
 
 #[derive(Debug)]
@@ -40,13 +45,15 @@ pub struct ParsedOptions {
     pub data: Vec<String>,
     pub recursive_bind: bool,
     pub bind: bool,
-    /// `idmap`/`ridmap`: the bind mount shows file owners through the container's id mapping.
+    /// `idmap`: the bind mount shows file owners through an id mapping (idmount.rs).
     pub idmap: bool,
+    /// `ridmap`: the same for every mount of an `rbind` tree.
+    pub ridmap: bool,
 }
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and filesystem data.
 pub fn parse_options(opts: &[String]) -> ParsedOptions {
-    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false, idmap: false };
+    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false, idmap: false, ridmap: false };
     for o in opts {
         let (set, clr) = match o.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
@@ -97,9 +104,13 @@ pub fn parse_options(opts: &[String]) -> ParsedOptions {
                 p.propagation = base | if o.starts_with('r') { MsFlags::MS_REC } else { MsFlags::empty() };
                 continue;
             }
-            // Options with no mount(2) meaning here: idmapped and copy-up requests are not supported yet.
-            "idmap" | "ridmap" => {
+            // Not mount(2) flags: idmapped mounts are made with the new mount API (idmount.rs).
+            "idmap" => {
                 p.idmap = true;
+                continue;
+            }
+            "ridmap" => {
+                p.ridmap = true;
                 continue;
             }
             "tmpcopyup" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" => continue,
@@ -175,49 +186,6 @@ fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
     mount(Some(src), dst, None::<&str>, f, None::<&str>).at("bind mount", format!("{} on {}", src.display(), dst.display()))
 }
 
-/// An idmapped bind mount (Linux 5.12+): the source's owners are shown through this process's
-/// user namespace mapping, so host files owned by the user appear owned by container root
-/// without a chown. Built with the new mount API: a detached clone of the source tree, the
-/// MOUNT_ATTR_IDMAP attribute with our user namespace, then attached at `dst`. The kernel
-/// allows it only where the caller is privileged over the source mount and the filesystem
-/// supports it; otherwise the error says so.
-fn idmapped_bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let rec = if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
-    let csrc = std::ffi::CString::new(src.as_os_str().as_bytes()).unwrap_or_default();
-    let cdst = std::ffi::CString::new(dst.as_os_str().as_bytes()).unwrap_or_default();
-    let err = |op: &'static str| RuntimeError::Path { op, path: format!("{} on {} (idmapped mounts need Linux 5.12+ and privilege over the source mount)", src.display(), dst.display()).into(), errno: Errno::last() };
-    // SAFETY: raw syscalls with valid NUL-terminated paths and a properly sized attribute struct.
-    unsafe {
-        let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, csrc.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | rec);
-        if fd < 0 {
-            return Err(err("open_tree"));
-        }
-        let tree = OwnedFd::from_raw_fd(fd as i32);
-        let userns = std::fs::File::open("/proc/self/ns/user").at("open", "/proc/self/ns/user")?;
-        let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
-        let flags = libc::AT_EMPTY_PATH as libc::c_uint | rec;
-        if libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) < 0 {
-            return Err(err("mount_setattr(MOUNT_ATTR_IDMAP)"));
-        }
-        if libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, cdst.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) < 0 {
-            return Err(err("move_mount"));
-        }
-    }
-    Ok(())
-}
-
 /// Binds a host path over `dst` read-only (fallback for proc/sysfs/mqueue/cgroup).
 fn bind_host(host: &str, dst: &Path, flags: MsFlags) -> Result<()> {
     bind(Path::new(host), dst, true)?;
@@ -233,6 +201,9 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     let data = opts.data.join(",");
     let data_opt = (!data.is_empty()).then_some(data.as_str());
 
+    if !is_bind && (opts.idmap || opts.ridmap || m.uid_mappings().is_some() || m.gid_mappings().is_some()) {
+        return Err(RuntimeError::Idmap { dst: m.destination().display().to_string(), detail: format!("idmapped mounts are made of bind mounts only, and this is a {typ} mount") });
+    }
     if is_bind {
         let src_meta = fs::metadata(&src).at("stat bind source", &src)?;
         if src_meta.is_dir() {
@@ -240,10 +211,9 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         } else {
             ensure_file(&dst)?;
         }
-        if opts.idmap {
-            idmapped_bind(&src, &dst, opts.recursive_bind)?;
-        } else {
-            bind(&src, &dst, opts.recursive_bind)?;
+        match idmount::wanted(m, &src, opts.recursive_bind, opts.idmap, opts.ridmap)? {
+            Some(req) => idmount::attach(ctx.channel, &req, &dst)?,
+            None => bind(&src, &dst, opts.recursive_bind)?,
         }
         let want = opts.flags & !MsFlags::MS_REMOUNT;
         if !want.is_empty() {
@@ -530,5 +500,8 @@ mod tests {
         assert_eq!(p.flags, MsFlags::empty());
         let p = parse_options(&s(&["slave"]));
         assert_eq!(p.propagation, MsFlags::MS_SLAVE);
+        // Neither is a mount(2) flag or filesystem data.
+        let p = parse_options(&s(&["rbind", "ridmap"]));
+        assert!(p.ridmap && !p.idmap && p.data.is_empty() && p.flags.is_empty());
     }
 }

@@ -26,6 +26,27 @@ pub enum Msg {
     Created,
     /// any child → main: a step failed.
     Error { code: String, msg: String },
+    /// init → main: make the idmapped tree for this bind mount (idmount.rs: main may hold the
+    /// privilege the kernel wants, which the init in its user namespace lacks).
+    Idmap(IdmapRequest),
+    /// main → init: the detached idmapped tree, passed with the message.
+    IdmapTree,
+    /// main → init: no privilege to lend; make the tree yourself. The container's id maps as
+    /// main reads them, with host ids relative to the runtime's user namespace.
+    IdmapSelf { uid_map: String, gid_map: String },
+}
+
+/// An idmapped bind mount, as the init asks for it. Mappings are (filesystem id, host id, size).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdmapRequest {
+    pub source: String,
+    pub destination: String,
+    /// `rbind`: the whole tree under the source, not just its mount.
+    pub rbind: bool,
+    /// `ridmap`: the mapping applies to every mount of the tree.
+    pub recursive: bool,
+    pub uids: Vec<[u32; 3]>,
+    pub gids: Vec<[u32; 3]>,
 }
 
 pub struct Channel {

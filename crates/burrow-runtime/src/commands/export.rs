@@ -94,6 +94,19 @@ fn pax_record(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
     buf.push(b'\n');
 }
 
+/// One ustar header block's fields.
+struct Block<'a> {
+    name: &'a [u8],
+    kind: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: i64,
+    link: &'a [u8],
+    dev: (u64, u64),
+}
+
 struct Header<'a> {
     name: &'a [u8],
     kind: u8,
@@ -104,7 +117,8 @@ struct Header<'a> {
 }
 
 impl<W: Write> Tar<W> {
-    fn block(&mut self, name: &[u8], kind: u8, mode: u32, uid: u64, gid: u64, size: u64, mtime: i64, link: &[u8], dev: (u64, u64)) -> std::io::Result<()> {
+    fn block(&mut self, b: &Block) -> std::io::Result<()> {
+        let Block { name, kind, mode, uid, gid, size, mtime, link, dev } = *b;
         let mut h = [0u8; BLOCK];
         let n = name.len().min(100);
         h[..n].copy_from_slice(&name[..n]);
@@ -160,12 +174,12 @@ impl<W: Write> Tar<W> {
             let base = h.name.rsplit(|&c| c == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
             let mut pname = b"PaxHeaders/".to_vec();
             pname.extend_from_slice(base);
-            self.block(&pname, b'x', 0o644, 0, 0, pax.len() as u64, h.st.st_mtime, b"", (0, 0))?;
+            self.block(&Block { name: &pname, kind: b'x', mode: 0o644, uid: 0, gid: 0, size: pax.len() as u64, mtime: h.st.st_mtime, link: b"", dev: (0, 0) })?;
             self.out.write_all(&pax)?;
             self.pad(pax.len() as u64)?;
         }
         let dev = (libc::major(h.st.st_rdev) as u64, libc::minor(h.st.st_rdev) as u64);
-        self.block(h.name, h.kind, h.st.st_mode, uid, gid, h.size, h.st.st_mtime, h.link, dev)
+        self.block(&Block { name: h.name, kind: h.kind, mode: h.st.st_mode, uid, gid, size: h.size, mtime: h.st.st_mtime, link: h.link, dev })
     }
 }
 
@@ -333,4 +347,41 @@ pub fn main(args: &[String]) -> Result<i32> {
     t.out.write_all(&[0u8; 2 * BLOCK]).map_err(io)?;
     t.out.flush().map_err(io)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_length_counts_itself() {
+        let mut b = Vec::new();
+        pax_record(&mut b, "path", b"a");
+        assert_eq!(b, b"9 path=a\n");
+        // 9 bytes and a one-digit length would be 10, which has two digits: it settles at 11.
+        let mut b = Vec::new();
+        pax_record(&mut b, "path", b"ab");
+        assert_eq!(b, b"11 path=ab\n");
+        let long = vec![b'x'; 200];
+        let mut b = Vec::new();
+        pax_record(&mut b, "path", &long);
+        let len: usize = std::str::from_utf8(&b[..b.iter().position(|&c| c == b' ').unwrap()]).unwrap().parse().unwrap();
+        assert_eq!(len, b.len());
+    }
+
+    #[test]
+    fn header_checksum_and_fields() {
+        let mut t = Tar { out: Vec::new(), links: HashMap::new(), warned_socket: false };
+        t.block(&Block { name: b"etc/passwd", kind: b'0', mode: 0o100644, uid: 0, gid: 33, size: 30, mtime: 1_700_000_000, link: b"", dev: (0, 0) }).unwrap();
+        let h = &t.out;
+        assert_eq!(h.len(), BLOCK);
+        assert_eq!(&h[..10], b"etc/passwd");
+        assert_eq!(&h[100..108], b"0000644\0");
+        assert_eq!(&h[116..124], b"0000041\0");
+        assert_eq!(&h[124..136], b"00000000036\0");
+        assert_eq!(&h[257..265], b"ustar\x0000");
+        let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
+        let sum: u32 = h.iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(c) }).sum();
+        assert_eq!(stored, sum);
+    }
 }
