@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseToml, TomlError } from '../../ts/config/toml';
-import { parseConfig } from '../../ts/config/config';
+import { parseConfig } from '../../ts/config/parse';
 import { keepIdMap, identityFor } from '../../ts/container/userns';
 import { BurrowError } from '../../ts/errors';
 import type { StorageSettings } from '../../ts/storage/store';

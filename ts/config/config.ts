@@ -16,7 +16,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { parseToml, TomlError, type KeyLines, type TomlTable, type TomlValue } from './toml';
 
 export interface BurrowConfig {
   /** The file the values came from (it may not exist). */
@@ -38,74 +37,6 @@ export function configFile(env: Env = process.env): string {
   return path.join(env.XDG_CONFIG_HOME || path.join(home, '.config'), 'burrow', 'config.toml');
 }
 
-/** Known keys per table and what each accepts. */
-const SCHEMA: Record<string, Record<string, 'path' | 'string' | 'strings' | { oneOf: string[] }>> = {
-  storage: { root: 'path', runroot: 'path' },
-  containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path' },
-  registries: { insecure: 'strings' },
-};
-
-/** Parses and checks a config file's text; `file` names it in errors. */
-export function parseConfig(text: string, file: string): BurrowConfig {
-  let doc: { value: TomlTable; lines: KeyLines };
-  try {
-    doc = parseToml(text);
-  } catch (err) {
-    if (err instanceof TomlError) throw configError(file, err.line, err.message);
-    throw err;
-  }
-  const { value, lines } = doc;
-  const lineOf = (k: string) => lines.get(k) ?? 0;
-  const cfg: BurrowConfig = { file, storage: {}, containers: {}, registries: { insecure: [], mirrors: {} } };
-  const base = path.dirname(file);
-  for (const [table, body] of Object.entries(value)) {
-    const known = SCHEMA[table];
-    if (!known) throw configError(file, lineOf(table), `unknown table [${table}] (known: ${Object.keys(SCHEMA).map((t) => `[${t}]`).join(', ')})`);
-    if (!isTable(body)) throw configError(file, lineOf(table), `${table} must be a [${table}] table, not a value`);
-    for (const [k, v] of Object.entries(body)) {
-      const at = `${table}.${k}`;
-      if (table === 'registries' && k === 'mirrors') {
-        if (!isTable(v)) throw configError(file, lineOf(at), 'registries.mirrors must be a table: [registries.mirrors] then "registry" = ["mirror", …]');
-        for (const [reg, list] of Object.entries(v)) {
-          if (!Array.isArray(list)) throw configError(file, lineOf(`${at}.${reg}`), `mirrors of ${reg} must be an array of strings`);
-          cfg.registries.mirrors[reg] = list;
-        }
-        continue;
-      }
-      const kind = known[k];
-      if (!kind) throw configError(file, lineOf(at), `unknown key ${k} in [${table}] (known: ${[...Object.keys(known), ...(table === 'registries' ? ['mirrors'] : [])].join(', ')})`);
-      if (kind === 'strings') {
-        if (!Array.isArray(v)) throw configError(file, lineOf(at), `${at} must be an array of strings`);
-        cfg.registries.insecure = v;
-        continue;
-      }
-      if (typeof v !== 'string') throw configError(file, lineOf(at), `${at} must be a string`);
-      if (typeof kind === 'object' && !kind.oneOf.includes(v)) throw configError(file, lineOf(at), `${at} = "${v}" is not one of ${kind.oneOf.join(', ')}`);
-      if (kind === 'path' && v === '') throw configError(file, lineOf(at), `${at} is empty`);
-      // Relative paths are relative to the file, not to wherever burrow happens to run.
-      const val = kind === 'path' ? path.resolve(base, expandHome(v)) : v;
-      if (table === 'storage') cfg.storage[k as 'root' | 'runroot'] = val;
-      else if (table === 'containers') {
-        const field = ({ network: 'network', userns: 'userns', log_driver: 'logDriver', init_path: 'initPath' } as const)[k as 'network'];
-        cfg.containers[field] = val;
-      }
-    }
-  }
-  return cfg;
-}
-
-function isTable(v: TomlValue | undefined): v is TomlTable {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function expandHome(p: string): string {
-  return p === '~' || p.startsWith('~/') ? path.join(process.env.HOME || require('node:os').homedir(), p.slice(1)) : p;
-}
-
-function configError(file: string, line: number, msg: string): BurrowError {
-  return new BurrowError('ECONFIG', `${file}${line ? `:${line}` : ''}: ${msg}`, 'fix the file (see "Config" in README.md), or point BURROW_CONFIG at another one');
-}
-
 let loaded: BurrowConfig | undefined;
 
 /** The user's config, read once; an empty one when the file does not exist. */
@@ -122,7 +53,9 @@ export function loadConfig(env: Env = process.env): BurrowConfig {
     if (missing && !env.BURROW_CONFIG) return (loaded = { file, storage: {}, containers: {}, registries: { insecure: [], mirrors: {} } });
     throw new BurrowError('ECONFIG', missing ? `BURROW_CONFIG=${env.BURROW_CONFIG}: no such file` : `${file}: ${(err as Error).message}`);
   }
-  return (loaded = parseConfig(text, file));
+  // The parser is loaded only when there is a file to parse (most runs have none).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (loaded = (require('./parse') as typeof import('./parse')).parseConfig(text, file));
 }
 
 /**
