@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod net;
 pub mod paths;
 pub mod process;
+pub mod rootfs;
 pub mod seccomp;
 pub mod selfclone;
 pub mod state;

@@ -372,7 +372,8 @@ pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
     let ann = spec.annotations().as_ref();
     if let Some(opts) = ann.and_then(|a| a.get(OVERLAY_ANNOTATION)) {
         mount_overlay_rootfs(ctx, opts, ann.and_then(|a| a.get(OVERLAY_CWD_ANNOTATION)).map(String::as_str))?;
-    } else {
+    } else if !super::rootfs::mount_annotated(ctx.rootfs, ann)? {
+        // No union to mount (the copy driver, or a plain OCI bundle): bind it to make it a mount.
         bind(ctx.rootfs, ctx.rootfs, true)?;
     }
     Ok(())

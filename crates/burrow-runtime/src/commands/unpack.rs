@@ -3,6 +3,9 @@
 //! mapping, so that layer files get the owners the image says (DESIGN.md, "Identity"):
 //!   {"blob": PATH, "dest": DIR, "diffId": "sha256:..."}   extract a layer into DIR
 //!   {"remove": PATH}                                       delete a tree (owned by mapped ids)
+//!   {"layers": [DIR, ...], "dest": DIR}                    the copy driver's rootfs: layers
+//!                                                          (bottom first) copied into DIR with
+//!                                                          whiteouts applied (runtime/rootfs.rs)
 //! One JSON line per job on stdout: {"index", "ok", "stats"} or {"index", "ok": false, "code",
 //! "error"}. Layers are extracted in parallel, one thread per core: threads are fine here, the
 //! namespace is entered before any is started.
@@ -30,6 +33,7 @@ struct Job {
     dest: Option<PathBuf>,
     diff_id: Option<String>,
     remove: Option<PathBuf>,
+    layers: Option<Vec<PathBuf>>,
 }
 
 fn parse_map(s: &str) -> Result<LinuxIdMapping> {
@@ -56,11 +60,15 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({ "index": i, "ok": true }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": "EREMOVE", "error": format!("remove {}: {e}", p.display()) }),
                     },
+                    (None, None, Some(d)) if job.layers.is_some() => match burrow_core::runtime::rootfs::assemble_copy(job.layers.as_deref().unwrap_or_default(), d) {
+                        Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
+                        Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                    },
                     (None, Some(b), Some(d)) => match unpack(b, d, mode, job.diff_id.as_deref()) {
                         Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
                     },
-                    _ => serde_json::json!({ "index": i, "ok": false, "code": "EUSAGE", "error": "a job needs blob and dest, or remove" }),
+                    _ => serde_json::json!({ "index": i, "ok": false, "code": "EUSAGE", "error": "a job needs blob and dest, layers and dest, or remove" }),
                 };
                 if line["ok"] != true {
                     ok.store(false, std::sync::atomic::Ordering::SeqCst);
