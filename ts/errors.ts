@@ -31,6 +31,10 @@ export type ErrorCode =
   /** a layer blob that is not a readable tar stream (truncated, bad compression) */
   | 'ELAYER_CORRUPT'
   | 'ESTORE_MISMATCH'
+  /** a rootfs driver (given or the store's) that cannot work on this host; the message names the cause */
+  | 'ESTORAGE_DRIVER'
+  /** a store on a network filesystem whose layers cannot be kept on a local disk instead */
+  | 'ESTORE_NETWORK'
   | 'ECONTAINER_NOT_FOUND'
   | 'ECONTAINER_EXISTS'
   | 'ECONTAINER_STATE'

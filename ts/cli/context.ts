@@ -32,7 +32,7 @@ export function context(cmd: Command): Ctx {
     async settings() {
       if (cached) return cached;
       const { storeSettings } = await import('../storage/settings');
-      cached = await storeSettings(store, root);
+      cached = await storeSettings(store, root, globals.storageDriver);
       return cached;
     },
   };

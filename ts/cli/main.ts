@@ -21,6 +21,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .version(`burrow version ${VERSION}`, '-v, --version', 'print the version')
     .option('--root <dir>', 'store root (images, layers, containers); env BURROW_ROOT')
     .option('--runroot <dir>', 'runtime state directory; env BURROW_RUNROOT')
+    .addOption(new Option('--storage-driver <driver>', 'rootfs driver for new containers (default: the one `burrow info` picks); env BURROW_STORAGE_DRIVER').choices(['overlay', 'fuse-overlayfs', 'copy']))
     .showSuggestionAfterError(true)
     .enablePositionalOptions()
     .exitOverride();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { parseImageConfig, type ImageConfig } from '../image/manifest';
 import { mkdirp } from '../storage/fsutil';
+import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord } from './records';
 import { buildSpec, type DeviceSpec, type OciMount } from './spec';
@@ -113,7 +114,7 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
   return { oci, shown };
 }
 
-export function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): ContainerRecord {
+export async function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): Promise<ContainerRecord> {
   const containers = new Containers(store);
   const cfg = imageConfig(store, img);
   const id = containers.newId();
@@ -130,9 +131,12 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
     }
   } else containers.claimName(name, id);
   const dir = containers.dir(id);
+  let rootfs: RootfsPlan | undefined;
   try {
     mkdirp(dir);
-    for (const d of ['bundle/rootfs', 'upper', 'work', 'etc']) mkdirp(path.join(dir, d), 0o755);
+    for (const d of ['bundle/rootfs', 'etc']) mkdirp(path.join(dir, d), 0o755);
+    // The driver (settings.driver: the store's, or this command's choice) and its writable part.
+    rootfs = await planRootfs(store, settings, img, id, dir);
     const hostname = o.hostname ?? id.slice(0, 12);
     const etc = { hosts: path.join(dir, 'etc', 'hosts'), hostname: path.join(dir, 'etc', 'hostname'), resolv: path.join(dir, 'etc', 'resolv.conf') };
     fs.writeFileSync(etc.hostname, `${hostname}\n`);
@@ -145,7 +149,6 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
     }
     fs.writeFileSync(etc.resolv, resolv);
     const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
-    const lower = [...img.layers].reverse().map((l) => path.basename(store.layerDir(l.diffId)));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;
     let seccomp: 'default' | 'unconfined' | object = 'default';
@@ -191,8 +194,8 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
       mounts: oci,
       etcFiles: etc,
       layerDirs,
-      overlay: { options: `lowerdir=${lower.join(':')},upperdir=${path.join(dir, 'upper')},workdir=${path.join(dir, 'work')}`, cwd: store.p('layers') },
-      annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id },
+      ...(rootfs.overlay ? { overlay: rootfs.overlay } : {}),
+      annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id, ...rootfs.annotations },
       ...(o.resources ? { resources: o.resources } : {}),
       ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
     });
@@ -240,10 +243,14 @@ export function prepareContainer(store: Store, settings: StorageSettings, img: I
         workdir: proc.cwd,
       },
     };
-    containers.save(rec);
-    return rec;
+    // Last, once everything else is known to be valid: the copy driver's copy may take a while.
+    await buildRootfs(settings, rootfs, path.join(dir, 'bundle'));
+    const saved = withRootfs(rec, rootfs.record);
+    containers.save(saved);
+    return saved;
   } catch (err) {
     containers.releaseName(name!, id);
+    if (rootfs) await removeRootfs(settings, rootfs.record, dir).catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError, EXIT } from '../errors';
 import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
-import { removeTrees } from '../storage/unpack';
+import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, holderRecord, runtimeState, type ContainerState } from './state';
@@ -201,14 +201,10 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   for (const id of states) rt(rec, ['delete', '--force', id]);
   const containers = new Containers(store);
   const dir = containers.dir(rec.id);
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-  } catch {
-    // The writable layer holds files of other container users (subordinate ids): only the
-    // user namespace can remove them.
-    await removeTrees(settings, [path.join(dir, 'upper'), path.join(dir, 'work')]).catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  // The root filesystem of the driver it was created with (its writable part may be outside
+  // `dir`, and holds files of subordinate ids that only the user namespace can remove).
+  await removeRootfs(settings, rootfsOf(rec, dir), dir);
+  fs.rmSync(dir, { recursive: true, force: true });
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
 }

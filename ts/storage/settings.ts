@@ -1,10 +1,25 @@
 /**
  * The store's fixed settings, decided once from the host probe when the store is first used:
- * the rootfs driver and the id mapping that layers are unpacked and containers run with.
+ * the default rootfs driver, the id mapping that layers are unpacked and containers run with,
+ * and, for a store on a network filesystem, the local directory that keeps its layers and its
+ * containers' writable parts. A command may choose another driver for the containers it creates
+ * (`--storage-driver`, BURROW_STORAGE_DRIVER); that choice is never saved (rootfs.ts records it
+ * with each container instead).
  */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { Store, type IdMap, type StorageSettings } from './store';
+import { mkdirp } from './fsutil';
+import { Store, type Driver, type IdMap, type StorageSettings } from './store';
 import type { HostReport } from '../host/report';
+
+export const DRIVERS: readonly Driver[] = ['overlay', 'fuse-overlayfs', 'copy'];
+
+export function parseDriver(value: string, from: string): Driver {
+  if ((DRIVERS as readonly string[]).includes(value)) return value as Driver;
+  throw new BurrowError('EUSAGE', `${from}=${value}: the storage driver must be one of ${DRIVERS.join(', ')}`);
+}
 
 export function settingsFromReport(r: HostReport): StorageSettings {
   const uid = r.uid;
@@ -20,20 +35,163 @@ export function settingsFromReport(r: HostReport): StorageSettings {
   return { version: 1, driver: r.storage.driver, idMode: 'single', uidMap: [[0, uid, 1]], gidMap: [[0, gid, 1]] };
 }
 
-/** The store's settings, probing the host the first time. */
-export async function storeSettings(store: Store, root: string | undefined): Promise<StorageSettings> {
-  const s = store.settings();
-  if (s) return s;
+// ---- stores on network filesystems ---------------------------------------------------------
+
+/**
+ * statfs magic numbers of filesystems shared between machines: the ones
+ * crates/burrow-core/src/probe/storage.rs counts as network filesystems (`is_network_fs`).
+ */
+const NETWORK_FS: ReadonlyMap<number, string> = new Map([
+  [0x6969, 'nfs'],
+  [0xff534d42, 'cifs'],
+  [0xfe534d42, 'smb2'],
+  [0x0bd00bd0, 'lustre'],
+  [0x47504653, 'gpfs'],
+  [0x5346414f, 'afs'],
+  [0x00c36400, 'ceph'],
+  [0x013111a8, 'ibrix'],
+  [0x19830326, 'fhgfs'],
+  [0xaad7aaea, 'panfs'],
+  [0x01021997, '9p'],
+]);
+
+export function networkFsName(magic: number): string | undefined {
+  return NETWORK_FS.get(magic);
+}
+
+/**
+ * Where the per-user local directory goes: /var/tmp is on the machine's own disk on the
+ * clusters and workstations we know (unlike $HOME and project directories), it survives
+ * reboots (unlike /tmp, a tmpfs on many systems, and $XDG_RUNTIME_DIR, a small tmpfs that logind
+ * empties at logout: too small for images), and every user may make a directory there without
+ * an administrator.
+ */
+export function defaultLocalBase(uid: number): string {
+  return `/var/tmp/burrow-${uid}`;
+}
+
+export type StoreLayout =
+  | { kind: 'local' }
+  | { kind: 'redirect'; fs: string; local: string }
+  | { kind: 'refuse'; fs: string; message: string; fix: string };
+
+/**
+ * Where a store's parts go, from the statfs magic of the store's filesystem and of the local
+ * candidate's (undefined when it cannot be examined). On NFS, Lustre, GPFS and their kind, a
+ * directory cannot be overlay's upper layer, user xattrs (overlay's whiteout and opaque markers)
+ * are mostly missing, and root squashing refuses the chown to subordinate ids that unpacking
+ * needs. Blobs and image records are plain files that work there and stay, shared by the
+ * machines that mount it; the layers and the containers' writable parts go to a directory of
+ * this machine, one per store (named by a hash of its path).
+ */
+export function storeLayout(root: string, storeMagic: number, localBase: string, localMagic: number | undefined): StoreLayout {
+  const fsName = networkFsName(storeMagic);
+  if (!fsName) return { kind: 'local' };
+  const why = `the store ${root} is on ${fsName}, a network filesystem where overlay upper directories, user xattrs and subordinate-id owners do not work`;
+  const fix = 'put the store on a local disk: --root DIR or BURROW_ROOT=DIR';
+  if (localMagic === undefined) return { kind: 'refuse', fs: fsName, message: `${why}, and ${localBase} cannot be examined to keep the layers there instead`, fix };
+  const localNet = networkFsName(localMagic);
+  if (localNet) return { kind: 'refuse', fs: fsName, message: `${why}, and ${localBase}, where the layers would go instead, is on ${localNet} too`, fix };
+  const local = path.join(localBase, createHash('sha256').update(path.resolve(root)).digest('hex').slice(0, 16));
+  return { kind: 'redirect', fs: fsName, local };
+}
+
+/** The local directory of a store on a network filesystem, from its settings. */
+export function localRoot(s: StorageSettings): string | undefined {
+  const v = (s as { local?: unknown }).local;
+  return typeof v === 'string' && path.isAbsolute(v) ? v : undefined;
+}
+
+function statfsMagic(p: string): number | undefined {
+  let dir = path.resolve(p);
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  try {
+    return fs.statfsSync(dir).type;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes the store's local directory, or checks the one there. /var/tmp is shared by every user:
+ * a per-user directory found there must be ours and closed to others, or someone else would
+ * control what our containers run. Checked by every command, as the machine may be another one
+ * of those that mount the store, or /var/tmp may have been cleaned.
+ */
+export function ensureLocal(local: string): void {
+  const base = path.dirname(local);
+  try {
+    fs.mkdirSync(base, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new BurrowError('ESTORE_NETWORK', `cannot make ${base} for the store's layers: ${(err as Error).message}`, 'put the store on a local disk: --root DIR or BURROW_ROOT=DIR');
+  }
+  const st = fs.lstatSync(base);
+  if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0) || (st.mode & 0o077) !== 0) {
+    throw new BurrowError(
+      'ESTORE_NETWORK',
+      `${base} is not a private directory of yours (${st.isSymbolicLink() ? 'a symlink, ' : ''}owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}): the store's layers cannot be kept there`,
+      'remove it if it is yours, or put the store on a local disk: --root DIR or BURROW_ROOT=DIR',
+    );
+  }
+  for (const d of ['layers', 'tmp', 'containers']) mkdirp(path.join(local, d));
+}
+
+/** ROOT/layers becomes a link to the local layers (an empty directory there is replaced). */
+function linkLayers(store: Store, local: string): void {
+  const p = store.p('layers');
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  if (st?.isSymbolicLink()) return;
+  if (st) {
+    try {
+      fs.rmdirSync(p);
+    } catch {
+      return; // layers already there (a store from before): they stay
+    }
+  }
+  mkdirp(store.root);
+  fs.symlinkSync(path.join(local, 'layers'), p);
+}
+
+async function createSettings(store: Store, root: string | undefined): Promise<StorageSettings> {
   const { probeHost } = await import('../host/probe');
-  const report = probeHost({ root });
+  let report = probeHost({ root });
+  let local: string | undefined;
+  let notice = '';
+  if (report.storage.networkFs) {
+    const base = defaultLocalBase(report.uid);
+    const layout = storeLayout(store.root, parseInt(report.storage.fsMagic, 16), base, statfsMagic(base));
+    if (layout.kind === 'refuse') throw new BurrowError('ESTORE_NETWORK', layout.message, layout.fix);
+    if (layout.kind === 'redirect') {
+      local = layout.local;
+      ensureLocal(local);
+      // The driver and whether containers can run are then about the local directory.
+      report = probeHost({ root: local });
+      notice = `burrow: note: the store ${store.root} is on ${layout.fs}, where overlay and subordinate-id owners do not work: its layers and its containers' writable layers go to ${local} on this machine's disk; blobs and images stay in the store. To keep everything in one place, use a store on a local disk (--root DIR or BURROW_ROOT=DIR).\n`;
+    }
+  }
   if (!report.canRunContainers) {
     const fails = report.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.title}: ${c.evidence}`);
     throw new BurrowError('EUSAGE', `containers cannot run on this host: ${fails.join('; ')}`, 'run `burrow info` for the details and fixes');
   }
-  const settings = settingsFromReport(report);
+  const settings: StorageSettings = { ...settingsFromReport(report), ...(local ? { local } : {}) };
+  if (local) linkLayers(store, local);
   store.saveSettings(settings);
+  if (notice) process.stderr.write(notice);
   if (settings.idMode === 'single') {
     process.stderr.write(`burrow: note: no subordinate id range for this user (${report.idmap.reason}); files owned by other users in images will belong to container root. See \`burrow info\`.\n`);
   }
   return settings;
+}
+
+/**
+ * The store's settings, probing the host the first time, with the driver this command asked
+ * for (`--storage-driver`, else BURROW_STORAGE_DRIVER) in place of the store's.
+ */
+export async function storeSettings(store: Store, root: string | undefined, driverFlag?: string): Promise<StorageSettings> {
+  const saved = store.settings() ?? (await createSettings(store, root));
+  const local = localRoot(saved);
+  if (local) ensureLocal(local);
+  const env = process.env.BURROW_STORAGE_DRIVER;
+  const driver = driverFlag ? parseDriver(driverFlag, '--storage-driver') : env ? parseDriver(env, 'BURROW_STORAGE_DRIVER') : saved.driver;
+  return driver === saved.driver ? saved : { ...saved, driver };
 }

@@ -65,18 +65,35 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
 }
 
 /**
+ * Where layers are unpacked before the rename that makes them visible: the `tmp` beside the real
+ * layers directory. That is ROOT/tmp, unless the store is on a network filesystem and keeps its
+ * layers on a local disk (settings.ts): a rename must not cross filesystems.
+ */
+export function layerTmp(store: Store): string {
+  const layers = store.p('layers');
+  try {
+    if (fs.lstatSync(layers).isSymbolicLink()) return path.join(path.dirname(fs.realpathSync(layers)), 'tmp');
+  } catch {
+    /* not made yet, or a dangling link (settings.ts makes its target) */
+  }
+  return store.p('tmp');
+}
+
+/**
  * Unpacks one layer blob into the store, unless it is already there. `diffId` is checked when
  * given (pulls); when not (imports), it is learnt from the stream.
  */
 export async function unpackLayer(store: Store, settings: StorageSettings, digest: string, diffId: string | undefined, size: number): Promise<LayerRecord> {
   const existing = diffId ? store.layer(diffId) : undefined;
   if (existing) return existing;
-  const tmp = fs.mkdtempSync(path.join(store.p('tmp'), `layer-${process.pid}-${hexOf(diffId ?? digest).slice(0, 12)}-`));
+  const tmp = fs.mkdtempSync(path.join(layerTmp(store), `layer-${process.pid}-${hexOf(diffId ?? digest).slice(0, 12)}-`));
   const dest = path.join(tmp, 'diff');
   fs.mkdirSync(dest);
   let r: JobResult | undefined;
   try {
-    [r] = await runInUserns(settings, [{ blob: store.blobPath(digest), dest, ...(diffId ? { diffId } : {}) }], settings.driver === 'copy' ? 'apply' : 'overlay');
+    // Overlay's whiteout form whatever the driver: layers are shared by every container, and the
+    // copy driver applies them when it makes a container's root (rootfs.ts).
+    [r] = await runInUserns(settings, [{ blob: store.blobPath(digest), dest, ...(diffId ? { diffId } : {}) }], 'overlay');
   } catch (err) {
     await removeTrees(settings, [tmp]).catch(() => undefined);
     throw err;
@@ -139,15 +156,16 @@ export async function cleanStaleTmp(store: Store, settings: StorageSettings): Pr
     const m = re.exec(name);
     return !!m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
   };
-  let names: string[] = [];
-  try {
-    names = fs.readdirSync(store.p('tmp'));
-  } catch {
-    /* no tmp yet */
+  const names: string[] = [];
+  for (const dir of new Set([store.p('tmp'), layerTmp(store)])) {
+    try {
+      names.push(...fs.readdirSync(dir).map((n) => path.join(dir, n)));
+    } catch {
+      /* no tmp yet */
+    }
   }
   const trees: string[] = [];
-  for (const n of names.filter((x) => stale(x, /^[a-z]+-(\d+)(?:-|$)/))) {
-    const p = store.p('tmp', n);
+  for (const p of names.filter((x) => stale(path.basename(x), /^[a-z]+-(\d+)(?:-|$)/))) {
     // Trees hold files of mapped ids, which only the user namespace can delete; files are ours.
     if (fs.lstatSync(p, { throwIfNoEntry: false })?.isDirectory()) trees.push(p);
     else fs.rmSync(p, { force: true });
