@@ -51,4 +51,37 @@ describe('resource limits', () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/invalid --memory lots/);
   });
+
+  it('stats --no-stream reports a busy container\'s CPU, memory and pids (from /proc where it has no cgroup)', () => {
+    expect(env.b(['run', '-d', '--name', 'busy', IMAGE, 'sh', '-c', 'while :; do :; done']).code).toBe(0);
+    const r = env.b(['stats', '--no-stream', '--format', 'json', 'busy']);
+    expect(r.code, r.stderr).toBe(0);
+    const row = JSON.parse(r.stdout.trim());
+    expect(row.Name).toBe('busy');
+    expect(row.cpuPercent).toBeGreaterThan(1);
+    expect(row.memoryUsage).toBeGreaterThan(0);
+    expect(Number(row.PIDs)).toBeGreaterThanOrEqual(1);
+    expect(row.source).toBe('proc'); // no limit asked, so no cgroup of its own
+    const table = env.b(['stats', '--no-stream']);
+    expect(table.stdout.split('\n')[0]).toMatch(/^CONTAINER ID +NAME +CPU % +MEM USAGE \/ LIMIT +MEM % +NET I\/O +BLOCK I\/O +PIDS$/);
+    expect(table.stdout).toMatch(/busy/);
+  });
+
+  it('stats and update of a container that is not running, and update without a limit, are errors (125)', () => {
+    expect(env.b(['create', '--name', 'idle', IMAGE, 'true']).code).toBe(0);
+    const s = env.b(['stats', '--no-stream', 'idle']);
+    expect(s.code).toBe(125);
+    expect(s.stderr).toMatch(/not running/);
+    const u = env.b(['update', 'idle']);
+    expect(u.code).toBe(125);
+    expect(u.stderr).toMatch(/give at least one limit/);
+  });
+
+  it.runIf(!info.enforceable.includes('memory'))('update --memory of a running container is refused here, naming the controller, and changes nothing', () => {
+    expect(env.b(['run', '-d', '--name', 'upd', IMAGE, 'sleep', '60']).code).toBe(0);
+    const r = env.b(['update', '--memory', '64m', 'upd']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/cannot enforce the requested limits: .*memory controller/);
+    expect(env.b(['inspect', '--format', '{{.HostConfig.Memory}} {{.State.OOMKilled}}', 'upd']).stdout.trim()).toBe('0 false');
+  });
 });

@@ -8,6 +8,7 @@ import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
 import { registerContainerCommands } from './commands/containers';
 import { registerImageCommands } from './commands/images';
+import { registerResourceCommands } from './commands/resources';
 import { registerDiskCommands } from './commands/system';
 import { registerVolumeCommands } from './commands/volume';
 
@@ -42,6 +43,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerContainerCommands(program, setExit);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
+  registerResourceCommands(program);
 
   program
     .command('version')

@@ -4,15 +4,53 @@ import * as path from 'node:path';
 import { imageConfig } from './create';
 import { findImage } from '../image/resolve';
 import type { ImageRecord, Store } from '../storage/store';
+import { hostConfigNetwork, networkSettings } from '../network/inspect';
 import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 
+interface OciResources {
+  memory?: { limit?: number; swap?: number; reservation?: number; disableOOMKiller?: boolean };
+  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
+  pids?: { limit?: number };
+  blockIO?: { weight?: number };
+}
+
+/** Docker's HostConfig resource fields (0 / "" when unset), from the bundle's current limits. */
+function hostResources(r: OciResources): Record<string, number | string | boolean> {
+  const quota = r.cpu?.quota ?? 0;
+  const period = r.cpu?.period ?? 0;
+  return {
+    Memory: r.memory?.limit ?? 0,
+    MemorySwap: r.memory?.swap ?? 0,
+    MemoryReservation: r.memory?.reservation ?? 0,
+    OomKillDisable: r.memory?.disableOOMKiller ?? false,
+    NanoCpus: quota > 0 && period > 0 ? Math.round((quota / period) * 1e9) : 0,
+    CpuShares: r.cpu?.shares ?? 0,
+    CpuQuota: quota,
+    CpuPeriod: period,
+    CpusetCpus: r.cpu?.cpus ?? '',
+    CpusetMems: r.cpu?.mems ?? '',
+    PidsLimit: r.pids?.limit ?? 0,
+    BlkioWeight: r.blockIO?.weight ?? 0,
+  };
+}
+
+/** The running container's cgroup (v2's, else v1's memory hierarchy's), as podman's State.CgroupPath. */
+function cgroupPath(pid: number): string {
+  try {
+    const lines = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    return (lines.find((l) => /^\d+:[^:]*\bmemory\b[^:]*:/.test(l)) ?? lines.find((l) => l.startsWith('0::')) ?? '').replace(/^\d+:[^:]*:/, '');
+  } catch {
+    return '';
+  }
+}
+
 export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const dir = new Containers(store).dir(rec.id);
   const st = containerState(rec, dir);
-  let spec: { process?: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; args?: string[] }; annotations?: Record<string, string> } = {};
+  let spec: { process?: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; args?: string[] }; annotations?: Record<string, string>; linux?: { resources?: OciResources } } = {};
   try {
     spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8'));
   } catch {
@@ -21,6 +59,15 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const lower = (spec.annotations?.['run.burrow.rootfs.overlay'] ?? '').match(/lowerdir=([^,]*)/)?.[1] ?? '';
   const layersDir = spec.annotations?.['run.burrow.rootfs.overlay.cwd'] ?? '';
   const c = rec.config;
+  // Docker's ExposedPorts: the image's and the published ones.
+  let exposed: Record<string, object> = {};
+  try {
+    const img = findImage(store, rec.image);
+    if (img) for (const k of Object.keys(imageConfig(store, img).config?.ExposedPorts ?? {})) exposed[k.includes('/') ? k : `${k}/tcp`] = {};
+  } catch {
+    /* the image was removed */
+  }
+  for (const p of rec.net?.ports ?? []) exposed[`${p.containerPort}/${p.protocol}`] = {};
   return {
     Id: rec.id,
     Created: rec.created,
@@ -38,6 +85,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       Error: st.error ?? '',
       StartedAt: st.startedAt ?? ZERO_TIME,
       FinishedAt: st.finishedAt ?? ZERO_TIME,
+      CgroupPath: st.status === 'running' ? cgroupPath(st.pid) : '',
     },
     Image: rec.image,
     ResolvConfPath: path.join(dir, 'etc', 'resolv.conf'),
@@ -55,6 +103,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       Binds: c?.binds.length ? c.binds : null,
       AutoRemove: rec.autoRemove,
       NetworkMode: rec.network,
+      ...hostConfigNetwork(rec.net),
       LogConfig: { Type: rec.logDriver, Config: {} },
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
       CapAdd: c?.capAdd.length ? c.capAdd : null,
@@ -63,6 +112,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       ReadonlyRootfs: c?.readOnly ?? false,
       SecurityOpt: c?.securityOpt.length ? c.securityOpt : null,
       ...(c && Object.keys(c.tmpfs).length ? { Tmpfs: c.tmpfs } : {}),
+      ...hostResources(spec.linux?.resources ?? {}),
     },
     GraphDriver: {
       Name: 'overlay',
@@ -86,8 +136,9 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       Labels: rec.labels,
       StopSignal: rec.stopSignal,
       StopTimeout: rec.stopTimeout,
+      ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
     },
-    NetworkSettings: { Networks: {}, Ports: {} },
+    NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed),
   };
 }
 

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError, EXIT } from '../errors';
 import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
+import { runtimeNetworkArgs } from '../network/runtime';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
@@ -25,25 +26,34 @@ export function exitForRuntimeError(code: string | undefined): number {
   return EXIT.ENGINE;
 }
 
-function lastLoggedError(logFile: string): { code?: string; msg?: string } | undefined {
+interface LogLine {
+  level?: string;
+  code?: string;
+  msg?: string;
+}
+
+/** The runtime's `--log-format json` lines. */
+function loggedLines(logFile: string): LogLine[] {
   let text = '';
   try {
     text = fs.readFileSync(logFile, 'utf8');
   } catch {
-    return undefined;
+    return [];
   }
-  const errors = text
+  return text
     .split('\n')
     .filter(Boolean)
     .map((l) => {
       try {
-        return JSON.parse(l) as { level?: string; code?: string; msg?: string };
+        return JSON.parse(l) as LogLine;
       } catch {
         return {};
       }
-    })
-    .filter((e) => e.level === 'error');
-  return errors[errors.length - 1];
+    });
+}
+
+function lastLoggedError(lines: LogLine[]): LogLine | undefined {
+  return lines.filter((e) => e.level === 'error').pop();
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
@@ -63,10 +73,12 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
   const logFile = path.join(dir, 'runtime.log');
   fs.rmSync(logFile, { force: true });
   clearRun(dir);
+  // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
+  const netArgs = runtimeNetworkArgs(store, rec, dir);
   // We hold this container until we have written its exit record (see state.ts).
   fs.writeFileSync(path.join(dir, 'monitor.json'), JSON.stringify(holderRecord(process.pid)));
   fs.writeFileSync(path.join(dir, 'started'), new Date().toISOString());
-  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), rec.id], {
+  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
   });
   // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
@@ -76,9 +88,12 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
     child.on('error', () => resolve(EXIT.ENGINE));
     child.on('exit', (code, signal) => {
       for (const s of FORWARDED) process.off(s, forward);
-      const err = lastLoggedError(logFile);
+      const lines = loggedLines(logFile);
+      const err = lastLoggedError(lines);
       const status = err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os').constants.signals[signal] as number) : 0);
-      fs.writeFileSync(path.join(dir, 'exit.json'), JSON.stringify({ exitCode: status, finishedAt: new Date().toISOString(), ...(err ? { reason: err.msg } : {}) }));
+      // The runtime reads the cgroup's OOM counter before removing it (crates/burrow-runtime run.rs).
+      const oomKilled = lines.some((l) => l.code === 'EOOM_KILLED');
+      fs.writeFileSync(path.join(dir, 'exit.json'), JSON.stringify({ exitCode: status, finishedAt: new Date().toISOString(), ...(oomKilled ? { oomKilled } : {}), ...(err ? { reason: err.msg } : {}) }));
       resolve(status);
     });
   });
@@ -94,6 +109,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   const args = ['--root', rec.runtimeRoot, 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   if (rec.tty) args.push('--tty');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
+  args.push(...runtimeNetworkArgs(store, rec, dir));
   args.push(rec.id);
   const child = spawn(runtimeBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const answer = await new Promise<string>((resolve) => {

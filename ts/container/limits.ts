@@ -20,7 +20,36 @@ export interface LimitFlags {
   cpusetMems?: string;
   pidsLimit?: string;
   blkioWeight?: string;
+  deviceReadBps?: string[];
+  deviceWriteBps?: string[];
+  deviceReadIops?: string[];
+  deviceWriteIops?: string[];
+  cgroupConf?: string[];
   cgroups?: string;
+}
+
+/** `/dev/sda:1mb`: the device's major:minor (from the host's node) and the rate. */
+export function parseThrottle(spec: string, flag: string, bytes: boolean, statDev: (p: string) => { major: number; minor: number } = devOf): { major: number; minor: number; rate: number } {
+  const i = spec.lastIndexOf(':');
+  if (i <= 0) throw new BurrowError('EUSAGE', `invalid ${flag} ${spec}: want DEVICE:${bytes ? 'RATE (e.g. /dev/sda:1mb)' : 'N (e.g. /dev/sda:100)'}`);
+  const dev = spec.slice(0, i);
+  const v = spec.slice(i + 1);
+  const rate = bytes ? parseBytes(v, flag) : int(v, flag);
+  if (rate <= 0) throw new BurrowError('EUSAGE', `invalid ${flag} ${spec}: the rate must be positive`);
+  return { ...statDev(dev), rate };
+}
+
+function devOf(p: string): { major: number; minor: number } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  let st;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    throw new BurrowError('EUSAGE', `${p}: ${(e as Error).message}`, 'name a block device of this host, e.g. /dev/sda');
+  }
+  if (!st.isBlockDevice()) throw new BurrowError('EUSAGE', `${p} is not a block device`, 'name a block device of this host, e.g. /dev/sda');
+  return { major: Math.floor(st.rdev / 256) & 0xfff, minor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) };
 }
 
 export interface CgroupInfo {
@@ -71,7 +100,24 @@ export function toResources(f: LimitFlags): Resources {
   if (f.cpusetCpus !== undefined) cpu('cpus', f.cpusetCpus), needs.add('cpuset');
   if (f.cpusetMems !== undefined) cpu('mems', f.cpusetMems), needs.add('cpuset');
   if (f.pidsLimit !== undefined) (r.pids = { limit: int(f.pidsLimit, '--pids-limit') }), needs.add('pids');
-  if (f.blkioWeight !== undefined) (r.blockIO = { weight: int(f.blkioWeight, '--blkio-weight') }), needs.add('io');
+  if (f.blkioWeight !== undefined) ((r.blockIO ??= {}).weight = int(f.blkioWeight, '--blkio-weight')), needs.add('io');
+  const throttles: [string[] | undefined, string, string, boolean][] = [
+    [f.deviceReadBps, '--device-read-bps', 'throttleReadBpsDevice', true],
+    [f.deviceWriteBps, '--device-write-bps', 'throttleWriteBpsDevice', true],
+    [f.deviceReadIops, '--device-read-iops', 'throttleReadIOPSDevice', false],
+    [f.deviceWriteIops, '--device-write-iops', 'throttleWriteIOPSDevice', false],
+  ];
+  for (const [list, flag, key, bytes] of throttles) {
+    if (!list?.length) continue;
+    (r.blockIO ??= {})[key] = list.map((d) => parseThrottle(d, flag, bytes));
+    needs.add('io');
+  }
+  for (const kv of f.cgroupConf ?? []) {
+    const m = /^([a-z]+)\.([a-z_.]+)=(.*)$/.exec(kv);
+    if (!m) throw new BurrowError('EUSAGE', `invalid --cgroup-conf ${kv}: want a cgroup v2 file and a value, e.g. memory.high=67108864`);
+    (r.unified ??= {})[`${m[1]}.${m[2]}`] = m[3]!;
+    if (['memory', 'cpu', 'cpuset', 'io', 'pids', 'hugetlb'].includes(m[1]!)) needs.add(m[1]!);
+  }
   return { resources: r, needs: [...needs] };
 }
 

@@ -52,3 +52,11 @@ pub fn warn(msg: &str) {
     eprintln!("burrow-runtime: warning: {msg}");
     write_file("warning", msg, None);
 }
+
+/// A warning with a stable code that the burrow CLI reads back from `--log` (e.g. EOOM_KILLED).
+pub fn warn_code(msg: &str, code: &str) {
+    eprintln!("burrow-runtime: warning: {msg}");
+    write_file("warning", msg, Some(code));
+}
+
+pub const OOM_KILLED: &str = "the container was killed by the kernel's OOM killer: it reached its memory limit";

@@ -45,6 +45,11 @@ interface RunFlags extends LimitFlags {
   groupAdd: string[];
   device: string[];
   publish: string[];
+  publishAll?: boolean;
+  dns: string[];
+  dnsSearch: string[];
+  dnsOption: string[];
+  addHost: string[];
   [k: string]: unknown;
 }
 
@@ -78,12 +83,17 @@ function addRunFlags(c: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds before SIGKILL on stop')
     .option('--log-driver <driver>', 'k8s-file (default), json-file or none; env BURROW_LOG_DRIVER, config log_driver')
-    .option('--network <mode>', 'none (default), host, slirp4netns, pasta; env BURROW_NETWORK, config network')
+    .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
     .option('--net <mode>', 'alias of --network')
     .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
     .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open)', collect, [])
-    .option('-p, --publish <spec>', 'publish a port (networking issue)', collect, [])
+    .option('-p, --publish <spec>', 'publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], ranges as 8000-8010:80-90', collect, [])
+    .option('-P, --publish-all', "publish every port the image exposes on a free host port")
+    .option('--dns <ip>', 'a DNS server for /etc/resolv.conf', collect, [])
+    .option('--dns-search <domain>', 'a DNS search domain', collect, [])
+    .option('--dns-option <option>', 'a resolv.conf option', collect, [])
+    .option('--add-host <host:ip>', 'an /etc/hosts entry (ip host-gateway: the host)', collect, [])
     .option('-m, --memory <bytes>', 'memory limit (e.g. 32m, 1g)')
     .option('--memory-swap <bytes>', 'memory plus swap limit (-1: unlimited swap)')
     .option('--memory-reservation <bytes>', 'memory soft limit')
@@ -96,6 +106,11 @@ function addRunFlags(c: Command): Command {
     .option('--cpuset-mems <list>', 'memory nodes allowed')
     .option('--pids-limit <n>', 'process limit')
     .option('--blkio-weight <n>', 'block I/O weight (10-1000)')
+    .option('--device-read-bps <dev:rate>', 'read rate limit of a device, e.g. /dev/sda:1mb', collect, [])
+    .option('--device-write-bps <dev:rate>', 'write rate limit of a device', collect, [])
+    .option('--device-read-iops <dev:n>', 'read operations per second of a device', collect, [])
+    .option('--device-write-iops <dev:n>', 'write operations per second of a device', collect, [])
+    .option('--cgroup-conf <key=value>', 'a cgroup v2 file and the value to write into it, e.g. memory.high=67108864', collect, [])
     .option('--cgroups <mode>', 'enabled (default) or disabled: run without the requested limits after one warning', 'enabled')
     .passThroughOptions();
 }
@@ -103,8 +118,9 @@ function addRunFlags(c: Command): Command {
 async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
   const settings = await ctx.settings();
   // Defaults from BURROW_* variables and the config file, read only here (flags win).
-  const { setting, LOG_DRIVERS, USERNS_MODES, NETWORK_MODES, loadConfig } = await import('../../config/config');
-  const network = setting((f.net as string | undefined) ?? f.network, 'BURROW_NETWORK', (c) => c.containers.network, 'none', NETWORK_MODES);
+  const { setting, LOG_DRIVERS, USERNS_MODES, loadConfig } = await import('../../config/config');
+  // Checked with its options by ts/network (slirp4netns:mtu=…, container:NAME); '' is the default.
+  const network = setting((f.net as string | undefined) ?? f.network, 'BURROW_NETWORK', (c) => c.containers.network, '');
   const logDriver = setting(f.logDriver, 'BURROW_LOG_DRIVER', (c) => c.containers.logDriver, 'k8s-file', LOG_DRIVERS);
   if (!LOG_DRIVERS.includes(logDriver)) throw new BurrowError('EUSAGE', `invalid --log-driver ${logDriver}: want ${LOG_DRIVERS.join(', ')}`);
   // '' is the store's own mapping: a single-id store has no subuid mapping to default to.
@@ -137,7 +153,11 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
     const optOut = f.cgroups === 'disabled' || process.env.BURROW_CGROUPS === 'disabled';
     if (checkEnforceable(needs, info, optOut)) limits = resources;
   }
-  const { prepareContainer } = await import('../../container/create');
+  const { prepareContainer, imageConfig } = await import('../../container/create');
+  const { networkRecord } = await import('../../network/options');
+  const netFlags = { ...(network ? { network } : {}), publish: f.publish, publishAll: !!f.publishAll, dns: f.dns, dnsSearch: f.dnsSearch, dnsOption: f.dnsOption, addHost: f.addHost };
+  const net = networkRecord(netFlags, f.publishAll ? imageConfig(ctx.store, img).config?.ExposedPorts : undefined, (m) => process.stderr.write(`burrow: warning: ${m}\n`));
+  if (net.mode === 'container') net.container = new (await import('../../container/records')).Containers(ctx.store).find(net.container!).id;
   return prepareContainer(
     ctx.store,
     settings,
@@ -166,7 +186,8 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       volumes: f.volume,
       mounts: f.mount,
       tmpfs: f.tmpfs,
-      network,
+      network: net.mode === 'container' ? `container:${net.container}` : net.mode,
+      net,
       logDriver,
       ...(identity ? { identity } : {}),
       groupAdd: f.groupAdd,
@@ -323,6 +344,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('-f, --filter <key=value>', 'name=, id=, status=, label=, ancestor=', collect, [])
     .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
       const { ctx, lc, containers } = await containerCommand(cmd);
+      const { portsColumn } = await import('../../network/inspect');
       let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
         .map((r) => ({ r, st: lc.stateOf(ctx.store, r) }))
@@ -352,12 +374,26 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         Status: status(st),
         State: st.status,
         Names: r.name,
-        Ports: '',
+        Ports: st.status === 'running' && r.net?.ports.length ? portsColumn(containers.dir(r.id)) : '',
         Labels: Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(','),
       }));
       if (opts.quiet) process.stdout.write(fmt.map((x) => `${x.ID}\n`).join(''));
       else if (opts.format) process.stdout.write(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
       else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, `${x.RunningFor} ago`, x.Status, x.Ports, x.Names])));
+    });
+
+  program
+    .command('port')
+    .description("list a container's published ports, or the host addresses of one of them")
+    .argument('<container>')
+    .argument('[port]', 'PORT[/tcp|/udp]')
+    .action(async (ref: string, port: string | undefined, _o: unknown, cmd: Command) => {
+      const { ctx, lc, containers } = await containerCommand(cmd);
+      const rec = containers.find(ref);
+      const { portLines } = await import('../../network/inspect');
+      const lines = lc.stateOf(ctx.store, rec).status === 'running' ? portLines(containers.dir(rec.id), port) : [];
+      if (port && !lines.length) throw new BurrowError('EUSAGE', `no public port '${port.includes('/') ? port : `${port}/tcp`}' published for ${ref}`);
+      process.stdout.write(lines.map((l) => `${l}\n`).join(''));
     });
 
   program

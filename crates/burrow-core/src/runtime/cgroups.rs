@@ -611,6 +611,20 @@ pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
     Ok(())
 }
 
+/// Whether the kernel's OOM killer killed a process of the container (memory.events' oom_kill
+/// on v2, memory.oom_control's on v1): read after the container exited, before its cgroup goes,
+/// for `inspect`'s OOMKilled.
+pub fn oom_killed(p: &Placement) -> bool {
+    let count = |file: PathBuf| -> bool {
+        fs::read_to_string(file).unwrap_or_default().lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
+    };
+    match (&p.v2_root, &p.v2_path) {
+        (Some(r), Some(path)) => count(join(r, &path.display().to_string()).join("memory.events")),
+        _ if p.v2 => false, // a systemd scope: its path is systemd's to know
+        _ => p.dirs.iter().any(|d| count(d.join("memory.oom_control"))),
+    }
+}
+
 /// Freezes or thaws every process of the container (`pause`, `resume`): the v2 freezer through
 /// libcgroups, the v1 freezer hierarchy when the container was placed in one.
 pub fn freeze(p: &Placement, frozen: bool) -> Result<()> {
@@ -644,6 +658,19 @@ pub fn is_frozen(p: &Placement, pid: i32) -> bool {
     p.dirs.iter().any(|d| fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"))
 }
 
+/// Bytes read and written over all devices, from io.stat ("8:0 rbytes=1 wbytes=2 ...").
+fn io_bytes(stat: &str) -> serde_json::Value {
+    let (mut r, mut w) = (0u64, 0u64);
+    for field in stat.split_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            r += v.parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            w += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+    serde_json::json!({ "readBytes": r, "writeBytes": w })
+}
+
 /// Statistics from the container's cgroup(s), for `events --stats`, in runc's shape. Read
 /// directly, file by file: libcgroups' `stats()` fails as a whole when one file is missing (no
 /// swap accounting, no memory.peak before 5.19), and a partial answer is worth more here.
@@ -670,6 +697,7 @@ pub fn stats(p: &Placement, pid: i32) -> serde_json::Value {
                 "raw": keyed(&d, "memory.stat"),
             },
             "pids": { "current": num(&d, "pids.current").unwrap_or(0), "limit": num(&d, "pids.max").unwrap_or(0) },
+            "blkio": io_bytes(&fs::read_to_string(d.join("io.stat")).unwrap_or_default()),
         });
     }
     let read = |f: &str| -> Option<u64> { p.dirs.iter().rev().find_map(|d| num(d, f)) };
@@ -729,6 +757,13 @@ mod tests {
         assert_eq!(parent_cgroup("/user.slice/user-1001.slice/user@1001.service/init.scope"), "/user.slice/user-1001.slice/user@1001.service");
         assert_eq!(parent_cgroup("/init.scope"), "/");
         assert_eq!(parent_cgroup("/"), "/");
+    }
+
+    #[test]
+    fn io_stat_sums_devices() {
+        let v = io_bytes("8:0 rbytes=4096 wbytes=100 rios=1 wios=1\n253:0 rbytes=10 wbytes=0 rios=1 wios=0\n");
+        assert_eq!(v["readBytes"], 4106);
+        assert_eq!(v["writeBytes"], 100);
     }
 
     #[test]

@@ -15,13 +15,31 @@ fn stats(st: &ContainerState) -> serde_json::Value {
     if let Some(p) = &st.cgroups {
         return serde_json::json!({ "type": "stats", "id": st.id, "data": burrow_core::runtime::cgroups::stats(p, st.pid) });
     }
+    // No cgroup (rootless without delegation): CPU time and resident memory summed over the
+    // container's processes from /proc, so `burrow stats` still has numbers; "source" says
+    // which, because processes that already exited are not counted as a cgroup would.
     let pids = container_pids(st);
+    let tick_ns = 1_000_000_000 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    let (mut user, mut kernel, mut rss) = (0u64, 0u64, 0u64);
+    for pid in &pids {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // Fields after the command (which may hold spaces) start after the last ')'.
+            let f: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+            user += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * tick_ns;
+            kernel += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * tick_ns;
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
+            rss += statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * page;
+        }
+    }
     serde_json::json!({
         "type": "stats",
         "id": st.id,
         "data": {
-            "cpu": { "usage": { "total": 0, "kernel": 0, "user": 0 }, "throttling": {} },
-            "memory": { "usage": { "usage": 0, "limit": 0 }, "raw": {} },
+            "source": "proc",
+            "cpu": { "usage": { "total": user + kernel, "kernel": kernel, "user": user }, "throttling": {} },
+            "memory": { "usage": { "usage": rss, "limit": 0 }, "raw": {} },
             "pids": { "current": pids.len() },
             "blkio": {},
             "hugetlb": {},

@@ -233,7 +233,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     log.write(0, &[], true);
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
-    write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339() }).to_string());
+    // Read before destroy removes the cgroup with its counters.
+    let oom = created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
+    write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339(), "oomKilled": oom }).to_string());
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     let cmd = p.values("exit-command");
     if let Some((prog, rest)) = cmd.split_first() {

@@ -39,6 +39,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     start(&ctx.root, &id)?;
     super::start::poststart_with(&created.state, &ctx.root, &created.spec);
     let code = wait::supervise(created.state.pid, sfd, master)?;
+    if created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed) {
+        crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
+    }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     Ok(code)
 }
