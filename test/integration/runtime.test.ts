@@ -321,6 +321,32 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
       }
     });
 
+    it('the others are closed even where the config\'s seccomp filter denies close_range and the container has no /proc', () => {
+      const fds = files();
+      try {
+        // No mount namespace: the init chroots, so the rootfs's /proc stays an empty directory.
+        const b = bundle(['sh', '-c', 'ls /proc | wc -l; cat <&3; { cat <&4; } 2>/dev/null || echo "fd 4 closed"'], (c) => {
+          c.linux.namespaces = c.linux.namespaces.filter((x: { type: string }) => x.type !== 'mount');
+          c.mounts = [];
+          c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['close_range'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+          // Without no_new_privs the filter is loaded early, while the runtime still works.
+          c.process.noNewPrivileges = false;
+          // Rootless with the single-id mapping, setgroups is denied, which the runtime learns
+          // from /proc; without /proc it would try setgroups and fail (a separate matter).
+          if (!IS_ROOT) {
+            const [u, g] = [ownSubuid('/etc/subuid'), ownSubuid('/etc/subgid')];
+            c.linux.uidMappings = [{ containerID: 0, hostID: process.getuid!(), size: 1 }, { containerID: 1, hostID: u!.start, size: 1000 }];
+            c.linux.gidMappings = [{ containerID: 0, hostID: process.getgid!(), size: 1 }, { containerID: 1, hostID: g!.start, size: 1000 }];
+          }
+        });
+        const r = rt(['run', '--preserve-fds', '1', '--bundle', b.dir, b.id], { fds });
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('0\nthree\nfd 4 closed\n');
+      } finally {
+        fds.forEach((f) => fs.closeSync(f));
+      }
+    });
+
     it('a preserved fd the caller did not open is refused with its number', () => {
       const fds = files();
       try {

@@ -364,6 +364,8 @@ fn become_root() -> Result<()> {
 
 fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()> {
     process::set_name("burrow:init");
+    // First: the config's seccomp filter may deny close_range, and /proc may be gone later.
+    super::fds::pass_through(a.listen_fds + a.preserve_fds)?;
     let spec = a.spec;
     let state_json = match ch.recv()? {
         Some(Msg::Go { state }) => state,
@@ -446,7 +448,6 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     let cwd = p.cwd();
     nix::unistd::chdir(cwd.as_path()).at("chdir to the process cwd", cwd.as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
-    super::fds::pass_through(a.listen_fds + a.preserve_fds)?;
     ch.send(&Msg::Created)?;
 
     // Wait for `start`: it connects to start.sock. An accept() needs no /proc and no path.

@@ -127,6 +127,8 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
 }
 
 fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) -> Result<std::convert::Infallible> {
+    // Before the config's seccomp filter, which may deny close_range.
+    super::fds::pass_through(preserve)?;
     if let Some(c) = console {
         tty::setup(c, p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?;
         let _ = nix::unistd::close(c);
@@ -143,7 +145,6 @@ fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) ->
     process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     nix::unistd::chdir(p.cwd().as_path()).at("chdir to the process cwd", p.cwd().as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
-    super::fds::pass_through(preserve)?;
     if nnp {
         process::set_no_new_privs()?;
         process::load_seccomp(&filter)?;

@@ -37,8 +37,10 @@ pub fn check_passed(listen: i32, preserve: i32) -> Result<()> {
     Ok(())
 }
 
-/// In the process about to exec: fds 3 .. 3+n stay open across exec, every other one above
-/// stdio gets close-on-exec (the runtime's own sockets close exactly when the program starts).
+/// In the process that will exec the container's program, before it loads the config's seccomp
+/// filter (which may deny close_range): fds 3 .. 3+n stay open across exec, every other one
+/// above stdio gets close-on-exec. The runtime's own descriptors are all close-on-exec already,
+/// so those it opens later close too, exactly when the program starts.
 pub fn pass_through(n: i32) -> Result<()> {
     for fd in FIRST..FIRST + n.max(0) {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|errno| RuntimeError::Sys { op: format!("keep fd {fd} open for the container"), errno })?;
