@@ -397,24 +397,41 @@ pub fn place(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<P
     if hierarchies.is_empty() {
         return fail("no cgroup hierarchy is mounted".into());
     }
+    // Refused before anything is made: a controller the limits need and no hierarchy has.
+    let missing: Vec<&str> = writes.iter().map(|w| w.controller).filter(|c| !hierarchies.iter().any(|h| h.controllers.iter().any(|x| x == c))).collect();
+    if let Some(c) = missing.first() {
+        return Err(RuntimeError::Usage(format!("cgroup: the {c} controller is not mounted on this host, so its limits cannot be enforced")));
+    }
+    // On failure the process goes back where it came from first: a cgroup with a process in it
+    // cannot be removed (EBUSY), and it would be left behind.
+    let mut back: Vec<PathBuf> = Vec::new();
+    let undo = |placement: &Placement, back: &[PathBuf]| {
+        for d in back {
+            let _ = fs::write(d.join("cgroup.procs"), pid.to_string());
+        }
+        remove(placement);
+    };
     for h in &hierarchies {
         let base = if absolute { h.mount.clone() } else { join(&h.mount, &h.own) };
         let dir = join(&base, &rel);
         if let Err(e) = mkdirs(&dir, &mut placement.dirs) {
-            remove(&placement);
+            undo(&placement, &back);
             return fail(format!("mkdir {}: {e}", dir.display()));
         }
         if h.controllers.iter().any(|c| c == "cpuset") {
-            // A new cpuset cgroup starts empty and refuses tasks until given cpus and mems.
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if fs::read_to_string(dir.join(f)).map(|s| s.trim().is_empty()).unwrap_or(false) {
-                    let mut p = dir.clone();
-                    while p.pop() {
-                        if let Ok(v) = fs::read_to_string(p.join(f)) {
-                            if !v.trim().is_empty() {
-                                let _ = fs::write(dir.join(f), v.trim());
-                                break;
-                            }
+            // A new cpuset cgroup starts empty and refuses tasks until given cpus and mems, and
+            // v1 refuses (EACCES) a mask that is not a subset of the parent's: fill every empty
+            // level from the top down with its parent's, the leaf last.
+            let mut levels = vec![dir.clone()];
+            let mut p = dir.clone();
+            while p.pop() && p.starts_with(&h.mount) && p != h.mount {
+                levels.push(p.clone());
+            }
+            for level in levels.iter().rev() {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    if fs::read_to_string(level.join(f)).map(|s| s.trim().is_empty()).unwrap_or(false) {
+                        if let Some(v) = level.parent().and_then(|up| fs::read_to_string(up.join(f)).ok()) {
+                            let _ = fs::write(level.join(f), v.trim());
                         }
                     }
                 }
@@ -432,19 +449,15 @@ pub fn place(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<P
                 continue;
             }
             if let Err(e) = write_file(&dir, &wr.file, &wr.value) {
-                remove(&placement);
+                undo(&placement, &back);
                 return Err(e);
             }
         }
         if let Err(e) = write_file(&dir, "cgroup.procs", &pid.to_string()) {
-            remove(&placement);
+            undo(&placement, &back);
             return fail(e.to_string());
         }
-    }
-    let missing: Vec<&str> = writes.iter().map(|w| w.controller).filter(|c| !hierarchies.iter().any(|h| h.controllers.iter().any(|x| x == c))).collect();
-    if let Some(c) = missing.first() {
-        remove(&placement);
-        return Err(RuntimeError::Usage(format!("cgroup: the {c} controller is not mounted on this host, so its limits cannot be enforced")));
+        back.push(join(&h.mount, &h.own));
     }
     Ok(Some(placement))
 }
