@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { BurrowError, EXIT } from '../errors';
 import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
@@ -99,8 +100,21 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
   });
 }
 
-/** Starts the container under a monitor; resolves when it runs (or throws why it could not). */
-export async function startDetached(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<void> {
+export interface MonitorAttach {
+  /**
+   * Hand the monitor a connected socket (a socketpair: Node's stdio pipes are) as its first
+   * attach client, there before the container's first output (ts/container/attach.ts).
+   */
+  attach?: boolean;
+  /** The terminal's size when the container starts. */
+  ttySize?: { rows: number; cols: number };
+}
+
+/**
+ * Starts the container under a monitor; resolves when it runs (or throws why it could not), with
+ * the attach socket when `opts.attach` asks for one.
+ */
+export async function startDetached(store: Store, rec: ContainerRecord, cleanupArgs?: string[], opts: MonitorAttach = {}): Promise<Socket | undefined> {
   const dir = new Containers(store).dir(rec.id);
   if (stateOf(store, rec).status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
   clearRun(dir);
@@ -108,10 +122,14 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);
   const args = ['--root', rec.runtimeRoot, 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   if (rec.tty) args.push('--tty');
+  if (rec.tty && opts.ttySize) args.push('--tty-size', `${opts.ttySize.rows}x${opts.ttySize.cols}`);
+  // -i: the monitor keeps the container's stdin open for `attach` (Docker's OpenStdin).
+  if (rec.interactive) args.push('--stdin');
+  if (opts.attach) args.push('--attach-fd', '3');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
   args.push(...runtimeNetworkArgs(store, rec, dir));
   args.push(rec.id);
-  const child = spawn(runtimeBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(runtimeBinary(), args, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
   const answer = await new Promise<string>((resolve) => {
     let out = '';
     let err = '';
@@ -127,10 +145,13 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   child.stderr!.destroy();
   child.unref();
   const a = JSON.parse(answer) as { pid?: number; error?: string; code?: string };
+  const sock = opts.attach ? (child.stdio[3] as Socket | null) ?? undefined : undefined;
   if (a.error) {
+    sock?.destroy();
     const e = new BurrowError(a.code === 'ECMD_NOT_FOUND' ? 'ECMD_NOT_FOUND' : a.code === 'ECMD_CANNOT_INVOKE' ? 'ECMD_CANNOT_INVOKE' : 'ERUNTIME', a.error);
     throw e;
   }
+  return sock;
 }
 
 /** The burrow command line, for the monitor's exit command (`--rm` of detached containers). */

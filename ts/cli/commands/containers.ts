@@ -50,6 +50,7 @@ interface RunFlags extends LimitFlags {
   dnsSearch: string[];
   dnsOption: string[];
   addHost: string[];
+  detachKeys?: string;
   [k: string]: unknown;
 }
 
@@ -60,6 +61,7 @@ function addRunFlags(c: Command): Command {
     .option('-d, --detach', 'run in the background and print the id')
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a terminal')
+    .option('--detach-keys <keys>', 'keys that detach from a container with a terminal (default ctrl-p,ctrl-q)')
     .option('-e, --env <KEY=VALUE>', 'set an environment variable', collect, [])
     .option('--env-file <file>', 'read environment variables from a file', collect, [])
     .option('-v, --volume <src:dst[:opts]>', 'bind mount a host path or a named volume', collect, [])
@@ -231,12 +233,26 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
   addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const ctx = context(cmd);
+      // A bad spelling fails before anything is created.
+      if (f.detachKeys !== undefined) (await import('../../container/attach')).parseDetachKeys(f.detachKeys);
       const rec = await prepare(ctx, image, args, f);
       const lc = await import('../../container/lifecycle');
-      if (f.detach) {
+      // With a terminal the container runs under the monitor and we attach to it, so that the
+      // detach keys can leave it running; without one, the runtime holds it in the foreground
+      // (the faster path, and what `run --rm IMG true` takes).
+      if (f.detach || f.tty) {
         const cleanup = rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined;
+        const at = f.tty ? await import('../../container/attach') : undefined;
+        if (at && !f.detach) {
+          setExit(await at.runAttached(ctx.store, rec, cleanup, f.detachKeys).catch(async (err: unknown) => {
+            await lc.remove(ctx.store, await ctx.settings(), rec, true).catch(() => undefined);
+            throw err;
+          }));
+          return;
+        }
+        const size = at?.terminalSize();
         try {
-          await lc.startDetached(ctx.store, rec, cleanup);
+          await lc.startDetached(ctx.store, rec, cleanup, size ? { ttySize: size } : {});
         } catch (err) {
           await lc.remove(ctx.store, await ctx.settings(), rec, true).catch(() => undefined);
           throw err;
@@ -263,15 +279,21 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .argument('<containers...>')
     .option('-a, --attach', 'attach and wait (foreground)')
     .option('-i, --interactive', 'attach stdin')
-    .action(async (refs: string[], opts: { attach?: boolean; interactive?: boolean }, cmd: Command) => {
+    .option('--detach-keys <keys>', 'keys that detach from a container with a terminal (default ctrl-p,ctrl-q)')
+    .action(async (refs: string[], opts: { attach?: boolean; interactive?: boolean; detachKeys?: string }, cmd: Command) => {
       const { ctx, lc, containers } = await containerCommand(cmd);
       for (const ref of refs) {
         const rec = containers.find(ref);
         if (lc.stateOf(ctx.store, rec).status === 'running') continue;
-        if (opts.attach) {
+        const cleanup = rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined;
+        if (opts.attach && rec.tty) {
+          // As `run -it`: under the monitor, so that the detach keys leave it running.
+          const { runAttached } = await import('../../container/attach');
+          setExit(await runAttached(ctx.store, { ...rec, interactive: !!opts.interactive && rec.interactive }, cleanup, opts.detachKeys));
+        } else if (opts.attach) {
           setExit(await lc.runForeground(ctx.store, { ...rec, interactive: !!opts.interactive || rec.interactive }));
         } else {
-          await lc.startDetached(ctx.store, rec, rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined);
+          await lc.startDetached(ctx.store, rec, cleanup);
           process.stdout.write(`${ref}\n`);
         }
       }
@@ -516,32 +538,24 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
 
   program
     .command('attach')
-    .description("follow a running container's output until it exits; its exit status is ours")
+    .description("attach to a running container: its output, our stdin (-i containers), until it exits (its status is ours) or the detach keys")
     .argument('<container>')
-    .option('--no-stdin', 'do not attach stdin (stdin is never attached yet)')
-    .option('--sig-proxy <bool>', 'pass the signals we get on to the container', 'true')
-    .action(async (ref: string, opts: { sigProxy: string }, cmd: Command) => {
+    .option('--no-stdin', 'do not attach stdin')
+    .option('--detach-keys <keys>', 'keys that detach (default ctrl-p,ctrl-q)')
+    .option('--sig-proxy <bool>', 'pass the signals we get on to the container (without a terminal)', 'true')
+    .action(async (ref: string, opts: { stdin: boolean; detachKeys?: string; sigProxy: string }, cmd: Command) => {
       const { ctx, lc, containers } = await containerCommand(cmd);
-      const { streamLogs } = await import('../../container/logs');
+      const { attachTo } = await import('../../container/attach');
       const rec = containers.find(ref);
       if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', 'you cannot attach to a stopped container, start it first');
-      const proxy = opts.sigProxy !== 'false' && !rec.tty;
-      const forward = (sig: NodeJS.Signals) => {
+      const signal = (sig: NodeJS.Signals) => {
         try {
           lc.signal(rec, sig);
         } catch {
           /* it has exited */
         }
       };
-      const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
-      if (proxy) for (const s of sigs) process.on(s, forward);
-      try {
-        await streamLogs(ctx.store, rec, { follow: true, fromEnd: true, timestamps: false });
-      } finally {
-        if (proxy) for (const s of sigs) process.off(s, forward);
-      }
-      await lc.waitStopped(ctx.store, rec, 5000);
-      setExit(lc.stateOf(ctx.store, rec).exitCode);
+      setExit(await attachTo(ctx.store, rec, { stdin: opts.stdin, ...(opts.detachKeys !== undefined ? { detachKeys: opts.detachKeys } : {}), sigProxy: opts.sigProxy !== 'false', signal }));
     });
 
   program

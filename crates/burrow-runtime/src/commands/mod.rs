@@ -8,6 +8,7 @@ use burrow_core::runtime::error::{Result, RuntimeError};
 use crate::args::{parse, Flag, Parsed};
 use crate::log;
 
+mod attach_server;
 mod cp;
 mod create;
 mod delete;

@@ -1,11 +1,14 @@
-//! `monitor --bundle B --dir D [--log-driver k8s-file|json-file|none] [--tty] [--exit-command ARG]... ID`
+//! `monitor --bundle B --dir D [--log-driver k8s-file|json-file|none] [--tty [--tty-size ROWSxCOLS]]
+//! [--stdin] [--attach-fd FD] [--exit-command ARG]... ID`
 //!
 //! Runs a detached container and stays with it, as conmon does for podman: it holds the
 //! container's stdio (pipes, or the pty master with --tty), writes the log, reaps the init (it
 //! is a subreaper), records the exit status and time in D/exit.json, deletes the runtime state
 //! and runs the exit command (the CLI's cleanup for --rm). It answers its caller with one JSON
 //! line on stdout — {"pid": N} or {"error", "code"} — and then lets go of it, so the CLI can
-//! exit while the container runs. Its own pid and start time go to D/monitor.json.
+//! exit while the container runs. Its own pid and start time go to D/monitor.json. Clients
+//! attach through D/attach.sock (attach_server.rs): they get the output, and their input goes
+//! to the terminal or, with --stdin, to a pipe that is the container's stdin.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,7 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{flags, id_of, Ctx};
+use super::{attach_server, flags, id_of, Ctx};
 use crate::args::Flag;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -105,7 +108,7 @@ fn read_some(fd: RawFd) -> Option<Vec<u8>> {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true)])?;
+    let p = flags(args, &[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true), Flag("stdin", &["i"], false), Flag("tty-size", &[], true), Flag("attach-fd", &[], true)])?;
     let id = id_of(&p, "monitor")?;
     let dir = PathBuf::from(p.value("dir").ok_or_else(|| RuntimeError::Usage("monitor: --dir is required".into()))?);
     let bundle = PathBuf::from(p.value("bundle").unwrap_or("."));
@@ -116,6 +119,22 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         d => return Err(RuntimeError::Usage(format!("unknown log driver {d}"))),
     };
     let tty_mode = p.bool("tty");
+    // The terminal's size is set before the container starts, for a first `stty size`.
+    let tty_size = match p.value("tty-size") {
+        Some(s) => Some(attach_server::parse_size(s).ok_or_else(|| RuntimeError::Usage(format!("monitor: invalid --tty-size {s}: want ROWSxCOLS")))?),
+        None => None,
+    };
+    // A socket connected to our caller (`burrow run -it`): its first attach client, there
+    // before the container's first output.
+    let attach_fd = match p.value("attach-fd") {
+        Some(s) => {
+            let fd: RawFd = s.parse().map_err(|_| RuntimeError::Usage(format!("monitor: invalid --attach-fd {s}")))?;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("--attach-fd")?;
+            // SAFETY: an open descriptor our caller passed to us for this purpose.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+        None => None,
+    };
     burrow_core::runtime::process::set_name("burrow:monitor");
     let _ = nix::unistd::setsid();
     // Who holds the container, written before `started`: a reader that finds `started` but no
@@ -130,6 +149,15 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
     nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
+    // -i without a terminal: the container reads a pipe whose write end the attach server
+    // keeps (Docker's OpenStdin), instead of /dev/null.
+    let stdin_w = if p.bool("stdin") && !tty_mode {
+        let (r, w) = pipe()?;
+        nix::unistd::dup2(r.as_raw_fd(), 0).op("dup2")?;
+        Some(w)
+    } else {
+        None
+    };
 
     let mut console_peer: Option<OwnedFd> = None;
     let mut console_fd = None;
@@ -164,13 +192,24 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             return Ok(1);
         }
     };
+    let mut input = stdin_w;
     if let Some(m) = master {
+        if let Some((rows, cols)) = tty_size {
+            attach_server::set_size(m.as_fd(), rows, cols);
+        }
+        input = m.try_clone().ok();
         readers.push((0, m));
     }
     drop(console_peer);
     // Our copies of the write ends go: EOF arrives when the container's processes are gone.
+    nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
     nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
     nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2")?;
+    // Listening before the start: an `attach` right after `run -d` finds the socket.
+    let mut att = attach_server::AttachServer::new(&dir, input, tty_mode);
+    if let Some(fd) = attach_fd {
+        att.adopt(fd);
+    }
     let sfd = wait::block_signals()?;
     if let Err(e) = start(&ctx.root, &id) {
         answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
@@ -196,6 +235,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         for &i in &idx {
             fds.push(PollFd::new(readers[i].1.as_fd(), PollFlags::POLLIN));
         }
+        let att_at = fds.len();
+        att.poll_fds(&mut fds);
         // Once the init is gone, leftover writers get a moment to finish, not forever.
         let timeout = if exit.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
         let n = match poll(&mut fds, timeout) {
@@ -211,7 +252,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         for (k, &i) in idx.iter().enumerate() {
             if ready[k + 1] {
                 match read_some(readers[i].1.as_raw_fd()) {
-                    Some(data) => log.write(readers[i].0, &data, false),
+                    Some(data) => {
+                        att.output(readers[i].0, &data);
+                        log.write(readers[i].0, &data, false);
+                    }
                     None => open[i] = false,
                 }
             }
@@ -219,6 +263,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if ready[0] {
             while let Ok(Some(_)) = sfd.read_signal() {}
         }
+        att.dispatch(&ready[att_at..]);
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -237,9 +282,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let oom = created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
     write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339(), "oomKilled": oom }).to_string());
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+    att.finish(code);
     let cmd = p.values("exit-command");
     if let Some((prog, rest)) = cmd.split_first() {
         let _ = std::process::Command::new(prog).args(rest).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
     }
+    // Closed after the exit command: an attached client of a --rm container waits for this.
+    drop(att);
     Ok(0)
 }
