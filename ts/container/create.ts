@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { parseImageConfig, type ImageConfig } from '../image/manifest';
+import { writeEtcFiles } from '../network/etc';
+import type { NetworkRecord } from '../network/options';
 import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
@@ -37,6 +39,8 @@ export interface CreateOptions {
   mounts: string[];
   tmpfs: string[];
   network: string;
+  /** The parsed network flags (ts/network/options.ts). */
+  net?: NetworkRecord;
   logDriver: string;
   stopSignal?: string;
   stopTimeout?: number;
@@ -139,15 +143,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     rootfs = await planRootfs(store, settings, img, id, dir);
     const hostname = o.hostname ?? id.slice(0, 12);
     const etc = { hosts: path.join(dir, 'etc', 'hosts'), hostname: path.join(dir, 'etc', 'hostname'), resolv: path.join(dir, 'etc', 'resolv.conf') };
-    fs.writeFileSync(etc.hostname, `${hostname}\n`);
-    fs.writeFileSync(etc.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-    let resolv = '';
-    try {
-      resolv = fs.readFileSync('/etc/resolv.conf', 'utf8');
-    } catch {
-      /* none on the host */
-    }
-    fs.writeFileSync(etc.resolv, resolv);
+    writeEtcFiles(etc, hostname, o.net, o.net?.mode === 'container' ? containers.dir(o.net.container!) : undefined);
     const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;
@@ -228,6 +224,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       logDriver: (['k8s-file', 'json-file', 'none'].includes(o.logDriver) ? o.logDriver : 'k8s-file') as ContainerRecord['logDriver'],
       hostname,
       network: o.network,
+      ...(o.net ? { net: o.net } : {}),
       mounts: shown,
       config: {
         user: o.user ?? cfg.config?.User ?? '',

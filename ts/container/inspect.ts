@@ -60,7 +60,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const layersDir = spec.annotations?.['run.burrow.rootfs.overlay.cwd'] ?? '';
   const c = rec.config;
   // Docker's ExposedPorts: the image's and the published ones.
-  let exposed: Record<string, object> = {};
+  const exposed: Record<string, object> = {};
   try {
     const img = findImage(store, rec.image);
     if (img) for (const k of Object.keys(imageConfig(store, img).config?.ExposedPorts ?? {})) exposed[k.includes('/') ? k : `${k}/tcp`] = {};

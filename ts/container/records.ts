@@ -26,10 +26,14 @@ export interface ContainerRecord {
   labels: Record<string, string>;
   /** Where burrow-runtime keeps this container's state. */
   runtimeRoot: string;
+  /** 'systemd': the runtime asks systemd for a scope (`--systemd-cgroup`); absent: cgroupfs. */
+  cgroupManager?: 'systemd';
   logPath: string;
   logDriver: 'k8s-file' | 'json-file' | 'none';
   hostname: string;
   network: string;
+  /** The network as parsed from the flags; absent in records from before networking. */
+  net?: import('../network/options').NetworkRecord;
   mounts: { type: string; source: string; destination: string; mode: string; rw: boolean; name?: string }[];
   /** What `inspect` shows of the flags (Docker's HostConfig and Config); absent in older records. */
   config?: {

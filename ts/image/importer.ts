@@ -44,6 +44,8 @@ export interface ImportOptions {
   cmd?: string[];
   env?: string[];
   workingDir?: string;
+  /** EXPOSE: "80", "53/udp" (what -P publishes). */
+  exposedPorts?: string[];
   message?: string;
 }
 
@@ -68,6 +70,7 @@ export async function importTarball(store: Store, settings: StorageSettings, fil
       Env: opts.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
       ...(opts.cmd ? { Cmd: opts.cmd } : {}),
       ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
+      ...(opts.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(opts.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}])) } : {}),
     },
     rootfs: { type: 'layers', diff_ids: [diffId] },
     history: [{ created: now, created_by: `burrow import ${path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod image;
+pub mod net;
 pub mod paths;
 pub mod probe;
 pub mod runtime;

@@ -6,8 +6,8 @@ import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
 
-function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; workingDir?: string } {
-  const out: { cmd?: string[]; env?: string[]; workingDir?: string } = {};
+function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; workingDir?: string; exposedPorts?: string[] } {
+  const out: { cmd?: string[]; env?: string[]; workingDir?: string; exposedPorts?: string[] } = {};
   for (const c of changes) {
     const m = /^(\w+)\s+(.*)$/s.exec(c.trim());
     if (!m) throw new BurrowError('EUSAGE', `invalid --change ${c}`);
@@ -23,8 +23,14 @@ function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; work
       case 'WORKDIR':
         out.workingDir = arg;
         break;
+      case 'EXPOSE':
+        for (const p of arg.trim().split(/\s+/)) {
+          if (!/^\d+(-\d+)?(\/(tcp|udp))?$/.test(p)) throw new BurrowError('EUSAGE', `invalid --change EXPOSE ${p}: want PORT[/tcp|/udp]`);
+          (out.exposedPorts ??= []).push(p);
+        }
+        break;
       default:
-        throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR)`);
+        throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR, EXPOSE)`);
     }
   }
   return out;
@@ -36,7 +42,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
     .description('create an image from a root filesystem tarball (plain, gzip or zstd)')
     .argument('<file>', 'tarball path')
     .argument('[reference]', 'name[:tag] for the image')
-    .option('-c, --change <instruction>', 'apply CMD, ENV or WORKDIR to the image config', collect, [])
+    .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR or EXPOSE to the image config', collect, [])
     .option('-m, --message <text>', 'commit message for the history')
     .action(async (file: string, ref: string | undefined, opts: { change: string[]; message?: string }, cmd: Command) => {
       const ctx = context(cmd);

@@ -448,6 +448,12 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     let cwd = p.cwd();
     nix::unistd::chdir(cwd.as_path()).at("chdir to the process cwd", cwd.as_path())?;
     let exe = process::find_executable(&arg0, &env)?;
+    // Switching to another host uid (keep-id, a non-root user) made us non-dumpable, which keeps
+    // the owner's network helper and port forwarder out of /proc/PID/ns (ptrace access is
+    // checked against the host's user namespace until exec). The exec makes us dumpable again
+    // anyway, as an ordinary process of the container's user namespace.
+    // SAFETY: plain prctl; a seccomp profile that refuses it only costs the network.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     ch.send(&Msg::Created)?;
 
     // Wait for `start`: it connects to start.sock. An accept() needs no /proc and no path.

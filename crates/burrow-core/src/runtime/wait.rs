@@ -88,8 +88,20 @@ fn pump(from: BorrowedFd, to: BorrowedFd) -> bool {
     }
 }
 
+/// Something else the supervising process serves in its loop (the port forwarder of a
+/// foreground container's network): a descriptor to watch, and what to do when it is readable.
+pub trait Served {
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
+    fn ready(&mut self);
+}
+
 /// Supervises `pid` until it exits; returns its status code. `master` is the pty to relay.
 pub fn supervise(pid: i32, sfd: SignalFd, master: Option<OwnedFd>) -> Result<i32> {
+    supervise_with(pid, sfd, master, None)
+}
+
+/// `supervise`, also serving `extra` until the process exits.
+pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, mut extra: Option<&mut dyn Served>) -> Result<i32> {
     let _raw = master.as_ref().filter(|_| nix::unistd::isatty(0).unwrap_or(false)).map(|_| RawMode::enter());
     if let Some(m) = &master {
         if nix::unistd::isatty(0).unwrap_or(false) {
@@ -110,12 +122,21 @@ pub fn supervise(pid: i32, sfd: SignalFd, master: Option<OwnedFd>) -> Result<i32
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
+        let extra_at = fds.len();
+        if let Some(fd) = extra.as_ref().and_then(|e| e.fd()) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).op("poll"),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
+        if ready.get(extra_at).copied().unwrap_or(false) {
+            if let Some(e) = extra.as_mut() {
+                e.ready();
+            }
+        }
         if let Some(m) = &master {
             let mut i = 1;
             if master_open {

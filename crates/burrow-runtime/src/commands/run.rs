@@ -11,9 +11,14 @@ use burrow_core::runtime::{tty, wait};
 use super::{create::FLAGS, flags, id_of, Ctx};
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, FLAGS)?;
+    let p = flags(args, &super::network::with_flag(FLAGS))?;
     let id = id_of(&p, "run")?;
     let detach = p.bool("detach");
+    if detach && p.has(super::network::FLAG.0) {
+        return Err(burrow_core::runtime::error::RuntimeError::Usage("--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into()));
+    }
+    // Ports bound now: a taken one fails before the container exists.
+    let mut net = super::network::prepare(&p)?;
     let mut o = super::create::opts(ctx, &p, id.clone())?;
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
@@ -29,6 +34,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         None => None,
     };
     drop(console_peer);
+    // The helper joins the namespaces of the created init, before its program runs.
+    if let Err(e) = super::network::attach(net.as_mut(), created.state.pid) {
+        drop(net);
+        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        return Err(e);
+    }
     if detach {
         start(&ctx.root, &id)?;
         super::start::poststart_with(&created.state, &ctx.root, &created.spec);
@@ -38,7 +49,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
     super::start::poststart_with(&created.state, &ctx.root, &created.spec);
-    let code = wait::supervise(created.state.pid, sfd, master)?;
+    let code = wait::supervise_with(created.state.pid, sfd, master, net.as_mut().map(|n| n as &mut dyn wait::Served))?;
+    // The helper and the forwarder go with the container.
+    drop(net);
     if created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed) {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }

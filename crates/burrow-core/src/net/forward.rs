@@ -1,0 +1,619 @@
+//! The port forwarder: published ports for a container whose network namespace the host cannot
+//! route to. It listens on the host and, for each connection, connects to 127.0.0.1:PORT inside
+//! the container through a socket created in its namespace (nsock.rs), then moves the bytes with
+//! splice(2) through a pipe per direction, so they are never copied to user space.
+//!
+//! It runs in the owner's single thread (the monitor, or the foreground runtime): everything sits
+//! in one epoll set whose descriptor the owner adds to its own poll loop. Connections are
+//! edge-triggered and pumped until the kernel says EAGAIN; listening and UDP sockets are
+//! level-triggered. UDP keeps one container-side socket per client address (a flow), so replies
+//! go back to the client that asked; idle flows are dropped when new ones are made.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use super::nsock::NsSockets;
+use super::{BoundPort, Ctx, NetError, PortSpec, Proto, Result};
+
+/// Per direction; the kernel allocates pages only for bytes in flight. 1 MiB (the unprivileged
+/// maximum, fs.pipe-max-size) lets one splice move a whole socket buffer.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+const CHUNK: usize = 1 << 20;
+/// Rounds of pumping one connection before the others get a turn.
+const PUMP_ROUNDS: usize = 64;
+const TCP_BATCH: usize = 8;
+const UDP_BATCH: usize = 4;
+const FLOW_IDLE: Duration = Duration::from_secs(180);
+const MAX_FLOWS: usize = 4096;
+
+const K_LISTEN: u64 = 1;
+const K_CLIENT: u64 = 2;
+const K_SERVER: u64 = 3;
+const K_FLOW: u64 = 4;
+
+fn token(kind: u64, idx: usize) -> u64 {
+    (kind << 56) | idx as u64
+}
+
+// ---- small system-call wrappers (the only unsafe code here) --------------------------------
+
+fn errno<T>(r: libc::c_int, ok: T) -> std::result::Result<T, Errno> {
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ok)
+    }
+}
+
+fn owned(fd: libc::c_int) -> std::result::Result<OwnedFd, Errno> {
+    if fd < 0 {
+        Err(Errno::last())
+    } else {
+        // SAFETY: a descriptor the kernel just returned to us.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid; we fill the family's fields.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            let sin = &mut ss as *mut _ as *mut libc::sockaddr_in;
+            unsafe {
+                (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
+                (*sin).sin_port = v4.port().to_be();
+                (*sin).sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            }
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = &mut ss as *mut _ as *mut libc::sockaddr_in6;
+            unsafe {
+                (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                (*sin6).sin6_port = v6.port().to_be();
+                (*sin6).sin6_addr.s6_addr = v6.ip().octets();
+                (*sin6).sin6_scope_id = v6.scope_id();
+            }
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says which structure this is.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::result::Result<(), Errno> {
+    // SAFETY: setsockopt with a pointer to an int and its size.
+    errno(unsafe { libc::setsockopt(fd, level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) }, ())
+}
+
+fn sock_error(fd: RawFd) -> libc::c_int {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into an int of the given size.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut v as *mut _ as *mut libc::c_void, &mut len) };
+    v
+}
+
+fn connected(fd: RawFd) -> bool {
+    // SAFETY: getpeername into a storage of the given size.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) == 0 }
+}
+
+fn local_port(fd: RawFd) -> std::result::Result<u16, Errno> {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getsockname into a storage of the given size.
+    errno(unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) }, ())?;
+    from_raw(&ss).map(|a| a.port()).ok_or(Errno::EAFNOSUPPORT)
+}
+
+fn connect(fd: RawFd, a: &SocketAddr) -> std::result::Result<(), Errno> {
+    let (ss, len) = raw_addr(a);
+    // SAFETY: connect with a valid address of the given length.
+    errno(unsafe { libc::connect(fd, &ss as *const _ as *const libc::sockaddr, len) }, ())
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> std::result::Result<usize, Errno> {
+    // SAFETY: splice between descriptors we own, no offsets (sockets and pipes).
+    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK) };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn epoll_ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, tok: u64) -> std::result::Result<(), Errno> {
+    let mut ev = libc::epoll_event { events, u64: tok };
+    // SAFETY: epoll_ctl with a valid event structure.
+    errno(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }, ())
+}
+
+fn pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
+    let mut p = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    errno(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) }, ())?;
+    let (r, w) = (owned(p[0])?, owned(p[1])?);
+    // Best effort: a smaller pipe only means more splices.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    Ok((r, w))
+}
+
+/// A listening (TCP) or bound (UDP) socket on the host.
+fn bind_host(ip: IpAddr, port: u16, proto: Proto, dual: bool) -> std::result::Result<OwnedFd, Errno> {
+    let family = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let ty = match proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+    };
+    // SAFETY: socket(2); owned right away.
+    let fd = owned(unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    if proto == Proto::Tcp {
+        // As every server does: a restarted container gets its port back despite TIME_WAIT.
+        set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
+    if family == libc::AF_INET6 {
+        set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, if dual { 0 } else { 1 })?;
+    }
+    let (ss, len) = raw_addr(&SocketAddr::new(ip, port));
+    // SAFETY: bind with a valid address of the given length.
+    errno(unsafe { libc::bind(fd.as_raw_fd(), &ss as *const _ as *const libc::sockaddr, len) }, ())?;
+    if proto == Proto::Tcp {
+        errno(unsafe { libc::listen(fd.as_raw_fd(), 4096) }, ())?;
+    }
+    Ok(fd)
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+fn port_error(addr: &str, port: u16, proto: Proto, e: Errno) -> NetError {
+    let why = match e {
+        Errno::EADDRINUSE => "the port is already in use on the host; choose another host port, or stop what uses it".to_string(),
+        Errno::EACCES => format!(
+            "ports below {} need privileges on this host; publish a higher port (e.g. -p 8080:{port}) or lower net.ipv4.ip_unprivileged_port_start",
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").map(|s| s.trim().to_string()).unwrap_or_else(|_| "1024".into())
+        ),
+        Errno::EADDRNOTAVAIL => "no interface of the host has this address".to_string(),
+        e => e.desc().to_string(),
+    };
+    NetError::PortInUse { addr: addr.into(), port, proto: proto.as_str(), why }
+}
+
+/// Binds a port as `-p` asks: the wildcard is one IPv6 socket that takes IPv4 too (plain IPv4
+/// where the host has no IPv6). Returns the socket and what was bound.
+fn bind_spec(p: &PortSpec) -> Result<(OwnedFd, BoundPort)> {
+    let b = |host_ip: &str, dual| BoundPort { host_ip: host_ip.into(), host_port: p.host_port, container_port: p.container_port, protocol: p.protocol, dual };
+    let (fd, mut bound) = if p.host_ip.is_empty() {
+        match bind_host(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p.host_port, p.protocol, true) {
+            Ok(fd) => (fd, b("0.0.0.0", true)),
+            Err(Errno::EAFNOSUPPORT) | Err(Errno::EADDRNOTAVAIL) => {
+                let fd = bind_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.host_port, p.protocol, false).map_err(|e| port_error("0.0.0.0", p.host_port, p.protocol, e))?;
+                (fd, b("0.0.0.0", false))
+            }
+            Err(e) => return Err(port_error("0.0.0.0", p.host_port, p.protocol, e)),
+        }
+    } else {
+        let ip = parse_ip(&p.host_ip).ok_or_else(|| NetError::PortInUse { addr: p.host_ip.clone(), port: p.host_port, proto: p.protocol.as_str(), why: "not an IP address".into() })?;
+        let fd = bind_host(ip, p.host_port, p.protocol, false).map_err(|e| port_error(&p.host_ip, p.host_port, p.protocol, e))?;
+        (fd, b(&ip.to_string(), false))
+    };
+    bound.host_port = local_port(fd.as_raw_fd()).op("getsockname")?;
+    Ok((fd, bound))
+}
+
+/// Checks that a port can be bound (and picks one for port 0), then lets it go: for handlers
+/// that bind it themselves later.
+pub fn probe_port(ip: &str, port: u16, proto: Proto) -> Result<u16> {
+    let spec = PortSpec { host_ip: ip.into(), host_port: port, container_port: 0, protocol: proto };
+    let (_fd, b) = bind_spec(&spec)?;
+    Ok(b.host_port)
+}
+
+// ---- the forwarder ---------------------------------------------------------------------------
+
+struct Listener {
+    fd: OwnedFd,
+    bound: BoundPort,
+    /// UDP: flows by client address.
+    flows: HashMap<SocketAddr, usize>,
+}
+
+/// One direction of a connection: bytes go src → pipe → dst.
+struct Half {
+    r: OwnedFd,
+    w: OwnedFd,
+    pending: usize,
+    eof: bool,
+    shut: bool,
+}
+
+struct Conn {
+    client: OwnedFd,
+    server: OwnedFd,
+    connecting: bool,
+    up: Half,
+    down: Half,
+}
+
+struct Flow {
+    sock: OwnedFd,
+    listener: usize,
+    client: SocketAddr,
+    last: Instant,
+}
+
+/// A vector with reusable slots, indexed by epoll tokens.
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab { items: Vec::new(), free: Vec::new() }
+    }
+    fn insert(&mut self, v: T) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i] = Some(v);
+                i
+            }
+            None => {
+                self.items.push(Some(v));
+                self.items.len() - 1
+            }
+        }
+    }
+    fn remove(&mut self, i: usize) -> Option<T> {
+        let v = self.items.get_mut(i)?.take();
+        if v.is_some() {
+            self.free.push(i);
+        }
+        v
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i).and_then(Option::as_mut)
+    }
+    fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+pub struct Forwarder {
+    ep: OwnedFd,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    flows: Slab<Flow>,
+    ns: Option<NsSockets>,
+    tcp_pool: Vec<OwnedFd>,
+    udp_pool: Vec<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+enum Pumped {
+    Idle,
+    /// Stopped after PUMP_ROUNDS with more to move.
+    More,
+}
+
+impl Forwarder {
+    /// Binds every published port; the first that cannot be bound fails the whole set.
+    pub fn bind(ports: &[PortSpec]) -> Result<Forwarder> {
+        // SAFETY: epoll_create1; owned right away.
+        let ep = owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).op("epoll_create1")?;
+        let mut listeners = Vec::new();
+        for p in ports {
+            let (fd, bound) = bind_spec(p)?;
+            epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), libc::EPOLLIN as u32, token(K_LISTEN, listeners.len())).op("epoll_ctl")?;
+            listeners.push(Listener { fd, bound, flows: HashMap::new() });
+        }
+        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new() })
+    }
+
+    /// From now on connections go into the container's namespace.
+    pub fn attach(&mut self, ns: NsSockets) {
+        self.ns = Some(ns);
+    }
+
+    pub fn bound(&self) -> Vec<BoundPort> {
+        self.listeners.iter().map(|l| l.bound.clone()).collect()
+    }
+
+    pub fn epoll(&self) -> &OwnedFd {
+        &self.ep
+    }
+
+    /// Handles what is ready, without blocking.
+    pub fn dispatch(&mut self) {
+        // SAFETY: zeroed epoll_event is a valid value.
+        let mut evs: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+        let n = unsafe { libc::epoll_wait(self.ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as libc::c_int, 0) };
+        for ev in evs.iter().take(n.max(0) as usize) {
+            let tok = ev.u64;
+            let idx = (tok & ((1 << 56) - 1)) as usize;
+            match tok >> 56 {
+                K_LISTEN => match self.listeners[idx].bound.protocol {
+                    Proto::Tcp => self.accept(idx),
+                    Proto::Udp => self.udp_from_host(idx),
+                },
+                K_CLIENT | K_SERVER => self.service(idx),
+                K_FLOW => self.udp_from_container(idx),
+                _ => {}
+            }
+        }
+    }
+
+    fn socket(&mut self, proto: Proto) -> Result<OwnedFd> {
+        let (pool, ty, batch) = match proto {
+            Proto::Tcp => (&mut self.tcp_pool, libc::SOCK_STREAM, TCP_BATCH),
+            Proto::Udp => (&mut self.udp_pool, libc::SOCK_DGRAM, UDP_BATCH),
+        };
+        if pool.is_empty() {
+            let ns = self.ns.as_ref().ok_or_else(|| NetError::Helper { helper: "forwarder".into(), detail: "the container is not running yet".into() })?;
+            *pool = ns.make(libc::AF_INET, ty, batch)?;
+        }
+        pool.pop().ok_or_else(|| NetError::Helper { helper: "forwarder".into(), detail: "no socket".into() })
+    }
+
+    fn accept(&mut self, li: usize) {
+        for _ in 0..64 {
+            // SAFETY: accept4 without the peer's address.
+            let c = match owned(unsafe { libc::accept4(self.listeners[li].fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) }) {
+                Ok(c) => c,
+                Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
+                Err(_) => return,
+            };
+            let _ = self.open_conn(li, c);
+        }
+    }
+
+    /// Connects a new client to the container; a failure just closes the client.
+    fn open_conn(&mut self, li: usize, client: OwnedFd) -> Result<()> {
+        let server = self.socket(Proto::Tcp)?;
+        // Each hop is a loopback connection: let small writes (prompts, requests) go at once.
+        let _ = set_int(client.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        let _ = set_int(server.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port));
+        let connecting = match connect(server.as_raw_fd(), &target) {
+            Ok(()) => false,
+            Err(Errno::EINPROGRESS) => true,
+            Err(e) => return Err(e).op("connect in the container"),
+        };
+        let (ur, uw) = pipe().op("pipe")?;
+        let (dr, dw) = pipe().op("pipe")?;
+        let (cfd, sfd) = (client.as_raw_fd(), server.as_raw_fd());
+        let conn = Conn {
+            client,
+            server,
+            connecting,
+            up: Half { r: ur, w: uw, pending: 0, eof: false, shut: false },
+            down: Half { r: dr, w: dw, pending: 0, eof: false, shut: false },
+        };
+        let idx = self.conns.insert(conn);
+        let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        let ok = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, cfd, ev, token(K_CLIENT, idx)).and_then(|_| epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, sfd, ev, token(K_SERVER, idx)));
+        if ok.is_err() {
+            self.conns.remove(idx);
+            return ok.op("epoll_ctl");
+        }
+        self.service(idx);
+        Ok(())
+    }
+
+    fn service(&mut self, idx: usize) {
+        let ep = self.ep.as_raw_fd();
+        let Some(c) = self.conns.get_mut(idx) else { return };
+        if c.connecting {
+            if sock_error(c.server.as_raw_fd()) != 0 {
+                // Nothing listens in the container (or it went away): the client sees a close.
+                self.conns.remove(idx);
+                return;
+            }
+            if !connected(c.server.as_raw_fd()) {
+                return;
+            }
+            c.connecting = false;
+        }
+        let (cfd, sfd) = (c.client.as_raw_fd(), c.server.as_raw_fd());
+        let up = pump(&mut c.up, cfd, sfd);
+        let down = pump(&mut c.down, sfd, cfd);
+        let finished = c.up.shut && c.down.shut;
+        match (up, down) {
+            (Ok(u), Ok(d)) if !finished => {
+                // Not done but out of turns: re-arming a ready descriptor queues a new edge.
+                let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+                if matches!(u, Pumped::More) {
+                    let _ = epoll_ctl(ep, libc::EPOLL_CTL_MOD, cfd, ev, token(K_CLIENT, idx));
+                }
+                if matches!(d, Pumped::More) {
+                    let _ = epoll_ctl(ep, libc::EPOLL_CTL_MOD, sfd, ev, token(K_SERVER, idx));
+                }
+            }
+            // Both directions closed, or one failed (a reset): closing ours closes the other.
+            _ => {
+                self.conns.remove(idx);
+            }
+        }
+    }
+
+    fn udp_from_host(&mut self, li: usize) {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 65536];
+        }
+        for _ in 0..64 {
+            // SAFETY: recvfrom into our buffer and a storage of the given size.
+            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let n = unsafe { libc::recvfrom(self.listeners[li].fd.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
+            if n < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                return;
+            }
+            let Some(from) = from_raw(&ss) else { continue };
+            let fi = match self.listeners[li].flows.get(&from) {
+                Some(&fi) => fi,
+                None => match self.open_flow(li, from) {
+                    Ok(fi) => fi,
+                    Err(_) => continue,
+                },
+            };
+            if let Some(f) = self.flows.get_mut(fi) {
+                f.last = Instant::now();
+                // SAFETY: send from our buffer; a full queue drops the datagram, as UDP may.
+                unsafe { libc::send(f.sock.as_raw_fd(), self.buf.as_ptr() as *const libc::c_void, n as usize, libc::MSG_DONTWAIT) };
+            }
+        }
+    }
+
+    fn open_flow(&mut self, li: usize, client: SocketAddr) -> Result<usize> {
+        self.expire_flows();
+        let sock = self.socket(Proto::Udp)?;
+        let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port));
+        connect(sock.as_raw_fd(), &target).op("connect in the container")?;
+        let fd = sock.as_raw_fd();
+        let fi = self.flows.insert(Flow { sock, listener: li, client, last: Instant::now() });
+        if let Err(e) = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token(K_FLOW, fi)) {
+            self.flows.remove(fi);
+            return Err(e).op("epoll_ctl");
+        }
+        self.listeners[li].flows.insert(client, fi);
+        Ok(fi)
+    }
+
+    fn drop_flow(&mut self, fi: usize) {
+        if let Some(f) = self.flows.remove(fi) {
+            self.listeners[f.listener].flows.remove(&f.client);
+        }
+    }
+
+    fn expire_flows(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<usize> = self.flows.items.iter().enumerate().filter_map(|(i, f)| f.as_ref().filter(|f| now.duration_since(f.last) > FLOW_IDLE).map(|_| i)).collect();
+        for i in idle {
+            self.drop_flow(i);
+        }
+        if self.flows.len() >= MAX_FLOWS {
+            if let Some((i, _)) = self.flows.items.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (i, f.last))).min_by_key(|(_, t)| *t) {
+                self.drop_flow(i);
+            }
+        }
+    }
+
+    fn udp_from_container(&mut self, fi: usize) {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 65536];
+        }
+        let Some(f) = self.flows.items.get(fi).and_then(Option::as_ref) else { return };
+        let (fd, li, client) = (f.sock.as_raw_fd(), f.listener, f.client);
+        let host = self.listeners[li].fd.as_raw_fd();
+        // A reply to an IPv4 client on the dual-stack socket keeps the mapped address it came from.
+        let (ss, len) = raw_addr(&client);
+        for _ in 0..64 {
+            // SAFETY: recv into our buffer; sendto with a valid address.
+            let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), libc::MSG_DONTWAIT) };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    // ICMP port unreachable from the container: nothing listens yet; keep the flow.
+                    _ => return,
+                }
+            }
+            unsafe { libc::sendto(host, self.buf.as_ptr() as *const libc::c_void, n as usize, libc::MSG_DONTWAIT, &ss as *const _ as *const libc::sockaddr, len) };
+        }
+        if let Some(f) = self.flows.get_mut(fi) {
+            f.last = Instant::now();
+        }
+    }
+}
+
+/// Moves what is available in one direction until the kernel has nothing more to give or take.
+fn pump(h: &mut Half, src: RawFd, dst: RawFd) -> std::result::Result<Pumped, Errno> {
+    for _ in 0..PUMP_ROUNDS {
+        let mut moved = false;
+        if !h.eof {
+            match splice(src, h.w.as_raw_fd(), CHUNK) {
+                Ok(0) => {
+                    h.eof = true;
+                    moved = true;
+                }
+                Ok(n) => {
+                    h.pending += n;
+                    moved = true;
+                }
+                // EAGAIN: nothing to read, or the pipe is full.
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::EINTR) => moved = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if h.pending > 0 {
+            match splice(h.r.as_raw_fd(), dst, h.pending) {
+                Ok(n) => {
+                    h.pending -= n;
+                    moved |= n > 0;
+                }
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::EINTR) => moved = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if h.eof && h.pending == 0 && !h.shut {
+            // Half-close, as the client did: the other side may still answer.
+            // SAFETY: shutdown on a socket we own.
+            unsafe { libc::shutdown(dst, libc::SHUT_WR) };
+            h.shut = true;
+        }
+        if !moved {
+            return Ok(Pumped::Idle);
+        }
+    }
+    Ok(Pumped::More)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for a in ["127.0.0.1:80", "[::1]:8080", "[::ffff:10.0.0.1]:53"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let (ss, _) = raw_addr(&a);
+            assert_eq!(from_raw(&ss), Some(a));
+        }
+    }
+
+    #[test]
+    fn taken_port_is_named() {
+        let (_fd, b) = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: 0, container_port: 80, protocol: Proto::Tcp }).unwrap();
+        assert_ne!(b.host_port, 0);
+        let e = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: b.host_port, container_port: 80, protocol: Proto::Tcp }).err().unwrap();
+        assert_eq!(crate::error::Coded::code(&e), "EPORT_IN_USE");
+        assert!(e.to_string().contains("already in use"), "{e}");
+    }
+}

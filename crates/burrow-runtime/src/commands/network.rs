@@ -1,0 +1,35 @@
+//! `--network-config FILE` for `run` and `monitor`: the process that outlives the container owns
+//! its network helper and port forwarder (burrow_core::net). `create` has no such flag: after a
+//! bare `create` + `start`, no burrow process stays to own a helper.
+
+use burrow_core::error::Coded;
+use burrow_core::net::{NetConfig, NetError, Network};
+use burrow_core::runtime::error::{Result, RuntimeError};
+
+use crate::args::{Flag, Parsed};
+
+pub const FLAG: Flag = Flag("network-config", &[], true);
+
+/// `base` plus `--network-config`.
+pub fn with_flag(base: &[Flag]) -> Vec<Flag> {
+    base.iter().map(|f| Flag(f.0, f.1, f.2)).chain([FLAG]).collect()
+}
+
+fn err(e: NetError) -> RuntimeError {
+    RuntimeError::Remote { code: e.code().into(), msg: e.to_string() }
+}
+
+/// Reads the config and binds the published ports, before the container exists.
+pub fn prepare(p: &Parsed) -> Result<Option<Network>> {
+    let Some(path) = p.value(FLAG.0) else { return Ok(None) };
+    let cfg = NetConfig::load(std::path::Path::new(path)).map_err(err)?;
+    Network::prepare(cfg).map(Some).map_err(err)
+}
+
+/// Starts the helper for the created container (its init is `pid`); before `start`.
+pub fn attach(net: Option<&mut Network>, pid: i32) -> Result<()> {
+    match net {
+        Some(n) => n.attach(pid).map_err(err),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,404 @@
+/**
+ * Networking without privileges, as a user sees it: outbound through slirp4netns and pasta (to a
+ * server this test runs on the host's loopback, reachable only when allowed), the interfaces of
+ * each mode, published TCP and UDP ports through burrow's forwarder and slirp4netns's own handler,
+ * random ports, a taken port, /etc/resolv.conf and /etc/hosts, inspect, and teardown: after rm -f,
+ * a killed monitor, a killed runtime or a crashed container, no helper and no forwarder is left
+ * (checked in /proc and by binding the ports again). Loopback only. Runs as root and as the
+ * unprivileged test user.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { IS_ROOT } from './helpers';
+import { alive, cmdline, IMAGE, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+
+const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAVE_SLIRP = have('slirp4netns');
+const HAVE_PASTA = have('pasta');
+const EXPOSED = 'net-exposed';
+
+let env: Env;
+/** Helper processes seen during the tests: none may be alive at the end. */
+const helpers = new Set<number>();
+beforeAll(() => {
+  env = setup('network');
+  const r = env.b(['import', path.join(env.work, 'busybox.tar.gz'), EXPOSED, '-c', 'CMD ["sh"]', '-c', 'EXPOSE 80 7000/udp']);
+  if (r.code !== 0) throw new Error(`import: ${r.stderr}`);
+});
+afterEach(() => {
+  env.cleanup();
+  for (const pid of helpers) expect(alive(pid), `helper ${pid} (${cmdline(pid)}) outlived its container`).toBe(false);
+});
+afterAll(() => env?.dispose());
+
+const b = (args: string[], opts?: { input?: string; timeout?: number }) => env.b(args, opts);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const inspect = (ref: string): Record<string, any> => {
+  const r = b(['inspect', ref]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout)[0];
+};
+const runD = (...args: string[]) => {
+  const r = b(['run', '-d', ...args]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+};
+const dirOf = (id: string) => path.join(env.store, 'containers', id);
+
+/** The helper of a running container, from what its network owner recorded; checked in /proc. */
+function helperOf(id: string, name: 'slirp4netns' | 'pasta'): number {
+  const pid = inspect(id).NetworkSettings.HelperPid as number;
+  expect(pid).toBeGreaterThan(0);
+  // pasta re-executes itself as passt.avx2 where the CPU has AVX2 (same process).
+  expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toMatch(name === 'pasta' ? /^(pasta|passt)/ : /^slirp4netns$/);
+  helpers.add(pid);
+  return pid;
+}
+
+/** Every slirp4netns or pasta process whose target is this init pid (its last arguments). */
+function helpersOfInit(init: number): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || !alive(Number(d))) continue;
+    const argv = cmdline(Number(d)).split(' ');
+    if (/(^|\/)(slirp4netns|pasta)$/.test(argv[0] ?? '') && argv.includes(String(init))) out.push(Number(d));
+  }
+  return out;
+}
+
+async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
+  if (kind === 'udp') {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const p = s.address().port;
+    s.close();
+    return p;
+  }
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+/** Whether a host port can be bound on every address (nothing, our forwarder included, holds it). */
+async function portFree(port: number): Promise<boolean> {
+  const s = net.createServer();
+  return new Promise((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(port, () => s.close(() => resolve(true)));
+  });
+}
+
+/** GET with retries while the container's server starts; the body, or throws. */
+async function get(url: string, tries = 100): Promise<string> {
+  let last: unknown;
+  for (let i = 0; i < tries; i++) {
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+      return await r.text();
+    } catch (err) {
+      last = err;
+      await sleep(50);
+    }
+  }
+  throw new Error(`GET ${url}: ${String(last)}`);
+}
+
+/** An HTTP server on the host's loopback, in its own process (our own loop is blocked by spawnSync). */
+async function hostServer(body: string): Promise<{ port: number; hits(): number; stop(): void }> {
+  const code = `const http=require('http');let n=0;const s=http.createServer((q,r)=>{n++;process.stdout.write('hit\\n');r.end(${JSON.stringify(body)})});s.listen(0,'127.0.0.1',()=>process.stdout.write('port '+s.address().port+'\\n'));`;
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  for (let i = 0; i < 200 && !/port \d+/.test(out); i++) await sleep(10);
+  const port = Number(/port (\d+)/.exec(out)?.[1]);
+  return { port, hits: () => out.split('\n').filter((l) => l === 'hit').length, stop: () => child.kill('SIGKILL') };
+}
+
+const HTTPD = ['sh', '-c', 'mkdir -p /www && echo "page from $(hostname)" > /www/index.html && exec httpd -f -p 80 -h /www'];
+
+describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  it('is the default: tap0 at MTU 65520, the helper owned by the monitor, DNS through slirp4netns', () => {
+    const r = b(['run', '--rm', IMAGE, 'sh', '-c', 'cat /proc/net/dev; cat /sys/class/net/tap0/mtu; cat /etc/resolv.conf']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^\s*tap0:/m);
+    expect(r.stdout).toMatch(/^65520$/m);
+    const host = fs.readFileSync('/etc/resolv.conf', 'utf8');
+    if (!/^nameserver\s+127\./m.test(host)) expect(r.stdout).toMatch(/^nameserver 10\.0\.2\.3$/m);
+    const id = runD(IMAGE, 'sleep', '60');
+    const helper = helperOf(id, 'slirp4netns');
+    const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${helper}/status`, 'utf8'))![1]);
+    expect(ppid).toBe(monitor);
+  });
+
+  it("reaches the host's loopback through 10.0.2.2 only with allow_host_loopback", async () => {
+    const srv = await hostServer('hello from the host');
+    try {
+      const ok = await env.bg(['run', '--rm', '--network', 'slirp4netns:allow_host_loopback=true', IMAGE, 'sh', '-c', `wget -q -O- http://10.0.2.2:${srv.port}/ && wget -q -O- http://host.containers.internal:${srv.port}/`]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toBe('hello from the hosthello from the host');
+      expect(srv.hits()).toBe(2);
+      const refused = await env.bg(['run', '--rm', IMAGE, 'wget', '-q', '-O-', `http://10.0.2.2:${srv.port}/`]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/can't connect|unreachable|refused/i);
+      expect(srv.hits()).toBe(2);
+      // /etc/hosts names the host by its own address, not the gateway, when loopback is not allowed.
+      const hosts = b(['run', '--rm', IMAGE, 'cat', '/etc/hosts']).stdout;
+      expect(hosts).not.toMatch(/10\.0\.2\.2/);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  it('--network none has only lo; host sees the host\'s interfaces; container:NAME shares a namespace', () => {
+    const names = (text: string) => text.split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter(Boolean).sort();
+    expect(names(b(['run', '--rm', '--network', 'none', IMAGE, 'cat', '/proc/net/dev']).stdout)).toEqual(['lo']);
+    expect(names(b(['run', '--rm', '--network', 'host', IMAGE, 'cat', '/proc/net/dev']).stdout)).toEqual(names(fs.readFileSync('/proc/net/dev', 'utf8')));
+    const a = runD('--name', 'net-a', IMAGE, 'sleep', '60');
+    const pid = inspect(a).State.Pid as number;
+    const r = b(['run', '--rm', '--network', 'container:net-a', IMAGE, 'sh', '-c', 'readlink /proc/self/ns/net; cat /proc/net/dev']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(fs.readlinkSync(`/proc/${pid}/ns/net`));
+    expect(r.stdout).toMatch(/^\s*tap0:/m);
+    // One helper for the shared namespace: the joining container starts none.
+    expect(helpersOfInit(pid)).toHaveLength(1);
+    const stopped = b(['run', '--rm', '--network', 'container:no-such', IMAGE, 'true']);
+    expect(stopped.code).toBe(125);
+    expect(stopped.stderr).toMatch(/no such container/);
+  });
+
+  it('-p publishes a TCP port on IPv4 and IPv6; -p PORT gets a free one that `port` reports', async () => {
+    const hp = await freePort();
+    const id = runD('-p', `${hp}:80`, '-p', '80', IMAGE, ...HTTPD);
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    expect(await get(`http://[::1]:${hp}/`)).toMatch(/^page from /);
+    const port = b(['port', id]);
+    expect(port.code, port.stderr).toBe(0);
+    const lines = port.stdout.trim().split('\n');
+    expect(lines).toContain(`80/tcp -> 0.0.0.0:${hp}`);
+    const random = lines.map((l) => /0\.0\.0\.0:(\d+)$/.exec(l)?.[1]).filter((p) => p && Number(p) !== hp);
+    expect(random).toHaveLength(1);
+    expect(await get(`http://127.0.0.1:${random[0]}/`)).toMatch(/^page from /);
+    expect(b(['port', id, '80']).stdout).toContain(`0.0.0.0:${hp}\n`);
+    const none = b(['port', id, '81']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/no public port '81\/tcp'/);
+    expect(b(['ps']).stdout).toContain(`0.0.0.0:${hp}->80/tcp`);
+    // What was asked and what was bound, as Docker shows them.
+    const info = inspect(id);
+    expect(info.HostConfig.PortBindings['80/tcp']).toEqual([{ HostIp: '', HostPort: String(hp) }, { HostIp: '', HostPort: '' }]);
+    expect(info.NetworkSettings.Ports['80/tcp']).toContainEqual({ HostIp: '0.0.0.0', HostPort: String(hp) });
+    expect(info.NetworkSettings.Ports['80/tcp']).toContainEqual({ HostIp: '::', HostPort: String(hp) });
+    expect(info.NetworkSettings).toMatchObject({ IPAddress: '10.0.2.100', Gateway: '10.0.2.2', IPPrefixLen: 24, SandboxKey: `/proc/${info.State.Pid}/ns/net` });
+    expect(info.Config.ExposedPorts).toHaveProperty('80/tcp');
+  });
+
+  it('a UDP echo through a published UDP port, for IPv4 and IPv6 clients', async () => {
+    const hp = await freePort('udp');
+    // The echo server is the host's python3, bound in read-only (busybox's nc has no UDP).
+    const echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',7000))\nwhile True:\n d,a=s.recvfrom(65535)\n s.sendto(b'echo:'+d,a)\n";
+    runD('-p', `${hp}:7000/udp`, '-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro', IMAGE, '/usr/bin/python3', '-c', echo);
+    for (const [family, host] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
+      const s = dgram.createSocket(family);
+      try {
+        let reply = '';
+        for (let i = 0; i < 100 && !reply; i++) {
+          reply = await new Promise<string>((resolve) => {
+            const t = setTimeout(() => resolve(''), 200);
+            s.once('message', (m) => {
+              clearTimeout(t);
+              resolve(m.toString());
+            });
+            s.send(`hello ${host}`, hp, host);
+          });
+        }
+        expect(reply).toBe(`echo:hello ${host}`);
+      } finally {
+        s.close();
+      }
+    }
+  });
+
+  it('-P publishes the exposed ports; port_handler=slirp4netns forwards through slirp4netns itself', async () => {
+    const id = runD('-P', EXPOSED, ...HTTPD);
+    const lines = b(['port', id]).stdout;
+    expect(lines).toMatch(/^80\/tcp -> 0\.0\.0\.0:\d+$/m);
+    expect(lines).toMatch(/^7000\/udp -> 0\.0\.0\.0:\d+$/m);
+    expect(await get(`http://127.0.0.1:${/^80\/tcp -> 0\.0\.0\.0:(\d+)$/m.exec(lines)![1]}/`)).toMatch(/^page from /);
+    const hp = await freePort();
+    const s = runD('--network', 'slirp4netns:port_handler=slirp4netns', '-p', `127.0.0.1:${hp}:80`, IMAGE, ...HTTPD);
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    expect(b(['port', s]).stdout).toBe(`80/tcp -> 127.0.0.1:${hp}\n`);
+    // slirp4netns holds the port, not the monitor.
+    const helper = helperOf(s, 'slirp4netns');
+    const inodes = fs.readdirSync(`/proc/${helper}/fd`).map((f) => { try { return fs.readlinkSync(`/proc/${helper}/fd/${f}`); } catch { return ''; } });
+    expect(inodes.some((l) => l.startsWith('socket:'))).toBe(true);
+    b(['rm', '-f', s]);
+    expect(await portFree(hp)).toBe(true);
+  });
+
+  it('a taken host port fails the run before the container starts, with a clear message', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const hp = (holder.address() as net.AddressInfo).port;
+    try {
+      for (const mode of [[], ['-d']]) {
+        const r = b(['run', '--rm', ...mode, '-p', `${hp}:80`, IMAGE, 'sh', '-c', 'echo started; sleep 30']);
+        expect(r.code).toBe(125);
+        expect(r.stdout).not.toContain('started');
+        expect(r.stderr).toMatch(new RegExp(`cannot publish port ${hp}/tcp.*already in use`));
+      }
+      expect(b(['ps', '-aq']).stdout).toBe('');
+    } finally {
+      holder.close();
+    }
+    const bad = b(['run', '--rm', '-p', '70000:80', IMAGE, 'true']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/invalid port 70000/);
+  });
+
+  it('names: --hostname, --dns, --dns-search, --dns-option, --add-host; /etc/hostname', () => {
+    const r = b(['run', '--rm', '--hostname', 'burrowbox', '--dns', '192.0.2.53', '--dns-search', 'corp.test', '--dns-option', 'ndots:2', '--add-host', 'db.test:10.9.8.7', '--add-host', 'gw:host-gateway', '--network', 'slirp4netns:allow_host_loopback=true', IMAGE, 'sh', '-c', 'cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; cat /etc/hostname; hostname']);
+    expect(r.code, r.stderr).toBe(0);
+    const [resolv, hosts, names] = r.stdout.split('---\n');
+    expect(resolv).toBe('search corp.test\nnameserver 192.0.2.53\noptions ndots:2\n');
+    expect(hosts).toMatch(/^10\.0\.2\.100\tburrowbox$/m);
+    expect(hosts).toMatch(/^10\.0\.2\.2\thost\.containers\.internal host\.docker\.internal$/m);
+    expect(hosts).toMatch(/^10\.9\.8\.7\tdb\.test$/m);
+    expect(hosts).toMatch(/^10\.0\.2\.2\tgw$/m);
+    expect(names).toBe('burrowbox\nburrowbox\n');
+    const h = inspect(runD('--dns', '192.0.2.53', '--add-host', 'db.test:10.9.8.7', IMAGE, 'true')).HostConfig;
+    expect(h).toMatchObject({ Dns: ['192.0.2.53'], ExtraHosts: ['db.test:10.9.8.7'] });
+    expect(b(['run', '--rm', '--add-host', 'nocolon', IMAGE, 'true']).code).toBe(125);
+  });
+
+  it('teardown: rm -f, a killed monitor and a crashed container leave no helper and no forwarder', async () => {
+    for (const how of ['rm -f', 'kill -9 monitor', 'kill -9 init'] as const) {
+      const hp = await freePort();
+      const id = runD('-p', `${hp}:80`, IMAGE, ...HTTPD);
+      expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+      const init = inspect(id).State.Pid as number;
+      const helper = helperOf(id, 'slirp4netns');
+      const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+      expect(helpersOfInit(init)).toEqual([helper]);
+      if (how === 'rm -f') expect(b(['rm', '-f', id]).code).toBe(0);
+      else process.kill(how === 'kill -9 monitor' ? monitor : init, 'SIGKILL');
+      waitFor(() => !alive(helper), 10_000, `slirp4netns to go after ${how}`);
+      if (how !== 'kill -9 monitor') waitFor(() => !alive(monitor), 10_000, `the monitor to go after ${how}`);
+      else expect(alive(init)).toBe(true); // the container runs on, without a network of its own
+      expect(helpersOfInit(init)).toEqual([]);
+      // The forwarder's listening socket went with the monitor.
+      expect(await portFree(hp)).toBe(true);
+      if (how === 'kill -9 init') {
+        waitFor(() => b(['inspect', '-f', '{{.State.Status}}', id]).stdout.trim() === 'exited', 10_000, 'the exit record');
+        expect(inspect(id).State.ExitCode).toBe(137);
+      }
+      env.cleanup();
+    }
+  });
+
+  it('foreground: the runtime owns the helper; killing the runtime takes the helper with it', async () => {
+    const hp = await freePort();
+    const run = env.bg(['run', '--rm', '--name', 'net-fg', '-p', `${hp}:80`, IMAGE, ...HTTPD]);
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    const id = inspect('net-fg').Id as string;
+    const helper = helperOf(id, 'slirp4netns');
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${helper}/status`, 'utf8'))![1]);
+    expect(cmdline(ppid)).toMatch(new RegExp(`burrow-runtime .* run .*${id}`));
+    process.kill(ppid, 'SIGKILL');
+    waitFor(() => !alive(helper), 10_000, 'slirp4netns to die with the runtime');
+    expect(await portFree(hp)).toBe(true);
+    b(['rm', '-f', id]);
+    await run;
+  });
+});
+
+describe.skipIf(!HAVE_PASTA)(`pasta networking as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  /** The host's default gateway: pasta copies it, and maps it to the host's loopback with --map-gw. */
+  const gateway = (() => {
+    for (const line of fs.readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1] === '00000000' && f[2] && f[2] !== '00000000') {
+        const n = parseInt(f[2], 16);
+        return [0, 8, 16, 24].map((s) => (n >>> s) & 255).join('.');
+      }
+    }
+    return undefined;
+  })();
+
+  it.skipIf(!gateway)("reaches the host's loopback through the gateway only with --map-gw; ports go through the forwarder", async () => {
+    const srv = await hostServer('hello pasta');
+    try {
+      const ok = await env.bg(['run', '--rm', '--network', 'pasta:--map-gw', IMAGE, 'sh', '-c', `cat /sys/class/net/*/mtu | sort -u | tr '\\n' ' '; wget -q -O- http://${gateway}:${srv.port}/`]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toMatch(/65520 .*hello pasta$/);
+      // Without the mapping the gateway is the real one, which may drop the connection: wait a
+      // while only.
+      const refused = await env.bg(['run', '--rm', '--network', 'pasta', IMAGE, 'nc', '-w', '3', gateway!, String(srv.port)]);
+      expect(refused.code).not.toBe(0);
+      expect(srv.hits()).toBe(1);
+    } finally {
+      srv.stop();
+    }
+    const hp = await freePort();
+    const id = runD('--network', 'pasta', '-p', `${hp}:80`, IMAGE, ...HTTPD);
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    const helper = helperOf(id, 'pasta');
+    const r = b(['exec', id, 'cat', '/etc/resolv.conf']);
+    if (!/^nameserver\s+127\./m.test(fs.readFileSync('/etc/resolv.conf', 'utf8'))) expect(r.stdout).toMatch(/^nameserver 169\.254\.1\.1$/m);
+    const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+    process.kill(monitor, 'SIGKILL');
+    waitFor(() => !alive(helper), 10_000, 'pasta to die with the monitor');
+    expect(await portFree(hp)).toBe(true);
+  });
+
+  it('rm -f and a crashed container leave no pasta', () => {
+    for (const how of ['rm -f', 'kill -9 init']) {
+      const id = runD('--network', 'pasta', IMAGE, 'sleep', '60');
+      const init = inspect(id).State.Pid as number;
+      const helper = helperOf(id, 'pasta');
+      expect(helpersOfInit(init)).toEqual([helper]);
+      if (how === 'rm -f') b(['rm', '-f', id]);
+      else process.kill(init, 'SIGKILL');
+      waitFor(() => !alive(helper), 10_000, `pasta to go after ${how}`);
+      expect(helpersOfInit(init)).toEqual([]);
+    }
+  });
+});
+
+describe(`without a network helper (${IS_ROOT ? 'root' : 'an unprivileged user'})`, () => {
+  it('run falls back to --network none with one warning; published ports still work', async () => {
+    // A PATH with everything of the host but slirp4netns and pasta.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-nohelper-'));
+    try {
+      for (const dir of ['/usr/local/bin', '/usr/bin', '/usr/sbin']) {
+        for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+          if (['slirp4netns', 'pasta', 'passt'].includes(f) || fs.existsSync(path.join(bin, f))) continue;
+          fs.symlinkSync(path.join(dir, f), path.join(bin, f));
+        }
+      }
+      const global = ['--root', env.store, '--runroot', env.runroot];
+      const run = (args: string[]) => spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/burrow.js'), ...global, ...args], { encoding: 'utf8', env: { ...process.env, PATH: bin } });
+      const r = run(['run', '--rm', IMAGE, 'cat', '/proc/net/dev']);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr.match(/warning/g)).toHaveLength(1);
+      expect(r.stderr).toMatch(/neither slirp4netns nor pasta is installed.*loopback only.*burrow info/);
+      expect(r.stdout).not.toMatch(/tap0|eth0/);
+      expect(run(['run', '--rm', '--network', 'none', IMAGE, 'true']).stderr).toBe('');
+      const hp = await freePort();
+      const d = run(['run', '-d', '-p', `${hp}:80`, IMAGE, ...HTTPD]);
+      expect(d.status, d.stderr).toBe(0);
+      expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    } finally {
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});

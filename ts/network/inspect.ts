@@ -1,0 +1,93 @@
+/**
+ * What `inspect`, `port` and `ps` show of a container's network, in Docker's shapes: ports as
+ * bound while it runs (the network owner's state file), bindings as asked, addresses.
+ */
+import { addresses, hostGateway, slirpAddresses } from './etc';
+import type { NetworkRecord } from './options';
+import { readNetState, type NetState } from './runtime';
+
+type Binding = { HostIp: string; HostPort: string };
+
+/** Bound ports by "PORT/PROTO"; a dual-stack wildcard shows as 0.0.0.0 and ::, as Docker does. */
+export function boundPorts(state: NetState | undefined): Record<string, Binding[]> {
+  const out: Record<string, Binding[]> = {};
+  for (const p of state?.ports ?? []) {
+    const key = `${p.containerPort}/${p.protocol}`;
+    const list = (out[key] ??= []);
+    list.push({ HostIp: p.hostIp || '0.0.0.0', HostPort: String(p.hostPort) });
+    if (p.dual) list.push({ HostIp: '::', HostPort: String(p.hostPort) });
+  }
+  return out;
+}
+
+/** `burrow port`: "80/tcp -> 0.0.0.0:18080" lines, or only the addresses of one port. */
+export function portLines(dir: string, filter?: string): string[] {
+  const ports = boundPorts(readNetState(dir));
+  const fmt = (b: Binding) => (b.HostIp.includes(':') ? `[${b.HostIp}]:${b.HostPort}` : `${b.HostIp}:${b.HostPort}`);
+  if (filter) {
+    const key = filter.includes('/') ? filter : `${filter}/tcp`;
+    return (ports[key] ?? []).map(fmt);
+  }
+  return Object.entries(ports).flatMap(([k, list]) => list.map((b) => `${k} -> ${fmt(b)}`));
+}
+
+/** The PORTS column of `ps`. */
+export function portsColumn(dir: string): string {
+  return Object.entries(boundPorts(readNetState(dir)))
+    .flatMap(([k, list]) => list.map((b) => `${b.HostIp === '::' ? '[::]' : b.HostIp}:${b.HostPort}->${k}`))
+    .join(', ');
+}
+
+/** HostConfig's network fields. */
+export function hostConfigNetwork(net: NetworkRecord | undefined): Record<string, unknown> {
+  const bindings: Record<string, Binding[]> = {};
+  for (const p of net?.ports ?? []) (bindings[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' });
+  return {
+    PortBindings: bindings,
+    PublishAllPorts: false,
+    Dns: net?.dns ?? [],
+    DnsSearch: net?.dnsSearch ?? [],
+    DnsOptions: net?.dnsOptions ?? [],
+    ExtraHosts: net?.addHosts.length ? net.addHosts : null,
+  };
+}
+
+/** NetworkSettings, as Docker shows them. `pid` is the init's while it runs (0 otherwise). */
+export function networkSettings(net: NetworkRecord | undefined, dir: string, pid: number, exposed: Record<string, unknown> | undefined): Record<string, unknown> {
+  const running = pid > 0;
+  const state = running ? readNetState(dir) : undefined;
+  const ports: Record<string, Binding[] | null> = {};
+  for (const k of Object.keys(exposed ?? {})) ports[k.includes('/') ? k : `${k}/tcp`] = null;
+  Object.assign(ports, boundPorts(state));
+  let ip = '';
+  let gateway = '';
+  let prefix = 0;
+  if (net?.mode === 'slirp4netns') {
+    const a = slirpAddresses(net.cidr);
+    ip = a.ip;
+    gateway = a.gateway;
+    prefix = a.prefix;
+  } else if (net?.mode === 'pasta') {
+    ip = addresses(net).own ?? '';
+    gateway = hostGateway() ?? '';
+  }
+  const endpoint = { IPAMConfig: null, Links: null, Aliases: null, NetworkID: net?.mode ?? '', EndpointID: '', Gateway: gateway, IPAddress: ip, IPPrefixLen: prefix, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, MacAddress: '' };
+  return {
+    Bridge: '',
+    SandboxID: '',
+    HairpinMode: false,
+    LinkLocalIPv6Address: '',
+    LinkLocalIPv6PrefixLen: 0,
+    Ports: ports,
+    SandboxKey: running && net?.mode !== 'host' ? `/proc/${pid}/ns/net` : '',
+    Gateway: gateway,
+    IPAddress: ip,
+    IPPrefixLen: prefix,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    MacAddress: '',
+    Networks: net && (net.mode === 'slirp4netns' || net.mode === 'pasta') ? { [net.mode]: endpoint } : {},
+    ...(state?.helperPid ? { HelperPid: state.helperPid } : {}),
+  };
+}
