@@ -135,6 +135,10 @@ save cli-update.exit $?
 save cli-update.files "$(cat "$livecg/memory.max") $(cat "$livecg/pids.max")"
 burrow inspect --format '{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}' live >"$R/cli-update.inspect" 2>&1
 burrow rm -f live >/dev/null 2>&1
+# Without any limit a container still gets its own cgroup on v2 (stats come from it), removed with it.
+burrow run -d --name plain vmbox sleep 60 >/dev/null 2>"$R/cli-plain.err"
+burrow stats --no-stream --format json plain >"$R/cli-plain.json" 2>>"$R/cli-plain.err"
+burrow rm -f plain >/dev/null 2>>"$R/cli-plain.err"
 say "cli: OOMKilled $(cat "$R/cli-oomfg.inspect")/$(cat "$R/cli-oombg.inspect"), update $(cat "$R/cli-update.exit")"
 fi
 say "cli: import $(cat "$R/cli-import.exit"), --memory $(cat "$R/cli-mem.exit"), --pids-limit --cpus $(cat "$R/cli-limits.exit"), --pids-limit $(cat "$R/cli-pids.exit")"

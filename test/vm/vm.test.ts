@@ -220,6 +220,13 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(g.fact('cli-update.inspect')).toBe(`${96 * 1024 * 1024} 40`);
   });
 
+  it('a container without limits still gets its own cgroup (stats read it) and loses it with rm', () => {
+    const row = JSON.parse(g.fact('cli-plain.json'));
+    expect(row.source, g.fact('cli-plain.err')).toBe('cgroup');
+    expect(Number(row.PIDs)).toBe(1);
+    expect(g.fact('leftover')).toBe('');
+  });
+
   it('removes the cgroups it created once the containers have exited', () => {
     expect(g.fact('leftover')).toBe('');
   });

@@ -12,6 +12,7 @@ import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord } from './records';
+import { cgroupPlacement } from './cgroup';
 import { buildSpec, type DeviceSpec, type OciMount } from './spec';
 import type { Identity } from './userns';
 
@@ -165,6 +166,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     }
     const { oci, shown } = parseMounts(store, o);
     const network = o.network === 'host' ? 'host' : o.network === 'none' ? 'none' : 'private';
+    const cgroup = cgroupPlacement(id);
     const spec = buildSpec(cfg, {
       args: o.args,
       ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}),
@@ -193,6 +195,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       ...(rootfs.overlay ? { overlay: rootfs.overlay } : {}),
       annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id, ...rootfs.annotations },
       ...(o.resources ? { resources: o.resources } : {}),
+      ...(cgroup.cgroupsPath ? { cgroupsPath: cgroup.cgroupsPath } : {}),
       ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
     });
     fs.writeFileSync(path.join(dir, 'bundle', 'config.json'), JSON.stringify(spec));
@@ -207,6 +210,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     const entrypoint = o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : (cfg.config?.Entrypoint ?? []);
     const rec: ContainerRecord = {
       id,
+      ...(cgroup.systemd ? { cgroupManager: 'systemd' as const } : {}),
       name: name!,
       image: img.id,
       imageName,

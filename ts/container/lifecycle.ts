@@ -20,6 +20,11 @@ function rt(rec: ContainerRecord, args: string[]): { code: number; stderr: strin
   return { code: r.status ?? 1, stderr: r.stderr ?? '' };
 }
 
+/** The runtime's global flag for the container's cgroup manager (ts/container/cgroup.ts). */
+function cgroupFlag(rec: ContainerRecord): string[] {
+  return rec.cgroupManager === 'systemd' ? ['--systemd-cgroup'] : [];
+}
+
 /** Docker's statuses for a runtime failure, from the error code it logged. */
 export function exitForRuntimeError(code: string | undefined): number {
   if (code === 'ECMD_NOT_FOUND') return EXIT.NOT_FOUND;
@@ -79,7 +84,7 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
   // We hold this container until we have written its exit record (see state.ts).
   fs.writeFileSync(path.join(dir, 'monitor.json'), JSON.stringify(holderRecord(process.pid)));
   fs.writeFileSync(path.join(dir, 'started'), new Date().toISOString());
-  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...netArgs, rec.id], {
+  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, ...cgroupFlag(rec), '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
   });
   // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
@@ -120,7 +125,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   clearRun(dir);
   // A holder that died leaves the runtime's state behind; the new run needs the id.
   if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);
-  const args = ['--root', rec.runtimeRoot, 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
+  const args = ['--root', rec.runtimeRoot, ...cgroupFlag(rec), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   if (rec.tty) args.push('--tty');
   if (rec.tty && opts.ttySize) args.push('--tty-size', `${opts.ttySize.rows}x${opts.ttySize.cols}`);
   // -i: the monitor keeps the container's stdin open for `attach` (Docker's OpenStdin).

@@ -53,6 +53,8 @@ export interface SpecOptions {
   stopSignal?: string;
   /** linux.resources (limits); the runtime then places the container in its own cgroup. */
   resources?: Record<string, unknown>;
+  /** linux.cgroupsPath: the container's own cgroup on cgroup v2 (ts/container/cgroup.ts). */
+  cgroupsPath?: string;
   /** false: no user namespace (`--userns host`, root only); the id maps are then ignored. */
   userNamespace?: boolean;
   /** The process's user when `-u` is not given, over the image's (`--userns keep-id`). */
@@ -313,6 +315,7 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
     },
     linux: {
       ...(opts.resources ? { resources: opts.resources } : {}),
+      ...(opts.cgroupsPath ? { cgroupsPath: opts.cgroupsPath } : {}),
       ...(userns
         ? {
             uidMappings: opts.uidMap.map(([c, h, s]) => ({ containerID: c, hostID: h, size: s })),
