@@ -19,6 +19,7 @@ mod features;
 mod kill;
 mod list;
 mod monitor;
+mod network;
 mod pause;
 mod probe_ns;
 mod ps;

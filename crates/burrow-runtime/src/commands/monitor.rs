@@ -108,7 +108,7 @@ fn read_some(fd: RawFd) -> Option<Vec<u8>> {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true), Flag("stdin", &["i"], false), Flag("tty-size", &[], true), Flag("attach-fd", &[], true)])?;
+    let p = flags(args, &super::network::with_flag(&[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true), Flag("stdin", &["i"], false), Flag("tty-size", &[], true), Flag("attach-fd", &[], true)]))?;
     let id = id_of(&p, "monitor")?;
     let dir = PathBuf::from(p.value("dir").ok_or_else(|| RuntimeError::Usage("monitor: --dir is required".into()))?);
     let bundle = PathBuf::from(p.value("bundle").unwrap_or("."));
@@ -148,6 +148,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         let _ = writeln!(f, "{v}");
     };
     let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
+    // Published ports are bound before the container exists: a taken one fails the run here.
+    let mut net = match super::network::prepare(&p) {
+        Ok(n) => n,
+        Err(e) => {
+            answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
+            return Ok(1);
+        }
+    };
     nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
     // -i without a terminal: the container reads a pipe whose write end the attach server
     // keeps (Docker's OpenStdin), instead of /dev/null.
@@ -205,6 +213,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
     nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
     nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2")?;
+    // The network helper joins the created init's namespaces before its program runs.
+    if let Err(e) = super::network::attach(net.as_mut(), created.state.pid) {
+        drop(net);
+        answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
+        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        return Ok(1);
+    }
     // Listening before the start: an `attach` right after `run -d` finds the socket.
     let mut att = attach_server::AttachServer::new(&dir, input, tty_mode);
     if let Some(fd) = attach_fd {
@@ -227,6 +242,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut exit: Option<i32> = None;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
     loop {
+        if exit.is_some() && net.is_some() {
+            // The network goes with the container, not with its last output.
+            net = None;
+        }
         if exit.is_some() && !open.iter().any(|o| *o) {
             break;
         }
@@ -234,6 +253,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         let idx: Vec<usize> = (0..readers.len()).filter(|i| open[*i]).collect();
         for &i in &idx {
             fds.push(PollFd::new(readers[i].1.as_fd(), PollFlags::POLLIN));
+        }
+        let net_at = fds.len();
+        if let Some(fd) = net.as_ref().and_then(|n| n.poll_fd()) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let att_at = fds.len();
         att.poll_fds(&mut fds);
@@ -263,6 +286,11 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if ready[0] {
             while let Ok(Some(_)) = sfd.read_signal() {}
         }
+        if ready.get(net_at).copied().unwrap_or(false) {
+            if let Some(n) = net.as_mut() {
+                n.dispatch();
+            }
+        }
         att.dispatch(&ready[att_at..]);
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -275,6 +303,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             }
         }
     }
+    drop(net);
     log.write(0, &[], true);
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
