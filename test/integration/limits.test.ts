@@ -46,6 +46,13 @@ describe('resource limits', () => {
     expect(r.stdout).toBe('ok\n');
   });
 
+  it('--cgroups takes enabled, no-conmon or disabled; anything else is a usage error', () => {
+    expect(env.b(['run', '--rm', '--cgroups=no-conmon', IMAGE, 'true']).code).toBe(0);
+    const r = env.b(['run', '--rm', '--cgroups=off', IMAGE, 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/invalid --cgroups off: want enabled, no-conmon or disabled/);
+  });
+
   it('invalid limit values are usage errors', () => {
     const r = env.b(['run', '--rm', '--memory', 'lots', '--cgroups=disabled', IMAGE, 'true']);
     expect(r.code).toBe(125);

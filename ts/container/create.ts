@@ -47,6 +47,8 @@ export interface CreateOptions {
   stopTimeout?: number;
   /** OCI linux.resources, already checked to be enforceable. */
   resources?: Record<string, unknown>;
+  /** `--cgroups=disabled`: no cgroup of its own either (podman's meaning). */
+  noCgroup?: boolean;
   /** `--userns`, `--group-add`, `--device`, `--init`: see userns.ts and spec.ts. */
   identity?: Identity;
   groupAdd?: string[];
@@ -166,7 +168,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     }
     const { oci, shown } = parseMounts(store, o);
     const network = o.network === 'host' ? 'host' : o.network === 'none' ? 'none' : 'private';
-    const cgroup = cgroupPlacement(id);
+    const cgroup = o.noCgroup ? { systemd: false } : cgroupPlacement(id);
     const spec = buildSpec(cfg, {
       args: o.args,
       ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}),

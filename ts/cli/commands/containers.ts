@@ -113,7 +113,7 @@ function addRunFlags(c: Command): Command {
     .option('--device-read-iops <dev:n>', 'read operations per second of a device', collect, [])
     .option('--device-write-iops <dev:n>', 'write operations per second of a device', collect, [])
     .option('--cgroup-conf <key=value>', 'a cgroup v2 file and the value to write into it, e.g. memory.high=67108864', collect, [])
-    .option('--cgroups <mode>', 'enabled (default) or disabled: run without the requested limits after one warning', 'enabled')
+    .option('--cgroups <mode>', 'enabled (default), no-conmon (the same: the monitor is never in the container\'s cgroup) or disabled: run without the requested limits after one warning', 'enabled')
     .passThroughOptions();
 }
 
@@ -149,10 +149,12 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
   const { toResources, checkEnforceable } = await import('../../container/limits');
   const { resources, needs } = toResources(f);
   let limits: Record<string, unknown> | undefined;
+  const cgroupMode = f.cgroups ?? 'enabled';
+  if (!['enabled', 'no-conmon', 'disabled'].includes(cgroupMode)) throw new BurrowError('EUSAGE', `invalid --cgroups ${cgroupMode}: want enabled, no-conmon or disabled`);
+  const optOut = cgroupMode === 'disabled' || process.env.BURROW_CGROUPS === 'disabled';
   if (needs.length) {
     const { native } = await import('../../native');
     const info = JSON.parse(native().cgroupInfo()) as { mode: string; enforceable: string[]; delegationRoot: string | null; manager: string };
-    const optOut = f.cgroups === 'disabled' || process.env.BURROW_CGROUPS === 'disabled';
     if (checkEnforceable(needs, info, optOut)) limits = resources;
   }
   const { prepareContainer, imageConfig } = await import('../../container/create');
@@ -198,6 +200,7 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       ...(f.stopSignal ? { stopSignal: f.stopSignal } : {}),
       ...(f.stopTimeout ? { stopTimeout: Number(f.stopTimeout) } : {}),
       ...(limits ? { resources: limits } : {}),
+      ...(optOut ? { noCgroup: true } : {}),
     },
     ctx.runRoot,
   );
