@@ -3,7 +3,6 @@
  * bundle, its writable layer and its /etc files. Names are claimed with an atomic symlink, so
  * two `run --name x` at once cannot both win.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
@@ -49,6 +48,25 @@ export interface ContainerRecord {
     securityOpt: string[];
     workdir: string;
   };
+}
+
+/**
+ * Random bytes from /dev/urandom, the kernel's CSPRNG that node:crypto draws from as well:
+ * loading node:crypto costs `burrow run` ~3 ms, more than everything else in this module.
+ */
+function randomBytes(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  try {
+    const fd = fs.openSync('/dev/urandom', 'r');
+    try {
+      if (fs.readSync(fd, b, 0, n, null) === n) return b;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    /* no /dev/urandom (a minimal chroot): node:crypto below */
+  }
+  return (require('node:crypto') as typeof import('node:crypto')).randomBytes(n);
 }
 
 const isRecord = (v: unknown): v is ContainerRecord => typeof v === 'object' && v !== null && typeof (v as ContainerRecord).id === 'string';

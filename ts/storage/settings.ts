@@ -6,7 +6,6 @@
  * (`--storage-driver`, BURROW_STORAGE_DRIVER); that choice is never saved (rootfs.ts records it
  * with each container instead).
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
@@ -92,6 +91,9 @@ export function storeLayout(root: string, storeMagic: number, localBase: string,
   if (localMagic === undefined) return { kind: 'refuse', fs: fsName, message: `${why}, and ${localBase} cannot be examined to keep the layers there instead`, fix };
   const localNet = networkFsName(localMagic);
   if (localNet) return { kind: 'refuse', fs: fsName, message: `${why}, and ${localBase}, where the layers would go instead, is on ${localNet} too`, fix };
+  // node:crypto is required here, not imported: loading it costs `burrow run` ~3 ms, and only a
+  // store on a network filesystem needs it.
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
   const local = path.join(localBase, createHash('sha256').update(path.resolve(root)).digest('hex').slice(0, 16));
   return { kind: 'redirect', fs: fsName, local };
 }
