@@ -1,0 +1,143 @@
+/**
+ * Start-up (bin/burrow.js): the CLI runs from one bundled file (scripts/bundle.mjs) through a V8
+ * code cache in the user's cache directory; a bad or missing cache only costs time; a bundle
+ * older than dist/ is never used; BURROW_DEBUG stack traces point into ts/.
+ */
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, ROOT, sh, type Run } from './helpers';
+import { IMAGE, setup, type Env } from './lifecycle.helpers';
+import pkg from '../../package.json';
+
+describe('start-up', () => {
+  let env: Env;
+  let cacheHome: string;
+  beforeAll(() => {
+    env = setup('startup');
+    cacheHome = path.join(env.work, 'cache');
+  });
+  afterAll(() => {
+    env?.cleanup();
+    env?.dispose();
+  });
+
+  /** The CLI with this file's store and a cache directory of its own; BURROW_DEBUG (which bypasses the cache) only when asked. */
+  const b = (args: string[], extra: Record<string, string | undefined> = {}, bin = BIN): Run =>
+    sh(process.execPath, [bin, '--root', env.store, '--runroot', env.runroot, ...args], { env: { XDG_CACHE_HOME: cacheHome, BURROW_DEBUG: undefined, ...extra } });
+  const caches = (): string[] => {
+    const dir = path.join(cacheHome, 'burrow');
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.v8cache')).map((f) => path.join(dir, f)) : [];
+  };
+
+  it("the checkout's bundle is current and pure ASCII", () => {
+    const dir = path.join(ROOT, 'dist', 'bundle');
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { inputs: [string, number, number][] };
+    expect(m.inputs.map(([rel]) => rel)).toContain('../cli/main.js');
+    const changed = m.inputs.filter(([rel, size, mtimeMs]) => {
+      const st = fs.statSync(path.join(dir, rel), { throwIfNoEntry: false });
+      return !st || st.size !== size || st.mtimeMs > mtimeMs;
+    });
+    expect(changed, 'dist/ changed after bundling: run `npm run build:ts`').toEqual([]);
+    expect(/[^\x00-\x7f]/.test(fs.readFileSync(path.join(dir, 'burrow.js'), 'latin1'))).toBe(false);
+  });
+
+  it('writes a code cache on first use, keeps it, and lets `run` replace one that another command made', () => {
+    fs.rmSync(cacheHome, { recursive: true, force: true });
+    expect(b(['images', '-q']).code).toBe(0);
+    const [file, ...more] = caches();
+    expect(file).toBeDefined();
+    expect(more).toEqual([]);
+    expect(fs.statSync(file!).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(file!)).mode & 0o777).toBe(0o700);
+    const byImages = fs.readFileSync(file!);
+    expect(byImages[0]).toBe(0); // made by a command other than run
+    const ino = fs.statSync(file!).ino;
+    expect(b(['images', '-q']).code).toBe(0);
+    expect(fs.statSync(file!).ino).toBe(ino); // V8 took it: not written again
+
+    expect(b(['run', '--rm', IMAGE, 'echo', 'hi'])).toMatchObject({ code: 0, stdout: 'hi\n' });
+    expect(caches()).toEqual([file]);
+    const byRun = fs.readFileSync(file!);
+    expect(byRun[0]).toBe(1);
+    expect(byRun.length).toBeGreaterThan(byImages.length); // the container code too
+    const ino2 = fs.statSync(file!).ino;
+    expect(b(['run', '--rm', IMAGE, 'true']).code).toBe(0);
+    expect(b(['images', '-q']).code).toBe(0);
+    expect(fs.statSync(file!).ino).toBe(ino2); // kept from now on
+  });
+
+  it('a corrupt cache or an unusable cache directory costs time, never the command', () => {
+    const control = b(['run', '--rm', IMAGE, 'echo', 'hi']);
+    expect(control).toMatchObject({ code: 0, stdout: 'hi\n' });
+    const [file] = caches();
+    const good = fs.readFileSync(file!);
+    for (const bad of [Buffer.concat([Buffer.from([1]), crypto.randomBytes(good.length - 1)]), good.subarray(0, 1000), Buffer.alloc(0)]) {
+      fs.writeFileSync(file!, bad);
+      expect(b(['run', '--rm', IMAGE, 'echo', 'hi'])).toEqual(control);
+      // V8 refused it (or there was nothing to refuse) and the run wrote a good one.
+      const now = fs.readFileSync(file!);
+      expect(now[0]).toBe(1);
+      expect(now.length).toBeGreaterThan(1000);
+    }
+    // No cache directory can be made under a regular file.
+    const notDir = path.join(env.work, 'not-a-dir');
+    fs.writeFileSync(notDir, '');
+    expect(b(['run', '--rm', IMAGE, 'echo', 'hi'], { XDG_CACHE_HOME: notDir })).toEqual(control);
+    // A relative XDG_CACHE_HOME is ignored, as the XDG spec says, and without HOME there is no cache.
+    expect(b(['run', '--rm', IMAGE, 'echo', 'hi'], { XDG_CACHE_HOME: 'rel', HOME: undefined })).toEqual(control);
+    expect(fs.existsSync(path.join(process.cwd(), 'rel'))).toBe(false);
+  });
+
+  it('a bundle older than dist/ is not used: dist/ runs, so a stale bundle never runs old code', () => {
+    // A copy of the package that keeps mtimes (the checkout's bundle stays current for others).
+    const copy = path.join(env.work, 'pkg');
+    fs.mkdirSync(copy);
+    const cp = spawnSync('cp', ['-a', path.join(ROOT, 'bin'), path.join(ROOT, 'dist'), path.join(ROOT, 'package.json'), copy], { encoding: 'utf8' });
+    expect(cp.status, cp.stderr).toBe(0);
+    for (const d of ['node_modules', 'native', 'target']) fs.symlinkSync(path.join(ROOT, d), path.join(copy, d));
+    const bin = path.join(copy, 'bin', 'burrow.js');
+    const version = ['version', '--format', '{{.Client.Version}}'];
+
+    fs.rmSync(cacheHome, { recursive: true, force: true });
+    expect(b(version, {}, bin)).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    expect(caches()).toHaveLength(1); // the copy's bundle, through the cache
+    const fresh = b(version, { BURROW_DEBUG: '1' }, bin);
+    expect(fresh).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    expect(fresh.stderr).not.toMatch(/loading dist/);
+
+    // A dist file written again (same content, newer mtime), as tsc without the bundle step does.
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(path.join(copy, 'dist', 'errors.js'), later, later);
+    fs.rmSync(cacheHome, { recursive: true, force: true });
+    const stale = b(version, { BURROW_DEBUG: '1' }, bin);
+    expect(stale).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    expect(stale.stderr).toMatch(/dist\/bundle is missing or older than dist\/.*loading dist\//);
+    expect(b(version, {}, bin).code).toBe(0);
+    expect(caches()).toEqual([]); // dist/ is loaded by Node's own loader: no cache
+
+    // A changed input is really read from dist/: the bundle has the old version inlined.
+    const pj = JSON.parse(fs.readFileSync(path.join(copy, 'package.json'), 'utf8'));
+    fs.writeFileSync(path.join(copy, 'package.json'), JSON.stringify({ ...pj, version: '9.8.7-stale' }));
+    expect(b(version, {}, bin)).toMatchObject({ code: 0, stdout: '9.8.7-stale\n' });
+    // Without its bundle at all, the same.
+    fs.rmSync(path.join(copy, 'dist', 'bundle'), { recursive: true });
+    expect(b(version, {}, bin)).toMatchObject({ code: 0, stdout: '9.8.7-stale\n' });
+  });
+
+  it('BURROW_DEBUG prints a stack trace that points into ts/, and no stack without it', () => {
+    const r = b(['tag', 'no-such-image:x', 'y'], { BURROW_DEBUG: '1' });
+    expect(r.code).toBe(125);
+    const frame = /\n\s+at .*?\(?(\/[^():\s]+\.ts):(\d+):\d+\)?\n/.exec(r.stderr);
+    expect(frame, r.stderr).not.toBeNull();
+    expect(frame![1]!.startsWith(path.join(ROOT, 'ts') + path.sep)).toBe(true);
+    // The frame is where the error was made.
+    expect(fs.readFileSync(frame![1]!, 'utf8').split('\n')[Number(frame![2]) - 1]).toMatch(/new BurrowError\(/);
+    const plain = b(['tag', 'no-such-image:x', 'y']);
+    expect(plain.code).toBe(125);
+    expect(plain.stderr).toMatch(/no such image: no-such-image:x/);
+    expect(plain.stderr).not.toMatch(/\n\s+at /);
+  });
+});
