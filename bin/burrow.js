@@ -72,10 +72,17 @@ function loadCached(file, hash, args) {
   let madeBy = MADE_BY_OTHER;
   if (cacheFile) {
     try {
-      const b = fs.readFileSync(cacheFile);
-      if (b.length > 1) {
-        madeBy = b[0];
-        cached = b.subarray(1);
+      const fd = fs.openSync(cacheFile, 'r');
+      try {
+        // Compiled code runs as this user: only a cache this user wrote, that nobody else can.
+        const st = fs.fstatSync(fd);
+        const b = st.uid === process.geteuid() && (st.mode & 0o022) === 0 ? fs.readFileSync(fd) : undefined;
+        if (b && b.length > 1) {
+          madeBy = b[0];
+          cached = b.subarray(1);
+        }
+      } finally {
+        fs.closeSync(fd);
       }
     } catch {
       /* none yet */

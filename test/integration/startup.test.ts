@@ -82,6 +82,12 @@ describe('start-up', () => {
       expect(now[0]).toBe(1);
       expect(now.length).toBeGreaterThan(1000);
     }
+    // A cache that others could have written is not run: replaced by one of this user's own.
+    fs.chmodSync(file!, 0o666);
+    const ino = fs.statSync(file!).ino;
+    expect(b(['run', '--rm', IMAGE, 'echo', 'hi'])).toEqual(control);
+    expect(fs.statSync(file!).ino).not.toBe(ino);
+    expect(fs.statSync(file!).mode & 0o777).toBe(0o600);
     // No cache directory can be made under a regular file.
     const notDir = path.join(env.work, 'not-a-dir');
     fs.writeFileSync(notDir, '');
