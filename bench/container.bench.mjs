@@ -58,7 +58,8 @@ export async function run() {
     const burrow = (...a) => [process.execPath, BURROW, '--root', store, '--runroot', runroot, ...a];
     sh(burrow('pull', '-q', ref));
     const cmds = [
-      { name: 'burrow run --rm IMG true', argv: burrow('run', '--rm', ref, 'true') },
+      // --network none on both sides: podman's slirp4netns costs it too (bench/network.bench.mjs).
+      { name: 'burrow run --rm --network none IMG true', argv: burrow('run', '--rm', '--network', 'none', ref, 'true') },
     ];
     let podman = false;
     if (have('podman')) {
@@ -72,12 +73,12 @@ export async function run() {
 
     // Detached: start `sleep 1`, then rm -f, as one shell command per tool.
     const script = (argvRun, argvRm) => ['sh', '-c', `id=$(${argvRun.join(' ')}) && ${argvRm.join(' ')} $id >/dev/null`];
-    const det = [{ name: 'burrow run -d IMG sleep 1 + rm -f', argv: script(burrow('run', '-d', ref, 'sleep', '1'), burrow('rm', '-f')) }];
+    const det = [{ name: 'burrow run -d IMG sleep 1 + rm -f', argv: script(burrow('run', '-d', '--network', 'none', ref, 'sleep', '1'), burrow('rm', '-f')) }];
     if (podman) det.push({ name: 'podman run -d IMG sleep 1 + rm -f -t 0', argv: script(['podman', 'run', '-d', '--network=none', ref, 'sleep', '1'], ['podman', 'rm', '-f', '-t', '0']) });
     tables.push(ratioTable('detached start + remove', hyperfine(det, { runs: 10, warmup: 2 })));
 
     // What stays alive for a detached container: everything but the container's own process.
-    const id = sh(burrow('run', '-d', ref, 'sleep', '30')).trim();
+    const id = sh(burrow('run', '-d', '--network', 'none', ref, 'sleep', '30')).trim();
     const mon = JSON.parse(fs.readFileSync(path.join(store, 'containers', id, 'monitor.json'), 'utf8'));
     const alive = [mon.pid, ...descendants(mon.pid)];
     const rows = alive.map((p) => `| ${comm(p)} | ${p} | ${(rssKiB(p) / 1024).toFixed(1)} |`);

@@ -1,0 +1,123 @@
+/** ts/network: flag parsing, /etc files and what `port`/`inspect` show, without starting anything. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hostResolvers, hostsFile, parseResolv, resolvConf, slirpAddresses } from '../../ts/network/etc';
+import { boundPorts, hostConfigNetwork, portLines } from '../../ts/network/inspect';
+import { networkRecord, parseNetwork, parsePublish, publishAll, type NetworkFlags, type NetworkRecord } from '../../ts/network/options';
+
+const flags = (f: Partial<NetworkFlags>): NetworkFlags => ({ publish: [], publishAll: false, dns: [], dnsSearch: [], dnsOption: [], addHost: [], ...f });
+
+describe('-p', () => {
+  it("parses Docker's forms", () => {
+    expect(parsePublish('18080:80')).toEqual([{ hostIp: '', hostPort: 18080, containerPort: 80, protocol: 'tcp' }]);
+    expect(parsePublish('80')).toEqual([{ hostIp: '', hostPort: 0, containerPort: 80, protocol: 'tcp' }]);
+    expect(parsePublish('127.0.0.1:53:53/udp')).toEqual([{ hostIp: '127.0.0.1', hostPort: 53, containerPort: 53, protocol: 'udp' }]);
+    expect(parsePublish('127.0.0.1::80')).toEqual([{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }]);
+    expect(parsePublish('[::1]:8080:80')).toEqual([{ hostIp: '::1', hostPort: 8080, containerPort: 80, protocol: 'tcp' }]);
+    expect(parsePublish('0.0.0.0:8080:80')[0]!.hostIp).toBe('');
+    expect(parsePublish('8000-8002:80-82').map((p) => [p.hostPort, p.containerPort])).toEqual([[8000, 80], [8001, 81], [8002, 82]]);
+    expect(parsePublish('7000-7001').map((p) => [p.hostPort, p.containerPort])).toEqual([[0, 7000], [0, 7001]]);
+  });
+
+  it('refuses what cannot be published', () => {
+    expect(() => parsePublish('70000:80')).toThrow(/invalid port 70000/);
+    expect(() => parsePublish('8000-8001:80-82')).toThrow(/differ in size/);
+    expect(() => parsePublish('80/sctp')).toThrow(/invalid -p/);
+    expect(() => parsePublish('a:b')).toThrow(/invalid -p/);
+  });
+
+  it('-P takes the exposed ports, ranges and protocols', () => {
+    expect(publishAll({ '80/tcp': {}, '53/udp': {}, '9000-9001': {}, '1/sctp': {} }).map((p) => `${p.containerPort}/${p.protocol}`)).toEqual(['80/tcp', '53/udp', '9000/tcp', '9001/tcp']);
+  });
+});
+
+describe('--network', () => {
+  it('parses podman-spelled options', () => {
+    const s = parseNetwork('slirp4netns:allow_host_loopback=true,mtu=1500,cidr=10.5.0.0/24,enable_ipv6=true,port_handler=slirp4netns').rec;
+    expect(s).toMatchObject({ mode: 'slirp4netns', allowHostLoopback: true, mtu: 1500, cidr: '10.5.0.0/24', enableIpv6: true, portHandler: 'slirp4netns' });
+    expect(parseNetwork('slirp4netns:port_handler=rootlesskit').rec.portHandler).toBe('burrow');
+    expect(parseNetwork('pasta:--map-gw,-T,8080,--mtu,9000').rec).toMatchObject({ mode: 'pasta', allowHostLoopback: true, mtu: 9000, helperArgs: ['-T', '8080'] });
+    expect(parseNetwork('container:web').rec).toMatchObject({ mode: 'container', container: 'web' });
+    expect(parseNetwork('none').rec.mode).toBe('none');
+  });
+
+  it('refuses unknown modes and options', () => {
+    expect(() => parseNetwork('bridge')).toThrow(/invalid --network bridge/);
+    expect(() => parseNetwork('slirp4netns:outbound_addr=1.2.3.4')).toThrow(/unknown option outbound_addr/);
+    expect(() => parseNetwork('slirp4netns:mtu=100')).toThrow(/mtu=100/);
+    expect(() => parseNetwork('container:')).toThrow(/needs a container/);
+    expect(() => parseNetwork('host:x')).toThrow(/takes no options/);
+  });
+
+  it('ports need a namespace of their own; host discards them with a warning', () => {
+    expect(() => networkRecord(flags({ network: 'none', publish: ['80'] }), undefined, () => {})).toThrow(/cannot publish ports with --network none/);
+    expect(() => networkRecord(flags({ network: 'container:x', publish: ['80'] }), undefined, () => {})).toThrow(/container:NAME/);
+    const warnings: string[] = [];
+    expect(networkRecord(flags({ network: 'host', publish: ['80'] }), undefined, (m) => warnings.push(m)).ports).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(() => networkRecord(flags({ network: 'slirp4netns:port_handler=slirp4netns', publish: ['[::1]:80:80'] }), undefined, () => {})).toThrow(/IPv4 only/);
+    expect(() => networkRecord(flags({ network: 'slirp4netns', addHost: ['nocolon'] }), undefined, () => {})).toThrow(/--add-host nocolon/);
+  });
+});
+
+const rec = (over: Partial<NetworkRecord>): NetworkRecord => ({
+  mode: 'slirp4netns', allowHostLoopback: false, mtu: 65520, enableIpv6: false, portHandler: 'burrow', helperArgs: [], ports: [], publish: [], dns: [], dnsSearch: [], dnsOptions: [], addHosts: [], ...over,
+});
+
+describe('/etc files', () => {
+  it("slirp4netns's addresses follow its cidr", () => {
+    expect(slirpAddresses()).toEqual({ ip: '10.0.2.100', gateway: '10.0.2.2', dns: '10.0.2.3', prefix: 24 });
+    expect(slirpAddresses('10.5.0.0/16')).toEqual({ ip: '10.5.0.100', gateway: '10.5.0.2', dns: '10.5.0.3', prefix: 16 });
+  });
+
+  it("resolv.conf: the helper's forwarder, or the host's upstream resolvers behind a loopback one", () => {
+    const host = { nameservers: ['192.0.2.53'], search: ['lan'], options: [], loopback: false };
+    expect(resolvConf(rec({}), host)).toBe('search lan\nnameserver 10.0.2.3\n');
+    expect(resolvConf(rec({ mode: 'pasta' }), host)).toBe('search lan\nnameserver 169.254.1.1\n');
+    const behindLoopback = { nameservers: ['192.0.2.1', '192.0.2.2'], search: [], options: [], loopback: true };
+    expect(resolvConf(rec({}), behindLoopback)).toBe('nameserver 192.0.2.1\nnameserver 192.0.2.2\n');
+    expect(resolvConf(rec({ dns: ['1.1.1.1'], dnsSearch: ['a.test', 'b.test'], dnsOptions: ['ndots:1'] }), host)).toBe('search a.test b.test\nnameserver 1.1.1.1\noptions ndots:1\n');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-resolv-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'main'), 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp\n');
+      fs.writeFileSync(path.join(dir, 'up'), 'nameserver 192.0.2.9\nnameserver 127.0.0.1\n');
+      expect(hostResolvers({ main: path.join(dir, 'main'), upstream: path.join(dir, 'up') })).toEqual({ nameservers: ['192.0.2.9'], search: ['corp'], options: [], loopback: true });
+      expect(hostResolvers({ main: path.join(dir, 'main'), upstream: path.join(dir, 'none') }).nameservers).toEqual(['8.8.8.8', '8.8.4.4']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(parseResolv('# c\nnameserver 9.9.9.9\ndomain x\n')).toEqual({ nameservers: ['9.9.9.9'], search: ['x'], options: [] });
+  });
+
+  it('hosts: the container, the host (the gateway only when its loopback is allowed), --add-host', () => {
+    const h = hostsFile('box', rec({ allowHostLoopback: true, addHosts: ['db:10.1.1.1', 'gw:host-gateway', 'v6:[::2]'] }));
+    expect(h).toContain('10.0.2.100\tbox\n');
+    expect(h).toContain('10.0.2.2\thost.containers.internal host.docker.internal\n');
+    expect(h).toContain('10.1.1.1\tdb\n10.0.2.2\tgw\n::2\tv6\n');
+    expect(hostsFile('box', rec({}))).not.toContain('10.0.2.2');
+    expect(hostsFile('box', undefined)).toBe('127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox\n');
+  });
+});
+
+describe('port and inspect', () => {
+  it('a dual-stack wildcard shows as 0.0.0.0 and ::', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-port-'));
+    try {
+      const state = { helper: 'slirp4netns', helperPid: 1, portHandler: 'burrow', mtu: 65520, ports: [
+        { hostIp: '0.0.0.0', hostPort: 18080, containerPort: 80, protocol: 'tcp', dual: true },
+        { hostIp: '127.0.0.1', hostPort: 5353, containerPort: 53, protocol: 'udp', dual: false },
+      ] };
+      fs.writeFileSync(path.join(dir, 'network-state.json'), JSON.stringify(state));
+      expect(portLines(dir)).toEqual(['80/tcp -> 0.0.0.0:18080', '80/tcp -> [::]:18080', '53/udp -> 127.0.0.1:5353']);
+      expect(portLines(dir, '80')).toEqual(['0.0.0.0:18080', '[::]:18080']);
+      expect(portLines(dir, '53/udp')).toEqual(['127.0.0.1:5353']);
+      expect(portLines(dir, '53')).toEqual([]);
+      expect(boundPorts(undefined)).toEqual({});
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    expect(hostConfigNetwork(rec({ ports: [{ hostIp: '', hostPort: 0, containerPort: 80, protocol: 'tcp' }] })).PortBindings).toEqual({ '80/tcp': [{ HostIp: '', HostPort: '' }] });
+  });
+});
