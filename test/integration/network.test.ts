@@ -71,6 +71,10 @@ function helpersOfInit(init: number): number[] {
   return out;
 }
 
+function ppidOf(pid: number): number {
+  return Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+}
+
 async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
   if (kind === 'udp') {
     const s = dgram.createSocket('udp4');
@@ -135,7 +139,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     const id = runD(IMAGE, 'sleep', '60');
     const helper = helperOf(id, 'slirp4netns');
     const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
-    const ppid = Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${helper}/status`, 'utf8'))![1]);
+    const ppid = ppidOf(helper);
     expect(ppid).toBe(monitor);
   });
 
@@ -305,19 +309,39 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     }
   });
 
-  it('foreground: the runtime owns the helper; killing the runtime takes the helper with it', async () => {
+  it('foreground: the runtime owns the helper; killing the runtime takes the helper along, killing the CLI leaves it to the container', async () => {
     const hp = await freePort();
     const run = env.bg(['run', '--rm', '--name', 'net-fg', '-p', `${hp}:80`, IMAGE, ...HTTPD]);
     expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
     const id = inspect('net-fg').Id as string;
     const helper = helperOf(id, 'slirp4netns');
-    const ppid = Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${helper}/status`, 'utf8'))![1]);
+    const ppid = ppidOf(helper);
     expect(cmdline(ppid)).toMatch(new RegExp(`burrow-runtime .* run .*${id}`));
     process.kill(ppid, 'SIGKILL');
     waitFor(() => !alive(helper), 10_000, 'slirp4netns to die with the runtime');
     expect(await portFree(hp)).toBe(true);
     b(['rm', '-f', id]);
     await run;
+
+    // The CLI killed: the runtime keeps the container and its network, until the container dies.
+    const hp2 = await freePort();
+    const run2 = env.bg(['run', '--name', 'net-fg2', '-p', `${hp2}:80`, IMAGE, ...HTTPD]);
+    expect(await get(`http://127.0.0.1:${hp2}/`)).toMatch(/^page from /);
+    const info = inspect('net-fg2');
+    const helper2 = helperOf(info.Id as string, 'slirp4netns');
+    const runtime2 = ppidOf(helper2);
+    const cli = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).find((p) => p !== process.pid && /burrow\.js .* run --name net-fg2 /.test(cmdline(p)));
+    expect(cli).toBeGreaterThan(0);
+    process.kill(cli!, 'SIGKILL');
+    waitFor(() => !alive(cli!), 10_000, 'the CLI to die');
+    expect(await get(`http://127.0.0.1:${hp2}/`)).toMatch(/^page from /);
+    expect(alive(helper2)).toBe(true);
+    process.kill(info.State.Pid as number, 'SIGKILL');
+    waitFor(() => !alive(helper2), 10_000, 'slirp4netns to go with the container');
+    waitFor(() => !alive(runtime2), 10_000, 'the runtime to finish');
+    // (Its output pipes, which the runtime held, close only now.)
+    await run2;
+    expect(await portFree(hp2)).toBe(true);
   });
 });
 
