@@ -19,9 +19,13 @@ use nix::errno::Errno;
 use super::nsock::NsSockets;
 use super::{BoundPort, Ctx, NetError, PortSpec, Proto, Result};
 
-/// Per direction; the kernel allocates pages only for bytes in flight. 1 MiB (the unprivileged
-/// maximum, fs.pipe-max-size) lets one splice move a whole socket buffer.
-const PIPE_SIZE: libc::c_int = 1 << 20;
+/// A bulk connection's pipes grow to 1 MiB (the unprivileged maximum, fs.pipe-max-size), so that
+/// one splice moves a whole socket buffer; the others keep the default 64 KiB. Pipe capacity
+/// counts against the user's fs.pipe-user-pages-soft (64 MiB), which their other programs share:
+/// only a few pipes may be big at once.
+const PIPE_BIG: libc::c_int = 1 << 20;
+const PIPE_DEFAULT: usize = 1 << 16;
+const MAX_BIG_PIPES: usize = 16;
 const CHUNK: usize = 1 << 20;
 /// Rounds of pumping one connection before the others get a turn.
 const PUMP_ROUNDS: usize = 64;
@@ -154,10 +158,7 @@ fn pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
     let mut p = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     errno(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) }, ())?;
-    let (r, w) = (owned(p[0])?, owned(p[1])?);
-    // Best effort: a smaller pipe only means more splices.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-    Ok((r, w))
+    Ok((owned(p[0])?, owned(p[1])?))
 }
 
 /// A listening (TCP) or bound (UDP) socket on the host.
@@ -248,6 +249,16 @@ struct Half {
     pending: usize,
     eof: bool,
     shut: bool,
+    /// The pipe was grown to PIPE_BIG.
+    big: bool,
+    /// A splice filled the default pipe: this direction carries bulk data.
+    bulk: bool,
+}
+
+impl Half {
+    fn new((r, w): (OwnedFd, OwnedFd)) -> Half {
+        Half { r, w, pending: 0, eof: false, shut: false, big: false, bulk: false }
+    }
 }
 
 struct Conn {
@@ -311,6 +322,7 @@ pub struct Forwarder {
     tcp_pool: Vec<OwnedFd>,
     udp_pool: Vec<OwnedFd>,
     buf: Vec<u8>,
+    big_pipes: usize,
 }
 
 enum Pumped {
@@ -330,7 +342,7 @@ impl Forwarder {
             epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), libc::EPOLLIN as u32, token(K_LISTEN, listeners.len())).op("epoll_ctl")?;
             listeners.push(Listener { fd, bound, flows: HashMap::new() });
         }
-        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new() })
+        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new(), big_pipes: 0 })
     }
 
     /// From now on connections go into the container's namespace.
@@ -402,21 +414,14 @@ impl Forwarder {
             Err(Errno::EINPROGRESS) => true,
             Err(e) => return Err(e).op("connect in the container"),
         };
-        let (ur, uw) = pipe().op("pipe")?;
-        let (dr, dw) = pipe().op("pipe")?;
+        let (up, down) = (Half::new(pipe().op("pipe")?), Half::new(pipe().op("pipe")?));
         let (cfd, sfd) = (client.as_raw_fd(), server.as_raw_fd());
-        let conn = Conn {
-            client,
-            server,
-            connecting,
-            up: Half { r: ur, w: uw, pending: 0, eof: false, shut: false },
-            down: Half { r: dr, w: dw, pending: 0, eof: false, shut: false },
-        };
+        let conn = Conn { client, server, connecting, up, down };
         let idx = self.conns.insert(conn);
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         let ok = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, cfd, ev, token(K_CLIENT, idx)).and_then(|_| epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, sfd, ev, token(K_SERVER, idx)));
         if ok.is_err() {
-            self.conns.remove(idx);
+            self.close_conn(idx);
             return ok.op("epoll_ctl");
         }
         self.service(idx);
@@ -429,7 +434,7 @@ impl Forwarder {
         if c.connecting {
             if sock_error(c.server.as_raw_fd()) != 0 {
                 // Nothing listens in the container (or it went away): the client sees a close.
-                self.conns.remove(idx);
+                self.close_conn(idx);
                 return;
             }
             if !connected(c.server.as_raw_fd()) {
@@ -441,6 +446,16 @@ impl Forwarder {
         let up = pump(&mut c.up, cfd, sfd);
         let down = pump(&mut c.down, sfd, cfd);
         let finished = c.up.shut && c.down.shut;
+        for h in [&mut c.up, &mut c.down] {
+            if h.bulk && !h.big && self.big_pipes < MAX_BIG_PIPES {
+                // SAFETY: fcntl on a pipe we own; failing (over the user's budget) only means
+                // more splices.
+                if unsafe { libc::fcntl(h.w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BIG) } > 0 {
+                    h.big = true;
+                    self.big_pipes += 1;
+                }
+            }
+        }
         match (up, down) {
             (Ok(u), Ok(d)) if !finished => {
                 // Not done but out of turns: re-arming a ready descriptor queues a new edge.
@@ -453,9 +468,13 @@ impl Forwarder {
                 }
             }
             // Both directions closed, or one failed (a reset): closing ours closes the other.
-            _ => {
-                self.conns.remove(idx);
-            }
+            _ => self.close_conn(idx),
+        }
+    }
+
+    fn close_conn(&mut self, idx: usize) {
+        if let Some(c) = self.conns.remove(idx) {
+            self.big_pipes -= [c.up.big, c.down.big].iter().filter(|b| **b).count();
         }
     }
 
@@ -563,6 +582,7 @@ fn pump(h: &mut Half, src: RawFd, dst: RawFd) -> std::result::Result<Pumped, Err
                 }
                 Ok(n) => {
                     h.pending += n;
+                    h.bulk |= h.pending >= PIPE_DEFAULT;
                     moved = true;
                 }
                 // EAGAIN: nothing to read, or the pipe is full.
