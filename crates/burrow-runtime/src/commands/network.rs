@@ -1,6 +1,13 @@
 //! `--network-config FILE` for `run` and `monitor`: the process that outlives the container owns
 //! its network helper and port forwarder (burrow_core::net). `create` has no such flag: after a
 //! bare `create` + `start`, no burrow process stays to own a helper.
+//!
+//! Why a foreground `run` owns them itself instead of running foreground containers under the
+//! monitor: it already is the process that waits for the container and outlives it (the CLI may
+//! be killed and it carries on, as the network tests check), it holds the user's terminal
+//! directly, and going through the monitor would add a relay hop and a daemon to every foreground
+//! run, networked or not. Either owner serves the forwarder in its poll loop, stops the helper as
+//! soon as the container exits, and takes it along if killed (PR_SET_PDEATHSIG).
 
 use burrow_core::error::Coded;
 use burrow_core::net::{NetConfig, NetError, Network};
