@@ -174,6 +174,11 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     expect(r.stdout).toMatch(/^\s*tap0:/m);
     // One helper for the shared namespace: the joining container starts none.
     expect(helpersOfInit(pid)).toHaveLength(1);
+    // Sharing with a container on the host's network is the host's network.
+    runD('--name', 'net-h', '--network', 'host', IMAGE, 'sleep', '60');
+    const viaHost = b(['run', '--rm', '--network', 'container:net-h', IMAGE, 'cat', '/proc/net/dev']);
+    expect(viaHost.code, viaHost.stderr).toBe(0);
+    expect(names(viaHost.stdout)).toEqual(names(fs.readFileSync('/proc/net/dev', 'utf8')));
     const stopped = b(['run', '--rm', '--network', 'container:no-such', IMAGE, 'true']);
     expect(stopped.code).toBe(125);
     expect(stopped.stderr).toMatch(/no such container/);

@@ -61,12 +61,21 @@ function joinContainer(store: Store, rec: ContainerRecord, dir: string, target: 
   const st = containerState(other, containers.dir(other.id));
   if (st.status !== 'running' || !st.pid) throw new BurrowError('ECONTAINER_STATE', `--network container:${other.name}: that container is not running`, `start it first: burrow start ${other.name}`);
   const cfgPath = path.join(dir, 'bundle', 'config.json');
-  const spec = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as { linux: { namespaces: { type: string; path?: string }[] } };
+  const spec = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as { mounts: { destination: string; type: string; source: string; options?: string[] }[]; linux: { namespaces: { type: string; path?: string }[] } };
   const ownUserns = fs.readlinkSync('/proc/self/ns/user');
   const theirUserns = fs.readlinkSync(`/proc/${st.pid}/ns/user`);
-  spec.linux.namespaces = spec.linux.namespaces
-    .filter((n) => n.type !== 'network' && !(n.type === 'user' && theirUserns !== ownUserns))
-    .concat([{ type: 'network', path: `/proc/${st.pid}/ns/net` }, ...(theirUserns !== ownUserns ? [{ type: 'user', path: `/proc/${st.pid}/ns/user` }] : [])]);
+  const ns = spec.linux.namespaces.filter((n) => n.type !== 'network');
+  if (fs.readlinkSync(`/proc/${st.pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net')) {
+    // That container uses the host's network (--network host): so does this one, with the
+    // host's /sys as `host` has it (a sysfs needs a network namespace of its user namespace).
+    spec.linux.namespaces = ns;
+    spec.mounts = spec.mounts.map((m) => (m.destination === '/sys' && m.type === 'sysfs' ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] } : m));
+  } else {
+    const joinUser = theirUserns !== ownUserns;
+    spec.linux.namespaces = ns
+      .filter((n) => !(joinUser && n.type === 'user'))
+      .concat([{ type: 'network', path: `/proc/${st.pid}/ns/net` }, ...(joinUser ? [{ type: 'user', path: `/proc/${st.pid}/ns/user` }] : [])]);
+  }
   fs.writeFileSync(cfgPath, JSON.stringify(spec));
 }
 
