@@ -16,7 +16,25 @@ function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals<GlobalOptions>();
 }
 
-export function buildProgram(setExit: (code: number) => void): Command {
+/** Global options that take a value: their value is not the command. */
+const GLOBAL_WITH_VALUE = new Set(['--root', '--runroot', '--storage-driver']);
+
+/** The command word of an argument list (`burrow --root X run ...` → run), if any. */
+export function commandWord(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-')) return a;
+    if (GLOBAL_WITH_VALUE.has(a)) i++;
+  }
+  return undefined;
+}
+
+/**
+ * `full` false leaves out the `container` group (`burrow container run ...`), which repeats
+ * every container command with its flags: building those costs a hot `burrow run` several
+ * milliseconds. It is built whenever the command is `container`, help or completion, or unknown.
+ */
+export function buildProgram(setExit: (code: number) => void, full = true): Command {
   const program = new Command('burrow')
     .description('Run OCI and Docker images as an ordinary user: no root, no sudo, no daemon.')
     .version(`burrow version ${VERSION}`, '-v, --version', 'print the version')
@@ -40,7 +58,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   info('doctor').description('alias of `burrow info`');
 
   registerImageCommands(program, setExit);
-  registerContainerCommands(program, setExit);
+  registerContainerCommands(program, setExit, full);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
   registerResourceCommands(program);
@@ -65,9 +83,15 @@ export function buildProgram(setExit: (code: number) => void): Command {
   return program;
 }
 
+/** Top-level commands that never need the `container` group (the hot ones). */
+const LEAN_COMMANDS = new Set(['run', 'create', 'start', 'stop', 'kill', 'rm', 'ps', 'exec', 'logs', 'wait', 'inspect', 'images', 'pull', 'attach', 'port', 'stats', 'top']);
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
-  const program = buildProgram((c) => (exitCode = c));
+  const word = commandWord(argv);
+  // Commands whose whole tree is built anyway below `container`: skip its duplicate.
+  const lean = word !== undefined && LEAN_COMMANDS.has(word);
+  const program = buildProgram((c) => (exitCode = c), !lean);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

@@ -226,8 +226,9 @@ function status(st: { status: string; exitCode: number; startedAt?: string; fini
  * The container commands, at the top level as `burrow run` and again under `burrow container`
  * (`container ls`, `container prune`…), as Docker has them.
  */
-export function registerContainerCommands(program: Command, setExit: SetExit): void {
+export function registerContainerCommands(program: Command, setExit: SetExit, withGroup = true): void {
   define(program, setExit, false);
+  if (!withGroup) return;
   const group = program.command('container').description('manage containers').enablePositionalOptions();
   define(group, setExit, true);
 }
