@@ -1,10 +1,11 @@
 /**
  * `burrow pull`: manifest (platform-selected, digest-verified), config, then the layers —
- * downloaded several at a time, each streamed through sha256 into the store and unpacked by
- * burrow-runtime as soon as it is complete (so decompression of one layer overlaps the download
- * of the next, across cores). Nothing becomes visible before it is verified: blobs are renamed
- * into place after their digest matched, layers after their diff id matched, and the image
- * record — what `run` trusts — is written last.
+ * downloaded several at a time, each streamed through sha256 into the store and, while it
+ * arrives, unpacked by burrow-runtime from the growing file (FollowingUnpack: decompression and
+ * file creation overlap the download, layers in parallel across cores). Nothing becomes visible
+ * before it is verified: blobs are renamed into place after their digest matched, layers after
+ * the blob's digest and their diff id matched and their files were synced, and the image record
+ * — what `run` trusts — is written last.
  *
  * A failure of one layer (a refused entry, a digest mismatch, a network error) stops the other
  * downloads at once; unpacks already running are waited for (their layers are sound and are
@@ -13,7 +14,7 @@
  */
 import { BurrowError } from '../errors';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
-import { cleanStaleTmp, unpackLayer } from '../storage/unpack';
+import { cleanStaleTmp, FollowingUnpack } from '../storage/unpack';
 import { putBlob } from './importer';
 import { checkLayersMatchConfig, parsePlatform, type Descriptor } from './manifest';
 import { Progress } from './progress';
@@ -77,21 +78,26 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
     const worker = async (): Promise<void> => {
       while (next < queue.length && !signal.aborted) {
         const l = queue[next++]!;
+        // Unpacked while it downloads: decompression and file creation overlap the transfer.
+        const stream = new FollowingUnpack(store, settings, l.desc.digest, l.diffId, l.desc.size);
         try {
           if (!store.hasBlob(l.desc.digest)) {
             await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), {
               onProgress: (p) => progress.update(l.desc.digest, p.completed, p.total),
               signal,
+              tap: stream,
             });
           }
         } catch (err) {
+          await stream.cancel();
           fail(err);
           return;
         }
         progress.done(l.desc.digest, 'Download complete');
         // Handled here and now: a rejection must not wait for the downloads to finish.
         unpacks.push(
-          unpackLayer(store, settings, l.desc.digest, l.diffId, l.desc.size).then(
+          // Committed only now that the blob's digest is checked (and the diff id, by the runtime).
+          stream.finish().then(
             () => progress.done(l.desc.digest, 'Pull complete'),
             (err: unknown) => {
               // Say which image and which of its layers: the runtime names only the entry.

@@ -2,19 +2,27 @@
 //! reads a JSON array of jobs on stdin and runs them inside a user namespace with the given
 //! mapping, so that layer files get the owners the image says (DESIGN.md, "Identity"):
 //!   {"blob": PATH, "dest": DIR, "diffId": "sha256:..."}   extract a layer into DIR
+//!   {"blob": PATH, "dest": DIR, "diffId": ..., "follow": {"blobFd": N, "progressFd": M,
+//!    "size": BYTES}}                                       the same from a blob still being
+//!                                                          downloaded: read from inherited fd N,
+//!                                                          as far as the lengths announced on
+//!                                                          fd M say (unpack.rs, `Following`)
 //!   {"remove": PATH}                                       delete a tree (owned by mapped ids)
 //!   {"layers": [DIR, ...], "dest": DIR}                    the copy driver's rootfs: layers
 //!                                                          (bottom first) copied into DIR with
 //!                                                          whiteouts applied (runtime/rootfs.rs)
 //! One JSON line per job on stdout: {"index", "ok", "stats"} or {"index", "ok": false, "code",
 //! "error"}. Layers are extracted in parallel, one thread per core: threads are fine here, the
-//! namespace is entered before any is started.
+//! namespace is entered before any is started. An extracted layer is synced to disk (syncfs)
+//! before it is reported: the caller renames it into place and trusts it after that.
 
+use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
 
 use burrow_core::error::Coded;
-use burrow_core::image::unpack::{unpack, Whiteouts};
+use burrow_core::image::unpack::{unpack, unpack_following, Stats, UnpackError, Whiteouts};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::idmap;
 use burrow_core::runtime::sync::{Channel, Msg};
@@ -34,6 +42,48 @@ struct Job {
     diff_id: Option<String>,
     remove: Option<PathBuf>,
     layers: Option<Vec<PathBuf>>,
+    follow: Option<Follow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Follow {
+    blob_fd: i32,
+    progress_fd: i32,
+    size: u64,
+}
+
+/// Checks that jobs name inherited descriptors (3 and up, open, each once): each is owned, and
+/// closed, by the one job that names it.
+fn check_fds(jobs: &[Job]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for f in jobs.iter().filter_map(|j| j.follow.as_ref()) {
+        for fd in [f.blob_fd, f.progress_fd] {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            if fd < 3 || !seen.insert(fd) || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(RuntimeError::Usage(format!("follow: descriptor {fd} is not an inherited, open descriptor of its own")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Extracts one layer and makes it durable: the caller renames the directory into place and
+/// trusts it once this returns, so its contents must be on disk first. One syncfs, not an fsync
+/// per file: it writes back everything at once and waits once.
+fn extract(blob: &Path, dest: &Path, mode: Whiteouts, diff_id: Option<&str>, follow: Option<&Follow>) -> std::result::Result<Stats, UnpackError> {
+    let st = match follow {
+        // SAFETY: check_fds made sure each descriptor is open and named by this job only.
+        Some(f) => unpack_following(blob, unsafe { File::from_raw_fd(f.blob_fd) }, unsafe { File::from_raw_fd(f.progress_fd) }, f.size, dest, mode, diff_id)?,
+        None => unpack(blob, dest, mode, diff_id)?,
+    };
+    let sys = |errno| UnpackError::Sys { entry: ".".into(), op: "syncfs", errno };
+    let d = File::open(dest).map_err(|e| sys(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(sys(nix::errno::Errno::last()));
+    }
+    Ok(st)
 }
 
 fn parse_map(s: &str) -> Result<LinuxIdMapping> {
@@ -64,7 +114,7 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                         Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
                     },
-                    (None, Some(b), Some(d)) => match unpack(b, d, mode, job.diff_id.as_deref()) {
+                    (None, Some(b), Some(d)) => match extract(b, d, mode, job.diff_id.as_deref(), job.follow.as_ref()) {
                         Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
                     },
@@ -94,6 +144,7 @@ pub fn main(args: &[String]) -> Result<i32> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).op("read jobs from stdin")?;
     let jobs: Vec<Job> = serde_json::from_str(&input).map_err(|e| RuntimeError::Usage(format!("jobs on stdin: {e}")))?;
+    check_fds(&jobs)?;
     if uids.is_empty() && gids.is_empty() {
         return Ok(if run_jobs(jobs, mode, threads) { 0 } else { 1 });
     }
