@@ -347,6 +347,9 @@ describe('pull from an anonymous registry', () => {
         // The store sits inside a canary directory with a file of its own.
         const sb = sandbox(work, `hostile-${name}`);
         fs.writeFileSync(path.join(sb.dir, 'canary.txt'), 'untouched\n');
+        // burrow's first command in a HOME writes its code cache there (bin/burrow.js): let that
+        // happen before the snapshot, so that the pull is judged alone.
+        await sb.ok(['images', '-q']);
         const before = snapshot(sb.dir, sb.root);
         const h = hostile[name];
         const r = await sb.burrow(['pull', anon(`hostile/${name}:latest`)]);
