@@ -23,9 +23,18 @@ function sh(argv, opts = {}) {
   return execFileSync(a[0], a.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
 }
 
+/** A background process in its own process group (`stop` kills the group: runuser's child too). */
 function bg(argv) {
   const a = asUser(argv);
-  return spawn(a[0], a.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(a[0], a.slice(1), { stdio: 'ignore', detached: true });
+  p.stop = () => {
+    try {
+      process.kill(-p.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  return p;
 }
 
 async function freePort() {
@@ -85,7 +94,7 @@ async function throughHelper(runFg, gateway) {
       const a = asUser(runFg(['/usr/bin/iperf3', '-J', '-t', String(SECONDS), '-c', gateway, '-p', String(port), ...extra]));
       return [a[0], a.slice(1), { encoding: 'utf8' }];
     })());
-    srv.kill('SIGKILL');
+    srv.stop();
     await done(srv);
     try {
       out[dir] = gbits(r.stdout.slice(r.stdout.indexOf('{')));
@@ -167,7 +176,7 @@ export async function run() {
       const port = await freePort();
       const srv = bg(['iperf3', '-s', '-B', '127.0.0.1', '-p', String(port)]);
       const r = await throughPort(port);
-      srv.kill('SIGKILL');
+      srv.stop();
       add('host loopback (ceiling)', 'iperf3 alone', r);
     }
 
