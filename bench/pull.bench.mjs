@@ -136,11 +136,11 @@ export function buildBenchImage(layout) {
   }
 }
 
-/** Runs a command once as the bench user; throws with its stderr when it fails. */
-function probe(name, script) {
+/** Runs a command once as the bench user; throws with `why()` (its stderr) when it fails. */
+function probe(name, script, why) {
   const a = asUser(['sh', '-c', script]);
   const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+  if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${why()}`);
 }
 
 const median = (xs) => {
@@ -162,32 +162,47 @@ export async function run() {
     const runs = path.join(base, 'r');
     fs.mkdirSync(runs);
     if (u) fs.chownSync(runs, u.uid, u.gid);
-    const fresh = `d=$(mktemp -d -p ${runs})`;
-    const cmds = [{ name: 'burrow pull', script: `${fresh} && ${process.execPath} ${BURROW} --root $d/store --runroot $d/run pull -q ${ref} >/dev/null` }];
+    // Each run's directory is named after its tool and keeps the run's stderr: a failed run in
+    // the timed rounds is reported with its reason (the newest directory of its tool).
+    const tool = (slug, cmd) => `d=$(mktemp -d -p ${runs} ${slug}.XXXXXX) && { ${cmd}; } 2>$d/stderr`;
+    const cmds = [{ name: 'burrow pull', slug: 'burrow', script: tool('burrow', `${process.execPath} ${BURROW} --root $d/store --runroot $d/run pull -q ${ref} >/dev/null`) }];
     // podman keeps its store where --root says, but its runtime files (pause process, locks)
     // under XDG_RUNTIME_DIR, which asUser sets to the bench user's own directory.
-    if (have('podman')) cmds.push({ name: 'podman pull', script: `${fresh} && podman --root $d/store --runroot $d/run pull -q --tls-verify=false ${ref} >/dev/null` });
+    if (have('podman')) cmds.push({ name: 'podman pull', slug: 'podman', script: tool('podman', `podman --root $d/store --runroot $d/run pull -q --tls-verify=false ${ref} >/dev/null`) });
     if (have('skopeo') && have('umoci')) {
-      cmds.push({ name: 'skopeo copy + umoci unpack', script: `${fresh} && skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1 && umoci unpack --rootless --image $d/oci:v1 $d/bundle >/dev/null` });
-      cmds.push({ name: 'skopeo copy alone', script: `${fresh} && skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1` });
+      cmds.push({ name: 'skopeo copy + umoci unpack', slug: 'umoci', script: tool('umoci', `skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1 && umoci unpack --rootless --image $d/oci:v1 $d/bundle >/dev/null`) });
+      cmds.push({ name: 'skopeo copy alone', slug: 'skopeo', script: tool('skopeo', `skopeo copy -q --src-tls-verify=false docker://${ref} oci:$d/oci:v1`) });
     }
+    const lastStderr = (slug) => {
+      const dirs = fs.readdirSync(runs).filter((n) => n.startsWith(`${slug}.`)).map((n) => path.join(runs, n));
+      dirs.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+      const text = dirs.length ? (fs.readFileSync(path.join(dirs[0], 'stderr'), 'utf8').trim().split('\n').pop() ?? '') : '';
+      return text.replace(/\|/g, '/').slice(0, 200) || 'no message';
+    };
     // Each tool once, checked, so that a failure says why instead of hyperfine's bare exit code.
-    for (const c of cmds) probe(c.name, c.script.replace(/ >\/dev\/null$/, ''));
-    const times = new Map(cmds.map((c) => [c.name, { wall: [], cpu: [] }]));
+    for (const c of cmds) probe(c.name, c.script, () => lastStderr(c.slug));
+    const times = new Map(cmds.map((c) => [c.name, { wall: [], cpu: [], failed: [] }]));
     const out = path.join(runs, 'hyperfine.json');
+    const load = [os.loadavg()[0]];
     for (let r = 0; r < ROUNDS; r++) {
       const order = cmds.map((_, i) => cmds[(i + r) % cmds.length]);
-      const args = ['-N', '--style', 'basic', '--runs', '1', '--prepare', 'sync', '--export-json', out];
+      const args = ['-N', '-i', '--style', 'basic', '--runs', '1', '--prepare', 'sync', '--export-json', out];
       for (const c of order) args.push('--command-name', c.name, `sh -c '${c.script}'`);
       const argv = asUser(['hyperfine', ...args]);
       execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
       for (const res of JSON.parse(fs.readFileSync(out, 'utf8')).results) {
-        if ((res.exit_codes ?? []).some((c) => c !== 0)) throw new Error(`${res.command} failed in round ${r + 1} (exit ${res.exit_codes.join(',')})`);
-        times.get(res.command).wall.push(res.times[0] * 1000);
-        times.get(res.command).cpu.push((res.user + res.system) * 1000);
+        const t = times.get(res.command);
+        // A failed run's time means nothing: it is left out, counted, and its reason kept.
+        if ((res.exit_codes ?? []).some((c) => c !== 0)) t.failed.push(`round ${r + 1}: exit ${res.exit_codes.join(',')}: ${lastStderr(cmds.find((c) => c.name === res.command).slug)}`);
+        else {
+          t.wall.push(res.times[0] * 1000);
+          t.cpu.push((res.user + res.system) * 1000);
+        }
       }
     }
-    const rows = cmds.map((c) => ({ name: c.name, wall: times.get(c.name).wall, cpu: times.get(c.name).cpu }));
+    load.push(os.loadavg()[0]);
+    const rows = cmds.map((c) => ({ name: c.name, ...times.get(c.name) })).filter((r) => r.wall.length);
+    if (rows[0]?.name !== 'burrow pull') throw new Error(`burrow pull failed in every round: ${times.get('burrow pull').failed.join('; ')}`);
     const b = median(rows[0].wall);
     const lines = [
       `### pull of ${(gz / 1e6).toFixed(0)} MB (gzip; ${(img.unpacked / 1e6).toFixed(0)} MB of tar) in 3 layers`,
@@ -197,13 +212,17 @@ export async function run() {
     ];
     for (const r of rows) {
       const m = median(r.wall);
-      lines.push(`| ${r.name} | ${m.toFixed(1)} | ${Math.min(...r.wall).toFixed(0)} … ${Math.max(...r.wall).toFixed(0)} | ${median(r.cpu).toFixed(0)} | ${(m / b).toFixed(2)}× |`);
+      const name = r.failed.length ? `${r.name} (FAILED ${r.failed.length}/${ROUNDS})` : r.name;
+      lines.push(`| ${name} | ${m.toFixed(1)} | ${Math.min(...r.wall).toFixed(0)} … ${Math.max(...r.wall).toFixed(0)} | ${median(r.cpu).toFixed(0)} | ${(m / b).toFixed(2)}× |`);
     }
+    const failures = [...times.entries()].flatMap(([name, t]) => t.failed.map((f) => `${name}, ${f}`));
+    if (failures.length) lines.push('', 'Failed runs (left out of the medians):', '', ...failures.map((f) => `- ${f}`));
     const podman = rows.find((r) => r.name === 'podman pull');
     lines.push('');
     if (podman) lines.push(`burrow / podman = ${(b / median(podman.wall)).toFixed(2)}× (target: at most 0.4×).`, '');
     lines.push(
       `${ROUNDS} rounds, each running every tool once in a rotated order after \`sync\`; every run pulls into a new, empty directory and nothing is deleted until the end. ` +
+        `Load average (1 min) before and after the rounds: ${load.map((l) => l.toFixed(2)).join(' and ')}. ` +
         `Layers: ${img.layers.map((l) => `${l.comment} ${(l.size / 1e6).toFixed(0)} MB`).join(', ')} (gzip).`,
     );
     return lines.join('\n') + '\n';
