@@ -70,6 +70,14 @@ describe(`--userns as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     const r = b(['run', '--rm', '--userns', 'single', IMAGE, 'cat', '/proc/self/uid_map']);
     expect(r.code, r.stderr).toBe(0);
     expect(lines(r.stdout).map((l) => l.trim().split(/\s+/))).toEqual([['0', String(uid), '1']]);
+    // A bind-mounted directory of the caller: their files are root's inside, and what the
+    // container writes there is the caller's on the host.
+    const dir = fs.mkdtempSync(path.join(env.work, 'single-'));
+    fs.writeFileSync(path.join(dir, 'mine'), 'x');
+    const v = b(['run', '--rm', '--userns', 'single', '-v', `${dir}:/h`, IMAGE, 'sh', '-c', 'stat -c %u:%g /h/mine; echo y > /h/made']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(lines(v.stdout)).toEqual(['0:0']);
+    expect(fs.statSync(path.join(dir, 'made')).uid).toBe(uid);
   });
 
   it(IS_ROOT ? 'host: no user namespace, still its own pid and mount namespaces' : 'host: refused without root, with the reason and the alternative, nothing created', () => {
