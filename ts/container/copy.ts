@@ -33,11 +33,16 @@ function runtime(rec: ContainerRecord, args: string[]): { code: number; stdout: 
   return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').replace(/^burrow-runtime: /gm, '').trim() };
 }
 
-/** A process-less container over the stopped container's bundle; returns its id. */
-function transient(store: Store, rec: ContainerRecord): string {
+/**
+ * A process-less container over the stopped container's bundle, to reach its root (`cp`,
+ * `export`); returns its id. The id has the `ID-cp-PID` form on purpose: `rm` deletes runtime
+ * state of that form, so a command that was killed leaves no waiting init behind once the
+ * container is removed. `purpose` names the bundle directory and the error ("copy", "export").
+ */
+export function transientContainer(store: Store, rec: ContainerRecord, purpose: string): string {
   const dir = new Containers(store).dir(rec.id);
   const id = `${rec.id}-cp-${process.pid}`;
-  const bundle = path.join(dir, `cp-${process.pid}`);
+  const bundle = path.join(dir, `${purpose}-${process.pid}`);
   const spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as {
     process?: unknown;
     hooks?: unknown;
@@ -58,7 +63,7 @@ function transient(store: Store, rec: ContainerRecord): string {
     const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'ignore', fd] });
     if (r.status !== 0) {
       const msg = fs.readFileSync(errFile, 'utf8').replace(/^burrow-runtime: /gm, '').trim();
-      throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to copy: ${msg || r.error?.message || `status ${r.status}`}`);
+      throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to ${purpose} it: ${msg || r.error?.message || `status ${r.status}`}`);
     }
   } finally {
     fs.closeSync(fd);
@@ -80,7 +85,7 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
   let rs = st.status === 'running' ? runtimeState(rec) : undefined;
   let tmp: string | undefined;
   if (!rs) {
-    tmp = transient(store, rec);
+    tmp = transientContainer(store, rec, 'copy');
     rs = runtimeState({ ...rec, id: tmp });
   }
   try {

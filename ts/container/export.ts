@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { runtimeBinary } from '../host/paths';
 import type { Store } from '../storage/store';
+import { transientContainer } from './copy';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
 
@@ -19,51 +20,13 @@ function runtimeSync(rec: ContainerRecord, args: string[], stderrFd: number | 'p
   return { code: r.status ?? 1, stderr: (r.stderr ?? '').replace(/^burrow-runtime: /gm, '').trim() };
 }
 
-/**
- * A process-less container over the stopped container's bundle; returns its id. The id has the
- * `ID-cp-PID` form on purpose: `rm` deletes runtime state of that form, so an export that was
- * killed leaves no waiting init behind once the container is removed.
- */
-function transient(store: Store, rec: ContainerRecord): string {
-  const dir = new Containers(store).dir(rec.id);
-  const id = `${rec.id}-cp-${process.pid}`;
-  const bundle = path.join(dir, `export-${process.pid}`);
-  const spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as {
-    process?: unknown;
-    hooks?: unknown;
-    root: { path: string };
-    linux?: { namespaces?: { type: string }[] };
-  };
-  delete spec.process;
-  delete spec.hooks;
-  spec.root.path = path.join(dir, 'bundle', spec.root.path);
-  // Nothing runs in it: a network namespace would only cost time.
-  if (spec.linux?.namespaces) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'network');
-  fs.mkdirSync(bundle, { recursive: true });
-  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
-  // The init keeps the stdio it was given until it is deleted: a pipe would never reach EOF.
-  const errFile = path.join(bundle, 'stderr');
-  const fd = fs.openSync(errFile, 'w');
-  try {
-    const r = runtimeSync(rec, ['create', '--bundle', bundle, id], fd);
-    if (r.code !== 0) {
-      const msg = fs.readFileSync(errFile, 'utf8').replace(/^burrow-runtime: /gm, '').trim();
-      throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to export it: ${msg || `status ${r.code}`}`);
-    }
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(bundle, { recursive: true, force: true });
-  }
-  return id;
-}
-
 /** Writes the tar of the container's filesystem to the open file descriptor `out`. */
 export async function exportContainer(store: Store, rec: ContainerRecord, out: number): Promise<void> {
   const st = containerState(rec, new Containers(store).dir(rec.id));
   let rs = st.status === 'running' ? runtimeState(rec) : undefined;
   let tmp: string | undefined;
   if (!rs) {
-    tmp = transient(store, rec);
+    tmp = transientContainer(store, rec, 'export');
     rs = runtimeState({ ...rec, id: tmp });
   }
   try {

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
 import { collect, context, registryOptions, type Ctx } from '../context';
+import { readLine } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
@@ -605,19 +606,3 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
   }
 }
 
-/** One line from stdin, synchronously (a confirmation); empty at end of input. */
-function readLine(): string {
-  const buf = Buffer.alloc(1);
-  let line = '';
-  for (;;) {
-    let n = 0;
-    try {
-      n = fs.readSync(0, buf, 0, 1, null);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
-      return line;
-    }
-    if (n === 0 || buf[0] === 0x0a) return line;
-    line += String.fromCharCode(buf[0]!);
-  }
-}

@@ -8,24 +8,9 @@ import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { ImagePruneResult } from '../../storage/prune';
 import { collect, context } from '../context';
+import { readLine } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
-/** One line from the terminal, synchronously; empty at end of input. */
-function readLine(): string {
-  const buf = Buffer.alloc(1);
-  let line = '';
-  for (;;) {
-    let n = 0;
-    try {
-      n = fs.readSync(0, buf, 0, 1, null);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
-      return line;
-    }
-    if (n === 0 || buf[0] === 0x0a) return line;
-    line += String.fromCharCode(buf[0]!);
-  }
-}
 
 /**
  * Docker's confirmation before a prune. Asked only on a terminal: without one there is nobody
