@@ -138,22 +138,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         await saveImages(store, refs, process.stdout, opts.format);
         return;
       }
-      // Written aside and renamed: an interrupted save leaves no truncated archive under the name.
-      const tmp = `${opts.output}.tmp-${process.pid}`;
-      let fd: number;
-      try {
-        fd = fs.openSync(tmp, 'wx', 0o644);
-      } catch (err) {
-        throw new BurrowError('EUSAGE', `save: cannot write ${opts.output}: ${(err as Error).message}`);
-      }
-      try {
-        const out = fs.createWriteStream('', { fd, flush: true });
-        await saveImages(store, refs, out, opts.format);
-        fs.renameSync(tmp, opts.output);
-      } catch (err) {
-        fs.rmSync(tmp, { force: true });
-        throw err;
-      }
+      const { writeAside } = await import('../write-aside');
+      await writeAside('save', opts.output, async (fd) => {
+        // The fd stays open: writeAside syncs and closes it after the archive's last byte.
+        await saveImages(store, refs, fs.createWriteStream('', { fd, autoClose: false }), opts.format);
+      });
     });
 
   program

@@ -3,7 +3,6 @@
  * `container export`). Flags and output only; the work is in storage/df.ts, storage/prune.ts
  * and container/export.ts.
  */
-import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { ImagePruneResult } from '../../storage/prune';
@@ -167,28 +166,8 @@ export function registerDiskCommands(program: Command): void {
           await exportContainer(ctx.store, rec, 1);
           return;
         }
-        // Written aside and renamed: an interrupted export leaves no truncated archive under the name.
-        const tmp = `${opts.output}.tmp-${process.pid}`;
-        let fd: number;
-        try {
-          fd = fs.openSync(tmp, 'wx', 0o644);
-        } catch (err) {
-          throw new BurrowError('EUSAGE', `export: cannot write ${opts.output}: ${(err as Error).message}`);
-        }
-        try {
-          await exportContainer(ctx.store, rec, fd);
-          fs.fsyncSync(fd);
-          fs.closeSync(fd);
-          fs.renameSync(tmp, opts.output);
-        } catch (err) {
-          try {
-            fs.closeSync(fd);
-          } catch {
-            /* closed already */
-          }
-          fs.rmSync(tmp, { force: true });
-          throw err;
-        }
+        const { writeAside } = await import('../write-aside');
+        await writeAside('export', opts.output, (fd) => exportContainer(ctx.store, rec, fd));
       });
   exportCmd(program);
   const container = program.commands.find((c) => c.name() === 'container');
