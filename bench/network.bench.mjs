@@ -207,6 +207,10 @@ export async function run() {
     const kids = descendants(mon).filter((p) => p.comm !== 'iperf3');
     const memRows = [{ tool: 'burrow', comm: 'burrow:monitor (with the forwarder)', mib: rssMiB(mon) }, ...kids.map((k) => ({ tool: 'burrow', comm: k.comm, mib: rssMiB(k.pid) }))];
     sh(burrow('rm', '-f', ours.id));
+    // port_handler=bypass: the server's own socket listens on the host (crates/burrow-core/src/net/bypass.rs).
+    const bypass = await published((p) => burrow('run', '-d', '--network', 'slirp4netns:port_handler=bypass', '-p', `${p}:5201`, ...BIND, ref, ...server), (id) => burrow('rm', '-f', id));
+    add('published port, port_handler=bypass', 'burrow bypass', bypass.r);
+    sh(burrow('rm', '-f', bypass.id));
     const slirpHandler = await published((p) => burrow('run', '-d', '--network', 'slirp4netns:port_handler=slirp4netns', '-p', `${p}:5201`, ...BIND, ref, ...server), (id) => burrow('rm', '-f', id));
     add('published port, slirp4netns handler', 'burrow', slirpHandler.r);
     sh(burrow('rm', '-f', slirpHandler.id));
@@ -214,6 +218,7 @@ export async function run() {
       const before = new Set(procs().map((p) => p.pid));
       const pr = await published((p) => ['podman', 'run', '-d', '-p', `${p}:5201`, ...BIND, ref, ...server], (id) => ['podman', 'rm', '-f', '-t', '0', id]);
       add('published port, default handler', 'podman rootlessport', pr.r, ours.r);
+      add('published port, bypass vs podman\'s default', 'podman rootlessport', pr.r, bypass.r);
       for (const p of procs().filter((x) => !before.has(x.pid) && ['conmon', 'slirp4netns', 'rootlessport', 'rootlessport-ch', 'exe'].includes(x.comm))) memRows.push({ tool: 'podman', comm: p.comm, mib: rssMiB(p.pid) });
       sh(['podman', 'rm', '-f', '-t', '0', pr.id]);
       const ps = await published((p) => ['podman', 'run', '-d', '--network', 'slirp4netns:port_handler=slirp4netns', '-p', `${p}:5201`, ...BIND, ref, ...server], (id) => ['podman', 'rm', '-f', '-t', '0', id]);

@@ -99,6 +99,28 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
+/** Processes holding a socket that listens on TCP `port` in our (the host's) network namespace. */
+function listenersOf(port: number): number[] {
+  const inodes = new Set<string>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
+      const c = line.trim().split(/\s+/);
+      if (c[3] === '0A' && parseInt(c[1]?.split(':')[1] ?? '', 16) === port) inodes.add(`socket:[${c[9]}]`);
+    }
+  }
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    let fds: string[] = [];
+    try {
+      fds = fs.readdirSync(`/proc/${d}/fd`);
+    } catch {
+      continue; // not ours to read, or gone
+    }
+    if (fds.some((f) => { try { return inodes.has(fs.readlinkSync(`/proc/${d}/fd/${f}`)); } catch { return false; } })) out.push(Number(d));
+  }
+  return out;
+}
+
 /** GET with retries while the container's server starts; the body, or throws. */
 async function get(url: string, tries = 100): Promise<string> {
   let last: unknown;
@@ -252,6 +274,69 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     expect(inodes.some((l) => l.startsWith('socket:'))).toBe(true);
     b(['rm', '-f', s]);
     expect(await portFree(hp)).toBe(true);
+  });
+
+  it('port_handler=bypass: the server listens on the host itself; host clients (IPv4, IPv6) and its own container reach it', async () => {
+    const hp = await freePort();
+    const id = runD('--network', 'slirp4netns:port_handler=bypass', '-p', `${hp}:80`, IMAGE, ...HTTPD);
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    expect(await get(`http://[::1]:${hp}/`)).toMatch(/^page from /);
+    // The socket listening on the host port is httpd's own (the init: sh exec'd it), not the monitor's.
+    const init = inspect(id).State.Pid as number;
+    const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+    const holders = listenersOf(hp);
+    expect(holders).toContain(init);
+    expect(holders).not.toContain(monitor);
+    // Inside, the server is still at 127.0.0.1:80 for the container's own clients.
+    const inside = b(['exec', id, 'wget', '-q', '-O-', 'http://127.0.0.1:80/']);
+    expect(inside.code, inside.stderr).toBe(0);
+    expect(inside.stdout).toMatch(/^page from /);
+    // A port that is not published binds in the container as always.
+    const other = b(['exec', id, 'sh', '-c', 'httpd -p 8081 -h /www && sleep 0.3 && wget -q -O- http://127.0.0.1:8081/']);
+    expect(other.stdout, other.stderr).toMatch(/^page from /);
+    expect(listenersOf(8081)).not.toContain(init);
+    expect(b(['port', id]).stdout).toContain(`80/tcp -> 0.0.0.0:${hp}\n`);
+    expect(b(['rm', '-f', id]).code).toBe(0);
+    expect(await portFree(hp)).toBe(true);
+  });
+
+  it('port_handler=bypass: the host socket a server gets cannot connect out to the host\'s loopback', async () => {
+    const srv = await hostServer('secret');
+    try {
+      const hp = await freePort();
+      // A server that binds the published port, gives up listening and tries to connect from
+      // that socket to a service on the host's loopback (not reachable from its namespace).
+      // Also with TCP Fast Open, which connects from a send.
+      const py = [
+        'import socket',
+        's=socket.socket()',
+        "s.bind(('0.0.0.0',80))",
+        "print('bound', s.getsockname()[1], flush=True)",
+        's.listen(1)',
+        's.shutdown(socket.SHUT_RD)',
+        's.settimeout(3)',
+        'try:',
+        ` s.connect(('127.0.0.1',${srv.port})); print('connected')`,
+        'except OSError as e:',
+        " print('refused', type(e).__name__)",
+        'try:',
+        ` s.sendto(b'GET / HTTP/1.0\\r\\n\\r\\n', socket.MSG_FASTOPEN, ('127.0.0.1',${srv.port})); print('sent')`,
+        'except OSError as e:',
+        " print('refused', type(e).__name__)",
+        // The container's other sockets connect as usual (here, to its own loopback).
+        'o=socket.socket(); o.bind((\'127.0.0.1\',0)); o.listen(1)',
+        'c=socket.create_connection(o.getsockname()); print(\'own connect ok\')',
+      ].join('\n');
+      const r = await env.bg(['run', '--rm', '--network', 'slirp4netns:port_handler=bypass', '-p', `${hp}:80`, '-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro', IMAGE, '/usr/bin/python3', '-c', py]);
+      expect(r.code, r.stderr).toBe(0);
+      // The bypass happened (the socket is bound to the host port), and the way out is closed.
+      expect(r.stdout).toContain(`bound ${hp}`);
+      expect(r.stdout.match(/^refused /gm)).toHaveLength(2);
+      expect(r.stdout).toContain('own connect ok');
+      expect(srv.hits()).toBe(0);
+    } finally {
+      srv.stop();
+    }
   });
 
   it('a taken host port fails the run before the container starts, with a clear message', async () => {

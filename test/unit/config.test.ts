@@ -80,13 +80,13 @@ describe('the TOML subset', () => {
 describe('the config file', () => {
   it('reads storage, containers and registries; relative paths are relative to the file', () => {
     const c = parseConfig(
-      '[storage]\nroot = "data"\nrunroot = "/run/b"\n[containers]\nnetwork = "host"\nuserns = "keep-id"\nlog_driver = "none"\ninit_path = "/usr/bin/tini-static"\n[registries]\ninsecure = ["r:5000"]\n[registries.mirrors]\n"docker.io" = ["m:5000", "http://m2"]\n',
+      '[storage]\nroot = "data"\nrunroot = "/run/b"\n[containers]\nnetwork = "host"\nuserns = "keep-id"\nlog_driver = "none"\ninit_path = "/usr/bin/tini-static"\nport_handler = "bypass"\n[registries]\ninsecure = ["r:5000"]\n[registries.mirrors]\n"docker.io" = ["m:5000", "http://m2"]\n',
       '/etc/b/config.toml',
     );
     expect(c).toEqual({
       file: '/etc/b/config.toml',
       storage: { root: '/etc/b/data', runroot: '/run/b' },
-      containers: { network: 'host', userns: 'keep-id', logDriver: 'none', initPath: '/usr/bin/tini-static' },
+      containers: { network: 'host', userns: 'keep-id', logDriver: 'none', initPath: '/usr/bin/tini-static', portHandler: 'bypass' },
       registries: { insecure: ['r:5000'], mirrors: { 'docker.io': ['m:5000', 'http://m2'] } },
     });
   });
@@ -96,6 +96,8 @@ describe('the config file', () => {
       ['[storage]\n\nrot = "/x"', /^\/c\.toml:3: unknown key rot in \[storage\]/],
       ['[store]\nroot = "/x"', /^\/c\.toml:1: unknown table \[store\]/],
       ['[containers]\nuserns = "keepid"', /^\/c\.toml:2: containers\.userns = "keepid" is not one of subuid, keep-id, single, host/],
+      // slirp4netns's own handler is an option of that mode, not a default for every mode.
+      ['[containers]\nport_handler = "slirp4netns"', /^\/c\.toml:2: containers\.port_handler = "slirp4netns" is not one of burrow, bypass/],
       ['[storage]\nroot = 1', /^\/c\.toml:2: storage\.root must be a string/],
       ['[registries]\ninsecure = "r"', /^\/c\.toml:2: registries\.insecure must be an array/],
       ['storage = "x"', /^\/c\.toml:1: storage must be a \[storage\] table/],

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hostResolvers, hostsFile, parseResolv, resolvConf, slirpAddresses } from '../../ts/network/etc';
 import { boundPorts, hostConfigNetwork, portLines } from '../../ts/network/inspect';
+import { addBindBypass } from '../../ts/network/runtime';
 import { networkRecord, parseNetwork, parsePublish, publishAll, type NetworkFlags, type NetworkRecord } from '../../ts/network/options';
 
 const flags = (f: Partial<NetworkFlags>): NetworkFlags => ({ publish: [], publishAll: false, dns: [], dnsSearch: [], dnsOption: [], addHost: [], ...f });
@@ -38,6 +39,8 @@ describe('--network', () => {
     const s = parseNetwork('slirp4netns:allow_host_loopback=true,mtu=1500,cidr=10.5.0.0/24,enable_ipv6=true,port_handler=slirp4netns').rec;
     expect(s).toMatchObject({ mode: 'slirp4netns', allowHostLoopback: true, mtu: 1500, cidr: '10.5.0.0/24', enableIpv6: true, portHandler: 'slirp4netns' });
     expect(parseNetwork('slirp4netns:port_handler=rootlesskit').rec.portHandler).toBe('burrow');
+    expect(parseNetwork('slirp4netns:port_handler=bypass').rec.portHandler).toBe('bypass');
+    expect(() => parseNetwork('slirp4netns:port_handler=relay')).toThrow(/want burrow \(rootlesskit\), bypass or slirp4netns/);
     expect(parseNetwork('pasta:--map-gw,-T,8080,--mtu,9000').rec).toMatchObject({ mode: 'pasta', allowHostLoopback: true, mtu: 9000, helperArgs: ['-T', '8080'] });
     expect(parseNetwork('container:web').rec).toMatchObject({ mode: 'container', container: 'web' });
     expect(parseNetwork('none').rec.mode).toBe('none');
@@ -119,5 +122,83 @@ describe('port and inspect', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
     expect(hostConfigNetwork(rec({ ports: [{ hostIp: '', hostPort: 0, containerPort: 80, protocol: 'tcp' }] })).PortBindings).toEqual({ '80/tcp': [{ HostIp: '', HostPort: '' }] });
+  });
+});
+
+describe('the default port handler', () => {
+  it('comes from BURROW_PORT_HANDLER (or config.toml) when a TCP port is published and --network names none', () => {
+    const saved = process.env.BURROW_PORT_HANDLER;
+    process.env.BURROW_PORT_HANDLER = 'bypass';
+    try {
+      expect(networkRecord(flags({ network: 'slirp4netns', publish: ['8080:80'] }), undefined, () => {}).portHandler).toBe('bypass');
+      expect(networkRecord(flags({ network: 'pasta', publish: ['8080:80'] }), undefined, () => {}).portHandler).toBe('bypass');
+      expect(networkRecord(flags({ network: 'slirp4netns:port_handler=burrow', publish: ['8080:80'] }), undefined, () => {}).portHandler).toBe('burrow');
+      expect(networkRecord(flags({ network: 'slirp4netns', publish: ['7000:7000/udp'] }), undefined, () => {}).portHandler).toBe('burrow');
+      process.env.BURROW_PORT_HANDLER = 'relay';
+      expect(() => networkRecord(flags({ network: 'slirp4netns', publish: ['8080:80'] }), undefined, () => {})).toThrow(/BURROW_PORT_HANDLER=relay is not one of burrow, bypass/);
+    } finally {
+      if (saved === undefined) delete process.env.BURROW_PORT_HANDLER;
+      else process.env.BURROW_PORT_HANDLER = saved;
+    }
+  });
+});
+
+describe('port_handler=bypass: the seccomp profile', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bypass-'));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const withProfile = (seccomp: unknown): { file: string; read(): any } => {
+    const file = path.join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+    fs.writeFileSync(file, JSON.stringify({ linux: seccomp === undefined ? {} : { seccomp } }));
+    return { file, read: () => JSON.parse(fs.readFileSync(file, 'utf8')).linux.seccomp };
+  };
+  const L = '/run/x.bind.sock';
+  const names = (s: { syscalls: { names: string[]; action: string }[] }, action: string) => s.syscalls.filter((r) => r.action === action).flatMap((r) => r.names);
+
+  it('adds notification rules for bind, connect and fast-open sends to an allow-by-default profile, and refuses io_uring', () => {
+    const p = withProfile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount', 'bpf'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] });
+    expect(addBindBypass(p.file, L)).toBe(true);
+    const s = p.read();
+    expect(s.listenerPath).toBe(L);
+    expect(names(s, 'SCMP_ACT_NOTIFY').sort()).toEqual(['bind', 'connect', 'sendmmsg', 'sendmsg', 'sendto']);
+    expect(names(s, 'SCMP_ACT_ERRNO')).toEqual(['mount', 'bpf', 'io_uring_setup']);
+    // The sends notify only with MSG_FASTOPEN: flags & 0x20000000 == 0x20000000.
+    const sendto = s.syscalls.find((r: { names: string[] }) => r.names[0] === 'sendto');
+    expect(sendto.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0x20000000, op: 'SCMP_CMP_MASKED_EQ' }]);
+    // Applied again at the next start: unchanged.
+    const before = fs.readFileSync(p.file, 'utf8');
+    expect(addBindBypass(p.file, L)).toBe(true);
+    expect(fs.readFileSync(p.file, 'utf8')).toBe(before);
+  });
+
+  it('refines an allow list without widening it', () => {
+    const p = withProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read', 'bind', 'connect', 'sendto', 'sendmsg', 'sendmmsg'], action: 'SCMP_ACT_ALLOW' }] });
+    expect(addBindBypass(p.file, L)).toBe(true);
+    const s = p.read();
+    expect(names(s, 'SCMP_ACT_ALLOW').filter((n: string) => n === 'read')).toEqual(['read']);
+    // Without the flag the sends stay allowed; io_uring was never allowed and stays so.
+    const allowSend = s.syscalls.find((r: { names: string[]; action: string }) => r.names[0] === 'sendto' && r.action === 'SCMP_ACT_ALLOW');
+    expect(allowSend.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }]);
+    expect(names(s, 'SCMP_ACT_ERRNO')).toEqual([]);
+  });
+
+  it('leaves a profile that has its own say on those calls alone', () => {
+    for (const seccomp of [
+      { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['bind'], action: 'SCMP_ACT_ERRNO' }] },
+      { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] },
+      { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/elsewhere', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] },
+    ]) {
+      const p = withProfile(seccomp);
+      expect(addBindBypass(p.file, L)).toBe(false);
+      expect(p.read()).toEqual(seccomp);
+    }
+  });
+
+  it('gives an unconfined container a filter of its own that names every architecture', () => {
+    const p = withProfile(undefined);
+    expect(addBindBypass(p.file, L)).toBe(true);
+    const s = p.read();
+    expect(s.defaultAction).toBe('SCMP_ACT_ALLOW');
+    expect(s.architectures).toContain('SCMP_ARCH_X86');
+    expect(names(s, 'SCMP_ACT_NOTIFY')).toContain('bind');
   });
 });

@@ -4,7 +4,7 @@
  * runtime's network owner (crates/burrow-core/src/net) does, from what runtime.ts writes.
  *
  * Modes, spelled as podman spells them:
- *   slirp4netns[:allow_host_loopback=BOOL,mtu=N,cidr=CIDR,enable_ipv6=BOOL,port_handler=burrow|slirp4netns]
+ *   slirp4netns[:allow_host_loopback=BOOL,mtu=N,cidr=CIDR,enable_ipv6=BOOL,port_handler=burrow|bypass|slirp4netns]
  *   pasta[:ARG,ARG…]   pasta's own options, passed on (--map-gw lets the container reach the
  *                      host's loopback through the gateway address; -m/--mtu sets the MTU)
  *   none | host | container:NAME
@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PORT_HANDLER_DEFAULTS, setting } from '../config/config';
 import { BurrowError } from '../errors';
 
 export type NetworkMode = 'none' | 'host' | 'slirp4netns' | 'pasta' | 'container';
@@ -34,7 +35,12 @@ export interface NetworkRecord {
   mtu: number;
   cidr?: string;
   enableIpv6: boolean;
-  portHandler: 'burrow' | 'slirp4netns';
+  /**
+   * burrow: our forwarder; bypass: the forwarder, and a server on a published TCP port gets its
+   * listening socket on the host (crates/burrow-core/src/net/bypass.rs); slirp4netns: its own
+   * add_hostfwd.
+   */
+  portHandler: PortHandler;
   /** pasta's own options as given. */
   helperArgs: string[];
   /** Published ports as asked (-p, and -P's exposed ports). */
@@ -46,6 +52,9 @@ export interface NetworkRecord {
   dnsOptions: string[];
   addHosts: string[];
 }
+
+export type PortHandler = 'burrow' | 'bypass' | 'slirp4netns';
+export const PORT_HANDLERS: readonly PortHandler[] = ['burrow', 'bypass', 'slirp4netns'];
 
 export const DEFAULT_MTU = 65520;
 export const DEFAULT_CIDR = '10.0.2.0/24';
@@ -104,9 +113,10 @@ export interface NetworkFlags {
 }
 
 /** A parsed `--network` value (and, for the default, whether it is a fallback to none). */
-export function parseNetwork(value: string | undefined): { rec: Omit<NetworkRecord, 'ports' | 'publish' | 'dns' | 'dnsSearch' | 'dnsOptions' | 'addHosts'>; fallback?: string } {
+export function parseNetwork(value: string | undefined): { rec: Omit<NetworkRecord, 'ports' | 'publish' | 'dns' | 'dnsSearch' | 'dnsOptions' | 'addHosts'>; fallback?: string; handlerGiven?: boolean } {
   const base = { allowHostLoopback: false, mtu: DEFAULT_MTU, enableIpv6: false, portHandler: 'burrow' as const, helperArgs: [] as string[] };
   let fallback: string | undefined;
+  let handlerGiven = false;
   let v = value;
   if (v === undefined || v === '' || v === 'default') {
     const d = defaultMode();
@@ -140,13 +150,14 @@ export function parseNetwork(value: string | undefined): { rec: Omit<NetworkReco
           if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(val)) throw new BurrowError('EUSAGE', `--network slirp4netns: cidr=${val}: want an IPv4 network such as 10.0.2.0/24`);
           rec.cidr = val;
         } else if (k === 'port_handler') {
+          handlerGiven = true;
           // rootlesskit is podman's default handler; our forwarder plays that part.
           if (val === 'burrow' || val === 'rootlesskit') rec.portHandler = 'burrow';
-          else if (val === 'slirp4netns') rec.portHandler = 'slirp4netns';
-          else throw new BurrowError('EUSAGE', `--network slirp4netns: port_handler=${val}: want burrow (rootlesskit) or slirp4netns`);
+          else if (val === 'bypass' || val === 'slirp4netns') rec.portHandler = val;
+          else throw new BurrowError('EUSAGE', `--network slirp4netns: port_handler=${val}: want burrow (rootlesskit), bypass or slirp4netns`);
         } else throw new BurrowError('EUSAGE', `--network slirp4netns: unknown option ${k}`, 'options: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler');
       }
-      return { rec };
+      return { rec, handlerGiven };
     }
     case 'pasta': {
       const rec: ReturnType<typeof parseNetwork>['rec'] = { mode: 'pasta', ...base };
@@ -226,8 +237,13 @@ function checkAddHost(h: string): void {
  * -P). `warn` gets the one warning of a fallback to none.
  */
 export function networkRecord(f: NetworkFlags, exposed: Record<string, unknown> | undefined, warn: (msg: string) => void): NetworkRecord {
-  const { rec, fallback } = parseNetwork(f.network);
+  const { rec, fallback, handlerGiven } = parseNetwork(f.network);
   const ports = [...f.publish.flatMap(parsePublish), ...(f.publishAll ? publishAll(exposed) : [])];
+  if (!handlerGiven && ports.some((p) => p.protocol === 'tcp')) {
+    // The user's default handler (config.toml [containers] port_handler, BURROW_PORT_HANDLER);
+    // looked up only when a TCP port is published.
+    rec.portHandler = setting<'burrow' | 'bypass'>(undefined, 'BURROW_PORT_HANDLER', (c) => c.containers.portHandler as 'burrow' | 'bypass' | undefined, 'burrow', PORT_HANDLER_DEFAULTS);
+  }
   if (ports.length && (rec.mode === 'host' || rec.mode === 'container' || (rec.mode === 'none' && !fallback))) {
     if (rec.mode === 'host') warn('published ports are discarded with --network host: the container uses the host\'s ports directly');
     else throw new BurrowError('EUSAGE', `cannot publish ports with --network ${rec.mode === 'container' ? 'container:NAME (the ports belong to that container)' : 'none'}`);

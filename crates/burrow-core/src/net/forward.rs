@@ -38,6 +38,10 @@ const K_LISTEN: u64 = 1;
 const K_CLIENT: u64 = 2;
 const K_SERVER: u64 = 3;
 const K_FLOW: u64 = 4;
+/// The seccomp listener socket, a connection on it, a notification fd (bypass.rs).
+const K_SECCOMP: u64 = 5;
+const K_SCONN: u64 = 6;
+const K_NOTIFY: u64 = 7;
 
 fn token(kind: u64, idx: usize) -> u64 {
     (kind << 56) | idx as u64
@@ -87,6 +91,14 @@ fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (ss, len as libc::socklen_t)
+}
+
+pub(super) fn sockaddr_to_raw(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    raw_addr(a)
+}
+
+pub(super) fn sockaddr_from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    from_raw(ss)
 }
 
 fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -161,8 +173,9 @@ fn pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
     Ok((owned(p[0])?, owned(p[1])?))
 }
 
-/// A listening (TCP) or bound (UDP) socket on the host.
-fn bind_host(ip: IpAddr, port: u16, proto: Proto, dual: bool) -> std::result::Result<OwnedFd, Errno> {
+/// A listening (TCP) or bound (UDP) socket on the host. `reuseport`: the bypass (bypass.rs) will
+/// bind the container's own socket beside it.
+fn bind_host(ip: IpAddr, port: u16, proto: Proto, dual: bool, reuseport: bool) -> std::result::Result<OwnedFd, Errno> {
     let family = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let ty = match proto {
         Proto::Tcp => libc::SOCK_STREAM,
@@ -173,6 +186,9 @@ fn bind_host(ip: IpAddr, port: u16, proto: Proto, dual: bool) -> std::result::Re
     if proto == Proto::Tcp {
         // As every server does: a restarted container gets its port back despite TIME_WAIT.
         set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        if reuseport {
+            set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        }
     }
     if family == libc::AF_INET6 {
         set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, if dual { 0 } else { 1 })?;
@@ -205,20 +221,20 @@ fn port_error(addr: &str, port: u16, proto: Proto, e: Errno) -> NetError {
 
 /// Binds a port as `-p` asks: the wildcard is one IPv6 socket that takes IPv4 too (plain IPv4
 /// where the host has no IPv6). Returns the socket and what was bound.
-fn bind_spec(p: &PortSpec) -> Result<(OwnedFd, BoundPort)> {
+fn bind_spec(p: &PortSpec, reuseport: bool) -> Result<(OwnedFd, BoundPort)> {
     let b = |host_ip: &str, dual| BoundPort { host_ip: host_ip.into(), host_port: p.host_port, container_port: p.container_port, protocol: p.protocol, dual };
     let (fd, mut bound) = if p.host_ip.is_empty() {
-        match bind_host(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p.host_port, p.protocol, true) {
+        match bind_host(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p.host_port, p.protocol, true, reuseport) {
             Ok(fd) => (fd, b("0.0.0.0", true)),
             Err(Errno::EAFNOSUPPORT) | Err(Errno::EADDRNOTAVAIL) => {
-                let fd = bind_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.host_port, p.protocol, false).map_err(|e| port_error("0.0.0.0", p.host_port, p.protocol, e))?;
+                let fd = bind_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.host_port, p.protocol, false, reuseport).map_err(|e| port_error("0.0.0.0", p.host_port, p.protocol, e))?;
                 (fd, b("0.0.0.0", false))
             }
             Err(e) => return Err(port_error("0.0.0.0", p.host_port, p.protocol, e)),
         }
     } else {
         let ip = parse_ip(&p.host_ip).ok_or_else(|| NetError::PortInUse { addr: p.host_ip.clone(), port: p.host_port, proto: p.protocol.as_str(), why: "not an IP address".into() })?;
-        let fd = bind_host(ip, p.host_port, p.protocol, false).map_err(|e| port_error(&p.host_ip, p.host_port, p.protocol, e))?;
+        let fd = bind_host(ip, p.host_port, p.protocol, false, reuseport).map_err(|e| port_error(&p.host_ip, p.host_port, p.protocol, e))?;
         (fd, b(&ip.to_string(), false))
     };
     bound.host_port = local_port(fd.as_raw_fd()).op("getsockname")?;
@@ -229,15 +245,39 @@ fn bind_spec(p: &PortSpec) -> Result<(OwnedFd, BoundPort)> {
 /// that bind it themselves later.
 pub fn probe_port(ip: &str, port: u16, proto: Proto) -> Result<u16> {
     let spec = PortSpec { host_ip: ip.into(), host_port: port, container_port: 0, protocol: proto };
-    let (_fd, b) = bind_spec(&spec)?;
+    let (_fd, b) = bind_spec(&spec, false)?;
     Ok(b.host_port)
 }
 
 // ---- the forwarder ---------------------------------------------------------------------------
 
+/// Where a listener's connections go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// 127.0.0.1:container_port, through a socket made in the container's namespace.
+    Container,
+    /// An address in the host's namespace: the container's server, once the bypass gave it a
+    /// host socket (from the forwarder's own listener for the other address family, and from
+    /// the listener we then open inside the container, so that its own clients still reach it).
+    Host(SocketAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A published port (`-p`).
+    Published,
+    /// After the bypass, the family of a dual-stack port that the server's socket does not take.
+    OtherFamily,
+    /// After the bypass, inside the container: its own clients of the port.
+    Inside,
+}
+
 struct Listener {
-    fd: OwnedFd,
+    /// None once the bypass closed it (the container's server took its place).
+    fd: Option<OwnedFd>,
     bound: BoundPort,
+    target: Target,
+    kind: Kind,
     /// UDP: flows by client address.
     flows: HashMap<SocketAddr, usize>,
 }
@@ -323,6 +363,10 @@ pub struct Forwarder {
     udp_pool: Vec<OwnedFd>,
     buf: Vec<u8>,
     big_pipes: usize,
+    seccomp: Option<std::os::unix::net::UnixListener>,
+    sconns: Slab<std::os::unix::net::UnixStream>,
+    notifies: Slab<OwnedFd>,
+    handed: super::bypass::Handed,
 }
 
 enum Pumped {
@@ -333,16 +377,30 @@ enum Pumped {
 
 impl Forwarder {
     /// Binds every published port; the first that cannot be bound fails the whole set.
-    pub fn bind(ports: &[PortSpec]) -> Result<Forwarder> {
+    /// `bypass`: the seccomp listener's path, where the container's `bind` notifications come
+    /// from (bypass.rs).
+    pub fn bind(ports: &[PortSpec], bypass: Option<&std::path::Path>) -> Result<Forwarder> {
         // SAFETY: epoll_create1; owned right away.
         let ep = owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).op("epoll_create1")?;
         let mut listeners = Vec::new();
         for p in ports {
-            let (fd, bound) = bind_spec(p)?;
+            let (fd, bound) = bind_spec(p, bypass.is_some() && p.protocol == Proto::Tcp)?;
             epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), libc::EPOLLIN as u32, token(K_LISTEN, listeners.len())).op("epoll_ctl")?;
-            listeners.push(Listener { fd, bound, flows: HashMap::new() });
+            listeners.push(Listener { fd: Some(fd), bound, target: Target::Container, kind: Kind::Published, flows: HashMap::new() });
         }
-        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new(), big_pipes: 0 })
+        let seccomp = match bypass {
+            Some(path) => {
+                let _ = std::fs::remove_file(path);
+                let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let l = crate::runtime::state::with_short_path(dir, &name, |q| std::os::unix::net::UnixListener::bind(q)).op(format!("bind the seccomp listener {}", path.display()))?;
+                l.set_nonblocking(true).op("seccomp listener")?;
+                epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, l.as_raw_fd(), libc::EPOLLIN as u32, token(K_SECCOMP, 0)).op("epoll_ctl")?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new(), big_pipes: 0, seccomp, sconns: Slab::new(), notifies: Slab::new(), handed: Default::default() })
     }
 
     /// From now on connections go into the container's namespace.
@@ -351,7 +409,7 @@ impl Forwarder {
     }
 
     pub fn bound(&self) -> Vec<BoundPort> {
-        self.listeners.iter().map(|l| l.bound.clone()).collect()
+        self.listeners.iter().filter(|l| l.kind == Kind::Published).map(|l| l.bound.clone()).collect()
     }
 
     pub fn epoll(&self) -> &OwnedFd {
@@ -373,6 +431,9 @@ impl Forwarder {
                 },
                 K_CLIENT | K_SERVER => self.service(idx),
                 K_FLOW => self.udp_from_container(idx),
+                K_SECCOMP => self.seccomp_accept(),
+                K_SCONN => self.seccomp_recv(idx),
+                K_NOTIFY => self.notification(idx, ev.events),
                 _ => {}
             }
         }
@@ -393,7 +454,8 @@ impl Forwarder {
     fn accept(&mut self, li: usize) {
         for _ in 0..64 {
             // SAFETY: accept4 without the peer's address.
-            let c = match owned(unsafe { libc::accept4(self.listeners[li].fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) }) {
+            let Some(lfd) = self.listeners[li].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+            let c = match owned(unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) }) {
                 Ok(c) => c,
                 Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
                 Err(_) => return,
@@ -404,11 +466,17 @@ impl Forwarder {
 
     /// Connects a new client to the container; a failure just closes the client.
     fn open_conn(&mut self, li: usize, client: OwnedFd) -> Result<()> {
-        let server = self.socket(Proto::Tcp)?;
+        let (server, target) = match self.listeners[li].target {
+            Target::Container => (self.socket(Proto::Tcp)?, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port))),
+            Target::Host(a) => {
+                let family = if a.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+                // SAFETY: socket(2); owned right away.
+                (owned(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) }).op("socket")?, a)
+            }
+        };
         // Each hop is a loopback connection: let small writes (prompts, requests) go at once.
         let _ = set_int(client.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
         let _ = set_int(server.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port));
         let connecting = match connect(server.as_raw_fd(), &target) {
             Ok(()) => false,
             Err(Errno::EINPROGRESS) => true,
@@ -486,7 +554,8 @@ impl Forwarder {
             // SAFETY: recvfrom into our buffer and a storage of the given size.
             let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let n = unsafe { libc::recvfrom(self.listeners[li].fd.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
+            let Some(lfd) = self.listeners[li].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+            let n = unsafe { libc::recvfrom(lfd, self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
             if n < 0 {
                 if Errno::last() == Errno::EINTR {
                     continue;
@@ -549,7 +618,7 @@ impl Forwarder {
         }
         let Some(f) = self.flows.items.get(fi).and_then(Option::as_ref) else { return };
         let (fd, li, client) = (f.sock.as_raw_fd(), f.listener, f.client);
-        let host = self.listeners[li].fd.as_raw_fd();
+        let Some(host) = self.listeners[li].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
         // A reply to an IPv4 client on the dual-stack socket keeps the mapped address it came from.
         let (ss, len) = raw_addr(&client);
         for _ in 0..64 {
@@ -566,6 +635,153 @@ impl Forwarder {
         }
         if let Some(f) = self.flows.get_mut(fi) {
             f.last = Instant::now();
+        }
+    }
+}
+
+// ---- the bypass: the container's server on a host socket (bypass.rs) --------------------------
+
+impl Forwarder {
+    fn seccomp_accept(&mut self) {
+        let Some(l) = &self.seccomp else { return };
+        while let Ok((c, _)) = l.accept() {
+            if c.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let fd = c.as_raw_fd();
+            let i = self.sconns.insert(c);
+            if epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token(K_SCONN, i)).is_err() {
+                self.sconns.remove(i);
+            }
+        }
+    }
+
+    /// The runtime's one message on a connection: the container state and the notification fd.
+    fn seccomp_recv(&mut self, i: usize) {
+        let Some(c) = self.sconns.get_mut(i) else { return };
+        let mut buf = [0u8; 8192];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let got = nix::sys::socket::recvmsg::<()>(c.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC);
+        let mut fds = Vec::new();
+        let done = match &got {
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Ok(m) => {
+                for cm in m.cmsgs().into_iter().flatten() {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = cm {
+                        fds.extend(r);
+                    }
+                }
+                true
+            }
+            Err(_) => true,
+        };
+        for fd in fds {
+            let n = owned(fd).ok();
+            if let Some(n) = n {
+                let raw = n.as_raw_fd();
+                let k = self.notifies.insert(n);
+                if epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, libc::EPOLLIN as u32, token(K_NOTIFY, k)).is_err() {
+                    self.notifies.remove(k);
+                }
+            }
+        }
+        if done {
+            // One message per connection; closing it also takes it out of the epoll set.
+            self.sconns.remove(i);
+        }
+    }
+
+    fn notification(&mut self, k: usize, events: u32) {
+        let Some(fd) = self.notifies.get_mut(k).map(|f| f.as_raw_fd()) else { return };
+        if events & libc::EPOLLIN as u32 == 0 {
+            // HUP: every process under that filter has exited.
+            self.notifies.remove(k);
+            return;
+        }
+        let mut handed = std::mem::take(&mut self.handed);
+        let lookup = |port: u16| self.published_tcp(port);
+        let o = super::bypass::handle(fd, &mut handed, lookup);
+        self.handed = handed;
+        if let super::bypass::Outcome::Replaced { container_port, local, v6only, .. } = o {
+            self.taken_over(container_port, local, v6only);
+        }
+    }
+
+    /// The one published TCP port that leads to `container_port` (none when several do: the
+    /// server can only be on one of them).
+    fn published_tcp(&self, container_port: u16) -> Option<super::bypass::Published> {
+        let mut it = self.listeners.iter().filter(|l| l.kind == Kind::Published && l.bound.protocol == Proto::Tcp && l.bound.container_port == container_port);
+        let l = it.next()?;
+        if it.next().is_some() {
+            return None;
+        }
+        let wildcard = l.bound.host_ip == "0.0.0.0" && l.bound.dual || l.bound.host_ip == "::";
+        let host_ip = if wildcard { None } else { Some(parse_ip(&l.bound.host_ip)?) };
+        Some(super::bypass::Published { container_port, host_ip, host_port: l.bound.host_port })
+    }
+
+    /// The container's server now listens on `local` in the host's namespace (socket A). Our
+    /// published listener for that port closes: left open, it would share A's connections
+    /// with A (SO_REUSEPORT), and relaying them to A could reach itself again. Where A takes
+    /// only one family of a dual-stack wildcard, a listener of the other family alone forwards
+    /// that family's clients to A; and a listener inside the container forwards the
+    /// container's own clients, which can no longer find the server in their namespace.
+    fn taken_over(&mut self, container_port: u16, local: SocketAddr, v6only: bool) {
+        let Some(li) = self.listeners.iter().position(|l| l.kind == Kind::Published && l.bound.protocol == Proto::Tcp && l.bound.container_port == container_port) else { return };
+        let mapped = match local.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+            IpAddr::V4(_) => None,
+        };
+        let takes_v4 = local.is_ipv4() || (!v6only && (mapped.is_some() || local.ip().is_unspecified()));
+        let takes_v6 = local.is_ipv6() && mapped.is_none();
+        let dest_ip = match (local.ip(), mapped) {
+            (_, Some(v4)) => IpAddr::V4(v4),
+            (ip, _) if !ip.is_unspecified() => ip,
+            _ if takes_v4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            _ => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        let dest = SocketAddr::new(dest_ip, local.port());
+        let first = self.listeners[li].fd.take().is_some();
+        for l in self.listeners.iter_mut().filter(|l| l.kind == Kind::OtherFamily && l.bound.container_port == container_port) {
+            if (l.bound.host_ip.contains(':') && takes_v6) || (!l.bound.host_ip.contains(':') && takes_v4) {
+                l.fd = None;
+            }
+        }
+        if !first {
+            return;
+        }
+        let bound = self.listeners[li].bound.clone();
+        if bound.dual && !(takes_v4 && takes_v6) {
+            let ip = if takes_v4 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            if let Ok(fd) = bind_host(ip, bound.host_port, Proto::Tcp, false, true) {
+                self.add_listener(fd, BoundPort { host_ip: ip.to_string(), dual: false, ..bound.clone() }, dest, Kind::OtherFamily);
+            }
+        }
+        let Some(ns) = self.ns.as_ref() else { return };
+        let inside = [libc::AF_INET6, libc::AF_INET].into_iter().find_map(|family| {
+            let fd = ns.make(family, libc::SOCK_STREAM, 1).ok()?.pop()?;
+            let _ = set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            let any = if family == libc::AF_INET6 {
+                let _ = set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0);
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
+            let (ss, len) = raw_addr(&SocketAddr::new(any, container_port));
+            // SAFETY: bind and listen on a socket we own.
+            let ok = unsafe { libc::bind(fd.as_raw_fd(), &ss as *const _ as *const libc::sockaddr, len) == 0 && libc::listen(fd.as_raw_fd(), 1024) == 0 };
+            ok.then_some(fd)
+        });
+        if let Some(fd) = inside {
+            self.add_listener(fd, bound, dest, Kind::Inside);
+        }
+    }
+
+    fn add_listener(&mut self, fd: OwnedFd, bound: BoundPort, dest: SocketAddr, kind: Kind) {
+        let idx = self.listeners.len();
+        if epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), libc::EPOLLIN as u32, token(K_LISTEN, idx)).is_ok() {
+            self.listeners.push(Listener { fd: Some(fd), bound, target: Target::Host(dest), kind, flows: HashMap::new() });
         }
     }
 }
@@ -630,9 +846,9 @@ mod tests {
 
     #[test]
     fn taken_port_is_named() {
-        let (_fd, b) = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: 0, container_port: 80, protocol: Proto::Tcp }).unwrap();
+        let (_fd, b) = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: 0, container_port: 80, protocol: Proto::Tcp }, false).unwrap();
         assert_ne!(b.host_port, 0);
-        let e = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: b.host_port, container_port: 80, protocol: Proto::Tcp }).err().unwrap();
+        let e = bind_spec(&PortSpec { host_ip: "127.0.0.1".into(), host_port: b.host_port, container_port: 80, protocol: Proto::Tcp }, false).err().unwrap();
         assert_eq!(crate::error::Coded::code(&e), "EPORT_IN_USE");
         assert!(e.to_string().contains("already in use"), "{e}");
     }

@@ -14,6 +14,7 @@
 //! The helper cannot outlive its owner: it gets PR_SET_PDEATHSIG(SIGKILL), and slirp4netns also
 //! an exit fd whose other end only the owner holds.
 
+pub mod bypass;
 pub mod forward;
 pub mod helper;
 pub mod nsock;
@@ -93,12 +94,15 @@ pub enum HelperKind {
     Pasta,
 }
 
-/// Who forwards published ports: our forwarder (default), or slirp4netns's own `add_hostfwd`.
+/// Who forwards published ports: our forwarder (default); the forwarder plus the bypass, which
+/// gives a server on a published TCP port its socket on the host (bypass.rs); or slirp4netns's
+/// own `add_hostfwd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PortHandler {
     #[default]
     Burrow,
+    Bypass,
     Slirp4netns,
 }
 
@@ -144,6 +148,10 @@ pub struct NetConfig {
     pub port_handler: PortHandler,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
+    /// port_handler=bypass: where the forwarder listens for the runtime's seccomp notification
+    /// fd (the CLI put a `bind` notification rule with this listenerPath in the config).
+    #[serde(default)]
+    pub seccomp_listener: Option<PathBuf>,
     /// slirp4netns's API socket (needed by the slirp4netns port handler).
     #[serde(default)]
     pub api_socket: Option<PathBuf>,
@@ -168,6 +176,9 @@ impl NetConfig {
         }
         if c.port_handler == PortHandler::Slirp4netns && c.api_socket.is_none() && !c.ports.is_empty() {
             return Err(NetError::Config { path: path.into(), detail: "port_handler=slirp4netns needs an API socket".into() });
+        }
+        if c.port_handler == PortHandler::Bypass && c.seccomp_listener.is_none() {
+            return Err(NetError::Config { path: path.into(), detail: "port_handler=bypass needs a seccomp listener".into() });
         }
         Ok(c)
     }
@@ -213,7 +224,8 @@ impl Network {
         let mut slirp_ports = Vec::new();
         if !cfg.ports.is_empty() {
             match cfg.port_handler {
-                PortHandler::Burrow => fwd = Some(forward::Forwarder::bind(&cfg.ports)?),
+                PortHandler::Burrow => fwd = Some(forward::Forwarder::bind(&cfg.ports, None)?),
+                PortHandler::Bypass => fwd = Some(forward::Forwarder::bind(&cfg.ports, cfg.seccomp_listener.as_deref())?),
                 PortHandler::Slirp4netns => slirp_ports = slirp::reserve(&cfg.ports)?,
             }
         }
@@ -274,8 +286,8 @@ impl Network {
             h.stop();
         }
         self.fwd = None;
-        if let Some(api) = &self.cfg.api_socket {
-            let _ = std::fs::remove_file(api);
+        for p in [&self.cfg.api_socket, &self.cfg.seccomp_listener].into_iter().flatten() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }

@@ -188,6 +188,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             _ => None,
         };
         let plan = ns_plan(&spec);
+        let seccomp_conn = super::seccomp::connect_listener(spec.linux().as_ref())?;
         // Here, in main: LISTEN_PID names this process (fds.rs).
         let listen_fds = super::fds::listen_fds();
         let (parent_ch, child_ch) = Channel::pair()?;
@@ -197,13 +198,14 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         let inter = match fork()? {
             ForkResult::Child => {
                 drop(parent_ch);
-                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds, listen_fds };
+                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds, listen_fds, seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()) };
                 let r = intermediate(&child_ch, &plan, &ctx);
                 child_exit(&child_ch, r);
             }
             ForkResult::Parent { child } => child,
         };
         drop(child_ch);
+        drop(seccomp_conn);
         let mut placement: Option<cgroups::Placement> = None;
         let init_pid = (|| -> Result<i32> {
             loop {
@@ -307,6 +309,8 @@ struct InitArgs<'a> {
     preserve_fds: i32,
     /// Socket-activation fds passed to main (fds.rs), before the preserved ones.
     listen_fds: i32,
+    /// Connected to the seccomp listener, when the profile has notifying rules.
+    seccomp_conn: Option<RawFd>,
 }
 
 fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
@@ -443,6 +447,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     if !nnp {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it.
         process::load_seccomp(&filter)?;
+        process::send_seccomp_listener(&filter, a.seccomp_conn, spec.linux().as_ref(), &state_json)?;
     }
     process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     let cwd = p.cwd();
@@ -471,6 +476,7 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         if nnp {
             process::set_no_new_privs()?;
             process::load_seccomp(&filter)?;
+            process::send_seccomp_listener(&filter, a.seccomp_conn, spec.linux().as_ref(), &state_json)?;
         }
         Err(process::exec(&exe, &args, &env))
     })();

@@ -74,6 +74,9 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
             join.push((std::fs::File::open(&theirs).at("open", &theirs)?, flag));
         }
     }
+    // Before joining the mount namespace changes what the listener's path means.
+    let seccomp_conn = super::seccomp::connect_listener(spec.linux().as_ref())?;
+    let state_json = st.oci_json(&o.root).to_string();
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: plain prctl: the process becomes our child when the intermediate exits.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -93,7 +96,8 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
                 // SAFETY: as above.
                 match unsafe { nix::unistd::fork() }.op("fork")? {
                     ForkResult::Child => {
-                        let r = run_process(&o.process, spec, console.as_ref().map(|c| c.as_raw_fd()), o.preserve_fds);
+                        let listener = seccomp_conn.as_ref().map(|c| (c.as_raw_fd(), state_json.as_str()));
+                        let r = run_process(&o.process, spec, console.as_ref().map(|c| c.as_raw_fd()), o.preserve_fds, listener);
                         child_exit(&child_ch, r.map(|_| ()));
                     }
                     ForkResult::Parent { child } => child_ch.send(&Msg::InitPid { pid: child.as_raw() }),
@@ -126,7 +130,7 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
     }
 }
 
-fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) -> Result<std::convert::Infallible> {
+fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32, listener: Option<(i32, &str)>) -> Result<std::convert::Infallible> {
     // Before the config's seccomp filter, which may deny close_range.
     super::fds::pass_through(preserve)?;
     if let Some(c) = console {
@@ -139,8 +143,10 @@ fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) ->
     let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Usage("exec needs a command".into()))?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let filter = process::build_seccomp(spec.linux().as_ref())?;
+    let (conn, state) = (listener.map(|l| l.0), listener.map(|l| l.1).unwrap_or(""));
     if !nnp {
         process::load_seccomp(&filter)?;
+        process::send_seccomp_listener(&filter, conn, spec.linux().as_ref(), state)?;
     }
     process::switch_user_keeping_groups(p, process::keeps_original_groups(spec))?;
     nix::unistd::chdir(p.cwd().as_path()).at("chdir to the process cwd", p.cwd().as_path())?;
@@ -148,6 +154,7 @@ fn run_process(p: &Process, spec: &Spec, console: Option<i32>, preserve: i32) ->
     if nnp {
         process::set_no_new_privs()?;
         process::load_seccomp(&filter)?;
+        process::send_seccomp_listener(&filter, conn, spec.linux().as_ref(), state)?;
     }
     Err(process::exec(&exe, &args, &env))
 }

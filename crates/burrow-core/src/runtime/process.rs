@@ -203,6 +203,18 @@ pub fn load_seccomp(f: &Option<super::seccomp::Filter>) -> Result<()> {
     Ok(())
 }
 
+/// After `load_seccomp`: hands a notifying filter's fd to its listener over `conn` (see
+/// seccomp::connect_listener). Nothing to do without a connection.
+pub fn send_seccomp_listener(f: &Option<super::seccomp::Filter>, conn: Option<std::os::fd::RawFd>, spec_linux: Option<&oci_spec::runtime::Linux>, state: &str) -> Result<()> {
+    #[cfg(feature = "seccomp")]
+    if let (Some(f), Some(conn), Some(s)) = (f, conn, spec_linux.and_then(|l| l.seccomp().as_ref())) {
+        super::seccomp::send_notify_fd(f, conn, s, state)?;
+    }
+    #[cfg(not(feature = "seccomp"))]
+    let _ = (f, conn, spec_linux, state);
+    Ok(())
+}
+
 /// Process name as `ps` shows it (comm, 15 bytes at most).
 pub fn set_name(name: &str) {
     if let Ok(c) = CString::new(name) {

@@ -18,9 +18,7 @@ mod imp {
             LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
             LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16),
             LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-            LinuxSeccompAction::ScmpActNotify => {
-                return Err(RuntimeError::Seccomp("SCMP_ACT_NOTIFY needs a listener (linux.seccomp.listenerPath), which burrow does not support".into()))
-            }
+            LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
         })
     }
 
@@ -42,6 +40,10 @@ mod imp {
 
     /// Builds the filter; loading is separate so that the caller picks the moment.
     pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+        if has_notify(s) && s.listener_path().is_none() {
+            // Nobody would answer: every such call would fail with ENOSYS.
+            return Err(RuntimeError::Seccomp("SCMP_ACT_NOTIFY needs a listener: set linux.seccomp.listenerPath".into()));
+        }
         let default = action(s.default_action(), s.default_errno_ret())?;
         let mut f = ScmpFilterContext::new(default).map_err(|x| e("init", x))?;
         for a in s.architectures().iter().flatten() {
@@ -84,6 +86,34 @@ mod imp {
         f.load().map_err(|x| e("load", x))
     }
 
+    /// Whether some rule hands its calls to a user-space supervisor.
+    pub fn has_notify(s: &LinuxSeccomp) -> bool {
+        s.syscalls().iter().flatten().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+    }
+
+    /// After `load`: sends the filter's notification fd to the listener, as the runtime spec's
+    /// `listenerPath` says (one message: the container process state as JSON, the fd in
+    /// SCM_RIGHTS). `conn` was connected by main while the host's paths were reachable.
+    pub fn send_notify_fd(f: &ScmpFilterContext, conn: std::os::fd::RawFd, s: &LinuxSeccomp, state: &str) -> Result<()> {
+        use std::io::IoSlice;
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let fd = f.get_notify_fd().map_err(|x| e("notification fd", x))?;
+        let state: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+        let msg = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "fds": ["seccompFd"],
+            "pid": state["pid"],
+            "metadata": s.listener_metadata().clone().unwrap_or_default(),
+            "state": state,
+        })
+        .to_string();
+        let fds = [fd];
+        let r = sendmsg::<()>(conn, &[IoSlice::new(msg.as_bytes())], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None);
+        // Ours is a copy now in flight: the listener holds the one that matters.
+        let _ = nix::unistd::close(fd);
+        r.map(|_| ()).map_err(|x| e("send the notification fd to the listener", x))
+    }
+
     pub type Filter = ScmpFilterContext;
 }
 
@@ -92,3 +122,17 @@ pub use imp::*;
 
 #[cfg(not(feature = "seccomp"))]
 pub type Filter = ();
+
+/// Connects to the config's seccomp listener (`linux.seccomp.listenerPath`) when a rule asks
+/// for one. Main does it, before any namespace changes what the path means; the process that
+/// loads the filter inherits the connection and sends its fd there.
+pub fn connect_listener(linux: Option<&oci_spec::runtime::Linux>) -> crate::runtime::error::Result<Option<std::os::fd::OwnedFd>> {
+    use crate::runtime::error::PathCtx;
+    let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) else { return Ok(None) };
+    let notify = s.syscalls().iter().flatten().any(|r| r.action() == oci_spec::runtime::LinuxSeccompAction::ScmpActNotify);
+    let (true, Some(p)) = (notify, s.listener_path()) else { return Ok(None) };
+    let dir = p.parent().unwrap_or(std::path::Path::new("/"));
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let c = crate::runtime::state::with_short_path(dir, &name, |q| std::os::unix::net::UnixStream::connect(q)).at("connect to the seccomp listener", p)?;
+    Ok(Some(std::os::fd::OwnedFd::from(c)))
+}
