@@ -6,12 +6,11 @@
  * the unprivileged test user; every test removes its containers and checks /proc for anything
  * left behind.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, IS_ROOT } from './helpers';
-import { alive, cmdline, IMAGE, leftovers, pidNs, setup, type Env } from './lifecycle.helpers';
+import { IS_ROOT } from './helpers';
+import { alive, cmdline, IMAGE, leftovers, pidNs, setup, type Env, type Step } from './lifecycle.helpers';
 
 let env: Env;
 beforeAll(() => {
@@ -27,25 +26,8 @@ const ok = (args: string[]) => {
   return r.stdout;
 };
 
-type Step = ['size', number, number] | ['send', string] | ['expect', string] | ['proc', string] | ['wait'];
-interface Drive {
-  out: string;
-  status: number;
-  before: string;
-  after: string;
-  failed: Step | null;
-}
-
 /** The CLI at a real terminal, driven step by step (test/harness/ptydrive.py). */
-function atTerminal(steps: Step[], args: string[]): Drive {
-  const drive = path.join(__dirname, '..', 'harness', 'ptydrive.py');
-  const r = spawnSync('python3', [drive, JSON.stringify(steps), process.execPath, BIN, '--root', env.store, '--runroot', env.runroot, ...args], { encoding: 'utf8', timeout: 120_000 });
-  expect(r.status, r.stderr).toBe(0);
-  const d = JSON.parse(r.stdout) as Drive;
-  // A failed step shows what the terminal showed until then.
-  expect(d.failed, d.out).toBeNull();
-  return d;
-}
+const atTerminal = (steps: Step[], args: string[]) => env.tty(steps, args);
 
 const CTRL_C = '\u0003';
 const CTRL_P_Q = '\u0010\u0011';

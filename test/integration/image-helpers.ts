@@ -3,10 +3,13 @@
  * (store, runtime root, HOME and XDG_RUNTIME_DIR under os.tmpdir(), so no test reads the real
  * user's credentials, certs.d or store), and burrow run asynchronously — the token-mode test
  * registry's token server lives in this process and must keep answering while burrow runs.
+ * And a TCP proxy to put in front of the test registry, to count, cut, slow down or disturb
+ * what a pull or the registry client gets.
  */
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { BIN, type Run } from './helpers';
@@ -165,3 +168,97 @@ export function layerRecords(root: string): Record<string, Record<string, unknow
 }
 
 export const tmpdir = (): string => os.tmpdir();
+
+export interface ProxyOptions {
+  /** Cut the first response that would pass this many bytes on its connection (once per proxy). */
+  dropAfter?: number;
+  /** Delete Range headers from requests: the registry then sends whole blobs, as a server without range support does. */
+  stripRange?: boolean;
+  /** Bytes per second to slow answers down to (see TcpProxy.rate). */
+  rate?: number;
+}
+
+export interface TcpProxy {
+  /** 127.0.0.1:PORT, to use in place of the registry's host. */
+  host: string;
+  /** Bytes passed on to the client (after a cut, none of the cut response's rest). */
+  bytesDown: number;
+  /** The head of every chunk a client sent (a request's line and headers where a chunk starts one), as sent. */
+  heads: string[];
+  /** Client chunks that carried a Range header (counted whether or not it was stripped). */
+  ranges: number;
+  /** Connections cut by dropAfter: 0 or 1. */
+  drops: number;
+  /** Bytes per second; undefined for full speed. May be changed while a transfer runs. */
+  rate: number | undefined;
+  close(): Promise<void>;
+}
+
+const proxies: TcpProxy[] = [];
+
+/**
+ * A TCP proxy on 127.0.0.1 to `upstream` (HOST:PORT on loopback, as a test registry's host). It
+ * works on the bytes, not on HTTP: a request's head is looked at only in the chunk it arrives in,
+ * which holds for the small requests of a registry client. Closed by closeAllProxies().
+ */
+export async function startProxy(upstream: string, opts: ProxyOptions = {}): Promise<TcpProxy> {
+  const port = Number(upstream.split(':').pop());
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((down) => {
+    const up = net.connect(port, '127.0.0.1');
+    sockets.add(down).add(up);
+    let sent = 0;
+    down.on('data', (d: Buffer) => {
+      const head = d.toString('latin1');
+      p.heads.push(head.split('\r\n\r\n')[0] ?? '');
+      if (/\r\nrange: /i.test(head)) {
+        p.ranges++;
+        if (opts.stripRange) d = Buffer.from(head.replace(/\r\nrange: [^\r]*/i, ''), 'latin1');
+      }
+      up.write(d);
+    });
+    up.on('data', (d: Buffer) => {
+      if (opts.dropAfter !== undefined && p.drops === 0 && sent + d.length > opts.dropAfter) {
+        p.drops++;
+        down.destroy();
+        up.destroy();
+        return;
+      }
+      sent += d.length;
+      p.bytesDown += d.length;
+      // Backpressure, so bytes counted are bytes the client could read, not a queue here.
+      if (!down.write(d)) {
+        up.pause();
+        down.once('drain', () => up.resume());
+      } else if (p.rate) {
+        up.pause();
+        setTimeout(() => up.resume(), (d.length / p.rate) * 1000);
+      }
+    });
+    const end = (): void => {
+      down.destroy();
+      up.destroy();
+    };
+    down.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const p: TcpProxy = {
+    host: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    bytesDown: 0,
+    heads: [],
+    ranges: 0,
+    drops: 0,
+    rate: opts.rate,
+    async close() {
+      for (const s of sockets) s.destroy();
+      if (server.listening) await new Promise((r) => server.close(r));
+    },
+  };
+  proxies.push(p);
+  return p;
+}
+
+export async function closeAllProxies(): Promise<void> {
+  for (const p of proxies.splice(0)) await p.close().catch(() => undefined);
+}

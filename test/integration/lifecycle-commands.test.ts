@@ -187,14 +187,47 @@ describe(`container commands as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, (
     expect(b(['attach', 'att2']).stderr).toMatch(/cannot attach to a stopped container/);
   });
 
+  it('container prune without -f refuses on a stdin that is not a terminal, even with "y" on it, as the other prunes do; at a terminal it asks', () => {
+    const exited = ok(['run', '-d', IMAGE, 'true']).trim();
+    expect(ok(['wait', exited])).toBe('0\n');
+    const all = () => ok(['ps', '-aq', '--no-trunc']).split('\n').filter(Boolean);
+    // The same refusal, word for word but for the command's name, and the same exit status as
+    // image, system and volume prune: a "y" waiting in a pipe was not typed in answer.
+    const refusal = (what: string) => {
+      const r = b([...what.split(' '), 'prune'], { input: 'y\n' });
+      return { code: r.code, stdout: r.stdout, stderr: r.stderr.replace(`${what} prune:`, 'PRUNE:') };
+    };
+    const theirs = refusal('image');
+    expect(theirs.code).toBe(125);
+    expect(theirs.stderr).toMatch(/stdin is not a terminal/);
+    expect(refusal('system')).toEqual(theirs);
+    expect(refusal('volume')).toEqual(theirs);
+    expect(refusal('container')).toEqual(theirs);
+    expect(all()).toEqual([exited]);
+
+    // At a terminal it asks; "n" keeps, "y" removes.
+    const prompt = 'WARNING! This will remove all stopped containers.\r\nAre you sure you want to continue? [y/N] ';
+    const no = env.tty([['expect', prompt], ['send', 'n\r'], ['wait']], ['container', 'prune']);
+    expect(no.status).toBe(0);
+    expect(no.out).toBe(`${prompt}n\r\n`);
+    expect(all()).toEqual([exited]);
+    const yes = env.tty([['expect', prompt], ['send', 'y\r'], ['wait']], ['container', 'prune']);
+    expect(yes.status).toBe(0);
+    expect(yes.out).toContain(`Deleted Containers:\r\n${exited}\r\n`);
+    expect(all()).toEqual([]);
+  });
+
   it('container prune removes every container that is not running; container ls lists', () => {
     const running = ok(['run', '-d', '--name', 'keep', IMAGE, 'sleep', '30']).trim();
     const exited = ok(['run', '-d', IMAGE, 'sh', '-c', 'echo data > /file; exit 1']).trim();
     const created = ok(['create', IMAGE, 'true']).trim();
     expect(ok(['wait', exited])).toBe('1\n');
-    // Without -f it asks, and "n" keeps everything.
+    // Without -f, and stdin a pipe (with "n" on it), there is nobody to ask: refused, as image,
+    // system and volume prune refuse, and everything kept.
     const asked = b(['container', 'prune'], { input: 'n\n' });
-    expect(asked.stdout).toMatch(/^WARNING! This will remove all stopped containers\.\nAre you sure you want to continue\? \[y\/N\] $/);
+    expect(asked.code).toBe(125);
+    expect(asked.stdout).toBe('');
+    expect(asked.stderr).toMatch(/^burrow: container prune: not removing anything without confirmation, and stdin is not a terminal to ask on\n/);
     expect(ok(['ps', '-aq', '--no-trunc']).split('\n').filter(Boolean).sort()).toEqual([running, exited, created].sort());
     const p = ok(['container', 'prune', '-f']);
     const [head, ...rest] = p.trim().split('\n');

@@ -13,6 +13,17 @@ import { makeRootfs } from '../harness/bundle.mjs';
 
 export const IMAGE = 'lc-busybox';
 
+/** A step of test/harness/ptydrive.py (see there). */
+export type Step = ['size', number, number] | ['send', string] | ['expect', string] | ['proc', string] | ['wait'];
+export interface Drive {
+  out: string;
+  status: number;
+  /** The terminal's settings (stty -g) before the command and after it. */
+  before: string;
+  after: string;
+  failed: Step | null;
+}
+
 export interface Env {
   work: string;
   store: string;
@@ -21,6 +32,8 @@ export interface Env {
   b(args: string[], opts?: { input?: string; timeout?: number }): Run;
   /** The same in the background; `onLine` sees stdout lines as they come. */
   bg(args: string[], opts?: { input?: string; onLine?: (line: string, ms: number) => void }): Promise<Run & { ms: number }>;
+  /** The CLI at a real terminal, driven step by step (test/harness/ptydrive.py); throws when a step fails. */
+  tty(steps: Step[], args: string[]): Drive;
   /** Removes every container of this store and checks that none left a process. */
   cleanup(): void;
   dispose(): void;
@@ -62,6 +75,15 @@ export function setup(tag: string): Env {
       child.on('error', reject);
       child.on('close', (code, sig) => resolve({ code: code ?? 128 + (sig === 'SIGKILL' ? 9 : 15), stdout, stderr, ms: Date.now() - t0 }));
     });
+  const tty: Env['tty'] = (steps, args) => {
+    const drive = path.join(__dirname, '..', 'harness', 'ptydrive.py');
+    const r = spawnSync('python3', [drive, JSON.stringify(steps), process.execPath, BIN, ...global, ...args], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`ptydrive.py exited ${r.status}: ${r.stderr}`);
+    const d = JSON.parse(r.stdout) as Drive;
+    // A failed step shows what the terminal showed until then.
+    if (d.failed) throw new Error(`step ${JSON.stringify(d.failed)} did not complete; the terminal showed:\n${d.out}`);
+    return d;
+  };
   const imp = b(['import', tarball, IMAGE, '-c', 'CMD ["sh"]']);
   if (imp.code !== 0) throw new Error(`import failed: ${imp.stderr}`);
   const cleanup = () => {
@@ -77,6 +99,7 @@ export function setup(tag: string): Env {
     runroot,
     b,
     bg,
+    tty,
     cleanup,
     dispose() {
       try {

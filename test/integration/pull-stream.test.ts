@@ -8,10 +8,9 @@
  * the unprivileged test user.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkBlobs, layerRecords, removeAllSandboxes, sandbox, sha256FileSync, tmpdir } from './image-helpers';
+import { checkBlobs, closeAllProxies, layerRecords, removeAllSandboxes, sandbox, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -23,7 +22,6 @@ type Image = any;
 
 const MiB = 1024 * 1024;
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-pull-stream-test-'));
-const closers: (() => Promise<void>)[] = [];
 let registry: Registry;
 let main: Image;
 
@@ -35,66 +33,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeAllSandboxes();
-  for (const close of closers) await close().catch(() => undefined);
+  await closeAllProxies();
   await registry?.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
-
-interface Proxy {
-  host: string;
-  drops: number;
-  ranges: number;
-}
-
-/**
- * A TCP proxy to the registry that cuts the first response carrying more than `dropAfter`
- * bytes, and, with `stripRange`, deletes Range headers from requests (the registry then sends
- * whole blobs, as a server without range support does).
- */
-async function startProxy({ dropAfter, stripRange }: { dropAfter: number; stripRange: boolean }): Promise<Proxy> {
-  const port = Number(String(registry.host).split(':')[1]);
-  const p: Proxy = { host: '', drops: 0, ranges: 0 };
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((down) => {
-    const up = net.connect(port, '127.0.0.1');
-    sockets.add(down).add(up);
-    let sent = 0;
-    down.on('data', (d: Buffer) => {
-      let head = d.toString('latin1');
-      if (/\r\nrange: /i.test(head)) {
-        p.ranges++;
-        if (stripRange) head = head.replace(/\r\nrange: [^\r]*/i, '');
-      }
-      up.write(Buffer.from(head, 'latin1'));
-    });
-    up.on('data', (d: Buffer) => {
-      if (p.drops === 0 && sent + d.length > dropAfter) {
-        p.drops++;
-        down.destroy();
-        up.destroy();
-        return;
-      }
-      sent += d.length;
-      if (!down.write(d)) {
-        up.pause();
-        down.once('drain', () => up.resume());
-      }
-    });
-    const end = (): void => {
-      down.destroy();
-      up.destroy();
-    };
-    down.on('error', end).on('close', end);
-    up.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  p.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  closers.push(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-  return p;
-}
 
 /** The pulled image is the main image, complete, and nothing temporary is left. */
 function expectComplete(root: string): void {
@@ -114,7 +56,7 @@ function expectComplete(root: string): void {
 
 describe('a layer unpacked while it downloads', () => {
   it('goes on across a dropped connection resumed with Range', async () => {
-    const proxy = await startProxy({ dropAfter: 12 * MiB, stripRange: false });
+    const proxy = await startProxy(registry.host, { dropAfter: 12 * MiB });
     const sb = sandbox(work, 'resumed');
     const r = await sb.ok(['pull', '-q', `${proxy.host}/test/main:v1`]);
     expect(r.stdout.trim()).toBe(main.config.digest);
@@ -124,7 +66,7 @@ describe('a layer unpacked while it downloads', () => {
   });
 
   it('is unpacked again from the complete blob when the download starts over', async () => {
-    const proxy = await startProxy({ dropAfter: 12 * MiB, stripRange: true });
+    const proxy = await startProxy(registry.host, { dropAfter: 12 * MiB, stripRange: true });
     const sb = sandbox(work, 'restarted');
     const r = await sb.ok(['pull', '-q', `${proxy.host}/test/main:v1`]);
     expect(r.stdout.trim()).toBe(main.config.digest);

@@ -6,12 +6,11 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
-import { checkBlobs, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, tmpdir, type Sandbox } from './image-helpers';
+import { checkBlobs, closeAllProxies, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, startProxy, tmpdir, type Sandbox } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -24,7 +23,6 @@ type Image = any;
 const MiB = 1024 * 1024;
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-pull-test-'));
 const registries: Record<string, Registry> = {};
-const closers: (() => Promise<void>)[] = [];
 let main: Image;
 let multi: Image;
 let tamper: Image;
@@ -67,7 +65,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeAllSandboxes();
-  for (const close of closers) await close().catch(() => undefined);
+  await closeAllProxies();
   for (const r of Object.values(registries)) await r.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -386,8 +384,8 @@ describe('pull from an anonymous registry', () => {
   });
 
   it('stops the other downloads when a layer is refused, and fails cleanly (no crash, nothing trusted)', async () => {
-    const proxy = await startThrottle(Number(String(registries.anonymous.host).split(':')[1]));
-    proxy.rate = 8 * MiB; // the large layer takes 3 s: the refusal comes long before
+    // The large layer takes 3 s: the refusal comes long before.
+    const proxy = await startProxy(registries.anonymous.host, { rate: 8 * MiB });
     const sb = sandbox(work, 'mixed');
     const r = await sb.burrow(['pull', `${proxy.host}/hostile/mixed:latest`]);
     expect(r.code, r.stderr).toBe(125);
@@ -430,45 +428,10 @@ describe('pull from an anonymous registry', () => {
   });
 });
 
-/** A TCP proxy to a registry that can slow its answers down (so a pull can be killed half-way) and counts bytes. */
-async function startThrottle(port: number): Promise<{ host: string; bytesDown: number; rate: number | undefined }> {
-  const p = { host: '', bytesDown: 0, rate: undefined as number | undefined };
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((down) => {
-    const up = net.connect(port, '127.0.0.1');
-    sockets.add(down).add(up);
-    down.pipe(up);
-    up.on('data', (d: Buffer) => {
-      p.bytesDown += d.length;
-      if (!down.write(d)) {
-        up.pause();
-        down.once('drain', () => up.resume());
-      } else if (p.rate) {
-        up.pause();
-        setTimeout(() => up.resume(), (d.length / p.rate) * 1000);
-      }
-    });
-    const end = (): void => {
-      down.destroy();
-      up.destroy();
-    };
-    down.on('error', end).on('close', end);
-    up.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  p.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  closers.push(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-  return p;
-}
-
 describe('a killed pull', () => {
   it('leaves nothing a later pull trusts; the next pull resumes and ends with the same image', async () => {
     const big = main.layers[3];
-    const proxy = await startThrottle(Number(String(registries.anonymous.host).split(':')[1]));
-    proxy.rate = 16 * MiB;
+    const proxy = await startProxy(registries.anonymous.host, { rate: 16 * MiB });
     const ref = `${proxy.host}/test/main:v1`;
     const sb = sandbox(work, 'killed');
     const partial = path.join(sb.root, 'blobs', 'sha256', `${big.digest.slice(7)}.partial`);

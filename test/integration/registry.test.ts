@@ -18,6 +18,7 @@ import { getCredentials, login, logout, type AuthEnv } from '../../ts/image/auth
 import { hostPlatform, MEDIA_TYPES } from '../../ts/image/manifest';
 import { parseReference } from '../../ts/image/reference';
 import { RegistryClient, type RegistryOptions, type RepoRef } from '../../ts/image/registry';
+import { closeAllProxies, startProxy } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -66,6 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of clients) c.close();
   for (const close of closers) await close().catch(() => undefined);
+  await closeAllProxies();
   for (const r of Object.values(registries)) await r.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -95,60 +97,6 @@ async function rejection(p: Promise<unknown>): Promise<BurrowError> {
 function leftovers(file: string): string[] {
   const dir = path.dirname(file);
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(file))) : [];
-}
-
-interface Proxy {
-  host: string;
-  bytesDown: number;
-  heads: string[];
-  drops: number;
-}
-
-/** A TCP proxy to `port` that counts bytes sent to the client and can cut one connection. */
-async function startProxy(port: number, { dropAfter }: { dropAfter?: number } = {}): Promise<Proxy> {
-  const p: Proxy = { host: '', bytesDown: 0, heads: [], drops: 0 };
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((down) => {
-    const up = net.connect(port, '127.0.0.1');
-    sockets.add(down).add(up);
-    let sent = 0;
-    down.on('data', (d: Buffer) => {
-      p.heads.push(d.toString('latin1').split('\r\n\r\n')[0] ?? '');
-      up.write(d);
-    });
-    up.on('data', (d: Buffer) => {
-      if (dropAfter !== undefined && p.drops === 0 && sent + d.length > dropAfter) {
-        p.drops++;
-        down.destroy();
-        up.destroy();
-        return;
-      }
-      sent += d.length;
-      p.bytesDown += d.length;
-      // Backpressure, so bytes counted are bytes the client could read, not a queue here.
-      if (!down.write(d)) {
-        up.pause();
-        down.once('drain', () => up.resume());
-      }
-    });
-    const end = (): void => {
-      down.destroy();
-      up.destroy();
-    };
-    down.on('error', end).on('close', end);
-    up.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  p.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  closers.push(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-  return p;
-}
-
-function portOf(r: Registry): number {
-  return Number(String(r.host).split(':')[1]);
 }
 
 describe('anonymous registry', () => {
@@ -208,7 +156,7 @@ describe('anonymous registry', () => {
 
   it('resumes a .partial with a Range request and downloads only the rest', async () => {
     const big = main.layers[3];
-    const proxy = await startProxy(portOf(registries.anonymous));
+    const proxy = await startProxy(registries.anonymous.host);
     const d = dest('resume');
     const keep = big.size - 4 * MiB;
     fs.mkdirSync(path.dirname(d), { recursive: true });
@@ -228,7 +176,7 @@ describe('anonymous registry', () => {
 
   it('continues with Range after a dropped connection', async () => {
     const big = main.layers[3];
-    const proxy = await startProxy(portOf(registries.anonymous), { dropAfter: 8 * MiB });
+    const proxy = await startProxy(registries.anonymous.host, { dropAfter: 8 * MiB });
     const d = dest('dropped');
     const res = await client().fetchBlob(repo(proxy.host, 'test/main'), big, d);
     expect(proxy.drops).toBe(1);

@@ -156,6 +156,39 @@ describe(`rootfs drivers as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
         expect(fs.existsSync(rec.rootfs!.dir)).toBe(false);
       });
 
+      it('is what inspect reports as GraphDriver, with the directories the container really uses', async () => {
+        const name = `graph-${driver}`;
+        await sb.ok(['--storage-driver', driver, 'run', '--name', name, ref, 'sh', '-c', 'echo from-inside > /graph.txt; rm /data/target.txt']);
+        const id = await idOf(name);
+        const dir = record(id).rootfs!.dir;
+        const g = JSON.parse((await sb.ok(['inspect', '-f', '{{json .GraphDriver}}', name])).stdout) as { Name: string; Data: Record<string, string> };
+        expect(g.Name).toBe(driver);
+        if (driver === 'copy') {
+          expect(g.Data).toEqual({ RootDir: path.join(dir, 'rootfs') });
+          // The container's files, its write included and its deletion applied.
+          expect(fs.readFileSync(path.join(g.Data.RootDir!, 'graph.txt'), 'utf8')).toBe('from-inside\n');
+          expect(fs.existsSync(path.join(g.Data.RootDir!, 'bin', 'busybox'))).toBe(true);
+          expect(fs.existsSync(path.join(g.Data.RootDir!, 'data', 'target.txt'))).toBe(false);
+        } else {
+          const layers = JSON.parse((await sb.ok(['inspect', '--type', 'image', '-f', '{{json .RootFS.Layers}}', ref])).stdout) as string[];
+          expect(g.Data).toEqual({
+            // Top layer first, as Docker lists them; the store's unpacked layers.
+            LowerDir: [...layers].reverse().map((l) => path.join(sb.root, 'layers', l.slice(7))).join(':'),
+            MergedDir: path.join(sb.root, 'containers', id, 'bundle', 'rootfs'),
+            UpperDir: path.join(dir, 'upper'),
+            WorkDir: path.join(dir, 'work'),
+          });
+          for (const l of g.Data.LowerDir!.split(':')) expect(fs.statSync(l).isDirectory(), l).toBe(true);
+          expect(fs.statSync(g.Data.MergedDir!).isDirectory()).toBe(true);
+          expect(fs.statSync(g.Data.WorkDir!).isDirectory()).toBe(true);
+          // The container's write went to UpperDir, and its deletion is a whiteout there.
+          expect(fs.readFileSync(path.join(g.Data.UpperDir!, 'graph.txt'), 'utf8')).toBe('from-inside\n');
+          const wh = fs.lstatSync(path.join(g.Data.UpperDir!, 'data', 'target.txt'));
+          expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+        }
+        await sb.ok(['rm', name]);
+      });
+
       it('is recorded at create: start and rm without the flag use it', async () => {
         const id = (await sb.ok(['--storage-driver', driver, 'create', ref, 'sh', '-c', ROOT_FSTYPE])).stdout.trim();
         expect(record(id).rootfs?.driver).toBe(driver);

@@ -6,7 +6,7 @@
  * which run in both layouts, are tested in test/integration/rootfs-drivers.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { defaultLocalBase, localRoot, networkFsName, parseDriver, storeLayout } from '../../ts/storage/settings';
+import { defaultLocalBase, layoutOf, localRoot, networkFsName, parseDriver, storeLayout } from '../../ts/storage/settings';
 import { rootfsOf } from '../../ts/storage/rootfs';
 import type { ContainerRecord } from '../../ts/container/records';
 import type { StorageSettings } from '../../ts/storage/store';
@@ -51,6 +51,14 @@ describe('store layout from filesystem magic', () => {
     expect(r.fix).toMatch(/--root DIR or BURROW_ROOT=DIR/);
     const unknown = storeLayout('/lustre/u', LUSTRE, '/var/tmp/burrow-1000', undefined);
     expect(unknown).toMatchObject({ kind: 'refuse', fs: 'lustre' });
+  });
+
+  it('finds the layout of a store on this machine from its filesystem: a local one stays local, whatever its settings say', () => {
+    const s: StorageSettings = { version: 1, driver: 'overlay', idMode: 'single', uidMap: [[0, 1000, 1]], gidMap: [[0, 1000, 1]] };
+    for (const root of [process.cwd(), '/tmp/burrow-not-there/store']) {
+      expect(layoutOf(root, undefined, 1000)).toEqual({ kind: 'local' });
+      expect(layoutOf(root, { ...s, local: '/var/tmp/burrow-1000/0123456789abcdef' } as StorageSettings, 1000)).toEqual({ kind: 'local' });
+    }
   });
 
   it("reads the local directory back from the store's settings, and only an absolute path", () => {

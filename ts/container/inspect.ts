@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { imageConfig } from './create';
 import { findImage } from '../image/resolve';
-import type { ImageRecord, Store } from '../storage/store';
+import { rootfsOf, type RootfsRecord } from '../storage/rootfs';
+import type { Driver, ImageRecord, Store } from '../storage/store';
 import { hostConfigNetwork, networkSettings } from '../network/inspect';
 import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
@@ -47,6 +48,35 @@ function cgroupPath(pid: number): string {
   }
 }
 
+/**
+ * Docker's GraphDriver of a container: the rootfs driver it was created with (recorded with it,
+ * as start, cp and rm use it) and where its parts are. The unions' lower layers are read from
+ * the options the runtime mounts them with (top first, as Docker lists them); MergedDir is the
+ * bundle's rootfs, where the runtime mounts the union inside the container's mount namespace
+ * (an empty directory seen from the host, as a rootless podman's is outside `podman unshare`).
+ * The copy driver has one plain directory, named RootDir as Docker's overlay driver names a
+ * layer that is not a union.
+ */
+function graphDriver(rootfs: RootfsRecord, dir: string, annotations: Record<string, string>): { Name: Driver; Data: Record<string, string> } {
+  if (rootfs.driver === 'copy') return { Name: 'copy', Data: { RootDir: path.join(rootfs.dir, 'rootfs') } };
+  const key = `run.burrow.rootfs.${rootfs.driver}`;
+  const lower = (annotations[key] ?? '').match(/(?:^|,)lowerdir=([^,]*)/)?.[1] ?? '';
+  const cwd = annotations[`${key}.cwd`];
+  return {
+    Name: rootfs.driver,
+    Data: {
+      LowerDir: lower
+        .split(':')
+        .filter(Boolean)
+        .map((l) => (cwd ? path.resolve(cwd, l) : l))
+        .join(':'),
+      MergedDir: path.join(dir, 'bundle', 'rootfs'),
+      UpperDir: path.join(rootfs.dir, 'upper'),
+      WorkDir: path.join(rootfs.dir, 'work'),
+    },
+  };
+}
+
 export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const dir = new Containers(store).dir(rec.id);
   const st = containerState(rec, dir);
@@ -56,8 +86,6 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   } catch {
     /* removed meanwhile */
   }
-  const lower = (spec.annotations?.['run.burrow.rootfs.overlay'] ?? '').match(/lowerdir=([^,]*)/)?.[1] ?? '';
-  const layersDir = spec.annotations?.['run.burrow.rootfs.overlay.cwd'] ?? '';
   const c = rec.config;
   // Docker's ExposedPorts: the image's and the published ones.
   const exposed: Record<string, object> = {};
@@ -114,10 +142,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       ...(c && Object.keys(c.tmpfs).length ? { Tmpfs: c.tmpfs } : {}),
       ...hostResources(spec.linux?.resources ?? {}),
     },
-    GraphDriver: {
-      Name: 'overlay',
-      Data: { LowerDir: lower.split(':').filter(Boolean).map((l) => path.join(layersDir, l)).join(':'), UpperDir: path.join(dir, 'upper'), WorkDir: path.join(dir, 'work') },
-    },
+    GraphDriver: graphDriver(rootfsOf(rec, dir), dir, spec.annotations ?? {}),
     Mounts: rec.mounts.map((m) =>
       m.type === 'volume'
         ? { Type: 'volume', Name: m.name ?? path.basename(path.dirname(m.source)), Source: m.source, Destination: m.destination, Driver: 'local', Mode: m.mode || 'z', RW: m.rw, Propagation: '' }

@@ -3,7 +3,11 @@ import { native } from '../native';
 import { parseHostReport, type HostReport } from './report';
 import { runtimeBinary, storeRootOverride, type GlobalOptions } from './paths';
 
-export function probeHost(opts: GlobalOptions): HostReport {
-  const json = native().probeHost({ storeRoot: storeRootOverride(opts), runtimeBin: runtimeBinary() });
+/**
+ * `localRoot`: where a store on a network filesystem keeps its layers and writable layers
+ * (storage/settings.ts, storeLayout); the overlay test and the driver are then about it.
+ */
+export function probeHost(opts: GlobalOptions, localRoot?: string): HostReport {
+  const json = native().probeHost({ storeRoot: storeRootOverride(opts), runtimeBin: runtimeBinary(), ...(localRoot ? { localRoot } : {}) });
   return parseHostReport(json);
 }

@@ -78,6 +78,8 @@ export interface HostReport {
     nativeOverlayError: string | null;
     driver: 'overlay' | 'fuse-overlayfs' | 'copy';
     reason: string;
+    /** For a store on a network filesystem: the directory of this machine that takes its layers. */
+    local: { dir: string; examined: string; fsType: string; writable: boolean } | null;
   };
   network: {
     slirp4netns: Tool | null;

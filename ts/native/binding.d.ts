@@ -24,4 +24,6 @@ export declare function probeHost(opts: ProbeOptions): string
 export interface ProbeOptions {
   storeRoot?: string
   runtimeBin?: string
+  /** Where a store on a network filesystem keeps its layers (see burrow-core's ProbeOptions). */
+  localRoot?: string
 }

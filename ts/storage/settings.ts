@@ -98,6 +98,19 @@ export function storeLayout(root: string, storeMagic: number, localBase: string,
   return { kind: 'redirect', fs: fsName, local };
 }
 
+/**
+ * The layout of the store at `root` as a command on this machine finds it: the local directory
+ * saved in its settings, else the one storeLayout() decides (what the store's first command saves).
+ */
+export function layoutOf(root: string, saved: StorageSettings | undefined, uid: number): StoreLayout {
+  const magic = statfsMagic(root) ?? 0;
+  const fsName = networkFsName(magic);
+  const local = saved && localRoot(saved);
+  if (fsName && local) return { kind: 'redirect', fs: fsName, local };
+  const base = defaultLocalBase(uid);
+  return storeLayout(root, magic, base, fsName ? statfsMagic(base) : undefined);
+}
+
 /** The local directory of a store on a network filesystem, from its settings. */
 export function localRoot(s: StorageSettings): string | undefined {
   const v = (s as { local?: unknown }).local;
@@ -156,21 +169,17 @@ function linkLayers(store: Store, local: string): void {
 
 async function createSettings(store: Store, root: string | undefined): Promise<StorageSettings> {
   const { probeHost } = await import('../host/probe');
-  let report = probeHost({ root });
-  let local: string | undefined;
-  let notice = '';
-  if (report.storage.networkFs) {
-    const base = defaultLocalBase(report.uid);
-    const layout = storeLayout(store.root, parseInt(report.storage.fsMagic, 16), base, statfsMagic(base));
-    if (layout.kind === 'refuse') throw new BurrowError('ESTORE_NETWORK', layout.message, layout.fix);
-    if (layout.kind === 'redirect') {
-      local = layout.local;
-      ensureLocal(local);
-      // The driver and whether containers can run are then about the local directory.
-      report = probeHost({ root: local });
-      notice = `burrow: note: the store ${store.root} is on ${layout.fs}, where overlay and subordinate-id owners do not work: its layers and its containers' writable layers go to ${local} on this machine's disk; blobs and images stay in the store. To keep everything in one place, use a store on a local disk (--root DIR or BURROW_ROOT=DIR).\n`;
-    }
-  }
+  const layout = layoutOf(store.root, undefined, process.getuid?.() ?? 0);
+  if (layout.kind === 'refuse') throw new BurrowError('ESTORE_NETWORK', layout.message, layout.fix);
+  const local = layout.kind === 'redirect' ? layout.local : undefined;
+  if (local) ensureLocal(local);
+  // With a local directory, the driver and whether containers can run are about it (the probe
+  // tests overlay there), as `burrow info` reports them.
+  const report = probeHost({ root }, local);
+  const notice =
+    layout.kind === 'redirect'
+      ? `burrow: note: the store ${store.root} is on ${layout.fs}, where overlay and subordinate-id owners do not work: its layers and its containers' writable layers go to ${layout.local} on this machine's disk; blobs and images stay in the store. To keep everything in one place, use a store on a local disk (--root DIR or BURROW_ROOT=DIR).\n`
+      : '';
   if (!report.canRunContainers) {
     const fails = report.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.title}: ${c.evidence}`);
     throw new BurrowError('EUSAGE', `containers cannot run on this host: ${fails.join('; ')}`, 'run `burrow info` for the details and fixes');

@@ -8,6 +8,8 @@ use napi_derive::napi;
 pub struct ProbeOptions {
     pub store_root: Option<String>,
     pub runtime_bin: Option<String>,
+    /// Where a store on a network filesystem keeps its layers (see burrow-core's ProbeOptions).
+    pub local_root: Option<String>,
 }
 
 /// Probes the host (see burrow-core's `probe`) and returns the report as a JSON string. The
@@ -17,6 +19,7 @@ pub fn probe_host(opts: ProbeOptions) -> Result<String> {
     let o = burrow_core::probe::ProbeOptions {
         store_root: opts.store_root.map(Into::into),
         runtime_bin: opts.runtime_bin.map(Into::into),
+        local_root: opts.local_root.map(Into::into),
     };
     let report = burrow_core::probe::probe(&o);
     serde_json::to_string(&report).map_err(|e| Error::new(Status::GenericFailure, format!("EINTERNAL: {e}")))

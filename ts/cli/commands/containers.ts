@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
 import { collect, context, registryOptions, type Ctx } from '../context';
-import { readLine } from '../prompt';
+import { confirm } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
@@ -594,10 +594,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
       .option('--filter <key=value>', 'label=, label!=, until=', collect, [])
       .action(async (opts: { force?: boolean; filter: string[] }, cmd: Command) => {
         const ctx = context(cmd);
-        if (!opts.force) {
-          process.stdout.write('WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ');
-          if (!/^y(es)?$/i.test(readLine().trim())) return;
-        }
+        if (!confirm('container prune', 'WARNING! This will remove all stopped containers.', opts.force)) return;
         const lc = await import('../../container/lifecycle');
         const { ids, bytes } = await lc.prune(ctx.store, await ctx.settings(), opts.filter);
         if (ids.length) process.stdout.write(`Deleted Containers:\n${ids.map((i) => `${i}\n`).join('')}\n`);

@@ -7,7 +7,20 @@ export interface InfoOptions {
 
 export async function infoCommand(opts: InfoOptions, globals: GlobalOptions): Promise<number> {
   const { probeHost } = await import('../../host/probe');
-  const report = probeHost(globals);
+  const { storeRoot } = await import('../../host/paths');
+  const { Store } = await import('../../storage/store');
+  const { layoutOf } = await import('../../storage/settings');
+  // A store on a network filesystem is probed as `run` uses it: its layers on this machine's
+  // disk, where the overlay test runs; the store's own check then says where they go.
+  const root = storeRoot(globals);
+  let saved;
+  try {
+    saved = new Store(root).settings();
+  } catch {
+    saved = undefined; // unreadable settings are the store commands' to report, not the probe's
+  }
+  const layout = layoutOf(root, saved, process.getuid?.() ?? 0);
+  const report = probeHost(globals, layout.kind === 'redirect' ? layout.local : undefined);
   if (opts.format === 'json') {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {

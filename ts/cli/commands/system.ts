@@ -7,20 +7,8 @@ import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { ImagePruneResult } from '../../storage/prune';
 import { collect, context } from '../context';
-import { readLine } from '../prompt';
+import { confirm } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
-
-
-/**
- * Docker's confirmation before a prune. Asked only on a terminal: without one there is nobody
- * to answer, and a script that meant it says -f.
- */
-export function confirm(what: string, warning: string, force: boolean | undefined): boolean {
-  if (force) return true;
-  if (!process.stdin.isTTY) throw new BurrowError('EUSAGE', `${what}: not removing anything without confirmation, and stdin is not a terminal to ask on`, 'add -f (--force) to remove without a prompt');
-  process.stdout.write(`${warning}\nAre you sure you want to continue? [y/N] `);
-  return /^y(es)?$/i.test(readLine().trim());
-}
 
 function imageLines(r: ImagePruneResult): string {
   const lines = [...r.images.flatMap((i) => [...i.untagged.map((t) => `untagged: ${t}`), `deleted: ${i.id}`]), ...r.layers.map((l) => `deleted: ${l}`)];

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { collect, context } from '../context';
 import { formatRows, humanSize, render, table } from '../format/table';
-import { confirm } from './system';
+import { confirm } from '../prompt';
 
 type SetExit = (code: number) => void;
 

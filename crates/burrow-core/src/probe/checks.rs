@@ -1,6 +1,7 @@
 //! Turns the probe's observations into findings: a verdict, the evidence, and the fix.
 //! Kept apart from the probing so that the wording can be tested on hand-made reports.
 
+use super::storage::StorageInfo;
 use super::{Check, HostReport, Verdict};
 
 fn check(id: &str, title: &str, verdict: Verdict, evidence: impl Into<String>, fix: Option<String>) -> Check {
@@ -110,17 +111,7 @@ pub fn build(r: &HostReport) -> Vec<Check> {
 
     // Storage.
     let st = &r.storage;
-    let fs_ev = format!("{} is on {} ({}){}", st.examined.display(), st.fs_type, st.fs_magic, if st.writable { "" } else { ", not writable by you" });
-    let (v, fix) = if st.network_fs {
-        (Verdict::Fail, Some(format!("{} is a network filesystem; put the store on local disk with `--root /local/dir` or `root` in ~/.config/burrow/config.toml (e.g. /tmp or a node-local scratch directory)", st.fs_type)))
-    } else if !st.writable {
-        (Verdict::Fail, Some(format!("make {} writable for you, or choose another store with --root", st.examined.display())))
-    } else if st.fs_type == "tmpfs" {
-        (Verdict::Warn, Some("the store is on tmpfs: images use memory and vanish at reboot; choose a disk-backed --root to keep them".to_string()))
-    } else {
-        (Verdict::Ok, None)
-    };
-    c.push(check("storage.fs", "Store filesystem", v, format!("store {}; {fs_ev}", st.root.display()), fix));
+    c.push(storage_fs(st));
     c.push(match st.native_overlay {
         Some(true) => check("storage.overlay", "Overlay in a user namespace", Verdict::Ok, "mounted an overlay with userxattr, wrote a file and created a whiteout", None),
         Some(false) => check(
@@ -255,6 +246,43 @@ pub fn build(r: &HostReport) -> Vec<Check> {
     c
 }
 
+/// The store's filesystem. A store on a network filesystem is usable when its layers have a
+/// local directory to go to (what `run` does): a warning that says where, not a failure.
+fn storage_fs(st: &StorageInfo) -> Check {
+    let fs_ev = format!("{} is on {} ({}){}", st.examined.display(), st.fs_type, st.fs_magic, if st.writable { "" } else { ", not writable by you" });
+    let mut evidence = format!("store {}; {fs_ev}", st.root.display());
+    let local_disk = "put the store on a local disk with `--root /local/dir`, BURROW_ROOT or `root` in ~/.config/burrow/config.toml (e.g. /tmp or a node-local scratch directory)";
+    let (v, fix) = if !st.writable {
+        (Verdict::Fail, Some(format!("make {} writable for you, or choose another store with --root", st.examined.display())))
+    } else if st.network_fs {
+        match (&st.local, st.usable_local()) {
+            (_, Some(l)) => {
+                evidence += &format!(
+                    "; its layers and containers' writable layers go to {} on this machine's {} (blobs and images stay in the store), as `burrow run` does",
+                    l.dir.display(),
+                    l.fs_type
+                );
+                (Verdict::Warn, Some(format!("nothing is needed; to keep everything in one place, {local_disk}")))
+            }
+            (Some(l), None) => {
+                evidence += &format!(
+                    "; {}, where its layers would go instead, is on {}{}",
+                    l.dir.display(),
+                    l.fs_type,
+                    if l.writable { "" } else { ", not writable by you" }
+                );
+                (Verdict::Fail, Some(format!("{} is a network filesystem; {local_disk}", st.fs_type)))
+            }
+            (None, None) => (Verdict::Fail, Some(format!("{} is a network filesystem; {local_disk}", st.fs_type))),
+        }
+    } else if st.fs_type == "tmpfs" {
+        (Verdict::Warn, Some("the store is on tmpfs: images use memory and vanish at reboot; choose a disk-backed --root to keep them".to_string()))
+    } else {
+        (Verdict::Ok, None)
+    };
+    check("storage.fs", "Store filesystem", v, evidence, fix)
+}
+
 fn yn(b: bool) -> &'static str {
     if b {
         "yes"
@@ -265,4 +293,98 @@ fn yn(b: bool) -> &'static str {
 
 fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::storage::{LocalDir, StorageInfo};
+    use std::path::PathBuf;
+
+    fn store_on(fs_type: &str, magic: &str, network_fs: bool) -> StorageInfo {
+        StorageInfo {
+            root: PathBuf::from("/home/u/.local/share/burrow"),
+            examined: PathBuf::from("/home/u"),
+            fs_type: fs_type.into(),
+            fs_magic: magic.into(),
+            network_fs,
+            writable: true,
+            fuse_overlayfs: None,
+            fuse_overlayfs_version: None,
+            dev_fuse_usable: false,
+            native_overlay: Some(true),
+            native_overlay_error: None,
+            driver: String::new(),
+            reason: String::new(),
+            local: None,
+        }
+    }
+
+    fn local(fs_type: &str, writable: bool) -> Option<LocalDir> {
+        Some(LocalDir {
+            dir: PathBuf::from("/var/tmp/burrow-1000/0123456789abcdef"),
+            examined: PathBuf::from("/var/tmp"),
+            fs_type: fs_type.into(),
+            writable,
+        })
+    }
+
+    #[test]
+    fn network_store_with_a_local_directory_is_a_warning_naming_it() {
+        for (fs, magic) in [("nfs", "0x6969"), ("lustre", "0xbd00bd0"), ("gpfs", "0x47504653")] {
+            let mut st = store_on(fs, magic, true);
+            st.local = local("ext4", true);
+            st.decide();
+            let c = storage_fs(&st);
+            assert_eq!(c.verdict, Verdict::Warn, "{fs}: {c:?}");
+            assert!(c.evidence.contains(&format!("/home/u is on {fs}")), "{}", c.evidence);
+            assert!(c.evidence.contains("go to /var/tmp/burrow-1000/0123456789abcdef on this machine's ext4"), "{}", c.evidence);
+            assert!(c.fix.as_deref().unwrap().starts_with("nothing is needed"));
+            assert!(st.usable());
+            // The driver is decided for the local directory, where the overlay test ran.
+            assert_eq!(st.driver, "overlay");
+        }
+    }
+
+    #[test]
+    fn network_store_without_a_usable_local_directory_fails() {
+        let mut st = store_on("nfs", "0x6969", true);
+        st.decide();
+        let c = storage_fs(&st);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.fix.as_deref().unwrap().contains("nfs is a network filesystem"));
+        assert!(!st.usable());
+        assert_eq!(st.driver, "copy");
+
+        for (fs, writable, says) in [("nfs", true, "is on nfs"), ("ext4", false, "not writable by you")] {
+            let mut st = store_on("lustre", "0xbd00bd0", true);
+            st.local = local(fs, writable);
+            st.decide();
+            let c = storage_fs(&st);
+            assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+            assert!(c.evidence.contains("/var/tmp/burrow-1000/0123456789abcdef, where its layers would go instead"), "{}", c.evidence);
+            assert!(c.evidence.contains(says), "{}", c.evidence);
+            assert!(!st.usable());
+        }
+
+        // A network store that is not writable fails for that, local directory or not.
+        let mut st = store_on("nfs", "0x6969", true);
+        st.writable = false;
+        st.local = local("ext4", true);
+        assert_eq!(storage_fs(&st).verdict, Verdict::Fail);
+        assert!(!st.usable());
+    }
+
+    #[test]
+    fn local_stores_are_unchanged() {
+        let st = store_on("ext4", "0xef53", false);
+        assert_eq!(storage_fs(&st).verdict, Verdict::Ok);
+        assert!(st.usable());
+        // A local directory is only for a store on a network filesystem.
+        let mut st = store_on("ext4", "0xef53", false);
+        st.local = local("ext4", true);
+        assert!(st.usable_local().is_none());
+        assert_eq!(storage_fs(&st), check("storage.fs", "Store filesystem", Verdict::Ok, "store /home/u/.local/share/burrow; /home/u is on ext4 (0xef53)", None));
+        assert_eq!(storage_fs(&store_on("tmpfs", "0x1021994", false)).verdict, Verdict::Warn);
+    }
 }

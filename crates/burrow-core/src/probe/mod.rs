@@ -97,6 +97,10 @@ pub struct ProbeOptions {
     pub store_root: Option<PathBuf>,
     /// The `burrow-runtime` binary that runs the namespace checks.
     pub runtime_bin: Option<PathBuf>,
+    /// Where a store on a network filesystem keeps its layers and writable layers, as `run`
+    /// does (ts/storage/settings.ts, storeLayout): the namespace and overlay tests run there.
+    /// Ignored for a store on a local filesystem.
+    pub local_root: Option<PathBuf>,
 }
 
 fn run_ns_helper(bin: &Path, store: &Path) -> Result<nstest::NsReport, String> {
@@ -133,13 +137,18 @@ pub fn probe(opts: &ProbeOptions) -> HostReport {
     let sysctls = userns::read_sysctls();
     let idmap = idmap::probe(is_root);
     let mut storage = storage::probe_static(&store_root);
+    if storage.network_fs {
+        storage.local = opts.local_root.as_deref().map(storage::probe_local);
+    }
+    // The overlay test belongs where the layers will be.
+    let layers_root = storage.usable_local().map(|l| l.dir.clone()).unwrap_or_else(|| store_root.clone());
     let network = network::probe();
     let cgroups = cgroups::probe(uid);
     let runtime_dir = runtime_dir_info(uid);
 
     let bin = opts.runtime_bin.clone().filter(|p| p.is_file());
     let ns = match &bin {
-        Some(b) => run_ns_helper(b, &store_root),
+        Some(b) => run_ns_helper(b, &layers_root),
         None => Err(match &opts.runtime_bin {
             Some(p) => format!("runtime binary {} not found", p.display()),
             None => "no runtime binary given".to_string(),
@@ -173,10 +182,7 @@ pub fn probe(opts: &ProbeOptions) -> HostReport {
         can_run_containers: false,
     };
     report.checks = checks::build(&report);
-    report.can_run_containers = report.runtime_binary.ran
-        && report.userns.created == Some(true)
-        && !report.storage.network_fs
-        && report.storage.writable;
+    report.can_run_containers = report.runtime_binary.ran && report.userns.created == Some(true) && report.storage.usable();
     report
 }
 

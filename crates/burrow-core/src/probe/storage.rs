@@ -3,7 +3,9 @@
 //! Kernel overlay inside a user namespace is fastest; it needs kernel 5.11 (`userxattr`) and an
 //! upper filesystem that supports user xattrs. fuse-overlayfs works on older kernels. The copy
 //! driver always works but costs a full copy per container. Network filesystems cannot hold
-//! overlay upper directories and break on id-mapped ownership, so a store on them is refused.
+//! overlay upper directories and break on id-mapped ownership: a store on one keeps its blobs
+//! and images there, but its layers and its containers' writable layers in a directory on this
+//! machine's disk (`local`, chosen by ts/storage/settings.ts); the driver is then decided there.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,19 @@ pub struct StorageInfo {
     /// "overlay", "fuse-overlayfs" or "copy".
     pub driver: String,
     pub reason: String,
+    /// For a store on a network filesystem: the directory of this machine that takes its layers
+    /// and writable layers (absent when none was given: the store cannot be used then).
+    pub local: Option<LocalDir>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalDir {
+    pub dir: PathBuf,
+    /// Its nearest existing directory (it is made by the first command that uses the store).
+    pub examined: PathBuf,
+    pub fs_type: String,
+    pub writable: bool,
 }
 
 /// Filesystem names by `statfs` magic number (linux/magic.h and the vendors' headers).
@@ -112,6 +127,13 @@ pub fn choose_driver(
     ("copy".into(), format!("{}: every container gets a full copy of its image", why.join("; ")))
 }
 
+/// The local directory of a store on a network filesystem, examined as the store is.
+pub fn probe_local(dir: &Path) -> LocalDir {
+    let examined = sysfs::nearest_existing(dir);
+    let fs_type = fs_name(statfs_magic(&examined).unwrap_or(0)).to_string();
+    LocalDir { dir: dir.to_path_buf(), writable: sysfs::writable(&examined), examined, fs_type }
+}
+
 /// Everything about storage that needs no namespace. The helper's overlay test is added by the caller.
 pub fn probe_static(root: &Path) -> StorageInfo {
     let examined = sysfs::nearest_existing(root);
@@ -133,12 +155,25 @@ pub fn probe_static(root: &Path) -> StorageInfo {
         native_overlay_error: None,
         driver: String::new(),
         reason: String::new(),
+        local: None,
     }
 }
 
 impl StorageInfo {
+    /// The local directory that takes this store's layers, when the store needs one and it can.
+    pub fn usable_local(&self) -> Option<&LocalDir> {
+        self.local.as_ref().filter(|l| self.network_fs && l.writable && !is_network_fs(&l.fs_type))
+    }
+
+    /// Containers can be made in this store: it is writable (blobs and images stay in it), and
+    /// on a network filesystem its layers have a local directory to go to.
+    pub fn usable(&self) -> bool {
+        self.writable && (!self.network_fs || self.usable_local().is_some())
+    }
+
     pub fn decide(&mut self) {
-        let net = self.network_fs.then_some(self.fs_type.as_str());
+        // With a local directory, the namespace test ran there, and the driver is decided for it.
+        let net = (self.network_fs && self.usable_local().is_none()).then_some(self.fs_type.as_str());
         let fuse = self.fuse_overlayfs.is_some();
         let (d, r) = choose_driver(net, self.native_overlay, self.native_overlay_error.as_deref(), fuse, self.dev_fuse_usable);
         self.driver = d;
