@@ -162,6 +162,8 @@ export type Challenge = { scheme: 'basic'; realm?: string } | { scheme: 'bearer'
 
 interface HostState {
   scheme?: 'https' | 'http';
+  /** An insecure host's plain-HTTP probe, while it runs (speaksHttp). */
+  probe?: Promise<boolean>;
   challenge?: Challenge;
 }
 
@@ -204,6 +206,39 @@ function hostOnly(host: string): string {
   if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
   const i = host.lastIndexOf(':');
   return i === -1 ? host : host.slice(0, i);
+}
+
+/**
+ * Whether `host` answers a plain HTTP request with an HTTP status line (one loopback round trip).
+ * A TLS server answers with an alert, a 400, or closes; anything else, including no answer
+ * within a second, means no, and the caller tries TLS as before.
+ */
+export function speaksHttp(host: string, signal: AbortSignal | undefined): Promise<boolean> {
+  const h = hostOnly(host);
+  const port = Number(host.slice(host.lastIndexOf(':') + 1)) || 80;
+  return new Promise((resolve) => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const net = require('node:net') as typeof import('node:net');
+    const sock = net.connect({ host: h, port });
+    let got = '';
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    signal?.addEventListener('abort', () => done(false), { once: true });
+    sock.on('connect', () => sock.write(`HEAD /v2/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    // Go's TLS servers (Docker's registry among them) answer plain HTTP with "400 Bad Request:
+    // Client sent an HTTP request to an HTTPS server"; a registry's /v2/ answers 200 or 401.
+    const http = () => /^HTTP\/1\.[01] (?!400)\d{3}/.test(got);
+    sock.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n') || !'HTTP/1.x 000'.startsWith(got.slice(0, 5))) done(http());
+    });
+    sock.on('error', () => done(false));
+    sock.on('close', () => done(http()));
+  });
 }
 
 let systemCas: string[] | undefined;
@@ -1039,6 +1074,12 @@ export class RegistryClient {
   ): Promise<Response> {
     if (target instanceof URL) return this.rawFollow(target, method, headers, body, signal, what);
     const st = this.state(ep.host);
+    if (!ep.forceHttp && st.scheme === undefined && this.isInsecure(ep.host)) {
+      // An insecure host (a loopback registry, usually) that answers plain HTTP is spoken to
+      // in HTTP straight away: trying TLS first would load the CA store (~50 ms) only to fail.
+      st.probe ??= speaksHttp(ep.host, signal);
+      if (await st.probe) st.scheme ??= 'http';
+    }
     const scheme = ep.forceHttp ? 'http' : (st.scheme ?? 'https');
     try {
       const res = await this.rawFollow(new URL(`${scheme}://${ep.host}${target}`), method, headers, body, signal, what, true);
