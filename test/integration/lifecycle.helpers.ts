@@ -88,7 +88,14 @@ export function setup(tag: string): Env {
   if (imp.code !== 0) throw new Error(`import failed: ${imp.stderr}`);
   const cleanup = () => {
     const ids = b(['ps', '-aq', '--no-trunc']).stdout.split('\n').filter(Boolean);
-    const nss = ids.map((id) => pidNs(Number(b(['inspect', '-f', '{{.State.Pid}}', id]).stdout.trim()))).filter((n): n is string => !!n);
+    // A container's recorded pid is its init only if that process started when the container
+    // did: an exited container's pid may belong to another process by now (another test file's
+    // container), whose namespace is not ours to judge.
+    const nss = ids
+      .map((id) => b(['inspect', '-f', '{{.State.Pid}} {{.State.StartedAt}}', id]).stdout.trim().split(' '))
+      .filter(([pid, started]) => Math.abs(processStartMs(Number(pid)) - Date.parse(started ?? '')) < 5000)
+      .map(([pid]) => pidNs(Number(pid)))
+      .filter((n): n is string => !!n);
     if (ids.length) b(['rm', '-f', ...ids]);
     const left = leftovers(runroot, nss);
     if (left.length) throw new Error(`processes left behind: ${left.map((p) => `${p} ${cmdline(p)}`).join('; ')}`);
@@ -116,6 +123,18 @@ export function cmdline(pid: number): string {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
   } catch {
     return '';
+  }
+}
+
+/** When a process started (ms since the epoch, to the clock tick); NaN if it is gone. */
+export function processStartMs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))![1]);
+    return btime * 1000 + ticks * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
   }
 }
 
