@@ -347,6 +347,18 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
       }
     });
 
+    it.skipIf(IS_ROOT)('rootless with the single-id mapping and no mount namespace (no /proc to read setgroups from): runs', () => {
+      const b = bundle(['sh', '-c', 'id -u; ls /proc | wc -l'], (c) => {
+        c.linux.namespaces = c.linux.namespaces.filter((x: { type: string }) => x.type !== 'mount');
+        c.mounts = [];
+        c.linux.uidMappings = [{ containerID: 0, hostID: process.getuid!(), size: 1 }];
+        c.linux.gidMappings = [{ containerID: 0, hostID: process.getgid!(), size: 1 }];
+      });
+      const r = rt(['run', '--bundle', b.dir, b.id]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('0\n0\n');
+    });
+
     it('a preserved fd the caller did not open is refused with its number', () => {
       const fds = files();
       try {

@@ -100,7 +100,13 @@ pub fn switch_user_keeping_groups(p: &Process, keep_groups: bool) -> Result<()> 
     if keep_groups {
         // Nothing to do: setgroups is the only call that would replace them.
     } else if !setgroups_denied {
-        nix::unistd::setgroups(&gids).op("setgroups")?;
+        match nix::unistd::setgroups(&gids) {
+            // /proc/self/setgroups could not be read (a chroot without /proc: no mount namespace)
+            // and the namespace denies setgroups. With no group to set, nothing is lost: such a
+            // namespace keeps the groups it was made with, which no call could drop.
+            Err(nix::errno::Errno::EPERM) if gids.is_empty() => {}
+            r => r.op("setgroups")?,
+        }
     } else if !gids.is_empty() {
         return Err(RuntimeError::Usage(
             "additionalGids cannot be set: this user namespace was created with setgroups denied (a single-id mapping); map the group ids with newgidmap instead".into(),
