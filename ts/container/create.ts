@@ -254,7 +254,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
   } catch (err) {
     containers.releaseName(name!, id);
     if (rootfs) await removeRootfs(settings, rootfs.record, dir).catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
+    containers.removeDir(id);
     throw err;
   }
 }

@@ -246,7 +246,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   // The root filesystem of the driver it was created with (its writable part may be outside
   // `dir`, and holds files of subordinate ids that only the user namespace can remove).
   await removeRootfs(settings, rootfsOf(rec, dir), dir);
-  fs.rmSync(dir, { recursive: true, force: true });
+  containers.removeDir(rec.id);
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
 }

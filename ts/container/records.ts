@@ -88,6 +88,30 @@ export class Containers {
     return this.store.p('containers', id);
   }
 
+  /**
+   * Deletes a container's directory so that it disappears at once: renamed aside first (`all()`
+   * and `find()` know only 64-hex names), then emptied. Deleted in place, its record.json could
+   * go before the rest, and `ps` would stop listing a container whose files are still there.
+   */
+  removeDir(id: string): void {
+    const dir = this.dir(id);
+    const aside = this.store.p('containers', `.removing-${id}-${process.pid}`);
+    let target = dir;
+    try {
+      fs.renameSync(dir, aside);
+      target = aside;
+    } catch {
+      /* gone already, or not ours to rename: delete in place */
+    }
+    // Retried: a monitor finishing its last writes may add a file while the tree is emptied.
+    fs.rmSync(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    // What a killed `rm` left aside goes now.
+    for (const n of fs.readdirSync(this.store.p('containers'))) {
+      const pid = Number(/^\.removing-[a-f0-9]{64}-(\d+)$/.exec(n)?.[1]);
+      if (pid && pid !== process.pid && !pidAlive(pid)) fs.rmSync(this.store.p('containers', n), { recursive: true, force: true });
+    }
+  }
+
   private namesDir(): string {
     return mkdirp(this.store.p('containers', '.names'));
   }
@@ -172,5 +196,14 @@ export class Containers {
     const rec = id ? this.get(id) : undefined;
     if (!rec) throw new BurrowError('ECONTAINER_NOT_FOUND', `no such container: ${ref}`);
     return rec;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
