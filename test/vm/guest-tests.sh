@@ -16,10 +16,11 @@ say() { echo "== $*"; }
 # save NAME VALUE: one fact.
 save() { printf '%s\n' "$2" >"$R/$1"; }
 # runtime NAME BUNDLE ID: `burrow-runtime run`, its stdout, stderr, status and duration saved
-# under NAME (a hung container ends after 90 s rather than the whole VM's timeout).
+# under NAME (a hung container ends after 90 s rather than the whole VM's timeout). With
+# --debug the runtime says, on stderr, how the container's first process entered its cgroup.
 runtime() {
 	t0=$(date +%s%N)
-	timeout -s KILL 90 "$rt" --root "$state" run --bundle "$work/b/$2" "$3" >"$R/$1.out" 2>"$R/$1.err"
+	timeout -s KILL 90 "$rt" --root "$state" --debug run --bundle "$work/b/$2" "$3" >"$R/$1.out" 2>"$R/$1.err"
 	s=$?
 	t1=$(date +%s%N)
 	save "$1.exit" "$s"

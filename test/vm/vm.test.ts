@@ -93,6 +93,18 @@ function expectOomKill(g: ReturnType<typeof bootWith>) {
   expect(Number(g.fact('mem.peak'))).toBeLessThanOrEqual(33554432);
 }
 
+/**
+ * The `burrow-runtime --debug run` recorded as `name` (container `id`) was born in its cgroup:
+ * created there with its limits before the intermediate process existed, which clone3 then put
+ * there (CLONE_INTO_CGROUP), so nothing was ever migrated.
+ */
+function expectBornInCgroup(g: ReturnType<typeof bootWith>, name: string, id: string, cgroup = `burrow-${id}`) {
+  const uid = g.uid();
+  const dir = `/sys/fs/cgroup/user.slice/user-${uid}.slice/user@${uid}.service/${cgroup}`;
+  expect(g.fact(`${name}.err`)).toContain(`created ${id}: init pid `);
+  expect(g.fact(`${name}.err`)).toContain(`; cgroup ${dir}: entered by CLONE_INTO_CGROUP`);
+}
+
 function expectPidsLimit(g: ReturnType<typeof bootWith>) {
   const out = g.fact('pids.out');
   expect(g.exit('pids'), `stderr: ${g.fact('pids.err')}`).toBe(0);
@@ -139,6 +151,18 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(free).toBeGreaterThan(0.8);
     expect(limited).toBeGreaterThan(0.3);
     expect(limited).toBeLessThan(0.7);
+  });
+
+  it('each container is born in its cgroup (clone3 CLONE_INTO_CGROUP), its cgroup namespace rooted there and its limits enforced', () => {
+    // Rooted at the container's cgroup: the intermediate unshared the namespace from there.
+    expectBornInCgroup(g, 'view', 'vm-view');
+    expect(g.fact('view.out')).toMatch(/^0::\/$/m);
+    expect(g.fact('view.out')).toMatch(/^pids\.max 50$/m);
+    // The memory and pids tests' containers: their limits hold for processes born in the cgroup.
+    expectBornInCgroup(g, 'mem', 'vm-mem', 'burrow-vm-mem');
+    expect(g.exit('mem')).toBe(137);
+    expectBornInCgroup(g, 'pids', 'vm-pids');
+    expect(g.fact('pids.out')).toMatch(/^pids\.max 20$/m);
   });
 
   it('the container sees its own cgroup at /sys/fs/cgroup (fresh sysfs, as `burrow run` mounts it)', () => {
@@ -253,6 +277,7 @@ describe('cgroup v2 in a VM, only memory and pids delegated', () => {
 
   it('memory.max is still enforced', () => {
     expectOomKill(g);
+    expectBornInCgroup(g, 'mem', 'vm-mem', 'burrow-vm-mem');
   });
 
   it('pids.max is still enforced', () => {

@@ -3,7 +3,9 @@
 //! Two layouts: cgroup v2 (unified, one tree; rootless only in a subtree delegated to the user)
 //! and v1 (a tree per controller; usable by root, as on this kind of hybrid host where the v2
 //! tree has no useful controller). The resource → file mapping is computed by pure functions
-//! (`v1_writes`, `v2_writes`) that unit tests check; `place` applies it.
+//! (`v1_writes`, `v2_writes`) that unit tests check; `plan` (before the container's first
+//! process exists: cgroup v2, our driver) and `place_at_pid` (after: v1, systemd scopes) apply
+//! it, `strategy` decides which.
 //!
 //! A container that asks for no limit and names no cgroup path is not placed at all: nothing to
 //! create, nothing to fail on, and no cost on the hot path. When limits are asked for but no
@@ -253,6 +255,52 @@ pub struct Placement {
     /// systemd driver: the "slice:prefix:name" path of the container's transient scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<String>,
+    /// How the container's first process entered its cgroup (the `--debug` log says it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Entry>,
+}
+
+/// How a process came to be in the container's cgroup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "by")]
+pub enum Entry {
+    /// Born there: clone3(CLONE_INTO_CGROUP) with the cgroup's directory (Linux 5.7+).
+    CloneIntoCgroup,
+    /// Moved there after fork by a write to cgroup.procs; `why` says why it was not born there
+    /// (None: this layout has no other way, as v1).
+    Migrated { why: Option<String> },
+    /// Put there by systemd when it started the transient scope with the process's pid.
+    SystemdScope,
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::CloneIntoCgroup => f.write_str("CLONE_INTO_CGROUP"),
+            Entry::Migrated { why: Some(w) } => write!(f, "migration ({w})"),
+            Entry::Migrated { why: None } => f.write_str("migration"),
+            Entry::SystemdScope => f.write_str("systemd scope"),
+        }
+    }
+}
+
+impl Placement {
+    /// The container's cgroup directory when we know it without asking systemd: the v2 leaf.
+    pub fn v2_dir(&self) -> Option<PathBuf> {
+        match (&self.v2_root, &self.v2_path) {
+            (Some(r), Some(path)) => Some(join(r, &path.display().to_string())),
+            _ => None,
+        }
+    }
+
+    /// One line for the `--debug` log: where the container's first process is and how it got there.
+    pub fn describe(&self) -> String {
+        let at = self.v2_dir().or_else(|| self.dirs.last().cloned()).map(|d| d.display().to_string()).unwrap_or_else(|| "(unknown)".into());
+        match &self.entry {
+            Some(e) => format!("cgroup {at}: entered by {e}"),
+            None => format!("cgroup {at}"),
+        }
+    }
 }
 
 struct V1Hierarchy {
@@ -355,42 +403,152 @@ pub enum Driver {
     Systemd,
 }
 
-/// Creates the container's cgroup(s), writes limits and moves `pid` in. `Ok(None)` when the
-/// container needs no cgroup.
+/// When and how a container's cgroup is made (`strategy`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// No cgroup: none asked for (no limit, no path).
+    None,
+    /// cgroup v2 with our own driver: made with its limits before the first process exists,
+    /// which is then born in it (CLONE_INTO_CGROUP) or, where the kernel cannot, moved in.
+    Precreate,
+    /// Only once the first process exists: a systemd scope is started with its pid (systemd
+    /// refuses an empty scope), and v1 has a hierarchy per controller and no CLONE_INTO_CGROUP.
+    AtPid,
+}
+
+/// The decision behind `plan`, apart from the host: `unified` is whether /sys/fs/cgroup is
+/// cgroup v2, `needed` whether the config asks for a cgroup (limits or a cgroupsPath).
+pub fn strategy(unified: bool, driver: Driver, needed: bool) -> Strategy {
+    match (driver, unified, needed) {
+        (Driver::Systemd, _, _) => Strategy::AtPid,
+        (_, _, false) => Strategy::None,
+        (_, true, true) => Strategy::Precreate,
+        (_, false, true) => Strategy::AtPid,
+    }
+}
+
+/// What to do when clone3(CLONE_INTO_CGROUP) fails with `e`: fork and move the child in
+/// (`true`), or give up (`false`). The kernel cannot do it before 5.3 (ENOSYS), before 5.7
+/// (E2BIG: clone_args too large; EINVAL: unknown flag), or a seccomp filter hides clone3 (EPERM,
+/// or ENOSYS as Docker's profile does). A refusal about the cgroup itself (EACCES, ENOENT,
+/// EBUSY, EOPNOTSUPP: not a v2 cgroup) is answered the same way a migration would be, so the
+/// migration is tried and its error, with its message and the no-limit rule, is the one
+/// reported. Anything else (EAGAIN, ENOMEM) would fail a fork as well.
+pub fn fall_back_from_clone_into(e: nix::errno::Errno) -> bool {
+    use nix::errno::Errno::*;
+    matches!(e, ENOSYS | E2BIG | EINVAL | EPERM | EACCES | ENOENT | EBUSY | EOPNOTSUPP)
+}
+
+/// A container cgroup (v2) made before its first process, with the open directory that
+/// clone3(CLONE_INTO_CGROUP) takes.
+pub struct Prepared {
+    pub placement: Placement,
+    pub dir: std::os::fd::OwnedFd,
+    limits: bool,
+}
+
+/// The container's cgroup before any of its processes exists (see `Strategy`).
+pub enum Plan {
+    None,
+    Ready(Prepared),
+    AtPid,
+}
+
+/// Decides how the container gets its cgroup and, on cgroup v2 with the cgroupfs driver, makes
+/// it now with its limits. A cgroup that cannot be made is an error when limits were asked for,
+/// else the container runs unplaced (`Plan::None`), as runc does rootless.
+pub fn plan(spec: &Spec, id: &str, driver: Driver) -> Result<Plan> {
+    let linux = spec.linux().as_ref();
+    let path = linux.and_then(|l| l.cgroups_path().clone());
+    let res = linux.and_then(|l| l.resources().as_ref());
+    let limits = has_limits(res);
+    let root = unified_root();
+    match strategy(root.is_some(), driver, path.is_some() || limits) {
+        Strategy::None => Ok(Plan::None),
+        Strategy::AtPid => Ok(Plan::AtPid),
+        Strategy::Precreate => {
+            let root = root.expect("Precreate is chosen for cgroup v2 only");
+            let rel = cgroupfs_path(path.as_deref(), id);
+            let base = if rel.starts_with('/') { root.clone() } else { join(&root, &v2_parent_of_own()) };
+            let placement = match create_v2(&root, &base, &rel, res) {
+                Ok(p) => p,
+                Err(V2Failure::Unplaced(why)) => return unplaced(limits, why).map(|_| Plan::None),
+                Err(V2Failure::Fatal(e)) => return Err(e),
+            };
+            let dir = placement.v2_dir().expect("a v2 placement has a directory");
+            match nix::fcntl::open(&dir, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+                // SAFETY: a descriptor open() just returned, owned by nobody else.
+                Ok(fd) => Ok(Plan::Ready(Prepared { placement, dir: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }, limits })),
+                Err(e) => {
+                    remove(&placement);
+                    unplaced(limits, format!("open {}: {e}", dir.display())).map(|_| Plan::None)
+                }
+            }
+        }
+    }
+}
+
+/// Moves `pid` into a prepared cgroup that it was not born in (`why`: why not). A process that
+/// cannot be moved leaves the cgroup removed and, without limits, runs unplaced (`Ok(None)`).
+pub fn enter(p: Prepared, pid: i32, why: Option<String>) -> Result<Option<Placement>> {
+    let Prepared { mut placement, dir, limits } = p;
+    drop(dir);
+    let joined = v2_manager(&placement).ok_or_else(|| "the cgroup cannot be opened".to_string()).and_then(|m| m.add_task(Pid::from_raw(pid)).map_err(|e| e.to_string()));
+    if let Err(e) = joined {
+        remove(&placement);
+        return unplaced(limits, e);
+    }
+    placement.entry = Some(Entry::Migrated { why });
+    Ok(Some(placement))
+}
+
+/// A prepared cgroup that its first process was born in.
+pub fn born_in(p: Prepared) -> Placement {
+    Placement { entry: Some(Entry::CloneIntoCgroup), ..p.placement }
+}
+
+/// No cgroup for the container: an error naming the cause and the fix when it asked for limits.
+fn unplaced(limits: bool, why: String) -> Result<Option<Placement>> {
+    if limits {
+        Err(RuntimeError::Usage(format!(
+            "cannot create the container's cgroup to enforce its limits: {why}. Fix: use cgroup v2 with controllers delegated to this user (a systemd drop-in `Delegate=cpu cpuset io memory pids`), or run without resource limits"
+        )))
+    } else {
+        Ok(None) // a cgroup path alone, and no right to create it: run unplaced, as runc does rootless
+    }
+}
+
+/// The cgroupfs driver's path for the container: the config's, else `burrow-ID` (relative:
+/// beside this process's cgroup). A systemd-style "slice:prefix:name" means nothing here.
+fn cgroupfs_path(path: Option<&Path>, id: &str) -> String {
+    match path.map(|p| p.display().to_string()) {
+        Some(p) if !(p.contains(':') && !p.starts_with('/')) => p,
+        _ => format!("burrow-{id}"),
+    }
+}
+
+/// Places the container whose first process `pid` already exists: creates its cgroup(s), writes
+/// limits and moves the process in. `Ok(None)` when the container needs no cgroup.
 pub fn place(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<Placement>> {
+    match plan(spec, id, driver)? {
+        Plan::None => Ok(None),
+        Plan::Ready(p) => enter(p, pid, None),
+        Plan::AtPid => place_at_pid(spec, id, pid, driver),
+    }
+}
+
+/// `Strategy::AtPid`: a systemd scope, or the v1 hierarchies, for the process `pid`.
+pub fn place_at_pid(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<Placement>> {
     let linux = spec.linux().as_ref();
     let path = linux.and_then(|l| l.cgroups_path().clone());
     let res = linux.and_then(|l| l.resources().as_ref());
     let limits = has_limits(res);
     if driver == Driver::Systemd {
-        if let Some(p) = place_systemd(path.as_deref(), res, id, pid, limits)? {
-            return Ok(Some(p));
-        }
+        return place_systemd(path.as_deref(), res, id, pid, limits);
     }
-    if path.is_none() && !limits {
-        return Ok(None);
-    }
-    let rel = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("burrow-{id}"));
-    // A systemd-style "slice:prefix:name" path has no meaning to the cgroupfs driver.
-    let rel = if rel.contains(':') && !rel.starts_with('/') { format!("burrow-{id}") } else { rel };
+    let rel = cgroupfs_path(path.as_deref(), id);
     let absolute = rel.starts_with('/');
-    let fail = |why: String| -> Result<Option<Placement>> {
-        if limits {
-            Err(RuntimeError::Usage(format!(
-                "cannot create the container's cgroup to enforce its limits: {why}. Fix: use cgroup v2 with controllers delegated to this user (a systemd drop-in `Delegate=cpu cpuset io memory pids`), or run without resource limits"
-            )))
-        } else {
-            Ok(None) // a cgroup path alone, and no right to create it: run unplaced, as runc does rootless
-        }
-    };
-    if let Some(root) = unified_root() {
-        let base = if absolute { root.clone() } else { join(&root, &v2_parent_of_own()) };
-        return match place_v2(&root, &base, &rel, res, pid) {
-            Ok(p) => Ok(Some(p)),
-            Err(V2Failure::Unplaced(why)) => fail(why),
-            Err(V2Failure::Fatal(e)) => Err(e),
-        };
-    }
+    let fail = |why: String| unplaced(limits, why);
     let mut placement = Placement::default();
     let writes = res.map(v1_writes).unwrap_or_default();
     let hierarchies = v1_hierarchies();
@@ -459,6 +617,7 @@ pub fn place(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<Option<P
         }
         back.push(join(&h.mount, &h.own));
     }
+    placement.entry = Some(Entry::Migrated { why: None });
     Ok(Some(placement))
 }
 
@@ -469,40 +628,33 @@ enum V2Failure {
     Fatal(RuntimeError),
 }
 
-/// cgroup v2 through libcgroups' fs manager, rooted at the delegated cgroup `base` so that it
-/// enables controllers there and below, never above (where the user may not write).
-fn place_v2(root: &Path, base: &Path, rel: &str, res: Option<&LinuxResources>, pid: i32) -> std::result::Result<Placement, V2Failure> {
+/// Makes the container's cgroup v2 `rel` below the delegated cgroup `base` and writes its limits,
+/// with no process in it yet. Controllers are enabled from `base` down to the leaf's parent, never
+/// above (where the user may not write): every controller `base` has, as libcgroups' fs manager
+/// enables them, so that `stats` can read a container that has no limit.
+fn create_v2(root: &Path, base: &Path, rel: &str, res: Option<&LinuxResources>) -> std::result::Result<Placement, V2Failure> {
     let dir = join(base, rel);
     let mut placement = Placement { v2: true, v2_root: Some(base.to_path_buf()), v2_path: Some(PathBuf::from(rel.trim_start_matches('/'))), ..Default::default() };
-    // Directories that do not exist yet are ours to remove at delete; libcgroups removes only the leaf.
-    let mut d = dir.clone();
-    while !d.exists() && d.starts_with(root) {
-        placement.dirs.insert(0, d.clone());
-        if !d.pop() {
-            break;
-        }
-    }
-    let manager = match v2_manager(&placement) {
-        Some(m) => m,
-        None => return Err(V2Failure::Unplaced(format!("{} is not a valid cgroup path", dir.display()))),
+    let Some(manager) = v2_manager(&placement) else {
+        return Err(V2Failure::Unplaced(format!("{} is not a valid cgroup path", dir.display())));
     };
-    let need = res.map(v2_controllers).unwrap_or_default();
-    // libcgroups enables controllers only on the way to a cgroup it creates; a cgroupsPath made
-    // beforehand (to read its counters after the run) needs them enabled above it too.
-    let mut a = dir.clone();
-    let mut above = Vec::new();
-    while a.pop() && a.starts_with(base) {
-        above.push(a.clone());
-    }
-    for d in above.iter().rev() {
-        for c in &need {
-            let _ = fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
-        }
-    }
-    if let Err(e) = manager.add_task(Pid::from_raw(pid)) {
+    // Directories that do not exist yet are ours to remove at delete; libcgroups removes only the leaf.
+    if let Err(e) = mkdirs(&dir, &mut placement.dirs) {
         remove(&placement);
-        return Err(V2Failure::Unplaced(e.to_string()));
+        return Err(V2Failure::Unplaced(format!("mkdir {}: {e}", dir.display())));
     }
+    let offered = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+    // Each level from `base` to the leaf's parent; not the leaf, which holds the processes (a
+    // cgroup with controllers enabled for its children cannot). Best effort, as libcgroups: a
+    // limit whose controller could not be enabled is refused below, by name.
+    let mut level = base.to_path_buf();
+    for c in dir.strip_prefix(base).map(|r| r.components().collect::<Vec<_>>()).unwrap_or_default() {
+        for ctrl in offered.split_whitespace() {
+            let _ = fs::write(level.join("cgroup.subtree_control"), format!("+{ctrl}"));
+        }
+        level.push(c);
+    }
+    let need = res.map(v2_controllers).unwrap_or_default();
     // Without the controller the limit's file does not exist, and libcgroups' write fails with a
     // bare ENOENT or EACCES: name the controller and the fix instead.
     let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
@@ -547,7 +699,7 @@ fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, id: &str, pi
     let config = libcgroups::common::CgroupConfig { cgroup_path: PathBuf::from(&cgpath), systemd_cgroup: true, container_name: id.to_string() };
     let manager = libcgroups::common::create_cgroup_manager(config).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot reach systemd for a transient scope: {e}. Fix: start a user session (loginctl enable-linger), or drop --systemd-cgroup to use the cgroupfs driver")))?;
     manager.add_task(Pid::from_raw(pid)).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot start the scope for {id}: {e}")))?;
-    let placement = Placement { v2: true, systemd: Some(cgpath), ..Default::default() };
+    let placement = Placement { v2: true, systemd: Some(cgpath), entry: Some(Entry::SystemdScope), ..Default::default() };
     if let Some(r) = res.filter(|_| limits) {
         let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
         if let Err(e) = manager.apply(&opt) {
@@ -631,10 +783,10 @@ pub fn oom_killed(p: &Placement) -> bool {
     let count = |file: PathBuf| -> bool {
         fs::read_to_string(file).unwrap_or_default().lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
     };
-    match (&p.v2_root, &p.v2_path) {
-        (Some(r), Some(path)) => count(join(r, &path.display().to_string()).join("memory.events")),
-        _ if p.v2 => false, // a systemd scope: its path is systemd's to know
-        _ => p.dirs.iter().any(|d| count(d.join("memory.oom_control"))),
+    match p.v2_dir() {
+        Some(d) => count(d.join("memory.events")),
+        None if p.v2 => false, // a systemd scope: its path is systemd's to know
+        None => p.dirs.iter().any(|d| count(d.join("memory.oom_control"))),
     }
 }
 
@@ -777,6 +929,60 @@ mod tests {
         let v = io_bytes("8:0 rbytes=4096 wbytes=100 rios=1 wios=1\n253:0 rbytes=10 wbytes=0 rios=1 wios=0\n");
         assert_eq!(v["readBytes"], 4106);
         assert_eq!(v["writeBytes"], 100);
+    }
+
+    #[test]
+    fn cgroup_made_before_the_process_only_on_v2_with_our_driver() {
+        // v2, cgroupfs: made first, the process born in it.
+        assert_eq!(strategy(true, Driver::Cgroupfs, true), Strategy::Precreate);
+        // Nothing asked for: no cgroup at all, v1 or v2.
+        assert_eq!(strategy(true, Driver::Cgroupfs, false), Strategy::None);
+        assert_eq!(strategy(false, Driver::Cgroupfs, false), Strategy::None);
+        // v1: a hierarchy per controller, no CLONE_INTO_CGROUP.
+        assert_eq!(strategy(false, Driver::Cgroupfs, true), Strategy::AtPid);
+        // A systemd scope needs the pid to exist, with or without limits.
+        assert_eq!(strategy(true, Driver::Systemd, true), Strategy::AtPid);
+        assert_eq!(strategy(true, Driver::Systemd, false), Strategy::AtPid);
+    }
+
+    #[test]
+    fn clone_into_cgroup_falls_back_to_migration_where_the_kernel_cannot() {
+        use nix::errno::Errno;
+        // Before 5.3 (no clone3), 5.3-5.6 (unknown flag, or clone_args larger than it knows),
+        // seccomp filters.
+        for e in [Errno::ENOSYS, Errno::EINVAL, Errno::E2BIG, Errno::EPERM] {
+            assert!(fall_back_from_clone_into(e), "{e}");
+        }
+        // The cgroup refused: the migration reports it the usual way (error or unplaced).
+        for e in [Errno::EACCES, Errno::ENOENT, Errno::EBUSY, Errno::EOPNOTSUPP] {
+            assert!(fall_back_from_clone_into(e), "{e}");
+        }
+        // A fork would fail as well.
+        for e in [Errno::EAGAIN, Errno::ENOMEM] {
+            assert!(!fall_back_from_clone_into(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn cgroupfs_paths() {
+        assert_eq!(cgroupfs_path(None, "abc"), "burrow-abc");
+        assert_eq!(cgroupfs_path(Some(Path::new("burrow-vm-mem")), "abc"), "burrow-vm-mem");
+        assert_eq!(cgroupfs_path(Some(Path::new("/a/b")), "abc"), "/a/b");
+        // A systemd "slice:prefix:name" means nothing to the cgroupfs driver.
+        assert_eq!(cgroupfs_path(Some(Path::new("user.slice:burrow:abc")), "abc"), "burrow-abc");
+    }
+
+    #[test]
+    fn entry_is_described_for_the_debug_log() {
+        let p = Placement { v2: true, v2_root: Some("/sys/fs/cgroup/u".into()), v2_path: Some("burrow-x".into()), entry: Some(Entry::CloneIntoCgroup), ..Default::default() };
+        assert_eq!(p.describe(), "cgroup /sys/fs/cgroup/u/burrow-x: entered by CLONE_INTO_CGROUP");
+        let m = Placement { entry: Some(Entry::Migrated { why: Some("clone3 with CLONE_INTO_CGROUP: Invalid argument".into()) }), ..p.clone() };
+        assert_eq!(m.describe(), "cgroup /sys/fs/cgroup/u/burrow-x: entered by migration (clone3 with CLONE_INTO_CGROUP: Invalid argument)");
+        // state.json keeps it; older states without it still load.
+        let back: Placement = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        let old: Placement = serde_json::from_str(r#"{"v2":true,"dirs":[]}"#).unwrap();
+        assert_eq!(old.entry, None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         console_peer = Some(a);
     }
     let created = create(o)?;
-    crate::log::debug(&format!("created {id}: init pid {}", created.state.pid));
+    crate::log::created(&created.state);
     let master = match &console_peer {
         Some(peer) => Some(tty::recv_fd(std::os::fd::AsRawFd::as_raw_fd(peer))?),
         None => None,
