@@ -85,11 +85,17 @@ c0=$(count)
 sleep 0.5
 save paused.counts "$c0 $(count)"
 rtc events --stats vm-counter >"$R/counter.stats"
+# exec into a frozen cgroup would stop there: refused, as runc does.
+"$rt" --root "$state" exec vm-counter true >/dev/null 2>"$R/exec-paused.err"
+save exec-paused.exit $?
 rtc resume vm-counter
 save resume.exit $?
 rtc state vm-counter >"$R/resumed.state"
 sleep 0.5
 save resumed.count "$(count)"
+# exec joins the container's cgroup (born there) and its cgroup namespace, rooted there.
+timeout -s KILL 60 "$rt" --root "$state" --debug exec vm-counter sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.current' >"$R/exec.out" 2>"$R/exec.err"
+save exec.exit $?
 rtc update --memory 96m --pids-limit 60 vm-counter
 save update.exit $?
 rtc events --stats vm-counter >"$R/counter.stats2"

@@ -165,6 +165,17 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(g.fact('pids.out')).toMatch(/^pids\.max 20$/m);
   });
 
+  it('exec: the process is born in the container\'s cgroup too (its namespace rooted there, counted by pids), and is refused while paused', () => {
+    expect(Number(g.fact('exec.exit')), g.fact('exec.err')).toBe(0);
+    const [cgroup, current] = g.fact('exec.out').split('\n');
+    expect(cgroup).toBe('0::/');
+    // The init, and the exec'd sh and cat: all three in the container's cgroup.
+    expect(Number(current)).toBeGreaterThanOrEqual(3);
+    expect(g.fact('exec.err')).toMatch(/^burrow-runtime: debug: exec: process \d+ in cgroup \/sys\/fs\/cgroup\/user\.slice\/\S+\/burrow-vm-counter: entered by CLONE_INTO_CGROUP$/m);
+    expect(Number(g.fact('exec-paused.exit'))).not.toBe(0);
+    expect(g.fact('exec-paused.err')).toMatch(/cannot exec in container vm-counter: it is paused/);
+  });
+
   it('the container sees its own cgroup at /sys/fs/cgroup (fresh sysfs, as `burrow run` mounts it)', () => {
     expect(g.exit('view'), g.fact('view.err')).toBe(0);
     expect(g.fact('view.out')).toMatch(/^0::\/$/m);

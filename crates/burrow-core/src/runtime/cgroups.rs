@@ -728,6 +728,38 @@ pub fn v2_controllers(r: &LinuxResources) -> Vec<&'static str> {
     need
 }
 
+/// Where a new process of the placed container goes (`exec`): on v2 the cgroup its init is in
+/// now (the container's own, or a child of it that the container made, where the "no internal
+/// processes" rule allows a process), on v1 the init's cgroup in each hierarchy we placed it in.
+pub fn exec_targets(p: &Placement, init: i32) -> Vec<PathBuf> {
+    let cg = fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+    if p.v2 {
+        let now = cg.lines().find_map(|l| l.strip_prefix("0::")).and_then(|path| unified_root().map(|r| join(&r, path.trim())));
+        return now.or_else(|| p.v2_dir()).into_iter().collect();
+    }
+    v1_hierarchies()
+        .into_iter()
+        .filter(|h| p.dirs.iter().any(|d| d.starts_with(&h.mount)))
+        .filter_map(|h| {
+            cg.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                let set: Vec<&str> = ctrls.split(',').collect();
+                h.controllers.iter().all(|c| set.contains(&c.as_str())).then(|| join(&h.mount, path.trim()))
+            })
+        })
+        .collect()
+}
+
+/// Moves `pid` into each of `dirs` (`exec`, when it was not born there); the error names the file.
+pub fn move_into(dirs: &[PathBuf], pid: i32) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    for d in dirs {
+        let procs = d.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(|e| (procs, e))?;
+    }
+    Ok(())
+}
+
 /// Removes the cgroups we created (after the container's processes are gone).
 pub fn remove(p: &Placement) {
     // libcgroups removes the leaf whoever made it; a cgroup the caller made beforehand (to read
