@@ -255,6 +255,10 @@ pub struct Placement {
     /// systemd driver: the "slice:prefix:name" path of the container's transient scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<String>,
+    /// systemd driver: the scope's cgroup directory, as the kernel showed it once the first
+    /// process was in (only systemd knows it beforehand); where `oom_killed` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_dir: Option<PathBuf>,
     /// How the container's first process entered its cgroup (the `--debug` log says it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<Entry>,
@@ -285,11 +289,12 @@ impl std::fmt::Display for Entry {
 }
 
 impl Placement {
-    /// The container's cgroup directory when we know it without asking systemd: the v2 leaf.
+    /// The container's cgroup directory when we know it without asking systemd: the v2 leaf, or
+    /// the scope's directory recorded at creation.
     pub fn v2_dir(&self) -> Option<PathBuf> {
         match (&self.v2_root, &self.v2_path) {
             (Some(r), Some(path)) => Some(join(r, &path.display().to_string())),
-            _ => None,
+            _ => self.scope_dir.clone(),
         }
     }
 
@@ -698,16 +703,59 @@ fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, id: &str, pi
     let cgpath = path.map(|p| p.display().to_string()).filter(|p| p.contains(':')).unwrap_or_else(|| format!(":burrow:{id}"));
     let config = libcgroups::common::CgroupConfig { cgroup_path: PathBuf::from(&cgpath), systemd_cgroup: true, container_name: id.to_string() };
     let manager = libcgroups::common::create_cgroup_manager(config).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot reach systemd for a transient scope: {e}. Fix: start a user session (loginctl enable-linger), or drop --systemd-cgroup to use the cgroupfs driver")))?;
-    manager.add_task(Pid::from_raw(pid)).map_err(|e| RuntimeError::Usage(format!("--systemd-cgroup: cannot start the scope for {id}: {e}")))?;
-    let placement = Placement { v2: true, systemd: Some(cgpath), entry: Some(Entry::SystemdScope), ..Default::default() };
+    if let Err(e) = manager.add_task(Pid::from_raw(pid)) {
+        // The scope systemd could not fill stays loaded as failed.
+        let _ = manager.remove();
+        reset_failed(&cgpath);
+        // systemd moves the process itself, with the user's rights, from wherever it is: out of
+        // a cgroup the user does not own (an ssh login's session-N.scope) only the system
+        // manager can, which the user's manager then asks over the system bus.
+        let own = own_v2();
+        return Err(RuntimeError::Usage(format!(
+            "--systemd-cgroup: cannot start the scope for {id}: {e} (systemd could not move process {pid} out of {own} into the scope{}). Fix: run burrow from a cgroup of your user manager (`systemd-run --user --scope burrow ...`), or drop --systemd-cgroup to use the cgroupfs driver",
+            if unified_root().is_some_and(|r| crate::probe::cgroups::manageable(&join(&r, &own))) { "" } else { ", which you do not own" }
+        )));
+    }
+    // Only systemd knew the scope's directory; the kernel now shows it for the process.
+    let scope_dir = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().to_string())).and_then(|p| unified_root().map(|r| join(&r, &p)));
+    let placement = Placement { v2: true, systemd: Some(cgpath.clone()), scope_dir, entry: Some(Entry::SystemdScope), ..Default::default() };
     if let Some(r) = res.filter(|_| limits) {
         let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
         if let Err(e) = manager.apply(&opt) {
             let _ = manager.remove();
+            reset_failed(&cgpath);
             return Err(RuntimeError::Usage(format!("--systemd-cgroup: cannot apply the container's limits: {e}. Fix: delegate the controllers to this user (`Delegate=cpu cpuset io memory pids`)")));
         }
     }
     Ok(Some(placement))
+}
+
+/// The unit libcgroups' systemd driver names for a "slice:prefix:name" path.
+fn systemd_unit(cgpath: &str) -> String {
+    let parts: Vec<&str> = cgpath.split(':').collect();
+    let (prefix, name) = match parts.as_slice() {
+        [_, prefix, name] | [prefix, name] => (*prefix, *name),
+        _ => return cgpath.to_string(),
+    };
+    if name.ends_with(".slice") {
+        name.to_string()
+    } else {
+        format!("{prefix}-{name}.scope")
+    }
+}
+
+/// Forgets the container's scope if systemd keeps it as failed: a scope whose process was
+/// OOM-killed while systemd watched (OOMPolicy=stop makes that a failure), or one that systemd
+/// could not fill, stays loaded until reset, and libcgroups' driver only stops units. Through
+/// systemctl, which every systemd host has: libcgroups does not expose its bus connection.
+/// Talks to the manager libcgroups chose (the system one for real root, else the user's).
+fn reset_failed(cgpath: &str) {
+    let true_root = nix::unistd::geteuid().is_root() && fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    let mut cmd = std::process::Command::new("systemctl");
+    if !true_root {
+        cmd.arg("--user");
+    }
+    let _ = cmd.args(["reset-failed", "--quiet", &systemd_unit(cgpath)]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
 }
 
 fn v2_manager(p: &Placement) -> Option<AnyCgroupManager> {
@@ -773,6 +821,9 @@ pub fn remove(p: &Placement) {
             let _ = m.remove();
         }
     }
+    if let Some(cgpath) = &p.systemd {
+        reset_failed(cgpath);
+    }
     for d in p.dirs.iter().rev() {
         for _ in 0..50 {
             match fs::remove_dir(d) {
@@ -812,14 +863,61 @@ pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
 /// on v2, memory.oom_control's on v1): read after the container exited, before its cgroup goes,
 /// for `inspect`'s OOMKilled.
 pub fn oom_killed(p: &Placement) -> bool {
-    let count = |file: PathBuf| -> bool {
-        fs::read_to_string(file).unwrap_or_default().lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
-    };
+    let count = |file: PathBuf| -> bool { oom_kill_count(&fs::read_to_string(file).unwrap_or_default()) > 0 };
     match p.v2_dir() {
+        // A systemd scope's directory may be gone already: see `OomWatch`.
         Some(d) => count(d.join("memory.events")),
-        None if p.v2 => false, // a systemd scope: its path is systemd's to know
+        None if p.v2 => false,
         None => p.dirs.iter().any(|d| count(d.join("memory.oom_control"))),
     }
+}
+
+/// Watches a systemd scope's memory.events while the container runs, for `OOMKilled`. systemd
+/// removes the scope's cgroup, counters and all, as soon as it finds it empty, and it starts
+/// stopping the scope at the OOM kill itself (OOMPolicy=stop): reading the counters once the
+/// container has exited (`oom_killed`) can come too late. The kernel notifies a change of
+/// memory.events while the killed process still exists, so the file is there to be read then.
+/// A cgroup of our own stays until we remove it and needs no watch.
+pub struct OomWatch {
+    inotify: nix::sys::inotify::Inotify,
+    file: PathBuf,
+    pub seen: bool,
+}
+
+impl OomWatch {
+    pub fn new(p: &Placement) -> Option<OomWatch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        p.systemd.as_ref()?;
+        let file = p.scope_dir.as_ref()?.join("memory.events");
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        inotify.add_watch(&file, AddWatchFlags::IN_MODIFY).ok()?;
+        let mut w = OomWatch { inotify, file, seen: false };
+        w.check();
+        Some(w)
+    }
+
+    /// Reads the counters after a change (and drains the notifications).
+    pub fn check(&mut self) {
+        while let Ok(ev) = self.inotify.read_events() {
+            if ev.is_empty() {
+                break;
+            }
+        }
+        self.seen |= oom_kill_count(&fs::read_to_string(&self.file).unwrap_or_default()) > 0;
+    }
+}
+
+impl super::wait::Served for OomWatch {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(&self.inotify))
+    }
+    fn ready(&mut self) {
+        self.check();
+    }
+}
+
+fn oom_kill_count(events: &str) -> u64 {
+    events.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Freezes or thaws every process of the container (`pause`, `resume`): the v2 freezer through
@@ -1015,6 +1113,14 @@ mod tests {
         assert_eq!(back, m);
         let old: Placement = serde_json::from_str(r#"{"v2":true,"dirs":[]}"#).unwrap();
         assert_eq!(old.entry, None);
+    }
+
+    #[test]
+    fn systemd_unit_names_as_libcgroups_makes_them() {
+        assert_eq!(systemd_unit("user.slice:burrow:abc"), "burrow-abc.scope");
+        assert_eq!(systemd_unit(":burrow:vm-sd"), "burrow-vm-sd.scope");
+        assert_eq!(systemd_unit("burrow:abc"), "burrow-abc.scope");
+        assert_eq!(systemd_unit("user.slice:x:my.slice"), "my.slice");
     }
 
     #[test]
