@@ -863,7 +863,7 @@ pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
 /// on v2, memory.oom_control's on v1): read after the container exited, before its cgroup goes,
 /// for `inspect`'s OOMKilled.
 pub fn oom_killed(p: &Placement) -> bool {
-    let count = |file: PathBuf| -> bool { oom_kill_count(&fs::read_to_string(file).unwrap_or_default()) > 0 };
+    let count = |file: PathBuf| -> bool { oom_kill_count(&file).is_some_and(|n| n > 0) };
     match p.v2_dir() {
         // A systemd scope's directory may be gone already: see `OomWatch`.
         Some(d) => count(d.join("memory.events")),
@@ -872,26 +872,38 @@ pub fn oom_killed(p: &Placement) -> bool {
     }
 }
 
-/// Watches a systemd scope's memory.events while the container runs, for `OOMKilled`. systemd
-/// removes the scope's cgroup, counters and all, as soon as it finds it empty, and it starts
-/// stopping the scope at the OOM kill itself (OOMPolicy=stop): reading the counters once the
-/// container has exited (`oom_killed`) can come too late. The kernel notifies a change of
-/// memory.events while the killed process still exists, so the file is there to be read then.
-/// A cgroup of our own stays until we remove it and needs no watch.
+/// `OOMKilled` for a container in a systemd scope. systemd removes the scope's cgroup, counters
+/// and all, as soon as it finds it empty, and it starts stopping the scope at the OOM kill itself
+/// (OOMPolicy=stop), so the counters read once the container's init has exited (`oom_killed`)
+/// may be gone already: in the VM lane that happened to 2 of 3 back-to-back runs. So:
+/// - while the container runs, every change of the scope's memory.events (inotify) is read; the
+///   kernel rate-limits these notifications (one per 20 ms), so the one for the kill itself may
+///   come when the file is gone, but an earlier one can catch the count;
+/// - at the exit, the scope's own count if it can still be read, else whether the count of its
+///   parent slice (hierarchical, and it stays) grew since the container started. That one also
+///   counts the other scopes of the slice: a sibling's OOM kill while this container ran, when
+///   this container's own counters are gone too, would be reported as this one's.
+/// A cgroup of our own stays until we remove it and needs none of this.
 pub struct OomWatch {
     inotify: nix::sys::inotify::Inotify,
     file: PathBuf,
-    pub seen: bool,
+    parent: PathBuf,
+    parent_at_start: Option<u64>,
+    seen: bool,
 }
 
 impl OomWatch {
+    /// Before the container's program runs.
     pub fn new(p: &Placement) -> Option<OomWatch> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         p.systemd.as_ref()?;
-        let file = p.scope_dir.as_ref()?.join("memory.events");
+        let dir = p.scope_dir.as_ref()?;
+        let file = dir.join("memory.events");
+        let parent = dir.parent()?.join("memory.events");
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
         inotify.add_watch(&file, AddWatchFlags::IN_MODIFY).ok()?;
-        let mut w = OomWatch { inotify, file, seen: false };
+        let parent_at_start = oom_kill_count(&parent);
+        let mut w = OomWatch { inotify, file, parent, parent_at_start, seen: false };
         w.check();
         Some(w)
     }
@@ -903,7 +915,18 @@ impl OomWatch {
                 break;
             }
         }
-        self.seen |= oom_kill_count(&fs::read_to_string(&self.file).unwrap_or_default()) > 0;
+        self.seen |= oom_kill_count(&self.file).is_some_and(|n| n > 0);
+    }
+
+    /// Once the container's init has exited: whether the OOM killer killed one of its processes.
+    pub fn killed(&mut self) -> bool {
+        if self.seen {
+            return true;
+        }
+        match oom_kill_count(&self.file) {
+            Some(n) => n > 0,
+            None => matches!((self.parent_at_start, oom_kill_count(&self.parent)), (Some(a), Some(b)) if b > a),
+        }
     }
 }
 
@@ -916,8 +939,9 @@ impl super::wait::Served for OomWatch {
     }
 }
 
-fn oom_kill_count(events: &str) -> u64 {
-    events.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+/// memory.events' oom_kill count; None when the file cannot be read (the cgroup is gone).
+fn oom_kill_count(file: &Path) -> Option<u64> {
+    Some(fs::read_to_string(file).ok()?.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
 }
 
 /// Freezes or thaws every process of the container (`pause`, `resume`): the v2 freezer through
@@ -1121,6 +1145,40 @@ mod tests {
         assert_eq!(systemd_unit(":burrow:vm-sd"), "burrow-vm-sd.scope");
         assert_eq!(systemd_unit("burrow:abc"), "burrow-abc.scope");
         assert_eq!(systemd_unit("user.slice:x:my.slice"), "my.slice");
+    }
+
+    #[test]
+    fn oom_of_a_scope_from_its_own_counter_else_from_its_slice() {
+        let t = tempfile::tempdir().unwrap();
+        let events = |oom: u64| format!("low 0\nhigh 0\nmax 12\noom 1\noom_kill {oom}\noom_group_kill 0\n");
+        let watch = |own: Option<u64>, slice_before: u64| {
+            let scope = t.path().join("burrow-x.scope");
+            let _ = fs::remove_dir_all(&scope);
+            fs::create_dir_all(&scope).unwrap();
+            fs::write(scope.join("memory.events"), events(own.unwrap_or(0))).unwrap();
+            fs::write(t.path().join("memory.events"), events(slice_before)).unwrap();
+            let p = Placement { v2: true, systemd: Some("user.slice:burrow:x".into()), scope_dir: Some(scope.clone()), ..Default::default() };
+            let w = OomWatch::new(&p).unwrap();
+            if own.is_none() {
+                fs::remove_dir_all(&scope).unwrap(); // systemd removed it before the exit was seen
+            }
+            w
+        };
+        // Readable: the scope's own count decides, whatever its siblings did.
+        let mut w = watch(Some(0), 3);
+        fs::write(t.path().join("memory.events"), events(4)).unwrap();
+        assert!(!w.killed());
+        let mut w = watch(Some(0), 3);
+        fs::write(t.path().join("burrow-x.scope/memory.events"), events(1)).unwrap();
+        assert!(w.killed());
+        // Gone: the slice's count grew while the container ran, or it did not.
+        let mut w = watch(None, 3);
+        fs::write(t.path().join("memory.events"), events(4)).unwrap();
+        assert!(w.killed());
+        let mut w = watch(None, 3);
+        assert!(!w.killed());
+        // Not a scope: nothing to watch (our own cgroup stays until we remove it).
+        assert!(OomWatch::new(&Placement { v2: true, v2_root: Some(t.path().into()), v2_path: Some("x".into()), ..Default::default() }).is_none());
     }
 
     #[test]

@@ -310,7 +310,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                         exit = wait::status_code(ws);
                         // At once: a systemd scope's cgroup, with its counters, goes as soon as
                         // systemd sees it empty.
-                        oom_at_exit = created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
+                        oom_at_exit = match oom_watch.as_mut() {
+                            Some(w) => w.killed(),
+                            None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
+                        };
                     }
                 }
             }
@@ -321,7 +324,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
-    let oom = oom_at_exit || oom_watch.is_some_and(|w| w.seen) || created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
+    let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
     write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339(), "oomKilled": oom }).to_string());
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     att.finish(code);

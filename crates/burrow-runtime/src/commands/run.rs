@@ -60,7 +60,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     }
     let code = wait::supervise_with(created.state.pid, sfd, master, &mut served)?;
     drop(served);
-    let oom = oom_watch.is_some_and(|w| w.seen) || created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
+    let oom = match oom_watch.as_mut() {
+        Some(w) => w.killed(),
+        None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
+    };
     // The helper and the forwarder go with the container.
     drop(net);
     if oom {
