@@ -132,6 +132,30 @@ describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'}
     expect(rt(['delete', '--force', c.id]).code).toBe(0);
   });
 
+  // v1 has no CLONE_INTO_CGROUP: the exec'd process is moved into each of the container's
+  // hierarchies before it joins the namespaces (test/vm proves the v2 side: born there).
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/pids'))('exec joins the container\'s v1 cgroups (moved in) and is refused while it is paused', () => {
+    const c = counter((cfg) => {
+      cgroupPath(cfg);
+      cfg.linux.resources = { pids: { limit: 40 } };
+    });
+    const r = rt(['exec', c.id, 'sh', '-c', 'cat /proc/1/cgroup; echo --; cat /proc/self/cgroup'], ['--debug']);
+    expect(r.code, r.stderr).toBe(0);
+    const [init, mine] = r.stdout.split('--\n');
+    const pidsLine = (t: string) => t.split('\n').find((l) => /^\d+:pids:/.test(l));
+    expect(pidsLine(init!)).toBeDefined();
+    expect(pidsLine(mine!)).toBe(pidsLine(init!));
+    expect(r.stderr).toMatch(/debug: exec: process \d+ in cgroup .*\/sys\/fs\/cgroup\/pids\/\S*burrow-test-\S*.*: entered by migration$/m);
+    if (fs.existsSync('/sys/fs/cgroup/freezer')) {
+      expect(rt(['pause', c.id]).code).toBe(0);
+      const paused = rt(['exec', c.id, 'true']);
+      expect(paused.code).toBe(1);
+      expect(paused.stderr).toMatch(/cannot exec in container .*: it is paused/);
+      expect(rt(['resume', c.id]).code).toBe(0);
+    }
+    expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
   it('update of a container without a cgroup, or with a bad size, fails with the reason', () => {
     const c = counter();
     const r = rt(['update', '--memory', '64m', c.id]);

@@ -22,7 +22,7 @@ export function sampleReport(): HostReport {
     network: { slirp4netns: null, pasta: null, devNetTunExists: true, devNetTunUsable: true, devNetTunMode: '0666', defaultMode: 'none', reason: 'neither' },
     cgroups: {
       mode: 'hybrid', v2Mount: '/sys/fs/cgroup/unified', v1Controllers: ['memory'], ownCgroup: '/', delegationRoot: null, delegationSource: 'none',
-      availableControllers: [], delegatedControllers: [], systemdUserManager: false, busAddress: null, manager: 'none', enforceable: [], notEnforceable: ['memory'],
+      availableControllers: [], delegatedControllers: [], systemdUserManager: false, systemdUserManagerWhyNot: 'no session bus', busAddress: null, manager: 'none', enforceable: [], notEnforceable: ['memory'],
     },
     runtimeDir: { xdgRuntimeDir: null, usable: false, problem: 'XDG_RUNTIME_DIR is not set', chosen: '/tmp/burrow-run-1000' },
     runtimeBinary: { path: '/x/burrow-runtime', ran: true, error: null },

@@ -5,8 +5,9 @@
 # does for user@UID.service, runs the job's script as that user from a leaf cgroup inside it,
 # copies its results to the host through the writable 9p share and ends the VM.
 #
-# The job (written by run-vm.mjs into the share): job.env sets VM_USER and VM_CONTROLLERS;
-# script.sh is what the user runs. Back on the share: output.log (the script's stdout and
+# The job (written by run-vm.mjs into the share): job.env sets VM_USER, VM_CONTROLLERS and
+# VM_SYSTEMD (1: start a systemd user manager for the user first and run the job in one of its
+# scopes); script.sh is what the user runs. Back on the share: output.log (the script's stdout and
 # stderr), status (its exit status), results/ (whatever it left in $BURROW_VM_RESULTS).
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -81,14 +82,62 @@ rm -rf "$home" "$results" "$xdg"
 mkdir -p "$home" "$results" "$xdg"
 chown "$uid:$gid" "$home" "$results" "$xdg"
 chmod 0700 "$xdg"
-log "running the job as $user ($uid) in ${svc#$cg}/init.scope with controllers: $(cat "$svc/cgroup.controllers")"
+# The job's cgroup: a leaf of the delegated service, unless a systemd user manager runs there.
+jobcg=$svc/init.scope
+busenv=
+launcher=
+if [ "${VM_SYSTEMD:-0}" = 1 ]; then
+	# A desktop login's systemd user session, with no systemd as PID 1 (this script is): what
+	# logind and user-runtime-dir@UID.service would have made, then the user's manager, run as
+	# user@UID.service runs it, in the service's cgroup (it moves itself to init.scope and manages
+	# the subtree). /run/systemd/system is how sd_booted() (systemd --user itself, and libcgroups'
+	# systemd driver) tells that systemd manages the machine; it lives on this guest's /run tmpfs.
+	# The manager's log goes to the console (serial log), which it must be able to open.
+	for f in /lib/systemd/systemd /usr/bin/dbus-daemon /usr/bin/busctl /usr/bin/systemd-run /usr/lib/systemd/user/dbus.socket; do
+		[ -e "$f" ] || fail "$f is missing on the host: install systemd, dbus and dbus-user-session (bash .ci/setup does)"
+	done
+	xdg=/run/user/$uid
+	mkdir -p /run/systemd/system "$xdg" || fail "mkdir /run/systemd/system $xdg"
+	chown "$uid:$gid" "$xdg"
+	chmod 0700 "$xdg"
+	chmod 0666 /dev/console
+	busenv="DBUS_SESSION_BUS_ADDRESS=unix:path=$xdg/bus"
+	(
+		echo 0 >"$svc/cgroup.procs" || exit 125
+		exec setpriv --reuid="$uid" --regid="$gid" --init-groups \
+			env -i PATH="$PATH" HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$xdg" $busenv \
+			SYSTEMD_LOG_TARGET=console /lib/systemd/systemd --user
+	) </dev/null >/dev/console 2>&1 &
+	sdpid=$!
+	# Ready when it answers on the session bus: the first call starts dbus.service (socket
+	# activation), which the manager then joins as org.freedesktop.systemd1.
+	ready=0
+	for _ in $(seq 1 300); do
+		kill -0 "$sdpid" 2>/dev/null || break
+		if setpriv --reuid="$uid" --regid="$gid" --init-groups env -i PATH="$PATH" XDG_RUNTIME_DIR="$xdg" $busenv \
+			busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1; then
+			ready=1
+			break
+		fi
+		sleep 0.2
+	done
+	[ "$ready" = 1 ] || fail "systemd --user did not answer on the session bus"
+	log "systemd --user ($sdpid) runs in ${svc#$cg}"
+	# The job's shell runs in a scope of the user's manager, as a terminal's does in a desktop
+	# session (`systemd-run --user --scope` asks for one as terminal emulators do). Not in a
+	# root-owned session-N.scope as over ssh: the user's manager cannot move a process out of a
+	# cgroup the user does not own (EACCES, as for any migration) and then asks the system
+	# manager to (AttachProcessesToUnit over the system bus), which does not exist here.
+	launcher="systemd-run --user --scope --quiet --unit=vm-job --"
+fi
+log "running the job as $user ($uid) from ${jobcg#$cg}${launcher:+ through $launcher} with controllers: $(cat "$svc/cgroup.controllers")"
 (
-	echo 0 >"$svc/init.scope/cgroup.procs" || exit 125
+	echo 0 >"$jobcg/cgroup.procs" || exit 125
 	exec setpriv --reuid="$uid" --regid="$gid" --init-groups \
-		env -i PATH="$PATH" HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$xdg" \
+		env -i PATH="$PATH" HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$xdg" $busenv \
 		BURROW_VM=1 BURROW_VM_RESULTS="$results" BURROW_VM_CONTROLLERS="$VM_CONTROLLERS" \
 		BURROW_VM_DELEGATION_ROOT="$svc" \
-		/bin/sh "$share/script.sh"
+		$launcher /bin/sh "$share/script.sh"
 ) >"$share/output.log" 2>&1 </dev/null
 status=$?
 log "job exited with status $status"

@@ -16,10 +16,11 @@ say() { echo "== $*"; }
 # save NAME VALUE: one fact.
 save() { printf '%s\n' "$2" >"$R/$1"; }
 # runtime NAME BUNDLE ID: `burrow-runtime run`, its stdout, stderr, status and duration saved
-# under NAME (a hung container ends after 90 s rather than the whole VM's timeout).
+# under NAME (a hung container ends after 90 s rather than the whole VM's timeout). With
+# --debug the runtime says, on stderr, how the container's first process entered its cgroup.
 runtime() {
 	t0=$(date +%s%N)
-	timeout -s KILL 90 "$rt" --root "$state" run --bundle "$work/b/$2" "$3" >"$R/$1.out" 2>"$R/$1.err"
+	timeout -s KILL 90 "$rt" --root "$state" --debug run --bundle "$work/b/$2" "$3" >"$R/$1.out" 2>"$R/$1.err"
 	s=$?
 	t1=$(date +%s%N)
 	save "$1.exit" "$s"
@@ -84,11 +85,17 @@ c0=$(count)
 sleep 0.5
 save paused.counts "$c0 $(count)"
 rtc events --stats vm-counter >"$R/counter.stats"
+# exec into a frozen cgroup would stop there: refused, as runc does.
+"$rt" --root "$state" exec vm-counter true >/dev/null 2>"$R/exec-paused.err"
+save exec-paused.exit $?
 rtc resume vm-counter
 save resume.exit $?
 rtc state vm-counter >"$R/resumed.state"
 sleep 0.5
 save resumed.count "$(count)"
+# exec joins the container's cgroup (born there) and its cgroup namespace, rooted there.
+timeout -s KILL 60 "$rt" --root "$state" --debug exec vm-counter sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.current' >"$R/exec.out" 2>"$R/exec.err"
+save exec.exit $?
 rtc update --memory 96m --pids-limit 60 vm-counter
 save update.exit $?
 rtc events --stats vm-counter >"$R/counter.stats2"

@@ -11,7 +11,7 @@
 // not usable on these machines. Kernel and initramfs are prepared once in a cache directory
 // outside the checkout and reused.
 //
-//   node test/vm/run-vm.mjs [--controllers "memory pids"] [--timeout 180] [--prepare] -- 'shell command'
+//   node test/vm/run-vm.mjs [--controllers "memory pids"] [--systemd] [--timeout 180] [--prepare] -- 'shell command'
 //   node test/vm/run-vm.mjs --script FILE
 // prints the guest's output and exits with the script's status (124 on timeout, 125 when the VM
 // could not run it).
@@ -212,14 +212,14 @@ export function prepare(cache = cacheDir()) {
  * the guest's serial console, `results` a map of the files the script left in
  * $BURROW_VM_RESULTS (name → text). Never rejects for a guest failure; `error` says what went wrong.
  */
-export async function runVm({ script, controllers = ALL_CONTROLLERS, timeoutMs = 180_000, cpus = 2, memoryMiB = 1024, user = 'burrowtest', keep = false } = {}) {
+export async function runVm({ script, controllers = ALL_CONTROLLERS, systemd = false, timeoutMs = 180_000, cpus = 2, memoryMiB = 1024, user = 'burrowtest', keep = false } = {}) {
   const started = Date.now();
   const { kernel, initramfs } = prepare();
   const share = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-vm-job-'));
   try {
     fs.chmodSync(share, 0o755);
     const q = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
-    fs.writeFileSync(path.join(share, 'job.env'), `VM_USER=${q(user)}\nVM_CONTROLLERS=${q(controllers.join(' '))}\n`);
+    fs.writeFileSync(path.join(share, 'job.env'), `VM_USER=${q(user)}\nVM_CONTROLLERS=${q(controllers.join(' '))}\nVM_SYSTEMD=${systemd ? 1 : 0}\n`);
     fs.writeFileSync(path.join(share, 'script.sh'), script, { mode: 0o644 });
     const append = [
       'console=ttyS0',
@@ -286,11 +286,13 @@ export async function runVm({ script, controllers = ALL_CONTROLLERS, timeoutMs =
 
 async function main(argv) {
   let controllers = ALL_CONTROLLERS;
+  let systemd = false;
   let timeout = 180;
   let script = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--controllers') controllers = argv[++i].split(/[\s,]+/).filter(Boolean);
+    else if (a === '--systemd') systemd = true;
     else if (a === '--timeout') timeout = Number(argv[++i]);
     else if (a === '--script') script = fs.readFileSync(argv[++i], 'utf8');
     else if (a === '--prepare') {
@@ -302,8 +304,8 @@ async function main(argv) {
       break;
     } else throw new Error(`unknown argument ${a}`);
   }
-  if (script === null) throw new Error('usage: run-vm.mjs [--controllers "memory pids"] [--timeout S] (--script FILE | -- COMMAND...)');
-  const r = await runVm({ script, controllers, timeoutMs: timeout * 1000 });
+  if (script === null) throw new Error('usage: run-vm.mjs [--controllers "memory pids"] [--systemd] [--timeout S] (--script FILE | -- COMMAND...)');
+  const r = await runVm({ script, controllers, systemd, timeoutMs: timeout * 1000 });
   process.stdout.write(r.output);
   if (r.error) {
     process.stderr.write(`run-vm: ${r.error}\n--- guest console ---\n${r.console}\n`);

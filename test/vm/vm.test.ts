@@ -3,8 +3,9 @@
  * layout cannot show. test/vm/run-vm.mjs boots a guest with a pure v2 hierarchy and a subtree
  * delegated to the test user as systemd delegates user@UID.service; test/vm/guest-tests.sh runs
  * burrow-runtime and `burrow info` there as that user and records what it observes; this file
- * judges it. Two boots: all five controllers delegated, then only memory and pids (systemd's
- * default without a Delegate= drop-in).
+ * judges it. Three boots: all five controllers delegated, then only memory and pids (systemd's
+ * default without a Delegate= drop-in), then all five with a systemd user manager running
+ * (test/vm/guest-systemd.sh), whose transient scopes `burrow run` then uses.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import type { HostReport } from '../../ts/host/report';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-tests.sh'\n`;
+const SYSTEMD_SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-systemd.sh'\n`;
 const LIMIT_KINDS = ['memory', 'pids', 'cpu', 'cpuset', 'io', 'hugetlb'];
 // Generous: under TCG every Node start of the CLI costs seconds, and a loaded host slows it more.
 const BOOT_TIMEOUT_MS = 420_000;
@@ -21,11 +23,11 @@ const BOOT_TIMEOUT_MS = 420_000;
 type Boot = Awaited<ReturnType<typeof runVm>>;
 
 /** Boots the guest once for a describe block; `facts` reads what the guest recorded. */
-function bootWith(controllers: string[]) {
+function bootWith(controllers: string[], { systemd = false } = {}) {
   let vm: Boot | null = null;
   beforeAll(async () => {
-    vm = await runVm({ script: SCRIPT, controllers, timeoutMs: BOOT_TIMEOUT_MS });
-    process.stdout.write(`vm (${controllers.join(' ')}): ${vm.seconds.toFixed(1)} s, status ${vm.status}\n`);
+    vm = await runVm({ script: systemd ? SYSTEMD_SCRIPT : SCRIPT, controllers, systemd, timeoutMs: BOOT_TIMEOUT_MS });
+    process.stdout.write(`vm (${controllers.join(' ')}${systemd ? ', systemd --user' : ''}): ${vm.seconds.toFixed(1)} s, status ${vm.status}\n`);
     if (vm.error || vm.status !== 0) {
       process.stdout.write(`--- guest output ---\n${vm.output}\n--- guest console ---\n${vm.console}\n`);
     }
@@ -93,6 +95,18 @@ function expectOomKill(g: ReturnType<typeof bootWith>) {
   expect(Number(g.fact('mem.peak'))).toBeLessThanOrEqual(33554432);
 }
 
+/**
+ * The `burrow-runtime --debug run` recorded as `name` (container `id`) was born in its cgroup:
+ * created there with its limits before the intermediate process existed, which clone3 then put
+ * there (CLONE_INTO_CGROUP), so nothing was ever migrated.
+ */
+function expectBornInCgroup(g: ReturnType<typeof bootWith>, name: string, id: string, cgroup = `burrow-${id}`) {
+  const uid = g.uid();
+  const dir = `/sys/fs/cgroup/user.slice/user-${uid}.slice/user@${uid}.service/${cgroup}`;
+  expect(g.fact(`${name}.err`)).toContain(`created ${id}: init pid `);
+  expect(g.fact(`${name}.err`)).toContain(`; cgroup ${dir}: entered by CLONE_INTO_CGROUP`);
+}
+
 function expectPidsLimit(g: ReturnType<typeof bootWith>) {
   const out = g.fact('pids.out');
   expect(g.exit('pids'), `stderr: ${g.fact('pids.err')}`).toBe(0);
@@ -139,6 +153,29 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(free).toBeGreaterThan(0.8);
     expect(limited).toBeGreaterThan(0.3);
     expect(limited).toBeLessThan(0.7);
+  });
+
+  it('each container is born in its cgroup (clone3 CLONE_INTO_CGROUP), its cgroup namespace rooted there and its limits enforced', () => {
+    // Rooted at the container's cgroup: the intermediate unshared the namespace from there.
+    expectBornInCgroup(g, 'view', 'vm-view');
+    expect(g.fact('view.out')).toMatch(/^0::\/$/m);
+    expect(g.fact('view.out')).toMatch(/^pids\.max 50$/m);
+    // The memory and pids tests' containers: their limits hold for processes born in the cgroup.
+    expectBornInCgroup(g, 'mem', 'vm-mem', 'burrow-vm-mem');
+    expect(g.exit('mem')).toBe(137);
+    expectBornInCgroup(g, 'pids', 'vm-pids');
+    expect(g.fact('pids.out')).toMatch(/^pids\.max 20$/m);
+  });
+
+  it('exec: the process is born in the container\'s cgroup too (its namespace rooted there, counted by pids), and is refused while paused', () => {
+    expect(Number(g.fact('exec.exit')), g.fact('exec.err')).toBe(0);
+    const [cgroup, current] = g.fact('exec.out').split('\n');
+    expect(cgroup).toBe('0::/');
+    // The init, and the exec'd sh and cat: all three in the container's cgroup.
+    expect(Number(current)).toBeGreaterThanOrEqual(3);
+    expect(g.fact('exec.err')).toMatch(/^burrow-runtime: debug: exec: process \d+ in cgroup \/sys\/fs\/cgroup\/user\.slice\/\S+\/burrow-vm-counter: entered by CLONE_INTO_CGROUP$/m);
+    expect(Number(g.fact('exec-paused.exit'))).not.toBe(0);
+    expect(g.fact('exec-paused.err')).toMatch(/cannot exec in container vm-counter: it is paused/);
   });
 
   it('the container sees its own cgroup at /sys/fs/cgroup (fresh sysfs, as `burrow run` mounts it)', () => {
@@ -253,6 +290,7 @@ describe('cgroup v2 in a VM, only memory and pids delegated', () => {
 
   it('memory.max is still enforced', () => {
     expectOomKill(g);
+    expectBornInCgroup(g, 'mem', 'vm-mem', 'burrow-vm-mem');
   });
 
   it('pids.max is still enforced', () => {
@@ -266,5 +304,64 @@ describe('cgroup v2 in a VM, only memory and pids delegated', () => {
     expect(Number(g.fact('cli-limits.exit'))).toBe(125);
     expect(g.fact('cli-limits.err')).toMatch(/cpu/);
     expect(g.fact('cli-limits.out')).toBe('');
+  });
+});
+
+describe('cgroup v2 in a VM with a systemd user manager: each container in a transient scope', () => {
+  const g = bootWith(ALL_CONTROLLERS, { systemd: true });
+  const scopeParent = () => `/user.slice/user-${g.uid()}.slice/user@${g.uid()}.service/user.slice`;
+
+  it('boots, starts systemd --user for the test user and runs the checks from a scope of that manager', () => {
+    expect(g.vm.error).toBeNull();
+    expect(g.vm.status).toBe(0);
+    // As a desktop terminal's shell: in a scope of the user's manager (guest-init.sh says why not a
+    // root-owned session scope).
+    expect(g.fact('own-cgroup')).toMatch(/^\/user\.slice\/user-\d+\.slice\/user@\d+\.service\/app\.slice\/vm-job\.scope$/);
+    expect(Number(g.fact('bundles.exit'))).toBe(0);
+  });
+
+  it('burrow info: the systemd user manager is reachable over the session bus, and containers get scopes from it', () => {
+    expect(Number(g.fact('info.exit')), g.fact('info.err')).toBe(0);
+    const c = g.info().cgroups;
+    const uid = g.uid();
+    expect(c.systemdUserManager, c.systemdUserManagerWhyNot ?? '').toBe(true);
+    expect(c.systemdUserManagerWhyNot).toBeNull();
+    expect(c.busAddress).toBe(`unix:path=/run/user/${uid}/bus`);
+    expect(c.manager).toBe('systemd');
+    expect(c.delegationRoot).toBe(`/sys/fs/cgroup/user.slice/user-${uid}.slice/user@${uid}.service`);
+    expect([...c.enforceable].sort()).toEqual(['cpu', 'cpuset', 'io', 'memory', 'pids']);
+    expect(g.fact('info.txt')).toMatch(/systemd user manager\s+reachable at unix:path=\/run\/user\/\d+\/bus/);
+  });
+
+  it('burrow-runtime --systemd-cgroup: the container enters a transient scope (the debug log says so), its cgroup namespace rooted there', () => {
+    expect(Number(g.fact('sd.exit')), g.fact('sd.err')).toBe(0);
+    expect(g.fact('sd.err')).toContain(`; cgroup /sys/fs/cgroup${scopeParent()}/burrow-vm-sd.scope: entered by systemd scope`);
+    expect(g.fact('sd.out')).toMatch(/^0::\/$/m);
+    expect(g.fact('sd.out')).toMatch(/^pids\.max 50$/m);
+  });
+
+  it('burrow run --memory 32m: a .scope under the user manager with memory.max 33554432; exec joins it; gone after rm', () => {
+    expect(Number(g.fact('cli-import.exit')), g.fact('cli-import.out')).toBe(0);
+    expect(Number(g.fact('live.exit')), g.fact('live.err')).toBe(0);
+    expect(g.fact('live.cgroup')).toMatch(new RegExp(`^${scopeParent().replaceAll('.', '\\.')}/burrow-[0-9a-f]{64}\\.scope$`));
+    expect(g.fact('live.memory-max')).toBe('33554432');
+    expect(g.fact('live.unit')).toBe('active');
+    expect(Number(g.fact('live-exec.exit')), g.fact('live.err')).toBe(0);
+    expect(g.fact('live-exec.out')).toBe('0::/');
+    expect(Number(g.fact('live-rm.exit'))).toBe(0);
+    expect(g.fact('live.after-rm')).toBe('gone');
+    expect(g.fact('live.unit-after-rm')).toBe('');
+  });
+
+  it('--memory 32m through the scope: a 200 MB allocation exits 137 and inspect says OOMKilled, foreground and detached', () => {
+    expect(Number(g.fact('oomfg.exit')), g.fact('oomfg.err')).toBe(137);
+    expect(g.fact('oomfg.inspect')).toBe('true');
+    expect(g.fact('oombg.wait'), g.fact('oombg.err')).toBe('137');
+    expect(g.fact('oombg.inspect')).toBe('true');
+  });
+
+  it('leaves no scope (failed ones included) and no cgroup behind', () => {
+    expect(g.fact('leftover-units')).toBe('');
+    expect(g.fact('leftover-dirs')).toBe('');
   });
 });

@@ -100,6 +100,8 @@ export interface HostReport {
     availableControllers: string[];
     delegatedControllers: string[];
     systemdUserManager: boolean;
+    /** Why no systemd user manager can be asked for a scope; null when one can. */
+    systemdUserManagerWhyNot: string | null;
     busAddress: string | null;
     manager: 'systemd' | 'cgroupfs' | 'none';
     enforceable: string[];

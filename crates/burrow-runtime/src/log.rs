@@ -48,6 +48,13 @@ pub fn debug(msg: &str) {
     }
 }
 
+/// `--debug`: the created container's cgroup and how its first process entered it
+/// (CLONE_INTO_CGROUP, migration and why, or a systemd scope).
+pub fn created(st: &burrow_core::runtime::state::ContainerState) {
+    let where_ = st.cgroups.as_ref().map(|p| p.describe()).unwrap_or_else(|| "no cgroup of its own".into());
+    debug(&format!("created {}: init pid {}; {where_}", st.id, st.pid));
+}
+
 pub fn warn(msg: &str) {
     eprintln!("burrow-runtime: warning: {msg}");
     write_file("warning", msg, None);

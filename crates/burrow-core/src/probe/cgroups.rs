@@ -42,6 +42,8 @@ pub struct CgroupInfo {
     /// Available and enable-able by this user (`cgroup.subtree_control` writable).
     pub delegated_controllers: Vec<String>,
     pub systemd_user_manager: bool,
+    /// Why no user manager can be asked for a scope (null when one can).
+    pub systemd_user_manager_why_not: Option<String>,
     pub bus_address: Option<String>,
     /// "systemd", "cgroupfs" or "none".
     pub manager: String,
@@ -142,8 +144,13 @@ pub fn find_delegation(v2_mount: &Path, own: Option<&str>, uid: u32) -> (Option<
     (None, "none")
 }
 
-/// The session bus address, and whether a connection to it succeeds.
-pub fn systemd_user_bus() -> (Option<String>, bool) {
+/// The session bus address as libcgroups' systemd driver finds it (`DBUS_SESSION_BUS_ADDRESS`,
+/// else `$XDG_RUNTIME_DIR/bus`), whether a systemd user manager can be asked for a scope there,
+/// and if not why. "Can be asked" is what that driver needs, checked the way it works: systemd
+/// manages the machine (/run/systemd/system, its `booted()`), the bus accepts a connection, the
+/// bus owner has a user id (it authenticates with the OwnerUID that `busctl --user status`
+/// prints, so busctl must be installed), and org.freedesktop.systemd1 is on the bus.
+pub fn systemd_user_bus() -> (Option<String>, bool, Option<String>) {
     let addr = std::env::var("DBUS_SESSION_BUS_ADDRESS")
         .ok()
         .filter(|a| !a.is_empty())
@@ -152,16 +159,60 @@ pub fn systemd_user_bus() -> (Option<String>, bool) {
             let p = Path::new(&d).join("bus");
             p.exists().then(|| format!("unix:path={}", p.display()))
         });
-    let reachable = addr
-        .as_deref()
-        .and_then(|a| a.split(',').find_map(|kv| kv.strip_prefix("unix:path=")))
-        .map(|p| std::os::unix::net::UnixStream::connect(p).is_ok())
-        .unwrap_or(false);
-    (addr, reachable)
+    let Some(a) = addr.clone() else { return (None, false, Some("no session bus (DBUS_SESSION_BUS_ADDRESS unset and no $XDG_RUNTIME_DIR/bus)".into())) };
+    let why_not = user_manager_why_not(&a);
+    (addr, why_not.is_none(), why_not)
+}
+
+fn user_manager_why_not(addr: &str) -> Option<String> {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return Some("systemd does not manage this machine (no /run/systemd/system)".into());
+    }
+    // Only unix:path= addresses can be tried here; libcgroups also takes unix:abstract=.
+    if let Some(p) = addr.split(';').find_map(|a| a.strip_prefix("unix:path=")).map(|p| p.split(',').next().unwrap_or(p)) {
+        if let Err(e) = std::os::unix::net::UnixStream::connect(p) {
+            return Some(format!("the bus does not accept a connection: {e}"));
+        }
+    }
+    let busctl = |args: &[&str]| std::process::Command::new("busctl").args(["--user", "--no-pager", "status"]).args(args).stdin(std::process::Stdio::null()).output();
+    let owner = match busctl(&[]) {
+        Err(e) => return Some(format!("cannot run busctl ({e}): libcgroups' systemd driver asks `busctl --user status` for the bus owner's uid (install systemd's busctl)")),
+        Ok(o) if !o.status.success() => return Some(format!("`busctl --user status` failed: {}", first_line(&o.stderr))),
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+    };
+    if owner_uid(&owner).is_none() {
+        return Some("`busctl --user status` names no OwnerUID for the bus (its daemon runs outside any user's slice), which libcgroups' systemd driver needs".into());
+    }
+    match busctl(&["org.freedesktop.systemd1"]) {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("no systemd user manager on the bus: {}", first_line(&o.stderr))),
+        Err(e) => Some(format!("cannot run busctl: {e}")),
+    }
+}
+
+fn first_line(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The OwnerUID= line of `busctl status` (the uid systemd derives from the peer's user slice).
+pub fn owner_uid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("OwnerUID=")).and_then(|v| v.trim().parse().ok())
 }
 
 pub fn enforceable(mode: &str, delegated: &[String]) -> (Vec<String>, Vec<String>) {
     LIMIT_CONTROLLERS.iter().map(|c| c.to_string()).partition(|c| mode != "legacy" && mode != "none" && delegated.contains(c))
+}
+
+/// How `burrow run` would place a container: a scope from the user's manager whenever one can be
+/// asked (ts/container/cgroup.ts chooses the same way, whichever cgroup the caller is in: a
+/// desktop terminal's is delegated too, yet the manager's scope is what podman and burrow use),
+/// else a cgroup beside the caller's in the delegated subtree.
+pub fn manager_for(delegated: bool, user_manager: bool) -> &'static str {
+    match (delegated, user_manager) {
+        (true, true) => "systemd",
+        (true, false) => "cgroupfs",
+        (false, _) => "none",
+    }
 }
 
 pub fn probe_with(mountinfo: &str, self_cgroup: &str, uid: u32) -> CgroupInfo {
@@ -172,12 +223,8 @@ pub fn probe_with(mountinfo: &str, self_cgroup: &str, uid: u32) -> CgroupInfo {
     };
     let available = root.as_deref().map(|r| words(&r.join("cgroup.controllers"))).unwrap_or_default();
     let delegated = if root.is_some() { available.clone() } else { Vec::new() };
-    let (bus_address, bus) = systemd_user_bus();
-    let manager = match (&root, source, bus) {
-        (Some(_), "systemd-user-service", true) => "systemd",
-        (Some(_), _, _) => "cgroupfs",
-        _ => "none",
-    };
+    let (bus_address, bus, bus_why_not) = systemd_user_bus();
+    let manager = manager_for(root.is_some(), bus);
     let (enf, not) = enforceable(&layout.mode, &delegated);
     CgroupInfo {
         layout,
@@ -186,6 +233,7 @@ pub fn probe_with(mountinfo: &str, self_cgroup: &str, uid: u32) -> CgroupInfo {
         available_controllers: available,
         delegated_controllers: delegated,
         systemd_user_manager: bus,
+        systemd_user_manager_why_not: bus_why_not,
         bus_address,
         manager: manager.into(),
         enforceable: enf,
@@ -252,6 +300,20 @@ mod tests {
         let (root, source) = find_delegation(t.path(), Some("/user.slice/app"), 1000);
         assert_eq!(root.as_deref(), Some(t.path()));
         assert_eq!(source, "own-cgroup");
+    }
+
+    #[test]
+    fn busctl_owner_uid() {
+        assert_eq!(owner_uid("BusScope=user\nPID=139\nUID=1001\nOwnerUID=1001\nGID=1001\n"), Some(1001));
+        // A daemon outside any user-UID.slice: busctl prints no OwnerUID.
+        assert_eq!(owner_uid("BusScope=user\nPID=139\nUID=1001\n"), None);
+    }
+
+    #[test]
+    fn manager_is_systemd_whenever_the_user_manager_answers() {
+        assert_eq!(manager_for(true, true), "systemd");
+        assert_eq!(manager_for(true, false), "cgroupfs");
+        assert_eq!(manager_for(false, false), "none");
     }
 
     #[test]

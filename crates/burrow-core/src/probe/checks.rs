@@ -209,9 +209,9 @@ pub fn build(r: &HostReport) -> Vec<Check> {
         "systemd user manager",
         Verdict::Info,
         match (&g.bus_address, g.systemd_user_manager) {
-            (Some(a), true) => format!("reachable at {a}"),
-            (Some(a), false) => format!("not reachable at {a}"),
-            (None, _) => "no session bus (DBUS_SESSION_BUS_ADDRESS unset and no $XDG_RUNTIME_DIR/bus)".into(),
+            (Some(a), true) => format!("reachable at {a}: containers get a transient scope from it"),
+            (Some(a), false) => format!("not usable at {a}: {}", g.systemd_user_manager_why_not.as_deref().unwrap_or("unknown")),
+            (None, _) => g.systemd_user_manager_why_not.clone().unwrap_or_else(|| "no session bus".into()),
         },
         None,
     ));

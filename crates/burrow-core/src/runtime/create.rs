@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! main (burrow-runtime create)      intermediate                    init (becomes the container)
-//!   fork ───────────────────────────► join namespaces by path
+//!   cgroup v2: mkdir, limits
+//!   clone3(INTO_CGROUP)/fork ───────► join namespaces by path
 //!                                     unshare(CLONE_NEWUSER)
-//!   write uid/gid maps ◄── userns ─── (cannot map ids itself)
+//!   write uid/gid maps, ◄── userns ── (cannot map ids itself)
+//!   cgroup (v1, scope, old kernel)
 //!   ─── maps-done ──────────────────► become root in the userns
 //!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
 //!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
@@ -18,6 +20,13 @@
 //! that unshares it, and joining a pid namespace by path likewise. Main is single-threaded, so
 //! fork is safe and unshare(CLONE_NEWUSER) is allowed. Main makes itself a child subreaper so
 //! that the init becomes its child when the intermediate exits (`run` waits for it).
+//!
+//! The cgroup: on v2 with our own driver it is made, limits written, before the intermediate
+//! exists, which is born in it (clone3 with CLONE_INTO_CGROUP, Linux 5.7+): nothing is ever
+//! migrated, and every page and pid the container uses is charged from the start. Elsewhere
+//! (v1, a systemd scope that needs a pid to exist, older kernels) main moves the intermediate in
+//! once it exists. Either way before the intermediate unshares its cgroup namespace, which is
+//! rooted wherever it is then: the container sees its own cgroup as "/".
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -106,6 +115,18 @@ fn fork() -> Result<ForkResult> {
 /// Caveat: glibc's copy of the thread id in the child is the parent's (only its own fork
 /// updates it), which matters only to pthread_kill/raise; the init uses neither before exec.
 fn clone3_fork() -> Result<ForkResult> {
+    match clone3(None) {
+        Ok(r) => Ok(r),
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => fork(),
+        Err(e) => Err(e).op("clone3"),
+    }
+}
+
+/// clone3(2) as a fork (SIGCHLD, nothing shared), born in the cgroup v2 directory `cgroup` when
+/// given (CLONE_INTO_CGROUP, Linux 5.7+): the process never runs anywhere else, so nothing has to
+/// move it, and it is charged to the container's limits from its first page. The same caveat as
+/// `clone3_fork`; exec.rs uses it too.
+pub(crate) fn clone3(cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -121,17 +142,20 @@ fn clone3_fork() -> Result<ForkResult> {
         set_tid_size: u64,
         cgroup: u64,
     }
+    /// From linux/sched.h (5.7); the libc crate does not export it for every target.
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let mut args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     // SAFETY: without CLONE_VM the child gets a copy of our memory and continues here, like fork;
     // the process is single-threaded, so no lock can be held by a thread that does not exist.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     match r {
         0 => Ok(ForkResult::Child),
         pid if pid > 0 => Ok(ForkResult::Parent { child: Pid::from_raw(pid as i32) }),
-        _ => match nix::errno::Errno::last() {
-            nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM => fork(),
-            e => Err(e).op("clone3"),
-        },
+        _ => Err(nix::errno::Errno::last()),
     }
 }
 
@@ -195,9 +219,40 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         // SAFETY: plain prctl; makes orphaned descendants (the init) our children.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
-        let inter = match fork()? {
+        // On cgroup v2 with our own driver the container's cgroup exists, limits written, before
+        // its first process: the intermediate is born in it, so its cgroup namespace (unshared
+        // below) is rooted there, and the init it clones inherits it.
+        let mut cg_plan = cgroups::plan(&spec, &o.id, o.cgroup_driver)?;
+        let mut placement: Option<cgroups::Placement> = match &cg_plan {
+            cgroups::Plan::Ready(p) => Some(p.placement.clone()),
+            _ => None,
+        };
+        let mut not_born_in: Option<String> = None;
+        let forked = match &cg_plan {
+            cgroups::Plan::Ready(p) => match clone3(Some(p.dir.as_raw_fd())) {
+                Ok(r) => Ok(r),
+                Err(e) if cgroups::fall_back_from_clone_into(e) => {
+                    not_born_in = Some(format!("clone3 with CLONE_INTO_CGROUP: {}", e.desc()));
+                    fork()
+                }
+                Err(e) => Err(e).op("clone3(CLONE_INTO_CGROUP)"),
+            },
+            _ => fork(),
+        };
+        let forked = match forked {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(p) = &placement {
+                    cgroups::remove(p);
+                }
+                return Err(e);
+            }
+        };
+        let inter = match forked {
             ForkResult::Child => {
                 drop(parent_ch);
+                // The cgroup's directory is main's business.
+                drop(std::mem::replace(&mut cg_plan, cgroups::Plan::None));
                 let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds, listen_fds, seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()) };
                 let r = intermediate(&child_ch, &plan, &ctx);
                 child_exit(&child_ch, r);
@@ -206,7 +261,6 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         };
         drop(child_ch);
         drop(seccomp_conn);
-        let mut placement: Option<cgroups::Placement> = None;
         let init_pid = (|| -> Result<i32> {
             loop {
                 match parent_ch.recv()? {
@@ -217,7 +271,18 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                             let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
                             idmap::write(pid, &uids, &gids)?;
                         }
-                        placement = cgroups::place(&spec, &o.id, pid, o.cgroup_driver)?;
+                        // Before the intermediate unshares its cgroup namespace, which is rooted
+                        // wherever it is then.
+                        placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {
+                            cgroups::Plan::None => None,
+                            cgroups::Plan::Ready(p) if not_born_in.is_none() => Some(cgroups::born_in(p)),
+                            cgroups::Plan::Ready(p) => {
+                                // Moved in, or (no limits) left out with the cgroup removed.
+                                placement = None;
+                                cgroups::enter(p, pid, not_born_in.take())?
+                            }
+                            cgroups::Plan::AtPid => cgroups::place_at_pid(&spec, &o.id, pid, o.cgroup_driver)?,
+                        };
                         parent_ch.send(&Msg::MapsDone)?;
                     }
                     Some(Msg::InitPid { pid }) => return Ok(pid),

@@ -3,6 +3,10 @@
 //! root); that child forks again so the process lands in the pid namespace, reports its pid and
 //! exits. The process reports failure on the channel; a successful execve closes the channel
 //! (close-on-exec), which is how main learns that the command runs.
+//!
+//! The child also joins the container's cgroup, so that the container's limits hold for what it
+//! runs: on cgroup v2 it is born there (clone3 with CLONE_INTO_CGROUP), else main moves it in
+//! before it goes on (v1, or a kernel without CLONE_INTO_CGROUP).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -13,6 +17,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 use oci_spec::runtime::{Process, Spec};
 
+use super::cgroups::{self, Entry};
 use super::error::{PathCtx, Result, RuntimeError, SysCtx};
 use super::process;
 use super::state::{ContainerState, Status};
@@ -28,6 +33,8 @@ pub struct ExecOpts {
     pub console_fd: Option<OwnedFd>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// `--ignore-paused`: exec in a paused container anyway (the process starts on resume).
+    pub ignore_paused: bool,
 }
 
 const NS_ORDER: [(&str, CloneFlags); 7] = [
@@ -48,11 +55,27 @@ fn child_exit(ch: &Channel, r: Result<()>) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-/// Starts the process; returns its pid once it has exec'd.
-pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
+/// A process started in a container.
+pub struct Executed {
+    pub pid: i32,
+    /// Whether and how it entered the container's cgroup; None: the container has none.
+    pub cgroup: Option<ExecCgroup>,
+}
+
+pub enum ExecCgroup {
+    Entered { dirs: Vec<PathBuf>, by: Entry },
+    /// Not allowed to move it there (rootless, from a cgroup the user does not own, as runc
+    /// tolerates too): it runs, but outside the container's limits.
+    Outside { why: String },
+}
+
+/// Starts the process; returns once it has exec'd.
+pub fn exec(o: ExecOpts, spec: &Spec) -> Result<Executed> {
     let st = ContainerState::load(&o.root, &o.id)?;
     let status = st.status(&o.root);
-    if status == Status::Stopped {
+    // A paused container's cgroup is frozen: a process entering it stops before it runs (and
+    // this waits for it until `resume`), so runc refuses unless told to.
+    if status == Status::Stopped || (status == Status::Paused && !o.ignore_paused) {
         return Err(RuntimeError::BadState { id: o.id.clone(), op: "exec in", status: status.as_str().into() });
     }
     let terminal = o.process.terminal().unwrap_or(false);
@@ -77,15 +100,45 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
     // Before joining the mount namespace changes what the listener's path means.
     let seccomp_conn = super::seccomp::connect_listener(spec.linux().as_ref())?;
     let state_json = st.oci_json(&o.root).to_string();
+    let placement = st.cgroups.as_ref();
+    let targets = placement.map(|p| cgroups::exec_targets(p, st.pid)).unwrap_or_default();
+    // cgroup v2: one directory, which the child can be born in.
+    let dir = match (placement, targets.as_slice()) {
+        (Some(p), [d]) if p.v2 => nix::fcntl::open(d, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .ok()
+            // SAFETY: a descriptor open() just returned, owned by nobody else.
+            .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+        _ => None,
+    };
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: plain prctl: the process becomes our child when the intermediate exits.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    // SAFETY: single-threaded process (see create.rs).
-    match unsafe { nix::unistd::fork() }.op("fork")? {
+    let mut why_not: Option<String> = None;
+    let forked = match &dir {
+        Some(fd) => match super::create::clone3(Some(fd.as_raw_fd())) {
+            Ok(f) => f,
+            Err(e) if cgroups::fall_back_from_clone_into(e) => {
+                why_not = Some(format!("clone3 with CLONE_INTO_CGROUP: {}", e.desc()));
+                // SAFETY: single-threaded process (see create.rs).
+                unsafe { nix::unistd::fork() }.op("fork")?
+            }
+            Err(e) => return Err(e).op("clone3(CLONE_INTO_CGROUP)"),
+        },
+        // SAFETY: single-threaded process (see create.rs).
+        None => unsafe { nix::unistd::fork() }.op("fork")?,
+    };
+    let born = dir.is_some() && why_not.is_none();
+    drop(dir);
+    // Not born in the container's cgroup: main moves the child before it goes on.
+    let migrate = !targets.is_empty() && !born;
+    match forked {
         ForkResult::Child => {
             drop(parent_ch);
             process::set_name("burrow:exec");
             let r = (|| -> Result<()> {
+                if migrate {
+                    child_ch.expect("the cgroup", |m| *m == Msg::MapsDone)?;
+                }
                 for (f, flag) in join {
                     setns(f, flag).op(format!("setns({flag:?})"))?;
                     if flag == CloneFlags::CLONE_NEWUSER {
@@ -111,6 +164,24 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop(child_ch);
+            let cgroup = if targets.is_empty() {
+                None
+            } else if !migrate {
+                Some(ExecCgroup::Entered { dirs: targets.clone(), by: Entry::CloneIntoCgroup })
+            } else {
+                match cgroups::move_into(&targets, child.as_raw()) {
+                    Ok(()) => Some(ExecCgroup::Entered { dirs: targets.clone(), by: Entry::Migrated { why: why_not.take() } }),
+                    Err((file, e)) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) => Some(ExecCgroup::Outside { why: format!("write to {}: {e}", file.display()) }),
+                    Err((file, e)) => {
+                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                        let _ = waitpid(child, None);
+                        return Err(RuntimeError::Usage(format!("exec: cannot move the process into the container's cgroup: write to {}: {e}", file.display())));
+                    }
+                }
+            };
+            if migrate {
+                parent_ch.send(&Msg::MapsDone)?;
+            }
             let pid = parent_ch.expect("the process id", |m| matches!(m, Msg::InitPid { .. }));
             let _ = waitpid(child, None);
             let Msg::InitPid { pid } = pid? else { unreachable!() };
@@ -125,7 +196,7 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<i32> {
             if let Some(p) = &o.pid_file {
                 super::create::write_pid_file(p, pid)?;
             }
-            Ok(pid)
+            Ok(Executed { pid, cgroup })
         }
     }
 }

@@ -97,11 +97,11 @@ pub trait Served {
 
 /// Supervises `pid` until it exits; returns its status code. `master` is the pty to relay.
 pub fn supervise(pid: i32, sfd: SignalFd, master: Option<OwnedFd>) -> Result<i32> {
-    supervise_with(pid, sfd, master, None)
+    supervise_with(pid, sfd, master, &mut [])
 }
 
-/// `supervise`, also serving `extra` until the process exits.
-pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, mut extra: Option<&mut dyn Served>) -> Result<i32> {
+/// `supervise`, also serving each of `extra` until the process exits.
+pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, extra: &mut [&mut dyn Served]) -> Result<i32> {
     let _raw = master.as_ref().filter(|_| nix::unistd::isatty(0).unwrap_or(false)).map(|_| RawMode::enter());
     if let Some(m) = &master {
         if nix::unistd::isatty(0).unwrap_or(false) {
@@ -122,9 +122,13 @@ pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, mut extr
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
-        let extra_at = fds.len();
-        if let Some(fd) = extra.as_ref().and_then(|e| e.fd()) {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        // (index in `extra`, its fd's index in `fds`)
+        let mut served = Vec::new();
+        for (k, e) in extra.iter().enumerate() {
+            if let Some(fd) = e.fd() {
+                served.push((k, fds.len()));
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -132,9 +136,9 @@ pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, mut extr
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
-        if ready.get(extra_at).copied().unwrap_or(false) {
-            if let Some(e) = extra.as_mut() {
-                e.ready();
+        for (k, at) in served {
+            if ready[at] {
+                extra[k].ready();
             }
         }
         if let Some(m) = &master {

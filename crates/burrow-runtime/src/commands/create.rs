@@ -68,6 +68,7 @@ fn absolute(p: &str) -> PathBuf {
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let p = flags(args, FLAGS)?;
     let id = id_of(&p, "create")?;
-    create(opts(ctx, &p, id)?)?;
+    let created = create(opts(ctx, &p, id)?)?;
+    crate::log::created(&created.state);
     Ok(0)
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burrow_core::runtime::create::load_spec_file;
 use burrow_core::error::Coded;
 use burrow_core::runtime::error::{PathCtx, Result, RuntimeError};
-use burrow_core::runtime::exec::{exec, ExecOpts};
+use burrow_core::runtime::exec::{exec, ExecCgroup, ExecOpts};
 use burrow_core::runtime::state::ContainerState;
 use burrow_core::runtime::{tty, wait};
 use oci_spec::runtime::{Capability, Process};
@@ -120,10 +120,18 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         console_fd,
         pid_file: p.value("pid-file").map(PathBuf::from),
         preserve_fds,
+        ignore_paused: p.bool("ignore-paused"),
     };
     let sfd = if detach { None } else { Some(wait::block_signals()?) };
     let pid = match exec(o, &spec) {
-        Ok(pid) => pid,
+        Ok(x) => {
+            match &x.cgroup {
+                Some(ExecCgroup::Entered { dirs, by }) => crate::log::debug(&format!("exec: process {} in cgroup {}: entered by {by}", x.pid, dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" "))),
+                Some(ExecCgroup::Outside { why }) => crate::log::warn(&format!("exec: the process runs outside the container's cgroup, so its limits do not apply to it: {why}")),
+                None => {}
+            }
+            x.pid
+        }
         Err(e) => {
             // As a shell reports them: 127 not found, 126 not executable (the error is logged too).
             let status = match e.code() {

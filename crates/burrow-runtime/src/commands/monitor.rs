@@ -226,6 +226,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         att.adopt(fd);
     }
     let sfd = wait::block_signals()?;
+    // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
+    let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     if let Err(e) = start(&ctx.root, &id) {
         answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
         super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
@@ -240,6 +242,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut log = Log { file, driver, partial: [Vec::new(), Vec::new()] };
     let init = Pid::from_raw(created.state.pid);
     let mut exit: Option<i32> = None;
+    let mut oom_at_exit = false;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
     loop {
         if exit.is_some() && net.is_some() {
@@ -257,6 +260,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         let net_at = fds.len();
         if let Some(fd) = net.as_ref().and_then(|n| n.poll_fd()) {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let oom_at = fds.len();
+        if let Some(w) = &oom_watch {
+            fds.push(PollFd::new(wait::Served::fd(w).expect("an inotify fd"), PollFlags::POLLIN));
         }
         let att_at = fds.len();
         att.poll_fds(&mut fds);
@@ -291,6 +298,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 n.dispatch();
             }
         }
+        if let Some(w) = oom_watch.as_mut().filter(|_| ready[oom_at]) {
+            w.check();
+        }
         att.dispatch(&ready[att_at..]);
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -298,6 +308,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 Ok(ws) => {
                     if ws.pid() == Some(init) {
                         exit = wait::status_code(ws);
+                        // At once: a systemd scope's cgroup, with its counters, goes as soon as
+                        // systemd sees it empty.
+                        oom_at_exit = match oom_watch.as_mut() {
+                            Some(w) => w.killed(),
+                            None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
+                        };
                     }
                 }
             }
@@ -308,7 +324,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
-    let oom = created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed);
+    let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
     write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339(), "oomKilled": oom }).to_string());
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     att.finish(code);

@@ -28,7 +28,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         console_peer = Some(a);
     }
     let created = create(o)?;
-    crate::log::debug(&format!("created {id}: init pid {}", created.state.pid));
+    crate::log::created(&created.state);
     let master = match &console_peer {
         Some(peer) => Some(tty::recv_fd(std::os::fd::AsRawFd::as_raw_fd(peer))?),
         None => None,
@@ -45,14 +45,28 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         super::start::poststart_with(&created.state, &ctx.root, &created.spec);
         return Ok(0);
     }
+    // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
+    let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
     super::start::poststart_with(&created.state, &ctx.root, &created.spec);
-    let code = wait::supervise_with(created.state.pid, sfd, master, net.as_mut().map(|n| n as &mut dyn wait::Served))?;
+    let mut served: Vec<&mut dyn wait::Served> = Vec::new();
+    if let Some(n) = net.as_mut() {
+        served.push(n);
+    }
+    if let Some(w) = oom_watch.as_mut() {
+        served.push(w);
+    }
+    let code = wait::supervise_with(created.state.pid, sfd, master, &mut served)?;
+    drop(served);
+    let oom = match oom_watch.as_mut() {
+        Some(w) => w.killed(),
+        None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
+    };
     // The helper and the forwarder go with the container.
     drop(net);
-    if created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed) {
+    if oom {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
