@@ -1,7 +1,7 @@
 // Network throughput (iperf3) between the host's loopback and a container, both directions,
 // for each mode, against podman with the same helper (podman 4.3 has no pasta: pasta runs
 // standalone there, with the options burrow gives it), and through a published port against
-// podman's default port handler (rootlessport) and slirp4netns's own. One run of each, as the
+// podman's default port handler (rootlessport) and slirp4netns's own. The median of a few runs of each, as the
 // unprivileged bench user; the container runs the host's iperf3 (its /usr bound read-only).
 // Also the memory that stays alive per container for the helper and the forwarder.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -15,6 +15,21 @@ import { buildSmallImage, pushImage } from '../test/harness/images.mjs';
 export const title = 'Network: iperf3 host loopback ↔ container, per mode and through a published port';
 
 const SECONDS = Number(process.env.BENCH_IPERF_SECONDS || 5);
+// Each figure is the median of this many iperf3 runs: one run on a 2-vCPU machine varies by
+// ±15%, which is more than some of the differences measured here.
+const REPS = Number(process.env.BENCH_IPERF_REPS || 3);
+
+const median = (xs) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)] : NaN;
+};
+
+/** `measure` run REPS times; the median of each direction. */
+async function repeated(measure) {
+  const runs = [];
+  for (let i = 0; i < REPS; i++) runs.push(await measure());
+  return { up: median(runs.map((r) => r.up)), down: median(runs.map((r) => r.down)) };
+}
 // iperf3 keeps its buffer in a file under /tmp, which the small image lacks.
 const BIND = ['-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro', '--tmpfs', '/tmp'];
 
@@ -86,6 +101,10 @@ const done = (p) => new Promise((r) => (p.exitCode !== null ? r() : p.on('exit',
  * `runFg(args)` runs a foreground container with `args` after the image.
  */
 async function throughHelper(runFg, gateway) {
+  return repeated(() => throughHelperOnce(runFg, gateway));
+}
+
+async function throughHelperOnce(runFg, gateway) {
   const out = {};
   for (const [dir, extra] of [['up', []], ['down', ['-R']]]) {
     const port = await freePort();
@@ -108,7 +127,7 @@ async function throughHelper(runFg, gateway) {
 
 /** Host → container ("up") and back ("down") through a published port to an iperf3 server inside. */
 async function throughPort(port) {
-  return { up: await client(['-c', '127.0.0.1', '-p', String(port)]), down: await client(['-c', '127.0.0.1', '-p', String(port), '-R']) };
+  return repeated(async () => ({ up: await client(['-c', '127.0.0.1', '-p', String(port)]), down: await client(['-c', '127.0.0.1', '-p', String(port), '-R']) }));
 }
 
 function rssMiB(pid) {
@@ -227,7 +246,7 @@ export async function run() {
     }
 
     const lines = [
-      `### iperf3, ${SECONDS} s per direction, one run each (Gbit/s)`,
+      `### iperf3, ${SECONDS} s per direction, median of ${REPS} runs each (Gbit/s)`,
       '',
       '"up": towards the host (container → host loopback; for published ports, host client → container server); "down": the reverse (iperf3 -R). Ratios: the peer\'s rate over burrow\'s in the same row pair (below 1× means burrow is faster).',
       '',
