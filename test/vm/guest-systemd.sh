@@ -64,6 +64,12 @@ save live.unit-after-rm "$(units | grep -F "$(basename "$livecg")")"
 say "sdlive: $(cat "$R/live.cgroup"), memory.max $(cat "$R/live.memory-max"), after rm: $(cat "$R/live.after-rm")"
 cat "$R/live.err"
 
+# The other limits through a scope: what the container sees of its own cgroup (cpuset, cpu, pids).
+burrow run --rm --cpuset-cpus 1 --cpus 0.5 --pids-limit 33 vmbox sh -c 'sed -n "s/^0:://p" /proc/self/cgroup; for f in cpuset.cpus.effective cpu.max pids.max; do cat /sys/fs/cgroup/$f 2>&1 || echo "no $f"; done' >"$R/sd-limits.out" 2>"$R/sd-limits.err"
+save sd-limits.exit $?
+say "limits through a scope: exit $(cat "$R/sd-limits.exit")"
+cat "$R/sd-limits.out" "$R/sd-limits.err"
+
 # The OOM kill through the scope: exit 137 and OOMKilled, foreground and detached.
 burrow run --name sdoomfg --memory 32m vmbox awk 'BEGIN { s = "0123456789abcdef"; while (length(s) < 200 * 1024 * 1024) s = s s }' >/dev/null 2>"$R/oomfg.err"
 save oomfg.exit $?

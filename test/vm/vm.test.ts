@@ -353,6 +353,11 @@ describe('cgroup v2 in a VM with a systemd user manager: each container in a tra
     expect(g.fact('live.unit-after-rm')).toBe('');
   });
 
+  it('--cpuset-cpus, --cpus and --pids-limit through the scope: the container\'s own cgroup has them', () => {
+    expect(Number(g.fact('sd-limits.exit')), g.fact('sd-limits.err')).toBe(0);
+    expect(g.fact('sd-limits.out').split('\n')).toEqual(['/', '1', '50000 100000', '33']);
+  });
+
   it('--memory 32m through the scope: a 200 MB allocation exits 137 and inspect says OOMKilled, foreground and detached', () => {
     expect(Number(g.fact('oomfg.exit')), g.fact('oomfg.err')).toBe(137);
     expect(g.fact('oomfg.inspect')).toBe('true');

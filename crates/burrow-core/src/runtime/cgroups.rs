@@ -720,14 +720,84 @@ fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, id: &str, pi
     let scope_dir = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().to_string())).and_then(|p| unified_root().map(|r| join(&r, &p)));
     let placement = Placement { v2: true, systemd: Some(cgpath.clone()), scope_dir, entry: Some(Entry::SystemdScope), ..Default::default() };
     if let Some(r) = res.filter(|_| limits) {
-        let opt = ControllerOpt { resources: r, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
-        if let Err(e) = manager.apply(&opt) {
+        // libcgroups 0.7 sends AllowedCPUs/AllowedMemoryNodes as arrays of u64 where systemd
+        // wants bytes ("ay"), and systemd refuses the whole call: those two go through systemctl.
+        let cpuset = r.cpu().as_ref().map(|c| (c.cpus().clone(), c.mems().clone())).filter(|(c, m)| c.is_some() || m.is_some());
+        let mut rest = r.clone();
+        if let Some(mut c) = rest.cpu().clone().filter(|_| cpuset.is_some()) {
+            c.set_cpus(None);
+            c.set_mems(None);
+            rest.set_cpu(Some(c));
+        }
+        let opt = ControllerOpt { resources: &rest, freezer_state: None, oom_score_adj: None, disable_oom_killer: false };
+        let applied = manager.apply(&opt).map_err(|e| e.to_string()).and_then(|_| match &cpuset {
+            Some((cpus, mems)) => set_cpuset(&cgpath, placement.scope_dir.as_deref(), cpus.as_deref(), mems.as_deref()),
+            None => Ok(()),
+        });
+        if let Err(e) = applied {
             let _ = manager.remove();
             reset_failed(&cgpath);
             return Err(RuntimeError::Usage(format!("--systemd-cgroup: cannot apply the container's limits: {e}. Fix: delegate the controllers to this user (`Delegate=cpu cpuset io memory pids`)")));
         }
     }
     Ok(Some(placement))
+}
+
+/// The scope's cpuset through `systemctl set-property --runtime` (see place_systemd), then read
+/// back from its cgroup: systemd enables cpuset on the way down only if it can.
+fn set_cpuset(cgpath: &str, scope_dir: Option<&Path>, cpus: Option<&str>, mems: Option<&str>) -> std::result::Result<(), String> {
+    let mut props = Vec::new();
+    if let Some(c) = cpus {
+        props.push(format!("AllowedCPUs={c}"));
+    }
+    if let Some(m) = mems {
+        props.push(format!("AllowedMemoryNodes={m}"));
+    }
+    let unit = systemd_unit(cgpath);
+    let mut args = vec!["set-property".to_string(), "--runtime".into(), unit.clone()];
+    args.extend(props);
+    let out = systemctl(&args).map_err(|e| format!("systemctl set-property {unit}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("systemctl set-property {unit}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    for (file, want) in [("cpuset.cpus", cpus), ("cpuset.mems", mems)] {
+        let Some(want) = want else { continue };
+        let got = scope_dir.and_then(|d| fs::read_to_string(d.join(file)).ok()).unwrap_or_default();
+        if cpu_list(got.trim()) != cpu_list(want) {
+            return Err(format!("systemd did not give the scope {file} {want} (it has {:?}): the cpuset controller is not delegated to the user manager", got.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// A cpu or node list ("0-2,5") as a sorted set; None when malformed.
+pub fn cpu_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                if a > b || b - a > 4096 {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// systemctl for the manager libcgroups chose: the system one for real root, else the user's.
+fn systemctl(args: &[String]) -> std::io::Result<std::process::Output> {
+    let true_root = nix::unistd::geteuid().is_root() && fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    let mut cmd = std::process::Command::new("systemctl");
+    if !true_root {
+        cmd.arg("--user");
+    }
+    cmd.args(args).stdin(std::process::Stdio::null()).output()
 }
 
 /// The unit libcgroups' systemd driver names for a "slice:prefix:name" path.
@@ -750,12 +820,7 @@ fn systemd_unit(cgpath: &str) -> String {
 /// systemctl, which every systemd host has: libcgroups does not expose its bus connection.
 /// Talks to the manager libcgroups chose (the system one for real root, else the user's).
 fn reset_failed(cgpath: &str) {
-    let true_root = nix::unistd::geteuid().is_root() && fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
-    let mut cmd = std::process::Command::new("systemctl");
-    if !true_root {
-        cmd.arg("--user");
-    }
-    let _ = cmd.args(["reset-failed", "--quiet", &systemd_unit(cgpath)]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    let _ = systemctl(&["reset-failed".into(), "--quiet".into(), systemd_unit(cgpath)]);
 }
 
 fn v2_manager(p: &Placement) -> Option<AnyCgroupManager> {
@@ -1029,6 +1094,17 @@ pub fn stats(p: &Placement, pid: i32) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cpu_lists_compare_as_sets() {
+        assert_eq!(cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(cpu_list("5,0-2"), cpu_list("0,1,2,5"));
+        assert_eq!(cpu_list("1"), Some(vec![1]));
+        assert_eq!(cpu_list(""), Some(vec![]));
+        assert_eq!(cpu_list("2-1"), None);
+        assert_eq!(cpu_list("x"), None);
+    }
+
     use super::*;
 
     fn res(json: serde_json::Value) -> LinuxResources {
