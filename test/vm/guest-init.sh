@@ -38,6 +38,9 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 # /tmp stays the host's, seen through the root overlay (writable, changes stay in the guest): a
 # checkout under /tmp (CI clones anywhere) must remain visible to the job.
 chmod 1777 /tmp || fail "chmod /tmp"
+# The scratch disk (run-vm.mjs) is the test user's to give a container (--device), as a disk
+# group would make it on a workstation.
+[ -b /dev/vda ] && chmod 0666 /dev/vda
 mount -t tmpfs -o mode=0755 tmpfs /run || fail "mount /run"
 mkdir -p "$share"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 vmshare "$share" || fail "mount the job share"

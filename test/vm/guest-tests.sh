@@ -94,7 +94,8 @@ rtc state vm-counter >"$R/resumed.state"
 sleep 0.5
 save resumed.count "$(count)"
 # exec joins the container's cgroup (born there) and its cgroup namespace, rooted there.
-timeout -s KILL 60 "$rt" --root "$state" --debug exec vm-counter sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.current' >"$R/exec.out" 2>"$R/exec.err"
+# (The trailing `true` keeps sh from exec'ing its last command: sh and cat are both counted.)
+timeout -s KILL 60 "$rt" --root "$state" --debug exec vm-counter sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.current; true' >"$R/exec.out" 2>"$R/exec.err"
 save exec.exit $?
 rtc update --memory 96m --pids-limit 60 vm-counter
 save update.exit $?
@@ -124,6 +125,13 @@ burrow run --rm --pids-limit 20 vmbox cat /sys/fs/cgroup/pids.max >"$R/cli-pids.
 save cli-pids.exit $?
 # The rest needs every controller (the first configuration): each CLI call is seconds under TCG.
 if grep -qw cpu "$beside/cgroup.controllers"; then
+# io.max: --device-write-bps 1mb on the scratch disk, then 3 MiB written and synced; the
+# elapsed time (guest uptime) tells whether the kernel held the writes to the limit.
+burrow run --rm --device /dev/vda --device-write-bps /dev/vda:1mb vmbox sh -c 'cat /sys/fs/cgroup/io.max; t0=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero of=/dev/vda bs=64k count=48 conv=fsync 2>/dev/null; t1=$(cut -d" " -f1 /proc/uptime); echo "elapsed $t0 $t1"' >"$R/cli-io.out" 2>"$R/cli-io.err"
+save cli-io.exit $?
+# The same writes without the limit: what this disk does unthrottled.
+burrow run --rm --device /dev/vda vmbox sh -c 't0=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero of=/dev/vda bs=64k count=48 conv=fsync 2>/dev/null; t1=$(cut -d" " -f1 /proc/uptime); echo "elapsed $t0 $t1"' >"$R/cli-io-free.out" 2>"$R/cli-io-free.err"
+save cli-io-free.exit $?
 # OOMKilled in inspect, foreground (the runtime reports it) and detached (the monitor does).
 burrow run --name oomfg --memory 32m vmbox awk 'BEGIN { s = "0123456789abcdef"; while (length(s) < 200 * 1024 * 1024) s = s s }' >/dev/null 2>"$R/cli-oomfg.err"
 save cli-oomfg.exit $?

@@ -28,8 +28,11 @@ const STAGE2 = path.join(HERE, 'guest-init.sh');
 const BUSYBOX = '/bin/busybox';
 export const QEMU = process.env.BURROW_VM_QEMU || 'qemu-system-x86_64';
 export const ALL_CONTROLLERS = ['cpu', 'cpuset', 'io', 'memory', 'pids'];
-/** virtio PCI, 9p over virtio, overlayfs: in load order (Debian builds them as modules). */
-const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'netfs', 'fscache', '9pnet', '9pnet_virtio', '9p', 'overlay'];
+/**
+ * virtio PCI, 9p over virtio, overlayfs, and virtio-blk for a scratch disk (io limits need a
+ * block device): in load order (Debian builds them as modules).
+ */
+const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'netfs', 'fscache', '9pnet', '9pnet_virtio', '9p', 'overlay', 'virtio_blk'];
 const META_PACKAGE = 'linux-image-amd64';
 
 /** The cache: BURROW_VM_CACHE, else /var/cache/burrow-vm for root, else a per-user dir in /tmp. */
@@ -212,6 +215,14 @@ export function prepare(cache = cacheDir()) {
  * the guest's serial console, `results` a map of the files the script left in
  * $BURROW_VM_RESULTS (name → text). Never rejects for a guest failure; `error` says what went wrong.
  */
+/** A 64 MiB sparse file in the job's share. */
+function scratchDisk(share) {
+  const f = path.join(share, 'scratch.img');
+  fs.closeSync(fs.openSync(f, 'w'));
+  fs.truncateSync(f, 64 << 20);
+  return f;
+}
+
 export async function runVm({ script, controllers = ALL_CONTROLLERS, systemd = false, timeoutMs = 180_000, cpus = 2, memoryMiB = 1024, user = 'burrowtest', keep = false } = {}) {
   const started = Date.now();
   const { kernel, initramfs } = prepare();
@@ -242,6 +253,8 @@ export async function runVm({ script, controllers = ALL_CONTROLLERS, systemd = f
       '-append', append,
       '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
       '-virtfs', `local,path=${share},mount_tag=vmshare,security_model=none,multidevs=remap`,
+      // A sparse scratch disk: /dev/vda in the guest, for the io.max checks.
+      '-drive', `file=${scratchDisk(share)},if=virtio,format=raw,cache=unsafe`,
     ];
     let timedOut = false;
     let qemuErr = '';

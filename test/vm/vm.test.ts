@@ -237,6 +237,25 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(g.fact('cli-limits.out')).toBe('20\n50000 100000');
   });
 
+  it('--device-write-bps 1mb on a disk: io.max in the container\'s cgroup, and 3 MiB of synced writes take about 3 s', () => {
+    expect(Number(g.fact('cli-io.exit')), g.fact('cli-io.err')).toBe(0);
+    const out = g.fact('cli-io.out');
+    expect(out).toMatch(/^\d+:\d+ rbps=max wbps=1048576 riops=max wiops=max$/m);
+    const rateOf = (text: string) => {
+      const [, t0, t1] = /^elapsed ([\d.]+) ([\d.]+)$/m.exec(text) ?? [];
+      return (3 * 1024 * 1024) / Math.max(Number(t1) - Number(t0), 0.01);
+    };
+    // Enforcement judged by bytes over elapsed guest time, with room either way, against the
+    // same writes without the limit (which this disk does several times faster even under TCG).
+    expect(Number(g.fact('cli-io-free.exit')), g.fact('cli-io-free.err')).toBe(0);
+    const limited = rateOf(out);
+    const free = rateOf(g.fact('cli-io-free.out'));
+    process.stdout.write(`io: ${(limited / 1048576).toFixed(2)} MiB/s with wbps=1048576, ${(free / 1048576).toFixed(1)} MiB/s without\n`);
+    expect(limited).toBeLessThan(2 * 1048576);
+    expect(limited).toBeGreaterThan(0.25 * 1048576);
+    expect(free, `unthrottled ${free} B/s`).toBeGreaterThan(3 * limited);
+  });
+
   it('inspect says OOMKilled: true for a foreground and a detached container killed at --memory 32m', () => {
     expect(Number(g.fact('cli-oomfg.exit')), g.fact('cli-oomfg.err')).toBe(137);
     expect(g.fact('cli-oomfg.inspect')).toBe('true');
