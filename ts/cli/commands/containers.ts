@@ -86,7 +86,7 @@ function addRunFlags(c: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds before SIGKILL on stop')
     .option('--log-driver <driver>', 'k8s-file (default), json-file or none; env BURROW_LOG_DRIVER, config log_driver')
-    .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
+    .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed; OPTS: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler=burrow|bypass|slirp4netns), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
     .option('--net <mode>', 'alias of --network')
     .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
