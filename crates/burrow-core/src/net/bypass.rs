@@ -29,6 +29,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+use super::forward::{get_int, set_int};
+
 #[repr(C)]
 #[derive(Default)]
 struct SeccompData {
@@ -182,11 +184,11 @@ fn take_over(notify: RawFd, n: &Notif, lookup: impl Fn(u16) -> Option<Published>
         return None;
     }
     let theirs = their_socket(n.pid as i32, fd as RawFd)?;
-    let domain = sockopt(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if sockopt(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM || domain != family(&want) {
+    let domain = get_int(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
+    if get_int(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok()? != libc::SOCK_STREAM || domain != family(&want) {
         return None;
     }
-    let v6only = domain == libc::AF_INET6 && sockopt(theirs.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)? != 0;
+    let v6only = domain == libc::AF_INET6 && get_int(theirs.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).ok()? != 0;
     let local = host_address(&p, domain, v6only)?;
     let ours = host_socket(theirs.as_raw_fd(), domain, v6only, &local).ok()?;
     let ino = inode(ours.as_raw_fd())?;
@@ -232,7 +234,7 @@ fn read_sockaddr(pid: i32, ptr: u64, len: usize) -> Option<SocketAddr> {
     if r != len as isize {
         return None;
     }
-    let a = super::forward::sockaddr_from_raw(&ss)?;
+    let a = super::forward::from_raw(&ss)?;
     (a.is_ipv4() || len >= std::mem::size_of::<libc::sockaddr_in6>()).then_some(a)
 }
 
@@ -250,24 +252,6 @@ fn their_socket(pid: i32, fd: RawFd) -> Option<OwnedFd> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) } as RawFd;
     (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r) })
-}
-
-fn sockopt(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> Option<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into an int of the given size.
-    let r = unsafe { libc::getsockopt(fd, level, opt, &mut v as *mut _ as *mut libc::c_void, &mut len) };
-    (r == 0).then_some(v)
-}
-
-fn set(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::result::Result<(), Errno> {
-    // SAFETY: setsockopt with a pointer to an int and its size.
-    let r = unsafe { libc::setsockopt(fd, level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
 }
 
 /// Whether the container's descriptor is close-on-exec (its fdinfo's octal flags).
@@ -295,17 +279,17 @@ fn host_socket(theirs: RawFd, domain: libc::c_int, v6only: bool, local: &SocketA
         unsafe { libc::fcntl(o, libc::F_SETFL, libc::O_NONBLOCK) };
     }
     for (level, opt) in [(libc::SOL_SOCKET, libc::SO_REUSEADDR), (libc::SOL_SOCKET, libc::SO_KEEPALIVE), (libc::IPPROTO_TCP, libc::TCP_NODELAY), (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)] {
-        if let Some(v) = sockopt(theirs, level, opt) {
+        if let Ok(v) = get_int(theirs, level, opt) {
             if v != 0 {
-                let _ = set(o, level, opt, v);
+                let _ = set_int(o, level, opt, v);
             }
         }
     }
-    set(o, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    set_int(o, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     if domain == libc::AF_INET6 {
-        set(o, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only as libc::c_int)?;
+        set_int(o, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only as libc::c_int)?;
     }
-    let (ss, len) = super::forward::sockaddr_to_raw(local);
+    let (ss, len) = super::forward::raw_addr(local);
     // SAFETY: bind with a valid address of the given length.
     if unsafe { libc::bind(o, &ss as *const _ as *const libc::sockaddr, len) } < 0 {
         return Err(Errno::last());

@@ -66,7 +66,7 @@ fn owned(fd: libc::c_int) -> std::result::Result<OwnedFd, Errno> {
     }
 }
 
-fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is valid; we fill the family's fields.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match a {
@@ -93,15 +93,7 @@ fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (ss, len as libc::socklen_t)
 }
 
-pub(super) fn sockaddr_to_raw(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    raw_addr(a)
-}
-
-pub(super) fn sockaddr_from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    from_raw(ss)
-}
-
-fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(super) fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match ss.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says which structure this is.
@@ -116,17 +108,21 @@ fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::result::Result<(), Errno> {
+pub(super) fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::result::Result<(), Errno> {
     // SAFETY: setsockopt with a pointer to an int and its size.
     errno(unsafe { libc::setsockopt(fd, level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) }, ())
 }
 
-fn sock_error(fd: RawFd) -> libc::c_int {
+pub(super) fn get_int(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> std::result::Result<libc::c_int, Errno> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt into an int of the given size.
-    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut v as *mut _ as *mut libc::c_void, &mut len) };
-    v
+    errno(unsafe { libc::getsockopt(fd, level, opt, &mut v as *mut _ as *mut libc::c_void, &mut len) }, ())?;
+    Ok(v)
+}
+
+fn sock_error(fd: RawFd) -> libc::c_int {
+    get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0)
 }
 
 fn connected(fd: RawFd) -> bool {
@@ -391,9 +387,7 @@ impl Forwarder {
         let seccomp = match bypass {
             Some(path) => {
                 let _ = std::fs::remove_file(path);
-                let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let l = crate::runtime::state::with_short_path(dir, &name, |q| std::os::unix::net::UnixListener::bind(q)).op(format!("bind the seccomp listener {}", path.display()))?;
+                let l = crate::runtime::state::with_short_path_of(path, |q| std::os::unix::net::UnixListener::bind(q)).op(format!("bind the seccomp listener {}", path.display()))?;
                 l.set_nonblocking(true).op("seccomp listener")?;
                 epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, l.as_raw_fd(), libc::EPOLLIN as u32, token(K_SECCOMP, 0)).op("epoll_ctl")?;
                 Some(l)
