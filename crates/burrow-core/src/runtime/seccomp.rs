@@ -40,7 +40,7 @@ mod imp {
 
     /// Builds the filter; loading is separate so that the caller picks the moment.
     pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
-        if has_notify(s) && s.listener_path().is_none() {
+        if super::has_notify(s) && s.listener_path().is_none() {
             // Nobody would answer: every such call would fail with ENOSYS.
             return Err(RuntimeError::Seccomp("SCMP_ACT_NOTIFY needs a listener: set linux.seccomp.listenerPath".into()));
         }
@@ -86,11 +86,6 @@ mod imp {
         f.load().map_err(|x| e("load", x))
     }
 
-    /// Whether some rule hands its calls to a user-space supervisor.
-    pub fn has_notify(s: &LinuxSeccomp) -> bool {
-        s.syscalls().iter().flatten().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
-    }
-
     /// After `load`: sends the filter's notification fd to the listener, as the runtime spec's
     /// `listenerPath` says (one message: the container process state as JSON, the fd in
     /// SCM_RIGHTS). `conn` was connected by main while the host's paths were reachable.
@@ -129,10 +124,12 @@ pub type Filter = ();
 pub fn connect_listener(linux: Option<&oci_spec::runtime::Linux>) -> crate::runtime::error::Result<Option<std::os::fd::OwnedFd>> {
     use crate::runtime::error::PathCtx;
     let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) else { return Ok(None) };
-    let notify = s.syscalls().iter().flatten().any(|r| r.action() == oci_spec::runtime::LinuxSeccompAction::ScmpActNotify);
-    let (true, Some(p)) = (notify, s.listener_path()) else { return Ok(None) };
-    let dir = p.parent().unwrap_or(std::path::Path::new("/"));
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let c = crate::runtime::state::with_short_path(dir, &name, |q| std::os::unix::net::UnixStream::connect(q)).at("connect to the seccomp listener", p)?;
+    let (true, Some(p)) = (has_notify(s), s.listener_path()) else { return Ok(None) };
+    let c = crate::runtime::state::with_short_path_of(p, |q| std::os::unix::net::UnixStream::connect(q)).at("connect to the seccomp listener", p)?;
     Ok(Some(std::os::fd::OwnedFd::from(c)))
+}
+
+/// Whether some rule hands its calls to a user-space supervisor.
+pub fn has_notify(s: &oci_spec::runtime::LinuxSeccomp) -> bool {
+    s.syscalls().iter().flatten().any(|r| r.action() == oci_spec::runtime::LinuxSeccompAction::ScmpActNotify)
 }

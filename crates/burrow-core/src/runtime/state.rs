@@ -88,6 +88,13 @@ pub fn start_socket(dir: &Path) -> PathBuf {
     dir.join("start.sock")
 }
 
+/// `with_short_path` for a whole path: its directory and its last component.
+pub fn with_short_path_of<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    with_short_path(dir, &name, f)
+}
+
 /// Runs `f` with a short path naming `dir/name`: socket paths are limited to 108 bytes, which
 /// a state root under a long XDG_RUNTIME_DIR plus a 64-character id exceeds. The directory is
 /// opened and named through /proc/self/fd, whose path is always short.
