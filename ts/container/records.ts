@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { mkdirp, readJson, writeJsonAtomic } from '../storage/fsutil';
+import { mkdirp, pidAlive, readJson, writeJsonAtomic } from '../storage/fsutil';
 import type { Store } from '../storage/store';
 
 export interface ContainerRecord {
@@ -196,14 +196,5 @@ export class Containers {
     const rec = id ? this.get(id) : undefined;
     if (!rec) throw new BurrowError('ECONTAINER_NOT_FOUND', `no such container: ${ref}`);
     return rec;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
