@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { asUser, benchUser, BURROW, have } from './lib.mjs';
+import { hostGateway } from '../test/harness/net.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { buildSmallImage, pushImage } from '../test/harness/images.mjs';
 
@@ -154,17 +155,6 @@ function procs() {
 function descendants(pid, all = procs()) {
   const kids = all.filter((p) => p.ppid === pid);
   return kids.flatMap((k) => [k, ...descendants(k.pid, all)]);
-}
-
-function hostGateway() {
-  for (const line of fs.readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] === '00000000' && f[2] && f[2] !== '00000000') {
-      const n = parseInt(f[2], 16);
-      return [0, 8, 16, 24].map((s) => (n >>> s) & 255).join('.');
-    }
-  }
-  return undefined;
 }
 
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'failed');

@@ -14,6 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hostGateway } from '../harness/net.mjs';
 import { IS_ROOT } from './helpers';
 import { alive, cmdline, IMAGE, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 
@@ -437,16 +438,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
 
 describe.skipIf(!HAVE_PASTA)(`pasta networking as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   /** The host's default gateway: pasta copies it, and maps it to the host's loopback with --map-gw. */
-  const gateway = (() => {
-    for (const line of fs.readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[1] === '00000000' && f[2] && f[2] !== '00000000') {
-        const n = parseInt(f[2], 16);
-        return [0, 8, 16, 24].map((s) => (n >>> s) & 255).join('.');
-      }
-    }
-    return undefined;
-  })();
+  const gateway: string | undefined = hostGateway();
 
   it.skipIf(!gateway)("reaches the host's loopback through the gateway only with --map-gw; ports go through the forwarder", async () => {
     const srv = await hostServer('hello pasta');
