@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { SECCOMP_ARCHITECTURES } from '../container/seccomp';
 import { BurrowError } from '../errors';
 import type { Store } from '../storage/store';
 import type { ContainerRecord } from '../container/records';
@@ -81,7 +82,7 @@ export function addBindBypass(cfgPath: string, listener: string): boolean {
     // --privileged or seccomp=unconfined: a filter for the bypass alone. Other architectures are
     // listed so that their calls pass (a filter kills calls of architectures it does not name).
     defaultAction: 'SCMP_ACT_ALLOW',
-    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+    architectures: [...SECCOMP_ARCHITECTURES],
     syscalls: [],
   };
   if (s.listenerMetadata === BYPASS_META && s.listenerPath === listener) return true;
