@@ -57,7 +57,8 @@ const sleep = (s: number) => spawnSync('sleep', [String(s)]);
 
 /** A detached container that counts in /tmp/c ten times a second. */
 function counter(edit?: (c: Config) => void): { dir: string; id: string; count: () => number } {
-  const b = bundle(['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 0.1; done'], edit);
+  // Written aside and renamed: a read never sees the file truncated and not yet rewritten (0).
+  const b = bundle(['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i >/tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.1; done'], edit);
   const r = rt(['run', '--detach', '--bundle', b.dir, b.id]);
   expect(r.code, r.stderr).toBe(0);
   const file = path.join(b.dir, 'rootfs', 'tmp', 'c');
