@@ -83,7 +83,7 @@ export async function run() {
     const alive = [mon.pid, ...descendants(mon.pid)];
     const rows = alive.map((p) => `| ${comm(p)} | ${p} | ${(rssKiB(p) / 1024).toFixed(1)} |`);
     sh(burrow('rm', '-f', id));
-    tables.push(['### Resident memory of a detached `sleep 30` container', '', '| process | pid | RSS (MiB) |', '|---|---:|---:|', ...rows, '', 'podman keeps conmon (about 2.6 MiB) alive per container, plus slirp4netns 3.3 MiB and rootlessport 13 MiB with `-p` (measured on this machine kind; ../shared/peers/README.md).', ''].join('\n'));
+    tables.push(['### Resident memory of a detached `sleep 30` container', '', '| process | pid | RSS (MiB) |', '|---|---:|---:|', ...rows, '', 'podman keeps conmon (about 2.6 MiB) alive per container, plus slirp4netns 3.3 MiB and rootlessport 13 MiB with `-p` (measured on this machine kind).', ''].join('\n'));
     return tables.join('\n');
   } finally {
     await reg.stop();

@@ -9,7 +9,6 @@ import { ensureTestUser } from '../test/harness/test-user.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BURROW = path.join(ROOT, 'bin', 'burrow.js');
-export const SHARED = path.resolve(ROOT, '..', 'shared');
 
 let user;
 /** The user benchmarks run as: the test user when started as root, else ourselves. */
@@ -20,13 +19,12 @@ export function benchUser() {
   return user;
 }
 
-/** Rootless podman settings for these machines (../shared/peers/README.md). */
+/** Rootless podman settings for these machines (bench/peers/README.md). */
 function preparePodman(u) {
   const dir = path.join(u.home, '.config', 'containers');
   fs.mkdirSync(dir, { recursive: true });
   for (const f of ['storage.conf', 'containers.conf', 'registries.conf']) {
-    const src = path.join(SHARED, 'peers', f);
-    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
+    fs.copyFileSync(path.join(ROOT, 'bench', 'peers', f), path.join(dir, f));
   }
   execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, path.join(u.home, '.config')]);
 }

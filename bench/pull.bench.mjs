@@ -7,7 +7,7 @@
 //   2 python   Python's standard library and /usr/share/doc — thousands more, mixed sizes
 //   3 big      the largest binaries and libraries in /usr/bin and /usr/lib/MULTIARCH, up to the
 //              image's total size — few files, decompression-bound
-// Fair measurement on these machines (../shared/peers/README.md): every run writes into a fresh
+// Fair measurement on these machines (bench/peers/README.md): every run writes into a fresh
 // directory, nothing is deleted until the end, tools are interleaved (round r runs every tool
 // once, in an order rotated by r), and `sync` before each run starts everyone with no dirty pages
 // left by the previous run (burrow syncs its layers before trusting them; it must not pay for the

@@ -1,6 +1,6 @@
 // burrow-runtime vs runc vs crun: `run` of the same rootless busybox bundle running `true`.
 // crun 1.8 refuses this hybrid-cgroup host, so it runs inside a mount namespace that hides
-// /sys/fs/cgroup/unified (../shared/peers/README.md); that wrapper's own cost is measured and
+// /sys/fs/cgroup/unified (bench/peers/README.md); that wrapper's own cost is measured and
 // reported beside it so the ratio can be read both ways.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

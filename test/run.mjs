@@ -4,6 +4,12 @@
 // here, idempotently). A rootless claim is only proven by the second run. Then the VM lane
 // (test/vm): cgroup v2 enforcement in a qemu guest, which this kind of host cannot show. Prints
 // one closing line "N passed, N failed".
+//
+// Started by an ordinary user, the Rust and unit tests run as that user and the rest (which
+// creates the test user and needs root) through sudo; without sudo the integration tests run once,
+// as that user. A checkout the test user cannot reach (a clone in a mode-0700 home) is bind-mounted
+// at a reachable path in a private mount namespace for the runs that need it, so the host's mount
+// table is not changed.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,8 +18,10 @@ import { fileURLToPath } from 'node:url';
 import { ensureTestUser } from './harness/test-user.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs');
-const only = process.argv.slice(2); // e.g. `npm test -- cargo unit`
+const argv = process.argv.slice(2);
+// `--root-part`: this run was started through sudo by run.mjs itself for an ordinary user.
+const rootPart = argv[0] === '--root-part';
+const only = rootPart ? argv.slice(1) : argv; // e.g. `npm test -- cargo unit`
 const want = (s) => only.length === 0 || only.includes(s);
 let passed = 0;
 let failed = 0;
@@ -39,10 +47,16 @@ function cargo() {
   tally('cargo test', p, f);
 }
 
-function vitestRun(label, project, user) {
+function vitestRun(label, project, user, { reachable = false } = {}) {
   const out = path.join(os.tmpdir(), `burrow-vitest-${project}-${user ? user.uid : process.getuid()}.json`);
   fs.rmSync(out, { force: true });
+  // Where the checkout is seen from: itself, or a bind mount of it that others can reach.
+  const base = reachable && !othersCanReach(root) ? reachableAlias() : root;
+  const vitest = path.join(base, 'node_modules', 'vitest', 'vitest.mjs');
   const args = [vitest, 'run', '--configLoader', 'native', '--project', project, '--reporter=default', '--reporter=json', `--outputFile.json=${out}`];
+  // In the alias's private mount namespace: bind the checkout there, then run the command.
+  const inAlias = (cmd, cmdArgs) =>
+    base === root ? [cmd, cmdArgs] : ['unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"', 'sh', root, base, cmd, ...cmdArgs]];
   let r;
   if (user) {
     const env = {
@@ -54,9 +68,9 @@ function vitestRun(label, project, user) {
       BURROW_TEST_ROLE: 'user',
       CI: process.env.CI ?? '',
     };
-    r = run(label, 'runuser', ['-u', user.name, '--', 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...args]);
+    r = run(label, ...inAlias('runuser', ['-u', user.name, '--', 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...args]));
   } else {
-    r = run(label, process.execPath, args, { env: { ...process.env, BURROW_TEST_ROLE: process.getuid() === 0 ? 'root' : 'user', BURROW_TEST_USER_JSON: testUser ? JSON.stringify(testUser) : '' } });
+    r = run(label, ...inAlias(process.execPath, args), { env: { ...process.env, BURROW_TEST_ROLE: process.getuid() === 0 ? 'root' : 'user', BURROW_TEST_USER_JSON: testUser ? JSON.stringify(testUser) : '' } });
   }
   let p = 0;
   let f = r.status === 0 ? 0 : 1;
@@ -77,27 +91,49 @@ function tally(label, p, f) {
   process.stdout.write(`--- ${label}: ${p} passed, ${f} failed\n`);
 }
 
-function checkReadable() {
-  // The test user must be able to reach the checkout.
-  for (let d = root; d !== '/'; d = path.dirname(d)) {
-    if ((fs.statSync(d).mode & 0o001) === 0) {
-      throw new Error(`${d} is not searchable by other users, so the unprivileged test user cannot reach the checkout; clone burrow elsewhere (e.g. /srv or /tmp) or chmod o+x ${d}`);
-    }
+/** Whether other users can reach `dir` (every directory up to it searchable by others). */
+function othersCanReach(dir) {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if ((fs.statSync(d).mode & 0o001) === 0) return false;
+    if (d === '/') return true;
   }
 }
 
-let testUser = null;
-if (want('cargo')) cargo();
-if (want('unit')) vitestRun('vitest unit', 'unit', null);
-if (process.getuid() === 0 && (want('integration') || want('rootless'))) {
-  checkReadable();
-  testUser = ensureTestUser();
+/** An empty directory that others can reach, where the checkout is bind-mounted for them. */
+function reachableAlias() {
+  const dir = path.join('/tmp', `burrow-checkout-${process.pid}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  fs.chmodSync(dir, 0o755);
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
-if (want('integration')) vitestRun(`integration as ${process.getuid() === 0 ? 'root' : os.userInfo().username}`, 'integration', null);
-if (testUser && want('rootless')) vitestRun(`integration as ${testUser.name} (rootless)`, 'integration', testUser);
-if (want('vm')) {
-  checkReadable(); // the guest's test user reads the checkout through 9p
-  vitestRun('vm (cgroup v2 in a qemu guest)', 'vm', null);
+
+/** Started by an ordinary user with sudo: the root half through sudo; its tally joins ours. */
+function viaSudo(parts) {
+  process.stdout.write(`\n=== integration and VM lane as root (through sudo; it creates the unprivileged test user)\n`);
+  const r = spawnSync('sudo', ['--', process.execPath, path.join(root, 'test', 'run.mjs'), '--root-part', ...parts], { cwd: root, stdio: ['inherit', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 28 });
+  process.stdout.write(r.stdout ?? '');
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout ?? '');
+  tally('through sudo', m ? Number(m[1]) : 0, m ? Number(m[2]) : 1);
+}
+
+function onPath(cmd) {
+  return (process.env.PATH ?? '').split(':').some((d) => d && fs.existsSync(path.join(d, cmd)));
+}
+
+const asRoot = process.getuid() === 0;
+let testUser = null;
+if (!rootPart && want('cargo')) cargo();
+if (!rootPart && want('unit')) vitestRun('vitest unit', 'unit', null);
+const later = ['integration', 'rootless', 'vm'].filter(want);
+if (!asRoot && later.length && onPath('sudo')) {
+  viaSudo(only.length ? later : []);
+} else {
+  if (asRoot && (want('integration') || want('rootless'))) testUser = ensureTestUser();
+  if (want('integration')) vitestRun(`integration as ${asRoot ? 'root' : os.userInfo().username}${asRoot ? '' : ' (rootless; no sudo here for the root half)'}`, 'integration', null);
+  if (testUser && want('rootless')) vitestRun(`integration as ${testUser.name} (rootless)`, 'integration', testUser, { reachable: true });
+  // The VM lane needs root (qemu's 9p export of /); its guest test user reads the checkout.
+  if (asRoot && want('vm')) vitestRun('vm (cgroup v2 in a qemu guest)', 'vm', null, { reachable: true });
 }
 
 process.stdout.write(`\n${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
