@@ -104,7 +104,10 @@ export function referenceFilter(reference: string): (full: string, tag: string) 
 }
 
 export function registerImageCommands(program: Command, setExit: SetExit, withGroup = true): void {
-  const image = withGroup ? program.command('image').description('manage images') : undefined;
+  // The group exists either way (`image prune` joins it, ts/cli/commands/system.ts); its copies
+  // of the top-level commands only when it may be used.
+  const group = program.command('image').description('manage images');
+  const image = withGroup ? group : undefined;
   /** Defines a command as `top` and as `image NAME` (with the group's other names as aliases). */
   const both = (top: string, inGroup: string[], define: (c: Command) => void) => {
     define(program.command(top));
