@@ -187,18 +187,22 @@ describe('one voice for errors', () => {
     const walk = (d: string) => {
       for (const e of fs.readdirSync(d, { withFileTypes: true })) {
         if (e.isDirectory()) walk(path.join(d, e.name));
-        else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) files.push(path.join(d, e.name));
+        else if ((e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) || e.name.endsWith('.rs')) files.push(path.join(d, e.name));
       }
     };
+    // The CLI's messages, and the Rust core's and runtime's, which reach the user through it.
     walk(path.join(__dirname, '..', '..', 'ts'));
+    for (const c of ['burrow-core', 'burrow-runtime', 'burrow-node']) walk(path.join(__dirname, '..', '..', 'crates', c, 'src'));
     const missing: string[] = [];
     let seen = 0;
     for (const f of files) {
       const text = fs.readFileSync(f, 'utf8');
-      // How messages and fixes name a command: `burrow X …` in backquotes, or after a colon.
-      for (const m of text.matchAll(/(?:`|: )burrow ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?/g)) {
+      // How messages and fixes name a command: `burrow X …` in backquotes, or after a colon
+      // followed by an argument ("start it first: burrow start ${name}"), not prose.
+      for (const m of text.matchAll(/`burrow ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?|: burrow ([a-z][a-z-]*)(?= \$\{| -| [A-Z<]|['"`\n]|$)/gm)) {
         seen++;
-        const [, word = '', sub] = m;
+        const word = m[1] ?? m[3] ?? '';
+        const sub = m[2];
         const cmd = word === 'help' ? program : find(program, word);
         if (!cmd) missing.push(`${path.basename(f)}: burrow ${word}`);
         else if (sub && cmd.commands.length && !find(cmd, sub)) missing.push(`${path.basename(f)}: burrow ${word} ${sub}`);
