@@ -100,12 +100,15 @@ export async function main(argv: string[]): Promise<number> {
   // Commands whose whole tree is built anyway below `container`: skip its duplicate.
   const lean = word !== undefined && LEAN_COMMANDS.has(word);
   const program = buildProgram((c) => (exitCode = c), !lean);
-  // `burrow save IMG | head -c 10`: the reader has gone; end quietly, as cat does (without
-  // this, the stream's unhandled error would print a stack trace).
-  let stdoutGone = false;
-  process.stdout.on('error', (err) => {
-    if (!isBrokenPipe(err)) throw err;
-    stdoutGone = true;
+  // `burrow images | head -1`: a write to a pipe whose reader has gone is an unhandled 'error'
+  // event of process.stdout; end quietly, as cat does, not with a stack trace. (A listener on
+  // process.stdout itself would create the stream, which costs `run` milliseconds it never
+  // needs.) Anything else thrown outside a command's promise speaks as every error does.
+  process.on('uncaughtException', (err) => {
+    if (isBrokenPipe(err)) process.exit(exitCode);
+    process.stderr.write(errorText(err));
+    if (process.env.BURROW_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exit(exitStatus(err));
   });
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -116,7 +119,8 @@ export async function main(argv: string[]): Promise<number> {
       if (err.exitCode === 0) return 0;
       return EXIT.ENGINE;
     }
-    if (isBrokenPipe(err) || (stdoutGone && (err as NodeJS.ErrnoException).code === 'ERR_STREAM_DESTROYED')) return 0;
+    // `burrow save IMG | head -c 10`: the archive's stream fails with EPIPE; the reader has what it wanted.
+    if (isBrokenPipe(err)) return exitCode;
     process.stderr.write(errorText(err));
     if (process.env.BURROW_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return exitStatus(err);
