@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tls from 'node:tls';
+import { configFile } from '../config/config';
 import { BurrowError } from '../errors';
 import { VERSION } from '../version';
 import { getCredentials, type AuthEnv, type Credentials } from './auth';
@@ -373,8 +374,6 @@ function isCertError(err: unknown): boolean {
 
 /** How a user marks a registry insecure: the config file's key and the environment variable. */
 function insecureFix(host: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { configFile } = require('../config/config') as typeof import('../config/config');
   return `mark it insecure: add "${host}" to \`insecure\` under \`[registries]\` in ${configFile()}, or to BURROW_INSECURE_REGISTRIES (comma-separated), or pass --tls-verify=false`;
 }
 
