@@ -100,9 +100,7 @@ export function exitStatus(err: unknown): number {
  */
 export function errorText(err: unknown): string {
   const e = toBurrowError(err);
-  return `Error: ${e.message}
-${e.fix ? `fix: ${e.fix}
-` : ''}`;
+  return `Error: ${e.message}\n${e.fix ? `fix: ${e.fix}\n` : ''}`;
 }
 
 /**

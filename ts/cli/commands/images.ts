@@ -1,4 +1,4 @@
-/** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag. */
+/** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag, history, and the `image` group. */
 import { Option, type Command } from 'commander';
 import { BurrowError, EXIT, errorText } from '../../errors';
 import { collect, context, registryOptions } from '../context';
@@ -36,10 +36,6 @@ function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; work
   return out;
 }
 
-/**
- * The image commands, at the top level (`burrow rmi`) and again in the `image` group (`burrow
- * image rm`), as Docker has them. `withGroup` false leaves the group out (see main.ts).
- */
 /** Go's stringutils.Ellipsis, as `docker history` truncates CREATED BY. */
 function ellipsis(s: string, max: number): string {
   const chars = [...s];
@@ -103,6 +99,10 @@ export function referenceFilter(reference: string): (full: string, tag: string) 
   return (full, t) => names.some((n) => n.test(full) || n.test(shownRepository(full))) && (!tag || tag.test(t));
 }
 
+/**
+ * The image commands, at the top level (`burrow rmi`) and again in the `image` group (`burrow
+ * image rm`), as Docker has them. `withGroup` false leaves the group out (see main.ts).
+ */
 export function registerImageCommands(program: Command, setExit: SetExit, withGroup = true): void {
   // The group exists either way (`image prune` joins it, ts/cli/commands/system.ts); its copies
   // of the top-level commands only when it may be used.
