@@ -86,6 +86,39 @@ export function exitCodeFor(code: ErrorCode): number {
   }
 }
 
+/**
+ * The exit status of any failure, in one place: a BurrowError's code decides; anything else
+ * (a bug, an unexpected system error) is burrow's own failure.
+ */
+export function exitStatus(err: unknown): number {
+  return err instanceof BurrowError ? err.exitCode : EXIT.ENGINE;
+}
+
+/**
+ * How the CLI prints an error, the same for every command: Docker's `Error: ` and the message,
+ * then what to do about it on a line of its own.
+ */
+export function errorText(err: unknown): string {
+  const e = toBurrowError(err);
+  return `Error: ${e.message}\n${e.fix ? `fix: ${e.fix}\n` : ''}`;
+}
+
+/**
+ * What burrow-runtime wrote on stderr, in the CLI's voice: without the runtime's name and level
+ * (`burrow-runtime: `, `burrow-runtime: error: `), which the CLI's own prefix replaces.
+ */
+export function runtimeText(stderr: string): string {
+  return stderr.replace(/^burrow-runtime(?: [a-z-]+)?: (?:error: )?/gm, '').trim();
+}
+
+/** A write to a pipe whose reader has gone (`burrow save IMG | head -c 10`). */
+export function isBrokenPipe(err: unknown): boolean {
+  for (let e = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE' || (e as NodeJS.ErrnoException).code === 'ERR_STREAM_DESTROYED') return true;
+  }
+  return false;
+}
+
 /** Normalises anything thrown into a BurrowError, keeping the original as `cause`. */
 export function toBurrowError(err: unknown): BurrowError {
   if (err instanceof BurrowError) return err;

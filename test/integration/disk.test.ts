@@ -344,7 +344,7 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
 
       // Volumes: in use ones are refused by rm and kept by prune.
       const rmUsed = await sb.burrow(['volume', 'rm', 'used']);
-      expect(rmUsed.code).toBe(1);
+      expect(rmUsed.code).toBe(125);
       expect(rmUsed.stderr).toMatch(/volume is in use/);
       const v = await sb.ok(['system', 'prune', '-f', '--volumes']);
       expect(v.stdout).toContain('Deleted Volumes:\nunused\n\n');

@@ -227,7 +227,7 @@ describe(`container commands as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, (
     const asked = b(['container', 'prune'], { input: 'n\n' });
     expect(asked.code).toBe(125);
     expect(asked.stdout).toBe('');
-    expect(asked.stderr).toMatch(/^burrow: container prune: not removing anything without confirmation, and stdin is not a terminal to ask on\n/);
+    expect(asked.stderr).toMatch(/^Error: container prune: not removing anything without confirmation, and stdin is not a terminal to ask on\n/);
     expect(ok(['ps', '-aq', '--no-trunc']).split('\n').filter(Boolean).sort()).toEqual([running, exited, created].sort());
     const p = ok(['container', 'prune', '-f']);
     const [head, ...rest] = p.trim().split('\n');

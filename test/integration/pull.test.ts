@@ -535,8 +535,9 @@ describe('local images', () => {
     const byId = await sb.burrow(['rmi', id.slice(7, 19)]);
     expect(byId.code).not.toBe(0);
     expect(byId.stderr).toMatch(/referenced by several names/);
-    expect((await sb.ok(['rmi', 'mine'])).stdout).toBe('Untagged: docker.io/library/mine:latest\n');
-    expect((await sb.ok(['rmi', 'other/name:2'])).stdout).toBe('Untagged: docker.io/other/name:2\n');
+    // Named as `images` shows them (Docker Hub's names short).
+    expect((await sb.ok(['rmi', 'mine'])).stdout).toBe('Untagged: mine:latest\n');
+    expect((await sb.ok(['rmi', 'other/name:2'])).stdout).toBe('Untagged: other/name:2\n');
 
     // An image a container uses is kept unless -f.
     const ctr = (await sb.ok(['create', ref, 'true'])).stdout.trim();

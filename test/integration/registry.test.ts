@@ -510,6 +510,9 @@ describe('TLS registry', () => {
     const e = await rejection(client().getManifest(ref(r(), 'test/multi:multi')));
     expect(e.code).toBe('EREGISTRY_TLS');
     expect(e.fix).toContain(`certs.d/${r().host}/ca.crt`);
+    // The other way out names where a registry is marked insecure; no OpenSSL wording.
+    expect(e.fix).toMatch(/\[registries\].*config\.toml.*BURROW_INSECURE_REGISTRIES/);
+    expect(e.message).toMatch(/: it is (self-signed|signed) by a CA this host does not trust$/);
   });
 
   it('trusts the CA from a certs.d directory', async () => {

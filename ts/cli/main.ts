@@ -3,7 +3,7 @@
  * that `burrow --version` and other light commands do not pay for code they never run.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { BurrowError, EXIT, toBurrowError } from '../errors';
+import { EXIT, errorText, exitStatus, isBrokenPipe } from '../errors';
 import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
 import { registerContainerCommands } from './commands/containers';
@@ -43,7 +43,10 @@ export function buildProgram(setExit: (code: number) => void, full = true): Comm
     .addOption(new Option('--storage-driver <driver>', 'rootfs driver for new containers (default: the one `burrow info` picks); env BURROW_STORAGE_DRIVER').choices(['overlay', 'fuse-overlayfs', 'copy']))
     .showSuggestionAfterError(true)
     .enablePositionalOptions()
-    .exitOverride();
+    .exitOverride()
+    // Commander's own errors (an unknown flag, a missing argument) in the voice of every other
+    // error: `Error: …`; subcommands inherit this when they are added.
+    .configureOutput({ outputError: (str, write) => write(commanderError(str)) });
 
   const info = (name: string) =>
     program
@@ -57,7 +60,7 @@ export function buildProgram(setExit: (code: number) => void, full = true): Comm
   info('info');
   info('doctor').description('alias of `burrow info`');
 
-  registerImageCommands(program, setExit);
+  registerImageCommands(program, setExit, full);
   registerContainerCommands(program, setExit, full);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
@@ -83,6 +86,11 @@ export function buildProgram(setExit: (code: number) => void, full = true): Comm
   return program;
 }
 
+/** `error: unknown option '--x'` (and its suggestion line) as `Error: unknown option '--x'`. */
+export function commanderError(str: string): string {
+  return str.replace(/^error: /, 'Error: ');
+}
+
 /** Top-level commands that never need the `container` group (the hot ones). */
 const LEAN_COMMANDS = new Set(['run', 'create', 'start', 'stop', 'kill', 'rm', 'ps', 'exec', 'logs', 'wait', 'inspect', 'images', 'pull', 'attach', 'port', 'stats', 'top']);
 
@@ -92,6 +100,16 @@ export async function main(argv: string[]): Promise<number> {
   // Commands whose whole tree is built anyway below `container`: skip its duplicate.
   const lean = word !== undefined && LEAN_COMMANDS.has(word);
   const program = buildProgram((c) => (exitCode = c), !lean);
+  // `burrow images | head -1`: a write to a pipe whose reader has gone is an unhandled 'error'
+  // event of process.stdout; end quietly, as cat does, not with a stack trace. (A listener on
+  // process.stdout itself would create the stream, which costs `run` milliseconds it never
+  // needs.) Anything else thrown outside a command's promise speaks as every error does.
+  process.on('uncaughtException', (err) => {
+    if (isBrokenPipe(err)) process.exit(exitCode);
+    process.stderr.write(errorText(err));
+    if (process.env.BURROW_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exit(exitStatus(err));
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
@@ -101,10 +119,10 @@ export async function main(argv: string[]): Promise<number> {
       if (err.exitCode === 0) return 0;
       return EXIT.ENGINE;
     }
-    const e = toBurrowError(err);
-    process.stderr.write(`burrow: ${e.message}\n`);
-    if (e.fix) process.stderr.write(`fix: ${e.fix}\n`);
-    if (process.env.BURROW_DEBUG && e.stack) process.stderr.write(`${e.stack}\n`);
-    return e instanceof BurrowError ? e.exitCode : EXIT.ENGINE;
+    // `burrow save IMG | head -c 10`: the archive's stream fails with EPIPE; the reader has what it wanted.
+    if (isBrokenPipe(err)) return exitCode;
+    process.stderr.write(errorText(err));
+    if (process.env.BURROW_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return exitStatus(err);
   }
 }

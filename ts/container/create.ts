@@ -54,6 +54,8 @@ export interface CreateOptions {
   groupAdd?: string[];
   devices?: DeviceSpec[];
   init?: { hostPath: string; containerPath: string };
+  /** `--expose`: ExposedPorts keys (`80/tcp`) added to the image's, for inspect. */
+  expose?: string[];
 }
 
 export function imageConfig(store: Store, img: ImageRecord): ImageConfig {
@@ -244,6 +246,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
         capDrop: o.capDrop,
         securityOpt: o.securityOpt,
         workdir: proc.cwd,
+        ...(o.expose?.length ? { exposedPorts: o.expose } : {}),
       },
     };
     // Last, once everything else is known to be valid: the copy driver's copy may take a while.

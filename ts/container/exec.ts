@@ -44,7 +44,7 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
   if (o.detach) args.push('--pid-file', pidFile);
   args.push(rec.id, ...command);
   if (o.detach) return execDetached(args, tmp, log, pidFile);
-  const child = spawn(runtimeBinary(), args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+  const child = spawn(runtimeBinary(), args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'], env: { ...process.env, BURROW_RUNTIME_CLI: '1' } });
   const forward = (s: NodeJS.Signals) => child.kill(s);
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of sigs) process.on(s, forward);

@@ -95,6 +95,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   } catch {
     /* the image was removed */
   }
+  for (const p of c?.exposedPorts ?? []) exposed[p] = {};
   for (const p of rec.net?.ports ?? []) exposed[`${p.containerPort}/${p.protocol}`] = {};
   return {
     Id: rec.id,

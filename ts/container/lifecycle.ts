@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
-import { BurrowError, EXIT } from '../errors';
+import { BurrowError, EXIT, runtimeText } from '../errors';
 import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
 import { runtimeNetworkArgs } from '../network/runtime';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
@@ -86,6 +86,8 @@ export function runForeground(store: Store, rec: ContainerRecord): Promise<numbe
   fs.writeFileSync(path.join(dir, 'started'), new Date().toISOString());
   const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, ...cgroupFlag(rec), '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+    // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
+    env: { ...process.env, BURROW_RUNTIME_CLI: '1' },
   });
   // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
@@ -192,7 +194,7 @@ export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs:
 
 export function signal(rec: ContainerRecord, sig: string, all = false): void {
   const r = rt(rec, ['kill', ...(all ? ['--all'] : []), rec.id, sig]);
-  if (r.code !== 0) throw new BurrowError('ECONTAINER_STATE', `cannot signal container ${rec.name}: ${r.stderr.replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.code !== 0) throw new BurrowError('ECONTAINER_STATE', `cannot signal container ${rec.name}: ${runtimeText(r.stderr)}`);
 }
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
@@ -218,7 +220,7 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
 export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false): Promise<void> {
   const st = stateOf(store, rec);
   if (st.status === 'running' && !force) {
-    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is running`, 'stop the container before removing it, or remove it with -f');
+    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is running: stop the container before removing or use -f`);
   }
   if (st.status === 'running') {
     try {
@@ -255,7 +257,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
 export function top(store: Store, rec: ContainerRecord, psArgs: string[]): string {
   if (stateOf(store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'ps', rec.id, ...psArgs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${(r.stderr ?? '').replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${runtimeText(r.stderr ?? '')}`);
   return r.stdout;
 }
 

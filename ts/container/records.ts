@@ -47,6 +47,8 @@ export interface ContainerRecord {
     capDrop: string[];
     securityOpt: string[];
     workdir: string;
+    /** `--expose` (Docker's ExposedPorts keys), beside the image's. */
+    exposedPorts?: string[];
   };
 }
 

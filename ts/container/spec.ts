@@ -111,6 +111,30 @@ export function lookupId(layerDirs: string[], file: 'passwd' | 'group', name: st
   return undefined;
 }
 
+/** The primary group of a numeric uid in the image's /etc/passwd, top layer first (`-u 1000`). */
+export function passwdGidOf(layerDirs: string[], uid: number): number | undefined {
+  for (const dir of layerDirs) {
+    const p = path.join(dir, 'etc', 'passwd');
+    let text: string;
+    try {
+      const st = fs.lstatSync(p);
+      if (!st.isFile()) {
+        if (st.isCharacterDevice()) return undefined; // whited out
+        continue;
+      }
+      text = fs.readFileSync(p, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.split(':');
+      if (f[2] !== undefined && /^\d+$/.test(f[2]) && Number(f[2]) === uid && f[3] && /^\d+$/.test(f[3])) return Number(f[3]);
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
 /** Resolves Docker's `-u user[:group]` against the image. */
 export function resolveUser(spec: string | undefined, layerDirs: string[]): { uid: number; gid: number } {
   if (!spec) return { uid: 0, gid: 0 };
@@ -119,6 +143,9 @@ export function resolveUser(spec: string | undefined, layerDirs: string[]): { ui
   let gid: number | undefined;
   if (/^\d+$/.test(u)) {
     uid = Number(u);
+    // A uid alone takes its group from the image's passwd; a uid that is not there, a group
+    // of the same number (issue 12: `-u 1000` runs as 1000:1000).
+    if (g === undefined) gid = passwdGidOf(layerDirs, uid) ?? uid;
   } else {
     const found = lookupId(layerDirs, 'passwd', u);
     if (!found) throw new BurrowError('EUSAGE', `unable to find user ${u}: no matching entries in passwd file`);

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tls from 'node:tls';
+import { configFile } from '../config/config';
 import { BurrowError } from '../errors';
 import { VERSION } from '../version';
 import { getCredentials, type AuthEnv, type Credentials } from './auth';
@@ -369,6 +370,32 @@ const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNA
 function isCertError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
   return CERT_ERROR.test(code);
+}
+
+/** How a user marks a registry insecure: the config file's key and the environment variable. */
+function insecureFix(host: string): string {
+  return `mark it insecure: add "${host}" to \`insecure\` under \`[registries]\` in ${configFile()}, or to BURROW_INSECURE_REGISTRIES (comma-separated), or pass --tls-verify=false`;
+}
+
+/** A certificate failure in words, from Node's code rather than OpenSSL's text. */
+function certProblem(e: NodeJS.ErrnoException): string {
+  switch (e.code) {
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+      return 'it is self-signed, by a CA this host does not trust';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return 'it is signed by a CA this host does not trust';
+    case 'CERT_HAS_EXPIRED':
+      return 'it has expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'it is not valid yet (check the clock)';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'it is made out to another name';
+    default:
+      return e.code ? e.code.toLowerCase().replace(/_/g, ' ') : 'it is not trusted';
+  }
 }
 
 /** A TLS handshake failing because the other side speaks plain HTTP (or not TLS at all). */
@@ -1107,16 +1134,18 @@ export class RegistryClient {
     if (isCertError(err)) {
       return new BurrowError(
         'EREGISTRY_TLS',
-        `cannot verify the TLS certificate of ${url.origin}: ${e.message}`,
-        `put the registry's CA certificate in ~/.config/burrow/certs.d/${host}/ca.crt (or /etc/containers/certs.d/${host}/), or use --tls-verify=false if you trust the network`,
+        `cannot verify the TLS certificate of ${url.origin}: ${certProblem(e)}`,
+        `put the registry's CA certificate in ~/.config/burrow/certs.d/${host}/ca.crt (or /etc/containers/certs.d/${host}/); or, for a registry you trust on this network, ${insecureFix(host)}`,
         { cause: err },
       );
     }
     if (url.protocol === 'https:' && isProtocolError(err)) {
+      // OpenSSL's own text ("…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number") tells a user nothing.
+      const plain = /wrong version number|packet length too long|http request/i.test(e.message);
       return new BurrowError(
         'EREGISTRY_TLS',
-        `TLS handshake with ${url.origin} failed (${e.message}); the registry may speak plain HTTP`,
-        `if it is meant to, add ${host} to the insecure registries`,
+        plain ? `${url.origin} does not speak TLS: the registry answers in plain HTTP, and it is not marked insecure` : `the TLS handshake with ${url.origin} failed: the registry may not speak TLS, and it is not marked insecure`,
+        `if ${host} is meant to be reached over plain HTTP, ${insecureFix(host)}`,
         { cause: err },
       );
     }
@@ -1247,7 +1276,7 @@ export class RegistryClient {
     const body = await readBody(res.body, ERROR_BODY_LIMIT, what).catch(() => Buffer.alloc(0));
     const detail = registryErrorText(body);
     if (res.status === 404) {
-      return new BurrowError('EREGISTRY_NOT_FOUND', `${what}: not found${detail ? ` (${detail.toLowerCase()})` : ''}`, 'check the name and tag; `burrow search` or the registry\'s web page lists what exists');
+      return new BurrowError('EREGISTRY_NOT_FOUND', `${what}: not found${detail ? ` (${detail.toLowerCase()})` : ''}`, 'check the name and tag (the registry\'s web page lists what exists)');
     }
     if (res.status === 401 || res.status === 403) {
       return new BurrowError('EREGISTRY_AUTH', `${what}: ${res.status} ${res.statusMessage}${detail ? `: ${detail}` : ''}`, `burrow login ${ep.registry}`);

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { BurrowError } from '../errors';
+import { BurrowError, runtimeText } from '../errors';
 import { runtimeBinary } from '../host/paths';
 import { hexOf, pidAlive } from './fsutil';
 import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
@@ -56,10 +56,10 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
         .map((l) => JSON.parse(l) as JobResult)
         .sort((a, b) => a.index - b.index);
       if (results.length !== jobs.length) {
-        reject(new BurrowError('ELAYER_UNPACK', `burrow-runtime unpack failed (exit ${code}): ${err.trim() || 'no output'}`));
+        reject(new BurrowError('ELAYER_UNPACK', `unpacking the layers failed (exit ${code}): ${runtimeText(err) || 'no output'}`));
         return;
       }
-      for (const w of new Set(err.split('\n').filter((l) => l.includes('warning')))) process.stderr.write(`${w}\n`);
+      for (const w of new Set(err.split('\n').filter((l) => l.includes('warning')))) process.stderr.write(`burrow: ${runtimeText(w)}\n`);
       resolve(results);
     });
     child.stdin!.end(JSON.stringify(jobs));

@@ -15,6 +15,23 @@ pub struct LogConfig {
 
 static CONFIG: OnceLock<LogConfig> = OnceLock::new();
 
+/// Set by the burrow CLI for the runtimes it runs with the user's terminal as their stderr
+/// (`run` and `exec` in the foreground): their errors and warnings then read as the CLI's own
+/// (`Error: …`, `burrow: warning: …`), so the user sees one voice, not the runtime's name.
+fn cli_voice() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("BURROW_RUNTIME_CLI").is_some_and(|v| v == "1"))
+}
+
+fn print(level: &str, msg: &str) {
+    match (cli_voice(), level) {
+        (true, "error") => eprintln!("Error: {msg}"),
+        (true, _) => eprintln!("burrow: {level}: {msg}"),
+        (false, "error") => eprintln!("burrow-runtime: {msg}"),
+        (false, _) => eprintln!("burrow-runtime: {level}: {msg}"),
+    }
+}
+
 pub fn init(c: LogConfig) {
     let _ = CONFIG.set(c);
 }
@@ -37,7 +54,7 @@ fn write_file(level: &str, msg: &str, code: Option<&str>) {
 
 pub fn error(e: &RuntimeError) {
     let msg = e.to_string();
-    eprintln!("burrow-runtime: {msg}");
+    print("error", &msg);
     write_file("error", &msg, Some(e.code()));
 }
 
@@ -56,13 +73,13 @@ pub fn created(st: &burrow_core::runtime::state::ContainerState) {
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("burrow-runtime: warning: {msg}");
+    print("warning", msg);
     write_file("warning", msg, None);
 }
 
 /// A warning with a stable code that the burrow CLI reads back from `--log` (e.g. EOOM_KILLED).
 pub fn warn_code(msg: &str, code: &str) {
-    eprintln!("burrow-runtime: warning: {msg}");
+    print("warning", msg);
     write_file("warning", msg, Some(code));
 }
 

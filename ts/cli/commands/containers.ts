@@ -4,11 +4,11 @@
  */
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { BurrowError } from '../../errors';
+import { BurrowError, EXIT, errorText, exitStatus } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
 import { collect, context, registryOptions, type Ctx } from '../context';
 import { confirm } from '../prompt';
-import { formatRows, humanAge, humanSize, table } from '../format/table';
+import { ago, formatRows, humanAge, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
 
@@ -47,6 +47,7 @@ interface RunFlags extends LimitFlags {
   device: string[];
   publish: string[];
   publishAll?: boolean;
+  expose: string[];
   dns: string[];
   dnsSearch: string[];
   dnsOption: string[];
@@ -92,7 +93,8 @@ function addRunFlags(c: Command): Command {
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
     .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open)', collect, [])
     .option('-p, --publish <spec>', 'publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], ranges as 8000-8010:80-90', collect, [])
-    .option('-P, --publish-all', "publish every port the image exposes on a free host port")
+    .option('--expose <port>', 'expose a port or a range (PORT[-PORT][/tcp|/udp]) without publishing it; -P publishes it', collect, [])
+    .option('-P, --publish-all', "publish every port the image or --expose exposes on a free host port")
     .option('--dns <ip>', 'a DNS server for /etc/resolv.conf', collect, [])
     .option('--dns-search <domain>', 'a DNS search domain', collect, [])
     .option('--dns-option <option>', 'a resolv.conf option', collect, [])
@@ -116,6 +118,22 @@ function addRunFlags(c: Command): Command {
     .option('--cgroup-conf <key=value>', 'a cgroup v2 file and the value to write into it, e.g. memory.high=67108864', collect, [])
     .option('--cgroups <mode>', 'enabled (default), no-conmon (the same: the monitor is never in the container\'s cgroup) or disabled: run without the requested limits after one warning', 'enabled')
     .passThroughOptions();
+}
+
+/** `--expose 80 --expose 8000-8001/udp` as Docker's ExposedPorts keys (`80/tcp`, `8000/udp`, `8001/udp`). */
+export function exposedPorts(flags: string[]): string[] {
+  const out: string[] = [];
+  for (const f of flags) {
+    const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/.exec(f.trim());
+    const bad = !m || Number(m[1]) < 1 || Number(m[1]) > 65535 || (m[2] !== undefined && (Number(m[2]) < Number(m[1]) || Number(m[2]) > 65535));
+    if (bad) throw new BurrowError('EUSAGE', `invalid --expose ${f}: want PORT, PORT-PORT, optionally /tcp or /udp`);
+    // A range is one key per port, as Docker records it.
+    for (let p = Number(m![1]); p <= Number(m![2] ?? m![1]); p++) {
+      const key = `${p}/${m![3] ?? 'tcp'}`;
+      if (!out.includes(key)) out.push(key);
+    }
+  }
+  return out;
 }
 
 async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
@@ -161,7 +179,9 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
   const { prepareContainer, imageConfig } = await import('../../container/create');
   const { networkRecord } = await import('../../network/options');
   const netFlags = { ...(network ? { network } : {}), publish: f.publish, publishAll: !!f.publishAll, dns: f.dns, dnsSearch: f.dnsSearch, dnsOption: f.dnsOption, addHost: f.addHost };
-  const net = networkRecord(netFlags, f.publishAll ? imageConfig(ctx.store, img).config?.ExposedPorts : undefined, (m) => process.stderr.write(`burrow: warning: ${m}\n`));
+  const expose = exposedPorts(f.expose);
+  const exposed = f.publishAll ? { ...(imageConfig(ctx.store, img).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
+  const net = networkRecord(netFlags, exposed, (m) => process.stderr.write(`burrow: warning: ${m}\n`));
   if (net.mode === 'container') net.container = new (await import('../../container/records')).Containers(ctx.store).find(net.container!).id;
   return prepareContainer(
     ctx.store,
@@ -202,6 +222,7 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       ...(f.stopTimeout ? { stopTimeout: Number(f.stopTimeout) } : {}),
       ...(limits ? { resources: limits } : {}),
       ...(optOut ? { noCgroup: true } : {}),
+      ...(expose.length ? { expose } : {}),
     },
     ctx.runRoot,
   );
@@ -344,7 +365,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('-v, --volumes', 'remove anonymous volumes')
     .action(async (refs: string[], opts: { force?: boolean; volumes?: boolean }, cmd: Command) => {
       const { ctx, lc, containers } = await containerCommand(cmd);
-      let failed = false;
+      // Each container in turn; the first failure's status is the command's (125: burrow's own).
+      let status = 0;
       for (const ref of refs) {
         try {
           const rec = containers.find(ref);
@@ -352,11 +374,11 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
           process.stdout.write(`${ref}\n`);
         } catch (err) {
           if (opts.force && err instanceof BurrowError && err.code === 'ECONTAINER_NOT_FOUND') continue;
-          process.stderr.write(`Error: ${(err as Error).message}\n`);
-          failed = true;
+          process.stderr.write(errorText(err));
+          status ||= exitStatus(err);
         }
       }
-      if (failed) setExit(1);
+      if (status) setExit(status);
     });
 
   const ps = program.command('ps');
@@ -397,7 +419,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         Image: r.imageName,
         Command: JSON.stringify(opts.trunc && r.command.join(' ').length > 20 ? `${r.command.join(' ').slice(0, 19)}…` : r.command.join(' ')),
         CreatedAt: r.created,
-        RunningFor: humanAge(r.created),
+        RunningFor: ago(r.created),
         Status: status(st),
         State: st.status,
         Names: r.name,
@@ -406,7 +428,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
       }));
       if (opts.quiet) process.stdout.write(fmt.map((x) => `${x.ID}\n`).join(''));
       else if (opts.format) process.stdout.write(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
-      else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, `${x.RunningFor} ago`, x.Status, x.Ports, x.Names])));
+      else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, x.RunningFor, x.Status, x.Ports, x.Names])));
     });
 
   program
@@ -494,13 +516,13 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         const r = inspectAny(ctx.store, n, opts.type);
         if (r) out.push(r);
         else {
-          process.stderr.write(`Error: no such object: ${n}\n`);
+          process.stderr.write(errorText(new BurrowError('EUSAGE', `no such object: ${n}`)));
           failed = true;
         }
       }
-      if (opts.format) process.stdout.write(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + '\n');
+      if (opts.format) process.stdout.write(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + (out.length ? '\n' : ''));
       else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
-      if (failed) setExit(1);
+      if (failed) setExit(EXIT.ENGINE);
     });
 
   program

@@ -1,8 +1,8 @@
-/** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag. */
+/** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag, history, and the `image` group. */
 import { Option, type Command } from 'commander';
-import { BurrowError } from '../../errors';
+import { BurrowError, EXIT, errorText } from '../../errors';
 import { collect, context, registryOptions } from '../context';
-import { formatRows, humanAge, humanSize, table } from '../format/table';
+import { ago, formatRows, humanSize, table } from '../format/table';
 
 type SetExit = (code: number) => void;
 
@@ -36,9 +36,86 @@ function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; work
   return out;
 }
 
-export function registerImageCommands(program: Command, setExit: SetExit): void {
-  program
-    .command('import')
+/** Go's stringutils.Ellipsis, as `docker history` truncates CREATED BY. */
+function ellipsis(s: string, max: number): string {
+  const chars = [...s];
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : s;
+}
+
+/**
+ * `docker history`'s rows, newest first: the image's id on the top entry and `<missing>` below
+ * (layers pulled have no image of their own), the size of the layer an entry made (0B for an
+ * `empty_layer` entry), CREATED BY cut at 45 characters unless `trunc` is false.
+ */
+export function historyRows(
+  history: { created?: string; created_by?: string; comment?: string; empty_layer?: boolean }[],
+  imageId: string,
+  layerSizes: number[],
+  trunc: boolean,
+  now = Date.now(),
+): { ID: string; CreatedSince: string; CreatedAt: string; CreatedBy: string; Size: string; Comment: string }[] {
+  let layer = 0;
+  const rows = history.map((h) => {
+    const size = h.empty_layer ? 0 : (layerSizes[layer++] ?? 0);
+    const by = (h.created_by ?? '').replace(/\t/g, ' ');
+    return { ID: '<missing>', CreatedSince: ago(h.created, now), CreatedAt: h.created ?? '', CreatedBy: trunc ? ellipsis(by, 45) : by, Size: humanSize(size), Comment: h.comment ?? '' };
+  });
+  rows.reverse();
+  const id = imageId.replace(/^sha256:/, '');
+  if (rows[0]) rows[0].ID = trunc ? id.slice(0, 12) : `sha256:${id}`;
+  return rows;
+}
+
+/** The repository as `images` shows it: Docker Hub's official images without their prefix. */
+export function shownRepository(full: string): string {
+  return full.replace(/^docker\.io\/(library\/)?/, '');
+}
+
+/** A `repository:tag` as `images` shows it (what `rmi` says it untagged). */
+export function shownTag(repoTag: string): string {
+  const i = repoTag.lastIndexOf(':');
+  return `${shownRepository(repoTag.slice(0, i))}${repoTag.slice(i)}`;
+}
+
+/** Go's path.Match for one name: `*` any run without `/`, `?` one such character. */
+function glob(pattern: string): RegExp {
+  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+}
+
+/**
+ * `images REPOSITORY[:TAG]` as Docker filters: the repository as shown (`busybox`,
+ * `localhost:5000/busybox`) or in full (`docker.io/library/busybox`), then the tag if given.
+ * Returns a predicate over a stored repository (in full) and tag.
+ */
+export function referenceFilter(reference: string): (full: string, tag: string) => boolean {
+  const at = reference.lastIndexOf(':');
+  const hasTag = at > reference.lastIndexOf('/');
+  const repo = hasTag ? reference.slice(0, at) : reference;
+  const tag = hasTag ? glob(reference.slice(at + 1)) : undefined;
+  const first = repo.split('/')[0]!;
+  // A name without a registry is Docker Hub's (library/ for a single component).
+  const hub = repo.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? undefined : `docker.io/${repo.includes('/') ? repo : `library/${repo}`}`;
+  const names = [glob(repo), ...(hub ? [glob(hub)] : [])];
+  return (full, t) => names.some((n) => n.test(full) || n.test(shownRepository(full))) && (!tag || tag.test(t));
+}
+
+/**
+ * The image commands, at the top level (`burrow rmi`) and again in the `image` group (`burrow
+ * image rm`), as Docker has them. `withGroup` false leaves the group out (see main.ts).
+ */
+export function registerImageCommands(program: Command, setExit: SetExit, withGroup = true): void {
+  // The group exists either way (`image prune` joins it, ts/cli/commands/system.ts); its copies
+  // of the top-level commands only when it may be used.
+  const group = program.command('image').description('manage images');
+  const image = withGroup ? group : undefined;
+  /** Defines a command as `top` and as `image NAME` (with the group's other names as aliases). */
+  const both = (top: string, inGroup: string[], define: (c: Command) => void) => {
+    define(program.command(top));
+    if (image) define(image.command(inGroup[0]!).aliases(inGroup.slice(1)));
+  };
+
+  both('import', ['import'], (c) =>
+    c
     .description('create an image from a root filesystem tarball (plain, gzip or zstd)')
     .argument('<file>', 'tarball path')
     .argument('[reference]', 'name[:tag] for the image')
@@ -50,10 +127,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       const { importTarball } = await import('../../image/importer');
       const img = await importTarball(ctx.store, settings, file, ref, { ...parseChanges(opts.change), ...(opts.message ? { message: opts.message } : {}) });
       process.stdout.write(`${img.id}\n`);
-    });
+    }),
+  );
 
-  program
-    .command('pull')
+  both('pull', ['pull'], (c) =>
+    c
     .description('pull an image from a registry')
     .argument('<image>', 'reference, e.g. alpine, quay.io/x/y:tag, host:5000/name@sha256:…')
     .option('-q, --quiet', 'no progress output')
@@ -69,7 +147,8 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}),
       });
       process.stdout.write(`${img.id}\n`);
-    });
+    }),
+  );
 
   program
     .command('login')
@@ -107,8 +186,8 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       for (const f of r.remaining) process.stderr.write(`note: ${f} still holds credentials for ${registry}\n`);
     });
 
-  program
-    .command('push')
+  both('push', ['push'], (c) =>
+    c
     .description('push an image to a registry (blobs it has are skipped, blobs of the same registry mounted)')
     .argument('<image>', 'local image: name or id')
     .argument('[destination]', 'registry/repository[:tag] to push to (default: the image name)')
@@ -121,10 +200,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       const r = await pushImage(store, image, destination, { quiet: !!opts.quiet, registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) });
       if (opts.digestfile) require('node:fs').writeFileSync(opts.digestfile, r.digest);
       if (opts.quiet) process.stdout.write(`${r.digest}\n`);
-    });
+    }),
+  );
 
-  program
-    .command('save')
+  both('save', ['save'], (c) =>
+    c
     .description('write images to a tar archive (docker-archive, as `docker save`, or oci-archive)')
     .argument('<images...>')
     .option('-o, --output <file>', 'write to this file instead of stdout')
@@ -143,10 +223,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         // The fd stays open: writeAside syncs and closes it after the archive's last byte.
         await saveImages(store, refs, fs.createWriteStream('', { fd, autoClose: false }), opts.format);
       });
-    });
+    }),
+  );
 
-  program
-    .command('load')
+  both('load', ['load'], (c) =>
+    c
     .description('load images from a tar archive (docker-archive or oci-archive, plain or gzip)')
     .option('-i, --input <file>', 'read from this file instead of stdin')
     .option('-q, --quiet', 'print only the loaded ids')
@@ -165,18 +246,21 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         else if (l.names.length) for (const n of l.names) process.stdout.write(`Loaded image: ${parseReference(n).familiar()}\n`);
         else process.stdout.write(`Loaded image ID: ${l.id}\n`);
       }
-    });
+    }),
+  );
 
-  program
-    .command('images')
-    .description('list images')
+  both('images', ['ls', 'list'], (c) =>
+    c
+    .description('list images, or those of one repository: images [REPOSITORY[:TAG]]')
+    .argument('[reference]', 'REPOSITORY[:TAG] to list (* and ? match as in Docker)')
     .option('-q, --quiet', 'only ids')
     .option('-a, --all', 'all images (no intermediate images exist; accepted)')
     .option('--digests', 'show digests')
     .option('--no-trunc', 'do not truncate ids')
     .option('--format <template>', 'Go-template-like format, or json')
-    .action((opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
+    .action((reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
       const { store } = context(cmd);
+      const wanted = reference === undefined ? undefined : referenceFilter(reference);
       const rows: Record<string, string>[] = [];
       for (const img of store.images().sort((a, b) => (b.created ?? '').localeCompare(a.created ?? ''))) {
         const id = img.id.replace(/^sha256:/, '');
@@ -188,7 +272,8 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
             ? [...new Set(img.repoDigests.map((d) => d.slice(0, d.indexOf('@'))))].map((r) => [r, '<none>'])
             : [[undefined, '<none>']];
         for (const [full, tag] of names) {
-          const repo = full === undefined ? '<none>' : full.replace(/^docker\.io\/(library\/)?/, '');
+          if (wanted && (full === undefined || !wanted(full, tag))) continue;
+          const repo = full === undefined ? '<none>' : shownRepository(full);
           // As Docker: the digest the registry knows this image by in this repository (for a
           // multi-platform image, the index's), not the local manifest's.
           const rd = img.repoDigests.find((d) => full !== undefined && d.startsWith(`${full}@`));
@@ -197,7 +282,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
             Tag: tag,
             ID: opts.trunc ? id.slice(0, 12) : `sha256:${id}`,
             Digest: rd ? rd.slice(rd.indexOf('@') + 1) : '<none>',
-            CreatedSince: humanAge(img.created),
+            CreatedSince: ago(img.created),
             CreatedAt: img.created ?? '',
             Size: humanSize(img.size),
           });
@@ -211,10 +296,11 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         const headers = ['REPOSITORY', 'TAG', ...(opts.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
         process.stdout.write(table(headers, rows.map((r) => [r.Repository!, r.Tag!, ...(opts.digests ? [r.Digest!] : []), r.ID!, r.CreatedSince!, r.Size!])));
       }
-    });
+    }),
+  );
 
-  program
-    .command('rmi')
+  both('rmi', ['rm', 'remove'], (c) =>
+    c
     .description('remove images (refuses an image a container uses, unless -f)')
     .argument('<images...>')
     .option('-f, --force', 'remove even if containers use it')
@@ -227,7 +313,7 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       for (const ref of refs) {
         const img = findImage(ctx.store, ref);
         if (!img) {
-          process.stderr.write(`Error: no such image: ${ref}\n`);
+          process.stderr.write(errorText(new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${ref}`)));
           failed = true;
           continue;
         }
@@ -241,28 +327,74 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
         }
         if (byTag && img.repoTags.length > 1) {
           ctx.store.untag(byTag);
-          process.stdout.write(`Untagged: ${byTag}\n`);
+          process.stdout.write(`Untagged: ${shownTag(byTag)}\n`);
           continue;
         }
         if (!byTag && img.repoTags.length > 1 && !opts.force) {
-          process.stderr.write(`Error: image ${ref} is referenced by several names (${img.repoTags.join(', ')}): remove them by name, or use -f\n`);
+          process.stderr.write(errorText(new BurrowError('EIMAGE_IN_USE', `image ${ref} is referenced by several names (${img.repoTags.map(shownTag).join(', ')}): remove them by name, or use -f`)));
           failed = true;
           continue;
         }
         if (users.length && !opts.force) {
-          process.stderr.write(`Error: image ${ref} is in use by container ${users[0]!.id.slice(0, 12)} (${users[0]!.name}): remove the container first, or use -f\n`);
+          process.stderr.write(errorText(new BurrowError('EIMAGE_IN_USE', `image ${ref} is in use by container ${users[0]!.id.slice(0, 12)} (${users[0]!.name}): remove the container first, or use -f`)));
           failed = true;
           continue;
         }
-        for (const t of img.repoTags) process.stdout.write(`Untagged: ${t}\n`);
+        for (const t of img.repoTags) process.stdout.write(`Untagged: ${shownTag(t)}\n`);
         ctx.store.deleteImage(img.id);
         process.stdout.write(`Deleted: ${img.id}\n`);
       }
-      if (failed) setExit(1);
-    });
+      if (failed) setExit(EXIT.ENGINE);
+    }),
+  );
 
-  program
-    .command('tag')
+  both('history', ['history'], (c) =>
+    c
+    .description("show an image's history: its config's history entries, newest first, with the size of each layer")
+    .argument('<image>')
+    .option('-q, --quiet', 'only image ids')
+    .option('--no-trunc', 'do not truncate the output')
+    .option('--format <template>', 'Go-template-like format, or json')
+    .action(async (ref: string, opts: { quiet?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
+      const { store } = context(cmd);
+      const { requireImage } = await import('../../image/resolve');
+      const { imageConfig } = await import('../../container/create');
+      const img = requireImage(store, ref);
+      // The layers' sizes as `images` counts them, so that the column adds up to its SIZE.
+      const rows = historyRows(imageConfig(store, img).history, img.id, img.layers.map((l) => l.size), opts.trunc);
+      if (opts.quiet) process.stdout.write(rows.map((r) => `${r.ID}\n`).join(''));
+      else if (opts.format) process.stdout.write(formatRows(opts.format, rows, { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' }));
+      else process.stdout.write(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], rows.map((r) => [r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment])));
+    }),
+  );
+
+  if (image) {
+    image
+      .command('inspect')
+      .description('low-level information on images, as JSON')
+      .argument('<images...>')
+      .option('-f, --format <template>', 'Go-template-like format')
+      .action(async (names: string[], opts: { format?: string }, cmd: Command) => {
+        const { store } = context(cmd);
+        const { findImage } = await import('../../image/resolve');
+        const { inspectImage } = await import('../../container/inspect');
+        const { render } = await import('../format/table');
+        const out: object[] = [];
+        for (const n of names) {
+          const img = findImage(store, n);
+          if (img) out.push(inspectImage(store, img));
+          else {
+            process.stderr.write(errorText(new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${n}`)));
+            setExit(EXIT.ENGINE);
+          }
+        }
+        if (opts.format) process.stdout.write(out.map((o) => `${render(opts.format!, o as Record<string, unknown>)}\n`).join(''));
+        else process.stdout.write(`${JSON.stringify(out, null, 4)}\n`);
+      });
+  }
+
+  both('tag', ['tag'], (c) =>
+    c
     .description('give an image another name')
     .argument('<source>')
     .argument('<target>')
@@ -272,5 +404,6 @@ export function registerImageCommands(program: Command, setExit: SetExit): void 
       const { parseReference } = await import('../../image/reference');
       const img = requireImage(store, source);
       store.tag(img.id, parseReference(target).canonical());
-    });
+    }),
+  );
 }

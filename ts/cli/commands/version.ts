@@ -125,7 +125,7 @@ export async function versionCommand(opts: { format?: string }): Promise<number>
     process.stdout.write(`${render(opts.format, v as unknown as Record<string, unknown>)}\n`);
   } else process.stdout.write(renderVersion(v));
   if ('Error' in v.Runtime) {
-    process.stderr.write(`burrow: ${v.Runtime.Error}\n`);
+    process.stderr.write(`Error: ${v.Runtime.Error}\n`);
     return 1;
   }
   return 0;

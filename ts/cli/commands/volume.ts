@@ -1,5 +1,6 @@
 /** `volume ls|create|inspect|rm|prune`: named volumes (storage/volumes.ts). Flags and output only. */
 import type { Command } from 'commander';
+import { errorText, exitStatus } from '../../errors';
 import { collect, context } from '../context';
 import { formatRows, humanSize, render, table } from '../format/table';
 import { confirm } from '../prompt';
@@ -50,8 +51,8 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
         try {
           out.push(inspectVolume(store, n));
         } catch (err) {
-          process.stderr.write(`Error: ${(err as Error).message}\n`);
-          setExit(1);
+          process.stderr.write(errorText(err));
+          setExit(exitStatus(err));
         }
       }
       if (opts.format) process.stdout.write(out.map((o) => `${render(opts.format!, o as Record<string, unknown>)}\n`).join(''));
@@ -73,8 +74,8 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
           process.stdout.write(`${n}\n`);
         } catch (err) {
           if (opts.force && /no such volume/.test((err as Error).message)) continue;
-          process.stderr.write(`Error: ${(err as Error).message}\n`);
-          setExit(1);
+          process.stderr.write(errorText(err));
+          setExit(exitStatus(err));
         }
       }
     });

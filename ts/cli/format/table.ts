@@ -17,20 +17,52 @@ export function humanSize(bytes: number): string {
   return `${i === 0 ? v : v.toPrecision(3)}${units[i]}`;
 }
 
+/**
+ * How long ago, in the words of Docker's go-units HumanDuration ("Less than a second",
+ * "About a minute", "27 minutes", "2 hours", "3 days", "5 weeks", "4 months", "2 years"), with
+ * its rounding: seconds and minutes cut, hours rounded. `N/A` without a time.
+ */
 export function humanAge(iso: string | undefined, now = Date.now()): string {
-  if (!iso) return 'N/A';
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (s < 1) return 'Less than a second';
-  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
-  const m = Math.round(s / 60);
-  if (m < 60) return m === 1 ? 'About a minute' : `${m} minutes`;
-  const h = Math.round(m / 60);
-  if (h < 48) return h === 1 ? 'About an hour' : `${h} hours`;
-  const d = Math.round(h / 24);
-  if (d < 14) return `${d} days`;
-  const w = Math.round(d / 7);
-  if (d < 60) return `${w} weeks`;
-  return `${Math.round(d / 30)} months`;
+  if (!iso || Number.isNaN(Date.parse(iso))) return 'N/A';
+  const ms = Math.max(0, now - Date.parse(iso));
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 1) return 'Less than a second';
+  if (seconds === 1) return '1 second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.floor(ms / 60_000);
+  if (minutes === 1) return 'About a minute';
+  if (minutes < 60) return `${minutes} minutes`;
+  const hours = Math.floor(ms / 3_600_000 + 0.5);
+  if (hours === 1) return 'About an hour';
+  if (hours < 48) return `${hours} hours`;
+  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
+  return `${Math.floor(Math.floor(ms / 3_600_000) / 24 / 365)} years`;
+}
+
+/** Docker's CREATED column of `images` and `ps` ("27 minutes ago"); `N/A` without a time. */
+export function ago(iso: string | undefined, now = Date.now()): string {
+  const d = humanAge(iso, now);
+  return d === 'N/A' ? d : `${d} ago`;
+}
+
+/**
+ * A value as Go's text/template prints it (fmt's %v), which Docker's and podman's --format
+ * use: a list `[a b]`, a map `map[k:v]` with sorted keys, nil `<nil>` inside a value and
+ * `<no value>` for a missing or nil field, numbers and booleans as they are.
+ */
+export function goValue(v: unknown, top = true): string {
+  if (v === undefined || v === null) return top ? '<no value>' : '<nil>';
+  if (Array.isArray(v)) return `[${v.map((x) => goValue(x, false)).join(' ')}]`;
+  if (typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `map[${Object.keys(o)
+      .sort()
+      .map((k) => `${k}:${goValue(o[k], false)}`)
+      .join(' ')}]`;
+  }
+  return String(v);
 }
 
 /**
@@ -39,7 +71,7 @@ export function humanAge(iso: string | undefined, now = Date.now()): string {
  */
 export function render(template: string, obj: Record<string, unknown>): string {
   const get = (p: string): unknown => (p === '.' ? obj : p.replace(/^\./, '').split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj));
-  const str = (v: unknown): string => (v === undefined || v === null ? '<no value>' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const str = (v: unknown): string => goValue(v);
   return template
     .replace(/\\t/g, '\t')
     .replace(/\\n/g, '\n')
