@@ -155,6 +155,10 @@ describe(`a store whose saved driver cannot mount here, as ${IS_ROOT ? 'root' : 
       // Once: the next command knows this host already.
       const again = viaFuse(['run', '--rm', 'bb', 'echo', 'again']);
       expect([again.code, again.stdout, again.stderr], again.stderr).toEqual([0, 'again\n', '']);
+      // Asking for the kernel overlay there anyway: refused with the cause, not a raw EINVAL.
+      const forced = viaFuse(['--storage-driver', 'overlay', 'run', '--rm', 'bb', 'true']);
+      expect(forced.code).toBe(125);
+      expect(forced.stderr).toContain('storage driver overlay cannot work here');
       // A detached container and its removal work there too.
       const d = viaFuse(['run', '-d', 'bb', 'sleep', '60']);
       expect(d.code, d.stderr).toBe(0);

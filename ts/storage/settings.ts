@@ -221,16 +221,27 @@ export async function storeSettings(store: Store, root: string | undefined, driv
 // ---- the host a store is used on ------------------------------------------------------------
 
 /**
- * What the saved driver and id mapping depend on, as one string: the machine, its kernel, the
+ * What the saved driver and id mapping depend on, as one string: the kernel (its release), the
  * filesystem where layers and writable layers live (statfs magic; a home seen through NFS on one
  * machine and a local disk on another differs), and for an ordinary user whether the files give
- * them a subordinate range. Cheap (no probe): every command that uses the settings computes it.
+ * them a subordinate range. Not the host name: the nodes of a cluster share kernel and
+ * filesystems, and one check serves them all. Cheap (no probe): every command that uses the
+ * settings computes it.
  */
 export function hostKey(dir: string, uid = process.getuid?.() ?? 0): string {
   const magic = (statfsMagic(dir) ?? 0).toString(16);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ranges = uid === 0 ? 'root' : (require('../host/subid') as typeof import('../host/subid')).hasSubidRanges() ? 'subid' : 'nosubid';
-  return `${os.hostname()} ${os.release()} fs=${magic} ${ranges}`;
+  return `${os.release()} fs=${magic} ${ranges}`;
+}
+
+/** Hosts remembered at most: the oldest are forgotten (and checked again if they come back). */
+const MAX_HOSTS = 32;
+
+/** The driver the store uses where this command runs, if that was decided already. */
+export function driverHere(store: Store): Driver | undefined {
+  const s = store.settings();
+  return s && hostDriver(s, hostKey(localRoot(s) ?? store.root));
 }
 
 /** The host a store's settings were made or last migrated on (stores from before: none). */
@@ -287,7 +298,7 @@ async function recheckHost(store: Store, root: string | undefined, saved: Storag
   }
   // A store from before hosts were remembered, whose driver works here: this host becomes the
   // one it was checked on. Otherwise this host's driver is remembered beside the others.
-  const next = savedHost(saved) === undefined && driver === saved.driver ? { ...saved, host: key } : { ...saved, hosts: { ...savedHosts(saved), [key]: driver } };
+  const next = savedHost(saved) === undefined && driver === saved.driver ? { ...saved, host: key } : { ...saved, hosts: Object.fromEntries([...Object.entries(savedHosts(saved)).filter(([k]) => k !== key).slice(1 - MAX_HOSTS), [key, driver]]) };
   try {
     store.saveSettings(next as StorageSettings);
   } catch {
