@@ -265,7 +265,9 @@ export function hostDriver(s: StorageSettings, key: string): Driver | undefined 
 
 /** Whether `driver` works on the host the report describes. */
 export function driverWorks(driver: Driver, st: HostReport['storage']): boolean {
-  if (driver === 'overlay') return st.nativeOverlay === true && !st.networkFs;
+  // A store on a network filesystem keeps its layers on a local disk (`local`), where the probe
+  // tested overlay; without one, overlay upper directories cannot be on it.
+  if (driver === 'overlay') return st.nativeOverlay === true && (!st.networkFs || st.local !== null);
   if (driver === 'fuse-overlayfs') return st.fuseOverlayfs !== null && st.devFuseUsable;
   return true;
 }
@@ -286,7 +288,7 @@ async function recheckHost(store: Store, root: string | undefined, saved: Storag
   const report = probeHost({ root }, local);
   const key = hostKey(local ?? store.root, report.uid);
   let driver = saved.driver;
-  if (!driverWorks(saved.driver, report.storage)) {
+  if (!driverWorks(saved.driver, report.storage) && report.storage.driver !== saved.driver) {
     driver = report.storage.driver;
     const why = saved.driver === 'overlay' ? (report.storage.nativeOverlayError ?? 'the kernel overlay test failed') : saved.driver === 'fuse-overlayfs' ? 'fuse-overlayfs or /dev/fuse is not usable' : '';
     process.stderr.write(`burrow: note: this store's driver, ${saved.driver}, does not work on this host (${why}): using ${driver} here (remembered for this host; images and layers stay shared). \`burrow system migrate\` makes it the store's driver.\n`);
