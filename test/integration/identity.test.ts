@@ -262,6 +262,21 @@ describe.runIf(IS_ROOT)('a user without a subordinate range (a throwaway user ma
       const again = as(['system', 'migrate']);
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).toContain('(unchanged)');
+      // The range goes again (or the store is used on a machine without it): a clear refusal
+      // before anything is made, not newuidmap's complaint, and the way back.
+      for (const f of ['/etc/subuid', '/etc/subgid']) {
+        fs.writeFileSync(f, fs.readFileSync(f, 'utf8').split(/(?<=\n)/).filter((l) => !l.startsWith(`${name}:`)).join(''));
+      }
+      const gone = as(['run', '--rm', 'bb', 'id', '-u']);
+      expect(gone.code).toBe(125);
+      expect(gone.stderr).toContain('/etc/subuid and /etc/subgid give you none on this host');
+      expect(gone.stderr).toContain('burrow system migrate');
+      expect(as(['ps', '-aq']).stdout).toBe('');
+      const back = as(['system', 'migrate']);
+      expect(back.code, back.stderr).toBe(0);
+      expect(back.stdout).toMatch(/id mapping: subuid .* -> single/);
+      const single = as(['run', '--rm', 'bb', 'id', '-u']);
+      expect([single.code, single.stdout], single.stderr).toEqual([0, '0\n']);
       as(['rm', '-af']);
     } finally {
       // Only this test's lines go (another test's user may be added meanwhile): the files are

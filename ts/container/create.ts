@@ -13,9 +13,8 @@ import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } fr
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord } from './records';
 import { cgroupPlacement } from './cgroup';
-import { buildSpec, type DeviceSpec, type OciMount } from './spec';
-import { fitUser, type Identity, type UserFallback } from './userns';
-import { resolveUser } from './spec';
+import { buildSpec, resolveUser, type DeviceSpec, type OciMount } from './spec';
+import { checkRangeHere, fitUser, type Identity, type UserFallback } from './userns';
 
 export interface CreateOptions {
   name?: string;
@@ -138,6 +137,7 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
 }
 
 export async function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): Promise<ContainerRecord> {
+  checkRangeHere(settings, o.identity);
   const containers = new Containers(store);
   const cfg = imageConfig(store, img);
   const id = containers.newId();

@@ -13,7 +13,7 @@
  *            the mount namespace a root filesystem needs, so this is root's only.
  */
 import { BurrowError } from '../errors';
-import { hasSubidRanges } from '../host/subid';
+import { hasSubidRanges, nssServesSubids } from '../host/subid';
 import type { IdMap, StorageSettings } from '../storage/store';
 
 export type UsernsMode = 'subuid' | 'keep-id' | 'single' | 'host';
@@ -79,6 +79,25 @@ export function identityFor(mode: UsernsMode, s: StorageSettings, uid = process.
     );
   }
   return { userNamespace: true, uidMap: keepIdMap(s.uidMap, uid), gidMap: keepIdMap(s.gidMap, gid), user: { uid, gid } };
+}
+
+/**
+ * A store that maps ids through a subordinate range, used where that range is not (another
+ * machine sharing the home directory, or the range removed): newuidmap would refuse the map with
+ * a message about permissions. Said here, with the fix, before anything is made. Ranges from
+ * NSS (nsswitch.conf `subid:`) are not in the files, so nothing is said when NSS may have one.
+ */
+export function checkRangeHere(s: StorageSettings, identity: Identity | undefined, uid = process.getuid?.() ?? 0): void {
+  if (uid === 0 || s.idMode !== 'subuid') return;
+  const maps = identity?.uidMap ?? s.uidMap;
+  if (identity?.userNamespace === false || maps.every(([, , n]) => n === 1)) return;
+  if (hasSubidRanges() || nssServesSubids()) return;
+  const range = s.uidMap.find(([c]) => c === 1);
+  throw new BurrowError(
+    'ESTORE_MISMATCH',
+    `this store maps container ids through a subordinate id range${range ? ` (${range[1]}-${range[1] + range[2] - 1})` : ''}, and /etc/subuid and /etc/subgid give you none on this host (removed, or another machine sharing this store)`,
+    'run `burrow system migrate` to switch the store to single-id mode here (its layers are unpacked again; stop your containers first), use --userns single for this container, or use a store of its own on this host (--root DIR)',
+  );
 }
 
 // ---- a user the id map lacks --------------------------------------------------------------

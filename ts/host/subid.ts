@@ -50,3 +50,12 @@ export function hasSubidRanges(): boolean {
   const r = ownSubidRanges();
   return r.subuid.length > 0 && r.subgid.length > 0;
 }
+
+/** Whether NSS may serve ranges that the files do not show (nsswitch.conf `subid:` names a source). */
+export function nssServesSubids(file = '/etc/nsswitch.conf'): boolean {
+  try {
+    return /^\s*subid\s*:\s*\S/m.test(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return false;
+  }
+}

@@ -66,7 +66,19 @@ export async function migrateStore(store: Store, root: string | undefined, probe
     for (const r of records) fs.rmSync(store.p('layers', `${r.diffId.replace(/^sha256:/, '')}.json`), { force: true });
     const trees = records.map((r) => store.layerDir(r.diffId)).filter((d) => fs.existsSync(d));
     // Under the old mapping, whose ids own the files; without it (a range gone), as ourselves.
-    await removeTrees(before, trees).catch(() => trees.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+    await removeTrees(before, trees).catch(() => {
+      for (const d of trees) {
+        try {
+          fs.rmSync(d, { recursive: true, force: true });
+        } catch (err) {
+          throw new BurrowError(
+            'ESTORE_MISMATCH',
+            `cannot remove the unpacked layer ${d}: ${(err as Error).message}; its files belong to ids of the store's old mapping, which this host no longer lets you use`,
+            'restore the subordinate range and run `burrow system migrate` there, or have an administrator remove the directory, then run `burrow system migrate` again',
+          );
+        }
+      }
+    });
     store.saveSettings(after);
     for (const r of records) {
       if (!store.hasBlob(r.digest)) {
