@@ -35,6 +35,8 @@ export type ErrorCode =
   | 'ESTORAGE_DRIVER'
   /** a store on a network filesystem whose layers cannot be kept on a local disk instead */
   | 'ESTORE_NETWORK'
+  /** the container's user (`-u`, the image's USER) is not in its id map and user_fallback = "error" */
+  | 'EUSER_UNMAPPED'
   | 'ECONTAINER_NOT_FOUND'
   | 'ECONTAINER_EXISTS'
   | 'ECONTAINER_STATE'

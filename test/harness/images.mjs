@@ -324,6 +324,27 @@ export function buildSmallImage(dir, { tag = 'latest', seed = crypto.randomBytes
 }
 
 /**
+ * An image whose config runs it as a non-root user by name, as many real images do: busybox,
+ * /etc/passwd and /etc/group with `app` (uid and gid 1000), /home/app, and `User: "app"` with
+ * `Cmd: ["id"]`. Every file is root's, so that a test's store can be deleted without burrow
+ * (rootless, a file of a subordinate id could not be). For test/integration/identity.test.ts.
+ */
+export function buildUserImage(dir, { tag = 'user' } = {}) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-img-'));
+  try {
+    const root = path.join(work, 'root');
+    busyboxRoot(root);
+    write(root, 'etc/passwd', 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    write(root, 'etc/group', 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n');
+    write(root, 'home/app/.profile', 'echo app\n');
+    const tar = tarDirectory(root, path.join(work, 'l.tar'));
+    return buildImage(dir, { tag, layers: [{ tar, compression: 'gzip', comment: 'busybox with USER app' }], config: { User: 'app', Cmd: ['id'], WorkingDir: '/home/app' } });
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
  * An index with linux/amd64 and linux/arm64/v8 manifests, each one tiny layer with /arch naming
  * the platform. Returns {layout, tag, index: {mediaType, digest, size}, indexBytes, images:
  * {amd64, arm64}} where each image is buildImage's result (untagged).

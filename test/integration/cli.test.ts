@@ -119,7 +119,7 @@ describe('burrow completion', () => {
     const flags = [...runHelp.matchAll(/^ {2}(-\w, )?(--[\w-]+)/gm)].flatMap((m) => [...(m[1] ? [m[1].slice(0, 2)] : []), m[2]!]);
     expect(flags).toContain('--userns');
     expect(bashComplete('burrow run -').sort()).toEqual([...new Set(flags)].sort());
-    expect(bashComplete('burrow run --us')).toEqual(['--user', '--userns']);
+    expect(bashComplete('burrow run --us')).toEqual(['--user', '--userns', '--user-fallback']);
     expect(bashComplete('burrow container ls -').sort()).toEqual(['-a', '--all', '-q', '--quiet', '-n', '--last', '--no-trunc', '--format', '-f', '--filter', '-h', '--help'].sort());
   });
 

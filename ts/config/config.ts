@@ -5,7 +5,7 @@
  * can always override what a user's file says.
  *
  *   [storage]     root, runroot
- *   [containers]  network, userns, log_driver, init_path, port_handler
+ *   [containers]  network, userns, log_driver, init_path, port_handler, user_fallback
  *   [registries]  insecure = ["host:port", …]; [registries.mirrors] "docker.io" = ["mirror", …]
  *
  * The file is read at most once per process, and only when a value is asked for that no flag or
@@ -21,13 +21,15 @@ export interface BurrowConfig {
   /** The file the values came from (it may not exist). */
   file: string;
   storage: { root?: string; runroot?: string };
-  containers: { network?: string; userns?: string; logDriver?: string; initPath?: string; portHandler?: string };
+  containers: { network?: string; userns?: string; logDriver?: string; initPath?: string; portHandler?: string; userFallback?: string };
   registries: { insecure: string[]; mirrors: Record<string, string[]> };
 }
 
 export const NETWORK_MODES = ['none', 'host', 'slirp4netns', 'pasta'];
 export const USERNS_MODES = ['subuid', 'keep-id', 'single', 'host'];
 export const LOG_DRIVERS = ['k8s-file', 'json-file', 'none'];
+/** What a user the container's id map lacks (single-id mode, `-u 1000`) becomes: container root with a warning, or an error. */
+export const USER_FALLBACKS = ['root', 'error'];
 /** The handlers that work with every network mode (slirp4netns's own is an option of that mode). */
 export const PORT_HANDLER_DEFAULTS = ['burrow', 'bypass'];
 

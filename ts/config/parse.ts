@@ -5,13 +5,13 @@
  */
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { LOG_DRIVERS, NETWORK_MODES, PORT_HANDLER_DEFAULTS, USERNS_MODES, type BurrowConfig } from './config';
+import { LOG_DRIVERS, NETWORK_MODES, PORT_HANDLER_DEFAULTS, USER_FALLBACKS, USERNS_MODES, type BurrowConfig } from './config';
 import { parseToml, TomlError, type KeyLines, type TomlTable, type TomlValue } from './toml';
 
 /** Known keys per table and what each accepts. */
 const SCHEMA: Record<string, Record<string, 'path' | 'string' | 'strings' | { oneOf: string[] }>> = {
   storage: { root: 'path', runroot: 'path' },
-  containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path', port_handler: { oneOf: PORT_HANDLER_DEFAULTS } },
+  containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path', port_handler: { oneOf: PORT_HANDLER_DEFAULTS }, user_fallback: { oneOf: USER_FALLBACKS } },
   registries: { insecure: 'strings' },
 };
 
@@ -56,7 +56,7 @@ export function parseConfig(text: string, file: string): BurrowConfig {
       const val = kind === 'path' ? path.resolve(base, expandHome(v)) : v;
       if (table === 'storage') cfg.storage[k as 'root' | 'runroot'] = val;
       else if (table === 'containers') {
-        const field = ({ network: 'network', userns: 'userns', log_driver: 'logDriver', init_path: 'initPath', port_handler: 'portHandler' } as const)[k as 'network'];
+        const field = ({ network: 'network', userns: 'userns', log_driver: 'logDriver', init_path: 'initPath', port_handler: 'portHandler', user_fallback: 'userFallback' } as const)[k as 'network'];
         cfg.containers[field] = val;
       }
     }

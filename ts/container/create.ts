@@ -13,8 +13,8 @@ import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } fr
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord } from './records';
 import { cgroupPlacement } from './cgroup';
-import { buildSpec, type DeviceSpec, type OciMount } from './spec';
-import type { Identity } from './userns';
+import { buildSpec, resolveUser, type DeviceSpec, type OciMount } from './spec';
+import { checkRangeHere, fitUser, type Identity, type UserFallback } from './userns';
 
 export interface CreateOptions {
   name?: string;
@@ -51,11 +51,26 @@ export interface CreateOptions {
   noCgroup?: boolean;
   /** `--userns`, `--group-add`, `--device`, `--init`: see userns.ts and spec.ts. */
   identity?: Identity;
+  /** `--userns` as given (for messages). */
+  userns?: string;
+  /** `--user-fallback`: a user the id map lacks runs as container root ('root', default) or is refused. */
+  userFallback?: string;
+  /** Where warnings go (stderr by default). */
+  warn?: (message: string) => void;
   groupAdd?: string[];
   devices?: DeviceSpec[];
   init?: { hostPath: string; containerPath: string };
   /** `--expose`: ExposedPorts keys (`80/tcp`) added to the image's, for inspect. */
   expose?: string[];
+}
+
+/** `--user-fallback`, else BURROW_USER_FALLBACK, else `[containers] user_fallback`, else 'root'. */
+function userFallback(flag: string | undefined): UserFallback {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { setting, USER_FALLBACKS } = require('../config/config') as typeof import('../config/config');
+  const v = setting(flag, 'BURROW_USER_FALLBACK', (c) => c.containers.userFallback, 'root', USER_FALLBACKS);
+  if (!USER_FALLBACKS.includes(v)) throw new BurrowError('EUSAGE', `invalid --user-fallback ${v}: want ${USER_FALLBACKS.join(' or ')}`);
+  return v as UserFallback;
 }
 
 export function imageConfig(store: Store, img: ImageRecord): ImageConfig {
@@ -124,6 +139,7 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
 }
 
 export async function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): Promise<ContainerRecord> {
+  checkRangeHere(settings, o.identity);
   const containers = new Containers(store);
   const cfg = imageConfig(store, img);
   const id = containers.newId();
@@ -171,12 +187,17 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     const { oci, shown } = parseMounts(store, o);
     const network = o.network === 'host' ? 'host' : o.network === 'none' ? 'none' : 'private';
     const cgroup = o.noCgroup ? { systemd: false } : cgroupPlacement(id);
+    // The process's user, checked against the id map: in single-id mode only root exists.
+    const uidMap = o.identity?.uidMap ?? settings.uidMap;
+    const gidMap = o.identity?.gidMap ?? settings.gidMap;
+    const named = o.user ?? (cfg.config?.User || undefined);
+    const wanted = o.user === undefined && o.identity?.user ? o.identity.user : resolveUser(named, layerDirs);
+    const user = fitUser(wanted, named ?? `${wanted.uid}`, { uidMap, gidMap, userNamespace: o.identity?.userNamespace !== false }, settings, o.userns, userFallback(o.userFallback), o.warn ?? ((m) => process.stderr.write(`burrow: warning: ${m}\n`)));
     const spec = buildSpec(cfg, {
       args: o.args,
       ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}),
       env,
       ...(o.workdir ? { workdir: o.workdir } : {}),
-      ...(o.user ? { user: o.user } : {}),
       hostname,
       tty: o.tty,
       readOnly: o.readOnly,
@@ -187,9 +208,11 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       seccomp,
       ulimits: o.ulimits,
       network,
-      uidMap: o.identity?.uidMap ?? settings.uidMap,
-      gidMap: o.identity?.gidMap ?? settings.gidMap,
-      ...(o.identity ? { userNamespace: o.identity.userNamespace, ...(o.identity.user ? { defaultUser: o.identity.user } : {}) } : {}),
+      uidMap,
+      gidMap,
+      // Resolved above (image passwd, keep-id, the id map): the spec takes it as it is.
+      defaultUser: user,
+      ...(o.identity ? { userNamespace: o.identity.userNamespace } : {}),
       ...(o.groupAdd ? { groupAdd: o.groupAdd } : {}),
       ...(o.devices ? { devices: o.devices } : {}),
       ...(o.init ? { init: o.init } : {}),

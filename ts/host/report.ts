@@ -63,6 +63,8 @@ export interface HostReport {
     mode: 'subuid' | 'single';
     reason: string;
     containerIds: number;
+    /** A range of 65536 ids nobody has in /etc/subuid and /etc/subgid (the fix's); null when none fits. */
+    suggested: IdRange | null;
   };
   storage: {
     root: string;

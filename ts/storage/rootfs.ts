@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
 import { hexOf, mkdirp } from './fsutil';
-import { DRIVERS, localRoot } from './settings';
+import { DRIVERS, driverHere, localRoot } from './settings';
 import type { Driver, ImageRecord, StorageSettings, Store } from './store';
 
 const CHOOSE = '--storage-driver overlay|fuse-overlayfs|copy (or BURROW_STORAGE_DRIVER)';
@@ -89,7 +89,8 @@ export async function checkDriver(store: Store, settings: StorageSettings, drive
     }
     return { fuseProgram: program };
   }
-  if (driver === 'overlay' && store.settings()?.driver !== 'overlay') {
+  // Not tested where overlay is the driver this store found working here (settings.ts, per host).
+  if (driver === 'overlay' && driverHere(store) !== 'overlay') {
     const { probeHost } = await import('../host/probe');
     const st = probeHost({ root: localRoot(settings) ?? store.root }).storage;
     if (st.nativeOverlay !== true) {

@@ -1,12 +1,22 @@
 /**
- * The store's fixed settings, decided once from the host probe when the store is first used:
- * the default rootfs driver, the id mapping that layers are unpacked and containers run with,
- * and, for a store on a network filesystem, the local directory that keeps its layers and its
- * containers' writable parts. A command may choose another driver for the containers it creates
+ * The store's settings, decided from the host probe when the store is first used: the default
+ * rootfs driver, the id mapping that layers are unpacked and containers run with, and, for a
+ * store on a network filesystem, the local directory that keeps its layers and its containers'
+ * writable parts. A command may choose another driver for the containers it creates
  * (`--storage-driver`, BURROW_STORAGE_DRIVER); that choice is never saved (rootfs.ts records it
  * with each container instead).
+ *
+ * Those facts belong to the host and the moment the store was made, and a store outlives both:
+ * a home directory is shared by the machines of a cluster (other kernels, other filesystems
+ * under the same path), an administrator adds a subordinate range after the first run. So the
+ * settings also remember which host they were checked on (`host`, hostKey()), and a command on
+ * another one, or on the same one changed (kernel, the store's filesystem, a range now there or
+ * gone), probes again once: the driver that works there is remembered per host (`hosts`; images
+ * and layers stay shared), and a change of id mapping, which the unpacked layers cannot follow
+ * by themselves, is named with its fix (`burrow system migrate`, storage/migrate.ts).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { mkdirp } from './fsutil';
@@ -184,7 +194,7 @@ async function createSettings(store: Store, root: string | undefined): Promise<S
     const fails = report.checks.filter((c) => c.verdict === 'fail').map((c) => `${c.title}: ${c.evidence}`);
     throw new BurrowError('EUSAGE', `containers cannot run on this host: ${fails.join('; ')}`, 'run `burrow info` for the details and fixes');
   }
-  const settings: StorageSettings = { ...settingsFromReport(report), ...(local ? { local } : {}) };
+  const settings: StorageSettings = { ...settingsFromReport(report), ...(local ? { local } : {}), ...{ host: hostKey(local ?? store.root, report.uid) } };
   if (local) linkLayers(store, local);
   store.saveSettings(settings);
   if (notice) process.stderr.write(notice);
@@ -202,7 +212,99 @@ export async function storeSettings(store: Store, root: string | undefined, driv
   const saved = store.settings() ?? (await createSettings(store, root));
   const local = localRoot(saved);
   if (local) ensureLocal(local);
+  const here = hostDriver(saved, hostKey(local ?? store.root)) ?? (await recheckHost(store, root, saved));
   const env = process.env.BURROW_STORAGE_DRIVER;
-  const driver = driverFlag ? parseDriver(driverFlag, '--storage-driver') : env ? parseDriver(env, 'BURROW_STORAGE_DRIVER') : saved.driver;
+  const driver = driverFlag ? parseDriver(driverFlag, '--storage-driver') : env ? parseDriver(env, 'BURROW_STORAGE_DRIVER') : here;
   return driver === saved.driver ? saved : { ...saved, driver };
+}
+
+// ---- the host a store is used on ------------------------------------------------------------
+
+/**
+ * What the saved driver and id mapping depend on, as one string: the kernel (its release), the
+ * filesystem where layers and writable layers live (statfs magic; a home seen through NFS on one
+ * machine and a local disk on another differs), and for an ordinary user whether the files give
+ * them a subordinate range. Not the host name: the nodes of a cluster share kernel and
+ * filesystems, and one check serves them all. Cheap (no probe): every command that uses the
+ * settings computes it.
+ */
+export function hostKey(dir: string, uid = process.getuid?.() ?? 0): string {
+  const magic = (statfsMagic(dir) ?? 0).toString(16);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ranges = uid === 0 ? 'root' : (require('../host/subid') as typeof import('../host/subid')).hasSubidRanges() ? 'subid' : 'nosubid';
+  return `${os.release()} fs=${magic} ${ranges}`;
+}
+
+/** Hosts remembered at most: the oldest are forgotten (and checked again if they come back). */
+const MAX_HOSTS = 32;
+
+/** The driver the store uses where this command runs, if that was decided already. */
+export function driverHere(store: Store): Driver | undefined {
+  const s = store.settings();
+  return s && hostDriver(s, hostKey(localRoot(s) ?? store.root));
+}
+
+/** The host a store's settings were made or last migrated on (stores from before: none). */
+function savedHost(s: StorageSettings): string | undefined {
+  const v = (s as { host?: unknown }).host;
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** Drivers found to work on other hosts than savedHost (`host key → driver`). */
+function savedHosts(s: StorageSettings): Record<string, Driver> {
+  const v = (s as { hosts?: unknown }).hosts;
+  if (typeof v !== 'object' || v === null) return {};
+  return Object.fromEntries(Object.entries(v).filter((e): e is [string, Driver] => (DRIVERS as readonly unknown[]).includes(e[1])));
+}
+
+/** The driver for this host, if it was decided here already. */
+export function hostDriver(s: StorageSettings, key: string): Driver | undefined {
+  if (savedHost(s) === key) return s.driver;
+  return savedHosts(s)[key];
+}
+
+/** Whether `driver` works on the host the report describes. */
+export function driverWorks(driver: Driver, st: HostReport['storage']): boolean {
+  // A store on a network filesystem keeps its layers on a local disk (`local`), where the probe
+  // tested overlay; without one, overlay upper directories cannot be on it.
+  if (driver === 'overlay') return st.nativeOverlay === true && (!st.networkFs || st.local !== null);
+  if (driver === 'fuse-overlayfs') return st.fuseOverlayfs !== null && st.devFuseUsable;
+  return true;
+}
+
+/** What an id-mapping mode means in a message. */
+const MODE_WORDS: Record<string, string> = { single: 'single-id mode (no subordinate range)', subuid: 'a subordinate id range', root: "root's identity mapping" };
+
+/**
+ * A store used on a host it was not checked on (another machine, kernel or filesystem, or a
+ * range added or removed): probes this host, keeps the saved driver if it works here, else takes
+ * the probe's and says so in one line, and remembers the choice for this host. A different id
+ * mapping cannot be taken on the fly (the layers are unpacked for the saved one): it is named,
+ * with `burrow system migrate`, and the saved mapping stays in use.
+ */
+async function recheckHost(store: Store, root: string | undefined, saved: StorageSettings): Promise<Driver> {
+  const local = localRoot(saved);
+  const { probeHost } = await import('../host/probe');
+  const report = probeHost({ root }, local);
+  const key = hostKey(local ?? store.root, report.uid);
+  let driver = saved.driver;
+  if (!driverWorks(saved.driver, report.storage) && report.storage.driver !== saved.driver) {
+    driver = report.storage.driver;
+    const why = saved.driver === 'overlay' ? (report.storage.nativeOverlayError ?? 'the kernel overlay test failed') : saved.driver === 'fuse-overlayfs' ? 'fuse-overlayfs or /dev/fuse is not usable' : '';
+    process.stderr.write(`burrow: note: this store's driver, ${saved.driver}, does not work on this host (${why}): using ${driver} here (remembered for this host; images and layers stay shared). \`burrow system migrate\` makes it the store's driver.\n`);
+  }
+  const fresh = settingsFromReport(report);
+  if (fresh.idMode !== saved.idMode && report.canRunContainers) {
+    const fix = saved.idMode === 'single' ? 'stop your containers and run `burrow system migrate` to use the range (the image layers are unpacked again for it)' : 'run `burrow system migrate` to switch the store to what this host allows (its layers are unpacked again; stop your containers first), or use a store of its own on this host (--root)';
+    process.stderr.write(`burrow: note: this store was made with ${MODE_WORDS[saved.idMode]}, and this host gives ${MODE_WORDS[fresh.idMode]}: ${fix}.\n`);
+  }
+  // A store from before hosts were remembered, whose driver works here: this host becomes the
+  // one it was checked on. Otherwise this host's driver is remembered beside the others.
+  const next = savedHost(saved) === undefined && driver === saved.driver ? { ...saved, host: key } : { ...saved, hosts: Object.fromEntries([...Object.entries(savedHosts(saved)).filter(([k]) => k !== key).slice(1 - MAX_HOSTS), [key, driver]]) };
+  try {
+    store.saveSettings(next as StorageSettings);
+  } catch {
+    /* a read-only store still runs; the check is made again next time */
+  }
+  return driver;
 }

@@ -10,7 +10,7 @@
  */
 import type { Command, Option } from 'commander';
 import { BurrowError } from '../../errors';
-import { LOG_DRIVERS, NETWORK_MODES, USERNS_MODES } from '../../config/config';
+import { LOG_DRIVERS, NETWORK_MODES, USER_FALLBACKS, USERNS_MODES } from '../../config/config';
 
 /** What a positional argument or a flag's value completes to. */
 type Kind = 'containers' | 'images' | 'objects' | 'files' | 'dirs' | 'devices' | 'cp' | 'commands' | 'rest' | 'none' | { words: string[] };
@@ -47,6 +47,7 @@ const VALUES: Record<string, Kind> = {
   '--digestfile': 'files',
   '--device': 'devices',
   '--userns': { words: USERNS_MODES },
+  '--user-fallback': { words: USER_FALLBACKS },
   '--network': { words: NETWORK_MODES },
   '--net': { words: NETWORK_MODES },
   '--log-driver': { words: LOG_DRIVERS },

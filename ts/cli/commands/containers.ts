@@ -42,6 +42,7 @@ interface RunFlags extends LimitFlags {
   logDriver?: string;
   network?: string;
   userns?: string;
+  userFallback?: string;
   initPath?: string;
   groupAdd: string[];
   device: string[];
@@ -90,6 +91,7 @@ function addRunFlags(c: Command): Command {
     .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed; OPTS: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler=burrow|bypass|slirp4netns), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
     .option('--net <mode>', 'alias of --network')
     .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
+    .option('--user-fallback <mode>', 'a user the id map lacks (single-id mode): root (run as container root, with a warning) or error; env BURROW_USER_FALLBACK, config user_fallback')
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
     .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open)', collect, [])
     .option('-p, --publish <spec>', 'publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], ranges as 8000-8010:80-90', collect, [])
@@ -196,6 +198,8 @@ async function prepare(ctx: Ctx, image: string, args: string[], f: RunFlags) {
       envFiles: f.envFile,
       ...(f.workdir ? { workdir: f.workdir } : {}),
       ...(f.user ? { user: f.user } : {}),
+      ...(userns ? { userns } : {}),
+      ...(f.userFallback ? { userFallback: f.userFallback } : {}),
       ...(f.hostname ? { hostname: f.hostname } : {}),
       tty: !!f.tty,
       interactive: !!f.interactive,

@@ -120,6 +120,28 @@ export function registerDiskCommands(program: Command): void {
       keptNote(r.images);
     });
 
+  system
+    .command('migrate')
+    .description("make the store's settings this host's again, as `podman system migrate`: probe, save the driver and id mapping found, and unpack the layers again when the mapping changed (a subordinate range added or gone); containers must be stopped")
+    .action(async (_opts: object, cmd: Command) => {
+      const ctx = context(cmd);
+      const { storeRootOverride } = await import('../../host/paths');
+      const { probeHost } = await import('../../host/probe');
+      const { migrateStore, describeMap } = await import('../../storage/migrate');
+      const r = await migrateStore(ctx.store, storeRootOverride(ctx.globals), (local) => probeHost(ctx.globals, local));
+      if (!r) {
+        process.stdout.write(`no store at ${ctx.store.root} yet: nothing to migrate (its first command sets it up for this host)\n`);
+        return;
+      }
+      const { before: b, after: a } = r;
+      const map = (s: typeof a) => `${s.idMode} (uids ${describeMap(s.uidMap)}; gids ${describeMap(s.gidMap)})`;
+      let out = `store ${ctx.store.root}\n`;
+      out += b.driver === a.driver ? `driver: ${a.driver} (unchanged)\n` : `driver: ${b.driver} -> ${a.driver}\n`;
+      out += r.idmapChanged ? `id mapping: ${map(b)} -> ${map(a)}\nlayers unpacked again for it: ${r.relaid}${r.dropped ? `; ${r.dropped} dropped (blob gone: pull their images again)` : ''}\n` : `id mapping: ${map(a)} (unchanged)\n`;
+      process.stdout.write(out);
+      if (r.idmapChanged) process.stderr.write('note: containers made before keep the writable layers they had; remove and run them again if files they wrote show the wrong owners\n');
+    });
+
   // `image` may already be a group (other image subcommands): join it rather than shadow it.
   const image = program.commands.find((c) => c.name() === 'image') ?? program.command('image').description('manage images');
   image

@@ -10,6 +10,28 @@ fn check(id: &str, title: &str, verdict: Verdict, evidence: impl Into<String>, f
 
 const DELEGATE_FIX: &str = "boot with cgroup v2 only (kernel parameter systemd.unified_cgroup_hierarchy=1) and have an administrator delegate controllers to users: /etc/systemd/system/user@.service.d/delegate.conf containing [Service] Delegate=cpu cpuset io memory pids, then `systemctl daemon-reload` and log in again";
 
+/// The fix for a user without subordinate ranges: a range that nobody has in /etc/subuid and
+/// /etc/subgid (a fixed one, as shadow's first range, is another user's on most hosts, and two
+/// users with one range share their containers' ids), for the file(s) that lack one.
+fn ranges_fix(id: &super::idmap::IdmapInfo, user: &str) -> String {
+    let nss = "ranges served by LDAP/sssd (nsswitch.conf `subid:`, listed by `getsubids USER`) are not in these files, so check that it is free there too";
+    let Some(r) = id.suggested else {
+        return format!("optional: an administrator can give {user} a range of 65536 ids that no other user has; none is left free above the ranges of /etc/subuid and /etc/subgid below 2^32, so pick one by hand ({nss}); without it burrow uses the single-id mode");
+    };
+    let span = format!("{}-{}", r.start, r.start + r.count - 1);
+    let mut flags = Vec::new();
+    if id.subuid.is_empty() {
+        flags.push(format!("--add-subuids {span}"));
+    }
+    if id.subgid.is_empty() {
+        flags.push(format!("--add-subgids {span}"));
+    }
+    format!(
+        "optional: an administrator can run `usermod {} {user}` (a range above every range in /etc/subuid and /etc/subgid, so no other user has it; {nss}); without it burrow uses the single-id mode, and a store made without it needs `burrow system migrate` once it is there",
+        flags.join(" ")
+    )
+}
+
 pub fn build(r: &HostReport) -> Vec<Check> {
     let mut c = Vec::new();
     let user = r.idmap.user.clone().unwrap_or_else(|| r.uid.to_string());
@@ -91,9 +113,7 @@ pub fn build(r: &HostReport) -> Vec<Check> {
         "Subordinate id ranges",
         if have_ranges { Verdict::Ok } else { Verdict::Warn },
         format!("for {user} (uid {}) from {}: subuid {}; subgid {}", id.uid, id.source, ranges(&id.subuid), ranges(&id.subgid)),
-        (!have_ranges).then(|| {
-            format!("optional: an administrator can run `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`; without it burrow uses the single-id mode")
-        }),
+        (!have_ranges).then(|| ranges_fix(id, &user)),
     ));
     let helper = |h: &super::idmap::MapHelper| match &h.path {
         Some(p) => format!("{} ({})", p.display(), h.privilege),

@@ -45,6 +45,39 @@ pub struct IdmapInfo {
     pub reason: String,
     /// Container ids available in the chosen mode (1 in `single`).
     pub container_ids: u64,
+    /// A range nobody has in /etc/subuid and /etc/subgid, for the fix of a user without one
+    /// (`free_range`); None when no such range fits below 2^32.
+    pub suggested: Option<IdRange>,
+}
+
+/// Size of the range suggested to a user without one: what shadow's useradd gives
+/// (SUB_UID_COUNT), enough for images that own files by ids up to 65535.
+pub const SUGGESTED_COUNT: u64 = 65536;
+/// shadow's SUB_UID_MIN: ranges start above the ids of real users.
+const SUB_ID_MIN: u64 = 100_000;
+
+/// Every range of every owner (names and numeric uids alike) in a subuid/subgid file's text.
+pub fn all_ranges(text: &str) -> Vec<IdRange> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (_owner, start, count) = (f.next()?, f.next()?, f.next()?);
+            Some(IdRange { start: start.trim().parse().ok()?, count: count.trim().parse().ok()? })
+        })
+        .filter(|r| r.count > 0)
+        .collect()
+}
+
+/// A range of SUGGESTED_COUNT ids that overlaps no range of either file: aligned to its size and
+/// above every range in both (one range serves as subuid and subgid, and a range given later to
+/// another user by `useradd`, which also goes above the highest, cannot land in it). None when
+/// it would pass 2^32 - 1, which is not a valid id.
+pub fn free_range(subuid: &str, subgid: &str) -> Option<IdRange> {
+    let top = all_ranges(subuid).into_iter().chain(all_ranges(subgid)).map(|r| r.start.saturating_add(r.count)).max().unwrap_or(0);
+    let start = top.max(SUB_ID_MIN).div_ceil(SUGGESTED_COUNT).checked_mul(SUGGESTED_COUNT)?;
+    (start.checked_add(SUGGESTED_COUNT)? <= u64::from(u32::MAX)).then_some(IdRange { start, count: SUGGESTED_COUNT })
 }
 
 /// Ranges for a user from the text of /etc/subuid or /etc/subgid. Entries match by name or by
@@ -148,6 +181,8 @@ pub fn probe(is_root: bool) -> IdmapInfo {
     let newuidmap = map_helper("newuidmap", is_root);
     let newgidmap = map_helper("newgidmap", is_root);
 
+    let subuid_text = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let subgid_text = std::fs::read_to_string("/etc/subgid").unwrap_or_default();
     // getsubids asks NSS (LDAP/SSSD ranges that are not in the files); prefer it when present.
     let via_getsubids = match (sysfs::which("getsubids"), user.as_deref()) {
         (Some(bin), Some(name)) => {
@@ -169,15 +204,11 @@ pub fn probe(is_root: bool) -> IdmapInfo {
     };
     let (subuid, subgid, source) = match via_getsubids {
         Some((u, g)) => (u, g, "getsubids"),
-        None => {
-            let read = |p: &str, id| {
-                parse_subid_file(&std::fs::read_to_string(p).unwrap_or_default(), user.as_deref(), id)
-            };
-            (read("/etc/subuid", uid), read("/etc/subgid", gid), "files")
-        }
+        None => (parse_subid_file(&subuid_text, user.as_deref(), uid), parse_subid_file(&subgid_text, user.as_deref(), gid), "files"),
     };
     let (mode, reason, container_ids) = choose_mode(is_root, &subuid, &subgid, &newuidmap, &newgidmap);
-    IdmapInfo { user, uid, gid, subuid, subgid, source: source.into(), newuidmap, newgidmap, mode, reason, container_ids }
+    let suggested = free_range(&subuid_text, &subgid_text);
+    IdmapInfo { user, uid, gid, subuid, subgid, source: source.into(), newuidmap, newgidmap, mode, reason, container_ids, suggested }
 }
 
 #[cfg(test)]
@@ -201,6 +232,31 @@ mod tests {
     fn parses_getsubids() {
         assert_eq!(parse_getsubids("0: alice 100000 65536\n1: alice 500000 10\n").len(), 2);
         assert_eq!(parse_getsubids("nonsense"), vec![]);
+    }
+
+    #[test]
+    fn free_range_is_above_every_range_of_both_files() {
+        let r = |start, count| IdRange { start, count };
+        // Empty files: shadow's minimum, rounded up to the alignment.
+        assert_eq!(free_range("", ""), Some(r(131072, 65536)));
+        // Everyone's ranges count, numeric owners and subgid-only ones included.
+        let uid = "alice:100000:65536\n1001:165536:65536\n";
+        let gid = "alice:100000:65536\nbob:300000:10\n";
+        let f = free_range(uid, gid).unwrap();
+        assert_eq!(f, r(327680, 65536));
+        for t in [uid, gid] {
+            for o in all_ranges(t) {
+                assert!(f.start >= o.start + o.count || f.start + f.count <= o.start, "{f:?} overlaps {o:?}");
+            }
+        }
+        // A range ending exactly on an aligned id: the next one starts there.
+        assert_eq!(free_range("a:131072:65536\n", ""), Some(r(196608, 65536)));
+        // Comments, zero-length and malformed lines take no room.
+        assert_eq!(free_range("# x:900000:5\nz:900000:0\nbad\n", "y:notanumber:3\n"), Some(r(131072, 65536)));
+        // Nothing fits below 2^32 - 1: no range rather than a wrong one.
+        assert_eq!(free_range("big:4294901760:1\n", ""), None);
+        assert_eq!(free_range("big:4294836224:65536\n", ""), None, "the last aligned range would end on 2^32");
+        assert_eq!(free_range("big:4294770688:65536\n", ""), Some(r(4294836224, 65536)));
     }
 
     fn helper(usable: bool) -> MapHelper {
