@@ -284,3 +284,38 @@ describe(`hostile rootfs: mount destinations that are symlinks, as ${IS_ROOT ? '
     }
   });
 });
+
+// Issue 13, item 12: mounts in shared peer groups (podman's /run/netns/*, a tmpfs under /tmp)
+// vanished from the host during root runs. The cause: slirp4netns --enable-sandbox, started as
+// root by the network owner (`run --network-config`, the monitor), unshares a mount namespace,
+// makes only `/` private (not recursively), pivots and detaches the old root: the detach
+// propagates to every peer of a shared mount under it, the host's included. The test plays the
+// host in a private mount namespace of its own, with such peer groups, and looks after the run.
+describe.runIf(IS_ROOT && fs.existsSync('/usr/bin/slirp4netns'))('the host\'s mount table as root', () => {
+  it('a network helper (slirp4netns --enable-sandbox) unmounts nothing of the host through shared peer groups', () => {
+    const d = fs.mkdtempSync(path.join(work, 'prop-'));
+    const b = bundle(['sh', '-c', 'grep -c tap0 /proc/net/dev'], (c) => addNs(c, 'network'));
+    const cfg = path.join(work, `net-${b.id}.json`);
+    fs.writeFileSync(cfg, JSON.stringify({ helper: 'slirp4netns', helperPath: '/usr/bin/slirp4netns', mtu: 1500 }));
+    const script = [
+      'set -e',
+      // a shared tmpfs, a bind of it (same peer group), a tmpfs under it (in both)
+      `mkdir -p ${d}/a ${d}/b ${d}/netns`,
+      `mount -t tmpfs tmpfs ${d}/a`,
+      `mount --make-shared ${d}/a`,
+      `mount --bind ${d}/a ${d}/b`,
+      `mkdir ${d}/a/sub`,
+      `mount -t tmpfs tmpfs ${d}/a/sub`,
+      // what `ip netns add` makes: a shared directory with a namespace file bound under it
+      `mount --bind ${d}/netns ${d}/netns`,
+      `mount --make-shared ${d}/netns`,
+      `touch ${d}/netns/ns1`,
+      `mount --bind /proc/self/ns/net ${d}/netns/ns1`,
+      `"$0" "$@" || echo "runtime status $?"`,
+      `awk '$5 ~ "^${d}/" { print $5 }' /proc/self/mountinfo | sort`,
+    ].join('\n');
+    const r = rt(['run', '--network-config', cfg, '--bundle', b.dir, b.id], ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(['1', `${d}/a`, `${d}/a/sub`, `${d}/b`, `${d}/b/sub`, `${d}/netns`, `${d}/netns/ns1`, ''].join('\n'));
+  });
+});
