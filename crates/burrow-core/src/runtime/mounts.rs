@@ -709,4 +709,34 @@ mod tests {
         let p = parse_options(&s(&["rbind", "ridmap"]));
         assert!(p.ridmap && !p.idmap && p.data.is_empty() && p.flags.is_empty());
     }
+
+    #[test]
+    fn recursive_options_are_mount_setattr_attributes() {
+        let p = parse_options(&s(&["rbind", "rro", "rnosuid", "rnoexec", "rexec", "rnoatime", "rnosymfollow", "rdev"]));
+        assert!(p.flags.is_empty() && p.data.is_empty());
+        assert_eq!(p.rec.attr_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NOSYMFOLLOW);
+        // An access-time mode also clears the whole access-time field (mount_setattr(2)).
+        assert_eq!(p.rec.attr_clr, MOUNT_ATTR_NOEXEC | MOUNT_ATTR__ATIME | MOUNT_ATTR_NODEV);
+        let p = parse_options(&s(&["rrelatime"]));
+        assert_eq!((p.rec.attr_set, p.rec.attr_clr), (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME));
+        assert_eq!(parse_options(&s(&["ro"])).rec, MountAttr::default());
+    }
+
+    #[test]
+    fn destinations_are_opened_without_following_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        symlink("/", root.join("dir/link")).unwrap();
+        // Created where missing, inside the root.
+        assert!(open_in_root(&root, Path::new("new/sub"), Some(Kind::Dir)).is_ok());
+        assert!(root.join("new/sub").is_dir());
+        assert!(open_in_root(&root, Path::new("dir/file"), Some(Kind::File)).is_ok());
+        assert!(root.join("dir/file").is_file());
+        // A symlink where secure_join saw none (swapped in since) is refused, never followed.
+        assert!(open_in_root(&root, Path::new("dir/link/etc"), Some(Kind::Dir)).is_err());
+        assert!(open_in_root(&root, Path::new("dir/link"), None).is_err());
+        assert!(!Path::new("/etc/burrow-should-not-exist").exists());
+        assert_eq!(lexical_clean(Path::new("/../proc/./x/..")), Path::new("/proc"));
+    }
 }
