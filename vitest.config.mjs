@@ -17,6 +17,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // As root: fails a file after which the host's mount table changed (mount-guard.ts).
+          setupFiles: ['test/integration/mount-guard.ts'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           // Integration tests change host state (device modes, users); run files one at a time.

@@ -156,6 +156,16 @@ pub fn spawn(name: &'static str, path: &Path, args: &[String], pass: &[RawFd], e
             }
             let empty: libc::sigset_t = std::mem::zeroed();
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // A mount namespace of its own whose mounts are slaves of ours. slirp4netns's
+            // --enable-sandbox unshares one, makes only `/` private (not recursively), pivots
+            // and detaches the old root: run with privilege over our namespace (as root), the
+            // detach propagated to every peer of a shared mount under it and unmounted the
+            // host's /run/netns/* and the submounts of shared tmpfs. From a slave copy nothing
+            // propagates back. Unprivileged, the unshare fails (EPERM) and is not needed: a
+            // namespace made in another user namespace gets slave copies anyway.
+            if libc::unshare(libc::CLONE_NEWNS) == 0 && libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Everything above stdio close-on-exec (Rust's own error pipe is already so)...
             if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
                 for fd in 3..4096 {

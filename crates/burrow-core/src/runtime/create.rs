@@ -183,6 +183,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
     let (spec, config_path) = load_spec(&bundle)?;
+    super::sysctl::validate(&spec, &config_path)?;
     // `process` is optional at create (runtime spec); `start` refuses a container without one.
     let proc_ = spec.process().clone().unwrap_or_default();
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
@@ -466,16 +467,18 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         } else {
             mounts::pivot(a.rootfs)?;
         }
+        // Before finish: readonlyPaths makes /proc/sys read-only (runc's order).
+        super::sysctl::write(spec)?;
         mounts::finish(spec)?;
     } else {
         nix::unistd::chroot(a.rootfs).at("chroot", a.rootfs)?;
         nix::unistd::chdir("/").at("chdir", "/")?;
+        super::sysctl::write(spec)?;
     }
     if has(CloneFlags::CLONE_NEWNET) && plan.create.contains(CloneFlags::CLONE_NEWNET) {
         // A new network namespace starts with lo down; every runtime brings it up.
         super::net::loopback_up()?;
     }
-    mounts::sysctls(spec)?;
     if let Some(h) = spec.hostname() {
         if !has(CloneFlags::CLONE_NEWUTS) {
             return Err(RuntimeError::Usage("a hostname is set but the container has no UTS namespace".into()));

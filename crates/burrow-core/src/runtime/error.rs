@@ -41,6 +41,9 @@ pub enum RuntimeError {
     /// An idmapped mount the kernel or the configuration does not allow, with the reason.
     #[error("idmapped mount on {dst}: {detail}")]
     Idmap { dst: String, detail: String },
+    /// A mount the rootfs would send somewhere unsafe (a special filesystem through a symlink).
+    #[error("mount on {dst}: {detail}")]
+    UnsafeMount { dst: String, detail: String },
 }
 
 impl Coded for RuntimeError {
@@ -61,15 +64,16 @@ impl Coded for RuntimeError {
             RuntimeError::Hook { .. } => "EHOOK",
             RuntimeError::Usage(_) => "EUSAGE",
             RuntimeError::Idmap { .. } => "EIDMAP",
+            RuntimeError::UnsafeMount { .. } => "EMOUNT_UNSAFE",
         }
     }
 }
 
 /// The stable code for a code string that crossed a process boundary.
 pub fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 18] = [
+    const KNOWN: [&str; 19] = [
         "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
-        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP",
+        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP", "EMOUNT_UNSAFE",
         // burrow_core::net, from the network owner (run, monitor)
         "ENET_CONFIG", "EPORT_IN_USE", "ENET_HELPER",
     ];

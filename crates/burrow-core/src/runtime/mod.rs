@@ -17,6 +17,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod selfclone;
 pub mod state;
+pub mod sysctl;
 pub mod sync;
 pub mod tty;
 pub mod wait;

@@ -8,11 +8,16 @@
 //! instead when that fails (read-only for sysfs); a bind mount's locked flags (nosuid, nodev,
 //! noexec, ro inherited from the host) must be kept on remount or the kernel refuses it.
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::mkdirat;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::sys::statvfs::{statvfs, FsFlags};
@@ -49,12 +54,74 @@ pub struct ParsedOptions {
     pub idmap: bool,
     /// `ridmap`: the same for every mount of an `rbind` tree.
     pub ridmap: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): MOUNT_ATTR_* bits that mount_setattr sets
+    /// and clears on the mount and every mount under it.
+    pub rec: MountAttr,
+}
+
+/// The kernel's `struct mount_attr` (linux/mount.h), for mount_setattr(2).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+// linux/mount.h (the libc crate lacks some of them).
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// runc's `recAttrFlags`: option → (clear?, attribute).
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (false, MOUNT_ATTR_RDONLY),
+        "rrw" => (true, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (false, MOUNT_ATTR_NOSUID),
+        "rsuid" => (true, MOUNT_ATTR_NOSUID),
+        "rnodev" => (false, MOUNT_ATTR_NODEV),
+        "rdev" => (true, MOUNT_ATTR_NODEV),
+        "rnoexec" => (false, MOUNT_ATTR_NOEXEC),
+        "rexec" => (true, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (false, MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => (true, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (false, MOUNT_ATTR_RELATIME),
+        "rnorelatime" => (true, MOUNT_ATTR_RELATIME),
+        "rnoatime" => (false, MOUNT_ATTR_NOATIME),
+        "ratime" => (true, MOUNT_ATTR_NOATIME),
+        "rstrictatime" => (false, MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => (true, MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and filesystem data.
 pub fn parse_options(opts: &[String]) -> ParsedOptions {
-    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false, idmap: false, ridmap: false };
+    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false, idmap: false, ridmap: false, rec: MountAttr::default() };
     for o in opts {
+        if let Some((clear, attr)) = recursive_attr(o) {
+            if clear {
+                p.rec.attr_clr |= attr;
+            } else {
+                p.rec.attr_set |= attr;
+                // mount_setattr(2): an access-time mode is set by also clearing the whole field.
+                if attr & MOUNT_ATTR__ATIME == attr {
+                    p.rec.attr_clr |= MOUNT_ATTR__ATIME;
+                }
+            }
+            continue;
+        }
         let (set, clr) = match o.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -113,7 +180,7 @@ pub fn parse_options(opts: &[String]) -> ParsedOptions {
                 p.ridmap = true;
                 continue;
             }
-            "tmpcopyup" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" => continue,
+            "tmpcopyup" => continue,
             other => {
                 p.data.push(other.to_string());
                 continue;
@@ -148,8 +215,8 @@ fn locked_flags(path: &Path) -> MsFlags {
 }
 
 /// Remounts a bind mount with `flags`, adding the flags the kernel locked on it (and retrying
-/// with them when the first attempt is refused).
-fn remount_bind(dst: &Path, flags: MsFlags) -> Result<()> {
+/// with them when the first attempt is refused). `name` is what errors call it.
+fn remount_bind(dst: &Path, flags: MsFlags, name: &Path) -> Result<()> {
     let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags;
     match mount(None::<&str>, dst, None::<&str>, base, None::<&str>) {
         Ok(()) => Ok(()),
@@ -161,9 +228,9 @@ fn remount_bind(dst: &Path, flags: MsFlags) -> Result<()> {
             } else {
                 base
             };
-            mount(None::<&str>, dst, None::<&str>, keep | locked, None::<&str>).at("remount", dst)
+            mount(None::<&str>, dst, None::<&str>, keep | locked, None::<&str>).at("remount", name)
         }
-        Err(e) => Err(e).at("remount", dst),
+        Err(e) => Err(e).at("remount", name),
     }
 }
 
@@ -181,21 +248,160 @@ fn ensure_file(p: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
+fn bind(src: &Path, dst: &Path, recursive: bool, name: &Path) -> Result<()> {
     let f = MsFlags::MS_BIND | if recursive { MsFlags::MS_REC } else { MsFlags::empty() };
-    mount(Some(src), dst, None::<&str>, f, None::<&str>).at("bind mount", format!("{} on {}", src.display(), dst.display()))
+    mount(Some(src), dst, None::<&str>, f, None::<&str>).at("bind mount", format!("{} on {}", src.display(), name.display()))
 }
 
-/// Binds a host path over `dst` read-only (fallback for proc/sysfs/mqueue/cgroup).
-fn bind_host(host: &str, dst: &Path, flags: MsFlags) -> Result<()> {
-    bind(Path::new(host), dst, true)?;
-    remount_bind(dst, flags)
+/// Binds a host path over the destination, then remounts it with `flags` (fallback for
+/// proc/sysfs/mqueue/cgroup).
+fn bind_host(host: &str, dest: &Dest, flags: MsFlags) -> Result<()> {
+    let (_fd, at) = dest.open(None)?;
+    bind(Path::new(host), &at, true, &dest.shown)?;
+    let (_fd, top) = dest.open(None)?;
+    remount_bind(&top, flags, &dest.shown)
+}
+
+/// Filesystems that runc mounts only on an ordinary directory of the rootfs: aimed through a
+/// symlink, a hostile image would choose where the kernel's interfaces appear (or what they hide).
+const SPECIAL: [&str; 6] = ["proc", "sysfs", "cgroup", "cgroup2", "mqueue", "devpts"];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+/// A mount destination in the rootfs. `secure_join` resolves its symlinks as if the rootfs were
+/// `/`; every mount call then goes through a descriptor opened component by component from the
+/// rootfs without following any symlink (O_NOFOLLOW), used as `/proc/self/fd/N`: a symlink that
+/// appears after the resolution (a volume shared with a running container can change) makes the
+/// open fail instead of sending the mount outside the rootfs (runc's CVE-2021-30465).
+struct Dest<'a> {
+    root: &'a Path,
+    /// `root` joined with the destination resolved inside it.
+    resolved: PathBuf,
+    /// The destination as the config names it, for messages.
+    shown: PathBuf,
+}
+
+impl<'a> Dest<'a> {
+    fn new(root: &'a Path, destination: &Path) -> Self {
+        Dest { root, resolved: secure_join(root, destination), shown: destination.to_path_buf() }
+    }
+
+    /// Refuses a special filesystem's destination that is a symlink or not a directory (runc:
+    /// "must be mounted on ordinary directory"). The parent directories are resolved inside the
+    /// rootfs; the last component must be what it says.
+    fn check_ordinary_dir(&self, typ: &str) -> Result<()> {
+        let clean = lexical_clean(&self.shown);
+        let Some(name) = clean.file_name() else { return Ok(()) };
+        let at = secure_join(self.root, clean.parent().unwrap_or(Path::new("/"))).join(name);
+        let refuse = |what: String| RuntimeError::UnsafeMount {
+            dst: self.shown.display().to_string(),
+            detail: format!("{typ} must be mounted on an ordinary directory, and {what} in the container's root filesystem; refused, as runc does, because an image could aim the mount anywhere. Make it a directory in the image"),
+        };
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+                Err(refuse(format!("{} is a symlink (to {target})", clean.display())))
+            }
+            Ok(m) if !m.is_dir() => Err(refuse(format!("{} is not a directory", clean.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the destination (creating what is missing when `create` says what it is) without
+    /// following symlinks, and returns the descriptor and its `/proc/self/fd/N` path, which is
+    /// valid while the descriptor lives. The path names the topmost mount there when opened, so
+    /// a remount or attribute change opens it again after a mount.
+    fn open(&self, create: Option<Kind>) -> Result<(OwnedFd, PathBuf)> {
+        let rel = self.resolved.strip_prefix(self.root).unwrap_or(Path::new(""));
+        let fd = open_in_root(self.root, rel, create).map_err(|(op, errno)| RuntimeError::Path { op, path: self.shown.clone(), errno })?;
+        let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        // Without a /proc in the init's view (unusual before pivot_root), the resolved path.
+        let at = if Path::new("/proc/self/fd").is_dir() { via } else { self.resolved.clone() };
+        Ok((fd, at))
+    }
+}
+
+/// `.` and `..` removed lexically, never above `/`.
+fn lexical_clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn open_in_root(root: &Path, rel: &Path, create: Option<Kind>) -> std::result::Result<OwnedFd, (&'static str, Errno)> {
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) }; // SAFETY: fresh descriptors from open/openat.
+    let mut cur = own(open(root, dir_flags, Mode::empty()).map_err(|e| ("open the rootfs for mount destination", e))?);
+    let parts: Vec<&OsStr> = rel.components().filter_map(|c| if let Component::Normal(s) = c { Some(s) } else { None }).collect();
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let next = if last && create == Some(Kind::File) {
+            match openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+                Err(Errno::ENOENT) => {
+                    let f = openat(Some(cur.as_raw_fd()), *name, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644))
+                        .map_err(|e| ("create mount destination", e))?;
+                    drop(own(f));
+                    openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                }
+                r => r,
+            }
+            .map_err(|e| ("open mount destination", e))?
+        } else if last && create.is_none() {
+            openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| ("open mount destination", e))?
+        } else {
+            match openat(Some(cur.as_raw_fd()), *name, dir_flags, Mode::empty()) {
+                Err(Errno::ENOENT) if create.is_some() => {
+                    match mkdirat(Some(cur.as_raw_fd()), *name, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(("mkdir mount destination", e)),
+                    }
+                    openat(Some(cur.as_raw_fd()), *name, dir_flags, Mode::empty())
+                }
+                r => r,
+            }
+            // ENOTDIR here: a component is a file, or became a symlink after the resolution.
+            .map_err(|e| ("open mount destination", e))?
+        };
+        cur = own(next);
+    }
+    // A symlink itself (O_PATH|O_NOFOLLOW opens it) is never a mount point.
+    let st = nix::sys::stat::fstat(cur.as_raw_fd()).map_err(|e| ("stat mount destination", e))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(("open mount destination (a symlink appeared there)", Errno::ELOOP));
+    }
+    Ok(cur)
+}
+
+/// mount_setattr(2) with AT_RECURSIVE: the attributes reach every mount of the tree, which
+/// remount never does (runc applies its `r*` options the same way).
+fn set_recursive_attrs(at: &Path, attr: &MountAttr, name: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes()).map_err(|_| RuntimeError::Usage(format!("mount destination {} contains a NUL byte", name.display())))?;
+    // SAFETY: valid NUL-terminated path, a mount_attr of the size passed.
+    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, c.as_ptr(), libc::AT_RECURSIVE as libc::c_uint, attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    if r < 0 {
+        let errno = Errno::last();
+        let hint = if errno == Errno::ENOSYS { " (recursive mount options need Linux 5.12 or later)" } else { "" };
+        return Err(RuntimeError::Sys { op: format!("mount_setattr(AT_RECURSIVE) for the recursive options of {}{hint}", name.display()), errno });
+    }
+    Ok(())
 }
 
 fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().clone().unwrap_or_default();
-    let dst = secure_join(ctx.rootfs, m.destination());
+    let dest = Dest::new(ctx.rootfs, m.destination());
     let is_bind = opts.bind || typ == "bind";
     let src = m.source().clone().unwrap_or_default();
     let data = opts.data.join(",");
@@ -204,54 +410,61 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     if !is_bind && (opts.idmap || opts.ridmap || m.uid_mappings().is_some() || m.gid_mappings().is_some()) {
         return Err(RuntimeError::Idmap { dst: m.destination().display().to_string(), detail: format!("idmapped mounts are made of bind mounts only, and this is a {typ} mount") });
     }
+    if !is_bind && SPECIAL.contains(&typ.as_str()) {
+        dest.check_ordinary_dir(&typ)?;
+    }
     if is_bind {
         let src_meta = fs::metadata(&src).at("stat bind source", &src)?;
-        if src_meta.is_dir() {
-            ensure_dir(&dst)?;
-        } else {
-            ensure_file(&dst)?;
-        }
+        let kind = if src_meta.is_dir() { Kind::Dir } else { Kind::File };
+        let (_fd, at) = dest.open(Some(kind))?;
         match idmount::wanted(m, &src, opts.recursive_bind, opts.idmap, opts.ridmap)? {
-            Some(req) => idmount::attach(ctx.channel, &req, &dst)?,
-            None => bind(&src, &dst, opts.recursive_bind)?,
+            // move_mount does not follow the /proc/self/fd link: the resolved path, just checked.
+            Some(req) => idmount::attach(ctx.channel, &req, &dest.resolved)?,
+            None => bind(&src, &at, opts.recursive_bind, &dest.shown)?,
         }
         let want = opts.flags & !MsFlags::MS_REMOUNT;
         if !want.is_empty() {
-            remount_bind(&dst, want)?;
+            let (_fd, top) = dest.open(None)?;
+            remount_bind(&top, want, &dest.shown)?;
         }
     } else {
-        ensure_dir(&dst)?;
+        let (_fd, at) = dest.open(Some(Kind::Dir))?;
         let flags = opts.flags;
         let r = match typ.as_str() {
-            "cgroup" | "cgroup2" => mount_cgroup(ctx, &dst, flags),
-            _ => mount(Some(src.as_path()).filter(|s| !s.as_os_str().is_empty()).or(Some(Path::new(&typ))), &dst, Some(typ.as_str()), flags, data_opt)
+            "cgroup" | "cgroup2" => mount_cgroup(ctx, &dest, &at, flags),
+            _ => mount(Some(src.as_path()).filter(|s| !s.as_os_str().is_empty()).or(Some(Path::new(&typ))), &at, Some(typ.as_str()), flags, data_opt)
                 .at("mount", format!("{typ} on {}", m.destination().display())),
         };
         match (r, typ.as_str()) {
             (Ok(()), _) => {}
             // Fallbacks when the namespace that owns the filesystem is not ours.
             (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES | Errno::EINVAL, .. }), "proc") if ctx.in_userns || !ctx.new_pidns => {
-                bind_host("/proc", &dst, flags)?
+                bind_host("/proc", &dest, flags)?
             }
-            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "sysfs") => bind_host("/sys", &dst, flags | MsFlags::MS_RDONLY)?,
-            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "mqueue") => bind_host("/dev/mqueue", &dst, flags)?,
+            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "sysfs") => bind_host("/sys", &dest, flags | MsFlags::MS_RDONLY)?,
+            (Err(RuntimeError::Path { errno: Errno::EPERM | Errno::EACCES, .. }), "mqueue") => bind_host("/dev/mqueue", &dest, flags)?,
             (Err(RuntimeError::Path { errno: Errno::EINVAL | Errno::EPERM, .. }), "devpts") if data.contains("gid=") => {
                 // gid=5 is not mapped in many user namespaces: mount without it.
                 let d: Vec<&str> = opts.data.iter().map(String::as_str).filter(|o| !o.starts_with("gid=")).collect();
-                mount(Some("devpts"), &dst, Some("devpts"), flags, Some(d.join(",").as_str())).at("mount", format!("devpts on {}", m.destination().display()))?
+                mount(Some("devpts"), &at, Some("devpts"), flags, Some(d.join(",").as_str())).at("mount", format!("devpts on {}", m.destination().display()))?
             }
             (Err(e), _) => return Err(e),
         }
     }
+    if opts.rec != MountAttr::default() {
+        let (_fd, top) = dest.open(None)?;
+        set_recursive_attrs(&top, &opts.rec, &dest.shown)?;
+    }
     if !opts.propagation.is_empty() {
-        mount(None::<&str>, &dst, None::<&str>, opts.propagation, None::<&str>).at("set propagation", &dst)?;
+        let (_fd, top) = dest.open(None)?;
+        mount(None::<&str>, &top, None::<&str>, opts.propagation, None::<&str>).at("set propagation", &dest.shown)?;
     }
     Ok(())
 }
 
 /// cgroup2 when the host is unified and we have a cgroup namespace; otherwise the host's
 /// hierarchy bound read-only (hybrid and v1 hosts, or no cgroup namespace).
-fn mount_cgroup(ctx: &MountCtx, dst: &Path, flags: MsFlags) -> Result<()> {
+fn mount_cgroup(ctx: &MountCtx, dest: &Dest, dst: &Path, flags: MsFlags) -> Result<()> {
     let unified = nix::sys::statfs::statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false);
     if unified && ctx.new_cgroupns {
         match mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>) {
@@ -269,7 +482,7 @@ fn mount_cgroup(ctx: &MountCtx, dst: &Path, flags: MsFlags) -> Result<()> {
             Err(_) => {}
         }
     }
-    match bind_host("/sys/fs/cgroup", dst, flags | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC) {
+    match bind_host("/sys/fs/cgroup", dest, flags | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC) {
         Ok(()) => Ok(()),
         Err(_) if !Path::new("/sys/fs/cgroup").exists() => Ok(()),
         Err(e) => Err(e),
@@ -295,7 +508,7 @@ fn create_device(ctx: &MountCtx, path: &Path, kind: SFlag, major: u64, minor: u6
     let default_host = PathBuf::from(format!("/dev/{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("")));
     let host = host.map(Path::to_path_buf).unwrap_or(default_host);
     ensure_file(path)?;
-    bind(&host, path, false)
+    bind(&host, path, false, path)
 }
 
 fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
@@ -374,7 +587,7 @@ pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
         mount_overlay_rootfs(ctx, opts, ann.and_then(|a| a.get(OVERLAY_CWD_ANNOTATION)).map(String::as_str))?;
     } else if !super::rootfs::mount_annotated(ctx.rootfs, ann)? {
         // No union to mount (the copy driver, or a plain OCI bundle): bind it to make it a mount.
-        bind(ctx.rootfs, ctx.rootfs, true)?;
+        bind(ctx.rootfs, ctx.rootfs, true, ctx.rootfs)?;
     }
     Ok(())
 }
@@ -452,11 +665,11 @@ pub fn finish(spec: &Spec) -> Result<()> {
         if !path.exists() {
             continue;
         }
-        bind(path, path, true)?;
-        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+        bind(path, path, true, path)?;
+        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, path)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY, Path::new("/"))?;
     }
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().clone()) {
         let f = match p.as_str() {
@@ -469,15 +682,6 @@ pub fn finish(spec: &Spec) -> Result<()> {
         if let Some(f) = f {
             mount(None::<&str>, "/", None::<&str>, f | MsFlags::MS_REC, None::<&str>).at("set rootfs propagation", "/")?;
         }
-    }
-    Ok(())
-}
-
-/// Writes sysctls under /proc/sys (after pivot, so they land in the container's namespaces).
-pub fn sysctls(spec: &Spec) -> Result<()> {
-    for (k, v) in spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
-        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        fs::write(&p, v).at("write sysctl", &p)?;
     }
     Ok(())
 }
@@ -504,5 +708,35 @@ mod tests {
         // Neither is a mount(2) flag or filesystem data.
         let p = parse_options(&s(&["rbind", "ridmap"]));
         assert!(p.ridmap && !p.idmap && p.data.is_empty() && p.flags.is_empty());
+    }
+
+    #[test]
+    fn recursive_options_are_mount_setattr_attributes() {
+        let p = parse_options(&s(&["rbind", "rro", "rnosuid", "rnoexec", "rexec", "rnoatime", "rnosymfollow", "rdev"]));
+        assert!(p.flags.is_empty() && p.data.is_empty());
+        assert_eq!(p.rec.attr_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NOSYMFOLLOW);
+        // An access-time mode also clears the whole access-time field (mount_setattr(2)).
+        assert_eq!(p.rec.attr_clr, MOUNT_ATTR_NOEXEC | MOUNT_ATTR__ATIME | MOUNT_ATTR_NODEV);
+        let p = parse_options(&s(&["rrelatime"]));
+        assert_eq!((p.rec.attr_set, p.rec.attr_clr), (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME));
+        assert_eq!(parse_options(&s(&["ro"])).rec, MountAttr::default());
+    }
+
+    #[test]
+    fn destinations_are_opened_without_following_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("dir")).unwrap();
+        symlink("/", root.join("dir/link")).unwrap();
+        // Created where missing, inside the root.
+        assert!(open_in_root(&root, Path::new("new/sub"), Some(Kind::Dir)).is_ok());
+        assert!(root.join("new/sub").is_dir());
+        assert!(open_in_root(&root, Path::new("dir/file"), Some(Kind::File)).is_ok());
+        assert!(root.join("dir/file").is_file());
+        // A symlink where secure_join saw none (swapped in since) is refused, never followed.
+        assert!(open_in_root(&root, Path::new("dir/link/etc"), Some(Kind::Dir)).is_err());
+        assert!(open_in_root(&root, Path::new("dir/link"), None).is_err());
+        assert!(!Path::new("/etc/burrow-should-not-exist").exists());
+        assert_eq!(lexical_clean(Path::new("/../proc/./x/..")), Path::new("/proc"));
     }
 }
