@@ -122,3 +122,52 @@ impl StatusFd {
 pub fn still_there(dir: &Path) -> bool {
     dir.join("record.json").exists()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    #[test]
+    fn exit_record_has_the_fields_state_ts_reads() {
+        let dir = std::env::temp_dir().join(format!("burrow-holder-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_exit(&dir, &ExitRecord { exit_code: 127, oom_killed: false, reason: Some("exec: \"x\": not found".into()) });
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("exit.json")).unwrap()).unwrap();
+        assert_eq!(v["exitCode"], 127);
+        assert_eq!(v["oomKilled"], false);
+        assert_eq!(v["reason"], "exec: \"x\": not found");
+        assert!(v["finishedAt"].as_str().unwrap().ends_with('Z'));
+        write_holder(&dir);
+        let h: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("monitor.json")).unwrap()).unwrap();
+        assert_eq!(h["pid"], std::process::id());
+        assert!(h["startTime"].as_u64().unwrap() > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn docker_statuses_for_failures() {
+        assert_eq!(failure_status(&RuntimeError::Exec { arg0: "x".into(), detail: "not found".into(), not_found: true }), 127);
+        assert_eq!(failure_status(&RuntimeError::Exec { arg0: "/etc".into(), detail: "is a directory".into(), not_found: false }), 126);
+        assert_eq!(failure_status(&RuntimeError::Usage("bad".into())), 125);
+    }
+
+    #[test]
+    fn the_hand_over_waits_for_the_reader_to_close() {
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let s = StatusFd::new(ours);
+        s.report_exit(3);
+        let mut buf = [0u8; 64];
+        let n = nix::unistd::read(theirs.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"{\"exit\":3}\n");
+        let reader = std::thread::spawn(move || drop(theirs));
+        s.wait_closed();
+        reader.join().unwrap();
+        // A reader that is gone already: reporting is not an error, and the wait ends at once.
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        drop(theirs);
+        let s = StatusFd::new(ours);
+        s.report_exit(0);
+        s.wait_closed();
+    }
+}
