@@ -55,8 +55,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if let Some(s) = status {
         s.report_exit(rec.exit_code);
         if !cmd.is_empty() {
-            // Nothing more of ours goes to the caller's terminal or pipes (an error is logged below,
-            // but to the log file the CLI reads).
+            // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
+            // was logged above, while they were still ours).
             release_stdio();
             s.wait_closed();
         }
