@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { humanSize } from '../../ts/cli/format/table';
 import { BIN, IS_ROOT } from './helpers';
-import { removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { closeAllProxies, removeAllSandboxes, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -56,6 +56,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await closeAllProxies();
   await removeAllSandboxes();
   await registry?.stop();
   fs.rmSync(work, { recursive: true, force: true });
@@ -361,4 +362,110 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect((await sb.ok(['volume', 'ls', '-q'])).stdout).toBe('');
     expect(fs.readdirSync(path.join(sb.root, 'tmp')).filter((n) => n.startsWith('prune-'))).toEqual([]);
   });
+
+  it('rmi of the last image that uses a layer removes the layer and its blobs; images and system df show the same sizes', async () => {
+    const sb = sandbox(work, 'rmi');
+    await sb.ok(['pull', '-q', ref('a')]);
+    await sb.ok(['pull', '-q', ref('b')]);
+    // `images` and `system df -v` give each image the same size.
+    const shown = Object.fromEntries(
+      (await sb.ok(['images', '--format', '{{.ID}} {{.Size}}'])).stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ') as [string, string]),
+    );
+    const v = JSON.parse((await sb.ok(['system', 'df', '-v', '--format', 'json'])).stdout) as { Images: { ID: string; Size: number }[] };
+    expect(v.Images).toHaveLength(2);
+    for (const i of v.Images) expect(shown[hex(i.ID).slice(0, 12)]).toBe(humanSize(i.Size));
+
+    const storeBytes = () => treeBytes(path.join(sb.root, 'layers')) + treeBytes(path.join(sb.root, 'blobs'));
+    const before = storeBytes();
+    const aOwn = treeBytes(layerDir(sb, ownDiff('a'))) + fs.statSync(`${layerDir(sb, ownDiff('a'))}.json`).size + blobSize(sb, img.a.config.digest) + blobSize(sb, img.a.manifest.digest) + blobSize(sb, img.a.layers[1].digest);
+    const r = await sb.ok(['rmi', ref('a')]);
+    expect(r.stderr).toBe('');
+    // a's own layer and blobs are gone; the base layer b shares stays, and b still runs.
+    expect(hasLayer(sb, ownDiff('a'))).toBe(false);
+    for (const d of [img.a.config.digest, img.a.manifest.digest, img.a.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(false);
+    expect(hasLayer(sb, baseDiff())).toBe(true);
+    for (const d of [img.b.config.digest, img.b.manifest.digest, img.b.layers[0].digest, img.b.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(true);
+    expect(storeBytes()).toBe(before - aOwn);
+    expect((await sb.ok(['run', '--rm', ref('b'), 'cat', '/www/index.html'])).stdout).toBe('<h1>owned by 33</h1>\n');
+
+    await sb.ok(['rmi', ref('b')]);
+    expect(fs.readdirSync(path.join(sb.root, 'layers'))).toEqual([]);
+    expect(fs.readdirSync(path.join(sb.root, 'blobs', 'sha256'))).toEqual([]);
+    expect(storeBytes()).toBe(0);
+    expect((await df(sb)).Images).toMatchObject({ TotalCount: '0', SizeBytes: 0 });
+    expect(fs.readdirSync(path.join(sb.root, 'tmp'))).toEqual([]);
+  });
+
+  it('a pull stopped with Ctrl-C says what it kept; image prune frees it, never what a running pull owns', async () => {
+    const sb = sandbox(work, 'interrupted');
+    const proxy = await startProxy(registry.host, { rate: 20_000 });
+    const blobs = path.join(sb.root, 'blobs', 'sha256');
+    const partialSizes = (): Map<string, number> => {
+      const out = new Map<string, number>();
+      for (const n of fs.existsSync(blobs) ? fs.readdirSync(blobs) : []) {
+        const size = n.endsWith('.partial') ? fs.statSync(path.join(blobs, n), { throwIfNoEntry: false })?.size : undefined;
+        if (size !== undefined) out.set(n, size);
+      }
+      return out;
+    };
+    const partials = () => [...partialSizes().keys()];
+    /** Starts a slow pull of `name`; resolves with its pid once a download of it has grown, and its end. */
+    const slowPull = async (name: string) => {
+      const before = partialSizes();
+      let pid = 0;
+      const running = sb.burrow(['pull', `${proxy.host}/disk/${name}:v1`], { onSpawn: (p) => (pid = p) });
+      await new Promise<void>((resolve, reject) => {
+        const t = setInterval(() => {
+          if (pid && [...partialSizes()].some(([n, size]) => size > (before.get(n) ?? 0))) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 20);
+        running.then((r) => {
+          clearInterval(t);
+          reject(new Error(`the pull ended before it was interrupted: ${r.stderr}`));
+        }, reject);
+      });
+      return { pid, running };
+    };
+
+    const first = await slowPull('a');
+    process.kill(first.pid, 'SIGINT');
+    const r = await first.running;
+    expect(r.code).toBe(125);
+    const kept = partials();
+    expect(kept.length).toBeGreaterThan(0);
+    const keptBytes = [...partialSizes().values()].reduce((n, size) => n + size, 0);
+    expect(r.stderr).toContain(`interrupted: kept ${humanSize(keptBytes)} of partial downloads (${kept.length} file${kept.length === 1 ? '' : 's'} *.partial in ${blobs}); the next pull resumes them`);
+    expect(r.stderr).toContain('burrow image prune');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    // While another pull runs, its downloads (and all others: it may resume any) are left alone.
+    const second = await slowPull('b');
+    const owned = partials();
+    const live = await sb.ok(['image', 'prune', '-f']);
+    expect(live.stdout).not.toContain('partial download');
+    // Each is still there, or the pull has finished it into its blob meanwhile.
+    for (const f of owned) expect(partials().includes(f) || fs.existsSync(path.join(blobs, f.replace(/\.partial$/, ''))), f).toBe(true);
+    process.kill(second.pid, 'SIGINT');
+    const r2 = await second.running;
+    expect(r2.code).toBe(125);
+
+    // A temporary tree a killed process left (named by its pid, now gone; a pull would remove it).
+    const stale = path.join(sb.root, 'tmp', 'layer-2147483646-abcdef-x1');
+    fs.mkdirSync(path.join(stale, 'diff'), { recursive: true });
+    fs.writeFileSync(path.join(stale, 'diff', 'half'), crypto.randomBytes(50_000));
+
+    // Now nobody pulls: everything abandoned goes, and prune says how much (the layers the
+    // interrupted pulls completed are orphans that go too, and count in the total).
+    const onDisk = [...partialSizes().values()].reduce((n, size) => n + size, 0) + treeBytes(path.join(sb.root, 'tmp'));
+    expect(onDisk).toBeGreaterThan(50_000);
+    const p = await sb.ok(['image', 'prune', '-f']);
+    expect(p.stdout).toMatch(new RegExp(`\\nAbandoned work removed: [1-9]\\d* partial download\\(s\\), 1 temporary tree\\(s\\) or file\\(s\\): ${humanSize(onDisk).replace('.', '\\.')}\\n`));
+    expect(p.stdout).toMatch(/\nTotal reclaimed space: [1-9][\d.]*[kMG]?B\n$/);
+    expect(partials()).toEqual([]);
+    expect(fs.readdirSync(path.join(sb.root, 'tmp'))).toEqual([]);
+  }, 180_000);
 });

@@ -13,7 +13,7 @@ import { runtimeNetworkArgs } from '../network/runtime';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
-import { containerState, holderRecord, runtimeState, type ContainerState } from './state';
+import { containerState, runtimeState, type ContainerState } from './state';
 
 function rt(rec: ContainerRecord, args: string[]): { code: number; stderr: string } {
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
@@ -73,36 +73,57 @@ function clearRun(dir: string): void {
   for (const f of ['started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
 }
 
-/** Runs the container in the foreground; resolves with Docker's exit status. */
-export function runForeground(store: Store, rec: ContainerRecord): Promise<number> {
+/**
+ * Runs the container in the foreground; resolves with Docker's exit status.
+ *
+ * `burrow-runtime run --dir` holds the container (crates/burrow-core/src/runtime/holder.rs): it
+ * writes monitor.json, `started` and the exit record, and tells us the status on fd 3. With
+ * `cleanupArgs` (--rm) it then waits until we have closed fd 3, which we keep open, unreferenced,
+ * until this process exits: the caller removes the container meanwhile, and if we are killed
+ * first, the runtime runs the cleanup command itself.
+ */
+export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   const logFile = path.join(dir, 'runtime.log');
   fs.rmSync(logFile, { force: true });
   clearRun(dir);
   // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
   const netArgs = runtimeNetworkArgs(store, rec, dir);
-  // We hold this container until we have written its exit record (see state.ts).
-  fs.writeFileSync(path.join(dir, 'monitor.json'), JSON.stringify(holderRecord(process.pid)));
-  fs.writeFileSync(path.join(dir, 'started'), new Date().toISOString());
-  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, ...cgroupFlag(rec), '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...netArgs, rec.id], {
-    stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+  const holderArgs = ['--dir', dir, '--status-fd', '3', ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
+  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, ...cgroupFlag(rec), '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
+    stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
     // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
     env: { ...process.env, BURROW_RUNTIME_CLI: '1' },
   });
   // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
   for (const s of FORWARDED) process.on(s, forward);
+  const status = child.stdio[3] as Socket;
   return new Promise((resolve) => {
-    child.on('error', () => resolve(EXIT.ENGINE));
-    child.on('exit', (code, signal) => {
+    const done = (code: number) => {
       for (const s of FORWARDED) process.off(s, forward);
-      const lines = loggedLines(logFile);
-      const err = lastLoggedError(lines);
-      const status = err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os').constants.signals[signal] as number) : 0);
-      // The runtime reads the cgroup's OOM counter before removing it (crates/burrow-runtime run.rs).
-      const oomKilled = lines.some((l) => l.code === 'EOOM_KILLED');
-      fs.writeFileSync(path.join(dir, 'exit.json'), JSON.stringify({ exitCode: status, finishedAt: new Date().toISOString(), ...(oomKilled ? { oomKilled } : {}), ...(err ? { reason: err.msg } : {}) }));
-      resolve(status);
+      status.unref();
+      child.unref();
+      resolve(code);
+    };
+    let line = '';
+    status.on('data', (d: Buffer) => {
+      line += d;
+      const i = line.indexOf('\n');
+      if (i < 0) return;
+      try {
+        const v = JSON.parse(line.slice(0, i)) as { exit?: unknown };
+        if (typeof v.exit === 'number') done(v.exit);
+      } catch {
+        /* not a status line: the runtime's exit decides */
+      }
+    });
+    status.on('error', () => undefined);
+    child.on('error', () => done(EXIT.ENGINE));
+    // Without a status line (the runtime failed before it held the container): its log and status.
+    child.on('exit', (code, signal) => {
+      const err = lastLoggedError(loggedLines(logFile));
+      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os').constants.signals[signal] as number) : 0));
     });
   });
 }

@@ -1,8 +1,9 @@
 /**
  * A container's status, derived from what is on disk and in /proc — never a stored "running"
  * that a killed process could leave stale: the runtime's state (init pid and its start time),
- * the exit record the monitor writes, and the pid of whoever holds the container (the detached
- * monitor, or the CLI of a foreground `run`), recorded in monitor.json before `started`.
+ * the exit record its holder writes, and the pid of that holder (the detached monitor, or the
+ * runtime's foreground `run`: crates/burrow-core/src/runtime/holder.rs, the one writer of
+ * monitor.json, `started` and exit.json), recorded in monitor.json before `started`.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -55,11 +56,6 @@ export interface HolderRecord {
   pid: number;
   startTime: number;
   startedAt?: string;
-}
-
-/** What a holder writes to monitor.json about itself. */
-export function holderRecord(pid: number): HolderRecord {
-  return { pid, startTime: procStartTime(pid) ?? 0 };
 }
 
 interface RuntimeState {

@@ -10,9 +10,16 @@
  * A failure of one layer (a refused entry, a digest mismatch, a network error) stops the other
  * downloads at once; unpacks already running are waited for (their layers are sound and are
  * kept), then the first real error is reported. A killed pull leaves `.partial` downloads, which
- * the next pull resumes, and temporary trees, which the next pull removes.
+ * the next pull resumes, and temporary trees, which the next pull removes; one stopped with
+ * Ctrl-C says so, and that `burrow image prune` drops them.
+ *
+ * While it runs, the pull is marked by ROOT/tmp/pull-PID (refs.ts, writerActive): a prune then
+ * leaves its `.partial` downloads and its trees alone.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BurrowError } from '../errors';
+import { humanSize } from '../cli/format/table';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { cleanStaleTmp, FollowingUnpack } from '../storage/unpack';
 import { putBlob } from './importer';
@@ -39,6 +46,8 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
   const ref = parseReference(refStr);
   store.init();
   await cleanStaleTmp(store, settings);
+  const marker = store.p('tmp', `pull-${process.pid}`);
+  fs.writeFileSync(marker, refStr);
   const client = new RegistryClient(opts.registry ?? {});
   const progress = new Progress(opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain');
   // One signal for everything this pull does: the caller's, or our own abort on a failure.
@@ -47,6 +56,15 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
   if (opts.signal?.aborted) onAbort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const signal = ac.signal;
+  // Ctrl-C: the downloads stop where they are (kept for resuming), the unpacks are cancelled;
+  // a second Ctrl-C kills at once.
+  let interrupted = false;
+  const onSigint = (): void => {
+    interrupted = true;
+    process.off('SIGINT', onSigint);
+    ac.abort(new BurrowError('ECANCELED', `pull of ${ref.familiar()}: interrupted`));
+  };
+  process.on('SIGINT', onSigint);
   try {
     progress.line(`Trying to pull ${ref.canonical()}...`);
     const m = await client.getManifest(ref, { ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}), signal });
@@ -140,9 +158,31 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
     progress.finish();
     progress.line(`Digest: ${m.index?.digest ?? m.digest}`);
     return store.image(rec.id)!;
+  } catch (err) {
+    if (interrupted) throw interruptedError(store, ref.familiar(), err);
+    throw err;
   } finally {
+    process.off('SIGINT', onSigint);
     opts.signal?.removeEventListener('abort', onAbort);
     progress.finish();
     client.close();
+    fs.rmSync(marker, { force: true });
   }
+}
+
+/** What an interrupted pull kept on disk for the next one to resume, and how to drop it. */
+function interruptedError(store: Store, name: string, cause: unknown): BurrowError {
+  const dir = store.p('blobs', 'sha256');
+  let files = 0;
+  let bytes = 0;
+  try {
+    for (const n of fs.readdirSync(dir).filter((x) => x.endsWith('.partial'))) {
+      files++;
+      bytes += fs.statSync(path.join(dir, n), { throwIfNoEntry: false })?.size ?? 0;
+    }
+  } catch {
+    /* no blobs */
+  }
+  const kept = files ? `kept ${humanSize(bytes)} of partial downloads (${files} file${files === 1 ? '' : 's'} *.partial in ${dir}); the next pull resumes them` : 'nothing was kept';
+  return new BurrowError('ECANCELED', `pull of ${name} interrupted: ${kept}`, files ? 'run `burrow image prune` to drop them' : undefined, { cause });
 }

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { hexOf, withLock, writeJsonAtomic } from './fsutil';
-import { containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
+import { abandonedPartials, containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
 import type { ImageRecord, StorageSettings, Store } from './store';
 import { cleanStaleTmp, removeTrees } from './unpack';
 
@@ -44,6 +44,8 @@ export interface ImagePruneResult {
   /** Unreferenced layers and blobs left for now: young orphans, or all while a writer is at work. */
   kept: number;
   writerActive: boolean;
+  /** Abandoned work removed: `.partial` downloads no pull runs for, and temporary trees and files of dead processes (counted in `bytes`). */
+  work?: { partials: number; tmp: number; bytes: number };
 }
 
 /**
@@ -119,7 +121,7 @@ function removeImageRecord(store: Store, id: string, taggedToo: boolean): Pruned
  * Removes layers and blobs that no image and no container references. `freed` names the content
  * of images just removed (always eligible); other unreferenced content is an orphan.
  */
-export async function collectGarbage(store: Store, settings: StorageSettings, freed: { layers: Set<string>; blobs: Set<string> }): Promise<Omit<ImagePruneResult, 'images'>> {
+export async function collectGarbage(store: Store, settings: StorageSettings, freed: { layers: Set<string>; blobs: Set<string> }, o: { orphans: boolean } = { orphans: true }): Promise<Omit<ImagePruneResult, 'images'>> {
   // Read after the images went: an image pulled or a container created meanwhile counts.
   const keepLayers = new Set<string>();
   const keepBlobs = new Set<string>();
@@ -130,15 +132,15 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
   }
   containerRefs(store).layers.forEach((l) => keepLayers.add(l));
   const now = Date.now();
-  const writer = writerActive(store, now);
-  const eligible = (hex: string, mine: Set<string>, mtimeMs: number) => !writer && (mine.has(hex) || now - mtimeMs > ORPHAN_GRACE_MS);
+  const writer = writerActive(store);
+  const eligible = (hex: string, mine: Set<string>, mtimeMs: number) => !writer && (mine.has(hex) || (o.orphans && now - mtimeMs > ORPHAN_GRACE_MS));
   const out = { layers: [] as string[], blobs: [] as string[], bytes: 0, kept: 0, writerActive: writer };
 
   const trees: string[] = [];
   for (const l of storedLayers(store).values()) {
     if (keepLayers.has(l.hex)) continue;
     if (!eligible(l.hex, freed.layers, l.mtimeMs)) {
-      out.kept++;
+      if (o.orphans || freed.layers.has(l.hex)) out.kept++;
       continue;
     }
     const bytes = layerBytes(store, l);
@@ -169,7 +171,7 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
   for (const [hex, b] of storedBlobs(store)) {
     if (keepBlobs.has(hex)) continue;
     if (!eligible(hex, freed.blobs, b.mtimeMs)) {
-      out.kept++;
+      if (o.orphans || freed.blobs.has(hex)) out.kept++;
       continue;
     }
     fs.rmSync(store.p('blobs', 'sha256', hex), { force: true });
@@ -186,7 +188,7 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
 export async function pruneImages(store: Store, settings: StorageSettings, o: { all: boolean; filters: string[] }): Promise<ImagePruneResult> {
   const match = imageFilter(store, o.filters);
   store.init();
-  await cleanStaleTmp(store, settings);
+  const work = await reclaimWork(store, settings);
   const used = containerRefs(store).images;
   const victims = store.images().filter((img) => !used.has(img.id) && (o.all || img.repoTags.length === 0) && match(img));
   const images: PrunedImage[] = [];
@@ -199,7 +201,36 @@ export async function pruneImages(store: Store, settings: StorageSettings, o: { 
     c.layers.forEach((l) => freed.layers.add(l));
     c.blobs.forEach((b) => freed.blobs.add(b));
   }
-  return { images, ...(await collectGarbage(store, settings, freed)) };
+  const gc = await collectGarbage(store, settings, freed);
+  return { images, ...gc, bytes: gc.bytes + work.bytes, ...(work.bytes || work.partials || work.tmp ? { work } : {}) };
+}
+
+/**
+ * Abandoned work: temporary trees and files of processes that are gone (a killed pull's unpack,
+ * load or import), and `.partial` downloads when no pull is running (a running one marks itself
+ * in tmp/, refs.ts writerActive, and may own any of them). Bytes as they were on disk.
+ */
+async function reclaimWork(store: Store, settings: StorageSettings): Promise<{ partials: number; tmp: number; bytes: number }> {
+  const tmp = await cleanStaleTmp(store, settings);
+  let partials = 0;
+  let bytes = tmp.bytes;
+  for (const [p, size] of abandonedPartials(store)) {
+    fs.rmSync(p, { force: true });
+    partials++;
+    bytes += size;
+  }
+  return { partials, tmp: tmp.entries, bytes };
+}
+
+/**
+ * `rmi`: after an image's record went, its layers and blobs that no other image and no container
+ * uses go too, as Docker and podman free them (on a quota the space matters). While a pull, load
+ * or import runs, nothing is removed (it may be about to use them): `kept` says so, and a later
+ * `image prune` takes them.
+ */
+export async function reclaimImage(store: Store, settings: StorageSettings, img: ImageRecord): Promise<Omit<ImagePruneResult, 'images'>> {
+  const c = imageContent(img);
+  return collectGarbage(store, settings, { layers: new Set(c.layers), blobs: new Set(c.blobs) }, { orphans: false });
 }
 
 export interface VolumePruneResult {

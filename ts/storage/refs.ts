@@ -126,16 +126,14 @@ export function storedBlobs(store: Store): Map<string, { size: number; mtimeMs: 
   return out;
 }
 
-/** A download touched this recently is taken to be in progress (a killed one's is not touched). */
-const PARTIAL_FRESH_MS = 2 * 60_000;
-
 /**
  * Whether another process may be writing content that no image names yet: a live process's
- * work under tmp/ (unpacking, loading, importing: `KIND-PID…`), a half-written blob of a live
- * process, or a download in progress. There is no store lock that writers take, so this is
- * read from what they leave on disk.
+ * work under tmp/ (unpacking, loading, importing: `KIND-PID…`; a pull marks itself with
+ * `pull-PID` for as long as it runs, its `.partial` downloads included), or a half-written blob
+ * of a live process. There is no store lock that writers take, so this is read from what they
+ * leave on disk.
  */
-export function writerActive(store: Store, now = Date.now()): boolean {
+export function writerActive(store: Store): boolean {
   const live = (pid: number) => pid !== process.pid && pidAlive(pid);
   try {
     for (const n of fs.readdirSync(store.p('tmp'))) {
@@ -149,15 +147,60 @@ export function writerActive(store: Store, now = Date.now()): boolean {
     for (const n of fs.readdirSync(store.p('blobs', 'sha256'))) {
       const m = /\.tmp-(\d+)-/.exec(n);
       if (m && live(Number(m[1]))) return true;
-      if (n.endsWith('.partial')) {
-        const st = fs.statSync(store.p('blobs', 'sha256', n), { throwIfNoEntry: false });
-        if (st && now - st.mtimeMs < PARTIAL_FRESH_MS) return true;
-      }
     }
   } catch {
     /* no blobs */
   }
   return false;
+}
+
+/**
+ * Downloads no pull will finish: `.partial` files when no pull is running (a running one may own
+ * any of them). Sizes in bytes, by path.
+ */
+export function abandonedPartials(store: Store): Map<string, number> {
+  const out = new Map<string, number>();
+  if (writerActive(store)) return out;
+  const dir = store.p('blobs', 'sha256');
+  try {
+    for (const n of fs.readdirSync(dir).filter((x) => x.endsWith('.partial'))) {
+      const st = fs.statSync(path.join(dir, n), { throwIfNoEntry: false });
+      if (st) out.set(path.join(dir, n), st.size);
+    }
+  } catch {
+    /* no blobs */
+  }
+  return out;
+}
+
+/**
+ * What an image's content takes in the store, the one size `images` and `system df` show: its
+ * unpacked layers and its blobs (compressed layers, config, manifests), each as stored, shared
+ * content counted in every image that has it. `cache` holds sizes across images.
+ */
+export function imageDiskSize(store: Store, img: ImageRecord, cache: Map<string, number> = new Map()): number {
+  const c = imageContent(img);
+  let total = 0;
+  for (const h of c.layers) {
+    const k = `l:${h}`;
+    let v = cache.get(k);
+    if (v === undefined) {
+      const record = store.layer(`sha256:${h}`);
+      v = record ? layerBytes(store, { hex: h, record, hasDir: true, mtimeMs: 0 }) : 0;
+      cache.set(k, v);
+    }
+    total += v;
+  }
+  for (const h of c.blobs) {
+    const k = `b:${h}`;
+    let v = cache.get(k);
+    if (v === undefined) {
+      v = fs.statSync(store.p('blobs', 'sha256', h), { throwIfNoEntry: false })?.size ?? 0;
+      cache.set(k, v);
+    }
+    total += v;
+  }
+  return total;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Writable } from 'node:stream';
 import { BurrowError, runtimeText } from '../errors';
 import { runtimeBinary } from '../host/paths';
 import { hexOf, pidAlive } from './fsutil';
+import { contentSize } from './refs';
 import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
 
 /** Codes of `burrow-runtime unpack` that keep their name in TypeScript; others become ELAYER_UNPACK. */
@@ -302,10 +303,12 @@ export async function removeTrees(settings: StorageSettings, paths: string[]): P
 /**
  * Removes what killed commands left: ROOT/tmp entries (`layer-PID-…`, `import-PID`, …) and
  * half-written blob files (`HEX.tmp-PID-…`) whose process is gone. Nothing there was ever
- * trusted; this only gives the space back. Downloads' `.partial` files are kept: the next pull
- * resumes them. Work of live processes (a concurrent pull) is left alone.
+ * trusted; this only gives the space back, and says how much (bytes as far as this user can
+ * read them). Downloads' `.partial` files are kept: the next pull resumes them. Work of live
+ * processes (a concurrent pull) is left alone.
  */
-export async function cleanStaleTmp(store: Store, settings: StorageSettings): Promise<void> {
+export async function cleanStaleTmp(store: Store, settings: StorageSettings): Promise<{ entries: number; bytes: number }> {
+  const freed = { entries: 0, bytes: 0 };
   const stale = (name: string, re: RegExp): boolean => {
     const m = re.exec(name);
     return !!m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
@@ -321,15 +324,27 @@ export async function cleanStaleTmp(store: Store, settings: StorageSettings): Pr
   const trees: string[] = [];
   for (const p of names.filter((x) => stale(path.basename(x), /^[a-z]+-(\d+)(?:-|$)/))) {
     // Trees hold files of mapped ids, which only the user namespace can delete; files are ours.
-    if (fs.lstatSync(p, { throwIfNoEntry: false })?.isDirectory()) trees.push(p);
-    else fs.rmSync(p, { force: true });
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) continue;
+    freed.entries++;
+    if (st.isDirectory()) {
+      freed.bytes += contentSize(p);
+      trees.push(p);
+    } else {
+      freed.bytes += st.size;
+      fs.rmSync(p, { force: true });
+    }
   }
   if (trees.length) await removeTrees(settings, trees).catch(() => undefined);
   try {
     for (const n of fs.readdirSync(store.p('blobs', 'sha256'))) {
-      if (stale(n, /\.tmp-(\d+)-/)) fs.rmSync(store.p('blobs', 'sha256', n), { force: true });
+      if (!stale(n, /\.tmp-(\d+)-/)) continue;
+      freed.entries++;
+      freed.bytes += fs.statSync(store.p('blobs', 'sha256', n), { throwIfNoEntry: false })?.size ?? 0;
+      fs.rmSync(store.p('blobs', 'sha256', n), { force: true });
     }
   } catch {
     /* no blobs yet */
   }
+  return freed;
 }

@@ -290,7 +290,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         process.stdout.write(`${rec.id}\n`);
         return;
       }
-      const code = await lc.runForeground(ctx.store, rec);
+      // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
+      const code = await lc.runForeground(ctx.store, rec, rec.autoRemove ? lc.selfCommand(ctx.globalArgs, 'rm', '-f', rec.id) : undefined);
       if (rec.autoRemove) await lc.remove(ctx.store, await ctx.settings(), rec, true);
       setExit(code);
     },
@@ -321,7 +322,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
           const { runAttached } = await import('../../container/attach');
           setExit(await runAttached(ctx.store, { ...rec, interactive: !!opts.interactive && rec.interactive }, cleanup, opts.detachKeys));
         } else if (opts.attach) {
-          setExit(await lc.runForeground(ctx.store, { ...rec, interactive: !!opts.interactive || rec.interactive }));
+          setExit(await lc.runForeground(ctx.store, { ...rec, interactive: !!opts.interactive || rec.interactive }, cleanup));
+          if (rec.autoRemove) await lc.remove(ctx.store, await ctx.settings(), rec, true);
         } else {
           await lc.startDetached(ctx.store, rec, cleanup);
           process.stdout.write(`${ref}\n`);

@@ -258,9 +258,12 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--digests', 'show digests')
     .option('--no-trunc', 'do not truncate ids')
     .option('--format <template>', 'Go-template-like format, or json')
-    .action((reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
+    .action(async (reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
       const { store } = context(cmd);
       const wanted = reference === undefined ? undefined : referenceFilter(reference);
+      // The size `system df` shows too: what the image's content takes in the store.
+      const { imageDiskSize } = await import('../../storage/refs');
+      const sizes = new Map<string, number>();
       const rows: Record<string, string>[] = [];
       for (const img of store.images().sort((a, b) => (b.created ?? '').localeCompare(a.created ?? ''))) {
         const id = img.id.replace(/^sha256:/, '');
@@ -284,7 +287,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
             Digest: rd ? rd.slice(rd.indexOf('@') + 1) : '<none>',
             CreatedSince: ago(img.created),
             CreatedAt: img.created ?? '',
-            Size: humanSize(img.size),
+            Size: opts.quiet ? '' : humanSize(imageDiskSize(store, img, sizes)),
           });
         }
       }
@@ -343,6 +346,10 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
         for (const t of img.repoTags) process.stdout.write(`Untagged: ${shownTag(t)}\n`);
         ctx.store.deleteImage(img.id);
         process.stdout.write(`Deleted: ${img.id}\n`);
+        // Its layers and blobs that nothing else uses go with it (storage/prune.ts).
+        const { reclaimImage } = await import('../../storage/prune');
+        const gc = await reclaimImage(ctx.store, await ctx.settings(), img);
+        if (gc.kept) process.stderr.write(`note: ${gc.kept} layer(s) or blob(s) of ${ref} kept while a pull, load or import runs; \`burrow image prune\` removes them later\n`);
       }
       if (failed) setExit(EXIT.ENGINE);
     }),

@@ -12,7 +12,9 @@ import { formatRows, humanAge, humanSize, table } from '../format/table';
 
 function imageLines(r: ImagePruneResult): string {
   const lines = [...r.images.flatMap((i) => [...i.untagged.map((t) => `untagged: ${t}`), `deleted: ${i.id}`]), ...r.layers.map((l) => `deleted: ${l}`)];
-  return lines.length ? `Deleted Images:\n${lines.join('\n')}\n\n` : '';
+  const w = r.work;
+  const work = w ? `Abandoned work removed: ${w.partials} partial download(s), ${w.tmp} temporary tree(s) or file(s): ${humanSize(w.bytes)}\n\n` : '';
+  return (lines.length ? `Deleted Images:\n${lines.join('\n')}\n\n` : '') + work;
 }
 
 function keptNote(r: ImagePruneResult): void {

@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod create;
 pub mod error;
 pub mod fds;
+pub mod holder;
 pub mod hooks;
 pub mod idmap;
 pub mod idmount;

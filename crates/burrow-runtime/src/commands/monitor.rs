@@ -12,12 +12,13 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burrow_core::error::Coded;
 use burrow_core::runtime::create::{create, start, CreateOpts};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
-use burrow_core::runtime::state::{now_rfc3339, proc_start_time};
+use burrow_core::runtime::holder;
+use burrow_core::runtime::state::now_rfc3339;
 use burrow_core::runtime::{tty, wait};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -87,13 +88,6 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe")
 }
 
-fn write_atomic(path: &Path, data: &str) {
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, data).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
-    }
-}
-
 fn read_some(fd: RawFd) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 65536];
     match nix::unistd::read(fd, &mut buf) {
@@ -139,8 +133,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let _ = nix::unistd::setsid();
     // Who holds the container, written before `started`: a reader that finds `started` but no
     // exit record can then tell "the monitor is finishing" from "the monitor died".
-    let me = std::process::id() as i32;
-    write_atomic(&dir.join("monitor.json"), &serde_json::json!({ "pid": me, "startTime": proc_start_time(me).unwrap_or(0) }).to_string());
+    holder::write_holder(&dir);
     // Keep our caller's pipe aside; fds 0-2 become the container's stdio.
     let caller = nix::unistd::dup(1).op("dup")?;
     let caller = unsafe { std::fs::File::from_raw_fd(caller) };
@@ -233,7 +226,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
         return Ok(1);
     }
-    write_atomic(&dir.join("started"), &now_rfc3339());
+    holder::write_started(&dir);
     answer(&caller, serde_json::json!({ "pid": created.state.pid }));
     drop(caller);
 
@@ -325,13 +318,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
     let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
-    write_atomic(&dir.join("exit.json"), &serde_json::json!({ "exitCode": code, "finishedAt": now_rfc3339(), "oomKilled": oom }).to_string());
+    holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
     att.finish(code);
-    let cmd = p.values("exit-command");
-    if let Some((prog, rest)) = cmd.split_first() {
-        let _ = std::process::Command::new(prog).args(rest).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
-    }
+    holder::run_exit_command(&p.values("exit-command"));
     // Closed after the exit command: an attached client of a --rm container waits for this.
     drop(att);
     Ok(0)

@@ -1,25 +1,95 @@
-//! `run [create flags] [--detach] ID`: create and start; in the foreground, supervise the
-//! process (signals forwarded, terminal relayed), delete the container when it exits and return
-//! its status.
+//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--exit-command ARG]...] ID`: create
+//! and start; in the foreground, supervise the process (signals forwarded, terminal relayed),
+//! delete the container when it exits and return its status.
+//!
+//! With `--dir` (burrow's foreground run) this process is the container's holder
+//! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
+//! the status on the status fd, and runs the exit command (`--rm`) when the CLI is gone before
+//! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 use burrow_core::runtime::create::{create, start};
-use burrow_core::runtime::error::Result;
+use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
+use burrow_core::runtime::holder::{self, ExitRecord, StatusFd};
 use burrow_core::runtime::{tty, wait};
 
 use super::{create::FLAGS, flags, id_of, Ctx};
+use crate::args::{Flag, Parsed};
+
+const HOLDER_FLAGS: [Flag; 3] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true)];
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &super::network::with_flag(FLAGS))?;
-    let id = id_of(&p, "run")?;
+    let mut defs = super::network::with_flag(FLAGS);
+    defs.extend(HOLDER_FLAGS);
+    let p = flags(args, &defs)?;
+    let Some(dir) = p.value("dir").map(PathBuf::from) else {
+        return run(ctx, &p).map(|(code, _)| code);
+    };
+    if p.bool("detach") {
+        return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
+    }
+    let status = match p.value("status-fd") {
+        Some(s) => {
+            let fd: RawFd = s.parse().map_err(|_| RuntimeError::Usage(format!("run: invalid --status-fd {s}")))?;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("--status-fd")?;
+            // SAFETY: an open descriptor our caller passed to us for this purpose.
+            Some(StatusFd::new(unsafe { OwnedFd::from_raw_fd(fd) }))
+        }
+        None => None,
+    };
+    holder::write_holder(&dir);
+    holder::write_started(&dir);
+    let r = run(ctx, &p);
+    if let Err(e) = &r {
+        // Now, while stderr is still the caller's (see release_stdio).
+        crate::log::error(e);
+    }
+    let rec = match &r {
+        Ok((code, oom)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
+        Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
+    };
+    holder::write_exit(&dir, &rec);
+    let cmd = p.values("exit-command");
+    if let Some(s) = status {
+        s.report_exit(rec.exit_code);
+        if !cmd.is_empty() {
+            // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
+            // was logged above, while they were still ours).
+            release_stdio();
+            s.wait_closed();
+        }
+    }
+    if !cmd.is_empty() && holder::still_there(&dir) {
+        holder::run_exit_command(&cmd);
+    }
+    Ok(match r {
+        Ok((code, _)) => code,
+        Err(_) => 1,
+    })
+}
+
+/// Our stdio becomes /dev/null: a caller's `$(burrow run --rm …)` ends when the CLI does.
+fn release_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+        }
+    }
+}
+
+/// Creates, starts and (in the foreground) supervises; the status and whether the OOM killer
+/// struck.
+fn run(ctx: &Ctx, p: &Parsed) -> Result<(i32, bool)> {
+    let id = id_of(p, "run")?;
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage("--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into()));
     }
     // Ports bound now: a taken one fails before the container exists.
-    let mut net = super::network::prepare(&p)?;
-    let mut o = super::create::opts(ctx, &p, id.clone())?;
+    let mut net = super::network::prepare(p)?;
+    let mut o = super::create::opts(ctx, p, id.clone())?;
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
     if !detach && o.console_socket.is_none() && wants_terminal(&o.bundle) {
@@ -43,7 +113,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if detach {
         start(&ctx.root, &id)?;
         super::start::poststart_with(&created.state, &ctx.root, &created.spec);
-        return Ok(0);
+        return Ok((0, false));
     }
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
@@ -70,7 +140,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok(code)
+    Ok((code, oom))
 }
 
 fn wants_terminal(bundle: &std::path::Path) -> bool {
