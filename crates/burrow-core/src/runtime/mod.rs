@@ -9,6 +9,7 @@ pub mod fds;
 pub mod hooks;
 pub mod idmap;
 pub mod idmount;
+pub mod lifecycle;
 pub mod mounts;
 pub mod net;
 pub mod paths;

@@ -8,11 +8,10 @@ use burrow_core::runtime::create::{create, start};
 use burrow_core::runtime::error::Result;
 use burrow_core::runtime::{tty, wait};
 
-use super::{create::FLAGS, flags, id_of, Ctx};
+use super::{create::FLAGS, id_command, Ctx};
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &super::network::with_flag(FLAGS))?;
-    let id = id_of(&p, "run")?;
+    let (p, id) = id_command(args, &super::network::with_flag(FLAGS), "run")?;
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage("--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into()));
@@ -42,7 +41,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     }
     if detach {
         start(&ctx.root, &id)?;
-        super::start::poststart_with(&created.state, &ctx.root, &created.spec);
+        super::start::poststart(&created.state, &ctx.root, &created.spec);
         return Ok(0);
     }
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
@@ -50,7 +49,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
-    super::start::poststart_with(&created.state, &ctx.root, &created.spec);
+    super::start::poststart(&created.state, &ctx.root, &created.spec);
     let mut served: Vec<&mut dyn wait::Served> = Vec::new();
     if let Some(n) = net.as_mut() {
         served.push(n);
