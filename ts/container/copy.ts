@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { runtimeBinary, runtimeMessage } from '../host/paths';
 import type { Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
@@ -30,7 +30,7 @@ export function splitCopyArg(arg: string): { container?: string; path: string } 
 
 function runtime(rec: ContainerRecord, args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').replace(/^burrow-runtime: /gm, '').trim() };
+  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: runtimeMessage(r.stderr ?? '') };
 }
 
 /**
@@ -62,7 +62,7 @@ export function transientContainer(store: Store, rec: ContainerRecord, purpose: 
   try {
     const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'ignore', fd] });
     if (r.status !== 0) {
-      const msg = fs.readFileSync(errFile, 'utf8').replace(/^burrow-runtime: /gm, '').trim();
+      const msg = runtimeMessage(fs.readFileSync(errFile, 'utf8'));
       throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to ${purpose} it: ${msg || r.error?.message || `status ${r.status}`}`);
     }
   } finally {

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { runtimeBinary, runtimeMessage } from '../host/paths';
 import type { Store } from '../storage/store';
 import { transientContainer } from './copy';
 import { Containers, type ContainerRecord } from './records';
@@ -17,7 +17,7 @@ import { containerState, runtimeState } from './state';
 
 function runtimeSync(rec: ContainerRecord, args: string[], stderrFd: number | 'pipe' = 'pipe'): { code: number; stderr: string } {
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', stderrFd] });
-  return { code: r.status ?? 1, stderr: (r.stderr ?? '').replace(/^burrow-runtime: /gm, '').trim() };
+  return { code: r.status ?? 1, stderr: runtimeMessage(r.stderr ?? '') };
 }
 
 /** Writes the tar of the container's filesystem to the open file descriptor `out`. */
@@ -39,7 +39,7 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
       child.on('error', (e) => resolve({ code: -1, stderr: e.message }));
       child.on('close', (c) => resolve({ code: c ?? 1, stderr: err }));
     });
-    const msgs = stderr.replace(/^burrow-runtime: /gm, '').trim();
+    const msgs = runtimeMessage(stderr);
     if (code !== 0) throw new BurrowError('ERUNTIME', `export of container ${rec.name} failed: ${msgs || `status ${code}`}`);
     for (const l of msgs.split('\n').filter(Boolean)) process.stderr.write(`burrow: ${l}\n`);
   } finally {

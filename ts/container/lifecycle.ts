@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { BurrowError, EXIT } from '../errors';
-import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
+import { PACKAGE_ROOT, runtimeBinary, runtimeMessage } from '../host/paths';
 import { runtimeNetworkArgs } from '../network/runtime';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
@@ -192,7 +192,7 @@ export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs:
 
 export function signal(rec: ContainerRecord, sig: string, all = false): void {
   const r = rt(rec, ['kill', ...(all ? ['--all'] : []), rec.id, sig]);
-  if (r.code !== 0) throw new BurrowError('ECONTAINER_STATE', `cannot signal container ${rec.name}: ${r.stderr.replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.code !== 0) throw new BurrowError('ECONTAINER_STATE', `cannot signal container ${rec.name}: ${runtimeMessage(r.stderr)}`);
 }
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
@@ -255,7 +255,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
 export function top(store: Store, rec: ContainerRecord, psArgs: string[]): string {
   if (stateOf(store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'ps', rec.id, ...psArgs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${(r.stderr ?? '').replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${runtimeMessage(r.stderr ?? '')}`);
   return r.stdout;
 }
 

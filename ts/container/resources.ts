@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { runtimeBinary, runtimeMessage } from '../host/paths';
 import type { Store } from '../storage/store';
 import { checkEnforceable, toResources, type CgroupInfo, type LimitFlags } from './limits';
 import { Containers, type ContainerRecord } from './records';
@@ -65,7 +65,7 @@ export function sample(store: Store, rec: ContainerRecord): Sample {
   const st = containerState(rec, new Containers(store).dir(rec.id));
   if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'events', '--stats', rec.id], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot read the statistics of ${rec.name}: ${(r.stderr ?? '').replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot read the statistics of ${rec.name}: ${runtimeMessage(r.stderr ?? '')}`);
   let j: RuncStats;
   try {
     j = JSON.parse(r.stdout) as RuncStats;
@@ -156,7 +156,7 @@ export function update(store: Store, rec: ContainerRecord, flags: LimitFlags, in
   const st = containerState(rec, new Containers(store).dir(rec.id));
   if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'update', '-r', '-', rec.id], { input: JSON.stringify(resources), encoding: 'utf8', stdio: ['pipe', 'ignore', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot update ${rec.name}: ${(r.stderr ?? '').replace(/^burrow-runtime: /, '').trim()}`);
+  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot update ${rec.name}: ${runtimeMessage(r.stderr ?? '')}`);
   const config = path.join(new Containers(store).dir(rec.id), 'bundle', 'config.json');
   try {
     const spec = JSON.parse(fs.readFileSync(config, 'utf8')) as { linux?: { resources?: Record<string, Record<string, unknown>> } };

@@ -28,6 +28,22 @@ export function runtimeBinary(): string {
   return path.join(PACKAGE_ROOT, 'target', 'release', 'burrow-runtime');
 }
 
+/**
+ * The messages in burrow-runtime's stderr: its errors are runc's logrus lines
+ * (`time="..." level=error msg="..."`), its warnings `burrow-runtime: warning: ...`; other lines
+ * are kept as they are.
+ */
+export function runtimeMessage(stderr: string): string {
+  return stderr
+    .split('\n')
+    .map((l) => {
+      const m = /^time="[^"]*" level=\w+ msg="((?:[^"\\]|\\.)*)"/.exec(l);
+      return m ? m[1]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c)) : l.replace(/^burrow-runtime: /, '');
+    })
+    .join('\n')
+    .trim();
+}
+
 /** The configured store root, if anything (flag, variable, config file) sets one. */
 export function storeRootOverride(opts: GlobalOptions): string | undefined {
   const r = opts.root || process.env.BURROW_ROOT || fromConfig('root');
