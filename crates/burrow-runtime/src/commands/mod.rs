@@ -111,7 +111,8 @@ pub fn dispatch(args: &[String]) -> i32 {
     let g = match parse(&globals_args, GLOBAL) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("burrow-runtime: {e}");
+            // Before --log-format is known: runc's default, text.
+            eprintln!("{}", log::format_line(false, "error", &e, None, &burrow_core::runtime::state::now_rfc3339()));
             return 1;
         }
     };
