@@ -169,13 +169,14 @@ describe(`burrow-runtime's command line as runc's clients use it, as ${IS_ROOT ?
     const hook = (log: string, name: string, extra: Record<string, unknown> = {}) => ({ path: '/bin/sh', args: ['sh', '-c', `echo ${name} >> ${log}`], ...extra });
     const lines = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean) : []);
 
-    it('prestart, createRuntime, createContainer during create; startContainer (process env) and poststart at start; poststop at delete', () => {
+    it('prestart and createRuntime (container mounts made), createContainer during create; startContainer (process env) and poststart at start; poststop at delete', () => {
       const log = path.join(work, `hooks-${++n}.log`);
       const b = bundle(['sleep', '30'], (c) => {
         c.process.env.push('FOO=bar');
         c.hooks = {
           prestart: [hook(log, 'prestart')],
-          createRuntime: [hook(log, 'createRuntime')],
+          // The second sees the container's mounts made (its /proc), before pivot_root, as with runc.
+          createRuntime: [hook(log, 'createRuntime'), { path: '/bin/sh', args: ['sh', '-c', `pid=$(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p'); if grep -q '/rootfs/proc ' /proc/$pid/mountinfo; then echo mounts-made; else echo mounts-missing; fi >> ${log}`] }],
           createContainer: [hook(log, 'createContainer')],
           // Run in the container: their own file there; the first has no env of its own.
           startContainer: [
@@ -188,15 +189,15 @@ describe(`burrow-runtime's command line as runc's clients use it, as ${IS_ROOT ?
       });
       const inside = path.join(b.dir, 'rootfs', 'start-hooks.log');
       expect(rt(['create', '--bundle', b.dir, b.id]).code).toBe(0);
-      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'createContainer']);
+      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'mounts-made', 'createContainer']);
       expect(fs.existsSync(inside)).toBe(false);
       const s = rt(['start', b.id]);
       expect(s.stderr).toBe('');
       expect(s.code).toBe(0);
-      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'createContainer', 'poststart']);
+      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'mounts-made', 'createContainer', 'poststart']);
       expect(lines(inside)).toEqual(['startContainer FOO=bar', 'startContainer FOO=own']);
       expect(rt(['delete', '--force', b.id]).code).toBe(0);
-      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'createContainer', 'poststart', 'poststop']);
+      expect(lines(log)).toEqual(['prestart', 'createRuntime', 'mounts-made', 'createContainer', 'poststart', 'poststop']);
     });
 
     it('a failing prestart, createRuntime or createContainer hook fails create and leaves no container', () => {

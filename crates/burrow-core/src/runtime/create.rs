@@ -11,8 +11,10 @@
 //!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
 //!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
 //!   ◄── init-pid ──────────────────── exit
-//!   state.json, prestart/createRuntime hooks (a failure fails create)
-//!   ─── go ─────────────────────────────────────────────────────────► mounts, createContainer hooks,
+//!   state.json
+//!   ─── go ─────────────────────────────────────────────────────────► mounts
+//!   prestart/createRuntime hooks ◄── runtime-hooks (if any) ─────────
+//!   (a failure fails create)  ───── hooks-done ─────────────────────► createContainer hooks,
 //!                                                                     pivot_root, user, caps
 //!                                                                     seccomp (and its listener)
 //!   ◄── created ─────────────────────────────────────────────────────  wait on start.sock (accept)
@@ -408,16 +410,19 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             let mut state_json = st.oci_json(&o.root);
             state_json["status"] = "created".into();
             let state_json = state_json.to_string();
-            // Prestart (deprecated) and createRuntime hooks run here, during `create`, in the
-            // runtime namespace once the container's namespaces exist, as runc and crun do
-            // (runtime spec 1.0.2+): podman and CRI network hooks need the created netns before
-            // `start`. A failing one fails `create` and the container is removed.
+            parent_ch.send(&Msg::Go { state: state_json.clone() })?;
+            // Prestart (deprecated) and createRuntime hooks run during `create`, in the runtime
+            // namespace, when the init has made the container's mounts and before its
+            // pivot_root, as runc does (runtime spec 1.0.2+): podman's and the CRI's network
+            // hooks need the created netns before `start`, device hooks the mounted rootfs. A
+            // failing one fails `create` and the container is removed.
             let h = spec.hooks().as_ref();
-            hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;
-            hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)?;
-            parent_ch.send(&Msg::Go { state: state_json })?;
-            // Until then the init may ask for idmapped mount trees (idmount.rs).
-            super::idmount::serve_until_created(&parent_ch, init_pid)?;
+            let mut runtime_hooks = || -> Result<()> {
+                hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;
+                hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)
+            };
+            // Until then the init may ask for idmapped mount trees (idmount.rs), and for the hooks.
+            super::idmount::serve_until_created(&parent_ch, init_pid, &mut runtime_hooks)?;
             if let Some(p) = &o.pid_file {
                 write_pid_file(p, init_pid)?;
             }
@@ -541,7 +546,18 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         mounts::prepare_root(&ctx, spec)?;
         mounts::mount_all(&ctx, spec)?;
     }
-    hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state_json)?;
+    let h = spec.hooks().as_ref();
+    let nonempty = |v: Option<&Vec<oci_spec::runtime::Hook>>| v.is_some_and(|v| !v.is_empty());
+    if nonempty(h.and_then(|h| h.prestart().as_ref())) || nonempty(h.and_then(|h| h.create_runtime().as_ref())) {
+        ch.send(&Msg::RuntimeHooks)?;
+        match ch.recv()? {
+            Some(Msg::HooksDone) => {}
+            Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected hooks-done, got {m:?}"))),
+            // A hook failed: main removes the container.
+            None => unsafe { libc::_exit(1) },
+        }
+    }
+    hooks::run(h.and_then(|h| h.create_container().as_ref()), &state_json)?;
     if has(CloneFlags::CLONE_NEWNS) {
         if a.no_pivot {
             mounts::move_root(a.rootfs)?;
