@@ -134,6 +134,9 @@ describe(`burrow-runtime's command line as runc's clients use it, as ${IS_ROOT ?
       expect(r.code).toBe(0);
       const c = bundle(['sh', '-c', 'exit 3']);
       expect(rt(['run', c.id, '-b', c.dir]).code).toBe(3);
+      // Every flag of runc 1.1's run is known (--no-subreaper was refused as undefined).
+      const d = bundle(['true']);
+      expect(rt(['run', d.id, '--bundle', d.dir, '--no-subreaper', '--keep=false', '--no-new-keyring']).code).toBe(0);
     });
 
     it('exec keeps what follows the id for the command (sh -c), its own flags before the id', () => {

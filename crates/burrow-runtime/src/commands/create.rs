@@ -19,6 +19,8 @@ pub const FLAGS: &[Flag] = &[
     Flag("preserve-fds", &[], true),
     Flag("detach", &["d"], false),
     Flag("keep", &[], false),
+    // runc's `run`: burrow's foreground run is always the subreaper of its container (create.rs).
+    Flag("no-subreaper", &[], false),
 ];
 
 pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
