@@ -106,11 +106,21 @@ export function errorText(err: unknown): string {
 }
 
 /**
- * What burrow-runtime wrote on stderr, in the CLI's voice: without the runtime's name and level
- * (`burrow-runtime: `, `burrow-runtime: error: `), which the CLI's own prefix replaces.
+ * What burrow-runtime wrote on stderr, in the CLI's voice. Its errors are runc's logrus lines
+ * (`time="..." level=error msg="..."`, what podman and containerd read): the message alone. Its
+ * other lines lose the runtime's name and level (`burrow-runtime: `, `burrow-runtime unpack: `,
+ * `burrow-runtime: error: `), which the CLI's own prefix replaces.
  */
 export function runtimeText(stderr: string): string {
-  return stderr.replace(/^burrow-runtime(?: [a-z-]+)?: (?:error: )?/gm, '').trim();
+  return stderr
+    .split('\n')
+    .map((l) => {
+      const m = /^time="[^"]*" level=\w+ msg="((?:[^"\\]|\\.)*)"/.exec(l);
+      if (m) return m[1]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c));
+      return l.replace(/^burrow-runtime(?: [a-z-]+)?: (?:error: )?/, '');
+    })
+    .join('\n')
+    .trim();
 }
 
 /** A write to a pipe whose reader has gone (`burrow save IMG | head -c 10`). */

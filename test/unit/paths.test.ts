@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { runtimeText } from '../../ts/errors';
 import { defaultRunRoot, defaultStoreRoot } from '../../ts/host/paths';
 import { native } from '../../ts/native';
 
@@ -7,5 +8,14 @@ describe('default paths', () => {
     const n = native().defaultPaths();
     expect(defaultStoreRoot()).toBe(n.storeRoot);
     expect(defaultRunRoot()).toBe(n.runtimeRoot);
+  });
+});
+
+describe('runtimeText', () => {
+  it('takes the message out of the runtime\'s logrus error lines and its own prefixed lines', () => {
+    expect(runtimeText('time="2026-12-06T17:34:35.1Z" level=error msg="container not running: x is stopped"\n')).toBe('container not running: x is stopped');
+    expect(runtimeText('time="t" level=error msg="a \\"b\\" c\\\\d"\n')).toBe('a "b" c\\d');
+    expect(runtimeText('burrow-runtime: warning: w\ntime="t" level=error msg="e"\n')).toBe('warning: w\ne');
+    expect(runtimeText('plain text\n')).toBe('plain text');
   });
 });

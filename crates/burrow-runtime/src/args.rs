@@ -1,6 +1,9 @@
-//! A small runc-compatible argument parser: global flags before the command, the command's
-//! flags before its first positional argument (as urfave/cli does for runc, so that
-//! `exec ID sh -c ...` leaves `-c` to the command). `--flag=value` and `--flag value` both work.
+//! A small runc-compatible argument parser. Global flags come before the command. Most of runc's
+//! commands (urfave/cli with argument reordering) also take their flags after the container id,
+//! as clients use them (`create ID --bundle DIR`): `parse_interspersed`, up to a `--`. `exec` and
+//! `ps` do not reorder in runc (what follows the id belongs to the command: `exec ID sh -c ...`
+//! leaves `-c` to it): `parse`, whose flags end at the first positional argument.
+//! `--flag=value` and `--flag value` both work; an unknown flag is an error, never skipped.
 
 use std::collections::HashMap;
 
@@ -31,7 +34,19 @@ impl Parsed {
 /// A flag: its canonical long name, aliases, and whether it takes a value.
 pub struct Flag(pub &'static str, pub &'static [&'static str], pub bool);
 
+/// Flags up to the first positional argument; everything from there on is positional.
 pub fn parse(args: &[String], flags: &[Flag]) -> Result<Parsed, String> {
+    parse_with(args, flags, false)
+}
+
+/// Flags anywhere (before, between or after the positional arguments) up to a `--`, after
+/// which everything is positional. Unlike urfave/cli, a boolean flag never takes the next word
+/// as its value (runc's `kill ID --all KILL` reads `KILL` as the container id).
+pub fn parse_interspersed(args: &[String], flags: &[Flag]) -> Result<Parsed, String> {
+    parse_with(args, flags, true)
+}
+
+fn parse_with(args: &[String], flags: &[Flag], interspersed: bool) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut i = 0;
     while i < args.len() {
@@ -40,7 +55,12 @@ pub fn parse(args: &[String], flags: &[Flag]) -> Result<Parsed, String> {
             p.positional.extend(args[i + 1..].iter().cloned());
             break;
         }
-        if !a.starts_with('-') || a == "-" || !p.positional.is_empty() {
+        if !a.starts_with('-') || a == "-" {
+            if interspersed {
+                p.positional.push(a.clone());
+                i += 1;
+                continue;
+            }
             p.positional.extend(args[i..].iter().cloned());
             break;
         }
@@ -88,5 +108,33 @@ mod tests {
         assert!(parse(&v(&["--nope"]), &flags).unwrap_err().contains("not defined"));
         assert!(parse(&v(&["--bundle"]), &flags).is_err());
         assert!(!parse(&v(&["--detach=false", "x"]), &flags).unwrap().bool("detach"));
+        // Leading-only: a flag after the first positional is the command's.
+        let p = parse(&v(&["id", "--bundle", "/x"]), &flags).unwrap();
+        assert_eq!(p.value("bundle"), None);
+        assert_eq!(p.positional, v(&["id", "--bundle", "/x"]));
+    }
+
+    #[test]
+    fn interspersed_flags_after_the_id() {
+        let flags = [Flag("bundle", &["b"], true), Flag("all", &["a"], false), Flag("force", &["f"], false)];
+        // containerd's and podman's `create ID --bundle DIR`.
+        let p = parse_interspersed(&v(&["id", "--bundle", "/x", "--pid-file=/p"]), &[Flag("bundle", &["b"], true), Flag("pid-file", &[], true)]).unwrap();
+        assert_eq!(p.value("bundle"), Some("/x"));
+        assert_eq!(p.value("pid-file"), Some("/p"));
+        assert_eq!(p.positional, v(&["id"]));
+        // A boolean flag between the id and the signal does not eat the signal.
+        let p = parse_interspersed(&v(&["id", "--all", "KILL"]), &flags).unwrap();
+        assert!(p.bool("all"));
+        assert_eq!(p.positional, v(&["id", "KILL"]));
+        let p = parse_interspersed(&v(&["id", "-f"]), &flags).unwrap();
+        assert!(p.bool("force"));
+        assert_eq!(p.positional, v(&["id"]));
+        // `--` ends the flags: what follows is positional even if it looks like a flag.
+        let p = parse_interspersed(&v(&["-b", "/x", "id", "--", "--all"]), &flags).unwrap();
+        assert_eq!(p.positional, v(&["id", "--all"]));
+        assert!(!p.bool("all"));
+        // An unknown flag after the id is an error, not an argument silently dropped.
+        assert!(parse_interspersed(&v(&["id", "--nope"]), &flags).unwrap_err().contains("not defined"));
+        assert!(parse_interspersed(&v(&["id", "--bundle"]), &flags).unwrap_err().contains("needs an argument"));
     }
 }

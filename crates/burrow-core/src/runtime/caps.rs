@@ -1,8 +1,11 @@
-//! Linux capabilities: the five sets of the OCI process, applied with prctl and capset.
-//! Names are matched without their "CAP_" prefix; unknown ones (newer than this kernel) are
-//! skipped, as runc does, rather than failing the container.
+//! Linux capabilities: the five sets of the OCI process. Names are matched without their "CAP_"
+//! prefix; unknown ones (newer than this kernel) are skipped, as runc does, rather than failing
+//! the container. The effective, permitted, inheritable and ambient sets go through the `caps`
+//! crate. The bounding set is dropped by number, up to this kernel's cap_last_cap, as runc does:
+//! `caps` only knows the capabilities of its release (up to CAP_CHECKPOINT_RESTORE), and a newer
+//! one the kernel has must not stay in the container's bounding set because of that.
 
-use super::error::{Result, SysCtx};
+use super::error::{Result, RuntimeError, SysCtx};
 
 pub const NAMES: [&str; 41] = [
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
@@ -39,22 +42,6 @@ pub struct CapSets {
     pub ambient: u64,
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
 /// Drops every capability outside `bounding` from the bounding set. Needs CAP_SETPCAP, so it
 /// runs before the switch to the container user.
 pub fn drop_bounding(bounding: u64) -> Result<()> {
@@ -70,34 +57,31 @@ pub fn drop_bounding(bounding: u64) -> Result<()> {
     Ok(())
 }
 
-/// Sets the effective, permitted and inheritable sets, then raises the ambient ones.
+/// The capabilities of a mask that the `caps` crate knows (all up to CAP_CHECKPOINT_RESTORE;
+/// `mask` already left out what this kernel lacks).
+fn set_of(mask: u64) -> ::caps::CapsHashSet {
+    ::caps::all().into_iter().filter(|c| mask & c.bitmask() != 0).collect()
+}
+
+fn caps_err(op: &str, e: ::caps::errors::CapsError) -> RuntimeError {
+    RuntimeError::Child(format!("{op}: {e}"))
+}
+
+/// Sets the inheritable, effective and permitted sets, then raises the ambient ones, through the
+/// `caps` crate. One set per capset(2) call, in the order that every config the single call
+/// accepted still passes: inheritable first (checked against the permitted set we still hold),
+/// then effective (within it), then permitted (which must keep the new effective).
 pub fn apply(sets: &CapSets) -> Result<()> {
-    let hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let lo = |m: u64| m as u32;
-    let hi = |m: u64| (m >> 32) as u32;
-    let data = [
-        CapData { effective: lo(sets.effective), permitted: lo(sets.permitted), inheritable: lo(sets.inheritable) },
-        CapData { effective: hi(sets.effective), permitted: hi(sets.permitted), inheritable: hi(sets.inheritable) },
-    ];
-    // SAFETY: header and a two-element data array as capset(2) requires for version 3.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) };
-    if r != 0 {
-        return Err(nix::errno::Errno::last()).op("capset");
-    }
-    // SAFETY: plain prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    use ::caps::CapSet;
+    ::caps::set(None, CapSet::Inheritable, &set_of(sets.inheritable)).map_err(|e| caps_err("capset (inheritable)", e))?;
+    ::caps::set(None, CapSet::Effective, &set_of(sets.effective)).map_err(|e| caps_err("capset (effective)", e))?;
+    ::caps::set(None, CapSet::Permitted, &set_of(sets.permitted)).map_err(|e| caps_err("capset (permitted)", e))?;
+    ::caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("clear the ambient capabilities", e))?;
     // The kernel only lets a capability be ambient if it is permitted and inheritable; configs
     // (runc's own template among them) often list ambient ones without inheritable: skip those,
     // as runc does, instead of failing the container.
-    let allowed = sets.ambient & sets.permitted & sets.inheritable;
-    for c in 0..=last_cap() {
-        if allowed & (1 << c) != 0 {
-            // SAFETY: as above.
-            let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, c as libc::c_ulong, 0, 0) };
-            if r != 0 {
-                return Err(nix::errno::Errno::last()).op(format!("raise ambient capability {}", NAMES.get(c as usize).unwrap_or(&"?")));
-            }
-        }
+    for c in set_of(sets.ambient & sets.permitted & sets.inheritable) {
+        ::caps::raise(None, CapSet::Ambient, c).map_err(|e| caps_err(&format!("raise ambient capability {c}"), e))?;
     }
     Ok(())
 }
@@ -114,5 +98,11 @@ mod tests {
         assert_eq!(number("CAP_NOPE"), None);
         let m = mask(&["CAP_KILL".to_string(), "CAP_NET_BIND_SERVICE".to_string(), "CAP_NOPE".to_string()]);
         assert_eq!(m, (1 << 5) | (1 << 10));
+        // Our numbering is the kernel's, which the caps crate's bitmasks follow.
+        assert_eq!(set_of(m), [::caps::Capability::CAP_KILL, ::caps::Capability::CAP_NET_BIND_SERVICE].into_iter().collect());
+        for (i, n) in NAMES.iter().enumerate() {
+            let c: ::caps::Capability = format!("CAP_{n}").parse().unwrap();
+            assert_eq!(c.index() as usize, i, "{n}");
+        }
     }
 }

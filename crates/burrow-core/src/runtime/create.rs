@@ -11,10 +11,14 @@
 //!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
 //!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
 //!   ◄── init-pid ──────────────────── exit
-//!   state.json, prestart/createRuntime hooks
-//!   ─── go ─────────────────────────────────────────────────────────► mounts, createContainer hooks,
+//!   state.json
+//!   ─── go ─────────────────────────────────────────────────────────► mounts
+//!   prestart/createRuntime hooks ◄── runtime-hooks (if any) ─────────
+//!   (a failure fails create)  ───── hooks-done ─────────────────────► createContainer hooks,
 //!                                                                     pivot_root, user, caps
+//!                                                                     seccomp (and its listener)
 //!   ◄── created ─────────────────────────────────────────────────────  wait on start.sock (accept)
+//!                                                                     startContainer hooks, exec
 //! ```
 //! The intermediate exists because a new pid namespace only applies to children of the process
 //! that unshares it, and joining a pid namespace by path likewise. Main is single-threaded, so
@@ -58,6 +62,8 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     /// `--systemd-cgroup`, already checked against `cgroups::systemd_unavailable`.
     pub cgroup_driver: cgroups::Driver,
+    /// Reports a warning (capabilities left out) the way the caller logs.
+    pub warn: fn(&str),
 }
 
 pub type SpecT = Spec;
@@ -67,8 +73,78 @@ pub fn load_spec(bundle: &Path) -> Result<(Spec, PathBuf)> {
     Ok((load_spec_file(&path)?, path))
 }
 
+/// `load_spec` for `create`: also checks the spec version and names the capabilities that
+/// will not be applied (for a warning).
+pub fn load_spec_for_create(bundle: &Path) -> Result<(Spec, PathBuf, Vec<String>)> {
+    let path = bundle.join("config.json");
+    let (spec, unknown) = load_spec_file_noting(&path)?;
+    check_version(&spec, &path)?;
+    let ignored = unavailable_capabilities(&spec, unknown);
+    Ok((spec, path, ignored))
+}
+
+/// Loads a config, leaving out capability names this runtime does not know (see
+/// `load_spec_file_noting`); `exec`, `start` and `delete` read it so.
 pub fn load_spec_file(path: &Path) -> Result<Spec> {
-    Spec::load(path).map_err(|e| RuntimeError::Spec { path: path.to_path_buf(), detail: e.to_string() })
+    load_spec_file_noting(path).map(|(s, _)| s)
+}
+
+/// Loads a config and returns, besides it, the capability names it lists that this runtime does
+/// not know. Those are left out and the rest applied, as runc does ("ignoring unknown or
+/// unavailable capabilities"): a spec written for a newer kernel or by a newer engine must still
+/// run. (oci-spec's typed capability sets would otherwise refuse the whole file.)
+pub fn load_spec_file_noting(path: &Path) -> Result<(Spec, Vec<String>)> {
+    let bad = |detail: String| RuntimeError::Spec { path: path.to_path_buf(), detail };
+    let text = std::fs::read(path).at("read", path)?;
+    let mut v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let unknown = drop_unknown_capabilities(&mut v);
+    let spec = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+    Ok((spec, unknown))
+}
+
+/// Removes from `process.capabilities` the names oci-spec does not know; returns them, sorted,
+/// once each.
+fn drop_unknown_capabilities(v: &mut serde_json::Value) -> Vec<String> {
+    let mut unknown = std::collections::BTreeSet::new();
+    let Some(sets) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return Vec::new() };
+    for list in sets.values_mut().filter_map(|l| l.as_array_mut()) {
+        list.retain(|name| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(name.clone()).is_ok();
+            if !known {
+                unknown.insert(name.as_str().map(String::from).unwrap_or_else(|| name.to_string()));
+            }
+            known
+        });
+    }
+    unknown.into_iter().collect()
+}
+
+/// The capability names a config asks for that cannot be applied here: unknown to this runtime,
+/// or newer than this kernel (/proc/sys/kernel/cap_last_cap). For the warning.
+pub fn unavailable_capabilities(spec: &Spec, unknown: Vec<String>) -> Vec<String> {
+    let mut all: std::collections::BTreeSet<String> = unknown.into_iter().collect();
+    let last = super::caps::last_cap();
+    if let Some(c) = spec.process().as_ref().and_then(|p| p.capabilities().as_ref()) {
+        let sets = [c.bounding(), c.effective(), c.inheritable(), c.permitted(), c.ambient()];
+        for cap in sets.into_iter().flatten().flatten() {
+            let name = cap.to_string();
+            if super::caps::number(&name).is_none_or(|n| n > last) {
+                all.insert(if name.starts_with("CAP_") { name } else { format!("CAP_{name}") });
+            }
+        }
+    }
+    all.into_iter().collect()
+}
+
+/// The spec versions this runtime implements: 1.x. Anything else is refused with its version
+/// rather than half-understood (crun does the same).
+pub fn check_version(spec: &Spec, path: &Path) -> Result<()> {
+    let v = spec.version();
+    let major_one = v.strip_prefix("1.").is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_digit()));
+    if major_one {
+        return Ok(());
+    }
+    Err(RuntimeError::Spec { path: path.to_path_buf(), detail: format!("unsupported spec version {v:?}: burrow-runtime implements the OCI runtime spec 1.x (up to {})", state::OCI_VERSION) })
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -182,8 +258,11 @@ pub struct Created {
 pub fn create(o: CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
-    let (spec, config_path) = load_spec(&bundle)?;
+    let (spec, config_path, ignored_caps) = load_spec_for_create(&bundle)?;
     super::sysctl::validate(&spec, &config_path)?;
+    if !ignored_caps.is_empty() {
+        (o.warn)(&format!("ignoring unknown or unavailable capabilities: [{}]", ignored_caps.join(" ")));
+    }
     // `process` is optional at create (runtime spec); `start` refuses a container without one.
     let proc_ = spec.process().clone().unwrap_or_default();
     let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
@@ -332,11 +411,19 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             let mut state_json = st.oci_json(&o.root);
             state_json["status"] = "created".into();
             let state_json = state_json.to_string();
+            parent_ch.send(&Msg::Go { state: state_json.clone() })?;
+            // Prestart (deprecated) and createRuntime hooks run during `create`, in the runtime
+            // namespace, when the init has made the container's mounts and before its
+            // pivot_root, as runc does (runtime spec 1.0.2+): podman's and the CRI's network
+            // hooks need the created netns before `start`, device hooks the mounted rootfs. A
+            // failing one fails `create` and the container is removed.
             let h = spec.hooks().as_ref();
-            hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)?;
-            parent_ch.send(&Msg::Go { state: state_json })?;
-            // Until then the init may ask for idmapped mount trees (idmount.rs).
-            super::idmount::serve_until_created(&parent_ch, init_pid)?;
+            let mut runtime_hooks = || -> Result<()> {
+                hooks::run(h.and_then(|h| h.prestart().as_ref()), &state_json)?;
+                hooks::run(h.and_then(|h| h.create_runtime().as_ref()), &state_json)
+            };
+            // Until then the init may ask for idmapped mount trees (idmount.rs), and for the hooks.
+            super::idmount::serve_until_created(&parent_ch, init_pid, &mut runtime_hooks)?;
             if let Some(p) = &o.pid_file {
                 write_pid_file(p, init_pid)?;
             }
@@ -460,7 +547,18 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
         mounts::prepare_root(&ctx, spec)?;
         mounts::mount_all(&ctx, spec)?;
     }
-    hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state_json)?;
+    let h = spec.hooks().as_ref();
+    let nonempty = |v: Option<&Vec<oci_spec::runtime::Hook>>| v.is_some_and(|v| !v.is_empty());
+    if nonempty(h.and_then(|h| h.prestart().as_ref())) || nonempty(h.and_then(|h| h.create_runtime().as_ref())) {
+        ch.send(&Msg::RuntimeHooks)?;
+        match ch.recv()? {
+            Some(Msg::HooksDone) => {}
+            Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected hooks-done, got {m:?}"))),
+            // A hook failed: main removes the container.
+            None => unsafe { libc::_exit(1) },
+        }
+    }
+    hooks::run(h.and_then(|h| h.create_container().as_ref()), &state_json)?;
     if has(CloneFlags::CLONE_NEWNS) {
         if a.no_pivot {
             mounts::move_root(a.rootfs)?;
@@ -512,7 +610,15 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Spec { path: "config.json".into(), detail: "process.args is empty".into() })?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let filter = process::build_seccomp(spec.linux().as_ref())?;
-    if !nnp {
+    // A seccomp listener gets its notification fd during `create`: clients (podman, CRI) wait
+    // for it between create and start, so the filter is loaded now even with no_new_privs
+    // (runc 1.1 does the same). Without a listener and with no_new_privs it is loaded as late as
+    // possible, right before exec, so that our own last steps need no syscalls of the profile.
+    let notify_early = nnp && a.seccomp_conn.is_some();
+    if notify_early {
+        process::set_no_new_privs()?;
+    }
+    if !nnp || notify_early {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it.
         process::load_seccomp(&filter)?;
         process::send_seccomp_listener(&filter, a.seccomp_conn, spec.linux().as_ref(), &state_json)?;
@@ -540,11 +646,12 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     // From here on, failures are told to `start` on the connection, which it reads until EOF:
     // the close-on-exec socket closes exactly when the container's program replaces us.
     let r = (|| -> Result<std::convert::Infallible> {
-        hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json)?;
-        if nnp {
+        // In the container, with its process's environment when a hook has none of its own,
+        // as runc (whose hooks inherit the init's environment, the process's by then).
+        hooks::run_with_env(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json, &env)?;
+        if nnp && !notify_early {
             process::set_no_new_privs()?;
             process::load_seccomp(&filter)?;
-            process::send_seccomp_listener(&filter, a.seccomp_conn, spec.linux().as_ref(), &state_json)?;
         }
         Err(process::exec(&exe, &args, &env))
     })();
@@ -565,16 +672,6 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
     if status != state::Status::Created {
         return Err(RuntimeError::BadState { id: id.into(), op: "start", status: status.as_str().into() });
     }
-    let spec = load_spec_file(&st.config_path)?;
-    // Prestart hooks run when `start` is called, before the process is let go (runtime spec 1.0,
-    // and what the validation suite checks); they see the container as created.
-    let mut state_json = st.oci_json(root);
-    state_json["status"] = "created".into();
-    if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.prestart().as_ref()), &state_json.to_string()) {
-        // A failed prestart hook stops the container (runtime spec, lifecycle step 9).
-        let _ = kill(Pid::from_raw(st.pid), Signal::SIGKILL);
-        return Err(e);
-    }
     let sock = state::start_socket(&state::container_dir(root, id));
     let mut conn = state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
     std::fs::remove_file(&sock).at("remove", &sock)?;
@@ -589,3 +686,37 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
     Ok(st)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_capabilities_are_left_out_and_named() {
+        let mut v = serde_json::json!({"process": {"capabilities": {
+            "bounding": ["CAP_CHOWN", "CAP_NEW_THING", "CAP_KILL"],
+            "effective": ["CAP_NEW_THING", "CAP_OTHER"],
+            "ambient": []
+        }}});
+        assert_eq!(drop_unknown_capabilities(&mut v), vec!["CAP_NEW_THING", "CAP_OTHER"]);
+        assert_eq!(v["process"]["capabilities"]["bounding"], serde_json::json!(["CAP_CHOWN", "CAP_KILL"]));
+        assert_eq!(v["process"]["capabilities"]["effective"], serde_json::json!([]));
+        assert!(drop_unknown_capabilities(&mut serde_json::json!({"process": {}})).is_empty());
+    }
+
+    #[test]
+    fn spec_versions() {
+        let with = |v: &str| {
+            let mut s = Spec::default();
+            s.set_version(v.into());
+            check_version(&s, Path::new("config.json"))
+        };
+        for ok in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.3.0"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in ["2.0.0", "0.5.0", "garbage", "", "1", "1.x"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("unsupported spec version"), "{bad}: {e}");
+        }
+    }
+}

@@ -21,6 +21,9 @@ pub enum RuntimeError {
     Exists { id: String },
     #[error("invalid container id {id:?}: use letters, digits, '_', '-', '.', at most 1024 characters")]
     InvalidId { id: String },
+    /// runc's words ("container not running"): containerd's shim and podman match them.
+    #[error("container not running: {id} is stopped")]
+    NotRunning { id: String },
     #[error("cannot {op} container {id}: it is {status}")]
     BadState { id: String, op: &'static str, status: String },
     #[error("exec: {arg0:?}: {detail}")]
@@ -54,7 +57,7 @@ impl Coded for RuntimeError {
             RuntimeError::NotFound { .. } => "ECONTAINER_NOT_FOUND",
             RuntimeError::Exists { .. } => "ECONTAINER_EXISTS",
             RuntimeError::InvalidId { .. } => "EINVALID_ID",
-            RuntimeError::BadState { .. } => "EBAD_STATE",
+            RuntimeError::BadState { .. } | RuntimeError::NotRunning { .. } => "EBAD_STATE",
             RuntimeError::Exec { not_found: true, .. } => "ECMD_NOT_FOUND",
             RuntimeError::Exec { .. } => "ECMD_CANNOT_INVOKE",
             RuntimeError::Child(_) => "EINIT_FAILED",

@@ -111,12 +111,17 @@ fn tree_in_container(req: &IdmapRequest, uid_map: &str, gid_map: &str) -> Result
 
 /// Main, while the init sets up the container: answers idmapped-mount requests until the init
 /// reports `Created`. Errors here fail `create` (its caller kills the init).
-pub fn serve_until_created(ch: &Channel, init_pid: i32) -> Result<()> {
+/// `runtime_hooks` runs the prestart and createRuntime hooks when the init asks (RuntimeHooks).
+pub fn serve_until_created(ch: &Channel, init_pid: i32, runtime_hooks: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     // Decided once: whether we hold CAP_SYS_ADMIN to lend.
     let mut privileged: Option<bool> = None;
     loop {
         match ch.recv()? {
             Some(Msg::Created) => return Ok(()),
+            Some(Msg::RuntimeHooks) => {
+                runtime_hooks()?;
+                ch.send(&Msg::HooksDone)?;
+            }
             Some(Msg::Idmap(req)) => {
                 if !*privileged.get_or_insert_with(have_cap_sys_admin) {
                     // Read from here, the map's host ids are relative to our user namespace.

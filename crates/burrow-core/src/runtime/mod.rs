@@ -10,6 +10,7 @@ pub mod holder;
 pub mod hooks;
 pub mod idmap;
 pub mod idmount;
+pub mod lifecycle;
 pub mod mounts;
 pub mod net;
 pub mod paths;

@@ -22,6 +22,11 @@ pub enum Msg {
     InitPid { pid: i32 },
     /// main → init: runtime-side hooks ran; set up the container. Carries the OCI state for hooks.
     Go { state: String },
+    /// init → main: the container's mounts are made (before pivot_root): run the prestart and
+    /// createRuntime hooks now, as runc does. Sent only when the config has such hooks.
+    RuntimeHooks,
+    /// main → init: those hooks succeeded; go on (createContainer hooks, pivot_root, ...).
+    HooksDone,
     /// init → main: the container is created and waits for `start`.
     Created,
     /// any child → main: a step failed.

@@ -1,4 +1,5 @@
 //! `create [--bundle DIR] [--console-socket PATH] [--pid-file FILE] [--no-pivot] [--preserve-fds N] ID`
+//! (the flags may also follow the id, as runc takes them)
 
 use std::path::PathBuf;
 
@@ -6,7 +7,7 @@ use burrow_core::runtime::cgroups;
 use burrow_core::runtime::create::{create, CreateOpts};
 use burrow_core::runtime::error::Result;
 
-use super::{flags, id_of, Ctx};
+use super::{id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
 pub const FLAGS: &[Flag] = &[
@@ -18,6 +19,8 @@ pub const FLAGS: &[Flag] = &[
     Flag("preserve-fds", &[], true),
     Flag("detach", &["d"], false),
     Flag("keep", &[], false),
+    // runc's `run`: burrow's foreground run is always the subreaper of its container (create.rs).
+    Flag("no-subreaper", &[], false),
 ];
 
 pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
@@ -37,6 +40,7 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         preserve_fds,
         no_pivot: p.bool("no-pivot"),
         cgroup_driver: cgroup_driver(ctx),
+        warn: crate::log::warn,
     })
 }
 
@@ -66,8 +70,7 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, FLAGS)?;
-    let id = id_of(&p, "create")?;
+    let (p, id) = id_command(args, FLAGS, "create")?;
     let created = create(opts(ctx, &p, id)?)?;
     crate::log::created(&created.state);
     Ok(0)

@@ -1,21 +1,14 @@
 //! `delete [--force] ID`: a stopped or created container is removed; a running one only with
 //! --force, after SIGKILL to all its processes. Poststop hooks run last and only warn.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use burrow_core::runtime::error::{Result, RuntimeError};
-use burrow_core::runtime::exec::container_pids;
-use burrow_core::runtime::state::{container_dir, ContainerState, Status};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use burrow_core::runtime::state::{ContainerState, Status};
 
-use super::{flags, id_of, Ctx};
+use super::{id_command, Ctx};
 use crate::args::Flag;
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("force", &["f"], false)])?;
-    let id = id_of(&p, "delete")?;
+    let (p, id) = id_command(args, &[Flag("force", &["f"], false)], "delete")?;
     let st = match ContainerState::load(&ctx.root, &id) {
         Ok(s) => s,
         // runc: deleting a missing container with --force succeeds.
@@ -32,41 +25,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// Kills whatever is left, removes the state and runs poststop hooks.
-/// `spec` saves a parse when the caller has it (a foreground `run`).
-pub fn destroy(root: &Path, st: &ContainerState, spec: Option<&oci_spec::runtime::Spec>) {
-    // A frozen (paused) task does not die of SIGKILL under the v1 freezer until thawed.
-    let frozen = st.cgroups.as_ref().filter(|p| burrow_core::runtime::cgroups::is_frozen(p, st.pid));
-    for pid in container_pids(st) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    if let Some(p) = frozen {
-        let _ = burrow_core::runtime::cgroups::freeze(p, false);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while st.init_alive() && Instant::now() < deadline {
-        // Reap it if it is ours (foreground run); otherwise wait for its parent to.
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(st.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let json = st.oci_json(root).to_string();
-    if let Some(p) = &st.cgroups {
-        burrow_core::runtime::cgroups::remove(p);
-    }
-    let _ = std::fs::remove_dir_all(container_dir(root, &st.id));
-    let loaded;
-    let spec = match spec {
-        Some(s) => Some(s),
-        None => {
-            loaded = super::start::oci_spec_load(&st.config_path).ok();
-            loaded.as_ref()
-        }
-    };
-    if let Some(spec) = spec {
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-            for e in burrow_core::runtime::hooks::run_all(Some(h), &json) {
-                crate::log::warn(&format!("poststop hook failed: {e}"));
-            }
-        }
+/// burrow_core's destroy, with its poststop hook failures reported as warnings.
+pub fn destroy(root: &std::path::Path, st: &ContainerState, spec: Option<&oci_spec::runtime::Spec>) {
+    for e in burrow_core::runtime::lifecycle::destroy(root, st, spec) {
+        crate::log::warn(&format!("poststop hook failed: {e}"));
     }
 }

@@ -8,7 +8,7 @@ use burrow_core::runtime::error::{Result, RuntimeError};
 use burrow_core::runtime::exec::container_pids;
 use burrow_core::runtime::state::{ContainerState, Status};
 
-use super::{flags, id_of, Ctx};
+use super::{id_command, Ctx};
 use crate::args::Flag;
 
 fn stats(st: &ContainerState) -> serde_json::Value {
@@ -60,8 +60,7 @@ fn parse_interval(s: &str) -> Result<Duration> {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("stats", &[], false), Flag("interval", &[], true)])?;
-    let id = id_of(&p, "events")?;
+    let (p, id) = id_command(args, &[Flag("stats", &[], false), Flag("interval", &[], true)], "events")?;
     let interval = parse_interval(p.value("interval").unwrap_or("5s"))?;
     loop {
         let st = ContainerState::load(&ctx.root, &id)?;

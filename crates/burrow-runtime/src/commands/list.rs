@@ -3,11 +3,11 @@
 use burrow_core::runtime::error::Result;
 use burrow_core::runtime::state::{self, ContainerState};
 
-use super::{flags, Ctx};
+use super::{command, Ctx};
 use crate::args::Flag;
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("format", &["f"], true), Flag("quiet", &["q"], false)])?;
+    let p = command(args, &[Flag("format", &["f"], true), Flag("quiet", &["q"], false)], "list", 0, 0)?;
     let states: Vec<ContainerState> = state::list(&ctx.root).iter().filter_map(|id| ContainerState::load(&ctx.root, id).ok()).collect();
     if p.bool("quiet") {
         for s in &states {

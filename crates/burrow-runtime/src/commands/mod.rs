@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burrow_core::runtime::error::{Result, RuntimeError};
 
-use crate::args::{parse, Flag, Parsed};
+use crate::args::{parse, parse_interspersed, Flag, Parsed};
 use crate::log;
 
 mod attach_server;
@@ -111,7 +111,8 @@ pub fn dispatch(args: &[String]) -> i32 {
     let g = match parse(&globals_args, GLOBAL) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("burrow-runtime: {e}");
+            // Before --log-format is known: runc's default, text.
+            eprintln!("{}", log::format_line(false, "error", &e, None, &burrow_core::runtime::state::now_rfc3339()));
             return 1;
         }
     };
@@ -176,9 +177,39 @@ fn print_version() {
     println!("spec: {}", burrow_core::runtime::state::OCI_VERSION);
 }
 
-/// Parses a command's flags; usage errors become RuntimeError::Usage.
+/// Parses a command's leading flags (up to the first positional argument, which is kept with
+/// everything after it: `exec ID CMD...`, `ps ID PS-ARGS...`, and burrow's own commands).
 pub fn flags(args: &[String], defs: &[Flag]) -> Result<Parsed> {
     parse(args, defs).map_err(RuntimeError::Usage)
+}
+
+/// Parses a runc command whose flags may also follow the id (`create ID --bundle DIR`), and
+/// checks the number of positional arguments: `min..=max`, as runc's "requires exactly 1
+/// argument(s)". An extra argument is an error, never silently ignored.
+pub fn command(args: &[String], defs: &[Flag], cmd: &str, min: usize, max: usize) -> Result<Parsed> {
+    let p = parse_interspersed(args, defs).map_err(|e| RuntimeError::Usage(format!("{cmd}: {e}")))?;
+    let n = p.positional.len();
+    if n < min {
+        return Err(RuntimeError::Usage(if min == 1 { format!("{cmd}: a container id is required") } else { format!("{cmd}: requires at least {min} arguments") }));
+    }
+    if n > max {
+        let extra = p.positional[max..].iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" ");
+        let want = match (min, max) {
+            (0, 0) => "no arguments".to_string(),
+            (1, 1) => "exactly 1 argument (the container id)".to_string(),
+            (a, b) if a == b => format!("exactly {a} arguments"),
+            (_, b) => format!("at most {b} arguments"),
+        };
+        return Err(RuntimeError::Usage(format!("{cmd}: requires {want}; unexpected {extra}")));
+    }
+    Ok(p)
+}
+
+/// `command` for the commands that take exactly a container id; returns it with the flags.
+pub fn id_command(args: &[String], defs: &[Flag], cmd: &str) -> Result<(Parsed, String)> {
+    let p = command(args, defs, cmd, 1, 1)?;
+    let id = p.positional[0].clone();
+    Ok((p, id))
 }
 
 /// The container id: the first positional argument.

@@ -8,12 +8,11 @@ use burrow_core::runtime::cgroups;
 use burrow_core::runtime::error::{Result, RuntimeError};
 use burrow_core::runtime::state::{ContainerState, Status};
 
-use super::{flags, id_of, Ctx};
+use super::{id_command, Ctx};
 
 pub fn main(ctx: &Ctx, args: &[String], frozen: bool) -> Result<i32> {
     let op = if frozen { "pause" } else { "resume" };
-    let p = flags(args, &[])?;
-    let id = id_of(&p, op)?;
+    let (_, id) = id_command(args, &[], op)?;
     let st = ContainerState::load(&ctx.root, &id)?;
     let status = st.status(&ctx.root);
     let expected = if frozen { Status::Running } else { Status::Paused };

@@ -15,7 +15,7 @@ use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::holder::{self, ExitRecord, StatusFd};
 use burrow_core::runtime::{tty, wait};
 
-use super::{create::FLAGS, flags, id_of, Ctx};
+use super::{create::FLAGS, id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
 const HOLDER_FLAGS: [Flag; 3] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true)];
@@ -23,9 +23,9 @@ const HOLDER_FLAGS: [Flag; 3] = [Flag("dir", &[], true), Flag("status-fd", &[], 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
     defs.extend(HOLDER_FLAGS);
-    let p = flags(args, &defs)?;
+    let (p, id) = id_command(args, &defs, "run")?;
     let Some(dir) = p.value("dir").map(PathBuf::from) else {
-        return run(ctx, &p).map(|(code, _)| code);
+        return run(ctx, &p, id).map(|(code, _)| code);
     };
     if p.bool("detach") {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
@@ -41,7 +41,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     holder::write_holder(&dir);
     holder::write_started(&dir);
-    let r = run(ctx, &p);
+    let r = run(ctx, &p, id);
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
@@ -81,8 +81,7 @@ fn release_stdio() {
 
 /// Creates, starts and (in the foreground) supervises; the status and whether the OOM killer
 /// struck.
-fn run(ctx: &Ctx, p: &Parsed) -> Result<(i32, bool)> {
-    let id = id_of(p, "run")?;
+fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage("--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into()));
@@ -112,7 +111,7 @@ fn run(ctx: &Ctx, p: &Parsed) -> Result<(i32, bool)> {
     }
     if detach {
         start(&ctx.root, &id)?;
-        super::start::poststart_with(&created.state, &ctx.root, &created.spec);
+        super::start::poststart(&created.state, &ctx.root, &created.spec);
         return Ok((0, false));
     }
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
@@ -120,7 +119,7 @@ fn run(ctx: &Ctx, p: &Parsed) -> Result<(i32, bool)> {
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
-    super::start::poststart_with(&created.state, &ctx.root, &created.spec);
+    super::start::poststart(&created.state, &ctx.root, &created.spec);
     let mut served: Vec<&mut dyn wait::Served> = Vec::new();
     if let Some(n) = net.as_mut() {
         served.push(n);

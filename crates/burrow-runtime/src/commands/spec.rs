@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burrow_core::runtime::error::{PathCtx, Result, RuntimeError};
 use serde_json::json;
 
-use super::flags;
+use super::command;
 use crate::args::Flag;
 
 pub fn template(rootless: bool) -> serde_json::Value {
@@ -64,7 +64,7 @@ pub fn template(rootless: bool) -> serde_json::Value {
 }
 
 pub fn main(args: &[String]) -> Result<i32> {
-    let p = flags(args, &[Flag("bundle", &["b"], true), Flag("rootless", &[], false)])?;
+    let p = command(args, &[Flag("bundle", &["b"], true), Flag("rootless", &[], false)], "spec", 0, 0)?;
     let dir = p.value("bundle").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let path = dir.join("config.json");
     if path.exists() {

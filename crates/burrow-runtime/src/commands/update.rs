@@ -9,7 +9,7 @@ use burrow_core::runtime::error::{Result, RuntimeError};
 use burrow_core::runtime::state::{ContainerState, Status};
 use oci_spec::runtime::LinuxResources;
 
-use super::{flags, id_of, Ctx};
+use super::{id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
 const FLAGS: &[Flag] = &[
@@ -94,8 +94,7 @@ fn resources(p: &Parsed) -> Result<LinuxResources> {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let p = flags(args, FLAGS)?;
-    let id = id_of(&p, "update")?;
+    let (p, id) = id_command(args, FLAGS, "update")?;
     let res = resources(&p)?;
     let st = ContainerState::load(&ctx.root, &id)?;
     let status = st.status(&ctx.root);
