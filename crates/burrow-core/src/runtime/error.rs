@@ -41,6 +41,9 @@ pub enum RuntimeError {
     /// An idmapped mount the kernel or the configuration does not allow, with the reason.
     #[error("idmapped mount on {dst}: {detail}")]
     Idmap { dst: String, detail: String },
+    /// Placing the container in its cgroup, its limits, the freezer (`cgroups` module).
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroups::CgroupError),
 }
 
 impl Coded for RuntimeError {
@@ -61,17 +64,20 @@ impl Coded for RuntimeError {
             RuntimeError::Hook { .. } => "EHOOK",
             RuntimeError::Usage(_) => "EUSAGE",
             RuntimeError::Idmap { .. } => "EIDMAP",
+            RuntimeError::Cgroup(e) => e.code(),
         }
     }
 }
 
 /// The stable code for a code string that crossed a process boundary.
 pub fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 18] = [
+    const KNOWN: [&str; 25] = [
         "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
         "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP",
         // burrow_core::net, from the network owner (run, monitor)
         "ENET_CONFIG", "EPORT_IN_USE", "ENET_HELPER",
+        // runtime::cgroups
+        "ECGROUP_WRITE", "ECGROUP_CREATE", "ECGROUP_CONTROLLER", "ECGROUP_APPLY", "ECGROUP_OPEN", "ECGROUP_FREEZER", "ESYSTEMD_SCOPE",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
 }
