@@ -71,6 +71,31 @@ const cgroupPath = (c: Config) => {
   c.linux.cgroupsPath = `burrow-test-${process.pid}-${n}`;
 };
 
+/**
+ * A bundle from `burrow-runtime spec` without --rootless: what podman as root and containerd's CRI
+ * send (no user namespace, the deny-all device rule, a read-only `cgroup` mount at
+ * /sys/fs/cgroup), with a cgroupsPath.
+ */
+function rootBundle(args: string[], edit?: (c: Config) => void): { dir: string; id: string } {
+  const id = `cgr${++n}-${process.pid}`;
+  const dir = path.join(work, id);
+  fs.mkdirSync(dir);
+  spawnSync('cp', ['-a', path.join(cache, 'rootfs'), dir]);
+  const sp = spawnSync(RUNTIME, ['spec', '--bundle', dir], { encoding: 'utf8' });
+  expect(sp.status, sp.stderr).toBe(0);
+  const c: Config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  c.process.args = args;
+  c.process.terminal = false;
+  c.root.readonly = false;
+  c.linux.cgroupsPath = `burrow-test-${process.pid}-${n}`;
+  expect(c.linux.resources.devices).toEqual([{ allow: false, access: 'rwm' }]);
+  expect(c.mounts.find((m: Config) => m.destination === '/sys/fs/cgroup')?.type).toBe('cgroup');
+  if (edit) edit(c);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c, null, 2));
+  return { dir, id };
+}
+
+
 describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'} on a hybrid host`, () => {
   it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/freezer'))('pause freezes every process (v1 freezer), state says paused, resume thaws', () => {
     const c = counter(cgroupPath);
@@ -155,6 +180,50 @@ describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'}
       expect(rt(['resume', c.id]).code).toBe(0);
     }
     expect(rt(['delete', '--force', c.id]).code).toBe(0);
+  });
+
+  // Issue 13 item 2: runc appends its default allow list (specconv.AllowedDevices: mknod of any
+  // node; null, zero, full, random, urandom, tty, ptmx, pts, tun) to the spec's device rules.
+  // Without it, the deny-all rule every root config carries made /dev/null and /dev/ptmx EPERM.
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/devices'))('the deny-all device rule keeps the default devices usable and refuses a listed device with no allow rule (v1 devices cgroup)', () => {
+    const script = [
+      'echo x > /dev/null && echo null-ok',
+      'head -c 5 /dev/zero | wc -c',
+      'head -c 5 /dev/urandom > /dev/null && echo urandom-ok',
+      'exec 3<>/dev/ptmx && echo ptmx-ok; exec 3>&-',
+      'head -c 1 /dev/blk0 >/dev/null 2>/tmp/e; echo "blk0 $?"; cat /tmp/e',
+    ].join('; ');
+    // A block node the config lists (so the runtime creates it) but no rule allows.
+    const blk = { path: '/dev/blk0', type: 'b', major: 7, minor: 0, fileMode: 0o600, uid: 0, gid: 0 };
+    const b = rootBundle(['sh', '-c', script], (c) => {
+      c.linux.devices = [blk];
+    });
+    const r = rt(['run', '--bundle', b.dir, b.id]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines.slice(0, 4)).toEqual(['null-ok', '5', 'urandom-ok', 'ptmx-ok']);
+    expect(lines[4]).toMatch(/^blk0 [1-9]/);
+    expect(r.stdout).toMatch(/Operation not permitted/);
+    // The same node with a rule that allows it: read (an unbound loop device reads as empty).
+    const ok = rootBundle(['sh', '-c', 'head -c 1 /dev/blk0 | wc -c'], (c) => {
+      c.linux.devices = [blk];
+      c.linux.resources.devices.push({ allow: true, type: 'b', major: 7, minor: 0, access: 'r' });
+    });
+    const r2 = rt(['run', '--bundle', ok.dir, ok.id]);
+    expect(r2.stderr).toBe('');
+    expect(r2.stdout.trim()).toBe('0');
+  });
+
+  // The same through `exec -t`, which opens /dev/ptmx for the process's terminal.
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/devices'))('exec -t in a container with the deny-all device rule gets its terminal', () => {
+    const b = rootBundle(['sleep', '30']);
+    expect(rt(['run', '--detach', '--bundle', b.dir, b.id]).code).toBe(0);
+    const r = spawnSync('script', ['-qec', `${RUNTIME} --root ${stateRoot} exec -t ${b.id} sh -c 'tty; echo x > /dev/null && echo null-ok'`, '/dev/null'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stdout).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.stdout).toMatch(/null-ok/);
+    expect(r.status, r.stdout).toBe(0);
+    expect(rt(['delete', '--force', b.id]).code).toBe(0);
   });
 
   it('update of a container without a cgroup, or with a bad size, fails with the reason', () => {

@@ -322,7 +322,7 @@ pub fn place_at_pid(spec: &Spec, id: &str, pid: i32, driver: Driver) -> Result<O
     if driver == Driver::Systemd {
         return place_systemd(path.as_deref(), res, id, pid, limits);
     }
-    v1::place(&cgroupfs_path(path.as_deref(), id), res, pid, limits)
+    v1::place(&cgroupfs_path(path.as_deref(), id), res, &devices::default_writes(spec), pid, limits)
 }
 
 /// Where a new process of the placed container goes (`exec`): on v2 the cgroup its init is in

@@ -144,7 +144,9 @@ pub(super) fn v1_hierarchies() -> Vec<V1Hierarchy> {
 
 /// Places `pid` in the cgroup `rel` of every mounted v1 hierarchy (relative: below the caller's
 /// own cgroup there), writes the limits and moves it in.
-pub(super) fn place(rel: &str, res: Option<&LinuxResources>, pid: i32, limits: bool) -> Result<Option<Placement>> {
+/// `defaults`: device rules the spec did not write but the container needs (devices.rs), set
+/// after the spec's own, best effort.
+pub(super) fn place(rel: &str, res: Option<&LinuxResources>, defaults: &[Write], pid: i32, limits: bool) -> Result<Option<Placement>> {
     let rel = rel.to_string();
     let absolute = rel.starts_with('/');
     let fail = |why: String| unplaced(limits, why);
@@ -209,6 +211,11 @@ pub(super) fn place(rel: &str, res: Option<&LinuxResources>, pid: i32, limits: b
                 undo(&placement, &back);
                 return Err(e);
             }
+        }
+        // After the spec's rules, as runc appends them; a parent that denies one of them (a
+        // nested runtime's cgroup) leaves the container without it rather than failing it.
+        for wr in defaults.iter().filter(|wr| h.controllers.iter().any(|c| c == wr.controller)) {
+            let _ = write_file(&dir, &wr.file, &wr.value);
         }
         if let Err(e) = write_file(&dir, "cgroup.procs", &pid.to_string()) {
             undo(&placement, &back);
