@@ -95,6 +95,10 @@ function rootBundle(args: string[], edit?: (c: Config) => void): { dir: string; 
   return { dir, id };
 }
 
+/** Without the cgroup namespace, as podman runs a container as root on cgroup v1. */
+const hostCgroupns = (c: Config) => {
+  c.linux.namespaces = c.linux.namespaces.filter((ns: Config) => ns.type !== 'cgroup');
+};
 
 describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'} on a hybrid host`, () => {
   it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/freezer'))('pause freezes every process (v1 freezer), state says paused, resume thaws', () => {
@@ -224,6 +228,63 @@ describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'}
     expect(r.stdout).toMatch(/null-ok/);
     expect(r.status, r.stdout).toBe(0);
     expect(rt(['delete', '--force', b.id]).code).toBe(0);
+  });
+
+  // Issue 13 item 11: for a v1 `cgroup` mount runc mounts a tmpfs at /sys/fs/cgroup and, in it,
+  // each hierarchy's directory of the container's own cgroup, read-only (observed with Debian's
+  // runc 1.1.5 on this host: `/sys/fs/cgroup/memory` is `/<cgroupsPath>` of the memory
+  // hierarchy, name=systemd included, and /proc/self/cgroup shows the host paths).
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/memory'))('a cgroup mount shows the container\'s own v1 cgroups, read-only, as runc mounts them (no cgroup namespace, as podman as root)', () => {
+    const script = [
+      'ls /sys/fs/cgroup | tr "\\n" " "; echo',
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes',
+      'cat /sys/fs/cgroup/memory/cgroup.procs | tr "\\n" " "; echo',
+      'grep -E "^[0-9]+:(memory|pids|name=systemd):" /proc/self/cgroup',
+      'touch /sys/fs/cgroup/memory/x 2>&1; touch /sys/fs/cgroup/x && echo tmpfs-rw',
+    ].join('; ');
+    const b = rootBundle(['sh', '-c', script], (c) => {
+      hostCgroupns(c);
+      c.linux.resources.memory = { limit: 48 << 20 };
+    });
+    const cgpath = (JSON.parse(fs.readFileSync(path.join(b.dir, 'config.json'), 'utf8')) as Config).linux.cgroupsPath as string;
+    const r = rt(['run', '--bundle', b.dir, b.id]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [ls, limit, procs, ...rest] = r.stdout.split('\n');
+    const own = fs.readdirSync('/sys/fs/cgroup').filter((d) => d !== 'unified' && fs.statfsSync(path.join('/sys/fs/cgroup', d)).type === 0x27e0eb);
+    expect(ls!.trim().split(' ').sort()).toEqual(own.sort());
+    expect(limit).toBe(String(48 << 20));
+    // sh and cat: the container's pids, as its pid namespace numbers them.
+    expect(procs!.trim().split(' ').map(Number)).toContain(1);
+    const self = rest.join('\n');
+    expect(self).toMatch(new RegExp(`^\\d+:memory:.*/${cgpath}$`, 'm'));
+    expect(self).toMatch(new RegExp(`^\\d+:pids:.*/${cgpath}$`, 'm'));
+    if (own.includes('systemd')) expect(self).toMatch(new RegExp(`^\\d+:name=systemd:.*/${cgpath}$`, 'm'));
+    expect(self).toMatch(/Read-only file system/);
+    expect(self).toMatch(/tmpfs-rw/);
+  });
+
+  // With a cgroup namespace runc mounts each hierarchy itself: the view is rooted at the
+  // container's cgroup, and /proc/self/cgroup says "/".
+  it.runIf(IS_ROOT && fs.existsSync('/sys/fs/cgroup/memory'))('with a cgroup namespace the v1 cgroup mount is rooted at the container\'s cgroup', () => {
+    const script = [
+      'ls /sys/fs/cgroup | tr "\\n" " "; echo',
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes',
+      'grep -E "^[0-9]+:memory:" /proc/self/cgroup',
+      'touch /sys/fs/cgroup/memory/x 2>&1; true',
+    ].join('; ');
+    const b = rootBundle(['sh', '-c', script], (c) => {
+      c.linux.resources.memory = { limit: 40 << 20 };
+    });
+    const r = rt(['run', '--bundle', b.dir, b.id]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [ls, limit, self, ro] = r.stdout.split('\n');
+    expect(ls!.trim().split(' ')).toContain('memory');
+    expect(ls!.trim().split(' ')).not.toContain('unified');
+    expect(limit).toBe(String(40 << 20));
+    expect(self).toMatch(/^\d+:memory:\/$/);
+    expect(ro).toMatch(/Read-only file system/);
   });
 
   it('update of a container without a cgroup, or with a bad size, fails with the reason', () => {

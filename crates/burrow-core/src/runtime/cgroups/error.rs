@@ -40,6 +40,9 @@ pub enum CgroupError {
     Freezer(String),
     #[error("the container is not in a freezer cgroup (the v1 freezer hierarchy is not mounted or not writable here)")]
     NoFreezer,
+    /// The container's view of its cgroups (the spec's `cgroup` mount) could not be made.
+    #[error("cgroup mount: {op} {}: {errno}", path.display())]
+    Mount { op: &'static str, path: PathBuf, errno: nix::errno::Errno },
     /// The systemd driver: systemd unreachable, the scope not started, or its limits refused;
     /// the message names the cause and the fix.
     #[error("--systemd-cgroup: {0}")]
@@ -56,6 +59,7 @@ impl Coded for CgroupError {
             CgroupError::Open => "ECGROUP_OPEN",
             CgroupError::Freezer(_) | CgroupError::NoFreezer => "ECGROUP_FREEZER",
             CgroupError::Systemd(_) => "ESYSTEMD_SCOPE",
+            CgroupError::Mount { .. } => "ECGROUP_MOUNT",
         }
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{CgroupError, Result};
 pub use stats::{oom_killed, stats, OomWatch};
 pub use systemd::{cpu_list, systemd_unavailable};
-pub use v1::v1_writes;
+pub use v1::{mount_for_container, v1_writes};
 pub use v2::{shares_to_weight, v2_controllers, v2_writes};
 use systemd::{place_systemd, reset_failed};
 use v2::{create_v2, v2_manager, v2_parent_of_own, V2Failure};

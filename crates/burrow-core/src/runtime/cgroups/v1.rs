@@ -4,8 +4,9 @@
 //! exists (v1 has no CLONE_INTO_CGROUP), which is then moved in.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::LinuxResources;
 
 use super::error::{CgroupError, Result};
@@ -110,7 +111,15 @@ pub(super) struct V1Hierarchy {
     pub(super) own: String,
 }
 
-/// The mounted v1 hierarchies with their controllers and this process's cgroup in each.
+/// Whether a v1 cgroup superblock option names what the hierarchy is (a controller, or the
+/// name= of a named hierarchy), rather than how it behaves: /proc/self/cgroup lists only those.
+fn is_hierarchy_option(o: &str) -> bool {
+    !matches!(o, "rw" | "ro" | "relatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode" | "favordynmods" | "nofavordynmods" | "none") && (o.starts_with("name=") || !o.contains('='))
+}
+
+/// The mounted v1 hierarchies with their controllers and this process's cgroup in each. Named
+/// hierarchies (name=systemd) count, with the name as their controller: runc places the
+/// container in them too, and its /proc/self/cgroup shows it there.
 pub(super) fn v1_hierarchies() -> Vec<V1Hierarchy> {
     let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let cg = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -122,7 +131,7 @@ pub(super) fn v1_hierarchies() -> Vec<V1Hierarchy> {
             continue;
         }
         let Some(mp) = pre.split(' ').nth(4) else { continue };
-        let controllers: Vec<String> = post.get(2).unwrap_or(&"").split(',').filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "nosuid" | "nodev" | "noexec") && !o.starts_with("name=") && !o.contains('=')).map(String::from).collect();
+        let controllers: Vec<String> = post.get(2).unwrap_or(&"").split(',').filter(|o| is_hierarchy_option(o)).map(String::from).collect();
         if controllers.is_empty() {
             continue;
         }
@@ -272,12 +281,127 @@ pub(super) fn freeze(p: &Placement, frozen: bool) -> Result<()> {
     Err(CgroupError::Freezer(format!("{} did not reach the requested state", dir.display())))
 }
 
+/// A hierarchy as the container's `cgroup` mount shows it: one mounted directly below
+/// /sys/fs/cgroup, named hierarchies (name=systemd) included, as runc's GetCgroupMounts lists them.
+struct Shown {
+    /// Its mount point, whose last component names it in the container ("memory", "cpu,cpuacct").
+    mount: PathBuf,
+    /// The mount's root within the hierarchy (mountinfo's 4th field).
+    root: String,
+    /// The superblock's controllers, as `mount -t cgroup -o` takes them ("cpu,cpuacct", "name=systemd").
+    options: String,
+    /// This process's cgroup in it.
+    own: String,
+}
+
+fn shown_hierarchies() -> Vec<Shown> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let cg = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out: Vec<Shown> = Vec::new();
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let post: Vec<&str> = post.split(' ').collect();
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let (Some(root), Some(mp)) = (pre.get(3), pre.get(4)) else { continue };
+        if post.first() != Some(&"cgroup") || Path::new(mp).parent() != Some(Path::new("/sys/fs/cgroup")) {
+            continue;
+        }
+        let opts: Vec<&str> = post.get(2).unwrap_or(&"").split(',').filter(|o| is_hierarchy_option(o)).collect();
+        if opts.is_empty() || out.iter().any(|s| s.mount == Path::new(mp)) {
+            continue;
+        }
+        let own = cg
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                let set: Vec<&str> = ctrls.split(',').collect();
+                opts.iter().all(|c| set.contains(c)).then(|| path.trim().to_string())
+            })
+            .unwrap_or_else(|| "/".into());
+        out.push(Shown { mount: PathBuf::from(mp), root: root.to_string(), options: opts.join(","), own });
+    }
+    out
+}
+
+/// The spec's `cgroup` mount at `dst` on a cgroup v1 host (hybrid included), as runc makes it: a
+/// tmpfs, and in it a directory per hierarchy showing the container's own cgroup there, with the
+/// mount's flags (read-only as configs ask): the hierarchy mounted anew in the container's cgroup
+/// namespace (`cgroupns`), whose root is the container's cgroup, or else the container's
+/// directory of the host's mount bound (without a namespace its /proc/self/cgroup shows host
+/// paths, the same as runc's). Combined hierarchies get runc's links ("cpu" -> "cpu,cpuacct").
+/// Runs in the container's init, which is in its cgroups already, before pivot_root.
+///
+/// `Ok(false)`: nothing done, the caller mounts as before; when no v1 hierarchy is mounted, or
+/// in a user namespace that may not mount these (rootless), where the host's tree is bound
+/// read-only instead. Before, the container saw the host's root hierarchy under /sys/fs/cgroup,
+/// whatever its own cgroup (issue 13).
+pub fn mount_for_container(dst: &Path, flags: MsFlags, cgroupns: bool, in_userns: bool) -> Result<bool> {
+    let shown = shown_hierarchies();
+    if shown.is_empty() {
+        return Ok(false);
+    }
+    fn mnt(op: &'static str, path: &Path) -> impl Fn(nix::errno::Errno) -> CgroupError {
+        let path = path.to_path_buf();
+        move |errno| CgroupError::Mount { op, path: path.clone(), errno }
+    }
+    let fs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), dst, Some("tmpfs"), fs_flags, Some("mode=755")).map_err(mnt("mount tmpfs on", dst))?;
+    let each = |s: &Shown| -> Result<()> {
+        let name = s.mount.file_name().map(PathBuf::from).unwrap_or_default();
+        let sub = dst.join(&name);
+        fs::create_dir_all(&sub).map_err(|e| CgroupError::Mount { op: "mkdir", path: sub.clone(), errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+        if cgroupns {
+            // The named systemd hierarchy's source reads "systemd", as runc names it.
+            let source = if s.options.starts_with("name=") { s.options.trim_start_matches("name=") } else { "cgroup" };
+            if mount(Some(source), &sub, Some("cgroup"), flags | fs_flags, Some(s.options.as_str())).is_ok() {
+                return Ok(());
+            }
+        }
+        let rel = Path::new(&s.own).strip_prefix(&s.root).ok().map(Path::to_path_buf).unwrap_or_default();
+        let src = join(&s.mount, &rel.display().to_string());
+        mount(Some(&src), &sub, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(mnt("bind mount on", &sub))?;
+        mount(None::<&str>, &sub, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, None::<&str>).map_err(mnt("remount", &sub))
+    };
+    let done = shown.iter().try_for_each(each).and_then(|_| {
+        for s in &shown {
+            let name = s.mount.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            for part in name.split(',').filter(|_| name.contains(',')) {
+                match std::os::unix::fs::symlink(name, dst.join(part)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(CgroupError::Mount { op: "symlink", path: dst.join(part), errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    });
+    match done {
+        Ok(()) => Ok(true),
+        Err(_) if in_userns => {
+            let _ = umount2(dst, MntFlags::MNT_DETACH);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn res(json: serde_json::Value) -> LinuxResources {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn hierarchy_options_are_controllers_and_names() {
+        let opts: Vec<&str> = "rw,nosuid,nodev,noexec,relatime,xattr,release_agent=/x,name=systemd,clone_children".split(',').filter(|o| is_hierarchy_option(o)).collect();
+        assert_eq!(opts, ["name=systemd"]);
+        let opts: Vec<&str> = "rw,cpu,cpuacct,noprefix".split(',').filter(|o| is_hierarchy_option(o)).collect();
+        assert_eq!(opts, ["cpu", "cpuacct"]);
     }
 
     #[test]
