@@ -287,6 +287,22 @@ describe(`burrow-runtime cgroups as ${IS_ROOT ? 'root' : 'an unprivileged user'}
     expect(ro).toMatch(/Read-only file system/);
   });
 
+  // The same mount for a rootless container (`burrow run` adds it to every config): in its user
+  // and cgroup namespaces the hierarchies are mounted rooted at its own cgroup, which holds it.
+  it.runIf(fs.existsSync('/sys/fs/cgroup/memory') && fs.existsSync('/sys/fs/cgroup/unified'))(`the cgroup mount shows the container's own v1 cgroups ${IS_ROOT ? 'in a user namespace' : 'rootless'} too`, () => {
+    const b = bundle(['sh', '-c', 'ls /sys/fs/cgroup | tr "\\n" " "; echo; cat /sys/fs/cgroup/memory/cgroup.procs | tr "\\n" " "'], (c) => {
+      c.mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] });
+    });
+    const r = rt(['run', '--bundle', b.dir, b.id]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [ls, procs] = r.stdout.split('\n');
+    expect(ls!.trim().split(' ')).toContain('memory');
+    // Runc leaves the hybrid host's v2 part out; the host's tree bound whole would show it.
+    expect(ls!.trim().split(' ')).not.toContain('unified');
+    expect(procs!.trim().split(' ').map(Number)).toContain(1);
+  });
+
   it('update of a container without a cgroup, or with a bad size, fails with the reason', () => {
     const c = counter();
     const r = rt(['update', '--memory', '64m', c.id]);
