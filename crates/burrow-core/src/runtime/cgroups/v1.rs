@@ -332,10 +332,10 @@ fn shown_hierarchies() -> Vec<Shown> {
 /// paths, the same as runc's). Combined hierarchies get runc's links ("cpu" -> "cpu,cpuacct").
 /// Runs in the container's init, which is in its cgroups already, before pivot_root.
 ///
-/// `Ok(false)`: nothing done, the caller mounts as before; when no v1 hierarchy is mounted, or
-/// in a user namespace that may not mount these (rootless), where the host's tree is bound
-/// read-only instead. Before, the container saw the host's root hierarchy under /sys/fs/cgroup,
-/// whatever its own cgroup (issue 13).
+/// `Ok(false)`: nothing done, the caller binds the host's tree read-only as before: when no v1
+/// hierarchy is mounted, or when a step fails in a user namespace (rootless, where the mount's
+/// locked flags or the namespace's rights may not allow it). Before, the container saw the
+/// host's root hierarchy under /sys/fs/cgroup, whatever its own cgroup (issue 13).
 pub fn mount_for_container(dst: &Path, flags: MsFlags, cgroupns: bool, in_userns: bool) -> Result<bool> {
     let shown = shown_hierarchies();
     if shown.is_empty() {
