@@ -19,31 +19,34 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
 
 use super::{w, Write};
 
-/// runc's default rules (libcontainer/specconv AllowedDevices), in its order: type, major,
-/// minor (None: any), access, and the node the rule is for, whose rule runc leaves out when the
-/// spec lists a device at that path (the spec's own rule then governs it).
-const DEFAULTS: [(char, Option<i64>, Option<i64>, &str, Option<&str>); 11] = [
+/// A device rule: type, major, minor (None: any), access.
+type Rule = (char, Option<i64>, Option<i64>, &'static str);
+
+/// runc's default rules (libcontainer/specconv AllowedDevices), in its order, each with the node
+/// it is for, whose rule runc leaves out when the spec lists a device at that path (the spec's
+/// own rule then governs it).
+const DEFAULTS: [(Rule, Option<&str>); 11] = [
     // mknod of any node: the runtime creates the spec's devices inside the container's cgroup.
-    ('c', None, None, "m", None),
-    ('b', None, None, "m", None),
-    ('c', Some(1), Some(3), "rwm", Some("/dev/null")),
-    ('c', Some(1), Some(8), "rwm", Some("/dev/random")),
-    ('c', Some(1), Some(7), "rwm", Some("/dev/full")),
-    ('c', Some(5), Some(0), "rwm", Some("/dev/tty")),
-    ('c', Some(1), Some(5), "rwm", Some("/dev/zero")),
-    ('c', Some(1), Some(9), "rwm", Some("/dev/urandom")),
+    (('c', None, None, "m"), None),
+    (('b', None, None, "m"), None),
+    (('c', Some(1), Some(3), "rwm"), Some("/dev/null")),
+    (('c', Some(1), Some(8), "rwm"), Some("/dev/random")),
+    (('c', Some(1), Some(7), "rwm"), Some("/dev/full")),
+    (('c', Some(5), Some(0), "rwm"), Some("/dev/tty")),
+    (('c', Some(1), Some(5), "rwm"), Some("/dev/zero")),
+    (('c', Some(1), Some(9), "rwm"), Some("/dev/urandom")),
     // /dev/pts/* and /dev/ptmx: the container's terminals.
-    ('c', Some(136), None, "rwm", None),
-    ('c', Some(5), Some(2), "rwm", None),
+    (('c', Some(136), None, "rwm"), None),
+    (('c', Some(5), Some(2), "rwm"), None),
     // /dev/net/tun: runc kept it for compatibility (runc#3468).
-    ('c', Some(10), Some(200), "rwm", None),
+    (('c', Some(10), Some(200), "rwm"), None),
 ];
 
 /// /dev/console (5:1), which libcgroups' v2 defaults allow, and /dev/fuse (10:229) when the
 /// container is given one (a listed device or a bind mount at /dev/fuse, as `--device
 /// /dev/fuse` gives it): rootless-style FUSE inside a root container needs it, and a node the
 /// runtime was asked to provide should not be EPERM.
-fn extra_rules(spec: &Spec) -> Vec<(char, Option<i64>, Option<i64>, &'static str)> {
+fn extra_rules(spec: &Spec) -> Vec<Rule> {
     let mut out = vec![('c', Some(5), Some(1), "rwm")];
     let fuse = Path::new("/dev/fuse");
     let listed = spec.linux().as_ref().and_then(|l| l.devices().as_ref()).is_some_and(|ds| ds.iter().any(|d| d.path() == fuse));
@@ -64,7 +67,7 @@ pub(super) fn default_writes(spec: &Spec) -> Vec<Write> {
     }
     let listed: Vec<&Path> = linux.and_then(|l| l.devices().as_ref()).map(|ds| ds.iter().map(|d| d.path().as_path()).collect()).unwrap_or_default();
     let rule = |t: char, major: Option<i64>, minor: Option<i64>, access: &str| w("devices", "devices.allow", format!("{t} {}:{} {access}", num(major), num(minor)));
-    let mut out: Vec<Write> = DEFAULTS.iter().filter(|d| d.4.map_or(true, |p| !listed.contains(&Path::new(p)))).map(|&(t, ma, mi, a, _)| rule(t, ma, mi, a)).collect();
+    let mut out: Vec<Write> = DEFAULTS.iter().filter(|(_, node)| !node.is_some_and(|p| listed.contains(&Path::new(p)))).map(|&((t, ma, mi, a), _)| rule(t, ma, mi, a)).collect();
     out.extend(extra_rules(spec).into_iter().map(|(t, ma, mi, a)| rule(t, ma, mi, a)));
     out
 }

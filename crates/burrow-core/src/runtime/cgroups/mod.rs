@@ -377,7 +377,7 @@ pub fn remove(p: &Placement) {
 /// same writes as at create on the v1 hierarchies the container was placed in.
 pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
     if p.v2 {
-        let m = v2_manager(p).ok_or_else(|| CgroupError::Open)?;
+        let m = v2_manager(p).ok_or(CgroupError::Open)?;
         if let Some(dir) = p.v2_root.as_ref().zip(p.v2_path.as_ref()).map(|(r, path)| join(r, &path.display().to_string())) {
             let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
             if let Some(c) = v2_controllers(r).into_iter().find(|c| !have.split_whitespace().any(|h| h == *c)) {
@@ -394,7 +394,7 @@ pub fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
 /// libcgroups, the v1 freezer hierarchy when the container was placed in one.
 pub fn freeze(p: &Placement, frozen: bool) -> Result<()> {
     if p.v2 {
-        let m = v2_manager(p).ok_or_else(|| CgroupError::Open)?;
+        let m = v2_manager(p).ok_or(CgroupError::Open)?;
         let state = if frozen { FreezerState::Frozen } else { FreezerState::Thawed };
         return m.freeze(state).map_err(|e| CgroupError::Freezer(e.to_string()));
     }
