@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runtimeText } from '../../ts/errors';
 import { IS_ROOT } from './helpers';
 // @ts-expect-error plain ESM harness module without types
 import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
@@ -136,8 +137,9 @@ describe(`linux.sysctl as ${IS_ROOT ? 'root' : 'an unprivileged user'} (podman s
         c.linux.sysctl = sysctl;
       });
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/invalid config .*config\.json: /);
-      expect(r.stderr).toMatch(msg);
+      // The runtime's error is runc's logrus line (quotes escaped): its message.
+      expect(runtimeText(r.stderr)).toMatch(/invalid config .*config\.json: /);
+      expect(runtimeText(r.stderr)).toMatch(msg);
       expect(rt(['state', r.id]).code).toBe(1);
     }
     // A network namespace joined by path that is the runtime's own is the host's.

@@ -3,8 +3,10 @@
 // configs `burrow run` writes (ts/container/spec.ts), each has a network namespace, a fresh
 // sysfs and its own cgroup (cgroup2 in the container's cgroup namespace) at /sys/fs/cgroup, so
 // the container can report what its cgroup saw.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
-import { makeBundle } from '../harness/bundle.mjs';
+import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
 
 const CGROUP_MOUNT = { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] };
 const SYSFS = { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] };
@@ -76,7 +78,34 @@ export function makeAll(dir) {
   }
 }
 
+// The default devices under the deny-all device rule every root config carries (issue 13): what
+// the container's /dev/null, /dev/zero and /dev/ptmx (a terminal, as `exec -t` opens it) do.
+const DEVICES_CHECK = 'echo x > /dev/null && echo null-ok; head -c 5 /dev/zero | wc -c; exec 3<>/dev/ptmx && echo ptmx-ok';
+
+/**
+ * For root in the guest: a config from `burrow-runtime spec` (no user namespace, the deny-all
+ * device rule, as podman as root and containerd's CRI send it) with a cgroupsPath, so the
+ * container is placed in a cgroup v2 of its own under that rule.
+ */
+export function makeRootDevices(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  makeRootfs(dir);
+  execFileSync(RUNTIME, ['spec', '--bundle', dir]);
+  const file = path.join(dir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const rules = config.linux.resources?.devices ?? [];
+  if (rules.length !== 1 || rules[0].allow !== false || rules[0].access !== 'rwm' || rules[0].type || rules[0].major !== undefined) {
+    throw new Error(`burrow-runtime spec no longer writes the deny-all device rule: ${JSON.stringify(config.linux.resources)}`);
+  }
+  config.process.args = ['sh', '-c', DEVICES_CHECK];
+  config.process.terminal = false;
+  config.root.readonly = false;
+  config.linux.cgroupsPath = 'burrow-vm-devices';
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  if (!process.argv[2]) throw new Error('usage: bundles.mjs DIR');
-  makeAll(process.argv[2]);
+  if (process.argv[2] === '--root-devices' && process.argv[3]) makeRootDevices(process.argv[3]);
+  else if (!process.argv[2]) throw new Error('usage: bundles.mjs DIR | --root-devices DIR');
+  else makeAll(process.argv[2]);
 }

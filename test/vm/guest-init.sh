@@ -85,6 +85,14 @@ rm -rf "$home" "$results" "$xdg"
 mkdir -p "$home" "$results" "$xdg"
 chown "$uid:$gid" "$home" "$results" "$xdg"
 chmod 0700 "$xdg"
+# Checks that need root (run-vm.mjs's rootScript): configs as podman as root and containerd's CRI
+# send them, with no user namespace. Before the user's job, from the root cgroup; their facts go
+# to the same results.
+if [ -f "$share/root-script.sh" ]; then
+	log "running the root checks"
+	BURROW_VM_RESULTS="$results" /bin/sh "$share/root-script.sh" >"$share/root-output.log" 2>&1 </dev/null
+	log "root checks exited with status $?"
+fi
 # The job's cgroup: a leaf of the delegated service, unless a systemd user manager runs there.
 jobcg=$svc/init.scope
 busenv=

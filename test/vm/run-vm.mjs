@@ -223,7 +223,7 @@ function scratchDisk(share) {
   return f;
 }
 
-export async function runVm({ script, controllers = ALL_CONTROLLERS, systemd = false, timeoutMs = 180_000, cpus = 2, memoryMiB = 1024, user = 'burrowtest', keep = false } = {}) {
+export async function runVm({ script, rootScript = null, controllers = ALL_CONTROLLERS, systemd = false, timeoutMs = 180_000, cpus = 2, memoryMiB = 1024, user = 'burrowtest', keep = false } = {}) {
   const started = Date.now();
   const { kernel, initramfs } = prepare();
   const share = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-vm-job-'));
@@ -232,6 +232,8 @@ export async function runVm({ script, controllers = ALL_CONTROLLERS, systemd = f
     const q = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
     fs.writeFileSync(path.join(share, 'job.env'), `VM_USER=${q(user)}\nVM_CONTROLLERS=${q(controllers.join(' '))}\nVM_SYSTEMD=${systemd ? 1 : 0}\n`);
     fs.writeFileSync(path.join(share, 'script.sh'), script, { mode: 0o644 });
+    // Checks that need root in the guest (guest-init.sh runs it before the user's job).
+    if (rootScript) fs.writeFileSync(path.join(share, 'root-script.sh'), rootScript, { mode: 0o644 });
     const append = [
       'console=ttyS0',
       'panic=-1', // with -no-reboot: a guest that panics ends at once

@@ -16,6 +16,7 @@ import type { HostReport } from '../../ts/host/report';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-tests.sh'\n`;
 const SYSTEMD_SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-systemd.sh'\n`;
+const ROOT_SCRIPT = `BURROW_REPO='${ROOT}' exec /bin/sh '${ROOT}/test/vm/guest-root.sh'\n`;
 const LIMIT_KINDS = ['memory', 'pids', 'cpu', 'cpuset', 'io', 'hugetlb'];
 // Generous: under TCG every Node start of the CLI costs seconds, and a loaded host slows it more.
 const BOOT_TIMEOUT_MS = 420_000;
@@ -23,10 +24,10 @@ const BOOT_TIMEOUT_MS = 420_000;
 type Boot = Awaited<ReturnType<typeof runVm>>;
 
 /** Boots the guest once for a describe block; `facts` reads what the guest recorded. */
-function bootWith(controllers: string[], { systemd = false } = {}) {
+function bootWith(controllers: string[], { systemd = false, root = false } = {}) {
   let vm: Boot | null = null;
   beforeAll(async () => {
-    vm = await runVm({ script: systemd ? SYSTEMD_SCRIPT : SCRIPT, controllers, systemd, timeoutMs: BOOT_TIMEOUT_MS });
+    vm = await runVm({ script: systemd ? SYSTEMD_SCRIPT : SCRIPT, rootScript: root ? ROOT_SCRIPT : null, controllers, systemd, timeoutMs: BOOT_TIMEOUT_MS });
     process.stdout.write(`vm (${controllers.join(' ')}${systemd ? ', systemd --user' : ''}): ${vm.seconds.toFixed(1)} s, status ${vm.status}\n`);
     if (vm.error || vm.status !== 0) {
       process.stdout.write(`--- guest output ---\n${vm.output}\n--- guest console ---\n${vm.console}\n`);
@@ -123,7 +124,18 @@ function expectPidsLimit(g: ReturnType<typeof bootWith>) {
 }
 
 describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
-  const g = bootWith(ALL_CONTROLLERS);
+  const g = bootWith(ALL_CONTROLLERS, { root: true });
+
+  // Issue 13: root configs (podman as root, the CRI) carry {allow: false, access: rwm}. On v2 the
+  // device rules are an eBPF program, which libcgroups as burrow builds it does not load; this
+  // keeps that the default devices work there under the rule, as runc's defaults make them.
+  it('as root, the deny-all device rule with a cgroupsPath leaves /dev/null, /dev/zero and /dev/ptmx usable', () => {
+    expect(Number(g.fact('root-bundles.exit')), g.fact('root-bundles.err')).toBe(0);
+    expect(g.exit('root-devices'), g.fact('root-devices.err')).toBe(0);
+    expect(g.fact('root-devices.out').split('\n')).toEqual(['null-ok', '5', 'ptmx-ok']);
+    expect(g.fact('root-devices.err')).toMatch(/; cgroup \/sys\/fs\/cgroup\/burrow-vm-devices: entered by CLONE_INTO_CGROUP/);
+    expect(g.fact('root-leftover')).toBe('');
+  });
 
   it('boots and runs the checks as the test user from a leaf of the delegated subtree', () => {
     expectBootedAsUser(g, ALL_CONTROLLERS);

@@ -47,6 +47,9 @@ pub enum RuntimeError {
     /// A mount the rootfs would send somewhere unsafe (a special filesystem through a symlink).
     #[error("mount on {dst}: {detail}")]
     UnsafeMount { dst: String, detail: String },
+    /// Placing the container in its cgroup, its limits, the freezer (`cgroups` module).
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroups::CgroupError),
 }
 
 impl Coded for RuntimeError {
@@ -68,17 +71,20 @@ impl Coded for RuntimeError {
             RuntimeError::Usage(_) => "EUSAGE",
             RuntimeError::Idmap { .. } => "EIDMAP",
             RuntimeError::UnsafeMount { .. } => "EMOUNT_UNSAFE",
+            RuntimeError::Cgroup(e) => e.code(),
         }
     }
 }
 
 /// The stable code for a code string that crossed a process boundary.
 pub fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 19] = [
+    const KNOWN: [&str; 27] = [
         "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
         "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP", "EMOUNT_UNSAFE",
         // burrow_core::net, from the network owner (run, monitor)
         "ENET_CONFIG", "EPORT_IN_USE", "ENET_HELPER",
+        // runtime::cgroups
+        "ECGROUP_WRITE", "ECGROUP_CREATE", "ECGROUP_CONTROLLER", "ECGROUP_APPLY", "ECGROUP_OPEN", "ECGROUP_FREEZER", "ESYSTEMD_SCOPE", "ECGROUP_MOUNT",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
 }

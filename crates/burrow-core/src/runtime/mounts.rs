@@ -462,10 +462,14 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-/// cgroup2 when the host is unified and we have a cgroup namespace; otherwise the host's
-/// hierarchy bound read-only (hybrid and v1 hosts, or no cgroup namespace).
+/// cgroup2 when the host is unified and we have a cgroup namespace; on v1 and hybrid hosts the
+/// container's own cgroups, as runc shows them (cgroups::mount_for_container); otherwise the
+/// host's hierarchy bound read-only.
 fn mount_cgroup(ctx: &MountCtx, dest: &Dest, dst: &Path, flags: MsFlags) -> Result<()> {
     let unified = nix::sys::statfs::statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false);
+    if !unified && super::cgroups::mount_for_container(dst, &|| dest.open(None).ok(), flags, ctx.new_cgroupns, ctx.in_userns)? {
+        return Ok(());
+    }
     if unified && ctx.new_cgroupns {
         match mount(Some("cgroup2"), dst, Some("cgroup2"), flags, None::<&str>) {
             Ok(()) => return Ok(()),
