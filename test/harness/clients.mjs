@@ -234,7 +234,7 @@ export async function ptyDrive(steps, argv, opts = {}) {
 export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.ipv4.ping_group_range=0 0'] } = {}) {
   const rootful = process.getuid() === 0;
   const p = (...x) => path.join(dir, ...x);
-  for (const d of ['home', 'xdg', 'tmp', 'graph', 'run', 'conf']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
+  for (const d of ['home', 'xdg', 'tmp', 'graph', 'run', 'conf', 'conf/networks']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
   // Debian's /usr/share/containers/containers.conf sets these defaults; CONTAINERS_CONF makes
   // podman read only this file, so the ones the tests are about are repeated here.
   fs.writeFileSync(
@@ -253,6 +253,9 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
       `events_logfile_path = "${p('events.log')}"`,
       `tmp_dir = "${p('tmp')}"`,
       `volume_path = "${p('graph', 'volumes')}"`,
+      // Rootful podman writes its network configs and a cni.lock in /etc/cni/net.d otherwise.
+      '[network]',
+      `network_config_dir = "${p('conf', 'networks')}"`,
       '',
     ].join('\n'),
   );
@@ -324,7 +327,7 @@ async function waitFor(pred, ms, what) {
  */
 export async function startContainerd(dir, { runtime = clientRuntime(), sandboxImage = 'docker.io/burrowtest/pause:latest' } = {}) {
   const p = (...x) => path.join(dir, ...x);
-  for (const d of ['root', 'state', 'opt', 'runc', 'cni', 'logs']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
+  for (const d of ['root', 'state', 'opt', 'runc', 'cni', 'logs', 'fifo']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
   const address = p('containerd.sock');
   const port = await freePort();
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
@@ -389,6 +392,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     pid,
     runtime,
     runtimeRoot: p('runc'),
+    /** For `ctr run --fifo-dir`: ctr's default is /run/containerd/fifo. */
+    fifoDir: p('fifo'),
     log: () => fs.readFileSync(p('containerd.log'), 'utf8'),
     ctr,
     crictl: (args, opts = {}) => run(ensureCrictl(), ['--config', p('crictl.yaml'), ...args], { env, ...opts }),

@@ -45,9 +45,15 @@ async function newContainerd(): Promise<Containerd> {
   return cd;
 }
 
-async function ok(r: Promise<Result>): Promise<Result> {
+/** containerd's own error lines (the shim's runtime failures show there, not in crictl's output). */
+function errors(cd: Containerd): string {
+  const lines = (cd.log() as string).split('\n').filter((l) => l.includes('level=error') && !l.includes('failed to load cni'));
+  return lines.length ? `\ncontainerd's errors:\n${lines.slice(-6).join('\n')}` : '';
+}
+
+async function ok(r: Promise<Result>, cd?: Containerd): Promise<Result> {
   const x = await r;
-  expect(x.code, show(x)).toBe(0);
+  expect(x.code, show(x) + (cd ? errors(cd) : '')).toBe(0);
   return x;
 }
 
@@ -80,7 +86,7 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
     const ns = `burrowtest-${TAG}`;
     cgroupDirs.push(ns); // ctr's default spec puts the container in /NS/ID
     await ok(cd.ctr(['-n', ns, 'images', 'import', images.busybox.archive]));
-    const r: Result = await cd.ctr(['-n', ns, 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', cd.runtimeRoot, images.busybox.ref, 'ctr-run-1', 'sh', '-c', 'echo x > /dev/null && echo out-ok; echo to-stderr >&2; exit 7']);
+    const r: Result = await cd.ctr(['-n', ns, 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', cd.runtimeRoot, '--fifo-dir', cd.fifoDir, images.busybox.ref, 'ctr-run-1', 'sh', '-c', 'echo x > /dev/null && echo out-ok; echo to-stderr >&2; exit 7']);
     expect(r.code, show(r)).toBe(7);
     expect(r.stdout).toBe('out-ok\n');
     expect(r.stderr).toContain('to-stderr');
@@ -93,7 +99,7 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
     const ns = `burrowtest-${TAG}`;
     cgroupDirs.push(ns);
     await ok(cd.ctr(['-n', ns, 'images', 'import', images.busybox.archive]));
-    const r: Result = await cd.ctr(['-n', ns, 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', cd.runtimeRoot, images.busybox.ref, 'ctr-cg', 'cat', '/proc/self/cgroup']);
+    const r: Result = await cd.ctr(['-n', ns, 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', cd.runtimeRoot, '--fifo-dir', cd.fifoDir, images.busybox.ref, 'ctr-cg', 'cat', '/proc/self/cgroup']);
     expect(r.code, show(r)).toBe(0);
     const paths = new Set(r.stdout.trim().split('\n').map((l) => l.split(':').slice(2).join(':')));
     expect([...paths], r.stdout).toEqual([`/${ns}/ctr-cg`]);
@@ -132,11 +138,11 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
       const cd = await newContainerd();
       await importForCri(cd);
       const cfg = criConfigs(cd, 'full', LOOP);
-      const pod = (await ok(cd.crictl(['runp', cfg.pod]))).stdout.trim();
+      const pod = (await ok(cd.crictl(['runp', cfg.pod]), cd)).stdout.trim();
       expect(pod).toMatch(/^[0-9a-f]{64}$/);
-      const cid = (await ok(cd.crictl(['create', pod, cfg.ctr, cfg.pod]))).stdout.trim();
+      const cid = (await ok(cd.crictl(['create', pod, cfg.ctr, cfg.pod]), cd)).stdout.trim();
       expect(cid).toMatch(/^[0-9a-f]{64}$/);
-      await ok(cd.crictl(['start', cid]));
+      await ok(cd.crictl(['start', cid]), cd);
       const st: Result = await cd.crictl(['inspect', '-o', 'go-template', '--template', '{{.status.state}}', cid]);
       expect(st.stdout.trim(), show(st)).toBe('CONTAINER_RUNNING');
 
@@ -149,14 +155,14 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
       expect.soft(t.out).toMatch(/\/dev\/pts\/\d+/);
       expect.soft(t.out, 'crictl reports the exit code of the exec').toContain('exit code 3');
 
-      await ok(cd.crictl(['stop', '-t', '20', cid]));
+      await ok(cd.crictl(['stop', '-t', '20', cid]), cd);
       const ex: Result = await cd.crictl(['inspect', '-o', 'go-template', '--template', '{{.status.state}} {{.status.exitCode}}', cid]);
       expect(ex.stdout.trim(), show(ex)).toBe('CONTAINER_EXITED 0');
-      await ok(cd.crictl(['rm', cid]));
-      await ok(cd.crictl(['stopp', pod]));
-      await ok(cd.crictl(['rmp', pod]));
-      expect((await ok(cd.crictl(['pods', '-q']))).stdout.trim()).toBe('');
-      expect((await ok(cd.crictl(['ps', '-a', '-q']))).stdout.trim()).toBe('');
+      await ok(cd.crictl(['rm', cid]), cd);
+      await ok(cd.crictl(['stopp', pod]), cd);
+      await ok(cd.crictl(['rmp', pod]), cd);
+      expect((await ok(cd.crictl(['pods', '-q']), cd)).stdout.trim()).toBe('');
+      expect((await ok(cd.crictl(['ps', '-a', '-q']), cd)).stdout.trim()).toBe('');
       const tasks: Result = await cd.ctr(['-n', 'k8s.io', 'tasks', 'list', '-q']);
       expect(tasks.stdout.trim(), 'no task left in containerd').toBe('');
     },
@@ -169,23 +175,25 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
       const cd = await newContainerd();
       await importForCri(cd);
       const cfg = criConfigs(cd, 'exited', ['/bin/sh', '-c', 'echo done; exit 5']);
-      const pod = (await ok(cd.crictl(['runp', cfg.pod]))).stdout.trim();
-      const cid = (await ok(cd.crictl(['create', pod, cfg.ctr, cfg.pod]))).stdout.trim();
-      await ok(cd.crictl(['start', cid]));
-      // Wait for the exit that containerd's shim reports (a state, not a time).
+      const pod = (await ok(cd.crictl(['runp', cfg.pod]), cd)).stdout.trim();
+      const cid = (await ok(cd.crictl(['create', pod, cfg.ctr, cfg.pod]), cd)).stdout.trim();
+      await ok(cd.crictl(['start', cid]), cd);
+      // Wait for the exit that containerd's shim reports (a state, not a time), or for
+      // containerd to say it could not handle it (then the state never comes).
       let state = '';
-      for (let i = 0; i < 150 && state !== 'CONTAINER_EXITED 5'; i++) {
+      const failed = (): boolean => (cd.log() as string).includes('failed to handle container TaskExit');
+      for (let i = 0; i < 150 && state !== 'CONTAINER_EXITED 5' && !failed(); i++) {
         state = (await cd.crictl(['inspect', '-o', 'go-template', '--template', '{{.status.state}} {{.status.exitCode}}', cid])).stdout.trim();
         if (state !== 'CONTAINER_EXITED 5') await new Promise((r) => setTimeout(r, 100));
       }
-      expect(state).toBe('CONTAINER_EXITED 5');
+      expect(state, errors(cd)).toBe('CONTAINER_EXITED 5');
       const logs: Result = await cd.crictl(['logs', cid]);
       expect(logs.stdout).toBe('done\n');
-      await ok(cd.crictl(['stop', cid]));
-      await ok(cd.crictl(['rm', cid]));
-      await ok(cd.crictl(['stopp', pod]));
-      await ok(cd.crictl(['rmp', pod]));
-      expect((await ok(cd.crictl(['pods', '-q']))).stdout.trim()).toBe('');
+      await ok(cd.crictl(['stop', cid]), cd);
+      await ok(cd.crictl(['rm', cid]), cd);
+      await ok(cd.crictl(['stopp', pod]), cd);
+      await ok(cd.crictl(['rmp', pod]), cd);
+      expect((await ok(cd.crictl(['pods', '-q']), cd)).stdout.trim()).toBe('');
     },
     180_000,
   );
