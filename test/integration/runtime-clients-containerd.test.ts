@@ -106,7 +106,7 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
   });
 
   /** Writes the pod and container configs crictl reads; returns their paths. */
-  function criConfigs(cd: Containerd, name: string, command: string[]): { pod: string; ctr: string } {
+  function criConfigs(cd: Containerd, name: string, command: string[], linux: Record<string, unknown> = {}): { pod: string; ctr: string; cgroupParent: string } {
     const cgroupParent = `burrow-crictl-${TAG}-${name}`;
     cgroupDirs.push(cgroupParent);
     const pod = path.join(cd.dir, `${name}-pod.json`);
@@ -121,8 +121,8 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
         linux: { cgroup_parent: `/${cgroupParent}`, security_context: { namespace_options: { network: 2 } } },
       }),
     );
-    fs.writeFileSync(ctr, JSON.stringify({ metadata: { name: `ctr-${name}` }, image: { image: images.busybox.ref }, command, log_path: `ctr-${name}.log`, linux: {} }));
-    return { pod, ctr };
+    fs.writeFileSync(ctr, JSON.stringify({ metadata: { name: `ctr-${name}` }, image: { image: images.busybox.ref }, command, log_path: `ctr-${name}.log`, linux }));
+    return { pod, ctr, cgroupParent };
   }
 
   async function importForCri(cd: Containerd): Promise<void> {
@@ -194,6 +194,35 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
       await ok(cd.crictl(['stopp', pod]), cd);
       await ok(cd.crictl(['rmp', pod]), cd);
       expect((await ok(cd.crictl(['pods', '-q']), cd)).stdout.trim()).toBe('');
+    },
+    180_000,
+  );
+
+  it(
+    'crictl update raises a memory limit on cgroup v1 (swap limit first, as runc orders them)',
+    async () => {
+      const cd = await newContainerd();
+      await importForCri(cd);
+      const MiB = 1024 * 1024;
+      const cfg = criConfigs(cd, 'update', LOOP, { resources: { memory_limit_in_bytes: 64 * MiB, cpu_shares: 512 } });
+      const pod = (await ok(cd.crictl(['runp', cfg.pod]), cd)).stdout.trim();
+      const cid = (await ok(cd.crictl(['create', pod, cfg.ctr, cfg.pod]), cd)).stdout.trim();
+      await ok(cd.crictl(['start', cid]), cd);
+      // Read on the host: the container's cgroup directories under the pod's cgroup parent.
+      const mem = (f: string): number => Number(fs.readFileSync(path.join('/sys/fs/cgroup/memory', cfg.cgroupParent, cid, f), 'utf8'));
+      expect(mem('memory.limit_in_bytes')).toBe(64 * MiB);
+      // containerd's CRI sets the swap limit (memory + swap) to the memory limit on v1. Raising
+      // both: the kernel refuses a memory limit above the current memory + swap limit, so the
+      // swap limit must be written first.
+      const hasMemsw = fs.existsSync(path.join('/sys/fs/cgroup/memory', cfg.cgroupParent, cid, 'memory.memsw.limit_in_bytes'));
+      if (hasMemsw) expect(mem('memory.memsw.limit_in_bytes')).toBe(64 * MiB);
+      await ok(cd.crictl(['update', '--memory', String(128 * MiB), cid]), cd);
+      expect(mem('memory.limit_in_bytes')).toBe(128 * MiB);
+      if (hasMemsw) expect(mem('memory.memsw.limit_in_bytes')).toBe(128 * MiB);
+      // And lowering them again: now the memory limit first.
+      await ok(cd.crictl(['update', '--memory', String(32 * MiB), cid]), cd);
+      expect(mem('memory.limit_in_bytes')).toBe(32 * MiB);
+      if (hasMemsw) expect(mem('memory.memsw.limit_in_bytes')).toBe(32 * MiB);
     },
     180_000,
   );
