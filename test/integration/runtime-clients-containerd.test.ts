@@ -107,6 +107,19 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
     expect(left.stdout.trim(), 'ctr run --rm removed the container').toBe('');
   });
 
+  it("ctr run of a command that does not exist: the runtime's error reaches ctr (the shim reads it from --log in JSON)", async () => {
+    const cd = await newContainerd();
+    const ns = `burrowtest-${TAG}`;
+    cgroupDirs.push(ns);
+    await ok(cd.ctr(['-n', ns, 'images', 'import', images.busybox.archive]));
+    const r: Result = await cd.ctr(['-n', ns, 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', cd.runtimeRoot, '--fifo-dir', cd.fifoDir, images.busybox.ref, 'ctr-missing', 'nosuchcmd']);
+    expect(r.code, show(r)).not.toBe(0);
+    // runc: 'OCI runtime create failed: runc create failed: unable to start container process:
+    // exec: "nosuchcmd": executable file not found in $PATH: unknown'.
+    expect(r.stderr).toMatch(/OCI runtime create failed: .*exec: "nosuchcmd": executable file not found in \$PATH/);
+    await cd.ctr(['-n', ns, 'containers', 'delete', 'ctr-missing']);
+  });
+
   it('ctr run: the container is in its own cgroup /NS/ID in every v1 hierarchy and the unified one, as with runc', async () => {
     const cd = await newContainerd();
     const ns = `burrowtest-${TAG}`;

@@ -102,6 +102,25 @@ describe(`podman --runtime burrow-runtime as ${IS_ROOT ? 'root (rootful podman)'
     expect(ps.stdout.trim()).toBe('');
   });
 
+  it('OCI hooks from podman --hooks-dir run at their moments: prestart and createRuntime at create, startContainer in the container, poststart after start, poststop at delete', async () => {
+    const pm = await newPodman();
+    const hooks = path.join(pm.dir, 'hooks');
+    const log = path.join(pm.dir, 'hooks.log');
+    fs.mkdirSync(hooks);
+    // The host-side hooks append their stage to a log in the test's directory (rootless, they
+    // run as the user); startContainer runs in the container and writes there.
+    for (const stage of ['prestart', 'createRuntime', 'startContainer', 'poststart', 'poststop']) {
+      const cmd = stage === 'startContainer' ? 'echo startContainer > /tmp/hook-ran' : `echo ${stage} >> ${log}`;
+      fs.writeFileSync(path.join(hooks, `${stage}.json`), JSON.stringify({ version: '1.0.0', hook: { path: '/bin/sh', args: ['sh', '-c', cmd] }, when: { always: true }, stages: [stage] }));
+    }
+    const r: Result = await pm.podman(['--hooks-dir', hooks, 'run', '--rm', '--network', 'none', images.busybox.ref, 'cat', '/tmp/hook-ran']);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toBe('startContainer\n');
+    // runc's order: prestart, then createRuntime (both during create), poststart after start,
+    // poststop when podman deletes the container.
+    expect(fs.readFileSync(log, 'utf8')).toBe('prestart\ncreateRuntime\npoststart\npoststop\n');
+  });
+
   it.skipIf(!IS_ROOT)('as root on cgroup v1: the container sees its own cgroup under /sys/fs/cgroup and is in it in every hierarchy, as with runc', async () => {
     const pm = await newPodman();
     // With podman's cgroupns=host on v1, runc bind-mounts the container's own cgroup directory
