@@ -7,6 +7,7 @@
 //   buildMainImage(dir)         several layers: busybox; whiteouts (file, directory, opaque);
 //                               hardlinks; a symlink chain; files of uid 33 and 1000; a zstd
 //                               layer; a large file (64 MiB by default)
+//   buildBusyboxImage(dir, {tag, config}) one busybox layer with the given image config
 //   buildMultiPlatformImage(dir) an index with linux/amd64 and linux/arm64/v8 (tiny layers)
 //   buildHostileImages(dir)     one image per attack on an unpacker (see HOSTILE below)
 //   buildImage(dir, spec)       the general builder the others use
@@ -304,6 +305,23 @@ export function buildMainImage(dir, { tag = 'latest', bigSize = 64 * 1024 * 1024
       big: { path: 'big/random.bin', size: bigSize, digest: bigDigest },
     };
     return img;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A one-layer busybox image (busybox-static, its applet links, /etc/passwd and /etc/group) with
+ * the given image `config` (Cmd, Env...). For the tests that drive the runtime through podman and
+ * containerd, which need an ordinary small image and a pause image for pod sandboxes.
+ */
+export function buildBusyboxImage(dir, { tag = 'latest', config = { Cmd: ['/bin/sh'] } } = {}) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-img-'));
+  try {
+    const root = path.join(work, 'root');
+    busyboxRoot(root);
+    const env = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+    return buildImage(dir, { tag, layers: [{ tar: tarDirectory(root, path.join(work, 'l.tar')), compression: 'gzip', comment: 'busybox' }], config: { Env: env, ...config } });
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -257,13 +257,38 @@ pub(super) fn exec_targets(p: &Placement, cg: &str) -> Vec<PathBuf> {
 /// hierarchy that has its controller.
 pub(super) fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
     let hierarchies = v1_hierarchies();
-    for wr in v1_writes(r) {
-        let Some(dir) = p.dirs.iter().rev().find(|d| hierarchies.iter().any(|h| d.starts_with(&h.mount) && h.controllers.iter().any(|c| c == wr.controller))) else {
+    let dir_of = |controller: &str| p.dirs.iter().rev().find(|d| hierarchies.iter().any(|h| d.starts_with(&h.mount) && h.controllers.iter().any(|c| c == controller)));
+    let current_limit = dir_of("memory").and_then(|d| fs::read_to_string(d.join("memory.limit_in_bytes")).ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    for wr in v1_update_order(v1_writes(r), current_limit) {
+        let Some(dir) = dir_of(wr.controller) else {
             return Err(CgroupError::NoCgroupFor { controller: wr.controller.to_string(), file: wr.file.clone() });
         };
         write_file(dir, &wr.file, &wr.value)?;
     }
     Ok(())
+}
+
+/// The v1 writes of `update` in an order the kernel accepts, given the container's current
+/// memory.limit_in_bytes: a memory limit above the current memory+swap limit is refused (EINVAL),
+/// and so is a memory+swap limit below the current memory limit. When both change and the new
+/// memory+swap limit is unlimited or above the current memory limit, it goes first (raising);
+/// otherwise the memory limit does (lowering). runc's setMemoryAndSwap orders them the same way.
+/// At create the cgroup is new (unlimited), so `v1_writes`' order is already right there.
+fn v1_update_order(mut ws: Vec<Write>, current_limit: Option<u64>) -> Vec<Write> {
+    let limit = ws.iter().position(|w| w.file == "memory.limit_in_bytes");
+    let swap = ws.iter().position(|w| w.file == "memory.memsw.limit_in_bytes");
+    if let (Some(l), Some(s)) = (limit, swap) {
+        let raise = match ws[s].value.parse::<i64>() {
+            Ok(v) if v < 0 => true,
+            Ok(v) => current_limit.is_some_and(|cur| cur < v as u64),
+            Err(_) => false,
+        };
+        if raise && s > l {
+            let sw = ws.remove(s);
+            ws.insert(l, sw);
+        }
+    }
+    ws
 }
 
 /// `freeze` on v1: the freezer hierarchy's state file, until the kernel reports the state.
@@ -403,6 +428,22 @@ mod tests {
 
     fn res(json: serde_json::Value) -> LinuxResources {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn v1_update_orders_memory_and_swap() {
+        let r = res(serde_json::json!({ "memory": { "limit": 134217728, "swap": 134217728 }, "cpu": { "shares": 512 } }));
+        let files = |ws: Vec<Write>| ws.into_iter().map(|w| w.file).collect::<Vec<_>>();
+        // Raising from 64 MiB: memory+swap first, or the kernel refuses the memory limit.
+        assert_eq!(files(v1_update_order(v1_writes(&r), Some(67108864)))[..2], ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]);
+        // Lowering from 256 MiB: memory first, or the kernel refuses the memory+swap limit.
+        assert_eq!(files(v1_update_order(v1_writes(&r), Some(268435456)))[..2], ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]);
+        // Unlimited memory+swap goes first whatever the current limit.
+        let u = res(serde_json::json!({ "memory": { "limit": 33554432, "swap": -1 } }));
+        assert_eq!(files(v1_update_order(v1_writes(&u), Some(268435456))), ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]);
+        // Only one of them: unchanged.
+        let one = res(serde_json::json!({ "memory": { "limit": 33554432 } }));
+        assert_eq!(files(v1_update_order(v1_writes(&one), Some(1))), ["memory.limit_in_bytes"]);
     }
 
     #[test]
