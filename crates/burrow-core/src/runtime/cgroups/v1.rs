@@ -232,14 +232,41 @@ pub(super) fn place(rel: &str, res: Option<&LinuxResources>, defaults: &[Write],
         }
         back.push(join(&h.mount, &h.own));
     }
+    // A hybrid host's unified hierarchy holds no controller of ours, but runc places the
+    // container there too, so that its /proc/self/cgroup `0::` line names the container's own
+    // cgroup (containerd and podman read it): best effort, never fatal, removed with the rest.
+    if let Some(u) = hybrid_unified() {
+        let base = if absolute { u.mount.clone() } else { join(&u.mount, &u.own) };
+        let dir = join(&base, &rel);
+        let mut made = Vec::new();
+        if mkdirs(&dir, &mut made).is_ok() && write_file(&dir, "cgroup.procs", &pid.to_string()).is_ok() {
+            placement.dirs.extend(made);
+        } else {
+            for d in made.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
     placement.entry = Some(Entry::Migrated { why: None });
     Ok(Some(placement))
+}
+
+/// A hybrid host's cgroup2 mount (`/sys/fs/cgroup/unified`) and this process's cgroup in it (the
+/// `0::` line), beside the v1 hierarchies.
+fn hybrid_unified() -> Option<V1Hierarchy> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mp = mi.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4).map(PathBuf::from)).flatten()
+    })?;
+    let own = fs::read_to_string("/proc/self/cgroup").ok()?.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))?;
+    Some(V1Hierarchy { mount: mp, controllers: Vec::new(), own })
 }
 
 /// `exec_targets` on v1: the init's cgroup (`cg`, its /proc/PID/cgroup) in each hierarchy the
 /// container was placed in.
 pub(super) fn exec_targets(p: &Placement, cg: &str) -> Vec<PathBuf> {
-    v1_hierarchies()
+    let mut out: Vec<PathBuf> = v1_hierarchies()
         .into_iter()
         .filter(|h| p.dirs.iter().any(|d| d.starts_with(&h.mount)))
         .filter_map(|h| {
@@ -250,7 +277,14 @@ pub(super) fn exec_targets(p: &Placement, cg: &str) -> Vec<PathBuf> {
                 h.controllers.iter().all(|c| set.contains(&c.as_str())).then(|| join(&h.mount, path.trim()))
             })
         })
-        .collect()
+        .collect();
+    // The hybrid host's unified hierarchy, when the container was placed there too.
+    if let Some(u) = hybrid_unified().filter(|u| p.dirs.iter().any(|d| d.starts_with(&u.mount))) {
+        if let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
+            out.push(join(&u.mount, path.trim()));
+        }
+    }
+    out
 }
 
 /// `update` on v1: the same writes as at create, each in the container's cgroup of the
