@@ -81,29 +81,31 @@ const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
 
-/// runc's `recAttrFlags`: option → (clear?, attribute).
+/// runc's `recAttrFlags`: option, whether it clears the attribute, the attribute.
+pub const RECURSIVE_OPTIONS: [(&str, bool, u64); 18] = [
+    ("rro", false, MOUNT_ATTR_RDONLY),
+    ("rrw", true, MOUNT_ATTR_RDONLY),
+    ("rnosuid", false, MOUNT_ATTR_NOSUID),
+    ("rsuid", true, MOUNT_ATTR_NOSUID),
+    ("rnodev", false, MOUNT_ATTR_NODEV),
+    ("rdev", true, MOUNT_ATTR_NODEV),
+    ("rnoexec", false, MOUNT_ATTR_NOEXEC),
+    ("rexec", true, MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", false, MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", true, MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", false, MOUNT_ATTR_RELATIME),
+    ("rnorelatime", true, MOUNT_ATTR_RELATIME),
+    ("rnoatime", false, MOUNT_ATTR_NOATIME),
+    ("ratime", true, MOUNT_ATTR_NOATIME),
+    ("rstrictatime", false, MOUNT_ATTR_STRICTATIME),
+    ("rnostrictatime", true, MOUNT_ATTR_STRICTATIME),
+    ("rnosymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// The recursive option `opt`, if it is one: (clear?, attribute).
 fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
-    Some(match opt {
-        "rro" => (false, MOUNT_ATTR_RDONLY),
-        "rrw" => (true, MOUNT_ATTR_RDONLY),
-        "rnosuid" => (false, MOUNT_ATTR_NOSUID),
-        "rsuid" => (true, MOUNT_ATTR_NOSUID),
-        "rnodev" => (false, MOUNT_ATTR_NODEV),
-        "rdev" => (true, MOUNT_ATTR_NODEV),
-        "rnoexec" => (false, MOUNT_ATTR_NOEXEC),
-        "rexec" => (true, MOUNT_ATTR_NOEXEC),
-        "rnodiratime" => (false, MOUNT_ATTR_NODIRATIME),
-        "rdiratime" => (true, MOUNT_ATTR_NODIRATIME),
-        "rrelatime" => (false, MOUNT_ATTR_RELATIME),
-        "rnorelatime" => (true, MOUNT_ATTR_RELATIME),
-        "rnoatime" => (false, MOUNT_ATTR_NOATIME),
-        "ratime" => (true, MOUNT_ATTR_NOATIME),
-        "rstrictatime" => (false, MOUNT_ATTR_STRICTATIME),
-        "rnostrictatime" => (true, MOUNT_ATTR_STRICTATIME),
-        "rnosymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
-        "rsymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
-        _ => return None,
-    })
+    RECURSIVE_OPTIONS.iter().find(|(name, ..)| *name == opt).map(|&(_, clear, attr)| (clear, attr))
 }
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and filesystem data.
