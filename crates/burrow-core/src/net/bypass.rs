@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-use super::forward::{get_int, set_int};
+use super::sock::{from_raw, get_int, raw_addr, set_int};
 
 #[repr(C)]
 #[derive(Default)]
@@ -234,7 +234,7 @@ fn read_sockaddr(pid: i32, ptr: u64, len: usize) -> Option<SocketAddr> {
     if r != len as isize {
         return None;
     }
-    let a = super::forward::from_raw(&ss)?;
+    let a = from_raw(&ss)?;
     (a.is_ipv4() || len >= std::mem::size_of::<libc::sockaddr_in6>()).then_some(a)
 }
 
@@ -289,7 +289,7 @@ fn host_socket(theirs: RawFd, domain: libc::c_int, v6only: bool, local: &SocketA
     if domain == libc::AF_INET6 {
         set_int(o, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only as libc::c_int)?;
     }
-    let (ss, len) = super::forward::raw_addr(local);
+    let (ss, len) = raw_addr(local);
     // SAFETY: bind with a valid address of the given length.
     if unsafe { libc::bind(o, &ss as *const _ as *const libc::sockaddr, len) } < 0 {
         return Err(Errno::last());
