@@ -146,4 +146,27 @@ describe('start-up', () => {
     expect(plain.stderr).toMatch(/no such image: no-such-image:x/);
     expect(plain.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client', () => {
+    // (node:net is not on the list: a piped stdout is a net.Socket.)
+    // The napi addon (which also runs the host probe) fails loudly if anything loads it, and a
+    // preload records which of Node's own modules the command loaded: child_process comes with the
+    // lifecycle code (and with commander, unless the bundle defers it), http/tls/crypto with the registry client.
+    const dir = fs.mkdtempSync(path.join(env.work, 'lean-'));
+    const addon = path.join(dir, 'addon.js');
+    fs.writeFileSync(addon, "throw new Error('the napi addon was loaded');\n");
+    const preload = path.join(dir, 'preload.js');
+    const list = path.join(dir, 'loaded.txt');
+    fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`);
+    const id = env.b(['create', '--name', 'lean', IMAGE, 'true']).stdout.trim();
+    expect(id).toMatch(/^[a-f0-9]{64}$/);
+    for (const args of [['images'], ['ps', '-a'], ['inspect', 'lean'], ['inspect', IMAGE]]) {
+      const r = b(args, { BURROW_NATIVE: addon, NODE_OPTIONS: `--require ${preload}` });
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      const loaded = fs.readFileSync(list, 'utf8').split('\n');
+      const heavy = loaded.filter((m) => /^NativeModule (child_process|http|https|tls|crypto|zlib)$/.test(m));
+      expect(heavy, `burrow ${args.join(' ')} loaded`).toEqual([]);
+    }
+    env.b(['rm', 'lean']);
+  });
 });

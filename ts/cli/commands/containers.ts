@@ -370,11 +370,14 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('--format <template>', 'Go-template-like format, or json')
     .option('-f, --filter <key=value>', 'name=, id=, status=, label=, ancestor=', collect, [])
     .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
-      const { ctx, lc, containers } = await containerCommand(cmd);
-      const { portsColumn } = await import('../../network/inspect');
+      // Records and their state only: listing needs neither the lifecycle code (child_process,
+      // the runtime client) nor the store's settings or the host probe.
+      const ctx = context(cmd);
+      const [{ Containers }, { containerState }, { portsColumn }] = await Promise.all([import('../../container/records'), import('../../container/state'), import('../../network/inspect')]);
+      const containers = new Containers(ctx.store);
       let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
-        .map((r) => ({ r, st: lc.stateOf(ctx.store, r) }))
+        .map((r) => ({ r, st: containerState(r, containers.dir(r.id)) }))
         .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
         .filter(({ r, st }) =>
           opts.filter.every((f) => {
