@@ -227,15 +227,21 @@ function status(st: { status: string; exitCode: number; startedAt?: string; fini
  * The container commands, at the top level as `burrow run` and again under `burrow container`
  * (`container ls`, `container prune`…), as Docker has them.
  */
-export function registerContainerCommands(program: Command, setExit: SetExit, withGroup = true): void {
-  define(program, setExit, false);
+export function registerContainerCommands(program: Command, setExit: SetExit, withGroup = true, only?: string): void {
+  define(program, setExit, false, only);
   if (!withGroup) return;
   const group = program.command('container').description('manage containers').enablePositionalOptions();
   define(group, setExit, true);
 }
 
-function define(program: Command, setExit: SetExit, inGroup: boolean): void {
-  addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
+/**
+ * `only`: the one command this process runs, when known; `run` and `create` then get their
+ * sixty-odd flags only when they are that command (building them costs every other command,
+ * `images` and `ps` among them, a few milliseconds).
+ */
+function define(program: Command, setExit: SetExit, inGroup: boolean, only?: string): void {
+  const runFlags = (c: Command): Command => (only === undefined || only === c.name() ? addRunFlags(c) : c);
+  runFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const ctx = context(cmd);
       // A bad spelling fails before anything is created.
@@ -271,7 +277,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     },
   );
 
-  addRunFlags(program.command('create').description('create a container without starting it').argument('<image>').argument('[command...]')).action(
+  runFlags(program.command('create').description('create a container without starting it').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const rec = await prepare(context(cmd), image, args, f);
       process.stdout.write(`${rec.id}\n`);
