@@ -379,7 +379,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       // Records and their state only: listing needs neither the lifecycle code (child_process,
       // the runtime client) nor the store's settings or the host probe.
       const ctx = context(cmd);
-      const [{ Containers }, { containerState }, { portsColumn }] = await Promise.all([import('../../container/records'), import('../../container/state'), import('../../network/inspect')]);
+      const [{ Containers }, { containerState }] = await Promise.all([import('../../container/records'), import('../../container/state')]);
       const containers = new Containers(ctx.store);
       let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
@@ -401,6 +401,10 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
         );
       recs = [];
       const list = opts.last !== undefined ? rows.slice(0, Number(opts.last)) : rows;
+      // The ports column reads the network's state (network/inspect, which loads node:os): only
+      // for running containers that publish ports.
+      const publishing = list.some(({ r, st }) => st.status === 'running' && r.net?.ports.length);
+      const { portsColumn } = publishing ? await import('../../network/inspect') : { portsColumn: (): string => '' };
       const fmt = list.map(({ r, st }) => ({
         ID: opts.trunc ? r.id.slice(0, 12) : r.id,
         Image: r.imageName,
