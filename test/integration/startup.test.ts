@@ -147,8 +147,7 @@ describe('start-up', () => {
     expect(plain.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client', () => {
-    // (node:net is not on the list: a piped stdout is a net.Socket.)
+  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client, no stdout stream', () => {
     // The napi addon (which also runs the host probe) fails loudly if anything loads it, and a
     // preload records which of Node's own modules the command loaded: child_process comes with the
     // lifecycle code (and with commander, unless the bundle defers it), http/tls/crypto with the registry client.
@@ -164,8 +163,10 @@ describe('start-up', () => {
       const r = b(args, { BURROW_NATIVE: addon, NODE_OPTIONS: `--require ${preload}` });
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
       const loaded = fs.readFileSync(list, 'utf8').split('\n');
-      // images and ps need not even node:os (which the network code and the platform check load).
-      const re = args[0] === 'inspect' ? /^NativeModule (child_process|http|https|tls|crypto|zlib)$/ : /^NativeModule (child_process|http|https|tls|crypto|zlib|os)$/;
+      // Nor a stdout stream (stream, and net for this piped stdout, tty at a terminal): the
+      // output is written to fd 1. images and ps need not even node:os (which the network code
+      // and the platform check load).
+      const re = args[0] === 'inspect' ? /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty)$/ : /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty|os)$/;
       const heavy = loaded.filter((m) => re.test(m));
       expect(heavy, `burrow ${args.join(' ')} loaded`).toEqual([]);
     }

@@ -9,6 +9,7 @@ import type { LimitFlags } from '../../container/limits';
 import { collect, context, registryOptions, type Ctx } from '../context';
 import { confirm } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
+import { writeOut } from '../write-out';
 
 type SetExit = (code: number) => void;
 
@@ -417,9 +418,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
         Ports: st.status === 'running' && r.net?.ports.length ? portsColumn(containers.dir(r.id)) : '',
         Labels: Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(','),
       }));
-      if (opts.quiet) process.stdout.write(fmt.map((x) => `${x.ID}\n`).join(''));
-      else if (opts.format) process.stdout.write(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
-      else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, `${x.RunningFor} ago`, x.Status, x.Ports, x.Names])));
+      if (opts.quiet) writeOut(fmt.map((x) => `${x.ID}\n`).join(''));
+      else if (opts.format) writeOut(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
+      else writeOut(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, `${x.RunningFor} ago`, x.Status, x.Ports, x.Names])));
     });
 
   program
@@ -511,8 +512,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
           failed = true;
         }
       }
-      if (opts.format) process.stdout.write(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + '\n');
-      else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+      if (opts.format) writeOut(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + '\n');
+      else writeOut(JSON.stringify(out, null, 4) + '\n');
       if (failed) setExit(1);
     });
 
