@@ -61,15 +61,23 @@ export function hyperfine(commands, { runs = 15, warmup = 3, ignoreFailure = fal
     const failed = (r.exit_codes ?? []).filter((c) => c !== 0);
     // A failed run is reported in the name: its time means nothing.
     const name = failed.length ? `${r.command} (FAILED ${failed.length}/${r.exit_codes.length} runs, exit ${failed[0]})` : r.command;
-    return { name, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000 };
+    return { name, median: r.median * 1000, mean: r.mean * 1000, stddev: r.stddev * 1000, cpu: (r.user + r.system) * 1000 };
   });
 }
 
-/** A markdown table of medians with each row's ratio to the first row (burrow). */
-export function ratioTable(title, rows, note = '') {
+/**
+ * A markdown table of medians with each row's ratio to the first row (burrow). `cpu`: also the
+ * mean CPU time (user + system) and its ratio, which a busy machine inflates far less than the
+ * wall-clock time.
+ */
+export function ratioTable(title, rows, note = '', { cpu = false } = {}) {
   const base = rows[0].median;
-  const lines = [`### ${title}`, '', '| command | median (ms) | ± stddev | ratio to burrow |', '|---|---:|---:|---:|'];
-  for (const r of rows) lines.push(`| ${r.name} | ${r.median.toFixed(1)} | ${r.stddev.toFixed(1)} | ${(r.median / base).toFixed(2)}× |`);
+  const head = cpu ? ['| command | median (ms) | ± stddev | ratio to burrow | CPU user+sys (ms) | CPU ratio |', '|---|---:|---:|---:|---:|---:|'] : ['| command | median (ms) | ± stddev | ratio to burrow |', '|---|---:|---:|---:|'];
+  const lines = [`### ${title}`, '', ...head];
+  for (const r of rows) {
+    const extra = cpu ? ` ${r.cpu.toFixed(1)} | ${(r.cpu / rows[0].cpu).toFixed(2)}× |` : '';
+    lines.push(`| ${r.name} | ${r.median.toFixed(1)} | ${r.stddev.toFixed(1)} | ${(r.median / base).toFixed(2)}× |${extra}`);
+  }
   if (note) lines.push('', note);
   return lines.join('\n') + '\n';
 }

@@ -83,6 +83,13 @@ if (/\bString\.raw\b/.test(js)) throw new Error('bundle: String.raw in the bundl
 // bin/burrow.js compiles the bundle with vm.Script, which has no dynamic-import callback here.
 if (/\bimport\(/.test(js)) throw new Error('bundle: a dynamic import() survived; tsc should have turned it into require()');
 
+// commander requires node:child_process at load time for its executable subcommands, which
+// burrow has none of: loading it (and node:net, node:stream under it) costs every command ~5 ms,
+// a tenth of `burrow images`. Loaded when first used instead.
+const COMMANDER_CHILD_PROCESS = 'var childProcess = require("node:child_process");';
+if (js.split(COMMANDER_CHILD_PROCESS).length !== 2) throw new Error('bundle: commander no longer requires child_process as expected: update scripts/bundle.mjs');
+js = js.replace(COMMANDER_CHILD_PROCESS, 'var childProcess = { spawn: (...a) => require("node:child_process").spawn(...a) };');
+
 fs.mkdirSync(OUT_DIR, { recursive: true });
 /** Write-then-rename, so that a concurrent `burrow` never reads half a file. */
 function put(file, text) {

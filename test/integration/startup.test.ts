@@ -146,4 +146,30 @@ describe('start-up', () => {
     expect(plain.stderr).toMatch(/no such image: no-such-image:x/);
     expect(plain.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client, no stdout stream', () => {
+    // The napi addon (which also runs the host probe) fails loudly if anything loads it, and a
+    // preload records which of Node's own modules the command loaded: child_process comes with the
+    // lifecycle code (and with commander, unless the bundle defers it), http/tls/crypto with the registry client.
+    const dir = fs.mkdtempSync(path.join(env.work, 'lean-'));
+    const addon = path.join(dir, 'addon.js');
+    fs.writeFileSync(addon, "throw new Error('the napi addon was loaded');\n");
+    const preload = path.join(dir, 'preload.js');
+    const list = path.join(dir, 'loaded.txt');
+    fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`);
+    const id = env.b(['create', '--name', 'lean', IMAGE, 'true']).stdout.trim();
+    expect(id).toMatch(/^[a-f0-9]{64}$/);
+    for (const args of [['images'], ['ps', '-a'], ['inspect', 'lean'], ['inspect', IMAGE]]) {
+      const r = b(args, { BURROW_NATIVE: addon, NODE_OPTIONS: `--require ${preload}` });
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      const loaded = fs.readFileSync(list, 'utf8').split('\n');
+      // Nor a stdout stream (stream, and net for this piped stdout, tty at a terminal): the
+      // output is written to fd 1. images and ps need not even node:os (which the network code
+      // and the platform check load).
+      const re = args[0] === 'inspect' ? /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty)$/ : /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty|os)$/;
+      const heavy = loaded.filter((m) => re.test(m));
+      expect(heavy, `burrow ${args.join(' ')} loaded`).toEqual([]);
+    }
+    env.b(['rm', 'lean']);
+  });
 });

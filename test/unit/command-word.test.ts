@@ -17,4 +17,18 @@ describe('the command word and the lean program', () => {
     expect(lean).not.toContain('container');
     expect(full.filter((n) => n !== 'container')).toEqual(lean);
   });
+
+  it("builds run's and create's flags only for the command that runs, and always in the full program", () => {
+    const flags = (full: boolean, only: string | undefined, name: string) =>
+      buildProgram(() => undefined, full, only)
+        .commands.find((c) => c.name() === name)!
+        .options.map((o) => o.long);
+    // `images` and `ps` do not pay for building sixty flags they never parse.
+    expect(flags(false, 'images', 'run')).toEqual([]);
+    expect(flags(false, 'ps', 'create')).toEqual([]);
+    expect(flags(false, 'run', 'run')).toContain('--rm');
+    expect(flags(false, 'create', 'create')).toContain('--name');
+    expect(flags(true, undefined, 'run')).toContain('--rm');
+    expect(flags(true, undefined, 'create')).toEqual(flags(false, 'create', 'create'));
+  });
 });

@@ -33,8 +33,9 @@ export function commandWord(argv: string[]): string | undefined {
  * `full` false leaves out the `container` group (`burrow container run ...`), which repeats
  * every container command with its flags: building those costs a hot `burrow run` several
  * milliseconds. It is built whenever the command is `container`, help or completion, or unknown.
+ * `only` (with `full` false): the command word, whose flags alone are needed (containers.ts).
  */
-export function buildProgram(setExit: (code: number) => void, full = true): Command {
+export function buildProgram(setExit: (code: number) => void, full = true, only?: string): Command {
   const program = new Command('burrow')
     .description('Run OCI and Docker images as an ordinary user: no root, no sudo, no daemon.')
     .version(`burrow version ${VERSION}`, '-v, --version', 'print the version')
@@ -61,7 +62,7 @@ export function buildProgram(setExit: (code: number) => void, full = true): Comm
   info('doctor').description('alias of `burrow info`');
 
   registerImageCommands(program, setExit, full);
-  registerContainerCommands(program, setExit, full);
+  registerContainerCommands(program, setExit, full, only);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
   registerResourceCommands(program);
@@ -99,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
   const word = commandWord(argv);
   // Commands whose whole tree is built anyway below `container`: skip its duplicate.
   const lean = word !== undefined && LEAN_COMMANDS.has(word);
-  const program = buildProgram((c) => (exitCode = c), !lean);
+  const program = buildProgram((c) => (exitCode = c), !lean, lean ? word : undefined);
   // `burrow images | head -1`: a write to a pipe whose reader has gone is an unhandled 'error'
   // event of process.stdout; end quietly, as cat does, not with a stack trace. (A listener on
   // process.stdout itself would create the stream, which costs `run` milliseconds it never

@@ -1,7 +1,7 @@
 /** Docker-shaped `inspect` output for containers and images. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { imageConfig } from './create';
+import { parseImageConfig, type ImageConfig } from '../image/manifest';
 import { findImage } from '../image/resolve';
 import { rootfsOf, type RootfsRecord } from '../storage/rootfs';
 import type { Driver, ImageRecord, Store } from '../storage/store';
@@ -10,6 +10,11 @@ import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/** Read here rather than through create.ts, which would load the whole create path (spec, cgroups, rootfs building). */
+function imageConfig(store: Store, img: ImageRecord): ImageConfig {
+  return parseImageConfig(fs.readFileSync(store.blobPath(img.configDigest)));
+}
 
 interface OciResources {
   memory?: { limit?: number; swap?: number; reservation?: number; disableOOMKiller?: boolean };

@@ -64,17 +64,34 @@ interface RuntimeState {
   created: string;
 }
 
-export function runtimeState(rec: ContainerRecord): RuntimeState | undefined {
+/**
+ * A file's text, or undefined when it does not exist. Listing many containers reads files that
+ * mostly do not exist (no exit record yet, no holder, no runtime state): asked first, a missing
+ * file costs one cheap stat instead of a thrown ENOENT error, which costs `ps` of 50 created
+ * containers tens of milliseconds on its first (cold) pass.
+ */
+function readIfExists(file: string): string | undefined {
+  if (!fs.existsSync(file)) return undefined;
   try {
-    return JSON.parse(fs.readFileSync(path.join(rec.runtimeRoot, rec.id, 'state.json'), 'utf8')) as RuntimeState;
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined; // removed meanwhile
+  }
+}
+
+export function runtimeState(rec: ContainerRecord): RuntimeState | undefined {
+  const text = readIfExists(path.join(rec.runtimeRoot, rec.id, 'state.json'));
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as RuntimeState);
   } catch {
     return undefined;
   }
 }
 
 export function readExit(dir: string): ExitRecord | undefined {
+  const text = readIfExists(path.join(dir, 'exit.json'));
   try {
-    return JSON.parse(fs.readFileSync(path.join(dir, 'exit.json'), 'utf8')) as ExitRecord;
+    return text === undefined ? undefined : (JSON.parse(text) as ExitRecord);
   } catch {
     return undefined;
   }
@@ -82,8 +99,10 @@ export function readExit(dir: string): ExitRecord | undefined {
 
 /** The live holder's pid, if monitor.json names a process that is still that process. */
 export function holderPid(dir: string): number | undefined {
+  const text = readIfExists(path.join(dir, 'monitor.json'));
+  if (text === undefined) return undefined;
   try {
-    const m = JSON.parse(fs.readFileSync(path.join(dir, 'monitor.json'), 'utf8')) as HolderRecord;
+    const m = JSON.parse(text) as HolderRecord;
     if (m.pid > 0 && procStartTime(m.pid) === m.startTime) return m.pid;
   } catch {
     /* no holder */
@@ -112,12 +131,8 @@ function recordLostExit(dir: string): ExitRecord | undefined {
 
 export function containerState(rec: ContainerRecord, dir: string): ContainerState {
   let exit = readExit(dir);
-  let startedAt: string | undefined;
-  try {
-    startedAt = fs.readFileSync(path.join(dir, 'started'), 'utf8').trim();
-  } catch {
-    /* never started */
-  }
+  // Absent: never started.
+  const startedAt = readIfExists(path.join(dir, 'started'))?.trim();
   const done = (e: ExitRecord): ContainerState => ({ status: 'exited', pid: 0, exitCode: e.exitCode, finishedAt: e.finishedAt, oomKilled: !!e.oomKilled, ...(startedAt ? { startedAt } : {}), ...(e.reason ? { error: e.reason } : {}) });
   if (exit) return done(exit);
   const monitorPid = holderPid(dir);

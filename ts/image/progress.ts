@@ -1,10 +1,27 @@
 /**
- * Pull progress: on a terminal, one line per layer redrawn in place with bytes and speed, and a
- * total; otherwise plain lines when a layer finishes; nothing with --quiet.
+ * Pull and push progress, on stderr.
+ *
+ * At a terminal (stdout and stderr both, and TERM not dumb): one line per layer, redrawn in place
+ * with its state, bytes and speed, then a total line. The block is redrawn from its first line
+ * (cursor up, then carriage return and erase-line before each line), each line cut to the
+ * terminal's width so that none wraps and the cursor-up count stays true. When the transfer ends
+ * the block is drawn once more, with every layer's final state, and left on the screen: later
+ * lines (the digest) go below it and it is never drawn again. Anything else written to stderr
+ * meanwhile (the unpacker's warnings, a message of the caller) goes above the block, which is
+ * erased first and redrawn below it: no redraw overwrites a warning.
+ *
+ * Elsewhere (a pipe, a file): a plain log, one line per event, no escape codes. Nothing with
+ * --quiet.
  */
 import { humanSize } from '../cli/format/table';
 
-type Mode = 'tty' | 'plain' | 'quiet';
+export type Mode = 'tty' | 'plain' | 'quiet';
+
+/** The display for a pull or push: redrawn only when the user looks at a terminal. */
+export function progressMode(quiet: boolean): Mode {
+  if (quiet) return 'quiet';
+  return process.stdout.isTTY && process.stderr.isTTY && process.env.TERM !== 'dumb' ? 'tty' : 'plain';
+}
 
 interface Item {
   done: number;
@@ -13,26 +30,74 @@ interface Item {
   started: number;
 }
 
+type Write = NodeJS.WriteStream['write'];
+
+const REDRAW_MS = 100;
+
 export class Progress {
-  private items = new Map<string, Item>();
+  private readonly items = new Map<string, Item>();
+  /** Lines of the block on the screen, the cursor at the start of the line below them. */
   private drawn = 0;
   private last = 0;
+  private finished = false;
+  /** stderr's own write, while ours is in place (tty mode). */
+  private write: Write | undefined;
 
-  constructor(private readonly mode: Mode) {}
+  constructor(
+    private readonly mode: Mode,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {
+    if (mode === 'tty') this.interpose();
+  }
 
+  /**
+   * Other writes to stderr during the transfer go above the block: erase it, let the write
+   * through, draw the block again below.
+   */
+  private interpose(): void {
+    const out = this.out;
+    const write = out.write;
+    this.write = write;
+    out.write = ((...args: Parameters<Write>) => {
+      this.erase();
+      const r = write.apply(out, args);
+      if (this.items.size) this.draw();
+      return r;
+    }) as Write;
+  }
+
+  private emit(text: string): void {
+    if (this.write) this.write.call(this.out, text);
+    else this.out.write(text);
+  }
+
+  /** A line of its own (a message), above the block while the transfer runs. */
   line(text: string): void {
     if (this.mode === 'quiet') return;
-    this.clear();
-    process.stderr.write(`${text}\n`);
-    this.drawn = 0;
+    if (this.mode === 'plain' || this.finished) {
+      this.emit(`${text}\n`);
+      return;
+    }
+    this.erase();
+    this.emit(`${text}\n`);
+    if (this.items.size) this.draw();
+  }
+
+  /** A layer that will be transferred: listed at once (in the image's order), before its turn. */
+  pending(digest: string, status = 'Waiting'): void {
+    if (!this.items.has(digest)) this.items.set(digest, { done: 0, total: 0, status, started: 0 });
   }
 
   update(digest: string, done: number, total: number): void {
-    const it = this.items.get(digest) ?? { done: 0, total, status: 'Downloading', started: Date.now() };
+    const it = this.items.get(digest) ?? { done: 0, total, status: 'Downloading', started: 0 };
+    if (!it.started) {
+      it.started = Date.now();
+      it.status = 'Downloading';
+    }
     it.done = done;
     it.total = total;
     this.items.set(digest, it);
-    if (this.mode === 'tty' && Date.now() - this.last > 100) this.draw();
+    if (this.mode === 'tty' && !this.finished && Date.now() - this.last > REDRAW_MS) this.draw();
   }
 
   done(digest: string, status: string): void {
@@ -40,34 +105,55 @@ export class Progress {
     it.status = status;
     if (it.total) it.done = it.total;
     this.items.set(digest, it);
-    if (this.mode === 'plain') process.stderr.write(`${digest.slice(7, 19)}: ${status}\n`);
-    if (this.mode === 'tty') this.draw();
+    if (this.mode === 'plain') this.emit(`${digest.slice(7, 19)}: ${status}\n`);
+    if (this.mode === 'tty' && !this.finished) this.draw();
   }
 
-  private clear(): void {
-    if (this.mode === 'tty' && this.drawn) process.stderr.write(`\x1b[${this.drawn}A\x1b[J`);
+  private erase(): void {
+    if (!this.drawn) return;
+    this.emit(`\x1b[${this.drawn}A\r\x1b[J`);
+    this.drawn = 0;
   }
 
-  private draw(): void {
-    this.last = Date.now();
-    this.clear();
+  private lines(): string[] {
+    const now = Date.now();
     const lines: string[] = [];
     let done = 0;
     let total = 0;
     for (const [d, it] of this.items) {
       done += it.done;
       total += it.total;
-      const secs = Math.max(0.001, (Date.now() - it.started) / 1000);
-      const bar = it.status === 'Downloading' && it.total ? ` ${humanSize(it.done)}/${humanSize(it.total)} ${humanSize(it.done / secs)}/s` : '';
-      lines.push(`${d.slice(7, 19)}: ${it.status}${bar}`);
+      const secs = Math.max(0.001, (now - it.started) / 1000);
+      const bytes = it.status === 'Downloading' && it.total ? ` ${humanSize(it.done)}/${humanSize(it.total)} ${humanSize(it.done / secs)}/s` : '';
+      lines.push(`${d.slice(7, 19)}: ${it.status}${bytes}`);
     }
     lines.push(`total: ${humanSize(done)}/${humanSize(total)}`);
-    process.stderr.write(lines.join('\n') + '\n');
+    return lines;
+  }
+
+  private draw(): void {
+    this.last = Date.now();
+    // One column short of the width: a line that fills the last column leaves some terminals
+    // with a pending wrap, and the next line would start one row lower.
+    const width = Math.max(20, (this.out.columns || 80) - 1);
+    // The block only grows (layers are added, never removed): rewriting its lines in place
+    // covers every line drawn before.
+    let s = this.drawn ? `\x1b[${this.drawn}A` : '';
+    const lines = this.lines();
+    for (const l of lines) s += `\r\x1b[2K${l.length > width ? l.slice(0, width) : l}\n`;
+    this.emit(s);
     this.drawn = lines.length;
   }
 
+  /** The final state, drawn once and left on the screen; stderr is stderr again. Idempotent. */
   finish(): void {
+    if (this.finished) return;
     if (this.mode === 'tty' && this.items.size) this.draw();
+    this.finished = true;
     this.drawn = 0;
+    if (this.write) {
+      this.out.write = this.write;
+      this.write = undefined;
+    }
   }
 }

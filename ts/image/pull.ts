@@ -24,7 +24,7 @@ import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { cleanStaleTmp, FollowingUnpack } from '../storage/unpack';
 import { putBlob } from './importer';
 import { checkLayersMatchConfig, parsePlatform, type Descriptor } from './manifest';
-import { Progress } from './progress';
+import { Progress, progressMode } from './progress';
 import { parseReference } from './reference';
 import { RegistryClient, type RegistryOptions } from './registry';
 
@@ -49,7 +49,7 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
   const marker = store.p('tmp', `pull-${process.pid}`);
   fs.writeFileSync(marker, refStr);
   const client = new RegistryClient(opts.registry ?? {});
-  const progress = new Progress(opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain');
+  const progress = new Progress(progressMode(!!opts.quiet));
   // One signal for everything this pull does: the caller's, or our own abort on a failure.
   const ac = new AbortController();
   const onAbort = (): void => ac.abort(opts.signal?.reason);
@@ -86,6 +86,7 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
       seen.add(l.diffId);
       return true;
     });
+    for (const l of queue) progress.pending(l.desc.digest);
     const errors: unknown[] = [];
     const fail = (err: unknown): void => {
       errors.push(err);

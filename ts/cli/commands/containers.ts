@@ -9,6 +9,7 @@ import type { LimitFlags } from '../../container/limits';
 import { collect, context, registryOptions, type Ctx } from '../context';
 import { confirm } from '../prompt';
 import { ago, formatRows, humanAge, humanSize, table } from '../format/table';
+import { writeOut } from '../write-out';
 
 type SetExit = (code: number) => void;
 
@@ -252,15 +253,21 @@ function status(st: { status: string; exitCode: number; startedAt?: string; fini
  * The container commands, at the top level as `burrow run` and again under `burrow container`
  * (`container ls`, `container prune`…), as Docker has them.
  */
-export function registerContainerCommands(program: Command, setExit: SetExit, withGroup = true): void {
-  define(program, setExit, false);
+export function registerContainerCommands(program: Command, setExit: SetExit, withGroup = true, only?: string): void {
+  define(program, setExit, false, only);
   if (!withGroup) return;
   const group = program.command('container').description('manage containers').enablePositionalOptions();
   define(group, setExit, true);
 }
 
-function define(program: Command, setExit: SetExit, inGroup: boolean): void {
-  addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
+/**
+ * `only`: the one command this process runs, when known; `run` and `create` then get their
+ * sixty-odd flags only when they are that command (building them costs every other command,
+ * `images` and `ps` among them, a few milliseconds).
+ */
+function define(program: Command, setExit: SetExit, inGroup: boolean, only?: string): void {
+  const runFlags = (c: Command): Command => (only === undefined || only === c.name() ? addRunFlags(c) : c);
+  runFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const ctx = context(cmd);
       // A bad spelling fails before anything is created.
@@ -297,7 +304,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     },
   );
 
-  addRunFlags(program.command('create').description('create a container without starting it').argument('<image>').argument('[command...]')).action(
+  runFlags(program.command('create').description('create a container without starting it').argument('<image>').argument('[command...]')).action(
     async (image: string, args: string[], f: RunFlags, cmd: Command) => {
       const rec = await prepare(context(cmd), image, args, f);
       process.stdout.write(`${rec.id}\n`);
@@ -398,11 +405,14 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
     .option('--format <template>', 'Go-template-like format, or json')
     .option('-f, --filter <key=value>', 'name=, id=, status=, label=, ancestor=', collect, [])
     .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
-      const { ctx, lc, containers } = await containerCommand(cmd);
-      const { portsColumn } = await import('../../network/inspect');
+      // Records and their state only: listing needs neither the lifecycle code (child_process,
+      // the runtime client) nor the store's settings or the host probe.
+      const ctx = context(cmd);
+      const [{ Containers }, { containerState }] = await Promise.all([import('../../container/records'), import('../../container/state')]);
+      const containers = new Containers(ctx.store);
       let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
-        .map((r) => ({ r, st: lc.stateOf(ctx.store, r) }))
+        .map((r) => ({ r, st: containerState(r, containers.dir(r.id)) }))
         .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
         .filter(({ r, st }) =>
           opts.filter.every((f) => {
@@ -420,6 +430,10 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         );
       recs = [];
       const list = opts.last !== undefined ? rows.slice(0, Number(opts.last)) : rows;
+      // The ports column reads the network's state (network/inspect, which loads node:os): only
+      // for running containers that publish ports.
+      const publishing = list.some(({ r, st }) => st.status === 'running' && r.net?.ports.length);
+      const { portsColumn } = publishing ? await import('../../network/inspect') : { portsColumn: (): string => '' };
       const fmt = list.map(({ r, st }) => ({
         ID: opts.trunc ? r.id.slice(0, 12) : r.id,
         Image: r.imageName,
@@ -432,9 +446,9 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
         Ports: st.status === 'running' && r.net?.ports.length ? portsColumn(containers.dir(r.id)) : '',
         Labels: Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(','),
       }));
-      if (opts.quiet) process.stdout.write(fmt.map((x) => `${x.ID}\n`).join(''));
-      else if (opts.format) process.stdout.write(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
-      else process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, x.RunningFor, x.Status, x.Ports, x.Names])));
+      if (opts.quiet) writeOut(fmt.map((x) => `${x.ID}\n`).join(''));
+      else if (opts.format) writeOut(formatRows(opts.format, fmt, { ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', RunningFor: 'CREATED', Status: 'STATUS', Names: 'NAMES', Ports: 'PORTS' }));
+      else writeOut(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], fmt.map((x) => [x.ID, x.Image, x.Command, x.RunningFor, x.Status, x.Ports, x.Names])));
     });
 
   program
@@ -526,8 +540,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean): void {
           failed = true;
         }
       }
-      if (opts.format) process.stdout.write(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + (out.length ? '\n' : ''));
-      else process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+      if (opts.format) writeOut(out.map((o) => render(opts.format!, o as Record<string, unknown>)).join('\n') + (out.length ? '\n' : ''));
+      else writeOut(JSON.stringify(out, null, 4) + '\n');
       if (failed) setExit(EXIT.ENGINE);
     });
 

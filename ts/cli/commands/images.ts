@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { BurrowError, EXIT, errorText } from '../../errors';
 import { collect, context, registryOptions } from '../context';
 import { ago, formatRows, humanSize, table } from '../format/table';
+import { writeOut } from '../write-out';
 
 type SetExit = (code: number) => void;
 
@@ -292,12 +293,12 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
         }
       }
       if (opts.quiet) {
-        process.stdout.write([...new Set(rows.map((r) => r.ID))].map((x) => `${x}\n`).join(''));
+        writeOut([...new Set(rows.map((r) => r.ID))].map((x) => `${x}\n`).join(''));
       } else if (opts.format) {
-        process.stdout.write(formatRows(opts.format, rows, { Repository: 'REPOSITORY', Tag: 'TAG', ID: 'IMAGE ID', CreatedSince: 'CREATED', Size: 'SIZE' }));
+        writeOut(formatRows(opts.format, rows, { Repository: 'REPOSITORY', Tag: 'TAG', ID: 'IMAGE ID', CreatedSince: 'CREATED', Size: 'SIZE' }));
       } else {
         const headers = ['REPOSITORY', 'TAG', ...(opts.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
-        process.stdout.write(table(headers, rows.map((r) => [r.Repository!, r.Tag!, ...(opts.digests ? [r.Digest!] : []), r.ID!, r.CreatedSince!, r.Size!])));
+        writeOut(table(headers, rows.map((r) => [r.Repository!, r.Tag!, ...(opts.digests ? [r.Digest!] : []), r.ID!, r.CreatedSince!, r.Size!])));
       }
     }),
   );

@@ -25,11 +25,14 @@
 //! continue, which the container could make anyway.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-use super::forward::{get_int, set_int};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
+
+use super::sock::{self, socket_addr};
 
 #[repr(C)]
 #[derive(Default)]
@@ -184,13 +187,13 @@ fn take_over(notify: RawFd, n: &Notif, lookup: impl Fn(u16) -> Option<Published>
         return None;
     }
     let theirs = their_socket(n.pid as i32, fd as RawFd)?;
-    let domain = get_int(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
-    if get_int(theirs.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE).ok()? != libc::SOCK_STREAM || domain != family(&want) {
+    let domain = sock::get_int_opt(&theirs, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
+    if getsockopt(&theirs, sockopt::SockType).ok()? != SockType::Stream || domain != family(&want) {
         return None;
     }
-    let v6only = domain == libc::AF_INET6 && get_int(theirs.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).ok()? != 0;
+    let v6only = domain == libc::AF_INET6 && getsockopt(&theirs, sockopt::Ipv6V6Only).ok()?;
     let local = host_address(&p, domain, v6only)?;
-    let ours = host_socket(theirs.as_raw_fd(), domain, v6only, &local).ok()?;
+    let ours = host_socket(&theirs, domain, v6only, &local).ok()?;
     let ino = inode(ours.as_raw_fd())?;
     let cloexec = fd_cloexec(n.pid as i32, fd as RawFd);
     let mut a = AddFd { id: n.id, flags: ADDFD_FLAG_SETFD, srcfd: ours.as_raw_fd() as u32, newfd: fd as u32, newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 } };
@@ -234,7 +237,8 @@ fn read_sockaddr(pid: i32, ptr: u64, len: usize) -> Option<SocketAddr> {
     if r != len as isize {
         return None;
     }
-    let a = super::forward::from_raw(&ss)?;
+    // SAFETY: `ss` holds the `len` bytes read, zeros after them; from_raw copies at most `len`.
+    let a = socket_addr(&unsafe { SockaddrStorage::from_raw(&ss as *const _ as *const libc::sockaddr, Some(len as libc::socklen_t)) }?)?;
     (a.is_ipv4() || len >= std::mem::size_of::<libc::sockaddr_in6>()).then_some(a)
 }
 
@@ -265,35 +269,35 @@ fn fd_cloexec(pid: i32, fd: RawFd) -> bool {
 /// A host socket standing in for the container's: its blocking mode and the options servers
 /// set before bind copied over, SO_REUSEPORT so that it may bind beside the forwarder's
 /// listener (which keeps the port from others until now), bound to `local`.
-fn host_socket(theirs: RawFd, domain: libc::c_int, v6only: bool, local: &SocketAddr) -> std::result::Result<OwnedFd, Errno> {
-    // SAFETY: socket(2); owned right away.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    let ours = unsafe { OwnedFd::from_raw_fd(fd) };
-    let o = ours.as_raw_fd();
-    // SAFETY: fcntl on descriptors we hold; theirs shares the container's open file.
-    let fl = unsafe { libc::fcntl(theirs, libc::F_GETFL) };
-    if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
-        unsafe { libc::fcntl(o, libc::F_SETFL, libc::O_NONBLOCK) };
-    }
-    for (level, opt) in [(libc::SOL_SOCKET, libc::SO_REUSEADDR), (libc::SOL_SOCKET, libc::SO_KEEPALIVE), (libc::IPPROTO_TCP, libc::TCP_NODELAY), (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)] {
-        if let Ok(v) = get_int(theirs, level, opt) {
-            if v != 0 {
-                let _ = set_int(o, level, opt, v);
-            }
+fn host_socket(theirs: &impl AsFd, domain: libc::c_int, v6only: bool, local: &SocketAddr) -> std::result::Result<OwnedFd, Errno> {
+    let family = if domain == libc::AF_INET6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let ours = sock::new_socket(family, SockType::Stream, false)?;
+    // Theirs shares the container's open file: its flags are the server's.
+    if let Ok(fl) = fcntl(theirs.as_fd().as_raw_fd(), FcntlArg::F_GETFL) {
+        if OFlag::from_bits_truncate(fl).contains(OFlag::O_NONBLOCK) {
+            let _ = fcntl(ours.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
         }
     }
-    set_int(o, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if getsockopt(theirs, sockopt::ReuseAddr) == Ok(true) {
+        let _ = setsockopt(&ours, sockopt::ReuseAddr, &true);
+    }
+    if getsockopt(theirs, sockopt::KeepAlive) == Ok(true) {
+        let _ = setsockopt(&ours, sockopt::KeepAlive, &true);
+    }
+    if getsockopt(theirs, sockopt::TcpNoDelay) == Ok(true) {
+        let _ = setsockopt(&ours, sockopt::TcpNoDelay, &true);
+    }
+    // Seconds, and nix has no wrapper for it.
+    if let Ok(v) = sock::get_int_opt(theirs, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) {
+        if v != 0 {
+            let _ = sock::set_int_opt(&ours, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, v);
+        }
+    }
+    setsockopt(&ours, sockopt::ReusePort, &true)?;
     if domain == libc::AF_INET6 {
-        set_int(o, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v6only as libc::c_int)?;
+        setsockopt(&ours, sockopt::Ipv6V6Only, &v6only)?;
     }
-    let (ss, len) = super::forward::raw_addr(local);
-    // SAFETY: bind with a valid address of the given length.
-    if unsafe { libc::bind(o, &ss as *const _ as *const libc::sockaddr, len) } < 0 {
-        return Err(Errno::last());
-    }
+    sock::bind(&ours, local)?;
     Ok(ours)
 }
 
@@ -332,7 +336,7 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         // The forwarder's listener has SO_REUSEPORT when the bypass is on; a plain one refuses.
         let theirs = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let e = host_socket(theirs.as_raw_fd(), libc::AF_INET, false, &SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).err();
+        let e = host_socket(&theirs, libc::AF_INET, false, &SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).err();
         assert_eq!(e, Some(Errno::EADDRINUSE));
     }
 }

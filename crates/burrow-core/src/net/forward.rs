@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use super::nsock::NsSockets;
+use nix::sys::socket::{setsockopt, sockopt, AddressFamily, Backlog, MsgFlags, SockType, SockaddrStorage};
+
+use super::sock::{self, family_of, sockaddr, socket_addr};
 use super::{BoundPort, Ctx, NetError, PortSpec, Proto, Result};
 
 /// A bulk connection's pipes grow to 1 MiB (the unprivileged maximum, fs.pipe-max-size), so that
@@ -66,84 +69,8 @@ fn owned(fd: libc::c_int) -> std::result::Result<OwnedFd, Errno> {
     }
 }
 
-pub(super) fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid; we fill the family's fields.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match a {
-        SocketAddr::V4(v4) => {
-            let sin = &mut ss as *mut _ as *mut libc::sockaddr_in;
-            unsafe {
-                (*sin).sin_family = libc::AF_INET as libc::sa_family_t;
-                (*sin).sin_port = v4.port().to_be();
-                (*sin).sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-            }
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = &mut ss as *mut _ as *mut libc::sockaddr_in6;
-            unsafe {
-                (*sin6).sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                (*sin6).sin6_port = v6.port().to_be();
-                (*sin6).sin6_addr.s6_addr = v6.ip().octets();
-                (*sin6).sin6_scope_id = v6.scope_id();
-            }
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-pub(super) fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says which structure this is.
-            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 => {
-            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), u16::from_be(sin6.sin6_port)))
-        }
-        _ => None,
-    }
-}
-
-pub(super) fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> std::result::Result<(), Errno> {
-    // SAFETY: setsockopt with a pointer to an int and its size.
-    errno(unsafe { libc::setsockopt(fd, level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) }, ())
-}
-
-pub(super) fn get_int(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> std::result::Result<libc::c_int, Errno> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into an int of the given size.
-    errno(unsafe { libc::getsockopt(fd, level, opt, &mut v as *mut _ as *mut libc::c_void, &mut len) }, ())?;
-    Ok(v)
-}
-
-fn sock_error(fd: RawFd) -> libc::c_int {
-    get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0)
-}
-
-fn connected(fd: RawFd) -> bool {
-    // SAFETY: getpeername into a storage of the given size.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    unsafe { libc::getpeername(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) == 0 }
-}
-
-fn local_port(fd: RawFd) -> std::result::Result<u16, Errno> {
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: getsockname into a storage of the given size.
-    errno(unsafe { libc::getsockname(fd, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) }, ())?;
-    from_raw(&ss).map(|a| a.port()).ok_or(Errno::EAFNOSUPPORT)
-}
-
-fn connect(fd: RawFd, a: &SocketAddr) -> std::result::Result<(), Errno> {
-    let (ss, len) = raw_addr(a);
-    // SAFETY: connect with a valid address of the given length.
-    errno(unsafe { libc::connect(fd, &ss as *const _ as *const libc::sockaddr, len) }, ())
+fn sock_error(fd: &OwnedFd) -> i32 {
+    nix::sys::socket::getsockopt(fd, sockopt::SocketError).unwrap_or(0)
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> std::result::Result<usize, Errno> {
@@ -172,28 +99,26 @@ fn pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
 /// A listening (TCP) or bound (UDP) socket on the host. `reuseport`: the bypass (bypass.rs) will
 /// bind the container's own socket beside it.
 fn bind_host(ip: IpAddr, port: u16, proto: Proto, dual: bool, reuseport: bool) -> std::result::Result<OwnedFd, Errno> {
-    let family = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let ty = match proto {
-        Proto::Tcp => libc::SOCK_STREAM,
-        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
     };
-    // SAFETY: socket(2); owned right away.
-    let fd = owned(unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = sock::new_socket(family, ty, true)?;
     if proto == Proto::Tcp {
         // As every server does: a restarted container gets its port back despite TIME_WAIT.
-        set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
         if reuseport {
-            set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+            setsockopt(&fd, sockopt::ReusePort, &true)?;
         }
     }
-    if family == libc::AF_INET6 {
-        set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, if dual { 0 } else { 1 })?;
+    if family == AddressFamily::Inet6 {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &!dual)?;
     }
-    let (ss, len) = raw_addr(&SocketAddr::new(ip, port));
-    // SAFETY: bind with a valid address of the given length.
-    errno(unsafe { libc::bind(fd.as_raw_fd(), &ss as *const _ as *const libc::sockaddr, len) }, ())?;
+    sock::bind(&fd, &SocketAddr::new(ip, port))?;
     if proto == Proto::Tcp {
-        errno(unsafe { libc::listen(fd.as_raw_fd(), 4096) }, ())?;
+        // SOMAXCONN (4096 with glibc): the kernel caps it at net.core.somaxconn anyway.
+        nix::sys::socket::listen(&fd, Backlog::MAXCONN)?;
     }
     Ok(fd)
 }
@@ -233,7 +158,7 @@ fn bind_spec(p: &PortSpec, reuseport: bool) -> Result<(OwnedFd, BoundPort)> {
         let fd = bind_host(ip, p.host_port, p.protocol, false, reuseport).map_err(|e| port_error(&p.host_ip, p.host_port, p.protocol, e))?;
         (fd, b(&ip.to_string(), false))
     };
-    bound.host_port = local_port(fd.as_raw_fd()).op("getsockname")?;
+    bound.host_port = sock::local_addr(&fd).op("getsockname")?.port();
     Ok((fd, bound))
 }
 
@@ -463,15 +388,13 @@ impl Forwarder {
         let (server, target) = match self.listeners[li].target {
             Target::Container => (self.socket(Proto::Tcp)?, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port))),
             Target::Host(a) => {
-                let family = if a.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-                // SAFETY: socket(2); owned right away.
-                (owned(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) }).op("socket")?, a)
+                (sock::new_socket(family_of(&a), SockType::Stream, true).op("socket")?, a)
             }
         };
         // Each hop is a loopback connection: let small writes (prompts, requests) go at once.
-        let _ = set_int(client.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        let _ = set_int(server.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        let connecting = match connect(server.as_raw_fd(), &target) {
+        let _ = setsockopt(&client, sockopt::TcpNoDelay, &true);
+        let _ = setsockopt(&server, sockopt::TcpNoDelay, &true);
+        let connecting = match sock::connect(&server, &target) {
             Ok(()) => false,
             Err(Errno::EINPROGRESS) => true,
             Err(e) => return Err(e).op("connect in the container"),
@@ -494,12 +417,12 @@ impl Forwarder {
         let ep = self.ep.as_raw_fd();
         let Some(c) = self.conns.get_mut(idx) else { return };
         if c.connecting {
-            if sock_error(c.server.as_raw_fd()) != 0 {
+            if sock_error(&c.server) != 0 {
                 // Nothing listens in the container (or it went away): the client sees a close.
                 self.close_conn(idx);
                 return;
             }
-            if !connected(c.server.as_raw_fd()) {
+            if !sock::connected(&c.server) {
                 return;
             }
             c.connecting = false;
@@ -545,18 +468,13 @@ impl Forwarder {
             self.buf = vec![0u8; 65536];
         }
         for _ in 0..64 {
-            // SAFETY: recvfrom into our buffer and a storage of the given size.
-            let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             let Some(lfd) = self.listeners[li].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
-            let n = unsafe { libc::recvfrom(lfd, self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0, &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
-            if n < 0 {
-                if Errno::last() == Errno::EINTR {
-                    continue;
-                }
-                return;
-            }
-            let Some(from) = from_raw(&ss) else { continue };
+            let (n, from) = match nix::sys::socket::recvfrom::<SockaddrStorage>(lfd, &mut self.buf) {
+                Ok(r) => r,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            let Some(from) = from.as_ref().and_then(socket_addr) else { continue };
             let fi = match self.listeners[li].flows.get(&from) {
                 Some(&fi) => fi,
                 None => match self.open_flow(li, from) {
@@ -566,8 +484,8 @@ impl Forwarder {
             };
             if let Some(f) = self.flows.get_mut(fi) {
                 f.last = Instant::now();
-                // SAFETY: send from our buffer; a full queue drops the datagram, as UDP may.
-                unsafe { libc::send(f.sock.as_raw_fd(), self.buf.as_ptr() as *const libc::c_void, n as usize, libc::MSG_DONTWAIT) };
+                // A full queue drops the datagram, as UDP may.
+                let _ = nix::sys::socket::send(f.sock.as_raw_fd(), &self.buf[..n], MsgFlags::MSG_DONTWAIT);
             }
         }
     }
@@ -576,7 +494,7 @@ impl Forwarder {
         self.expire_flows();
         let sock = self.socket(Proto::Udp)?;
         let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port));
-        connect(sock.as_raw_fd(), &target).op("connect in the container")?;
+        sock::connect(&sock, &target).op("connect in the container")?;
         let fd = sock.as_raw_fd();
         let fi = self.flows.insert(Flow { sock, listener: li, client, last: Instant::now() });
         if let Err(e) = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token(K_FLOW, fi)) {
@@ -614,18 +532,15 @@ impl Forwarder {
         let (fd, li, client) = (f.sock.as_raw_fd(), f.listener, f.client);
         let Some(host) = self.listeners[li].fd.as_ref().map(|f| f.as_raw_fd()) else { return };
         // A reply to an IPv4 client on the dual-stack socket keeps the mapped address it came from.
-        let (ss, len) = raw_addr(&client);
+        let to = sockaddr(&client);
         for _ in 0..64 {
-            // SAFETY: recv into our buffer; sendto with a valid address.
-            let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), libc::MSG_DONTWAIT) };
-            if n < 0 {
-                match Errno::last() {
-                    Errno::EINTR => continue,
-                    // ICMP port unreachable from the container: nothing listens yet; keep the flow.
-                    _ => return,
-                }
-            }
-            unsafe { libc::sendto(host, self.buf.as_ptr() as *const libc::c_void, n as usize, libc::MSG_DONTWAIT, &ss as *const _ as *const libc::sockaddr, len) };
+            let n = match nix::sys::socket::recv(fd, &mut self.buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                // ICMP port unreachable from the container: nothing listens yet; keep the flow.
+                Err(_) => return,
+            };
+            let _ = nix::sys::socket::sendto(host, &self.buf[..n], &to, MsgFlags::MSG_DONTWAIT);
         }
         if let Some(f) = self.flows.get_mut(fi) {
             f.last = Instant::now();
@@ -755,16 +670,14 @@ impl Forwarder {
         let Some(ns) = self.ns.as_ref() else { return };
         let inside = [libc::AF_INET6, libc::AF_INET].into_iter().find_map(|family| {
             let fd = ns.make(family, libc::SOCK_STREAM, 1).ok()?.pop()?;
-            let _ = set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            let _ = setsockopt(&fd, sockopt::ReuseAddr, &true);
             let any = if family == libc::AF_INET6 {
-                let _ = set_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0);
+                let _ = setsockopt(&fd, sockopt::Ipv6V6Only, &false);
                 IpAddr::V6(Ipv6Addr::UNSPECIFIED)
             } else {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             };
-            let (ss, len) = raw_addr(&SocketAddr::new(any, container_port));
-            // SAFETY: bind and listen on a socket we own.
-            let ok = unsafe { libc::bind(fd.as_raw_fd(), &ss as *const _ as *const libc::sockaddr, len) == 0 && libc::listen(fd.as_raw_fd(), 1024) == 0 };
+            let ok = sock::bind(&fd, &SocketAddr::new(any, container_port)).is_ok() && nix::sys::socket::listen(&fd, Backlog::new(1024).ok()?).is_ok();
             ok.then_some(fd)
         });
         if let Some(fd) = inside {
@@ -828,15 +741,6 @@ fn pump(h: &mut Half, src: RawFd, dst: RawFd) -> std::result::Result<Pumped, Err
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_round_trip() {
-        for a in ["127.0.0.1:80", "[::1]:8080", "[::ffff:10.0.0.1]:53"] {
-            let a: SocketAddr = a.parse().unwrap();
-            let (ss, _) = raw_addr(&a);
-            assert_eq!(from_raw(&ss), Some(a));
-        }
-    }
 
     #[test]
     fn taken_port_is_named() {

@@ -147,9 +147,7 @@ pub fn spawn(name: &'static str, path: &Path, args: &[String], pass: &[RawFd], e
     // so it may allocate, and it only makes plain system calls.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
             // The owner may have died between fork and prctl: then nobody would kill us.
             if libc::getppid() != parent {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));

@@ -20,6 +20,7 @@ pub mod helper;
 pub mod nsock;
 pub mod pasta;
 pub mod slirp;
+mod sock;
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};

@@ -70,8 +70,7 @@ impl NsSockets {
 
     fn child(&self, sock: RawFd, family: libc::c_int, ty: libc::c_int, n: usize) -> Result<()> {
         // A parent-death signal: if the owner dies while we wait on a full socket, go too.
-        // SAFETY: plain prctl.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
         if let Some(u) = &self.userns {
             setns(u, CloneFlags::CLONE_NEWUSER).op("enter the container's user namespace")?;
         }

@@ -10,9 +10,9 @@
 //! exports them. The walk goes through directory fds with O_NOFOLLOW; the process is
 //! non-dumpable before it joins, as `cp` is.
 //!
-//! The tar is ustar with pax extended headers where ustar falls short (long names, large files
-//! or ids, extended attributes), entries named without "./" as Docker names them; hard links
-//! within the tree are written once and linked after.
+//! The tar is ustar (tar::Builder and tar::Header) with pax extended headers where ustar falls
+//! short (long names, large files or ids, extended attributes), entries named without "./" as
+//! Docker names them; hard links within the tree are written once and linked after.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -27,12 +27,12 @@ use burrow_core::runtime::state::proc_start_time;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
+use tar::{EntryType, Header as TarHeader};
 
 use super::flags;
 use crate::args::Flag;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const BLOCK: usize = 512;
 
 fn own(fd: RawFd) -> OwnedFd {
     // SAFETY: fd was just returned by a successful open and is owned by nobody else.
@@ -66,17 +66,12 @@ fn clone_root() -> Result<OwnedFd> {
     Ok(own(fd as RawFd))
 }
 
-/// The tar stream: headers, pax records, content and padding.
+/// The tar stream, and what the walk remembers.
 struct Tar<W: Write> {
-    out: W,
+    out: tar::Builder<W>,
     /// (dev, ino) of files with several links → the name written first.
     links: HashMap<(u64, u64), Vec<u8>>,
     warned_socket: bool,
-}
-
-fn octal(field: &mut [u8], v: u64) {
-    let s = format!("{:0width$o}", v, width = field.len() - 1);
-    field[..s.len()].copy_from_slice(s.as_bytes());
 }
 
 /// One pax record: "LEN key=value\n", where LEN counts itself.
@@ -94,10 +89,10 @@ fn pax_record(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
     buf.push(b'\n');
 }
 
-/// One ustar header block's fields.
+/// One ustar header's fields.
 struct Block<'a> {
     name: &'a [u8],
-    kind: u8,
+    kind: EntryType,
     mode: u32,
     uid: u64,
     gid: u64,
@@ -109,47 +104,66 @@ struct Block<'a> {
 
 struct Header<'a> {
     name: &'a [u8],
-    kind: u8,
+    kind: EntryType,
     st: &'a FileStat,
     size: u64,
     link: &'a [u8],
     xattrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
-impl<W: Write> Tar<W> {
-    fn block(&mut self, b: &Block) -> std::io::Result<()> {
-        let Block { name, kind, mode, uid, gid, size, mtime, link, dev } = *b;
-        let mut h = [0u8; BLOCK];
-        let n = name.len().min(100);
-        h[..n].copy_from_slice(&name[..n]);
-        octal(&mut h[100..108], u64::from(mode & 0o7777));
-        octal(&mut h[108..116], uid.min(0o7777777));
-        octal(&mut h[116..124], gid.min(0o7777777));
-        octal(&mut h[124..136], size.min(0o77777777777));
-        octal(&mut h[136..148], mtime.max(0) as u64);
-        h[148..156].fill(b' ');
-        h[156] = kind;
-        let l = link.len().min(100);
-        h[157..157 + l].copy_from_slice(&link[..l]);
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        if kind == b'3' || kind == b'4' {
-            octal(&mut h[329..337], dev.0);
-            octal(&mut h[337..345], dev.1);
+/// A ustar header. Names and link targets go in as bytes, cut at ustar's 100 (the pax header
+/// before it holds the whole): tar::Header's setters take paths, and would split a long one into
+/// ustar's prefix field instead. Numbers are capped at what ustar's octal fields hold, for the
+/// same reason.
+fn ustar(b: &Block) -> std::io::Result<TarHeader> {
+    let mut h = TarHeader::new_ustar();
+    let old = h.as_old_mut();
+    let n = b.name.len().min(100);
+    old.name[..n].copy_from_slice(&b.name[..n]);
+    let l = b.link.len().min(100);
+    old.linkname[..l].copy_from_slice(&b.link[..l]);
+    h.set_mode(b.mode & 0o7777);
+    h.set_uid(b.uid.min(0o7777777));
+    h.set_gid(b.gid.min(0o7777777));
+    h.set_size(b.size.min(0o77777777777));
+    h.set_mtime(b.mtime.max(0) as u64);
+    h.set_entry_type(b.kind);
+    if b.kind == EntryType::Char || b.kind == EntryType::Block {
+        h.set_device_major(b.dev.0 as u32)?;
+        h.set_device_minor(b.dev.1 as u32)?;
+    }
+    h.set_cksum();
+    Ok(h)
+}
+
+/// A file's content as the header promised it: `size` bytes, zeros after an early end (a
+/// running container may shrink the file meanwhile); `short` counts the zeros.
+struct Promised<R: Read> {
+    inner: R,
+    left: u64,
+    short: u64,
+}
+
+impl<R: Read> Read for Promised<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = (buf.len() as u64).min(self.left) as usize;
+        if want == 0 {
+            return Ok(0);
         }
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        self.out.write_all(&h)
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            buf[..want].fill(0);
+            self.short += want as u64;
+            n = want;
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
+}
 
-    fn pad(&mut self, size: u64) -> std::io::Result<()> {
-        let rest = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
-        self.out.write_all(&[0u8; BLOCK][..rest])
-    }
-
-    /// Writes a header, preceded by a pax header for what ustar cannot hold.
-    fn header(&mut self, h: &Header) -> std::io::Result<()> {
+impl<W: Write> Tar<W> {
+    /// Writes a header, preceded by a pax header for what ustar cannot hold, then `data`.
+    fn header(&mut self, h: &Header, data: impl Read) -> std::io::Result<()> {
         let (uid, gid) = (u64::from(h.st.st_uid), u64::from(h.st.st_gid));
         let mut pax = Vec::new();
         if h.name.len() > 100 {
@@ -174,12 +188,12 @@ impl<W: Write> Tar<W> {
             let base = h.name.rsplit(|&c| c == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
             let mut pname = b"PaxHeaders/".to_vec();
             pname.extend_from_slice(base);
-            self.block(&Block { name: &pname, kind: b'x', mode: 0o644, uid: 0, gid: 0, size: pax.len() as u64, mtime: h.st.st_mtime, link: b"", dev: (0, 0) })?;
-            self.out.write_all(&pax)?;
-            self.pad(pax.len() as u64)?;
+            let x = ustar(&Block { name: &pname, kind: EntryType::XHeader, mode: 0o644, uid: 0, gid: 0, size: pax.len() as u64, mtime: h.st.st_mtime, link: b"", dev: (0, 0) })?;
+            self.out.append(&x, &pax[..])?;
         }
         let dev = (libc::major(h.st.st_rdev) as u64, libc::minor(h.st.st_rdev) as u64);
-        self.block(&Block { name: h.name, kind: h.kind, mode: h.st.st_mode, uid, gid, size: h.size, mtime: h.st.st_mtime, link: h.link, dev })
+        let head = ustar(&Block { name: h.name, kind: h.kind, mode: h.st.st_mode, uid, gid, size: h.size, mtime: h.st.st_mtime, link: h.link, dev })?;
+        self.out.append(&head, data)
     }
 }
 
@@ -251,13 +265,13 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
             };
             name.push(b'/');
             let xa = xattrs(fd.as_raw_fd());
-            t.header(&Header { name: &name, kind: b'5', st: &st, size: 0, link: b"", xattrs: &xa }).map_err(io)?;
+            t.header(&Header { name: &name, kind: EntryType::Directory, st: &st, size: 0, link: b"", xattrs: &xa }, std::io::empty()).map_err(io)?;
             walk(t, fd.as_raw_fd(), &name)?;
         }
         libc::S_IFREG => {
             if st.st_nlink > 1 {
                 if let Some(first) = t.links.get(&(st.st_dev, st.st_ino)).cloned() {
-                    return t.header(&Header { name: &name, kind: b'1', st: &st, size: 0, link: &first, xattrs: none }).map_err(io);
+                    return t.header(&Header { name: &name, kind: EntryType::Link, st: &st, size: 0, link: &first, xattrs: none }, std::io::empty()).map_err(io);
                 }
             }
             let fd = match openat(Some(dir), n, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
@@ -270,23 +284,15 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
             let st = fstat(fd.as_raw_fd()).op(format!("stat {path}"))?;
             let size = st.st_size.max(0) as u64;
             let xa = xattrs(fd.as_raw_fd());
-            t.header(&Header { name: &name, kind: b'0', st: &st, size, link: b"", xattrs: &xa }).map_err(io)?;
-            let mut f = File::from(fd).take(size);
-            let copied = std::io::copy(&mut f, &mut t.out).map_err(|e| {
+            let mut content = Promised { inner: File::from(fd), left: size, short: 0 };
+            t.header(&Header { name: &name, kind: EntryType::Regular, st: &st, size, link: b"", xattrs: &xa }, &mut content).map_err(|e| {
                 // Either side may fail; a closed reader of the archive is the usual one.
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
                 RuntimeError::Sys { op: if errno == Errno::EPIPE { "write the archive".into() } else { format!("read {path}") }, errno }
             })?;
-            if copied < size {
+            if content.short > 0 {
                 crate::log::warn(&format!("{path} shrank while it was exported: padded with zeros"));
-                let mut left = size - copied;
-                while left > 0 {
-                    let k = left.min(BLOCK as u64) as usize;
-                    t.out.write_all(&[0u8; BLOCK][..k]).map_err(io)?;
-                    left -= k as u64;
-                }
             }
-            t.pad(size).map_err(io)?;
             if st.st_nlink > 1 {
                 t.links.insert((st.st_dev, st.st_ino), name);
             }
@@ -297,15 +303,15 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
                 Err(Errno::ENOENT) => return Ok(()),
                 Err(e) => return Err(e).op(format!("readlink {path}")),
             };
-            t.header(&Header { name: &name, kind: b'2', st: &st, size: 0, link: target.as_bytes(), xattrs: none }).map_err(io)?;
+            t.header(&Header { name: &name, kind: EntryType::Symlink, st: &st, size: 0, link: target.as_bytes(), xattrs: none }, std::io::empty()).map_err(io)?;
         }
         libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
             let k = match kind {
-                libc::S_IFCHR => b'3',
-                libc::S_IFBLK => b'4',
-                _ => b'6',
+                libc::S_IFCHR => EntryType::Char,
+                libc::S_IFBLK => EntryType::Block,
+                _ => EntryType::Fifo,
             };
-            t.header(&Header { name: &name, kind: k, st: &st, size: 0, link: b"", xattrs: none }).map_err(io)?;
+            t.header(&Header { name: &name, kind: k, st: &st, size: 0, link: b"", xattrs: none }, std::io::empty()).map_err(io)?;
         }
         _ => {
             // Sockets have no tar form (GNU tar and Docker skip them too).
@@ -321,8 +327,8 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
 pub fn main(args: &[String]) -> Result<i32> {
     let p = flags(args, &[Flag("pid", &[], true), Flag("start-time", &[], true)])?;
     let pid: i32 = p.value("pid").and_then(|v| v.parse().ok()).ok_or_else(|| RuntimeError::Usage("export: --pid PID is required".into()))?;
-    // SAFETY: plain prctl. Non-dumpable: nothing in the container may ptrace us once we join.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Non-dumpable: nothing in the container may ptrace us once we join.
+    let _ = nix::sys::prctl::set_dumpable(false);
     if let Some(f) = ns_file(pid, "user")? {
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUSER).op("setns into the container's user namespace")?;
     }
@@ -341,17 +347,19 @@ pub fn main(args: &[String]) -> Result<i32> {
     let dir = own(openat(Some(root.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).op("open the container's root")?);
     // SAFETY: fd 1 is ours for the life of the process; ManuallyDrop keeps it open after.
     let stdout = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-    let mut t = Tar { out: BufWriter::with_capacity(1 << 20, &*stdout), links: HashMap::new(), warned_socket: false };
+    let mut t = Tar { out: tar::Builder::new(BufWriter::with_capacity(1 << 20, &*stdout)), links: HashMap::new(), warned_socket: false };
     walk(&mut t, dir.as_raw_fd(), b"")?;
     let io = |e: std::io::Error| RuntimeError::Sys { op: "write the archive".into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) };
-    t.out.write_all(&[0u8; 2 * BLOCK]).map_err(io)?;
-    t.out.flush().map_err(io)?;
+    // The two zero blocks that end an archive, then what the buffer holds.
+    t.out.into_inner().map_err(io)?.flush().map_err(io)?;
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BLOCK: usize = 512;
 
     #[test]
     fn pax_record_length_counts_itself() {
@@ -371,17 +379,36 @@ mod tests {
 
     #[test]
     fn header_checksum_and_fields() {
-        let mut t = Tar { out: Vec::new(), links: HashMap::new(), warned_socket: false };
-        t.block(&Block { name: b"etc/passwd", kind: b'0', mode: 0o100644, uid: 0, gid: 33, size: 30, mtime: 1_700_000_000, link: b"", dev: (0, 0) }).unwrap();
-        let h = &t.out;
+        let h = ustar(&Block { name: b"etc/passwd", kind: EntryType::Regular, mode: 0o100644, uid: 0, gid: 33, size: 30, mtime: 1_700_000_000, link: b"", dev: (0, 0) }).unwrap();
+        let h = h.as_bytes();
         assert_eq!(h.len(), BLOCK);
-        assert_eq!(&h[..10], b"etc/passwd");
+        assert_eq!(&h[..11], b"etc/passwd\0");
         assert_eq!(&h[100..108], b"0000644\0");
         assert_eq!(&h[116..124], b"0000041\0");
         assert_eq!(&h[124..136], b"00000000036\0");
+        assert_eq!(h[156], b'0');
         assert_eq!(&h[257..265], b"ustar\x0000");
-        let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
+        let digits: Vec<u8> = h[148..156].iter().copied().take_while(|c| c.is_ascii_digit()).collect();
+        let stored = u32::from_str_radix(std::str::from_utf8(&digits).unwrap(), 8).unwrap();
         let sum: u32 = h.iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(c) }).sum();
         assert_eq!(stored, sum);
+    }
+
+    #[test]
+    fn long_names_are_cut_in_the_header_and_whole_in_pax() {
+        let name = vec![b'n'; 150];
+        let h = ustar(&Block { name: &name, kind: EntryType::Regular, mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0, link: b"", dev: (0, 0) }).unwrap();
+        // Not split into ustar's prefix field: the pax path record names it.
+        assert_eq!(&h.as_bytes()[..100], &name[..100]);
+        assert!(h.as_bytes()[345..500].iter().all(|&c| c == 0));
+    }
+
+    #[test]
+    fn a_file_that_shrank_is_padded_to_its_promised_size() {
+        let mut p = Promised { inner: &b"abc"[..], left: 5, short: 0 };
+        let mut out = Vec::new();
+        p.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc\0\0");
+        assert_eq!(p.short, 2);
     }
 }
