@@ -22,11 +22,7 @@ pub fn home_dir() -> PathBuf {
     }
     // HOME unset (some batch systems): fall back to the password database.
     let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.dir).unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Why `XDG_RUNTIME_DIR` cannot be used, or `None` when it can.

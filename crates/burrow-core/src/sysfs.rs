@@ -36,20 +36,14 @@ pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
         .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-        })
+        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
 }
 
 /// Runs `prog args...` and returns a version line: the first line of its output (stdout, then
 /// stderr) that names the program, else the first line. fuse-overlayfs prints fusermount's
 /// version before its own.
 pub fn version_line(prog: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let out = std::process::Command::new(prog).args(args).stdin(std::process::Stdio::null()).output().ok()?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push('\n');
     text.push_str(&String::from_utf8_lossy(&out.stderr));

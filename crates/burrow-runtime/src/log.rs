@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn lines_as_runc_writes_them() {
         let t = "2026-12-06T17:34:35Z";
-        assert_eq!(format_line(false, "error", "container does not exist", None, t), r#"time="2026-12-06T17:34:35Z" level=error msg="container does not exist""#);
+        assert_eq!(
+            format_line(false, "error", "container does not exist", None, t),
+            r#"time="2026-12-06T17:34:35Z" level=error msg="container does not exist""#
+        );
         assert_eq!(format_line(false, "error", "a \"b\" c\\d\ne", None, t), r#"time="2026-12-06T17:34:35Z" level=error msg="a \"b\" c\\d\ne""#);
         let v: serde_json::Value = serde_json::from_str(&format_line(true, "error", "x \"y\"", Some("EBAD_STATE"), t)).unwrap();
         assert_eq!(v["level"], "error");

@@ -134,7 +134,8 @@ impl Read for Following {
             if self.progress.read_line(&mut self.line)? == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the download stopped after {} of {} bytes", self.avail, self.size)));
             }
-            let n: u64 = self.line.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad progress line {:?}", self.line.trim())))?;
+            let n: u64 =
+                self.line.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad progress line {:?}", self.line.trim())))?;
             if n > self.size {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the download announces {n} bytes of a {}-byte blob", self.size)));
             }
@@ -369,12 +370,16 @@ impl Extractor {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(Errno::EISDIR) | Err(Errno::EPERM) => {
                 self.stale.set(true);
-                let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH);
+                let how =
+                    OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_BENEATH);
                 let fd = openat2(parent, name, how).map_err(|e| UnpackError::Sys { entry: entry.display().to_string(), op: "open for removal", errno: e })?;
                 let dirfd = unsafe { OwnedFd::from_raw_fd(fd) };
                 self.clear(dirfd.as_raw_fd(), None, entry)?;
-                nix::unistd::unlinkat(Some(parent), name, nix::unistd::UnlinkatFlags::RemoveDir)
-                    .map_err(|e| UnpackError::Sys { entry: entry.display().to_string(), op: "rmdir", errno: e })
+                nix::unistd::unlinkat(Some(parent), name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(|e| UnpackError::Sys {
+                    entry: entry.display().to_string(),
+                    op: "rmdir",
+                    errno: e,
+                })
             }
             Err(e) => Err(UnpackError::Sys { entry: entry.display().to_string(), op: "unlink", errno: e }),
         }
@@ -390,7 +395,10 @@ impl Extractor {
             .iter()
             .map(|e| e.map_err(|errno| UnpackError::Sys { entry: entry.display().to_string(), op: "readdir", errno }))
             .collect::<Result<Vec<_>>>()?
-            .into_iter().map(|e| e.file_name().to_owned()).filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..").collect();
+            .into_iter()
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
         for n in names {
             let name = OsStr::from_bytes(n.as_bytes());
             if let Some((base, set)) = keep {
@@ -471,8 +479,11 @@ impl Extractor {
             }
             self.remove(parent, target, &path)?;
             if self.mode == Whiteouts::Overlay {
-                mknodat(Some(parent), target, SFlag::S_IFCHR, Mode::empty(), nix::sys::stat::makedev(0, 0))
-                    .map_err(|e| UnpackError::Sys { entry: path.display().to_string(), op: "create whiteout", errno: e })?;
+                mknodat(Some(parent), target, SFlag::S_IFCHR, Mode::empty(), nix::sys::stat::makedev(0, 0)).map_err(|e| UnpackError::Sys {
+                    entry: path.display().to_string(),
+                    op: "create whiteout",
+                    errno: e,
+                })?;
             }
             return Ok(());
         }
@@ -553,9 +564,12 @@ impl Extractor {
             let Some((&tname, tparents)) = tparts.split_last() else { return Err(unsafe_entry(&path, "hard link to the layer root")) };
             // Not through the cache: `pfd` must stay open.
             let tparent = self.open_dir(tparents, &path)?;
-            match self.create(pfd, name, &path, "link", || nix::unistd::linkat(Some(tparent.as_raw_fd()), tname, Some(pfd), name, nix::fcntl::AtFlags::empty())) {
+            match self.create(pfd, name, &path, "link", || nix::unistd::linkat(Some(tparent.as_raw_fd()), tname, Some(pfd), name, nix::fcntl::AtFlags::empty()))
+            {
                 Ok(()) => {}
-                Err(UnpackError::Sys { errno: Errno::ENOENT, .. }) => return Err(unsafe_entry(&path, &format!("hard link target {} is not in this layer", target.display()))),
+                Err(UnpackError::Sys { errno: Errno::ENOENT, .. }) => {
+                    return Err(unsafe_entry(&path, &format!("hard link target {} is not in this layer", target.display())))
+                }
                 Err(e) => return Err(e),
             }
         } else if kind.is_fifo() {
@@ -650,7 +664,11 @@ impl Extractor {
                 let r = nix::unistd::fchown(fd.as_raw_fd(), Some((d.uid as u32).into()), Some((d.gid as u32).into()));
                 self.chown_result(r, &d.rel)?;
             }
-            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(d.mode)).map_err(|e| UnpackError::Sys { entry: d.rel.display().to_string(), op: "chmod", errno: e })?;
+            nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(d.mode)).map_err(|e| UnpackError::Sys {
+                entry: d.rel.display().to_string(),
+                op: "chmod",
+                errno: e,
+            })?;
             let t = TimeSpec::new(d.mtime, 0);
             let _ = nix::sys::stat::futimens(fd.as_raw_fd(), &t, &t);
         }
@@ -820,7 +838,12 @@ mod tests {
         std::fs::create_dir_all(out.join("d/old")).unwrap();
         std::fs::write(out.join("d/lower"), "x").unwrap();
         std::fs::write(out.join("gone"), "x").unwrap();
-        let tar = layer(&[("d/", T::Directory, "", b"", 0o755), ("d/new", T::Regular, "", b"n", 0o644), ("d/.wh..wh..opq", T::Regular, "", b"", 0o644), (".wh.gone", T::Regular, "", b"", 0o644)]);
+        let tar = layer(&[
+            ("d/", T::Directory, "", b"", 0o755),
+            ("d/new", T::Regular, "", b"n", 0o644),
+            ("d/.wh..wh..opq", T::Regular, "", b"", 0o644),
+            (".wh.gone", T::Regular, "", b"", 0o644),
+        ]);
         std::fs::write(t.path().join("blob"), &tar).unwrap();
         unpack(&t.path().join("blob"), &out, Whiteouts::Apply, None).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(out.join("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -902,7 +925,12 @@ mod tests {
     #[test]
     fn a_directory_replaced_by_a_file_is_not_written_into() {
         // The parent-directory cache must not keep using a directory a later entry removed.
-        let tar = layer(&[("a/", T::Directory, "", b"", 0o755), ("a/b", T::Regular, "", b"1", 0o644), ("a", T::Regular, "", b"now a file", 0o644), ("a/c", T::Regular, "", b"2", 0o644)]);
+        let tar = layer(&[
+            ("a/", T::Directory, "", b"", 0o755),
+            ("a/b", T::Regular, "", b"1", 0o644),
+            ("a", T::Regular, "", b"now a file", 0o644),
+            ("a/c", T::Regular, "", b"2", 0o644),
+        ]);
         let (_t, r) = extract(&tar, Whiteouts::Overlay);
         let e = r.expect_err("a/c has no directory");
         assert!(matches!(e, UnpackError::Unsafe { .. }), "{e}");

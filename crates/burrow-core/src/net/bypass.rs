@@ -196,7 +196,13 @@ fn take_over(notify: RawFd, n: &Notif, lookup: impl Fn(u16) -> Option<Published>
     let ours = host_socket(&theirs, domain, v6only, &local).ok()?;
     let ino = inode(ours.as_raw_fd())?;
     let cloexec = fd_cloexec(n.pid as i32, fd as RawFd);
-    let mut a = AddFd { id: n.id, flags: ADDFD_FLAG_SETFD, srcfd: ours.as_raw_fd() as u32, newfd: fd as u32, newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 } };
+    let mut a = AddFd {
+        id: n.id,
+        flags: ADDFD_FLAG_SETFD,
+        srcfd: ours.as_raw_fd() as u32,
+        newfd: fd as u32,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
     ioctl(notify, NOTIF_ADDFD, &mut a).ok()?;
     Some(Outcome::Replaced { container_port: p.container_port, local, v6only, ino })
 }

@@ -148,13 +148,19 @@ fn bind_spec(p: &PortSpec, reuseport: bool) -> Result<(OwnedFd, BoundPort)> {
         match bind_host(IpAddr::V6(Ipv6Addr::UNSPECIFIED), p.host_port, p.protocol, true, reuseport) {
             Ok(fd) => (fd, b("0.0.0.0", true)),
             Err(Errno::EAFNOSUPPORT) | Err(Errno::EADDRNOTAVAIL) => {
-                let fd = bind_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.host_port, p.protocol, false, reuseport).map_err(|e| port_error("0.0.0.0", p.host_port, p.protocol, e))?;
+                let fd = bind_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.host_port, p.protocol, false, reuseport)
+                    .map_err(|e| port_error("0.0.0.0", p.host_port, p.protocol, e))?;
                 (fd, b("0.0.0.0", false))
             }
             Err(e) => return Err(port_error("0.0.0.0", p.host_port, p.protocol, e)),
         }
     } else {
-        let ip = parse_ip(&p.host_ip).ok_or_else(|| NetError::PortInUse { addr: p.host_ip.clone(), port: p.host_port, proto: p.protocol.as_str(), why: "not an IP address".into() })?;
+        let ip = parse_ip(&p.host_ip).ok_or_else(|| NetError::PortInUse {
+            addr: p.host_ip.clone(),
+            port: p.host_port,
+            proto: p.protocol.as_str(),
+            why: "not an IP address".into(),
+        })?;
         let fd = bind_host(ip, p.host_port, p.protocol, false, reuseport).map_err(|e| port_error(&p.host_ip, p.host_port, p.protocol, e))?;
         (fd, b(&ip.to_string(), false))
     };
@@ -312,14 +318,29 @@ impl Forwarder {
         let seccomp = match bypass {
             Some(path) => {
                 let _ = std::fs::remove_file(path);
-                let l = crate::runtime::state::with_short_path_of(path, |q| std::os::unix::net::UnixListener::bind(q)).op(format!("bind the seccomp listener {}", path.display()))?;
+                let l = crate::runtime::state::with_short_path_of(path, |q| std::os::unix::net::UnixListener::bind(q))
+                    .op(format!("bind the seccomp listener {}", path.display()))?;
                 l.set_nonblocking(true).op("seccomp listener")?;
                 epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, l.as_raw_fd(), libc::EPOLLIN as u32, token(K_SECCOMP, 0)).op("epoll_ctl")?;
                 Some(l)
             }
             None => None,
         };
-        Ok(Forwarder { ep, listeners, conns: Slab::new(), flows: Slab::new(), ns: None, tcp_pool: Vec::new(), udp_pool: Vec::new(), buf: Vec::new(), big_pipes: 0, seccomp, sconns: Slab::new(), notifies: Slab::new(), handed: Default::default() })
+        Ok(Forwarder {
+            ep,
+            listeners,
+            conns: Slab::new(),
+            flows: Slab::new(),
+            ns: None,
+            tcp_pool: Vec::new(),
+            udp_pool: Vec::new(),
+            buf: Vec::new(),
+            big_pipes: 0,
+            seccomp,
+            sconns: Slab::new(),
+            notifies: Slab::new(),
+            handed: Default::default(),
+        })
     }
 
     /// From now on connections go into the container's namespace.
@@ -387,9 +408,7 @@ impl Forwarder {
     fn open_conn(&mut self, li: usize, client: OwnedFd) -> Result<()> {
         let (server, target) = match self.listeners[li].target {
             Target::Container => (self.socket(Proto::Tcp)?, SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.listeners[li].bound.container_port))),
-            Target::Host(a) => {
-                (sock::new_socket(family_of(&a), SockType::Stream, true).op("socket")?, a)
-            }
+            Target::Host(a) => (sock::new_socket(family_of(&a), SockType::Stream, true).op("socket")?, a),
         };
         // Each hop is a loopback connection: let small writes (prompts, requests) go at once.
         let _ = setsockopt(&client, sockopt::TcpNoDelay, &true);
@@ -404,7 +423,8 @@ impl Forwarder {
         let conn = Conn { client, server, connecting, up, down };
         let idx = self.conns.insert(conn);
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        let ok = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, cfd, ev, token(K_CLIENT, idx)).and_then(|_| epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, sfd, ev, token(K_SERVER, idx)));
+        let ok = epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, cfd, ev, token(K_CLIENT, idx))
+            .and_then(|_| epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, sfd, ev, token(K_SERVER, idx)));
         if ok.is_err() {
             self.close_conn(idx);
             return ok.op("epoll_ctl");
@@ -513,7 +533,8 @@ impl Forwarder {
 
     fn expire_flows(&mut self) {
         let now = Instant::now();
-        let idle: Vec<usize> = self.flows.items.iter().enumerate().filter_map(|(i, f)| f.as_ref().filter(|f| now.duration_since(f.last) > FLOW_IDLE).map(|_| i)).collect();
+        let idle: Vec<usize> =
+            self.flows.items.iter().enumerate().filter_map(|(i, f)| f.as_ref().filter(|f| now.duration_since(f.last) > FLOW_IDLE).map(|_| i)).collect();
         for i in idle {
             self.drop_flow(i);
         }
@@ -637,7 +658,11 @@ impl Forwarder {
     /// that family's clients to A; and a listener inside the container forwards the
     /// container's own clients, which can no longer find the server in their namespace.
     fn taken_over(&mut self, container_port: u16, local: SocketAddr, v6only: bool) {
-        let Some(li) = self.listeners.iter().position(|l| l.kind == Kind::Published && l.bound.protocol == Proto::Tcp && l.bound.container_port == container_port) else { return };
+        let Some(li) =
+            self.listeners.iter().position(|l| l.kind == Kind::Published && l.bound.protocol == Proto::Tcp && l.bound.container_port == container_port)
+        else {
+            return;
+        };
         let mapped = match local.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped(),
             IpAddr::V4(_) => None,

@@ -161,7 +161,9 @@ pub fn spawn(name: &'static str, path: &Path, args: &[String], pass: &[RawFd], e
             // host's /run/netns/* and the submounts of shared tmpfs. From a slave copy nothing
             // propagates back. Unprivileged, the unshare fails (EPERM) and is not needed: a
             // namespace made in another user namespace gets slave copies anyway.
-            if libc::unshare(libc::CLONE_NEWNS) == 0 && libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            if libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // Everything above stdio close-on-exec (Rust's own error pipe is already so)...

@@ -263,7 +263,13 @@ impl Network {
             Some(f) => f.bound(),
             None => self.slirp_ports.clone(),
         };
-        let st = NetState { helper: self.cfg.helper, helper_pid: self.helper.as_ref().map(|h| h.pid()), port_handler: self.cfg.port_handler, ports, mtu: self.cfg.mtu };
+        let st = NetState {
+            helper: self.cfg.helper,
+            helper_pid: self.helper.as_ref().map(|h| h.pid()),
+            port_handler: self.cfg.port_handler,
+            ports,
+            mtu: self.cfg.mtu,
+        };
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, serde_json::to_string(&st).unwrap_or_default()).is_ok() {
             let _ = std::fs::rename(&tmp, path);

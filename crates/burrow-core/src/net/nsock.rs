@@ -107,7 +107,10 @@ fn receive(sock: RawFd, n: usize) -> Result<Vec<OwnedFd>> {
     };
     if fds.is_empty() {
         let why = String::from_utf8_lossy(&buf[..bytes]).into_owned();
-        return Err(NetError::Helper { helper: "forwarder".into(), detail: if why.is_empty() { "no socket came from the container's namespace".into() } else { why } });
+        return Err(NetError::Helper {
+            helper: "forwarder".into(),
+            detail: if why.is_empty() { "no socket came from the container's namespace".into() } else { why },
+        });
     }
     Ok(fds)
 }

@@ -14,7 +14,8 @@ use super::helper::{self, Helper};
 use super::{NetConfig, Result};
 
 pub fn args(cfg: &NetConfig, pid: i32, pid_fd: i32) -> Vec<String> {
-    let mut a: Vec<String> = ["--config-net", "--foreground", "--quiet", "-t", "none", "-u", "none", "-T", "none", "-U", "none"].iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> =
+        ["--config-net", "--foreground", "--quiet", "-t", "none", "-u", "none", "-T", "none", "-U", "none"].iter().map(|s| s.to_string()).collect();
     a.push("--mtu".into());
     a.push(cfg.mtu.to_string());
     a.push("--pid".into());

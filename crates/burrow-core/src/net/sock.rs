@@ -69,7 +69,9 @@ pub fn get_int_opt(fd: &impl AsFd, level: libc::c_int, opt: libc::c_int) -> Resu
 
 pub fn set_int_opt(fd: &impl AsFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> Result<()> {
     // SAFETY: setsockopt with a pointer to an int and its size, on a descriptor we hold.
-    let r = unsafe { libc::setsockopt(fd.as_fd().as_raw_fd(), level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
+    let r = unsafe {
+        libc::setsockopt(fd.as_fd().as_raw_fd(), level, opt, &v as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+    };
     Errno::result(r).map(drop)
 }
 

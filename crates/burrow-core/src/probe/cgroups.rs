@@ -151,14 +151,11 @@ pub fn find_delegation(v2_mount: &Path, own: Option<&str>, uid: u32) -> (Option<
 /// bus owner has a user id (it authenticates with the OwnerUID that `busctl --user status`
 /// prints, so busctl must be installed), and org.freedesktop.systemd1 is on the bus.
 pub fn systemd_user_bus() -> (Option<String>, bool, Option<String>) {
-    let addr = std::env::var("DBUS_SESSION_BUS_ADDRESS")
-        .ok()
-        .filter(|a| !a.is_empty())
-        .or_else(|| {
-            let d = std::env::var_os("XDG_RUNTIME_DIR")?;
-            let p = Path::new(&d).join("bus");
-            p.exists().then(|| format!("unix:path={}", p.display()))
-        });
+    let addr = std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().filter(|a| !a.is_empty()).or_else(|| {
+        let d = std::env::var_os("XDG_RUNTIME_DIR")?;
+        let p = Path::new(&d).join("bus");
+        p.exists().then(|| format!("unix:path={}", p.display()))
+    });
     let Some(a) = addr.clone() else { return (None, false, Some("no session bus (DBUS_SESSION_BUS_ADDRESS unset and no $XDG_RUNTIME_DIR/bus)".into())) };
     let why_not = user_manager_why_not(&a);
     (addr, why_not.is_none(), why_not)
@@ -174,14 +171,21 @@ fn user_manager_why_not(addr: &str) -> Option<String> {
             return Some(format!("the bus does not accept a connection: {e}"));
         }
     }
-    let busctl = |args: &[&str]| std::process::Command::new("busctl").args(["--user", "--no-pager", "status"]).args(args).stdin(std::process::Stdio::null()).output();
+    let busctl =
+        |args: &[&str]| std::process::Command::new("busctl").args(["--user", "--no-pager", "status"]).args(args).stdin(std::process::Stdio::null()).output();
     let owner = match busctl(&[]) {
-        Err(e) => return Some(format!("cannot run busctl ({e}): libcgroups' systemd driver asks `busctl --user status` for the bus owner's uid (install systemd's busctl)")),
+        Err(e) => {
+            return Some(format!(
+                "cannot run busctl ({e}): libcgroups' systemd driver asks `busctl --user status` for the bus owner's uid (install systemd's busctl)"
+            ))
+        }
         Ok(o) if !o.status.success() => return Some(format!("`busctl --user status` failed: {}", first_line(&o.stderr))),
         Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
     };
     if owner_uid(&owner).is_none() {
-        return Some("`busctl --user status` names no OwnerUID for the bus (its daemon runs outside any user's slice), which libcgroups' systemd driver needs".into());
+        return Some(
+            "`busctl --user status` names no OwnerUID for the bus (its daemon runs outside any user's slice), which libcgroups' systemd driver needs".into(),
+        );
     }
     match busctl(&["org.freedesktop.systemd1"]) {
         Ok(o) if o.status.success() => None,

@@ -70,9 +70,7 @@ pub fn build(r: &HostReport) -> Vec<Check> {
     );
     match super::userns::sysctl_blocker(s, !r.rootless) {
         None => c.push(check("userns.sysctl", "User namespace settings", Verdict::Ok, sysctl_evidence, None)),
-        Some((what, fix)) => {
-            c.push(check("userns.sysctl", "User namespace settings", Verdict::Fail, format!("{what} ({sysctl_evidence})"), Some(fix)))
-        }
+        Some((what, fix)) => c.push(check("userns.sysctl", "User namespace settings", Verdict::Fail, format!("{what} ({sysctl_evidence})"), Some(fix))),
     }
     match (r.userns.created, &r.userns.error) {
         (Some(true), _) => c.push(check(
@@ -123,9 +121,16 @@ pub fn build(r: &HostReport) -> Vec<Check> {
     c.push(check(
         "idmap.helpers",
         "newuidmap/newgidmap",
-        if helpers_ok { Verdict::Ok } else if r.rootless { Verdict::Warn } else { Verdict::Info },
+        if helpers_ok {
+            Verdict::Ok
+        } else if r.rootless {
+            Verdict::Warn
+        } else {
+            Verdict::Info
+        },
         format!("newuidmap: {}; newgidmap: {}", helper(&id.newuidmap), helper(&id.newgidmap)),
-        (!helpers_ok && r.rootless).then(|| "install the uidmap package (Debian/Ubuntu) or shadow-utils (Fedora); they must be setuid root or carry file capabilities".to_string()),
+        (!helpers_ok && r.rootless)
+            .then(|| "install the uidmap package (Debian/Ubuntu) or shadow-utils (Fedora); they must be setuid root or carry file capabilities".to_string()),
     ));
     c.push(check("idmap.mode", "Id-map mode", Verdict::Info, format!("{}: {}", id.mode, id.reason), None));
 
@@ -133,7 +138,9 @@ pub fn build(r: &HostReport) -> Vec<Check> {
     let st = &r.storage;
     c.push(storage_fs(st));
     c.push(match st.native_overlay {
-        Some(true) => check("storage.overlay", "Overlay in a user namespace", Verdict::Ok, "mounted an overlay with userxattr, wrote a file and created a whiteout", None),
+        Some(true) => {
+            check("storage.overlay", "Overlay in a user namespace", Verdict::Ok, "mounted an overlay with userxattr, wrote a file and created a whiteout", None)
+        }
         Some(false) => check(
             "storage.overlay",
             "Overlay in a user namespace",
@@ -141,11 +148,20 @@ pub fn build(r: &HostReport) -> Vec<Check> {
             st.native_overlay_error.clone().unwrap_or_default(),
             Some("use a 5.11+ kernel and a store filesystem with user xattrs (ext4, xfs, btrfs), or install fuse-overlayfs".into()),
         ),
-        None => check("storage.overlay", "Overlay in a user namespace", Verdict::Warn, format!("not tested: {}", st.native_overlay_error.as_deref().unwrap_or("no user namespace")), None),
+        None => check(
+            "storage.overlay",
+            "Overlay in a user namespace",
+            Verdict::Warn,
+            format!("not tested: {}", st.native_overlay_error.as_deref().unwrap_or("no user namespace")),
+            None,
+        ),
     });
     let fuse_ev = format!(
         "fuse-overlayfs: {}; /dev/fuse: {}",
-        st.fuse_overlayfs.as_ref().map(|p| format!("{} ({})", p.display(), st.fuse_overlayfs_version.as_deref().unwrap_or("?"))).unwrap_or_else(|| "not installed".into()),
+        st.fuse_overlayfs
+            .as_ref()
+            .map(|p| format!("{} ({})", p.display(), st.fuse_overlayfs_version.as_deref().unwrap_or("?")))
+            .unwrap_or_else(|| "not installed".into()),
         if st.dev_fuse_usable { "usable" } else { "not usable by you" }
     );
     let fuse_ok = st.fuse_overlayfs.is_some() && st.dev_fuse_usable;
@@ -261,7 +277,9 @@ pub fn build(r: &HostReport) -> Vec<Check> {
             None => format!("{} is yours and private; state goes to {}", rd.xdg_runtime_dir.as_deref().unwrap_or(""), rd.chosen.display()),
             Some(p) => format!("{p}; using the private fallback {}", rd.chosen.display()),
         },
-        (!rd.usable).then(|| "log in through PAM (systemd-logind sets it), or export XDG_RUNTIME_DIR=/run/user/$(id -u) or another directory you own with mode 0700".to_string()),
+        (!rd.usable).then(|| {
+            "log in through PAM (systemd-logind sets it), or export XDG_RUNTIME_DIR=/run/user/$(id -u) or another directory you own with mode 0700".to_string()
+        }),
     ));
     c
 }
@@ -341,12 +359,7 @@ mod tests {
     }
 
     fn local(fs_type: &str, writable: bool) -> Option<LocalDir> {
-        Some(LocalDir {
-            dir: PathBuf::from("/var/tmp/burrow-1000/0123456789abcdef"),
-            examined: PathBuf::from("/var/tmp"),
-            fs_type: fs_type.into(),
-            writable,
-        })
+        Some(LocalDir { dir: PathBuf::from("/var/tmp/burrow-1000/0123456789abcdef"), examined: PathBuf::from("/var/tmp"), fs_type: fs_type.into(), writable })
     }
 
     #[test]
@@ -404,7 +417,10 @@ mod tests {
         let mut st = store_on("ext4", "0xef53", false);
         st.local = local("ext4", true);
         assert!(st.usable_local().is_none());
-        assert_eq!(storage_fs(&st), check("storage.fs", "Store filesystem", Verdict::Ok, "store /home/u/.local/share/burrow; /home/u is on ext4 (0xef53)", None));
+        assert_eq!(
+            storage_fs(&st),
+            check("storage.fs", "Store filesystem", Verdict::Ok, "store /home/u/.local/share/burrow; /home/u is on ext4 (0xef53)", None)
+        );
         assert_eq!(storage_fs(&store_on("tmpfs", "0x1021994", false)).verdict, Verdict::Warn);
     }
 }

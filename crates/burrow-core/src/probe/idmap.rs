@@ -144,13 +144,7 @@ fn map_helper(name: &str, is_root: bool) -> MapHelper {
 }
 
 /// Picks the id-map mode from what was found. Pure, so it is unit-tested with every combination.
-pub fn choose_mode(
-    is_root: bool,
-    subuid: &[IdRange],
-    subgid: &[IdRange],
-    newuidmap: &MapHelper,
-    newgidmap: &MapHelper,
-) -> (String, String, u64) {
+pub fn choose_mode(is_root: bool, subuid: &[IdRange], subgid: &[IdRange], newuidmap: &MapHelper, newgidmap: &MapHelper) -> (String, String, u64) {
     let ids = |r: &[IdRange]| r.iter().map(|r| r.count).sum::<u64>();
     let mut missing = Vec::new();
     if subuid.is_empty() {
@@ -219,10 +213,7 @@ mod tests {
 
     #[test]
     fn matches_by_name_and_by_uid() {
-        assert_eq!(
-            parse_subid_file(SUBUID, Some("alice"), 1000),
-            vec![IdRange { start: 100000, count: 65536 }, IdRange { start: 500000, count: 10 }]
-        );
+        assert_eq!(parse_subid_file(SUBUID, Some("alice"), 1000), vec![IdRange { start: 100000, count: 65536 }, IdRange { start: 500000, count: 10 }]);
         assert_eq!(parse_subid_file(SUBUID, Some("carol"), 1001), vec![IdRange { start: 200000, count: 1000 }]);
         assert_eq!(parse_subid_file(SUBUID, Some("bob"), 1002), vec![], "zero-length ranges are ignored");
         assert_eq!(parse_subid_file("garbage\nx:y:z\n", Some("x"), 1), vec![]);

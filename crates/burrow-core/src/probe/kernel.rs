@@ -44,9 +44,7 @@ pub fn info_from_release(release: &str) -> KernelInfo {
 }
 
 pub fn probe() -> KernelInfo {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     info_from_release(&release)
 }
 

@@ -35,10 +35,9 @@ fn tool(name: &str) -> Option<Tool> {
 
 pub fn choose_default(slirp: bool, pasta: bool, tun: bool) -> (String, String) {
     match (slirp, pasta, tun) {
-        (_, _, false) if slirp || pasta => (
-            "none".into(),
-            "/dev/net/tun cannot be opened by you, so neither slirp4netns nor pasta can create a tap device".into(),
-        ),
+        (_, _, false) if slirp || pasta => {
+            ("none".into(), "/dev/net/tun cannot be opened by you, so neither slirp4netns nor pasta can create a tap device".into())
+        }
         (true, _, true) => ("slirp4netns".into(), "slirp4netns is installed and /dev/net/tun is usable".into()),
         (false, true, true) => ("pasta".into(), "pasta is installed and /dev/net/tun is usable".into()),
         _ => ("none".into(), "neither slirp4netns nor pasta is installed: containers get loopback only".into()),

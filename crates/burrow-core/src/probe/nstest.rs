@@ -41,19 +41,13 @@ pub fn enter_userns_single() -> Result<(), String> {
     fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(|e| format!("write /proc/self/uid_map: {e}"))?;
     fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(|e| format!("write /proc/self/gid_map: {e}"))?;
     // Keep mounts made for the test from propagating back to the host's namespace.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("make / private: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {e}"))?;
     Ok(())
 }
 
 fn overlay_test(base: &Path) -> Result<(), String> {
     let (lower, upper, work, merged) = (base.join("lower"), base.join("upper"), base.join("work"), base.join("merged"));
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        escape_opt(&lower),
-        escape_opt(&upper),
-        escape_opt(&work)
-    );
+    let opts = format!("lowerdir={},upperdir={},workdir={},userxattr", escape_opt(&lower), escape_opt(&upper), escape_opt(&work));
     mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
         .map_err(|e| format!("mount -t overlay (userxattr) on {}: {e}", base.display()))?;
     let result = (|| {
@@ -78,7 +72,8 @@ pub fn run(store_root: &Path) -> NsReport {
     let mut r = NsReport::default();
     let near = sysfs::nearest_existing(store_root);
     let base = near.join(format!(".burrow-probe-{}", std::process::id()));
-    let prepared = ["lower", "upper", "work", "merged"].iter().try_for_each(|d| fs::create_dir_all(base.join(d))).and_then(|_| fs::write(base.join("lower/old"), b"o"));
+    let prepared =
+        ["lower", "upper", "work", "merged"].iter().try_for_each(|d| fs::create_dir_all(base.join(d))).and_then(|_| fs::write(base.join("lower/old"), b"o"));
     match enter_userns_single() {
         Ok(()) => r.userns = true,
         Err(e) => r.userns_error = Some(e),

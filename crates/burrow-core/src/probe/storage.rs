@@ -97,10 +97,7 @@ pub fn choose_driver(
     dev_fuse: bool,
 ) -> (String, String) {
     if let Some(fs) = network_fs {
-        return (
-            "copy".into(),
-            format!("the store is on {fs}, a network filesystem where overlay cannot work; move it to local disk (see the fix)"),
-        );
+        return ("copy".into(), format!("the store is on {fs}, a network filesystem where overlay cannot work; move it to local disk (see the fix)"));
     }
     match native_overlay {
         Some(true) => return ("overlay".into(), "kernel overlay mounts inside a user namespace (tested)".into()),

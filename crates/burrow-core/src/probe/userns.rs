@@ -21,9 +21,7 @@ pub fn read_sysctls() -> UsernsSysctls {
     UsernsSysctls {
         max_user_namespaces: sysfs::read_u64("/proc/sys/user/max_user_namespaces"),
         unprivileged_userns_clone: sysfs::read_u64("/proc/sys/kernel/unprivileged_userns_clone"),
-        apparmor_restrict_unprivileged_userns: sysfs::read_u64(
-            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-        ),
+        apparmor_restrict_unprivileged_userns: sysfs::read_u64("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
     }
 }
 

@@ -144,7 +144,10 @@ pub fn check_version(spec: &Spec, path: &Path) -> Result<()> {
     if major_one {
         return Ok(());
     }
-    Err(RuntimeError::Spec { path: path.to_path_buf(), detail: format!("unsupported spec version {v:?}: burrow-runtime implements the OCI runtime spec 1.x (up to {})", state::OCI_VERSION) })
+    Err(RuntimeError::Spec {
+        path: path.to_path_buf(),
+        detail: format!("unsupported spec version {v:?}: burrow-runtime implements the OCI runtime spec 1.x (up to {})", state::OCI_VERSION),
+    })
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -333,7 +336,16 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 drop(parent_ch);
                 // The cgroup's directory is main's business.
                 drop(std::mem::replace(&mut cg_plan, cgroups::Plan::None));
-                let ctx = InitArgs { spec: &spec, rootfs: &rootfs, listener: &listener, console: console.as_ref().map(|c| c.as_raw_fd()), no_pivot: o.no_pivot, preserve_fds: o.preserve_fds, listen_fds, seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()) };
+                let ctx = InitArgs {
+                    spec: &spec,
+                    rootfs: &rootfs,
+                    listener: &listener,
+                    console: console.as_ref().map(|c| c.as_raw_fd()),
+                    no_pivot: o.no_pivot,
+                    preserve_fds: o.preserve_fds,
+                    listen_fds,
+                    seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()),
+                };
                 let r = intermediate(&child_ch, &plan, &ctx);
                 child_exit(&child_ch, r);
             }
@@ -497,7 +509,8 @@ fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
         ForkResult::Child => {
             // SAFETY: plain prctl; the init must outlive `create`, so no parent-death signal.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-            let in_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
+            let in_userns =
+                plan.create.contains(CloneFlags::CLONE_NEWUSER) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
             let r = init(ch, plan, a, in_userns);
             child_exit(ch, r);
         }
@@ -673,7 +686,8 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
         return Err(RuntimeError::BadState { id: id.into(), op: "start", status: status.as_str().into() });
     }
     let sock = state::start_socket(&state::container_dir(root, id));
-    let mut conn = state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
+    let mut conn =
+        state::with_short_path(&state::container_dir(root, id), "start.sock", |p| std::os::unix::net::UnixStream::connect(p)).at("connect", &sock)?;
     std::fs::remove_file(&sock).at("remove", &sock)?;
     // Wait until the program runs (EOF) or the init reports why it could not.
     let mut answer = String::new();
@@ -685,7 +699,6 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState> {
     }
     Ok(st)
 }
-
 
 #[cfg(test)]
 mod tests {

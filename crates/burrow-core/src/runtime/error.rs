@@ -79,12 +79,35 @@ impl Coded for RuntimeError {
 /// The stable code for a code string that crossed a process boundary.
 pub fn static_code(code: &str) -> &'static str {
     const KNOWN: [&str; 27] = [
-        "ESYSCALL", "ESPEC_INVALID", "ECONTAINER_NOT_FOUND", "ECONTAINER_EXISTS", "EINVALID_ID", "EBAD_STATE", "ECMD_NOT_FOUND",
-        "ECMD_CANNOT_INVOKE", "EINIT_FAILED", "EHELPER", "ESECCOMP", "EHOOK", "EUSAGE", "ELAYER_UNSAFE", "EIDMAP", "EMOUNT_UNSAFE",
+        "ESYSCALL",
+        "ESPEC_INVALID",
+        "ECONTAINER_NOT_FOUND",
+        "ECONTAINER_EXISTS",
+        "EINVALID_ID",
+        "EBAD_STATE",
+        "ECMD_NOT_FOUND",
+        "ECMD_CANNOT_INVOKE",
+        "EINIT_FAILED",
+        "EHELPER",
+        "ESECCOMP",
+        "EHOOK",
+        "EUSAGE",
+        "ELAYER_UNSAFE",
+        "EIDMAP",
+        "EMOUNT_UNSAFE",
         // burrow_core::net, from the network owner (run, monitor)
-        "ENET_CONFIG", "EPORT_IN_USE", "ENET_HELPER",
+        "ENET_CONFIG",
+        "EPORT_IN_USE",
+        "ENET_HELPER",
         // runtime::cgroups
-        "ECGROUP_WRITE", "ECGROUP_CREATE", "ECGROUP_CONTROLLER", "ECGROUP_APPLY", "ECGROUP_OPEN", "ECGROUP_FREEZER", "ESYSTEMD_SCOPE", "ECGROUP_MOUNT",
+        "ECGROUP_WRITE",
+        "ECGROUP_CREATE",
+        "ECGROUP_CONTROLLER",
+        "ECGROUP_APPLY",
+        "ECGROUP_OPEN",
+        "ECGROUP_FREEZER",
+        "ESYSTEMD_SCOPE",
+        "ECGROUP_MOUNT",
     ];
     KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
 }

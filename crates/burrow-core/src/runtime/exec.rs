@@ -63,10 +63,15 @@ pub struct Executed {
 }
 
 pub enum ExecCgroup {
-    Entered { dirs: Vec<PathBuf>, by: Entry },
+    Entered {
+        dirs: Vec<PathBuf>,
+        by: Entry,
+    },
     /// Not allowed to move it there (rootless, from a cgroup the user does not own, as runc
     /// tolerates too): it runs, but outside the container's limits.
-    Outside { why: String },
+    Outside {
+        why: String,
+    },
 }
 
 /// Starts the process; returns once it has exec'd.
@@ -104,10 +109,12 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<Executed> {
     let targets = placement.map(|p| cgroups::exec_targets(p, st.pid)).unwrap_or_default();
     // cgroup v2: one directory, which the child can be born in.
     let dir = match (placement, targets.as_slice()) {
-        (Some(p), [d]) if p.v2 => nix::fcntl::open(d, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .ok()
-            // SAFETY: a descriptor open() just returned, owned by nobody else.
-            .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+        (Some(p), [d]) if p.v2 => {
+            nix::fcntl::open(d, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .ok()
+                // SAFETY: a descriptor open() just returned, owned by nobody else.
+                .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        }
         _ => None,
     };
     let (parent_ch, child_ch) = Channel::pair()?;
@@ -171,11 +178,16 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<Executed> {
             } else {
                 match cgroups::move_into(&targets, child.as_raw()) {
                     Ok(()) => Some(ExecCgroup::Entered { dirs: targets.clone(), by: Entry::Migrated { why: why_not.take() } }),
-                    Err((file, e)) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) => Some(ExecCgroup::Outside { why: format!("write to {}: {e}", file.display()) }),
+                    Err((file, e)) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) => {
+                        Some(ExecCgroup::Outside { why: format!("write to {}: {e}", file.display()) })
+                    }
                     Err((file, e)) => {
                         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                         let _ = waitpid(child, None);
-                        return Err(RuntimeError::Usage(format!("exec: cannot move the process into the container's cgroup: write to {}: {e}", file.display())));
+                        return Err(RuntimeError::Usage(format!(
+                            "exec: cannot move the process into the container's cgroup: write to {}: {e}",
+                            file.display()
+                        )));
                     }
                 }
             };
@@ -250,4 +262,3 @@ pub fn container_pids(st: &ContainerState) -> Vec<i32> {
     pids.sort();
     pids
 }
-

@@ -30,10 +30,7 @@ fn helper(name: &str, pid: i32, m: &[LinuxIdMapping]) -> Result<()> {
     if !out.status.success() {
         return Err(RuntimeError::Helper {
             helper: name.into(),
-            detail: format!(
-                "{} — the mapping needs ranges in /etc/subuid and /etc/subgid for this user",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            detail: format!("{} — the mapping needs ranges in /etc/subuid and /etc/subgid for this user", String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
     Ok(())

@@ -148,7 +148,8 @@ fn tree_from_runtime(req: &IdmapRequest, init_pid: i32) -> Result<OwnedFd> {
         if same {
             return Err(RuntimeError::Idmap {
                 dst: req.destination.clone(),
-                detail: "idmap without uidMappings/gidMappings uses the container's user namespace, and this container has none (runtime spec: an error)".into(),
+                detail: "idmap without uidMappings/gidMappings uses the container's user namespace, and this container has none (runtime spec: an error)"
+                    .into(),
             });
         }
         fs::File::open(&theirs).at("open", &theirs)?.into()
@@ -242,7 +243,8 @@ fn userns_with_maps(uid_map: &str, gid_map: &str, dst: &str) -> Result<OwnedFd> 
         if errno != 0 {
             return Err(RuntimeError::Sys { op: format!("unshare(CLONE_NEWUSER) for the idmapped mount on {dst}"), errno: Errno::from_raw(errno) });
         }
-        let pid = words.next().ok_or_else(|| RuntimeError::Child(format!("the holder of the user namespace for the idmapped mount on {dst} did not say its pid")))?;
+        let pid =
+            words.next().ok_or_else(|| RuntimeError::Child(format!("the holder of the user namespace for the idmapped mount on {dst} did not say its pid")))?;
         let proc = format!("/proc/{pid}");
         for (file, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             fs::write(format!("{proc}/{file}"), text).map_err(|e| RuntimeError::Idmap {
@@ -293,7 +295,8 @@ fn make_tree(req: &IdmapRequest, userns: BorrowedFd, runtime: bool) -> Result<Ow
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
     let flags = libc::AT_EMPTY_PATH as libc::c_uint | if req.recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
     // SAFETY: a valid fd, an empty path with AT_EMPTY_PATH, and the attribute struct's own size.
-    if unsafe { libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) } < 0 {
+    if unsafe { libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) } < 0
+    {
         let errno = Errno::last();
         return Err(explain_setattr(req, errno, runtime));
     }

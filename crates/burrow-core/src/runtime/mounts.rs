@@ -17,8 +17,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
-use nix::sys::stat::mkdirat;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::mkdirat;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::sys::statvfs::{statvfs, FsFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
@@ -110,7 +110,17 @@ fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
 
 /// Splits OCI mount options into mount(2) flags, propagation flags and filesystem data.
 pub fn parse_options(opts: &[String]) -> ParsedOptions {
-    let mut p = ParsedOptions { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), recursive_bind: false, bind: false, idmap: false, ridmap: false, rec: MountAttr::default() };
+    let mut p = ParsedOptions {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        recursive_bind: false,
+        bind: false,
+        idmap: false,
+        ridmap: false,
+        rec: MountAttr::default(),
+    };
     for o in opts {
         if let Some((clear, attr)) = recursive_attr(o) {
             if clear {
@@ -299,9 +309,11 @@ impl<'a> Dest<'a> {
         let clean = lexical_clean(&self.shown);
         let Some(name) = clean.file_name() else { return Ok(()) };
         let at = secure_join(self.root, clean.parent().unwrap_or(Path::new("/"))).join(name);
-        let refuse = |what: String| RuntimeError::UnsafeMount {
+        let refuse = |what: String| {
+            RuntimeError::UnsafeMount {
             dst: self.shown.display().to_string(),
             detail: format!("{typ} must be mounted on an ordinary directory, and {what} in the container's root filesystem; refused, as runc does, because an image could aim the mount anywhere. Make it a directory in the image"),
+        }
         };
         match fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -352,8 +364,13 @@ fn open_in_root(root: &Path, rel: &Path, create: Option<Kind>) -> std::result::R
         let next = if last && create == Some(Kind::File) {
             match openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
                 Err(Errno::ENOENT) => {
-                    let f = openat(Some(cur.as_raw_fd()), *name, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644))
-                        .map_err(|e| ("create mount destination", e))?;
+                    let f = openat(
+                        Some(cur.as_raw_fd()),
+                        *name,
+                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map_err(|e| ("create mount destination", e))?;
                     drop(own(f));
                     openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                 }
@@ -361,7 +378,8 @@ fn open_in_root(root: &Path, rel: &Path, create: Option<Kind>) -> std::result::R
             }
             .map_err(|e| ("open mount destination", e))?
         } else if last && create.is_none() {
-            openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| ("open mount destination", e))?
+            openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| ("open mount destination", e))?
         } else {
             match openat(Some(cur.as_raw_fd()), *name, dir_flags, Mode::empty()) {
                 Err(Errno::ENOENT) if create.is_some() => {
@@ -389,9 +407,19 @@ fn open_in_root(root: &Path, rel: &Path, create: Option<Kind>) -> std::result::R
 /// mount_setattr(2) with AT_RECURSIVE: the attributes reach every mount of the tree, which
 /// remount never does (runc applies its `r*` options the same way).
 fn set_recursive_attrs(at: &Path, attr: &MountAttr, name: &Path) -> Result<()> {
-    let c = std::ffi::CString::new(at.as_os_str().as_bytes()).map_err(|_| RuntimeError::Usage(format!("mount destination {} contains a NUL byte", name.display())))?;
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::Usage(format!("mount destination {} contains a NUL byte", name.display())))?;
     // SAFETY: valid NUL-terminated path, a mount_attr of the size passed.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, c.as_ptr(), libc::AT_RECURSIVE as libc::c_uint, attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
     if r < 0 {
         let errno = Errno::last();
         let hint = if errno == Errno::ENOSYS { " (recursive mount options need Linux 5.12 or later)" } else { "" };
@@ -410,7 +438,10 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     let data_opt = (!data.is_empty()).then_some(data.as_str());
 
     if !is_bind && (opts.idmap || opts.ridmap || m.uid_mappings().is_some() || m.gid_mappings().is_some()) {
-        return Err(RuntimeError::Idmap { dst: m.destination().display().to_string(), detail: format!("idmapped mounts are made of bind mounts only, and this is a {typ} mount") });
+        return Err(RuntimeError::Idmap {
+            dst: m.destination().display().to_string(),
+            detail: format!("idmapped mounts are made of bind mounts only, and this is a {typ} mount"),
+        });
     }
     if !is_bind && SPECIAL.contains(&typ.as_str()) {
         dest.check_ordinary_dir(&typ)?;
@@ -535,7 +566,17 @@ fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
             _ => SFlag::S_IFCHR,
         };
         let host = if d.typ() == LinuxDeviceType::P { None } else { Some(find_host_device(d.major() as u64, d.minor() as u64, d.path())) };
-        create_device(ctx, &p, kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid().unwrap_or(0), d.gid().unwrap_or(0), host.as_deref())?;
+        create_device(
+            ctx,
+            &p,
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+            host.as_deref(),
+        )?;
     }
     // Standard links, as every runtime makes them.
     for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
@@ -559,7 +600,9 @@ fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
 fn find_host_device(major: u64, minor: u64, path: &Path) -> PathBuf {
     use std::os::unix::fs::FileTypeExt;
     use std::os::unix::fs::MetadataExt;
-    let same = |p: &Path| fs::metadata(p).map(|m| (m.file_type().is_char_device() || m.file_type().is_block_device()) && m.rdev() == makedev(major, minor)).unwrap_or(false);
+    let same = |p: &Path| {
+        fs::metadata(p).map(|m| (m.file_type().is_char_device() || m.file_type().is_block_device()) && m.rdev() == makedev(major, minor)).unwrap_or(false)
+    };
     if same(path) {
         return path.to_path_buf();
     }

@@ -177,7 +177,9 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> RuntimeError {
     let argv: Vec<CString> = args.iter().map(|a| c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| c(e)).collect();
     match nix::unistd::execve(&p, &argv, &envp) {
-        Err(nix::errno::Errno::ENOENT) => RuntimeError::Exec { arg0: args.first().cloned().unwrap_or_default(), detail: "no such file or directory".into(), not_found: true },
+        Err(nix::errno::Errno::ENOENT) => {
+            RuntimeError::Exec { arg0: args.first().cloned().unwrap_or_default(), detail: "no such file or directory".into(), not_found: true }
+        }
         Err(e) => RuntimeError::Exec { arg0: args.first().cloned().unwrap_or_default(), detail: e.desc().to_lowercase(), not_found: false },
         Ok(never) => match never {},
     }
@@ -211,7 +213,12 @@ pub fn load_seccomp(f: &Option<super::seccomp::Filter>) -> Result<()> {
 
 /// After `load_seccomp`: hands a notifying filter's fd to its listener over `conn` (see
 /// seccomp::connect_listener). Nothing to do without a connection.
-pub fn send_seccomp_listener(f: &Option<super::seccomp::Filter>, conn: Option<std::os::fd::RawFd>, spec_linux: Option<&oci_spec::runtime::Linux>, state: &str) -> Result<()> {
+pub fn send_seccomp_listener(
+    f: &Option<super::seccomp::Filter>,
+    conn: Option<std::os::fd::RawFd>,
+    spec_linux: Option<&oci_spec::runtime::Linux>,
+    state: &str,
+) -> Result<()> {
     #[cfg(feature = "seccomp")]
     if let (Some(f), Some(conn), Some(s)) = (f, conn, spec_linux.and_then(|l| l.seccomp().as_ref())) {
         super::seccomp::send_notify_fd(f, conn, s, state)?;

@@ -82,7 +82,13 @@ fn mount_fuse_overlayfs(rootfs: &Path, program: &Path, opts: &str, cwd: Option<&
     // Its stderr comes to us until it serves, so that a failure can say why.
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe")?;
     // Prepared before fork: the child only makes system calls.
-    let args: Vec<CString> = vec![c"fuse-overlayfs".into(), c"-f".into(), c"-o".into(), CString::new(opts).unwrap_or_default(), CString::new(format!("/dev/fd/{fd}")).unwrap_or_default()];
+    let args: Vec<CString> = vec![
+        c"fuse-overlayfs".into(),
+        c"-f".into(),
+        c"-o".into(),
+        CString::new(opts).unwrap_or_default(),
+        CString::new(format!("/dev/fd/{fd}")).unwrap_or_default(),
+    ];
     let env: Vec<CString> = vec![c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
     let prog = cstring(program.as_os_str());
     let root_c = cstring(rootfs.as_os_str());
@@ -125,7 +131,8 @@ fn daemon(fuse: RawFd, err: RawFd, prog: &CString, args: &[CString], env: &[CStr
         // Out of the container's terminal session: ^C meant for the container must not stop
         // its filesystem.
         nix::unistd::setsid().map_err(|e| ("setsid", e))?;
-        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None).map_err(|e| ("sigprocmask", e))?;
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
+            .map_err(|e| ("sigprocmask", e))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare(CLONE_NEWNS)", e))?;
         umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the root", e))?;
         nix::fcntl::fcntl(fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("fcntl", e))?;
@@ -238,7 +245,9 @@ impl Copier {
     }
 
     fn open_dir(&self, dirfd: RawFd, name: &OsStr, rel: &Path) -> std::result::Result<OwnedFd, RootfsError> {
-        openat(Some(dirfd), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map(own).map_err(self.err("open directory", rel))
+        openat(Some(dirfd), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            .map(own)
+            .map_err(self.err("open directory", rel))
     }
 
     /// Removes whatever is at `name` in the destination (recursively for a directory).
@@ -325,7 +334,8 @@ impl Copier {
                     let key = (st.st_dev, st.st_ino);
                     if st.st_nlink > 1 {
                         if let Some(first) = self.links.get(&key) {
-                            nix::unistd::linkat(Some(self.root.as_raw_fd()), first.as_path(), Some(dst), Path::new(&name), AtFlags::empty()).map_err(self.err("link", &crel))?;
+                            nix::unistd::linkat(Some(self.root.as_raw_fd()), first.as_path(), Some(dst), Path::new(&name), AtFlags::empty())
+                                .map_err(self.err("link", &crel))?;
                             continue;
                         }
                     }
@@ -351,8 +361,13 @@ impl Copier {
                     }
                     mknodat(Some(dst), name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0).map_err(self.err("mkfifo", &crel))?;
                     self.chown_at(dst, &name, &st);
-                    nix::sys::stat::fchmodat(Some(dst), name.as_os_str(), Mode::from_bits_truncate(st.st_mode & 0o7777), nix::sys::stat::FchmodatFlags::NoFollowSymlink)
-                        .map_err(self.err("chmod", &crel))?;
+                    nix::sys::stat::fchmodat(
+                        Some(dst),
+                        name.as_os_str(),
+                        Mode::from_bits_truncate(st.st_mode & 0o7777),
+                        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+                    )
+                    .map_err(self.err("chmod", &crel))?;
                     let (a, m) = times(&st);
                     let _ = utimensat(Some(dst), name.as_os_str(), &a, &m, UtimensatFlags::NoFollowSymlink);
                     self.stats.files += 1;
@@ -365,10 +380,13 @@ impl Copier {
 
     fn file(&mut self, src: RawFd, dst: RawFd, name: &OsStr, st: &FileStat, rel: &Path) -> std::result::Result<(), RootfsError> {
         let s = own(openat(Some(src), name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(self.err("open in layer", rel))?);
-        let d = own(
-            openat(Some(dst), name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-                .map_err(self.err("create", rel))?,
-        );
+        let d = own(openat(
+            Some(dst),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(self.err("create", rel))?);
         // SAFETY: FICLONE takes the source descriptor as its argument.
         if st.st_size > 0 && unsafe { libc::ioctl(d.as_raw_fd(), FICLONE, s.as_raw_fd()) } == 0 {
             self.stats.reflinked += 1;

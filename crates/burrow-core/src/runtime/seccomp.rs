@@ -73,7 +73,13 @@ mod imp {
                     .args()
                     .iter()
                     .flatten()
-                    .map(|a| ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value()), if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq { a.value_two().unwrap_or(0) } else { a.value() }))
+                    .map(|a| {
+                        ScmpArgCompare::new(
+                            a.index() as u32,
+                            op(a.op(), a.value()),
+                            if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq { a.value_two().unwrap_or(0) } else { a.value() },
+                        )
+                    })
                     .collect();
                 let r = if cmps.is_empty() { f.add_rule(act, sc) } else { f.add_rule_conditional(act, sc, &cmps) };
                 r.map_err(|x| e(&format!("rule for {name}"), x))?;
@@ -90,8 +96,8 @@ mod imp {
     /// `listenerPath` says (one message: the container process state as JSON, the fd in
     /// SCM_RIGHTS). `conn` was connected by main while the host's paths were reachable.
     pub fn send_notify_fd(f: &ScmpFilterContext, conn: std::os::fd::RawFd, s: &LinuxSeccomp, state: &str) -> Result<()> {
-        use std::io::IoSlice;
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::io::IoSlice;
         let fd = f.get_notify_fd().map_err(|x| e("notification fd", x))?;
         let state: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
         let msg = serde_json::json!({

@@ -20,7 +20,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::error::{PathCtx, Result, RuntimeError};
 
 /// The System V IPC sysctls (ipc/ipc_sysctl.c), owned by the IPC namespace.
-const IPC_KEYS: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+const IPC_KEYS: [&str; 8] =
+    ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
 
 /// The key in dotted form (`net/ipv4/ip_forward` is accepted as runc 1.2 does).
 fn dotted(key: &str) -> String {

@@ -154,7 +154,8 @@ fn copy(sdir: RawFd, sname: &CStr, ddir: RawFd, dname: &CStr, o: &mut Opts, show
             Err(e) => return Err(e).op(format!("symlink {shown}")),
         }
         if o.archive {
-            fchownat(Some(ddir), dname, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW).op(format!("chown {shown}"))?;
+            fchownat(Some(ddir), dname, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .op(format!("chown {shown}"))?;
         }
         let (a, m) = times(&st);
         let _ = utimensat(Some(ddir), dname, &a, &m, UtimensatFlags::NoFollowSymlink);
@@ -220,7 +221,14 @@ fn join_userns(pid: i32) -> Result<()> {
 pub fn main(args: &[String]) -> Result<i32> {
     let p = flags(
         args,
-        &[Flag("pid", &[], true), Flag("start-time", &[], true), Flag("in", &[], false), Flag("out", &[], false), Flag("archive", &["a"], false), Flag("follow-link", &["L"], false)],
+        &[
+            Flag("pid", &[], true),
+            Flag("start-time", &[], true),
+            Flag("in", &[], false),
+            Flag("out", &[], false),
+            Flag("archive", &["a"], false),
+            Flag("follow-link", &["L"], false),
+        ],
     )?;
     let pid: i32 = p.value("pid").and_then(|v| v.parse().ok()).ok_or_else(|| RuntimeError::Usage("cp: --pid PID is required".into()))?;
     let [src, dest] = p.positional.as_slice() else {
@@ -234,7 +242,8 @@ pub fn main(args: &[String]) -> Result<i32> {
     // SAFETY: plain prctl. Non-dumpable: nothing in the container may ptrace us once we join.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     join_userns(pid)?;
-    let root = openat(None, format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).op("open the container's root")?;
+    let root = openat(None, format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .op("open the container's root")?;
     let root = own(root);
     // The pid must still be that container's init (not a reused pid) once the root is held.
     if let Some(t) = p.value("start-time").and_then(|v| v.parse::<u64>().ok()) {
@@ -274,9 +283,16 @@ pub fn main(args: &[String]) -> Result<i32> {
         Ok(d) => {
             if src_is_dir && (contents_only || base.is_empty()) {
                 // Merge the directory's entries into the destination.
-                let s = own(openat(Some(sdir.as_raw_fd()), sname_c.as_c_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).op(format!("open {src}"))?);
+                let s = own(openat(
+                    Some(sdir.as_raw_fd()),
+                    sname_c.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .op(format!("open {src}"))?);
                 let mut list = nix::dir::Dir::from_fd(nix::unistd::dup(s.as_raw_fd()).op("dup")?).op(format!("read {src}"))?;
-                let names: Vec<CString> = list.iter().filter_map(|e| e.ok()).map(|e| e.file_name().to_owned()).filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..").collect();
+                let names: Vec<CString> =
+                    list.iter().filter_map(|e| e.ok()).map(|e| e.file_name().to_owned()).filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..").collect();
                 for n in names {
                     copy(s.as_raw_fd(), &n, d.as_raw_fd(), &n, &mut o, &format!("{}/{}", src_path.trim_end_matches('/'), n.to_string_lossy()))?;
                 }

@@ -4,8 +4,8 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use burrow_core::runtime::create::load_spec_file;
 use burrow_core::error::Coded;
+use burrow_core::runtime::create::load_spec_file;
 use burrow_core::runtime::error::{PathCtx, Result, RuntimeError};
 use burrow_core::runtime::exec::{exec, ExecCgroup, ExecOpts};
 use burrow_core::runtime::state::ContainerState;
@@ -84,7 +84,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if !add_caps.is_empty() {
         let mut caps = process.capabilities().clone().unwrap_or_default();
         for c in &add_caps {
-            let cap: Capability = serde_json::from_value(serde_json::Value::String(c.clone())).map_err(|_| RuntimeError::Usage(format!("--cap: unknown capability {c}")))?;
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(c.clone())).map_err(|_| RuntimeError::Usage(format!("--cap: unknown capability {c}")))?;
             let mut b = caps.bounding().clone().unwrap_or_default();
             b.insert(cap);
             caps.set_bounding(Some(b));
@@ -126,8 +127,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let pid = match exec(o, &spec) {
         Ok(x) => {
             match &x.cgroup {
-                Some(ExecCgroup::Entered { dirs, by }) => crate::log::debug(&format!("exec: process {} in cgroup {}: entered by {by}", x.pid, dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" "))),
-                Some(ExecCgroup::Outside { why }) => crate::log::warn(&format!("exec: the process runs outside the container's cgroup, so its limits do not apply to it: {why}")),
+                Some(ExecCgroup::Entered { dirs, by }) => crate::log::debug(&format!(
+                    "exec: process {} in cgroup {}: entered by {by}",
+                    x.pid,
+                    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" ")
+                )),
+                Some(ExecCgroup::Outside { why }) => {
+                    crate::log::warn(&format!("exec: the process runs outside the container's cgroup, so its limits do not apply to it: {why}"))
+                }
                 None => {}
             }
             x.pid

@@ -188,7 +188,17 @@ impl<W: Write> Tar<W> {
             let base = h.name.rsplit(|&c| c == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
             let mut pname = b"PaxHeaders/".to_vec();
             pname.extend_from_slice(base);
-            let x = ustar(&Block { name: &pname, kind: EntryType::XHeader, mode: 0o644, uid: 0, gid: 0, size: pax.len() as u64, mtime: h.st.st_mtime, link: b"", dev: (0, 0) })?;
+            let x = ustar(&Block {
+                name: &pname,
+                kind: EntryType::XHeader,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: pax.len() as u64,
+                mtime: h.st.st_mtime,
+                link: b"",
+                dev: (0, 0),
+            })?;
             self.out.append(&x, &pax[..])?;
         }
         let dev = (libc::major(h.st.st_rdev) as u64, libc::minor(h.st.st_rdev) as u64);
@@ -271,7 +281,9 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
         libc::S_IFREG => {
             if st.st_nlink > 1 {
                 if let Some(first) = t.links.get(&(st.st_dev, st.st_ino)).cloned() {
-                    return t.header(&Header { name: &name, kind: EntryType::Link, st: &st, size: 0, link: &first, xattrs: none }, std::io::empty()).map_err(io);
+                    return t
+                        .header(&Header { name: &name, kind: EntryType::Link, st: &st, size: 0, link: &first, xattrs: none }, std::io::empty())
+                        .map_err(io);
                 }
             }
             let fd = match openat(Some(dir), n, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
@@ -303,7 +315,8 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
                 Err(Errno::ENOENT) => return Ok(()),
                 Err(e) => return Err(e).op(format!("readlink {path}")),
             };
-            t.header(&Header { name: &name, kind: EntryType::Symlink, st: &st, size: 0, link: target.as_bytes(), xattrs: none }, std::io::empty()).map_err(io)?;
+            t.header(&Header { name: &name, kind: EntryType::Symlink, st: &st, size: 0, link: target.as_bytes(), xattrs: none }, std::io::empty())
+                .map_err(io)?;
         }
         libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
             let k = match kind {
@@ -379,7 +392,18 @@ mod tests {
 
     #[test]
     fn header_checksum_and_fields() {
-        let h = ustar(&Block { name: b"etc/passwd", kind: EntryType::Regular, mode: 0o100644, uid: 0, gid: 33, size: 30, mtime: 1_700_000_000, link: b"", dev: (0, 0) }).unwrap();
+        let h = ustar(&Block {
+            name: b"etc/passwd",
+            kind: EntryType::Regular,
+            mode: 0o100644,
+            uid: 0,
+            gid: 33,
+            size: 30,
+            mtime: 1_700_000_000,
+            link: b"",
+            dev: (0, 0),
+        })
+        .unwrap();
         let h = h.as_bytes();
         assert_eq!(h.len(), BLOCK);
         assert_eq!(&h[..11], b"etc/passwd\0");

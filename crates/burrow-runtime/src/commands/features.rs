@@ -7,7 +7,48 @@ use serde_json::json;
 pub fn main() -> Result<i32> {
     let caps: Vec<String> = NAMES.iter().take(burrow_core::runtime::caps::last_cap() as usize + 1).map(|c| format!("CAP_{c}")).collect();
     // The plain options and the recursive ones (mount_setattr), sorted as runc lists them.
-    let mut mount_options: Vec<&str> = vec!["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "lazytime", "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"];
+    let mut mount_options: Vec<&str> = vec![
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "idmap",
+        "lazytime",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "nosymfollow",
+        "private",
+        "rbind",
+        "relatime",
+        "remount",
+        "ridmap",
+        "ro",
+        "rprivate",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "symfollow",
+        "sync",
+        "unbindable",
+    ];
     mount_options.extend(burrow_core::runtime::mounts::RECURSIVE_OPTIONS.iter().map(|(name, ..)| *name));
     mount_options.sort_unstable();
     let v = json!({

@@ -130,7 +130,8 @@ pub fn dispatch(args: &[String]) -> i32 {
         // Before any namespace is joined: see burrow_core::runtime::selfclone.
         burrow_core::runtime::selfclone::ensure();
     }
-    let ctx = Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
+    let ctx =
+        Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
     let r: Result<i32> = match cmd.as_str() {
         "create" => create::main(&ctx, cmd_args),
         "start" => start::main(&ctx, cmd_args),
@@ -190,7 +191,11 @@ pub fn command(args: &[String], defs: &[Flag], cmd: &str, min: usize, max: usize
     let p = parse_interspersed(args, defs).map_err(|e| RuntimeError::Usage(format!("{cmd}: {e}")))?;
     let n = p.positional.len();
     if n < min {
-        return Err(RuntimeError::Usage(if min == 1 { format!("{cmd}: a container id is required") } else { format!("{cmd}: requires at least {min} arguments") }));
+        return Err(RuntimeError::Usage(if min == 1 {
+            format!("{cmd}: a container id is required")
+        } else {
+            format!("{cmd}: requires at least {min} arguments")
+        }));
     }
     if n > max {
         let extra = p.positional[max..].iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" ");

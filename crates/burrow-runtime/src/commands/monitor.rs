@@ -102,7 +102,20 @@ fn read_some(fd: RawFd) -> Option<Vec<u8>> {
 }
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let (p, id) = id_command(args, &super::network::with_flag(&[Flag("bundle", &["b"], true), Flag("dir", &[], true), Flag("log-driver", &[], true), Flag("tty", &["t"], false), Flag("exit-command", &[], true), Flag("stdin", &["i"], false), Flag("tty-size", &[], true), Flag("attach-fd", &[], true)]), "monitor")?;
+    let (p, id) = id_command(
+        args,
+        &super::network::with_flag(&[
+            Flag("bundle", &["b"], true),
+            Flag("dir", &[], true),
+            Flag("log-driver", &[], true),
+            Flag("tty", &["t"], false),
+            Flag("exit-command", &[], true),
+            Flag("stdin", &["i"], false),
+            Flag("tty-size", &[], true),
+            Flag("attach-fd", &[], true),
+        ]),
+        "monitor",
+    )?;
     let dir = PathBuf::from(p.value("dir").ok_or_else(|| RuntimeError::Usage("monitor: --dir is required".into()))?);
     let bundle = PathBuf::from(p.value("bundle").unwrap_or("."));
     let driver = match p.value("log-driver").unwrap_or("k8s-file") {
@@ -176,7 +189,18 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         readers.push((0, r1));
         readers.push((1, r2));
     }
-    let opts = CreateOpts { root: ctx.root.clone(), id: id.clone(), bundle, pid_file: None, console_socket: None, console_fd, preserve_fds: 0, no_pivot: false, cgroup_driver: super::create::cgroup_driver(ctx), warn: crate::log::warn };
+    let opts = CreateOpts {
+        root: ctx.root.clone(),
+        id: id.clone(),
+        bundle,
+        pid_file: None,
+        console_socket: None,
+        console_fd,
+        preserve_fds: 0,
+        no_pivot: false,
+        cgroup_driver: super::create::cgroup_driver(ctx),
+        warn: crate::log::warn,
+    };
     let created = create(opts).and_then(|c| {
         let master = match &console_peer {
             Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),

@@ -84,7 +84,9 @@ fn release_stdio() {
 fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
-        return Err(burrow_core::runtime::error::RuntimeError::Usage("--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into()));
+        return Err(burrow_core::runtime::error::RuntimeError::Usage(
+            "--network-config needs a foreground run (or the monitor): a detached run leaves nobody to own the network helper".into(),
+        ));
     }
     // Ports bound now: a taken one fails before the container exists.
     let mut net = super::network::prepare(p)?;
@@ -143,8 +145,5 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
 }
 
 fn wants_terminal(bundle: &std::path::Path) -> bool {
-    burrow_core::runtime::create::load_spec(bundle)
-        .ok()
-        .and_then(|(s, _)| s.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false)
+    burrow_core::runtime::create::load_spec(bundle).ok().and_then(|(s, _)| s.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false)
 }

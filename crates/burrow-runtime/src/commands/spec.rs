@@ -47,7 +47,8 @@ pub fn template(rootless: bool) -> serde_json::Value {
         let gid = nix::unistd::getegid().as_raw();
         v["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
         v["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
-        v["linux"]["namespaces"] = json!([{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }, { "type": "user" }]);
+        v["linux"]["namespaces"] =
+            json!([{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }, { "type": "user" }]);
         v["linux"].as_object_mut().expect("object").remove("resources");
         let mounts = v["mounts"].as_array_mut().expect("array");
         mounts.retain(|m| m["type"] != "cgroup");

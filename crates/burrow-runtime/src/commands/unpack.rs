@@ -87,7 +87,11 @@ fn extract(blob: &Path, dest: &Path, mode: Whiteouts, diff_id: Option<&str>, fol
 }
 
 fn parse_map(s: &str) -> Result<LinuxIdMapping> {
-    let f: Vec<u32> = s.split(':').map(|x| x.parse()).collect::<std::result::Result<_, _>>().map_err(|_| RuntimeError::Usage(format!("bad id mapping {s:?}: want CONTAINER:HOST:SIZE")))?;
+    let f: Vec<u32> = s
+        .split(':')
+        .map(|x| x.parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| RuntimeError::Usage(format!("bad id mapping {s:?}: want CONTAINER:HOST:SIZE")))?;
     if f.len() != 3 {
         return Err(RuntimeError::Usage(format!("bad id mapping {s:?}: want CONTAINER:HOST:SIZE")));
     }
@@ -110,10 +114,12 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({ "index": i, "ok": true }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": "EREMOVE", "error": format!("remove {}: {e}", p.display()) }),
                     },
-                    (None, None, Some(d)) if job.layers.is_some() => match burrow_core::runtime::rootfs::assemble_copy(job.layers.as_deref().unwrap_or_default(), d) {
-                        Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
-                        Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
-                    },
+                    (None, None, Some(d)) if job.layers.is_some() => {
+                        match burrow_core::runtime::rootfs::assemble_copy(job.layers.as_deref().unwrap_or_default(), d) {
+                            Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
+                            Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                        }
+                    }
                     (None, Some(b), Some(d)) => match extract(b, d, mode, job.diff_id.as_deref(), job.follow.as_ref()) {
                         Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),

@@ -66,8 +66,10 @@ pub(super) fn default_writes(spec: &Spec) -> Vec<Write> {
         return Vec::new();
     }
     let listed: Vec<&Path> = linux.and_then(|l| l.devices().as_ref()).map(|ds| ds.iter().map(|d| d.path().as_path()).collect()).unwrap_or_default();
-    let rule = |t: char, major: Option<i64>, minor: Option<i64>, access: &str| w("devices", "devices.allow", format!("{t} {}:{} {access}", num(major), num(minor)));
-    let mut out: Vec<Write> = DEFAULTS.iter().filter(|(_, node)| !node.is_some_and(|p| listed.contains(&Path::new(p)))).map(|&((t, ma, mi, a), _)| rule(t, ma, mi, a)).collect();
+    let rule =
+        |t: char, major: Option<i64>, minor: Option<i64>, access: &str| w("devices", "devices.allow", format!("{t} {}:{} {access}", num(major), num(minor)));
+    let mut out: Vec<Write> =
+        DEFAULTS.iter().filter(|(_, node)| !node.is_some_and(|p| listed.contains(&Path::new(p)))).map(|&((t, ma, mi, a), _)| rule(t, ma, mi, a)).collect();
     out.extend(extra_rules(spec).into_iter().map(|(t, ma, mi, a)| rule(t, ma, mi, a)));
     out
 }
@@ -119,7 +121,20 @@ mod tests {
     fn runc_defaults_follow_a_deny_all_rule() {
         let s = spec(serde_json::json!({ "resources": { "devices": [{ "allow": false, "access": "rwm" }] } }));
         let r = rules(&s);
-        for want in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", "c 5:1 rwm"] {
+        for want in [
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm",
+            "c 136:* rwm",
+            "c 10:200 rwm",
+            "c 5:1 rwm",
+        ] {
             assert!(r.contains(&want.to_string()), "{want} in {r:?}");
         }
         assert!(!r.iter().any(|x| x.starts_with("c 10:229")), "no fuse unless given one");

@@ -54,7 +54,9 @@ impl Coded for CgroupError {
         match self {
             CgroupError::Write { .. } => "ECGROUP_WRITE",
             CgroupError::Create { .. } => "ECGROUP_CREATE",
-            CgroupError::NotMounted { .. } | CgroupError::NotDelegated { .. } | CgroupError::NotDelegatedForUpdate { .. } | CgroupError::NoCgroupFor { .. } => "ECGROUP_CONTROLLER",
+            CgroupError::NotMounted { .. } | CgroupError::NotDelegated { .. } | CgroupError::NotDelegatedForUpdate { .. } | CgroupError::NoCgroupFor { .. } => {
+                "ECGROUP_CONTROLLER"
+            }
             CgroupError::Apply { .. } => "ECGROUP_APPLY",
             CgroupError::Open => "ECGROUP_OPEN",
             CgroupError::Freezer(_) | CgroupError::NoFreezer => "ECGROUP_FREEZER",

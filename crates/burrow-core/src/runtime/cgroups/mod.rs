@@ -35,10 +35,10 @@ use serde::{Deserialize, Serialize};
 pub use error::{CgroupError, Result};
 pub use stats::{oom_killed, stats, OomWatch};
 pub use systemd::{cpu_list, systemd_unavailable};
-pub use v1::{mount_for_container, v1_writes};
-pub use v2::{shares_to_weight, v2_controllers, v2_writes};
 use systemd::{place_systemd, reset_failed};
+pub use v1::{mount_for_container, v1_writes};
 use v2::{create_v2, v2_manager, v2_parent_of_own, V2Failure};
+pub use v2::{shares_to_weight, v2_controllers, v2_writes};
 
 /// One write: a controller (for v1, which hierarchy) and a file with its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +56,13 @@ fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) ->
 /// cannot enforce them and every runc template carries a deny-all rule).
 pub fn has_limits(r: Option<&LinuxResources>) -> bool {
     r.is_some_and(|r| {
-        r.memory().is_some() || r.cpu().is_some() || r.pids().is_some() || r.block_io().is_some() || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) || r.network().is_some() || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+        r.memory().is_some()
+            || r.cpu().is_some()
+            || r.pids().is_some()
+            || r.block_io().is_some()
+            || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+            || r.network().is_some()
+            || r.unified().as_ref().is_some_and(|u| !u.is_empty())
     })
 }
 
@@ -254,7 +260,11 @@ pub fn plan(spec: &Spec, id: &str, driver: Driver) -> Result<Plan> {
                 Err(V2Failure::Fatal(e)) => return Err(e),
             };
             let dir = placement.v2_dir().expect("a v2 placement has a directory");
-            match nix::fcntl::open(&dir, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+            match nix::fcntl::open(
+                &dir,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) {
                 // SAFETY: a descriptor open() just returned, owned by nobody else.
                 Ok(fd) => Ok(Plan::Ready(Prepared { placement, dir: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }, limits })),
                 Err(e) => {
@@ -271,7 +281,8 @@ pub fn plan(spec: &Spec, id: &str, driver: Driver) -> Result<Plan> {
 pub fn enter(p: Prepared, pid: i32, why: Option<String>) -> Result<Option<Placement>> {
     let Prepared { mut placement, dir, limits } = p;
     drop(dir);
-    let joined = v2_manager(&placement).ok_or_else(|| "the cgroup cannot be opened".to_string()).and_then(|m| m.add_task(Pid::from_raw(pid)).map_err(|e| e.to_string()));
+    let joined =
+        v2_manager(&placement).ok_or_else(|| "the cgroup cannot be opened".to_string()).and_then(|m| m.add_task(Pid::from_raw(pid)).map_err(|e| e.to_string()));
     if let Err(e) = joined {
         remove(&placement);
         return unplaced(limits, e);
@@ -406,7 +417,11 @@ pub fn freeze(p: &Placement, frozen: bool) -> Result<()> {
 pub fn is_frozen(p: &Placement, pid: i32) -> bool {
     if p.v2 {
         let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        return cg.lines().find_map(|l| l.strip_prefix("0::")).and_then(|path| unified_root().map(|r| join(&r, path.trim()))).is_some_and(|d| fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"));
+        return cg
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .and_then(|path| unified_root().map(|r| join(&r, path.trim())))
+            .is_some_and(|d| fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"));
     }
     p.dirs.iter().any(|d| fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"))
 }
@@ -469,7 +484,13 @@ mod tests {
 
     #[test]
     fn entry_is_described_for_the_debug_log() {
-        let p = Placement { v2: true, v2_root: Some("/sys/fs/cgroup/u".into()), v2_path: Some("burrow-x".into()), entry: Some(Entry::CloneIntoCgroup), ..Default::default() };
+        let p = Placement {
+            v2: true,
+            v2_root: Some("/sys/fs/cgroup/u".into()),
+            v2_path: Some("burrow-x".into()),
+            entry: Some(Entry::CloneIntoCgroup),
+            ..Default::default()
+        };
         assert_eq!(p.describe(), "cgroup /sys/fs/cgroup/u/burrow-x: entered by CLONE_INTO_CGROUP");
         let m = Placement { entry: Some(Entry::Migrated { why: Some("clone3 with CLONE_INTO_CGROUP: Invalid argument".into()) }), ..p.clone() };
         assert_eq!(m.describe(), "cgroup /sys/fs/cgroup/u/burrow-x: entered by migration (clone3 with CLONE_INTO_CGROUP: Invalid argument)");

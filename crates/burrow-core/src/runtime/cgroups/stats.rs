@@ -110,7 +110,12 @@ pub(super) fn io_bytes(stat: &str) -> serde_json::Value {
 pub fn stats(p: &Placement, pid: i32) -> serde_json::Value {
     let num = |d: &Path, f: &str| -> Option<u64> { fs::read_to_string(d.join(f)).ok().and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok())) };
     let keyed = |d: &Path, f: &str| -> serde_json::Map<String, serde_json::Value> {
-        fs::read_to_string(d.join(f)).unwrap_or_default().lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_string(), v.into()))).collect()
+        fs::read_to_string(d.join(f))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_string(), v.into())))
+            .collect()
     };
     if p.v2 {
         let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();

@@ -45,7 +45,10 @@ pub(super) fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, i
         )));
     }
     // Only systemd knew the scope's directory; the kernel now shows it for the process.
-    let scope_dir = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().to_string())).and_then(|p| unified_root().map(|r| join(&r, &p)));
+    let scope_dir = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().to_string()))
+        .and_then(|p| unified_root().map(|r| join(&r, &p)));
     let placement = Placement { v2: true, systemd: Some(cgpath.clone()), scope_dir, entry: Some(Entry::SystemdScope), ..Default::default() };
     if let Some(r) = res.filter(|_| limits) {
         // libcgroups 0.7 sends AllowedCPUs/AllowedMemoryNodes as arrays of u64 where systemd
@@ -65,7 +68,9 @@ pub(super) fn place_systemd(path: Option<&Path>, res: Option<&LinuxResources>, i
         if let Err(e) = applied {
             let _ = manager.remove();
             reset_failed(&cgpath);
-            return Err(CgroupError::Systemd(format!("cannot apply the container's limits: {e}. Fix: delegate the controllers to this user (`Delegate=cpu cpuset io memory pids`)")));
+            return Err(CgroupError::Systemd(format!(
+                "cannot apply the container's limits: {e}. Fix: delegate the controllers to this user (`Delegate=cpu cpuset io memory pids`)"
+            )));
         }
     }
     Ok(Some(placement))
@@ -92,7 +97,10 @@ fn set_cpuset(cgpath: &str, scope_dir: Option<&Path>, cpus: Option<&str>, mems: 
         let Some(want) = want else { continue };
         let got = scope_dir.and_then(|d| fs::read_to_string(d.join(file)).ok()).unwrap_or_default();
         if cpu_list(got.trim()) != cpu_list(want) {
-            return Err(format!("systemd did not give the scope {file} {want} (it has {:?}): the cpuset controller is not delegated to the user manager", got.trim()));
+            return Err(format!(
+                "systemd did not give the scope {file} {want} (it has {:?}): the cpuset controller is not delegated to the user manager",
+                got.trim()
+            ));
         }
     }
     Ok(())
@@ -120,7 +128,8 @@ pub fn cpu_list(s: &str) -> Option<Vec<u32>> {
 
 /// systemctl for the manager libcgroups chose: the system one for real root, else the user's.
 fn systemctl(args: &[String]) -> std::io::Result<std::process::Output> {
-    let true_root = nix::unistd::geteuid().is_root() && fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    let true_root = nix::unistd::geteuid().is_root()
+        && fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
     let mut cmd = std::process::Command::new("systemctl");
     if !true_root {
         cmd.arg("--user");

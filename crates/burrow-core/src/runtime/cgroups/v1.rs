@@ -114,7 +114,21 @@ pub(super) struct V1Hierarchy {
 /// Whether a v1 cgroup superblock option names what the hierarchy is (a controller, or the
 /// name= of a named hierarchy), rather than how it behaves: /proc/self/cgroup lists only those.
 fn is_hierarchy_option(o: &str) -> bool {
-    !matches!(o, "rw" | "ro" | "relatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode" | "favordynmods" | "nofavordynmods" | "none") && (o.starts_with("name=") || !o.contains('='))
+    !matches!(
+        o,
+        "rw" | "ro"
+            | "relatime"
+            | "nosuid"
+            | "nodev"
+            | "noexec"
+            | "clone_children"
+            | "noprefix"
+            | "xattr"
+            | "cpuset_v2_mode"
+            | "favordynmods"
+            | "nofavordynmods"
+            | "none"
+    ) && (o.starts_with("name=") || !o.contains('='))
 }
 
 /// The mounted v1 hierarchies with their controllers and this process's cgroup in each. Named
@@ -291,7 +305,8 @@ pub(super) fn exec_targets(p: &Placement, cg: &str) -> Vec<PathBuf> {
 /// hierarchy that has its controller.
 pub(super) fn update(p: &Placement, r: &LinuxResources) -> Result<()> {
     let hierarchies = v1_hierarchies();
-    let dir_of = |controller: &str| p.dirs.iter().rev().find(|d| hierarchies.iter().any(|h| d.starts_with(&h.mount) && h.controllers.iter().any(|c| c == controller)));
+    let dir_of =
+        |controller: &str| p.dirs.iter().rev().find(|d| hierarchies.iter().any(|h| d.starts_with(&h.mount) && h.controllers.iter().any(|c| c == controller)));
     let current_limit = dir_of("memory").and_then(|d| fs::read_to_string(d.join("memory.limit_in_bytes")).ok()).and_then(|v| v.trim().parse::<u64>().ok());
     for wr in v1_update_order(v1_writes(r), current_limit) {
         let Some(dir) = dir_of(wr.controller) else {
@@ -399,7 +414,13 @@ fn shown_hierarchies() -> Vec<Shown> {
 /// `reopen` names the destination anew once the tmpfs is on it: `dst` may be a descriptor's
 /// /proc/self/fd link (mounts.rs opens destinations inside the rootfs without following
 /// symlinks), which still names the directory under the tmpfs, not the tmpfs.
-pub fn mount_for_container(dst: &Path, reopen: &dyn Fn() -> Option<(std::os::fd::OwnedFd, PathBuf)>, flags: MsFlags, cgroupns: bool, in_userns: bool) -> Result<bool> {
+pub fn mount_for_container(
+    dst: &Path,
+    reopen: &dyn Fn() -> Option<(std::os::fd::OwnedFd, PathBuf)>,
+    flags: MsFlags,
+    cgroupns: bool,
+    in_userns: bool,
+) -> Result<bool> {
     let shown = shown_hierarchies();
     if shown.is_empty() {
         return Ok(false);
@@ -418,7 +439,11 @@ pub fn mount_for_container(dst: &Path, reopen: &dyn Fn() -> Option<(std::os::fd:
     let each = |s: &Shown| -> Result<()> {
         let name = s.mount.file_name().map(PathBuf::from).unwrap_or_default();
         let sub = dst.join(&name);
-        fs::create_dir_all(&sub).map_err(|e| CgroupError::Mount { op: "mkdir", path: sub.clone(), errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+        fs::create_dir_all(&sub).map_err(|e| CgroupError::Mount {
+            op: "mkdir",
+            path: sub.clone(),
+            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
         if cgroupns {
             // The named systemd hierarchy's source reads "systemd", as runc names it.
             let source = if s.options.starts_with("name=") { s.options.trim_start_matches("name=") } else { "cgroup" };
@@ -437,7 +462,11 @@ pub fn mount_for_container(dst: &Path, reopen: &dyn Fn() -> Option<(std::os::fd:
             for part in name.split(',').filter(|_| name.contains(',')) {
                 match std::os::unix::fs::symlink(name, dst.join(part)) {
                     Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                        return Err(CgroupError::Mount { op: "symlink", path: dst.join(part), errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })
+                        return Err(CgroupError::Mount {
+                            op: "symlink",
+                            path: dst.join(part),
+                            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                        })
                     }
                     _ => {}
                 }
@@ -454,7 +483,6 @@ pub fn mount_for_container(dst: &Path, reopen: &dyn Fn() -> Option<(std::os::fd:
         Err(e) => Err(e),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -482,7 +510,8 @@ mod tests {
 
     #[test]
     fn hierarchy_options_are_controllers_and_names() {
-        let opts: Vec<&str> = "rw,nosuid,nodev,noexec,relatime,xattr,release_agent=/x,name=systemd,clone_children".split(',').filter(|o| is_hierarchy_option(o)).collect();
+        let opts: Vec<&str> =
+            "rw,nosuid,nodev,noexec,relatime,xattr,release_agent=/x,name=systemd,clone_children".split(',').filter(|o| is_hierarchy_option(o)).collect();
         assert_eq!(opts, ["name=systemd"]);
         let opts: Vec<&str> = "rw,cpu,cpuacct,noprefix".split(',').filter(|o| is_hierarchy_option(o)).collect();
         assert_eq!(opts, ["cpu", "cpuacct"]);

@@ -119,7 +119,8 @@ pub(super) enum V2Failure {
 /// enables them, so that `stats` can read a container that has no limit.
 pub(super) fn create_v2(root: &Path, base: &Path, rel: &str, res: Option<&LinuxResources>) -> std::result::Result<Placement, V2Failure> {
     let dir = join(base, rel);
-    let mut placement = Placement { v2: true, v2_root: Some(base.to_path_buf()), v2_path: Some(PathBuf::from(rel.trim_start_matches('/'))), ..Default::default() };
+    let mut placement =
+        Placement { v2: true, v2_root: Some(base.to_path_buf()), v2_path: Some(PathBuf::from(rel.trim_start_matches('/'))), ..Default::default() };
     let Some(manager) = v2_manager(&placement) else {
         return Err(V2Failure::Unplaced(format!("{} is not a valid cgroup path", dir.display())));
     };
