@@ -528,17 +528,27 @@ fn mount_cgroup(ctx: &MountCtx, dest: &Dest, dst: &Path, flags: MsFlags) -> Resu
 
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
+/// A device node as the config describes it (linux.devices, or a default device).
+struct Node {
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
 /// Creates a device node, or binds the host's when mknod is not allowed (rootless).
-fn create_device(ctx: &MountCtx, path: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32, host: Option<&Path>) -> Result<()> {
+fn create_device(ctx: &MountCtx, path: &Path, n: &Node, host: Option<&Path>) -> Result<()> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
     if !ctx.in_userns {
         let _ = fs::remove_file(path);
-        if mknod(path, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).is_ok() {
-            nix::unistd::chown(path, Some(uid.into()), Some(gid.into())).at("chown", path)?;
+        if mknod(path, n.kind, Mode::from_bits_truncate(n.mode), makedev(n.major, n.minor)).is_ok() {
+            nix::unistd::chown(path, Some(n.uid.into()), Some(n.gid.into())).at("chown", path)?;
             // mknod applies the umask; the config's mode is exact.
-            nix::sys::stat::fchmodat(None, path, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink).at("chmod", path)?;
+            nix::sys::stat::fchmodat(None, path, Mode::from_bits_truncate(n.mode), nix::sys::stat::FchmodatFlags::FollowSymlink).at("chmod", path)?;
             return Ok(());
         }
     }
@@ -556,7 +566,7 @@ fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
         if configured.iter().any(|d| d.path() == &Path::new("/dev").join(name)) {
             continue;
         }
-        create_device(ctx, &p, SFlag::S_IFCHR, major, minor, 0o666, 0, 0, None)?;
+        create_device(ctx, &p, &Node { kind: SFlag::S_IFCHR, major, minor, mode: 0o666, uid: 0, gid: 0 }, None)?;
     }
     for d in configured {
         let p = secure_join(ctx.rootfs, d.path());
@@ -566,17 +576,15 @@ fn setup_dev(ctx: &MountCtx, spec: &Spec) -> Result<()> {
             _ => SFlag::S_IFCHR,
         };
         let host = if d.typ() == LinuxDeviceType::P { None } else { Some(find_host_device(d.major() as u64, d.minor() as u64, d.path())) };
-        create_device(
-            ctx,
-            &p,
+        let node = Node {
             kind,
-            d.major() as u64,
-            d.minor() as u64,
-            d.file_mode().unwrap_or(0o666),
-            d.uid().unwrap_or(0),
-            d.gid().unwrap_or(0),
-            host.as_deref(),
-        )?;
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        create_device(ctx, &p, &node, host.as_deref())?;
     }
     // Standard links, as every runtime makes them.
     for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {

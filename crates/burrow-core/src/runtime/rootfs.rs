@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("was-dir")).unwrap(), "now a file");
         assert!(out.join("was-file").is_dir());
         assert!(!std::fs::symlink_metadata(out.join("link")).unwrap().file_type().is_symlink());
-        assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap().contains("replaces"), false);
+        assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("replaces"));
         let a = std::fs::metadata(out.join("keep/a")).unwrap();
         assert_eq!(a.mode() & 0o7777, 0o4750);
         assert_eq!(a.mtime(), std::fs::metadata(l1.join("keep/a")).unwrap().mtime());

@@ -309,7 +309,7 @@ fn unplaced(limits: bool, why: String) -> Result<Option<Placement>> {
 /// beside this process's cgroup). A systemd-style "slice:prefix:name" means nothing here.
 fn cgroupfs_path(path: Option<&Path>, id: &str) -> String {
     match path.map(|p| p.display().to_string()) {
-        Some(p) if !(p.contains(':') && !p.starts_with('/')) => p,
+        Some(p) if !p.contains(':') || p.starts_with('/') => p,
         _ => format!("burrow-{id}"),
     }
 }

@@ -30,6 +30,7 @@ pub fn oom_killed(p: &Placement) -> bool {
 ///   parent slice (hierarchical, and it stays) grew since the container started. That one also
 ///   counts the other scopes of the slice: a sibling's OOM kill while this container ran, when
 ///   this container's own counters are gone too, would be reported as this one's.
+///
 /// A cgroup of our own stays until we remove it and needs none of this.
 pub struct OomWatch {
     inotify: nix::sys::inotify::Inotify,
