@@ -123,7 +123,9 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
     // Without a status line (the runtime failed before it held the container): its log and status.
     child.on('exit', (code, signal) => {
       const err = lastLoggedError(loggedLines(logFile));
-      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os').constants.signals[signal] as number) : 0));
+      // node:os only when the runtime died on a signal without a status line (a cold path).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0));
     });
   });
 }
