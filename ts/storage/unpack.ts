@@ -137,7 +137,7 @@ async function commitTree(store: Store, settings: StorageSettings, tmp: string, 
     skippedChown: stats.skippedChown,
     unpackedAt: new Date().toISOString(),
   };
-  store.layer(diffId) ?? store.commitLayer(rec);
+  if (store.layer(diffId) === undefined) store.commitLayer(rec);
   return rec;
 }
 
