@@ -40,7 +40,7 @@ interface LogLine {
 
 /** The runtime's `--log-format json` lines. */
 function loggedLines(logFile: string): LogLine[] {
-  let text = '';
+  let text: string;
   try {
     text = fs.readFileSync(logFile, 'utf8');
   } catch {
@@ -293,7 +293,7 @@ export async function restart(store: Store, rec: ContainerRecord, timeoutSec: nu
 /** Size of a tree as far as we can see it (files of subordinate ids may be unreadable). */
 export function treeSize(dir: string): number {
   let total = 0;
-  let entries: fs.Dirent[] = [];
+  let entries: fs.Dirent[];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
   } catch {

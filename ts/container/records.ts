@@ -175,7 +175,7 @@ export class Containers {
   }
 
   all(): ContainerRecord[] {
-    let ids: string[] = [];
+    let ids: string[];
     try {
       ids = fs.readdirSync(this.store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
     } catch {

@@ -410,7 +410,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       const ctx = context(cmd);
       const [{ Containers }, { containerState }] = await Promise.all([import('../../container/records'), import('../../container/state')]);
       const containers = new Containers(ctx.store);
-      let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
+      const recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
         .map((r) => ({ r, st: containerState(r, containers.dir(r.id)) }))
         .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
@@ -428,7 +428,6 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
             throw new BurrowError('EUSAGE', `invalid filter ${f}`);
           }),
         );
-      recs = [];
       const list = opts.last !== undefined ? rows.slice(0, Number(opts.last)) : rows;
       // The ports column reads the network's state (network/inspect, which loads node:os): only
       // for running containers that publish ports.
