@@ -303,7 +303,7 @@ async function recheckHost(store: Store, root: string | undefined, saved: Storag
   // one it was checked on. Otherwise this host's driver is remembered beside the others.
   const next = savedHost(saved) === undefined && driver === saved.driver ? { ...saved, host: key } : { ...saved, hosts: Object.fromEntries([...Object.entries(savedHosts(saved)).filter(([k]) => k !== key).slice(1 - MAX_HOSTS), [key, driver]]) };
   try {
-    store.saveSettings(next as StorageSettings);
+    store.saveSettings(next);
   } catch {
     /* a read-only store still runs; the check is made again next time */
   }

@@ -131,8 +131,8 @@ export function exposedPorts(flags: string[]): string[] {
     const bad = !m || Number(m[1]) < 1 || Number(m[1]) > 65535 || (m[2] !== undefined && (Number(m[2]) < Number(m[1]) || Number(m[2]) > 65535));
     if (bad) throw new BurrowError('EUSAGE', `invalid --expose ${f}: want PORT, PORT-PORT, optionally /tcp or /udp`);
     // A range is one key per port, as Docker records it.
-    for (let p = Number(m![1]); p <= Number(m![2] ?? m![1]); p++) {
-      const key = `${p}/${m![3] ?? 'tcp'}`;
+    for (let p = Number(m[1]); p <= Number(m[2] ?? m[1]); p++) {
+      const key = `${p}/${m[3] ?? 'tcp'}`;
       if (!out.includes(key)) out.push(key);
     }
   }
