@@ -6,8 +6,6 @@
  * made from its bundle, as `cp` does (copy.ts): the runtime mounts its root exactly as for a run.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { BurrowError, runtimeText } from '../errors';
 import { runtimeBinary } from '../host/paths';
 import type { Store } from '../storage/store';

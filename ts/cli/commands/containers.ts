@@ -2,7 +2,6 @@
  * Container commands, Docker's names and flags: run, create, start, stop, restart, kill, rm, ps,
  * logs, wait, exec, inspect, rename, top, attach, cp, and `container prune`.
  */
-import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { BurrowError, EXIT, errorText, exitStatus } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
