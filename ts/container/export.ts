@@ -33,7 +33,7 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
       const child = spawn(runtimeBinary(), args, { stdio: ['ignore', out, 'pipe'] });
       let err = '';
-      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
       child.on('error', (e) => resolve({ code: -1, stderr: e.message }));
       child.on('close', (c) => resolve({ code: c ?? 1, stderr: err }));
     });

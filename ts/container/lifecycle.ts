@@ -108,7 +108,7 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
     };
     let line = '';
     status.on('data', (d: Buffer) => {
-      line += d;
+      line += d.toString();
       const i = line.indexOf('\n');
       if (i < 0) return;
       try {
@@ -164,10 +164,10 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => {
-      out += d;
+      out += d.toString();
       if (out.includes('\n')) resolve(out.split('\n')[0]!);
     });
-    child.stderr!.on('data', (d: Buffer) => (err += d));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', () => resolve(out.split('\n')[0] || JSON.stringify({ error: err.trim() || 'the monitor exited without an answer', code: 'ERUNTIME' })));
     child.on('error', (e) => resolve(JSON.stringify({ error: e.message, code: 'ERUNTIME_MISSING' })));
   });
