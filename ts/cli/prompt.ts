@@ -19,7 +19,7 @@ export function readLine(): string {
   const buf = Buffer.alloc(1);
   let line = '';
   for (;;) {
-    let n = 0;
+    let n: number;
     try {
       n = fs.readSync(0, buf, 0, 1, null);
     } catch (err) {

@@ -34,7 +34,7 @@ export function systemdReachable(env: NodeJS.ProcessEnv = process.env, exists: (
 }
 
 export function cgroupPlacement(id: string, manager = process.env.BURROW_CGROUP_MANAGER): CgroupPlacement {
-  let self = '';
+  let self: string;
   try {
     self = fs.readFileSync('/proc/self/cgroup', 'utf8');
   } catch {

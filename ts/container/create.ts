@@ -220,7 +220,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       etcFiles: etc,
       layerDirs,
       ...(rootfs.overlay ? { overlay: rootfs.overlay } : {}),
-      annotations: { 'io.burrow.container.name': name!, 'io.burrow.image': img.id, ...rootfs.annotations },
+      annotations: { 'io.burrow.container.name': name, 'io.burrow.image': img.id, ...rootfs.annotations },
       ...(o.resources ? { resources: o.resources } : {}),
       ...(cgroup.cgroupsPath ? { cgroupsPath: cgroup.cgroupsPath } : {}),
       ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
@@ -238,7 +238,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     const rec: ContainerRecord = {
       id,
       ...(cgroup.systemd ? { cgroupManager: 'systemd' as const } : {}),
-      name: name!,
+      name,
       image: img.id,
       imageName,
       created: new Date().toISOString(),
@@ -278,7 +278,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     containers.save(saved);
     return saved;
   } catch (err) {
-    containers.releaseName(name!, id);
+    containers.releaseName(name, id);
     if (rootfs) await removeRootfs(settings, rootfs.record, dir).catch(() => undefined);
     containers.removeDir(id);
     throw err;

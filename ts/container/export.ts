@@ -6,8 +6,6 @@
  * made from its bundle, as `cp` does (copy.ts): the runtime mounts its root exactly as for a run.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { BurrowError, runtimeText } from '../errors';
 import { runtimeBinary } from '../host/paths';
 import type { Store } from '../storage/store';
@@ -35,7 +33,7 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
       const child = spawn(runtimeBinary(), args, { stdio: ['ignore', out, 'pipe'] });
       let err = '';
-      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
       child.on('error', (e) => resolve({ code: -1, stderr: e.message }));
       child.on('close', (c) => resolve({ code: c ?? 1, stderr: err }));
     });

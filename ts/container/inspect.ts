@@ -87,7 +87,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const st = containerState(rec, dir);
   let spec: { process?: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; args?: string[] }; annotations?: Record<string, string>; linux?: { resources?: OciResources } } = {};
   try {
-    spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8'));
+    spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as typeof spec;
   } catch {
     /* removed meanwhile */
   }

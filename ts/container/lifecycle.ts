@@ -40,7 +40,7 @@ interface LogLine {
 
 /** The runtime's `--log-format json` lines. */
 function loggedLines(logFile: string): LogLine[] {
-  let text = '';
+  let text: string;
   try {
     text = fs.readFileSync(logFile, 'utf8');
   } catch {
@@ -108,7 +108,7 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
     };
     let line = '';
     status.on('data', (d: Buffer) => {
-      line += d;
+      line += d.toString();
       const i = line.indexOf('\n');
       if (i < 0) return;
       try {
@@ -123,7 +123,9 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
     // Without a status line (the runtime failed before it held the container): its log and status.
     child.on('exit', (code, signal) => {
       const err = lastLoggedError(loggedLines(logFile));
-      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os').constants.signals[signal] as number) : 0));
+      // node:os only when the runtime died on a signal without a status line (a cold path).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0));
     });
   });
 }
@@ -162,10 +164,10 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => {
-      out += d;
+      out += d.toString();
       if (out.includes('\n')) resolve(out.split('\n')[0]!);
     });
-    child.stderr!.on('data', (d: Buffer) => (err += d));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', () => resolve(out.split('\n')[0] || JSON.stringify({ error: err.trim() || 'the monitor exited without an answer', code: 'ERUNTIME' })));
     child.on('error', (e) => resolve(JSON.stringify({ error: e.message, code: 'ERUNTIME_MISSING' })));
   });
@@ -291,7 +293,7 @@ export async function restart(store: Store, rec: ContainerRecord, timeoutSec: nu
 /** Size of a tree as far as we can see it (files of subordinate ids may be unreadable). */
 export function treeSize(dir: string): number {
   let total = 0;
-  let entries: fs.Dirent[] = [];
+  let entries: fs.Dirent[];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -82,10 +82,22 @@ export function toResources(f: LimitFlags): Resources {
   const r: Record<string, Record<string, unknown>> = {};
   const needs = new Set<string>();
   const mem = (k: string, v: number | boolean) => ((r.memory ??= {})[k] = v);
-  if (f.memory !== undefined) mem('limit', parseBytes(f.memory, '--memory')), needs.add('memory');
-  if (f.memorySwap !== undefined) mem('swap', f.memorySwap === '-1' ? -1 : parseBytes(f.memorySwap, '--memory-swap')), needs.add('memory');
-  if (f.memoryReservation !== undefined) mem('reservation', parseBytes(f.memoryReservation, '--memory-reservation')), needs.add('memory');
-  if (f.oomKillDisable) mem('disableOOMKiller', true), needs.add('memory');
+  if (f.memory !== undefined) {
+    mem('limit', parseBytes(f.memory, '--memory'));
+    needs.add('memory');
+  }
+  if (f.memorySwap !== undefined) {
+    mem('swap', f.memorySwap === '-1' ? -1 : parseBytes(f.memorySwap, '--memory-swap'));
+    needs.add('memory');
+  }
+  if (f.memoryReservation !== undefined) {
+    mem('reservation', parseBytes(f.memoryReservation, '--memory-reservation'));
+    needs.add('memory');
+  }
+  if (f.oomKillDisable) {
+    mem('disableOOMKiller', true);
+    needs.add('memory');
+  }
   const cpu = (k: string, v: number | string) => ((r.cpu ??= {})[k] = v);
   if (f.cpus !== undefined) {
     const n = Number(f.cpus);
@@ -94,13 +106,34 @@ export function toResources(f: LimitFlags): Resources {
     cpu('quota', Math.round(n * 100000));
     needs.add('cpu');
   }
-  if (f.cpuShares !== undefined) cpu('shares', int(f.cpuShares, '--cpu-shares')), needs.add('cpu');
-  if (f.cpuQuota !== undefined) cpu('quota', int(f.cpuQuota, '--cpu-quota')), needs.add('cpu');
-  if (f.cpuPeriod !== undefined) cpu('period', int(f.cpuPeriod, '--cpu-period')), needs.add('cpu');
-  if (f.cpusetCpus !== undefined) cpu('cpus', f.cpusetCpus), needs.add('cpuset');
-  if (f.cpusetMems !== undefined) cpu('mems', f.cpusetMems), needs.add('cpuset');
-  if (f.pidsLimit !== undefined) (r.pids = { limit: int(f.pidsLimit, '--pids-limit') }), needs.add('pids');
-  if (f.blkioWeight !== undefined) ((r.blockIO ??= {}).weight = int(f.blkioWeight, '--blkio-weight')), needs.add('io');
+  if (f.cpuShares !== undefined) {
+    cpu('shares', int(f.cpuShares, '--cpu-shares'));
+    needs.add('cpu');
+  }
+  if (f.cpuQuota !== undefined) {
+    cpu('quota', int(f.cpuQuota, '--cpu-quota'));
+    needs.add('cpu');
+  }
+  if (f.cpuPeriod !== undefined) {
+    cpu('period', int(f.cpuPeriod, '--cpu-period'));
+    needs.add('cpu');
+  }
+  if (f.cpusetCpus !== undefined) {
+    cpu('cpus', f.cpusetCpus);
+    needs.add('cpuset');
+  }
+  if (f.cpusetMems !== undefined) {
+    cpu('mems', f.cpusetMems);
+    needs.add('cpuset');
+  }
+  if (f.pidsLimit !== undefined) {
+    r.pids = { limit: int(f.pidsLimit, '--pids-limit') };
+    needs.add('pids');
+  }
+  if (f.blkioWeight !== undefined) {
+    (r.blockIO ??= {}).weight = int(f.blkioWeight, '--blkio-weight');
+    needs.add('io');
+  }
   const throttles: [string[] | undefined, string, string, boolean][] = [
     [f.deviceReadBps, '--device-read-bps', 'throttleReadBpsDevice', true],
     [f.deviceWriteBps, '--device-write-bps', 'throttleWriteBpsDevice', true],

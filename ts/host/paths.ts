@@ -47,7 +47,9 @@ function fromConfig(key: 'root' | 'runroot'): string | undefined {
 export function defaultStoreRoot(): string {
   const xdg = process.env.XDG_DATA_HOME;
   if (xdg) return path.join(xdg, 'burrow');
-  return path.join(process.env.HOME || require('node:os').homedir(), '.local', 'share', 'burrow');
+  // node:os only without $HOME (a cold path: start-up loads no more than it needs).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return path.join(process.env.HOME || (require('node:os') as typeof import('node:os')).homedir(), '.local', 'share', 'burrow');
 }
 
 function runtimeDirUsable(dir: string, uid: number): boolean {

@@ -35,7 +35,6 @@ import {
   parseManifest,
   selectPlatform,
   type Descriptor,
-  type ImageManifest,
 } from './manifest';
 import { parseReference } from './reference';
 import { requireImage } from './resolve';
@@ -331,7 +330,7 @@ function fromDockerArchive(x: Extracted): Pending[] {
     if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw invalid(`manifest.json entry ${i}: RepoTags is not a list of strings`);
     const config = x.get(o.Config, 'config');
     const cfg = parseImageConfig(fs.readFileSync(config.file));
-    const layerPaths = o.Layers as string[];
+    const layerPaths = o.Layers;
     if (layerPaths.length !== cfg.rootfs.diff_ids.length) throw invalid(`manifest.json entry ${i} lists ${layerPaths.length} layers but its config has ${cfg.rootfs.diff_ids.length} diff ids`);
     const layers = layerPaths.map((p, j) => {
       const blob = x.get(p, `layer ${j + 1}`);
@@ -348,7 +347,7 @@ function fromDockerArchive(x: Extracted): Pending[] {
       config: { mediaType: MEDIA_TYPES.ociConfig, digest: config.digest, size: config.size },
       layers: layers.map((l) => l.desc),
     };
-    return { config, layers, manifestBytes: Buffer.from(JSON.stringify(manifest)), manifestMediaType: MEDIA_TYPES.ociManifest, names: (tags as string[]).map((t) => parseReference(t).canonical()) };
+    return { config, layers, manifestBytes: Buffer.from(JSON.stringify(manifest)), manifestMediaType: MEDIA_TYPES.ociManifest, names: tags.map((t) => parseReference(t).canonical()) };
   });
 }
 
@@ -375,7 +374,7 @@ function fromOciArchive(x: Extracted): Pending[] {
     if (m.kind !== 'manifest') throw invalid(`manifest ${desc.digest} is an index inside an index`);
     const config = blob(m.config, 'image config');
     const cfg = parseImageConfig(fs.readFileSync(config.file));
-    checkLayersMatchConfig(m as ImageManifest, cfg);
+    checkLayersMatchConfig(m, cfg);
     const layers = m.layers.map((l, j) => ({ blob: blob(l, `layer ${j + 1}`), desc: l, diffId: cfg.rootfs.diff_ids[j]! }));
     const name = nameFromAnnotations(top.annotations);
     return { config, layers, manifestBytes: bytes, manifestMediaType: m.mediaType, names: name ? [name] : [] };

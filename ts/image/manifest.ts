@@ -146,7 +146,7 @@ function optStringArray(o: Json, key: string, what: string): string[] | undefine
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw bad(what, `"${key}" is not a list of strings`);
-  return v as string[];
+  return v;
 }
 
 function optStringMap(o: Json, key: string, what: string): Record<string, string> | undefined {
@@ -345,7 +345,7 @@ function parseContainerConfig(v: unknown): ContainerConfig {
     const test = optStringArray(h, 'Test', what);
     if (test) hc.Test = test;
     for (const k of ['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const) {
-      if (typeof h[k] === 'number') hc[k] = h[k] as number;
+      if (typeof h[k] === 'number') hc[k] = h[k];
     }
     c.Healthcheck = hc;
   }

@@ -56,6 +56,9 @@ export class Progress {
    */
   private interpose(): void {
     const out = this.out;
+    // Unbound on purpose: it is only called with `out` as `this` (apply, call), and finish() puts
+    // back this very function, not a bound copy of it.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     const write = out.write;
     this.write = write;
     out.write = ((...args: Parameters<Write>) => {

@@ -116,7 +116,7 @@ export async function readTar(input: AsyncIterable<Buffer>, onEntry: (e: TarEntr
         /* discard */
       }
     };
-    return { iter: { next, return: async () => ({ done: true, value: undefined }) }, skip };
+    return { iter: { next, return: () => Promise.resolve({ done: true as const, value: undefined }) }, skip };
   };
   const readAll = async (size: number): Promise<Buffer> => {
     if (size > 16 * 1024 * 1024) throw corrupt('an extended header is too large');
@@ -177,11 +177,16 @@ export class TarWriter {
     out.on('error', (err: Error) => (this.failed ??= err));
   }
 
-  private async write(b: Buffer): Promise<void> {
+  /** A method, not an inline test: the 'error' listener can set `failed` during a write or an await. */
+  private throwIfFailed(): void {
     if (this.failed) throw this.failed;
+  }
+
+  private async write(b: Buffer): Promise<void> {
+    this.throwIfFailed();
     // `once` rejects when the stream emits 'error' while we wait.
     if (!this.out.write(b)) await once(this.out, 'drain');
-    if (this.failed) throw this.failed;
+    this.throwIfFailed();
   }
 
   private header(name: string, size: number, type: '0' | '5' | 'x', mode: number): Buffer {

@@ -57,6 +57,7 @@ function sleepSync(ms: number): void {
 export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): T {
   const start = Date.now();
   for (;;) {
+    let owner: number;
     try {
       const fd = fs.openSync(lockFile, 'wx', 0o600);
       fs.writeSync(fd, String(process.pid));
@@ -64,14 +65,15 @@ export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): 
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
+      owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
       if (owner && !pidAlive(owner)) {
         fs.rmSync(lockFile, { force: true });
         continue;
       }
-      if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for the lock ${lockFile} held by pid ${owner}`);
-      sleepSync(5);
     }
+    // The lock is held by a live process (EEXIST is how we know, not what went wrong).
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for the lock ${lockFile} held by pid ${owner}`);
+    sleepSync(5);
   }
   try {
     return fn();

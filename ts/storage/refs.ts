@@ -89,7 +89,7 @@ export interface StoredLayer {
 /** Layers present in layers/: trusted ones (with a record) and leftovers of either half. */
 export function storedLayers(store: Store): Map<string, StoredLayer> {
   const out = new Map<string, StoredLayer>();
-  let names: string[] = [];
+  let names: string[];
   try {
     names = fs.readdirSync(store.p('layers'));
   } catch {
@@ -113,7 +113,7 @@ export function layerBytes(store: Store, l: StoredLayer): number {
 /** Complete blobs in blobs/sha256 (half-written `.partial` and `.tmp-…` files are not blobs). */
 export function storedBlobs(store: Store): Map<string, { size: number; mtimeMs: number }> {
   const out = new Map<string, { size: number; mtimeMs: number }>();
-  let names: string[] = [];
+  let names: string[];
   try {
     names = fs.readdirSync(store.p('blobs', 'sha256'));
   } catch {

@@ -103,6 +103,7 @@ export function storeLayout(root: string, storeMagic: number, localBase: string,
   if (localNet) return { kind: 'refuse', fs: fsName, message: `${why}, and ${localBase}, where the layers would go instead, is on ${localNet} too`, fix };
   // node:crypto is required here, not imported: loading it costs `burrow run` ~3 ms, and only a
   // store on a network filesystem needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { createHash } = require('node:crypto') as typeof import('node:crypto');
   const local = path.join(localBase, createHash('sha256').update(path.resolve(root)).digest('hex').slice(0, 16));
   return { kind: 'redirect', fs: fsName, local };
@@ -302,7 +303,7 @@ async function recheckHost(store: Store, root: string | undefined, saved: Storag
   // one it was checked on. Otherwise this host's driver is remembered beside the others.
   const next = savedHost(saved) === undefined && driver === saved.driver ? { ...saved, host: key } : { ...saved, hosts: Object.fromEntries([...Object.entries(savedHosts(saved)).filter(([k]) => k !== key).slice(1 - MAX_HOSTS), [key, driver]]) };
   try {
-    store.saveSettings(next as StorageSettings);
+    store.saveSettings(next);
   } catch {
     /* a read-only store still runs; the check is made again next time */
   }

@@ -143,7 +143,7 @@ export class Store {
   }
 
   images(): ImageRecord[] {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = fs.readdirSync(this.p('images')).filter((n) => n.endsWith('.json'));
     } catch {

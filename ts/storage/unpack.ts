@@ -47,8 +47,8 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
     extra.onSpawn?.(child);
     let out = '';
     let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    child.stderr!.on('data', (d: Buffer) => (err += d));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', (e) => reject(new BurrowError('ERUNTIME_MISSING', `cannot run ${runtimeBinary()}: ${e.message}`, 'run `npm ci` to build burrow-runtime')));
     child.on('close', (code) => {
       const results: JobResult[] = out
@@ -137,7 +137,7 @@ async function commitTree(store: Store, settings: StorageSettings, tmp: string, 
     skippedChown: stats.skippedChown,
     unpackedAt: new Date().toISOString(),
   };
-  store.layer(diffId) ?? store.commitLayer(rec);
+  if (store.layer(diffId) === undefined) store.commitLayer(rec);
   return rec;
 }
 

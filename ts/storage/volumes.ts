@@ -33,7 +33,7 @@ function describe(store: Store, name: string): Volume | undefined {
 }
 
 export function listVolumes(store: Store): Volume[] {
-  let names: string[] = [];
+  let names: string[];
   try {
     names = fs.readdirSync(store.p('volumes')).filter((n) => VOLUME_NAME.test(n));
   } catch {
@@ -63,7 +63,7 @@ export function createVolume(store: Store, name?: string): Volume {
 /** volume name → ids of the containers (any state) that mount it. */
 export function volumeUsers(store: Store): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  let ids: string[] = [];
+  let ids: string[];
   try {
     ids = fs.readdirSync(store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
   } catch {

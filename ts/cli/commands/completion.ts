@@ -8,7 +8,7 @@
  *   bash:  source <(burrow completion bash)      or save it in ~/.local/share/bash-completion/completions/burrow
  *   zsh:   burrow completion zsh > "${fpath[1]}/_burrow"      (then compinit)
  */
-import type { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import { LOG_DRIVERS, NETWORK_MODES, USER_FALLBACKS, USERNS_MODES } from '../../config/config';
 
@@ -73,7 +73,7 @@ function argKind(name: string): Kind {
 
 function model(cmd: Command, parentKey: string | undefined): CmdModel {
   const key = parentKey === undefined ? 'burrow' : `${parentKey} ${cmd.name()}`;
-  const opts: OptModel[] = (cmd.options as readonly Option[])
+  const opts: OptModel[] = cmd.options
     .filter((o) => !o.hidden)
     .map((o) => {
       const flags = [o.short, o.long].filter((f): f is string => !!f);

@@ -2,7 +2,6 @@
  * Container commands, Docker's names and flags: run, create, start, stop, restart, kill, rm, ps,
  * logs, wait, exec, inspect, rename, top, attach, cp, and `container prune`.
  */
-import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { BurrowError, EXIT, errorText, exitStatus } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
@@ -131,8 +130,8 @@ export function exposedPorts(flags: string[]): string[] {
     const bad = !m || Number(m[1]) < 1 || Number(m[1]) > 65535 || (m[2] !== undefined && (Number(m[2]) < Number(m[1]) || Number(m[2]) > 65535));
     if (bad) throw new BurrowError('EUSAGE', `invalid --expose ${f}: want PORT, PORT-PORT, optionally /tcp or /udp`);
     // A range is one key per port, as Docker records it.
-    for (let p = Number(m![1]); p <= Number(m![2] ?? m![1]); p++) {
-      const key = `${p}/${m![3] ?? 'tcp'}`;
+    for (let p = Number(m[1]); p <= Number(m[2] ?? m[1]); p++) {
+      const key = `${p}/${m[3] ?? 'tcp'}`;
       if (!out.includes(key)) out.push(key);
     }
   }
@@ -410,7 +409,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       const ctx = context(cmd);
       const [{ Containers }, { containerState }] = await Promise.all([import('../../container/records'), import('../../container/state')]);
       const containers = new Containers(ctx.store);
-      let recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
+      const recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
       const rows = recs
         .map((r) => ({ r, st: containerState(r, containers.dir(r.id)) }))
         .filter(({ st }) => opts.all || opts.last !== undefined || st.status === 'running')
@@ -428,7 +427,6 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
             throw new BurrowError('EUSAGE', `invalid filter ${f}`);
           }),
         );
-      recs = [];
       const list = opts.last !== undefined ? rows.slice(0, Number(opts.last)) : rows;
       // The ports column reads the network's state (network/inspect, which loads node:os): only
       // for running containers that publish ports.

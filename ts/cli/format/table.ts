@@ -62,7 +62,9 @@ export function goValue(v: unknown, top = true): string {
       .map((k) => `${k}:${goValue(o[k], false)}`)
       .join(' ')}]`;
   }
-  return String(v);
+  // What is left is a scalar: values come from JSON and records, which hold no functions.
+  const scalar = v as string | number | boolean | bigint;
+  return String(scalar);
 }
 
 /**
