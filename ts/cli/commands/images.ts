@@ -372,8 +372,13 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
       const { requireImage } = await import('../../image/resolve');
       const { imageConfig } = await import('../../container/create');
       const img = requireImage(store, ref);
-      // The layers' sizes as `images` counts them, so that the column adds up to its SIZE.
-      const rows = historyRows(imageConfig(store, img).history, img.id, img.layers.map((l) => l.size), opts.trunc);
+      // Each layer's size unpacked, as Docker shows it (the compressed size for one not unpacked).
+      const { layerBytes } = await import('../../storage/refs');
+      const sizes = img.layers.map((l) => {
+        const record = store.layer(l.diffId);
+        return record ? layerBytes(store, { hex: l.diffId.replace(/^sha256:/, ''), record, hasDir: true, mtimeMs: 0 }) : l.size;
+      });
+      const rows = historyRows(imageConfig(store, img).history, img.id, sizes, opts.trunc);
       if (opts.quiet) process.stdout.write(rows.map((r) => `${r.ID}\n`).join(''));
       else if (opts.format) process.stdout.write(formatRows(opts.format, rows, { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' }));
       else process.stdout.write(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], rows.map((r) => [r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment])));
