@@ -7,50 +7,25 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runtimeText } from '../../ts/errors';
 import { IS_ROOT } from './helpers';
 // @ts-expect-error plain ESM harness module without types
-import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
+import { RUNTIME } from '../harness/bundle.mjs';
+import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 
-type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rtcg-test-'));
-const stateRoot = path.join(work, 'state');
-const cache = path.join(work, 'cache');
-makeRootfs(cache);
+const env = runtimeEnv('rtcg');
+const { work, stateRoot } = env;
 let n = 0;
-
-afterAll(() => {
-  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => env.dispose());
 
 /** Runs the runtime with stdio in files: a detached container keeps what it was given. */
-function rt(args: string[], global: string[] = []): { code: number; stdout: string; stderr: string } {
-  const out = path.join(work, `out-${++n}`);
-  const err = path.join(work, `err-${n}`);
-  const fo = fs.openSync(out, 'w');
-  const fe = fs.openSync(err, 'w');
-  try {
-    const r = spawnSync(RUNTIME, ['--root', stateRoot, ...global, ...args], { stdio: ['ignore', fo, fe], timeout: 30_000 });
-    if (r.error) throw r.error;
-    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
-  } finally {
-    fs.closeSync(fo);
-    fs.closeSync(fe);
-  }
-}
+const rt = (args: string[], global: string[] = []): Out => env.rt(args, { globals: global });
 
 function bundle(args: string[], edit?: (c: Config) => void): { dir: string; id: string } {
-  const id = `cg${++n}-${process.pid}`;
-  const dir = path.join(work, id);
-  fs.mkdirSync(dir);
-  spawnSync('cp', ['-a', path.join(cache, 'rootfs'), dir]);
-  makeBundle(dir, { args, edit });
-  return { dir, id };
+  n++;
+  return env.bundle(args, edit);
 }
 
 const status = (id: string): string => JSON.parse(rt(['state', id]).stdout).status;
@@ -78,10 +53,10 @@ const cgroupPath = (c: Config) => {
  * /sys/fs/cgroup), with a cgroupsPath.
  */
 function rootBundle(args: string[], edit?: (c: Config) => void): { dir: string; id: string } {
-  const id = `cgr${++n}-${process.pid}`;
-  const dir = path.join(work, id);
-  fs.mkdirSync(dir);
-  spawnSync('cp', ['-a', path.join(cache, 'rootfs'), dir]);
+  n++;
+  // The rootless config env.bundle writes makes way for the runtime's default (root) one.
+  const { dir, id } = env.bundle(args);
+  fs.rmSync(path.join(dir, 'config.json'));
   const sp = spawnSync(RUNTIME, ['spec', '--bundle', dir], { encoding: 'utf8' });
   expect(sp.status, sp.stderr).toBe(0);
   const c: Config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));

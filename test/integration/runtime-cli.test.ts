@@ -5,73 +5,35 @@
  * listener during `create`, unknown capabilities and spec versions, and errors in runc's log
  * format. Run as root and (test/run.mjs) as the unprivileged test user.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
-import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
+import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 
-type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rtcli-test-'));
-const stateRoot = path.join(work, 'state');
-const rootfsCache = path.join(work, 'cache');
-// A directory without config.json: a runtime that ignored `--bundle` after the id would read ./config.json here.
-const emptyCwd = path.join(work, 'cwd');
-fs.mkdirSync(emptyCwd);
-makeRootfs(rootfsCache);
+// The runtime runs in a directory without config.json: one that ignored `--bundle` after the id
+// would read ./config.json there.
+const emptyCwd = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rtcli-cwd-'));
+const env = runtimeEnv('rtcli', { cwd: emptyCwd });
+const { work, stateRoot, waitFor } = env;
 let n = 0;
-
 afterAll(() => {
-  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
-  fs.rmSync(work, { recursive: true, force: true });
+  env.dispose();
+  fs.rmSync(emptyCwd, { recursive: true, force: true });
 });
 
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the runtime with `globals` before `--root`'s command; output through files (a created container keeps its stdio). */
-function rt(args: string[], globals: string[] = []): Out {
-  const out = path.join(work, `out-${++n}`);
-  const err = path.join(work, `err-${n}`);
-  const fo = fs.openSync(out, 'w');
-  const fe = fs.openSync(err, 'w');
-  try {
-    const r = spawnSync(RUNTIME, ['--root', stateRoot, ...globals, ...args], { cwd: emptyCwd, stdio: ['ignore', fo, fe], timeout: 30_000 });
-    if (r.error) throw r.error;
-    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
-  } finally {
-    fs.closeSync(fo);
-    fs.closeSync(fe);
-  }
-}
+const rt = (args: string[], globals: string[] = []): Out => env.rt(args, { globals });
 
 function bundle(args: string[], edit?: (c: Config) => void): { dir: string; id: string } {
-  const id = `c${++n}-${process.pid}`;
-  const dir = path.join(work, id);
-  fs.mkdirSync(dir);
-  spawnSync('cp', ['-a', path.join(rootfsCache, 'rootfs'), dir]);
-  makeBundle(dir, { args, edit });
-  return { dir, id };
+  return env.bundle(args, edit);
 }
 
 function status(id: string): string | undefined {
   const r = rt(['state', id]);
   return r.code === 0 ? (JSON.parse(r.stdout) as { status: string }).status : undefined;
-}
-
-function waitFor(pred: () => boolean, ms = 10_000): void {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    spawnSync('sleep', ['0.02']);
-  }
 }
 
 /** A created and started `sleep`, stopped by SIGKILL: a stopped container, as the shim sees it after the task exits. */

@@ -5,60 +5,23 @@
  * driven through the runtime's CLI as podman and containerd's shim do; run as root and (test/run.mjs)
  * as the unprivileged test user.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runtimeText } from '../../ts/errors';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
-import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
+import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 
-type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rt-mounts-'));
-const stateRoot = path.join(work, 'state');
-const rootfsCache = path.join(work, 'cache');
-makeRootfs(rootfsCache);
+const env = runtimeEnv('rtm');
+const { work } = env;
 let n = 0;
-
-afterAll(() => {
-  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
-  fs.rmSync(work, { recursive: true, force: true });
-});
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+afterAll(() => env.dispose());
 
 /** Runs the runtime, output to files (a container keeps the stdio it is given). */
-function rt(args: string[], wrap: string[] = []): Out {
-  const out = path.join(work, `out-${++n}`);
-  const err = path.join(work, `err-${n}`);
-  const fo = fs.openSync(out, 'w');
-  const fe = fs.openSync(err, 'w');
-  try {
-    const [cmd, ...pre] = [...wrap, RUNTIME];
-    const r = spawnSync(cmd!, [...pre, '--root', stateRoot, ...args], { stdio: ['ignore', fo, fe], timeout: 30_000 });
-    if (r.error) throw r.error;
-    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
-  } finally {
-    fs.closeSync(fo);
-    fs.closeSync(fe);
-  }
-}
+const rt = (args: string[], wrap: string[] = []): Out => env.rt(args, { wrap });
 
 function bundle(args: string[], edit?: (c: Config) => void, prepare?: (rootfs: string) => void): { dir: string; id: string } {
-  const id = `m${++n}-${process.pid}`;
-  const dir = path.join(work, id);
-  fs.mkdirSync(dir);
-  spawnSync('cp', ['-a', path.join(rootfsCache, 'rootfs'), dir]);
-  prepare?.(path.join(dir, 'rootfs'));
-  makeBundle(dir, { args, edit });
-  return { dir, id };
+  return env.bundle(args, edit, { prepare });
 }
 
 function run(args: string[], edit?: (c: Config) => void, prepare?: (rootfs: string) => void, wrap: string[] = []): Out & { dir: string; id: string } {

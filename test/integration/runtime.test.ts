@@ -3,82 +3,28 @@
  * (test/run.mjs) as the unprivileged test user. Everything is observed from inside the
  * container (its own /proc) or through the runtime's CLI.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IS_ROOT, ROOT } from './helpers';
 // @ts-expect-error plain ESM harness module without types
-import { makeBundle, makeRootfs, ownSubuid, RUNTIME } from '../harness/bundle.mjs';
+import { ownSubuid, RUNTIME } from '../harness/bundle.mjs';
+import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 
-type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rt-test-'));
-const stateRoot = path.join(work, 'state');
-const rootfsCache = path.join(work, 'cache');
-makeRootfs(rootfsCache);
+const env = runtimeEnv('rt');
+const { work, stateRoot, rt, waitFor } = env;
 let n = 0;
-
-afterAll(() => {
-  for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) rt(['delete', '--force', id]);
-  fs.rmSync(work, { recursive: true, force: true });
-});
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs the runtime. A created or detached container keeps the stdio it was given (runc's
- * pass-through), so output goes to files rather than pipes a synchronous spawn would wait on.
- */
-function rt(args: string[], extra: { fds?: number[]; wrap?: string[] } = {}): Out {
-  const out = path.join(work, `out-${++n}`);
-  const err = path.join(work, `err-${n}`);
-  const fo = fs.openSync(out, 'w');
-  const fe = fs.openSync(err, 'w');
-  try {
-    // `fds` become the runtime's fds 3, 4, ...; `wrap` runs it through a command that execs it.
-    const [cmd, ...pre] = [...(extra.wrap ?? []), RUNTIME];
-    const r = spawnSync(cmd!, [...pre, '--root', stateRoot, ...args], { stdio: ['ignore', fo, fe, ...(extra.fds ?? [])], timeout: 30_000 });
-    if (r.error) throw r.error;
-    return { code: r.status ?? 128 + 9, stdout: fs.readFileSync(out, 'utf8'), stderr: fs.readFileSync(err, 'utf8') };
-  } finally {
-    fs.closeSync(fo);
-    fs.closeSync(fe);
-  }
-}
+afterAll(() => env.dispose());
 
 /** A fresh bundle sharing one rootfs copy per test (cp -a keeps it cheap and isolated). */
 function bundle(args: string[], edit?: (c: Config) => void, terminal = false, files: Record<string, string> = {}): { dir: string; id: string; config: Config } {
-  const id = `t${++n}-${process.pid}`;
-  const dir = path.join(work, id);
-  fs.mkdirSync(dir);
-  spawnSync('cp', ['-a', path.join(rootfsCache, 'rootfs'), dir]);
-  for (const [p, content] of Object.entries(files)) {
-    const full = path.join(dir, 'rootfs', p);
-    fs.mkdirSync(path.dirname(full), { recursive: true });
-    if (p.endsWith('/')) fs.mkdirSync(full, { recursive: true });
-    else fs.writeFileSync(full, content);
-  }
-  const config = makeBundle(dir, { args, terminal, edit }) as Config;
-  return { dir, id, config };
+  return env.bundle(args, edit, { terminal, files });
 }
 
 function run(args: string[], edit?: (c: Config) => void, files: Record<string, string> = {}): Out {
   const b = bundle(args, edit, false, files);
   return rt(['run', '--bundle', b.dir, b.id]);
-}
-
-function waitFor(pred: () => boolean, ms = 10_000): void {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    spawnSync('sleep', ['0.02']);
-  }
 }
 
 describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
