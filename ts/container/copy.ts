@@ -6,11 +6,10 @@
  * process: the runtime mounts its root and volumes exactly as for a run, the init waits to be
  * started, and is deleted once the copy is done.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError, runtimeText } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { globalFlags, runtimeError, runtimeSync } from '../runtime/client';
 import type { Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
@@ -29,8 +28,8 @@ export function splitCopyArg(arg: string): { container?: string; path: string } 
 }
 
 function runtime(rec: ContainerRecord, args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: runtimeText(r.stderr ?? '') };
+  const r = runtimeSync([...globalFlags(rec), ...args]);
+  return { code: r.code, stdout: r.stdout, stderr: r.text };
 }
 
 /**
@@ -60,10 +59,10 @@ export function transientContainer(store: Store, rec: ContainerRecord, purpose: 
   const errFile = path.join(bundle, 'stderr');
   const fd = fs.openSync(errFile, 'w');
   try {
-    const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'ignore', fd] });
+    const r = runtimeSync([...globalFlags(rec), 'create', '--bundle', bundle, id], { stdout: 'ignore', stderr: fd });
     if (r.status !== 0) {
       const msg = runtimeText(fs.readFileSync(errFile, 'utf8'));
-      throw new BurrowError('ERUNTIME', `cannot mount the root of container ${rec.name} to ${purpose} it: ${msg || r.error?.message || `status ${r.status}`}`);
+      throw runtimeError(`cannot mount the root of container ${rec.name} to ${purpose} it`, { msg: msg || r.error?.message || `status ${r.status}` });
     }
   } finally {
     fs.closeSync(fd);
@@ -95,7 +94,7 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
     if (o.followLink) args.push('--follow-link');
     args.push('--', into ? host : ctr, into ? ctr : host);
     const r = runtime(rec, args);
-    if (r.code !== 0) throw new BurrowError(/No such file or directory|must exist/.test(r.stderr) ? 'EUSAGE' : 'ERUNTIME', r.stderr || `copy failed (status ${r.code})`);
+    if (r.code !== 0) throw runtimeError(undefined, { msg: r.stderr || `copy failed (status ${r.code})` }, { fallback: /No such file or directory|must exist/.test(r.stderr) ? 'EUSAGE' : 'ERUNTIME' });
     try {
       return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { bytes?: number }).bytes ?? 0;
     } catch {

@@ -1,12 +1,10 @@
 /** `burrow exec`: a process in a running container, through burrow-runtime exec. */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError, EXIT } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { exitForRuntimeError, globalFlags, loggedError, runtimeSpawn } from '../runtime/client';
 import type { Store } from '../storage/store';
-import { exitForRuntimeError } from './lifecycle';
 import type { ContainerRecord } from './records';
 import { containerState } from './state';
 import { Containers } from './records';
@@ -20,15 +18,6 @@ export interface ExecOptions {
   workdir?: string;
 }
 
-function loggedError(log: string): { code?: string; msg?: string } | undefined {
-  try {
-    const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
-    return lines.map((l) => JSON.parse(l) as { level?: string; code?: string; msg?: string }).filter((e) => e.level === 'error').pop();
-  } catch {
-    return undefined; // no log: no runtime error
-  }
-}
-
 export function execIn(store: Store, rec: ContainerRecord, command: string[], o: ExecOptions): Promise<number> {
   if (containerState(rec, new Containers(store).dir(rec.id)).status !== 'running') {
     return Promise.reject(new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`, `start it first: burrow start ${rec.name}`));
@@ -36,7 +25,7 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-exec-'));
   const log = path.join(tmp, 'runtime.log');
   const pidFile = path.join(tmp, 'pid');
-  const args = ['--root', rec.runtimeRoot, '--log', log, '--log-format', 'json', 'exec'];
+  const args = [...globalFlags(rec, { log }), 'exec'];
   if (o.tty && !o.detach) args.push('--tty');
   for (const e of o.env) args.push('--env', e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`);
   if (o.user) args.push('--user', o.user);
@@ -44,7 +33,7 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
   if (o.detach) args.push('--pid-file', pidFile);
   args.push(rec.id, ...command);
   if (o.detach) return execDetached(args, tmp, log, pidFile);
-  const child = spawn(runtimeBinary(), args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'], env: { ...process.env, BURROW_RUNTIME_CLI: '1' } });
+  const child = runtimeSpawn(args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'], cli: true });
   const forward = (s: NodeJS.Signals) => child.kill(s);
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of sigs) process.on(s, forward);
@@ -67,7 +56,7 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
  * appears) or report why it could not start.
  */
 function execDetached(args: string[], tmp: string, log: string, pidFile: string): Promise<number> {
-  const child = spawn(runtimeBinary(), args, { stdio: 'ignore', detached: true });
+  const child = runtimeSpawn(args, { stdio: 'ignore', detached: true });
   return new Promise((resolve) => {
     let done = false;
     const finish = (code: number) => {

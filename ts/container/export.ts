@@ -5,18 +5,12 @@
  * through its init; a stopped or never-started one through a transient process-less container
  * made from its bundle, as `cp` does (copy.ts): the runtime mounts its root exactly as for a run.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { BurrowError, runtimeText } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { globalFlags, runtimeError, runtimeSpawn, runtimeSync } from '../runtime/client';
 import type { Store } from '../storage/store';
 import { transientContainer } from './copy';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
-
-function runtimeSync(rec: ContainerRecord, args: string[], stderrFd: number | 'pipe' = 'pipe'): { code: number; stderr: string } {
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', stderrFd] });
-  return { code: r.status ?? 1, stderr: runtimeText(r.stderr ?? '') };
-}
 
 /** Writes the tar of the container's filesystem to the open file descriptor `out`. */
 export async function exportContainer(store: Store, rec: ContainerRecord, out: number): Promise<void> {
@@ -29,18 +23,18 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
   }
   try {
     if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
-    const args = ['--root', rec.runtimeRoot, 'export', '--pid', String(rs.pid), '--start-time', String(rs.initStartTime)];
+    const args = [...globalFlags(rec), 'export', '--pid', String(rs.pid), '--start-time', String(rs.initStartTime)];
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      const child = spawn(runtimeBinary(), args, { stdio: ['ignore', out, 'pipe'] });
+      const child = runtimeSpawn(args, { stdio: ['ignore', out, 'pipe'] });
       let err = '';
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
       child.on('error', (e) => resolve({ code: -1, stderr: e.message }));
       child.on('close', (c) => resolve({ code: c ?? 1, stderr: err }));
     });
     const msgs = runtimeText(stderr);
-    if (code !== 0) throw new BurrowError('ERUNTIME', `export of container ${rec.name} failed: ${msgs || `status ${code}`}`);
+    if (code !== 0) throw runtimeError(`export of container ${rec.name} failed`, { msg: msgs || `status ${code}` });
     for (const l of msgs.split('\n').filter(Boolean)) process.stderr.write(`burrow: ${l}\n`);
   } finally {
-    if (tmp) runtimeSync(rec, ['delete', '--force', tmp]);
+    if (tmp) runtimeSync([...globalFlags(rec), 'delete', '--force', tmp], { stdout: 'ignore' });
   }
 }

@@ -3,63 +3,21 @@
  * without -d: the runtime supervises, we forward signals), or detached under the runtime's
  * monitor, which outlives this process.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
-import { BurrowError, EXIT, runtimeText } from '../errors';
-import { PACKAGE_ROOT, runtimeBinary } from '../host/paths';
+import { BurrowError, EXIT } from '../errors';
+import { PACKAGE_ROOT } from '../host/paths';
 import { runtimeNetworkArgs } from '../network/runtime';
+import { exitForRuntimeError, globalFlags, loggedError, runtimeError, runtimeSpawn, runtimeSync } from '../runtime/client';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState, type ContainerState } from './state';
 
 function rt(rec: ContainerRecord, args: string[]): { code: number; stderr: string } {
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
-  return { code: r.status ?? 1, stderr: r.stderr ?? '' };
-}
-
-/** The runtime's global flag for the container's cgroup manager (ts/container/cgroup.ts). */
-function cgroupFlag(rec: ContainerRecord): string[] {
-  return rec.cgroupManager === 'systemd' ? ['--systemd-cgroup'] : [];
-}
-
-/** Docker's statuses for a runtime failure, from the error code it logged. */
-export function exitForRuntimeError(code: string | undefined): number {
-  if (code === 'ECMD_NOT_FOUND') return EXIT.NOT_FOUND;
-  if (code === 'ECMD_CANNOT_INVOKE') return EXIT.CANNOT_INVOKE;
-  return EXIT.ENGINE;
-}
-
-interface LogLine {
-  level?: string;
-  code?: string;
-  msg?: string;
-}
-
-/** The runtime's `--log-format json` lines. */
-function loggedLines(logFile: string): LogLine[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(logFile, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      try {
-        return JSON.parse(l) as LogLine;
-      } catch {
-        return {};
-      }
-    });
-}
-
-function lastLoggedError(lines: LogLine[]): LogLine | undefined {
-  return lines.filter((e) => e.level === 'error').pop();
+  const r = runtimeSync([...globalFlags(rec), ...args], { stdout: 'ignore' });
+  return { code: r.code, stderr: r.stderr };
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
@@ -90,10 +48,10 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
   // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
   const netArgs = runtimeNetworkArgs(store, rec, dir);
   const holderArgs = ['--dir', dir, '--status-fd', '3', ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
-  const child = spawn(runtimeBinary(), ['--root', rec.runtimeRoot, ...cgroupFlag(rec), '--log', logFile, '--log-format', 'json', 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
+  const child = runtimeSpawn([...globalFlags(rec, { cgroup: true, log: logFile }), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
     // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
-    env: { ...process.env, BURROW_RUNTIME_CLI: '1' },
+    cli: true,
   });
   // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
   const forward = (sig: NodeJS.Signals) => child.kill(sig);
@@ -122,7 +80,7 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
     child.on('error', () => done(EXIT.ENGINE));
     // Without a status line (the runtime failed before it held the container): its log and status.
     child.on('exit', (code, signal) => {
-      const err = lastLoggedError(loggedLines(logFile));
+      const err = loggedError(logFile);
       // node:os only when the runtime died on a signal without a status line (a cold path).
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0));
@@ -150,7 +108,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   clearRun(dir);
   // A holder that died leaves the runtime's state behind; the new run needs the id.
   if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);
-  const args = ['--root', rec.runtimeRoot, ...cgroupFlag(rec), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
+  const args = [...globalFlags(rec, { cgroup: true }), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   if (rec.tty) args.push('--tty');
   if (rec.tty && opts.ttySize) args.push('--tty-size', `${opts.ttySize.rows}x${opts.ttySize.cols}`);
   // -i: the monitor keeps the container's stdin open for `attach` (Docker's OpenStdin).
@@ -159,7 +117,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
   args.push(...runtimeNetworkArgs(store, rec, dir));
   args.push(rec.id);
-  const child = spawn(runtimeBinary(), args, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
+  const child = runtimeSpawn(args, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
   const answer = await new Promise<string>((resolve) => {
     let out = '';
     let err = '';
@@ -178,8 +136,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   const sock = opts.attach ? (child.stdio[3] as Socket | null) ?? undefined : undefined;
   if (a.error) {
     sock?.destroy();
-    const e = new BurrowError(a.code === 'ECMD_NOT_FOUND' ? 'ECMD_NOT_FOUND' : a.code === 'ECMD_CANNOT_INVOKE' ? 'ECMD_CANNOT_INVOKE' : 'ERUNTIME', a.error);
-    throw e;
+    throw runtimeError(undefined, { ...(a.code !== undefined ? { code: a.code } : {}), msg: a.error });
   }
   return sock;
 }
@@ -217,7 +174,7 @@ export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs:
 
 export function signal(rec: ContainerRecord, sig: string, all = false): void {
   const r = rt(rec, ['kill', ...(all ? ['--all'] : []), rec.id, sig]);
-  if (r.code !== 0) throw new BurrowError('ECONTAINER_STATE', `cannot signal container ${rec.name}: ${runtimeText(r.stderr)}`);
+  if (r.code !== 0) throw runtimeError(`cannot signal container ${rec.name}`, { stderr: r.stderr }, { fallback: 'ECONTAINER_STATE' });
 }
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
@@ -279,8 +236,8 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
 /** `top`: the container's processes as the host's `ps` shows them (default `-ef`). */
 export function top(store: Store, rec: ContainerRecord, psArgs: string[]): string {
   if (stateOf(store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'ps', rec.id, ...psArgs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot list the processes of ${rec.name}: ${runtimeText(r.stderr ?? '')}`);
+  const r = runtimeSync([...globalFlags(rec), 'ps', rec.id, ...psArgs]);
+  if (r.status !== 0) throw runtimeError(`cannot list the processes of ${rec.name}`, { stderr: r.stderr });
   return r.stdout;
 }
 

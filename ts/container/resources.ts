@@ -3,12 +3,11 @@
  * reads the container's cgroup, or /proc of its processes when it has none) and `update` (new
  * limits applied live with `burrow-runtime update`, after the same honesty check as `run`).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BurrowError, runtimeText } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { BurrowError } from '../errors';
+import { globalFlags, runtimeError, runtimeSync } from '../runtime/client';
 import type { Store } from '../storage/store';
 import { checkEnforceable, toResources, type CgroupInfo, type LimitFlags } from './limits';
 import { Containers, type ContainerRecord } from './records';
@@ -64,8 +63,8 @@ export function netBytes(pid: number): { rx: number; tx: number } {
 export function sample(store: Store, rec: ContainerRecord): Sample {
   const st = containerState(rec, new Containers(store).dir(rec.id));
   if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'events', '--stats', rec.id], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot read the statistics of ${rec.name}: ${runtimeText(r.stderr ?? '')}`);
+  const r = runtimeSync([...globalFlags(rec), 'events', '--stats', rec.id]);
+  if (r.status !== 0) throw runtimeError(`cannot read the statistics of ${rec.name}`, { stderr: r.stderr });
   let j: RuncStats;
   try {
     j = JSON.parse(r.stdout) as RuncStats;
@@ -161,8 +160,8 @@ export function update(store: Store, rec: ContainerRecord, flags: LimitFlags, in
   checkEnforceable(needs, info, false);
   const st = containerState(rec, new Containers(store).dir(rec.id));
   if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
-  const r = spawnSync(runtimeBinary(), ['--root', rec.runtimeRoot, 'update', '-r', '-', rec.id], { input: JSON.stringify(resources), encoding: 'utf8', stdio: ['pipe', 'ignore', 'pipe'] });
-  if (r.status !== 0) throw new BurrowError('ERUNTIME', `cannot update ${rec.name}: ${runtimeText(r.stderr ?? '')}`);
+  const r = runtimeSync([...globalFlags(rec), 'update', '-r', '-', rec.id], { input: JSON.stringify(resources), stdout: 'ignore' });
+  if (r.status !== 0) throw runtimeError(`cannot update ${rec.name}`, { stderr: r.stderr });
   const config = path.join(new Containers(store).dir(rec.id), 'bundle', 'config.json');
   try {
     const spec = JSON.parse(fs.readFileSync(config, 'utf8')) as { linux?: { resources?: Record<string, Record<string, unknown>> } };

@@ -1,7 +1,8 @@
 /** Runs the host probe in the Rust core and returns the checked report. */
 import { native } from '../native';
 import { parseHostReport, type HostReport } from './report';
-import { runtimeBinary, storeRootOverride, type GlobalOptions } from './paths';
+import { runtimeBinary } from '../runtime/client';
+import { storeRootOverride, type GlobalOptions } from './paths';
 
 /**
  * `localRoot`: where a store on a network filesystem keeps its layers and writable layers

@@ -8,12 +8,12 @@
  * (`layer-PID-…`), so that work left by a killed pull can be told from work in progress and
  * removed by the next command that unpacks (cleanStaleTmp).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { BurrowError, runtimeText } from '../errors';
-import { runtimeBinary } from '../host/paths';
+import { runtimeBinary, runtimeError, runtimeSpawn } from '../runtime/client';
 import { hexOf, pidAlive } from './fsutil';
 import { contentSize } from './refs';
 import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
@@ -43,7 +43,7 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
   const args = ['unpack', '--whiteouts', whiteouts];
   if (settings.idMode !== 'root') args.push(...mapArgs('--uidmap', settings.uidMap), ...mapArgs('--gidmap', settings.gidMap));
   return new Promise((resolve, reject) => {
-    const child = spawn(runtimeBinary(), args, { stdio: ['pipe', 'pipe', 'pipe', ...(extra.stdio ?? [])] });
+    const child = runtimeSpawn(args, { stdio: ['pipe', 'pipe', 'pipe', ...(extra.stdio ?? [])] });
     extra.onSpawn?.(child);
     let out = '';
     let err = '';
@@ -57,7 +57,7 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
         .map((l) => JSON.parse(l) as JobResult)
         .sort((a, b) => a.index - b.index);
       if (results.length !== jobs.length) {
-        reject(new BurrowError('ELAYER_UNPACK', `unpacking the layers failed (exit ${code}): ${runtimeText(err) || 'no output'}`));
+        reject(runtimeError(`unpacking the layers failed (exit ${code})`, { msg: runtimeText(err) || 'no output' }, { fallback: 'ELAYER_UNPACK' }));
         return;
       }
       for (const w of new Set(err.split('\n').filter((l) => l.includes('warning')))) process.stderr.write(`burrow: ${runtimeText(w)}\n`);

@@ -4,10 +4,10 @@
  * Text by default, `--format json`, or a Go-template-like `--format '{{.Client.Version}}'`.
  * `burrow --version` stays the one-line answer bin/burrow.js gives without loading the CLI.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PACKAGE_ROOT, runtimeBinary } from '../../host/paths';
+import { PACKAGE_ROOT } from '../../host/paths';
+import { runtimeBinary, runtimeSync } from '../../runtime/client';
 import { VERSION } from '../../version';
 
 export interface VersionInfo {
@@ -61,8 +61,8 @@ function mtime(p: string): string {
 export function versionInfo(): VersionInfo {
   const bin = runtimeBinary();
   let runtime: VersionInfo['Runtime'];
-  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-  const m = /version\s+(\S+)/.exec(r.stdout ?? '');
+  const r = runtimeSync(['--version'], { stdin: 'pipe', timeout: 10_000 });
+  const m = /version\s+(\S+)/.exec(r.stdout);
   if (r.status === 0 && m) {
     runtime = { Name: 'burrow-runtime', Version: m[1]!, OciVersion: /spec:\s*(\S+)/.exec(r.stdout)?.[1] ?? '', Path: bin, BuildTime: mtime(bin) };
   } else {
