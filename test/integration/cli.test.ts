@@ -19,7 +19,10 @@ describe('burrow CLI', () => {
   it('`version` shows the client and the runtime, as text, JSON or a template', () => {
     const rt = spawnSync(path.join(ROOT, 'target', 'release', 'burrow-runtime'), ['--version'], { encoding: 'utf8' }).stdout;
     const rtVersion = /version (\S+)/.exec(rt)![1]!;
-    const head = fs.readFileSync(path.join(ROOT, '.git', 'HEAD'), 'utf8').trim();
+    // A worktree's .git is a file naming its git directory.
+    const dotGit = path.join(ROOT, '.git');
+    const gitDir = fs.statSync(dotGit).isFile() ? path.resolve(ROOT, fs.readFileSync(dotGit, 'utf8').replace(/^gitdir:\s*/, '').trim()) : dotGit;
+    const head = fs.readFileSync(path.join(gitDir, 'HEAD'), 'utf8').trim();
     const commit = head.startsWith('ref: ')
       ? spawnSync('git', ['-C', ROOT, 'rev-parse', '--short=7', 'HEAD'], { encoding: 'utf8' }).stdout.trim()
       : head.slice(0, 7);
