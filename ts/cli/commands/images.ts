@@ -279,6 +279,9 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
           : img.repoDigests.length
             ? [...new Set(img.repoDigests.map((d) => d.slice(0, d.indexOf('@'))))].map((r) => [r, '<none>'])
             : [[undefined, '<none>']];
+        // Its size once, however many tags show it.
+        let size: string | undefined;
+        const sizeOf = (): string => (size ??= humanSize(imageDiskSize(store, img, sizes)));
         for (const [full, tag] of names) {
           if (wanted && (full === undefined || !wanted(full, tag))) continue;
           const repo = full === undefined ? '<none>' : shownRepository(full);
@@ -292,7 +295,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
             Digest: rd ? rd.slice(rd.indexOf('@') + 1) : '<none>',
             CreatedSince: ago(img.created),
             CreatedAt: img.created ?? '',
-            Size: opts.quiet ? '' : humanSize(imageDiskSize(store, img, sizes)),
+            Size: opts.quiet ? '' : sizeOf(),
           });
         }
       }
