@@ -87,52 +87,39 @@ export interface OciMount {
   options?: string[];
 }
 
-/** Looks a user or group name up in the image's /etc files, top layer first. */
-export function lookupId(layerDirs: string[], file: 'passwd' | 'group', name: string): { id: number; gid?: number } | undefined {
+/**
+ * The entries of the image's /etc/passwd or /etc/group, split into fields, from the top layer
+ * that has the file; none when the top layer that names it whites it out (or none has it).
+ */
+function etcEntries(layerDirs: string[], file: 'passwd' | 'group'): string[][] {
   for (const dir of layerDirs) {
     const p = path.join(dir, 'etc', file);
     let text: string;
     try {
       const st = fs.lstatSync(p);
       if (!st.isFile()) {
-        if (st.isCharacterDevice()) return undefined; // whited out
+        if (st.isCharacterDevice()) return []; // whited out
         continue;
       }
       text = fs.readFileSync(p, 'utf8');
     } catch {
       continue;
     }
-    for (const line of text.split('\n')) {
-      const f = line.split(':');
-      if (f[0] === name && f[2] !== undefined) return { id: Number(f[2]), ...(file === 'passwd' && f[3] ? { gid: Number(f[3]) } : {}) };
-    }
-    return undefined;
+    return text.split('\n').map((line) => line.split(':'));
   }
-  return undefined;
+  return [];
+}
+
+/** Looks a user or group name up in the image's /etc files, top layer first. */
+export function lookupId(layerDirs: string[], file: 'passwd' | 'group', name: string): { id: number; gid?: number } | undefined {
+  const f = etcEntries(layerDirs, file).find((e) => e[0] === name && e[2] !== undefined);
+  return f ? { id: Number(f[2]), ...(file === 'passwd' && f[3] ? { gid: Number(f[3]) } : {}) } : undefined;
 }
 
 /** The primary group of a numeric uid in the image's /etc/passwd, top layer first (`-u 1000`). */
 export function passwdGidOf(layerDirs: string[], uid: number): number | undefined {
-  for (const dir of layerDirs) {
-    const p = path.join(dir, 'etc', 'passwd');
-    let text: string;
-    try {
-      const st = fs.lstatSync(p);
-      if (!st.isFile()) {
-        if (st.isCharacterDevice()) return undefined; // whited out
-        continue;
-      }
-      text = fs.readFileSync(p, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
-      const f = line.split(':');
-      if (f[2] !== undefined && /^\d+$/.test(f[2]) && Number(f[2]) === uid && f[3] && /^\d+$/.test(f[3])) return Number(f[3]);
-    }
-    return undefined;
-  }
-  return undefined;
+  const f = etcEntries(layerDirs, 'passwd').find((e) => e[2] !== undefined && /^\d+$/.test(e[2]) && Number(e[2]) === uid && e[3] && /^\d+$/.test(e[3]));
+  return f ? Number(f[3]) : undefined;
 }
 
 /** Resolves Docker's `-u user[:group]` against the image. */
