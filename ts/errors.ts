@@ -89,6 +89,32 @@ export function exitCodeFor(code: ErrorCode): number {
 }
 
 /**
+ * The HTTP status the Engine API answers for an error code (Docker's: 404 for what does not
+ * exist, 409 for a conflict with the current state, 400 for bad input, 500 otherwise).
+ */
+export function httpStatusFor(code: ErrorCode): number {
+  switch (code) {
+    case 'EUSAGE':
+    case 'EREF_INVALID':
+    case 'ECONFIG':
+      return 400;
+    case 'EIMAGE_NOT_FOUND':
+    case 'ECONTAINER_NOT_FOUND':
+    case 'EREGISTRY_NOT_FOUND':
+    case 'EPLATFORM_NOT_FOUND':
+      return 404;
+    case 'EIMAGE_IN_USE':
+    case 'ECONTAINER_EXISTS':
+    case 'ECONTAINER_STATE':
+      return 409;
+    case 'EREGISTRY_AUTH':
+      return 401;
+    default:
+      return 500;
+  }
+}
+
+/**
  * The exit status of any failure, in one place: a BurrowError's code decides; anything else
  * (a bug, an unexpected system error) is burrow's own failure.
  */

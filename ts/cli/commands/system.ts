@@ -9,6 +9,7 @@ import type { ImagePruneResult } from '../../storage/prune';
 import { collect, context } from '../context';
 import { confirm } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
+import { registerServiceCommands } from './service';
 
 function imageLines(r: ImagePruneResult): string {
   const lines = [...r.images.flatMap((i) => [...i.untagged.map((t) => `untagged: ${t}`), `deleted: ${i.id}`]), ...r.layers.map((l) => `deleted: ${l}`)];
@@ -34,7 +35,8 @@ function repoTag(tags: string[], digests: string[]): [string, string] {
 }
 
 export function registerDiskCommands(program: Command): void {
-  const system = program.command('system').description('disk use and cleanup');
+  const system = program.command('system').description('disk use and cleanup, the API service');
+  registerServiceCommands(system);
 
   system
     .command('df')

@@ -1,0 +1,33 @@
+/**
+ * `burrow system service`: the Docker Engine API for the docker CLI, docker-compose and the
+ * Docker SDKs (ts/api). Flags and messages only.
+ */
+import type { Command } from 'commander';
+import { BurrowError } from '../../errors';
+import { context } from '../context';
+
+export function registerServiceCommands(system: Command): void {
+  system
+    .command('service')
+    .description('serve the Docker Engine API (1.41) on a unix socket (default $XDG_RUNTIME_DIR/burrow/burrow.sock), a systemd socket (fd://) or loopback TCP')
+    .argument('[uri]', 'unix:///PATH, tcp://127.0.0.1:PORT or fd://')
+    .option('-t, --time <seconds>', 'exit after this many idle seconds; 0: never', '5')
+    .option('--allow-remote', 'allow a tcp:// address that is not loopback (anyone who reaches it can run containers as you)')
+    .action(async (uri: string | undefined, opts: { time: string; allowRemote?: boolean }, cmd: Command) => {
+      const idle = Number(opts.time);
+      if (!Number.isFinite(idle) || idle < 0) throw new BurrowError('EUSAGE', `invalid --time ${opts.time}: want a number of seconds (0: never exit)`);
+      const ctx = context(cmd);
+      const { Service, parseListen } = await import('../../api/server');
+      const listen = parseListen(uri, ctx.runRoot, !!opts.allowRemote);
+      if (opts.allowRemote && listen.some((l) => l.kind === 'tcp')) process.stderr.write('WARNING: the API is served on a non-loopback address without TLS: anyone who can reach it can run containers as you\n');
+      const service = await Service.create(ctx, { listen, idleSeconds: idle });
+      await service.listen();
+      const stop = () => service.stop();
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: listening on ${service.addresses().join(', ')}\n`);
+      await service.done;
+      process.removeListener('SIGTERM', stop);
+      process.removeListener('SIGINT', stop);
+    });
+}
