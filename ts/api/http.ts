@@ -99,7 +99,7 @@ export function filtersParam(q: URLSearchParams): Record<string, string[]> {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ApiError(400, `invalid filters: ${raw}`);
   const out: Record<string, string[]> = {};
-  for (const [k, val] of Object.entries(v)) {
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (Array.isArray(val)) out[k] = val.map(String);
     else if (typeof val === 'object' && val !== null) out[k] = Object.keys(val).filter((x) => (val as Record<string, unknown>)[x]);
     else throw new ApiError(400, `invalid filters: ${raw}`);
