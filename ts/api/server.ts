@@ -60,7 +60,14 @@ export function parseListen(uri: string | undefined, runRoot: string, allowRemot
 
 /** All the API's routes; each module loads its heavy code only when a request needs it. */
 async function allRoutes(): Promise<Route[]> {
-  const mods = await Promise.all([import('./routes/system')]);
+  const mods = await Promise.all([
+    import('./routes/system'),
+    import('./routes/containers'),
+    import('./routes/streams'),
+    import('./routes/images'),
+    import('./routes/volumes'),
+    import('./routes/networks'),
+  ]);
   return mods.flatMap((m) => m.routes);
 }
 

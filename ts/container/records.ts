@@ -33,6 +33,13 @@ export interface ContainerRecord {
   network: string;
   /** The network as parsed from the flags; absent in records from before networking. */
   net?: import('../network/options').NetworkRecord;
+  /**
+   * Docker's restart policy, kept by the monitor (burrow-runtime's holder): absent or 'no' never
+   * restarts; 'on-failure' restarts after a non-zero exit, at most `maximumRetryCount` times
+   * (0: no limit); 'always' and 'unless-stopped' after any exit. A `stop` or `kill` by the user
+   * is never followed by a restart.
+   */
+  restartPolicy?: { name: 'no' | 'on-failure' | 'always' | 'unless-stopped'; maximumRetryCount: number };
   mounts: { type: string; source: string; destination: string; mode: string; rw: boolean; name?: string }[];
   /** What `inspect` shows of the flags (Docker's HostConfig and Config); absent in older records. */
   config?: {
