@@ -26,6 +26,7 @@ const want = (s) => only.length === 0 || only.includes(s);
 let passed = 0;
 let failed = 0;
 const failures = [];
+const failedTests = [];
 
 function run(label, cmd, args, opts = {}) {
   process.stdout.write(`\n=== ${label}\n`);
@@ -78,6 +79,9 @@ function vitestRun(label, project, user, { reachable = false } = {}) {
     const j = JSON.parse(fs.readFileSync(out, 'utf8'));
     p = j.numPassedTests;
     f = j.numFailedTests + (r.status !== 0 && j.numFailedTests === 0 ? 1 : 0);
+    // Named again in the closing lines: a CI log shown by its tail still says which test failed.
+    for (const file of j.testResults ?? [])
+      for (const t of file.assertionResults ?? []) if (t.status === 'failed') failedTests.push(`${label}: ${path.relative(root, file.name)}: ${t.fullName}`);
   } catch {
     /* no report: counted as one failure above */
   }
@@ -136,5 +140,5 @@ if (!asRoot && later.length && onPath('sudo')) {
   if (asRoot && want('vm')) vitestRun('vm (cgroup v2 in a qemu guest)', 'vm', null, { reachable: true });
 }
 
-process.stdout.write(`\n${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
+process.stdout.write(`\n${failedTests.map((t) => `FAILED ${t}\n`).join('')}${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
 process.exit(failed ? 1 : 0);
