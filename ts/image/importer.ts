@@ -47,6 +47,8 @@ export interface ImportOptions {
   /** EXPOSE: "80", "53/udp" (what -P publishes). */
   exposedPorts?: string[];
   message?: string;
+  /** What the history names as the source (default: the file's name). */
+  source?: string;
 }
 
 export async function importTarball(store: Store, settings: StorageSettings, file: string, reference: string | undefined, opts: ImportOptions = {}): Promise<ImageRecord> {
@@ -73,7 +75,7 @@ export async function importTarball(store: Store, settings: StorageSettings, fil
       ...(opts.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(opts.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}])) } : {}),
     },
     rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created: now, created_by: `burrow import ${path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],
+    history: [{ created: now, created_by: `burrow import ${opts.source ?? path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],
   };
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDigest = putBlob(store, configBytes);
