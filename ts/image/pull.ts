@@ -105,8 +105,11 @@ export async function pull(store: Store, settings: StorageSettings, refStr: stri
     emit({ type: 'resolved', repository: ref.repository, tag: ref.digest ?? ref.tag ?? 'latest', layers: layers.map((l) => ({ digest: l.desc.digest, size: l.desc.size })) });
     // Layers already in the store are not fetched again; a layer listed twice is fetched once.
     const seen = new Set<string>();
+    // A layer unpacked already (same diff id) whose blob is not here — it came from a load or an
+    // import, with other compression — is not unpacked again, but its blob is fetched: the
+    // record names it, and save and push read it.
     const queue = layers.filter((l) => {
-      if (store.layer(l.diffId)) {
+      if (store.layer(l.diffId) && store.hasBlob(l.desc.digest)) {
         layerEvent(l.desc.digest, 'Already exists');
         return false;
       }
@@ -125,6 +128,17 @@ export async function pull(store: Store, settings: StorageSettings, refStr: stri
     const worker = async (): Promise<void> => {
       while (next < queue.length && !signal.aborted) {
         const l = queue[next++]!;
+        if (store.layer(l.diffId)) {
+          try {
+            await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), { onProgress: (p) => layerEvent(l.desc.digest, 'Downloading', p.completed, p.total), signal });
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          layerEvent(l.desc.digest, 'Download complete');
+          layerEvent(l.desc.digest, 'Pull complete');
+          continue;
+        }
         // Unpacked while it downloads: decompression and file creation overlap the transfer.
         const stream = new FollowingUnpack(store, settings, l.desc.digest, l.diffId, l.desc.size);
         try {
