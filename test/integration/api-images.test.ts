@@ -8,9 +8,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGE, setup, type Env } from './lifecycle.helpers';
+import { closeAllProxies, startProxy } from './image-helpers';
+import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
@@ -25,6 +27,7 @@ let token: any;
 let htpasswd: any;
 let main: any;
 let small: any;
+let slow: any;
 let mainRef: string;
 
 interface Msg {
@@ -55,11 +58,13 @@ beforeAll(async () => {
   env = setup('api-images');
   main = buildMainImage(path.join(env.work, 'main'), { tag: 'v1', bigSize: 4 * 1024 * 1024 });
   small = buildSmallImage(path.join(env.work, 'small'), { tag: 'v1' });
+  slow = buildSmallImage(path.join(env.work, 'slow'), { tag: 'v1', size: 4 * 1024 * 1024 });
   anon = await startRegistry({ mode: 'anonymous' });
   token = await startRegistry({ mode: 'token' });
   htpasswd = await startRegistry({ mode: 'htpasswd' });
   mainRef = await pushImage(anon, main, 'test/main');
   await pushImage(anon, small, 'test/broken');
+  await pushImage(anon, slow, 'test/slow');
   // The service must not find credentials of the user running the tests.
   const home = path.join(env.work, 'home');
   fs.mkdirSync(home, { recursive: true });
@@ -67,6 +72,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await closeAllProxies();
   await svc?.stop();
   await anon?.stop();
   await token?.stop();
@@ -131,6 +137,40 @@ describe('images through the Engine API', () => {
     expect(last.errorDetail).toEqual({ message: last.error });
     expect((await svc.request('GET', `/images/${anon.host}/test/broken:v1/json`)).status).toBe(404);
     expect(fs.existsSync(path.join(env.store, 'images', `${small.config.digest.slice(7)}.json`))).toBe(false);
+  });
+
+  it('cancels a pull whose client went away: no image, the download stopped, and the next pull completes it', async () => {
+    const proxy = await startProxy(anon.host, { rate: 256 * 1024 });
+    const ref = `${proxy.host}/test/slow:v1`;
+    const marker = path.join(env.store, 'tmp', `pull-${svc.child.pid}`);
+    // Read the stream until the layer is downloading, then hang up.
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ socketPath: svc.sock, method: 'POST', path: `/images/create?fromImage=${encodeURIComponent(ref)}` }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => {
+          text += d;
+          if (text.includes('"Downloading"')) {
+            req.destroy();
+            resolve();
+          }
+        });
+        res.on('end', () => reject(new Error(`the pull ended before it was cancelled: ${text}`)));
+      });
+      req.on('error', () => undefined);
+      req.end();
+    });
+    // The service's pull ends (its marker goes) once it saw the client leave.
+    for (let i = 0; fs.existsSync(marker); i++) {
+      if (i > 600) throw new Error('the pull did not stop after its client went away');
+      await sleep(50);
+    }
+    expect(proxy.bytesDown).toBeLessThan(slow.layers[0].size);
+    expect(fs.existsSync(path.join(env.store, 'images', `${slow.config.digest.slice(7)}.json`))).toBe(false);
+    expect((await svc.request('GET', `/images/${ref}/json`)).status).toBe(404);
+    proxy.rate = undefined;
+    const again = lines((await svc.request('POST', `/images/create?fromImage=${encodeURIComponent(ref)}`)).text);
+    expect(again[again.length - 1]).toEqual({ status: `Status: Downloaded newer image for ${ref}` });
+    expect((await svc.request('GET', `/images/${ref}/json`)).json()).toMatchObject({ Id: slow.config.digest });
   });
 
   it('inspects, shows the history, tags and deletes; a used image is a 409, a missing one a 404', async () => {
