@@ -11,6 +11,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTrees } from '../../ts/storage/unpack';
+import type { StorageSettings } from '../../ts/storage/store';
 import { closeAllProxies, startProxy } from './image-helpers';
 import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
@@ -77,6 +79,16 @@ afterAll(async () => {
   await anon?.stop();
   await token?.stop();
   await htpasswd?.stop();
+  // Rootless, the store holds files of subordinate ids (the main image's user's): only the
+  // store's user namespace may delete them.
+  const settings = env && path.join(env.store, 'storage.json');
+  if (settings && fs.existsSync(settings)) {
+    const s = JSON.parse(fs.readFileSync(settings, 'utf8')) as StorageSettings;
+    if (s.idMode !== 'root') {
+      env.cleanup();
+      await removeTrees(s, [env.store]).catch(() => undefined);
+    }
+  }
   env?.dispose();
 });
 
