@@ -6,7 +6,7 @@
  * docker CLI on the same socket. The service runs as whoever runs the tests (root, then the
  * unprivileged test user).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -277,7 +277,7 @@ describe('images through the Engine API', () => {
 
   it('imports a tarball from the body with changes, and prunes it once it is dangling', async () => {
     const body = fs.readFileSync(path.join(env.work, 'busybox.tar.gz'));
-    const q = new URLSearchParams([['fromSrc', '-'], ['repo', 'imported/box'], ['tag', '1'], ['changes', 'CMD ["/bin/echo", "hi"]'], ['changes', 'ENV A=b']]);
+    const q = new URLSearchParams([['fromSrc', '-'], ['repo', 'imported/box'], ['tag', '1'], ['changes', 'CMD ["/bin/echo", "hi"]'], ['changes', 'ENV A=b'], ['changes', 'LABEL team=api "the.note"="two words"']]);
     const r = await svc.request('POST', `/images/create?${q}`, body, { 'Content-Type': 'application/x-tar' });
     expect(r.status).toBe(200);
     const [status] = lines(r.text);
@@ -286,6 +286,17 @@ describe('images through the Engine API', () => {
     expect(ins.Id).toBe(status!.status);
     expect(ins.Config.Cmd).toEqual(['/bin/echo', 'hi']);
     expect(ins.Config.Env).toContain('A=b');
+    const ids = async (filters: object): Promise<string[]> => (await svc.request('GET', `/images/json?filters=${encodeURIComponent(JSON.stringify(filters))}`)).json<{ Id: string }[]>().map((i) => i.Id);
+    expect(await ids({ label: ['team=api'] })).toEqual([ins.Id]);
+    expect(await ids({ label: ['team=api', 'the.note=two words'] })).toEqual([ins.Id]);
+    expect(await ids({ label: ['team=other'] })).toEqual([]);
+    // The harness's images are dated long ago, the import now.
+    expect(await ids({ since: [mainRef] })).toContain(ins.Id);
+    expect(await ids({ since: [mainRef] })).not.toContain(main.config.digest);
+    expect(await ids({ before: ['imported/box:1'] })).toContain(main.config.digest);
+    expect(await ids({ before: ['imported/box:1'] })).not.toContain(ins.Id);
+    const labels = (await svc.request('GET', '/images/json')).json<{ Id: string; Labels: Record<string, string> | null }[]>();
+    expect(labels.find((i) => i.Id === ins.Id)?.Labels).toEqual({ team: 'api', 'the.note': 'two words' });
     const bad = await svc.request('POST', `/images/create?fromSrc=-&changes=${encodeURIComponent('USER nobody')}`, body);
     expect(bad.status).toBe(400);
 
@@ -330,30 +341,60 @@ describe('images through the Engine API', () => {
 const DOCKER = '/usr/local/bin/docker';
 
 describe.skipIf(!fs.existsSync(DOCKER))('the docker CLI on the service', () => {
-  it('pulls, lists, saves, removes and loads an image', () => {
+  it('pulls, lists, saves, removes and loads an image; logs in and pushes; shows history, inspects and prunes', async () => {
     const cfg = path.join(env.work, 'docker-cli');
     fs.mkdirSync(cfg, { recursive: true });
-    const docker = (args: string[], input?: Buffer) => {
-      const r = spawnSync(DOCKER, ['-H', svc.host, ...args], { env: { PATH: process.env.PATH, HOME: cfg, DOCKER_CONFIG: cfg }, input, maxBuffer: 256 << 20, timeout: 120_000 });
-      return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
-    };
-    const pulled = docker(['pull', mainRef]);
+    // Not spawnSync: the token registry's token server runs in this process and must answer.
+    const docker = (args: string[], input?: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(DOCKER, ['-H', svc.host, ...args], { env: { PATH: process.env.PATH, HOME: cfg, DOCKER_CONFIG: cfg } });
+        const out: Buffer[] = [];
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => out.push(d));
+        child.stderr.on('data', (d: Buffer) => (err += d));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+        child.stdin.on('error', () => undefined);
+        child.stdin.end(input);
+      });
+    const pulled = await docker(['pull', mainRef]);
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(pulled.stdout.toString()).toMatch(/Image is up to date|Downloaded newer image/);
-    const images = docker(['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}']);
+    const images = await docker(['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}']);
     expect(images.code, images.stderr).toBe(0);
     expect(images.stdout.toString()).toContain(`${mainRef} ${main.config.digest.slice(7, 19)}`);
-    const saved = docker(['save', mainRef]);
+    const saved = await docker(['save', mainRef]);
     expect(saved.code, saved.stderr).toBe(0);
-    const rmi = docker(['rmi', mainRef]);
+    const rmi = await docker(['rmi', mainRef]);
     expect(rmi.code, rmi.stderr).toBe(0);
     expect(rmi.stdout.toString()).toContain(`Untagged: ${mainRef}`);
     expect(rmi.stdout.toString()).toContain(`Deleted: ${main.config.digest}`);
-    const loaded = docker(['load'], saved.stdout);
+    const loaded = await docker(['load'], saved.stdout);
     expect(loaded.code, loaded.stderr).toBe(0);
     expect(loaded.stdout.toString()).toContain(`Loaded image: ${mainRef}`);
-    const missing = docker(['rmi', 'no/such:image']);
+    const missing = await docker(['rmi', 'no/such:image']);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain('No such image: no/such:image');
+
+    // login goes through POST /auth; push sends what login stored as X-Registry-Auth.
+    const badLogin = await docker(['login', '-u', token.user, '--password-stdin', token.host], Buffer.from('wrong\n'));
+    expect(badLogin.code).not.toBe(0);
+    const login = await docker(['login', '-u', token.user, '--password-stdin', token.host], Buffer.from(`${token.password}\n`));
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stdout.toString()).toContain('Login Succeeded');
+    const dest = `${token.host}/cli/main:v3`;
+    expect((await docker(['tag', mainRef, dest])).code).toBe(0);
+    const pushed = await docker(['push', dest]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    // Loaded from a docker-archive, the image has a manifest of its own (uncompressed layers).
+    expect(pushed.stdout.toString()).toMatch(/\nv3: digest: sha256:[a-f0-9]{64} size: \d+\n/);
+    const hist = await docker(['history', '--format', '{{.ID}} {{.Size}}', mainRef]);
+    expect(hist.code, hist.stderr).toBe(0);
+    expect(hist.stdout.toString().split('\n')[0]).toMatch(new RegExp(`^${main.config.digest.slice(7, 19)} `));
+    const inspected = await docker(['image', 'inspect', '--format', '{{.Id}} {{.Os}}', mainRef]);
+    expect(inspected.stdout.toString().trim()).toBe(`${main.config.digest} linux`);
+    const pruned = await docker(['image', 'prune', '-f']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(pruned.stdout.toString()).toContain('Total reclaimed space');
   });
 });

@@ -425,9 +425,34 @@ export interface ImageChanges {
   env?: string[];
   workingDir?: string;
   exposedPorts?: string[];
+  labels?: Record<string, string>;
 }
 
-/** Dockerfile-like `--change` instructions: CMD, ENV, WORKDIR, EXPOSE. */
+/**
+ * `LABEL k=v k2="v 2"` as the Dockerfile has it: pairs, values optionally double-quoted (with
+ * backslash escapes); the old `LABEL k v` form is one pair.
+ */
+function labelPairs(arg: string, change: string): [string, string][] {
+  const s = arg.trim();
+  if (!s.includes('=')) {
+    const m = /^(\S+)\s+(.*)$/s.exec(s);
+    if (!m) throw new BurrowError('EUSAGE', `invalid --change ${change}: want LABEL KEY=VALUE …`);
+    return [[m[1]!, m[2]!]];
+  }
+  const out: [string, string][] = [];
+  const re = /\s*("(?:[^"\\]|\\.)*"|[^=\s]+)=("(?:[^"\\]|\\.)*"|\S*)/gy;
+  const unquote = (v: string): string => (v.startsWith('"') ? v.slice(1, -1).replace(/\\(.)/g, '$1') : v);
+  let m: RegExpExecArray | null;
+  let end = 0;
+  while ((m = re.exec(s)) !== null && m[0] !== '') {
+    out.push([unquote(m[1]!), unquote(m[2]!)]);
+    end = re.lastIndex;
+  }
+  if (s.slice(end).trim()) throw new BurrowError('EUSAGE', `invalid --change ${change}: want LABEL KEY=VALUE …`);
+  return out;
+}
+
+/** Dockerfile-like `--change` instructions: CMD, ENV, WORKDIR, EXPOSE, LABEL. */
 export function parseChanges(changes: string[]): ImageChanges {
   const out: ImageChanges = {};
   for (const c of changes) {
@@ -461,8 +486,11 @@ export function parseChanges(changes: string[]): ImageChanges {
           (out.exposedPorts ??= []).push(p);
         }
         break;
+      case 'LABEL':
+        for (const [k, v] of labelPairs(arg, c)) (out.labels ??= {})[k] = v;
+        break;
       default:
-        throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR, EXPOSE)`);
+        throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR, EXPOSE, LABEL)`);
     }
   }
   return out;

@@ -46,6 +46,7 @@ export interface ImportOptions {
   workingDir?: string;
   /** EXPOSE: "80", "53/udp" (what -P publishes). */
   exposedPorts?: string[];
+  labels?: Record<string, string>;
   message?: string;
   /** What the history names as the source (default: the file's name). */
   source?: string;
@@ -73,6 +74,7 @@ export async function importTarball(store: Store, settings: StorageSettings, fil
       ...(opts.cmd ? { Cmd: opts.cmd } : {}),
       ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
       ...(opts.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(opts.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}])) } : {}),
+      ...(opts.labels && Object.keys(opts.labels).length ? { Labels: opts.labels } : {}),
     },
     rootfs: { type: 'layers', diff_ids: [diffId] },
     history: [{ created: now, created_by: `burrow import ${opts.source ?? path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],

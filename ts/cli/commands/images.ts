@@ -77,7 +77,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .description('create an image from a root filesystem tarball (plain, gzip or zstd)')
     .argument('<file>', 'tarball path')
     .argument('[reference]', 'name[:tag] for the image')
-    .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR or EXPOSE to the image config', collect, [])
+    .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR, EXPOSE or LABEL to the image config', collect, [])
     .option('-m, --message <text>', 'commit message for the history')
     .action(async (file: string, ref: string | undefined, opts: { change: string[]; message?: string }, cmd: Command) => {
       const { importImage } = await import('../../engine/images');

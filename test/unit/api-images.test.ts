@@ -104,3 +104,20 @@ describe('image route helpers', () => {
     expect(pullReference('team/app:2', 'latest')).toBe('team/app:2');
   });
 });
+
+describe('--change (import, commit)', () => {
+  it('parses CMD, ENV, WORKDIR, EXPOSE and LABEL, and refuses the rest', async () => {
+    const { parseChanges } = await import('../../ts/engine/images');
+    expect(parseChanges(['CMD ["/bin/echo", "hi"]', 'ENV A=b', 'WORKDIR /w', 'EXPOSE 80 53/udp', 'LABEL a=1 b="two words" c= "d.e"=f', 'LABEL old style'])).toEqual({
+      cmd: ['/bin/echo', 'hi'],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'A=b'],
+      workingDir: '/w',
+      exposedPorts: ['80', '53/udp'],
+      labels: { a: '1', b: 'two words', c: '', 'd.e': 'f', old: 'style' },
+    });
+    expect(parseChanges(['CMD echo hi']).cmd).toEqual(['/bin/sh', '-c', 'echo hi']);
+    expect(() => parseChanges(['USER nobody'])).toThrow(/not supported/);
+    expect(() => parseChanges(['CMD ["unterminated'])).toThrow(/JSON list/);
+    expect(() => parseChanges(['EXPOSE eighty'])).toThrow(/EXPOSE/);
+  });
+});
