@@ -263,6 +263,23 @@ describe('images through the Engine API', () => {
     expect(cut.json<{ message: string }>().message).toMatch(/request body/);
     expect((await svc.request('GET', `/images/${main.config.digest}/json`)).status).toBe(404);
 
+    // A client that hangs up halfway through the upload: the load stops, its work goes, no image.
+    const loads = (): string[] => fs.readdirSync(path.join(env.store, 'tmp')).filter((n) => n.startsWith(`load-${svc.child.pid}-`));
+    const upload = http.request({ socketPath: svc.sock, method: 'POST', path: '/images/load', headers: { 'Content-Type': 'application/x-tar', 'Content-Length': String(tar.body.length) } });
+    upload.on('error', () => undefined);
+    upload.write(tar.body.subarray(0, Math.floor(tar.body.length / 2)));
+    // Hung up once the service is at work on it.
+    for (let i = 0; !loads().length; i++) {
+      if (i > 600) throw new Error('the load never started');
+      await sleep(50);
+    }
+    upload.destroy();
+    for (let i = 0; loads().length; i++) {
+      if (i > 600) throw new Error(`the load's work stayed after its client went away: ${loads().join(' ')}`);
+      await sleep(50);
+    }
+    expect((await svc.request('GET', `/images/${main.config.digest}/json`)).status).toBe(404);
+
     const load = await svc.request('POST', '/images/load?quiet=1', tar.body, { 'Content-Type': 'application/x-tar' });
     expect(load.status).toBe(200);
     expect(lines(load.text)).toEqual([{ stream: `Loaded image: ${mainRef}\n` }]);

@@ -291,8 +291,9 @@ export interface ImageSummary {
    */
   names: [string | undefined, string][];
   created?: string;
-  /** What the image's content takes in the store (shared content counted in each image); 0 unless asked for. */
+  /** What the image's content takes in the store (shared content counted in each image); 0 when not asked for. */
   size: number;
+  /** Its config's labels; empty when not asked for. */
   labels: Record<string, string>;
 }
 
@@ -320,7 +321,7 @@ function labelMatches(want: string, labels: Record<string, string>): boolean {
 }
 
 /** Images, newest first, filtered as Docker filters them. */
-export async function listImages(ctx: EngineContext, f: ImageFilters = {}, o: { sizes?: boolean } = {}): Promise<ImageSummary[]> {
+export async function listImages(ctx: EngineContext, f: ImageFilters = {}, o: { sizes?: boolean; labels?: boolean } = {}): Promise<ImageSummary[]> {
   const { imageDiskSize } = await import('../storage/refs');
   const cache = new Map<string, number>();
   const time = (img: ImageRecord): number => Date.parse(img.created ?? img.pulledAt) || 0;
@@ -342,7 +343,8 @@ export async function listImages(ctx: EngineContext, f: ImageFilters = {}, o: { 
       names = names.filter(([full, tag]) => full !== undefined && refs.some((m) => m(full, tag)));
       if (!names.length) continue;
     }
-    const labels = imageLabels(ctx, img);
+    // Read from the config only when asked for or filtered on (`images` shows none).
+    const labels = o.labels !== false || f.label ? imageLabels(ctx, img) : {};
     if (f.label && !f.label.every((l) => labelMatches(l, labels))) continue;
     const repoTags = names.filter(([full, tag]) => full !== undefined && tag !== '<none>').map(([full, tag]) => `${full}:${tag}`);
     out.push({ record: img, id: img.id, repoTags, repoDigests: img.repoDigests, names, ...(img.created ? { created: img.created } : {}), size: o.sizes === false ? 0 : imageDiskSize(ctx.store, img, cache), labels });

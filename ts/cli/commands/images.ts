@@ -207,7 +207,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--format <template>', 'Go-template-like format, or json')
     .action(async (reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
       const { listImages } = await import('../../engine/images');
-      const images = await listImages(context(cmd), reference === undefined ? {} : { reference: [reference] }, { sizes: !opts.quiet });
+      const images = await listImages(context(cmd), reference === undefined ? {} : { reference: [reference] }, { sizes: !opts.quiet, labels: false });
       const rows: Record<string, string>[] = [];
       for (const img of images) {
         const id = img.id.replace(/^sha256:/, '');
