@@ -19,7 +19,7 @@ import { startService, type Service } from './api.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
-import { buildMainImage, buildSmallImage, pushImage } from '../harness/images.mjs';
+import { buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 let env: Env;
@@ -30,6 +30,7 @@ let htpasswd: any;
 let main: any;
 let small: any;
 let slow: any;
+let multi: any;
 let mainRef: string;
 
 interface Msg {
@@ -61,12 +62,14 @@ beforeAll(async () => {
   main = buildMainImage(path.join(env.work, 'main'), { tag: 'v1', bigSize: 4 * 1024 * 1024 });
   small = buildSmallImage(path.join(env.work, 'small'), { tag: 'v1' });
   slow = buildSmallImage(path.join(env.work, 'slow'), { tag: 'v1', size: 4 * 1024 * 1024 });
+  multi = buildMultiPlatformImage(path.join(env.work, 'multi'));
   anon = await startRegistry({ mode: 'anonymous' });
   token = await startRegistry({ mode: 'token' });
   htpasswd = await startRegistry({ mode: 'htpasswd' });
   mainRef = await pushImage(anon, main, 'test/main');
   await pushImage(anon, small, 'test/broken');
   await pushImage(anon, slow, 'test/slow');
+  await pushImage(anon, multi, 'test/multi');
   // The service must not find credentials of the user running the tests.
   const home = path.join(env.work, 'home');
   fs.mkdirSync(home, { recursive: true });
@@ -129,6 +132,14 @@ describe('images through the Engine API', () => {
     const dangling = (await svc.request('GET', `/images/json?filters=${encodeURIComponent(JSON.stringify({ dangling: ['true'] }))}`)).json<{ Id: string }[]>();
     expect(dangling.map((i) => i.Id)).not.toContain(main.config.digest);
     expect((await svc.request('GET', `/images/json?filters=${encodeURIComponent(JSON.stringify({ nonsense: ['x'] }))}`)).status).toBe(400);
+  });
+
+  it('pulls the platform asked for from a multi-platform image, under the digest of its index', async () => {
+    const ref = `${anon.host}/test/multi:multi`;
+    const r = lines((await svc.request('POST', `/images/create?fromImage=${encodeURIComponent(`${anon.host}/test/multi`)}&tag=multi&platform=linux/arm64`)).text);
+    expect(r).toContainEqual({ status: `Digest: ${multi.index.digest}` });
+    expect(r[r.length - 1]).toEqual({ status: `Status: Downloaded newer image for ${ref}` });
+    expect((await svc.request('GET', `/images/${ref}/json`)).json()).toMatchObject({ Id: multi.images.arm64.config.digest, Architecture: 'arm64', RepoDigests: [`${anon.host}/test/multi@${multi.index.digest}`] });
   });
 
   it('answers a missing image or an unreachable registry with a status, and a failure after the stream started with an errorDetail line, leaving no image', async () => {
@@ -334,7 +345,8 @@ describe('images through the Engine API', () => {
   });
 
   it('checks credentials with POST /auth as login does: 200 for good ones, 401 for bad ones', async () => {
-    const good = await svc.request('POST', '/v1.41/auth', { username: htpasswd.user, password: htpasswd.password, serveraddress: htpasswd.host });
+    // As docker-py sends it: email null.
+    const good = await svc.request('POST', '/v1.41/auth', { username: htpasswd.user, password: htpasswd.password, email: null, serveraddress: htpasswd.host });
     expect(good.status).toBe(200);
     expect(good.json()).toEqual({ Status: 'Login Succeeded', IdentityToken: '' });
     const bad = await svc.request('POST', '/v1.41/auth', { username: htpasswd.user, password: 'wrong', serveraddress: `http://${htpasswd.host}` });

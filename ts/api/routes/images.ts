@@ -332,7 +332,8 @@ async function auth(req: ApiRequest, res: ServerResponse): Promise<void> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'want a JSON object: {"username", "password", "serveraddress"}');
   const b = body as Record<string, unknown>;
   for (const k of ['username', 'password', 'serveraddress', 'email', 'identitytoken', 'registrytoken', 'auth']) {
-    if (b[k] !== undefined && typeof b[k] !== 'string') throw new ApiError(400, `${k} must be a string`);
+    // docker-py sends null for what it was not given (email).
+    if (b[k] !== undefined && b[k] !== null && typeof b[k] !== 'string') throw new ApiError(400, `${k} must be a string`);
   }
   const username = (b.username as string | undefined) ?? '';
   const password = (b.password as string | undefined) ?? '';
