@@ -10,17 +10,11 @@ export function context(cmd: Command): Ctx {
   return engineContext(cmd.optsWithGlobals<GlobalOptions>());
 }
 
-/** The config file's registries (insecure, mirrors) merged under what a command adds. */
+/** The config file's registries (insecure, mirrors) merged under what a command adds (ts/engine/registry.ts). */
 export function registryOptions(extra: RegistryOptions = {}): RegistryOptions {
+  // Loaded when used: the module (and the config file) only for commands that need them.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { loadConfig } = require('../config/config') as typeof import('../config/config');
-  const r = loadConfig().registries;
-  const insecure = [...r.insecure, ...(process.env.BURROW_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean)];
-  return {
-    ...(insecure.length ? { insecureRegistries: insecure } : {}),
-    ...(Object.keys(r.mirrors).length ? { mirrors: r.mirrors } : {}),
-    ...extra,
-  };
+  return (require('../engine/registry') as typeof import('../engine/registry')).registryOptions(extra);
 }
 
 export function collect(value: string, previous: string[] = []): string[] {

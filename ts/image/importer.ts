@@ -46,7 +46,10 @@ export interface ImportOptions {
   workingDir?: string;
   /** EXPOSE: "80", "53/udp" (what -P publishes). */
   exposedPorts?: string[];
+  labels?: Record<string, string>;
   message?: string;
+  /** What the history names as the source (default: the file's name). */
+  source?: string;
 }
 
 export async function importTarball(store: Store, settings: StorageSettings, file: string, reference: string | undefined, opts: ImportOptions = {}): Promise<ImageRecord> {
@@ -71,9 +74,10 @@ export async function importTarball(store: Store, settings: StorageSettings, fil
       ...(opts.cmd ? { Cmd: opts.cmd } : {}),
       ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
       ...(opts.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(opts.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}])) } : {}),
+      ...(opts.labels && Object.keys(opts.labels).length ? { Labels: opts.labels } : {}),
     },
     rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created: now, created_by: `burrow import ${path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],
+    history: [{ created: now, created_by: `burrow import ${opts.source ?? path.basename(file)}`, ...(opts.message ? { comment: opts.message } : {}) }],
   };
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDigest = putBlob(store, configBytes);

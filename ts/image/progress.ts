@@ -160,3 +160,80 @@ export class Progress {
     }
   }
 }
+
+/** What a layer (or blob) of a pull or push is doing; the names are Docker's. */
+export type LayerStatus =
+  | 'Already exists'
+  | 'Waiting'
+  | 'Downloading'
+  | 'Download complete'
+  | 'Extracting'
+  | 'Pull complete'
+  | 'Preparing'
+  | 'Layer already exists'
+  | 'Mounted'
+  | 'Pushing'
+  | 'Pushed';
+
+/**
+ * A pull's or a push's progress, as the engine reports it: the CLI draws it (transferRenderer
+ * below), the API translates it into Docker's JSON progress stream (ts/api/progress-json.ts).
+ */
+export type TransferEvent =
+  /** The transfer begins (before the registry was asked anything). */
+  | { type: 'start'; op: 'pull' | 'push'; ref: string }
+  /** Pull: the manifest is known; `layers` in the image's order. */
+  | { type: 'resolved'; repository: string; tag: string; layers: { digest: string; size: number }[] }
+  | { type: 'layer'; digest: string; status: LayerStatus; current?: number; total?: number; from?: string }
+  /** Pull: the digest the image was pulled by (the index's for a multi-platform image). */
+  | { type: 'digest'; digest: string }
+  /** Push: the manifest is in the registry. */
+  | { type: 'pushed'; tag?: string; digest: string; size: number };
+
+export type TransferHook = (e: TransferEvent) => void;
+
+/**
+ * The CLI's display of a pull or push from its events (the text burrow always printed on
+ * stderr). `finish` leaves the final state on the screen; call it when the transfer ends,
+ * however it ends.
+ */
+export function transferRenderer(mode: Mode, out?: NodeJS.WriteStream): { onEvent: TransferHook; finish(): void } {
+  const p = new Progress(mode, out);
+  return {
+    onEvent(e) {
+      switch (e.type) {
+        case 'start':
+          p.line(e.op === 'pull' ? `Trying to pull ${e.ref}...` : `Pushing ${e.ref}...`);
+          break;
+        case 'resolved':
+          break;
+        case 'digest':
+          p.finish();
+          p.line(`Digest: ${e.digest}`);
+          break;
+        case 'pushed':
+          p.line(`${e.tag ?? e.digest}: digest: ${e.digest} size: ${e.size}`);
+          break;
+        case 'layer':
+          switch (e.status) {
+            case 'Waiting':
+              p.pending(e.digest);
+              break;
+            case 'Downloading':
+              p.update(e.digest, e.current ?? 0, e.total ?? 0);
+              break;
+            case 'Mounted':
+              p.done(e.digest, `Mounted from ${e.from ?? ''}`);
+              break;
+            case 'Extracting':
+            case 'Preparing':
+            case 'Pushing':
+              break;
+            default:
+              p.done(e.digest, e.status);
+          }
+      }
+    },
+    finish: () => p.finish(),
+  };
+}

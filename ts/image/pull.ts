@@ -24,15 +24,34 @@ import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { cleanStaleTmp, FollowingUnpack } from '../storage/unpack';
 import { putBlob } from './importer';
 import { checkLayersMatchConfig, parsePlatform, type Descriptor } from './manifest';
-import { Progress, progressMode } from './progress';
+import { progressMode, transferRenderer, type LayerStatus, type TransferHook } from './progress';
 import { parseReference } from './reference';
 import { RegistryClient, type RegistryOptions } from './registry';
 
 export interface PullOptions {
+  /** No progress display (only without `onEvent`). */
   quiet?: boolean;
   platform?: string;
   registry?: RegistryOptions;
   signal?: AbortSignal;
+  /**
+   * Where progress goes. Without it the pull draws its progress on stderr itself (what
+   * callers that are not yet engine-based expect); the engine always passes one.
+   */
+  onEvent?: TransferHook;
+  /**
+   * Ctrl-C stops the pull and says what it kept (the CLI). Default: true without `onEvent`;
+   * a service has no terminal and cancels through `signal`.
+   */
+  interruptible?: boolean;
+}
+
+export interface PullResult {
+  image: ImageRecord;
+  /** The digest it was pulled by (the index's for a multi-platform image). */
+  digest: string;
+  /** The image was here already under this name: nothing changed (Docker's "Image is up to date"). */
+  upToDate: boolean;
 }
 
 const PARALLEL_DOWNLOADS = 4;
@@ -43,13 +62,20 @@ function firstReal(errors: unknown[]): unknown {
 }
 
 export async function pullImage(store: Store, settings: StorageSettings, refStr: string, opts: PullOptions = {}): Promise<ImageRecord> {
+  return (await pull(store, settings, refStr, opts)).image;
+}
+
+export async function pull(store: Store, settings: StorageSettings, refStr: string, opts: PullOptions = {}): Promise<PullResult> {
   const ref = parseReference(refStr);
   store.init();
   await cleanStaleTmp(store, settings);
   const marker = store.p('tmp', `pull-${process.pid}`);
   fs.writeFileSync(marker, refStr);
   const client = new RegistryClient(opts.registry ?? {});
-  const progress = new Progress(progressMode(!!opts.quiet));
+  const own = opts.onEvent ? undefined : transferRenderer(progressMode(!!opts.quiet));
+  const emit: TransferHook = opts.onEvent ?? own!.onEvent;
+  const layerEvent = (digest: string, status: LayerStatus, current?: number, total?: number): void =>
+    emit({ type: 'layer', digest, status, ...(current !== undefined ? { current } : {}), ...(total !== undefined ? { total } : {}) });
   // One signal for everything this pull does: the caller's, or our own abort on a failure.
   const ac = new AbortController();
   const onAbort = (): void => ac.abort(opts.signal?.reason);
@@ -64,9 +90,10 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
     process.off('SIGINT', onSigint);
     ac.abort(new BurrowError('ECANCELED', `pull of ${ref.familiar()}: interrupted`));
   };
-  process.on('SIGINT', onSigint);
+  const interruptible = opts.interruptible ?? !opts.onEvent;
+  if (interruptible) process.on('SIGINT', onSigint);
   try {
-    progress.line(`Trying to pull ${ref.canonical()}...`);
+    emit({ type: 'start', op: 'pull', ref: ref.canonical() });
     const m = await client.getManifest(ref, { ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}), signal });
     const { config, bytes: configBytes } = await client.getConfig(ref, m.manifest, { signal });
     checkLayersMatchConfig(m.manifest, config);
@@ -75,18 +102,22 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
       throw new BurrowError('EDIGEST_MISMATCH', `image config: expected ${m.manifest.config.digest}, got ${configDigest}`);
     }
     const layers = m.manifest.layers.map((d: Descriptor, i: number) => ({ desc: d, diffId: config.rootfs.diff_ids[i]!, index: i }));
+    emit({ type: 'resolved', repository: ref.repository, tag: ref.digest ?? ref.tag ?? 'latest', layers: layers.map((l) => ({ digest: l.desc.digest, size: l.desc.size })) });
     // Layers already in the store are not fetched again; a layer listed twice is fetched once.
     const seen = new Set<string>();
+    // A layer unpacked already (same diff id) whose blob is not here — it came from a load or an
+    // import, with other compression — is not unpacked again, but its blob is fetched: the
+    // record names it, and save and push read it.
     const queue = layers.filter((l) => {
-      if (store.layer(l.diffId)) {
-        progress.done(l.desc.digest, 'Already exists');
+      if (store.layer(l.diffId) && store.hasBlob(l.desc.digest)) {
+        layerEvent(l.desc.digest, 'Already exists');
         return false;
       }
       if (seen.has(l.diffId)) return false;
       seen.add(l.diffId);
       return true;
     });
-    for (const l of queue) progress.pending(l.desc.digest);
+    for (const l of queue) layerEvent(l.desc.digest, 'Waiting');
     const errors: unknown[] = [];
     const fail = (err: unknown): void => {
       errors.push(err);
@@ -97,12 +128,23 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
     const worker = async (): Promise<void> => {
       while (next < queue.length && !signal.aborted) {
         const l = queue[next++]!;
+        if (store.layer(l.diffId)) {
+          try {
+            await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), { onProgress: (p) => layerEvent(l.desc.digest, 'Downloading', p.completed, p.total), signal });
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          layerEvent(l.desc.digest, 'Download complete');
+          layerEvent(l.desc.digest, 'Pull complete');
+          continue;
+        }
         // Unpacked while it downloads: decompression and file creation overlap the transfer.
         const stream = new FollowingUnpack(store, settings, l.desc.digest, l.diffId, l.desc.size);
         try {
           if (!store.hasBlob(l.desc.digest)) {
             await client.fetchBlob(ref, l.desc, store.blobPath(l.desc.digest), {
-              onProgress: (p) => progress.update(l.desc.digest, p.completed, p.total),
+              onProgress: (p) => layerEvent(l.desc.digest, 'Downloading', p.completed, p.total),
               signal,
               tap: stream,
             });
@@ -112,12 +154,13 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
           fail(err);
           return;
         }
-        progress.done(l.desc.digest, 'Download complete');
+        layerEvent(l.desc.digest, 'Download complete');
+        layerEvent(l.desc.digest, 'Extracting', l.desc.size, l.desc.size);
         // Handled here and now: a rejection must not wait for the downloads to finish.
         unpacks.push(
           // Committed only now that the blob's digest is checked (and the diff id, by the runtime).
           stream.finish().then(
-            () => progress.done(l.desc.digest, 'Pull complete'),
+            () => layerEvent(l.desc.digest, 'Pull complete'),
             (err: unknown) => {
               // Say which image and which of its layers: the runtime names only the entry.
               const what = `${ref.familiar()}: layer ${l.index + 1} of ${layers.length} (${l.desc.digest})`;
@@ -155,17 +198,20 @@ export async function pullImage(store: Store, settings: StorageSettings, refStr:
       pulledAt: now,
     };
     // A reference pinned by digest names no tag, even when it also has one (as in Docker).
-    store.saveImage(rec, ref.tag !== undefined && ref.digest === undefined ? `${ref.name}:${ref.tag}` : undefined);
-    progress.finish();
-    progress.line(`Digest: ${m.index?.digest ?? m.digest}`);
-    return store.image(rec.id)!;
+    const tag = ref.tag !== undefined && ref.digest === undefined ? `${ref.name}:${ref.tag}` : undefined;
+    const before = store.image(rec.id);
+    const upToDate = !!before && (tag ? store.tags()[tag] === rec.id : before.repoDigests.includes(rec.repoDigests[0]!));
+    store.saveImage(rec, tag);
+    const digest = m.index?.digest ?? m.digest;
+    emit({ type: 'digest', digest });
+    return { image: store.image(rec.id)!, digest, upToDate };
   } catch (err) {
     if (interrupted) throw interruptedError(store, ref.familiar(), err);
     throw err;
   } finally {
     process.off('SIGINT', onSigint);
     opts.signal?.removeEventListener('abort', onAbort);
-    progress.finish();
+    own?.finish();
     client.close();
     fs.rmSync(marker, { force: true });
   }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { BurrowError } from '../errors';
 import type { Store } from '../storage/store';
 import { parseManifest, type Descriptor } from './manifest';
-import { Progress } from './progress';
+import { transferRenderer, type TransferHook } from './progress';
 import { parseReference } from './reference';
 import { RegistryClient, type RegistryOptions } from './registry';
 import { requireImage } from './resolve';
@@ -18,9 +18,14 @@ export interface PushOptions {
   quiet?: boolean;
   registry?: RegistryOptions;
   signal?: AbortSignal;
+  /** Where progress goes; without it the push draws it on stderr itself (`quiet`: nothing). */
+  onEvent?: TransferHook;
 }
 
 export interface PushResult {
+  /** Where it went: registry/repository:tag (or @digest). */
+  destination: string;
+  tag?: string;
   digest: string;
   size: number;
   /** What happened to each blob, by digest: exists, mounted (from a repository), or pushed. */
@@ -55,19 +60,21 @@ export async function pushImage(store: Store, source: string, destination: strin
     .filter((n) => n.startsWith(`${dest.registry}/`) && n !== dest.name)
     .map((n) => n.slice(dest.registry.length + 1));
   const client = new RegistryClient(opts.registry ?? {});
-  const progress = new Progress(opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain');
+  const own = opts.onEvent ? undefined : transferRenderer(opts.quiet ? 'quiet' : process.stderr.isTTY ? 'tty' : 'plain');
+  const emit: TransferHook = opts.onEvent ?? own!.onEvent;
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const result: PushResult = { digest: '', size: bytes.length, blobs: {} };
+  const result: PushResult = { destination: dest.canonical(), ...(dest.tag ? { tag: dest.tag } : {}), digest: '', size: bytes.length, blobs: {} };
   try {
-    progress.line(`Pushing ${dest.canonical()}...`);
+    emit({ type: 'start', op: 'push', ref: dest.canonical() });
     const blobs: Descriptor[] = [...manifest.layers, manifest.config];
+    for (const d of blobs) emit({ type: 'layer', digest: d.digest, status: 'Preparing' });
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < blobs.length) {
         const d = blobs[next++]!;
         if (await client.blobExists(dest, d.digest, signal)) {
           result.blobs[d.digest] = { action: 'exists' };
-          progress.done(d.digest, 'Layer already exists');
+          emit({ type: 'layer', digest: d.digest, status: 'Layer already exists' });
           continue;
         }
         let mounted: string | undefined;
@@ -79,23 +86,24 @@ export async function pushImage(store: Store, source: string, destination: strin
         }
         if (mounted) {
           result.blobs[d.digest] = { action: 'mounted', from: mounted };
-          progress.done(d.digest, `Mounted from ${mounted}`);
+          emit({ type: 'layer', digest: d.digest, status: 'Mounted', from: mounted });
           continue;
         }
         if (!store.hasBlob(d.digest)) throw new BurrowError('EIMAGE_NOT_FOUND', `${source}: blob ${d.digest} is not in the store`, 'pull the image again, then push');
+        emit({ type: 'layer', digest: d.digest, status: 'Pushing', current: 0, total: d.size });
         await client.uploadBlob(dest, store.blobPath(d.digest), d, signal);
         result.blobs[d.digest] = { action: 'pushed' };
-        progress.done(d.digest, 'Pushed');
+        emit({ type: 'layer', digest: d.digest, status: 'Pushed' });
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, blobs.length) }, worker));
     result.digest = await client.putManifest(dest, bytes, manifest.mediaType, signal);
     // The image is now known by this name and digest too (as after a pull).
     store.saveImage({ ...img, repoTags: [], repoDigests: [`${dest.name}@${result.digest}`] });
-    progress.line(`${dest.tag ?? result.digest}: digest: ${result.digest} size: ${bytes.length}`);
+    emit({ type: 'pushed', ...(dest.tag ? { tag: dest.tag } : {}), digest: result.digest, size: bytes.length });
     return result;
   } finally {
-    progress.finish();
+    own?.finish();
     client.close();
   }
 }

@@ -1,40 +1,30 @@
 /** Image commands: import, pull, push, save, load, login, logout, images, rmi, tag, history, and the `image` group. */
 import { Option, type Command } from 'commander';
 import { BurrowError, EXIT, errorText } from '../../errors';
-import { collect, context, registryOptions } from '../context';
+import { collect, context } from '../context';
 import { ago, formatRows, humanSize, table } from '../format/table';
 import { writeOut } from '../write-out';
+import type { ImageHooks } from '../../engine/images';
+import { shownRepository } from '../../engine/image-names';
+
+export { referenceFilter, shownRepository, shownTag } from '../../engine/image-names';
 
 type SetExit = (code: number) => void;
 
-function parseChanges(changes: string[]): { cmd?: string[]; env?: string[]; workingDir?: string; exposedPorts?: string[] } {
-  const out: { cmd?: string[]; env?: string[]; workingDir?: string; exposedPorts?: string[] } = {};
-  for (const c of changes) {
-    const m = /^(\w+)\s+(.*)$/s.exec(c.trim());
-    if (!m) throw new BurrowError('EUSAGE', `invalid --change ${c}`);
-    const [, kw = '', arg = ''] = m;
-    const list = () => (arg.trim().startsWith('[') ? (JSON.parse(arg) as string[]) : ['/bin/sh', '-c', arg]);
-    switch (kw.toUpperCase()) {
-      case 'CMD':
-        out.cmd = list();
-        break;
-      case 'ENV':
-        out.env = [...(out.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']), arg.includes('=') ? arg : arg.replace(/\s+/, '=')];
-        break;
-      case 'WORKDIR':
-        out.workingDir = arg;
-        break;
-      case 'EXPOSE':
-        for (const p of arg.trim().split(/\s+/)) {
-          if (!/^\d+(-\d+)?(\/(tcp|udp))?$/.test(p)) throw new BurrowError('EUSAGE', `invalid --change EXPOSE ${p}: want PORT[/tcp|/udp]`);
-          (out.exposedPorts ??= []).push(p);
-        }
-        break;
-      default:
-        throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR, EXPOSE)`);
-    }
+/**
+ * Runs a pull or push with its progress drawn on stderr (redrawn in place at a terminal, a plain
+ * log elsewhere, nothing with -q): the engine reports events, this turns them into text.
+ */
+async function withProgress<T>(quiet: boolean | undefined, run: (hooks: ImageHooks) => Promise<T>, op: 'pull' | 'push' = 'pull'): Promise<T> {
+  const { progressMode, transferRenderer } = await import('../../image/progress');
+  // A push's display was never redrawn unless stderr alone is a terminal; a pull's needs both.
+  const mode = quiet ? 'quiet' : op === 'pull' ? progressMode(false) : process.stderr.isTTY ? 'tty' : 'plain';
+  const r = transferRenderer(mode);
+  try {
+    return await run({ progress: r.onEvent });
+  } finally {
+    r.finish();
   }
-  return out;
 }
 
 /** Go's stringutils.Ellipsis, as `docker history` truncates CREATED BY. */
@@ -67,39 +57,6 @@ export function historyRows(
   return rows;
 }
 
-/** The repository as `images` shows it: Docker Hub's official images without their prefix. */
-export function shownRepository(full: string): string {
-  return full.replace(/^docker\.io\/(library\/)?/, '');
-}
-
-/** A `repository:tag` as `images` shows it (what `rmi` says it untagged). */
-export function shownTag(repoTag: string): string {
-  const i = repoTag.lastIndexOf(':');
-  return `${shownRepository(repoTag.slice(0, i))}${repoTag.slice(i)}`;
-}
-
-/** Go's path.Match for one name: `*` any run without `/`, `?` one such character. */
-function glob(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
-}
-
-/**
- * `images REPOSITORY[:TAG]` as Docker filters: the repository as shown (`busybox`,
- * `localhost:5000/busybox`) or in full (`docker.io/library/busybox`), then the tag if given.
- * Returns a predicate over a stored repository (in full) and tag.
- */
-export function referenceFilter(reference: string): (full: string, tag: string) => boolean {
-  const at = reference.lastIndexOf(':');
-  const hasTag = at > reference.lastIndexOf('/');
-  const repo = hasTag ? reference.slice(0, at) : reference;
-  const tag = hasTag ? glob(reference.slice(at + 1)) : undefined;
-  const first = repo.split('/')[0]!;
-  // A name without a registry is Docker Hub's (library/ for a single component).
-  const hub = repo.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? undefined : `docker.io/${repo.includes('/') ? repo : `library/${repo}`}`;
-  const names = [glob(repo), ...(hub ? [glob(hub)] : [])];
-  return (full, t) => names.some((n) => n.test(full) || n.test(shownRepository(full))) && (!tag || tag.test(t));
-}
-
 /**
  * The image commands, at the top level (`burrow rmi`) and again in the `image` group (`burrow
  * image rm`), as Docker has them. `withGroup` false leaves the group out (see main.ts).
@@ -120,13 +77,11 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .description('create an image from a root filesystem tarball (plain, gzip or zstd)')
     .argument('<file>', 'tarball path')
     .argument('[reference]', 'name[:tag] for the image')
-    .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR or EXPOSE to the image config', collect, [])
+    .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR, EXPOSE or LABEL to the image config', collect, [])
     .option('-m, --message <text>', 'commit message for the history')
     .action(async (file: string, ref: string | undefined, opts: { change: string[]; message?: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const settings = await ctx.settings();
-      const { importTarball } = await import('../../image/importer');
-      const img = await importTarball(ctx.store, settings, file, ref, { ...parseChanges(opts.change), ...(opts.message ? { message: opts.message } : {}) });
+      const { importImage } = await import('../../engine/images');
+      const img = await importImage(context(cmd), { source: { file }, ...(ref ? { reference: ref } : {}), changes: opts.change, ...(opts.message ? { message: opts.message } : {}) });
       process.stdout.write(`${img.id}\n`);
     }),
   );
@@ -139,14 +94,10 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--platform <os/arch[/variant]>', 'platform to select from a multi-platform image')
     .option('--tls-verify <bool>', 'verify TLS certificates (default true)')
     .action(async (ref: string, opts: { quiet?: boolean; platform?: string; tlsVerify?: string }, cmd: Command) => {
-      const ctx = context(cmd);
-      const settings = await ctx.settings();
-      const { pullImage } = await import('../../image/pull');
-      const img = await pullImage(ctx.store, settings, ref, {
-        quiet: !!opts.quiet,
-        ...(opts.platform ? { platform: opts.platform } : {}),
-        registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}),
-      });
+      const { pullImage } = await import('../../engine/images');
+      const img = await withProgress(opts.quiet, (hooks) =>
+        pullImage(context(cmd), { reference: ref, ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.tlsVerify === 'false' ? { registry: { tlsVerify: false } } : {}), interruptible: true }, hooks),
+      );
       process.stdout.write(`${img.id}\n`);
     }),
   );
@@ -166,14 +117,9 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       if (opts.passwordStdin) password = (require('node:fs') as typeof import('node:fs')).readFileSync(0, 'utf8').replace(/\r?\n$/, '');
       if (!password) throw new BurrowError('EUSAGE', 'login: a password is required (--password or --password-stdin)');
-      const { RegistryClient } = await import('../../image/registry');
+      const { checkLogin } = await import('../../engine/images');
       const { login } = await import('../../image/auth');
-      const client = new RegistryClient(registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}));
-      try {
-        await client.checkLogin(registry, { username: opts.username, password });
-      } finally {
-        client.close();
-      }
+      await checkLogin({ serverAddress: registry, username: opts.username, password, ...(opts.tlsVerify === 'false' ? { registry: { tlsVerify: false } } : {}) });
       login(registry, opts.username, password);
       process.stdout.write('Login Succeeded!\n');
     });
@@ -198,9 +144,11 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--tls-verify <bool>', 'verify TLS certificates (default true)')
     .option('--digestfile <file>', 'write the pushed manifest digest to this file')
     .action(async (image: string, destination: string | undefined, opts: { quiet?: boolean; tlsVerify?: string; digestfile?: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const { pushImage } = await import('../../image/push');
-      const r = await pushImage(store, image, destination, { quiet: !!opts.quiet, registry: registryOptions(opts.tlsVerify === 'false' ? { tlsVerify: false } : {}) });
+      const { pushImage } = await import('../../engine/images');
+      const r = await withProgress(opts.quiet, (hooks) =>
+        pushImage(context(cmd), { image, ...(destination ? { destination } : {}), ...(opts.tlsVerify === 'false' ? { registry: { tlsVerify: false } } : {}) }, hooks),
+        'push',
+      );
       // node:fs only for --digestfile (the module loads no more at start-up than it needs).
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       if (opts.digestfile) (require('node:fs') as typeof import('node:fs')).writeFileSync(opts.digestfile, r.digest);
@@ -215,18 +163,18 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .addOption(new Option('--format <format>', 'archive format').choices(['docker-archive', 'oci-archive']).default('docker-archive'))
     .action(async (refs: string[], opts: { output?: string; format: 'docker-archive' | 'oci-archive' }, cmd: Command) => {
-      const { store } = context(cmd);
+      const ctx = context(cmd);
       const fs = await import('node:fs');
-      const { saveImages } = await import('../../image/archive');
+      const { saveImages } = await import('../../engine/images');
       if (!opts.output) {
         if (process.stdout.isTTY) throw new BurrowError('EUSAGE', 'save: refusing to write an archive to a terminal', 'use -o FILE or redirect stdout');
-        await saveImages(store, refs, process.stdout, opts.format);
+        await saveImages(ctx, refs, process.stdout, opts.format);
         return;
       }
       const { writeAside } = await import('../write-aside');
       await writeAside('save', opts.output, async (fd) => {
         // The fd stays open: writeAside syncs and closes it after the archive's last byte.
-        await saveImages(store, refs, fs.createWriteStream('', { fd, autoClose: false }), opts.format);
+        await saveImages(ctx, refs, fs.createWriteStream('', { fd, autoClose: false }), opts.format);
       });
     }),
   );
@@ -241,16 +189,10 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
       const fs = await import('node:fs');
       if (!opts.input && process.stdin.isTTY) throw new BurrowError('EUSAGE', 'load: no archive given', 'use -i FILE or redirect stdin');
       if (opts.input && !fs.existsSync(opts.input)) throw new BurrowError('EUSAGE', `load: no such file: ${opts.input}`);
-      const settings = await ctx.settings();
-      const { archiveInput, loadArchive } = await import('../../image/archive');
-      const { parseReference } = await import('../../image/reference');
+      const { loadImages, loadedLines } = await import('../../engine/images');
       const source = opts.input ? fs.createReadStream(opts.input, { highWaterMark: 1 << 20 }) : process.stdin;
-      const loaded = await loadArchive(ctx.store, settings, archiveInput(source), opts.input ?? 'stdin');
-      for (const l of loaded) {
-        if (opts.quiet) process.stdout.write(`${l.id}\n`);
-        else if (l.names.length) for (const n of l.names) process.stdout.write(`Loaded image: ${parseReference(n).familiar()}\n`);
-        else process.stdout.write(`Loaded image ID: ${l.id}\n`);
-      }
+      const loaded = await loadImages(ctx, source, opts.input ?? 'stdin');
+      process.stdout.write(loadedLines(loaded, !!opts.quiet).join(''));
     }),
   );
 
@@ -264,38 +206,23 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--no-trunc', 'do not truncate ids')
     .option('--format <template>', 'Go-template-like format, or json')
     .action(async (reference: string | undefined, opts: { quiet?: boolean; digests?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const wanted = reference === undefined ? undefined : referenceFilter(reference);
-      // The size `system df` shows too: what the image's content takes in the store.
-      const { imageDiskSize } = await import('../../storage/refs');
-      const sizes = new Map<string, number>();
+      const { listImages } = await import('../../engine/images');
+      const images = await listImages(context(cmd), reference === undefined ? {} : { reference: [reference] }, { sizes: !opts.quiet, labels: false });
       const rows: Record<string, string>[] = [];
-      for (const img of store.images().sort((a, b) => (b.created ?? '').localeCompare(a.created ?? ''))) {
+      for (const img of images) {
         const id = img.id.replace(/^sha256:/, '');
-        // [repository, tag]: one row per tag; an untagged image pulled by digest shows its
-        // repository with tag <none>, as in Docker.
-        const names: [string | undefined, string][] = img.repoTags.length
-          ? img.repoTags.map((t) => [t.slice(0, t.lastIndexOf(':')), t.slice(t.lastIndexOf(':') + 1)])
-          : img.repoDigests.length
-            ? [...new Set(img.repoDigests.map((d) => d.slice(0, d.indexOf('@'))))].map((r) => [r, '<none>'])
-            : [[undefined, '<none>']];
-        // Its size once, however many tags show it.
-        let size: string | undefined;
-        const sizeOf = (): string => (size ??= humanSize(imageDiskSize(store, img, sizes)));
-        for (const [full, tag] of names) {
-          if (wanted && (full === undefined || !wanted(full, tag))) continue;
-          const repo = full === undefined ? '<none>' : shownRepository(full);
+        for (const [full, tag] of img.names) {
           // As Docker: the digest the registry knows this image by in this repository (for a
           // multi-platform image, the index's), not the local manifest's.
           const rd = img.repoDigests.find((d) => full !== undefined && d.startsWith(`${full}@`));
           rows.push({
-            Repository: repo,
+            Repository: full === undefined ? '<none>' : shownRepository(full),
             Tag: tag,
             ID: opts.trunc ? id.slice(0, 12) : `sha256:${id}`,
             Digest: rd ? rd.slice(rd.indexOf('@') + 1) : '<none>',
             CreatedSince: ago(img.created),
             CreatedAt: img.created ?? '',
-            Size: opts.quiet ? '' : sizeOf(),
+            Size: opts.quiet ? '' : humanSize(img.size),
           });
         }
       }
@@ -317,47 +244,17 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('-f, --force', 'remove even if containers use it')
     .action(async (refs: string[], opts: { force?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const { findImage } = await import('../../image/resolve');
-      const { parseReference } = await import('../../image/reference');
-      const { Containers } = await import('../../container/records');
+      const { removeImage } = await import('../../engine/images');
       let failed = false;
       for (const ref of refs) {
-        const img = findImage(ctx.store, ref);
-        if (!img) {
-          process.stderr.write(errorText(new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${ref}`)));
-          failed = true;
-          continue;
-        }
-        const users = new Containers(ctx.store).all().filter((c) => c.image === img.id);
-        let byTag: string | undefined;
         try {
-          const r = parseReference(ref);
-          if (img.repoTags.includes(r.canonical())) byTag = r.canonical();
-        } catch {
-          /* an id */
-        }
-        if (byTag && img.repoTags.length > 1) {
-          ctx.store.untag(byTag);
-          process.stdout.write(`Untagged: ${shownTag(byTag)}\n`);
-          continue;
-        }
-        if (!byTag && img.repoTags.length > 1 && !opts.force) {
-          process.stderr.write(errorText(new BurrowError('EIMAGE_IN_USE', `image ${ref} is referenced by several names (${img.repoTags.map(shownTag).join(', ')}): remove them by name, or use -f`)));
+          const r = await removeImage(ctx, ref, { force: !!opts.force });
+          process.stdout.write(r.items.map((i) => ('Untagged' in i ? `Untagged: ${i.Untagged}\n` : `Deleted: ${i.Deleted}\n`)).join(''));
+          if (r.kept) process.stderr.write(`note: ${r.kept} layer(s) or blob(s) of ${ref} kept while a pull, load or import runs; \`burrow image prune\` removes them later\n`);
+        } catch (err) {
+          process.stderr.write(errorText(err));
           failed = true;
-          continue;
         }
-        if (users.length && !opts.force) {
-          process.stderr.write(errorText(new BurrowError('EIMAGE_IN_USE', `image ${ref} is in use by container ${users[0]!.id.slice(0, 12)} (${users[0]!.name}): remove the container first, or use -f`)));
-          failed = true;
-          continue;
-        }
-        for (const t of img.repoTags) process.stdout.write(`Untagged: ${shownTag(t)}\n`);
-        ctx.store.deleteImage(img.id);
-        process.stdout.write(`Deleted: ${img.id}\n`);
-        // Its layers and blobs that nothing else uses go with it (storage/prune.ts).
-        const { reclaimImage } = await import('../../storage/prune');
-        const gc = await reclaimImage(ctx.store, await ctx.settings(), img);
-        if (gc.kept) process.stderr.write(`note: ${gc.kept} layer(s) or blob(s) of ${ref} kept while a pull, load or import runs; \`burrow image prune\` removes them later\n`);
       }
       if (failed) setExit(EXIT.ENGINE);
     }),
@@ -371,17 +268,14 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('--no-trunc', 'do not truncate the output')
     .option('--format <template>', 'Go-template-like format, or json')
     .action(async (ref: string, opts: { quiet?: boolean; trunc: boolean; format?: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const { requireImage } = await import('../../image/resolve');
-      const { imageConfig } = await import('../../container/create');
-      const img = requireImage(store, ref);
-      // Each layer's size unpacked, as Docker shows it (the compressed size for one not unpacked).
-      const { layerBytes } = await import('../../storage/refs');
-      const sizes = img.layers.map((l) => {
-        const record = store.layer(l.diffId);
-        return record ? layerBytes(store, { hex: l.diffId.replace(/^sha256:/, ''), record, hasDir: true, mtimeMs: 0 }) : l.size;
-      });
-      const rows = historyRows(imageConfig(store, img).history, img.id, sizes, opts.trunc);
+      const { imageHistory } = await import('../../engine/images');
+      const h = await imageHistory(context(cmd), ref);
+      const rows = historyRows(
+        h.entries.map((e) => ({ ...(e.created ? { created: e.created } : {}), created_by: e.createdBy, comment: e.comment, empty_layer: e.emptyLayer })),
+        h.id,
+        h.entries.filter((e) => !e.emptyLayer).map((e) => e.size),
+        opts.trunc,
+      );
       if (opts.quiet) process.stdout.write(rows.map((r) => `${r.ID}\n`).join(''));
       else if (opts.format) process.stdout.write(formatRows(opts.format, rows, { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' }));
       else process.stdout.write(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], rows.map((r) => [r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment])));
@@ -395,15 +289,15 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
       .argument('<images...>')
       .option('-f, --format <template>', 'Go-template-like format')
       .action(async (names: string[], opts: { format?: string }, cmd: Command) => {
-        const { store } = context(cmd);
-        const { findImage } = await import('../../image/resolve');
-        const { inspectImage } = await import('../../container/inspect');
+        const ctx = context(cmd);
+        const { inspectImage } = await import('../../engine/images');
         const { render } = await import('../format/table');
         const out: object[] = [];
         for (const n of names) {
-          const img = findImage(store, n);
-          if (img) out.push(inspectImage(store, img));
-          else {
+          try {
+            out.push(await inspectImage(ctx, n));
+          } catch (err) {
+            if (!(err instanceof BurrowError && err.code === 'EIMAGE_NOT_FOUND')) throw err;
             process.stderr.write(errorText(new BurrowError('EIMAGE_NOT_FOUND', `no such image: ${n}`)));
             setExit(EXIT.ENGINE);
           }
@@ -419,11 +313,8 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .argument('<source>')
     .argument('<target>')
     .action(async (source: string, target: string, _o: unknown, cmd: Command) => {
-      const { store } = context(cmd);
-      const { requireImage } = await import('../../image/resolve');
-      const { parseReference } = await import('../../image/reference');
-      const img = requireImage(store, source);
-      store.tag(img.id, parseReference(target).canonical());
+      const { tagImage } = await import('../../engine/images');
+      tagImage(context(cmd), source, target);
     }),
   );
 }

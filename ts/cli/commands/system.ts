@@ -158,8 +158,8 @@ export function registerDiskCommands(program: Command): void {
       const ctx = context(cmd);
       const warning = opts.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
       if (!confirm('image prune', warning, opts.force)) return;
-      const { pruneImages } = await import('../../storage/prune');
-      const r = await pruneImages(ctx.store, await ctx.settings(), { all: !!opts.all, filters: opts.filter });
+      const { pruneImages } = await import('../../engine/images');
+      const r = await pruneImages(ctx, { all: !!opts.all, filters: opts.filter });
       process.stdout.write(`${imageLines(r)}Total reclaimed space: ${humanSize(r.bytes)}\n`);
       keptNote(r);
     });
