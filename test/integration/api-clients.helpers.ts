@@ -219,6 +219,8 @@ export const PODMAN_DEVIATIONS = {
   statsName: 'stats Name',
   /** pull: no "Digest: sha256:…" status in the progress stream. */
   pullDigestLine: 'pull Digest line',
+  /** system/df: LayersSize 0. */
+  dfLayersSize: 'df LayersSize',
 } as const;
 
 /** Whether a Docker behaviour is checked against this peer (always for burrow). */
