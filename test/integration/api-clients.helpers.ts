@@ -122,7 +122,7 @@ async function startBurrowPeer(tag: string, insecure: string[]): Promise<ApiPeer
   // The clients run as this test's user: the test's directory must be theirs to enter (it is).
   const sock = path.join(env.runroot, 'burrow.sock');
   fs.mkdirSync(env.runroot, { recursive: true });
-  const envVars = insecure.length ? { BURROW_INSECURE_REGISTRIES: insecure.join(',') } : {};
+  const envVars: Record<string, string> = insecure.length ? { BURROW_INSECURE_REGISTRIES: insecure.join(',') } : {};
   let svc: Service = await startService(env, { sock, envVars });
   const shimDir = path.join(env.work, 'shim');
   fs.mkdirSync(shimDir, { recursive: true });

@@ -40,7 +40,7 @@ afterAll(async () => {
 /** One operation's report; its error (with the SDK's traceback) fails the test that reads it. */
 function step<T = Record<string, unknown>>(name: string): T {
   const s = report[name];
-  expect(s, `no report for ${name}`).toBeDefined();
+  if (!s) throw new Error(`docker-py-ops.py reported nothing for ${name}`);
   expect(s.error, `${name}: ${s.error}\n${s.trace ?? ''}`).toBeUndefined();
   return s as T;
 }
