@@ -99,6 +99,8 @@ describe(`docker-compose 1.29 against ${PEER}'s Engine API as ${IS_ROOT ? 'root'
   });
 
   it('the published port answers from the host', async () => {
+    // Both services up first (else there is nothing to wait for).
+    expect((await ok(['ps', '-q'])).trim().split('\n').filter(Boolean)).toHaveLength(2);
     let body: string | null = null;
     await until(async () => (body = await get(`http://127.0.0.1:${port}/index.html`)) !== null, 60_000, `http://127.0.0.1:${port}/ to answer`);
     expect(body).toBe('hello-from-compose\n');
