@@ -138,9 +138,9 @@ function connects(opts) {
  * An sshd of the test's own, as whoever runs the test (root, or the unprivileged user: an sshd
  * that is not root can only log its own user in, on a high port, without PAM): its own host key,
  * sshd_config, port on 127.0.0.1 and authorized_keys file under `dir`. The client key's
- * authorized_keys line forces `remoteCommand`-free sessions through a wrapper that sets `env`
- * (PATH first) and then runs what the client asked for ($SSH_ORIGINAL_COMMAND), so that the
- * remote `docker system dial-stdio` is the `docker` the test puts on that PATH.
+ * authorized_keys line forces every session through a wrapper that sets `env` (PATH first) and
+ * then runs what the client asked for ($SSH_ORIGINAL_COMMAND), so that the remote `docker system
+ * dial-stdio` is the `docker` the test puts first on that PATH.
  * Resolves {port, user, pid, binDir (an `ssh` wrapper using the test's key and known_hosts: put
  * it first on the client's PATH), url (ssh://user@127.0.0.1:port), log(), stop()}.
  */
