@@ -128,7 +128,9 @@ async function startBurrowPeer(tag: string, insecure: string[]): Promise<ApiPeer
   fs.mkdirSync(shimDir, { recursive: true });
   // The docker compatibility command's behaviour: `docker ARGS` is `burrow ARGS` (so `docker
   // system dial-stdio` is burrow's, which relays to the service at the store's default socket).
-  writeScript(path.join(shimDir, 'docker'), `exec ${shq(process.execPath)} ${shq(BIN)} "$@"`);
+  // BURROW_DOCKER_SHIM names the shipped command itself, to run the remote test through it.
+  if (process.env.BURROW_DOCKER_SHIM) fs.symlinkSync(path.resolve(process.env.BURROW_DOCKER_SHIM), path.join(shimDir, 'docker'));
+  else writeScript(path.join(shimDir, 'docker'), `exec ${shq(process.execPath)} ${shq(BIN)} "$@"`);
   const start = async (): Promise<void> => {
     svc = await startService(env, { sock, envVars });
   };
