@@ -71,7 +71,7 @@ async function allRoutes(): Promise<Route[]> {
   return mods.flatMap((m) => m.routes);
 }
 
-function apiRequest(req: http.IncomingMessage, ctx: EngineContext): { api: Omit<ApiRequest, 'params'>; pathname: string } {
+function apiRequest(req: http.IncomingMessage, ctx: EngineContext, shutdown: AbortSignal): { api: Omit<ApiRequest, 'params'>; pathname: string } {
   const url = new URL(req.url ?? '/', 'http://burrow');
   let pathname = url.pathname.replace(/\/+$/, '') || '/';
   let version: string | undefined;
@@ -82,7 +82,7 @@ function apiRequest(req: http.IncomingMessage, ctx: EngineContext): { api: Omit<
     if (versionLess(API_VERSION, version)) throw new ApiError(400, `client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
     if (versionLess(version, MIN_API_VERSION)) throw new ApiError(400, `client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
   }
-  return { api: { method: req.method ?? 'GET', path: pathname, version, query: url.searchParams, headers: req.headers, raw: req, ctx }, pathname };
+  return { api: { method: req.method ?? 'GET', path: pathname, version, query: url.searchParams, headers: req.headers, raw: req, ctx, shutdown }, pathname };
 }
 
 function versionLess(a: string, b: string): boolean {
@@ -106,6 +106,8 @@ export class Service {
   private stopping = false;
   private readonly ownedSockets: string[] = [];
   private readonly hijacked = new Set<Duplex>();
+  /** Aborted by stop(): endless streams (events, logs -f) end instead of holding the exit. */
+  private readonly shutdown = new AbortController();
   private resolveDone!: () => void;
   readonly done = new Promise<void>((r) => (this.resolveDone = r));
 
@@ -189,7 +191,7 @@ export class Service {
     commonHeaders(res);
     if (this.stopping) res.setHeader('Connection', 'close');
     try {
-      const { api, pathname } = apiRequest(req, this.ctx);
+      const { api, pathname } = apiRequest(req, this.ctx, this.shutdown.signal);
       const m = this.router.match(api.method, pathname);
       if ('methods' in m) {
         if (m.methods.length) throw new ApiError(405, `method ${api.method} is not allowed on ${pathname}`);
@@ -212,7 +214,7 @@ export class Service {
     });
     socket.on('error', () => undefined);
     try {
-      const { api, pathname } = apiRequest(req, this.ctx);
+      const { api, pathname } = apiRequest(req, this.ctx, this.shutdown.signal);
       const m = this.router.match(api.method, pathname);
       if ('methods' in m || !m.route.upgrade) throw new ApiError(404, `${pathname} cannot be upgraded`);
       await m.route.upgrade({ ...api, params: m.params }, socket, head);
@@ -227,6 +229,7 @@ export class Service {
   stop(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.shutdown.abort();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const s of this.servers) {
       s.close();
@@ -245,6 +248,8 @@ export class Service {
   }
 
   private finish(): void {
+    // Keep-alive connections whose last request finished after stop() began hold no work.
+    for (const s of this.servers) if (s instanceof http.Server) s.closeAllConnections();
     for (const p of this.ownedSockets) fs.rmSync(p, { force: true });
     this.ownedSockets.length = 0;
     this.resolveDone();
