@@ -26,14 +26,21 @@ export function registerServiceCommands(system: Command): void {
       // As sd_listen_fds(3) with unset_environment: the containers this service starts must not
       // think systemd passed them sockets.
       for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[k];
+      // SIGTERM again while requests finish changes nothing (systemd may repeat it); a second
+      // Ctrl-C is the user's way out of waiting.
+      let interrupted = false;
       const stop = () => service.stop();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+      const interrupt = () => {
+        if (interrupted) process.exit(130);
+        interrupted = true;
+        service.stop();
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', interrupt);
       if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: listening on ${service.addresses().join(', ')}\n`);
       await service.done;
-      process.removeListener('SIGTERM', stop);
-      process.removeListener('SIGINT', stop);
-      // The service is over: nothing left (a watcher, a child's pipe) may keep the process.
+      // The service is over: nothing left (a watcher, a child's pipe) may keep the process. The
+      // signal handlers stay: a SIGTERM now must not turn a clean exit into status 143.
       setTimeout(() => process.exit(), 1000).unref();
     });
 
