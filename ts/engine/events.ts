@@ -97,8 +97,9 @@ function parseLines(text: string): RecordedEvent[] {
  * Past events then new ones as they are appended, for `events`: the rotated file, then the
  * current one read to its end through one descriptor that is then followed (inotify on the run
  * root wakes it; a slow poll covers a missed notification). A rotation while following is seen
- * as a new inode at the path: the old descriptor is drained, then the new file read from its
- * start, so no event is lost or read twice.
+ * as a new inode at the path: the old descriptor is drained, then the rotated file if it is
+ * one this reader never saw (a second rotation), then the new file from its start, so no event
+ * is lost or read twice unless the reader falls three files behind.
  */
 export class EventLog {
   private fd: number | undefined;
@@ -189,7 +190,18 @@ export class EventLog {
       return out; // rotated away and nothing written since: the next event creates the file
     }
     if (ino !== this.ino || this.fd === undefined) {
+      const old = this.fd === undefined ? undefined : this.ino;
       if (this.fd !== undefined) fs.closeSync(this.fd);
+      // Two rotations since the last read: the rotated file is one this reader never saw.
+      if (old !== undefined) {
+        try {
+          const rotated = `${eventsFile(this.ctx)}.1`;
+          const r = fs.statSync(rotated).ino;
+          if (r !== old && r !== ino) out.push(...parseLines(fs.readFileSync(rotated, 'utf8')));
+        } catch {
+          /* none */
+        }
+      }
       this.open();
       out.push(...this.drain());
     }
