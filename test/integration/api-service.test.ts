@@ -128,7 +128,7 @@ describe('the service across stops and restarts', () => {
     await closed;
     expect(answer).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
     expect(answer).toMatch(/"Name":"inflight"/);
-    expect(await s.stop()).toBe(0);
+    expect(await s.stop('SIGCONT'), s.stderr()).toBe(0); // no second signal: this waits for the exit
     expect(fs.existsSync(s.sock)).toBe(false);
     expect(fs.existsSync(path.join(env.store, 'volumes', 'inflight', '_data'))).toBe(true);
   });

@@ -200,7 +200,7 @@ export class Service {
       if (!m.route.handler) throw new ApiError(400, `${pathname} needs a hijacked connection (Connection: Upgrade)`);
       await m.route.handler({ ...api, params: m.params }, res);
     } catch (err) {
-      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow system service: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       sendError(res, err);
     }
   }

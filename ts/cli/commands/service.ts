@@ -37,7 +37,7 @@ export function registerServiceCommands(system: Command): void {
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', interrupt);
-      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: listening on ${service.addresses().join(', ')}\n`);
+      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow system service: listening on ${service.addresses().join(', ')}\n`);
       await service.done;
       // The service is over: nothing left (a watcher, a child's pipe) may keep the process. The
       // signal handlers stay: a SIGTERM now must not turn a clean exit into status 143.
