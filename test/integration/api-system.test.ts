@@ -5,13 +5,13 @@
  * and network create/list/inspect/remove with Docker's statuses, and dial-stdio starting the
  * service on demand.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN } from './helpers';
+import { BIN, ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 
@@ -343,6 +343,22 @@ describe('burrow system dial-stdio', () => {
     for (let i = 0; i < 600 && fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
     expect(fs.existsSync(sock)).toBe(false);
   }, 60_000);
+
+  it("is what the docker shim runs for `docker --host unix://… system dial-stdio` (docker's ssh helper)", async () => {
+    const child = spawn(path.join(ROOT, 'contrib', 'docker'), ['--host', svc.host, 'system', 'dial-stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    child.stdin.end('GET /v1.41/info HTTP/1.1\r\nHost: burrow\r\n\r\n');
+    expect(await exited, err).toBe(0);
+    expect(out).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*"DockerRootDir":/);
+    // Other commands run burrow here; a -H for them is refused rather than ignored.
+    const other = spawnSync(path.join(ROOT, 'contrib', 'docker'), ['-H', svc.host, 'ps'], { encoding: 'utf8' });
+    expect(other.status).toBe(125);
+    expect(other.stderr).toMatch(/only for 'system dial-stdio'/);
+  });
 
   it('says which socket it cannot use', () => {
     const r = env.b(['system', 'dial-stdio', '--host', 'tcp://127.0.0.1:1']);
