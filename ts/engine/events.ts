@@ -125,9 +125,15 @@ export class EventLog {
     return [...old, ...this.drain()];
   }
 
-  /** Calls `onEvent` for each event appended from now on, until `close()`. */
+  /** Skips what the log holds (a stream of new events only): no reading or parsing of the past. */
+  skipHistory(): void {
+    this.open();
+    if (this.fd !== undefined) this.offset = fs.fstatSync(this.fd).size;
+  }
+
+  /** Calls `onEvent` for each event appended after history() or skipHistory(), until `close()`. */
   follow(onEvent: (e: RecordedEvent) => void): void {
-    if (this.fd === undefined) this.history();
+    // Without a file yet, the first wake after it appears reads it from its start.
     const wake = () => {
       if (this.closed) return;
       for (const e of this.readNew()) onEvent(e);

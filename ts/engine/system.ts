@@ -219,8 +219,9 @@ export async function streamEvents(ctx: EngineContext, q: EventQuery, onEvent: (
     });
   };
   try {
-    const past = log.history();
-    if (q.since !== undefined || q.until !== undefined) for (const e of past) send(e);
+    // Docker sends past events only when asked for a range.
+    if (q.since !== undefined || q.until !== undefined) for (const e of log.history()) send(e);
+    else log.skipHistory();
     await chain;
     const now = Date.now() * 1e6;
     if ((q.until !== undefined && q.until <= now) || signal.aborted) return;
