@@ -102,7 +102,7 @@ describe('GET /info', () => {
       const rt = (info.Runtimes as Record<string, { path: string }>)['burrow-runtime']!;
       expect(fs.existsSync(rt.path)).toBe(true);
       const sec = info.SecurityOptions as string[];
-      expect(sec).toContain('name=seccomp,profile=builtin');
+      expect(sec).toContain('name=seccomp,profile=default');
       // Docker's clients parse every entry as name=…: rootless exactly when we are.
       expect(sec.every((s) => s.startsWith('name='))).toBe(true);
       expect(sec.includes('name=rootless')).toBe(process.getuid!() !== 0);
@@ -125,6 +125,7 @@ describe('GET /events', () => {
     expect(e).toMatchObject({ Type: 'volume', Action: 'create', Actor: { ID: 'ev-vol', Attributes: { driver: 'local' } } });
     expect(e.timeNano).toBeGreaterThan(0);
     expect(s.events.every((x) => x.Type === 'volume' && x.Action === 'create')).toBe(true);
+    expect((await svc.request('GET', '/info')).json<{ NEventsListener: number }>().NEventsListener).toBe(1);
     s.close();
     await s.ended;
     expect((await svc.request('DELETE', '/v1.41/networks/ev-net')).status).toBe(204);

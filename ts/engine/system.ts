@@ -79,7 +79,7 @@ export async function engineInfo(ctx: EngineContext): Promise<Record<string, unk
   const can = (c: string) => cg.enforceable.includes(c);
   const rel = osRelease();
   const warnings = report.checks.filter((c) => c.verdict === 'warn' || c.verdict === 'fail').map((c) => `WARNING: ${c.title}: ${c.evidence}`);
-  const security = ['name=seccomp,profile=builtin', ...(report.rootless ? ['name=rootless'] : []), ...(cg.mode === 'unified' ? ['name=cgroupns'] : [])];
+  const security = ['name=seccomp,profile=default', ...(report.rootless ? ['name=rootless'] : []), ...(cg.mode === 'unified' ? ['name=cgroupns'] : [])];
   const runtimePath = report.runtimeBinary.path ?? '';
   const images = ctx.store.images().length;
   return {
@@ -116,7 +116,7 @@ export async function engineInfo(ctx: EngineContext): Promise<Record<string, unk
     LoggingDriver: 'k8s-file',
     CgroupDriver: cg.manager === 'systemd' ? 'systemd' : cg.manager === 'cgroupfs' ? 'cgroupfs' : 'none',
     CgroupVersion: cg.mode === 'unified' ? '2' : '1',
-    NEventsListener: 0,
+    NEventsListener: eventListeners,
     KernelVersion: os.release(),
     OperatingSystem: rel.name,
     OSVersion: rel.version,
@@ -160,6 +160,9 @@ function countFds(): number {
     return 0;
   }
 }
+
+/** Event streams following new events in this process (info's NEventsListener). */
+let eventListeners = 0;
 
 export interface EventQuery {
   /** Nanoseconds; past events from then on are sent first. */
@@ -225,10 +228,12 @@ export async function streamEvents(ctx: EngineContext, q: EventQuery, onEvent: (
     await chain;
     const now = Date.now() * 1e6;
     if ((q.until !== undefined && q.until <= now) || signal.aborted) return;
+    eventListeners++;
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
+        eventListeners--;
         resolve();
       };
       const timer = q.until !== undefined ? setTimeout(done, Math.max(0, (q.until - Date.now() * 1e6) / 1e6)) : undefined;
