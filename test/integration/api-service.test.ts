@@ -133,6 +133,32 @@ describe('the service across stops and restarts', () => {
     expect(fs.existsSync(path.join(env.store, 'volumes', 'inflight', '_data'))).toBe(true);
   });
 
+  it('a service started while the previous one still drains keeps its socket when that one exits', async () => {
+    const sock = path.join(env.work, 'handover.sock');
+    const first = await startService(env, { sock });
+    // A request in flight keeps the first service draining after SIGTERM.
+    const conn = net.connect(sock);
+    await new Promise((r) => conn.once('connect', r));
+    let answer = '';
+    conn.on('data', (d: Buffer) => (answer += d));
+    const closed = new Promise((r) => conn.once('close', r));
+    const body = JSON.stringify({ Name: 'handover' });
+    conn.write(`POST /volumes/create HTTP/1.1\r\nHost: burrow\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+    expect((await first.request('GET', '/_ping')).status).toBe(200);
+    first.child.kill('SIGTERM');
+    const second = await startService(env, { sock });
+    try {
+      conn.write(body.slice(5));
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 201 /);
+      expect(await first.stop('SIGCONT')).toBe(0);
+      // The first one's exit left the second one's socket alone.
+      expect((await request(sock, 'GET', '/_ping', undefined, { Connection: 'close' })).status).toBe(200);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+  });
+
   it('a restarted service sees the containers of the one before; a SIGKILLed one leaves them running for the next', async () => {
     const sock = path.join(env.work, 'restart.sock');
     const first = await startService(env, { sock });

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT } from './helpers';
-import { IMAGE, setup, type Env } from './lifecycle.helpers';
+import { cmdline, IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 
 let env: Env;
@@ -342,6 +342,34 @@ describe('burrow system dial-stdio', () => {
     // The service it started runs detached and goes after its 5 idle seconds, taking its socket.
     expect(fs.statSync(sock).isSocket()).toBe(true);
     for (let i = 0; i < 600 && fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(sock)).toBe(false);
+  }, 60_000);
+
+  it('two relays at once on a dead socket both get answers (one service keeps the path, neither leaves a process)', async () => {
+    const sock = path.join(env.work, 'dial2.sock');
+    // A socket file nobody listens on, as a killed service leaves it.
+    const stale = spawnSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', sock]);
+    expect(stale.status, String(stale.stderr)).toBe(0);
+    expect(fs.statSync(sock).isSocket()).toBe(true);
+    const relay = () =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, 'system', 'dial-stdio', '--host', `unix://${sock}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => (out += d));
+        child.stderr.on('data', (d: Buffer) => (err += d));
+        child.once('exit', (code) => resolve({ code, out, err }));
+        child.stdin.end('GET /v1.41/_ping HTTP/1.1\r\nHost: burrow\r\n\r\n');
+      });
+    const [a, b] = await Promise.all([relay(), relay()]);
+    for (const r of [a, b]) {
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nOK/);
+    }
+    // Every service started for it goes when idle, and the socket with the last of them.
+    const services = () => fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && cmdline(Number(d)).includes(sock));
+    for (let i = 0; i < 600 && (services().length || fs.existsSync(sock)); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(services()).toEqual([]);
     expect(fs.existsSync(sock)).toBe(false);
   }, 60_000);
 

@@ -104,7 +104,8 @@ export class Service {
   private active = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private readonly ownedSockets: string[] = [];
+  /** Socket files this service made, with their inode: at the end only a file still ours is removed. */
+  private readonly ownedSockets: { path: string; ino: number }[] = [];
   private readonly hijacked = new Set<Duplex>();
   /** Aborted by stop(): endless streams (events, logs -f) end instead of holding the exit. */
   private readonly shutdown = new AbortController();
@@ -142,24 +143,34 @@ export class Service {
     if (l.kind === 'tcp') return new Promise((resolve, reject) => server.once('error', reject).listen({ host: l.host, port: l.port }, resolve));
     const dir = path.dirname(l.path);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (fs.existsSync(l.path)) {
-      if (await answers(l.path)) throw new BurrowError('EUSAGE', `another service already listens on ${l.path}`, 'stop it first, or give this one another socket: burrow system service unix:///PATH');
-      fs.rmSync(l.path, { force: true }); // a socket left by a service that died
-    }
+    // Bound under a temporary name, then renamed over the path: a socket left by a service that
+    // died is replaced atomically, and clients never find the path missing. Two services
+    // starting at once (two dial-stdio relays) each get a working socket; the one renamed last
+    // keeps the path, the other goes when idle.
+    const tmp = `${l.path}.${process.pid}.new`;
+    fs.rmSync(tmp, { force: true });
     // 0600 from the start: the umask covers the window between bind and chmod.
     const old = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(l.path, resolve));
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(tmp, resolve));
     } finally {
       process.umask(old);
     }
-    this.ownedSockets.push(l.path);
+    if (fs.existsSync(l.path) && (await answers(l.path))) {
+      server.close();
+      fs.rmSync(tmp, { force: true });
+      throw new BurrowError('EUSAGE', `another service already listens on ${l.path}`, 'stop it first, or give this one another socket: burrow system service unix:///PATH');
+    }
+    fs.renameSync(tmp, l.path);
+    this.ownedSockets.push({ path: l.path, ino: fs.statSync(l.path).ino });
   }
 
   /** The address a client uses (for the CLI's message and the tests). */
   addresses(): string[] {
-    return this.servers.map((s) => {
+    return this.servers.map((s, i) => {
       const a = s.address();
+      const l = this.o.listen[i];
+      if (l?.kind === 'unix') return `unix://${l.path}`;
       if (typeof a === 'string') return `unix://${a}`;
       if (a) return `tcp://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       return 'fd://';
@@ -250,7 +261,10 @@ export class Service {
   private finish(): void {
     // Keep-alive connections whose last request finished after stop() began hold no work.
     for (const s of this.servers) if (s instanceof http.Server) s.closeAllConnections();
-    for (const p of this.ownedSockets) fs.rmSync(p, { force: true });
+    for (const o of this.ownedSockets) {
+      // Another service may have taken the path over since (a restart while this one drained).
+      if (fs.statSync(o.path, { throwIfNoEntry: false })?.ino === o.ino) fs.rmSync(o.path, { force: true });
+    }
     this.ownedSockets.length = 0;
     this.resolveDone();
   }
