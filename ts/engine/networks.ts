@@ -20,7 +20,7 @@ export interface NetworkRecord {
   Created: string;
   Driver: string;
   EnableIPv6: boolean;
-  IPAM: { Driver: string; Options: Record<string, string> | null; Config: Record<string, string>[] };
+  IPAM: { Driver: string; Options: Record<string, string> | null; Config: Record<string, unknown>[] };
   Internal: boolean;
   Attachable: boolean;
   Options: Record<string, string>;
@@ -43,7 +43,7 @@ export interface NetworkCreateRequest {
   Internal?: boolean;
   Attachable?: boolean;
   EnableIPv6?: boolean;
-  IPAM?: { Driver?: string; Options?: Record<string, string> | null; Config?: Record<string, string>[] | null } | null;
+  IPAM?: { Driver?: string | null; Options?: Record<string, string> | null; Config?: Record<string, unknown>[] | null } | null;
   Options?: Record<string, string> | null;
   Labels?: Record<string, string> | null;
 }

@@ -35,19 +35,19 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
   const b = await body(req, 'network create');
   for (const k of Object.keys(b)) if (!CREATE_FIELDS.includes(k)) throw new ApiError(400, `unknown field ${JSON.stringify(k)} in network create body`);
   if (typeof b.Name !== 'string' || !b.Name) throw new ApiError(400, 'network create: Name is required');
-  if (b.Driver !== undefined && typeof b.Driver !== 'string') throw new ApiError(400, 'invalid Driver: want a string');
-  for (const k of ['Internal', 'Attachable', 'EnableIPv6', 'CheckDuplicate', 'Ingress', 'ConfigOnly']) if (b[k] !== undefined && typeof b[k] !== 'boolean') throw new ApiError(400, `invalid ${k}: want true or false`);
+  if (b.Driver !== undefined && b.Driver !== null && typeof b.Driver !== 'string') throw new ApiError(400, 'invalid Driver: want a string');
+  for (const k of ['Internal', 'Attachable', 'EnableIPv6', 'CheckDuplicate', 'Ingress', 'ConfigOnly']) if (b[k] !== undefined && b[k] !== null && typeof b[k] !== 'boolean') throw new ApiError(400, `invalid ${k}: want true or false`);
   if (b.Ingress || b.ConfigOnly || (isObject(b.ConfigFrom) && b.ConfigFrom.Network)) throw new ApiError(400, 'ingress and config-only networks are swarm features: not supported');
   if (!isStringMap(b.Options)) throw new ApiError(400, 'invalid Options: want an object of strings');
   if (!isStringMap(b.Labels)) throw new ApiError(400, 'invalid Labels: want an object of strings');
   const ipam = b.IPAM;
   if (ipam !== undefined && ipam !== null) {
-    if (!isObject(ipam) || (ipam.Driver !== undefined && typeof ipam.Driver !== 'string') || (ipam.Config !== undefined && ipam.Config !== null && !(Array.isArray(ipam.Config) && ipam.Config.every(isStringMap))) || !isStringMap(ipam.Options)) throw new ApiError(400, 'invalid IPAM: want {Driver, Config: [{Subnet, Gateway, …}], Options}');
+    if (!isObject(ipam) || (ipam.Driver !== undefined && ipam.Driver !== null && typeof ipam.Driver !== 'string') || (ipam.Config !== undefined && ipam.Config !== null && !(Array.isArray(ipam.Config) && ipam.Config.every(isObject))) || !isStringMap(ipam.Options)) throw new ApiError(400, 'invalid IPAM: want {Driver, Config: [{Subnet, Gateway, …}], Options}');
   }
   const { createNetwork } = await engine();
   const r = createNetwork(req.ctx, {
     Name: b.Name,
-    Driver: b.Driver,
+    Driver: b.Driver ?? undefined,
     Internal: b.Internal as boolean | undefined,
     Attachable: b.Attachable as boolean | undefined,
     EnableIPv6: b.EnableIPv6 as boolean | undefined,

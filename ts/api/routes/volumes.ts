@@ -21,13 +21,13 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'invalid volume create body: want a JSON object');
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) if (!['Name', 'Driver', 'DriverOpts', 'Labels', 'ClusterVolumeSpec'].includes(k)) throw new ApiError(400, `unknown field ${JSON.stringify(k)} in volume create body`);
-  if (b.Name !== undefined && typeof b.Name !== 'string') throw new ApiError(400, 'invalid Name: want a string');
-  if (b.Driver !== undefined && typeof b.Driver !== 'string') throw new ApiError(400, 'invalid Driver: want a string');
+  if (b.Name !== undefined && b.Name !== null && typeof b.Name !== 'string') throw new ApiError(400, 'invalid Name: want a string');
+  if (b.Driver !== undefined && b.Driver !== null && typeof b.Driver !== 'string') throw new ApiError(400, 'invalid Driver: want a string');
   if (!isStringMap(b.DriverOpts)) throw new ApiError(400, 'invalid DriverOpts: want an object of strings');
   if (!isStringMap(b.Labels)) throw new ApiError(400, 'invalid Labels: want an object of strings');
   if (b.ClusterVolumeSpec) throw new ApiError(400, 'cluster volumes are not supported (there is no swarm)');
   const { createVolume } = await engine();
-  const v = createVolume(req.ctx, { Name: b.Name, Driver: b.Driver, DriverOpts: b.DriverOpts ?? {}, Labels: b.Labels ?? {} });
+  const v = createVolume(req.ctx, { Name: b.Name ?? undefined, Driver: b.Driver ?? undefined, DriverOpts: b.DriverOpts ?? {}, Labels: b.Labels ?? {} });
   sendJson(res, 201, v);
 }
 
