@@ -22,8 +22,17 @@ beforeAll(async () => {
   svc = await startService(env);
 }, 60_000);
 
+/** Services the tests below start: whatever a failed test left running is killed at the end. */
+const started: Service[] = [];
+async function tracked(o: Parameters<typeof startService>[1] = {}): Promise<Service> {
+  const s = await startService(env, o);
+  started.push(s);
+  return s;
+}
+
 afterAll(async () => {
   await svc?.stop();
+  for (const s of started) await s.stop('SIGKILL');
   env?.dispose();
 });
 
@@ -90,7 +99,7 @@ function infoCounts(s: Service): Promise<{ Containers: number; ContainersRunning
 
 describe('the service across stops and restarts', () => {
   it('keeps a long stream (events) going past --time, then exits idle once it ends', async () => {
-    const s = await startService(env, { time: 1 });
+    const s = await tracked({ time: 1 });
     const ev = await openStream(s.sock, '/v1.41/events');
     expect(ev.status).toBe(200);
     await new Promise((r) => setTimeout(r, 2500)); // more than the idle time
@@ -101,7 +110,7 @@ describe('the service across stops and restarts', () => {
   });
 
   it('on SIGTERM finishes a request in flight and ends an events stream, refuses new connections, exits 0', async () => {
-    const s = await startService(env);
+    const s = await tracked();
     const ev = await openStream(s.sock, '/v1.41/events');
     // A volume create whose body is not all sent yet.
     const body = JSON.stringify({ Name: 'inflight', Labels: { during: 'sigterm' } });
@@ -135,7 +144,7 @@ describe('the service across stops and restarts', () => {
 
   it('a service started while the previous one still drains keeps its socket when that one exits', async () => {
     const sock = path.join(env.work, 'handover.sock');
-    const first = await startService(env, { sock });
+    const first = await tracked({ sock });
     // A request in flight keeps the first service draining after SIGTERM.
     const conn = net.connect(sock);
     await new Promise((r) => conn.once('connect', r));
@@ -146,7 +155,7 @@ describe('the service across stops and restarts', () => {
     conn.write(`POST /volumes/create HTTP/1.1\r\nHost: burrow\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
     expect((await first.request('GET', '/_ping')).status).toBe(200);
     first.child.kill('SIGTERM');
-    const second = await startService(env, { sock });
+    const second = await tracked({ sock });
     try {
       conn.write(body.slice(5));
       await closed;
@@ -161,28 +170,33 @@ describe('the service across stops and restarts', () => {
 
   it('a restarted service sees the containers of the one before; a SIGKILLed one leaves them running for the next', async () => {
     const sock = path.join(env.work, 'restart.sock');
-    const first = await startService(env, { sock });
-    const r = env.b(['run', '-d', '--name', 'outlives', IMAGE, 'sleep', '600']);
-    expect(r.code, r.stderr).toBe(0);
+    const services: Service[] = [];
+    const start = async () => {
+      const s = await tracked({ sock });
+      services.push(s);
+      return s;
+    };
     try {
+      const first = await start();
+      const r = env.b(['run', '-d', '--name', 'outlives', IMAGE, 'sleep', '600']);
+      expect(r.code, r.stderr).toBe(0);
       expect(await infoCounts(first)).toMatchObject({ Containers: 1, ContainersRunning: 1 });
       expect(await first.stop()).toBe(0);
       expect(running('outlives')).toBe(true);
-      const second = await startService(env, { sock });
+      const second = await start();
       expect(await infoCounts(second)).toMatchObject({ Containers: 1, ContainersRunning: 1 });
       // SIGKILL: nothing is cleaned up, the socket file stays behind.
       expect(await second.stop('SIGKILL')).toBe(137);
       expect(fs.existsSync(sock)).toBe(true);
       expect(running('outlives')).toBe(true);
-      const third = await startService(env, { sock });
-      try {
-        expect(await infoCounts(third)).toMatchObject({ Containers: 1, ContainersRunning: 1 });
-        const df = (await third.request('GET', '/system/df')).json<{ Containers: { Names: string[]; State: string }[] }>();
-        expect(df.Containers.map((c) => [c.Names[0], c.State])).toEqual([['/outlives', 'running']]);
-      } finally {
-        expect(await third.stop()).toBe(0);
-      }
+      const third = await start();
+      expect(await infoCounts(third)).toMatchObject({ Containers: 1, ContainersRunning: 1 });
+      const df = (await third.request('GET', '/system/df')).json<{ Containers: { Names: string[]; State: string }[] }>();
+      expect(df.Containers.map((c) => [c.Names[0], c.State])).toEqual([['/outlives', 'running']]);
+      expect(await third.stop()).toBe(0);
     } finally {
+      // Whatever failed, no service of this test outlives it.
+      for (const s of services) await s.stop('SIGKILL');
       env.b(['rm', '-f', 'outlives']);
     }
   });
