@@ -3,12 +3,25 @@
 # ~/.local/bin, which Debian's ~/.profile adds to PATH when it exists) to this checkout's
 # bin/burrow.js. The checkout must stay where it is (the link points into it); run it again after
 # moving the checkout. `scripts/install.sh --uninstall` removes the link.
+# `--docker-shim` also links `docker` to contrib/docker, which runs burrow (opt-in, as Debian's
+# podman-docker: it shadows a real docker CLI later on PATH); `--uninstall` removes it too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${PREFIX:-$HOME/.local}
 link="$prefix/bin/burrow"
-if [ "${1:-}" = "--uninstall" ]; then
+shim="$prefix/bin/docker"
+uninstall=0
+with_shim=0
+for arg in "$@"; do
+  case "$arg" in
+    --uninstall) uninstall=1 ;;
+    --docker-shim) with_shim=1 ;;
+    *) echo "install: unknown argument $arg (want --docker-shim or --uninstall)" >&2; exit 2 ;;
+  esac
+done
+if [ "$uninstall" = 1 ]; then
   if [ -L "$link" ]; then rm -f "$link"; echo "removed $link"; fi
+  if [ -L "$shim" ] && [ "$(readlink "$shim")" = "$here/contrib/docker" ]; then rm -f "$shim"; echo "removed $shim"; fi
   exit 0
 fi
 if [ ! -f "$here/dist/bundle/burrow.js" ] && [ ! -f "$here/dist/cli/main.js" ]; then
@@ -22,6 +35,14 @@ fi
 mkdir -p "$prefix/bin"
 ln -sfn "$here/bin/burrow.js" "$link"
 echo "installed $link -> $here/bin/burrow.js"
+if [ "$with_shim" = 1 ]; then
+  if [ -e "$shim" ] && { [ ! -L "$shim" ] || [ "$(readlink "$shim")" != "$here/contrib/docker" ]; }; then
+    echo "install: $shim exists and is not burrow's docker shim; remove it or set PREFIX to another directory" >&2
+    exit 1
+  fi
+  ln -sfn "$here/contrib/docker" "$shim"
+  echo "installed $shim -> $here/contrib/docker (docker runs burrow)"
+fi
 case ":$PATH:" in
   *":$prefix/bin:"*) ;;
   *) echo "note: $prefix/bin is not on your PATH yet: add  export PATH=\"$prefix/bin:\$PATH\"  to ~/.profile (or log in again if it was just created)" ;;

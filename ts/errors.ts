@@ -40,6 +40,15 @@ export type ErrorCode =
   | 'ECONTAINER_NOT_FOUND'
   | 'ECONTAINER_EXISTS'
   | 'ECONTAINER_STATE'
+  // volumes and networks (ts/engine/volumes.ts, ts/engine/networks.ts)
+  | 'EVOLUME_NOT_FOUND'
+  /** a volume a container uses (`volume rm`) */
+  | 'EVOLUME_IN_USE'
+  | 'ENETWORK_NOT_FOUND'
+  /** a network name already taken (`network create`) */
+  | 'ENETWORK_EXISTS'
+  /** a network with running containers (`network rm`), or one of the modes that always exist (bridge, host, none) */
+  | 'ENETWORK_FORBIDDEN'
   | 'ERUNTIME'
   | 'ELIMIT_UNENFORCEABLE'
   // image references, manifests and registries (ts/image)
@@ -102,11 +111,17 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'ECONTAINER_NOT_FOUND':
     case 'EREGISTRY_NOT_FOUND':
     case 'EPLATFORM_NOT_FOUND':
+    case 'EVOLUME_NOT_FOUND':
+    case 'ENETWORK_NOT_FOUND':
       return 404;
     case 'EIMAGE_IN_USE':
     case 'ECONTAINER_EXISTS':
     case 'ECONTAINER_STATE':
+    case 'EVOLUME_IN_USE':
+    case 'ENETWORK_EXISTS':
       return 409;
+    case 'ENETWORK_FORBIDDEN':
+      return 403;
     case 'EREGISTRY_AUTH':
       return 401;
     default:

@@ -34,4 +34,27 @@ describe('scripts/install.sh', () => {
     expect(refused.stderr).toContain('is not a symlink');
     expect(fs.readFileSync(link, 'utf8')).toBe('mine\n');
   });
+
+  it('--docker-shim adds a docker that runs burrow, and --uninstall takes it away too', () => {
+    const env = { PREFIX: prefix, PATH: `${path.join(prefix, 'bin')}:${process.env.PATH}` };
+    fs.rmSync(path.join(prefix, 'bin', 'burrow'), { force: true }); // the test above leaves a file of its own there
+    const r = sh('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--docker-shim'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const shim = path.join(prefix, 'bin', 'docker');
+    expect(fs.readlinkSync(shim)).toBe(path.join(ROOT, 'contrib', 'docker'));
+    const v = sh('sh', ['-c', 'cd / && docker --version'], { env });
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toBe(`burrow version ${pkg.version}\n`);
+    const u = sh('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--uninstall'], { env });
+    expect(u.code, u.stderr).toBe(0);
+    expect(fs.existsSync(shim)).toBe(false);
+    // A docker that is not the shim is never replaced.
+    fs.writeFileSync(shim, 'real docker\n');
+    const refused = sh('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--docker-shim'], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("is not burrow's docker shim");
+    expect(fs.readFileSync(shim, 'utf8')).toBe('real docker\n');
+    fs.rmSync(shim);
+    sh('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--uninstall'], { env });
+  });
 });

@@ -21,6 +21,8 @@ export interface ApiRequest {
   headers: IncomingHttpHeaders;
   raw: IncomingMessage;
   ctx: EngineContext;
+  /** Aborted when the service stops (SIGTERM, idle): streams that never end on their own (events, logs -f) end then. */
+  shutdown?: AbortSignal;
 }
 
 export interface Route {

@@ -71,7 +71,7 @@ async function allRoutes(): Promise<Route[]> {
   return mods.flatMap((m) => m.routes);
 }
 
-function apiRequest(req: http.IncomingMessage, ctx: EngineContext): { api: Omit<ApiRequest, 'params'>; pathname: string } {
+function apiRequest(req: http.IncomingMessage, ctx: EngineContext, shutdown: AbortSignal): { api: Omit<ApiRequest, 'params'>; pathname: string } {
   const url = new URL(req.url ?? '/', 'http://burrow');
   let pathname = url.pathname.replace(/\/+$/, '') || '/';
   let version: string | undefined;
@@ -82,7 +82,7 @@ function apiRequest(req: http.IncomingMessage, ctx: EngineContext): { api: Omit<
     if (versionLess(API_VERSION, version)) throw new ApiError(400, `client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
     if (versionLess(version, MIN_API_VERSION)) throw new ApiError(400, `client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
   }
-  return { api: { method: req.method ?? 'GET', path: pathname, version, query: url.searchParams, headers: req.headers, raw: req, ctx }, pathname };
+  return { api: { method: req.method ?? 'GET', path: pathname, version, query: url.searchParams, headers: req.headers, raw: req, ctx, shutdown }, pathname };
 }
 
 function versionLess(a: string, b: string): boolean {
@@ -104,8 +104,11 @@ export class Service {
   private active = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private readonly ownedSockets: string[] = [];
+  /** Socket files this service made, with their inode: at the end only a file still ours is removed. */
+  private readonly ownedSockets: { path: string; ino: number }[] = [];
   private readonly hijacked = new Set<Duplex>();
+  /** Aborted by stop(): endless streams (events, logs -f) end instead of holding the exit. */
+  private readonly shutdown = new AbortController();
   private resolveDone!: () => void;
   readonly done = new Promise<void>((r) => (this.resolveDone = r));
 
@@ -140,24 +143,34 @@ export class Service {
     if (l.kind === 'tcp') return new Promise((resolve, reject) => server.once('error', reject).listen({ host: l.host, port: l.port }, resolve));
     const dir = path.dirname(l.path);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (fs.existsSync(l.path)) {
-      if (await answers(l.path)) throw new BurrowError('EUSAGE', `another service already listens on ${l.path}`, 'stop it first, or give this one another socket: burrow system service unix:///PATH');
-      fs.rmSync(l.path, { force: true }); // a socket left by a service that died
-    }
+    // Bound under a temporary name, then renamed over the path: a socket left by a service that
+    // died is replaced atomically, and clients never find the path missing. Two services
+    // starting at once (two dial-stdio relays) each get a working socket; the one renamed last
+    // keeps the path, the other goes when idle.
+    const tmp = `${l.path}.${process.pid}.new`;
+    fs.rmSync(tmp, { force: true });
     // 0600 from the start: the umask covers the window between bind and chmod.
     const old = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(l.path, resolve));
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(tmp, resolve));
     } finally {
       process.umask(old);
     }
-    this.ownedSockets.push(l.path);
+    if (fs.existsSync(l.path) && (await answers(l.path))) {
+      server.close();
+      fs.rmSync(tmp, { force: true });
+      throw new BurrowError('EUSAGE', `another service already listens on ${l.path}`, 'stop it first, or give this one another socket: burrow system service unix:///PATH');
+    }
+    fs.renameSync(tmp, l.path);
+    this.ownedSockets.push({ path: l.path, ino: fs.statSync(l.path).ino });
   }
 
   /** The address a client uses (for the CLI's message and the tests). */
   addresses(): string[] {
-    return this.servers.map((s) => {
+    return this.servers.map((s, i) => {
       const a = s.address();
+      const l = this.o.listen[i];
+      if (l?.kind === 'unix') return `unix://${l.path}`;
       if (typeof a === 'string') return `unix://${a}`;
       if (a) return `tcp://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       return 'fd://';
@@ -189,7 +202,7 @@ export class Service {
     commonHeaders(res);
     if (this.stopping) res.setHeader('Connection', 'close');
     try {
-      const { api, pathname } = apiRequest(req, this.ctx);
+      const { api, pathname } = apiRequest(req, this.ctx, this.shutdown.signal);
       const m = this.router.match(api.method, pathname);
       if ('methods' in m) {
         if (m.methods.length) throw new ApiError(405, `method ${api.method} is not allowed on ${pathname}`);
@@ -198,7 +211,7 @@ export class Service {
       if (!m.route.handler) throw new ApiError(400, `${pathname} needs a hijacked connection (Connection: Upgrade)`);
       await m.route.handler({ ...api, params: m.params }, res);
     } catch (err) {
-      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow system service: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       sendError(res, err);
     }
   }
@@ -212,7 +225,7 @@ export class Service {
     });
     socket.on('error', () => undefined);
     try {
-      const { api, pathname } = apiRequest(req, this.ctx);
+      const { api, pathname } = apiRequest(req, this.ctx, this.shutdown.signal);
       const m = this.router.match(api.method, pathname);
       if ('methods' in m || !m.route.upgrade) throw new ApiError(404, `${pathname} cannot be upgraded`);
       await m.route.upgrade({ ...api, params: m.params }, socket, head);
@@ -227,6 +240,7 @@ export class Service {
   stop(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.shutdown.abort();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const s of this.servers) {
       s.close();
@@ -245,7 +259,12 @@ export class Service {
   }
 
   private finish(): void {
-    for (const p of this.ownedSockets) fs.rmSync(p, { force: true });
+    // Keep-alive connections whose last request finished after stop() began hold no work.
+    for (const s of this.servers) if (s instanceof http.Server) s.closeAllConnections();
+    for (const o of this.ownedSockets) {
+      // Another service may have taken the path over since (a restart while this one drained).
+      if (fs.statSync(o.path, { throwIfNoEntry: false })?.ino === o.ino) fs.rmSync(o.path, { force: true });
+    }
     this.ownedSockets.length = 0;
     this.resolveDone();
   }

@@ -1,7 +1,11 @@
-/** System routes: `_ping` and `version` (the system helper adds info, events, df, auth). */
+/**
+ * System routes: `_ping`, `version`, `info`, `events` (a stream of JSON lines: past events in
+ * since/until, then new ones until `until` or the client goes), `system/df`. The work is in
+ * ts/engine/system.ts; `auth` is the images module's.
+ */
 import os from 'node:os';
 import type { ServerResponse } from 'node:http';
-import { sendJson } from '../http';
+import { ApiError, filtersParam, sendJson } from '../http';
 import type { ApiRequest, Route } from '../router';
 import { API_VERSION, MIN_API_VERSION } from '../version';
 import { VERSION } from '../../version';
@@ -44,7 +48,45 @@ async function version(_req: ApiRequest, res: ServerResponse): Promise<void> {
   });
 }
 
+async function info(req: ApiRequest, res: ServerResponse): Promise<void> {
+  const { engineInfo } = await import('../../engine/system');
+  sendJson(res, 200, await engineInfo(req.ctx));
+}
+
+async function events(req: ApiRequest, res: ServerResponse): Promise<void> {
+  const { parseEventTime, EVENT_FILTERS, dockerMessage } = await import('../../engine/events');
+  const { streamEvents } = await import('../../engine/system');
+  const time = (name: string) => {
+    const v = req.query.get(name);
+    if (!v) return undefined;
+    const t = parseEventTime(v);
+    if (t === undefined) throw new ApiError(400, `invalid ${name} ${JSON.stringify(v)}: want unix seconds (1700000000 or 1700000000.5) or an RFC 3339 time`);
+    return t;
+  };
+  const since = time('since');
+  const until = time('until');
+  const filters = filtersParam(req.query);
+  for (const k of Object.keys(filters)) if (!(EVENT_FILTERS as readonly string[]).includes(k)) throw new ApiError(400, `invalid filter '${k}'`);
+  if (since !== undefined && until !== undefined && until < since) throw new ApiError(400, 'since must be before until');
+  // Headers at once: the docker CLI waits for them before it shows anything.
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
+  const stop = new AbortController();
+  res.once('close', () => stop.abort());
+  req.shutdown?.addEventListener('abort', () => stop.abort());
+  await streamEvents(req.ctx, { since, until, filters }, (e) => res.write(`${JSON.stringify(dockerMessage(e))}\n`), stop.signal);
+  res.end();
+}
+
+async function df(req: ApiRequest, res: ServerResponse): Promise<void> {
+  const { diskUsageReport } = await import('../../engine/system');
+  sendJson(res, 200, await diskUsageReport(req.ctx));
+}
+
 export const routes: Route[] = [
+  { method: 'GET', path: '/info', handler: info },
+  { method: 'GET', path: '/events', handler: events },
+  { method: 'GET', path: '/system/df', handler: df },
   { method: 'GET', path: '/_ping', handler: ping },
   { method: 'HEAD', path: '/_ping', handler: ping },
   { method: 'GET', path: '/version', handler: version },

@@ -1,6 +1,7 @@
 /**
  * `burrow system service`: the Docker Engine API for the docker CLI, docker-compose and the
- * Docker SDKs (ts/api). Flags and messages only.
+ * Docker SDKs (ts/api); `burrow system dial-stdio`: the relay to it that `DOCKER_HOST=ssh://`
+ * clients run on this host. Flags and messages only.
  */
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
@@ -22,12 +23,38 @@ export function registerServiceCommands(system: Command): void {
       if (opts.allowRemote && listen.some((l) => l.kind === 'tcp')) process.stderr.write('WARNING: the API is served on a non-loopback address without TLS: anyone who can reach it can run containers as you\n');
       const service = await Service.create(ctx, { listen, idleSeconds: idle });
       await service.listen();
+      // As sd_listen_fds(3) with unset_environment: the containers this service starts must not
+      // think systemd passed them sockets.
+      for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[k];
+      // SIGTERM again while requests finish changes nothing (systemd may repeat it); a second
+      // Ctrl-C is the user's way out of waiting.
+      let interrupted = false;
       const stop = () => service.stop();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow service: listening on ${service.addresses().join(', ')}\n`);
+      const interrupt = () => {
+        if (interrupted) process.exit(130);
+        interrupted = true;
+        service.stop();
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', interrupt);
+      if (process.env.BURROW_DEBUG) process.stderr.write(`burrow system service: listening on ${service.addresses().join(', ')}\n`);
       await service.done;
-      process.removeListener('SIGTERM', stop);
-      process.removeListener('SIGINT', stop);
+      // The service is over: nothing left (a watcher, a child's pipe) may keep the process. The
+      // signal handlers stay: a SIGTERM now must not turn a clean exit into status 143.
+      setTimeout(() => process.exit(), 1000).unref();
+    });
+
+  system
+    .command('dial-stdio')
+    .description('relay stdin and stdout to the API service (what DOCKER_HOST=ssh:// clients run on this host), starting the service when none listens')
+    .option('-H, --host <uri>', 'the service socket, unix:///PATH (default: $DOCKER_HOST, else the default socket)')
+    .action(async (opts: { host?: string }, cmd: Command) => {
+      const ctx = context(cmd);
+      const path = await import('node:path');
+      const { dialTarget, dialService, relay } = await import('../../api/dial');
+      const sock = dialTarget(opts.host, ctx.runRoot);
+      const conn = await dialService(sock, { burrow: [process.execPath, process.argv[1]!], globalArgs: ctx.globalArgs, logFile: path.join(ctx.runRoot, 'service.log') });
+      await relay(conn);
+      process.stdin.destroy();
     });
 }

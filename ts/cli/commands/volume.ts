@@ -1,4 +1,4 @@
-/** `volume ls|create|inspect|rm|prune`: named volumes (storage/volumes.ts). Flags and output only. */
+/** `volume ls|create|inspect|rm|prune`: named volumes (engine/volumes.ts). Flags and output only. */
 import type { Command } from 'commander';
 import { errorText, exitStatus } from '../../errors';
 import { collect, context } from '../context';
@@ -6,6 +6,27 @@ import { formatRows, humanSize, render, table } from '../format/table';
 import { confirm } from '../prompt';
 
 type SetExit = (code: number) => void;
+
+/** `KEY=VALUE` flags as a map (a bare KEY has an empty value, as Docker's). */
+function keyValues(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list) {
+    const i = kv.indexOf('=');
+    out[i < 0 ? kv : kv.slice(0, i)] = i < 0 ? '' : kv.slice(i + 1);
+  }
+  return out;
+}
+
+/** `--filter KEY=VALUE` flags as Docker's filters map. */
+function filterMap(list: string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const kv of list) {
+    const i = kv.indexOf('=');
+    const k = i < 0 ? kv : kv.slice(0, i);
+    (out[k] ??= []).push(i < 0 ? '' : kv.slice(i + 1));
+  }
+  return out;
+}
 
 export function registerVolumeCommands(program: Command, setExit: SetExit): void {
   const volume = program.command('volume').description('manage named volumes');
@@ -15,11 +36,11 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
     .alias('list')
     .description('list volumes')
     .option('-q, --quiet', 'only names')
+    .option('-f, --filter <key=value>', 'name=, label=KEY[=VALUE], dangling=true|false, driver=', collect, [])
     .option('--format <template>', 'Go-template-like format, or json')
-    .action(async (opts: { quiet?: boolean; format?: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const { listVolumes } = await import('../../storage/volumes');
-      const vols = listVolumes(store);
+    .action(async (opts: { quiet?: boolean; format?: string; filter: string[] }, cmd: Command) => {
+      const { listVolumesFiltered } = await import('../../engine/volumes');
+      const vols = listVolumesFiltered(context(cmd), filterMap(opts.filter));
       if (opts.quiet) process.stdout.write(vols.map((v) => `${v.Name}\n`).join(''));
       else if (opts.format) process.stdout.write(formatRows(opts.format, vols as unknown as Record<string, unknown>[], { Name: 'VOLUME NAME', Driver: 'DRIVER' }));
       else process.stdout.write(table(['DRIVER', 'VOLUME NAME'], vols.map((v) => [v.Driver, v.Name])));
@@ -30,12 +51,12 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
     .description('create a volume (an existing one is kept)')
     .argument('[name]', 'volume name (random when not given)')
     .option('-d, --driver <driver>', 'only local', 'local')
-    .action(async (name: string | undefined, opts: { driver: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const { BurrowError } = await import('../../errors');
-      if (opts.driver !== 'local') throw new BurrowError('EUSAGE', `volume driver ${opts.driver} is not supported (local)`);
-      const { createVolume } = await import('../../storage/volumes');
-      process.stdout.write(`${createVolume(store, name).Name}\n`);
+    .option('-l, --label <key=value>', 'set a label on the volume', collect, [])
+    .option('-o, --opt <key=value>', "driver options (the local driver takes none)", collect, [])
+    .action(async (name: string | undefined, opts: { driver: string; label: string[]; opt: string[] }, cmd: Command) => {
+      const { createVolume } = await import('../../engine/volumes');
+      const v = createVolume(context(cmd), { Name: name, Driver: opts.driver, DriverOpts: keyValues(opts.opt), Labels: keyValues(opts.label) });
+      process.stdout.write(`${v.Name}\n`);
     });
 
   volume
@@ -44,12 +65,12 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
     .argument('<names...>')
     .option('-f, --format <template>', 'Go-template-like format')
     .action(async (names: string[], opts: { format?: string }, cmd: Command) => {
-      const { store } = context(cmd);
-      const { inspectVolume } = await import('../../storage/volumes');
+      const ctx = context(cmd);
+      const { inspect } = await import('../../engine/volumes');
       const out: object[] = [];
       for (const n of names) {
         try {
-          out.push(inspectVolume(store, n));
+          out.push(inspect(ctx, n));
         } catch (err) {
           process.stderr.write(errorText(err));
           setExit(exitStatus(err));
@@ -67,13 +88,11 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
     .option('-f, --force', 'no error for a volume that does not exist')
     .action(async (names: string[], opts: { force?: boolean }, cmd: Command) => {
       const ctx = context(cmd);
-      const { removeVolume } = await import('../../storage/volumes');
+      const { removeVolume } = await import('../../engine/volumes');
       for (const n of names) {
         try {
-          await removeVolume(ctx.store, await ctx.settings(), n);
-          process.stdout.write(`${n}\n`);
+          if (await removeVolume(ctx, n, opts.force)) process.stdout.write(`${n}\n`);
         } catch (err) {
-          if (opts.force && /no such volume/.test((err as Error).message)) continue;
           process.stderr.write(errorText(err));
           setExit(exitStatus(err));
         }
@@ -89,8 +108,8 @@ export function registerVolumeCommands(program: Command, setExit: SetExit): void
     .action(async (opts: { force?: boolean; filter: string[] }, cmd: Command) => {
       const ctx = context(cmd);
       if (!confirm('volume prune', 'WARNING! This will remove all local volumes not used by at least one container.', opts.force)) return;
-      const { pruneVolumes } = await import('../../storage/volumes');
-      const r = await pruneVolumes(ctx.store, await ctx.settings(), opts.filter);
+      const { pruneVolumes } = await import('../../engine/volumes');
+      const r = await pruneVolumes(ctx, opts.filter);
       process.stdout.write(`${r.names.length ? `Deleted Volumes:\n${r.names.join('\n')}\n\n` : ''}Total reclaimed space: ${humanSize(r.bytes)}\n`);
     });
 }
