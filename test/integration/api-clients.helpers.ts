@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN } from './helpers';
+import { BIN, ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 // @ts-expect-error plain ESM harness module without types
@@ -128,8 +128,10 @@ async function startBurrowPeer(tag: string, insecure: string[]): Promise<ApiPeer
   fs.mkdirSync(shimDir, { recursive: true });
   // The docker compatibility command's behaviour: `docker ARGS` is `burrow ARGS` (so `docker
   // system dial-stdio` is burrow's, which relays to the service at the store's default socket).
-  // BURROW_DOCKER_SHIM names the shipped command itself, to run the remote test through it.
-  if (process.env.BURROW_DOCKER_SHIM) fs.symlinkSync(path.resolve(process.env.BURROW_DOCKER_SHIM), path.join(shimDir, 'docker'));
+  // The shipped command (contrib/docker, what `install.sh --docker-shim` links), or another one
+  // named by BURROW_DOCKER_SHIM; `stand-in` is a plain `exec burrow "$@"`.
+  const shim = process.env.BURROW_DOCKER_SHIM ?? path.join(ROOT, 'contrib', 'docker');
+  if (shim !== 'stand-in') fs.symlinkSync(path.resolve(shim), path.join(shimDir, 'docker'));
   else writeScript(path.join(shimDir, 'docker'), `exec ${shq(process.execPath)} ${shq(BIN)} "$@"`);
   const start = async (): Promise<void> => {
     svc = await startService(env, { sock, envVars });
