@@ -46,6 +46,7 @@ const GLOBAL: &[Flag] = &[
     Flag("systemd-cgroup", &[], false),
     Flag("rootless", &[], true),
     Flag("criu", &[], true),
+    Flag("status-fd", &[], true),
     Flag("help", &["h"], false),
     Flag("version", &["v"], false),
 ];
@@ -83,6 +84,9 @@ global flags:
   --debug              debug output
   --systemd-cgroup     place containers in a systemd transient scope (falls back to cgroupfs, with a
                        warning, where systemd does not run)
+  --status-fd FD       report on FD as newline-delimited JSON: {pid} once the container's (or exec'd)
+                       process exists, {error, code} on failure, {exit} when it ends (burrow's
+                       channel; without it the runtime behaves as runc)
 ";
 
 pub fn dispatch(args: &[String]) -> i32 {
@@ -120,6 +124,12 @@ pub fn dispatch(args: &[String]) -> i32 {
     if g.has("version") {
         print_version();
         return 0;
+    }
+    if let Some(fd) = g.value("status-fd") {
+        if let Err(e) = crate::status::open(fd) {
+            log::error(&e);
+            return 1;
+        }
     }
     let rest = &args[cmd_at.min(args.len())..];
     let Some((cmd, cmd_args)) = rest.split_first() else {
@@ -168,6 +178,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         Ok(code) => code,
         Err(e) => {
             log::error(&e);
+            crate::status::error(&e);
             1
         }
     }

@@ -7,12 +7,12 @@
 //! the status on the status fd, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use burrow_core::runtime::create::{create, start};
-use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
-use burrow_core::runtime::holder::{self, ExitRecord, StatusFd};
+use burrow_core::runtime::error::{Result, RuntimeError};
+use burrow_core::runtime::holder::{self, ExitRecord};
 use burrow_core::runtime::{tty, wait};
 
 use super::{create::FLAGS, id_command, Ctx};
@@ -24,27 +24,27 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
     defs.extend(HOLDER_FLAGS);
     let (p, id) = id_command(args, &defs, "run")?;
+    // `run --status-fd`: the global flag's channel, given after the command (as burrow did first).
+    if let Some(fd) = p.value("status-fd") {
+        crate::status::open(fd)?;
+    }
     let Some(dir) = p.value("dir").map(PathBuf::from) else {
-        return run(ctx, &p, id).map(|(code, _)| code);
+        let (code, _) = run(ctx, &p, id)?;
+        if !p.bool("detach") {
+            crate::status::exit(code, None);
+        }
+        return Ok(code);
     };
     if p.bool("detach") {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
     }
-    let status = match p.value("status-fd") {
-        Some(s) => {
-            let fd: RawFd = s.parse().map_err(|_| RuntimeError::Usage(format!("run: invalid --status-fd {s}")))?;
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("--status-fd")?;
-            // SAFETY: an open descriptor our caller passed to us for this purpose.
-            Some(StatusFd::new(unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
-        None => None,
-    };
     holder::write_holder(&dir);
     holder::write_started(&dir);
     let r = run(ctx, &p, id);
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
+        crate::status::error(e);
     }
     let rec = match &r {
         Ok((code, oom)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
@@ -52,7 +52,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     holder::write_exit(&dir, &rec);
     let cmd = p.values("exit-command");
-    if let Some(s) = status {
+    if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
         if !cmd.is_empty() {
             // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
@@ -113,6 +113,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     }
     if detach {
         start(&ctx.root, &id)?;
+        crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
         return Ok((0, false));
     }
@@ -121,6 +122,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
+    crate::status::pid(created.state.pid);
     super::start::poststart(&created.state, &ctx.root, &created.spec);
     let mut served: Vec<&mut dyn wait::Served> = Vec::new();
     if let Some(n) = net.as_mut() {
