@@ -1,10 +1,10 @@
-//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--exit-command ARG]...] ID`: create
+//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--events-file F] [--exit-command ARG]...] ID`: create
 //! and start; in the foreground, supervise the process (signals forwarded, terminal relayed),
 //! delete the container when it exits and return its status.
 //!
 //! With `--dir` (burrow's foreground run) this process is the container's holder
 //! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
-//! the status on the status fd, and runs the exit command (`--rm`) when the CLI is gone before
+//! the status on the status fd, appends the `die` event to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
 
 use std::os::fd::OwnedFd;
@@ -18,7 +18,7 @@ use burrow_core::runtime::{tty, wait};
 use super::{create::FLAGS, id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
-const HOLDER_FLAGS: [Flag; 3] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true)];
+const HOLDER_FLAGS: [Flag; 4] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true), Flag("events-file", &[], true)];
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
@@ -40,7 +40,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     }
     holder::write_holder(&dir);
     holder::write_started(&dir);
-    let r = run(ctx, &p, id);
+    let r = run(ctx, &p, id.clone());
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
@@ -51,6 +51,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
     };
     holder::write_exit(&dir, &rec);
+    if let Some(ev) = p.value("events-file") {
+        holder::append_event(std::path::Path::new(ev), &dir, &id, "die", &[("exitCode", rec.exit_code.to_string())]);
+    }
     let cmd = p.values("exit-command");
     if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
