@@ -85,7 +85,7 @@ pub fn append_event(events: &Path, dir: &Path, id: &str, action: &str, extra: &[
                 }
             }
         }
-        for (k, field) in [("image", "image"), ("name", "name")] {
+        for (k, field) in [("image", "image"), ("image", "imageName"), ("name", "name")] {
             if let Some(v) = rec[field].as_str() {
                 attrs.insert(k.into(), v.into());
             }

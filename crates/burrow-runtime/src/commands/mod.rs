@@ -125,12 +125,6 @@ pub fn dispatch(args: &[String]) -> i32 {
         print_version();
         return 0;
     }
-    if let Some(fd) = g.value("status-fd") {
-        if let Err(e) = crate::status::open(fd) {
-            log::error(&e);
-            return 1;
-        }
-    }
     let rest = &args[cmd_at.min(args.len())..];
     let Some((cmd, cmd_args)) = rest.split_first() else {
         eprint!("{USAGE}");
@@ -139,6 +133,13 @@ pub fn dispatch(args: &[String]) -> i32 {
     if matches!(cmd.as_str(), "create" | "run" | "exec" | "monitor") {
         // Before any namespace is joined: see burrow_core::runtime::selfclone.
         burrow_core::runtime::selfclone::ensure();
+    }
+    // After the self-clone's re-exec, which closes the close-on-exec descriptors we make of it.
+    if let Some(fd) = g.value("status-fd") {
+        if let Err(e) = crate::status::open(fd) {
+            log::error(&e);
+            return 1;
+        }
     }
     let ctx =
         Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
