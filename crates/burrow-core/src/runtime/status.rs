@@ -51,6 +51,7 @@ fn signal_name(sig: i32) -> Option<String> {
 
 /// The write end of the channel. Writes never fail the command: a reader that is gone (EPIPE:
 /// Rust ignores SIGPIPE) only loses the rest of the messages.
+#[derive(Debug)]
 pub struct StatusFd(OwnedFd);
 
 impl StatusFd {
@@ -141,7 +142,7 @@ mod tests {
         s.report_exit(3);
         let mut buf = [0u8; 64];
         let mut got = Vec::new();
-        while got.len() < 22 {
+        while got.len() < 21 {
             let n = nix::unistd::read(theirs.as_raw_fd(), &mut buf).unwrap();
             got.extend_from_slice(&buf[..n]);
         }
