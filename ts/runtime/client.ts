@@ -18,6 +18,8 @@
  */
 import type { ChildProcess, SpawnOptions, StdioOptions } from 'node:child_process';
 import { BurrowError, EXIT, exitCodeFor, isErrorCode, runtimeText, type ErrorCode } from '../errors';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { runtimeBinary } from '../host/paths';
 
 export { runtimeBinary };
@@ -158,9 +160,44 @@ export interface SyncResult {
   failure?: { code: string; msg: string };
 }
 
+/**
+ * The status channel of a synchronous call: an unlinked temporary file, not a pipe. A pipe would
+ * keep spawnSync waiting as long as anything holds its write end, and a created container's init
+ * holds what the runtime had until it is started (`create` for cp and export).
+ */
+function statusFile(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require('node:os') as typeof import('node:os');
+  const file = path.join(os.tmpdir(), `burrow-status-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const fd = fs.openSync(file, 'wx+', 0o600);
+  fs.unlinkSync(file);
+  return fd;
+}
+
+function readStatusFile(fd: number): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(4096);
+  for (let pos = 0; ; ) {
+    const n = fs.readSync(fd, buf, 0, buf.length, pos);
+    if (n <= 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    pos += n;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Runs the runtime to completion, with its status channel on fd 3. */
 export function runtimeSync(args: string[], o: SyncOptions = {}): SyncResult {
-  const stdio: StdioOptions = [o.input !== undefined ? 'pipe' : (o.stdin ?? 'ignore'), o.stdout ?? 'pipe', o.stderr ?? 'pipe', 'pipe'];
+  const status = statusFile();
+  try {
+    return runSync(args, o, status);
+  } finally {
+    fs.closeSync(status);
+  }
+}
+
+function runSync(args: string[], o: SyncOptions, statusFd: number): SyncResult {
+  const stdio: StdioOptions = [o.input !== undefined ? 'pipe' : (o.stdin ?? 'ignore'), o.stdout ?? 'pipe', o.stderr ?? 'pipe', statusFd];
   const r = childProcess().spawnSync(runtimeBinary(), [...statusFlags(3), ...args], {
     encoding: 'utf8',
     stdio,
@@ -168,9 +205,7 @@ export function runtimeSync(args: string[], o: SyncOptions = {}): SyncResult {
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}),
   });
   const stderr = r.stderr ?? '';
-  // With encoding 'utf8', every piped output is a string (fd 3's too).
-  const status: unknown = r.output?.[3];
-  const reports = parseReports(typeof status === 'string' ? status : '');
+  const reports = parseReports(readStatusFile(statusFd));
   const failure = outcomeOf(reports).failure;
   return {
     code: r.status ?? 1,
