@@ -125,6 +125,16 @@ describe(`restart policies kept by the monitor, as ${IS_ROOT ? 'root' : 'an unpr
     expect(events(id).map((e) => [e.Action, e.Actor.Attributes.exitCode])).toEqual([['die', '7']]);
   });
 
+  it('attached (start -a), the CLI returns at the first exit and the monitor keeps the policy', () => {
+    const id = createWith({ name: 'on-failure', maximumRetryCount: 1 }, ['sh', '-c', 'echo out; exit 2'], 'att');
+    const r = env.b(['start', '-a', 'att']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('out\n');
+    waitFor(() => !monitorAlive(id), 10_000, 'the monitor to give up');
+    expect(inspect('att')).toMatchObject({ status: 'exited', exitCode: 2, count: 1 });
+    expect(env.b(['logs', 'att']).stdout).toBe('out\nout\n');
+  });
+
   it('a foreground run records its die event too', () => {
     const r = env.b(['run', '--name', 'fg', IMAGE, 'sh', '-c', 'exit 4']);
     expect(r.code).toBe(4);

@@ -68,7 +68,14 @@ function clearRun(dir: string): void {
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
  */
-export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+  // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
+  // first exit (as `docker run --restart` does) and it goes on.
+  if (rec.restartPolicy && rec.restartPolicy.name !== 'no') return (await import('./attach')).runAttached(store, rec, cleanupArgs);
+  return runHeld(store, rec, cleanupArgs);
+}
+
+function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   fs.rmSync(path.join(dir, 'runtime.log'), { force: true });
   clearRun(dir);
