@@ -135,6 +135,28 @@ describe(`restart policies kept by the monitor, as ${IS_ROOT ? 'root' : 'an unpr
     expect(env.b(['logs', 'att']).stdout).toBe('out\nout\n');
   });
 
+  it('one writer per state file: with its monitor killed, the CLI records the lost exit in lost.json, never in the monitor\'s exit.json', () => {
+    const id = createWith({ name: 'always', maximumRetryCount: 0 }, ['sleep', '1000'], 'lost');
+    expect(env.b(['start', 'lost']).code).toBe(0);
+    const monitor = (JSON.parse(fs.readFileSync(path.join(dir(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+    const init = Number(env.b(['inspect', '-f', '{{.State.Pid}}', 'lost']).stdout.trim());
+    expect(init).toBeGreaterThan(0);
+    process.kill(monitor, 'SIGKILL');
+    waitFor(() => !alive(monitor), 10_000, 'the monitor to die');
+    process.kill(init, 'SIGKILL');
+    waitFor(() => !alive(init), 10_000, 'the container to die');
+    expect(inspect('lost')).toMatchObject({ status: 'exited', exitCode: 255, restarting: false });
+    expect(fs.existsSync(path.join(dir(id), 'lost.json'))).toBe(true);
+    expect(fs.existsSync(path.join(dir(id), 'exit.json'))).toBe(false);
+    // the user starts it again: a new run, a new holder, its own exit record
+    expect(env.b(['start', 'lost']).code).toBe(0);
+    expect(inspect('lost').status).toBe('running');
+    expect(fs.existsSync(path.join(dir(id), 'lost.json'))).toBe(false);
+    expect(env.b(['stop', '-t', '1', 'lost']).code).toBe(0);
+    expect(inspect('lost')).toMatchObject({ status: 'exited', exitCode: 137, count: 0 });
+    expect(fs.existsSync(path.join(dir(id), 'exit.json'))).toBe(true);
+  });
+
   it('a foreground run records its die event too', () => {
     const r = env.b(['run', '--name', 'fg', IMAGE, 'sh', '-c', 'exit 4']);
     expect(r.code).toBe(4);

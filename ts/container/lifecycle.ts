@@ -133,7 +133,10 @@ export interface MonitorAttach {
  */
 export async function startDetached(store: Store, rec: ContainerRecord, cleanupArgs?: string[], opts: MonitorAttach = {}): Promise<Socket | undefined> {
   const dir = new Containers(store).dir(rec.id);
-  if (stateOf(store, rec).status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
+  const st = stateOf(store, rec);
+  if (st.status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
+  // Its monitor will start it again: a second monitor would hold the same container.
+  if (st.restarting) throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is restarting (its restart policy)`, `stop it first: burrow stop ${rec.name}`);
   clearRun(dir);
   // A holder that died leaves the runtime's state behind; the new run needs the id.
   if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);

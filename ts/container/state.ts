@@ -14,7 +14,7 @@
  * - lost.json: this module (recordLostExit), only when the holder died before its exit record,
  *   written once with link(2). It used to be exit.json, which then had two writers.
  * - stopped-by-user: lifecycle.ts (stop, kill, rm), read by the holder: no restart after it.
- * - runtime.log: burrow-runtime's `--log` (a foreground run's errors, for people).
+ * - runtime.log: none any more (the runtime's `--log` of older versions; removed by a new run).
  * - The runtime's own state is in rec.runtimeRoot, written by burrow-runtime only.
  */
 import * as fs from 'node:fs';
