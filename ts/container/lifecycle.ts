@@ -244,7 +244,7 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
 export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false): Promise<void> {
   let st = stateOf(store, rec);
   if ((st.status === 'running' || st.restarting) && !force) {
-    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is running: stop the container before removing or use -f`);
+    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
   }
   markStopped(new Containers(store).dir(rec.id));
   if (st.restarting) {
