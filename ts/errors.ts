@@ -4,6 +4,8 @@
  * API server. Codes from the Rust core arrive as the napi error's `code` and keep their name.
  */
 
+import { ERROR_CODES, type ErrorCode } from './errors-codes';
+
 /** Docker's exit statuses for failures of the engine itself (not of the container). */
 export const EXIT = {
   /** burrow itself failed (bad flag, missing image, host problem). */
@@ -14,60 +16,17 @@ export const EXIT = {
   NOT_FOUND: 127,
 } as const;
 
-export type ErrorCode =
-  | 'EUSAGE'
-  | 'ENATIVE_MISSING'
-  | 'ERUNTIME_MISSING'
-  | 'EPROBE_INVALID'
-  | 'EINTERNAL'
-  | 'ECMD_CANNOT_INVOKE'
-  | 'ECMD_NOT_FOUND'
-  // store, layers and containers (ts/storage, ts/container)
-  | 'EIMAGE_NOT_FOUND'
-  | 'EIMAGE_IN_USE'
-  | 'ELAYER_UNPACK'
-  /** a layer entry that would write outside the layer (`..`, absolute, through a symlink, a hard link out, a `.wh..`) */
-  | 'ELAYER_UNSAFE'
-  /** a layer blob that is not a readable tar stream (truncated, bad compression) */
-  | 'ELAYER_CORRUPT'
-  | 'ESTORE_MISMATCH'
-  /** a rootfs driver (given or the store's) that cannot work on this host; the message names the cause */
-  | 'ESTORAGE_DRIVER'
-  /** a store on a network filesystem whose layers cannot be kept on a local disk instead */
-  | 'ESTORE_NETWORK'
-  /** the container's user (`-u`, the image's USER) is not in its id map and user_fallback = "error" */
-  | 'EUSER_UNMAPPED'
-  | 'ECONTAINER_NOT_FOUND'
-  | 'ECONTAINER_EXISTS'
-  | 'ECONTAINER_STATE'
-  // volumes and networks (ts/engine/volumes.ts, ts/engine/networks.ts)
-  | 'EVOLUME_NOT_FOUND'
-  /** a volume a container uses (`volume rm`) */
-  | 'EVOLUME_IN_USE'
-  | 'ENETWORK_NOT_FOUND'
-  /** a network name already taken (`network create`) */
-  | 'ENETWORK_EXISTS'
-  /** a network with running containers (`network rm`), or one of the modes that always exist (bridge, host, none) */
-  | 'ENETWORK_FORBIDDEN'
-  | 'ERUNTIME'
-  | 'ELIMIT_UNENFORCEABLE'
-  // image references, manifests and registries (ts/image)
-  | 'EREF_INVALID'
-  | 'EMANIFEST_INVALID'
-  | 'EMANIFEST_UNSUPPORTED'
-  | 'EPLATFORM_NOT_FOUND'
-  | 'EDIGEST_MISMATCH'
-  | 'ESIZE_MISMATCH'
-  | 'EAUTH_FILE'
-  | 'ECREDENTIAL_HELPER'
-  | 'EREGISTRY_AUTH'
-  | 'EREGISTRY_NOT_FOUND'
-  | 'EREGISTRY_UNREACHABLE'
-  | 'EREGISTRY_TLS'
-  | 'EREGISTRY'
-  | 'ECANCELED'
-  /** the config file (ts/config) cannot be read or does not parse; the message names the line */
-  | 'ECONFIG';
+/**
+ * The codes, with their exit and HTTP statuses, are generated from the one table that the Rust
+ * side is generated from too (crates/burrow-core/errors.json; scripts/gen-error-codes.mjs).
+ */
+export type { ErrorCode };
+export { ERROR_CODES };
+
+/** Whether a string (a napi error's `code`, the runtime's report) is one of burrow's codes. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
 
 export class BurrowError extends Error {
   readonly code: ErrorCode;
@@ -87,14 +46,7 @@ export class BurrowError extends Error {
 }
 
 export function exitCodeFor(code: ErrorCode): number {
-  switch (code) {
-    case 'ECMD_CANNOT_INVOKE':
-      return EXIT.CANNOT_INVOKE;
-    case 'ECMD_NOT_FOUND':
-      return EXIT.NOT_FOUND;
-    default:
-      return EXIT.ENGINE;
-  }
+  return ERROR_CODES[code]?.exit ?? EXIT.ENGINE;
 }
 
 /**
@@ -102,31 +54,7 @@ export function exitCodeFor(code: ErrorCode): number {
  * exist, 409 for a conflict with the current state, 400 for bad input, 500 otherwise).
  */
 export function httpStatusFor(code: ErrorCode): number {
-  switch (code) {
-    case 'EUSAGE':
-    case 'EREF_INVALID':
-    case 'ECONFIG':
-      return 400;
-    case 'EIMAGE_NOT_FOUND':
-    case 'ECONTAINER_NOT_FOUND':
-    case 'EREGISTRY_NOT_FOUND':
-    case 'EPLATFORM_NOT_FOUND':
-    case 'EVOLUME_NOT_FOUND':
-    case 'ENETWORK_NOT_FOUND':
-      return 404;
-    case 'EIMAGE_IN_USE':
-    case 'ECONTAINER_EXISTS':
-    case 'ECONTAINER_STATE':
-    case 'EVOLUME_IN_USE':
-    case 'ENETWORK_EXISTS':
-      return 409;
-    case 'ENETWORK_FORBIDDEN':
-      return 403;
-    case 'EREGISTRY_AUTH':
-      return 401;
-    default:
-      return 500;
-  }
+  return ERROR_CODES[code]?.http ?? 500;
 }
 
 /**
@@ -172,9 +100,13 @@ export function isBrokenPipe(err: unknown): boolean {
   return false;
 }
 
-/** Normalises anything thrown into a BurrowError, keeping the original as `cause`. */
+/**
+ * Normalises anything thrown into a BurrowError, keeping the original as `cause`. An error of
+ * the napi addon carries burrow-core's code as its `code` (crates/burrow-node) and keeps it.
+ */
 export function toBurrowError(err: unknown): BurrowError {
   if (err instanceof BurrowError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new BurrowError('EINTERNAL', message, undefined, { cause: err });
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return new BurrowError(isErrorCode(code) ? code : 'EINTERNAL', message, undefined, { cause: err });
 }

@@ -3,7 +3,21 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BurrowError } from '../../ts/errors';
-import { exitForRuntimeError, globalFlags, loggedError, parseLog, runtimeError, runtimeSync } from '../../ts/runtime/client';
+import { PassThrough } from 'node:stream';
+import {
+  exitForRuntimeError,
+  exitStatusOf,
+  globalFlags,
+  outcomeOf,
+  parseReport,
+  parseReports,
+  readReports,
+  runtimeError,
+  runtimeSync,
+  statusFlags,
+  syncError,
+  type RuntimeReport,
+} from '../../ts/runtime/client';
 
 describe('runtime client: global flags', () => {
   const rec = { runtimeRoot: '/run/x/runtime' };
@@ -31,29 +45,43 @@ describe('runtime client: errors', () => {
     for (const d of tmp.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   });
 
-  it('reads the JSON log: the last error line, lines that are not JSON skipped, no file no error', () => {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rtclient-'));
-    tmp.push(d);
-    const log = path.join(d, 'runtime.log');
-    expect(loggedError(log)).toBeUndefined();
-    fs.writeFileSync(
-      log,
-      [
-        '{"level":"info","msg":"starting","time":"2026-01-01T00:00:00Z"}',
-        '{"level":"error","msg":"first","time":"2026-01-01T00:00:00Z","code":"ESECCOMP"}',
-        'not json',
-        '{"level":"error","msg":"exec: \\"nope\\": executable file not found in $PATH","time":"2026-01-01T00:00:01Z","code":"ECMD_NOT_FOUND"}',
-        '{"level":"warning","msg":"late","time":"2026-01-01T00:00:02Z"}',
-        '',
-      ].join('\n'),
-    );
-    expect(parseLog(fs.readFileSync(log, 'utf8'))).toHaveLength(5);
-    const line = loggedError(log);
-    expect(line).toMatchObject({ code: 'ECMD_NOT_FOUND', msg: 'exec: "nope": executable file not found in $PATH' });
-    expect(exitForRuntimeError(line?.code)).toBe(127);
-    expect(exitForRuntimeError('ECMD_CANNOT_INVOKE')).toBe(126);
-    expect(exitForRuntimeError('ESECCOMP')).toBe(125);
+  it('reads the status channel: pid, error with its code, exit with its signal, restart; anything else skipped', () => {
+    expect(statusFlags()).toEqual(['--status-fd', '3']);
+    expect(parseReport('{"pid":42}')).toEqual({ kind: 'pid', pid: 42 });
+    expect(parseReport('{"error":"exec: \\"nope\\": not found","code":"ECMD_NOT_FOUND"}')).toEqual({ kind: 'error', error: 'exec: "nope": not found', code: 'ECMD_NOT_FOUND' });
+    expect(parseReport('{"error":"x"}')).toEqual({ kind: 'error', error: 'x', code: 'ERUNTIME' });
+    expect(parseReport('{"exit":137,"signal":"KILL"}')).toEqual({ kind: 'exit', exit: 137, signal: 'KILL' });
+    expect(parseReport('{"exit":0}')).toEqual({ kind: 'exit', exit: 0 });
+    expect(parseReport('{"restart":2}')).toEqual({ kind: 'restart', restart: 2 });
+    for (const bad of ['', 'not json', '[]', 'null', '{"pid":"1"}', '{"exit":null}', '{}']) expect(parseReport(bad)).toBeUndefined();
+    // a partial last line is not a report yet
+    const all = parseReports('{"pid":7}\nnoise\n{"error":"bad","code":"ESECCOMP"}\n{"exit":125}\n{"exi');
+    expect(all.map((r) => r.kind)).toEqual(['pid', 'error', 'exit']);
+    expect(outcomeOf(all)).toEqual({ pid: 7, failure: { code: 'ESECCOMP', msg: 'bad' }, exit: 125 });
+  });
+
+  it('gives Docker\'s status: the reported exit, else the error code\'s (the generated table), else the fallback', () => {
+    expect(exitStatusOf({ exit: 3 }, 1)).toBe(3);
+    expect(exitStatusOf({ failure: { code: 'ECMD_NOT_FOUND', msg: 'x' } }, 1)).toBe(127);
+    expect(exitStatusOf({ failure: { code: 'ECMD_CANNOT_INVOKE', msg: 'x' } }, 1)).toBe(126);
+    expect(exitStatusOf({ failure: { code: 'ESECCOMP', msg: 'x' } }, 1)).toBe(125);
+    expect(exitStatusOf({ failure: { code: 'ENOT_A_CODE', msg: 'x' } }, 1)).toBe(125);
+    expect(exitStatusOf({}, 9)).toBe(9);
     expect(exitForRuntimeError(undefined)).toBe(125);
+  });
+
+  it('reads a live channel line by line, across chunks', async () => {
+    const s = new PassThrough();
+    const got: RuntimeReport[] = [];
+    readReports(s, (r) => got.push(r));
+    s.write('{"pi');
+    s.write('d":5}\n{"exit"');
+    s.end(':2}\n');
+    await new Promise((r) => s.on('end', r));
+    expect(got).toEqual([
+      { kind: 'pid', pid: 5 },
+      { kind: 'exit', exit: 2 },
+    ]);
   });
 
   it('keeps the code of a JSON log line that has its own exit status, else ERUNTIME', () => {
@@ -96,9 +124,15 @@ describe('runtime client: runtimeSync', () => {
       fs.writeFileSync(bin, '#!/bin/sh\necho "args: $*"\ncat\necho \'time="t" level=error msg="it \\"failed\\""\' >&2\nexit 3\n', { mode: 0o755 });
       process.env.BURROW_RUNTIME = bin;
       const r = runtimeSync(['--root', '/r', 'update', '-r', '-', 'c1'], { input: '{"pids":{}}' });
-      expect(r).toMatchObject({ code: 3, status: 3, stdout: 'args: --root /r update -r - c1\n{"pids":{}}', text: 'it "failed"' });
+      expect(r).toMatchObject({ code: 3, status: 3, stdout: 'args: --status-fd 3 --root /r update -r - c1\n{"pids":{}}', text: 'it "failed"', reports: [] });
       expect(r.stderr).toBe('time="t" level=error msg="it \\"failed\\""\n');
       expect(r.error).toBeUndefined();
+      // what it reports on fd 3 wins over its stderr
+      fs.writeFileSync(bin, '#!/bin/sh\necho \'{"error":"no such container c1","code":"ECONTAINER_NOT_FOUND"}\' >&3\necho noise >&2\nexit 1\n', { mode: 0o755 });
+      const f = runtimeSync(['kill', 'c1', 'TERM']);
+      expect(f.failure).toEqual({ code: 'ECONTAINER_NOT_FOUND', msg: 'no such container c1' });
+      expect(f.text).toBe('no such container c1');
+      expect(syncError('cannot signal c1', f, { fallback: 'ECONTAINER_STATE' })).toMatchObject({ code: 'ECONTAINER_STATE', message: 'cannot signal c1: no such container c1' });
       process.env.BURROW_RUNTIME = path.join(d, 'missing');
       const m = runtimeSync(['--version']);
       expect(m.code).toBe(1);

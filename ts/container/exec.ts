@@ -1,9 +1,7 @@
 /** `burrow exec`: a process in a running container, through burrow-runtime exec. */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import type { Socket } from 'node:net';
 import { BurrowError, EXIT } from '../errors';
-import { exitForRuntimeError, globalFlags, loggedError, runtimeSpawn } from '../runtime/client';
+import { exitStatusOf, globalFlags, readReports, runtimeSpawn, statusFlags, type RuntimeOutcome } from '../runtime/client';
 import type { Store } from '../storage/store';
 import type { ContainerRecord } from './records';
 import { containerState } from './state';
@@ -18,32 +16,36 @@ export interface ExecOptions {
   workdir?: string;
 }
 
+/**
+ * The runtime reports on fd 3 (ts/runtime/client.ts): the process's pid once it exists, why it
+ * could not start it (the code decides 126/127/125), its exit.
+ */
 export function execIn(store: Store, rec: ContainerRecord, command: string[], o: ExecOptions): Promise<number> {
   if (containerState(rec, new Containers(store).dir(rec.id)).status !== 'running') {
     return Promise.reject(new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`, `start it first: burrow start ${rec.name}`));
   }
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-exec-'));
-  const log = path.join(tmp, 'runtime.log');
-  const pidFile = path.join(tmp, 'pid');
-  const args = [...globalFlags(rec, { log }), 'exec'];
+  const args = [...globalFlags(rec), ...statusFlags(3), 'exec'];
   if (o.tty && !o.detach) args.push('--tty');
   for (const e of o.env) args.push('--env', e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`);
   if (o.user) args.push('--user', o.user);
   if (o.workdir) args.push('--cwd', o.workdir);
-  if (o.detach) args.push('--pid-file', pidFile);
   args.push(rec.id, ...command);
-  if (o.detach) return execDetached(args, tmp, log, pidFile);
-  const child = runtimeSpawn(args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'], cli: true });
+  if (o.detach) return execDetached(args);
+  const child = runtimeSpawn(args, { stdio: [o.interactive || o.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'], cli: true });
   const forward = (s: NodeJS.Signals) => child.kill(s);
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of sigs) process.on(s, forward);
+  const said: RuntimeOutcome = {};
+  readReports(child.stdio[3] as Socket, (r) => {
+    if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+    if (r.kind === 'exit') said.exit = r.exit;
+  });
   return new Promise((resolve) => {
     child.on('error', () => resolve(EXIT.ENGINE));
-    child.on('exit', (code) => {
+    // 'close': after fd 3 has been read to its end.
+    child.on('close', (code) => {
       for (const s of sigs) process.off(s, forward);
-      const err = loggedError(log);
-      fs.rmSync(tmp, { recursive: true, force: true });
-      resolve(err ? exitForRuntimeError(err.code) : (code ?? EXIT.ENGINE));
+      resolve(exitStatusOf(said, code ?? EXIT.ENGINE));
     });
   });
 }
@@ -52,29 +54,27 @@ export function execIn(store: Store, rec: ContainerRecord, command: string[], o:
  * `exec -d`. The runtime's own --detach would leave the process to whoever adopts orphans
  * (often the host's init), which may reap late: the container's init then stays a zombie and
  * the container looks alive. Instead a supervising `burrow-runtime exec`, in its own session,
- * stays as the process's parent and reaper; we return once the process runs (its pid file
- * appears) or report why it could not start.
+ * stays as the process's parent and reaper; we return once it reports the process's pid, or
+ * report why it could not start it.
  */
-function execDetached(args: string[], tmp: string, log: string, pidFile: string): Promise<number> {
-  const child = runtimeSpawn(args, { stdio: 'ignore', detached: true });
+function execDetached(args: string[]): Promise<number> {
+  const child = runtimeSpawn(args, { stdio: ['ignore', 'ignore', 'ignore', 'pipe'], detached: true });
+  const status = child.stdio[3] as Socket;
   return new Promise((resolve) => {
     let done = false;
+    const said: RuntimeOutcome = {};
     const finish = (code: number) => {
       if (done) return;
       done = true;
-      clearInterval(timer);
+      status.destroy();
       child.unref();
-      fs.rmSync(tmp, { recursive: true, force: true });
       resolve(code);
     };
-    const timer = setInterval(() => {
-      if (fs.existsSync(pidFile)) finish(0);
-    }, 5);
-    child.on('error', () => finish(EXIT.ENGINE));
-    child.on('exit', (code) => {
-      if (fs.existsSync(pidFile) && !loggedError(log)) return finish(0); // it ran and has already ended
-      const err = loggedError(log);
-      finish(err ? exitForRuntimeError(err.code) : code === 0 ? 0 : EXIT.ENGINE);
+    readReports(status, (r) => {
+      if (r.kind === 'pid') finish(0);
+      else if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
     });
+    child.on('error', () => finish(EXIT.ENGINE));
+    child.on('close', (code) => finish(exitStatusOf({ ...(said.failure ? { failure: said.failure } : {}) }, code === 0 ? 0 : EXIT.ENGINE)));
   });
 }

@@ -6,19 +6,47 @@
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
-import { BurrowError, EXIT } from '../errors';
+import { BurrowError, EXIT, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
 import { runtimeNetworkArgs } from '../network/runtime';
-import { exitForRuntimeError, globalFlags, loggedError, runtimeError, runtimeSpawn, runtimeSync } from '../runtime/client';
+import { eventsFile } from '../engine/events';
+import { exitStatusOf, globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState, type ContainerState } from './state';
 
-function rt(rec: ContainerRecord, args: string[]): { code: number; stderr: string } {
-  const r = runtimeSync([...globalFlags(rec), ...args], { stdout: 'ignore' });
-  return { code: r.code, stderr: r.stderr };
+function rt(rec: ContainerRecord, args: string[]): ReturnType<typeof runtimeSync> {
+  return runtimeSync([...globalFlags(rec), ...args], { stdout: 'ignore' });
 }
+
+/**
+ * The run root's events file (ts/engine/events.ts) for a container's holder, which appends its
+ * `die` (and a restart policy's `restart`) events: the run root is the runtime root's parent.
+ */
+function holderEventsFile(rec: ContainerRecord): string {
+  return eventsFile({ runRoot: path.dirname(rec.runtimeRoot) });
+}
+
+/** Docker's `--restart` as the monitor takes it: `no`, `always`, `unless-stopped`, `on-failure[:N]`. */
+export function restartArg(p: NonNullable<ContainerRecord['restartPolicy']>): string {
+  return p.name === 'on-failure' && p.maximumRetryCount > 0 ? `on-failure:${p.maximumRetryCount}` : p.name;
+}
+
+/**
+ * Tells the container's holder that the user stopped, killed or removed it: no restart policy
+ * restarts it after that (Docker's "manually stopped"). Written before the signal; removed when
+ * the user starts it again (clearRun).
+ */
+function markStopped(dir: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, STOPPED_MARKER), '');
+  } catch {
+    /* the container's directory is gone: nothing holds it */
+  }
+}
+
+const STOPPED_MARKER = 'stopped-by-user';
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
@@ -28,7 +56,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
  * without exit record and without holder, which would be recorded as lost.
  */
 function clearRun(dir: string): void {
-  for (const f of ['started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
 }
 
 /**
@@ -40,15 +68,21 @@ function clearRun(dir: string): void {
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
  */
-export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+  // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
+  // first exit (as `docker run --restart` does) and it goes on.
+  if (rec.restartPolicy && rec.restartPolicy.name !== 'no') return (await import('./attach')).runAttached(store, rec, cleanupArgs);
+  return runHeld(store, rec, cleanupArgs);
+}
+
+function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
-  const logFile = path.join(dir, 'runtime.log');
-  fs.rmSync(logFile, { force: true });
+  fs.rmSync(path.join(dir, 'runtime.log'), { force: true });
   clearRun(dir);
   // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
   const netArgs = runtimeNetworkArgs(store, rec, dir);
-  const holderArgs = ['--dir', dir, '--status-fd', '3', ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
-  const child = runtimeSpawn([...globalFlags(rec, { cgroup: true, log: logFile }), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
+  const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
+  const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
     // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
     cli: true,
@@ -58,32 +92,27 @@ export function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: 
   for (const s of FORWARDED) process.on(s, forward);
   const status = child.stdio[3] as Socket;
   return new Promise((resolve) => {
+    let finished = false;
     const done = (code: number) => {
+      if (finished) return;
+      finished = true;
       for (const s of FORWARDED) process.off(s, forward);
       status.unref();
       child.unref();
       resolve(code);
     };
-    let line = '';
-    status.on('data', (d: Buffer) => {
-      line += d.toString();
-      const i = line.indexOf('\n');
-      if (i < 0) return;
-      try {
-        const v = JSON.parse(line.slice(0, i)) as { exit?: unknown };
-        if (typeof v.exit === 'number') done(v.exit);
-      } catch {
-        /* not a status line: the runtime's exit decides */
-      }
+    const said: RuntimeOutcome = {};
+    readReports(status, (r) => {
+      if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+      // The holder's status, recorded: a --rm removal may follow while it waits for us to close fd 3.
+      if (r.kind === 'exit') done(r.exit);
     });
-    status.on('error', () => undefined);
     child.on('error', () => done(EXIT.ENGINE));
-    // Without a status line (the runtime failed before it held the container): its log and status.
+    // Without an exit report (the runtime failed before it held the container): its error's code, or its status.
     child.on('exit', (code, signal) => {
-      const err = loggedError(logFile);
-      // node:os only when the runtime died on a signal without a status line (a cold path).
+      // node:os only when the runtime died on a signal without a report (a cold path).
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      done(err ? exitForRuntimeError(err.code) : code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0));
+      done(exitStatusOf(said, code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0)));
     });
   });
 }
@@ -104,39 +133,44 @@ export interface MonitorAttach {
  */
 export async function startDetached(store: Store, rec: ContainerRecord, cleanupArgs?: string[], opts: MonitorAttach = {}): Promise<Socket | undefined> {
   const dir = new Containers(store).dir(rec.id);
-  if (stateOf(store, rec).status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
+  const st = stateOf(store, rec);
+  if (st.status === 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is already running`);
+  // Its monitor will start it again: a second monitor would hold the same container.
+  if (st.restarting) throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is restarting (its restart policy)`, `stop it first: burrow stop ${rec.name}`);
   clearRun(dir);
   // A holder that died leaves the runtime's state behind; the new run needs the id.
   if (runtimeState(rec)) rt(rec, ['delete', '--force', rec.id]);
-  const args = [...globalFlags(rec, { cgroup: true }), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
+  const args = [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
+  args.push('--events-file', holderEventsFile(rec));
+  if (rec.restartPolicy && rec.restartPolicy.name !== 'no') args.push('--restart', restartArg(rec.restartPolicy));
   if (rec.tty) args.push('--tty');
   if (rec.tty && opts.ttySize) args.push('--tty-size', `${opts.ttySize.rows}x${opts.ttySize.cols}`);
   // -i: the monitor keeps the container's stdin open for `attach` (Docker's OpenStdin).
   if (rec.interactive) args.push('--stdin');
-  if (opts.attach) args.push('--attach-fd', '3');
+  if (opts.attach) args.push('--attach-fd', '4');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
   args.push(...runtimeNetworkArgs(store, rec, dir));
   args.push(rec.id);
-  const child = runtimeSpawn(args, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
-  const answer = await new Promise<string>((resolve) => {
-    let out = '';
+  const child = runtimeSpawn(args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
+  const status = child.stdio[3] as Socket;
+  // Its first report: the container's pid, or why it could not start it.
+  const answer = await new Promise<{ pid?: number; error?: string; code?: string }>((resolve) => {
     let err = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    readReports(status, (r) => {
+      if (r.kind === 'pid') resolve({ pid: r.pid });
+      else if (r.kind === 'error') resolve({ error: r.error, code: r.code });
     });
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', () => resolve(out.split('\n')[0] || JSON.stringify({ error: err.trim() || 'the monitor exited without an answer', code: 'ERUNTIME' })));
-    child.on('error', (e) => resolve(JSON.stringify({ error: e.message, code: 'ERUNTIME_MISSING' })));
+    child.on('exit', () => resolve({ error: runtimeText(err) || 'the monitor exited without an answer', code: 'ERUNTIME' }));
+    child.on('error', (e) => resolve({ error: e.message, code: 'ERUNTIME_MISSING' }));
   });
-  child.stdout!.destroy();
+  status.destroy();
   child.stderr!.destroy();
   child.unref();
-  const a = JSON.parse(answer) as { pid?: number; error?: string; code?: string };
-  const sock = opts.attach ? (child.stdio[3] as Socket | null) ?? undefined : undefined;
-  if (a.error) {
+  const sock = opts.attach ? (child.stdio[4] as Socket | null) ?? undefined : undefined;
+  if (answer.error !== undefined) {
     sock?.destroy();
-    throw runtimeError(undefined, { ...(a.code !== undefined ? { code: a.code } : {}), msg: a.error });
+    throw runtimeError(undefined, { ...(answer.code !== undefined ? { code: answer.code } : {}), msg: answer.error });
   }
   return sock;
 }
@@ -162,7 +196,7 @@ export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs:
   const end = Date.now() + timeoutMs;
   const stopped = () => {
     const st = stateOf(store, rec);
-    return st.status !== 'running' && !st.pending;
+    return st.status !== 'running' && !st.pending && !st.restarting;
   };
   // Fast for a stop that takes milliseconds, cheap for a `wait` that takes hours.
   for (let delay = 5; Date.now() < end; delay = Math.min(delay * 2, 100)) {
@@ -172,15 +206,25 @@ export async function waitStopped(store: Store, rec: ContainerRecord, timeoutMs:
   return stopped();
 }
 
+/**
+ * The user's `kill`: the signal to the container; no restart policy restarts it after that (see
+ * markStopped; the record's log is in the container's directory: ts/container/create.ts).
+ */
 export function signal(rec: ContainerRecord, sig: string, all = false): void {
+  markStopped(path.dirname(rec.logPath));
   const r = rt(rec, ['kill', ...(all ? ['--all'] : []), rec.id, sig]);
-  if (r.code !== 0) throw runtimeError(`cannot signal container ${rec.name}`, { stderr: r.stderr }, { fallback: 'ECONTAINER_STATE' });
+  if (r.code !== 0) throw syncError(`cannot signal container ${rec.name}`, r, { fallback: 'ECONTAINER_STATE' });
 }
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
 export async function stop(store: Store, rec: ContainerRecord, timeoutSec: number): Promise<void> {
-  const st = stateOf(store, rec);
-  if (st.pending) await waitStopped(store, rec, 5000);
+  // Before anything: a holder waiting to restart it, or restarting it now, stops there.
+  markStopped(new Containers(store).dir(rec.id));
+  let st = stateOf(store, rec);
+  if (st.restarting) {
+    await waitStopped(store, rec, 5000);
+    st = stateOf(store, rec);
+  } else if (st.pending) await waitStopped(store, rec, 5000);
   if (st.status !== 'running') return;
   try {
     signal(rec, rec.stopSignal);
@@ -198,9 +242,14 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
 
 /** Removes a container; `force` kills it first. No process of it survives. */
 export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false): Promise<void> {
-  const st = stateOf(store, rec);
-  if (st.status === 'running' && !force) {
-    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is running: stop the container before removing or use -f`);
+  let st = stateOf(store, rec);
+  if ((st.status === 'running' || st.restarting) && !force) {
+    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
+  }
+  markStopped(new Containers(store).dir(rec.id));
+  if (st.restarting) {
+    await waitStopped(store, rec, 5000);
+    st = stateOf(store, rec);
   }
   if (st.status === 'running') {
     try {
@@ -237,7 +286,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
 export function top(store: Store, rec: ContainerRecord, psArgs: string[]): string {
   if (stateOf(store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = runtimeSync([...globalFlags(rec), 'ps', rec.id, ...psArgs]);
-  if (r.status !== 0) throw runtimeError(`cannot list the processes of ${rec.name}`, { stderr: r.stderr });
+  if (r.status !== 0) throw syncError(`cannot list the processes of ${rec.name}`, r);
   return r.stdout;
 }
 

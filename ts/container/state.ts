@@ -2,14 +2,31 @@
  * A container's status, derived from what is on disk and in /proc — never a stored "running"
  * that a killed process could leave stale: the runtime's state (init pid and its start time),
  * the exit record its holder writes, and the pid of that holder (the detached monitor, or the
- * runtime's foreground `run`: crates/burrow-core/src/runtime/holder.rs, the one writer of
- * monitor.json, `started` and exit.json), recorded in monitor.json before `started`.
+ * runtime's foreground `run`), recorded in monitor.json before `started`.
+ *
+ * Each file of a container's directory D has one writer (removing the files of the previous run
+ * before a new holder starts, clearRun in lifecycle.ts, is not writing them):
+ * - record.json, bundle/, etc/, upper/ …: the engine (ts/container/create.ts, records.ts), at
+ *   create, rename and update.
+ * - monitor.json, started, exit.json, restart.json: the holder
+ *   (crates/burrow-core/src/runtime/holder.rs: the monitor, or `burrow-runtime run --dir`).
+ * - ctr.log: the monitor (appended across restarts); attach.sock: its attach server.
+ * - lost.json: this module (recordLostExit), only when the holder died before its exit record,
+ *   written once with link(2). It used to be exit.json, which then had two writers.
+ * - stopped-by-user: lifecycle.ts (stop, kill, rm), read by the holder: no restart after it.
+ * - runtime.log: none any more (the runtime's `--log` of older versions; removed by a new run).
+ * - The runtime's own state is in rec.runtimeRoot, written by burrow-runtime only.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ContainerRecord } from './records';
 
 export type Status = 'created' | 'running' | 'exited';
+
+export interface RestartRecord {
+  count: number;
+  restarting: boolean;
+}
 
 export interface ExitRecord {
   exitCode: number;
@@ -27,6 +44,10 @@ export interface ContainerState {
   oomKilled: boolean;
   error?: string;
   monitorPid?: number;
+  /** How many times a restart policy restarted it (Docker's RestartCount). */
+  restartCount: number;
+  /** Exited, and its holder is about to restart it (Docker's Restarting). */
+  restarting?: boolean;
   /**
    * The init is gone but its holder is still writing the last output and the exit record:
    * `exitCode` is not known yet (a few milliseconds).
@@ -88,13 +109,35 @@ export function runtimeState(rec: ContainerRecord): RuntimeState | undefined {
   }
 }
 
-export function readExit(dir: string): ExitRecord | undefined {
-  const text = readIfExists(path.join(dir, 'exit.json'));
+function readJsonIfExists(file: string): unknown {
+  const text = readIfExists(file);
   try {
-    return text === undefined ? undefined : (JSON.parse(text) as ExitRecord);
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
   } catch {
     return undefined;
   }
+}
+
+function isExitRecord(v: unknown): v is ExitRecord {
+  return typeof v === 'object' && v !== null && typeof (v as ExitRecord).exitCode === 'number';
+}
+
+/** The exit record: the holder's, else the one this module made for a holder that died. */
+export function readExit(dir: string): ExitRecord | undefined {
+  for (const f of ['exit.json', 'lost.json']) {
+    const v = readJsonIfExists(path.join(dir, f));
+    if (isExitRecord(v)) return v;
+  }
+  return undefined;
+}
+
+/** The holder's restart record (none: never restarted). */
+export function readRestarts(dir: string): RestartRecord {
+  const v = readJsonIfExists(path.join(dir, 'restart.json'));
+  if (typeof v === 'object' && v !== null && typeof (v as RestartRecord).count === 'number') {
+    return { count: (v as RestartRecord).count, restarting: (v as RestartRecord).restarting === true };
+  }
+  return { count: 0, restarting: false };
 }
 
 /** The live holder's pid, if monitor.json names a process that is still that process. */
@@ -117,10 +160,10 @@ export function holderPid(dir: string): number | undefined {
  */
 function recordLostExit(dir: string): ExitRecord | undefined {
   const rec: ExitRecord = { exitCode: LOST_EXIT_CODE, finishedAt: new Date().toISOString(), reason: 'exit status unknown: the container ended while its monitor was not running' };
-  const tmp = path.join(dir, `exit.json.lost-${process.pid}`);
+  const tmp = path.join(dir, `lost.json.${process.pid}`);
   try {
     fs.writeFileSync(tmp, JSON.stringify(rec));
-    fs.linkSync(tmp, path.join(dir, 'exit.json'));
+    fs.linkSync(tmp, path.join(dir, 'lost.json'));
   } catch {
     /* someone else recorded it, or the directory is gone (removed meanwhile) */
   } finally {
@@ -130,18 +173,35 @@ function recordLostExit(dir: string): ExitRecord | undefined {
 }
 
 export function containerState(rec: ContainerRecord, dir: string): ContainerState {
+  // Before the exit record: a holder that restarts the container writes it first.
+  const restarts = readRestarts(dir);
+  const restartCount = restarts.count;
   let exit = readExit(dir);
   // Absent: never started.
   const startedAt = readIfExists(path.join(dir, 'started'))?.trim();
-  const done = (e: ExitRecord): ContainerState => ({ status: 'exited', pid: 0, exitCode: e.exitCode, finishedAt: e.finishedAt, oomKilled: !!e.oomKilled, ...(startedAt ? { startedAt } : {}), ...(e.reason ? { error: e.reason } : {}) });
+  const done = (e: ExitRecord): ContainerState => {
+    // Restarting only while the holder that will restart it lives.
+    const restarting = restarts.restarting && holderPid(dir) !== undefined;
+    return {
+      status: 'exited',
+      pid: 0,
+      exitCode: e.exitCode,
+      finishedAt: e.finishedAt,
+      oomKilled: !!e.oomKilled,
+      restartCount,
+      ...(restarting ? { restarting } : {}),
+      ...(startedAt ? { startedAt } : {}),
+      ...(e.reason ? { error: e.reason } : {}),
+    };
+  };
   if (exit) return done(exit);
   const monitorPid = holderPid(dir);
   const rs = runtimeState(rec);
   if (rs && rs.pid > 0 && procStartTime(rs.pid) === rs.initStartTime) {
     const created = fs.existsSync(path.join(rec.runtimeRoot, rec.id, 'start.sock'));
-    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, ...(startedAt ? { startedAt } : {}), ...(monitorPid ? { monitorPid } : {}) };
+    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, ...(startedAt ? { startedAt } : {}), ...(monitorPid ? { monitorPid } : {}) };
   }
-  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, ...(monitorPid ? { monitorPid } : {}) };
+  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount, ...(monitorPid ? { monitorPid } : {}) };
   if (monitorPid) {
     // The holder writes the exit record right after it reaps the init (and drains the last
     // output): wait a little rather than show a status without its exit code.
@@ -152,9 +212,9 @@ export function containerState(rec: ContainerRecord, dir: string): ContainerStat
       if (Date.now() > end || holderPid(dir) === undefined) break;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     }
-    if (holderPid(dir)) return { status: 'exited', pid: 0, exitCode: -1, oomKilled: false, startedAt, monitorPid, pending: true };
+    if (holderPid(dir)) return { status: 'exited', pid: 0, exitCode: -1, oomKilled: false, restartCount, startedAt, monitorPid, pending: true };
   }
   // Started, no exit record, init gone, nobody holding it: the holder died before the end.
   exit = readExit(dir) ?? recordLostExit(dir);
-  return exit ? done(exit) : { status: 'exited', pid: 0, exitCode: LOST_EXIT_CODE, oomKilled: false, startedAt };
+  return exit ? done(exit) : { status: 'exited', pid: 0, exitCode: LOST_EXIT_CODE, oomKilled: false, restartCount, startedAt };
 }

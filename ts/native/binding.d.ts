@@ -7,6 +7,12 @@
  */
 export declare function cgroupInfo(): string
 
+/**
+ * Fails with `code` when it is one of burrow's codes (Ok otherwise): how the unit tests see a
+ * coded error cross the boundary, as every fallible binding's errors do.
+ */
+export declare function checkErrorCode(code: string, msg: string): void
+
 export declare function defaultPaths(): DefaultPaths
 
 /** Default locations, so that TypeScript and Rust agree on them. */
@@ -14,6 +20,12 @@ export interface DefaultPaths {
   storeRoot: string
   runtimeRoot: string
 }
+
+/**
+ * The error-code table as Rust has it (burrow_core::codes), as JSON `{CODE: {exit, http}}`:
+ * the unit tests check that ts/errors-codes.ts says the same.
+ */
+export declare function errorCodes(): string
 
 /**
  * Probes the host (see burrow-core's `probe`) and returns the report as a JSON string. The

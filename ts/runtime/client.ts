@@ -3,18 +3,23 @@
  * here, with its global flags built in one place and its failures turned into BurrowErrors in
  * one place.
  *
- * The runtime reports errors in three forms: with `--log FILE --log-format json`, JSON lines
- * `{level,msg,time,code}` in FILE (the code is stable); on stderr, runc's logrus lines (what
- * podman and containerd read) or, under BURROW_RUNTIME_CLI=1, `Error: ...` for the user's
- * terminal. runtimeText (ts/errors.ts) reads the stderr forms.
+ * The runtime reports to us on one structured channel, `--status-fd FD` (its global flag): newline-
+ * delimited JSON, `{"pid": N}` once the container's (or exec'd) process exists, `{"error": MSG,
+ * "code": CODE}` when it fails (a code of ts/errors-codes.ts), `{"exit": N[, "signal": S]}` when
+ * the process ends, `{"restart": N}` from a monitor that restarted the container
+ * (crates/burrow-core/src/runtime/status.rs). `RuntimeReport` and `parseReports` read it; every
+ * spawn here passes it. What the runtime writes on stderr (runc's logrus lines, which podman and
+ * containerd read, or under BURROW_RUNTIME_CLI=1 `Error: ...` for the user's terminal) is for
+ * people: it is only shown, never parsed for a code.
  *
  * node:child_process is required only when a runtime is spawned: this module may be imported by
  * code that `images`, `ps` and `inspect` load without making them pay for it
  * (test/integration/startup.test.ts).
  */
 import type { ChildProcess, SpawnOptions, StdioOptions } from 'node:child_process';
+import { BurrowError, EXIT, exitCodeFor, isErrorCode, runtimeText, type ErrorCode } from '../errors';
 import * as fs from 'node:fs';
-import { BurrowError, EXIT, runtimeText, type ErrorCode } from '../errors';
+import * as path from 'node:path';
 import { runtimeBinary } from '../host/paths';
 
 export { runtimeBinary };
@@ -45,6 +50,88 @@ export function globalFlags(target: RuntimeTarget, o: GlobalArgOptions = {}): st
   return args;
 }
 
+/** One message of the runtime's status channel. */
+export type RuntimeReport =
+  | { kind: 'pid'; pid: number }
+  | { kind: 'error'; error: string; code: string }
+  | { kind: 'exit'; exit: number; signal?: string }
+  | { kind: 'restart'; restart: number };
+
+/** One line of the channel, validated; undefined for anything else (never thrown on). */
+export function parseReport(line: string): RuntimeReport | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.pid === 'number') return { kind: 'pid', pid: o.pid };
+  if (typeof o.error === 'string') return { kind: 'error', error: o.error, code: typeof o.code === 'string' ? o.code : 'ERUNTIME' };
+  if (typeof o.exit === 'number') return { kind: 'exit', exit: o.exit, ...(typeof o.signal === 'string' ? { signal: o.signal } : {}) };
+  if (typeof o.restart === 'number') return { kind: 'restart', restart: o.restart };
+  return undefined;
+}
+
+/** Every report of a finished channel's text (a partial last line is not a report). */
+export function parseReports(text: string): RuntimeReport[] {
+  const lines = text.split('\n');
+  lines.pop();
+  return lines.map(parseReport).filter((r): r is RuntimeReport => r !== undefined);
+}
+
+/** Reads a live channel: calls `on` with each report as its line completes. */
+export function readReports(stream: NodeJS.ReadableStream, on: (r: RuntimeReport) => void): void {
+  let buf = '';
+  stream.on('data', (d: Buffer | string) => {
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const r = parseReport(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      if (r) on(r);
+    }
+  });
+  stream.on('error', () => undefined);
+}
+
+/** The global flag that opens the channel on `fd` (3: the first descriptor after stdio). */
+export function statusFlags(fd = 3): string[] {
+  return ['--status-fd', String(fd)];
+}
+
+/** What a finished channel said: the pid, the (last) failure, the exit. */
+export interface RuntimeOutcome {
+  pid?: number;
+  failure?: { code: string; msg: string };
+  exit?: number;
+  signal?: string;
+}
+
+export function outcomeOf(reports: RuntimeReport[]): RuntimeOutcome {
+  const o: RuntimeOutcome = {};
+  for (const r of reports) {
+    if (r.kind === 'pid') o.pid = r.pid;
+    else if (r.kind === 'error') o.failure = { code: r.code, msg: r.error };
+    else if (r.kind === 'exit') {
+      o.exit = r.exit;
+      if (r.signal !== undefined) o.signal = r.signal;
+    }
+  }
+  return o;
+}
+
+/**
+ * Docker's exit status of a foreground run or exec: the process's exit as reported; else, when
+ * it failed before its program ran, the status of the error's code (127 not found, 126 cannot
+ * invoke, 125 the engine's own); else `fallback` (the runtime's own exit, when it reported nothing).
+ */
+export function exitStatusOf(o: RuntimeOutcome, fallback: number): number {
+  if (o.exit !== undefined) return o.exit;
+  if (o.failure) return exitForRuntimeError(o.failure.code);
+  return fallback;
+}
+
 export interface SyncOptions {
   /** Where the runtime's stdin, stdout and stderr go; all 'pipe' by default (stdin 'ignore'). */
   stdin?: 'ignore' | 'pipe';
@@ -67,19 +154,69 @@ export interface SyncResult {
   text: string;
   /** Why it could not be started (or timed out), if so. */
   error?: Error;
+  /** What it reported on its status channel. */
+  reports: RuntimeReport[];
+  /** Its failure as reported (the code and message), if any. */
+  failure?: { code: string; msg: string };
 }
 
-/** Runs the runtime to completion. */
+/**
+ * The status channel of a synchronous call: an unlinked temporary file, not a pipe. A pipe would
+ * keep spawnSync waiting as long as anything holds its write end, and a created container's init
+ * holds what the runtime had until it is started (`create` for cp and export).
+ */
+function statusFile(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require('node:os') as typeof import('node:os');
+  const file = path.join(os.tmpdir(), `burrow-status-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const fd = fs.openSync(file, 'wx+', 0o600);
+  fs.unlinkSync(file);
+  return fd;
+}
+
+function readStatusFile(fd: number): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(4096);
+  for (let pos = 0; ; ) {
+    const n = fs.readSync(fd, buf, 0, buf.length, pos);
+    if (n <= 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    pos += n;
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Runs the runtime to completion, with its status channel on fd 3. */
 export function runtimeSync(args: string[], o: SyncOptions = {}): SyncResult {
-  const stdio: StdioOptions = [o.input !== undefined ? 'pipe' : (o.stdin ?? 'ignore'), o.stdout ?? 'pipe', o.stderr ?? 'pipe'];
-  const r = childProcess().spawnSync(runtimeBinary(), args, {
+  const status = statusFile();
+  try {
+    return runSync(args, o, status);
+  } finally {
+    fs.closeSync(status);
+  }
+}
+
+function runSync(args: string[], o: SyncOptions, statusFd: number): SyncResult {
+  const stdio: StdioOptions = [o.input !== undefined ? 'pipe' : (o.stdin ?? 'ignore'), o.stdout ?? 'pipe', o.stderr ?? 'pipe', statusFd];
+  const r = childProcess().spawnSync(runtimeBinary(), [...statusFlags(3), ...args], {
     encoding: 'utf8',
     stdio,
     ...(o.input !== undefined ? { input: o.input } : {}),
     ...(o.timeout !== undefined ? { timeout: o.timeout } : {}),
   });
   const stderr = r.stderr ?? '';
-  return { code: r.status ?? 1, status: r.status, stdout: r.stdout ?? '', stderr, text: runtimeText(stderr), ...(r.error ? { error: r.error } : {}) };
+  const reports = parseReports(readStatusFile(statusFd));
+  const failure = outcomeOf(reports).failure;
+  return {
+    code: r.status ?? 1,
+    status: r.status,
+    stdout: r.stdout ?? '',
+    stderr,
+    text: failure?.msg ?? runtimeText(stderr),
+    reports,
+    ...(failure ? { failure } : {}),
+    ...(r.error ? { error: r.error } : {}),
+  };
 }
 
 /**
@@ -94,59 +231,27 @@ export function runtimeSpawn(args: string[], o: { stdio: StdioOptions; detached?
   return childProcess().spawn(runtimeBinary(), args, opts);
 }
 
-/** One line of the runtime's `--log-format json`. */
-export interface LogLine {
-  level?: string;
-  code?: string;
-  msg?: string;
-}
-
-/** The JSON lines of a log file; none when it does not exist. Lines that are not JSON count as `{}`. */
-export function loggedLines(logFile: string): LogLine[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(logFile, 'utf8');
-  } catch {
-    return [];
-  }
-  return parseLog(text);
-}
-
-export function parseLog(text: string): LogLine[] {
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      try {
-        return JSON.parse(l) as LogLine;
-      } catch {
-        return {};
-      }
-    });
-}
-
-/** The last error the runtime logged, if any. */
-export function loggedError(logFile: string): LogLine | undefined {
-  return loggedLines(logFile)
-    .filter((e) => e.level === 'error')
-    .pop();
-}
-
-/** Docker's statuses for a runtime failure, from the error code it logged. */
+/** Docker's status for a runtime failure, from the error code it reported (the code table's). */
 export function exitForRuntimeError(code: string | undefined): number {
-  if (code === 'ECMD_NOT_FOUND') return EXIT.NOT_FOUND;
-  if (code === 'ECMD_CANNOT_INVOKE') return EXIT.CANNOT_INVOKE;
-  return EXIT.ENGINE;
+  return isErrorCode(code) ? exitCodeFor(code) : EXIT.ENGINE;
 }
 
-/** A failed runtime call: the code it logged (or answered) and what it said. */
+/** A failed runtime call: the code it reported and what it said. */
 export interface RuntimeFailure {
-  /** The stable code of its JSON log line or answer, if any. */
+  /** The stable code of its report, if any. */
   code?: string;
   /** A message already in plain text (a log line's msg, an answer's error), used as is. */
   msg?: string;
   /** Otherwise its stderr, in any of its forms: read through runtimeText. */
   stderr?: string;
+}
+
+/**
+ * The BurrowError of a finished runtime call that failed: its reported failure (code and
+ * message), else its stderr (in the CLI's voice).
+ */
+export function syncError(what: string | undefined, r: SyncResult, o: ErrorOptions = {}): BurrowError {
+  return runtimeError(what, r.failure ? { code: r.failure.code, msg: r.failure.msg } : { msg: r.text || r.error?.message || `status ${r.code}` }, o);
 }
 
 /** The runtime's codes that keep their name by default: those with their own exit status. */

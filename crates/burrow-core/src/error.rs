@@ -30,10 +30,10 @@ pub enum CoreError {
 impl Coded for CoreError {
     fn code(&self) -> &'static str {
         match self {
-            CoreError::Io { .. } => "EIO",
-            CoreError::Helper { .. } => "EHELPER",
-            CoreError::InvalidArgument(_) => "EINVAL_ARG",
-            CoreError::RuntimeDir { .. } => "ERUNTIME_DIR",
+            CoreError::Io { .. } => crate::codes::EIO,
+            CoreError::Helper { .. } => crate::codes::EHELPER,
+            CoreError::InvalidArgument(_) => crate::codes::EINVAL_ARG,
+            CoreError::RuntimeDir { .. } => crate::codes::ERUNTIME_DIR,
         }
     }
 }

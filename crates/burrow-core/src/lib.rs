@@ -5,6 +5,7 @@
 //! the single-threaded `burrow-runtime` binary, which is built on this crate too (see
 //! DESIGN.md, "the fork problem").
 
+pub mod codes;
 pub mod error;
 pub mod image;
 pub mod net;

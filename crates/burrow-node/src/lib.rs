@@ -4,6 +4,21 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+/// burrow-core's stable code (burrow_core::codes), which napi-rs makes the JavaScript error's
+/// `code`; ts/errors.ts (toBurrowError) turns the error into a BurrowError with that code.
+#[derive(Debug)]
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+fn coded(code: &'static str, msg: impl std::fmt::Display) -> Error<Code> {
+    Error::new(Code(code), msg.to_string())
+}
+
 #[napi(object)]
 pub struct ProbeOptions {
     pub store_root: Option<String>,
@@ -15,14 +30,14 @@ pub struct ProbeOptions {
 /// Probes the host (see burrow-core's `probe`) and returns the report as a JSON string. The
 /// string crosses the boundary once and is parsed and validated on the TypeScript side.
 #[napi]
-pub fn probe_host(opts: ProbeOptions) -> Result<String> {
+pub fn probe_host(opts: ProbeOptions) -> Result<String, Code> {
     let o = burrow_core::probe::ProbeOptions {
         store_root: opts.store_root.map(Into::into),
         runtime_bin: opts.runtime_bin.map(Into::into),
         local_root: opts.local_root.map(Into::into),
     };
     let report = burrow_core::probe::probe(&o);
-    serde_json::to_string(&report).map_err(|e| Error::new(Status::GenericFailure, format!("EINTERNAL: {e}")))
+    serde_json::to_string(&report).map_err(|e| coded(burrow_core::codes::EINTERNAL, e))
 }
 
 /// Default locations, so that TypeScript and Rust agree on them.
@@ -43,7 +58,26 @@ pub fn default_paths() -> DefaultPaths {
 /// The cgroup layout and what this user can enforce (a cheap, namespace-free part of the probe),
 /// as JSON: `run` checks requested limits against it before it starts anything.
 #[napi]
-pub fn cgroup_info() -> Result<String> {
+pub fn cgroup_info() -> Result<String, Code> {
     let info = burrow_core::probe::cgroups::probe_self();
-    serde_json::to_string(&info).map_err(|e| Error::new(Status::GenericFailure, format!("EINTERNAL: {e}")))
+    serde_json::to_string(&info).map_err(|e| coded(burrow_core::codes::EINTERNAL, e))
+}
+
+/// The error-code table as Rust has it (burrow_core::codes), as JSON `{CODE: {exit, http}}`:
+/// the unit tests check that ts/errors-codes.ts says the same.
+#[napi]
+pub fn error_codes() -> String {
+    let m: serde_json::Map<String, serde_json::Value> =
+        burrow_core::codes::TABLE.iter().map(|c| (c.code.to_string(), serde_json::json!({ "exit": c.exit, "http": c.http }))).collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+/// Fails with `code` when it is one of burrow's codes (Ok otherwise): how the unit tests see a
+/// coded error cross the boundary, as every fallible binding's errors do.
+#[napi]
+pub fn check_error_code(code: String, msg: String) -> Result<(), Code> {
+    match burrow_core::codes::lookup(&code) {
+        Some(c) => Err(coded(c.code, msg)),
+        None => Ok(()),
+    }
 }

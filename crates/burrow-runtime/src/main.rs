@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod log;
+mod status;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

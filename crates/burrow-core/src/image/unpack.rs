@@ -52,10 +52,10 @@ pub enum UnpackError {
 impl Coded for UnpackError {
     fn code(&self) -> &'static str {
         match self {
-            UnpackError::Unsafe { .. } => "ELAYER_UNSAFE",
-            UnpackError::Sys { .. } => "ELAYER_WRITE",
-            UnpackError::Read { .. } => "ELAYER_CORRUPT",
-            UnpackError::DiffId { .. } => "EDIGEST_MISMATCH",
+            UnpackError::Unsafe { .. } => crate::codes::ELAYER_UNSAFE,
+            UnpackError::Sys { .. } => crate::codes::ELAYER_WRITE,
+            UnpackError::Read { .. } => crate::codes::ELAYER_CORRUPT,
+            UnpackError::DiffId { .. } => crate::codes::EDIGEST_MISMATCH,
         }
     }
 }

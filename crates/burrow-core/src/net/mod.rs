@@ -45,10 +45,10 @@ pub enum NetError {
 impl Coded for NetError {
     fn code(&self) -> &'static str {
         match self {
-            NetError::Config { .. } => "ENET_CONFIG",
-            NetError::PortInUse { .. } => "EPORT_IN_USE",
-            NetError::Helper { .. } => "ENET_HELPER",
-            NetError::Sys { .. } => "ESYSCALL",
+            NetError::Config { .. } => crate::codes::ENET_CONFIG,
+            NetError::PortInUse { .. } => crate::codes::EPORT_IN_USE,
+            NetError::Helper { .. } => crate::codes::ENET_HELPER,
+            NetError::Sys { .. } => crate::codes::ESYSCALL,
         }
     }
 }

@@ -55,61 +55,31 @@ pub enum RuntimeError {
 impl Coded for RuntimeError {
     fn code(&self) -> &'static str {
         match self {
-            RuntimeError::Path { .. } | RuntimeError::Sys { .. } => "ESYSCALL",
-            RuntimeError::Spec { .. } => "ESPEC_INVALID",
-            RuntimeError::NotFound { .. } => "ECONTAINER_NOT_FOUND",
-            RuntimeError::Exists { .. } => "ECONTAINER_EXISTS",
-            RuntimeError::InvalidId { .. } => "EINVALID_ID",
-            RuntimeError::BadState { .. } | RuntimeError::NotRunning { .. } => "EBAD_STATE",
-            RuntimeError::Exec { not_found: true, .. } => "ECMD_NOT_FOUND",
-            RuntimeError::Exec { .. } => "ECMD_CANNOT_INVOKE",
-            RuntimeError::Child(_) => "EINIT_FAILED",
+            RuntimeError::Path { .. } | RuntimeError::Sys { .. } => crate::codes::ESYSCALL,
+            RuntimeError::Spec { .. } => crate::codes::ESPEC_INVALID,
+            RuntimeError::NotFound { .. } => crate::codes::ECONTAINER_NOT_FOUND,
+            RuntimeError::Exists { .. } => crate::codes::ECONTAINER_EXISTS,
+            RuntimeError::InvalidId { .. } => crate::codes::EINVALID_ID,
+            RuntimeError::BadState { .. } | RuntimeError::NotRunning { .. } => crate::codes::EBAD_STATE,
+            RuntimeError::Exec { not_found: true, .. } => crate::codes::ECMD_NOT_FOUND,
+            RuntimeError::Exec { .. } => crate::codes::ECMD_CANNOT_INVOKE,
+            RuntimeError::Child(_) => crate::codes::EINIT_FAILED,
             RuntimeError::Remote { code, .. } => static_code(code),
-            RuntimeError::Helper { .. } => "EHELPER",
-            RuntimeError::Seccomp(_) => "ESECCOMP",
-            RuntimeError::Hook { .. } => "EHOOK",
-            RuntimeError::Usage(_) => "EUSAGE",
-            RuntimeError::Idmap { .. } => "EIDMAP",
-            RuntimeError::UnsafeMount { .. } => "EMOUNT_UNSAFE",
+            RuntimeError::Helper { .. } => crate::codes::EHELPER,
+            RuntimeError::Seccomp(_) => crate::codes::ESECCOMP,
+            RuntimeError::Hook { .. } => crate::codes::EHOOK,
+            RuntimeError::Usage(_) => crate::codes::EUSAGE,
+            RuntimeError::Idmap { .. } => crate::codes::EIDMAP,
+            RuntimeError::UnsafeMount { .. } => crate::codes::EMOUNT_UNSAFE,
             RuntimeError::Cgroup(e) => e.code(),
         }
     }
 }
 
-/// The stable code for a code string that crossed a process boundary.
+/// The stable code for a code string that crossed a process boundary (the table's own
+/// `&'static str`; a code it does not know is the init's failure).
 pub fn static_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 27] = [
-        "ESYSCALL",
-        "ESPEC_INVALID",
-        "ECONTAINER_NOT_FOUND",
-        "ECONTAINER_EXISTS",
-        "EINVALID_ID",
-        "EBAD_STATE",
-        "ECMD_NOT_FOUND",
-        "ECMD_CANNOT_INVOKE",
-        "EINIT_FAILED",
-        "EHELPER",
-        "ESECCOMP",
-        "EHOOK",
-        "EUSAGE",
-        "ELAYER_UNSAFE",
-        "EIDMAP",
-        "EMOUNT_UNSAFE",
-        // burrow_core::net, from the network owner (run, monitor)
-        "ENET_CONFIG",
-        "EPORT_IN_USE",
-        "ENET_HELPER",
-        // runtime::cgroups
-        "ECGROUP_WRITE",
-        "ECGROUP_CREATE",
-        "ECGROUP_CONTROLLER",
-        "ECGROUP_APPLY",
-        "ECGROUP_OPEN",
-        "ECGROUP_FREEZER",
-        "ESYSTEMD_SCOPE",
-        "ECGROUP_MOUNT",
-    ];
-    KNOWN.iter().find(|k| **k == code).copied().unwrap_or("EINIT_FAILED")
+    crate::codes::lookup(code).map_or(crate::codes::EINIT_FAILED, |c| c.code)
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;

@@ -2,18 +2,17 @@
 //! foreground `run` when the CLI gives it the container's directory) and therefore owns the
 //! container's run records and `--rm`. It is the one writer of D/monitor.json (who holds the
 //! container: a reader that finds `started` and no exit record tells "finishing" from "died"
-//! by it), D/started and D/exit.json, whose shapes ts/container/state.ts reads.
+//! by it), D/started, D/exit.json and D/restart.json (its restarts under a restart policy),
+//! whose shapes ts/container/state.ts reads. It reads D/stopped-by-user, which the CLI writes
+//! before it stops, kills or removes the container: no restart follows then. It appends the
+//! container's `die` (and a policy's `restart`) events to the engine's events file.
 //!
 //! `--rm` is the CLI's own `rm -f` run as an exit command, as podman's conmon runs
 //! `podman container cleanup`: removal knows the store's rootfs drivers, the names, the
 //! anonymous volumes and the user namespace that deletes files of subordinate ids, and one
 //! implementation of it (TypeScript) is kept rather than two.
 
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::error::RuntimeError;
 use super::state::{now_rfc3339, proc_start_time};
@@ -22,11 +21,7 @@ use crate::error::Coded;
 /// Docker's statuses for a run that failed before its program ran: 127 when the command is
 /// not found, 126 when it cannot be invoked, 125 for the engine's own failures.
 pub fn failure_status(e: &RuntimeError) -> i32 {
-    match e.code() {
-        "ECMD_NOT_FOUND" => 127,
-        "ECMD_CANNOT_INVOKE" => 126,
-        _ => 125,
-    }
+    crate::codes::exit_status(e.code())
 }
 
 /// How a run ended, as D/exit.json records it.
@@ -64,6 +59,57 @@ pub fn write_exit(dir: &Path, r: &ExitRecord) {
     write_atomic(&dir.join("exit.json"), &v.to_string());
 }
 
+/// D/restart.json: how many times the policy restarted the container, and whether it is
+/// waiting to restart it now (Docker's `Restarting`).
+pub fn write_restarts(dir: &Path, count: u32, restarting: bool) {
+    write_atomic(&dir.join("restart.json"), &serde_json::json!({ "count": count, "restarting": restarting }).to_string());
+}
+
+/// Whether the user stopped, killed or removed the container (ts/container/lifecycle.ts writes
+/// the marker before it signals).
+pub fn stopped_by_user(dir: &Path) -> bool {
+    dir.join("stopped-by-user").exists()
+}
+
+/// Appends a container event, in Docker's shape, to the engine's events file (ts/engine/events.ts
+/// writes the same lines): one write of one line with O_APPEND, which concurrent writers do not
+/// interleave. The container's name, image and labels come from its record; losing an event
+/// (a full disk) never fails the container.
+pub fn append_event(events: &Path, dir: &Path, id: &str, action: &str, extra: &[(&str, String)]) {
+    let mut attrs = serde_json::Map::new();
+    if let Some(rec) = std::fs::read_to_string(dir.join("record.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
+        if let Some(labels) = rec["labels"].as_object() {
+            for (k, v) in labels {
+                if let Some(v) = v.as_str() {
+                    attrs.insert(k.clone(), v.into());
+                }
+            }
+        }
+        for (k, field) in [("image", "image"), ("image", "imageName"), ("name", "name")] {
+            if let Some(v) = rec[field].as_str() {
+                attrs.insert(k.into(), v.into());
+            }
+        }
+    }
+    for (k, v) in extra {
+        attrs.insert((*k).into(), v.clone().into());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ev = serde_json::json!({
+        "Type": "container",
+        "Action": action,
+        "Actor": { "ID": id, "Attributes": attrs },
+        "scope": "local",
+        "time": now.as_secs(),
+        "timeNano": now.as_nanos() as u64,
+    });
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(events) {
+        let _ = f.write_all(format!("{ev}\n").as_bytes());
+    }
+}
+
 /// Runs the exit command (the CLI's cleanup, `burrow rm -f ID` for --rm) with no stdio of ours:
 /// it must not keep a terminal or a pipe of a caller that is gone. Its status is not ours to report.
 pub fn run_exit_command(cmd: &[String]) {
@@ -73,49 +119,15 @@ pub fn run_exit_command(cmd: &[String]) {
     }
 }
 
-/// The foreground CLI's end of the hand-over (`run --status-fd`): a socket or pipe it reads.
+/// The foreground CLI's end of the hand-over (`run --status-fd`): the status channel
+/// (super::status), a socket it reads.
 ///
 /// The CLI removes a `--rm` container itself while it is alive, which costs nothing (it waits
 /// anyway) where an exit command would start a second Node process for every `run --rm`. So
 /// the holder tells it the status, then waits until the CLI has closed its end (it finished,
 /// or it was killed at any moment), and only then looks whether the container is still there
 /// and runs the exit command if so. The two never remove at the same time.
-pub struct StatusFd(OwnedFd);
-
-impl StatusFd {
-    pub fn new(fd: OwnedFd) -> StatusFd {
-        StatusFd(fd)
-    }
-
-    /// `{"exit": N}` as one line; a gone reader is not an error (EPIPE: Rust ignores SIGPIPE).
-    pub fn report_exit(&self, code: i32) {
-        let mut f = std::fs::File::from(self.0.try_clone().expect("dup of the status fd"));
-        let _ = writeln!(f, "{}", serde_json::json!({ "exit": code }));
-    }
-
-    /// Blocks until the reader has closed its end.
-    pub fn wait_closed(self) {
-        loop {
-            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
-                Ok(_) => {}
-            }
-            let rev = fds[0].revents().unwrap_or(PollFlags::empty());
-            if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
-                return;
-            }
-            // A socket's reader that closed reads as end of file; anything it wrote is ignored.
-            let mut buf = [0u8; 256];
-            match nix::unistd::read(self.0.as_raw_fd(), &mut buf) {
-                Ok(0) => return,
-                Ok(_) | Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(_) => return,
-            }
-        }
-    }
-}
+pub use super::status::StatusFd;
 
 /// Whether the container's record is still in its directory (a removal renames the directory
 /// aside first, so a record under the name means nobody removed it).
@@ -126,7 +138,6 @@ pub fn still_there(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
     #[test]
     fn exit_record_has_the_fields_state_ts_reads() {
@@ -146,28 +157,37 @@ mod tests {
     }
 
     #[test]
+    fn die_events_as_docker_writes_them() {
+        let dir = std::env::temp_dir().join(format!("burrow-holder-ev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("record.json"), r#"{"name":"web","image":"busybox","labels":{"a":"b"}}"#).unwrap();
+        let file = dir.join("events.jsonl");
+        append_event(&file, &dir, "abc", "die", &[("exitCode", "3".into())]);
+        append_event(&file, &dir, "abc", "restart", &[]);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["Type"], "container");
+        assert_eq!(lines[0]["Action"], "die");
+        assert_eq!(lines[0]["Actor"]["ID"], "abc");
+        assert_eq!(lines[0]["Actor"]["Attributes"]["exitCode"], "3");
+        assert_eq!(lines[0]["Actor"]["Attributes"]["name"], "web");
+        assert_eq!(lines[0]["Actor"]["Attributes"]["image"], "busybox");
+        assert_eq!(lines[0]["Actor"]["Attributes"]["a"], "b");
+        assert_eq!(lines[0]["scope"], "local");
+        assert_eq!(lines[0]["timeNano"].as_u64().unwrap() / 1_000_000_000, lines[0]["time"].as_u64().unwrap());
+        assert_eq!(lines[1]["Action"], "restart");
+        write_restarts(&dir, 2, true);
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("restart.json")).unwrap()).unwrap();
+        assert_eq!(r["count"], 2);
+        assert_eq!(r["restarting"], true);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn docker_statuses_for_failures() {
         assert_eq!(failure_status(&RuntimeError::Exec { arg0: "x".into(), detail: "not found".into(), not_found: true }), 127);
         assert_eq!(failure_status(&RuntimeError::Exec { arg0: "/etc".into(), detail: "is a directory".into(), not_found: false }), 126);
         assert_eq!(failure_status(&RuntimeError::Usage("bad".into())), 125);
-    }
-
-    #[test]
-    fn the_hand_over_waits_for_the_reader_to_close() {
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-        let s = StatusFd::new(ours);
-        s.report_exit(3);
-        let mut buf = [0u8; 64];
-        let n = nix::unistd::read(theirs.as_raw_fd(), &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"{\"exit\":3}\n");
-        let reader = std::thread::spawn(move || drop(theirs));
-        s.wait_closed();
-        reader.join().unwrap();
-        // A reader that is gone already: reporting is not an error, and the wait ends at once.
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-        drop(theirs);
-        let s = StatusFd::new(ours);
-        s.report_exit(0);
-        s.wait_closed();
     }
 }

@@ -158,7 +158,7 @@ pub enum RootfsError {
 impl Coded for RootfsError {
     fn code(&self) -> &'static str {
         match self {
-            RootfsError::Sys { .. } => "EROOTFS_COPY",
+            RootfsError::Sys { .. } => crate::codes::EROOTFS_COPY,
         }
     }
 }

@@ -73,5 +73,6 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let (p, id) = id_command(args, FLAGS, "create")?;
     let created = create(opts(ctx, &p, id)?)?;
     crate::log::created(&created.state);
+    crate::status::pid(created.state.pid);
     Ok(0)
 }

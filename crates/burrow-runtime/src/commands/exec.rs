@@ -141,15 +141,17 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
         Err(e) => {
             // As a shell reports them: 127 not found, 126 not executable (the error is logged too).
-            let status = match e.code() {
-                "ECMD_NOT_FOUND" => 127,
-                "ECMD_CANNOT_INVOKE" => 126,
-                _ => return Err(e),
-            };
+            let status = burrow_core::codes::exit_status(e.code());
+            if status == 125 {
+                return Err(e);
+            }
             crate::log::error(&e);
+            crate::status::error(&e);
+            crate::status::exit(status, None);
             return Ok(status);
         }
     };
+    crate::status::pid(pid);
     if detach {
         return Ok(0);
     }
@@ -157,5 +159,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),
         None => None,
     };
-    wait::supervise(pid, sfd.expect("signals blocked"), master)
+    let code = wait::supervise(pid, sfd.expect("signals blocked"), master)?;
+    crate::status::exit(code, None);
+    Ok(code)
 }

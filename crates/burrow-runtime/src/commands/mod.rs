@@ -46,6 +46,7 @@ const GLOBAL: &[Flag] = &[
     Flag("systemd-cgroup", &[], false),
     Flag("rootless", &[], true),
     Flag("criu", &[], true),
+    Flag("status-fd", &[], true),
     Flag("help", &["h"], false),
     Flag("version", &["v"], false),
 ];
@@ -83,6 +84,9 @@ global flags:
   --debug              debug output
   --systemd-cgroup     place containers in a systemd transient scope (falls back to cgroupfs, with a
                        warning, where systemd does not run)
+  --status-fd FD       report on FD as newline-delimited JSON: {pid} once the container's (or exec'd)
+                       process exists, {error, code} on failure, {exit} when it ends (burrow's
+                       channel; without it the runtime behaves as runc)
 ";
 
 pub fn dispatch(args: &[String]) -> i32 {
@@ -130,6 +134,13 @@ pub fn dispatch(args: &[String]) -> i32 {
         // Before any namespace is joined: see burrow_core::runtime::selfclone.
         burrow_core::runtime::selfclone::ensure();
     }
+    // After the self-clone's re-exec, which closes the close-on-exec descriptors we make of it.
+    if let Some(fd) = g.value("status-fd") {
+        if let Err(e) = crate::status::open(fd) {
+            log::error(&e);
+            return 1;
+        }
+    }
     let ctx =
         Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
     let r: Result<i32> = match cmd.as_str() {
@@ -168,6 +179,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         Ok(code) => code,
         Err(e) => {
             log::error(&e);
+            crate::status::error(&e);
             1
         }
     }

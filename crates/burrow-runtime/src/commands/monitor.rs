@@ -1,24 +1,35 @@
-//! `monitor --bundle B --dir D [--log-driver k8s-file|json-file|none] [--tty [--tty-size ROWSxCOLS]]
-//! [--stdin] [--attach-fd FD] [--exit-command ARG]... ID`
+//! `[--status-fd FD] monitor --bundle B --dir D [--log-driver k8s-file|json-file|none]
+//! [--tty [--tty-size ROWSxCOLS]] [--stdin] [--attach-fd FD] [--restart POLICY]
+//! [--events-file PATH] [--exit-command ARG]... ID`
 //!
 //! Runs a detached container and stays with it, as conmon does for podman: it holds the
 //! container's stdio (pipes, or the pty master with --tty), writes the log, reaps the init (it
 //! is a subreaper), records the exit status and time in D/exit.json, deletes the runtime state
-//! and runs the exit command (the CLI's cleanup for --rm). It answers its caller with one JSON
-//! line on stdout — {"pid": N} or {"error", "code"} — and then lets go of it, so the CLI can
-//! exit while the container runs. Its own pid and start time go to D/monitor.json. Clients
-//! attach through D/attach.sock (attach_server.rs): they get the output, and their input goes
-//! to the terminal or, with --stdin, to a pipe that is the container's stdin.
+//! and runs the exit command (the CLI's cleanup for --rm). It answers its caller on the status
+//! channel (`--status-fd`; without it, one line on stdout) — {"pid": N} or {"error", "code"} —
+//! and then lets go of it, so the CLI can exit while the container runs. Its own pid and start
+//! time go to D/monitor.json. Clients attach through D/attach.sock (attach_server.rs): they get
+//! the output, and their input goes to the terminal or, with --stdin, to a pipe that is the
+//! container's stdin.
+//!
+//! With `--restart` it keeps Docker's restart policy (burrow_core::runtime::restart): the same
+//! container (id, bundle, rootfs) is created and started again after it exits, the log
+//! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
+//! goes to D/restart.json. Each exit appends a `die` event, each restart a `restart` event, to
+//! `--events-file` (the engine's events.jsonl).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use burrow_core::error::Coded;
 use burrow_core::runtime::create::{create, start, CreateOpts};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::holder;
+use burrow_core::runtime::restart::{Backoff, Policy};
 use burrow_core::runtime::state::now_rfc3339;
+use burrow_core::runtime::status::Report;
 use burrow_core::runtime::{tty, wait};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -101,6 +112,66 @@ fn read_some(fd: RawFd) -> Option<Vec<u8>> {
     }
 }
 
+/// Where the first answer goes: the status channel, or (without one) our stdout as it was.
+enum Caller {
+    Status,
+    Stdout(std::fs::File),
+}
+
+impl Caller {
+    fn answer(&self, r: Report) {
+        match self {
+            Caller::Status => crate::status::report(r),
+            Caller::Stdout(f) => {
+                let mut f: &std::fs::File = f;
+                let _ = writeln!(f, "{}", r.to_line());
+            }
+        }
+    }
+}
+
+/// What one run of the container shares with the next.
+struct Setup<'a> {
+    ctx: &'a Ctx,
+    p: &'a crate::args::Parsed,
+    id: &'a str,
+    dir: &'a Path,
+    bundle: &'a Path,
+    driver: Driver,
+    tty_mode: bool,
+    tty_size: Option<(u16, u16)>,
+    devnull: &'a std::fs::File,
+}
+
+/// How a run that started ended.
+struct Ended {
+    code: i32,
+    signal: Option<i32>,
+    oom: bool,
+    att: attach_server::AttachServer,
+    /// Deleted by the caller once the exit is recorded.
+    created: burrow_core::runtime::create::Created,
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+/// The monitor's own signals are read from a signalfd while a container runs and do nothing
+/// between two runs of a restarted container, when they are not blocked (they must not be
+/// while the next container is created: its process would inherit the mask). A handler, unlike
+/// SIG_IGN, does not survive the container's execve.
+fn catch_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty());
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+}
+
+fn unblock_signals() {
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+}
+
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let (p, id) = id_command(
         args,
@@ -113,6 +184,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             Flag("stdin", &["i"], false),
             Flag("tty-size", &[], true),
             Flag("attach-fd", &[], true),
+            Flag("restart", &[], true),
+            Flag("events-file", &[], true),
         ]),
         "monitor",
     )?;
@@ -124,6 +197,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         "none" => Driver::None,
         d => return Err(RuntimeError::Usage(format!("unknown log driver {d}"))),
     };
+    let policy = Policy::parse(p.value("restart").unwrap_or("no")).map_err(RuntimeError::Usage)?;
+    let events = p.value("events-file").map(PathBuf::from);
     let tty_mode = p.bool("tty");
     // The terminal's size is set before the container starts, for a first `stty size`.
     let tty_size = match p.value("tty-size") {
@@ -132,7 +207,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     // A socket connected to our caller (`burrow run -it`): its first attach client, there
     // before the container's first output.
-    let attach_fd = match p.value("attach-fd") {
+    let mut attach_fd = match p.value("attach-fd") {
         Some(s) => {
             let fd: RawFd = s.parse().map_err(|_| RuntimeError::Usage(format!("monitor: invalid --attach-fd {s}")))?;
             nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("--attach-fd")?;
@@ -146,21 +221,97 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     // Who holds the container, written before `started`: a reader that finds `started` but no
     // exit record can then tell "the monitor is finishing" from "the monitor died".
     holder::write_holder(&dir);
-    // Keep our caller's pipe aside; fds 0-2 become the container's stdio.
-    let caller = nix::unistd::dup(1).op("dup")?;
-    let caller = unsafe { std::fs::File::from_raw_fd(caller) };
-    let answer = |mut f: &std::fs::File, v: serde_json::Value| {
-        let _ = writeln!(f, "{v}");
-    };
-    let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
-    // Published ports are bound before the container exists: a taken one fails the run here.
-    let mut net = match super::network::prepare(&p) {
-        Ok(n) => n,
-        Err(e) => {
-            answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
-            return Ok(1);
+    catch_signals();
+    // Keep our caller's pipe aside when it is our stdout; fds 0-2 become the container's stdio.
+    let caller = match crate::status::channel() {
+        Some(_) => Caller::Status,
+        None => {
+            let fd = nix::unistd::dup(1).op("dup")?;
+            // SAFETY: the descriptor dup just made, owned by nothing else.
+            Caller::Stdout(unsafe { std::fs::File::from_raw_fd(fd) })
         }
     };
+    let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
+    let setup = Setup { ctx, p: &p, id: &id, dir: &dir, bundle: &bundle, driver, tty_mode, tty_size, devnull: &devnull };
+    let mut caller = Some(caller);
+    let mut restarts = 0u32;
+    let mut backoff = Backoff::default();
+    loop {
+        let began = Instant::now();
+        let ended = match run_once(&setup, caller.as_ref(), attach_fd.take(), restarts) {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some(c) = caller.take() {
+                    c.answer(Report::Error { msg: e.to_string(), code: e.code().to_string() });
+                    return Ok(1);
+                }
+                // A restart that failed: its failure is the container's last exit.
+                let code = holder::failure_status(&e);
+                holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) });
+                holder::write_restarts(&dir, restarts, false);
+                if let Some(ev) = &events {
+                    holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
+                }
+                crate::status::exit(code, None);
+                holder::run_exit_command(&p.values("exit-command"));
+                return Ok(0);
+            }
+        };
+        // The first answer has been given: the caller is let go.
+        caller = None;
+        let Ended { code, signal, oom, mut att, created } = ended;
+        let again = policy.restarts_after(code, restarts, holder::stopped_by_user(&dir));
+        if again {
+            // Before the exit record: a reader that sees the exit sees that a restart follows.
+            holder::write_restarts(&dir, restarts, true);
+        }
+        holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
+        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        if let Some(ev) = &events {
+            holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
+        }
+        crate::status::exit(code, signal);
+        att.finish(code);
+        if !again || !wait_to_restart(&dir, backoff.next(began.elapsed())) {
+            if again {
+                holder::write_restarts(&dir, restarts, false);
+            }
+            holder::run_exit_command(&p.values("exit-command"));
+            // Closed after the exit command: an attached client of a --rm container waits for this.
+            drop(att);
+            return Ok(0);
+        }
+        drop(att);
+        restarts += 1;
+        crate::status::report(Report::Restart(restarts));
+        if let Some(ev) = &events {
+            holder::append_event(ev, &dir, &id, "restart", &[]);
+        }
+    }
+}
+
+/// Sleeps before a restart; false when the user stopped the container meanwhile.
+fn wait_to_restart(dir: &Path, delay: Duration) -> bool {
+    let end = Instant::now() + delay;
+    loop {
+        if holder::stopped_by_user(dir) {
+            return false;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// Creates, starts and holds the container until it has exited and its output is drained;
+/// answers `caller` (the first run) with its pid once it runs. An error: it did not start.
+fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, restarts: u32) -> Result<Ended> {
+    let (ctx, p, id, dir, devnull) = (s.ctx, s.p, s.id, s.dir, s.devnull);
+    let tty_mode = s.tty_mode;
+    // Published ports are bound before the container exists: a taken one fails the run here.
+    let mut net = super::network::prepare(p)?;
     nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
     // -i without a terminal: the container reads a pipe whose write end the attach server
     // keeps (Docker's OpenStdin), instead of /dev/null.
@@ -191,8 +342,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     }
     let opts = CreateOpts {
         root: ctx.root.clone(),
-        id: id.clone(),
-        bundle,
+        id: id.to_string(),
+        bundle: s.bundle.to_path_buf(),
         pid_file: None,
         console_socket: None,
         console_fd,
@@ -208,57 +359,68 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         };
         Ok((c, master))
     });
+    // Our copies of the write ends go: EOF arrives when the container's processes are gone.
+    let release = || -> Result<()> {
+        nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
+        nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
+        nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2").map(drop)
+    };
     let (created, master) = match created {
         Ok(x) => x,
         Err(e) => {
-            let (code, msg) = (e.code(), e.to_string());
-            answer(&caller, serde_json::json!({ "error": msg, "code": code }));
-            return Ok(1);
+            let _ = release();
+            return Err(e);
         }
     };
     let mut input = stdin_w;
     if let Some(m) = master {
-        if let Some((rows, cols)) = tty_size {
+        if let Some((rows, cols)) = s.tty_size {
             attach_server::set_size(m.as_fd(), rows, cols);
         }
         input = m.try_clone().ok();
         readers.push((0, m));
     }
     drop(console_peer);
-    // Our copies of the write ends go: EOF arrives when the container's processes are gone.
-    nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
-    nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
-    nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2")?;
+    release()?;
     // The network helper joins the created init's namespaces before its program runs.
     if let Err(e) = super::network::attach(net.as_mut(), created.state.pid) {
         drop(net);
-        answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
         super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-        return Ok(1);
+        return Err(e);
     }
     // Listening before the start: an `attach` right after `run -d` finds the socket.
-    let mut att = attach_server::AttachServer::new(&dir, input, tty_mode);
+    let mut att = attach_server::AttachServer::new(dir, input, tty_mode);
     if let Some(fd) = attach_fd {
         att.adopt(fd);
     }
     let sfd = wait::block_signals()?;
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
-    if let Err(e) = start(&ctx.root, &id) {
-        answer(&caller, serde_json::json!({ "error": e.to_string(), "code": e.code() }));
+    if let Err(e) = start(&ctx.root, id) {
+        drop(sfd);
+        unblock_signals();
         super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-        return Ok(1);
+        return Err(e);
     }
-    holder::write_started(&dir);
-    answer(&caller, serde_json::json!({ "pid": created.state.pid }));
-    drop(caller);
+    holder::write_started(dir);
+    // A restart's previous exit record goes once the new run has started, then the restart
+    // is no longer pending (in this order, a reader never sees it neither running nor restarting).
+    if restarts > 0 {
+        let _ = std::fs::remove_file(dir.join("exit.json"));
+        holder::write_restarts(dir, restarts, false);
+    }
+    match caller {
+        Some(c) => c.answer(Report::Pid(created.state.pid)),
+        None => crate::status::pid(created.state.pid),
+    }
     super::start::poststart(&created.state, &ctx.root, &created.spec);
 
     let log_path = dir.join("ctr.log");
-    let file = if driver == Driver::None { None } else { std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok() };
-    let mut log = Log { file, driver, partial: [Vec::new(), Vec::new()] };
+    let file = if s.driver == Driver::None { None } else { std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok() };
+    let mut log = Log { file, driver: s.driver, partial: [Vec::new(), Vec::new()] };
     let init = Pid::from_raw(created.state.pid);
     let mut exit: Option<i32> = None;
+    let mut signal: Option<i32> = None;
     let mut oom_at_exit = false;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
     loop {
@@ -325,6 +487,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 Ok(ws) => {
                     if ws.pid() == Some(init) {
                         exit = wait::status_code(ws);
+                        if let WaitStatus::Signaled(_, sig, _) = ws {
+                            signal = Some(sig as i32);
+                        }
                         // At once: a systemd scope's cgroup, with its counters, goes as soon as
                         // systemd sees it empty.
                         oom_at_exit = match oom_watch.as_mut() {
@@ -337,16 +502,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
     }
     drop(net);
+    drop(sfd);
+    unblock_signals();
     log.write(0, &[], true);
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
     let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
-    holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
-    super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    att.finish(code);
-    holder::run_exit_command(&p.values("exit-command"));
-    // Closed after the exit command: an attached client of a --rm container waits for this.
-    drop(att);
-    Ok(0)
+    Ok(Ended { code, signal, oom, att, created })
 }

@@ -1,58 +1,61 @@
-//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--exit-command ARG]...] ID`: create
+//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--events-file F] [--exit-command ARG]...] ID`: create
 //! and start; in the foreground, supervise the process (signals forwarded, terminal relayed),
 //! delete the container when it exits and return its status.
 //!
 //! With `--dir` (burrow's foreground run) this process is the container's holder
 //! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
-//! the status on the status fd, and runs the exit command (`--rm`) when the CLI is gone before
+//! the status on the status fd, appends the `die` event to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use burrow_core::runtime::create::{create, start};
-use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
-use burrow_core::runtime::holder::{self, ExitRecord, StatusFd};
+use burrow_core::runtime::error::{Result, RuntimeError};
+use burrow_core::runtime::holder::{self, ExitRecord};
 use burrow_core::runtime::{tty, wait};
 
 use super::{create::FLAGS, id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
-const HOLDER_FLAGS: [Flag; 3] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true)];
+const HOLDER_FLAGS: [Flag; 4] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true), Flag("events-file", &[], true)];
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
     defs.extend(HOLDER_FLAGS);
     let (p, id) = id_command(args, &defs, "run")?;
+    // `run --status-fd`: the global flag's channel, given after the command (as burrow did first).
+    if let Some(fd) = p.value("status-fd") {
+        crate::status::open(fd)?;
+    }
     let Some(dir) = p.value("dir").map(PathBuf::from) else {
-        return run(ctx, &p, id).map(|(code, _)| code);
+        let (code, _) = run(ctx, &p, id)?;
+        if !p.bool("detach") {
+            crate::status::exit(code, None);
+        }
+        return Ok(code);
     };
     if p.bool("detach") {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
     }
-    let status = match p.value("status-fd") {
-        Some(s) => {
-            let fd: RawFd = s.parse().map_err(|_| RuntimeError::Usage(format!("run: invalid --status-fd {s}")))?;
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("--status-fd")?;
-            // SAFETY: an open descriptor our caller passed to us for this purpose.
-            Some(StatusFd::new(unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
-        None => None,
-    };
     holder::write_holder(&dir);
     holder::write_started(&dir);
-    let r = run(ctx, &p, id);
+    let r = run(ctx, &p, id.clone());
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
+        crate::status::error(e);
     }
     let rec = match &r {
         Ok((code, oom)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
     };
     holder::write_exit(&dir, &rec);
+    if let Some(ev) = p.value("events-file") {
+        holder::append_event(std::path::Path::new(ev), &dir, &id, "die", &[("exitCode", rec.exit_code.to_string())]);
+    }
     let cmd = p.values("exit-command");
-    if let Some(s) = status {
+    if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
         if !cmd.is_empty() {
             // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
@@ -113,6 +116,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     }
     if detach {
         start(&ctx.root, &id)?;
+        crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
         return Ok((0, false));
     }
@@ -121,6 +125,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
+    crate::status::pid(created.state.pid);
     super::start::poststart(&created.state, &ctx.root, &created.spec);
     let mut served: Vec<&mut dyn wait::Served> = Vec::new();
     if let Some(n) = net.as_mut() {

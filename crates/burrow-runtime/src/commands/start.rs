@@ -21,6 +21,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             return Err(e);
         }
     };
+    crate::status::pid(st.pid);
     if let Ok(spec) = load_spec_file(&st.config_path) {
         poststart(&st, &ctx.root, &spec);
     }

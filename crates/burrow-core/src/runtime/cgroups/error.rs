@@ -52,16 +52,16 @@ pub enum CgroupError {
 impl Coded for CgroupError {
     fn code(&self) -> &'static str {
         match self {
-            CgroupError::Write { .. } => "ECGROUP_WRITE",
-            CgroupError::Create { .. } => "ECGROUP_CREATE",
+            CgroupError::Write { .. } => crate::codes::ECGROUP_WRITE,
+            CgroupError::Create { .. } => crate::codes::ECGROUP_CREATE,
             CgroupError::NotMounted { .. } | CgroupError::NotDelegated { .. } | CgroupError::NotDelegatedForUpdate { .. } | CgroupError::NoCgroupFor { .. } => {
-                "ECGROUP_CONTROLLER"
+                crate::codes::ECGROUP_CONTROLLER
             }
-            CgroupError::Apply { .. } => "ECGROUP_APPLY",
-            CgroupError::Open => "ECGROUP_OPEN",
-            CgroupError::Freezer(_) | CgroupError::NoFreezer => "ECGROUP_FREEZER",
-            CgroupError::Systemd(_) => "ESYSTEMD_SCOPE",
-            CgroupError::Mount { .. } => "ECGROUP_MOUNT",
+            CgroupError::Apply { .. } => crate::codes::ECGROUP_APPLY,
+            CgroupError::Open => crate::codes::ECGROUP_OPEN,
+            CgroupError::Freezer(_) | CgroupError::NoFreezer => crate::codes::ECGROUP_FREEZER,
+            CgroupError::Systemd(_) => crate::codes::ESYSTEMD_SCOPE,
+            CgroupError::Mount { .. } => crate::codes::ECGROUP_MOUNT,
         }
     }
 }
