@@ -6,6 +6,7 @@
  * exactly one wins, also against the CLI).
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -240,6 +241,17 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     expect((await next).json()).toEqual({ StatusCode: 3, Error: null });
     expect((await svc.request('POST', `/containers/${id}/wait`)).json()).toEqual({ StatusCode: 3, Error: null });
     expect((await svc.request('POST', `/containers/${id}/wait?condition=bogus`)).status).toBe(400);
+    // The status line comes before the container has even started, as Docker's: the docker CLI
+    // waits for it before it sends start (`run` asks for next-exit or removed first).
+    const early = await create({ Cmd: ['sh', '-c', 'exit 9'] }, 'early');
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.request({ socketPath: svc.sock, method: 'POST', path: `/v1.41/containers/${early}/wait?condition=next-exit` }, resolve).on('error', reject).end());
+    expect(res.statusCode).toBe(200);
+    let body = '';
+    res.on('data', (d: Buffer) => (body += d));
+    const ended = new Promise((resolve) => res.on('end', resolve));
+    expect((await svc.request('POST', `/containers/${early}/start`)).status).toBe(204);
+    await ended;
+    expect(JSON.parse(body)).toEqual({ StatusCode: 9, Error: null });
     // AutoRemove: the docker CLI's `run --rm` waits for the removal.
     const rm = await create({ Cmd: ['sh', '-c', 'sleep 0.2; exit 5'], HostConfig: { AutoRemove: true } }, 'autorm');
     const removed = svc.request('POST', `/containers/${rm}/wait?condition=removed`);

@@ -182,10 +182,10 @@ export async function pauseContainer(ctx: EngineContext, rec: ContainerRecord, p
       const rootless = (process.getuid?.() ?? 0) !== 0;
       throw new BurrowError(
         'ERUNTIME',
-        `cannot ${pause ? 'pause' : 'unpause'} container ${rec.name}: it has no cgroup freezer${rootless ? ' (rootless containers get a cgroup of their own only where cgroup v2 is delegated to the user)' : ' (the container was not placed in a freezer cgroup: no cgroup v2 of its own and no v1 freezer hierarchy)'}`,
+        `cannot ${pause ? 'pause' : 'unpause'} container ${rec.name}: it has no cgroup freezer${rootless ? ' (rootless containers get a cgroup of their own only where cgroup v2 is delegated to the user)' : ' (it has no cgroup of its own: on a cgroup v1 or hybrid host a container without limits is not placed in one)'}`,
         rootless
           ? 'boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate the controllers to your user (/etc/systemd/system/user@.service.d/delegate.conf: "[Service] Delegate=cpu cpuset io memory pids"), then recreate the container'
-          : 'run it on a cgroup v2 host, or mount the v1 freezer hierarchy, then recreate the container',
+          : 'boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1), where every container gets a cgroup of its own, then recreate the container',
       );
     }
     throw runtimeError(`cannot ${pause ? 'pause' : 'unpause'} container ${rec.name}`, { stderr: r.stderr });

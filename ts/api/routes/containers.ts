@@ -142,16 +142,20 @@ async function wait(req: ApiRequest, res: ServerResponse): Promise<void> {
   const rec = await container(req);
   const condition = req.query.get('condition') || 'not-running';
   if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new ApiError(400, `invalid condition: "${condition}"`);
+  // The status line goes out at once, as Docker's daemon sends it: the docker CLI waits for it
+  // before it starts the container (`run` asks for next-exit, or removed with --rm, first).
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
   // A client that hangs up ends the wait (its poller would otherwise run on).
   const ac = new AbortController();
   const onClose = (): void => ac.abort();
   res.on('close', onClose);
   try {
     const code = await (await engine()).waitContainer(req.ctx, rec, condition as 'not-running', ac.signal);
-    sendJson(res, 200, { StatusCode: code, Error: null });
+    res.end(JSON.stringify({ StatusCode: code, Error: null }));
   } catch (err) {
-    if (ac.signal.aborted) return;
-    throw err;
+    // Too late for an error status: Docker's body says what went wrong.
+    if (!ac.signal.aborted) res.end(JSON.stringify({ StatusCode: -1, Error: { Message: err instanceof Error ? err.message : String(err) } }));
   } finally {
     res.off('close', onClose);
   }

@@ -9,6 +9,8 @@ import { BurrowError, EXIT, errorText, exitStatus } from '../../errors';
 import type { CreateHooks } from '../../engine/create';
 import { collect, context, registryOptions, type Ctx } from '../context';
 import { addRunFlags, toCreateRequest, type RunFlags } from './run-flags';
+
+export { exposedPorts } from '../../engine/create';
 import { confirm } from '../prompt';
 import { ago, formatRows, humanSize, table } from '../format/table';
 import { writeOut } from '../write-out';
