@@ -176,9 +176,11 @@ export async function pauseContainer(ctx: EngineContext, rec: ContainerRecord, p
   if (pause && st.paused) throw new BurrowError('ECONTAINER_STATE', `Container ${rec.id} is already paused`);
   if (!pause && !st.paused) throw new BurrowError('ECONTAINER_STATE', `Container ${rec.id} is not paused`);
   const { runtimeSync, globalFlags, runtimeError } = await import('../runtime/client');
-  const r = runtimeSync([...globalFlags(rec), pause ? 'pause' : 'resume', rec.id], { stdout: 'ignore' });
+  // What the runtime said: on stderr, or as a reported failure where it has a status channel.
+  const r: { status: number | null; stderr: string; failure?: { msg: string } } = runtimeSync([...globalFlags(rec), pause ? 'pause' : 'resume', rec.id], { stdout: 'ignore' });
   if (r.status !== 0) {
-    if (/no cgroup|no freezer|not in a freezer cgroup/i.test(r.stderr)) {
+    const said = `${r.stderr}\n${r.failure?.msg ?? ''}`.trim();
+    if (/no cgroup|no freezer|not in a freezer cgroup/i.test(said)) {
       const rootless = (process.getuid?.() ?? 0) !== 0;
       throw new BurrowError(
         'ERUNTIME',
@@ -188,7 +190,7 @@ export async function pauseContainer(ctx: EngineContext, rec: ContainerRecord, p
           : 'boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1), where every container gets a cgroup of its own, then recreate the container',
       );
     }
-    throw runtimeError(`cannot ${pause ? 'pause' : 'unpause'} container ${rec.name}`, { stderr: r.stderr });
+    throw runtimeError(`cannot ${pause ? 'pause' : 'unpause'} container ${rec.name}`, { stderr: said });
   }
   event(ctx, pause ? 'pause' : 'unpause', rec);
 }
