@@ -268,7 +268,7 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     await svc.request('POST', `/containers/${ex}/wait`);
     const q = (s: string) => svc.request('GET', `/v1.41/containers/json${s}`).then((r) => {
       expect(r.status, r.text).toBe(200);
-      return r.json<{ Id: string; Names: string[]; Image: string; ImageID: string; Command: string; Created: number; State: string; Status: string; Labels: Record<string, string>; HostConfig: { NetworkMode: string }; Mounts: unknown[] }[]>();
+      return r.json<{ Id: string; Names: string[]; Image: string; ImageID: string; Command: string; Created: number; State: string; Status: string; Labels: Record<string, string>; HostConfig: { NetworkMode: string }; NetworkSettings: { Networks: Record<string, unknown> }; Mounts: unknown[] }[]>();
     });
     const f = (o: object) => `filters=${encodeURIComponent(JSON.stringify(o))}`;
     const running = await q('');
@@ -279,7 +279,8 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     expect(me.Status).toMatch(/^Up /);
     expect(me.ImageID).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(Math.abs(me.Created - Date.now() / 1000)).toBeLessThan(600);
-    expect(me.HostConfig.NetworkMode).toBeTruthy();
+    expect(['bridge', 'none']).toContain(me.HostConfig.NetworkMode);
+    expect(Object.keys(me.NetworkSettings.Networks)).toEqual([me.HostConfig.NetworkMode]);
     expect(Array.isArray(me.Mounts)).toBe(true);
     const all = await q('?all=1');
     expect(all.map((c) => c.Id)).toEqual(expect.arrayContaining([run, ex]));

@@ -61,7 +61,9 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
   for (const e of entries) {
     const r = e.rec;
     const running = e.state.status === 'running';
-    const mode = r.network || 'default';
+    // Docker's built-in names, as the networks routes list them: `bridge` stands for burrow's
+    // default (a network namespace of its own through slirp4netns or pasta).
+    const mode = r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge';
     out.push({
       Id: r.id,
       Names: [`/${r.name}`],
@@ -75,7 +77,7 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
       State: e.status,
       Status: statusText(e),
       HostConfig: { NetworkMode: mode },
-      NetworkSettings: { Networks: { [mode === 'default' ? 'burrow' : mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
+      NetworkSettings: { Networks: mode.startsWith('container:') ? {} : { [mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
       Mounts: r.mounts.map((m) => ({
         Type: m.type,
         ...(m.type === 'volume' ? { Name: m.name ?? '', Driver: 'local' } : {}),
