@@ -11,7 +11,8 @@ import type { NetworkRecord } from '../network/options';
 import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
-import { Containers, generateName, type ContainerRecord } from './records';
+import { Containers, generateName, type ContainerRecord, type Healthcheck, type RestartPolicy } from './records';
+import type { MountRequest } from '../engine/create';
 import { cgroupPlacement } from './cgroup';
 import { buildSpec, resolveUser, type DeviceSpec, type OciMount } from './spec';
 import { checkRangeHere, fitUser, type Identity, type UserFallback } from './userns';
@@ -19,7 +20,7 @@ import { checkRangeHere, fitUser, type Identity, type UserFallback } from './use
 export interface CreateOptions {
   name?: string;
   args: string[];
-  entrypoint?: string;
+  entrypoint?: string[];
   env: string[];
   envFiles: string[];
   workdir?: string;
@@ -37,7 +38,7 @@ export interface CreateOptions {
   ulimits: string[];
   labels: string[];
   volumes: string[];
-  mounts: string[];
+  mounts: MountRequest[];
   tmpfs: string[];
   network: string;
   /** The parsed network flags (ts/network/options.ts). */
@@ -62,6 +63,8 @@ export interface CreateOptions {
   init?: { hostPath: string; containerPath: string };
   /** `--expose`: ExposedPorts keys (`80/tcp`) added to the image's, for inspect. */
   expose?: string[];
+  restartPolicy?: RestartPolicy;
+  healthcheck?: Healthcheck;
 }
 
 /** `--user-fallback`, else BURROW_USER_FALLBACK, else `[containers] user_fallback`, else 'root'. */
@@ -118,17 +121,16 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
     add(isPath ? 'bind' : 'volume', isPath ? path.resolve(src) : src, dst, flags.includes('ro'));
   }
   for (const m of o.mounts) {
-    const kv = Object.fromEntries(m.split(',').map((p) => { const i = p.indexOf('='); return i < 0 ? [p, 'true'] : [p.slice(0, i), p.slice(i + 1)]; }));
-    const type = kv.type ?? 'volume';
-    const dst = kv.destination ?? kv.target ?? kv.dst;
-    if (!dst) throw new BurrowError('EUSAGE', `--mount ${m}: a target is required`);
-    const ro = kv.readonly === 'true' || kv.ro === 'true' || kv.readonly === '1';
-    if (type === 'bind') add('bind', path.resolve(kv.source ?? kv.src ?? ''), dst, ro);
-    else if (type === 'volume') add('volume', kv.source ?? kv.src ?? `anon-${Math.random().toString(16).slice(2, 14)}`, dst, ro);
-    else if (type === 'tmpfs') {
-      oci.push({ destination: dst, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(kv['tmpfs-size'] ? [`size=${kv['tmpfs-size']}`] : []), ...(kv['tmpfs-mode'] ? [`mode=${kv['tmpfs-mode']}`] : [])] });
+    const dst = m.target;
+    if (!dst) throw new BurrowError('EUSAGE', `mount of type ${m.type}: a target is required`);
+    const ro = !!m.readOnly;
+    if (m.type === 'bind') add('bind', path.resolve(m.source ?? ''), dst, ro);
+    else if (m.type === 'volume') add('volume', m.source || `anon-${Math.random().toString(16).slice(2, 14)}`, dst, ro);
+    else if (m.type === 'tmpfs') {
+      const mode = typeof m.tmpfsMode === 'number' ? m.tmpfsMode.toString(8) : m.tmpfsMode;
+      oci.push({ destination: dst, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(m.tmpfsSize ? [`size=${m.tmpfsSize}`] : []), ...(mode ? [`mode=${mode}`] : [])] });
       shown.push({ type: 'tmpfs', source: '', destination: dst, mode: '', rw: true });
-    } else throw new BurrowError('EUSAGE', `--mount type=${type} is not supported (bind, volume, tmpfs)`);
+    } else throw new BurrowError('EUSAGE', `--mount type=${String(m.type)} is not supported (bind, volume, tmpfs)`);
   }
   for (const t of o.tmpfs) {
     const [dst = '', opts] = t.split(':');
@@ -234,7 +236,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     const proc = (spec as { process: { args: string[]; cwd: string } }).process;
     // The command as the user gave it; an init in front of it is an implementation detail.
     const args = o.init ? proc.args.slice(2) : proc.args;
-    const entrypoint = o.entrypoint !== undefined ? (o.entrypoint === '' ? [] : [o.entrypoint]) : (cfg.config?.Entrypoint ?? []);
+    const entrypoint = o.entrypoint ?? cfg.config?.Entrypoint ?? [];
     const rec: ContainerRecord = {
       id,
       ...(cgroup.systemd ? { cgroupManager: 'systemd' as const } : {}),
@@ -256,6 +258,8 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       hostname,
       network: o.network,
       ...(o.net ? { net: o.net } : {}),
+      ...(o.restartPolicy ? { restartPolicy: o.restartPolicy } : {}),
+      ...(o.healthcheck ? { healthcheck: o.healthcheck } : {}),
       mounts: shown,
       config: {
         user: o.user ?? cfg.config?.User ?? '',

@@ -8,6 +8,7 @@ import type { Driver, ImageRecord, Store } from '../storage/store';
 import { hostConfigNetwork, networkSettings } from '../network/inspect';
 import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
+import { isFrozen } from './freezer';
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 
@@ -85,6 +86,7 @@ function graphDriver(rootfs: RootfsRecord, dir: string, annotations: Record<stri
 export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const dir = new Containers(store).dir(rec.id);
   const st = containerState(rec, dir);
+  const paused = st.status === 'running' && isFrozen(st.pid);
   let spec: { process?: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; args?: string[] }; annotations?: Record<string, string>; linux?: { resources?: OciResources } } = {};
   try {
     spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as typeof spec;
@@ -108,9 +110,9 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
     Path: rec.command[0] ?? '',
     Args: rec.command.slice(1),
     State: {
-      Status: st.status,
+      Status: paused ? 'paused' : st.status,
       Running: st.status === 'running',
-      Paused: false,
+      Paused: paused,
       Restarting: st.restarting ?? false,
       OOMKilled: st.oomKilled,
       Dead: false,
@@ -167,6 +169,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       Labels: rec.labels,
       StopSignal: rec.stopSignal,
       StopTimeout: rec.stopTimeout,
+      ...(rec.healthcheck ? { Healthcheck: rec.healthcheck } : {}),
       ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
     },
     NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed),

@@ -161,7 +161,7 @@ export const DELEGATE_FIX =
  * Checks that every needed controller is enforceable. Returns false when the user opted out
  * (the limits are then dropped after a warning).
  */
-export function checkEnforceable(needs: string[], info: CgroupInfo, optOut: boolean): boolean {
+export function checkEnforceable(needs: string[], info: CgroupInfo, optOut: boolean, warn: (message: string) => void = (m) => process.stderr.write(`burrow: warning: ${m}\n`)): boolean {
   if (needs.length === 0) return true;
   const missing = needs.filter((c) => !info.enforceable.includes(c));
   if (missing.length === 0) return true;
@@ -170,7 +170,7 @@ export function checkEnforceable(needs: string[], info: CgroupInfo, optOut: bool
       ? `this host's cgroup hierarchy is ${info.mode}: the ${missing.join(', ')} controller${missing.length > 1 ? 's are' : ' is'} not available to you in cgroup v2`
       : `the ${missing.join(', ')} controller${missing.length > 1 ? 's are' : ' is'} not delegated to you${info.delegationRoot ? ` (delegated root ${info.delegationRoot})` : ''}`;
   if (optOut) {
-    process.stderr.write(`burrow: warning: --cgroups=disabled: running WITHOUT the requested limits (${why})\n`);
+    warn(`--cgroups=disabled: running WITHOUT the requested limits (${why})`);
     return false;
   }
   throw new BurrowError('ELIMIT_UNENFORCEABLE', `cannot enforce the requested limits: ${why}`, DELEGATE_FIX);

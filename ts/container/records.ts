@@ -9,6 +9,22 @@ import { BurrowError } from '../errors';
 import { mkdirp, pidAlive, readJson, writeJsonAtomic } from '../storage/fsutil';
 import type { Store } from '../storage/store';
 
+/** Docker's restart policy (`--restart`, HostConfig.RestartPolicy). */
+export interface RestartPolicy {
+  name: 'no' | 'on-failure' | 'always' | 'unless-stopped';
+  maximumRetryCount: number;
+}
+
+/** Docker's Config.Healthcheck: durations in nanoseconds, as the API has them. */
+export interface Healthcheck {
+  /** [] inherit, ["NONE"], ["CMD", args...] or ["CMD-SHELL", command]. */
+  Test: string[];
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  Retries?: number;
+}
+
 export interface ContainerRecord {
   id: string;
   name: string;
@@ -39,7 +55,9 @@ export interface ContainerRecord {
    * (0: no limit); 'always' and 'unless-stopped' after any exit. A `stop` or `kill` by the user
    * is never followed by a restart.
    */
-  restartPolicy?: { name: 'no' | 'on-failure' | 'always' | 'unless-stopped'; maximumRetryCount: number };
+  restartPolicy?: RestartPolicy;
+  /** Docker's Healthcheck as given (kept and shown by inspect; not run yet). */
+  healthcheck?: Healthcheck;
   mounts: { type: string; source: string; destination: string; mode: string; rw: boolean; name?: string }[];
   /** What `inspect` shows of the flags (Docker's HostConfig and Config); absent in older records. */
   config?: {

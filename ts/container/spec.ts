@@ -25,7 +25,8 @@ const ALL_CAPS = [
 
 export interface SpecOptions {
   args: string[];
-  entrypoint?: string;
+  /** Replaces the image's Entrypoint; [] resets it. */
+  entrypoint?: string[];
   env: string[];
   workdir?: string;
   user?: string;
@@ -263,7 +264,7 @@ function groups(groupAdd: string[], layerDirs: string[]): { additionalGids: numb
 
 export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
   const ic = image.config ?? {};
-  const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : (ic.Entrypoint ?? []);
+  const entrypoint = opts.entrypoint ?? ic.Entrypoint ?? [];
   const cmd = opts.args.length ? opts.args : opts.entrypoint !== undefined ? [] : (ic.Cmd ?? []);
   const userArgs = [...entrypoint, ...cmd];
   if (userArgs.length === 0) throw new BurrowError('EUSAGE', 'no command specified: the image has no Cmd or Entrypoint; give one after the image name');

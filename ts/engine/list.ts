@@ -1,0 +1,100 @@
+/**
+ * Listing containers (`ps`, GET /containers/json) with Docker's filters: keys are ANDed, the
+ * values of one key ORed. Reads records and their state only: no runtime call, no settings.
+ */
+import { BurrowError } from '../errors';
+import { Containers, type ContainerRecord } from '../container/records';
+import { containerState, type ContainerState } from '../container/state';
+import { isFrozen } from '../container/freezer';
+import type { EngineContext } from './context';
+import { humanAge } from '../cli/format/table';
+
+export interface ListRequest {
+  /** Stopped and created containers too (`-a`). */
+  all?: boolean;
+  /** The n most recently created (`-n`; implies all). */
+  last?: number;
+  /** Docker's filters: id, name, label, status, ancestor, exited, before, since. */
+  filters?: Record<string, string[]>;
+}
+
+export interface ListEntry {
+  rec: ContainerRecord;
+  state: ContainerState;
+  /** Docker's State: created, running, paused, exited. */
+  status: 'created' | 'running' | 'paused' | 'exited';
+}
+
+export const LIST_FILTERS = ['id', 'name', 'label', 'status', 'ancestor', 'exited', 'before', 'since'];
+const STATUSES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
+
+/** `-f key=value` flags as Docker's filters map. */
+export function filtersFromFlags(flags: string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const f of flags) {
+    const i = f.indexOf('=');
+    if (i <= 0) throw new BurrowError('EUSAGE', `invalid filter ${f}: want KEY=VALUE`);
+    (out[f.slice(0, i)] ??= []).push(f.slice(i + 1));
+  }
+  return out;
+}
+
+function nameMatches(name: string, pattern: string): boolean {
+  try {
+    return new RegExp(pattern.replace(/^\//, '')).test(name);
+  } catch {
+    return name.includes(pattern);
+  }
+}
+
+function labelMatches(labels: Record<string, string>, v: string): boolean {
+  const i = v.indexOf('=');
+  if (i < 0) return v in labels;
+  const k = v.slice(0, i);
+  return k in labels && labels[k] === v.slice(i + 1);
+}
+
+export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListRequest = {}): ListEntry[] {
+  const filters = req.filters ?? {};
+  for (const [k, vs] of Object.entries(filters)) {
+    if (!LIST_FILTERS.includes(k)) throw new BurrowError('EUSAGE', `invalid filter '${k}'`);
+    if (k === 'status') for (const v of vs) if (!STATUSES.includes(v)) throw new BurrowError('EUSAGE', `invalid filter 'status=${v}'`);
+    if (k === 'exited') for (const v of vs) if (!/^-?\d+$/.test(v)) throw new BurrowError('EUSAGE', `invalid filter 'exited=${v}'`);
+  }
+  const containers = new Containers(ctx.store);
+  const recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
+  // before/since name containers: by creation time, as Docker compares them.
+  const at = (k: 'before' | 'since'): string[] => (filters[k] ?? []).map((ref) => containers.find(ref).created);
+  const before = at('before');
+  const since = at('since');
+  const rows = recs.map((rec): ListEntry => {
+    const state = containerState(rec, containers.dir(rec.id));
+    const status = state.status === 'running' && isFrozen(state.pid) ? 'paused' : state.status;
+    return { rec, state, status };
+  });
+  const any = (k: string, test: (v: string) => boolean): boolean => !filters[k]?.length || filters[k].some(test);
+  const shown = rows.filter(({ rec, state, status }) => {
+    // Without -a (or a filter on the state), only running containers, as Docker lists them.
+    const stateFiltered = !!filters.status?.length || !!filters.exited?.length;
+    if (!req.all && req.last === undefined && !stateFiltered && status !== 'running' && status !== 'paused') return false;
+    return (
+      any('id', (v) => rec.id.startsWith(v)) &&
+      any('name', (v) => nameMatches(rec.name, v)) &&
+      (filters.label ?? []).every((v) => labelMatches(rec.labels, v)) &&
+      any('status', (v) => v === status) &&
+      any('ancestor', (v) => rec.imageName === v || rec.imageName === `${v}:latest` || rec.image.startsWith(v.replace(/^sha256:/, '')) || rec.image.includes(v)) &&
+      any('exited', (v) => state.status === 'exited' && state.exitCode === Number(v)) &&
+      before.every((t) => rec.created < t) &&
+      since.every((t) => rec.created > t)
+    );
+  });
+  return req.last !== undefined && req.last >= 0 ? shown.slice(0, req.last) : shown;
+}
+
+/** Docker's Status text: `Up 5 minutes`, `Up 2 hours (Paused)`, `Exited (0) 3 seconds ago`, `Created`. */
+export function statusText(e: Pick<ListEntry, 'state' | 'status'>, now = Date.now()): string {
+  const st = e.state;
+  if (st.status === 'running') return `Up ${humanAge(st.startedAt, now)}${e.status === 'paused' ? ' (Paused)' : ''}`;
+  if (st.status === 'exited') return `Exited (${st.exitCode}) ${humanAge(st.finishedAt, now)} ago`;
+  return 'Created';
+}
