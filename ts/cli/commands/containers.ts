@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { BurrowError, EXIT, errorText, exitStatus } from '../../errors';
 import type { CreateHooks } from '../../engine/create';
-import { collect, context, registryOptions, type Ctx } from '../context';
+import { collect, context, type Ctx } from '../context';
 import { addRunFlags, toCreateRequest, type RunFlags } from './run-flags';
 
 export { exposedPorts } from '../../engine/create';
@@ -22,8 +22,10 @@ function cliHooks(ctx: Ctx): CreateHooks {
   return {
     warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`),
     async pull(image, platform) {
-      const { pullImage } = await import('../../image/pull');
-      return pullImage(ctx.store, await ctx.settings(), image, { quiet: false, ...(platform ? { platform } : {}), registry: registryOptions() });
+      // Through the engine, as `burrow pull`: the same progress, and the pull event.
+      const [{ pullImage }, { withProgress }, { requireImage }] = await Promise.all([import('../../engine/images'), import('../transfer'), import('../../image/resolve')]);
+      const r = await withProgress(false, (hooks) => pullImage(ctx, { reference: image, ...(platform ? { platform } : {}), interruptible: true }, hooks));
+      return requireImage(ctx.store, r.id);
     },
   };
 }

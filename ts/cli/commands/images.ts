@@ -4,7 +4,7 @@ import { BurrowError, EXIT, errorText } from '../../errors';
 import { collect, context } from '../context';
 import { ago, formatRows, humanSize, table } from '../format/table';
 import { writeOut } from '../write-out';
-import type { ImageHooks } from '../../engine/images';
+import { withProgress } from '../transfer';
 import { shownRepository } from '../../engine/image-names';
 
 export { referenceFilter, shownRepository, shownTag } from '../../engine/image-names';
@@ -15,18 +15,6 @@ type SetExit = (code: number) => void;
  * Runs a pull or push with its progress drawn on stderr (redrawn in place at a terminal, a plain
  * log elsewhere, nothing with -q): the engine reports events, this turns them into text.
  */
-async function withProgress<T>(quiet: boolean | undefined, run: (hooks: ImageHooks) => Promise<T>, op: 'pull' | 'push' = 'pull'): Promise<T> {
-  const { progressMode, transferRenderer } = await import('../../image/progress');
-  // A push's display was never redrawn unless stderr alone is a terminal; a pull's needs both.
-  const mode = quiet ? 'quiet' : op === 'pull' ? progressMode(false) : process.stderr.isTTY ? 'tty' : 'plain';
-  const r = transferRenderer(mode);
-  try {
-    return await run({ progress: r.onEvent });
-  } finally {
-    r.finish();
-  }
-}
-
 /** Go's stringutils.Ellipsis, as `docker history` truncates CREATED BY. */
 function ellipsis(s: string, max: number): string {
   const chars = [...s];
