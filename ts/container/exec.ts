@@ -27,6 +27,11 @@ export interface ExecOptions {
    * dropped, as Docker's API drops an `Env` entry without `=`.
    */
   envLookup?: (name: string) => string | undefined;
+  /**
+   * With a terminal: the runtime reads sizes for it from its descriptor 3 (`--resize-fd`), which
+   * the caller's stdio makes a pipe (the API's exec resize).
+   */
+  resizeFd?: boolean;
 }
 
 /** A started exec: its process, and Docker's status for it once it ends (126/127, 125 for ours). */
@@ -44,6 +49,7 @@ function checkRunning(store: Store, rec: ContainerRecord): void {
 function execArgs(rec: ContainerRecord, command: string[], o: ExecOptions, log: string, pidFile: string): string[] {
   const args = [...globalFlags(rec, { log }), 'exec'];
   if (o.tty && !o.detach) args.push('--tty');
+  if (o.tty && !o.detach && o.resizeFd) args.push('--resize-fd', '3');
   for (const e of o.env) {
     if (e.includes('=')) args.push('--env', e);
     else if (o.envLookup) args.push('--env', `${e}=${o.envLookup(e) ?? ''}`);

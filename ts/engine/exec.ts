@@ -29,6 +29,8 @@ export interface ExecConfig {
   workingDir: string;
   privileged: boolean;
   detachKeys: string;
+  /** Docker's ConsoleSize: the terminal's first [rows, cols]. */
+  consoleSize?: [number, number];
 }
 
 /** What `exec inspect` shows: Docker's ExecInspect. */
@@ -48,6 +50,28 @@ export interface ExecRecord {
   Env: string[];
   WorkingDir: string;
   Started: boolean;
+  ConsoleSize?: [number, number];
+}
+
+/** The terminals of the execs this service runs, by exec id: where their sizes are written. */
+const terminals = new Map<string, import('node:stream').Writable>();
+
+function sizeFrame(rows: number, cols: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt16BE(rows, 0);
+  b.writeUInt16BE(cols, 2);
+  return b;
+}
+
+/**
+ * Resizes a running exec's terminal; false when this service does not hold it (no terminal,
+ * ended, or started by another service).
+ */
+export function resizeExec(id: string, rows: number, cols: number): boolean {
+  const t = terminals.get(id);
+  if (!t || t.destroyed) return false;
+  t.write(sizeFrame(rows, cols));
+  return true;
 }
 
 function isExecRecord(v: unknown): v is ExecRecord {
@@ -103,6 +127,7 @@ export function createExec(ctx: EngineContext, rec: ContainerRecord, c: ExecConf
     Env: c.env,
     WorkingDir: c.workingDir,
     Started: false,
+    ...(c.consoleSize ? { ConsoleSize: c.consoleSize } : {}),
   };
   save(ctx, e);
   emitEvent(ctx, { Type: 'container', Action: `exec_create: ${c.cmd.join(' ')}`, Actor: actor(rec, e) });
@@ -141,6 +166,7 @@ function options(e: ExecRecord, tty: boolean, detach: boolean): ExecOptions {
     interactive: e.OpenStdin,
     tty,
     detach,
+    resizeFd: tty && !detach,
     env: e.Env,
     ...(e.ProcessConfig.user ? { user: e.ProcessConfig.user } : {}),
     ...(e.WorkingDir ? { workdir: e.WorkingDir } : {}),
@@ -186,12 +212,22 @@ export async function runExecInstance(ctx: EngineContext, e: ExecRecord, tty: bo
   emitEvent(ctx, { Type: 'container', Action: `exec_start: ${[e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments].join(' ')}`, Actor: actor(rec, e) });
   let p: ReturnType<typeof startExec>;
   try {
-    p = startExec(ctx.store, rec, [e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments], options(e, tty, false), [e.OpenStdin ? 'pipe' : 'ignore', 'pipe', 'pipe']);
+    p = startExec(ctx.store, rec, [e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments], options(e, tty, false), [e.OpenStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(tty ? (['pipe'] as const) : [])]);
   } catch (err) {
     ended(ctx, rec, e, 126);
     throw err;
   }
   const { child, done } = p;
+  const term = tty ? (child.stdio[3] as import('node:stream').Writable | null) : null;
+  if (term) {
+    term.on('error', () => undefined); // EPIPE once it exited
+    terminals.set(e.ID, term);
+    if (e.ConsoleSize) term.write(sizeFrame(e.ConsoleSize[0], e.ConsoleSize[1]));
+    void done.finally(() => {
+      terminals.delete(e.ID);
+      term.destroy();
+    });
+  }
   if (child.pid) {
     e.Pid = child.pid;
     save(ctx, e);

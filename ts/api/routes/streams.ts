@@ -265,7 +265,14 @@ function str(v: unknown, what: string): string {
   return v;
 }
 
-const EXEC_FIELDS = new Set(['AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'User', 'WorkingDir', 'Privileged', 'DetachKeys', 'ConsoleSize']);
+function consoleSize(v: unknown): { consoleSize?: [number, number] } {
+  if (v === undefined || v === null) return {};
+  if (!Array.isArray(v) || v.length !== 2 || v.some((x) => !Number.isInteger(x) || (x as number) < 0 || (x as number) > 65535)) throw new ApiError(400, 'ConsoleSize must be [height, width]');
+  const [h, w] = v as [number, number];
+  return h && w ? { consoleSize: [h, w] } : {};
+}
+
+const EXEC_FIELDS = new Set(['AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'User', 'WorkingDir', 'Privileged', 'DetachKeys', 'ConsoleSize', 'Detach']);
 
 async function execCreate(req: ApiRequest, res: ServerResponse): Promise<void> {
   const body = await readJson(req.raw);
@@ -285,6 +292,7 @@ async function execCreate(req: ApiRequest, res: ServerResponse): Promise<void> {
     workingDir: str(b.WorkingDir, 'WorkingDir'),
     privileged: bool(b.Privileged, 'Privileged'),
     detachKeys: str(b.DetachKeys, 'DetachKeys'),
+    ...consoleSize(b.ConsoleSize),
   });
   sendJson(res, 201, { Id: e.ID });
 }
@@ -309,11 +317,12 @@ const execStart = hijacking(async (req, body, take) => {
 });
 
 async function execResize(req: ApiRequest, res: ServerResponse): Promise<void> {
-  const { findExec } = await import('../../engine/exec');
+  const { findExec, resizeExec } = await import('../../engine/exec');
   const e = findExec(req.ctx, req.params.id!);
-  size(req.query);
+  const { rows, cols } = size(req.query);
   if (!e.Running) throw new BurrowError('ECONTAINER_STATE', `exec ${e.ID} is not running`);
-  // The terminal is the runtime's (burrow-runtime exec --tty); its size follows the default.
+  // Without a terminal (or one another service holds) there is nothing to resize; Docker answers 201 too.
+  resizeExec(e.ID, rows, cols);
   noContent(res, 201);
 }
 
