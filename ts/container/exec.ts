@@ -32,6 +32,8 @@ export interface ExecOptions {
    * the caller's stdio makes a pipe (the API's exec resize).
    */
   resizeFd?: boolean;
+  /** With a terminal: its size from the start. */
+  consoleSize?: { rows: number; cols: number };
 }
 
 /** A started exec: its process, and Docker's status for it once it ends (126/127, 125 for ours). */
@@ -50,6 +52,7 @@ function execArgs(rec: ContainerRecord, command: string[], o: ExecOptions, log: 
   const args = [...globalFlags(rec, { log }), 'exec'];
   if (o.tty && !o.detach) args.push('--tty');
   if (o.tty && !o.detach && o.resizeFd) args.push('--resize-fd', '3');
+  if (o.tty && !o.detach && o.consoleSize) args.push('--console-size', `${o.consoleSize.rows}x${o.consoleSize.cols}`);
   for (const e of o.env) {
     if (e.includes('=')) args.push('--env', e);
     else if (o.envLookup) args.push('--env', `${e}=${o.envLookup(e) ?? ''}`);

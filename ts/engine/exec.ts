@@ -167,6 +167,7 @@ function options(e: ExecRecord, tty: boolean, detach: boolean): ExecOptions {
     tty,
     detach,
     resizeFd: tty && !detach,
+    ...(e.ConsoleSize ? { consoleSize: { rows: e.ConsoleSize[0], cols: e.ConsoleSize[1] } } : {}),
     env: e.Env,
     ...(e.ProcessConfig.user ? { user: e.ProcessConfig.user } : {}),
     ...(e.WorkingDir ? { workdir: e.WorkingDir } : {}),
@@ -222,7 +223,6 @@ export async function runExecInstance(ctx: EngineContext, e: ExecRecord, tty: bo
   if (term) {
     term.on('error', () => undefined); // EPIPE once it exited
     terminals.set(e.ID, term);
-    if (e.ConsoleSize) term.write(sizeFrame(e.ConsoleSize[0], e.ConsoleSize[1]));
     void done.finally(() => {
       terminals.delete(e.ID);
       term.destroy();
@@ -278,6 +278,10 @@ export async function runExecInstance(ctx: EngineContext, e: ExecRecord, tty: bo
     child.stdout!.resume();
     child.stderr!.resume();
     child.stdin?.end();
+    // It runs on without us: it must not keep the service alive (its status is still recorded
+    // if the service is there when it ends).
+    child.unref();
+    for (const s of child.stdio) (s as { unref?: () => void } | null)?.unref?.();
     return undefined;
   }
   // What the pipes still hold once the process is gone.

@@ -33,6 +33,7 @@ const FLAGS: &[Flag] = &[
     Flag("cgroup", &[], true),
     Flag("ignore-paused", &[], false),
     Flag("resize-fd", &[], true),
+    Flag("console-size", &[], true),
 ];
 
 /// `--resize-fd N` (burrow's own, for the Engine API's exec resize): sizes for the terminal
@@ -90,7 +91,16 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             }
             pr.set_args(Some(cmd));
             pr.set_terminal(Some(p.bool("tty")));
-            pr.set_console_size(None);
+            // `--console-size ROWSxCOLS` (burrow's own): the terminal's size from its start, so
+            // that a first `stty size` does not see 0 0 before a resize arrives.
+            let size = match p.value("console-size") {
+                Some(v) => {
+                    let (rows, cols) = super::attach_server::parse_size(v).ok_or_else(|| RuntimeError::Usage(format!("--console-size: want ROWSxCOLS, got {v}")))?;
+                    Some(oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build().map_err(|e| RuntimeError::Usage(e.to_string()))?)
+                }
+                None => None,
+            };
+            pr.set_console_size(size);
             pr
         }
     };
