@@ -44,8 +44,7 @@ export type AttachResult = 'exited' | 'detached' | 'gone';
 
 /** Docker's StdinOnce: the first attached client's end of input closes the container's stdin. */
 export function stdinOnce(rec: ContainerRecord): boolean {
-  const r = rec as ContainerRecord & { stdinOnce?: boolean };
-  return r.stdinOnce ?? (rec.interactive && !rec.detached);
+  return rec.stdinOnce ?? (rec.interactive && !rec.detached);
 }
 
 /** Checks what can be attached before any answer is sent: a stopped container cannot. */
