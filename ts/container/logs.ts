@@ -26,6 +26,8 @@ export interface LogOptions {
   waitStart?: boolean;
   /** Ends a follow early (the API's client went away). */
   signal?: AbortSignal;
+  /** Called when everything written so far was given to the sink (a batching sink sends now). */
+  flush?: () => void | Promise<void>;
 }
 
 export type LogStream = 'stdout' | 'stderr';
@@ -130,6 +132,7 @@ export async function streamLogs(store: Store, rec: ContainerRecord, o: LogOptio
       if (o.signal?.aborted) return;
     }
     if (tail !== undefined) for (const e of kept.slice(Math.max(0, kept.length - tail))) await emit(e);
+    await o.flush?.();
   };
   const dir = new Containers(store).dir(rec.id);
   const sleep = () => new Promise((r) => setTimeout(r, 50));

@@ -67,6 +67,35 @@ function goneSignal(conn: { once(ev: 'close', f: () => void): unknown }): AbortS
   return ac.signal;
 }
 
+/**
+ * `writer` for many small pieces (log lines): frames gathered into blocks of up to 64 KiB, sent
+ * when a block fills or on `flush` (the log reader calls it once it has given all there is).
+ */
+function batchingWriter(out: NodeJS.WritableStream & { destroyed?: boolean }, framed: boolean): { write: (s: LogStream, d: Buffer) => void | Promise<void>; flush: () => void | Promise<void> } {
+  const send = writer(out, false);
+  let parts: Buffer[] = [];
+  let size = 0;
+  const flush = () => {
+    if (!size) return;
+    const b = Buffer.concat(parts, size);
+    parts = [];
+    size = 0;
+    return send('stdout', b);
+  };
+  return {
+    write(s, d) {
+      if (framed) {
+        parts.push(frameHeader(s, d.length));
+        size += 8;
+      }
+      parts.push(d);
+      size += d.length;
+      if (size >= 64 << 10) return flush();
+    },
+    flush,
+  };
+}
+
 // ---- logs
 
 async function logs(req: ApiRequest, res: ServerResponse): Promise<void> {
@@ -86,6 +115,7 @@ async function logs(req: ApiRequest, res: ServerResponse): Promise<void> {
   res.writeHead(200, { 'Content-Type': RAW_STREAM });
   // The header now: a client following a quiet container sees the stream begin.
   res.flushHeaders();
+  const out = batchingWriter(res, !rec.tty);
   await streamLogs(
     req.ctx.store,
     rec,
@@ -98,9 +128,11 @@ async function logs(req: ApiRequest, res: ServerResponse): Promise<void> {
       ...(tail !== undefined ? { tail } : {}),
       ...(since && since !== '0' ? { since } : {}),
       ...(until && until !== '0' ? { until } : {}),
+      flush: out.flush,
     },
-    ((w) => (s: LogStream, t: string) => w(s, Buffer.from(t)))(writer(res, !rec.tty)),
+    (s: LogStream, t: string) => out.write(s, Buffer.from(t)),
   );
+  await out.flush();
   res.end();
 }
 
