@@ -123,6 +123,8 @@ export async function archiveOut(store: Store, rec: ContainerRecord, p: string, 
 export interface ArchiveInOptions {
   /** Docker's noOverwriteDirNonDir: a directory never replaces a file there, nor a file a directory. */
   noOverwriteDirNonDir?: boolean;
+  /** Docker's copyUIDGID (`docker cp -a`): the tar's owners kept (as the container's ids), not root's. */
+  copyUIDGID?: boolean;
 }
 
 /**
@@ -149,7 +151,7 @@ export async function archiveIn(store: Store, settings: StorageSettings, rec: Co
     }
     if (o.noOverwriteDirNonDir) checkNoOverwrite(store, rec, ctr, dest);
     withRoot(store, rec, 'copy', (pid, startTime) => {
-      const r = runtimeSync([...globalFlags(rec), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--in', '--', `${dest}/.`, ctr]);
+      const r = runtimeSync([...globalFlags(rec), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--in', ...(o.copyUIDGID ? ['--archive'] : []), '--', `${dest}/.`, ctr]);
       if (r.code !== 0) throw runtimeError(`cannot copy into ${ctr} of container ${rec.name}`, { msg: r.text || `status ${r.code}` });
     });
   } finally {

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { sample, type Sample } from '../container/resources';
+import { sampleAsync, type Sample } from '../container/resources';
 import type { ContainerRecord } from '../container/records';
 import type { EngineContext } from './context';
 
@@ -27,8 +27,8 @@ export interface StatsPoint {
   read: string;
 }
 
-export function statsPoint(ctx: EngineContext, rec: ContainerRecord): StatsPoint {
-  const s = sample(ctx.store, rec);
+export async function statsPoint(ctx: EngineContext, rec: ContainerRecord): Promise<StatsPoint> {
+  const s = await sampleAsync(ctx.store, rec);
   return { sample: s, system: systemCpuNs(), read: new Date(s.at).toISOString() };
 }
 

@@ -373,7 +373,7 @@ async function stats(req: ApiRequest, res: ServerResponse): Promise<void> {
   const oneShot = boolParam(req.query, 'one-shot');
   if (oneShot && stream) throw new ApiError(400, 'cannot have stream=true and one-shot=true');
   const { statsPoint, dockerStats } = await import('../../engine/stats');
-  const first = statsPoint(req.ctx, rec);
+  const first = await statsPoint(req.ctx, rec);
   const signal = goneSignal(res);
   const sleep = () => new Promise<void>((resolve) => {
     const t = setTimeout(resolve, 1000);
@@ -383,7 +383,7 @@ async function stats(req: ApiRequest, res: ServerResponse): Promise<void> {
     if (oneShot) return sendJson(res, 200, dockerStats(rec, first));
     // Two samples a second apart: `docker stats --no-stream` computes CPU % from their difference.
     await sleep();
-    return sendJson(res, 200, dockerStats(rec, statsPoint(req.ctx, rec), first));
+    return sendJson(res, 200, dockerStats(rec, await statsPoint(req.ctx, rec), first));
   }
   res.writeHead(200, { 'Content-Type': 'application/json' });
   const write = writer(res, false);
@@ -398,7 +398,7 @@ async function stats(req: ApiRequest, res: ServerResponse): Promise<void> {
     if (containerState(rec, dir).status !== 'running') break;
     pre = cur;
     try {
-      cur = statsPoint(req.ctx, rec);
+      cur = await statsPoint(req.ctx, rec);
     } catch {
       break; // it stopped between the check and the sample
     }
@@ -439,7 +439,7 @@ async function archiveGet(req: ApiRequest, res: ServerResponse): Promise<void> {
 async function archivePut(req: ApiRequest, res: ServerResponse): Promise<void> {
   const rec = container(req);
   const { archiveIn } = await import('../../container/archive');
-  await archiveIn(req.ctx.store, await req.ctx.settings(), rec, req.query.get('path') ?? '', req.raw, { noOverwriteDirNonDir: boolParam(req.query, 'noOverwriteDirNonDir') });
+  await archiveIn(req.ctx.store, await req.ctx.settings(), rec, req.query.get('path') ?? '', req.raw, { noOverwriteDirNonDir: boolParam(req.query, 'noOverwriteDirNonDir'), copyUIDGID: boolParam(req.query, 'copyUIDGID') });
   noContent(res, 200);
 }
 
