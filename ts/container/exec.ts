@@ -15,6 +15,12 @@ import type { ContainerRecord } from './records';
 import { containerState } from './state';
 import { Containers } from './records';
 
+/**
+ * The descriptor an exec's terminal sizes go to: 4, because 3 is the runtime's status fd (the
+ * JSON reports of ts/runtime/client.ts).
+ */
+export const RESIZE_FD = 4;
+
 export interface ExecOptions {
   interactive: boolean;
   tty: boolean;
@@ -28,8 +34,8 @@ export interface ExecOptions {
    */
   envLookup?: (name: string) => string | undefined;
   /**
-   * With a terminal: the runtime reads sizes for it from its descriptor 3 (`--resize-fd`), which
-   * the caller's stdio makes a pipe (the API's exec resize).
+   * With a terminal: the runtime reads sizes for it from its descriptor RESIZE_FD (`--resize-fd`),
+   * which the caller's stdio makes a pipe (the API's exec resize).
    */
   resizeFd?: boolean;
   /** With a terminal: its size from the start. */
@@ -51,7 +57,7 @@ function checkRunning(store: Store, rec: ContainerRecord): void {
 function execArgs(rec: ContainerRecord, command: string[], o: ExecOptions, log: string, pidFile: string): string[] {
   const args = [...globalFlags(rec, { log }), 'exec'];
   if (o.tty && !o.detach) args.push('--tty');
-  if (o.tty && !o.detach && o.resizeFd) args.push('--resize-fd', '3');
+  if (o.tty && !o.detach && o.resizeFd) args.push('--resize-fd', String(RESIZE_FD));
   if (o.tty && !o.detach && o.consoleSize) args.push('--console-size', `${o.consoleSize.rows}x${o.consoleSize.cols}`);
   for (const e of o.env) {
     if (e.includes('=')) args.push('--env', e);

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BurrowError } from '../errors';
 import { DetachFilter, parseDetachKeys } from '../container/attach';
-import { startExec, startExecDetached, type ExecOptions } from '../container/exec';
+import { RESIZE_FD, startExec, startExecDetached, type ExecOptions } from '../container/exec';
 import type { LogStream } from '../container/logs';
 import { Containers, type ContainerRecord } from '../container/records';
 import { containerState } from '../container/state';
@@ -213,13 +213,13 @@ export async function runExecInstance(ctx: EngineContext, e: ExecRecord, tty: bo
   emitEvent(ctx, { Type: 'container', Action: `exec_start: ${[e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments].join(' ')}`, Actor: actor(rec, e) });
   let p: ReturnType<typeof startExec>;
   try {
-    p = startExec(ctx.store, rec, [e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments], options(e, tty, false), [e.OpenStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(tty ? (['pipe'] as const) : [])]);
+    p = startExec(ctx.store, rec, [e.ProcessConfig.entrypoint, ...e.ProcessConfig.arguments], options(e, tty, false), [e.OpenStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'ignore', ...(tty ? (['pipe'] as const) : [])]);
   } catch (err) {
     ended(ctx, rec, e, 126);
     throw err;
   }
   const { child, done } = p;
-  const term = tty ? (child.stdio[3] as import('node:stream').Writable | null) : null;
+  const term = tty ? (child.stdio[RESIZE_FD] as import('node:stream').Writable | null) : null;
   if (term) {
     term.on('error', () => undefined); // EPIPE once it exited
     terminals.set(e.ID, term);
