@@ -171,6 +171,89 @@ function frame(kind: number, payload: Buffer): Buffer {
   return Buffer.concat([h, payload]);
 }
 
+/** What the monitor sends a client: output, then the status, then it closes. */
+export interface MonitorHandlers {
+  output(stream: 'stdout' | 'stderr', data: Buffer): void;
+  exit?(code: number): void;
+}
+
+/**
+ * One client connection to a container's monitor (the attach socket), for any front end: the
+ * CLI's relay below, the API's attach and resize (ts/engine/attach.ts). Frames are parsed as
+ * they come; `close` fires once, when the monitor is done or the connection drops.
+ */
+export class MonitorConn {
+  exitCode: number | undefined;
+  private buf: Buffer = Buffer.alloc(0);
+
+  constructor(
+    readonly sock: net.Socket,
+    h: MonitorHandlers,
+  ) {
+    sock.on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      while (this.buf.length >= 5) {
+        const len = this.buf.readUInt32BE(1);
+        if (this.buf.length < 5 + len) break;
+        const payload = this.buf.subarray(5, 5 + len);
+        if (this.buf[0] === STDOUT) h.output('stdout', payload);
+        else if (this.buf[0] === STDERR) h.output('stderr', payload);
+        else if (this.buf[0] === EXIT_STATUS && len >= 4) {
+          this.exitCode = payload.readInt32BE(0);
+          h.exit?.(this.exitCode);
+        }
+        this.buf = this.buf.subarray(5 + len);
+      }
+    });
+    sock.on('error', () => undefined); // 'close' follows
+  }
+
+  private send(kind: number, payload: Buffer): boolean {
+    if (this.sock.destroyed || !this.sock.writable) return true;
+    return this.sock.write(frame(kind, payload));
+  }
+
+  /** Input for the container's terminal or stdin; false: wait for the socket's 'drain'. */
+  input(data: Buffer): boolean {
+    return this.send(DATA, data);
+  }
+
+  /** The terminal's new size (TIOCSWINSZ on the master, SIGWINCH to the foreground). */
+  resize(rows: number, cols: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt16BE(rows, 0);
+    b.writeUInt16BE(cols, 2);
+    this.send(RESIZE, b);
+  }
+
+  /** Closes the container's stdin once what came before is written. */
+  closeStdin(): void {
+    this.send(CLOSE_STDIN, Buffer.alloc(0));
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+}
+
+/**
+ * Resizes the terminal of a container its monitor holds (the API's resize): false when nothing
+ * holds it (not running, or run by a foreground `run` without a socket).
+ */
+export async function resizeTerminal(dir: string, rows: number, cols: number): Promise<boolean> {
+  const sock = await connectAttach(dir);
+  if (!sock) return false;
+  const c = new MonitorConn(sock, { output: () => undefined });
+  c.resize(rows, cols);
+  // Half-closed: the monitor reads the frame, then sees the end and drops us.
+  await new Promise<void>((resolve) => {
+    sock.once('close', () => resolve());
+    sock.end();
+    setTimeout(() => (sock.destroy(), resolve()), 2000).unref();
+  });
+  return true;
+}
+
 /**
  * Relays between us and the container until it exits (the monitor sends the status and closes),
  * the detach keys are typed, or a signal that is not passed on ends us.
@@ -182,21 +265,13 @@ export function relay(sock: net.Socket, o: StreamOptions): Promise<AttachEnd> {
   // The last resort: whatever ends the process leaves the terminal as it found it.
   process.on('exit', restore);
   if (o.stdin && o.tty && input.isTTY) term.enter();
-  const send = (kind: number, payload: Buffer) => {
-    if (!sock.destroyed) return sock.write(frame(kind, payload));
-    return true;
-  };
+  const conn = new MonitorConn(sock, { output: (stream, data) => (stream === 'stdout' ? process.stdout : process.stderr).write(data) });
   const resize = () => {
     const s = terminalSize();
-    if (!s) return;
-    const b = Buffer.alloc(4);
-    b.writeUInt16BE(s.rows, 0);
-    b.writeUInt16BE(s.cols, 2);
-    send(RESIZE, b);
+    if (s) conn.resize(s.rows, s.cols);
   };
   return new Promise((resolve) => {
     let end: AttachEnd | undefined;
-    let exitCode: number | undefined;
     const filter = new DetachFilter(o.detachKeys);
     const finish = (e: AttachEnd) => {
       if (end) return;
@@ -219,31 +294,17 @@ export function relay(sock: net.Socket, o: StreamOptions): Promise<AttachEnd> {
     };
     const onData = (d: Buffer) => {
       const { out, detach } = filter.feed(d);
-      if (out.length && !send(DATA, out)) {
+      if (out.length && !conn.input(out)) {
         input.pause();
         sock.once('drain', () => end || input.resume());
       }
       if (detach) finish({ how: 'detached' });
     };
     const onEnd = () => {
-      if (o.closeStdin) send(CLOSE_STDIN, Buffer.alloc(0));
+      if (o.closeStdin) conn.closeStdin();
     };
-    let buf: Buffer = Buffer.alloc(0);
-    sock.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      while (buf.length >= 5) {
-        const len = buf.readUInt32BE(1);
-        if (buf.length < 5 + len) break;
-        const payload = buf.subarray(5, 5 + len);
-        if (buf[0] === STDOUT) process.stdout.write(payload);
-        else if (buf[0] === STDERR) process.stderr.write(payload);
-        else if (buf[0] === EXIT_STATUS && len >= 4) exitCode = payload.readInt32BE(0);
-        buf = buf.subarray(5 + len);
-      }
-    });
     // The monitor closes when it is done with the container (after its exit command).
-    sock.on('close', () => finish(exitCode === undefined ? { how: 'exited' } : { how: 'exited', exitCode }));
-    sock.on('error', () => undefined); // 'close' follows
+    sock.on('close', () => finish(conn.exitCode === undefined ? { how: 'exited' } : { how: 'exited', exitCode: conn.exitCode }));
     // With a terminal, signals are not passed on (as Docker's sig-proxy): one that reaches us
     // ends the attach and leaves the container running.
     for (const s of SIGNALS) process.on(s, onSignal);

@@ -80,16 +80,8 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
   const keepSlash = (p: string, abs: string) => (p.endsWith('/.') ? `${abs}/.` : p.endsWith('/') && !abs.endsWith('/') ? `${abs}/` : abs);
   const host = keepSlash(hostPath, path.resolve(hostPath));
   const ctr = containerPath.startsWith('/') ? containerPath : `${rec.config?.workdir ?? '/'}/${containerPath}`.replace(/\/+/g, '/');
-  const st = containerState(rec, new Containers(store).dir(rec.id));
-  let rs = st.status === 'running' ? runtimeState(rec) : undefined;
-  let tmp: string | undefined;
-  if (!rs) {
-    tmp = transientContainer(store, rec, 'copy');
-    rs = runtimeState({ ...rec, id: tmp });
-  }
-  try {
-    if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
-    const args = ['cp', '--pid', String(rs.pid), '--start-time', String(rs.initStartTime), into ? '--in' : '--out'];
+  return withRoot(store, rec, 'copy', (pid, startTime) => {
+    const args = ['cp', '--pid', String(pid), '--start-time', String(startTime), into ? '--in' : '--out'];
     if (o.archive) args.push('--archive');
     if (o.followLink) args.push('--follow-link');
     args.push('--', into ? host : ctr, into ? ctr : host);
@@ -100,6 +92,24 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
     } catch {
       return 0;
     }
+  });
+}
+
+/**
+ * Runs `fn` with the pid and start time of a process whose root is the container's: its init
+ * when it runs, else a transient process-less container over its bundle, deleted afterwards.
+ */
+export function withRoot<T>(store: Store, rec: ContainerRecord, purpose: string, fn: (pid: number, startTime: number) => T): T {
+  const st = containerState(rec, new Containers(store).dir(rec.id));
+  let rs = st.status === 'running' ? runtimeState(rec) : undefined;
+  let tmp: string | undefined;
+  if (!rs) {
+    tmp = transientContainer(store, rec, purpose);
+    rs = runtimeState({ ...rec, id: tmp });
+  }
+  try {
+    if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
+    return fn(rs.pid, rs.initStartTime);
   } finally {
     if (tmp) runtime(rec, ['delete', '--force', tmp]);
   }

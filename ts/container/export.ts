@@ -5,6 +5,8 @@
  * through its init; a stopped or never-started one through a transient process-less container
  * made from its bundle, as `cp` does (copy.ts): the runtime mounts its root exactly as for a run.
  */
+import type { Writable } from 'node:stream';
+import type { Hooks } from '../engine/context';
 import { BurrowError, runtimeText } from '../errors';
 import { globalFlags, runtimeError, runtimeSpawn, runtimeSync } from '../runtime/client';
 import type { Store } from '../storage/store';
@@ -12,8 +14,13 @@ import { transientContainer } from './copy';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
 
-/** Writes the tar of the container's filesystem to the open file descriptor `out`. */
-export async function exportContainer(store: Store, rec: ContainerRecord, out: number): Promise<void> {
+/**
+ * Writes the tar of the container's filesystem to `out`: an open file descriptor (the CLI's
+ * stdout or file), or a stream (the API's response), which is ended when the tar is complete.
+ * The runtime's warnings go to `hooks.warn` (the CLI prints them; stderr when none is given).
+ * `signal` stops the export (the API's client went away): the tar is then incomplete.
+ */
+export async function exportContainer(store: Store, rec: ContainerRecord, out: number | Writable, hooks: Hooks = {}, signal?: AbortSignal): Promise<void> {
   const st = containerState(rec, new Containers(store).dir(rec.id));
   let rs = st.status === 'running' ? runtimeState(rec) : undefined;
   let tmp: string | undefined;
@@ -25,7 +32,12 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
     if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
     const args = [...globalFlags(rec), 'export', '--pid', String(rs.pid), '--start-time', String(rs.initStartTime)];
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      const child = runtimeSpawn(args, { stdio: ['ignore', out, 'pipe'] });
+      const child = runtimeSpawn(args, { stdio: ['ignore', typeof out === 'number' ? out : 'pipe', 'pipe'] });
+      // Ended only once the tar is known complete: a failed export must not look like a whole one.
+      if (typeof out !== 'number') child.stdout!.pipe(out, { end: false });
+      const abort = () => child.kill('SIGKILL');
+      signal?.addEventListener('abort', abort, { once: true });
+      child.once('close', () => signal?.removeEventListener('abort', abort));
       let err = '';
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
       child.on('error', (e) => resolve({ code: -1, stderr: e.message }));
@@ -33,7 +45,8 @@ export async function exportContainer(store: Store, rec: ContainerRecord, out: n
     });
     const msgs = runtimeText(stderr);
     if (code !== 0) throw runtimeError(`export of container ${rec.name} failed`, { msg: msgs || `status ${code}` });
-    for (const l of msgs.split('\n').filter(Boolean)) process.stderr.write(`burrow: ${l}\n`);
+    if (typeof out !== 'number') out.end();
+    for (const l of msgs.split('\n').filter(Boolean)) (hooks.warn ?? ((m: string) => process.stderr.write(`burrow: ${m}\n`)))(l);
   } finally {
     if (tmp) runtimeSync([...globalFlags(rec), 'delete', '--force', tmp], { stdout: 'ignore' });
   }

@@ -34,6 +34,11 @@ export interface ContainerRecord {
   command: string[];
   tty: boolean;
   interactive: boolean;
+  /**
+   * Docker's StdinOnce: the end of the first attached client's input closes the container's
+   * stdin (`docker run -i`, not `run -d -i`). Absent: `interactive && !detached` (the CLI's).
+   */
+  stdinOnce?: boolean;
   autoRemove: boolean;
   detached: boolean;
   stopSignal: string;

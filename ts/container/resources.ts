@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { globalFlags, runtimeError, runtimeSync } from '../runtime/client';
+import { globalFlags, runtimeError, runtimeSpawn, runtimeSync } from '../runtime/client';
 import type { Store } from '../storage/store';
 import { checkEnforceable, toResources, type CgroupInfo, type LimitFlags } from './limits';
 import { Containers, type ContainerRecord } from './records';
@@ -65,14 +65,39 @@ export function sample(store: Store, rec: ContainerRecord): Sample {
   if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
   const r = runtimeSync([...globalFlags(rec), 'events', '--stats', rec.id]);
   if (r.status !== 0) throw runtimeError(`cannot read the statistics of ${rec.name}`, { stderr: r.stderr });
+  return toSample(rec, r.stdout, st.pid);
+}
+
+/**
+ * `sample` without blocking: the API service serves other requests (and other containers'
+ * streams) while the runtime reads the cgroup.
+ */
+export async function sampleAsync(store: Store, rec: ContainerRecord): Promise<Sample> {
+  const st = containerState(rec, new Containers(store).dir(rec.id));
+  if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
+  const child = runtimeSpawn([...globalFlags(rec), 'events', '--stats', rec.id], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => resolve(-1));
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  if (code !== 0) throw runtimeError(`cannot read the statistics of ${rec.name}`, { stderr: err });
+  return toSample(rec, out, st.pid);
+}
+
+/** A sample from what `events --stats` printed, with the network counters of the init `pid`. */
+function toSample(rec: ContainerRecord, stdout: string, pid: number): Sample {
   let j: RuncStats;
   try {
-    j = JSON.parse(r.stdout) as RuncStats;
+    j = JSON.parse(stdout) as RuncStats;
   } catch {
     throw new BurrowError('ERUNTIME', `burrow-runtime events printed no JSON for ${rec.name}`);
   }
   const d = j.data ?? {};
-  const net = netBytes(st.pid);
+  const net = netBytes(pid);
   return {
     at: Date.now(),
     cpuNs: num(d.cpu?.usage?.total),

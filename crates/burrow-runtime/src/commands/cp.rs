@@ -13,6 +13,9 @@
 //!
 //! Ownership as Docker has it: files copied in belong to the container's root, files copied out
 //! to the user; --archive keeps the source's ids (as the container's namespace sees them).
+//!
+//! `cp --pid PID [--start-time T] --stat PATH` only reports what PATH is (the Engine API's
+//! archive HEAD and its stat header), as one JSON line.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io::Write;
@@ -218,6 +221,42 @@ fn join_userns(pid: i32) -> Result<()> {
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUSER).op("setns into the container's user namespace")
 }
 
+/// Joins the container of `pid` (its user namespace, non-dumpable) and opens its root, checking
+/// that the pid is still that container's init once the root is held.
+fn enter(pid: i32, start_time: Option<&str>) -> Result<OwnedFd> {
+    // SAFETY: plain prctl. Non-dumpable: nothing in the container may ptrace us once we join.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    join_userns(pid)?;
+    let root = openat(None, format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .op("open the container's root")?;
+    let root = own(root);
+    if let Some(t) = start_time.and_then(|v| v.parse::<u64>().ok()) {
+        if proc_start_time(pid) != Some(t) {
+            return Err(RuntimeError::Usage("cp: the container stopped".into()));
+        }
+    }
+    Ok(root)
+}
+
+/// `--stat PATH`: what Docker's archive HEAD reports of a path in the container, without copying
+/// it: one JSON line {name, size, mode (st_mode), mtime (seconds), mtimeNsec, linkTarget}. The
+/// parent is resolved inside the root; the last component is not followed.
+fn stat_main(pid: i32, start_time: Option<&str>, path: &str) -> Result<i32> {
+    let side = Side::Container(enter(pid, start_time)?);
+    let (parent, name) = split(path);
+    let dir = side.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(|e| not_found(&side, path, e))?;
+    let st = fstatat(Some(dir.as_raw_fd()), name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| not_found(&side, path, e))?;
+    let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        readlinkat(Some(dir.as_raw_fd()), name.as_str()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let shown = if name == "." { "/".to_string() } else { name };
+    let j = serde_json::json!({ "name": shown, "size": st.st_size, "mode": st.st_mode, "mtime": st.st_mtime, "mtimeNsec": st.st_mtime_nsec, "linkTarget": link });
+    let _ = writeln!(std::io::stdout(), "{j}");
+    Ok(0)
+}
+
 pub fn main(args: &[String]) -> Result<i32> {
     let p = flags(
         args,
@@ -228,9 +267,16 @@ pub fn main(args: &[String]) -> Result<i32> {
             Flag("out", &[], false),
             Flag("archive", &["a"], false),
             Flag("follow-link", &["L"], false),
+            Flag("stat", &[], false),
         ],
     )?;
     let pid: i32 = p.value("pid").and_then(|v| v.parse().ok()).ok_or_else(|| RuntimeError::Usage("cp: --pid PID is required".into()))?;
+    if p.bool("stat") {
+        let [path] = p.positional.as_slice() else {
+            return Err(RuntimeError::Usage("cp --stat: want one PATH".into()));
+        };
+        return stat_main(pid, p.value("start-time"), path);
+    }
     let [src, dest] = p.positional.as_slice() else {
         return Err(RuntimeError::Usage("cp: want SRC and DEST".into()));
     };
@@ -239,18 +285,7 @@ pub fn main(args: &[String]) -> Result<i32> {
         (false, true) => false,
         _ => return Err(RuntimeError::Usage("cp: give one of --in and --out".into())),
     };
-    // SAFETY: plain prctl. Non-dumpable: nothing in the container may ptrace us once we join.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    join_userns(pid)?;
-    let root = openat(None, format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .op("open the container's root")?;
-    let root = own(root);
-    // The pid must still be that container's init (not a reused pid) once the root is held.
-    if let Some(t) = p.value("start-time").and_then(|v| v.parse::<u64>().ok()) {
-        if proc_start_time(pid) != Some(t) {
-            return Err(RuntimeError::Usage("cp: the container stopped".into()));
-        }
-    }
+    let root = enter(pid, p.value("start-time"))?;
     let (ss, ds) = if into { (Side::Host, Side::Container(root)) } else { (Side::Container(root), Side::Host) };
     let mut o = Opts { archive: p.bool("archive"), bytes: 0 };
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burrow_core::error::Coded;
 use burrow_core::runtime::create::load_spec_file;
-use burrow_core::runtime::error::{PathCtx, Result, RuntimeError};
+use burrow_core::runtime::error::{PathCtx, Result, RuntimeError, SysCtx};
 use burrow_core::runtime::exec::{exec, ExecCgroup, ExecOpts};
 use burrow_core::runtime::state::ContainerState;
 use burrow_core::runtime::{tty, wait};
@@ -32,7 +32,46 @@ const FLAGS: &[Flag] = &[
     Flag("preserve-fds", &[], true),
     Flag("cgroup", &[], true),
     Flag("ignore-paused", &[], false),
+    Flag("resize-fd", &[], true),
+    Flag("console-size", &[], true),
 ];
+
+/// `--resize-fd N` (burrow's own, for the Engine API's exec resize): sizes for the terminal
+/// arrive on inherited descriptor N as 4-byte frames (rows, cols: u16 big-endian each), as the
+/// monitor's RESIZE frame, and are set on the pty master (TIOCSWINSZ: SIGWINCH to the
+/// foreground). The service that runs us has pipes, not a terminal, for our stdio: there is no
+/// terminal of ours whose size SIGWINCH could copy.
+struct Resizer {
+    fd: Option<OwnedFd>,
+    master: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl wait::Served for Resizer {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    fn ready(&mut self) {
+        use std::os::fd::AsFd;
+        let Some(fd) = &self.fd else { return };
+        let mut b = [0u8; 64];
+        match nix::unistd::read(fd.as_raw_fd(), &mut b) {
+            // The writer went away: sizes stay as they are.
+            Ok(0) | Err(_) => self.fd = None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                while self.buf.len() >= 4 {
+                    let rows = u16::from_be_bytes([self.buf[0], self.buf[1]]);
+                    let cols = u16::from_be_bytes([self.buf[2], self.buf[3]]);
+                    self.buf.drain(..4);
+                    super::attach_server::set_size(self.master.as_fd(), rows, cols);
+                }
+            }
+        }
+    }
+}
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let p = flags(args, FLAGS)?;
@@ -52,7 +91,16 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             }
             pr.set_args(Some(cmd));
             pr.set_terminal(Some(p.bool("tty")));
-            pr.set_console_size(None);
+            // `--console-size ROWSxCOLS` (burrow's own): the terminal's size from its start, so
+            // that a first `stty size` does not see 0 0 before a resize arrives.
+            let size = match p.value("console-size") {
+                Some(v) => {
+                    let (rows, cols) = super::attach_server::parse_size(v).ok_or_else(|| RuntimeError::Usage(format!("--console-size: want ROWSxCOLS, got {v}")))?;
+                    Some(oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build().map_err(|e| RuntimeError::Usage(e.to_string()))?)
+                }
+                None => None,
+            };
+            pr.set_console_size(size);
             pr
         }
     };
@@ -105,6 +153,21 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     // As runc: exec passes only --preserve-fds (socket activation is for the container's init).
     burrow_core::runtime::fds::check_passed(0, preserve_fds)?;
     let detach = p.bool("detach");
+    let resize_fd = match p.value("resize-fd") {
+        Some(v) => {
+            let fd: i32 = v.parse().map_err(|_| RuntimeError::Usage(format!("--resize-fd: not a number: {v}")))?;
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(RuntimeError::Usage(format!("--resize-fd: {fd} is not an inherited, open descriptor")));
+            }
+            // SAFETY: checked open above, and named by this flag only: ours from here on.
+            let f = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // Not to the process in the container.
+            let _ = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            Some(f)
+        }
+        None => None,
+    };
     let terminal = process.terminal().unwrap_or(false);
     let mut peer: Option<OwnedFd> = None;
     let mut console_fd = None;
@@ -159,7 +222,15 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),
         None => None,
     };
-    let code = wait::supervise(pid, sfd.expect("signals blocked"), master)?;
+    let code = match (&master, resize_fd) {
+        (Some(m), Some(fd)) => {
+            let dup = nix::unistd::dup(m.as_raw_fd()).op("dup the terminal")?;
+            // SAFETY: dup just returned this descriptor; nobody else owns it.
+            let mut r = Resizer { fd: Some(fd), master: unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }, buf: Vec::new() };
+            wait::supervise_with(pid, sfd.expect("signals blocked"), master, &mut [&mut r])?
+        }
+        _ => wait::supervise(pid, sfd.expect("signals blocked"), master)?,
+    };
     crate::status::exit(code, None);
     Ok(code)
 }
