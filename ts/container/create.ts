@@ -28,6 +28,8 @@ export interface CreateOptions {
   hostname?: string;
   tty: boolean;
   interactive: boolean;
+  /** Docker's StdinOnce (records.ts); absent: the CLI's rule. */
+  stdinOnce?: boolean;
   rm: boolean;
   detach: boolean;
   readOnly: boolean;
@@ -247,6 +249,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       command: args,
       tty: o.tty,
       interactive: o.interactive,
+      ...(o.stdinOnce !== undefined ? { stdinOnce: o.stdinOnce } : {}),
       autoRemove: o.rm,
       detached: o.detach,
       stopSignal: o.stopSignal ?? cfg.config?.StopSignal ?? 'SIGTERM',

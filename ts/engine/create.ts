@@ -58,6 +58,8 @@ export interface CreateRequest {
   tty?: boolean;
   /** Keep stdin open (Docker's OpenStdin). */
   interactive?: boolean;
+  /** Close stdin when the first attached client's input ends (Docker's StdinOnce: `docker run -i`). */
+  stdinOnce?: boolean;
   /** Remove the container when it exits (Docker's AutoRemove, `--rm`). */
   autoRemove?: boolean;
   readOnly?: boolean;
@@ -223,6 +225,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       ...(req.hostname ? { hostname: req.hostname } : {}),
       tty: !!req.tty,
       interactive: !!req.interactive,
+      ...(req.stdinOnce !== undefined ? { stdinOnce: req.stdinOnce } : {}),
       rm: !!req.autoRemove,
       detach: true,
       readOnly: !!req.readOnly,

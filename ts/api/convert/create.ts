@@ -269,6 +269,7 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     ...strOpt('hostname', c.str('Hostname')),
     tty: !!c.bool('Tty'),
     interactive: !!c.bool('OpenStdin') || !!c.bool('AttachStdin'),
+    stdinOnce: !!c.bool('StdinOnce'),
     autoRemove: !!h.bool('AutoRemove'),
     readOnly: !!h.bool('ReadonlyRootfs'),
     privileged: !!h.bool('Privileged'),
