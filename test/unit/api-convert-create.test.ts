@@ -113,7 +113,7 @@ describe('Docker create body → CreateRequest', () => {
   it("reads the docker CLI's body with its zero values as a plain create: no limits, no restart policy, the default network", () => {
     const { request, warnings } = createRequestOf(DOCKER_CLI_BODY, 'x');
     expect(warnings).toEqual([]);
-    expect(request).toMatchObject({ image: 'busybox', name: 'x', command: [], env: [], tty: false, interactive: false, stdinOnce: false, autoRemove: false, pull: 'never', mounts: [], volumes: [], publish: [] });
+    expect(request).toMatchObject({ image: 'busybox', name: 'x', command: [], env: [], tty: false, interactive: false, stdinOnce: false, autoRemove: false, defaultLogDriver: 'json-file', pull: 'never', mounts: [], volumes: [], publish: [] });
     expect(request.network).toBeUndefined();
     expect(request.restartPolicy).toEqual({ name: 'no', maximumRetryCount: 0 });
     expect(request.entrypoint).toBeUndefined();

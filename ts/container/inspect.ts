@@ -180,7 +180,9 @@ export function inspectImage(store: Store, img: ImageRecord): object {
   const cfg = imageConfig(store, img);
   return {
     Id: img.id,
-    RepoTags: img.repoTags.map((t) => t.replace(/^docker\.io\/(library\/)?/, '')),
+    // In Docker's order: sorted by the full name (its reference store's lexicalRefs), which is
+    // what docker-py's `Image.save(named=True)` takes the first of.
+    RepoTags: [...img.repoTags].sort().map((t) => t.replace(/^docker\.io\/(library\/)?/, '')),
     RepoDigests: img.repoDigests,
     Created: img.created ?? ZERO_TIME,
     Architecture: img.architecture,

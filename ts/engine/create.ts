@@ -91,6 +91,12 @@ export interface CreateRequest {
   /** HOST:IP. */
   addHosts?: string[];
   logDriver?: string;
+  /**
+   * The front end's own default log driver, used when neither the request, BURROW_LOG_DRIVER nor
+   * the config file names one: the API's is Docker's json-file (docker-py reads a container's
+   * output back only from json-file or journald containers), the CLI's podman's k8s-file.
+   */
+  defaultLogDriver?: string;
   userns?: string;
   userFallback?: string;
   groupAdd?: string[];
@@ -167,7 +173,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
   const { setting, LOG_DRIVERS, USERNS_MODES, loadConfig } = await import('../config/config');
   // Checked with its options by ts/network (slirp4netns:mtu=…, container:NAME); '' is the default.
   const network = setting(req.network, 'BURROW_NETWORK', (c) => c.containers.network, '');
-  const logDriver = setting(req.logDriver, 'BURROW_LOG_DRIVER', (c) => c.containers.logDriver, 'k8s-file', LOG_DRIVERS);
+  const logDriver = setting(req.logDriver, 'BURROW_LOG_DRIVER', (c) => c.containers.logDriver, req.defaultLogDriver ?? 'k8s-file', LOG_DRIVERS);
   if (!LOG_DRIVERS.includes(logDriver)) throw new BurrowError('EUSAGE', `invalid --log-driver ${logDriver}: want ${LOG_DRIVERS.join(', ')}`);
   // '' is the store's own mapping: a single-id store has no subuid mapping to default to.
   const userns = setting(req.userns, 'BURROW_USERNS', (c) => c.containers.userns, '', USERNS_MODES);

@@ -291,6 +291,7 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     dnsOptions: h.strs('DnsOptions') ?? [],
     addHosts: h.strs('ExtraHosts') ?? [],
     ...(logDriver ? { logDriver } : {}),
+    defaultLogDriver: 'json-file',
     groupAdd: h.strs('GroupAdd') ?? [],
     devices,
     ...strOpt('stopSignal', c.str('StopSignal')),

@@ -112,7 +112,7 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
     res,
     200,
     images.map((i) => {
-      const tags = i.repoTags.map(shownTag);
+      const tags = [...i.repoTags].sort().map(shownTag); // Docker's order: by full name
       const digests = i.repoDigests.map(shownTag);
       const dangling = !tags.length && !digests.length;
       return {

@@ -304,7 +304,8 @@ function consoleSize(v: unknown): { consoleSize?: [number, number] } {
   return h && w ? { consoleSize: [h, w] } : {};
 }
 
-const EXEC_FIELDS = new Set(['AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'User', 'WorkingDir', 'Privileged', 'DetachKeys', 'ConsoleSize', 'Detach']);
+const EXEC_FIELDS = new Set(['AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'User', 'WorkingDir', 'Privileged', 'DetachKeys', 'ConsoleSize', 'Detach', 'Container']);
+// `Container`: the container's id, which docker-py and docker-compose still send (older API versions had it in ExecConfig); the path names the container.
 
 async function execCreate(req: ApiRequest, res: ServerResponse): Promise<void> {
   const body = await readJson(req.raw);
