@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { emitEvent, EventLog, eventMatches, eventsFile, parseEventLine, parseEventTime, type RecordedEvent } from '../../ts/engine/events';
+import { emitEvent, EventLog, lastDieExit, eventMatches, eventsFile, parseEventLine, parseEventTime, type RecordedEvent } from '../../ts/engine/events';
 
 const dirs: string[] = [];
 function ctx() {
@@ -83,5 +83,25 @@ describe('the events log', () => {
     expect(eventMatches({ label: ['team=a'] }, e)).toBe(true);
     expect(eventMatches({ label: ['team=b'] }, e)).toBe(false);
     expect(eventMatches({ volume: ['x'] }, e)).toBe(false);
+  });
+});
+
+describe('lastDieExit', () => {
+  it("reads a removed container's exit status from its last die event, also in the rotated file", () => {
+    const runRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-die-'));
+    try {
+      const ctx = { runRoot };
+      const id = 'a'.repeat(64);
+      expect(lastDieExit(ctx, id)).toBeUndefined();
+      // The monitor's minimal line, then a later run of the same container.
+      fs.writeFileSync(`${eventsFile(ctx)}.1`, `{"Type":"container","Action":"die","Actor":{"ID":"${id}","Attributes":{"exitCode":"3"}}}\n`);
+      expect(lastDieExit(ctx, id)).toBe(3);
+      emitEvent(ctx, { Type: 'container', Action: 'die', Actor: { ID: id, Attributes: { exitCode: '2' } } });
+      emitEvent(ctx, { Type: 'container', Action: 'destroy', Actor: { ID: id, Attributes: {} } });
+      emitEvent(ctx, { Type: 'container', Action: 'die', Actor: { ID: 'b'.repeat(64), Attributes: { exitCode: '9' } } });
+      expect(lastDieExit(ctx, id)).toBe(2);
+    } finally {
+      fs.rmSync(runRoot, { recursive: true, force: true });
+    }
   });
 });

@@ -13,7 +13,7 @@ import type { ContainerState } from '../container/state';
 import { isFrozen } from '../container/freezer';
 import type { EngineContext, Hooks } from './context';
 import { containerAttributes } from './create';
-import { emitEvent } from './events';
+import { emitEvent, lastDieExit } from './events';
 
 export { createContainer, parseRestartPolicy, type CreateRequest, type CreateHooks, type MountRequest } from './create';
 
@@ -214,7 +214,11 @@ export async function waitContainer(ctx: EngineContext, rec: ContainerRecord, co
   for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
     if (signal?.aborted) throw new BurrowError('ECANCELED', 'wait canceled');
     if (condition === 'removed') {
-      if (!containers.get(rec.id)) return last.exitCode < 0 ? 0 : last.exitCode;
+      if (!containers.get(rec.id)) {
+        if (last !== first && last.status === 'exited' && last.exitCode >= 0) return last.exitCode;
+        // Exited and removed between two looks: its monitor recorded the status in the die event.
+        return lastDieExit(ctx, rec.id) ?? (last.exitCode < 0 ? 0 : last.exitCode);
+      }
     }
     const st = lc.stateOf(ctx.store, rec);
     if (st.status !== 'running' && !st.pending) {

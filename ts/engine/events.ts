@@ -58,6 +58,33 @@ export function emitEvent(ctx: Pick<EngineContext, 'runRoot'>, e: EngineEvent, n
   }
 }
 
+/**
+ * The exit status in the last `die` event of a container, if the log still has one: what a
+ * `wait?condition=removed` answers when the container ran, exited and was removed (`--rm`, by its
+ * monitor) between two of its looks, so that no look saw it exited.
+ */
+export function lastDieExit(ctx: Pick<EngineContext, 'runRoot'>, id: string): number | undefined {
+  const file = eventsFile(ctx);
+  for (const f of [file, `${file}.1`]) {
+    let text: string;
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    const lines = text.split('\n');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      if (!lines[i]!.includes(id)) continue;
+      const e = parseEventLine(lines[i]!);
+      if (e?.Type === 'container' && e.Action === 'die' && e.Actor.ID === id) {
+        const code = Number(e.Actor.Attributes.exitCode);
+        if (Number.isInteger(code)) return code;
+      }
+    }
+  }
+  return undefined;
+}
+
 function isEvent(v: unknown): v is RecordedEvent {
   if (typeof v !== 'object' || v === null) return false;
   const e = v as Partial<RecordedEvent>;
