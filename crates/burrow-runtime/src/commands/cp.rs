@@ -252,7 +252,8 @@ fn stat_main(pid: i32, start_time: Option<&str>, path: &str) -> Result<i32> {
         String::new()
     };
     let shown = if name == "." { "/".to_string() } else { name };
-    let j = serde_json::json!({ "name": shown, "size": st.st_size, "mode": st.st_mode, "mtime": st.st_mtime, "mtimeNsec": st.st_mtime_nsec, "linkTarget": link });
+    let j =
+        serde_json::json!({ "name": shown, "size": st.st_size, "mode": st.st_mode, "mtime": st.st_mtime, "mtimeNsec": st.st_mtime_nsec, "linkTarget": link });
     let _ = writeln!(std::io::stdout(), "{j}");
     Ok(0)
 }

@@ -95,8 +95,15 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             // that a first `stty size` does not see 0 0 before a resize arrives.
             let size = match p.value("console-size") {
                 Some(v) => {
-                    let (rows, cols) = super::attach_server::parse_size(v).ok_or_else(|| RuntimeError::Usage(format!("--console-size: want ROWSxCOLS, got {v}")))?;
-                    Some(oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build().map_err(|e| RuntimeError::Usage(e.to_string()))?)
+                    let (rows, cols) =
+                        super::attach_server::parse_size(v).ok_or_else(|| RuntimeError::Usage(format!("--console-size: want ROWSxCOLS, got {v}")))?;
+                    Some(
+                        oci_spec::runtime::BoxBuilder::default()
+                            .height(rows as u64)
+                            .width(cols as u64)
+                            .build()
+                            .map_err(|e| RuntimeError::Usage(e.to_string()))?,
+                    )
                 }
                 None => None,
             };
