@@ -89,7 +89,9 @@ export async function startContainer(ctx: EngineContext, rec: ContainerRecord): 
 /** `stop`: the stop signal, SIGKILL after the timeout; false when it was not running (304). */
 export async function stopContainer(ctx: EngineContext, rec: ContainerRecord, timeoutSec?: number): Promise<boolean> {
   const st = lc.stateOf(ctx.store, rec);
-  if (st.status !== 'running' && !st.pending) return false;
+  // A container its monitor is about to restart (the policy's back-off) is stopped too: the
+  // restart must not happen (Docker answers 204 there).
+  if (st.status !== 'running' && !st.pending && !st.restarting) return false;
   await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout);
   event(ctx, 'stop', rec);
   return true;

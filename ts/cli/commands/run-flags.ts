@@ -187,6 +187,9 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
     ...(f.hostname ? { hostname: f.hostname } : {}),
     tty: !!f.tty,
     interactive: !!f.interactive,
+    // As the docker CLI sets it: `-i` without `-d` (so `create -i` then an attach that ends its
+    // input ends the container's stdin).
+    stdinOnce: !!f.interactive && !f.detach,
     autoRemove: !!f.rm,
     readOnly: !!f.readOnly,
     privileged: !!f.privileged,
