@@ -170,8 +170,32 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     Err(denied.unwrap_or(RuntimeError::Exec { arg0: arg0.into(), detail: "executable file not found in $PATH".into(), not_found: true }))
 }
 
+/// Gives the command the signal state of a fresh process, as runc and crun do: execve resets
+/// handled signals to their default but keeps ignored ones and the mask, and whoever started the
+/// runtime leaks into the container otherwise: Node (the CLI, the API service) and Rust's std
+/// ignore SIGPIPE, so `yes | head` in a container never ended (its writer got EPIPE forever
+/// instead of dying), and the monitor ignores SIGQUIT.
+fn reset_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installs SIG_DFL, no handler code; this process calls execve right after.
+        // Numbers the kernel refuses (none in this range but the two above) only return EINVAL.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
 /// Replaces this process with the container's command. Only returns on failure.
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> RuntimeError {
+    reset_signals();
     let c = |s: &str| CString::new(s).unwrap_or_default();
     let p = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = args.iter().map(|a| c(a)).collect();
