@@ -299,7 +299,8 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
 
 // ---- containerd -------------------------------------------------------------------------------------
 
-async function freePort() {
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort() {
   const srv = net.createServer();
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
   const { port } = srv.address();

@@ -21,7 +21,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killPids, podmanSandbox, run, which } from './clients.mjs';
+import { freePort, killPids, podmanSandbox, run, which } from './clients.mjs';
+
+// Re-exported: the compose test takes the port it publishes from here.
+export { freePort };
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..');
@@ -105,14 +108,6 @@ export function writeScript(file, body) {
 /** Single-quotes a word for sh. */
 export function shq(s) {
   return `'${String(s).replace(/'/g, `'\\''`)}'`;
-}
-
-export async function freePort() {
-  const srv = net.createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 async function waitFor(pred, ms, what) {
