@@ -24,16 +24,14 @@ function ping(req: ApiRequest, res: ServerResponse): Promise<void> {
   return Promise.resolve();
 }
 
-const goArch = (a: string): string => ({ x64: 'amd64', ia32: '386' })[a] ?? a;
-
 async function version(_req: ApiRequest, res: ServerResponse): Promise<void> {
-  const { versionInfo } = await import('../../cli/commands/version');
+  const { versionInfo } = await import('../../engine/version');
   const v = versionInfo();
   const rt = v.Runtime;
   sendJson(res, 200, {
     Platform: { Name: 'Burrow Engine' },
     Components: [
-      { Name: 'Engine', Version: VERSION, Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: v.Client.GitCommit, NodeVersion: process.version, Os: 'linux', Arch: goArch(process.arch), KernelVersion: os.release() } },
+      { Name: 'Engine', Version: VERSION, Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: v.Client.GitCommit, NodeVersion: process.version, Os: 'linux', Arch: v.Client.Arch, KernelVersion: os.release() } },
       ...('Error' in rt ? [] : [{ Name: 'burrow-runtime', Version: rt.Version, Details: { OciVersion: rt.OciVersion, Path: rt.Path } }]),
     ],
     Version: VERSION,
@@ -42,7 +40,7 @@ async function version(_req: ApiRequest, res: ServerResponse): Promise<void> {
     GitCommit: v.Client.GitCommit,
     GoVersion: process.version,
     Os: 'linux',
-    Arch: goArch(process.arch),
+    Arch: v.Client.Arch,
     KernelVersion: os.release(),
     BuildTime: v.Client.BuildTime,
   });
