@@ -141,6 +141,14 @@ export const ERROR_CODES = {
   EREMOVE: { exit: 125, http: 500 },
   /** a warning: the kernel's OOM killer killed the container */
   EOOM_KILLED: { exit: 125, http: 500 },
+  /** a Dockerfile that does not parse; the message names the file, line and column */
+  EBUILD_PARSE: { exit: 125, http: 400 },
+  /** a build's input is wrong before any step runs: a missing stage, a bad --build-arg, a COPY source outside the context or missing, a bad context */
+  EBUILD_INPUT: { exit: 125, http: 400 },
+  /** a build step failed (a RUN's command exited non-zero); docker build's status 1 */
+  EBUILD_STEP: { exit: 1, http: 500 },
+  /** making a layer (a tar of a container's changes or of copied files) failed */
+  EPACK: { exit: 125, http: 500 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
