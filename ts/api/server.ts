@@ -67,6 +67,7 @@ async function allRoutes(): Promise<Route[]> {
     import('./routes/images'),
     import('./routes/volumes'),
     import('./routes/networks'),
+    import('./routes/build'),
   ]);
   return mods.flatMap((m) => m.routes);
 }

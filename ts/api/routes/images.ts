@@ -12,7 +12,8 @@ import { finished } from 'node:stream/promises';
 import { BurrowError } from '../../errors';
 import type { AuthConfig } from '../../engine/images';
 import { ApiError, boolParam, filtersParam, readJson, sendJson } from '../http';
-import { DockerProgress, errorMessage, type JsonMessage } from '../progress-json';
+import { cancelOnClose, jsonLines, streamed } from '../json-stream';
+import { DockerProgress } from '../progress-json';
 import type { ApiRequest, Route } from '../router';
 
 type Engine = typeof import('../../engine/images');
@@ -58,43 +59,6 @@ export function registryAuth(header: string | string[] | undefined): AuthConfig 
   const serverAddress = str('serveraddress');
   if (!username && !identityToken) return undefined;
   return { ...(username ? { username } : {}), ...(password ? { password } : {}), ...(identityToken ? { identityToken } : {}), ...(serverAddress ? { serverAddress } : {}) };
-}
-
-/**
- * A JSON-lines answer: the 200 head goes with the first line (so that an error before it is
- * still a status), each line ends with CRLF as dockerd's do.
- */
-function jsonLines(res: ServerResponse): { write(m: JsonMessage): void; started(): boolean } {
-  return {
-    write(m) {
-      if (!res.headersSent) res.writeHead(200, { 'Content-Type': 'application/json' });
-      if (!res.destroyed) res.write(`${JSON.stringify(m)}\r\n`);
-    },
-    started: () => res.headersSent,
-  };
-}
-
-/** Cancelled when the client goes away before the answer ended. */
-function cancelOnClose(req: ApiRequest, res: ServerResponse): AbortController {
-  const ac = new AbortController();
-  const gone = (): void => {
-    if (!res.writableFinished) ac.abort(new BurrowError('ECANCELED', 'the client went away'));
-  };
-  res.once('close', gone);
-  req.raw.once('aborted', gone);
-  return ac;
-}
-
-/** Runs a streamed operation: its error is a status before the stream started, an errorDetail line after. */
-async function streamed(res: ServerResponse, out: ReturnType<typeof jsonLines>, run: () => Promise<void>): Promise<void> {
-  try {
-    await run();
-  } catch (err) {
-    if (!out.started()) throw err;
-    const { errorResponse } = await import('../http');
-    out.write(errorMessage(errorResponse(err).message));
-  }
-  res.end();
 }
 
 // ---- handlers ------------------------------------------------------------------------------
