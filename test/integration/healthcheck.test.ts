@@ -216,6 +216,13 @@ describe(`healthchecks run by the monitor, as ${IS_ROOT ? 'root' : 'an unprivile
     expect(fs.existsSync(path.join(env.store, 'containers', ok(['inspect', '-f', '{{.Id}}', 'hc-off']).trim(), 'health.json'))).toBe(false);
   });
 
+  it('a foreground run with a healthcheck is probed too (its monitor holds it)', () => {
+    // The container ends once a probe has run in it: no clock involved.
+    const r = env.b(['run', '--rm', '--health-cmd', 'touch /tmp/probed', '--health-interval', '100ms', IMAGE, 'sh', '-c', 'while [ ! -f /tmp/probed ]; do sleep 0.1; done; echo probed; exit 5'], { timeout: LONG });
+    expect([r.code, r.stdout], r.stderr).toEqual([5, 'probed\n']);
+    waitFor(() => ok(['ps', '-aq']).trim() === '', LONG, 'the --rm container to be removed');
+  });
+
   it('flags are checked as the docker CLI checks them', () => {
     let r = env.b(['create', '--no-healthcheck', '--health-cmd', 'true', IMAGE]);
     expect(r.code).toBe(125);
