@@ -36,7 +36,7 @@ export async function runHealthcheck(ctx: Pick<EngineContext, 'store'>, ref: str
   const rec = containers.find(ref);
   const dir = containers.dir(rec.id);
   if (!healthcheckRuns(rec.healthcheck)) {
-    throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} has no healthcheck`, 'give it one when you create it: --health-cmd CMD (or a HEALTHCHECK in its image)');
+    throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} has no defined healthcheck`, 'give it one when you create it: --health-cmd CMD (or a HEALTHCHECK in its image)');
   }
   const st = containerState(rec, dir);
   const monitor = st.status === 'running' ? holderPid(dir) : undefined;
