@@ -46,7 +46,8 @@ describe('healthcheck flags, merge and state (ts/container/health.ts)', () => {
 
   it("Docker's checks of a healthcheck", () => {
     expect(() => checkHealthcheck({ Test: ['CMD'] })).toThrow(/invalid healthcheck test/);
-    expect(() => checkHealthcheck({ Test: ['CMD-SHELL', 'a', 'b'] })).toThrow(/invalid healthcheck test/);
+    expect(() => checkHealthcheck({ Test: ['CMD-SHELL'] })).toThrow(/invalid healthcheck test/);
+    expect(() => checkHealthcheck({ Test: ['SHELL', 'x'] })).toThrow(/invalid healthcheck test/);
     expect(() => checkHealthcheck({ Test: ['CMD', 'x'], Interval: 500 })).toThrow(/Interval cannot be less than 1ms/);
     expect(() => checkHealthcheck({ Test: ['CMD', 'x'], Retries: -1 })).toThrow(/Retries cannot be negative/);
     expect(() => checkHealthcheck({ Test: [], Interval: 0, Retries: 0 })).not.toThrow();

@@ -40,16 +40,19 @@ export function mergeHealthcheck(user: Healthcheck | undefined, image: Partial<H
   return out;
 }
 
-/** Whether a healthcheck runs anything (not absent, not `NONE`, not empty). */
+/**
+ * Whether a healthcheck runs anything: a CMD or CMD-SHELL test with a command (not absent, not
+ * `NONE`, not one Docker would not run either).
+ */
 export function healthcheckRuns(hc: Healthcheck | undefined): hc is Healthcheck {
-  const t = hc?.Test[0];
-  return t === 'CMD' || t === 'CMD-SHELL';
+  const t = hc?.Test ?? [];
+  return (t[0] === 'CMD' || t[0] === 'CMD-SHELL') && t.length > 1;
 }
 
 /** Docker's checks of a healthcheck (the CLI's and the daemon's). */
 export function checkHealthcheck(hc: Healthcheck): void {
   const t = hc.Test;
-  if (t.length && !(t[0] === 'NONE' && t.length === 1) && !(t[0] === 'CMD' && t.length > 1) && !(t[0] === 'CMD-SHELL' && t.length === 2)) {
+  if (t.length && !(t[0] === 'NONE' && t.length === 1) && !((t[0] === 'CMD' || t[0] === 'CMD-SHELL') && t.length > 1)) {
     throw new BurrowError('EUSAGE', `invalid healthcheck test ${JSON.stringify(t)}: want ["NONE"], ["CMD", ARGS...] or ["CMD-SHELL", COMMAND]`);
   }
   for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval'] as const) {

@@ -69,31 +69,23 @@ pub struct Config {
 }
 
 impl Config {
-    /// Docker's JSON (`{"Test": [...], "Interval": NS, ...}`); None when it runs nothing
-    /// (`["NONE"]`, or no test at all).
+    /// Docker's JSON (`{"Test": [...], "Interval": NS, ...}`); None when it runs nothing:
+    /// `["NONE"]`, no test, or one Docker would not run either (an unknown kind, CMD without a
+    /// command: moby monitors nothing then). What the engine accepted from a user was checked
+    /// there; an image's odd config must not keep its containers from starting.
     pub fn parse(json: &str) -> Result<Option<Config>, String> {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("invalid healthcheck {json:?}: {e}"))?;
-        let test: Vec<String> = match v.get("Test") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(t) => serde_json::from_value(t.clone()).map_err(|_| format!("invalid healthcheck: Test must be a list of strings, got {t}"))?,
-        };
+        let test: Vec<String> = v.get("Test").and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default();
         let argv = match test.split_first() {
-            None => return Ok(None),
-            Some((k, _)) if k == "NONE" => return Ok(None),
             Some((k, rest)) if k == "CMD" && !rest.is_empty() => rest.to_vec(),
-            Some((k, rest)) if k == "CMD-SHELL" && rest.len() == 1 => vec!["/bin/sh".into(), "-c".into(), rest[0].clone()],
-            Some(_) => return Err(format!("invalid healthcheck test {test:?}: want [\"NONE\"], [\"CMD\", ARGS...] or [\"CMD-SHELL\", COMMAND]")),
-        };
-        let ns = |k: &str| -> Result<Option<Duration>, String> {
-            match v.get(k) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(n) => match n.as_u64() {
-                    Some(0) => Ok(None),
-                    Some(n) => Ok(Some(Duration::from_nanos(n))),
-                    None => Err(format!("invalid healthcheck: {k} must be a non-negative number of nanoseconds, got {n}")),
-                },
+            // moby appends the rest to the shell's argv: sh -c CMD [ARG0 ...].
+            Some((k, rest)) if k == "CMD-SHELL" && !rest.is_empty() => {
+                ["/bin/sh".to_string(), "-c".to_string()].into_iter().chain(rest.iter().cloned()).collect()
             }
+            _ => return Ok(None),
         };
+        // Zero, absent or not a duration: Docker's default.
+        let ns = |k: &str| -> Result<Option<Duration>, String> { Ok(v.get(k).and_then(|n| n.as_u64()).filter(|n| *n > 0).map(Duration::from_nanos)) };
         let retries = match v.get("Retries").and_then(|r| r.as_u64()) {
             Some(0) | None => DEFAULT_RETRIES,
             Some(r) => r.min(u32::MAX as u64) as u32,
@@ -479,9 +471,13 @@ mod tests {
             (c.timeout, c.start_period, c.start_interval, c.retries),
             (Duration::from_millis(500), Duration::from_secs(2), Some(Duration::from_millis(100)), 5)
         );
-        assert!(Config::parse(r#"{"Test":["CMD"]}"#).is_err());
-        assert!(Config::parse(r#"{"Test":["SHELL","x"]}"#).unwrap_err().contains("CMD-SHELL"));
-        assert!(Config::parse(r#"{"Test":["CMD","x"],"Interval":-1}"#).is_err());
+        // What Docker would not run either: nothing, rather than a container that cannot start.
+        assert_eq!(Config::parse(r#"{"Test":["CMD"]}"#).unwrap(), None);
+        assert_eq!(Config::parse(r#"{"Test":["SHELL","x"]}"#).unwrap(), None);
+        assert_eq!(Config::parse(r#"{"Test":"CMD x"}"#).unwrap(), None);
+        assert_eq!(Config::parse(r#"{"Test":["CMD","x"],"Interval":-1}"#).unwrap().unwrap().interval, DEFAULT_INTERVAL);
+        assert_eq!(Config::parse(r#"{"Test":["CMD-SHELL","echo $0","me"]}"#).unwrap().unwrap().argv, ["/bin/sh", "-c", "echo $0", "me"]);
+        assert!(Config::parse("{").is_err());
     }
 
     #[test]
