@@ -179,6 +179,21 @@ describe(`docker 20.10 CLI against ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 
     await ok(['rm', '-f', 'cli-stats']);
   });
 
+  // podman runs healthchecks from systemd timers, which the test's podman service has no user manager for.
+  it.skipIf(PEER === 'podman')('run --health-*: the monitor runs the check; inspect State.Health, ps (healthy) and --filter health=', async () => {
+    await ok(['run', '-d', '--name', 'cli-health', '--health-cmd', 'echo ok', '--health-interval', '200ms', '--health-retries', '2', api.image, 'sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done']);
+    await until(async () => (await ok(['inspect', '--format', '{{.State.Health.Status}}', 'cli-health'])).trim() === 'healthy', 60_000, 'cli-health to be healthy');
+    const h = JSON.parse(await ok(['inspect', '--format', '{{json .State.Health}}', 'cli-health'])) as { Status: string; FailingStreak: number; Log: { ExitCode: number; Output: string }[] };
+    expect(h.FailingStreak).toBe(0);
+    expect(h.Log[0]).toMatchObject({ ExitCode: 0, Output: 'ok\n' });
+    const cfg = JSON.parse(await ok(['inspect', '--format', '{{json .Config.Healthcheck}}', 'cli-health'])) as Record<string, unknown>;
+    expect(cfg).toMatchObject({ Test: ['CMD-SHELL', 'echo ok'], Interval: 200_000_000, Retries: 2 });
+    const ps = await ok(['ps', '--filter', 'health=healthy', '--format', '{{.Names}}|{{.Status}}']);
+    expect(ps.trim()).toMatch(/^cli-health\|Up .* \(healthy\)$/);
+    expect((await ok(['ps', '-q', '--filter', 'health=unhealthy'])).trim()).toBe('');
+    await ok(['rm', '-f', 'cli-health']);
+  });
+
   it('events while a container runs: create, start and die with its exit code, streamed', async () => {
     const since = nowSeconds();
     const events = spawn(dockerCli() as string, ['events', '--since', since, '--filter', 'container=cli-events', '--format', '{{.Type}} {{.Action}} {{index .Actor.Attributes "name"}} {{index .Actor.Attributes "exitCode"}}'], {

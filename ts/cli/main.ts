@@ -7,6 +7,7 @@ import { EXIT, errorText, exitStatus, isBrokenPipe } from '../errors';
 import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
 import { registerContainerCommands } from './commands/containers';
+import { registerHealthcheckCommands } from './commands/healthcheck';
 import { registerImageCommands } from './commands/images';
 import { registerResourceCommands } from './commands/resources';
 import { registerDiskCommands } from './commands/system';
@@ -66,6 +67,7 @@ export function buildProgram(setExit: (code: number) => void, full = true, only?
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
   registerResourceCommands(program);
+  registerHealthcheckCommands(program, setExit);
 
   program
     .command('version')

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { parseImageConfig, type ImageConfig } from '../image/manifest';
+import { parseImageConfig, type ContainerConfig, type ImageConfig } from '../image/manifest';
 import { writeEtcFiles } from '../network/etc';
 import type { NetworkRecord } from '../network/options';
 import { mkdirp } from '../storage/fsutil';
@@ -14,6 +14,7 @@ import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord, type Healthcheck, type RestartPolicy } from './records';
 import type { MountRequest } from '../engine/create';
 import { cgroupPlacement } from './cgroup';
+import { mergeHealthcheck } from './health';
 import { buildSpec, resolveUser, type DeviceSpec, type OciMount } from './spec';
 import { checkRangeHere, fitUser, type Identity, type UserFallback } from './userns';
 
@@ -67,6 +68,12 @@ export interface CreateOptions {
   expose?: string[];
   restartPolicy?: RestartPolicy;
   healthcheck?: Healthcheck;
+}
+
+/** The record's healthcheck: the request's over the image's, as Docker's daemon merges them. */
+function healthcheckOf(user: Healthcheck | undefined, image: ContainerConfig['Healthcheck']): { healthcheck?: Healthcheck } {
+  const hc = mergeHealthcheck(user, image);
+  return hc ? { healthcheck: hc } : {};
 }
 
 /** `--user-fallback`, else BURROW_USER_FALLBACK, else `[containers] user_fallback`, else 'root'. */
@@ -262,7 +269,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       network: o.network,
       ...(o.net ? { net: o.net } : {}),
       ...(o.restartPolicy ? { restartPolicy: o.restartPolicy } : {}),
-      ...(o.healthcheck ? { healthcheck: o.healthcheck } : {}),
+      ...healthcheckOf(o.healthcheck, cfg.config?.Healthcheck),
       mounts: shown,
       config: {
         user: o.user ?? cfg.config?.User ?? '',

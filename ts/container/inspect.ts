@@ -9,6 +9,7 @@ import { hostConfigNetwork, networkSettings } from '../network/inspect';
 import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
 import { isFrozen } from './freezer';
+import { readHealth, type HealthState } from './health';
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 
@@ -83,6 +84,12 @@ function graphDriver(rootfs: RootfsRecord, dir: string, annotations: Record<stri
   };
 }
 
+/** Docker's State.Health, kept by the container's monitor (ts/container/health.ts). */
+function healthOf(rec: ContainerRecord, dir: string, status: string): { Health?: HealthState } {
+  const h = readHealth(rec.healthcheck, dir, status);
+  return h ? { Health: h } : {};
+}
+
 export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const dir = new Containers(store).dir(rec.id);
   const st = containerState(rec, dir);
@@ -122,6 +129,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       StartedAt: st.startedAt ?? ZERO_TIME,
       FinishedAt: st.finishedAt ?? ZERO_TIME,
       CgroupPath: st.status === 'running' ? cgroupPath(st.pid) : '',
+      ...healthOf(rec, dir, paused ? 'paused' : st.status),
     },
     Image: rec.image,
     ResolvConfPath: path.join(dir, 'etc', 'resolv.conf'),

@@ -13,6 +13,7 @@ import { eventsFile } from '../engine/events';
 import { exitStatusOf, globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
+import { healthcheckRuns } from './health';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState, type ContainerState } from './state';
 
@@ -56,7 +57,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
  * without exit record and without holder, which would be recorded as lost.
  */
 function clearRun(dir: string): void {
-  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'health.json', 'started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
 }
 
 /**
@@ -71,7 +72,8 @@ function clearRun(dir: string): void {
 export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
   // first exit (as `docker run --restart` does) and it goes on.
-  if (rec.restartPolicy && rec.restartPolicy.name !== 'no') return (await import('./attach')).runAttached(store, rec, cleanupArgs);
+  // So is a healthcheck: the monitor runs its probes (the runtime's foreground `run` does not).
+  if ((rec.restartPolicy && rec.restartPolicy.name !== 'no') || healthcheckRuns(rec.healthcheck)) return (await import('./attach')).runAttached(store, rec, cleanupArgs);
   return runHeld(store, rec, cleanupArgs);
 }
 
@@ -143,6 +145,8 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   const args = [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'monitor', '--bundle', path.join(dir, 'bundle'), '--dir', dir, '--log-driver', rec.logDriver];
   args.push('--events-file', holderEventsFile(rec));
   if (rec.restartPolicy && rec.restartPolicy.name !== 'no') args.push('--restart', restartArg(rec.restartPolicy));
+  // The monitor runs the healthcheck (crates/burrow-core/src/runtime/health.rs).
+  if (healthcheckRuns(rec.healthcheck)) args.push('--healthcheck', JSON.stringify(rec.healthcheck));
   if (rec.tty) args.push('--tty');
   if (rec.tty && opts.ttySize) args.push('--tty-size', `${opts.ttySize.rows}x${opts.ttySize.cols}`);
   // -i: the monitor keeps the container's stdin open for `attach` (Docker's OpenStdin).

@@ -22,6 +22,8 @@ export interface Healthcheck {
   Interval?: number;
   Timeout?: number;
   StartPeriod?: number;
+  /** Between probes while starting within the start period (Docker's --health-start-interval). */
+  StartInterval?: number;
   Retries?: number;
 }
 
@@ -61,7 +63,10 @@ export interface ContainerRecord {
    * is never followed by a restart.
    */
   restartPolicy?: RestartPolicy;
-  /** Docker's Healthcheck as given (kept and shown by inspect; not run yet). */
+  /**
+   * Docker's Healthcheck: the user's merged over the image's (ts/container/health.ts), run by the
+   * container's monitor, which keeps its state in health.json.
+   */
   healthcheck?: Healthcheck;
   mounts: { type: string; source: string; destination: string; mode: string; rw: boolean; name?: string }[];
   /** What `inspect` shows of the flags (Docker's HostConfig and Config); absent in older records. */

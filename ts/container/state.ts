@@ -11,6 +11,8 @@
  * - monitor.json, started, exit.json, restart.json: the holder
  *   (crates/burrow-core/src/runtime/holder.rs: the monitor, or `burrow-runtime run --dir`).
  * - ctr.log: the monitor (appended across restarts); attach.sock: its attach server.
+ * - health.json: the monitor's healthcheck (crates/burrow-core/src/runtime/health.rs), read by
+ *   ts/container/health.ts.
  * - lost.json: this module (recordLostExit), only when the holder died before its exit record,
  *   written once with link(2). It used to be exit.json, which then had two writers.
  * - stopped-by-user: lifecycle.ts (stop, kill, rm), read by the holder: no restart after it.

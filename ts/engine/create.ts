@@ -13,6 +13,7 @@ import type { ContainerRecord, Healthcheck, RestartPolicy } from '../container/r
 import type { ImageRecord } from '../storage/store';
 import type { EngineContext, Hooks } from './context';
 import { emitEvent } from './events';
+import { checkHealthcheck } from '../container/health';
 
 export type { Healthcheck, RestartPolicy } from '../container/records';
 
@@ -147,6 +148,7 @@ export function checkRequest(req: CreateRequest): void {
   }
   if (req.stopTimeout !== undefined && !Number.isInteger(req.stopTimeout)) throw new BurrowError('EUSAGE', `invalid stop timeout ${req.stopTimeout}: want whole seconds`);
   if (!req.init && req.initPath) throw new BurrowError('EUSAGE', '--init-path is only used with --init');
+  if (req.healthcheck) checkHealthcheck(req.healthcheck);
   if (req.cgroups !== undefined && !['enabled', 'no-conmon', 'disabled'].includes(req.cgroups)) throw new BurrowError('EUSAGE', `invalid --cgroups ${req.cgroups}: want enabled, no-conmon or disabled`);
 }
 

@@ -6,6 +6,7 @@ import { BurrowError } from '../errors';
 import { Containers, type ContainerRecord } from '../container/records';
 import { containerState, type ContainerState } from '../container/state';
 import { isFrozen } from '../container/freezer';
+import { readHealth, type HealthStatus } from '../container/health';
 import type { EngineContext } from './context';
 import { humanAge } from '../cli/format/table';
 
@@ -14,7 +15,7 @@ export interface ListRequest {
   all?: boolean;
   /** The n most recently created (`-n`; implies all). */
   last?: number;
-  /** Docker's filters: id, name, label, status, ancestor, exited, before, since. */
+  /** Docker's filters: id, name, label, status, ancestor, exited, before, since, health. */
   filters?: Record<string, string[]>;
 }
 
@@ -23,9 +24,12 @@ export interface ListEntry {
   state: ContainerState;
   /** Docker's State: created, running, paused, exited. */
   status: 'created' | 'running' | 'paused' | 'exited';
+  /** Its healthcheck's status (absent: it has none, or it has not started). */
+  health?: HealthStatus;
 }
 
-export const LIST_FILTERS = ['id', 'name', 'label', 'status', 'ancestor', 'exited', 'before', 'since'];
+export const LIST_FILTERS = ['id', 'name', 'label', 'status', 'ancestor', 'exited', 'before', 'since', 'health'];
+const HEALTH_VALUES = ['starting', 'healthy', 'unhealthy', 'none'];
 const STATUSES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
 
 /** `-f key=value` flags as Docker's filters map. */
@@ -59,6 +63,7 @@ export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListReque
   for (const [k, vs] of Object.entries(filters)) {
     if (!LIST_FILTERS.includes(k)) throw new BurrowError('EUSAGE', `invalid filter '${k}'`);
     if (k === 'status') for (const v of vs) if (!STATUSES.includes(v)) throw new BurrowError('EUSAGE', `invalid filter 'status=${v}'`);
+    if (k === 'health') for (const v of vs) if (!HEALTH_VALUES.includes(v)) throw new BurrowError('EUSAGE', `invalid filter 'health=${v}': want ${HEALTH_VALUES.join(', ')}`);
     if (k === 'exited') for (const v of vs) if (!/^-?\d+$/.test(v)) throw new BurrowError('EUSAGE', `invalid filter 'exited=${v}'`);
   }
   const containers = new Containers(ctx.store);
@@ -70,10 +75,11 @@ export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListReque
   const rows = recs.map((rec): ListEntry => {
     const state = containerState(rec, containers.dir(rec.id));
     const status = state.status === 'running' && isFrozen(state.pid) ? 'paused' : state.status;
-    return { rec, state, status };
+    const health = rec.healthcheck ? readHealth(rec.healthcheck, containers.dir(rec.id), status)?.Status : undefined;
+    return { rec, state, status, ...(health ? { health } : {}) };
   });
   const any = (k: string, test: (v: string) => boolean): boolean => !filters[k]?.length || filters[k].some(test);
-  const shown = rows.filter(({ rec, state, status }) => {
+  const shown = rows.filter(({ rec, state, status, health }) => {
     // Without -a (or a filter on the state), only running containers, as Docker lists them.
     const stateFiltered = !!filters.status?.length || !!filters.exited?.length;
     if (!req.all && req.last === undefined && !stateFiltered && status !== 'running' && status !== 'paused') return false;
@@ -84,6 +90,7 @@ export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListReque
       any('status', (v) => v === status) &&
       any('ancestor', (v) => rec.imageName === v || rec.imageName === `${v}:latest` || rec.image.startsWith(v.replace(/^sha256:/, '')) || rec.image.includes(v)) &&
       any('exited', (v) => state.status === 'exited' && state.exitCode === Number(v)) &&
+      any('health', (v) => v === (health ?? 'none')) &&
       before.every((t) => rec.created < t) &&
       since.every((t) => rec.created > t)
     );
@@ -91,10 +98,16 @@ export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListReque
   return req.last !== undefined && req.last >= 0 ? shown.slice(0, req.last) : shown;
 }
 
-/** Docker's Status text: `Up 5 minutes`, `Up 2 hours (Paused)`, `Exited (0) 3 seconds ago`, `Created`. */
-export function statusText(e: Pick<ListEntry, 'state' | 'status'>, now = Date.now()): string {
+/**
+ * Docker's Status text: `Up 5 minutes`, `Up 2 hours (Paused)`, `Up 3 seconds (healthy)`,
+ * `Up 1 second (health: starting)`, `Exited (0) 3 seconds ago`, `Created`.
+ */
+export function statusText(e: Pick<ListEntry, 'state' | 'status' | 'health'>, now = Date.now()): string {
   const st = e.state;
-  if (st.status === 'running') return `Up ${humanAge(st.startedAt, now)}${e.status === 'paused' ? ' (Paused)' : ''}`;
+  if (st.status === 'running') {
+    const health = e.health === 'starting' ? ' (health: starting)' : e.health ? ` (${e.health})` : '';
+    return `Up ${humanAge(st.startedAt, now)}${e.status === 'paused' ? ' (Paused)' : health}`;
+  }
   if (st.status === 'exited') return `Exited (${st.exitCode}) ${humanAge(st.finishedAt, now)} ago`;
   return 'Created';
 }

@@ -98,7 +98,7 @@ export interface ContainerConfig {
   Labels?: Record<string, string>;
   StopSignal?: string;
   ArgsEscaped?: boolean;
-  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; Retries?: number };
+  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number };
   Shell?: string[];
   OnBuild?: string[];
 }
@@ -344,7 +344,7 @@ function parseContainerConfig(v: unknown): ContainerConfig {
     const hc: NonNullable<ContainerConfig['Healthcheck']> = {};
     const test = optStringArray(h, 'Test', what);
     if (test) hc.Test = test;
-    for (const k of ['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const) {
+    for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval', 'Retries'] as const) {
       if (typeof h[k] === 'number') hc[k] = h[k];
     }
     c.Healthcheck = hc;

@@ -157,7 +157,7 @@ function healthcheckOf(r: Reader | undefined): Healthcheck | undefined {
   if (!r) return undefined;
   const test = r.strs('Test') ?? [];
   const hc: Healthcheck = { Test: test };
-  for (const k of ['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const) {
+  for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval', 'Retries'] as const) {
     const v = r.int(k);
     if (v !== undefined) {
       if (v < 0) throw new ApiError(400, `${r.field(k)} must not be negative`);

@@ -190,7 +190,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
     .option('-n, --last <n>', 'the n most recently created')
     .option('--no-trunc', 'do not truncate')
     .option('--format <template>', 'Go-template-like format, or json')
-    .option('-f, --filter <key=value>', 'id=, name=, label=, status=, ancestor=, exited=, before=, since=', collect, [])
+    .option('-f, --filter <key=value>', 'id=, name=, label=, status=, ancestor=, exited=, before=, since=, health=', collect, [])
     .action(async (opts: { all?: boolean; quiet?: boolean; last?: string; trunc: boolean; format?: string; filter: string[] }, cmd: Command) => {
       // Records and their state only: listing needs neither the lifecycle code (child_process,
       // the runtime client) nor the store's settings or the host probe.
@@ -202,13 +202,13 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       // for running containers that publish ports.
       const publishing = list.some(({ rec: r, state: st }) => st.status === 'running' && r.net?.ports.length);
       const { portsColumn } = publishing ? await import('../../network/inspect') : { portsColumn: (): string => '' };
-      const fmt = list.map(({ rec: r, state: st, status: state }) => ({
+      const fmt = list.map(({ rec: r, state: st, status: state, health }) => ({
         ID: opts.trunc ? r.id.slice(0, 12) : r.id,
         Image: r.imageName,
         Command: JSON.stringify(opts.trunc && r.command.join(' ').length > 20 ? `${r.command.join(' ').slice(0, 19)}…` : r.command.join(' ')),
         CreatedAt: r.created,
         RunningFor: ago(r.created),
-        Status: statusText({ state: st, status: state }),
+        Status: statusText({ state: st, status: state, ...(health ? { health } : {}) }),
         State: state,
         Names: r.name,
         Ports: st.status === 'running' && r.net?.ports.length ? portsColumn(containers.dir(r.id)) : '',

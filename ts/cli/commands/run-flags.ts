@@ -8,9 +8,10 @@ import { BurrowError } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
 import type { CreateRequest, MountRequest, PullPolicy } from '../../engine/create';
 import { parseRestartPolicy } from '../../engine/create';
+import { healthcheckFromFlags, type HealthFlags } from '../../container/health';
 import { collect } from '../context';
 
-export interface RunFlags extends LimitFlags {
+export interface RunFlags extends LimitFlags, HealthFlags {
   name?: string;
   rm?: boolean;
   detach?: boolean;
@@ -87,6 +88,13 @@ export function addRunFlags(c: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'seconds before SIGKILL on stop')
     .option('--restart <policy>', 'restart policy when the container exits: no, on-failure[:MAX_RETRIES], always, unless-stopped (kept by its monitor)')
+    .option('--health-cmd <command>', 'command to run to check health (run by the container\'s monitor; CMD-SHELL)')
+    .option('--health-interval <duration>', 'time between running the check (ms|s|m|h) (default 30s)')
+    .option('--health-timeout <duration>', 'maximum time to allow one check to run (ms|s|m|h) (default 30s)')
+    .option('--health-retries <n>', 'consecutive failures needed to report unhealthy (default 3)')
+    .option('--health-start-period <duration>', 'start period for the container to initialize before failures count toward retries (ms|s|m|h) (default 0s)')
+    .option('--health-start-interval <duration>', 'time between running the check during the start period (ms|s|m|h)')
+    .option('--no-healthcheck', 'disable any container-specified HEALTHCHECK')
     .option('--log-driver <driver>', 'k8s-file (default), json-file or none; env BURROW_LOG_DRIVER, config log_driver')
     .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed; OPTS: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler=burrow|bypass|slirp4netns), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
     .option('--net <mode>', 'alias of --network')
@@ -175,6 +183,7 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
   const resources: Omit<LimitFlags, 'cgroups'> = {};
   for (const k of LIMIT_KEYS) if (f[k] !== undefined) (resources as Record<string, unknown>)[k] = f[k];
   const network = (f.net as string | undefined) ?? f.network;
+  const healthcheck = healthcheckFromFlags(f);
   return {
     image,
     command,
@@ -223,5 +232,6 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
     ...(f.cgroups !== undefined ? { cgroups: f.cgroups } : {}),
     pull: f.pull as PullPolicy,
     ...(f.platform ? { platform: f.platform } : {}),
+    ...(healthcheck ? { healthcheck } : {}),
   };
 }

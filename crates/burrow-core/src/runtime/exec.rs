@@ -35,6 +35,9 @@ pub struct ExecOpts {
     pub preserve_fds: i32,
     /// `--ignore-paused`: exec in a paused container anyway (the process starts on resume).
     pub ignore_paused: bool,
+    /// A session (and process group) of its own, so that it can be killed with its children
+    /// (a healthcheck's probe at its timeout: super::health).
+    pub new_session: bool,
 }
 
 const NS_ORDER: [(&str, CloneFlags); 7] = [
@@ -157,6 +160,9 @@ pub fn exec(o: ExecOpts, spec: &Spec) -> Result<Executed> {
                 match unsafe { nix::unistd::fork() }.op("fork")? {
                     ForkResult::Child => {
                         let listener = seccomp_conn.as_ref().map(|c| (c.as_raw_fd(), state_json.as_str()));
+                        if o.new_session && console.is_none() {
+                            let _ = nix::unistd::setsid();
+                        }
                         let r = run_process(&o.process, spec, console.as_ref().map(|c| c.as_raw_fd()), o.preserve_fds, listener);
                         child_exit(&child_ch, r.map(|_| ()));
                     }

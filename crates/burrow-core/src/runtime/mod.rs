@@ -7,6 +7,7 @@ pub mod create;
 pub mod error;
 pub mod exec;
 pub mod fds;
+pub mod health;
 pub mod holder;
 pub mod hooks;
 pub mod idmap;

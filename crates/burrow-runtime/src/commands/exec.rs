@@ -192,6 +192,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         pid_file: p.value("pid-file").map(PathBuf::from),
         preserve_fds,
         ignore_paused: p.bool("ignore-paused"),
+        new_session: false,
     };
     let sfd = if detach { None } else { Some(wait::block_signals()?) };
     let pid = match exec(o, &spec) {

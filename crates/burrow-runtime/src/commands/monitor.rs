@@ -17,6 +17,12 @@
 //! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
 //! goes to D/restart.json. Each exit appends a `die` event, each restart a `restart` event, to
 //! `--events-file` (the engine's events.jsonl).
+//!
+//! With `--healthcheck JSON` (Docker's Config.Healthcheck) it runs the container's healthcheck
+//! (burrow_core::runtime::health) while the container runs: each probe an exec into it, the
+//! state in D/health.json, a `health_status` event when the status changes. SIGUSR1 asks for a
+//! probe now (`burrow healthcheck run`). Docker restarts nothing for being unhealthy; neither
+//! does the monitor.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -30,7 +36,7 @@ use burrow_core::runtime::holder;
 use burrow_core::runtime::restart::{Backoff, Policy};
 use burrow_core::runtime::state::now_rfc3339;
 use burrow_core::runtime::status::Report;
-use burrow_core::runtime::{tty, wait};
+use burrow_core::runtime::{health, tty, wait};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -141,6 +147,8 @@ struct Setup<'a> {
     tty_mode: bool,
     tty_size: Option<(u16, u16)>,
     devnull: &'a std::fs::File,
+    health: Option<&'a health::Config>,
+    events: Option<&'a Path>,
 }
 
 /// How a run that started ended.
@@ -186,6 +194,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             Flag("attach-fd", &[], true),
             Flag("restart", &[], true),
             Flag("events-file", &[], true),
+            Flag("healthcheck", &[], true),
         ]),
         "monitor",
     )?;
@@ -199,6 +208,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     let policy = Policy::parse(p.value("restart").unwrap_or("no")).map_err(RuntimeError::Usage)?;
     let events = p.value("events-file").map(PathBuf::from);
+    let health = match p.value("healthcheck") {
+        Some(j) => health::Config::parse(j).map_err(RuntimeError::Usage)?,
+        None => None,
+    };
     let tty_mode = p.bool("tty");
     // The terminal's size is set before the container starts, for a first `stty size`.
     let tty_size = match p.value("tty-size") {
@@ -232,7 +245,19 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
     };
     let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").op("open /dev/null")?;
-    let setup = Setup { ctx, p: &p, id: &id, dir: &dir, bundle: &bundle, driver, tty_mode, tty_size, devnull: &devnull };
+    let setup = Setup {
+        ctx,
+        p: &p,
+        id: &id,
+        dir: &dir,
+        bundle: &bundle,
+        driver,
+        tty_mode,
+        tty_size,
+        devnull: &devnull,
+        health: health.as_ref(),
+        events: events.as_deref(),
+    };
     let mut caller = Some(caller);
     let mut restarts = 0u32;
     let mut backoff = Backoff::default();
@@ -423,7 +448,17 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     let mut signal: Option<i32> = None;
     let mut oom_at_exit = false;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
+    let mut checker = s.health.map(|cfg| {
+        let target = health::Target { root: ctx.root.clone(), id: id.to_string(), dir: dir.to_path_buf(), events: s.events.map(Path::to_path_buf) };
+        health::Checker::new(cfg.clone(), created.spec.clone(), target, Instant::now())
+    });
     loop {
+        if exit.is_some() {
+            // Probes end with the container.
+            if let Some(mut c) = checker.take() {
+                c.stop();
+            }
+        }
         if exit.is_some() && net.is_some() {
             // The network goes with the container, not with its last output.
             net = None;
@@ -444,10 +479,26 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         if let Some(w) = &oom_watch {
             fds.push(PollFd::new(wait::Served::fd(w).expect("an inotify fd"), PollFlags::POLLIN));
         }
+        let health_at = fds.len();
+        let health_polled = match checker.as_ref().and_then(|c| c.poll_fd()) {
+            Some(fd) => {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                true
+            }
+            None => false,
+        };
         let att_at = fds.len();
         att.poll_fds(&mut fds);
         // Once the init is gone, leftover writers get a moment to finish, not forever.
-        let timeout = if exit.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
+        let timeout = if exit.is_some() {
+            PollTimeout::from(200u16)
+        } else if let Some(c) = &checker {
+            // Rounded up: waking a moment early would only loop.
+            let ms = c.wake_in(Instant::now()).as_nanos().div_ceil(1_000_000);
+            PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+        } else {
+            PollTimeout::NONE
+        };
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -470,7 +521,18 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
             }
         }
         if ready[0] {
-            while let Ok(Some(_)) = sfd.read_signal() {}
+            while let Ok(Some(si)) = sfd.read_signal() {
+                if si.ssi_signo == libc::SIGUSR1 as u32 {
+                    if let Some(c) = checker.as_mut() {
+                        c.ask();
+                    }
+                }
+            }
+        }
+        if let Some(c) = checker.as_mut() {
+            if health_polled && ready[health_at] {
+                c.readable();
+            }
         }
         if ready.get(net_at).copied().unwrap_or(false) {
             if let Some(n) = net.as_mut() {
@@ -485,6 +547,9 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(ws) => {
+                    if checker.as_mut().is_some_and(|c| c.reaped(ws, Instant::now())) {
+                        continue;
+                    }
                     if ws.pid() == Some(init) {
                         exit = wait::status_code(ws);
                         if let WaitStatus::Signaled(_, sig, _) = ws {
@@ -498,6 +563,11 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
                         };
                     }
                 }
+            }
+        }
+        if exit.is_none() {
+            if let Some(c) = checker.as_mut() {
+                c.tick(Instant::now());
             }
         }
     }
