@@ -229,6 +229,32 @@ describe('parseDockerfile: instructions', () => {
   });
 });
 
+describe('parseDockerfile: words that will be expanded are checked now', () => {
+  it('a bad substitution or an unmatched quote is reported at its word', () => {
+    fails('FROM scratch\nWORKDIR /a/${B\n', '2:9', "WORKDIR /a/${B: syntax error: missing '}'");
+    fails('FROM scratch\nCOPY "my file" /x\n', '2:6', 'matching double-quote');
+    const f = (() => {
+      try {
+        parse('FROM scratch\nCOPY "my file" /x\n');
+      } catch (e) {
+        return e as BurrowError;
+      }
+      return undefined;
+    })();
+    expect(f?.fix).toContain('JSON form');
+    fails('FROM scratch\nENV A=1 B=${A:x}\n', '2:11', 'unsupported modifier');
+    fails('FROM ${BASE\n', '1:6', "missing '}'");
+    fails('FROM scratch\nCOPY --chown=${U a b\n', '2:6', "missing '}'");
+    fails('FROM scratch\nLABEL a="b\n', '2:9', 'matching double-quote');
+  });
+
+  it('but not what the shell expands (RUN, CMD) nor ${VAR:?} (checked with every variable set)', () => {
+    expect(one('RUN echo ${A')).toMatchObject({ kind: 'RUN' });
+    expect(one('CMD echo "unterminated')).toMatchObject({ kind: 'CMD' });
+    expect(one('USER ${APP_USER:?set APP_USER}')).toMatchObject({ value: '${APP_USER:?set APP_USER}' });
+  });
+});
+
 describe('parseDockerfile: heredocs', () => {
   it('RUN <<EOF: the body, expanded unless the delimiter is quoted', () => {
     const [a, b, c] = body('FROM scratch\nRUN <<EOF\necho $HOME\n  indented\nEOF\nRUN <<"EOF"\n$x\nEOF\nRUN <<E\'O\'F\nx\nEOF\n') as RunInstruction[];

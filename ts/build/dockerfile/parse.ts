@@ -24,7 +24,7 @@ import type {
   RunMount,
   Stage,
 } from './ast';
-import { expandWords } from './expand';
+import { EXPANDING_FLAGS, ExpandError, expandWord, expandWords } from './expand';
 
 /** The instructions BuildKit knows, upper case (for errors and "did you mean"). */
 export const INSTRUCTIONS = [
@@ -274,7 +274,13 @@ class Parser {
     }
     const flags = this.flags(line);
     const base = { pos, original, flags };
-    const { cmd, rest } = line;
+    const ins = this.body(line, base, heredocs);
+    this.checkExpansions(line, ins);
+    return ins;
+  }
+
+  private body(line: Line, base: Base, heredocs: HeredocReader | undefined): Instruction {
+    const { logical, cmd, rest } = line;
     switch (cmd) {
       case 'FROM':
         return this.from(line, base);
@@ -344,6 +350,65 @@ class Parser {
       }
       default:
         throw this.errorAt(logical, line.cmdOff, `unknown instruction: ${line.word}`);
+    }
+  }
+
+  /**
+   * The words BuildKit will expand, checked now with every variable set, so that a bad `${`
+   * or an unmatched quote is reported with its line and column before any work (the executor
+   * expands them again with the real values).
+   */
+  private checkExpansions(line: Line, ins: Instruction): void {
+    const words: string[] = [];
+    switch (ins.kind) {
+      case 'FROM':
+        words.push(ins.image);
+        break;
+      case 'COPY':
+      case 'ADD':
+        words.push(...ins.sources, ins.dest);
+        break;
+      case 'ENV':
+      case 'LABEL':
+        for (const [k, v] of ins.pairs) words.push(k, v);
+        break;
+      case 'ARG':
+        for (const a of ins.args) if (a.default !== undefined) words.push(a.default);
+        break;
+      case 'WORKDIR':
+      case 'USER':
+      case 'STOPSIGNAL':
+        words.push(ins.value);
+        break;
+      case 'EXPOSE':
+      case 'VOLUME':
+        words.push(...ins.values);
+        break;
+      default:
+        break;
+    }
+    const expanding = EXPANDING_FLAGS[ins.kind] ?? [];
+    for (const f of line.flagWords) {
+      const eq = f.word.indexOf('=');
+      if (eq > 2 && expanding.includes(f.word.slice(2, eq))) this.checkWord(line, f.word.slice(eq + 1), f.off, ins.kind);
+    }
+    let from = line.restOff;
+    for (const w of words) {
+      const at = line.logical.text.indexOf(w, from);
+      if (at >= 0) from = at + w.length;
+      this.checkWord(line, w, at >= 0 ? at : line.restOff, ins.kind);
+    }
+  }
+
+  private checkWord(line: Line, word: string, off: number, kind: string): void {
+    if (!word.includes('$') && !word.includes('"') && !word.includes("'") && !word.includes(this.escape)) return;
+    try {
+      expandWord(word, () => 'x', this.escape);
+    } catch (e) {
+      if (!(e instanceof ExpandError)) throw e;
+      const quote = /matching (single|double)-quote/.test(e.message);
+      const fix = quote && (kind === 'COPY' || kind === 'ADD') ? `names with spaces or quotes need the JSON form: ${kind} ["my file", "/dest/"]` : undefined;
+      throw this.errorAt(line.logical, off, `${kind} ${word}: ${e.message}`, fix);
     }
   }
 
@@ -602,7 +667,7 @@ class Parser {
     if (f.chown) ins.chown = f.chown[0]!;
     if (f.chmod) {
       const mode = f.chmod[0]!;
-      if (!mode.includes('$') && !/^[0-7]{3,4}$/.test(mode) && !/^([ugoa]*[-+=][rwxXst]*)(,[ugoa]*[-+=][rwxXst]*)*$/.test(mode)) {
+      if (!mode.includes('$') && !/^[0-7]+$/.test(mode) && !/^([ugoa]*[-+=][rwxXst]*)(,[ugoa]*[-+=][rwxXst]*)*$/.test(mode)) {
         throw this.flagError(line, 'chmod', `invalid --chmod=${mode}: an octal mode (0755) or a symbolic one (u+x,go-w)`);
       }
       ins.chmod = mode;
