@@ -37,12 +37,18 @@ describe('IgnoreMatcher', () => {
     expect(excluded('src/**', tree)).toEqual(['src/main.c', 'src/lib/util.c']);
     expect(excluded('**', tree)).toEqual(tree);
     expect(m('src/**').excluded('src')).toBe(false);
+    // a leading ** with nothing special after it matches by suffix (patternmatcher's suffixMatch)
+    expect(excluded('**.md', tree)).toEqual(['a.md', 'docs/x.md', 'docs/sub/y.md']);
+    expect(m('**o').excluded('demo')).toBe(true);
+    expect(m('**/o').excluded('demo')).toBe(false);
+    expect(m('**/demo').excluded('demo')).toBe(true);
   });
 
   it('character classes, negated classes and escapes', () => {
     expect(excluded('[ab].md', tree)).toEqual(['a.md']);
-    expect(excluded('src/[!m]*', tree)).toEqual(['src/lib/util.c']);
+    // patternmatcher hands [...] to Go's regexp: [^m] negates, [!m] is the class of ! and m
     expect(excluded('src/[^m]*', tree)).toEqual(['src/lib/util.c']);
+    expect(excluded('src/[!m]*', tree)).toEqual(['src/main.c']);
     expect(m('a\\*b').excluded('a*b')).toBe(true);
     expect(m('a\\*b').excluded('axb')).toBe(false);
     expect(m('file.txt').excluded('fileXtxt')).toBe(false);
@@ -56,6 +62,14 @@ describe('IgnoreMatcher', () => {
     expect(excluded('**/*.md\n!docs/**\ndocs/sub', tree)).toEqual(['a.md', 'docs/sub/y.md']);
     expect(excluded('*\n!src\nsrc/lib', tree)).toEqual(['a.md', 'docs/x.md', 'docs/sub/y.md', 'src/lib/util.c', 'build/out.o', 'node_modules/p/index.js', '.git/HEAD', 'Dockerfile']);
     expect(() => new IgnoreMatcher(['!'])).toThrow(/illegal exclusion pattern/);
+  });
+
+  it('rejects what Go filepath.Match rejects, as Docker does', () => {
+    for (const bad of ['[', 'a[', '[^bc', '[]a]', '[-]', '[x-]', '[a-b-c]', 'a\\']) expect(() => new IgnoreMatcher([bad]), bad).toThrow(/syntax error in the ignore file's pattern/);
+    expect(new IgnoreMatcher(['[\\]a]']).excluded(']')).toBe(true);
+    expect(new IgnoreMatcher(['[x\\-]']).excluded('-')).toBe(true);
+    expect(new IgnoreMatcher(['a?b']).excluded('a☺b')).toBe(true);
+    expect(new IgnoreMatcher(['a*/b']).excluded('a/c/b')).toBe(false);
   });
 
   it('mayIncludeUnder: false only when no ! pattern can reach inside an excluded directory', () => {

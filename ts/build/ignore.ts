@@ -71,7 +71,7 @@ interface Pattern {
   /** As cleaned, without the `!`. */
   text: string;
   exclusion: boolean;
-  re: RegExp;
+  re: Compiled;
   /** Path elements of the pattern, for mayIncludeUnder. */
   dirs: string[];
 }
@@ -93,6 +93,8 @@ export class IgnoreMatcher {
         exclusion = true;
         p = p.slice(1);
       }
+      const bad = globSyntaxError(p);
+      if (bad) throw new BurrowError('EBUILD_INPUT', `syntax error in the ignore file's pattern ${exclusion ? '!' : ''}${p}: ${bad}`, 'fix or remove the pattern (.dockerignore uses Go filepath.Match syntax: * ? [a-z] and \\ to quote)');
       this.patterns.push({ text: p, exclusion, re: compile(p), dirs: p.split('/') });
     }
     this.hasExclusions = this.patterns.some((p) => p.exclusion);
@@ -180,61 +182,132 @@ function dirname(p: string): string {
   return p.slice(0, i);
 }
 
-const REGEX_SPECIAL = new Set(['.', '+', '(', ')', '|', '{', '}', '$', '^']);
-
-/** A pattern as patternmatcher compiles it, anchored at both ends. */
-function compile(pattern: string): RegExp {
-  // patternmatcher's suffix match: `**/name` (no other wildcard after) matches any path ending
-  // in /name, and `name` itself.
-  return new RegExp('^' + source(pattern, true) + '$', 'u');
+/**
+ * What Go's filepath.Match rejects (patternmatcher checks every pattern with it): an unclosed or
+ * empty `[`, a range with `-` or `]` unquoted at an end, a `\\` with nothing after it.
+ * Undefined when the pattern is well formed.
+ */
+function globSyntaxError(pattern: string): string | undefined {
+  const c = Array.from(pattern);
+  const esc = (i: number): [number, string] | undefined => {
+    // One character of a class, quoted or not; undefined for what Go calls ErrBadPattern.
+    let ch = c[i];
+    if (ch === undefined || ch === '-' || ch === ']') return undefined;
+    if (ch === '\\') {
+      i++;
+      ch = c[i];
+      if (ch === undefined) return undefined;
+    }
+    return [i + 1, ch];
+  };
+  for (let i = 0; i < c.length; i++) {
+    const ch = c[i]!;
+    if (ch === '\\') {
+      if (i + 1 >= c.length) return 'a \\ at the end quotes nothing';
+      i++;
+    } else if (ch === '[') {
+      i++;
+      if (c[i] === '^') i++;
+      let n = 0;
+      for (;;) {
+        if (i >= c.length) return 'a [ without its ]';
+        if (c[i] === ']' && n > 0) break;
+        const lo = esc(i);
+        if (!lo) return `a bad character class at ${c[i] ?? 'the end'}`;
+        i = lo[0];
+        if (c[i] === '-') {
+          const hi = esc(i + 1);
+          if (!hi) return 'a bad range in a character class';
+          i = hi[0];
+        }
+        n++;
+      }
+    }
+  }
+  return undefined;
 }
 
-function compileElement(seg: string): RegExp {
-  return new RegExp('^' + source(seg, false) + '$', 'u');
+/** A compiled pattern: patternmatcher's match types (the regexp is the general case). */
+interface Compiled {
+  test(path: string): boolean;
 }
 
-function source(pattern: string, full: boolean): string {
+/**
+ * A pattern as patternmatcher compiles it: `*` anything but `/`, `?` one character but `/`, `**`
+ * any number of elements, `\` quoting the next character, `[` `]` passed to the regexp as they
+ * are (so `[^a]` negates and `[!a]` is the class of ! and a, as in Docker), and `.+()|{}$`
+ * quoted. A leading `**` with nothing special after it matches by suffix, a trailing one by
+ * prefix, as patternmatcher does.
+ */
+function compile(pattern: string): Compiled {
   const chars = Array.from(pattern);
-  let re = '';
-  for (let i = 0; i < chars.length; i++) {
+  let re = '^';
+  let type: 'exact' | 'prefix' | 'suffix' | 'regexp' = 'exact';
+  for (let i = 0, k = 0; i < chars.length; i++, k++) {
     const ch = chars[i]!;
     if (ch === '*') {
-      if (full && chars[i + 1] === '*') {
+      if (chars[i + 1] === '*') {
         i++;
         // `**/` is `**`: eat the slash.
         if (chars[i + 1] === '/') i++;
-        re += i + 1 >= chars.length ? '.*' : '(.*/)?';
-      } else re += '[^/]*';
-    } else if (ch === '?') re += '[^/]';
-    else if (ch === '\\') {
-      if (i + 1 < chars.length) re += escapeChar(chars[++i]!);
-      else re += '\\\\';
-    } else if (ch === '[') {
-      const end = chars.indexOf(']', i + 1 + (chars[i + 1] === '!' || chars[i + 1] === '^' ? 1 : 0) + 1);
-      if (end < 0) {
-        re += '\\[';
-        continue;
+        if (i + 1 >= chars.length) {
+          if (type === 'exact') type = 'prefix';
+          else {
+            re += '.*';
+            type = 'regexp';
+          }
+        } else {
+          re += '(.*/)?';
+          type = 'regexp';
+        }
+        if (k === 0) type = 'suffix';
+      } else {
+        re += '[^/]*';
+        type = 'regexp';
       }
-      let body = chars.slice(i + 1, end);
-      let neg = '';
-      if (body[0] === '!' || body[0] === '^') {
-        neg = '^';
-        body = body.slice(1);
-      }
-      let cls = '';
-      for (let k = 0; k < body.length; k++) {
-        const c = body[k]!;
-        if (c === '\\' && k + 1 < body.length) cls += '\\' + body[++k]!;
-        else if (c === '[' || c === '\\' || c === '/') cls += '\\' + c;
-        else cls += c;
-      }
-      re += '[' + neg + cls + ']';
-      i = end;
-    } else re += escapeChar(ch);
+    } else if (ch === '?') {
+      re += '[^/]';
+      type = 'regexp';
+    } else if ('.+()|{}$'.includes(ch)) {
+      re += '\\' + ch;
+    } else if (ch === '\\') {
+      if (i + 1 < chars.length) {
+        re += '\\' + chars[++i]!;
+        type = 'regexp';
+      } else re += '\\\\';
+    } else if (ch === '[' || ch === ']') {
+      re += ch;
+      type = 'regexp';
+    } else re += ch;
   }
-  return re;
+  switch (type) {
+    case 'exact':
+      return { test: (p) => p === pattern };
+    case 'prefix': {
+      const prefix = pattern.slice(0, -2);
+      return { test: (p) => p.startsWith(prefix) };
+    }
+    case 'suffix': {
+      const suffix = pattern.slice(2);
+      return { test: (p) => p.endsWith(suffix) || (suffix.startsWith('/') && p === suffix.slice(1)) };
+    }
+    default: {
+      let rx: RegExp;
+      try {
+        rx = new RegExp(re + '$', 'u');
+      } catch {
+        try {
+          rx = new RegExp(re + '$');
+        } catch (e) {
+          throw new BurrowError('EBUILD_INPUT', `bad pattern in the ignore file: ${pattern}: ${(e as Error).message}`);
+        }
+      }
+      return rx;
+    }
+  }
 }
 
-function escapeChar(ch: string): string {
-  return REGEX_SPECIAL.has(ch) || ch === '*' || ch === '?' || ch === '[' || ch === ']' || ch === '\\' || ch === '/' ? '\\' + ch : ch;
+/** One path element of a pattern, for mayIncludeUnder (no `**` in it). */
+function compileElement(seg: string): Compiled {
+  return compile(seg);
 }
