@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EXPANDING_INSTRUCTIONS, ExpandError, expandIn, expandWord, expandWords } from '../../ts/build/dockerfile/expand';
+import { EXPANDING_INSTRUCTIONS, ExpandError, expandHeredoc, expandIn, expandWord, expandWords } from '../../ts/build/dockerfile/expand';
 
 const env: Record<string, string> = { A: 'a', B: 'two words', E: '', PATH: '/usr/bin:/bin', F: 'file.tar.gz', P: '/usr/local/lib/x.so' };
 const lookup = (n: string) => (Object.prototype.hasOwnProperty.call(env, n) ? env[n] : undefined);
@@ -123,6 +123,13 @@ describe('expandWords', () => {
     expect(expandWords('  a   b  ', lookup)).toEqual(['a', 'b']);
     expect(expandWords('$E', lookup)).toEqual([]);
     expect(expandWords('a""b', lookup)).toEqual(['ab']);
+  });
+});
+
+describe('expandHeredoc (COPY <<EOF with an unquoted delimiter)', () => {
+  it('expands variables and applies \\ escapes, but quotes are plain text', () => {
+    expect(expandHeredoc('A=$A "$B" \'$A\'\nprice: \\$5\n', lookup)).toBe('A=a "two words" \'a\'\nprice: $5\n');
+    expect(expandHeredoc('${NOPE:-"d"}\n', lookup)).toBe('"d"\n');
   });
 });
 

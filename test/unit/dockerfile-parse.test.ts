@@ -175,6 +175,8 @@ describe('parseDockerfile: instructions', () => {
     const add = one<CopyInstruction>('ADD --checksum=sha256:abc --keep-git-dir https://x/y.tar /y');
     expect(add).toMatchObject({ kind: 'ADD', sources: ['https://x/y.tar'], dest: '/y', checksum: 'sha256:abc', keepGitDir: true });
     fails('FROM scratch\nADD --from=x a b\n', '2:5', 'ADD does not take the flag --from');
+    fails('FROM scratch\nCOPY --link --from=$STAGE a b\n', '2:13', 'variable expansion is not supported for --from');
+    expect(one('COPY --from=0 a b')).toMatchObject({ from: '0' });
     fails('FROM scratch\nCOPY a\n', '2:6', 'COPY requires at least two arguments, but only one was provided');
     fails('FROM scratch\nCOPY\n', '2:1', 'COPY requires at least two arguments');
     fails('FROM scratch\nCOPY --link=maybe a b\n', '2:6', 'expecting boolean value');

@@ -19,9 +19,17 @@ export type Lookup = (name: string) => string | undefined;
 /**
  * The instructions whose words BuildKit expands (the Dockerfile reference's list: ADD COPY ENV
  * EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR, and ONBUILD's trigger when it is one of those,
- * once it runs in the child image), plus ARG's defaults. For COPY/ADD, the `--from`, `--chown`
- * and `--chmod` flags are expanded too; for RUN only its `--mount` values and `--network`; for
- * FROM its `--platform`. Keys of ENV and LABEL pairs are expanded as well as their values.
+ * once it runs in the child image), plus ARG (names and defaults). What exactly, as BuildKit's
+ * instructions/commands.go and dockerfile2llb do it:
+ *   ENV, LABEL   keys and values (expandWord each)
+ *   ARG          names and defaults
+ *   COPY, ADD    sources and destination; --chown, --chmod (ADD: --checksum); never --from
+ *                (the parser rejects a variable there, as BuildKit does); inline files of
+ *                heredocs with an unquoted delimiter through expandHeredoc
+ *   EXPOSE       each word through expandWords (a variable may hold several ports)
+ *   VOLUME, WORKDIR, USER, STOPSIGNAL   their words
+ *   FROM         the image and --platform, with the global ARGs only
+ *   RUN          only the --mount values and --network; the command is the shell's
  */
 export const EXPANDING_INSTRUCTIONS: ReadonlySet<string> = new Set([
   'ADD',
@@ -40,7 +48,7 @@ export const EXPANDING_INSTRUCTIONS: ReadonlySet<string> = new Set([
 /** The flags that are expanded, per instruction (the others are taken as written). */
 export const EXPANDING_FLAGS: Readonly<Record<string, readonly string[]>> = {
   ADD: ['chown', 'chmod', 'checksum'],
-  COPY: ['from', 'chown', 'chmod'],
+  COPY: ['chown', 'chmod'],
   FROM: ['platform'],
   RUN: ['mount', 'network'],
 };
@@ -60,6 +68,17 @@ export interface LexOptions {
   rawEscapes?: boolean;
   /** Leave `$VAR` of an unset variable as written (BuildKit's SkipUnsetEnv). */
   skipUnsetEnv?: boolean;
+  /** Quotes are ordinary characters (BuildKit's SkipProcessQuotes, for heredoc bodies). */
+  skipQuotes?: boolean;
+}
+
+/**
+ * The body of `COPY <<EOF` (unquoted delimiter) as BuildKit writes the file: variables expanded
+ * and `\` escapes applied, quotes left as they are (its ExpandRaw, with `\` whatever the
+ * escape directive says).
+ */
+export function expandHeredoc(content: string, lookup: Lookup): string {
+  return expandWord(content, lookup, '\\', { skipQuotes: true });
 }
 
 /**
@@ -196,11 +215,11 @@ class Lexer {
         const v = this.processDollar();
         result += v;
         words.addString(v);
-      } else if (ch === "'") {
+      } else if (ch === "'" && !this.options.skipQuotes) {
         const v = this.processSingleQuote();
         result += v;
         words.addRawString(v);
-      } else if (ch === '"') {
+      } else if (ch === '"' && !this.options.skipQuotes) {
         const v = this.processDoubleQuote();
         result += v;
         words.addRawString(v);

@@ -24,7 +24,7 @@ import type {
   RunMount,
   Stage,
 } from './ast';
-import { expandWords } from './expand';
+import { expandWord, expandWords } from './expand';
 
 /** The instructions BuildKit knows, upper case (for errors and "did you mean"). */
 export const INSTRUCTIONS = [
@@ -621,7 +621,20 @@ class Parser {
     }
     const f = base.flags;
     const ins: CopyInstruction = { kind: cmd, ...base, sources: srcs, heredocs: docs, dest, link: this.flagBool(f, 'link'), exclude: f.exclude ?? [] };
-    if (f.from) ins.from = f.from[0]!;
+    if (f.from) {
+      const from = f.from[0]!;
+      // BuildKit resolves --from before any stage runs: a variable there is an error.
+      let same: boolean;
+      try {
+        same = expandWord(from, () => undefined, this.escape) === from;
+      } catch {
+        same = false;
+      }
+      if (!same) {
+        throw this.flagError(line, 'from', `variable expansion is not supported for --from (${from})`, 'define a new stage with FROM using an ARG from the global scope (ARG SRC=build, FROM ${SRC} AS src) and COPY --from=src');
+      }
+      ins.from = from;
+    }
     if (f.chown) ins.chown = f.chown[0]!;
     if (f.chmod) {
       const mode = f.chmod[0]!;
