@@ -336,6 +336,10 @@ describe('parseDockerfile: heredocs', () => {
     expect(ins[1]).toMatchObject({ kind: 'USER', pos: { line: 5 } });
   });
 
+  it('a delimiter with a $ in it is taken as written (BuildKit lexes the line with unset variables kept)', () => {
+    expect(one<RunInstruction>('RUN cat <<$END\nx\n$END').command).toMatchObject({ heredocs: [{ name: '$END', content: 'x\n', expand: true }] });
+  });
+
   it('an unterminated heredoc names the delimiter and where it started', () => {
     fails('FROM scratch\nRUN echo && cat <<END\nline\nEND \n', '2:17', 'unterminated heredoc <<END');
   });

@@ -83,7 +83,7 @@ interface FlagWord {
 }
 
 /** The head of a heredoc as found in the instruction's line; the body is read afterwards. */
-interface HeredocHead {
+export interface HeredocHead {
   word: string;
   name: string;
   expand: boolean;
@@ -739,7 +739,7 @@ class Parser {
     if (!text.includes('<<')) return [];
     let words: string[];
     try {
-      words = expandWords(text, () => undefined, '\\', { rawQuotes: true, rawEscapes: true });
+      words = expandWords(text, () => undefined, '\\', { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true });
     } catch {
       return [];
     }
