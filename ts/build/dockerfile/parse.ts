@@ -7,7 +7,10 @@
  * package checks it, so that a Dockerfile docker accepts parses here and one it rejects fails
  * here, before any work, with the file, line and column of the problem.
  *
- * Words stay unexpanded (expand.ts substitutes variables while the executor walks the stages).
+ * Words stay unexpanded (expand.ts substitutes variables while the executor walks the stages,
+ * and expandIn gives its errors the instruction's position). One deliberate difference: values
+ * written literally that can never be valid (EXPOSE http, --chmod=rwx, a --mount field's value)
+ * fail here for every stage, where BuildKit reports them only for the stages the target needs.
  */
 
 import { BurrowError } from '../../errors';
@@ -106,6 +109,10 @@ interface Line {
 
 type HeredocReader = (heads: HeredocHead[], line: Line) => Heredoc[];
 
+/**
+ * Parses a Dockerfile. `file` names it in positions and errors (BurrowError EBUILD_PARSE,
+ * message `FILE:LINE:COLUMN: what`, with a fix where there is an obvious one).
+ */
 export function parseDockerfile(text: string, file: string): Dockerfile {
   return new Parser(text, file).parse();
 }
@@ -239,9 +246,9 @@ class Parser {
       let content = '';
       let terminated = false;
       while (this.i < this.lines.length) {
-        const line = this.lines[this.i]!;
+        const text = this.lines[this.i]!;
         const raw = this.rawLines[this.i++]!;
-        const candidate = h.chomp ? line.replace(/^\t+/, '') : line;
+        const candidate = h.chomp ? text.replace(/^\t+/, '') : text;
         if (candidate === h.name) {
           terminated = true;
           break;
