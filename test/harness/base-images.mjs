@@ -132,7 +132,13 @@ export function baseImage(name) {
   }
   withLock(() => {
     done = readDone(dir);
-    if (!done) done = build(name, recipe, dir);
+    if (!done) {
+      done = build(name, recipe, dir);
+      // Images of older recipes are of no use any more.
+      for (const old of fs.readdirSync(BASE_DIR)) {
+        if (old.startsWith(`${name}-${SUITE}-r`) && path.join(BASE_DIR, old) !== dir) fs.rmSync(path.join(BASE_DIR, old), { recursive: true, force: true });
+      }
+    }
     if (!fs.existsSync(path.join(dir, ARCHIVE))) writeArchive(name, dir, done.tag);
   });
   return result(name, dir, done);
