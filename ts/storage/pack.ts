@@ -92,7 +92,7 @@ async function runPack(settings: StorageSettings, what: string, pack: object, ou
         opts.signal?.addEventListener('abort', stop, { once: true });
       },
     }).catch((e: unknown) => {
-      throw new BurrowError('EPACK', `${what}: ${(e as Error).message}`);
+      throw new BurrowError('EPACK', `${what}: ${opts.signal?.aborted ? 'stopped' : (e as Error).message}`);
     });
     if (opts.signal?.aborted) throw new BurrowError('EPACK', `${what}: stopped`);
     if (!r?.ok || !r.stats) throw packError(what, r?.code, r?.error ?? 'the pack job failed');

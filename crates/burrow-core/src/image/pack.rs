@@ -941,6 +941,9 @@ impl Collector {
                 self.put(dest, it);
             }
             PackSource::Path { path, root } => {
+                if !path.is_absolute() || root.as_ref().is_some_and(|r| !r.is_absolute()) {
+                    return Err(PackError::Input(format!("source {} (root {:?}): paths must be absolute", path.display(), root)));
+                }
                 let (r, rel) = match root {
                     Some(root) => {
                         let r = self.root(root, true)?;
@@ -951,7 +954,7 @@ impl Collector {
                     }
                     None => (
                         self.root(Path::new("/"), false)?,
-                        path.as_os_str().as_bytes().trim_ascii_start().strip_prefix(b"/").unwrap_or(path.as_os_str().as_bytes()).to_vec(),
+                        path.as_os_str().as_bytes()[1..].to_vec(), // absolute, checked above
                     ),
                 };
                 // The source itself is followed (COPY copies what a symlink names), below the root.
