@@ -1183,6 +1183,38 @@ mod tests {
         assert_eq!(st.diff_id, format!("sha256:{}", hex(&Sha256::digest(&tar))));
     }
 
+    /// The other opaque forms (rootful overlay's trusted.*, fuse-overlayfs's own) and a file
+    /// capability, which must reach the layer (ping without root); trusted.* and security.* can
+    /// be set by root only, so those parts run as root.
+    #[test]
+    fn every_opaque_form_and_file_capabilities() {
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path().join("u");
+        for dir in ["t", "f", "bin"] {
+            std::fs::create_dir_all(u.join(dir).join("keep")).unwrap();
+        }
+        std::fs::write(u.join("bin/ping"), "elf").unwrap();
+        let trusted = setxattr(&u.join("t"), "trusted.overlay.opaque", b"y");
+        assert!(setxattr(&u.join("f"), "user.fuseoverlayfs.opaque", b"y"));
+        // VFS_CAP_REVISION_2 with the effective bit; cap_net_raw (13) permitted.
+        let cap = [0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let capped = setxattr(&u.join("bin/ping"), "security.capability", &cap);
+        let out = d.path().join("l.tar");
+        pack_upper(&u, &out, Compress::None).unwrap();
+        let l = listing(&out);
+        let has = |n: &str| l.iter().any(|e| e.0 == n);
+        assert!(has("f/.wh..wh..opq"));
+        assert_eq!(has("t/.wh..wh..opq"), trusted);
+        assert!(!has("bin/.wh..wh..opq"));
+        for e in &l {
+            assert!(e.6.iter().all(|(k, _)| !internal_xattr(k.as_bytes())), "{}: {:?}", e.0, e.6);
+        }
+        if capped {
+            let ping = l.iter().find(|e| e.0 == "bin/ping").unwrap();
+            assert_eq!(ping.6, vec![("security.capability".to_string(), cap.to_vec())]);
+        }
+    }
+
     #[test]
     fn the_same_tree_packs_to_the_same_bytes() {
         let d = tempfile::tempdir().unwrap();
