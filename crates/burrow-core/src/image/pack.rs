@@ -447,7 +447,8 @@ fn finish(tar: tar::Builder<Sink>, walked: Result<()>, entries: u64, out: &Path)
         let (diff_id, digest, size) = sink.finish()?;
         Ok(PackStats { diff_id, digest, size, entries })
     })();
-    if r.is_err() {
+    // Only a regular file is ours to remove (never a device or whatever else `out` named).
+    if r.is_err() && std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file()) {
         let _ = std::fs::remove_file(out);
     }
     r
@@ -1082,6 +1083,7 @@ pub fn pack_entries(entries: &[PackEntry], out: &Path, c: Compress) -> Result<Pa
 mod tests {
     use super::*;
     use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
 
     /// (name, type, mode, uid, link, content, xattrs) of every entry of a layer file.
     pub(super) fn listing(file: &Path) -> Vec<(String, char, u32, u64, String, Vec<u8>, Vec<(String, Vec<u8>)>)> {
@@ -1261,6 +1263,24 @@ mod tests {
         assert_eq!(st.diff_id, format!("sha256:{}", hex(&Sha256::digest(&a))));
         let l = listing(&out);
         assert_eq!(l.iter().find(|e| e.0 == "noise").unwrap().5, noise);
+    }
+
+    #[test]
+    fn a_write_error_is_reported_and_the_target_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path().join("u");
+        std::fs::create_dir(&u).unwrap();
+        std::fs::write(u.join("f"), vec![7u8; 3 * CHUNK]).unwrap();
+        // Through a link of our own: were the guard gone, the link would go, never the device.
+        let full = d.path().join("full");
+        std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+        for c in [Compress::Gzip, Compress::None] {
+            let e = pack_upper(&u, &full, c).unwrap_err();
+            assert_eq!(e.code(), crate::codes::EPACK);
+            assert!(e.to_string().contains("No space left"), "{e}");
+            assert!(std::fs::symlink_metadata(&full).unwrap().file_type().is_symlink());
+        }
+        assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
     }
 
     #[test]
