@@ -59,4 +59,13 @@ describe('pack.ts', () => {
     expect(e2.code).toBe('EPACK');
     expect(e2.message).toContain('not absolute');
   });
+
+  it('does not start a pack whose signal is already aborted', async () => {
+    const upper = path.join(work, 'upper');
+    fs.mkdirSync(upper, { recursive: true });
+    const e = await failure(packUpper(settings, upper, path.join(work, 'out'), { signal: AbortSignal.abort() }));
+    expect(e.code).toBe('EPACK');
+    expect(e.message).toContain('stopped');
+    expect(fs.existsSync(path.join(work, 'out'))).toBe(false);
+  });
 });

@@ -1085,8 +1085,11 @@ mod tests {
     use std::io::Read;
     use std::os::unix::fs::FileTypeExt;
 
-    /// (name, type, mode, uid, link, content, xattrs) of every entry of a layer file.
-    pub(super) fn listing(file: &Path) -> Vec<(String, char, u32, u64, String, Vec<u8>, Vec<(String, Vec<u8>)>)> {
+    /// (name, type, mode, uid, link, content, xattrs) of one entry.
+    type Listed = (String, char, u32, u64, String, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+    /// Every entry of a layer file.
+    pub(super) fn listing(file: &Path) -> Vec<Listed> {
         let raw = std::fs::read(file).unwrap();
         let data: Box<dyn Read> = if raw.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::MultiGzDecoder::new(&raw[..])) } else { Box::new(&raw[..]) };
         let mut a = tar::Archive::new(data);
@@ -1120,7 +1123,7 @@ mod tests {
         unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0) == 0 }
     }
 
-    fn names(l: &[(String, char, u32, u64, String, Vec<u8>, Vec<(String, Vec<u8>)>)]) -> Vec<String> {
+    fn names(l: &[Listed]) -> Vec<String> {
         l.iter().map(|e| e.0.clone()).collect()
     }
 
