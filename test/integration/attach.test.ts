@@ -150,6 +150,51 @@ describe(`terminals and attach as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(ok(['ps', '-aq'])).toBe('');
   });
 
+  it('a container of a foreground run (no -d, no -t) is recorded as the monitor records one: its output still reaches the caller, logs has it, attach follows it, stdout and stderr apart', async () => {
+    let seen = -1;
+    const fg = env.bg(['run', '--name', 'fg', IMAGE, 'sh', '-c', 'echo to-stderr >&2; i=0; while true; do echo hi $i; i=$((i+1)); sleep 0.2; done'], {
+      onLine: (l) => {
+        const m = /^hi (\d+)$/.exec(l);
+        if (m) seen = Number(m[1]);
+      },
+    });
+    for (let i = 0; seen < 2; i++) {
+      expect(i, 'the foreground run to print hi 2').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const logs = b(['logs', 'fg']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/^hi 0\nhi 1\nhi 2\n/);
+    expect(logs.stderr).toBe('to-stderr\n');
+    // attach follows it live, from the next line on, until the container stops.
+    let attached = -1;
+    const att = env.bg(['attach', 'fg'], {
+      onLine: (l) => {
+        const m = /^hi (\d+)$/.exec(l);
+        if (m) attached = Number(m[1]);
+      },
+    });
+    for (let i = 0; attached < 0 || attached < seen - 1 || attached < 4; i++) {
+      expect(i, 'attach to follow the container').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(b(['stop', '-t', '1', 'fg']).code).toBe(0);
+    const [a, f] = await Promise.all([att, fg]);
+    // The container's stop signal (SIGTERM; sh ignores it as pid 1, so SIGKILL after 1 s).
+    expect(f.code).toBe(137);
+    expect(a.code).toBe(137);
+    const lines = a.stdout.split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    // Consecutive lines, nothing lost or repeated in the live stream.
+    const first = Number(/^hi (\d+)$/.exec(lines[0]!)![1]);
+    expect(lines).toEqual(lines.map((_, k) => `hi ${first + k}`));
+    // The caller got everything, in order.
+    const all = f.stdout.split('\n').filter(Boolean);
+    expect(all).toEqual(all.map((_, k) => `hi ${k}`));
+    expect(f.stderr).toBe('to-stderr\n');
+    expect(b(['logs', 'fg']).stdout).toBe(f.stdout);
+  });
+
   it('rm -f of a detached -it container leaves no monitor and no container process', () => {
     const id = ok(['run', '-d', '-it', '--name', 'gone', IMAGE, 'sh']).trim();
     const pid = Number(state('gone')[1]);
