@@ -97,7 +97,8 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
 
 /**
  * Runs `fn` with the pid and start time of a process whose root is the container's: its init
- * when it runs, else a transient process-less container over its bundle, deleted afterwards.
+ * when it runs, else a transient process-less container over its bundle, deleted afterwards
+ * (once its promise settles, when `fn` returns one).
  */
 export function withRoot<T>(store: Store, rec: ContainerRecord, purpose: string, fn: (pid: number, startTime: number) => T): T {
   const st = containerState(rec, new Containers(store).dir(rec.id));
@@ -107,10 +108,18 @@ export function withRoot<T>(store: Store, rec: ContainerRecord, purpose: string,
     tmp = transientContainer(store, rec, purpose);
     rs = runtimeState({ ...rec, id: tmp });
   }
+  let later = false;
   try {
     if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
-    return fn(rs.pid, rs.initStartTime);
+    const v = fn(rs.pid, rs.initStartTime);
+    // An asynchronous `fn` (a tar streamed out): the transient container goes once it is done.
+    if (tmp && v instanceof Promise) {
+      later = true;
+      const id = tmp;
+      return v.finally(() => runtime(rec, ['delete', '--force', id])) as T;
+    }
+    return v;
   } finally {
-    if (tmp) runtime(rec, ['delete', '--force', tmp]);
+    if (tmp && !later) runtime(rec, ['delete', '--force', tmp]);
   }
 }
