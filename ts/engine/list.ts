@@ -7,7 +7,7 @@ import { Containers, type ContainerRecord } from '../container/records';
 import { containerState, type ContainerState } from '../container/state';
 import { isFrozen } from '../container/freezer';
 import type { EngineContext } from './context';
-import { humanAge } from '../cli/format/table';
+import { humanAge } from '../format/age';
 
 export interface ListRequest {
   /** Stopped and created containers too (`-a`). */
