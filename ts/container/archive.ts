@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BurrowError } from '../errors';
-import { globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, type RuntimeOutcome } from '../runtime/client';
+import { globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import type { StorageSettings, Store } from '../storage/store';
 import { withRoot } from './copy';
 import type { ContainerRecord } from './records';
@@ -70,8 +70,9 @@ export function statPath(store: Store, rec: ContainerRecord, p: string): PathSta
   return withRoot(store, rec, 'copy', (pid, startTime) => {
     const r = runtimeSync([...globalFlags(rec), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--stat', '--', ctr]);
     if (r.code !== 0) {
-      if (/No such file or directory|Not a directory/.test(r.stderr)) throw new BurrowError('ECONTAINER_NOT_FOUND', `Could not find the file ${ctr} in container ${rec.name}`);
-      throw runtimeError(`cannot stat ${ctr} in container ${rec.name}`, { msg: r.text || `status ${r.code}` });
+      // Docker's words for the 404 (the docker CLI shows them).
+      if (r.failure?.code === 'EPATH_NOT_FOUND') throw new BurrowError('EPATH_NOT_FOUND', `Could not find the file ${ctr} in container ${rec.name}`);
+      throw syncError(`cannot stat ${ctr} in container ${rec.name}`, r);
     }
     const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { name: string; size: number; mode: number; mtime: number; mtimeNsec: number; linkTarget: string };
     const target = j.linkTarget && !j.linkTarget.startsWith('/') ? path.posix.join(path.posix.dirname(ctr), j.linkTarget) : j.linkTarget;
@@ -168,7 +169,7 @@ function checkNoOverwrite(store: Store, rec: ContainerRecord, ctr: string, tree:
     try {
       theirs = statPath(store, rec, path.posix.join(ctr, name));
     } catch (e) {
-      if (e instanceof BurrowError && e.code === 'ECONTAINER_NOT_FOUND') continue;
+      if (e instanceof BurrowError && e.code === 'EPATH_NOT_FOUND') continue;
       throw e;
     }
     if (mine !== isDirMode(theirs.mode))

@@ -92,8 +92,14 @@ impl Side {
     }
 }
 
+/// A path that cannot be reached: EPATH_NOT_FOUND when it does not exist, with its code on the
+/// status channel (the archive endpoints answer 404 with it).
 fn not_found(side: &Side, path: &str, e: Errno) -> RuntimeError {
-    RuntimeError::Usage(format!("{}: {}", side.describe(path), e.desc()))
+    let msg = format!("{}: {}", side.describe(path), e.desc());
+    match e {
+        Errno::ENOENT | Errno::ENOTDIR => RuntimeError::PathNotFound(msg),
+        _ => RuntimeError::Usage(msg),
+    }
 }
 
 /// Copies `sname` in `sdir` to `dname` in `ddir`, recursively, never following a symlink.
@@ -363,7 +369,7 @@ pub fn main(args: &[String]) -> Result<i32> {
             copy(sdir.as_raw_fd(), &sname_c, dp.as_raw_fd(), &cstr(OsStr::new(&dname)), &mut o, &src_path)?;
         }
         Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {
-            return Err(RuntimeError::Usage(format!("{}: the destination directory must exist", ds.describe(dest))));
+            return Err(RuntimeError::PathNotFound(format!("{}: the destination directory must exist", ds.describe(dest))));
         }
         Err(e) => return Err(not_found(&ds, dest, e)),
     }
