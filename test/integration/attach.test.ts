@@ -6,10 +6,11 @@
  * the unprivileged test user; every test removes its containers and checks /proc for anything
  * left behind.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT } from './helpers';
+import { BIN, IS_ROOT } from './helpers';
 import { alive, cmdline, IMAGE, leftovers, pidNs, setup, type Env, type Step } from './lifecycle.helpers';
 
 let env: Env;
@@ -193,6 +194,18 @@ describe(`terminals and attach as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(all).toEqual(all.map((_, k) => `hi ${k}`));
     expect(f.stderr).toBe('to-stderr\n');
     expect(b(['logs', 'fg']).stdout).toBe(f.stdout);
+  });
+
+  it("a foreground run whose caller's reader leaves (`burrow run IMG yes | head -n 1`) ends as on that pipe itself: the container's write fails", () => {
+    const r = spawnSync('bash', ['-c', `"$@" run --name piped ${IMAGE} yes | head -n 1; echo "status \${PIPESTATUS[0]}"`, 'bash', process.execPath, BIN, '--root', env.store, '--runroot', env.runroot], { encoding: 'utf8', timeout: 60_000 });
+    // Not killed by the timeout: the run ended.
+    expect(r.error).toBeUndefined();
+    const [first, status] = r.stdout.split('\n');
+    expect(first).toBe('y');
+    // busybox's yes ends on EPIPE (1), or on SIGPIPE (141) where it is not ignored; the same either way as when it wrote to the pipe itself.
+    const code = /^status (\d+)$/.exec(status ?? '')?.[1];
+    expect(['1', '141']).toContain(code);
+    expect(ok(['inspect', '-f', '{{.State.Status}} {{.State.ExitCode}}', 'piped']).trim()).toBe(`exited ${code}`);
   });
 
   it('rm -f of a detached -it container leaves no monitor and no container process', () => {

@@ -143,11 +143,16 @@ impl Recorder {
         let Some(p) = &self.pipes[k] else { return };
         match read_some(p.as_raw_fd()) {
             Some(data) => {
-                if let Some(o) = &self.ours[k] {
-                    write_all(o.as_fd(), &data);
-                }
                 self.att.output(k, &data);
                 self.log.write(k, &data, false);
+                let gone = self.ours[k].as_ref().is_some_and(|o| !write_all(o.as_fd(), &data));
+                if gone {
+                    // The caller's reader left (`burrow run IMG yes | head -1`): its pipe goes, so
+                    // the container's next write fails as it would have on the caller's pipe
+                    // (SIGPIPE), instead of being logged forever.
+                    self.ours[k] = None;
+                    self.pipes[k] = None;
+                }
             }
             None => self.pipes[k] = None,
         }
@@ -178,15 +183,19 @@ impl Recorder {
     }
 }
 
-fn write_all(fd: BorrowedFd, mut data: &[u8]) {
+/// Writes everything to the caller's stdout or stderr; false when its reader is gone (EPIPE).
+fn write_all(fd: BorrowedFd, mut data: &[u8]) -> bool {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(n) => data = &data[n..],
             Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
-            // The caller's end went away: the output still goes to the log and the clients.
-            Err(_) => return,
+            Err(nix::errno::Errno::EPIPE) => return false,
+            // Anything else (a full disk behind a redirection): the output still goes to the
+            // log and the clients.
+            Err(_) => return true,
         }
     }
+    true
 }
 
 impl wait::Served for Recorder {
