@@ -110,23 +110,19 @@ impl Recorder {
     /// Pipes in place of our stdout and stderr, for the container to inherit; `restore` puts
     /// ours back once it is created.
     fn new(dir: &Path, driver: Driver) -> Result<(Recorder, [OwnedFd; 2])> {
-        let mut pipes = [None, None];
-        let mut ours = [None, None];
-        let mut ends = Vec::new();
-        for (k, fd) in [1, 2].into_iter().enumerate() {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe")?;
-            ours[k] = Some(nix::unistd::dup(fd).op("dup").map(|d| {
-                // SAFETY: the descriptor dup just made, owned by nothing else.
-                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(d) }
-            })?);
-            let _ = nix::fcntl::fcntl(ours[k].as_ref().unwrap().as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-            pipes[k] = Some(r);
-            ends.push(w);
-        }
-        let [w1, w2]: [OwnedFd; 2] = ends.try_into().map_err(|_| RuntimeError::Usage("pipes".into()))?;
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe");
+        let (r1, w1) = pipe()?;
+        let (r2, w2) = pipe()?;
+        // Close-on-exec copies: the container must not hold the caller's descriptors.
+        let keep = |fd: i32| -> Result<OwnedFd> {
+            let d = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).op("dup")?;
+            // SAFETY: the descriptor fcntl just made, owned by nothing else.
+            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(d) })
+        };
+        let ours = [Some(keep(1)?), Some(keep(2)?)];
         nix::unistd::dup2(w1.as_raw_fd(), 1).op("dup2")?;
         nix::unistd::dup2(w2.as_raw_fd(), 2).op("dup2")?;
-        let rec = Recorder { pipes, ours, log: Log::open(&dir.join("ctr.log"), driver), att: AttachServer::new(dir, None, false) };
+        let rec = Recorder { pipes: [Some(r1), Some(r2)], ours, log: Log::open(&dir.join("ctr.log"), driver), att: AttachServer::new(dir, None, false) };
         Ok((rec, [w1, w2]))
     }
 
