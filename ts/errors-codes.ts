@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   EUSER_UNMAPPED: { exit: 125, http: 400 },
   /** no such container */
   ECONTAINER_NOT_FOUND: { exit: 125, http: 404 },
+  /** no such file or directory at a path given to `cp` or the archive endpoints (in the container, or on the host) */
+  EPATH_NOT_FOUND: { exit: 125, http: 404 },
   /** a container with that name or id exists */
   ECONTAINER_EXISTS: { exit: 125, http: 409 },
   /** the container is not in a state that allows this (running, not running) */

@@ -41,6 +41,7 @@ interface Created {
 interface Inspect {
   Id: string;
   Name: string;
+  RestartCount: number;
   State: { Status: string; Running: boolean; Paused: boolean; ExitCode: number; Pid: number; StartedAt: string; FinishedAt: string };
   Config: { Env: string[]; User: string; WorkingDir: string; Labels: Record<string, string>; Hostname: string; Cmd: string[]; Entrypoint: string[] | null; StopSignal: string; StopTimeout: number; Healthcheck?: { Test: string[]; Interval?: number; Retries?: number }; Tty: boolean; OpenStdin: boolean };
   HostConfig: Record<string, unknown> & { RestartPolicy: { Name: string; MaximumRetryCount: number }; PortBindings: Record<string, { HostIp: string; HostPort: string }[]> };
@@ -299,6 +300,33 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     const bad = await svc.request('GET', `/containers/json?${f({ colour: ['red'] })}`);
     expect(bad.status).toBe(400);
     await svc.request('DELETE', `/containers/${run}?force=1`);
+  });
+
+  it('update of a stopped container (created or exited): 200, the restart policy and the limits apply at its next start', async () => {
+    const id = await create({ Cmd: ['sh', '-c', 'echo run; exit 3'] }, 'upd-stopped');
+    const created = await svc.request('POST', `/containers/${id}/update`, { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 1 } });
+    expect(created.status, created.text).toBe(200);
+    expect((await svc.request('POST', `/containers/${id}/start`)).status).toBe(204);
+    for (let i = 0; ; i++) {
+      const st = await inspect(id);
+      if (st.State.Status === 'exited' && st.RestartCount === 1 && st.State.ExitCode === 3) break;
+      expect(i, 'the restart that the updated policy makes').toBeLessThan(300);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const logs = await svc.request('GET', `/containers/${id}/logs?stdout=1`);
+    expect(logs.body.toString('latin1').match(/run\n/g)?.length).toBe(2);
+    // Exited: limits for its next start (Docker's 200), refused only where this host cannot enforce them.
+    const mem = await svc.request('POST', `/containers/${id}/update`, { Memory: 64 * 1024 * 1024, PidsLimit: 100 });
+    expect(mem.status, mem.text).not.toBe(409);
+    if (mem.status === 200) {
+      expect((await inspect(id)).HostConfig).toMatchObject({ Memory: 64 * 1024 * 1024, PidsLimit: 100 });
+      expect((await svc.request('POST', `/containers/${id}/start`)).status).toBe(204);
+      expect((await svc.request('POST', `/containers/${id}/wait`)).json()).toMatchObject({ StatusCode: 3 });
+    } else {
+      expect(mem.status).toBe(500);
+      expect(mem.json<{ message: string }>().message).toMatch(/cannot enforce the requested limits: .*memory, pids controllers/);
+    }
+    await svc.request('DELETE', `/containers/${id}?force=true`);
   });
 
   it('rename, top, prune and update', async () => {

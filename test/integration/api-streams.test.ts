@@ -67,6 +67,31 @@ function tarList(buf: Buffer): string[] {
   return r.stdout.split('\n').filter(Boolean);
 }
 
+/** Each entry's name and owners as its header says: `name uid:gid`. */
+function tarOwners(buf: Buffer): string[] {
+  const py = 'import sys, tarfile\nwith tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:\n    for i in t: print(i.name, f"{i.uid}:{i.gid}")';
+  const r = spawnSync('python3', ['-c', py], { input: buf, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/** A tar of [name, content or null for a directory, uid, gid] entries. */
+function makeOwnedTar(file: string, entries: [string, string | null, number, number][]): void {
+  const py = `
+import io, json, sys, tarfile
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
+    for name, c, uid, gid in json.loads(sys.argv[2]):
+        i = tarfile.TarInfo(name)
+        i.uid, i.gid, i.mtime = uid, gid, 1700000000
+        if c is None:
+            i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
+        else:
+            b = c.encode(); i.size = len(b); i.mode = 0o644; t.addfile(i, io.BytesIO(b))
+`;
+  const r = spawnSync('python3', ['-c', py, file, JSON.stringify(entries)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+}
+
 function tarFile(buf: Buffer, name: string): string {
   const r = spawnSync('tar', ['-xOf', '-', name], { input: buf, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
@@ -188,6 +213,56 @@ describe('attach', () => {
     expect(status(id)).toBe('running');
     expect((await svc.request('POST', `/containers/${id}/resize?h=x&w=1`)).status).toBe(400);
     env.b(['rm', '-f', id]);
+  });
+
+  it('logs=1&stream=1 on a running container: the log, then the live stream from exactly where the log ends (a counter: nothing repeated or lost)', async () => {
+    // Each number in two writes, so that the seam also falls inside a line.
+    const id = runD([IMAGE, 'sh', '-c', 'i=0; while :; do printf "$i"; printf "\\n"; i=$((i+1)); [ $((i % 20)) = 0 ] && sleep 0.01; done']);
+    const logged = () => Number(/(\d+)\n$/.exec(env.b(['logs', '--tail', '1', id]).stdout)?.[1] ?? 0);
+    for (let i = 0; logged() < 1000; i++) {
+      expect(i, 'a log of 1000 lines').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (let round = 0; round < 5; round++) {
+      // Read until well past what the log held when we attached: past the seam.
+      const past = logged() + 2000;
+      const h = await hijack(svc.sock, 'POST', `/containers/${id}/attach?logs=1&stream=1&stdout=1&stderr=1`);
+      expect(h.status).toBe(101);
+      const textOf = (b: Buffer) => parseFrames(b).frames.map((f) => f.data.toString('latin1')).join('');
+      const got = await h.until((b) => {
+        const t = textOf(b);
+        const last = t.lastIndexOf('\n', t.length - 2);
+        return last > 0 && Number(t.slice(last + 1).split('\n')[0]) > past;
+      }, 'the counter past the log');
+      h.sock.destroy();
+      const lines = textOf(got).split('\n');
+      lines.pop(); // the line being written when we stopped reading
+      expect(lines.length).toBeGreaterThan(1000);
+      const bad = lines.findIndex((l, k) => l !== String(k));
+      expect(bad === -1 ? 'consecutive' : `line ${bad}: ${JSON.stringify(lines.slice(Math.max(0, bad - 2), bad + 3))}`).toBe('consecutive');
+    }
+    env.b(['rm', '-f', id]);
+  }, 180_000);
+
+  it('attaches to a container of a foreground CLI run (no -d): its log from the start, then live, and the exit status', async () => {
+    let seen = -1;
+    const fg = env.bg(['run', '--name', 'api-fg', IMAGE, 'sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo $i; i=$((i+1)); [ $((i % 20)) = 0 ] && sleep 0.05; done; exit 3'], {
+      onLine: (l) => (seen = Number(l)),
+    });
+    for (let i = 0; seen < 50; i++) {
+      expect(i, 'the foreground run to print 50').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const h = await hijack(svc.sock, 'POST', '/containers/api-fg/attach?logs=1&stream=1&stdout=1&stderr=1');
+    expect(h.status).toBe(101);
+    const all = await h.ended();
+    const f = await fg;
+    expect(f.code).toBe(3);
+    const want = Array.from({ length: 400 }, (_, k) => `${k}\n`).join('');
+    expect(f.stdout).toBe(want);
+    expect(demux(all)).toEqual({ 1: want });
+    expect((await svc.request('POST', '/containers/api-fg/wait')).json()).toMatchObject({ StatusCode: 3 });
+    env.b(['rm', '-f', 'api-fg']);
   });
 
   it('refuses a stopped container with 409 and a missing one with 404, before any upgrade', async () => {
@@ -364,6 +439,36 @@ describe('archive and export', () => {
     const get = await svc.request('GET', `/containers/${id}/archive?path=/note.txt`);
     expect(get.status).toBe(200);
     expect(tarFile(get.body, 'note.txt')).toBe('kept\n');
+  });
+
+  it("GET writes the owners as they are in the container (1000:1000 and 0:0), running or stopped; PUT with copyUIDGID=1 keeps the tar's owners, without it they are root's", async () => {
+    const id = runD([IMAGE, 'sh', '-c', 'mkdir -p /own/sub /plain && echo a > /own/sub/mine && echo b > /own/theirs && chown -R 1000:1000 /own/sub && chown 0:0 /own/theirs && touch /ready && sleep 300']);
+    for (let i = 0; i < 50 && env.b(['exec', id, 'test', '-e', '/ready']).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const want = ['own 0:0', 'own/sub 1000:1000', 'own/sub/mine 1000:1000', 'own/theirs 0:0'];
+    const get = await svc.request('GET', `/containers/${id}/archive?path=/own`);
+    expect(get.status, get.text).toBe(200);
+    expect(tarOwners(get.body).sort()).toEqual(want);
+    expect(tarFile(get.body, 'own/sub/mine')).toBe('a\n');
+    // A single file, named by its last component.
+    expect(tarOwners((await svc.request('GET', `/containers/${id}/archive?path=/own/sub/mine`)).body)).toEqual(['mine 1000:1000']);
+
+    const tar = path.join(env.work, 'owned.tar');
+    makeOwnedTar(tar, [['put', null, 1000, 1000], ['put/f', 'kept\n', 1000, 1000], ['put/r', 'root\n', 0, 0], ['put/g', 'other\n', 1234, 4321]]);
+    const put = await svc.request('PUT', `/containers/${id}/archive?path=/tmp&copyUIDGID=1`, fs.readFileSync(tar), { 'Content-Type': 'application/x-tar' });
+    expect(put.status, put.text).toBe(200);
+    const owners = (p: string) => env.b(['exec', id, 'sh', '-c', `cd ${p} && stat -c '%n %u:%g' . * | sort`]).stdout.trim().split('\n');
+    expect(owners('/tmp/put')).toEqual(['. 1000:1000', 'f 1000:1000', 'g 1234:4321', 'r 0:0']);
+    expect(env.b(['exec', id, 'cat', '/tmp/put/f']).stdout).toBe('kept\n');
+    const plain = await svc.request('PUT', `/containers/${id}/archive?path=/plain`, fs.readFileSync(tar), { 'Content-Type': 'application/x-tar' });
+    expect(plain.status, plain.text).toBe(200);
+    expect(owners('/plain/put')).toEqual(['. 0:0', 'f 0:0', 'g 0:0', 'r 0:0']);
+
+    // Stopped: the same owners through a transient container over its root.
+    expect(env.b(['stop', '-t', '0', id]).code).toBe(0);
+    const stopped = await svc.request('GET', `/containers/${id}/archive?path=/own`);
+    expect(stopped.status, stopped.text).toBe(200);
+    expect(tarOwners(stopped.body).sort()).toEqual(want);
+    env.b(['rm', '-f', id]);
   });
 
   it('exports the container filesystem as a tar', async () => {

@@ -6,10 +6,11 @@
  * the unprivileged test user; every test removes its containers and checks /proc for anything
  * left behind.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT } from './helpers';
+import { BIN, IS_ROOT } from './helpers';
 import { alive, cmdline, IMAGE, leftovers, pidNs, setup, type Env, type Step } from './lifecycle.helpers';
 
 let env: Env;
@@ -148,6 +149,63 @@ describe(`terminals and attach as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(r.code).toBe(6);
     expect(r.stdout).toMatch(/^a\r\n\/dev\/pts\/\d+\r\n$/);
     expect(ok(['ps', '-aq'])).toBe('');
+  });
+
+  it('a container of a foreground run (no -d, no -t) is recorded as the monitor records one: its output still reaches the caller, logs has it, attach follows it, stdout and stderr apart', async () => {
+    let seen = -1;
+    const fg = env.bg(['run', '--name', 'fg', IMAGE, 'sh', '-c', 'echo to-stderr >&2; i=0; while true; do echo hi $i; i=$((i+1)); sleep 0.2; done'], {
+      onLine: (l) => {
+        const m = /^hi (\d+)$/.exec(l);
+        if (m) seen = Number(m[1]);
+      },
+    });
+    for (let i = 0; seen < 2; i++) {
+      expect(i, 'the foreground run to print hi 2').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const logs = b(['logs', 'fg']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/^hi 0\nhi 1\nhi 2\n/);
+    expect(logs.stderr).toBe('to-stderr\n');
+    // attach follows it live, from the next line on, until the container stops.
+    let attached = -1;
+    const att = env.bg(['attach', 'fg'], {
+      onLine: (l) => {
+        const m = /^hi (\d+)$/.exec(l);
+        if (m) attached = Number(m[1]);
+      },
+    });
+    for (let i = 0; attached < 0 || attached < seen - 1 || attached < 4; i++) {
+      expect(i, 'attach to follow the container').toBeLessThan(600);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(b(['stop', '-t', '1', 'fg']).code).toBe(0);
+    const [a, f] = await Promise.all([att, fg]);
+    // The container's stop signal (SIGTERM; sh ignores it as pid 1, so SIGKILL after 1 s).
+    expect(f.code).toBe(137);
+    expect(a.code).toBe(137);
+    const lines = a.stdout.split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    // Consecutive lines, nothing lost or repeated in the live stream.
+    const first = Number(/^hi (\d+)$/.exec(lines[0]!)![1]);
+    expect(lines).toEqual(lines.map((_, k) => `hi ${first + k}`));
+    // The caller got everything, in order.
+    const all = f.stdout.split('\n').filter(Boolean);
+    expect(all).toEqual(all.map((_, k) => `hi ${k}`));
+    expect(f.stderr).toBe('to-stderr\n');
+    expect(b(['logs', 'fg']).stdout).toBe(f.stdout);
+  });
+
+  it("a foreground run whose caller's reader leaves (`burrow run IMG yes | head -n 1`) ends as on that pipe itself: the container's write fails", () => {
+    const r = spawnSync('bash', ['-c', `"$@" run --name piped ${IMAGE} yes | head -n 1; echo "status \${PIPESTATUS[0]}"`, 'bash', process.execPath, BIN, '--root', env.store, '--runroot', env.runroot], { encoding: 'utf8', timeout: 60_000 });
+    // Not killed by the timeout: the run ended.
+    expect(r.error).toBeUndefined();
+    const [first, status] = r.stdout.split('\n');
+    expect(first).toBe('y');
+    // busybox's yes ends on EPIPE (1), or on SIGPIPE (141) where it is not ignored; the same either way as when it wrote to the pipe itself.
+    const code = /^status (\d+)$/.exec(status ?? '')?.[1];
+    expect(['1', '141']).toContain(code);
+    expect(ok(['inspect', '-f', '{{.State.Status}} {{.State.ExitCode}}', 'piped']).trim()).toBe(`exited ${code}`);
   });
 
   it('rm -f of a detached -it container leaves no monitor and no container process', () => {

@@ -6,7 +6,7 @@
  * follow what the host probe observes, so the file stays true on a host with delegation.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGE, setup, type Env } from './lifecycle.helpers';
+import { IMAGE, setup, waitFor, type Env } from './lifecycle.helpers';
 import { native } from '../../ts/native';
 
 let env: Env;
@@ -82,6 +82,32 @@ describe('resource limits', () => {
     const u = env.b(['update', 'idle']);
     expect(u.code).toBe(125);
     expect(u.stderr).toMatch(/give at least one limit/);
+  });
+
+  it('update of a stopped container: --restart applies at its next start; a limit is kept for it (refused only where this host cannot enforce it), never "not running"', () => {
+    expect(env.b(['create', '--name', 'later', IMAGE, 'sh', '-c', 'echo run; exit 3']).code).toBe(0);
+    const u = env.b(['update', '--restart', 'on-failure:1', 'later']);
+    expect(u.code, u.stderr).toBe(0);
+    expect(u.stdout).toBe('later\n');
+    const policy = () => env.b(['inspect', '--format', '{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}', 'later']).stdout.trim();
+    expect(policy()).toBe('on-failure:1');
+    expect(env.b(['start', 'later']).code).toBe(0);
+    const state = () => env.b(['inspect', '--format', '{{.State.Status}} {{.RestartCount}} {{.State.Restarting}}', 'later']).stdout.trim();
+    // The policy given while it was created: one restart after its failure, then it stays exited.
+    waitFor(() => env.b(['logs', 'later']).stdout === 'run\nrun\n' && state() === 'exited 1 false', 30_000, 'the restart that the updated policy makes');
+    // Exited now: a new policy, and a limit for the next start.
+    expect(env.b(['update', '--restart', 'no', 'later']).code).toBe(0);
+    expect(policy()).toBe('no:0');
+    const m = env.b(['update', '--memory', '64m', '--pids-limit', '100', 'later']);
+    if (info.enforceable.includes('memory') && info.enforceable.includes('pids')) {
+      expect(m.code, m.stderr).toBe(0);
+      expect(env.b(['inspect', '--format', '{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}', 'later']).stdout.trim()).toBe(`${64 * 1024 * 1024} 100`);
+      expect(env.b(['start', '-a', 'later']).code).toBe(3);
+    } else {
+      expect(m.code).toBe(125);
+      expect(m.stderr).toMatch(/cannot enforce the requested limits: .*controller/);
+      expect(m.stderr).not.toMatch(/not running/);
+    }
   });
 
   it.runIf(!info.enforceable.includes('memory'))('update --memory of a running container is refused here, naming the controller, and changes nothing', () => {

@@ -90,6 +90,23 @@ describe(`the runtime's status channel, as ${IS_ROOT ? 'root' : 'an unprivileged
     expect(env.rt(['delete', '--force', b.id]).code).toBe(0);
   });
 
+  it('cp reports a path that does not exist with its code (EPATH_NOT_FOUND), in the container or on the host, and other mistakes as EUSAGE', () => {
+    const b = env.bundle(['sleep', '100']);
+    const c = withStatus(['create', '--bundle', b.dir, b.id]);
+    expect(c.code).toBe(0);
+    const pid = String(c.reports[0]!.pid!);
+    const missing = { error: expect.stringContaining('No such file or directory'), code: 'EPATH_NOT_FOUND' };
+    expect(withStatus(['cp', '--pid', pid, '--stat', '/no/such']).reports).toEqual([missing]);
+    expect(withStatus(['cp', '--pid', pid, '--out', '/no/such', env.work]).reports).toEqual([missing]);
+    expect(withStatus(['cp', '--pid', pid, '--out', '--tar', '/no/such', '-']).reports).toEqual([missing]);
+    expect(withStatus(['cp', '--pid', pid, '--in', path.join(env.work, 'no-such-file'), '/tmp/']).reports).toEqual([missing]);
+    const host = path.join(env.work, 'cp-src');
+    fs.writeFileSync(host, 'x');
+    expect(withStatus(['cp', '--pid', pid, '--in', host, '/no/such/dir/']).reports).toEqual([{ error: expect.stringContaining('must exist'), code: 'EPATH_NOT_FOUND' }]);
+    expect(withStatus(['cp', '--pid', pid, '--in', '--out', host, '/tmp/']).reports).toEqual([{ error: expect.any(String), code: 'EUSAGE' }]);
+    expect(env.rt(['delete', '--force', b.id]).code).toBe(0);
+  });
+
   it('a descriptor that is not open is refused before anything is done', () => {
     const b = env.bundle(['true']);
     const r = env.rt(['--status-fd', '9', 'run', '--bundle', b.dir, b.id]);

@@ -8,13 +8,12 @@
  * first extracted by the layer unpacker (`burrow-runtime unpack`, which refuses `..`, absolute
  * names and writes through symlinks) into a private directory, then copied in by `cp`.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BurrowError } from '../errors';
-import { globalFlags, runtimeError, runtimeSync } from '../runtime/client';
+import { globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import type { StorageSettings, Store } from '../storage/store';
 import { withRoot } from './copy';
 import type { ContainerRecord } from './records';
@@ -71,8 +70,9 @@ export function statPath(store: Store, rec: ContainerRecord, p: string): PathSta
   return withRoot(store, rec, 'copy', (pid, startTime) => {
     const r = runtimeSync([...globalFlags(rec), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--stat', '--', ctr]);
     if (r.code !== 0) {
-      if (/No such file or directory|Not a directory/.test(r.stderr)) throw new BurrowError('ECONTAINER_NOT_FOUND', `Could not find the file ${ctr} in container ${rec.name}`);
-      throw runtimeError(`cannot stat ${ctr} in container ${rec.name}`, { msg: r.text || `status ${r.code}` });
+      // Docker's words for the 404 (the docker CLI shows them).
+      if (r.failure?.code === 'EPATH_NOT_FOUND') throw new BurrowError('EPATH_NOT_FOUND', `Could not find the file ${ctr} in container ${rec.name}`);
+      throw syncError(`cannot stat ${ctr} in container ${rec.name}`, r);
     }
     const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { name: string; size: number; mode: number; mtime: number; mtimeNsec: number; linkTarget: string };
     const target = j.linkTarget && !j.linkTarget.startsWith('/') ? path.posix.join(path.posix.dirname(ctr), j.linkTarget) : j.linkTarget;
@@ -88,36 +88,38 @@ function scratch(store: Store, what: string): string {
 
 /**
  * Writes a tar of `p` (named by its last component, as Docker names it) to `out` and returns its
- * stat (sent before the tar, in the header). The path is copied out by `cp` into a private
- * directory, then streamed by tar(1) with the owners as root; `signal` stops it.
+ * stat (sent before the tar, in the header). `burrow-runtime cp --out --tar` writes it from the
+ * container's user namespace, so that the owners are the container's own ids, as Docker writes
+ * them; `signal` stops it.
  */
 export async function archiveOut(store: Store, rec: ContainerRecord, p: string, out: (st: PathStat) => Writable, signal?: AbortSignal): Promise<void> {
   const st = statPath(store, rec, p);
-  const ctr = containerPath(p);
-  const tmp = scratch(store, 'archive');
-  try {
-    const base = st.name === '/' ? '.' : st.name;
-    const dest = base === '.' ? path.join(tmp, 'root') : path.join(tmp, base);
-    if (base === '.') fs.mkdirSync(dest);
-    withRoot(store, rec, 'copy', (pid, startTime) => {
-      const r = runtimeSync([...globalFlags(rec), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--out', '--', ctr.endsWith('/.') || base === '.' ? ctr.replace(/\/?\.?$/, '/.') : ctr, dest]);
-      if (r.code !== 0) throw runtimeError(`cannot copy ${ctr} out of container ${rec.name}`, { msg: r.text || `status ${r.code}` });
+  const ctr = containerPath(p).replace(/\/\.$/, '') || '/';
+  await withRoot(store, rec, 'copy', async (pid, startTime) => {
+    const child = runtimeSpawn([...globalFlags(rec), ...statusFlags(3), 'cp', '--pid', String(pid), '--start-time', String(startTime), '--out', '--tar', '--', ctr, '-'], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
-    const tar = spawn('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', base === '.' ? dest : tmp, '-cf', '-', base], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const said: RuntimeOutcome = {};
+    readReports(child.stdio[3] as Readable, (r) => {
+      if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+    });
     let err = '';
-    tar.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const abort = () => tar.kill('SIGKILL');
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const abort = () => child.kill('SIGKILL');
     signal?.addEventListener('abort', abort, { once: true });
-    const code = new Promise<number>((resolve) => tar.on('close', (c) => resolve(c ?? 1)));
+    const code = new Promise<number>((resolve) => {
+      child.on('error', () => resolve(1));
+      child.on('close', (c) => resolve(c ?? 1));
+    });
     try {
-      await pipeline(tar.stdout, out(st));
+      await pipeline(child.stdout!, out(st));
     } finally {
       signal?.removeEventListener('abort', abort);
     }
-    if ((await code) !== 0 && !signal?.aborted) throw new BurrowError('ERUNTIME', `tar of ${ctr} failed: ${err.trim()}`);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+    if ((await code) !== 0 && !signal?.aborted) {
+      throw runtimeError(`cannot copy ${ctr} out of container ${rec.name}`, said.failure ? { code: said.failure.code, msg: said.failure.msg } : { stderr: err });
+    }
+  });
 }
 
 export interface ArchiveInOptions {
@@ -167,7 +169,7 @@ function checkNoOverwrite(store: Store, rec: ContainerRecord, ctr: string, tree:
     try {
       theirs = statPath(store, rec, path.posix.join(ctr, name));
     } catch (e) {
-      if (e instanceof BurrowError && e.code === 'ECONTAINER_NOT_FOUND') continue;
+      if (e instanceof BurrowError && e.code === 'EPATH_NOT_FOUND') continue;
       throw e;
     }
     if (mine !== isDirMode(theirs.mode))

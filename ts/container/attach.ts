@@ -20,9 +20,11 @@ import { Containers, type ContainerRecord } from './records';
 const DATA = 1;
 const RESIZE = 2;
 const CLOSE_STDIN = 3;
+const LOG_SEAM = 4;
 const STDOUT = 1;
 const STDERR = 2;
 const EXIT_STATUS = 3;
+const SEAM = 4;
 
 export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
 /** What Docker's client says when the detach keys end an attach. */
@@ -175,6 +177,11 @@ function frame(kind: number, payload: Buffer): Buffer {
 export interface MonitorHandlers {
   output(stream: 'stdout' | 'stderr', data: Buffer): void;
   exit?(code: number): void;
+  /**
+   * The answer to `logSeam()`: the log's size in bytes when the monitor answered; the output
+   * before it is in the log up to that size or follows at once (its partial lines).
+   */
+  seam?(logBytes: number): void;
 }
 
 /**
@@ -201,7 +208,7 @@ export class MonitorConn {
         else if (this.buf[0] === EXIT_STATUS && len >= 4) {
           this.exitCode = payload.readInt32BE(0);
           h.exit?.(this.exitCode);
-        }
+        } else if (this.buf[0] === SEAM && len >= 8) h.seam?.(Number(payload.readBigUInt64BE(0)));
         this.buf = this.buf.subarray(5 + len);
       }
     });
@@ -224,6 +231,11 @@ export class MonitorConn {
     b.writeUInt16BE(rows, 0);
     b.writeUInt16BE(cols, 2);
     this.send(RESIZE, b);
+  }
+
+  /** Asks where the log meets this connection's live output (answered through `seam`). */
+  logSeam(): void {
+    this.send(LOG_SEAM, Buffer.alloc(0));
   }
 
   /** Closes the container's stdin once what came before is written. */

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError, runtimeText } from '../errors';
-import { globalFlags, runtimeError, runtimeSync } from '../runtime/client';
+import { globalFlags, runtimeError, runtimeSync, syncError, type SyncResult } from '../runtime/client';
 import type { Store } from '../storage/store';
 import { Containers, type ContainerRecord } from './records';
 import { containerState, runtimeState } from './state';
@@ -27,9 +27,8 @@ export function splitCopyArg(arg: string): { container?: string; path: string } 
   return { container: arg.slice(0, i), path: arg.slice(i + 1) };
 }
 
-function runtime(rec: ContainerRecord, args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = runtimeSync([...globalFlags(rec), ...args]);
-  return { code: r.code, stdout: r.stdout, stderr: r.text };
+function runtime(rec: ContainerRecord, args: string[]): SyncResult {
+  return runtimeSync([...globalFlags(rec), ...args]);
 }
 
 /**
@@ -61,8 +60,10 @@ export function transientContainer(store: Store, rec: ContainerRecord, purpose: 
   try {
     const r = runtimeSync([...globalFlags(rec), 'create', '--bundle', bundle, id], { stdout: 'ignore', stderr: fd });
     if (r.status !== 0) {
-      const msg = runtimeText(fs.readFileSync(errFile, 'utf8'));
-      throw runtimeError(`cannot mount the root of container ${rec.name} to ${purpose} it`, { msg: msg || r.error?.message || `status ${r.status}` });
+      // Its report on the status channel; the stderr it left in the file only as the words of a
+      // runtime that could not report (it died first).
+      const msg = r.failure?.msg ?? (runtimeText(fs.readFileSync(errFile, 'utf8')) || r.error?.message || `status ${r.status}`);
+      throw runtimeError(`cannot mount the root of container ${rec.name} to ${purpose} it`, { msg });
     }
   } finally {
     fs.closeSync(fd);
@@ -86,7 +87,8 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
     if (o.followLink) args.push('--follow-link');
     args.push('--', into ? host : ctr, into ? ctr : host);
     const r = runtime(rec, args);
-    if (r.code !== 0) throw runtimeError(undefined, { msg: r.stderr || `copy failed (status ${r.code})` }, { fallback: /No such file or directory|must exist/.test(r.stderr) ? 'EUSAGE' : 'ERUNTIME' });
+    // A missing path (EPATH_NOT_FOUND) and a bad request (EUSAGE) keep the code the runtime reported.
+    if (r.code !== 0) throw syncError(undefined, r, { keep: ['EPATH_NOT_FOUND', 'EUSAGE'] });
     try {
       return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { bytes?: number }).bytes ?? 0;
     } catch {
@@ -97,7 +99,8 @@ export function copy(store: Store, rec: ContainerRecord, into: boolean, containe
 
 /**
  * Runs `fn` with the pid and start time of a process whose root is the container's: its init
- * when it runs, else a transient process-less container over its bundle, deleted afterwards.
+ * when it runs, else a transient process-less container over its bundle, deleted afterwards
+ * (once its promise settles, when `fn` returns one).
  */
 export function withRoot<T>(store: Store, rec: ContainerRecord, purpose: string, fn: (pid: number, startTime: number) => T): T {
   const st = containerState(rec, new Containers(store).dir(rec.id));
@@ -107,10 +110,18 @@ export function withRoot<T>(store: Store, rec: ContainerRecord, purpose: string,
     tmp = transientContainer(store, rec, purpose);
     rs = runtimeState({ ...rec, id: tmp });
   }
+  let later = false;
   try {
     if (!rs) throw new BurrowError('ERUNTIME', `cannot reach the root of container ${rec.name}`);
-    return fn(rs.pid, rs.initStartTime);
+    const v = fn(rs.pid, rs.initStartTime);
+    // An asynchronous `fn` (a tar streamed out): the transient container goes once it is done.
+    if (tmp && v instanceof Promise) {
+      later = true;
+      const id = tmp;
+      return v.finally(() => runtime(rec, ['delete', '--force', id])) as T;
+    }
+    return v;
   } finally {
-    if (tmp) runtime(rec, ['delete', '--force', tmp]);
+    if (tmp && !later) runtime(rec, ['delete', '--force', tmp]);
   }
 }

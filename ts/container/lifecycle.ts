@@ -64,7 +64,9 @@ function clearRun(dir: string): void {
  * Runs the container in the foreground; resolves with Docker's exit status.
  *
  * `burrow-runtime run --dir` holds the container (crates/burrow-core/src/runtime/holder.rs): it
- * writes monitor.json, `started` and the exit record, and tells us the status on fd 3. With
+ * writes monitor.json, `started` and the exit record, and tells us the status on fd 3; with
+ * `--log-driver` it relays the container's output to us through pipes, writes it to ctr.log and
+ * serves attach.sock, as the monitor does (crates/burrow-runtime/src/commands/run.rs). With
  * `cleanupArgs` (--rm) it then waits until we have closed fd 3, which we keep open, unreferenced,
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
@@ -83,7 +85,8 @@ function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Pr
   clearRun(dir);
   // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
   const netArgs = runtimeNetworkArgs(store, rec, dir);
-  const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
+  // --log-driver: it records the output (ctr.log) and serves `attach` as the monitor does.
+  const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), '--log-driver', rec.logDriver, ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
   const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
     // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.

@@ -24,6 +24,8 @@ export interface LogOptions {
   stderr?: boolean;
   /** Following a container that has not started yet waits for its start (attach before start). */
   waitStart?: boolean;
+  /** Only the log's first bytes, up to this size (attach with logs: where the live stream begins). */
+  upTo?: number;
   /** Ends a follow early (the API's client went away). */
   signal?: AbortSignal;
   /** Called when everything written so far was given to the sink (a batching sink sends now). */
@@ -110,7 +112,7 @@ export async function streamLogs(store: Store, rec: ContainerRecord, o: LogOptio
     if (!open()) return;
     const kept: Entry[] = [];
     for (;;) {
-      const n = fs.readSync(fd!, buf, 0, CHUNK, pos);
+      const n = fs.readSync(fd!, buf, 0, o.upTo === undefined ? CHUNK : Math.max(0, Math.min(CHUNK, o.upTo - pos)), pos);
       if (n === 0) break;
       pos += n;
       const data = rest.length ? Buffer.concat([rest, buf.subarray(0, n)]) : buf.subarray(0, n);

@@ -175,18 +175,24 @@ export function row(rec: ContainerRecord, a: Sample, b: Sample): StatsRow {
 }
 
 /**
- * `update`: new limits for a running container. Checked like `run`'s (a limit this host cannot
- * enforce is refused with the controller and the fix), applied by the runtime to the
- * container's cgroup, then written into its bundle so `inspect` shows them.
+ * `update`: new limits for a container. Checked like `run`'s (a limit this host cannot enforce
+ * is refused with the controller and the fix), applied by the runtime to a running container's
+ * cgroup, then written into its bundle, so that `inspect` shows them and the next start (of a
+ * stopped container too) applies them.
  */
 export function update(store: Store, rec: ContainerRecord, flags: LimitFlags, info: CgroupInfo): void {
   const { resources, needs } = toResources(flags);
   if (needs.length === 0) throw new BurrowError('EUSAGE', 'update: give at least one limit, e.g. --memory 256m, --cpus 1.5 or --pids-limit 100');
   checkEnforceable(needs, info, false);
   const st = containerState(rec, new Containers(store).dir(rec.id));
-  if (st.status !== 'running') throw new BurrowError('ECONTAINER_STATE', `container ${rec.name} is not running`);
-  const r = runtimeSync([...globalFlags(rec), 'update', '-r', '-', rec.id], { input: JSON.stringify(resources), stdout: 'ignore' });
-  if (r.status !== 0) throw runtimeError(`cannot update ${rec.name}`, { stderr: r.stderr });
+  // A container with a process (running, paused, or created in the runtime and not yet started)
+  // gets them now; a created or exited one (or one waiting for its restart policy) has none:
+  // every start creates it again from the bundle, so the limits written below apply then, as
+  // with Docker.
+  if (st.pid > 0) {
+    const r = runtimeSync([...globalFlags(rec), 'update', '-r', '-', rec.id], { input: JSON.stringify(resources), stdout: 'ignore' });
+    if (r.status !== 0) throw runtimeError(`cannot update ${rec.name}`, { stderr: r.stderr });
+  }
   const config = path.join(new Containers(store).dir(rec.id), 'bundle', 'config.json');
   try {
     const spec = JSON.parse(fs.readFileSync(config, 'utf8')) as { linux?: { resources?: Record<string, Record<string, unknown>> } };

@@ -63,9 +63,9 @@ export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, 
   const out = (s: LogStream, d: Buffer) => (want(s) ? io.output(s, d) : undefined);
   const st = containerState(rec, dir);
   const { streamLogs } = await import('../container/logs');
-  const replay = async () => {
+  const replay = async (upTo?: number) => {
     if (rec.logDriver === 'none') return;
-    await streamLogs(ctx.store, rec, { follow: false, timestamps: false, signal: io.signal }, (s, t) => out(s, Buffer.from(t)));
+    await streamLogs(ctx.store, rec, { follow: false, timestamps: false, signal: io.signal, ...(upTo !== undefined ? { upTo } : {}) }, (s, t) => out(s, Buffer.from(t)));
   };
   if (!r.stream) {
     if (r.logs) await replay();
@@ -98,8 +98,9 @@ export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, 
     io.input!.on('end', onEnd);
   }
   /** Connects the socket, hands it the input that waited, and gives its output to `onOutput`. */
-  const adopt = (sock: NonNullable<Awaited<ReturnType<typeof connectAttach>>>, onOutput?: (s: LogStream, d: Buffer) => void | Promise<void>): MonitorConn => {
+  const adopt = (sock: NonNullable<Awaited<ReturnType<typeof connectAttach>>>, onOutput?: (s: LogStream, d: Buffer) => void | Promise<void>, onSeam?: (logBytes: number) => void): MonitorConn => {
     const c = new MonitorConn(sock, {
+      ...(onSeam ? { seam: onSeam } : {}),
       output: (s, d) => {
         const p = onOutput?.(s, d);
         if (p) {
@@ -121,11 +122,36 @@ export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, 
     const sock = st.status === 'running' ? await connectAttach(dir) : undefined;
     if (sock) {
       // Live: the monitor's own stream (low latency, stdout and stderr kept apart).
-      // With `logs`, the log up to now first, and what the socket has for us meanwhile after it.
+      // With `logs`, the log first, then the live stream from exactly where the log ends: the
+      // monitor answers LOG_SEAM with the log's size at that moment, followed by what is not in
+      // the log yet; what came live before the answer is in one or the other, so it is dropped.
       let held: [LogStream, Buffer][] | undefined = r.logs ? [] : undefined;
-      const c = adopt(sock, (s, d) => (held ? void held.push([s, Buffer.from(d)]) : out(s, d)));
+      let seamSeen = false;
+      let onSeam: (n: number | undefined) => void = () => undefined;
+      const seam = new Promise<number | undefined>((resolve) => (onSeam = resolve));
+      const c = adopt(
+        sock,
+        (s, d) => {
+          if (!held) return out(s, d);
+          if (seamSeen) held.push([s, Buffer.from(d)]);
+        },
+        (n) => {
+          seamSeen = true;
+          onSeam(n);
+        },
+      );
       if (held) {
-        await replay();
+        c.logSeam();
+        // A monitor older than LOG_SEAM, or one that closes at once, does not answer.
+        const timer = setTimeout(() => onSeam(undefined), 2000);
+        sock.once('close', () => onSeam(undefined));
+        const upTo = await seam;
+        clearTimeout(timer);
+        if (upTo === undefined && !seamSeen) {
+          // Unanswered: everything the socket gives from now on follows the whole log, as before.
+          seamSeen = true;
+        }
+        await replay(upTo);
         const h = held;
         held = undefined;
         for (const [s, d] of h) await out(s, d);

@@ -8,7 +8,7 @@ import { containerState, type ContainerState } from '../container/state';
 import { isFrozen } from '../container/freezer';
 import { readHealth, type HealthStatus } from '../container/health';
 import type { EngineContext } from './context';
-import { humanAge } from '../cli/format/table';
+import { humanAge } from '../format/age';
 
 export interface ListRequest {
   /** Stopped and created containers too (`-a`). */

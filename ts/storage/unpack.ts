@@ -12,8 +12,9 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { BurrowError, runtimeText } from '../errors';
-import { runtimeBinary, runtimeError, runtimeSpawn } from '../runtime/client';
+import type { Readable } from 'node:stream';
+import { BurrowError } from '../errors';
+import { readReports, runtimeBinary, runtimeError, runtimeSpawn, statusFlags, type RuntimeOutcome } from '../runtime/client';
 import { hexOf, pidAlive } from './fsutil';
 import { contentSize } from './refs';
 import type { IdMap, LayerRecord, StorageSettings, Store } from './store';
@@ -48,17 +49,33 @@ function mapArgs(flag: string, maps: IdMap[]): string[] {
   return maps.flatMap((m) => [flag, m.join(':')]);
 }
 
-/** Runs jobs in the store's user namespace; resolves with one result per job. */
+/**
+ * What the unpacker skipped, as the jobs' statistics count it, in its words: said once per run
+ * (the runtime also writes them on its stderr, for people who run it by hand; we do not read that).
+ */
+const SKIPPED: ['skippedDevices' | 'skippedXattrs', string][] = [
+  ['skippedDevices', 'device nodes in the layer were skipped: burrow never creates device nodes from an image (rootless it cannot; a container gets its devices from the runtime)'],
+  ['skippedXattrs', 'security.* and trusted.* extended attributes in the layer were skipped (not settable rootless)'],
+];
+
+/**
+ * Runs jobs in the store's user namespace; resolves with one result per job. Its failure comes
+ * on the status channel (after the descriptors of `extra.stdio`) with its code, each job's
+ * result on stdout: its stderr is for people and never read for meaning.
+ */
 export function runInUserns<S = UnpackStats>(settings: StorageSettings, jobs: object[], whiteouts: 'overlay' | 'apply' = 'overlay', extra: RunExtra = {}): Promise<JobResult<S>[]> {
-  const args = ['unpack', '--whiteouts', whiteouts];
+  const statusFd = 3 + (extra.stdio?.length ?? 0);
+  const args = [...statusFlags(statusFd), 'unpack', '--whiteouts', whiteouts];
   if (settings.idMode !== 'root') args.push(...mapArgs('--uidmap', settings.uidMap), ...mapArgs('--gidmap', settings.gidMap));
   return new Promise((resolve, reject) => {
-    const child = runtimeSpawn(args, { stdio: ['pipe', 'pipe', 'pipe', ...(extra.stdio ?? [])] });
+    const child = runtimeSpawn(args, { stdio: ['pipe', 'pipe', 'ignore', ...(extra.stdio ?? []), 'pipe'] });
     extra.onSpawn?.(child);
     let out = '';
-    let err = '';
+    const said: RuntimeOutcome = {};
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    readReports(child.stdio[statusFd] as Readable, (r) => {
+      if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+    });
     child.on('error', (e) => reject(new BurrowError('ERUNTIME_MISSING', `cannot run ${runtimeBinary()}: ${e.message}`, 'run `npm ci` to build burrow-runtime')));
     child.on('close', (code) => {
       const results: JobResult<S>[] = out
@@ -67,10 +84,11 @@ export function runInUserns<S = UnpackStats>(settings: StorageSettings, jobs: ob
         .map((l) => JSON.parse(l) as JobResult<S>)
         .sort((a, b) => a.index - b.index);
       if (results.length !== jobs.length) {
-        reject(runtimeError(`unpacking the layers failed (exit ${code})`, { msg: runtimeText(err) || 'no output' }, { fallback: 'ELAYER_UNPACK' }));
+        const f = said.failure;
+        reject(runtimeError(`unpacking the layers failed (exit ${code})`, f ? { code: f.code, msg: f.msg } : { msg: 'it ended without a report' }, { fallback: 'ELAYER_UNPACK' }));
         return;
       }
-      for (const w of new Set(err.split('\n').filter((l) => l.includes('warning')))) process.stderr.write(`burrow: ${runtimeText(w)}\n`);
+      for (const [k, words] of SKIPPED) if (results.some((r) => ((r.stats as Partial<UnpackStats> | undefined)?.[k] ?? 0) > 0)) process.stderr.write(`burrow: warning: ${words}\n`);
       resolve(results);
     });
     child.stdin!.end(JSON.stringify(jobs));

@@ -71,7 +71,7 @@ export function registerResourceCommands(program: Command): void {
 
   program
     .command('update')
-    .description("change a running container's resource limits")
+    .description("change a container's resource limits (now if it runs, at its next start if not) or restart policy")
     .argument('<containers...>')
     .option('-m, --memory <bytes>', 'memory limit')
     .option('--memory-swap <bytes>', 'memory plus swap limit (-1: unlimited)')
@@ -84,13 +84,15 @@ export function registerResourceCommands(program: Command): void {
     .option('--cpuset-mems <list>', 'memory nodes allowed')
     .option('--pids-limit <n>', 'process limit')
     .option('--blkio-weight <weight>', 'block I/O weight')
-    .action(async (refs: string[], f: LimitFlags, cmd: Command) => {
+    .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:N]')
+    .action(async (refs: string[], f: LimitFlags & { restart?: string }, cmd: Command) => {
       const ctx = context(cmd);
-      const [{ Containers }, { update }, { native }] = await Promise.all([import('../../container/records'), import('../../container/resources'), import('../../native')]);
+      const [{ Containers }, engine] = await Promise.all([import('../../container/records'), import('../../engine/containers')]);
       const containers = new Containers(ctx.store);
-      const info = JSON.parse(native().cgroupInfo()) as { mode: string; enforceable: string[]; delegationRoot: string | null; manager: string };
+      const { restart, ...resources } = f;
+      const req = { resources, ...(restart !== undefined ? { restartPolicy: engine.parseRestartPolicy(restart) } : {}) };
       for (const ref of refs) {
-        update(ctx.store, containers.find(ref), f, info);
+        for (const w of await engine.updateContainer(ctx, containers.find(ref), req)) process.stderr.write(`WARNING: ${w}\n`);
         process.stdout.write(`${ref}\n`);
       }
     });

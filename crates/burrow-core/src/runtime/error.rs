@@ -41,6 +41,9 @@ pub enum RuntimeError {
     Hook { path: String, detail: String },
     #[error("{0}")]
     Usage(String),
+    /// A path `cp` was given that does not exist (or a component is not a directory).
+    #[error("{0}")]
+    PathNotFound(String),
     /// An idmapped mount the kernel or the configuration does not allow, with the reason.
     #[error("idmapped mount on {dst}: {detail}")]
     Idmap { dst: String, detail: String },
@@ -69,6 +72,7 @@ impl Coded for RuntimeError {
             RuntimeError::Seccomp(_) => crate::codes::ESECCOMP,
             RuntimeError::Hook { .. } => crate::codes::EHOOK,
             RuntimeError::Usage(_) => crate::codes::EUSAGE,
+            RuntimeError::PathNotFound(_) => crate::codes::EPATH_NOT_FOUND,
             RuntimeError::Idmap { .. } => crate::codes::EIDMAP,
             RuntimeError::UnsafeMount { .. } => crate::codes::EMOUNT_UNSAFE,
             RuntimeError::Cgroup(e) => e.code(),

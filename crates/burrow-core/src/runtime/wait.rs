@@ -93,6 +93,19 @@ fn pump(from: BorrowedFd, to: BorrowedFd) -> bool {
 pub trait Served {
     fn fd(&self) -> Option<BorrowedFd<'_>>;
     fn ready(&mut self);
+    /// Something with several descriptors, each with its own events (the foreground run's output
+    /// recorder: the container's pipes and the attach server's clients), appends them here and
+    /// gets their readiness, in the same order, in `dispatch`.
+    fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {
+        if let Some(fd) = self.fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+    }
+    fn dispatch(&mut self, ready: &[bool]) {
+        if ready.iter().any(|r| *r) {
+            self.ready();
+        }
+    }
 }
 
 /// Supervises `pid` until it exits; returns its status code. `master` is the pty to relay.
@@ -122,13 +135,12 @@ pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, extra: &
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
-        // (index in `extra`, its fd's index in `fds`)
+        // (index in `extra`, the range of its fds in `fds`)
         let mut served = Vec::new();
         for (k, e) in extra.iter().enumerate() {
-            if let Some(fd) = e.fd() {
-                served.push((k, fds.len()));
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
+            let at = fds.len();
+            e.poll_fds(&mut fds);
+            served.push((k, at..fds.len()));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -137,8 +149,8 @@ pub fn supervise_with(pid: i32, sfd: SignalFd, master: Option<OwnedFd>, extra: &
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
         for (k, at) in served {
-            if ready[at] {
-                extra[k].ready();
+            if !at.is_empty() {
+                extra[k].dispatch(&ready[at]);
             }
         }
         if let Some(m) = &master {

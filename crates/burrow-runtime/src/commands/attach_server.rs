@@ -10,8 +10,17 @@
 //!                                  which the kernel sends SIGWINCH to the terminal's foreground
 //!                     CLOSE_STDIN  the client's input ended: the stdin pipe is closed once what
 //!                                  came before is written (`start -ai` of a `-i` container)
+//!                     LOG_SEAM     where the log meets this client's live stream (attach with
+//!                                  logs=1): answered with SEAM
 //!   monitor → client  STDOUT, STDERR  output (with a terminal all of it is STDOUT)
 //!                     EXIT         the container's status (i32), after the exit record is written
+//!                     SEAM         the log's size in bytes (u64) now, followed by the output that
+//!                                  is not in the log yet (its partial lines) as STDOUT and STDERR
+//!                                  frames: everything the container wrote before is in the log
+//!                                  up to that size or in those frames, everything after comes as
+//!                                  live frames, so a client that drops the live frames before
+//!                                  SEAM and replays the log up to the size misses and repeats
+//!                                  nothing
 //! The monitor closes its clients when it is done with the container, after the exit command: the
 //! client of a `--rm` container then knows that it is removed, as Docker's client waits for.
 //! Output is framed rather than relayed raw (conmon relays raw bytes) because the status must
@@ -41,9 +50,24 @@ pub const SOCKET: &str = "attach.sock";
 const DATA: u8 = 1;
 const RESIZE: u8 = 2;
 const CLOSE_STDIN: u8 = 3;
+const LOG_SEAM: u8 = 4;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const EXIT: u8 = 3;
+const SEAM: u8 = 4;
+
+/// The log as its writer sees it: the bytes in the file, and the output not written to it yet
+/// (the partial lines of stdout and stderr), for LOG_SEAM.
+pub trait LogSeam {
+    fn seam(&self) -> (u64, [&[u8]; 2]);
+}
+
+/// No log (the "none" driver, or the tests): an empty seam.
+impl LogSeam for () {
+    fn seam(&self) -> (u64, [&[u8]; 2]) {
+        (0, [&[], &[]])
+    }
+}
 
 /// Larger client frames are a broken client, not input.
 const MAX_FRAME: usize = 1 << 20;
@@ -243,8 +267,9 @@ impl AttachServer {
         }
     }
 
-    /// Serves what `poll` found ready: `ready[k]` for the k-th descriptor of `poll_fds`.
-    pub fn dispatch(&mut self, ready: &[bool]) {
+    /// Serves what `poll` found ready: `ready[k]` for the k-th descriptor of `poll_fds`; `log`
+    /// answers LOG_SEAM.
+    pub fn dispatch(&mut self, ready: &[bool], log: &dyn LogSeam) {
         let slots: Vec<Slot> = self.slots().into_iter().map(|s| s.0).collect();
         for (k, slot) in slots.into_iter().enumerate() {
             if !ready.get(k).copied().unwrap_or(false) {
@@ -257,7 +282,18 @@ impl AttachServer {
                 Slot::Client(i) => {
                     let frames = self.clients[i].read_frames();
                     for (kind, payload) in frames {
-                        self.handle(kind, &payload);
+                        if kind == LOG_SEAM {
+                            let (size, partial) = log.seam();
+                            let c = &mut self.clients[i];
+                            c.push(SEAM, &size.to_be_bytes());
+                            for (kind, bytes) in [(STDOUT, partial[0]), (STDERR, partial[1])] {
+                                if !bytes.is_empty() {
+                                    c.push(kind, bytes);
+                                }
+                            }
+                        } else {
+                            self.handle(kind, &payload);
+                        }
                     }
                     self.clients[i].flush();
                 }
@@ -403,7 +439,7 @@ mod tests {
             let _ = poll(&mut fds, PollTimeout::from(1000u16));
             fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect::<Vec<bool>>()
         };
-        s.dispatch(&n);
+        s.dispatch(&n, &());
     }
 
     fn tempdir(tag: &str) -> PathBuf {
@@ -448,6 +484,43 @@ mod tests {
         mine.read_to_end(&mut out).unwrap();
         let mut want = frame(STDERR, b"err");
         want.extend(frame(EXIT, &7i32.to_be_bytes()));
+        assert_eq!(out, want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A log of 42 bytes with "par" of a line not written yet.
+    struct Fixed;
+    impl LogSeam for Fixed {
+        fn seam(&self) -> (u64, [&[u8]; 2]) {
+            (42, [b"par", &[]])
+        }
+    }
+
+    #[test]
+    fn log_seam_answers_the_size_and_the_partial_output() {
+        let dir = tempdir("seam");
+        let mut s = AttachServer::new(&dir, None, false);
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        s.adopt(OwnedFd::from(theirs));
+        s.output(0, b"live before\n");
+        mine.write_all(&frame(LOG_SEAM, b"")).unwrap();
+        let n = {
+            let mut fds = Vec::new();
+            s.poll_fds(&mut fds);
+            let _ = poll(&mut fds, PollTimeout::from(1000u16));
+            fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect::<Vec<bool>>()
+        };
+        s.dispatch(&n, &Fixed);
+        s.output(0, b"tial\n");
+        s.finish(0);
+        drop(s);
+        let mut out = Vec::new();
+        mine.read_to_end(&mut out).unwrap();
+        let mut want = frame(STDOUT, b"live before\n");
+        want.extend(frame(SEAM, &42u64.to_be_bytes()));
+        want.extend(frame(STDOUT, b"par"));
+        want.extend(frame(STDOUT, b"tial\n"));
+        want.extend(frame(EXIT, &0i32.to_be_bytes()));
         assert_eq!(out, want);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -14,6 +14,10 @@
 //! Ownership as Docker has it: files copied in belong to the container's root, files copied out
 //! to the user; --archive keeps the source's ids (as the container's namespace sees them).
 //!
+//! `cp --pid PID [--start-time T] --out --tar SRC -` writes SRC as a tar to stdout instead (the
+//! Engine API's archive GET, `docker cp` out), named by its last component ("." for the root),
+//! with the owners as the container sees them, as Docker writes them.
+//!
 //! `cp --pid PID [--start-time T] --stat PATH` only reports what PATH is (the Engine API's
 //! archive HEAD and its stat header), as one JSON line.
 
@@ -88,8 +92,14 @@ impl Side {
     }
 }
 
+/// A path that cannot be reached: EPATH_NOT_FOUND when it does not exist, with its code on the
+/// status channel (the archive endpoints answer 404 with it).
 fn not_found(side: &Side, path: &str, e: Errno) -> RuntimeError {
-    RuntimeError::Usage(format!("{}: {}", side.describe(path), e.desc()))
+    let msg = format!("{}: {}", side.describe(path), e.desc());
+    match e {
+        Errno::ENOENT | Errno::ENOTDIR => RuntimeError::PathNotFound(msg),
+        _ => RuntimeError::Usage(msg),
+    }
 }
 
 /// Copies `sname` in `sdir` to `dname` in `ddir`, recursively, never following a symlink.
@@ -269,6 +279,7 @@ pub fn main(args: &[String]) -> Result<i32> {
             Flag("archive", &["a"], false),
             Flag("follow-link", &["L"], false),
             Flag("stat", &[], false),
+            Flag("tar", &[], false),
         ],
     )?;
     let pid: i32 = p.value("pid").and_then(|v| v.parse().ok()).ok_or_else(|| RuntimeError::Usage("cp: --pid PID is required".into()))?;
@@ -310,6 +321,14 @@ pub fn main(args: &[String]) -> Result<i32> {
         return Err(RuntimeError::Usage(format!("{}: not a directory", ss.describe(src))));
     }
     let base = if sname == "." { String::new() } else { sname.clone() };
+    if p.bool("tar") {
+        if into || dest != "-" {
+            return Err(RuntimeError::Usage("cp --tar: only --out, to - (stdout)".into()));
+        }
+        let name = if base.is_empty() { "." } else { base.as_str() };
+        super::export::tar_to_stdout(sdir.as_raw_fd(), &cstr(OsStr::new(&sname)), name.as_bytes(), &src_path)?;
+        return Ok(0);
+    }
 
     // The destination: an existing directory (symlinks followed, inside the root), an existing
     // file, or a new name in an existing directory.
@@ -350,7 +369,7 @@ pub fn main(args: &[String]) -> Result<i32> {
             copy(sdir.as_raw_fd(), &sname_c, dp.as_raw_fd(), &cstr(OsStr::new(&dname)), &mut o, &src_path)?;
         }
         Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {
-            return Err(RuntimeError::Usage(format!("{}: the destination directory must exist", ds.describe(dest))));
+            return Err(RuntimeError::PathNotFound(format!("{}: the destination directory must exist", ds.describe(dest))));
         }
         Err(e) => return Err(not_found(&ds, dest, e)),
     }

@@ -215,6 +215,19 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
     Ok(())
 }
 
+/// Writes `n` of directory `dir` (and everything below it, when it is a directory) to stdout
+/// as a tar, named `name`, with the owners and modes as the current user namespace sees them:
+/// `cp --out --tar`, the Engine API's archive GET (what `docker cp` out reads).
+pub(super) fn tar_to_stdout(dir: RawFd, n: &CStr, name: &[u8], path: &str) -> Result<()> {
+    // SAFETY: fd 1 is ours for the life of the process; ManuallyDrop keeps it open after.
+    let stdout = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    let mut t = Tar { out: tar::Builder::new(BufWriter::with_capacity(1 << 20, &*stdout)), links: HashMap::new(), warned_socket: false };
+    entry(&mut t, dir, n, name.to_vec(), path)?;
+    let io = |e: std::io::Error| RuntimeError::Sys { op: "write the archive".into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) };
+    t.out.into_inner().map_err(io)?.flush().map_err(io)?;
+    Ok(())
+}
+
 pub fn main(args: &[String]) -> Result<i32> {
     let p = flags(args, &[Flag("pid", &[], true), Flag("start-time", &[], true)])?;
     let pid: i32 = p.value("pid").and_then(|v| v.parse().ok()).ok_or_else(|| RuntimeError::Usage("export: --pid PID is required".into()))?;

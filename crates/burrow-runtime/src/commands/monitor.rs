@@ -45,21 +45,46 @@ use super::{attach_server, id_command, Ctx};
 use crate::args::Flag;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Driver {
+pub(super) enum Driver {
     K8s,
     Json,
     None,
 }
 
-struct Log {
+impl Driver {
+    pub(super) fn parse(s: &str) -> Result<Driver> {
+        match s {
+            "k8s-file" => Ok(Driver::K8s),
+            "json-file" => Ok(Driver::Json),
+            "none" => Ok(Driver::None),
+            d => Err(RuntimeError::Usage(format!("unknown log driver {d}"))),
+        }
+    }
+}
+
+/// The container's log, D/ctr.log (also written by a foreground `run --dir`: run.rs).
+pub(super) struct Log {
     file: Option<std::fs::File>,
     driver: Driver,
     partial: [Vec<u8>; 2],
 }
 
+impl super::attach_server::LogSeam for Log {
+    fn seam(&self) -> (u64, [&[u8]; 2]) {
+        let size = self.file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
+        (size, [&self.partial[0], &self.partial[1]])
+    }
+}
+
 impl Log {
+    /// Appends to `path` (none with the "none" driver, or when it cannot be opened).
+    pub(super) fn open(path: &Path, driver: Driver) -> Log {
+        let file = if driver == Driver::None { None } else { std::fs::OpenOptions::new().create(true).append(true).open(path).ok() };
+        Log { file, driver, partial: [Vec::new(), Vec::new()] }
+    }
+
     /// Writes complete lines; keeps a partial line until more arrives or the stream ends.
-    fn write(&mut self, stream: usize, data: &[u8], flush: bool) {
+    pub(super) fn write(&mut self, stream: usize, data: &[u8], flush: bool) {
         if self.driver == Driver::None {
             return;
         }
@@ -105,7 +130,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe")
 }
 
-fn read_some(fd: RawFd) -> Option<Vec<u8>> {
+pub(super) fn read_some(fd: RawFd) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 65536];
     match nix::unistd::read(fd, &mut buf) {
         Ok(0) => None,
@@ -542,7 +567,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         if let Some(w) = oom_watch.as_mut().filter(|_| ready[oom_at]) {
             w.check();
         }
-        att.dispatch(&ready[att_at..]);
+        att.dispatch(&ready[att_at..], &log);
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,

@@ -6,19 +6,30 @@
 //! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
 //! the status on the status fd, appends the `die` event to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
+//!
+//! With `--log-driver` (and no terminal) it also records the output as the monitor does, as
+//! conmon does for every podman container: the container writes to pipes that this process
+//! relays to its own stdout and stderr (the caller's), appends to D/ctr.log, and serves to
+//! `attach` clients on D/attach.sock (attach_server.rs), so that `logs` and `attach` work for a
+//! container of a foreground `run` too.
 
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use burrow_core::runtime::create::{create, start};
-use burrow_core::runtime::error::{Result, RuntimeError};
+use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::holder::{self, ExitRecord};
 use burrow_core::runtime::{tty, wait};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::attach_server::AttachServer;
+use super::monitor::{read_some, Driver, Log};
 use super::{create::FLAGS, id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
-const HOLDER_FLAGS: [Flag; 4] = [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true), Flag("events-file", &[], true)];
+const HOLDER_FLAGS: [Flag; 5] =
+    [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true), Flag("events-file", &[], true), Flag("log-driver", &[], true)];
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
@@ -29,7 +40,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::status::open(fd)?;
     }
     let Some(dir) = p.value("dir").map(PathBuf::from) else {
-        let (code, _) = run(ctx, &p, id)?;
+        if p.has("log-driver") {
+            return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
+        }
+        let (code, _, _) = run(ctx, &p, id, None)?;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -38,19 +52,28 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if p.bool("detach") {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
     }
+    let driver = p.value("log-driver").map(Driver::parse).transpose()?;
     holder::write_holder(&dir);
     holder::write_started(&dir);
-    let r = run(ctx, &p, id.clone());
+    let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
         crate::status::error(e);
     }
     let rec = match &r {
-        Ok((code, oom)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
+        Ok((code, oom, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
     };
     holder::write_exit(&dir, &rec);
+    // Its attach clients get the status once it is recorded, as the monitor's do.
+    let mut att = match r {
+        Ok((_, _, Some(mut rec_out))) => {
+            rec_out.att.finish(rec.exit_code);
+            Some(rec_out.att)
+        }
+        _ => None,
+    };
     if let Some(ev) = p.value("events-file") {
         holder::append_event(std::path::Path::new(ev), &dir, &id, "die", &[("exitCode", rec.exit_code.to_string())]);
     }
@@ -67,10 +90,134 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if !cmd.is_empty() && holder::still_there(&dir) {
         holder::run_exit_command(&cmd);
     }
-    Ok(match r {
-        Ok((code, _)) => code,
-        Err(_) => 1,
-    })
+    // Closed after the exit command: an attached client of a --rm container waits for this.
+    att.take();
+    Ok(if rec.reason.is_none() { rec.exit_code } else { 1 })
+}
+
+/// The output of a foreground container without a terminal, recorded (see the top of the file).
+struct Recorder {
+    /// Per stream (stdout, stderr): the read end of the container's pipe, while it is open.
+    pipes: [Option<OwnedFd>; 2],
+    /// Our own stdout and stderr (the caller's), where the output is relayed; dropped once the
+    /// container is gone, so that a caller's `$(burrow run …)` ends with the CLI.
+    ours: [Option<OwnedFd>; 2],
+    log: Log,
+    att: AttachServer,
+}
+
+impl Recorder {
+    /// Pipes in place of our stdout and stderr, for the container to inherit; `restore` puts
+    /// ours back once it is created.
+    fn new(dir: &Path, driver: Driver) -> Result<(Recorder, [OwnedFd; 2])> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe");
+        let (r1, w1) = pipe()?;
+        let (r2, w2) = pipe()?;
+        // Close-on-exec copies: the container must not hold the caller's descriptors.
+        let keep = |fd: i32| -> Result<OwnedFd> {
+            let d = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).op("dup")?;
+            // SAFETY: the descriptor fcntl just made, owned by nothing else.
+            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(d) })
+        };
+        let ours = [Some(keep(1)?), Some(keep(2)?)];
+        nix::unistd::dup2(w1.as_raw_fd(), 1).op("dup2")?;
+        nix::unistd::dup2(w2.as_raw_fd(), 2).op("dup2")?;
+        let rec = Recorder { pipes: [Some(r1), Some(r2)], ours, log: Log::open(&dir.join("ctr.log"), driver), att: AttachServer::new(dir, None, false) };
+        Ok((rec, [w1, w2]))
+    }
+
+    /// Our stdout and stderr back (the container has its copies of the pipes).
+    fn restore(&self) {
+        for (k, fd) in [1, 2].into_iter().enumerate() {
+            if let Some(o) = &self.ours[k] {
+                let _ = nix::unistd::dup2(o.as_raw_fd(), fd);
+            }
+        }
+    }
+
+    fn relay(&mut self, k: usize) {
+        let Some(p) = &self.pipes[k] else { return };
+        match read_some(p.as_raw_fd()) {
+            Some(data) => {
+                self.att.output(k, &data);
+                self.log.write(k, &data, false);
+                let gone = self.ours[k].as_ref().is_some_and(|o| !write_all(o.as_fd(), &data));
+                if gone {
+                    // The caller's reader left (`burrow run IMG yes | head -1`): its pipe goes, so
+                    // the container's next write fails as it would have on the caller's pipe
+                    // (SIGPIPE), instead of being logged forever.
+                    self.ours[k] = None;
+                    self.pipes[k] = None;
+                }
+            }
+            None => self.pipes[k] = None,
+        }
+    }
+
+    /// After the exit: what the pipes still hold (leftover writers get a moment, not forever),
+    /// then the partial lines; our stdout and stderr are let go.
+    fn drain(&mut self) {
+        while self.pipes.iter().any(Option::is_some) {
+            let mut fds = Vec::new();
+            wait::Served::poll_fds(&*self, &mut fds);
+            let n = match poll(&mut fds, PollTimeout::from(200u16)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            if n == 0 {
+                break;
+            }
+            wait::Served::dispatch(self, &ready);
+        }
+        self.pipes = [None, None];
+        self.log.write(0, &[], true);
+        self.log.write(1, &[], true);
+        self.ours = [None, None];
+    }
+}
+
+/// Writes everything to the caller's stdout or stderr; false when its reader is gone (EPIPE).
+fn write_all(fd: BorrowedFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
+            Err(nix::errno::Errno::EPIPE) => return false,
+            // Anything else (a full disk behind a redirection): the output still goes to the
+            // log and the clients.
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+impl wait::Served for Recorder {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn ready(&mut self) {}
+
+    fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {
+        for p in self.pipes.iter().flatten() {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        self.att.poll_fds(fds);
+    }
+
+    fn dispatch(&mut self, ready: &[bool]) {
+        let open: Vec<usize> = (0..2).filter(|&k| self.pipes[k].is_some()).collect();
+        for (i, &k) in open.iter().enumerate() {
+            if ready.get(i).copied().unwrap_or(false) {
+                self.relay(k);
+            }
+        }
+        let n = open.len();
+        self.att.dispatch(ready.get(n..).unwrap_or(&[]), &self.log);
+    }
 }
 
 /// Our stdio becomes /dev/null: a caller's `$(burrow run --rm …)` ends when the CLI does.
@@ -82,9 +229,10 @@ fn release_stdio() {
     }
 }
 
-/// Creates, starts and (in the foreground) supervises; the status and whether the OOM killer
-/// struck.
-fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
+/// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
+/// struck, and the recorder of its output when `record` asks for one (a foreground run without
+/// a terminal).
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<(i32, bool, Option<Recorder>)> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
@@ -101,7 +249,18 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
         o.console_fd = Some(b);
         console_peer = Some(a);
     }
-    let created = create(o)?;
+    // The container's stdout and stderr: pipes we read, while it is created.
+    let recorder = match record.filter(|_| !detach && console_peer.is_none() && o.console_socket.is_none()) {
+        Some((dir, driver)) => Some(Recorder::new(dir, driver)?),
+        None => None,
+    };
+    let created = create(o);
+    let mut recorder = recorder.map(|(r, ends)| {
+        r.restore();
+        drop(ends);
+        r
+    });
+    let created = created?;
     crate::log::created(&created.state);
     let master = match &console_peer {
         Some(peer) => Some(tty::recv_fd(std::os::fd::AsRawFd::as_raw_fd(peer))?),
@@ -118,7 +277,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok((0, false));
+        return Ok((0, false, None));
     }
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
@@ -131,11 +290,17 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
     if let Some(n) = net.as_mut() {
         served.push(n);
     }
+    if let Some(r) = recorder.as_mut() {
+        served.push(r);
+    }
     if let Some(w) = oom_watch.as_mut() {
         served.push(w);
     }
     let code = wait::supervise_with(created.state.pid, sfd, master, &mut served)?;
     drop(served);
+    if let Some(r) = recorder.as_mut() {
+        r.drain();
+    }
     let oom = match oom_watch.as_mut() {
         Some(w) => w.killed(),
         None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
@@ -146,7 +311,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String) -> Result<(i32, bool)> {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok((code, oom))
+    Ok((code, oom, recorder))
 }
 
 fn wants_terminal(bundle: &std::path::Path) -> bool {

@@ -202,6 +202,8 @@ pub fn main(args: &[String]) -> Result<i32> {
                 Ok(true) => 0,
                 Ok(false) => 1,
                 Err(e) => {
+                    // The channel (inherited across the fork) carries it with its code.
+                    crate::status::error(&e);
                     eprintln!("burrow-runtime unpack: {e}");
                     2
                 }
