@@ -1,0 +1,291 @@
+/**
+ * `burrow build`: real builds from the busybox image of the test harness, run through the CLI
+ * as a user would, as root and as the unprivileged test user: RUN/COPY/ENV/WORKDIR/USER/CMD and
+ * the result run; multi-stage builds with COPY --from and a skipped stage; ARG before FROM and
+ * --build-arg; .dockerignore with `!` exceptions; heredocs; COPY --chown with names; ONBUILD;
+ * RUN --mount=type=cache; the cache (no change, touch, one edit, --no-cache); a failing RUN
+ * leaves nothing behind; a hostile context cannot make COPY read outside it; push and skopeo.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGE, leftovers, setup, type Env } from './lifecycle.helpers';
+import { exec } from './image-helpers';
+// @ts-expect-error plain ESM harness module without types
+import { startRegistry } from '../harness/registry.mjs';
+
+let env: Env;
+beforeAll(() => {
+  env = setup('build');
+});
+afterEach(() => env.cleanup());
+afterAll(() => env?.dispose());
+
+const T = { timeout: 180_000 };
+const b = (args: string[], opts?: { input?: string; timeout?: number }) => env.b(args, { timeout: 170_000, ...opts });
+const ok = (args: string[], opts?: { input?: string }) => {
+  const r = b(args, opts);
+  expect(r.code, `burrow ${args.join(' ')}:\n${r.stderr}`).toBe(0);
+  return r;
+};
+
+let n = 0;
+/** A fresh context directory with these files (a Dockerfile among them). */
+function context(files: Record<string, string>): string {
+  const dir = path.join(env.work, `ctx-${++n}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+const build = (dir: string, ...args: string[]) => ok(['build', '--progress', 'plain', ...args, dir]);
+const run = (image: string, ...cmd: string[]) => ok(['run', '--rm', image, ...cmd]).stdout;
+const config = (image: string) => JSON.parse(ok(['image', 'inspect', '-f', '{{json .Config}}', image]).stdout) as Record<string, unknown>;
+const cachedSteps = (stderr: string) => stderr.split('\n').filter((l) => l === '--> Using cache').length;
+const HD = 'EOF';
+
+describe('burrow build', () => {
+  it('builds RUN, COPY, ENV, WORKDIR, USER and CMD, and the image runs', () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE}`,
+        'ENV GREETING=hello',
+        'WORKDIR /app',
+        'COPY hello.txt sub/ ./',
+        'RUN echo "$GREETING from run" > made.txt && mkdir -p /data && chown 65534 /data',
+        'USER nobody',
+        'CMD ["sh", "-c", "cat /app/hello.txt /app/made.txt /app/inner.txt; id -u; pwd"]',
+        '',
+      ].join('\n'),
+      'hello.txt': 'hello from the context\n',
+      'sub/inner.txt': 'inner file\n',
+    });
+    const r = build(dir, '-t', 'b-basic');
+    expect(r.stderr).toContain('STEP 1/7: FROM');
+    expect(r.stderr).toContain('STEP 5/7: RUN echo');
+    expect(r.stdout.trim()).toMatch(/^[a-f0-9]{64}$/);
+    expect(run('b-basic')).toBe('hello from the context\nhello from run\ninner file\n65534\n/app\n');
+    const c = config('b-basic');
+    expect(c.Env).toContain('GREETING=hello');
+    expect(c.WorkingDir).toBe('/app');
+    expect(c.User).toBe('nobody');
+    expect(c.Cmd).toEqual(['sh', '-c', 'cat /app/hello.txt /app/made.txt /app/inner.txt; id -u; pwd']);
+    const layers = JSON.parse(ok(['image', 'inspect', '-f', '{{json .RootFS.Layers}}', 'b-basic']).stdout) as string[];
+    // busybox's one layer, WORKDIR's directory, COPY's and RUN's.
+    expect(layers.length).toBe(4);
+    expect(run('b-basic', 'stat', '-c', '%u', '/data')).toBe('65534\n');
+  }, T);
+
+  it('builds only the stages the target needs, with COPY --from a stage', () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE} AS build`,
+        'RUN mkdir /out && echo built > /out/artifact',
+        `FROM ${IMAGE} AS unused`,
+        'RUN echo this stage must not run; exit 3',
+        `FROM ${IMAGE}`,
+        'COPY --from=build /out/artifact /artifact',
+        'CMD ["cat", "/artifact"]',
+        '',
+      ].join('\n'),
+    });
+    const r = build(dir, '-t', 'b-multi');
+    expect(r.stderr).not.toContain('must not run');
+    expect(run('b-multi')).toBe('built\n');
+    // --target stops at a stage.
+    const t = build(dir, '--target', 'build', '-t', 'b-multi-build');
+    expect(t.stderr).not.toContain('COPY --from');
+    expect(run('b-multi-build', 'cat', '/out/artifact')).toBe('built\n');
+  }, T);
+
+  it("takes ARG before FROM and --build-arg, with Docker's scoping", () => {
+    const dir = context({
+      Dockerfile: [
+        'ARG BASE=nonexistent-image',
+        'ARG VERSION=1.0',
+        'FROM ${BASE}',
+        'ARG VERSION',
+        'ARG OTHER=default',
+        'RUN echo "v=$VERSION o=$OTHER arch=$TARGETARCH" > /args',
+        'CMD ["cat", "/args"]',
+        '',
+      ].join('\n'),
+    });
+    build(dir, '--build-arg', `BASE=${IMAGE}`, '--build-arg', 'OTHER=given', '-t', 'b-args');
+    expect(run('b-args')).toMatch(/^v=1\.0 o=given arch=(amd64|arm64|arm|386|ppc64le|s390x|riscv64)\n$/);
+    const bad = b(['build', '--build-arg', '1X=2', dir]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--build-arg');
+  }, T);
+
+  it('applies .dockerignore with ! exceptions', () => {
+    const dir = context({
+      Dockerfile: `FROM ${IMAGE}\nCOPY . /ctx\nCMD ["find", "/ctx", "-type", "f"]\n`,
+      '.dockerignore': 'secret*\nlogs/\n!logs/keep.log\n*.tmp\n',
+      'secret.key': 'no',
+      'app.txt': 'yes',
+      'x.tmp': 'no',
+      'logs/a.log': 'no',
+      'logs/keep.log': 'yes',
+    });
+    build(dir, '-t', 'b-ignore');
+    const files = run('b-ignore').trim().split('\n').sort();
+    expect(files).toEqual(['/ctx/.dockerignore', '/ctx/Dockerfile', '/ctx/app.txt', '/ctx/logs/keep.log']);
+  }, T);
+
+  it('runs heredocs in RUN and writes them with COPY', () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE}`,
+        'ARG NAME=world',
+        `RUN <<${HD}`,
+        'echo "first line" > /run1',
+        'echo "second $NAME" >> /run1',
+        HD,
+        `COPY <<${HD} /etc/greeting`,
+        'hello ${NAME}',
+        HD,
+        'CMD ["cat", "/run1", "/etc/greeting"]',
+        '',
+      ].join('\n'),
+    });
+    build(dir, '-t', 'b-heredoc');
+    expect(run('b-heredoc')).toBe('first line\nsecond world\nhello world\n');
+  }, T);
+
+  it("resolves COPY --chown and USER names from the stage's passwd and group", () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE}`,
+        "RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'staff:x:2000:' >> /etc/group",
+        'COPY --chown=app:staff --chmod=640 file.txt /srv/file.txt',
+        'COPY --chown=app dir/ /srv/dir/',
+        'USER app',
+        `CMD ["sh", "-c", "stat -c '%u %g %a' /srv/file.txt /srv/dir/f; id -u"]`,
+        '',
+      ].join('\n'),
+      'file.txt': 'x',
+      'dir/f': 'y',
+    });
+    build(dir, '-t', 'b-chown');
+    expect(run('b-chown')).toBe('1000 2000 640\n1000 1000 644\n1000\n');
+  }, T);
+
+  it("runs a parent image's ONBUILD triggers in a child build", () => {
+    const parent = context({ Dockerfile: `FROM ${IMAGE}\nONBUILD COPY marker.txt /marker\nONBUILD RUN echo triggered >> /marker\n` });
+    build(parent, '-t', 'b-onbuild-parent');
+    expect(config('b-onbuild-parent').OnBuild).toEqual(['COPY marker.txt /marker', 'RUN echo triggered >> /marker']);
+    const child = context({ Dockerfile: 'FROM b-onbuild-parent\nCMD ["cat", "/marker"]\n', 'marker.txt': 'from the child context\n' });
+    build(child, '-t', 'b-onbuild-child');
+    expect(run('b-onbuild-child')).toBe('from the child context\ntriggered\n');
+    expect(config('b-onbuild-child').OnBuild ?? null).toBeNull();
+  }, T);
+
+  it('keeps RUN --mount=type=cache between builds, out of the image', () => {
+    const df = (tag: string) => `FROM ${IMAGE}\nRUN --mount=type=cache,target=/cache,id=b-test echo ${tag} >> /cache/runs && cat /cache/runs > /seen\n`;
+    build(context({ Dockerfile: df('one') }), '-t', 'b-cache1');
+    build(context({ Dockerfile: df('two') }), '-t', 'b-cache2');
+    expect(run('b-cache2', 'cat', '/seen')).toBe('one\ntwo\n');
+    expect(run('b-cache2', 'ls', '-A', '/cache')).toBe('');
+  }, T);
+
+  it('caches by content: a rebuild hits, touch keeps the cache, an edit rebuilds from its step, --no-cache rebuilds', () => {
+    const dir = context({
+      Dockerfile: `FROM ${IMAGE}\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nCOPY b.txt /b.txt\n`,
+      'a.txt': 'a1',
+      'b.txt': 'b1',
+    });
+    const first = build(dir, '-t', 'b-cached');
+    expect(cachedSteps(first.stderr)).toBe(0);
+    const again = build(dir, '-t', 'b-cached');
+    expect(cachedSteps(again.stderr)).toBe(4);
+    expect(again.stdout).toBe(first.stdout);
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(path.join(dir, 'a.txt'), later, later);
+    expect(cachedSteps(build(dir, '-t', 'b-cached').stderr)).toBe(4);
+    fs.writeFileSync(path.join(dir, 'a.txt'), 'a2');
+    const edited = build(dir, '-t', 'b-cached');
+    // RUN echo one hits; COPY a.txt and everything after it runs again.
+    expect(cachedSteps(edited.stderr)).toBe(1);
+    expect(run('b-cached', 'cat', '/copy')).toBe('a2');
+    const nocache = build(dir, '--no-cache', '-t', 'b-cached');
+    expect(cachedSteps(nocache.stderr)).toBe(0);
+    // The cache's layers survive a prune of every image.
+    ok(['rmi', 'b-cached']);
+    ok(['image', 'prune', '-a', '-f']);
+    expect(cachedSteps(build(dir, '-t', 'b-cached').stderr)).toBe(4);
+  }, T);
+
+  it('a failing RUN shows the step, the command, its status and output, and leaves nothing behind', () => {
+    const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo before\nRUN echo the-last-words; exit 7\nRUN echo never\n` });
+    const images = ok(['images', '-q', '--no-trunc']).stdout;
+    const containers = fs.readdirSync(path.join(env.store, 'containers')).length;
+    const r = b(['build', '--progress', 'plain', '-t', 'b-fails', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('STEP 3/4: RUN echo the-last-words; exit 7');
+    expect(r.stderr).toMatch(/exited with status 7/);
+    expect(r.stderr).toContain('the-last-words');
+    expect(r.stderr).not.toContain('STEP 4/4');
+    expect(ok(['ps', '-aq']).stdout).toBe('');
+    expect(ok(['images', '-q', '--no-trunc']).stdout).toBe(images);
+    expect(fs.readdirSync(path.join(env.store, 'containers')).length).toBe(containers);
+    expect(leftovers(env.runroot, [])).toEqual([]);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(env.store);
+    expect(fs.readdirSync(path.join(env.store, 'tmp')).filter((f) => f.startsWith('build-'))).toEqual([]);
+  }, T);
+
+  it('a context with symlinks pointing outside it cannot make COPY read outside it', () => {
+    const outside = path.join(env.work, 'outside-secret');
+    fs.writeFileSync(outside, 'host secret\n');
+    const dir = context({ Dockerfile: `FROM ${IMAGE}\nCOPY leak /leak\n` });
+    fs.symlinkSync(outside, path.join(dir, 'leak'));
+    const r = b(['build', dir]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('leak');
+    const dir2 = context({ Dockerfile: `FROM ${IMAGE}\nCOPY up/outside-secret /leak\n` });
+    fs.symlinkSync('../..', path.join(dir2, 'up'));
+    expect(b(['build', dir2]).code).not.toBe(0);
+    // A link inside a copied directory is copied as a link, not followed.
+    const dir3 = context({ Dockerfile: `FROM ${IMAGE}\nCOPY d /d\n`, 'd/real': 'r' });
+    fs.symlinkSync(outside, path.join(dir3, 'd', 'link'));
+    build(dir3, '-t', 'b-links');
+    expect(run('b-links', 'readlink', '/d/link')).toBe(`${outside}\n`);
+    expect(b(['run', '--rm', 'b-links', 'cat', '/d/link']).code).not.toBe(0);
+  }, T);
+
+  it('fails before any work on an unknown --target or a missing COPY source', () => {
+    const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo ran-a-step\nCOPY missing.txt /x\n` });
+    const r = b(['build', '--progress', 'plain', dir]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('missing.txt');
+    const t = b(['build', '--target', 'nope', dir]);
+    expect(t.code).not.toBe(0);
+    expect(t.stderr).toContain('nope');
+    expect(t.stderr).not.toContain('ran-a-step');
+  }, T);
+
+  it('builds, pushes to a registry, and skopeo reads it back', async () => {
+    const reg = await startRegistry({ mode: 'anonymous' });
+    try {
+      const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo pushed > /pushed\nCMD ["cat", "/pushed"]\n` });
+      const ref = `${reg.host}/built/x:1`;
+      build(dir, '-t', ref);
+      ok(['push', '--tls-verify=false', ref]);
+      const sk = { env: { TMPDIR: env.work, HOME: env.work } };
+      const inspect = await exec('skopeo', ['inspect', '--tls-verify=false', '--config', `docker://${ref}`], sk);
+      expect(inspect.code, inspect.stderr).toBe(0);
+      expect((JSON.parse(inspect.stdout) as { config: { Cmd: string[] } }).config.Cmd).toEqual(['cat', '/pushed']);
+      const oci = path.join(env.work, 'skopeo-oci');
+      const copy = await exec('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${oci}:x`], sk);
+      expect(copy.code, copy.stderr).toBe(0);
+      ok(['rmi', ref]);
+      ok(['pull', '--tls-verify=false', ref]);
+      expect(run(ref)).toBe('pushed\n');
+    } finally {
+      await reg.stop();
+    }
+  }, T);
+});
