@@ -109,6 +109,7 @@ describe('burrow build', () => {
         'FROM ${BASE}',
         'ARG VERSION',
         'ARG OTHER=default',
+        'ARG TARGETARCH',
         'RUN echo "v=$VERSION o=$OTHER arch=$TARGETARCH" > /args',
         'CMD ["cat", "/args"]',
         '',

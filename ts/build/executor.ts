@@ -14,7 +14,7 @@ import type { ImageRecord, StorageSettings } from '../storage/store';
 import { hostPlatform, formatPlatform } from '../image/manifest';
 import type { ArgInstruction, CommandForm, Dockerfile, Instruction, Stage } from './dockerfile/ast';
 import { cacheGet, cacheKey, cachePut } from './cache';
-import type { BuildContext } from './context';
+import { matchSources, type BuildContext } from './context';
 import { copyStep, resolveChown } from './copy';
 import { expand, expandHeredoc, expandList, ignoreFn, parse, parseTriggers, type Vars } from './frontend';
 import { cloneState, commitImage, imageState, record, scratchConfig, adoptLayer, type BuildState } from './state';
@@ -169,6 +169,13 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
   visit(target);
   // Step numbers across the needed stages, in file order (podman's STEP N/M).
   const ordered = stages.filter((s) => needed.has(s));
+  // COPY/ADD sources that need no variable: missing or outside the context fails now.
+  for (const s of ordered) {
+    for (const ins of s.stage.instructions) {
+      if ((ins.kind !== 'COPY' && ins.kind !== 'ADD') || ins.from) continue;
+      for (const src of ins.sources) if (!src.includes('$') && !/^https?:\/\//i.test(src)) matchSources(bctx, src);
+    }
+  }
   const total = ordered.reduce((n, s) => n + 1 + s.stage.instructions.length, 0);
   const firstStep = new Map<StageRun, number>();
   {
@@ -246,8 +253,10 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
       const img = await pullImage(ref);
       return imageState(store, img, cacheKey('image', img.id));
     });
-    // Args in this stage's scope: predefined ones, and those its ARGs declare.
-    const args: Vars = { ...predefined };
+    // Args in this stage's scope: those its ARGs declare (a global or predefined one only once
+    // redeclared, as in Docker); the proxy args reach RUN without one.
+    const args: Vars = {};
+    const proxies = Object.fromEntries(PROXY_ARGS.filter((p) => req.buildArgs[p] !== undefined).map((p) => [p, req.buildArgs[p]!]));
     const env = (): Vars => {
       const v: Vars = { ...args };
       for (const e of state.config.config.Env ?? []) {
@@ -260,7 +269,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
     const layerDirs = () => [...state.layers].reverse().map((l) => store.layerDir(l.diffId));
     let cmdSetHere = false;
     const shell = () => state.config.config.Shell ?? ['/bin/sh', '-c'];
-    const usedArgs = (): string[] => Object.entries(args).filter(([k]) => !(k in predefined) || req.buildArgs[k] !== undefined).map(([k, v]) => `${k}=${v}`).sort();
+    const usedArgs = (): string[] => Object.entries(args).map(([k, v]) => `${k}=${v}`).sort();
 
     /** One cached step: a hit reuses the result; a miss runs `fn` on a copy and saves it. */
     const cachedStep = async (key: string, fn: (s: BuildState) => Promise<void>): Promise<void> => {
@@ -282,9 +291,8 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
       switch (ins.kind) {
         case 'ARG':
           for (const { name: n, default: def } of (ins as ArgInstruction).args) {
-            const v = req.buildArgs[n] ?? declaredGlobal[n] ?? (def !== undefined ? x(def) : undefined);
+            const v = req.buildArgs[n] ?? (def !== undefined ? x(def) : (declaredGlobal[n] ?? predefined[n]));
             if (v !== undefined) args[n] = v;
-            else args[n] = '';
           }
           return;
         case 'ENV': {
@@ -411,7 +419,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
             const { runStep } = await import('./run');
             const mounts = await prepareMounts(store, settings, bctx, ins.mounts.map((m) => ({ ...m, ...(m.target ? { target: x(m.target) } : {}), ...(m.source ? { source: x(m.source) } : {}), ...(m.id ? { id: x(m.id) } : {}), ...(m.from ? { from: x(m.from) } : {}) })), req.secrets, s.config.config.WorkingDir || '/', fromSource, tmpDir);
             try {
-              const runEnv = [...Object.entries(args).filter(([k]) => !(s.config.config.Env ?? []).some((e) => e.startsWith(`${k}=`))).map(([k, v]) => `${k}=${v}`)];
+              const runEnv = [...Object.entries({ ...proxies, ...args }).filter(([k]) => !(s.config.config.Env ?? []).some((e) => e.startsWith(`${k}=`))).map(([k, v]) => `${k}=${v}`)];
               const r = await runStep(store, settings, ctx.runRoot, s, {
                 argv,
                 env: runEnv,
