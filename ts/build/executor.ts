@@ -95,12 +95,12 @@ function argvOf(cmd: CommandForm, shell: string[]): string[] {
 function durationNs(s: string | undefined): number | undefined {
   if (s === undefined) return undefined;
   let total = 0;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
+  const re = /(\d+(?:\.\d+)?)(ns|us|\u00b5s|ms|s|m|h)/g;
   let m: RegExpExecArray | null;
   let seen = '';
   while ((m = re.exec(s))) {
     seen += m[0];
-    total += Number(m[1]) * { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 }[m[2] as 'ns']!;
+    total += Number(m[1]) * ({ ns: 1, us: 1e3, '\u00b5s': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 } as Record<string, number>)[m[2]!]!;
   }
   if (seen !== s) throw inputError(`invalid duration ${s}: want e.g. 30s, 1m30s`);
   return Math.round(total);

@@ -152,7 +152,7 @@ export async function buildCommand(ctxArg: string, flags: BuildFlags, cmd: Comma
     atLineStart = true;
   };
   const onEvent = (e: BuildEvent) => {
-    if (e.type === 'step') say(`[${e.stage}] STEP ${e.index}/${e.total}: ${e.instruction.split('\n')[0]}`);
+    if (e.type === 'step') say(`STEP ${e.index}/${e.total}: ${e.instruction.split('\n')[0]}`);
     else if (e.type === 'cached') say('--> Using cache');
     else if (e.type === 'pull') say(`Resolving "${e.image}": ${e.message}`);
     else if (e.type === 'output' && !quiet) {
