@@ -6,6 +6,7 @@
  * RUN --mount=type=cache; the cache (no change, touch, one edit, --no-cache); a failing RUN
  * leaves nothing behind; a hostile context cannot make COPY read outside it; push and skopeo.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -266,6 +267,26 @@ describe('burrow build', () => {
     expect(t.code).not.toBe(0);
     expect(t.stderr).toContain('nope');
     expect(t.stderr).not.toContain('ran-a-step');
+  }, T);
+
+  it('takes a Dockerfile or a tar on stdin, writes --iidfile and --output, and -q prints only the id', () => {
+    const q = ok(['build', '-q', '-'], { input: `FROM ${IMAGE}\nRUN echo from-stdin > /stdin\n` });
+    expect(q.stdout).toMatch(/^[a-f0-9]{64}\n$/);
+    expect(q.stderr).toBe('');
+    const src = context({ Dockerfile: `FROM ${IMAGE}\nCOPY f.txt /f.txt\n`, 'f.txt': 'in the tar\n' });
+    const tarFile = path.join(env.work, 'ctx.tar');
+    expect(spawnSync('tar', ['-cf', tarFile, '-C', src, '.']).status).toBe(0);
+    const iid = path.join(env.work, 'iid');
+    const out = path.join(env.work, 'rootfs.tar');
+    const local = path.join(env.work, 'local-out');
+    const r = b(['build', '--iidfile', iid, '-t', 'b-stdin-tar', '--output', 'type=image', '--output', `type=tar,dest=${out}`, '--output', `type=local,dest=${local}`, '-'], { input: fs.readFileSync(tarFile, 'latin1') });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(iid, 'utf8')).toBe(`sha256:${r.stdout.trim()}`);
+    expect(run('b-stdin-tar', 'cat', '/f.txt')).toBe('in the tar\n');
+    expect(fs.readFileSync(path.join(local, 'f.txt'), 'utf8')).toBe('in the tar\n');
+    expect(fs.existsSync(path.join(local, 'bin', 'busybox'))).toBe(true);
+    const list = spawnSync('tar', ['-tf', out], { encoding: 'utf8' }).stdout;
+    expect(list).toMatch(/(^|\n)(\.\/)?f\.txt\n/);
   }, T);
 
   it('builds, pushes to a registry, and skopeo reads it back', async () => {
