@@ -92,3 +92,23 @@ describe('hashTree', () => {
     expect(cacheKey('a', ['x'])).not.toBe(cacheKey('a', ['y']));
   });
 });
+
+describe('the build cache in the store', () => {
+  it('gives back a saved state only while its layers exist, and its content counts as referenced', async () => {
+    const { Store } = await import('../../ts/storage/store');
+    const { cacheGet, cachePut } = await import('../../ts/build/cache');
+    const { buildCacheContent } = await import('../../ts/storage/refs');
+    const s = new Store(path.join(work, 'store'));
+    s.init();
+    const diffId = `sha256:${'a'.repeat(64)}`;
+    const digest = `sha256:${'b'.repeat(64)}`;
+    const state = { config: { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers' as const, diff_ids: [diffId] }, history: [] }, layers: [{ digest, diffId, size: 1, mediaType: 'x' }], key: cacheKey('k') };
+    cachePut(s, state);
+    expect(cacheGet(s, state.key)).toBeUndefined(); // its layer is not in the store
+    fs.writeFileSync(s.blobPath(digest), 'x');
+    s.commitLayer({ diffId, digest, size: 1, entries: 0, bytes: 0, skippedChown: 0, unpackedAt: '' });
+    expect(cacheGet(s, state.key)?.layers).toEqual(state.layers);
+    expect(cacheGet(s, cacheKey('other'))).toBeUndefined();
+    expect(buildCacheContent(s)).toEqual({ layers: ['a'.repeat(64)], blobs: ['b'.repeat(64)] });
+  });
+});
