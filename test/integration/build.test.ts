@@ -6,12 +6,13 @@
  * RUN --mount=type=cache; the cache (no change, touch, one edit, --no-cache); a failing RUN
  * leaves nothing behind; a hostile context cannot make COPY read outside it; push and skopeo.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, leftovers, setup, type Env } from './lifecycle.helpers';
 import { exec } from './image-helpers';
+import { BIN } from './helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 
@@ -237,6 +238,26 @@ describe('burrow build', () => {
     expect(leftovers(env.runroot, [])).toEqual([]);
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(env.store);
     expect(fs.readdirSync(path.join(env.store, 'tmp')).filter((f) => f.startsWith('build-'))).toEqual([]);
+  }, T);
+
+  it('Ctrl-C stops the running step and leaves nothing behind', async () => {
+    const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo started; sleep 120\n` });
+    const images = ok(['images', '-q', '--no-trunc']).stdout;
+    const child = spawn(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, 'build', '--progress', 'plain', '-t', 'b-interrupted', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    await new Promise<void>((resolve) =>
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('started\n')) resolve();
+      }),
+    );
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(code, err).toBe(1);
+    expect(err).toContain('interrupted');
+    expect(ok(['ps', '-aq']).stdout).toBe('');
+    expect(ok(['images', '-q', '--no-trunc']).stdout).toBe(images);
+    expect(leftovers(env.runroot, [])).toEqual([]);
   }, T);
 
   it('a context with symlinks pointing outside it cannot make COPY read outside it', () => {
