@@ -13,7 +13,12 @@
  * CONTRACT (lead, for the build helpers): the functions below are implemented by the `bpack`
  * branch; ts/build uses them only through this module.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import type { RootfsRecord } from './rootfs';
 import type { StorageSettings } from './store';
+import { runInUserns } from './unpack';
 
 export interface PackResult {
   /** sha256 of the uncompressed tar (the image config's rootfs.diff_ids entry). */
@@ -59,8 +64,80 @@ export interface PackEntry {
   exclude?: string[];
 }
 
+/** What a pack job reports (image/pack.rs, PackStats). */
+interface PackStats {
+  diffId: string;
+  digest: string;
+  size: number;
+  entries: number;
+}
+
+const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+const TAR = 'application/vnd.oci.image.layer.v1.tar';
+
+/** Codes of the runtime's pack jobs that keep their name here; any other failure is EPACK. */
+function packError(what: string, code: string | undefined, msg: string): BurrowError {
+  if (code === 'ELAYER_UNSAFE') return new BurrowError('ELAYER_UNSAFE', `${what}: ${msg}`, 'a source is a symlink (or has one on its path) that leads outside the build context; burrow does not follow it');
+  return new BurrowError('EPACK', `${what}: ${msg}`);
+}
+
+async function runPack(settings: StorageSettings, what: string, pack: object, outFile: string, opts: PackOptions): Promise<PackResult> {
+  const compress = opts.compress ?? 'gzip';
+  if (opts.signal?.aborted) throw new BurrowError('EPACK', `${what}: stopped`);
+  let stop: (() => void) | undefined;
+  try {
+    const [r] = await runInUserns<PackStats>(settings, [{ pack, out: outFile, compress }], 'overlay', {
+      onSpawn: (child) => {
+        stop = () => child.kill('SIGKILL');
+        opts.signal?.addEventListener('abort', stop, { once: true });
+      },
+    }).catch((e: unknown) => {
+      throw new BurrowError('EPACK', `${what}: ${(e as Error).message}`);
+    });
+    if (opts.signal?.aborted) throw new BurrowError('EPACK', `${what}: stopped`);
+    if (!r?.ok || !r.stats) throw packError(what, r?.code, r?.error ?? 'the pack job failed');
+    const st = r.stats;
+    return { diffId: st.diffId, digest: st.digest, size: st.size, entries: st.entries, mediaType: compress === 'gzip' ? GZIP : TAR };
+  } catch (e) {
+    // The runtime removes a file it failed to finish; a killed runtime cannot.
+    fs.rmSync(outFile, { force: true });
+    throw e;
+  } finally {
+    if (stop) opts.signal?.removeEventListener('abort', stop);
+  }
+}
+
+/**
+ * The upper directory of a container's root filesystem (rootfs.ts's record), for packUpper.
+ * The copy driver has none: its container writes into a full copy of the image, whose changes
+ * cannot be told from the image without comparing the trees.
+ */
+export function upperDirOf(rootfs: RootfsRecord): string {
+  if (rootfs.driver === 'copy') throw noUpper(path.join(rootfs.dir, 'rootfs'));
+  return path.join(rootfs.dir, 'upper');
+}
+
+function noUpper(dir: string): BurrowError {
+  return new BurrowError(
+    'EPACK',
+    `cannot take the container's changes as a layer: ${dir} is a copy driver's root filesystem, which has no overlay upper directory`,
+    'build with --storage-driver overlay or fuse-overlayfs (or BURROW_STORAGE_DRIVER)',
+  );
+}
+
 /** The layer of a RUN step: the overlay upper directory as an OCI layer (whiteouts as `.wh.`). */
-export declare function packUpper(settings: StorageSettings, upperDir: string, outFile: string, opts?: PackOptions): Promise<PackResult>;
+export async function packUpper(settings: StorageSettings, upperDir: string, outFile: string, opts: PackOptions = {}): Promise<PackResult> {
+  const st = fs.statSync(upperDir, { throwIfNoEntry: false });
+  // The copy driver's tree is DIR/rootfs (rootfs.ts), with no `upper` beside it.
+  if (path.basename(upperDir) === 'rootfs' && !fs.existsSync(path.join(path.dirname(upperDir), 'upper'))) throw noUpper(upperDir);
+  if (!st?.isDirectory()) throw new BurrowError('EPACK', `cannot take the container's changes as a layer: ${upperDir} is not a directory`);
+  return runPack(settings, `packing ${upperDir}`, { upper: upperDir }, outFile, opts);
+}
 
 /** The layer of a COPY/ADD step: the entries' files under their destinations. */
-export declare function packEntries(settings: StorageSettings, entries: PackEntry[], outFile: string, opts?: PackOptions): Promise<PackResult>;
+export async function packEntries(settings: StorageSettings, entries: PackEntry[], outFile: string, opts: PackOptions = {}): Promise<PackResult> {
+  for (const e of entries) {
+    if (!path.posix.isAbsolute(e.dest)) throw new BurrowError('EPACK', `packing a layer: destination ${e.dest} is not absolute`);
+  }
+  return runPack(settings, 'packing a layer', { entries }, outFile, opts);
+}

@@ -26,12 +26,22 @@ function unpackCode(code: string | undefined): UnpackCode {
   return code && (UNPACK_CODES as Set<string>).has(code) ? (code as UnpackCode) : 'ELAYER_UNPACK';
 }
 
-interface JobResult {
+interface UnpackStats {
+  diffId: string;
+  entries: number;
+  bytes: number;
+  skippedChown: number;
+  skippedDevices: number;
+  skippedXattrs: number;
+}
+
+/** One job's line; `stats` is the job kind's own (unpack's, or pack.ts's for pack jobs). */
+export interface JobResult<S = UnpackStats> {
   index: number;
   ok: boolean;
   code?: string;
   error?: string;
-  stats?: { diffId: string; entries: number; bytes: number; skippedChown: number; skippedDevices: number; skippedXattrs: number };
+  stats?: S;
 }
 
 function mapArgs(flag: string, maps: IdMap[]): string[] {
@@ -39,7 +49,7 @@ function mapArgs(flag: string, maps: IdMap[]): string[] {
 }
 
 /** Runs jobs in the store's user namespace; resolves with one result per job. */
-export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts: 'overlay' | 'apply' = 'overlay', extra: RunExtra = {}): Promise<JobResult[]> {
+export function runInUserns<S = UnpackStats>(settings: StorageSettings, jobs: object[], whiteouts: 'overlay' | 'apply' = 'overlay', extra: RunExtra = {}): Promise<JobResult<S>[]> {
   const args = ['unpack', '--whiteouts', whiteouts];
   if (settings.idMode !== 'root') args.push(...mapArgs('--uidmap', settings.uidMap), ...mapArgs('--gidmap', settings.gidMap));
   return new Promise((resolve, reject) => {
@@ -51,10 +61,10 @@ export function runInUserns(settings: StorageSettings, jobs: object[], whiteouts
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', (e) => reject(new BurrowError('ERUNTIME_MISSING', `cannot run ${runtimeBinary()}: ${e.message}`, 'run `npm ci` to build burrow-runtime')));
     child.on('close', (code) => {
-      const results: JobResult[] = out
+      const results: JobResult<S>[] = out
         .split('\n')
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as JobResult)
+        .map((l) => JSON.parse(l) as JobResult<S>)
         .sort((a, b) => a.index - b.index);
       if (results.length !== jobs.length) {
         reject(runtimeError(`unpacking the layers failed (exit ${code})`, { msg: runtimeText(err) || 'no output' }, { fallback: 'ELAYER_UNPACK' }));

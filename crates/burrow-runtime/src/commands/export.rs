@@ -10,9 +10,9 @@
 //! exports them. The walk goes through directory fds with O_NOFOLLOW; the process is
 //! non-dumpable before it joins, as `cp` is.
 //!
-//! The tar is ustar (tar::Builder and tar::Header) with pax extended headers where ustar falls
-//! short (long names, large files or ids, extended attributes), entries named without "./" as
-//! Docker names them; hard links within the tree are written once and linked after.
+//! The tar is written as burrow writes every archive (burrow_core::image::tarw: ustar, pax where
+//! ustar falls short, names without "./"); hard links within the tree are written once and
+//! linked after.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -22,12 +22,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
+use burrow_core::image::tarw::{self, EntryType, Meta, Promised};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::state::proc_start_time;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
-use tar::{EntryType, Header as TarHeader};
 
 use super::flags;
 use crate::args::Flag;
@@ -74,34 +74,6 @@ struct Tar<W: Write> {
     warned_socket: bool,
 }
 
-/// One pax record: "LEN key=value\n", where LEN counts itself.
-fn pax_record(buf: &mut Vec<u8>, key: &str, value: &[u8]) {
-    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
-    let mut len = body + 1;
-    while len.to_string().len() + body != len {
-        len = len.to_string().len() + body;
-    }
-    buf.extend_from_slice(len.to_string().as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(key.as_bytes());
-    buf.push(b'=');
-    buf.extend_from_slice(value);
-    buf.push(b'\n');
-}
-
-/// One ustar header's fields.
-struct Block<'a> {
-    name: &'a [u8],
-    kind: EntryType,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    mtime: i64,
-    link: &'a [u8],
-    dev: (u64, u64),
-}
-
 struct Header<'a> {
     name: &'a [u8],
     kind: EntryType,
@@ -111,123 +83,29 @@ struct Header<'a> {
     xattrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
-/// A ustar header. Names and link targets go in as bytes, cut at ustar's 100 (the pax header
-/// before it holds the whole): tar::Header's setters take paths, and would split a long one into
-/// ustar's prefix field instead. Numbers are capped at what ustar's octal fields hold, for the
-/// same reason.
-fn ustar(b: &Block) -> std::io::Result<TarHeader> {
-    let mut h = TarHeader::new_ustar();
-    let old = h.as_old_mut();
-    let n = b.name.len().min(100);
-    old.name[..n].copy_from_slice(&b.name[..n]);
-    let l = b.link.len().min(100);
-    old.linkname[..l].copy_from_slice(&b.link[..l]);
-    h.set_mode(b.mode & 0o7777);
-    h.set_uid(b.uid.min(0o7777777));
-    h.set_gid(b.gid.min(0o7777777));
-    h.set_size(b.size.min(0o77777777777));
-    h.set_mtime(b.mtime.max(0) as u64);
-    h.set_entry_type(b.kind);
-    if b.kind == EntryType::Char || b.kind == EntryType::Block {
-        h.set_device_major(b.dev.0 as u32)?;
-        h.set_device_minor(b.dev.1 as u32)?;
-    }
-    h.set_cksum();
-    Ok(h)
-}
-
-/// A file's content as the header promised it: `size` bytes, zeros after an early end (a
-/// running container may shrink the file meanwhile); `short` counts the zeros.
-struct Promised<R: Read> {
-    inner: R,
-    left: u64,
-    short: u64,
-}
-
-impl<R: Read> Read for Promised<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = (buf.len() as u64).min(self.left) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        let mut n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            buf[..want].fill(0);
-            self.short += want as u64;
-            n = want;
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 impl<W: Write> Tar<W> {
-    /// Writes a header, preceded by a pax header for what ustar cannot hold, then `data`.
+    /// Writes a header (pax where ustar falls short, burrow_core::image::tarw), then `data`.
     fn header(&mut self, h: &Header, data: impl Read) -> std::io::Result<()> {
-        let (uid, gid) = (u64::from(h.st.st_uid), u64::from(h.st.st_gid));
-        let mut pax = Vec::new();
-        if h.name.len() > 100 {
-            pax_record(&mut pax, "path", h.name);
-        }
-        if h.link.len() > 100 {
-            pax_record(&mut pax, "linkpath", h.link);
-        }
-        if h.size > 0o77777777777 {
-            pax_record(&mut pax, "size", h.size.to_string().as_bytes());
-        }
-        if uid > 0o7777777 {
-            pax_record(&mut pax, "uid", uid.to_string().as_bytes());
-        }
-        if gid > 0o7777777 {
-            pax_record(&mut pax, "gid", gid.to_string().as_bytes());
-        }
-        for (k, v) in h.xattrs {
-            pax_record(&mut pax, &format!("SCHILY.xattr.{}", String::from_utf8_lossy(k)), v);
-        }
-        if !pax.is_empty() {
-            let base = h.name.rsplit(|&c| c == b'/').find(|s| !s.is_empty()).unwrap_or(b"entry");
-            let mut pname = b"PaxHeaders/".to_vec();
-            pname.extend_from_slice(base);
-            let x = ustar(&Block {
-                name: &pname,
-                kind: EntryType::XHeader,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size: pax.len() as u64,
-                mtime: h.st.st_mtime,
-                link: b"",
-                dev: (0, 0),
-            })?;
-            self.out.append(&x, &pax[..])?;
-        }
         let dev = (libc::major(h.st.st_rdev) as u64, libc::minor(h.st.st_rdev) as u64);
-        let head = ustar(&Block { name: h.name, kind: h.kind, mode: h.st.st_mode, uid, gid, size: h.size, mtime: h.st.st_mtime, link: h.link, dev })?;
-        self.out.append(&head, data)
+        let m = Meta {
+            name: h.name,
+            kind: h.kind,
+            mode: h.st.st_mode,
+            uid: u64::from(h.st.st_uid),
+            gid: u64::from(h.st.st_gid),
+            size: h.size,
+            mtime: h.st.st_mtime,
+            link: h.link,
+            dev,
+            xattrs: h.xattrs,
+        };
+        tarw::append(&mut self.out, &m, data)
     }
 }
 
 /// Extended attributes of an open file, except the kernel's own (system.*: ACLs).
 fn xattrs(fd: RawFd) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut names = vec![0u8; 4096];
-    // SAFETY: valid fd and buffer pointer/length.
-    let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr() as *mut libc::c_char, names.len()) };
-    if n <= 0 {
-        return out;
-    }
-    names.truncate(n as usize);
-    for name in names.split(|&c| c == 0).filter(|s| !s.is_empty() && !s.starts_with(b"system.")) {
-        let Ok(c) = CString::new(name) else { continue };
-        let mut value = vec![0u8; 65536];
-        // SAFETY: valid fd, NUL-terminated name, buffer pointer/length.
-        let len = unsafe { libc::fgetxattr(fd, c.as_ptr(), value.as_mut_ptr() as *mut libc::c_void, value.len()) };
-        if len >= 0 {
-            value.truncate(len as usize);
-            out.push((name.to_vec(), value));
-        }
-    }
-    out
+    tarw::xattrs(fd, |_| false)
 }
 
 fn names_of(dir: RawFd, shown: &str) -> Result<Vec<CString>> {
@@ -296,7 +174,7 @@ fn entry<W: Write>(t: &mut Tar<W>, dir: RawFd, n: &CStr, mut name: Vec<u8>, path
             let st = fstat(fd.as_raw_fd()).op(format!("stat {path}"))?;
             let size = st.st_size.max(0) as u64;
             let xa = xattrs(fd.as_raw_fd());
-            let mut content = Promised { inner: File::from(fd), left: size, short: 0 };
+            let mut content = Promised::new(File::from(fd), size);
             t.header(&Header { name: &name, kind: EntryType::Regular, st: &st, size, link: b"", xattrs: &xa }, &mut content).map_err(|e| {
                 // Either side may fail; a closed reader of the archive is the usual one.
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
@@ -366,73 +244,4 @@ pub fn main(args: &[String]) -> Result<i32> {
     // The two zero blocks that end an archive, then what the buffer holds.
     t.out.into_inner().map_err(io)?.flush().map_err(io)?;
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BLOCK: usize = 512;
-
-    #[test]
-    fn pax_record_length_counts_itself() {
-        let mut b = Vec::new();
-        pax_record(&mut b, "path", b"a");
-        assert_eq!(b, b"9 path=a\n");
-        // 9 bytes and a one-digit length would be 10, which has two digits: it settles at 11.
-        let mut b = Vec::new();
-        pax_record(&mut b, "path", b"ab");
-        assert_eq!(b, b"11 path=ab\n");
-        let long = vec![b'x'; 200];
-        let mut b = Vec::new();
-        pax_record(&mut b, "path", &long);
-        let len: usize = std::str::from_utf8(&b[..b.iter().position(|&c| c == b' ').unwrap()]).unwrap().parse().unwrap();
-        assert_eq!(len, b.len());
-    }
-
-    #[test]
-    fn header_checksum_and_fields() {
-        let h = ustar(&Block {
-            name: b"etc/passwd",
-            kind: EntryType::Regular,
-            mode: 0o100644,
-            uid: 0,
-            gid: 33,
-            size: 30,
-            mtime: 1_700_000_000,
-            link: b"",
-            dev: (0, 0),
-        })
-        .unwrap();
-        let h = h.as_bytes();
-        assert_eq!(h.len(), BLOCK);
-        assert_eq!(&h[..11], b"etc/passwd\0");
-        assert_eq!(&h[100..108], b"0000644\0");
-        assert_eq!(&h[116..124], b"0000041\0");
-        assert_eq!(&h[124..136], b"00000000036\0");
-        assert_eq!(h[156], b'0');
-        assert_eq!(&h[257..265], b"ustar\x0000");
-        let digits: Vec<u8> = h[148..156].iter().copied().take_while(|c| c.is_ascii_digit()).collect();
-        let stored = u32::from_str_radix(std::str::from_utf8(&digits).unwrap(), 8).unwrap();
-        let sum: u32 = h.iter().enumerate().map(|(i, &c)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(c) }).sum();
-        assert_eq!(stored, sum);
-    }
-
-    #[test]
-    fn long_names_are_cut_in_the_header_and_whole_in_pax() {
-        let name = vec![b'n'; 150];
-        let h = ustar(&Block { name: &name, kind: EntryType::Regular, mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0, link: b"", dev: (0, 0) }).unwrap();
-        // Not split into ustar's prefix field: the pax path record names it.
-        assert_eq!(&h.as_bytes()[..100], &name[..100]);
-        assert!(h.as_bytes()[345..500].iter().all(|&c| c == 0));
-    }
-
-    #[test]
-    fn a_file_that_shrank_is_padded_to_its_promised_size() {
-        let mut p = Promised { inner: &b"abc"[..], left: 5, short: 0 };
-        let mut out = Vec::new();
-        p.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abc\0\0");
-        assert_eq!(p.short, 2);
-    }
 }

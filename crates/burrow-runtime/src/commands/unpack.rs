@@ -11,6 +11,10 @@
 //!   {"layers": [DIR, ...], "dest": DIR}                    the copy driver's rootfs: layers
 //!                                                          (bottom first) copied into DIR with
 //!                                                          whiteouts applied (runtime/rootfs.rs)
+//!   {"pack": {"upper": DIR} | {"entries": [...]},          make a layer file OUT (image/pack.rs):
+//!    "out": OUT, "compress": "gzip"|"none"}                an overlay upper directory, or COPY's
+//!                                                          files; stats {diffId, digest, size,
+//!                                                          entries}
 //! One JSON line per job on stdout: {"index", "ok", "stats"} or {"index", "ok": false, "code",
 //! "error"}. Layers are extracted in parallel, one thread per core: threads are fine here, the
 //! namespace is entered before any is started. An extracted layer is synced to disk (syncfs)
@@ -22,6 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 use burrow_core::error::Coded;
+use burrow_core::image::pack::{pack_upper, Compress, PackError, PackStats};
 use burrow_core::image::unpack::{unpack, unpack_following, Stats, UnpackError, Whiteouts};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::idmap;
@@ -43,6 +48,15 @@ struct Job {
     remove: Option<PathBuf>,
     layers: Option<Vec<PathBuf>>,
     follow: Option<Follow>,
+    pack: Option<PackWhat>,
+    out: Option<PathBuf>,
+    compress: Option<Compress>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PackWhat {
+    upper: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +100,16 @@ fn extract(blob: &Path, dest: &Path, mode: Whiteouts, diff_id: Option<&str>, fol
     Ok(st)
 }
 
+/// A `pack` job: one layer file from an upper directory or from COPY's entries.
+fn pack(job: &Job) -> std::result::Result<PackStats, PackError> {
+    let out = job.out.as_deref().ok_or_else(|| PackError::Input("a pack job needs \"out\"".into()))?;
+    let c = job.compress.unwrap_or(Compress::Gzip);
+    match job.pack.as_ref() {
+        Some(PackWhat { upper: Some(u) }) => pack_upper(u, out, c),
+        _ => Err(PackError::Input("a pack job needs {\"upper\": DIR} or {\"entries\": [...]}".into())),
+    }
+}
+
 fn parse_map(s: &str) -> Result<LinuxIdMapping> {
     let f: Vec<u32> = s
         .split(':')
@@ -109,6 +133,10 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { break };
                 let line = match (job.remove.as_ref(), job.blob.as_ref(), job.dest.as_ref()) {
+                    _ if job.pack.is_some() => match pack(job) {
+                        Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
+                        Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                    },
                     (Some(p), _, _) => match std::fs::remove_dir_all(p) {
                         Ok(()) => serde_json::json!({ "index": i, "ok": true }),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({ "index": i, "ok": true }),
