@@ -6,7 +6,7 @@
 import type { Dockerfile, Instruction } from './dockerfile/ast';
 import { parseDockerfile } from './dockerfile/parse';
 import { expandWord, expandWords } from './dockerfile/expand';
-import { compileIgnore } from './ignore';
+import { IgnoreMatcher, parseIgnoreFile } from './ignore';
 import type { IgnoreFn } from './context';
 
 export type Vars = Record<string, string>;
@@ -43,5 +43,7 @@ export function parseTriggers(triggers: string[], file: string): Instruction[] {
 /** A .dockerignore file's text as a predicate on context paths. */
 export function ignoreFn(text: string | undefined): IgnoreFn {
   if (text === undefined) return () => false;
-  return compileIgnore(text);
+  const m = new IgnoreMatcher(parseIgnoreFile(text));
+  if (m.empty) return () => false;
+  return (rel, isDir) => m.excluded(rel, isDir);
 }
