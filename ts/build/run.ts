@@ -180,7 +180,7 @@ export async function runStep(store: Store, settings: StorageSettings, runRoot: 
     if (exit !== 0) return { exit, tail: tail.join('\n') };
     const upper = writableDir(rec, new Containers(store).dir(rec.id));
     const layerDirs = [...state.layers].reverse().map((l) => store.layerDir(l.diffId));
-    dropMountpoints(upper, layerDirs, [...step.mountTargets, '/etc/hosts', '/etc/hostname', '/etc/resolv.conf']);
+    dropMountpoints(upper, layerDirs, [...step.mountTargets, '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/proc', '/sys', '/dev']);
     const file = path.join(tmpDir, `run-${id}.layer`);
     const result = await packUpper(settings, upper, file, { ...(step.signal ? { signal: step.signal } : {}) });
     return { exit, tail: tail.join('\n'), layer: { file, result } };
