@@ -50,7 +50,7 @@ const cachedSteps = (stderr: string) => stderr.split('\n').filter((l) => l === '
 const HD = 'EOF';
 
 describe('burrow build', () => {
-  it('builds RUN, COPY, ENV, WORKDIR, USER and CMD, and the image runs', () => {
+  it('builds RUN, COPY, ENV, WORKDIR, USER and CMD, and the image runs', T, () => {
     const dir = context({
       Dockerfile: [
         `FROM ${IMAGE}`,
@@ -79,9 +79,9 @@ describe('burrow build', () => {
     // busybox's one layer, WORKDIR's directory, COPY's and RUN's.
     expect(layers.length).toBe(4);
     expect(run('b-basic', 'stat', '-c', '%u', '/data')).toBe('65534\n');
-  }, T);
+  });
 
-  it('builds only the stages the target needs, with COPY --from a stage', () => {
+  it('builds only the stages the target needs, with COPY --from a stage', T, () => {
     const dir = context({
       Dockerfile: [
         `FROM ${IMAGE} AS build`,
@@ -101,9 +101,9 @@ describe('burrow build', () => {
     const t = build(dir, '--target', 'build', '-t', 'b-multi-build');
     expect(t.stderr).not.toContain('COPY --from');
     expect(run('b-multi-build', 'cat', '/out/artifact')).toBe('built\n');
-  }, T);
+  });
 
-  it("takes ARG before FROM and --build-arg, with Docker's scoping", () => {
+  it("takes ARG before FROM and --build-arg, with Docker's scoping", T, () => {
     const dir = context({
       Dockerfile: [
         'ARG BASE=nonexistent-image',
@@ -122,9 +122,9 @@ describe('burrow build', () => {
     const bad = b(['build', '--build-arg', '1X=2', dir]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('--build-arg');
-  }, T);
+  });
 
-  it('applies .dockerignore with ! exceptions', () => {
+  it('applies .dockerignore with ! exceptions', T, () => {
     const dir = context({
       Dockerfile: `FROM ${IMAGE}\nCOPY . /ctx\nCMD ["find", "/ctx", "-type", "f"]\n`,
       '.dockerignore': 'secret*\nlogs/\n!logs/keep.log\n*.tmp\n',
@@ -137,9 +137,9 @@ describe('burrow build', () => {
     build(dir, '-t', 'b-ignore');
     const files = run('b-ignore').trim().split('\n').sort();
     expect(files).toEqual(['/ctx/.dockerignore', '/ctx/Dockerfile', '/ctx/app.txt', '/ctx/logs/keep.log']);
-  }, T);
+  });
 
-  it('runs heredocs in RUN and writes them with COPY', () => {
+  it('runs heredocs in RUN and writes them with COPY', T, () => {
     const dir = context({
       Dockerfile: [
         `FROM ${IMAGE}`,
@@ -157,9 +157,9 @@ describe('burrow build', () => {
     });
     build(dir, '-t', 'b-heredoc');
     expect(run('b-heredoc')).toBe('first line\nsecond world\nhello world\n');
-  }, T);
+  });
 
-  it("resolves COPY --chown and USER names from the stage's passwd and group", () => {
+  it("resolves COPY --chown and USER names from the stage's passwd and group", T, () => {
     const dir = context({
       Dockerfile: [
         `FROM ${IMAGE}`,
@@ -175,9 +175,9 @@ describe('burrow build', () => {
     });
     build(dir, '-t', 'b-chown');
     expect(run('b-chown')).toBe('1000 2000 640\n1000 1000 644\n1000\n');
-  }, T);
+  });
 
-  it("runs a parent image's ONBUILD triggers in a child build", () => {
+  it("runs a parent image's ONBUILD triggers in a child build", T, () => {
     const parent = context({ Dockerfile: `FROM ${IMAGE}\nONBUILD COPY marker.txt /marker\nONBUILD RUN echo triggered >> /marker\n` });
     build(parent, '-t', 'b-onbuild-parent');
     expect(config('b-onbuild-parent').OnBuild).toEqual(['COPY marker.txt /marker', 'RUN echo triggered >> /marker']);
@@ -185,17 +185,17 @@ describe('burrow build', () => {
     build(child, '-t', 'b-onbuild-child');
     expect(run('b-onbuild-child')).toBe('from the child context\ntriggered\n');
     expect(config('b-onbuild-child').OnBuild ?? null).toBeNull();
-  }, T);
+  });
 
-  it('keeps RUN --mount=type=cache between builds, out of the image', () => {
+  it('keeps RUN --mount=type=cache between builds, out of the image', T, () => {
     const df = (tag: string) => `FROM ${IMAGE}\nRUN --mount=type=cache,target=/cache,id=b-test echo ${tag} >> /cache/runs && cat /cache/runs > /seen\n`;
     build(context({ Dockerfile: df('one') }), '-t', 'b-cache1');
     build(context({ Dockerfile: df('two') }), '-t', 'b-cache2');
     expect(run('b-cache2', 'cat', '/seen')).toBe('one\ntwo\n');
     expect(run('b-cache2', 'ls', '-A', '/cache')).toBe('');
-  }, T);
+  });
 
-  it('caches by content: a rebuild hits, touch keeps the cache, an edit rebuilds from its step, --no-cache rebuilds', () => {
+  it('caches by content: a rebuild hits, touch keeps the cache, an edit rebuilds from its step, --no-cache rebuilds', T, () => {
     const dir = context({
       Dockerfile: `FROM ${IMAGE}\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nCOPY b.txt /b.txt\n`,
       'a.txt': 'a1',
@@ -220,9 +220,9 @@ describe('burrow build', () => {
     ok(['rmi', 'b-cached']);
     ok(['image', 'prune', '-a', '-f']);
     expect(cachedSteps(build(dir, '-t', 'b-cached').stderr)).toBe(4);
-  }, T);
+  });
 
-  it('a failing RUN shows the step, the command, its status and output, and leaves nothing behind', () => {
+  it('a failing RUN shows the step, the command, its status and output, and leaves nothing behind', T, () => {
     const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo before\nRUN echo the-last-words; exit 7\nRUN echo never\n` });
     const images = ok(['images', '-q', '--no-trunc']).stdout;
     const containers = fs.readdirSync(path.join(env.store, 'containers')).length;
@@ -238,9 +238,9 @@ describe('burrow build', () => {
     expect(leftovers(env.runroot, [])).toEqual([]);
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(env.store);
     expect(fs.readdirSync(path.join(env.store, 'tmp')).filter((f) => f.startsWith('build-'))).toEqual([]);
-  }, T);
+  });
 
-  it('Ctrl-C stops the running step and leaves nothing behind', async () => {
+  it('Ctrl-C stops the running step and leaves nothing behind', T, async () => {
     const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo started; sleep 120\n` });
     const images = ok(['images', '-q', '--no-trunc']).stdout;
     const child = spawn(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, 'build', '--progress', 'plain', '-t', 'b-interrupted', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -258,9 +258,9 @@ describe('burrow build', () => {
     expect(ok(['ps', '-aq']).stdout).toBe('');
     expect(ok(['images', '-q', '--no-trunc']).stdout).toBe(images);
     expect(leftovers(env.runroot, [])).toEqual([]);
-  }, T);
+  });
 
-  it('a context with symlinks pointing outside it cannot make COPY read outside it', () => {
+  it('a context with symlinks pointing outside it cannot make COPY read outside it', T, () => {
     const outside = path.join(env.work, 'outside-secret');
     fs.writeFileSync(outside, 'host secret\n');
     const dir = context({ Dockerfile: `FROM ${IMAGE}\nCOPY leak /leak\n` });
@@ -277,9 +277,9 @@ describe('burrow build', () => {
     build(dir3, '-t', 'b-links');
     expect(run('b-links', 'readlink', '/d/link')).toBe(`${outside}\n`);
     expect(b(['run', '--rm', 'b-links', 'cat', '/d/link']).code).not.toBe(0);
-  }, T);
+  });
 
-  it('fails before any work on an unknown --target or a missing COPY source', () => {
+  it('fails before any work on an unknown --target or a missing COPY source', T, () => {
     const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo ran-a-step\nCOPY missing.txt /x\n` });
     const r = b(['build', '--progress', 'plain', dir]);
     expect(r.code).not.toBe(0);
@@ -288,9 +288,9 @@ describe('burrow build', () => {
     expect(t.code).not.toBe(0);
     expect(t.stderr).toContain('nope');
     expect(t.stderr).not.toContain('ran-a-step');
-  }, T);
+  });
 
-  it('takes a Dockerfile or a tar on stdin, writes --iidfile and --output, and -q prints only the id', () => {
+  it('takes a Dockerfile or a tar on stdin, writes --iidfile and --output, and -q prints only the id', T, () => {
     const q = ok(['build', '-q', '-'], { input: `FROM ${IMAGE}\nRUN echo from-stdin > /stdin\n` });
     expect(q.stdout).toMatch(/^[a-f0-9]{64}\n$/);
     expect(q.stderr).toBe('');
@@ -308,9 +308,9 @@ describe('burrow build', () => {
     expect(fs.existsSync(path.join(local, 'bin', 'busybox'))).toBe(true);
     const list = spawnSync('tar', ['-tf', out], { encoding: 'utf8' }).stdout;
     expect(list).toMatch(/(^|\n)(\.\/)?f\.txt\n/);
-  }, T);
+  });
 
-  it('builds, pushes to a registry, and skopeo reads it back', async () => {
+  it('builds, pushes to a registry, and skopeo reads it back', T, async () => {
     const reg = await startRegistry({ mode: 'anonymous' });
     try {
       const dir = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo pushed > /pushed\nCMD ["cat", "/pushed"]\n` });
@@ -330,5 +330,5 @@ describe('burrow build', () => {
     } finally {
       await reg.stop();
     }
-  }, T);
+  });
 });
