@@ -294,7 +294,11 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
             const v = req.buildArgs[n] ?? (def !== undefined ? x(def) : (declaredGlobal[n] ?? predefined[n]));
             if (v !== undefined) args[n] = v;
           }
-          return;
+          {
+            // BuildKit's history entry: the names and defaults as declared.
+            const text = `ARG ${(ins as ArgInstruction).args.map((a) => (a.default !== undefined ? `${a.name}=${x(a.default)}` : a.name)).join(' ')}`;
+            return cachedStep(cacheKey(state.key, text, usedArgs()), async (s) => record(s, text));
+          }
         case 'ENV': {
           const pairs = ins.pairs.map(([k, v]) => [x(k), x(v)] as const);
           const text = `ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
@@ -369,7 +373,8 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
         case 'CMD':
         case 'ENTRYPOINT': {
           const argv = argvOf(ins.command, shell());
-          const text = `${ins.kind} ${JSON.stringify(argv)}`;
+          // BuildKit's `CMD %q` of the argv: ["sh" "-c" "x"].
+          const text = `${ins.kind} [${argv.map((a) => JSON.stringify(a)).join(' ')}]`;
           const resetCmd = ins.kind === 'ENTRYPOINT' && !cmdSetHere;
           if (ins.kind === 'CMD') cmdSetHere = true;
           return cachedStep(cacheKey(state.key, text, resetCmd), async (s) => {
@@ -379,7 +384,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
               // Docker: an ENTRYPOINT resets a CMD inherited from the base image.
               if (resetCmd) delete s.config.config.Cmd;
             }
-            if (ins.command.form === 'shell') s.config.config.ArgsEscaped = true;
+            if (ins.kind === 'CMD') s.config.config.ArgsEscaped = true;
             record(s, text);
           });
         }
