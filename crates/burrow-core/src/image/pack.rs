@@ -18,7 +18,7 @@
 //! stream). The diff id (sha256 of the tar) and the digest (sha256 of the file) are computed
 //! while writing; the file is fsynced before the job reports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 
 use flate2::{Compression, GzBuilder};
 use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+use nix::fcntl::{openat, openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,6 +104,9 @@ fn hex(b: &[u8]) -> String {
 /// keeps every core busy.
 const CHUNK: usize = 1 << 20;
 
+/// A numbered chunk of the tar stream, or its gzip member.
+type Piece = (u64, Vec<u8>);
+
 /// The result of the writer thread: the file's size and sha256.
 type Written = io::Result<(u64, [u8; 32])>;
 
@@ -117,7 +120,7 @@ pub struct Sink {
 
 enum Out {
     Plain { file: BufWriter<File>, size: u64 },
-    Gzip { buf: Vec<u8>, seq: u64, tx: Option<SyncSender<(u64, Vec<u8>)>>, workers: Vec<JoinHandle<()>>, writer: Option<JoinHandle<Written>> },
+    Gzip { buf: Vec<u8>, seq: u64, tx: Option<SyncSender<Piece>>, workers: Vec<JoinHandle<()>>, writer: Option<JoinHandle<Written>> },
 }
 
 impl Sink {
@@ -128,8 +131,8 @@ impl Sink {
             Compress::None => Out::Plain { file: BufWriter::with_capacity(CHUNK, file), size: 0 },
             Compress::Gzip => {
                 let threads = threads.max(1);
-                let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
-                let (rtx, rrx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
+                let (tx, rx) = sync_channel::<Piece>(threads * 2);
+                let (rtx, rrx) = sync_channel::<Piece>(threads * 2);
                 let rx = Arc::new(Mutex::new(rx));
                 let workers = (0..threads)
                     .map(|_| {
@@ -230,7 +233,7 @@ fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
     gz.finish()
 }
 
-fn compress_chunks(rx: Arc<Mutex<Receiver<(u64, Vec<u8>)>>>, out: SyncSender<(u64, Vec<u8>)>) {
+fn compress_chunks(rx: Arc<Mutex<Receiver<Piece>>>, out: SyncSender<Piece>) {
     loop {
         let next = match rx.lock() {
             Ok(r) => r.recv(),
@@ -246,7 +249,7 @@ fn compress_chunks(rx: Arc<Mutex<Receiver<(u64, Vec<u8>)>>>, out: SyncSender<(u6
 }
 
 /// Writes members in their order (workers finish out of order), hashing the file as written.
-fn write_members(file: File, rx: Receiver<(u64, Vec<u8>)>) -> Written {
+fn write_members(file: File, rx: Receiver<Piece>) -> Written {
     let mut file = BufWriter::with_capacity(CHUNK, file);
     let mut hash = Sha256::new();
     let mut size = 0u64;
@@ -450,6 +453,628 @@ fn finish(tar: tar::Builder<Sink>, walked: Result<()>, entries: u64, out: &Path)
     r
 }
 
+// ---- COPY/ADD's entries ----------------------------------------------------------------------
+
+/// One COPY/ADD source under its destination (ts/storage/pack.ts, PackEntry).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackEntry {
+    pub source: PackSource,
+    pub dest: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Where an entry's bytes come from. `layers` first: serde tries the forms in order, and a
+/// `{layers, path}` would also read as a `{path}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PackSource {
+    Layers { layers: Vec<PathBuf>, path: String },
+    Path { path: PathBuf, root: Option<PathBuf> },
+    Content { content: String },
+}
+
+/// Where an item's data and xattrs are read when it is written: a path below one of the opened
+/// roots, opened again then (the collection keeps no descriptor per file: a build context may
+/// have tens of thousands), or bytes.
+#[derive(Debug, Clone)]
+enum Data {
+    None,
+    /// `follow`: the entry's own source, which may be a symlink (followed below its root).
+    At {
+        root: usize,
+        rel: Vec<u8>,
+        follow: bool,
+    },
+    Bytes(Arc<Vec<u8>>),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    kind: EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    link: Vec<u8>,
+    dev: (u64, u64),
+    data: Data,
+    /// (dev, ino) of a regular file with several names in its source tree.
+    ino: Option<(u64, u64)>,
+}
+
+struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Resolve below the root only (a build context, a layer); else paths are followed freely
+    /// (burrow's own files, given without a root).
+    beneath: bool,
+}
+
+#[derive(Default)]
+struct Collector {
+    roots: Vec<Root>,
+    by_path: HashMap<(PathBuf, bool), usize>,
+    items: BTreeMap<Vec<u8>, Item>,
+}
+
+/// What a path is in a merged view of layers (or in a plain tree: one layer, no markers).
+enum Found {
+    Missing,
+    Leaf {
+        layer: usize,
+        rel: Vec<u8>,
+        st: FileStat,
+    },
+    /// A directory and the layers that contribute to it, top first.
+    Dir {
+        layers: Vec<usize>,
+        rel: Vec<u8>,
+        st: FileStat,
+    },
+}
+
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut v = a.to_vec();
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+/// The components of a path, `.` dropped and `..` applied without climbing above the top.
+fn parts(p: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    out
+}
+
+fn is_sys_escape(e: Errno) -> bool {
+    // openat2 with RESOLVE_BENEATH: EXDEV for `..` above the root or an absolute symlink.
+    e == Errno::EXDEV
+}
+
+/// Base64 (RFC 4648, padding optional): heredoc contents come this way in the JSON job.
+fn base64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for q in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in q.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        match q.len() {
+            4 => out.extend_from_slice(&bytes),
+            3 => out.extend_from_slice(&bytes[..2]),
+            2 => out.extend_from_slice(&bytes[..1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+impl Collector {
+    fn root(&mut self, path: &Path, beneath: bool) -> Result<usize> {
+        if let Some(&i) = self.by_path.get(&(path.to_path_buf(), beneath)) {
+            return Ok(i);
+        }
+        let fd = own(openat(None, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", path))?);
+        self.roots.push(Root { fd, path: path.to_path_buf(), beneath });
+        self.by_path.insert((path.to_path_buf(), beneath), self.roots.len() - 1);
+        Ok(self.roots.len() - 1)
+    }
+
+    /// Opens `rel` below root `r`; a way out of a `beneath` root is ELAYER_UNSAFE.
+    fn open(&self, r: usize, rel: &[u8], flags: OFlag) -> Result<OwnedFd> {
+        let root = &self.roots[r];
+        let resolve = if root.beneath { ResolveFlag::RESOLVE_BENEATH } else { ResolveFlag::empty() };
+        let name: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let shown = root.path.join(OsStr::from_bytes(name));
+        match openat2(root.fd.as_raw_fd(), OsStr::from_bytes(name), OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(resolve)) {
+            Ok(fd) => Ok(own(fd)),
+            Err(e) if root.beneath && is_sys_escape(e) => {
+                Err(PackError::Unsafe { path: shown, why: format!("it is, or goes through, a symlink that leads outside {}", root.path.display()) })
+            }
+            Err(e) => Err(sys("open", &shown)(e)),
+        }
+    }
+
+    fn stat_at(&self, dir: &OwnedFd, name: &[u8], r: usize, rel: &[u8]) -> Result<Option<FileStat>> {
+        match fstatat(Some(dir.as_raw_fd()), OsStr::from_bytes(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(sys("stat", self.roots[r].path.join(OsStr::from_bytes(&join(rel, name))))(e)),
+        }
+    }
+
+    /// The directory `rel` of layer `l`, if it is one (no symlink followed on the way).
+    fn layer_dir(&self, l: usize, rel: &[u8]) -> Result<Option<OwnedFd>> {
+        let name: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        match openat2(self.roots[l].fd.as_raw_fd(), OsStr::from_bytes(name), how) {
+            Ok(fd) => Ok(Some(own(fd))),
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => Ok(None),
+            Err(e) => Err(sys("open", self.roots[l].path.join(OsStr::from_bytes(name)))(e)),
+        }
+    }
+
+    /// `parts` in the merged view of `layers` (top first), as overlay shows it.
+    fn lookup(&self, layers: &[usize], parts: &[Vec<u8>]) -> Result<Found> {
+        let mut contrib = layers.to_vec();
+        let mut rel = Vec::new();
+        let top =
+            self.layer_dir(layers[0], b"")?.ok_or_else(|| PackError::Input(format!("layer {} is not a directory", self.roots[layers[0]].path.display())))?;
+        let mut st = fstat(top.as_raw_fd()).map_err(sys("stat", &self.roots[layers[0]].path))?;
+        for (i, comp) in parts.iter().enumerate() {
+            let mut next = Vec::new();
+            let mut leaf = None;
+            for &l in &contrib {
+                let Some(dir) = self.layer_dir(l, &rel)? else { continue };
+                if let Some(s) = self.stat_at(&dir, comp, l, &rel)? {
+                    if is_whiteout(&s) {
+                        break;
+                    }
+                    if s.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                        if next.is_empty() {
+                            st = s;
+                        }
+                        next.push(l);
+                        let d = self.layer_dir(l, &join(&rel, comp))?;
+                        if d.is_some_and(|d| opaque_xattr(d.as_raw_fd()) || fstatat(Some(d.as_raw_fd()), OPQ, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()) {
+                            break;
+                        }
+                        continue;
+                    }
+                    if next.is_empty() {
+                        leaf = Some((l, s));
+                    }
+                    break;
+                }
+                let mut wh = b".wh.".to_vec();
+                wh.extend_from_slice(comp);
+                if self.stat_at(&dir, &wh, l, &rel)?.is_some() {
+                    break;
+                }
+            }
+            rel = join(&rel, comp);
+            if let Some((layer, s)) = leaf {
+                return Ok(if i + 1 == parts.len() || s.st_mode & libc::S_IFMT == libc::S_IFLNK { Found::Leaf { layer, rel, st: s } } else { Found::Missing });
+            }
+            if next.is_empty() {
+                return Ok(Found::Missing);
+            }
+            contrib = next;
+        }
+        Ok(Found::Dir { layers: contrib, rel, st })
+    }
+
+    /// Resolves `path` in the merged view, symlinks followed as they would be in a container
+    /// whose root is the view (absolute targets from its top, `..` stopping there).
+    fn resolve(&self, layers: &[usize], path: &str) -> Result<(Vec<Vec<u8>>, Found)> {
+        let mut todo: std::collections::VecDeque<Vec<u8>> = parts(path.as_bytes()).into();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            match self.lookup(layers, &done)? {
+                Found::Missing => return Ok((done, Found::Missing)),
+                Found::Leaf { layer, rel, st } if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(PackError::Input(format!("{path}: too many levels of symbolic links")));
+                    }
+                    let t = readlinkat(Some(self.roots[layer].fd.as_raw_fd()), OsStr::from_bytes(&rel))
+                        .map_err(sys("readlink", self.roots[layer].path.join(OsStr::from_bytes(&rel))))?;
+                    let tb = t.as_bytes();
+                    done.pop();
+                    if tb.starts_with(b"/") {
+                        done.clear();
+                    }
+                    for (i, p) in tb.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").enumerate() {
+                        todo.insert(i, p.to_vec());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let f = self.lookup(layers, &done)?;
+        Ok((done, f))
+    }
+
+    /// Puts an item at `name`: what was there is replaced, and so is everything under it
+    /// unless the item is a directory (a later entry wins, as files copied later would).
+    fn put(&mut self, name: Vec<u8>, item: Item) {
+        if name.is_empty() {
+            return; // the layer's root itself has no entry
+        }
+        if item.kind != EntryType::Directory {
+            let mut under = name.clone();
+            under.push(b'/');
+            let gone: Vec<Vec<u8>> = self.items.range(under.clone()..).take_while(|(k, _)| k.starts_with(&under)).map(|(k, _)| k.clone()).collect();
+            for k in gone {
+                self.items.remove(&k);
+            }
+        }
+        self.items.insert(name, item);
+    }
+
+    /// Directories above `name` that no entry brought: 0755, the entry's owner (COPY --chown
+    /// makes the directories it creates its own), mtime 0 (the layer stays deterministic).
+    fn parents(&mut self, name: &[u8], uid: u64, gid: u64) {
+        let mut p = Vec::new();
+        let comps: Vec<&[u8]> = name.split(|&b| b == b'/').collect();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            p = join(&p, c);
+            self.items.entry(p.clone()).or_insert(Item {
+                kind: EntryType::Directory,
+                mode: 0o755,
+                uid,
+                gid,
+                mtime: 0,
+                link: Vec::new(),
+                dev: (0, 0),
+                data: Data::None,
+                ino: None,
+            });
+        }
+    }
+
+    fn item(&self, e: &PackEntry, st: &FileStat, data: Data, keep_owner: bool, link: Vec<u8>) -> Option<Item> {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => EntryType::Directory,
+            libc::S_IFREG => EntryType::Regular,
+            libc::S_IFLNK => EntryType::Symlink,
+            libc::S_IFIFO => EntryType::Fifo,
+            libc::S_IFCHR if !is_whiteout(st) => EntryType::Char,
+            libc::S_IFBLK => EntryType::Block,
+            _ => return None, // sockets; a whiteout is no file
+        };
+        let (uid, gid) = if keep_owner { (u64::from(st.st_uid), u64::from(st.st_gid)) } else { (0, 0) };
+        let mode = match (e.mode, kind) {
+            (Some(m), EntryType::Directory | EntryType::Regular) => m & 0o7777,
+            _ => st.st_mode & 0o7777,
+        };
+        Some(Item {
+            kind,
+            mode,
+            uid: e.uid.map(u64::from).unwrap_or(uid),
+            gid: e.gid.map(u64::from).unwrap_or(gid),
+            mtime: st.st_mtime,
+            link,
+            dev: dev_of(st),
+            ino: (kind == EntryType::Regular && st.st_nlink > 1).then_some((st.st_dev, st.st_ino)),
+            data,
+        })
+    }
+
+    /// A tree (one root, or layers merged) below `dest`: `layers` top first, `merge` applies
+    /// overlay's whiteouts and opaque markers (a build context's `.wh.` files are just files).
+    #[allow(clippy::too_many_arguments)]
+    fn tree(
+        &mut self,
+        e: &PackEntry,
+        layers: &[usize],
+        rel: &[u8],
+        dest: &[u8],
+        sub: &[u8],
+        merge: bool,
+        keep_owner: bool,
+        skip: &HashSet<Vec<u8>>,
+    ) -> Result<()> {
+        enum D {
+            Gone,
+            Leaf(usize, FileStat),
+            Dir(Vec<usize>, FileStat, bool),
+        }
+        let mut decided: BTreeMap<Vec<u8>, D> = BTreeMap::new();
+        for &l in layers {
+            let Some(dir) = (if merge { self.layer_dir(l, rel)? } else { Some(self.open(l, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?) }) else { continue };
+            let shown = self.roots[l].path.join(OsStr::from_bytes(rel));
+            for n in names(dir.as_raw_fd(), &shown)? {
+                let nb = n.to_bytes().to_vec();
+                if merge && nb == OPQ {
+                    continue;
+                }
+                let st = match self.stat_at(&dir, &nb, l, rel)? {
+                    Some(st) => st,
+                    None => continue,
+                };
+                let hidden = if merge && nb.starts_with(b".wh.") && nb.len() > 4 {
+                    Some(nb[4..].to_vec())
+                } else if merge && is_whiteout(&st) {
+                    Some(nb.clone())
+                } else {
+                    None
+                };
+                if let Some(h) = hidden {
+                    match decided.get_mut(&h) {
+                        None => {
+                            decided.insert(h, D::Gone);
+                        }
+                        Some(D::Dir(_, _, closed)) => *closed = true,
+                        Some(_) => {}
+                    }
+                    continue;
+                }
+                let isdir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                let opaque = || -> Result<bool> {
+                    Ok(merge
+                        && self
+                            .layer_dir(l, &join(rel, &nb))?
+                            .is_some_and(|d| opaque_xattr(d.as_raw_fd()) || fstatat(Some(d.as_raw_fd()), OPQ, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()))
+                };
+                match decided.get_mut(&nb) {
+                    None => {
+                        let d = if isdir { D::Dir(vec![l], st, opaque()?) } else { D::Leaf(l, st) };
+                        decided.insert(nb, d);
+                    }
+                    Some(D::Dir(v, _, closed)) if !*closed => {
+                        if isdir {
+                            v.push(l);
+                            *closed = opaque()?;
+                        } else {
+                            *closed = true;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (n, d) in decided {
+            let s = join(sub, &n);
+            if skip.contains(&s) {
+                continue;
+            }
+            let name = join(dest, &n);
+            let crel = join(rel, &n);
+            match d {
+                D::Gone => {}
+                D::Leaf(l, st) => {
+                    let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                        let p = self.roots[l].path.join(OsStr::from_bytes(&crel));
+                        let dir = if merge { self.layer_dir(l, rel)? } else { Some(self.open(l, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?) };
+                        let dir = dir.ok_or_else(|| sys("open", &p)(Errno::ENOENT))?;
+                        readlinkat(Some(dir.as_raw_fd()), OsStr::from_bytes(&n)).map_err(sys("readlink", &p))?.as_bytes().to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(it) = self.item(e, &st, Data::At { root: l, rel: crel, follow: false }, keep_owner, link) {
+                        self.put(name, it);
+                    }
+                }
+                D::Dir(v, st, _) => {
+                    if let Some(it) = self.item(e, &st, Data::At { root: v[0], rel: crel.clone(), follow: false }, keep_owner, Vec::new()) {
+                        self.put(name.clone(), it);
+                    }
+                    self.tree(e, &v, &crel, &name, &s, merge, keep_owner, skip)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, e: &PackEntry) -> Result<()> {
+        if !e.dest.starts_with('/') {
+            return Err(PackError::Input(format!("destination {:?} is not absolute", e.dest)));
+        }
+        let dir_dest = e.dest.ends_with('/') || e.dest.ends_with("/.");
+        let dest = parts(e.dest.as_bytes()).join(&b'/');
+        let skip: HashSet<Vec<u8>> = e.exclude.iter().map(|x| parts(x.as_bytes()).join(&b'/')).filter(|x| !x.is_empty()).collect();
+        let (puid, pgid) = (e.uid.map(u64::from).unwrap_or(0), e.gid.map(u64::from).unwrap_or(0));
+        // The name of a single file: DEST, or DEST/BASENAME when DEST names a directory.
+        let file_name = |base: &[u8]| -> Vec<u8> {
+            if dir_dest || dest.is_empty() {
+                join(&dest, base)
+            } else {
+                dest.clone()
+            }
+        };
+        match &e.source {
+            PackSource::Content { content } => {
+                if dir_dest || dest.is_empty() {
+                    return Err(PackError::Input(format!("literal content needs a file name, not the directory {:?}", e.dest)));
+                }
+                let bytes = base64(content).ok_or_else(|| PackError::Input(format!("the content for {} is not base64", e.dest)))?;
+                self.parents(&dest, puid, pgid);
+                let it = Item {
+                    kind: EntryType::Regular,
+                    mode: e.mode.unwrap_or(0o644) & 0o7777,
+                    uid: puid,
+                    gid: pgid,
+                    mtime: 0,
+                    link: Vec::new(),
+                    dev: (0, 0),
+                    data: Data::Bytes(Arc::new(bytes)),
+                    ino: None,
+                };
+                self.put(dest, it);
+            }
+            PackSource::Path { path, root } => {
+                let (r, rel) = match root {
+                    Some(root) => {
+                        let r = self.root(root, true)?;
+                        let rel = path
+                            .strip_prefix(root)
+                            .map_err(|_| PackError::Unsafe { path: path.clone(), why: format!("it is not inside {}", root.display()) })?;
+                        (r, rel.as_os_str().as_bytes().to_vec())
+                    }
+                    None => (
+                        self.root(Path::new("/"), false)?,
+                        path.as_os_str().as_bytes().trim_ascii_start().strip_prefix(b"/").unwrap_or(path.as_os_str().as_bytes()).to_vec(),
+                    ),
+                };
+                // The source itself is followed (COPY copies what a symlink names), below the root.
+                let top = self.open(r, &rel, OFlag::O_PATH)?;
+                let st = fstat(top.as_raw_fd()).map_err(sys("stat", path))?;
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    self.parents(&dest, puid, pgid);
+                    if let Some(it) = self.item(e, &st, Data::At { root: r, rel: rel.clone(), follow: true }, false, Vec::new()) {
+                        self.put(dest.clone(), it);
+                    }
+                    self.tree(e, &[r], &rel, &dest, b"", false, false, &skip)?;
+                } else {
+                    let base = path.file_name().map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+                    let name = file_name(&base);
+                    self.parents(&name, puid, pgid);
+                    if let Some(it) = self.item(e, &st, Data::At { root: r, rel, follow: true }, false, Vec::new()) {
+                        self.put(name, it);
+                    }
+                }
+            }
+            PackSource::Layers { layers, path } => {
+                if layers.is_empty() {
+                    return Err(PackError::Input(format!("no layers to copy {path} from")));
+                }
+                // Top first from here on.
+                let ls = layers.iter().rev().map(|l| self.root(l, true)).collect::<Result<Vec<_>>>()?;
+                let (resolved, found) = self.resolve(&ls, path)?;
+                match found {
+                    Found::Missing => return Err(PackError::Input(format!("{path}: no such file or directory in the stage's layers"))),
+                    Found::Dir { layers: v, rel, st } => {
+                        self.parents(&dest, puid, pgid);
+                        if let Some(it) = self.item(e, &st, Data::At { root: v[0], rel: rel.clone(), follow: false }, true, Vec::new()) {
+                            self.put(dest.clone(), it);
+                        }
+                        self.tree(e, &v, &rel, &dest, b"", true, true, &skip)?;
+                    }
+                    Found::Leaf { layer, rel, st } => {
+                        let base = resolved.last().cloned().unwrap_or_default();
+                        let name = file_name(&base);
+                        self.parents(&name, puid, pgid);
+                        if let Some(it) = self.item(e, &st, Data::At { root: layer, rel, follow: false }, true, Vec::new()) {
+                            self.put(name, it);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the items in name order (parents before children), hard links after their first name.
+    fn write<W: Write>(&self, tar: &mut tar::Builder<W>, out: &Path) -> Result<u64> {
+        let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut n = 0;
+        let werr = |e: io::Error| PackError::Write { path: out.to_path_buf(), source: e };
+        for (name, it) in &self.items {
+            n += 1;
+            let mut tname = name.clone();
+            if it.kind == EntryType::Directory {
+                tname.push(b'/');
+            }
+            let m = Meta {
+                name: &tname,
+                kind: it.kind,
+                mode: it.mode,
+                uid: it.uid,
+                gid: it.gid,
+                size: 0,
+                mtime: it.mtime,
+                link: &it.link,
+                dev: it.dev,
+                xattrs: &[],
+            };
+            if let Some(key) = it.ino {
+                if let Some(first) = links.get(&key) {
+                    tarw::append(tar, &Meta { kind: EntryType::Link, link: first, ..m }, io::empty()).map_err(werr)?;
+                    continue;
+                }
+                links.insert(key, name.clone());
+            }
+            match (&it.data, it.kind) {
+                (Data::Bytes(b), _) => tarw::append(tar, &Meta { size: b.len() as u64, ..m }, &b[..]).map_err(werr)?,
+                (Data::At { root, rel, follow }, EntryType::Regular) => {
+                    let fd = self.open(*root, rel, if *follow { OFlag::O_RDONLY } else { OFlag::O_RDONLY | OFlag::O_NOFOLLOW })?;
+                    let shown = self.roots[*root].path.join(OsStr::from_bytes(rel));
+                    let st = fstat(fd.as_raw_fd()).map_err(sys("stat", &shown))?;
+                    let size = st.st_size.max(0) as u64;
+                    let xa = tarw::xattrs(fd.as_raw_fd(), internal_xattr);
+                    let mut data = Promised::new(File::from(fd), size);
+                    tarw::append(tar, &Meta { size, xattrs: &xa, ..m }, &mut data).map_err(werr)?;
+                }
+                (Data::At { root, rel, follow }, EntryType::Directory) => {
+                    let xa = match self.open(
+                        *root,
+                        rel,
+                        if *follow { OFlag::O_RDONLY | OFlag::O_DIRECTORY } else { OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW },
+                    ) {
+                        Ok(fd) => tarw::xattrs(fd.as_raw_fd(), internal_xattr),
+                        Err(_) => Vec::new(),
+                    };
+                    tarw::append(tar, &Meta { xattrs: &xa, ..m }, io::empty()).map_err(werr)?;
+                }
+                _ => tarw::append(tar, &m, io::empty()).map_err(werr)?,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Packs COPY/ADD's entries into the layer file `out`: each source under its destination,
+/// parents created, later entries replacing earlier ones at the same name.
+pub fn pack_entries(entries: &[PackEntry], out: &Path, c: Compress) -> Result<PackStats> {
+    let mut col = Collector::default();
+    for e in entries {
+        col.entry(e)?;
+    }
+    let sink = Sink::create(out, c, threads())?;
+    let mut tar = tar::Builder::new(sink);
+    let r = col.write(&mut tar, out);
+    let n = *r.as_ref().unwrap_or(&0);
+    finish(tar, r.map(|_| ()), n, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,5 +1235,157 @@ mod tests {
         let e = pack_upper(&d.path().join("missing"), &out, Compress::Gzip).unwrap_err();
         assert_eq!(e.code(), crate::codes::EPACK);
         assert!(!out.exists());
+    }
+
+    fn entry(source: PackSource, dest: &str) -> PackEntry {
+        PackEntry { source, dest: dest.into(), uid: None, gid: None, mode: None, exclude: Vec::new() }
+    }
+
+    fn path_in(root: &Path, rel: &str) -> PackSource {
+        PackSource::Path { path: root.join(rel), root: Some(root.to_path_buf()) }
+    }
+
+    #[test]
+    fn entries_land_under_their_destinations_with_parents_owners_and_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("app/sub")).unwrap();
+        std::fs::create_dir_all(ctx.join("app/skipme")).unwrap();
+        std::fs::write(ctx.join("app/main.c"), "int main;").unwrap();
+        std::fs::hard_link(ctx.join("app/main.c"), ctx.join("app/copy.c")).unwrap();
+        std::os::unix::fs::symlink("main.c", ctx.join("app/link")).unwrap();
+        std::fs::write(ctx.join("app/sub/x"), "x").unwrap();
+        std::fs::write(ctx.join("app/skipme/y"), "y").unwrap();
+        std::fs::write(ctx.join("app/.wh.notmine"), "a context's file, not a marker").unwrap();
+        std::fs::write(ctx.join("tool"), "#!/bin/sh").unwrap();
+        std::os::unix::fs::symlink("tool", ctx.join("tool-link")).unwrap();
+        let mut app = entry(path_in(&ctx, "app"), "/srv/app");
+        app.uid = Some(1000);
+        app.gid = Some(1000);
+        app.exclude = vec!["skipme".into()];
+        let mut tool = entry(path_in(&ctx, "tool-link"), "/usr/local/bin/");
+        tool.mode = Some(0o755);
+        let heredoc = entry(PackSource::Content { content: "aGVsbG8K".into() }, "/etc/greeting");
+        let out = d.path().join("l.tar");
+        let st = pack_entries(&[app, tool, heredoc], &out, Compress::None).unwrap();
+        let l = listing(&out);
+        assert_eq!(
+            names(&l),
+            [
+                "etc/",
+                "etc/greeting",
+                "srv/",
+                "srv/app/",
+                "srv/app/.wh.notmine",
+                "srv/app/copy.c",
+                "srv/app/link",
+                "srv/app/main.c",
+                "srv/app/sub/",
+                "srv/app/sub/x",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
+                "usr/local/bin/tool-link"
+            ]
+        );
+        assert_eq!(st.entries as usize, l.len());
+        let get = |n: &str| l.iter().find(|e| e.0 == n).unwrap().clone();
+        assert_eq!(get("etc/greeting").5, b"hello\n");
+        assert_eq!(get("etc/greeting").2, 0o644);
+        // The source symlink is followed (its target's bytes, the destination's name).
+        assert_eq!(get("usr/local/bin/tool-link").5, b"#!/bin/sh");
+        assert_eq!(get("usr/local/bin/tool-link").2, 0o755);
+        assert_eq!(get("usr/local/bin/").2, 0o755);
+        // --chown: every copied entry and the parents it made; symlinks inside are copied as such.
+        for n in ["srv/", "srv/app/", "srv/app/main.c", "srv/app/sub/x", "srv/app/link"] {
+            assert_eq!(get(n).3, 1000, "{n}");
+        }
+        assert_eq!(get("usr/").3, 0);
+        assert_eq!(get("srv/app/link").1, '2');
+        assert_eq!(get("srv/app/link").4, "main.c");
+        // copy.c sorts first: it carries the data, main.c links to it.
+        assert_eq!(get("srv/app/copy.c").5, b"int main;");
+        assert_eq!(get("srv/app/main.c").1, '1');
+        assert_eq!(get("srv/app/main.c").4, "srv/app/copy.c");
+        // Twice: the same bytes.
+        let again = d.path().join("l2.tar");
+        let mut app = entry(path_in(&ctx, "app"), "/srv/app");
+        (app.uid, app.gid, app.exclude) = (Some(1000), Some(1000), vec!["skipme".into()]);
+        let mut tool = entry(path_in(&ctx, "tool-link"), "/usr/local/bin/");
+        tool.mode = Some(0o755);
+        pack_entries(&[app, tool, entry(PackSource::Content { content: "aGVsbG8K".into() }, "/etc/greeting")], &again, Compress::None).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_context_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = d.path().join("ctx");
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(ctx.join("dir")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ctx.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../outside/secret", ctx.join("up")).unwrap();
+        std::os::unix::fs::symlink("../outside", ctx.join("updir")).unwrap();
+        std::os::unix::fs::symlink("../../outside/secret", ctx.join("dir/inner")).unwrap();
+        let out = d.path().join("l.tar");
+        for src in ["abs", "up", "updir", "updir/secret", "dir/inner"] {
+            let e = pack_entries(&[entry(path_in(&ctx, src), "/x")], &out, Compress::Gzip).unwrap_err();
+            assert_eq!(e.code(), crate::codes::ELAYER_UNSAFE, "{src}: {e}");
+            assert!(!out.exists());
+        }
+        let e = pack_entries(&[entry(PackSource::Path { path: outside.join("secret"), root: Some(ctx.clone()) }, "/x")], &out, Compress::Gzip).unwrap_err();
+        assert_eq!(e.code(), crate::codes::ELAYER_UNSAFE);
+        // Inside a copied tree a symlink is a symlink: copied, never read through.
+        pack_entries(&[entry(path_in(&ctx, "dir"), "/d")], &out, Compress::Gzip).unwrap();
+        let l = listing(&out);
+        let inner = l.iter().find(|e| e.0 == "d/inner").unwrap();
+        assert_eq!((inner.1, inner.4.as_str()), ('2', "../../outside/secret"));
+    }
+
+    /// Makes a whiteout for `name` in `dir`: the device where it can be made, else the `.wh.` file.
+    fn whiteout(dir: &Path, name: &str) {
+        let c = CString::new(dir.join(name).as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated path.
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) } != 0 {
+            std::fs::write(dir.join(format!(".wh.{name}")), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn layers_are_merged_with_their_whiteouts_for_copy_from() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, l2) = (d.path().join("l1"), d.path().join("l2"));
+        std::fs::create_dir_all(l1.join("etc/opq")).unwrap();
+        std::fs::create_dir_all(l1.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(l1.join("gone-dir/deep")).unwrap();
+        for f in ["etc/a", "etc/b", "etc/opq/x", "usr/lib/libz.so", "gone-dir/deep/f"] {
+            std::fs::write(l1.join(f), f).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/lib", l1.join("lib")).unwrap();
+        std::fs::create_dir_all(l2.join("etc/opq")).unwrap();
+        whiteout(&l2.join("etc"), "b");
+        whiteout(&l2, "gone-dir");
+        assert!(setxattr(&l2.join("etc/opq"), "user.overlay.opaque", b"y"));
+        std::fs::write(l2.join("etc/opq/y"), "new").unwrap();
+        std::fs::write(l2.join("etc/c"), "c").unwrap();
+        std::fs::write(l2.join("etc/a"), "a2").unwrap();
+        let layers = vec![l1.clone(), l2.clone()];
+        let out = d.path().join("l.tar");
+        let es = [
+            entry(PackSource::Layers { layers: layers.clone(), path: "/etc".into() }, "/copy"),
+            // Through /lib -> usr/lib, as the stage's container would see it.
+            entry(PackSource::Layers { layers: layers.clone(), path: "/lib/libz.so".into() }, "/z/"),
+        ];
+        pack_entries(&es, &out, Compress::Gzip).unwrap();
+        let l = listing(&out);
+        assert_eq!(names(&l), ["copy/", "copy/a", "copy/c", "copy/opq/", "copy/opq/y", "z/", "z/libz.so"]);
+        assert_eq!(l[1].5, b"a2");
+        assert_eq!(l[6].5, b"usr/lib/libz.so");
+        for missing in ["/etc/b", "/gone-dir/deep/f", "/etc/opq/x"] {
+            let e = pack_entries(&[entry(PackSource::Layers { layers: layers.clone(), path: missing.into() }, "/m")], &out, Compress::Gzip).unwrap_err();
+            assert_eq!(e.code(), crate::codes::EPACK, "{missing}");
+        }
     }
 }

@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 use burrow_core::error::Coded;
-use burrow_core::image::pack::{pack_upper, Compress, PackError, PackStats};
+use burrow_core::image::pack::{pack_entries, pack_upper, Compress, PackEntry, PackError, PackStats};
 use burrow_core::image::unpack::{unpack, unpack_following, Stats, UnpackError, Whiteouts};
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::idmap;
@@ -57,6 +57,7 @@ struct Job {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PackWhat {
     upper: Option<PathBuf>,
+    entries: Option<Vec<PackEntry>>,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +106,8 @@ fn pack(job: &Job) -> std::result::Result<PackStats, PackError> {
     let out = job.out.as_deref().ok_or_else(|| PackError::Input("a pack job needs \"out\"".into()))?;
     let c = job.compress.unwrap_or(Compress::Gzip);
     match job.pack.as_ref() {
-        Some(PackWhat { upper: Some(u) }) => pack_upper(u, out, c),
+        Some(PackWhat { upper: Some(u), entries: None }) => pack_upper(u, out, c),
+        Some(PackWhat { upper: None, entries: Some(e) }) => pack_entries(e, out, c),
         _ => Err(PackError::Input("a pack job needs {\"upper\": DIR} or {\"entries\": [...]}".into())),
     }
 }
