@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EXPANDING_INSTRUCTIONS, ExpandError, expandWord, expandWords } from '../../ts/build/dockerfile/expand';
+import { EXPANDING_INSTRUCTIONS, ExpandError, expandHeredoc, expandIn, expandWord, expandWords } from '../../ts/build/dockerfile/expand';
 
 const env: Record<string, string> = { A: 'a', B: 'two words', E: '', PATH: '/usr/bin:/bin', F: 'file.tar.gz', P: '/usr/local/lib/x.so' };
 const lookup = (n: string) => (Object.prototype.hasOwnProperty.call(env, n) ? env[n] : undefined);
@@ -82,7 +82,11 @@ describe('expandWord (BuildKit shell lexer)', () => {
     expect(x('${P%/*}')).toBe('/usr/local/lib');
     expect(x('${F#nomatch}')).toBe('file.tar.gz');
     expect(x('${F%.t?r.gz}')).toBe('file');
-    expect(x('${F#[a-f]}')).toBe('ile.tar.gz');
+    // BuildKit's patterns have no bracket expressions: [ is an ordinary character
+    expect(x('${F#[a-f]}')).toBe('file.tar.gz');
+    expect(x('${F%\\*}')).toBe('file.tar.gz');
+    expect(err('${F#\\x}')).toContain("invalid escape '\\x'");
+    expect(x('${P#/usr\\/}')).toBe('local/lib/x.so');
     expect(x('${NOPE#x}')).toBe('');
     expect(err('${F:#x}')).toContain('unsupported modifier (:#)');
   });
@@ -92,7 +96,9 @@ describe('expandWord (BuildKit shell lexer)', () => {
     expect(x('${PATH//bin/sbin}')).toBe('/usr/sbin:/sbin');
     expect(x('${PATH//:/ }')).toBe('/usr/bin /bin');
     expect(x('${F/.*/}')).toBe('file');
-    expect(x('${F/tar}')).toBe('file..gz');
+    expect(x('${F/tar/}')).toBe('file..gz');
+    expect(x('${F/#/-}')).toBe('file.tar.gz');
+    expect(err('${F/tar}')).toBe("syntax error: missing '/' in ${}");
   });
 
   it('syntax errors', () => {
@@ -107,11 +113,40 @@ describe('expandWord (BuildKit shell lexer)', () => {
 });
 
 describe('expandWords', () => {
+  it('keeps << and the blanks after it in one word, as BuildKit does for heredocs', () => {
+    expect(expandWords('cat << EOF > x', lookup)).toEqual(['cat', '<< EOF', '>', 'x']);
+    expect(expandWords('a < b', lookup)).toEqual(['a', '<', 'b']);
+  });
+
   it('splits at unquoted whitespace, also inside unquoted variables, never inside quotes', () => {
     expect(expandWords('80 $B "$B" x\\ y', lookup)).toEqual(['80', 'two', 'words', 'two words', 'x y']);
     expect(expandWords('  a   b  ', lookup)).toEqual(['a', 'b']);
     expect(expandWords('$E', lookup)).toEqual([]);
     expect(expandWords('a""b', lookup)).toEqual(['ab']);
+  });
+});
+
+describe('expandHeredoc (COPY <<EOF with an unquoted delimiter)', () => {
+  it('expands variables and applies \\ escapes, but quotes are plain text', () => {
+    expect(expandHeredoc('A=$A "$B" \'$A\'\nprice: \\$5\n', lookup)).toBe('A=a "two words" \'a\'\nprice: $5\n');
+    expect(expandHeredoc('${NOPE:-"d"}\n', lookup)).toBe('"d"\n');
+  });
+});
+
+describe('expandIn', () => {
+  const pos = { file: 'Dockerfile', line: 7, column: 3 };
+  it('expands a word of an instruction, or fails naming where the instruction is', () => {
+    expect(expandIn({ pos, kind: 'WORKDIR' }, '/srv/$A', lookup)).toBe('/srv/a');
+    expect(expandIn({ pos, kind: 'EXPOSE' }, '$B', lookup, '\\', true)).toEqual(['two', 'words']);
+    try {
+      expandIn({ pos, kind: 'COPY' }, '"my', lookup);
+      throw new Error('no error');
+    } catch (e) {
+      expect(e).toBeInstanceOf(ExpandError);
+      expect((e as ExpandError).message).toBe('Dockerfile:7:3: COPY "my: unexpected end of statement while looking for matching double-quote');
+      expect((e as ExpandError).fix).toContain('JSON form');
+    }
+    expect(() => expandIn({ pos, kind: 'USER' }, '${U:?set U}', lookup)).toThrow('Dockerfile:7:3: USER ${U:?set U}: U: set U');
   });
 });
 

@@ -62,6 +62,21 @@ describe('parseDockerfile: lines, comments, directives', () => {
     expect(copy).toMatchObject({ kind: 'COPY', sources: ['a'], dest: 'b' });
   });
 
+  it('an escaped escape character at the end of a line does not continue it (BuildKit)', () => {
+    const [a, b] = body('FROM scratch\nRUN echo a\\\\\nUSER x\\ \n  y\n');
+    expect(a).toMatchObject({ kind: 'RUN', command: { command: 'echo a\\\\' } });
+    expect(b).toMatchObject({ kind: 'USER', value: 'x  y' });
+    // the escape character alone on a line continues too, and a continuation may end the file
+    expect(body('FROM scratch\nRUN a \\\n\\\n b \\')).toMatchObject([{ command: { command: 'a  b' } }]);
+  });
+
+  it('flags take quotes and the escape character, as BuildKit\'s extractBuilderFlags', () => {
+    expect(one('COPY --chown="app user" a b')).toMatchObject({ chown: 'app user' });
+    expect(one('COPY --chown=a\\ b c d')).toMatchObject({ chown: 'a b', sources: ['c'], dest: 'd' });
+    expect(parse('# escape=`\nFROM scratch\nCOPY --chown=a` b c d\n').stages[0]!.instructions[0]).toMatchObject({ chown: 'a b' });
+    expect(one('COPY -- --not-a-flag /d')).toMatchObject({ sources: ['--not-a-flag'], dest: '/d', flags: {} });
+  });
+
   it('a comment line ending in the escape character does not continue', () => {
     expect(body('FROM scratch\n# comment \\\nUSER x\n')).toMatchObject([{ kind: 'USER', value: 'x' }]);
   });
@@ -81,8 +96,8 @@ describe('parseDockerfile: stages and global ARGs', () => {
   it('rejects bad stage names, duplicates, and FROM with the wrong number of words', () => {
     fails('FROM a AS 1st\n', '1:11', 'invalid name for build stage: "1st"');
     fails('FROM a AS b$c\n', '1:11', 'invalid name for build stage');
-    fails('FROM a AS scratch\n', '1:11', 'reserved stage name');
-    fails('FROM a AS x\nFROM b AS X\n', '2:1', 'duplicate stage name "x"');
+    // reserved and duplicate names are only lint warnings in BuildKit
+    expect(parse('FROM a AS scratch\nFROM b AS x\nFROM c AS X\n').stages.map((s) => s.name)).toEqual(['scratch', 'x', 'x']);
     fails('FROM a b\n', '1:6', 'FROM requires either one or three arguments');
     fails('FROM a FOR b\n', '1:8', 'FROM requires either one or three arguments');
     fails('FROM\n', '1:1', 'FROM requires either one or three arguments');
@@ -126,10 +141,27 @@ describe('parseDockerfile: instructions', () => {
   it('RUN flag errors name the flag and its column', () => {
     fails('FROM scratch\nRUN --mount=type=cahce,target=/x true\n', '2:5', 'unsupported mount type "cahce" (did you mean cache?)');
     fails('FROM scratch\nRUN --network=host --mount=type=cache,taget=/x true\n', '2:20', "unexpected key 'taget' in 'taget=/x' (did you mean target?)");
-    fails('FROM scratch\nRUN --mount=type=cache true\n', '2:5', 'needs a target');
+    fails('FROM scratch\nRUN --mount=type=secret true\n', '2:5', 'invalid secret mount. one of source, target required');
+    fails('FROM scratch\nRUN --mount=type=secret,id=a,src=/f true\n', '2:5', "both source and id can't be set");
+    fails('FROM scratch\nRUN --mount=type=secret,id=a,from=x true\n', '2:5', 'secret mount should not have a from');
+    fails('FROM scratch\nRUN --mount=size=1m,type=tmpfs,target=/t true\n', '2:5', "unexpected key 'size' for mount type 'bind'");
+    fails('FROM scratch\nRUN --mount=type=bind,target=/x,mode=0700 true\n', '2:5', 'mode not allowed for "bind" type mounts');
+    fails('FROM scratch\nRUN --mount=type=cache,target=/x,mode=9 true\n', '2:5', 'invalid value 9 for mode');
+    fails('FROM scratch\nRUN --mount=type=cache,target=/x,uid=me true\n', '2:5', 'invalid value me for uid');
+    fails('FROM scratch\nRUN --mount=type=bind,from=$STAGE,target=/x true\n', '2:5', "'from' doesn't support variable expansion");
+    fails('FROM scratch\nRUN --mount=type=cache,target=/x,sharing=lockd true\n', '2:5', 'unsupported sharing value "lockd" (did you mean locked?)');
+    fails('FROM scratch\nRUN --mount=type=bind,target=/x,ro=maybe true\n', '2:5', 'invalid value for ro: maybe');
+    // no target: BuildKit mounts at the working directory
+    expect(one<RunInstruction>('RUN --mount=type=cache true').mounts).toEqual([{ type: 'cache', readonly: false }]);
+    expect(one<RunInstruction>('RUN --mount=type=secret,id=tok,env=TOKEN,required=false --mount=type=ssh true').mounts).toEqual([
+      { type: 'secret', id: 'tok', env: 'TOKEN', required: false, readonly: true },
+      { type: 'ssh', readonly: true },
+    ]);
     fails('FROM scratch\nRUN --mount=type=bind,target=/x,sharing=shared true\n', '2:5', 'invalid cache sharing set for bind mount');
     fails('FROM scratch\nRUN --mount=type=cache,target=/x,bogus true\n', '2:5', "invalid field 'bogus' must be a key=value pair");
-    fails('FROM scratch\nRUN --network=bridge true\n', '2:5', 'unsupported network mode');
+    fails('FROM scratch\nRUN --network=bridge true\n', '2:5', 'invalid network mode "bridge"');
+    fails('FROM scratch\nRUN --security=root true\n', '2:5', 'security "root" is not valid');
+    fails('FROM scratch\nCOPY --link= a b\n', '2:6', 'missing a value on flag --link');
     fails('FROM scratch\nRUN --netwrk=none true\n', '2:5', 'RUN does not take the flag --netwrk (did you mean --network?)');
     fails('FROM scratch\nRUN --network true\n', '2:5', 'missing a value on flag --network');
     fails('FROM scratch\nRUN --network=none --network=host true\n', '2:20', 'duplicate flag');
@@ -143,6 +175,8 @@ describe('parseDockerfile: instructions', () => {
     const add = one<CopyInstruction>('ADD --checksum=sha256:abc --keep-git-dir https://x/y.tar /y');
     expect(add).toMatchObject({ kind: 'ADD', sources: ['https://x/y.tar'], dest: '/y', checksum: 'sha256:abc', keepGitDir: true });
     fails('FROM scratch\nADD --from=x a b\n', '2:5', 'ADD does not take the flag --from');
+    fails('FROM scratch\nCOPY --link --from=$STAGE a b\n', '2:13', 'variable expansion is not supported for --from');
+    expect(one('COPY --from=0 a b')).toMatchObject({ from: '0' });
     fails('FROM scratch\nCOPY a\n', '2:6', 'COPY requires at least two arguments, but only one was provided');
     fails('FROM scratch\nCOPY\n', '2:1', 'COPY requires at least two arguments');
     fails('FROM scratch\nCOPY --link=maybe a b\n', '2:6', 'expecting boolean value');
@@ -223,9 +257,19 @@ describe('parseDockerfile: instructions', () => {
 
   it('unknown instructions, with a suggestion for near misses', () => {
     fails('FROM scratch\n  COPPY a b\n', '2:3', 'unknown instruction: COPPY (did you mean COPY?)');
-    fails('FROM scratch\nworkdri /x\n', '2:1', 'unknown instruction: workdri (did you mean WORKDIR?)');
+    fails('FROM scratch\nworkdri /x\n', '2:1', 'unknown instruction: workdri (did you mean workdir?)');
+    fails('FROM scratch\nExpos 80\n', '2:1', 'unknown instruction: Expos (did you mean expose?)');
     const f = failure('FROM scratch\nFLURB x\n');
     expect(f.message).toBe('Dockerfile:2:1: unknown instruction: FLURB');
+  });
+});
+
+describe('parseDockerfile: words are kept for the expansion', () => {
+  it('a bad ${ or quote is not a parse error: BuildKit finds it when it expands, in the stages it builds', () => {
+    expect(one('WORKDIR /a/${B')).toMatchObject({ value: '/a/${B' });
+    expect(one('COPY "my file" /x')).toMatchObject({ sources: ['"my', 'file"'], dest: '/x' });
+    expect(one("ENV name='a\\'b'")).toMatchObject({ pairs: [['name', "'a\\'b'"]] });
+    expect(one('USER ${APP_USER:?set APP_USER}')).toMatchObject({ value: '${APP_USER:?set APP_USER}' });
   });
 });
 
@@ -273,6 +317,27 @@ describe('parseDockerfile: heredocs', () => {
     expect(one<RunInstruction>("RUN echo '<<EOF'").command).toMatchObject({ heredocs: [] });
     expect(one<RunInstruction>('RUN echo a<<EOF').command).toMatchObject({ heredocs: [] });
     expect(one<RunInstruction>('RUN cat <<EOF\nEOF').command).toMatchObject({ heredocs: [{ name: 'EOF', content: '' }] });
+  });
+
+  it('blanks between << and the delimiter, and CRLF bodies kept as written (BuildKit)', () => {
+    expect(one<RunInstruction>('RUN cat << EOF\nx\nEOF').command).toMatchObject({ heredocs: [{ name: 'EOF', content: 'x\n' }] });
+    const crlf = parse('FROM scratch\r\nCOPY <<EOF /f\r\na\r\nEOF\r\nUSER u\r\n').stages[0]!.instructions;
+    expect(crlf[0]).toMatchObject({ heredocs: [{ name: 'EOF', content: 'a\r\n' }] });
+    expect(crlf[1]).toMatchObject({ kind: 'USER', value: 'u' });
+  });
+
+  it('ONBUILD with a heredoc: the trigger carries the body, as BuildKit writes it in OnBuild', () => {
+    const ins = body('FROM scratch\nONBUILD RUN <<-EOF\n\techo hi\n\tEOF\nUSER u\n');
+    expect(ins[0]).toMatchObject({
+      kind: 'ONBUILD',
+      trigger: 'RUN <<-EOF\n\techo hi\nEOF',
+      instruction: { kind: 'RUN', command: { form: 'shell', command: '<<-EOF', heredocs: [{ name: 'EOF', content: 'echo hi\n' }] } },
+    });
+    expect(ins[1]).toMatchObject({ kind: 'USER', pos: { line: 5 } });
+  });
+
+  it('a delimiter with a $ in it is taken as written (BuildKit lexes the line with unset variables kept)', () => {
+    expect(one<RunInstruction>('RUN cat <<$END\nx\n$END').command).toMatchObject({ heredocs: [{ name: '$END', content: 'x\n', expand: true }] });
   });
 
   it('an unterminated heredoc names the delimiter and where it started', () => {

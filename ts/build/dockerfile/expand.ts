@@ -11,6 +11,7 @@
  */
 
 import { BurrowError } from '../../errors';
+import type { Position } from './ast';
 
 /** A variable's value, or undefined when it is not set (which differs from set-but-empty). */
 export type Lookup = (name: string) => string | undefined;
@@ -18,9 +19,17 @@ export type Lookup = (name: string) => string | undefined;
 /**
  * The instructions whose words BuildKit expands (the Dockerfile reference's list: ADD COPY ENV
  * EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR, and ONBUILD's trigger when it is one of those,
- * once it runs in the child image), plus ARG's defaults. For COPY/ADD, the `--from`, `--chown`
- * and `--chmod` flags are expanded too; for RUN only its `--mount` values and `--network`; for
- * FROM its `--platform`. Keys of ENV and LABEL pairs are expanded as well as their values.
+ * once it runs in the child image), plus ARG (names and defaults). What exactly, as BuildKit's
+ * instructions/commands.go and dockerfile2llb do it:
+ *   ENV, LABEL   keys and values (expandWord each)
+ *   ARG          names and defaults
+ *   COPY, ADD    sources and destination; --chown, --chmod (ADD: --checksum); never --from
+ *                (the parser rejects a variable there, as BuildKit does); inline files of
+ *                heredocs with an unquoted delimiter through expandHeredoc
+ *   EXPOSE       each word through expandWords (a variable may hold several ports)
+ *   VOLUME, WORKDIR, USER, STOPSIGNAL   their words
+ *   FROM         the image and --platform, with the global ARGs only
+ *   RUN          only the --mount values and --network; the command is the shell's
  */
 export const EXPANDING_INSTRUCTIONS: ReadonlySet<string> = new Set([
   'ADD',
@@ -39,15 +48,15 @@ export const EXPANDING_INSTRUCTIONS: ReadonlySet<string> = new Set([
 /** The flags that are expanded, per instruction (the others are taken as written). */
 export const EXPANDING_FLAGS: Readonly<Record<string, readonly string[]>> = {
   ADD: ['chown', 'chmod', 'checksum'],
-  COPY: ['from', 'chown', 'chmod'],
+  COPY: ['chown', 'chmod'],
   FROM: ['platform'],
   RUN: ['mount', 'network'],
 };
 
 /** A word that does not expand: a syntax error, or `${VAR:?message}` with VAR unset or empty. */
 export class ExpandError extends BurrowError {
-  constructor(message: string) {
-    super('EBUILD_INPUT', message);
+  constructor(message: string, fix?: string) {
+    super('EBUILD_INPUT', message, fix);
     this.name = 'ExpandError';
   }
 }
@@ -59,6 +68,17 @@ export interface LexOptions {
   rawEscapes?: boolean;
   /** Leave `$VAR` of an unset variable as written (BuildKit's SkipUnsetEnv). */
   skipUnsetEnv?: boolean;
+  /** Quotes are ordinary characters (BuildKit's SkipProcessQuotes, for heredoc bodies). */
+  skipQuotes?: boolean;
+}
+
+/**
+ * The body of `COPY <<EOF` (unquoted delimiter) as BuildKit writes the file: variables expanded
+ * and `\` escapes applied, quotes left as they are (its ExpandRaw, with `\` whatever the
+ * escape directive says).
+ */
+export function expandHeredoc(content: string, lookup: Lookup): string {
+  return expandWord(content, lookup, '\\', { skipQuotes: true });
 }
 
 /**
@@ -76,6 +96,22 @@ export function expandWord(word: string, lookup: Lookup, escape: string = '\\', 
  */
 export function expandWords(word: string, lookup: Lookup, escape: string = '\\', options: LexOptions = {}): string[] {
   return new Lexer(word, lookup, escape, options).process().words;
+}
+
+/**
+ * expandWord for a word of an instruction: an ExpandError then names where the instruction is
+ * (`Dockerfile:12:1: COPY "my file": unexpected end of statement ...`), and for COPY/ADD an
+ * unmatched quote points to the JSON form. BuildKit reports these when it expands, that is
+ * only in the stages it builds; the executor does the same by calling this as it walks them.
+ */
+export function expandIn(ins: { pos: Position; kind: string }, word: string, lookup: Lookup, escape: string = '\\', split = false): string | string[] {
+  try {
+    return split ? expandWords(word, lookup, escape) : expandWord(word, lookup, escape);
+  } catch (e) {
+    if (!(e instanceof ExpandError)) throw e;
+    const quote = /matching (single|double)-quote/.test(e.message) && (ins.kind === 'COPY' || ins.kind === 'ADD');
+    throw new ExpandError(`${ins.pos.file}:${ins.pos.line}:${ins.pos.column}: ${ins.kind} ${word}: ${e.message}`, quote ? `names with spaces or quotes need the JSON form: ${ins.kind} ["my file", "/dest/"]` : undefined);
+  }
 }
 
 const EOF = '';
@@ -179,12 +215,17 @@ class Lexer {
         const v = this.processDollar();
         result += v;
         words.addString(v);
-      } else if (ch === "'") {
+      } else if (ch === "'" && !this.options.skipQuotes) {
         const v = this.processSingleQuote();
         result += v;
         words.addRawString(v);
-      } else if (ch === '"') {
+      } else if (ch === '"' && !this.options.skipQuotes) {
         const v = this.processDoubleQuote();
+        result += v;
+        words.addRawString(v);
+      } else if (ch === '<') {
+        // BuildKit keeps `<< EOF` one word (a heredoc may have blanks after <<).
+        const v = this.processPossibleHeredoc();
         result += v;
         words.addRawString(v);
       } else {
@@ -208,6 +249,15 @@ class Lexer {
       throw new ExpandError(`unexpected end of statement while looking for matching ${stop}`);
     }
     return [result, words.get()];
+  }
+
+  private processPossibleHeredoc(): string {
+    this.next();
+    if (this.peek() !== '<') return '<';
+    this.next();
+    let v = '<<';
+    while (this.peek() === ' ' || this.peek() === '\t' || this.peek() === '\r') v += this.next();
+    return v;
   }
 
   private processSingleQuote(): string {
@@ -332,8 +382,20 @@ class Lexer {
       case '/': {
         const all = this.peek() === '/';
         if (all) this.next();
-        const [pattern] = this.processStopOnOr('/', '}');
-        const [replacement] = this.lastStop === '}' ? ['', []] : this.processStopOn('}', true);
+        let pattern: string;
+        try {
+          [pattern] = this.processStopOn('/', true);
+        } catch (e) {
+          if (this.peek() === EOF) throw new ExpandError("syntax error: missing '/' in ${}");
+          throw e;
+        }
+        let replacement: string;
+        try {
+          [replacement] = this.processStopOn('}', true);
+        } catch (e) {
+          if (this.peek() === EOF) throw new ExpandError("syntax error: missing '}'");
+          throw e;
+        }
         const value = this.get(name);
         if (value === undefined && this.options.skipUnsetEnv) {
           return '${' + name + (all ? '//' : '/') + pattern + '/' + replacement + '}';
@@ -343,40 +405,6 @@ class Lexer {
       default:
         if (ch === EOF) throw new ExpandError("syntax error: missing '}'");
         throw new ExpandError(`unsupported modifier (${chs}) in substitution`);
-    }
-  }
-
-  private lastStop = '';
-
-  /** `${VAR/pattern}` without a replacement ends at `}`: stops at either character. */
-  private processStopOnOr(a: string, b: string): [string, string[]] {
-    let result = '';
-    const saved = this.rawEscapes;
-    this.rawEscapes = true;
-    try {
-      while (this.peek() !== EOF) {
-        const ch = this.peek();
-        if (ch === a || ch === b) {
-          this.next();
-          this.lastStop = ch;
-          return [result, []];
-        }
-        if (ch === '$') result += this.processDollar();
-        else if (ch === "'") result += this.processSingleQuote();
-        else if (ch === '"') result += this.processDoubleQuote();
-        else {
-          let c = this.next();
-          if (c === this.escape) {
-            result += c;
-            c = this.next();
-            if (c === EOF) break;
-          }
-          result += c;
-        }
-      }
-      throw new ExpandError("syntax error: missing '}'");
-    } finally {
-      this.rawEscapes = saved;
     }
   }
 
@@ -398,60 +426,68 @@ class Lexer {
 }
 
 /**
- * A shell pattern (`*`, `?`, `[...]`, the escape character quoting the next one) as the source of
- * a regular expression matching it, unanchored.
+ * BuildKit's convertShellPatternToRegex: `*` any run of characters (lazy unless greedy), `?`
+ * one character, `\` quoting `*`, `?` or itself (before `}` or `/` it is dropped: they had to
+ * be escaped inside `${}`); every other character literal. No bracket expressions.
  */
-function patternSource(pattern: string, escape = '\\'): string {
-  let re = '';
+function shellPatternRegex(pattern: string, greedy: boolean, anchored: boolean): RegExp {
+  let re = anchored ? '^' : '';
   const chars = Array.from(pattern);
   for (let i = 0; i < chars.length; i++) {
     const ch = chars[i]!;
-    if (ch === '*') re += '[\\s\\S]*';
-    else if (ch === '?') re += '[\\s\\S]';
-    else if (ch === '[') {
-      const end = chars.indexOf(']', i + 2);
-      if (end < 0) {
-        re += '\\[';
-        continue;
-      }
-      let body = chars.slice(i + 1, end);
-      let negate = '';
-      if (body[0] === '!' || body[0] === '^') {
-        negate = '^';
-        body = body.slice(1);
-      }
-      re += '[' + negate + body.map((c) => (c === '\\' || c === '[' ? '\\' + c : c)).join('') + ']';
-      i = end;
-    } else if (ch === escape && i + 1 < chars.length) {
-      re += escapeRegExp(chars[++i]!);
+    if (ch === '*') re += greedy ? '[^\\n]*' : '[^\\n]*?';
+    else if (ch === '?') re += '[^\\n]';
+    else if (ch === '\\') {
+      const n = chars[i + 1];
+      if (n === '}' || n === '/') continue;
+      if (n !== '*' && n !== '?' && n !== '\\') throw new ExpandError(`invalid pattern (${pattern}) in substitution: invalid escape '\\${n ?? ''}'`);
+      re += '\\' + n;
+      i++;
     } else re += escapeRegExp(ch);
   }
-  return re;
+  return new RegExp(re, 'u');
 }
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
-function trimAffix(value: string, pattern: string, side: 'prefix' | 'suffix', greedy: boolean): string {
-  const re = new RegExp('^(?:' + patternSource(pattern) + ')$', 'u');
-  const n = value.length;
-  if (side === 'prefix') {
-    for (let k = 0; k <= n; k++) {
-      const len = greedy ? n - k : k;
-      if (re.test(value.slice(0, len))) return value.slice(len);
-    }
-  } else {
-    for (let k = 0; k <= n; k++) {
-      const len = greedy ? n - k : k;
-      if (re.test(value.slice(n - len))) return value.slice(0, n - len);
+function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const m = shellPatternRegex(pattern, greedy, true).exec(value);
+  return m ? value.slice(m[0].length) : value;
+}
+
+/** Reverses a pattern keeping escapes before what they escape (a\*c → c\*a). */
+function reversePattern(pattern: string): string {
+  const chars = Array.from(pattern);
+  const out: string[] = new Array<string>(chars.length);
+  const last = chars.length - 1;
+  for (let i = 0; i <= last; ) {
+    const ch = chars[i]!;
+    if (ch === '\\' && i !== last) {
+      out[last - i - 1] = ch;
+      out[last - i] = chars[i + 1]!;
+      i += 2;
+    } else {
+      out[last - i] = ch;
+      i++;
     }
   }
-  return value;
+  return out.join('');
+}
+
+function reverse(s: string): string {
+  return Array.from(s).reverse().join('');
+}
+
+function trimAffix(value: string, pattern: string, side: 'prefix' | 'suffix', greedy: boolean): string {
+  if (side === 'prefix') return trimPrefix(pattern, value, greedy);
+  // The shortest or longest match at the end: reverse both, trim at the start, reverse back.
+  return reverse(trimPrefix(reversePattern(pattern), reverse(value), greedy));
 }
 
 function replacePattern(value: string, pattern: string, replacement: string, all: boolean): string {
-  if (pattern === '') return value;
-  const re = new RegExp(patternSource(pattern), all ? 'gu' : 'u');
+  const re = shellPatternRegex(pattern, true, false);
+  if (all) return value.replace(new RegExp(re.source, 'gu'), () => replacement);
   return value.replace(re, () => replacement);
 }

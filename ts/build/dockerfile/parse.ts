@@ -7,7 +7,10 @@
  * package checks it, so that a Dockerfile docker accepts parses here and one it rejects fails
  * here, before any work, with the file, line and column of the problem.
  *
- * Words stay unexpanded (expand.ts substitutes variables while the executor walks the stages).
+ * Words stay unexpanded (expand.ts substitutes variables while the executor walks the stages,
+ * and expandIn gives its errors the instruction's position). One deliberate difference: values
+ * written literally that can never be valid (EXPOSE http, --chmod=rwx, a --mount field's value)
+ * fail here for every stage, where BuildKit reports them only for the stages the target needs.
  */
 
 import { BurrowError } from '../../errors';
@@ -24,7 +27,7 @@ import type {
   RunMount,
   Stage,
 } from './ast';
-import { expandWords } from './expand';
+import { expandWord, expandWords } from './expand';
 
 /** The instructions BuildKit knows, upper case (for errors and "did you mean"). */
 export const INSTRUCTIONS = [
@@ -63,8 +66,7 @@ const FLAGS: Record<string, Record<string, FlagKind>> = {
 const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
 const DIRECTIVE_NAMES = new Set(['escape', 'syntax', 'check']);
 const STAGE_NAME = /^[a-z][a-z0-9\-_.]*$/;
-const RESERVED_STAGE_NAMES = new Set(['scratch', 'context']);
-const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
+const HEREDOC_WORD = /^(\d*)<<(-?)\s*([^<]*)$/;
 
 /** A piece of a joined (logical) line: where its text starts in the line and in the file. */
 interface Segment {
@@ -84,7 +86,7 @@ interface FlagWord {
 }
 
 /** The head of a heredoc as found in the instruction's line; the body is read afterwards. */
-interface HeredocHead {
+export interface HeredocHead {
   word: string;
   name: string;
   expand: boolean;
@@ -107,6 +109,10 @@ interface Line {
 
 type HeredocReader = (heads: HeredocHead[], line: Line) => Heredoc[];
 
+/**
+ * Parses a Dockerfile. `file` names it in positions and errors (BurrowError EBUILD_PARSE,
+ * message `FILE:LINE:COLUMN: what`, with a fix where there is an obvious one).
+ */
 export function parseDockerfile(text: string, file: string): Dockerfile {
   return new Parser(text, file).parse();
 }
@@ -118,9 +124,13 @@ export function isInstruction(word: string): boolean {
 
 class Parser {
   private readonly lines: string[];
+  /** The lines with their \r (a CRLF file), for heredoc bodies, which BuildKit keeps as read. */
+  private readonly rawLines: string[];
+  /** The bodies of the last heredocs read, before <<- stripped their tabs (ONBUILD's trigger). */
+  private lastRawBodies: string[] = [];
   private i = 0;
   private escape: '\\' | '`' = '\\';
-  private continuation: RegExp = /\\[ \t]*$/;
+  private continuation: RegExp = /(^|[^\\])\\[ \t]*$/;
 
   constructor(
     text: string,
@@ -128,7 +138,8 @@ class Parser {
   ) {
     const lines = text.replace(/^\uFEFF/, '').split('\n');
     if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-    this.lines = lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+    this.rawLines = lines;
+    this.lines = lines.map((l) => l.replace(/[\r\n]+$/, ''));
   }
 
   parse(): Dockerfile {
@@ -144,16 +155,10 @@ class Parser {
     }
     const globalArgs: ArgInstruction[] = [];
     const stages: Stage[] = [];
-    const names = new Map<string, Position>();
     for (const ins of instructions) {
       if (ins.kind === 'FROM') {
-        if (ins.stageName !== undefined) {
-          const earlier = names.get(ins.stageName);
-          if (earlier) {
-            throw this.error(ins.pos, `duplicate stage name "${ins.stageName}" (first used on line ${earlier.line})`);
-          }
-          names.set(ins.stageName, ins.pos);
-        }
+        // Duplicate and reserved (scratch, context) stage names are only lint warnings in
+        // BuildKit; the executor resolves a name to its first stage, as BuildKit does.
         stages.push({ index: stages.length, name: ins.stageName, from: ins, instructions: [] });
       } else if (stages.length === 0) {
         if (ins.kind !== 'ARG') {
@@ -195,7 +200,9 @@ class Parser {
       else out.check = value;
     }
     this.escape = out.escape;
-    this.continuation = this.escape === '`' ? /`[ \t]*$/ : /\\[ \t]*$/;
+    // BuildKit's lineContinuationRegex: the escape character last on the line (spaces after it
+    // allowed) continues it, unless it is escaped itself (`\\` at the end is a backslash).
+    this.continuation = this.escape === '`' ? /(^|[^`])`[ \t]*$/ : /(^|[^\\])\\[ \t]*$/;
     return out;
   }
 
@@ -227,25 +234,28 @@ class Parser {
 
   private trimContinuation(line: string): [string, boolean] {
     const m = this.continuation.exec(line);
-    if (m) return [line.slice(0, m.index), false];
+    if (m) return [line.slice(0, m.index) + m[1]!, false];
     return [line, true];
   }
 
   /** Reads each heredoc's body from the lines after the instruction, in order. */
   private readHeredocs(heads: HeredocHead[], line: Line): Heredoc[] {
     const out: Heredoc[] = [];
+    this.lastRawBodies = [];
     for (const h of heads) {
       let content = '';
       let terminated = false;
       while (this.i < this.lines.length) {
-        const raw = this.lines[this.i++]!;
-        const candidate = h.chomp ? raw.replace(/^\t+/, '') : raw;
+        const text = this.lines[this.i]!;
+        const raw = this.rawLines[this.i++]!;
+        const candidate = h.chomp ? text.replace(/^\t+/, '') : text;
         if (candidate === h.name) {
           terminated = true;
           break;
         }
         content += raw + '\n';
       }
+      this.lastRawBodies.push(content);
       if (!terminated) {
         const at = line.logical.text.indexOf(h.word);
         throw this.errorAt(line.logical, at >= 0 ? at : line.cmdOff, `unterminated heredoc ${h.word}: no line "${h.name}" ends it before the end of the file`, `end the heredoc with a line that is exactly ${h.name}`);
@@ -269,12 +279,16 @@ class Parser {
     const pos = this.position(logical, line.cmdOff);
     const original = logical.text.slice(line.cmdOff).trim();
     if (!isInstruction(line.word)) {
-      const near = suggest(line.word.toUpperCase(), INSTRUCTIONS);
+      const near = suggest(line.word, INSTRUCTIONS);
       throw this.errorAt(logical, line.cmdOff, `unknown instruction: ${line.word}${near ? ` (did you mean ${near}?)` : ''}`);
     }
     const flags = this.flags(line);
     const base = { pos, original, flags };
-    const { cmd, rest } = line;
+    return this.body(line, base, heredocs);
+  }
+
+  private body(line: Line, base: Base, heredocs: HeredocReader | undefined): Instruction {
+    const { logical, cmd, rest } = line;
     switch (cmd) {
       case 'FROM':
         return this.from(line, base);
@@ -333,14 +347,19 @@ class Parser {
         return this.healthcheck(line, base);
       case 'ONBUILD': {
         if (rest === '') throw this.missing(line, 'ONBUILD requires at least one argument');
-        const trigger = this.instruction(logical, line.restOff, undefined);
+        this.lastRawBodies = [];
+        const trigger = this.instruction(logical, line.restOff, heredocs);
         if (trigger.kind === 'ONBUILD') {
           throw this.errorAt(logical, line.restOff, 'Chaining ONBUILD via `ONBUILD ONBUILD` isn\'t allowed');
         }
         if (trigger.kind === 'FROM' || trigger.kind === 'MAINTAINER') {
           throw this.errorAt(logical, line.restOff, `${trigger.kind} isn't allowed as an ONBUILD trigger`);
         }
-        return { kind: 'ONBUILD', ...base, trigger: rest, instruction: trigger };
+        // As BuildKit's OnbuildCommand.Expression: a trigger's heredocs follow it, each body
+        // (as written) and its delimiter on lines of their own.
+        const heads = trigger.kind === 'RUN' && trigger.command.form === 'shell' ? trigger.command.heredocs : trigger.kind === 'COPY' || trigger.kind === 'ADD' ? trigger.heredocs : [];
+        const expression = rest + heads.map((h, k) => `\n${this.lastRawBodies[k] ?? h.content}${h.name}`).join('');
+        return { kind: 'ONBUILD', ...base, trigger: expression, instruction: trigger };
       }
       default:
         throw this.errorAt(logical, line.cmdOff, `unknown instruction: ${line.word}`);
@@ -356,7 +375,7 @@ class Parser {
     while (p < text.length && !isWs(text[p]!)) p++;
     const word = text.slice(cmdOff, p);
     while (p < text.length && isWs(text[p]!)) p++;
-    const { flagWords, restOff } = extractFlags(text, p);
+    const { flagWords, restOff } = extractFlags(text, p, this.escape);
     return { logical, word, cmd: word.toUpperCase(), cmdOff, flagWords, rest: text.slice(restOff).trim(), restOff };
   }
 
@@ -371,13 +390,14 @@ class Parser {
       const kind = spec[name];
       if (kind === undefined) {
         const names = Object.keys(spec);
-        const near = suggest(name, names);
+        const near = suggest(name, names, true);
         const takes = names.length ? `it takes ${names.map((n) => '--' + n).join(', ')}` : 'it takes no flags';
         throw this.errorAt(line.logical, f.off, `${line.cmd} does not take the flag --${name}${near ? ` (did you mean --${near}?)` : ''}: ${takes}`);
       }
       if (kind !== 'list' && out[name]) throw this.errorAt(line.logical, f.off, `duplicate flag specified: --${name}`);
       if (kind === 'bool') {
-        if (value !== undefined && !['', 'true', 'false'].includes(value.toLowerCase())) {
+        if (value === '') throw this.errorAt(line.logical, f.off, `missing a value on flag --${name}`, `write --${name}, --${name}=true or --${name}=false`);
+        if (value !== undefined && !['true', 'false'].includes(value.toLowerCase())) {
           throw this.errorAt(line.logical, f.off, `expecting boolean value for flag --${name}, not: ${value}`);
         }
       } else if (value === undefined) {
@@ -406,7 +426,6 @@ class Parser {
       if (!STAGE_NAME.test(name)) {
         throw this.errorAt(line.logical, args[2]!.off, `invalid name for build stage: "${args[2]!.word}", name can't start with a number or contain symbols`);
       }
-      if (RESERVED_STAGE_NAMES.has(name)) throw this.errorAt(line.logical, args[2]!.off, `"${name}" is a reserved stage name`);
       ins.stageName = name;
     }
     const platform = base.flags.platform?.[0];
@@ -424,55 +443,53 @@ class Parser {
     const network = base.flags.network?.[0];
     if (network !== undefined) {
       if (network !== 'default' && network !== 'none' && network !== 'host') {
-        throw this.flagError(line, 'network', `unsupported network mode --network=${network}`, 'use --network=default, none or host');
+        throw this.flagError(line, 'network', `invalid network mode "${network}"`, 'use --network=default, none or host');
       }
       ins.network = network;
     }
     const security = base.flags.security?.[0];
     if (security !== undefined) {
       if (security !== 'sandbox' && security !== 'insecure') {
-        throw this.flagError(line, 'security', `unsupported security mode --security=${security}`, 'use --security=sandbox or insecure');
+        throw this.flagError(line, 'security', `security "${security}" is not valid`, 'use --security=sandbox or insecure');
       }
       ins.security = security;
     }
     return ins;
   }
 
-  /** One `--mount=` value: CSV fields key=value (BuildKit's ParseMount, before expansion). */
+  /**
+   * One `--mount=` value: CSV fields, in order, as BuildKit's parseMount reads them (the type
+   * decides which later keys are allowed). Values stay unexpanded; checks that need a value
+   * (numbers, booleans) are made here only when the value has no variable in it.
+   */
   private mount(value: string, line: Line, off: number): RunMount {
-    const fail = (msg: string, fix?: string) => this.errorAt(line.logical, off, `--mount: ${msg}`, fix);
+    const fail = (msg: string, fix?: string) => this.errorAt(line.logical, off, `--mount=${value}: ${msg}`, fix);
     const m: RunMount = { type: 'bind' };
     let roAuto = true;
     let fields: string[];
     try {
       fields = csvFields(value);
     } catch (e) {
-      throw fail((e as Error).message);
+      throw fail(`failed to parse csv mounts: ${(e as Error).message}`);
     }
-    const seen: Array<[string, string | undefined, string]> = [];
+    const types = ['bind', 'cache', 'tmpfs', 'secret', 'ssh'];
+    const bool = (key: string, val: string): boolean | undefined => {
+      const b = parseGoBool(val);
+      if (b === undefined && !val.includes('$')) throw fail(`invalid value for ${key}: ${val}`);
+      return b;
+    };
     for (const field of fields) {
       const eq = field.indexOf('=');
       const key = (eq < 0 ? field : field.slice(0, eq)).toLowerCase();
-      const val = eq < 0 ? undefined : field.slice(eq + 1);
-      if (key === 'type') {
-        const t = (val ?? '').toLowerCase();
-        if (!['bind', 'cache', 'tmpfs', 'secret', 'ssh'].includes(t)) {
-          const near = suggest(t, ['bind', 'cache', 'tmpfs', 'secret', 'ssh']);
-          throw fail(`unsupported mount type "${val ?? ''}"${near ? ` (did you mean ${near}?)` : ''}`, 'type is bind, cache, tmpfs, secret or ssh');
-        }
-        m.type = t as RunMount['type'];
-      } else seen.push([key, val, field]);
-    }
-    for (const [key, val, field] of seen) {
-      if (val === undefined) {
+      if (eq < 0) {
         switch (key) {
-          case 'ro':
           case 'readonly':
+          case 'ro':
             m.readonly = true;
             roAuto = false;
             continue;
-          case 'rw':
           case 'readwrite':
+          case 'rw':
             m.readonly = false;
             roAuto = false;
             continue;
@@ -484,11 +501,24 @@ class Parser {
             throw fail(`invalid field '${field}' must be a key=value pair`);
         }
       }
+      const val = field.slice(eq + 1);
       const literal = !val.includes('$');
       switch (key) {
-        case 'from':
+        case 'type': {
+          const t = val.toLowerCase();
+          if (!types.includes(t)) {
+            const near = suggest(val, types, true);
+            throw fail(`unsupported mount type "${val}"${near ? ` (did you mean ${near}?)` : ''}`, 'type is bind, cache, tmpfs, secret or ssh');
+          }
+          m.type = t as RunMount['type'];
+          break;
+        }
+        case 'from': {
+          const d = val.indexOf('$');
+          if (d !== -1 && d !== val.length - 1) throw fail("'from' doesn't support variable expansion, define alias stage instead");
           m.from = val;
           break;
+        }
         case 'source':
         case 'src':
           m.source = val;
@@ -498,72 +528,72 @@ class Parser {
         case 'destination':
           m.target = val;
           break;
-        case 'ro':
         case 'readonly':
-        case 'rw':
-        case 'readwrite': {
-          const b = parseGoBool(val);
-          if (b === undefined) {
-            if (literal) throw fail(`invalid value for ${key}: ${val}`);
-            break;
-          }
-          m.readonly = key.startsWith('r') && key !== 'rw' && key !== 'readwrite' ? b : !b;
+        case 'ro': {
+          const b = bool(key, val);
+          if (b !== undefined) m.readonly = b;
           roAuto = false;
           break;
         }
-        case 'required': {
+        case 'readwrite':
+        case 'rw': {
+          const b = bool(key, val);
+          if (b !== undefined) m.readonly = !b;
+          roAuto = false;
+          break;
+        }
+        case 'required':
           if (m.type !== 'secret' && m.type !== 'ssh') throw fail(`unexpected key '${key}' for mount type '${m.type}'`);
-          const b = parseGoBool(val);
-          if (b === undefined && literal) throw fail(`invalid value for required: ${val}`);
-          m.required = b ?? true;
+          m.required = bool(key, val) ?? true;
           break;
-        }
-        case 'sharing': {
-          if (m.type !== 'cache') throw fail(`invalid cache sharing set for ${m.type} mount`);
-          const s = val.toLowerCase();
-          if (s !== 'shared' && s !== 'private' && s !== 'locked') throw fail(`unsupported sharing value "${val}"`, 'sharing is shared, private or locked');
-          m.sharing = s;
+        case 'size':
+          if (m.type !== 'tmpfs') throw fail(`unexpected key '${key}' for mount type '${m.type}'`);
+          if (literal && !/^\d+(\.\d+)?\s*([kKmMgGtTpP]([iI]?[bB])?|[bB])?$/.test(val)) throw fail(`invalid value for size: ${val}`);
+          m.size = val;
           break;
-        }
         case 'id':
           m.id = val;
           break;
+        case 'sharing': {
+          const sh = val.toLowerCase();
+          if (sh !== 'shared' && sh !== 'private' && sh !== 'locked') {
+            const near = suggest(val, ['shared', 'private', 'locked'], true);
+            throw fail(`unsupported sharing value "${val}"${near ? ` (did you mean ${near}?)` : ''}`, 'sharing is shared, private or locked');
+          }
+          m.sharing = sh;
+          break;
+        }
         case 'mode':
-          if (literal && !/^[0-7]+$/.test(val)) throw fail(`failed to parse mode: ${val} is not an octal number`);
+          if (literal && !/^[0-7]+$/.test(val)) throw fail(`invalid value ${val} for mode`, 'mode is octal, e.g. mode=0700');
           m.mode = val;
           break;
         case 'uid':
         case 'gid':
-          if (literal && !/^\d+$/.test(val)) throw fail(`failed to parse ${key}: ${val} is not a number`);
+          if (literal && !/^\d+$/.test(val)) throw fail(`invalid value ${val} for ${key}`);
           m[key] = val;
-          break;
-        case 'size':
-          m.size = val;
           break;
         case 'env':
           m.env = val;
           break;
         default: {
-          const keys = ['type', 'from', 'source', 'target', 'readonly', 'rw', 'id', 'sharing', 'mode', 'uid', 'gid', 'required', 'size', 'env'];
-          const near = suggest(key, keys);
+          const keys = ['type', 'from', 'source', 'target', 'readonly', 'id', 'sharing', 'required', 'size', 'mode', 'uid', 'gid', 'src', 'dst', 'destination', 'ro', 'rw', 'readwrite', 'env'];
+          const near = suggest(key, keys, true);
           throw fail(`unexpected key '${key}' in '${field}'${near ? ` (did you mean ${near}?)` : ''}`);
         }
       }
     }
-    const fileInfo = m.type === 'secret' || m.type === 'ssh' || m.type === 'cache';
-    if (!fileInfo && (m.mode !== undefined || m.uid !== undefined || m.gid !== undefined)) {
-      throw fail(`mode, uid and gid are not allowed for ${m.type} mounts`);
-    }
-    if (m.size !== undefined && m.type !== 'tmpfs') throw fail(`size is only for tmpfs mounts, not ${m.type}`);
-    if (m.env !== undefined && m.type !== 'secret') throw fail(`env is only for secret mounts, not ${m.type}`);
-    if (m.from !== undefined && (m.type === 'secret' || m.type === 'ssh' || m.type === 'tmpfs')) {
-      throw fail(`${m.type} mounts take no from`);
-    }
-    if ((m.type === 'bind' || m.type === 'cache' || m.type === 'tmpfs') && (m.target === undefined || m.target === '')) {
-      throw fail(`a ${m.type} mount needs a target`, `add target=/path to --mount=${value}`);
+    if (!(m.type === 'secret' || m.type === 'ssh' || m.type === 'cache')) {
+      for (const k of ['mode', 'uid', 'gid'] as const) if (m[k] !== undefined) throw fail(`${k} not allowed for "${m.type}" type mounts`);
     }
     // BuildKit's defaults: bind, secret and ssh mounts are read-only unless rw is given.
     if (roAuto) m.readonly = !(m.type === 'cache' || m.type === 'tmpfs');
+    if (m.type === 'secret') {
+      if (m.from !== undefined) throw fail('secret mount should not have a from');
+      if (m.sharing !== undefined) throw fail('secret mount should not define sharing');
+      if (!m.source && !m.target && !m.id) throw fail('invalid secret mount. one of source, target required', 'give the secret an id: --mount=type=secret,id=NAME');
+      if (m.source && m.id) throw fail("both source and id can't be set");
+    }
+    if (m.sharing !== undefined && m.type !== 'cache') throw fail(`invalid cache sharing set for ${m.type} mount`);
     return m;
   }
 
@@ -598,11 +628,24 @@ class Parser {
     }
     const f = base.flags;
     const ins: CopyInstruction = { kind: cmd, ...base, sources: srcs, heredocs: docs, dest, link: this.flagBool(f, 'link'), exclude: f.exclude ?? [] };
-    if (f.from) ins.from = f.from[0]!;
+    if (f.from) {
+      const from = f.from[0]!;
+      // BuildKit resolves --from before any stage runs: a variable there is an error.
+      let same: boolean;
+      try {
+        same = expandWord(from, () => undefined, this.escape) === from;
+      } catch {
+        same = false;
+      }
+      if (!same) {
+        throw this.flagError(line, 'from', `variable expansion is not supported for --from (${from})`, 'define a new stage with FROM using an ARG from the global scope (ARG SRC=build, FROM ${SRC} AS src) and COPY --from=src');
+      }
+      ins.from = from;
+    }
     if (f.chown) ins.chown = f.chown[0]!;
     if (f.chmod) {
       const mode = f.chmod[0]!;
-      if (!mode.includes('$') && !/^[0-7]{3,4}$/.test(mode) && !/^([ugoa]*[-+=][rwxXst]*)(,[ugoa]*[-+=][rwxXst]*)*$/.test(mode)) {
+      if (!mode.includes('$') && !/^[0-7]+$/.test(mode) && !/^([ugoa]*[-+=][rwxXst]*)(,[ugoa]*[-+=][rwxXst]*)*$/.test(mode)) {
         throw this.flagError(line, 'chmod', `invalid --chmod=${mode}: an octal mode (0755) or a symbolic one (u+x,go-w)`);
       }
       ins.chmod = mode;
@@ -640,14 +683,14 @@ class Parser {
     ];
     for (const [field, flag] of durations) {
       const v = base.flags[flag]?.[0];
-      if (v === undefined) continue;
+      if (v === undefined || v === '') continue;
       const ns = goDuration(v);
       if (ns === undefined) throw this.flagError(line, flag, `invalid duration --${flag}=${v}`, 'durations are written as Go does: 30s, 1m30s, 500ms');
       if (ns !== 0 && ns < 1_000_000) throw this.flagError(line, flag, `--${flag}=${v} cannot be less than 1ms`);
       ins[field] = v;
     }
     const retries = base.flags.retries?.[0];
-    if (retries !== undefined) {
+    if (retries !== undefined && retries !== '') {
       if (!/^[-+]?\d+$/.test(retries)) throw this.flagError(line, 'retries', `invalid --retries=${retries}: not a number`);
       const n = Number(retries);
       if (n < 0) throw this.flagError(line, 'retries', `--retries cannot be negative (${n})`);
@@ -703,7 +746,7 @@ class Parser {
     if (!text.includes('<<')) return [];
     let words: string[];
     try {
-      words = expandWords(text, () => undefined, '\\', { rawQuotes: true, rawEscapes: true });
+      words = expandWords(text, () => undefined, '\\', { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true });
     } catch {
       return [];
     }
@@ -794,10 +837,10 @@ function isComment(line: string): boolean {
 }
 
 /**
- * BuildKit's extractBuilderFlags: leading words that start with `--` (quotes removed, `\`
- * quoting the next character), up to the first other word or a lone `--`.
+ * BuildKit's extractBuilderFlags: leading words that start with `--` (quotes removed, the
+ * escape character quoting the next one), up to the first other word or a lone `--`.
  */
-function extractFlags(text: string, from: number): { flagWords: FlagWord[]; restOff: number } {
+function extractFlags(text: string, from: number, escape: string): { flagWords: FlagWord[]; restOff: number } {
   const flagWords: FlagWord[] = [];
   let p = from;
   for (;;) {
@@ -811,14 +854,14 @@ function extractFlags(text: string, from: number): { flagWords: FlagWord[]; rest
       const ch = text[p]!;
       if (quote) {
         if (ch === quote) quote = '';
-        else if (ch === '\\' && p + 1 < text.length) word += text[++p]!;
-        else if (ch !== '\\') word += ch;
+        else if (ch === escape && p + 1 < text.length) word += text[++p]!;
+        else if (ch !== escape) word += ch;
         p++;
         continue;
       }
       if (isWs(ch)) break;
       if (ch === '"' || ch === "'") quote = ch;
-      else if (ch === '\\') {
+      else if (ch === escape) {
         if (p + 1 < text.length) word += text[++p]!;
       } else word += ch;
       p++;
@@ -970,37 +1013,39 @@ export function goDuration(s: string): number | undefined {
   return s.startsWith('-') ? -total : total;
 }
 
-/** The closest candidate within a small edit distance, for "did you mean". */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
-  const w = word.toLowerCase();
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(w, c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
+/**
+ * BuildKit's suggest.Search: the candidate nearest by Levenshtein distance, if closer than 3
+ * (and not equal), in the case of the word as written (lower-case word, lower-case answer).
+ */
+export function suggest(word: string, candidates: readonly string[], caseSensitive = false): string | undefined {
+  const w = caseSensitive ? word : word.toLowerCase();
+  let match: string | undefined;
+  let min = 3;
+  for (const c0 of candidates) {
+    const c = caseSensitive ? c0 : c0.toLowerCase();
+    if (c === w) return undefined;
+    const d = levenshtein(w, c);
+    if (d < min) {
+      min = d;
+      match = c;
     }
   }
-  if (best === undefined || bestD === 0) return bestD === 0 ? best : undefined;
-  // A truncated name (--retry for --retries) is a near miss too.
-  if (w.length >= 3) {
-    const prefix = candidates.find((c) => c.toLowerCase().startsWith(w));
-    if (prefix) return prefix;
-  }
-  return bestD <= Math.max(1, Math.min(2, Math.floor(w.length / 2))) ? best : undefined;
+  if (match === undefined || caseSensitive) return match;
+  if (word === word.toLowerCase()) return match.toLowerCase();
+  if (word === word.toUpperCase()) return match.toUpperCase();
+  return match;
 }
 
-/** Edit distance with transpositions (optimal string alignment): "cahce" is 1 from "cache". */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, k) => k);
   for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
     }
   }
-  return d[a.length]![b.length]!;
+  return prev[b.length]!;
 }

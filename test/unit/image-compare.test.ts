@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: the harness is JavaScript without types
+import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
+// @ts-expect-error: the harness is JavaScript without types
+import { buildBusyboxImage, buildMainImage } from '../harness/images.mjs';
+
+interface Entry {
+  type: string;
+  mode?: number;
+  uid?: number;
+  size?: number;
+  sha256?: string;
+  linkname?: string;
+  hardlinkOf?: string;
+  implicit?: boolean;
+}
+interface Image {
+  tree: Map<string, Entry>;
+  config: { config: Record<string, unknown> } | null;
+}
+interface Diff {
+  path?: string;
+  field?: string;
+  what: string;
+  a: unknown;
+  b: unknown;
+}
+const read = readImage as (s: unknown) => Image;
+const compare = compareImages as (a: unknown, b: unknown, o?: Record<string, unknown>) => Diff[];
+
+describe('image-compare (the harness of the podman build equivalence tests)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-compare-test-'));
+  let main: Image;
+  beforeAll(() => {
+    (buildMainImage as (d: string, o: object) => unknown)(path.join(dir, 'main'), { tag: 'm', bigSize: 1 << 20 });
+    main = read({ layout: path.join(dir, 'main'), tag: 'm' });
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('applies the layers: whiteouts, opaque directories, zstd, hard links, owners, symlinks', () => {
+    const t = main.tree;
+    for (const p of ['/todelete.txt', '/deldir', '/deldir/inside.txt', '/opaque/a', '/opaque/sub', '/opaque/.wh..wh..opq', '/.wh.todelete.txt']) expect(t.has(p), p).toBe(false);
+    expect(t.get('/opaque/new.txt')).toMatchObject({ type: 'file', size: 'the only file in opaque/ now\n'.length });
+    expect(t.get('/zstd/hello.txt')).toMatchObject({ type: 'file' });
+    expect(t.get('/data/hard2')).toMatchObject({ type: 'file', sha256: t.get('/data/hard1')!.sha256 });
+    expect(t.get('/data/chain1')).toMatchObject({ type: 'symlink', linkname: 'chain2' });
+    expect(t.get('/var/www/index.html')).toMatchObject({ uid: 33 });
+    expect(t.get('/home/user/notes.txt')).toMatchObject({ uid: 1000, mode: 0o600 });
+    expect(t.get('/big/random.bin')).toMatchObject({ size: 1 << 20 });
+    expect(main.config!.config.WorkingDir).toBe('/data');
+  });
+
+  it('an image equals itself, also read from an oci-archive', () => {
+    const archive = path.join(dir, 'main.tar');
+    execFileSync('tar', ['-cf', archive, '-C', path.join(dir, 'main'), '.']);
+    expect(compare(main, read({ archive, tag: 'm' }))).toEqual([]);
+  });
+
+  it('lists every difference of tree and config, and ignores what it is told to', () => {
+    (buildBusyboxImage as (d: string, o: object) => unknown)(path.join(dir, 'bb'), { tag: 'b', config: { Cmd: ['/bin/sh'], Labels: { 'io.buildah.version': '1.28' } } });
+    const bb = read({ layout: path.join(dir, 'bb'), tag: 'b' });
+    const diffs = compare(main, bb);
+    const text = formatDifferences(diffs);
+    expect(text).toContain('/data/target.txt: exists: ');
+    expect(text).toContain('/etc/motd: exists: ');
+    expect(diffs).toContainEqual({ field: 'WorkingDir', what: 'config', a: '/data', b: undefined });
+    expect(diffs).toContainEqual({ field: 'Labels.io.buildah.version', what: 'config', a: undefined, b: '1.28' });
+    expect(diffs).toContainEqual({ field: 'Env.BURROW_TEST', what: 'config', a: 'main', b: undefined });
+    expect(diffs.some((d) => d.path === '/bin/busybox')).toBe(false);
+    const only = compare(main, bb, {
+      ignorePaths: ['/data', '/etc/motd', '/var', '/home', '/todelete.txt', '/opaque', '/zstd', '/big', /^\/deldir/],
+      ignoreFields: ['WorkingDir', 'ExposedPorts', 'Labels', 'Env', 'StopSignal', 'History'],
+    });
+    expect(formatDifferences(only)).toBe('');
+  });
+
+  it('a changed mode, owner or content is a difference of that field', () => {
+    const copy: Image = { tree: new Map([...main.tree].map(([k, v]) => [k, { ...v }])), config: main.config };
+    copy.tree.get('/etc/passwd')!.mode = 0o600;
+    copy.tree.get('/data/target.txt')!.sha256 = 'x';
+    copy.tree.get('/data/chain3')!.linkname = 'elsewhere';
+    expect(compare(main, copy).map((d) => `${d.path} ${d.what}`)).toEqual(['/data/chain3 linkname', '/data/target.txt sha256', '/etc/passwd mode']);
+  });
+});
