@@ -447,7 +447,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
         }
         case 'COPY':
         case 'ADD': {
-          const plan = await copyStep(store, bctx, ins, state, x, (b) => expandHeredoc(b, env(), escape), fromSource, resolveChown, tmpDir, signal);
+          const plan = await copyStep(store, bctx, ins, state, x, (b) => expandHeredoc(b, env()), fromSource, resolveChown, tmpDir, signal);
           return cachedStep(cacheKey(state.key, ins.kind, plan.keyParts), async (s) => {
             const layer = await plan.run(settings);
             record(s, `${ins.kind} ${plan.shown} # buildkit`, layer);

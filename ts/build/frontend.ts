@@ -5,7 +5,7 @@
  */
 import type { Dockerfile, Instruction } from './dockerfile/ast';
 import { parseDockerfile } from './dockerfile/parse';
-import { expandWord, expandWords } from './dockerfile/expand';
+import { expandHeredoc as expandBody, expandWord, expandWords } from './dockerfile/expand';
 import { IgnoreMatcher, parseIgnoreFile } from './ignore';
 import type { IgnoreFn } from './context';
 
@@ -25,9 +25,9 @@ export function expandList(word: string, vars: Vars, escape: '\\' | '`' = '\\'):
   return expandWords(word, lookup(vars), escape);
 }
 
-/** A heredoc body of `COPY <<EOF`: variables substituted, quotes and escapes kept as written. */
-export function expandHeredoc(body: string, vars: Vars, escape: '\\' | '`' = '\\'): string {
-  return expandWord(body, lookup(vars), escape, { rawQuotes: true, rawEscapes: true });
+/** A heredoc body of `COPY <<EOF`: variables and escapes substituted, quotes kept (BuildKit's ExpandRaw). */
+export function expandHeredoc(body: string, vars: Vars): string {
+  return expandBody(body, lookup(vars));
 }
 
 function lookup(vars: Vars): (name: string) => string | undefined {
