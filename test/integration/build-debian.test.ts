@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
+import { disposeStore } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -50,7 +51,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pm?.cleanup();
-  env?.dispose();
+  if (env) await disposeStore(env);
   fs.rmSync(work, { recursive: true, force: true });
 }, 120_000);
 

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, leftovers, setup, type Env } from './lifecycle.helpers';
-import { exec } from './image-helpers';
+import { disposeStore, exec } from './image-helpers';
 import { BIN } from './helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
@@ -21,7 +21,7 @@ beforeAll(() => {
   env = setup('build');
 });
 afterEach(() => env.cleanup());
-afterAll(() => env?.dispose());
+afterAll(() => disposeStore(env));
 
 const T = { timeout: 180_000 };
 const b = (args: string[], opts?: { input?: string; timeout?: number }) => env.b(args, { timeout: 170_000, ...opts });
