@@ -7,6 +7,8 @@
  * leaves nothing behind; a hostile context cannot make COPY read outside it; push and skopeo.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -284,6 +286,11 @@ describe('burrow build', () => {
     const r = b(['build', '--progress', 'plain', dir]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('missing.txt');
+    const unknown = context({ Dockerfile: `FROM ${IMAGE}\nRUN echo ran-a-step\nFROBNICATE now\n` });
+    const u = b(['build', '--progress', 'plain', unknown]);
+    expect(u.code).not.toBe(0);
+    expect(u.stderr).toMatch(/Dockerfile:3/);
+    expect(u.stderr).not.toContain('ran-a-step');
     const t = b(['build', '--target', 'nope', dir]);
     expect(t.code).not.toBe(0);
     expect(t.stderr).toContain('nope');
@@ -308,6 +315,63 @@ describe('burrow build', () => {
     expect(fs.existsSync(path.join(local, 'bin', 'busybox'))).toBe(true);
     const list = spawnSync('tar', ['-tf', out], { encoding: 'utf8' }).stdout;
     expect(list).toMatch(/(^|\n)(\.\/)?f\.txt\n/);
+  });
+
+  it('builds independent stages in parallel', T, () => {
+    // Each stage waits (bounded) for the other's mark in a shared cache mount: one after the
+    // other, the first would give up and fail.
+    const id = `sync-${process.pid}-${Date.now()}`;
+    const wait = (me: string, other: string) =>
+      `RUN --mount=type=cache,id=${id},target=/sync touch /sync/${me}; for i in $(seq 1200); do [ -e /sync/${other} ] && break; sleep 0.1; done; [ -e /sync/${other} ] && echo ${me} > /${me}`;
+    const dir = context({
+      Dockerfile: [`FROM ${IMAGE} AS a`, wait('a', 'b'), `FROM ${IMAGE} AS b`, wait('b', 'a'), `FROM ${IMAGE}`, 'COPY --from=a /a /a', 'COPY --from=b /b /b', 'CMD ["cat", "/a", "/b"]', ''].join('\n'),
+    });
+    build(dir, '-t', 'b-parallel');
+    expect(run('b-parallel')).toBe('a\nb\n');
+  });
+
+  it('RUN --mount binds the context read-only and a secret that stays out of the image; --network none', T, () => {
+    const secret = path.join(env.work, 'token');
+    fs.writeFileSync(secret, 's3cret');
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE}`,
+        'RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/f > /from-bind && ! touch /mnt/data/new 2>/dev/null',
+        'RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" = s3cret && echo checked > /checked',
+        'RUN --network=none sh -c "ls /sys/class/net | sort | tr \'\\n\' \' \' > /net"',
+        '',
+      ].join('\n'),
+      'data/f': 'bound\n',
+    });
+    build(dir, '--secret', `id=tok,src=${secret}`, '-t', 'b-mounts');
+    expect(run('b-mounts', 'cat', '/from-bind', '/checked')).toBe('bound\nchecked\n');
+    expect(run('b-mounts', 'sh', '-c', 'ls /run/secrets 2>/dev/null; cat /net')).toBe('lo ');
+    expect(fs.existsSync(path.join(dir, 'data', 'new'))).toBe(false);
+  });
+
+  it('ADD extracts a local tar and downloads a URL checked against --checksum', T, async () => {
+    const src = path.join(env.work, 'tar-src');
+    fs.mkdirSync(path.join(src, 'pkg'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'pkg', 'inside.txt'), 'from the tar\n');
+    const dir = context({ Dockerfile: '' });
+    expect(spawnSync('tar', ['-czf', path.join(dir, 'pkg.tar.gz'), '-C', src, 'pkg']).status).toBe(0);
+    const body = 'downloaded\n';
+    const sum = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const server = http.createServer((_req, res) => res.end(body));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/file.txt`;
+    try {
+      fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${IMAGE}\nADD pkg.tar.gz /opt/\nADD --checksum=${sum} ${url} /dl/\n`);
+      const r = await env.bg(['build', '--progress', 'plain', '-t', 'b-add', dir]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(run('b-add', 'cat', '/opt/pkg/inside.txt', '/dl/file.txt')).toBe('from the tar\ndownloaded\n');
+      fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${IMAGE}\nADD --checksum=sha256:${'0'.repeat(64)} ${url} /dl/\n`);
+      const bad = await env.bg(['build', dir]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain('checksum mismatch');
+    } finally {
+      server.close();
+    }
   });
 
   it('builds, pushes to a registry, and skopeo reads it back', T, async () => {
