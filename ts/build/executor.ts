@@ -135,7 +135,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
     return /^\d+$/.test(r) && Number(r) < stages.length ? stages[Number(r)] : undefined;
   };
   const target = req.target ? byName(req.target) : stages[stages.length - 1];
-  if (!target || (req.target && /^\d+$/.test(req.target) && !target.stage.name && false)) {
+  if (!target) {
     throw inputError(`target stage "${req.target}" could not be found`, `the stages are: ${stages.map((s) => s.stage.name ?? String(s.stage.index)).join(', ')}`);
   }
   // The stages the target needs: FROM an earlier stage, COPY --from, RUN --mount from=.

@@ -80,7 +80,8 @@ export async function build(ctx: import('./context').EngineContext, req: BuildRe
   const report = await runBuild(ctx, req, hooks, signal);
   if (report.imageId) {
     const { emitEvent } = await import('./events');
-    emitEvent(ctx, { Type: 'image', Action: 'build', Actor: { ID: report.imageId, Attributes: { name: req.tags[0] ?? report.imageId } } });
+    // Docker's image events of a build: a `tag` for each name given.
+    for (const t of req.tags) emitEvent(ctx, { Type: 'image', Action: 'tag', Actor: { ID: report.imageId, Attributes: { name: t } } });
   }
   return report;
 }

@@ -170,7 +170,8 @@ export async function buildCommand(ctxArg: string, flags: BuildFlags, cmd: Comma
     if (r.imageId) {
       for (const t of r.tags) say(`Successfully tagged ${t}`);
       if (flags.iidfile) fs.writeFileSync(flags.iidfile, r.imageId);
-      process.stdout.write(`${r.imageId.replace(/^sha256:/, '')}\n`);
+      // Not when an --output goes to stdout: the id would corrupt it.
+      if (!outputs.some((o) => o.type !== 'image' && o.dest === '-')) process.stdout.write(`${r.imageId.replace(/^sha256:/, '')}\n`);
     }
     return 0;
   } finally {
