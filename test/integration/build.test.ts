@@ -139,6 +139,10 @@ describe('burrow build', () => {
     build(dir, '-t', 'b-ignore');
     const files = run('b-ignore').trim().split('\n').sort();
     expect(files).toEqual(['/ctx/.dockerignore', '/ctx/Dockerfile', '/ctx/app.txt', '/ctx/logs/keep.log']);
+    // COPY --exclude on top of it, and `burrow image build`.
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${IMAGE}\nCOPY --exclude=*.txt --exclude=Dockerfile . /ctx\nCMD ["find", "/ctx", "-type", "f"]\n`);
+    ok(['image', 'build', '-q', '-t', 'b-exclude', dir]);
+    expect(run('b-exclude').trim().split('\n').sort()).toEqual(['/ctx/.dockerignore', '/ctx/logs/keep.log']);
   });
 
   it('runs heredocs in RUN and writes them with COPY', T, () => {
@@ -159,6 +163,11 @@ describe('burrow build', () => {
     });
     build(dir, '-t', 'b-heredoc');
     expect(run('b-heredoc')).toBe('first line\nsecond world\nhello world\n');
+    // A body that starts with #! runs as its own program (here busybox's awk), not through SHELL.
+    const prog = context({ Dockerfile: [`FROM ${IMAGE}`, `RUN <<${HD}`, '#!/bin/awk -f', 'BEGIN { print "from awk" > "/awk.out" }', HD, ''].join('\n') });
+    build(prog, '-t', 'b-heredoc-prog');
+    expect(run('b-heredoc-prog', 'cat', '/awk.out')).toBe('from awk\n');
+    expect(b(['run', '--rm', 'b-heredoc-prog', 'ls', '/.burrow-heredoc']).code).not.toBe(0);
   });
 
   it("resolves COPY --chown and USER names from the stage's passwd and group", T, () => {
@@ -315,6 +324,15 @@ describe('burrow build', () => {
     expect(fs.existsSync(path.join(local, 'bin', 'busybox'))).toBe(true);
     const list = spawnSync('tar', ['-tf', out], { encoding: 'utf8' }).stdout;
     expect(list).toMatch(/(^|\n)(\.\/)?f\.txt\n/);
+    // An OCI archive and a docker archive of the result, read by skopeo.
+    const oci = path.join(env.work, 'out-oci.tar');
+    const docker = path.join(env.work, 'out-docker.tar');
+    ok(['build', '-q', '--output', `type=oci,dest=${oci}`, '--output', `type=docker,dest=${docker}`, src]);
+    for (const ref of [`oci-archive:${oci}`, `docker-archive:${docker}`]) {
+      const s = spawnSync('skopeo', ['inspect', '--config', ref], { encoding: 'utf8', env: { ...process.env, TMPDIR: env.work, HOME: env.work } });
+      expect(s.status, s.stderr).toBe(0);
+      expect((JSON.parse(s.stdout) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids.length).toBe(2);
+    }
   });
 
   it('builds independent stages in parallel', T, () => {

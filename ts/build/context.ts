@@ -124,7 +124,7 @@ export function matchSources(ctx: BuildContext, source: string): string[] {
  * Hashes a context path's content (recursively for a directory) and lists what .dockerignore
  * leaves out under it (relative to it, for the packer's `exclude`).
  */
-export function hashTree(ctx: BuildContext, rel: string): { digest: string; exclude: string[]; isDir: boolean } {
+export function hashTree(ctx: BuildContext, rel: string, extra?: IgnoreFn): { digest: string; exclude: string[]; isDir: boolean } {
   const h = createHash('sha256');
   const exclude: string[] = [];
   const top = resolveInRoot(ctx.dir, rel).host;
@@ -143,6 +143,11 @@ export function hashTree(ctx: BuildContext, rel: string): { digest: string; excl
       const st = fs.lstatSync(host);
       const r = relDir ? `${relDir}/${n}` : n;
       const u = under ? `${under}/${n}` : n;
+      if (extra?.(u, st.isDirectory())) {
+        // COPY --exclude: out, whatever .dockerignore says.
+        exclude.push(u);
+        continue;
+      }
       if (ctx.ignored(r, st.isDirectory())) {
         exclude.push(u);
         // A directory left out may still hold `!` exceptions: look inside.

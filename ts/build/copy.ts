@@ -130,6 +130,14 @@ export async function copyStep(
   if (many && !dirDest) throw inputError(`${ins.kind} ${ins.original}: with more than one source the destination must be a directory and end with a /`);
   const fileDest = (name: string) => (dirDest || many ? path.posix.join(dest, name) : dest);
   const later: Array<() => Promise<void>> = [];
+  // COPY --exclude=PATTERN: .dockerignore's syntax, relative to each source.
+  let excluded: ((rel: string, isDir: boolean) => boolean) | undefined;
+  if (ins.exclude.length) {
+    const { IgnoreMatcher } = await import('./ignore');
+    const m = new IgnoreMatcher(ins.exclude.map(x));
+    excluded = (rel, isDir) => m.excluded(rel, isDir);
+    keyParts.push('exclude', ins.exclude.map(x));
+  }
 
   if (ins.from) {
     const ref = x(ins.from);
@@ -160,8 +168,9 @@ export async function copyStep(
         continue;
       }
       for (const rel of matchSources(ctx, s)) {
+        if (excluded?.(path.posix.basename(rel), false)) continue;
         const host = resolveInRoot(ctx.dir, rel).host;
-        const h = hashTree(ctx, rel);
+        const h = hashTree(ctx, rel, excluded);
         keyParts.push(rel, h.digest);
         if (h.isDir) entries.push({ source: { path: host, root: ctx.dir }, dest, ...opts, ...(h.exclude.length ? { exclude: h.exclude } : {}) });
         else if (ins.kind === 'ADD' && isArchive(host)) {

@@ -211,6 +211,13 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
     return store.image(r.id)!;
   };
 
+  /** A RUN heredoc's program as an executable file, bound into the step's container. */
+  const scriptFile = (body: string): string => {
+    const f = path.join(tmpDir, `heredoc-${Math.random().toString(16).slice(2)}`);
+    fs.writeFileSync(f, body, { mode: 0o755 });
+    return f;
+  };
+
   const stateName = (s: StageRun) => s.stage.name ?? String(s.stage.index);
 
   const buildStage = (sr: StageRun): Promise<BuildState> => {
@@ -413,14 +420,19 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
             record(s, `ONBUILD ${ins.trigger}`);
           });
         case 'RUN': {
-          const argv = argvOf(ins.command, shell());
+          let argv = argvOf(ins.command, shell());
+          // `RUN <<EOF` whose body starts with #! runs as a program of its own (BuildKit mounts
+          // it as a file and executes it): python, bash, ... instead of the SHELL.
+          const script = ins.command.form === 'shell' && ins.command.heredocs.length === 1 && /^\s*\d?<<-?['"]?[A-Za-z0-9_]+['"]?\s*$/.test(ins.command.command) && ins.command.heredocs[0]!.content.startsWith('#!') ? ins.command.heredocs[0]!.content : undefined;
+          const SCRIPT = '/.burrow-heredoc';
+          if (script !== undefined) argv = [SCRIPT];
           const network = ins.network ?? req.network;
           const used = usedArgs();
           const { prepareMounts } = await import('./mounts');
           const mountKeys: unknown[] = [];
           for (const m of ins.mounts) if (m.from) mountKeys.push((await fromSource(x(m.from))).key);
           const createdBy = `RUN ${used.length ? `|${used.length} ${used.join(' ')} ` : ''}${argv.join(' ')} # buildkit`;
-          return cachedStep(cacheKey(state.key, 'RUN', argv, used, network, ins.mounts, mountKeys), async (s) => {
+          return cachedStep(cacheKey(state.key, 'RUN', argv, script ?? null, used, network, ins.mounts, mountKeys), async (s) => {
             const { runStep } = await import('./run');
             const mounts = await prepareMounts(store, settings, bctx, ins.mounts.map((m) => ({ ...m, ...(m.target ? { target: x(m.target) } : {}), ...(m.source ? { source: x(m.source) } : {}), ...(m.id ? { id: x(m.id) } : {}), ...(m.from ? { from: x(m.from) } : {}) })), req.secrets, s.config.config.WorkingDir || '/', fromSource, tmpDir);
             try {
@@ -429,8 +441,8 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
                 argv,
                 env: runEnv,
                 network,
-                mounts: mounts.oci,
-                mountTargets: mounts.targets,
+                mounts: script === undefined ? mounts.oci : [...mounts.oci, { destination: SCRIPT, type: 'bind', source: scriptFile(script), options: ['rbind', 'ro'] }],
+                mountTargets: script === undefined ? mounts.targets : [...mounts.targets, SCRIPT],
                 onOutput: (stream, data) => emit({ type: 'output', stage: name, index, stream, data }),
                 signal,
                 warn,
