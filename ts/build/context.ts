@@ -102,7 +102,7 @@ export function matchSources(ctx: BuildContext, source: string): string[] {
         if (fs.existsSync(resolveInRoot(ctx.dir, rel).host)) next.push(rel);
         continue;
       }
-      let names: string[] = [];
+      let names: string[];
       try {
         names = fs.readdirSync(host).sort();
       } catch {

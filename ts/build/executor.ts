@@ -12,7 +12,7 @@ import type { BuildEvent, BuildHooks, BuildReport, BuildRequest } from '../engin
 import type { EngineContext } from '../engine/context';
 import type { ImageRecord, StorageSettings } from '../storage/store';
 import { hostPlatform, formatPlatform } from '../image/manifest';
-import type { ArgInstruction, CommandForm, Dockerfile, Instruction, Stage } from './dockerfile/ast';
+import type { CommandForm, Dockerfile, Instruction, Stage } from './dockerfile/ast';
 import { cacheGet, cacheKey, cachePut } from './cache';
 import { matchSources, type BuildContext } from './context';
 import { copyStep, resolveChown } from './copy';
@@ -273,13 +273,12 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
       return v;
     };
     const x = (w: string) => expand(w, env(), escape);
-    const layerDirs = () => [...state.layers].reverse().map((l) => store.layerDir(l.diffId));
     let cmdSetHere = false;
     const shell = () => state.config.config.Shell ?? ['/bin/sh', '-c'];
     const usedArgs = (): string[] => Object.entries(args).map(([k, v]) => `${k}=${v}`).sort();
 
     /** One cached step: a hit reuses the result; a miss runs `fn` on a copy and saves it. */
-    const cachedStep = async (key: string, fn: (s: BuildState) => Promise<void>): Promise<void> => {
+    const cachedStep = async (key: string, fn: (s: BuildState) => void | Promise<void>): Promise<void> => {
       const hit = req.noCache ? undefined : cacheGet(store, key);
       if (hit) {
         emit({ type: 'cached', stage: name, index });
@@ -297,19 +296,19 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
     const execute = async (ins: Instruction): Promise<void> => {
       switch (ins.kind) {
         case 'ARG':
-          for (const { name: n, default: def } of (ins as ArgInstruction).args) {
+          for (const { name: n, default: def } of ins.args) {
             const v = req.buildArgs[n] ?? (def !== undefined ? x(def) : (declaredGlobal[n] ?? predefined[n]));
             if (v !== undefined) args[n] = v;
           }
           {
             // BuildKit's history entry: the names and defaults as declared.
-            const text = `ARG ${(ins as ArgInstruction).args.map((a) => (a.default !== undefined ? `${a.name}=${x(a.default)}` : a.name)).join(' ')}`;
-            return cachedStep(cacheKey(state.key, text, usedArgs()), async (s) => record(s, text));
+            const text = `ARG ${ins.args.map((a) => (a.default !== undefined ? `${a.name}=${x(a.default)}` : a.name)).join(' ')}`;
+            return cachedStep(cacheKey(state.key, text, usedArgs()), (s) => record(s, text));
           }
         case 'ENV': {
           const pairs = ins.pairs.map(([k, v]) => [x(k), x(v)] as const);
           const text = `ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
-          return cachedStep(cacheKey(state.key, text), async (s) => {
+          return cachedStep(cacheKey(state.key, text), (s) => {
             const list = s.config.config.Env ?? [];
             for (const [k, v] of pairs) {
               const i = list.findIndex((e) => e.startsWith(`${k}=`));
@@ -323,28 +322,28 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
         case 'LABEL': {
           const pairs = ins.pairs.map(([k, v]) => [x(k), x(v)] as const);
           const text = `LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
-          return cachedStep(cacheKey(state.key, text), async (s) => {
+          return cachedStep(cacheKey(state.key, text), (s) => {
             s.config.config.Labels = { ...(s.config.config.Labels ?? {}), ...Object.fromEntries(pairs) };
             record(s, text);
           });
         }
         case 'MAINTAINER': {
           const v = x(ins.value);
-          return cachedStep(cacheKey(state.key, 'MAINTAINER', v), async (s) => {
+          return cachedStep(cacheKey(state.key, 'MAINTAINER', v), (s) => {
             s.config.author = v;
             record(s, `MAINTAINER ${v}`);
           });
         }
         case 'USER': {
           const v = x(ins.value);
-          return cachedStep(cacheKey(state.key, 'USER', v), async (s) => {
+          return cachedStep(cacheKey(state.key, 'USER', v), (s) => {
             s.config.config.User = v;
             record(s, `USER ${v}`);
           });
         }
         case 'STOPSIGNAL': {
           const v = x(ins.value);
-          return cachedStep(cacheKey(state.key, 'STOPSIGNAL', v), async (s) => {
+          return cachedStep(cacheKey(state.key, 'STOPSIGNAL', v), (s) => {
             s.config.config.StopSignal = v;
             record(s, `STOPSIGNAL ${v}`);
           });
@@ -365,14 +364,14 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
         }
         case 'EXPOSE': {
           const ports = ins.values.flatMap((v) => expandList(v, env(), escape)).filter(Boolean).map((p) => (p.includes('/') ? p.toLowerCase() : `${p}/tcp`));
-          return cachedStep(cacheKey(state.key, 'EXPOSE', ports), async (s) => {
+          return cachedStep(cacheKey(state.key, 'EXPOSE', ports), (s) => {
             s.config.config.ExposedPorts = { ...(s.config.config.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) };
             record(s, `EXPOSE map[${ports.map((p) => `${p}:{}`).join(' ')}]`);
           });
         }
         case 'VOLUME': {
           const vols = ins.values.flatMap((v) => expandList(v, env(), escape)).filter(Boolean);
-          return cachedStep(cacheKey(state.key, 'VOLUME', vols), async (s) => {
+          return cachedStep(cacheKey(state.key, 'VOLUME', vols), (s) => {
             s.config.config.Volumes = { ...(s.config.config.Volumes ?? {}), ...Object.fromEntries(vols.map((v) => [v, {}])) };
             record(s, `VOLUME [${vols.join(' ')}]`);
           });
@@ -384,7 +383,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
           const text = `${ins.kind} [${argv.map((a) => JSON.stringify(a)).join(' ')}]`;
           const resetCmd = ins.kind === 'ENTRYPOINT' && !cmdSetHere;
           if (ins.kind === 'CMD') cmdSetHere = true;
-          return cachedStep(cacheKey(state.key, text, resetCmd), async (s) => {
+          return cachedStep(cacheKey(state.key, text, resetCmd), (s) => {
             if (ins.kind === 'CMD') s.config.config.Cmd = argv;
             else {
               s.config.config.Entrypoint = argv;
@@ -396,7 +395,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
           });
         }
         case 'SHELL':
-          return cachedStep(cacheKey(state.key, 'SHELL', ins.argv), async (s) => {
+          return cachedStep(cacheKey(state.key, 'SHELL', ins.argv), (s) => {
             s.config.config.Shell = ins.argv;
             record(s, `SHELL [${ins.argv.join(' ')}]`);
           });
@@ -409,13 +408,13 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
             ...(ins.startInterval ? { StartInterval: durationNs(ins.startInterval) } : {}),
             ...(ins.retries !== undefined ? { Retries: ins.retries } : {}),
           };
-          return cachedStep(cacheKey(state.key, 'HEALTHCHECK', hc), async (s) => {
-            s.config.config.Healthcheck = hc as NonNullable<typeof s.config.config.Healthcheck>;
+          return cachedStep(cacheKey(state.key, 'HEALTHCHECK', hc), (s) => {
+            s.config.config.Healthcheck = hc;
             record(s, `HEALTHCHECK &{${JSON.stringify(ins.test)}}`);
           });
         }
         case 'ONBUILD':
-          return cachedStep(cacheKey(state.key, 'ONBUILD', ins.trigger), async (s) => {
+          return cachedStep(cacheKey(state.key, 'ONBUILD', ins.trigger), (s) => {
             s.config.config.OnBuild = [...(s.config.config.OnBuild ?? []), ins.trigger];
             record(s, `ONBUILD ${ins.trigger}`);
           });

@@ -126,7 +126,7 @@ export async function runStep(store: Store, settings: StorageSettings, runRoot: 
   const { networkRecord } = await import('../network/options');
   const { setting } = await import('../config/config');
   const network = step.network === 'default' ? setting(undefined, 'BURROW_NETWORK', (c) => c.containers.network, '') : step.network;
-  const net = networkRecord({ ...(network ? { network } : {}), publish: [], publishAll: false, dns: [], dnsSearch: [], dnsOption: [], addHost: [] }, undefined, step.warn);
+  const net = networkRecord({ ...(network ? { network } : {}), publish: [], publishAll: false, dns: [], dnsSearch: [], dnsOption: [], addHost: [] }, undefined, (m) => step.warn(m));
   const id = Math.random().toString(16).slice(2, 10);
   const mounts: MountRequest[] = [];
   let rec: ContainerRecord | undefined;
@@ -163,7 +163,7 @@ export async function runStep(store: Store, settings: StorageSettings, runRoot: 
         network: net.mode,
         net,
         logDriver: 'none',
-        warn: step.warn,
+        warn: (m) => step.warn(m),
         noCgroup: true,
       },
       runRoot,

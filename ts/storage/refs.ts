@@ -29,7 +29,7 @@ export function imageContent(img: ImageRecord): { layers: string[]; blobs: strin
 export function buildCacheContent(store: Store): { layers: string[]; blobs: string[] } {
   const layers = new Set<string>();
   const blobs = new Set<string>();
-  let names: string[] = [];
+  let names: string[];
   try {
     names = fs.readdirSync(store.p('build-cache')).filter((n) => n.endsWith('.json'));
   } catch {
