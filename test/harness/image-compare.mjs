@@ -12,7 +12,8 @@
 //   formatDifferences(diffs)   → one line per difference, for an assertion message
 //
 // An entry: {type: 'file'|'dir'|'symlink'|'char'|'block'|'fifo', mode (permission bits with
-// setuid/setgid/sticky), uid, gid, size, sha256 (files), linkname (symlinks), rdev, mtime}.
+// setuid/setgid/sticky), uid, gid, size, sha256 (files), linkname (symlinks), rdev, mtime,
+// links (the file's other names when it is hard-linked, so a link copied as a second file shows)}.
 // Directories that no layer lists but that exist as parents are {type: 'dir', implicit: true}.
 //
 // Options of compareImages:
@@ -139,6 +140,24 @@ function clean(name) {
   return p;
 }
 
+let inodes = 0;
+
+/** Marks each file that has other names (hard links) with them: `links`, sorted, comma-joined. */
+function linkGroups(tree) {
+  const byIno = new Map();
+  for (const [p, e] of tree) {
+    if (e.ino === undefined || e.type !== 'file') continue;
+    const g = byIno.get(e.ino) ?? [];
+    g.push(p);
+    byIno.set(e.ino, g);
+  }
+  for (const g of byIno.values()) {
+    if (g.length < 2) continue;
+    for (const p of g) tree.set(p, { ...tree.get(p), links: g.filter((x) => x !== p).sort().join(',') });
+  }
+  return tree;
+}
+
 /**
  * Applies one layer to a tree (Map of absolute path → entry): whiteouts first, against the
  * layers below (as the OCI image spec says), then the layer's own entries in order.
@@ -168,10 +187,11 @@ export function applyLayer(tree, tarBuf) {
     if (old && !(old.type === 'dir' && e.type === 'dir')) removeUnder(p, false);
     let entry;
     if (e.type === 'hardlink') {
+      // The same inode under another name: same content, owner, mode and inode number.
       const target = tree.get(clean(e.linkname));
-      entry = target ? { ...target, hardlinkOf: clean(e.linkname) } : { type: 'hardlink', linkname: clean(e.linkname), missing: true };
+      entry = target ? { ...target } : { type: 'hardlink', linkname: clean(e.linkname), missing: true };
     } else {
-      entry = { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+      entry = { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, ino: ++inodes };
       if (e.type === 'file') {
         entry.size = e.size;
         entry.sha256 = crypto.createHash('sha256').update(e.data).digest('hex');
@@ -237,14 +257,14 @@ function fromDir(dir, tag) {
     const config = readJson(path.join(dir, m.Config));
     const tree = new Map();
     for (const l of m.Layers) applyLayer(tree, fs.readFileSync(path.join(dir, l)));
-    return { tree, config };
+    return { tree: linkGroups(tree), config };
   }
   if (fs.existsSync(path.join(dir, 'oci-layout'))) {
     const manifest = ociManifest(dir, tag);
     const config = readJson(blob(dir, manifest.config.digest));
     const tree = new Map();
     for (const l of manifest.layers) applyLayer(tree, fs.readFileSync(blob(dir, l.digest)));
-    return { tree, config };
+    return { tree: linkGroups(tree), config };
   }
   throw new Error(`${dir} is neither an OCI layout nor a docker-archive`);
 }
@@ -263,7 +283,7 @@ export function readImage(source) {
   }
   if (source.layout) return fromDir(source.layout, source.tag);
   if (source.archive) return withExtracted(source.archive, (d) => fromDir(d, source.tag));
-  if (source.rootfsTar) return { tree: applyLayer(new Map(), fs.readFileSync(source.rootfsTar)), config: null };
+  if (source.rootfsTar) return { tree: linkGroups(applyLayer(new Map(), fs.readFileSync(source.rootfsTar))), config: null };
   if (source.tree) return { tree: source.tree, config: source.config ?? null };
   throw new Error(`readImage: cannot read ${JSON.stringify(source)}`);
 }
@@ -274,7 +294,7 @@ function ignored(p, ignorePaths) {
   return ignorePaths.some((i) => (i instanceof RegExp ? i.test(p) : p === i || p.startsWith(i.endsWith('/') ? i : i + '/')));
 }
 
-const ENTRY_FIELDS = ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'linkname', 'rdev'];
+const ENTRY_FIELDS = ['type', 'mode', 'uid', 'gid', 'size', 'sha256', 'linkname', 'rdev', 'links'];
 
 function canonical(v) {
   if (v === null || v === undefined) return undefined;

@@ -336,6 +336,17 @@ describe('parseDockerfile: heredocs', () => {
     expect(ins[1]).toMatchObject({ kind: 'USER', pos: { line: 5 } });
   });
 
+  it("an ONBUILD trigger parses back to the same instruction in the child's build", () => {
+    const parent = body('FROM scratch\nONBUILD COPY --chown=1:1 <<EOF /etc/x\nhello $NAME\nEOF\nONBUILD RUN make \\\n  install\n');
+    for (const on of parent) {
+      if (on.kind !== 'ONBUILD') throw new Error('not ONBUILD');
+      const child = body(`FROM scratch\n${on.trigger}\n`)[0]!;
+      const { pos: _p1, ...a } = child as Instruction & { pos: unknown };
+      const { pos: _p2, ...b } = on.instruction as Instruction & { pos: unknown };
+      expect(a).toEqual(b);
+    }
+  });
+
   it('a delimiter with a $ in it is taken as written (BuildKit lexes the line with unset variables kept)', () => {
     expect(one<RunInstruction>('RUN cat <<$END\nx\n$END').command).toMatchObject({ heredocs: [{ name: '$END', content: 'x\n', expand: true }] });
   });
