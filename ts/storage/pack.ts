@@ -47,7 +47,12 @@ export interface PackOptions {
  *   whiteouts applied): `COPY --from=stage` and `--from=image` without mounting anything.
  * - `content`: literal bytes (a heredoc, an ADD of a downloaded URL already in a temp file is a `path`).
  * Symlinks inside a copied tree are copied as symlinks; a source that is itself a symlink is
- * resolved inside `root` (never outside it) when `root` is given.
+ * resolved inside `root` (never outside it) when `root` is given: one that leads out of it (an
+ * absolute target, or `..` above it) fails with ELAYER_UNSAFE. Paths are absolute. In `layers`,
+ * symlinks on the way are followed as a container of those layers would (absolute targets from
+ * its root). A `dest` ending in `/` (or `/` itself) names a directory: a single file goes in it
+ * under its own name; otherwise a file source is written at `dest` itself. Entries later in
+ * the list replace earlier ones at the same name.
  */
 export type PackSource = { path: string; root?: string } | { layers: string[]; path: string } | { content: string /* base64 */ };
 
@@ -60,7 +65,11 @@ export interface PackEntry {
   gid?: number;
   /** COPY --chmod: mode bits for every copied file and directory. */
   mode?: number;
-  /** Skip these (relative to the source directory; already decided by .dockerignore/--exclude in TypeScript). */
+  /**
+   * Skip these (relative to the source directory; already decided by .dockerignore/--exclude in
+   * TypeScript): exact paths, `a/b` not a pattern; a directory listed is skipped with everything
+   * under it.
+   */
   exclude?: string[];
 }
 
@@ -92,7 +101,7 @@ async function runPack(settings: StorageSettings, what: string, pack: object, ou
         opts.signal?.addEventListener('abort', stop, { once: true });
       },
     }).catch((e: unknown) => {
-      throw new BurrowError('EPACK', `${what}: ${(e as Error).message}`);
+      throw new BurrowError('EPACK', `${what}: ${opts.signal?.aborted ? 'stopped' : (e as Error).message}`);
     });
     if (opts.signal?.aborted) throw new BurrowError('EPACK', `${what}: stopped`);
     if (!r?.ok || !r.stats) throw packError(what, r?.code, r?.error ?? 'the pack job failed');

@@ -697,7 +697,7 @@ impl Collector {
 
     /// Resolves `path` in the merged view, symlinks followed as they would be in a container
     /// whose root is the view (absolute targets from its top, `..` stopping there).
-    fn resolve(&self, layers: &[usize], path: &str) -> Result<(Vec<Vec<u8>>, Found)> {
+    fn resolve(&self, layers: &[usize], path: &str) -> Result<Found> {
         let mut todo: std::collections::VecDeque<Vec<u8>> = parts(path.as_bytes()).into();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut hops = 0;
@@ -708,7 +708,7 @@ impl Collector {
             }
             done.push(c);
             match self.lookup(layers, &done)? {
-                Found::Missing => return Ok((done, Found::Missing)),
+                Found::Missing => return Ok(Found::Missing),
                 Found::Leaf { layer, rel, st } if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                     hops += 1;
                     if hops > 40 {
@@ -728,8 +728,7 @@ impl Collector {
                 _ => {}
             }
         }
-        let f = self.lookup(layers, &done)?;
-        Ok((done, f))
+        self.lookup(layers, &done)
     }
 
     /// Puts an item at `name`: what was there is replaced, and so is everything under it
@@ -941,6 +940,9 @@ impl Collector {
                 self.put(dest, it);
             }
             PackSource::Path { path, root } => {
+                if !path.is_absolute() || root.as_ref().is_some_and(|r| !r.is_absolute()) {
+                    return Err(PackError::Input(format!("source {} (root {:?}): paths must be absolute", path.display(), root)));
+                }
                 let (r, rel) = match root {
                     Some(root) => {
                         let r = self.root(root, true)?;
@@ -951,7 +953,7 @@ impl Collector {
                     }
                     None => (
                         self.root(Path::new("/"), false)?,
-                        path.as_os_str().as_bytes().trim_ascii_start().strip_prefix(b"/").unwrap_or(path.as_os_str().as_bytes()).to_vec(),
+                        path.as_os_str().as_bytes()[1..].to_vec(), // absolute, checked above
                     ),
                 };
                 // The source itself is followed (COPY copies what a symlink names), below the root.
@@ -978,7 +980,7 @@ impl Collector {
                 }
                 // Top first from here on.
                 let ls = layers.iter().rev().map(|l| self.root(l, true)).collect::<Result<Vec<_>>>()?;
-                let (resolved, found) = self.resolve(&ls, path)?;
+                let found = self.resolve(&ls, path)?;
                 match found {
                     Found::Missing => return Err(PackError::Input(format!("{path}: no such file or directory in the stage's layers"))),
                     Found::Dir { layers: v, rel, st } => {
@@ -989,7 +991,8 @@ impl Collector {
                         self.tree(e, &v, &rel, &dest, b"", true, true, &skip)?;
                     }
                     Found::Leaf { layer, rel, st } => {
-                        let base = resolved.last().cloned().unwrap_or_default();
+                        // Named as the source was, not as the symlink it may be led to (COPY's rule).
+                        let base = parts(path.as_bytes()).pop().unwrap_or_default();
                         let name = file_name(&base);
                         self.parents(&name, puid, pgid);
                         if let Some(it) = self.item(e, &st, Data::At { root: layer, rel, follow: false }, true, Vec::new()) {
@@ -1180,6 +1183,38 @@ mod tests {
         assert_eq!(st.diff_id, format!("sha256:{}", hex(&Sha256::digest(&tar))));
     }
 
+    /// The other opaque forms (rootful overlay's trusted.*, fuse-overlayfs's own) and a file
+    /// capability, which must reach the layer (ping without root); trusted.* and security.* can
+    /// be set by root only, so those parts run as root.
+    #[test]
+    fn every_opaque_form_and_file_capabilities() {
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path().join("u");
+        for dir in ["t", "f", "bin"] {
+            std::fs::create_dir_all(u.join(dir).join("keep")).unwrap();
+        }
+        std::fs::write(u.join("bin/ping"), "elf").unwrap();
+        let trusted = setxattr(&u.join("t"), "trusted.overlay.opaque", b"y");
+        assert!(setxattr(&u.join("f"), "user.fuseoverlayfs.opaque", b"y"));
+        // VFS_CAP_REVISION_2 with the effective bit; cap_net_raw (13) permitted.
+        let cap = [0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let capped = setxattr(&u.join("bin/ping"), "security.capability", &cap);
+        let out = d.path().join("l.tar");
+        pack_upper(&u, &out, Compress::None).unwrap();
+        let l = listing(&out);
+        let has = |n: &str| l.iter().any(|e| e.0 == n);
+        assert!(has("f/.wh..wh..opq"));
+        assert_eq!(has("t/.wh..wh..opq"), trusted);
+        assert!(!has("bin/.wh..wh..opq"));
+        for e in &l {
+            assert!(e.6.iter().all(|(k, _)| !internal_xattr(k.as_bytes())), "{}: {:?}", e.0, e.6);
+        }
+        if capped {
+            let ping = l.iter().find(|e| e.0 == "bin/ping").unwrap();
+            assert_eq!(ping.6, vec![("security.capability".to_string(), cap.to_vec())]);
+        }
+    }
+
     #[test]
     fn the_same_tree_packs_to_the_same_bytes() {
         let d = tempfile::tempdir().unwrap();
@@ -1364,6 +1399,7 @@ mod tests {
             std::fs::write(l1.join(f), f).unwrap();
         }
         std::os::unix::fs::symlink("usr/lib", l1.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/lib/libz.so", l1.join("zlink")).unwrap();
         std::fs::create_dir_all(l2.join("etc/opq")).unwrap();
         whiteout(&l2.join("etc"), "b");
         whiteout(&l2, "gone-dir");
@@ -1375,14 +1411,16 @@ mod tests {
         let out = d.path().join("l.tar");
         let es = [
             entry(PackSource::Layers { layers: layers.clone(), path: "/etc".into() }, "/copy"),
-            // Through /lib -> usr/lib, as the stage's container would see it.
+            // Through /lib -> usr/lib, as the stage's container would see it; named as the source.
             entry(PackSource::Layers { layers: layers.clone(), path: "/lib/libz.so".into() }, "/z/"),
+            entry(PackSource::Layers { layers: layers.clone(), path: "/zlink".into() }, "/z/"),
         ];
         pack_entries(&es, &out, Compress::Gzip).unwrap();
         let l = listing(&out);
-        assert_eq!(names(&l), ["copy/", "copy/a", "copy/c", "copy/opq/", "copy/opq/y", "z/", "z/libz.so"]);
+        assert_eq!(names(&l), ["copy/", "copy/a", "copy/c", "copy/opq/", "copy/opq/y", "z/", "z/libz.so", "z/zlink"]);
         assert_eq!(l[1].5, b"a2");
         assert_eq!(l[6].5, b"usr/lib/libz.so");
+        assert_eq!((l[7].1, &l[7].5[..]), ('0', &b"usr/lib/libz.so"[..]));
         for missing in ["/etc/b", "/gone-dir/deep/f", "/etc/opq/x"] {
             let e = pack_entries(&[entry(PackSource::Layers { layers: layers.clone(), path: missing.into() }, "/m")], &out, Compress::Gzip).unwrap_err();
             assert_eq!(e.code(), crate::codes::EPACK, "{missing}");
