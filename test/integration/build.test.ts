@@ -407,6 +407,11 @@ describe('burrow build', () => {
       const copy = await exec('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${oci}:x`], sk);
       expect(copy.code, copy.stderr).toBe(0);
       ok(['rmi', ref]);
+      // FROM an image that is not in the store pulls it, as `pull` does.
+      const child = context({ Dockerfile: `FROM ${ref}\nRUN cat /pushed > /again\n` });
+      expect(build(child, '-t', 'b-from-registry').stderr).toContain(`Resolving "${ref}"`);
+      expect(run('b-from-registry', 'cat', '/again')).toBe('pushed\n');
+      ok(['rmi', ref]);
       ok(['pull', '--tls-verify=false', ref]);
       expect(run(ref)).toBe('pushed\n');
     } finally {
