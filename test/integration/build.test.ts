@@ -83,6 +83,48 @@ describe('burrow build', () => {
     expect(run('b-basic', 'stat', '-c', '%u', '/data')).toBe('65534\n');
   });
 
+  it('writes the config instructions as Docker does (ENTRYPOINT resets an inherited CMD, HEALTHCHECK, SHELL, ...)', T, () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE}`,
+        'SHELL ["/bin/sh", "-ec"]',
+        'ENTRYPOINT ["echo"]',
+        'HEALTHCHECK --interval=5s --timeout=1m30s --retries=2 CMD true',
+        'STOPSIGNAL SIGUSR1',
+        'VOLUME /data',
+        'EXPOSE 80 53/udp',
+        'LABEL a=b',
+        'RUN echo "$0 $-" > /shell',
+        '',
+      ].join('\n'),
+    });
+    build(dir, '-t', 'b-config');
+    const c = config('b-config');
+    expect(c.Cmd ?? null).toBeNull(); // busybox's CMD ["sh"] went with the ENTRYPOINT
+    expect(c.Entrypoint).toEqual(['echo']);
+    expect(c.Shell).toEqual(['/bin/sh', '-ec']);
+    expect(c.Healthcheck).toEqual({ Test: ['CMD-SHELL', 'true'], Interval: 5e9, Timeout: 90e9, Retries: 2 });
+    expect(c.StopSignal).toBe('SIGUSR1');
+    expect(c.Volumes).toEqual({ '/data': {} });
+    expect(Object.keys(c.ExposedPorts as object).sort()).toEqual(['53/udp', '80/tcp']);
+    expect(c.Labels).toEqual({ a: 'b' });
+    expect(ok(['run', '--rm', '--entrypoint', 'cat', 'b-config', '/shell']).stdout).toMatch(/^\/bin\/sh .*e/);
+    const id = ok(['image', 'inspect', '-f', '{{.Id}}', 'b-config']).stdout.trim().replace(/^sha256:/, '');
+    const hist = (JSON.parse(fs.readFileSync(path.join(env.store, 'blobs', 'sha256', id), 'utf8')) as { history: { created_by: string; empty_layer?: boolean }[] }).history;
+    const mine = hist.slice(-8);
+    expect(mine.map((h) => h.created_by)).toEqual([
+      'SHELL [/bin/sh -ec]',
+      'ENTRYPOINT ["echo"]',
+      'HEALTHCHECK &{["CMD-SHELL","true"]}',
+      'STOPSIGNAL SIGUSR1',
+      'VOLUME [/data]',
+      'EXPOSE map[80/tcp:{} 53/udp:{}]',
+      'LABEL a=b',
+      'RUN /bin/sh -ec echo "$0 $-" > /shell # buildkit',
+    ]);
+    expect(mine.map((h) => !!h.empty_layer)).toEqual([true, true, true, true, true, true, true, false]);
+  });
+
   it('builds only the stages the target needs, with COPY --from a stage', T, () => {
     const dir = context({
       Dockerfile: [
