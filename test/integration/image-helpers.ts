@@ -126,6 +126,21 @@ export async function removeSandbox(sb: Sandbox): Promise<void> {
   fs.rmSync(sb.dir, { recursive: true, force: true });
 }
 
+/**
+ * Disposes of a lifecycle.helpers Env whose store holds files of subordinate ids (images built
+ * with other owners): they are removed through the store's user namespace first.
+ */
+export async function disposeStore(env: { store: string; cleanup(): void; dispose(): void } | undefined): Promise<void> {
+  if (!env) return;
+  env.cleanup();
+  const file = path.join(env.store, 'storage.json');
+  if (fs.existsSync(file)) {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as StorageSettings;
+    if (s.idMode !== 'root') await removeTrees(s, [env.store]).catch(() => undefined);
+  }
+  env.dispose();
+}
+
 export async function removeAllSandboxes(): Promise<void> {
   for (const sb of sandboxes.splice(0)) await removeSandbox(sb);
 }

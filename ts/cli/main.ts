@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { EXIT, errorText, exitStatus, isBrokenPipe } from '../errors';
 import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
+import { registerBuildCommands } from './commands/build-flags';
 import { registerContainerCommands } from './commands/containers';
 import { registerHealthcheckCommands } from './commands/healthcheck';
 import { registerImageCommands } from './commands/images';
@@ -63,6 +64,7 @@ export function buildProgram(setExit: (code: number) => void, full = true, only?
   info('doctor').description('alias of `burrow info`');
 
   registerImageCommands(program, setExit, full);
+  registerBuildCommands(program, setExit);
   registerContainerCommands(program, setExit, full, only);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);

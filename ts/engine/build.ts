@@ -74,4 +74,14 @@ export interface BuildReport {
   cached: number;
 }
 
-export declare function build(ctx: import('./context').EngineContext, req: BuildRequest, hooks?: BuildHooks, signal?: AbortSignal): Promise<BuildReport>;
+/** Runs a build (ts/build/executor.ts); nothing is left behind when it fails or `signal` aborts it. */
+export async function build(ctx: import('./context').EngineContext, req: BuildRequest, hooks: BuildHooks = {}, signal?: AbortSignal): Promise<BuildReport> {
+  const { runBuild } = await import('../build/executor');
+  const report = await runBuild(ctx, req, hooks, signal);
+  if (report.imageId) {
+    const { emitEvent } = await import('./events');
+    // Docker's image events of a build: a `tag` for each name given.
+    for (const t of req.tags) emitEvent(ctx, { Type: 'image', Action: 'tag', Actor: { ID: report.imageId, Attributes: { name: t } } });
+  }
+  return report;
+}

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { hexOf, withLock, writeJsonAtomic } from './fsutil';
-import { abandonedPartials, containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
+import { abandonedPartials, buildCacheContent, containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
 import type { ImageRecord, StorageSettings, Store } from './store';
 import { cleanStaleTmp, removeTrees } from './unpack';
 
@@ -131,6 +131,9 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
     c.blobs.forEach((b) => keepBlobs.add(b));
   }
   containerRefs(store).layers.forEach((l) => keepLayers.add(l));
+  const cached = buildCacheContent(store);
+  cached.layers.forEach((l) => keepLayers.add(l));
+  cached.blobs.forEach((b) => keepBlobs.add(b));
   const now = Date.now();
   const writer = writerActive(store);
   const eligible = (hex: string, mine: Set<string>, mtimeMs: number) => !writer && (mine.has(hex) || (o.orphans && now - mtimeMs > ORPHAN_GRACE_MS));

@@ -22,6 +22,34 @@ export function imageContent(img: ImageRecord): { layers: string[]; blobs: strin
   return { layers: [...new Set(img.layers.map((l) => hex(l.diffId)))], blobs: [...new Set(blobs.map(hex).filter((h) => HEX.test(h)))] };
 }
 
+/**
+ * Content the build cache (ROOT/build-cache, ts/build/cache.ts) needs: the layers and layer
+ * blobs its entries name, kept as an image's are so that a cached step stays usable.
+ */
+export function buildCacheContent(store: Store): { layers: string[]; blobs: string[] } {
+  const layers = new Set<string>();
+  const blobs = new Set<string>();
+  let names: string[];
+  try {
+    names = fs.readdirSync(store.p('build-cache')).filter((n) => n.endsWith('.json'));
+  } catch {
+    return { layers: [], blobs: [] };
+  }
+  const hex = (d: unknown) => (typeof d === 'string' ? d.replace(/^sha256:/, '') : '');
+  for (const n of names) {
+    try {
+      const e = JSON.parse(fs.readFileSync(store.p('build-cache', n), 'utf8')) as { layers?: { diffId?: unknown; digest?: unknown }[] };
+      for (const l of e.layers ?? []) {
+        if (HEX.test(hex(l.diffId))) layers.add(hex(l.diffId));
+        if (HEX.test(hex(l.digest))) blobs.add(hex(l.digest));
+      }
+    } catch {
+      /* being written, or not an entry */
+    }
+  }
+  return { layers: [...layers], blobs: [...blobs] };
+}
+
 export interface ContainerRefs {
   /** image id → ids of the containers (any state) created from it */
   images: Map<string, string[]>;

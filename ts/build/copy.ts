@@ -1,0 +1,203 @@
+/**
+ * COPY and ADD: a layer packed straight from the sources (ts/storage/pack.ts `packEntries`), no
+ * container. Sources are checked and hashed before the step runs (the cache key holds their
+ * content): from the context (resolved inside it, .dockerignore applied, globs), from a stage or
+ * an image (`--from`, read in the merged view of its layers), heredocs, and for ADD a local tar
+ * (extracted) or an http(s) URL (downloaded, `--checksum` checked).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BurrowError } from '../errors';
+import { lookupId } from '../container/spec';
+import { packEntries, type PackEntry } from '../storage/pack';
+import type { LayerRef, StorageSettings, Store } from '../storage/store';
+import type { CopyInstruction } from './dockerfile/ast';
+import { hashTree, matchSources, resolveInRoot, type BuildContext } from './context';
+import { adoptLayer, type BuildState } from './state';
+
+function inputError(msg: string, fix?: string): BurrowError {
+  return new BurrowError('EBUILD_INPUT', msg, fix);
+}
+
+/** `--chown` and WORKDIR's owner: `user[:group]`, names looked up in the stage's passwd and group. */
+export function resolveChown(spec: string, layerDirs: string[]): { uid: number; gid: number } {
+  const [u = '', g] = spec.split(':');
+  const num = (s: string) => (/^\d+$/.test(s) ? Number(s) : undefined);
+  let uid = num(u);
+  let gid: number | undefined;
+  if (uid === undefined) {
+    const found = lookupId(layerDirs, 'passwd', u);
+    if (!found) throw new BurrowError('EBUILD_STEP', `unable to find user ${u}: no matching entries in the stage's /etc/passwd`);
+    uid = found.id;
+    gid = found.gid;
+  }
+  if (g !== undefined && g !== '') {
+    gid = num(g);
+    if (gid === undefined) {
+      const found = lookupId(layerDirs, 'group', g);
+      if (!found) throw new BurrowError('EBUILD_STEP', `unable to find group ${g}: no matching entries in the stage's /etc/group`);
+      gid = found.id;
+    }
+  } else if (g === undefined && gid === undefined) gid = uid;
+  return { uid, gid: gid ?? uid };
+}
+
+async function pack(store: Store, settings: StorageSettings, entries: PackEntry[], tmpDir: string, signal?: AbortSignal): Promise<LayerRef> {
+  const file = path.join(tmpDir, `copy-${Math.random().toString(16).slice(2)}.layer`);
+  const r = await packEntries(settings, entries, file, signal ? { signal } : {});
+  return adoptLayer(store, settings, file, r);
+}
+
+/** WORKDIR's directory as a layer of its own. */
+export async function mkdirLayer(store: Store, settings: StorageSettings, dir: string, owner: { uid: number; gid: number } | undefined, tmpDir: string, signal?: AbortSignal): Promise<LayerRef> {
+  const empty = fs.mkdtempSync(path.join(tmpDir, 'workdir-'));
+  fs.chmodSync(empty, 0o755);
+  return pack(store, settings, [{ source: { path: empty }, dest: dir, ...(owner ? owner : {}) }], tmpDir, signal);
+}
+
+export interface CopyPlan {
+  /** What the cache key holds beyond the parent: sources' content, destinations, options. */
+  keyParts: unknown[];
+  /** The instruction's arguments as history shows them. */
+  shown: string;
+  run(settings: StorageSettings): Promise<LayerRef>;
+}
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/** Whether a file is a tar archive ADD extracts (plain, gzip, bzip2, xz). */
+function isArchive(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(512);
+    const n = fs.readSync(fd, b, 0, 512, 0);
+    if (n >= 2 && b[0] === 0x1f && b[1] === 0x8b) return true;
+    if (n >= 3 && b.subarray(0, 3).toString() === 'BZh') return true;
+    if (n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return true;
+    return n >= 262 && b.subarray(257, 262).toString() === 'ustar';
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function download(url: string, tmpDir: string, checksum: string | undefined, signal?: AbortSignal): Promise<{ file: string; digest: string }> {
+  const res = await fetch(url, signal ? { signal } : {}).catch((e: Error) => {
+    throw inputError(`ADD ${url}: ${e.message}`);
+  });
+  if (!res.ok) throw inputError(`ADD ${url}: the server answered ${res.status} ${res.statusText}`);
+  const bytes = Buffer.from(await res.arrayBuffer());
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  if (checksum && checksum !== digest) throw inputError(`ADD ${url}: checksum mismatch: want ${checksum}, got ${digest}`);
+  const file = path.join(tmpDir, `add-${Math.random().toString(16).slice(2)}`);
+  fs.writeFileSync(file, bytes, { mode: 0o600 });
+  return { file, digest };
+}
+
+/**
+ * Checks and hashes a COPY/ADD's sources (EBUILD_INPUT before any work when one is missing or
+ * outside the context) and returns how to make its layer.
+ */
+export async function copyStep(
+  store: Store,
+  ctx: BuildContext,
+  ins: CopyInstruction,
+  state: BuildState,
+  x: (w: string) => string,
+  xHeredoc: (body: string) => string,
+  fromSource: (ref: string) => Promise<BuildState>,
+  chown: typeof resolveChown,
+  tmpDir: string,
+  signal?: AbortSignal,
+): Promise<CopyPlan> {
+  const sources = ins.sources.map(x);
+  let dest = x(ins.dest);
+  const workdir = state.config.config.WorkingDir || '/';
+  const dirDest = dest.endsWith('/') || dest.endsWith('/.') || dest === '.';
+  dest = path.posix.resolve(workdir, dest);
+  const layerDirs = [...state.layers].reverse().map((l) => store.layerDir(l.diffId));
+  const owner = ins.chown ? chown(x(ins.chown), layerDirs) : undefined;
+  let mode: number | undefined;
+  if (ins.chmod) {
+    const m = x(ins.chmod);
+    if (!/^[0-7]{3,4}$/.test(m)) throw inputError(`invalid --chmod=${m}: want octal digits such as 755`);
+    mode = parseInt(m, 8);
+  }
+  const opts = { ...(owner ?? {}), ...(mode !== undefined ? { mode } : {}) };
+  const keyParts: unknown[] = [dest, dirDest, owner ?? null, mode ?? null, ins.link];
+  const entries: PackEntry[] = [];
+  const many = sources.length + ins.heredocs.length > 1 || sources.some((s) => /[*?[]/.test(s));
+  if (many && !dirDest) throw inputError(`${ins.kind} ${ins.original}: with more than one source the destination must be a directory and end with a /`);
+  const fileDest = (name: string) => (dirDest || many ? path.posix.join(dest, name) : dest);
+  const later: Array<() => Promise<void>> = [];
+  // COPY --exclude=PATTERN: .dockerignore's syntax, relative to each source.
+  let excluded: ((rel: string, isDir: boolean) => boolean) | undefined;
+  if (ins.exclude.length) {
+    const { IgnoreMatcher } = await import('./ignore');
+    const m = new IgnoreMatcher(ins.exclude.map(x));
+    excluded = (rel, isDir) => m.excluded(rel, isDir);
+    keyParts.push('exclude', ins.exclude.map(x));
+  }
+
+  if (ins.from) {
+    const ref = x(ins.from);
+    const src = await fromSource(ref);
+    keyParts.push('from', src.key);
+    const dirs = src.layers.map((l) => store.layerDir(l.diffId));
+    for (const s of sources) {
+      const p = path.posix.resolve('/', s);
+      const top = [...dirs].reverse();
+      const hit = top.map((d) => fs.lstatSync(path.join(d, p), { throwIfNoEntry: false })).find((st) => st);
+      if (!hit) throw inputError(`${ins.kind} --from=${ref}: ${s} does not exist there`);
+      keyParts.push(p);
+      entries.push({ source: { layers: dirs, path: p }, dest: hit.isDirectory() ? dest : fileDest(path.posix.basename(p)), ...opts });
+    }
+  } else {
+    for (const s of sources) {
+      if (ins.kind === 'ADD' && isUrl(s)) {
+        const checksum = ins.checksum ? x(ins.checksum) : undefined;
+        keyParts.push('url', s, checksum ?? null);
+        const name = path.posix.basename(new URL(s).pathname) || 'index.html';
+        // Downloaded when the step runs (the checksum, when given, is the cache key's content).
+        const entry: PackEntry = { source: { content: '' }, dest: fileDest(name), ...opts, ...(mode === undefined ? { mode: 0o600 } : {}) };
+        entries.push(entry);
+        later.push(async () => {
+          const d = await download(s, tmpDir, checksum, signal);
+          entry.source = { path: d.file };
+        });
+        continue;
+      }
+      for (const rel of matchSources(ctx, s)) {
+        if (excluded?.(path.posix.basename(rel), false)) continue;
+        const host = resolveInRoot(ctx.dir, rel).host;
+        const h = hashTree(ctx, rel, excluded);
+        keyParts.push(rel, h.digest);
+        if (h.isDir) entries.push({ source: { path: host, root: ctx.dir }, dest, ...opts, ...(h.exclude.length ? { exclude: h.exclude } : {}) });
+        else if (ins.kind === 'ADD' && isArchive(host)) {
+          const out = fs.mkdtempSync(path.join(tmpDir, 'add-'));
+          const entry: PackEntry = { source: { path: out }, dest, ...opts };
+          entries.push(entry);
+          later.push(async () => {
+            const { spawnSync } = await import('node:child_process');
+            const r = spawnSync('tar', ['-xf', host, '-C', out, '--no-same-owner'], { encoding: 'utf8' });
+            if (r.status !== 0) throw new BurrowError('EBUILD_STEP', `ADD ${s}: extracting the archive failed: ${r.stderr.trim()}`);
+          });
+        } else entries.push({ source: { path: host, root: ctx.dir }, dest: fileDest(path.posix.basename(rel)), ...opts });
+      }
+    }
+  }
+  for (const h of ins.heredocs) {
+    const content = h.expand ? xHeredoc(h.content) : h.content;
+    keyParts.push('heredoc', h.name, content);
+    entries.push({ source: { content: Buffer.from(content).toString('base64') }, dest: fileDest(h.name), ...opts });
+  }
+  const shown = [...sources, ...ins.heredocs.map((h) => `<<${h.name}`), x(ins.dest)].join(' ');
+  return {
+    keyParts,
+    shown,
+    async run(settings) {
+      for (const f of later) await f();
+      return pack(store, settings, entries, tmpDir, signal);
+    },
+  };
+}
