@@ -11,12 +11,17 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { ImageConfig } from '../image/manifest';
 import { hexOf, writeJsonAtomic } from '../storage/fsutil';
-import type { Store } from '../storage/store';
+import { contentSize } from '../storage/refs';
+import type { StorageSettings, Store } from '../storage/store';
+import { removeTrees } from '../storage/unpack';
 import type { BuildState } from './state';
 
 export const CACHE_DIR = 'build-cache';
+/** RUN --mount=type=cache directories (ts/build/mounts.ts). */
+export const MOUNTS_DIR = 'build-cache-mounts';
 
 interface Entry {
   key: string;
@@ -52,4 +57,83 @@ export function cacheGet(store: Store, key: string): BuildState | undefined {
 export function cachePut(store: Store, s: BuildState): void {
   fs.mkdirSync(store.p(CACHE_DIR), { recursive: true, mode: 0o700 });
   writeJsonAtomic(entryPath(store, s.key), { key: s.key, config: s.config, layers: s.layers, created: new Date().toISOString() } satisfies Entry);
+}
+
+export interface BuildCachePruneResult {
+  /** Keys of the cache entries removed. */
+  entries: string[];
+  /** RUN --mount=type=cache directories removed (with `all`). */
+  mounts: number;
+  /** Bytes given back: layers and blobs only the removed entries kept, and the cache mounts. */
+  bytes: number;
+}
+
+/**
+ * `builder prune` (and the build cache part of `system prune`, the API's POST /build/prune):
+ * removes the step cache entries (those created before `until`, a time in ms, when given), then
+ * the layers and blobs nothing else references any more; `all` also removes the RUN cache mounts
+ * (ROOT/build-cache-mounts), whose contents a later build would otherwise find again.
+ */
+export async function pruneBuildCache(store: Store, settings: StorageSettings, o: { all: boolean; until?: number }): Promise<BuildCachePruneResult> {
+  const freed = { layers: new Set<string>(), blobs: new Set<string>() };
+  const entries: string[] = [];
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(store.p(CACHE_DIR)).filter((n) => n.endsWith('.json'));
+  } catch {
+    /* no cache yet */
+  }
+  for (const n of names) {
+    const file = store.p(CACHE_DIR, n);
+    let e: Partial<Entry>;
+    try {
+      e = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Entry>;
+    } catch {
+      continue;
+    }
+    if (o.until !== undefined && !(Date.parse(e.created ?? '') < o.until)) continue;
+    for (const l of e.layers ?? []) {
+      freed.layers.add(String(l.diffId).replace(/^sha256:/, ''));
+      freed.blobs.add(String(l.digest).replace(/^sha256:/, ''));
+    }
+    fs.rmSync(file, { force: true });
+    entries.push(`sha256:${n.slice(0, -5)}`);
+  }
+  let bytes = 0;
+  let mounts = 0;
+  if (o.all) {
+    const dir = store.p(MOUNTS_DIR);
+    let dirs: string[] = [];
+    try {
+      dirs = fs.readdirSync(dir).map((d) => path.join(dir, d));
+    } catch {
+      /* none */
+    }
+    for (const d of dirs) bytes += contentSize(d);
+    // Cache mounts hold files of the container's users (subordinate ids): the namespace removes them.
+    if (dirs.length) await removeTrees(settings, dirs);
+    mounts = dirs.length;
+  }
+  const { collectGarbage } = await import('../storage/prune');
+  const gc = await collectGarbage(store, settings, freed, { orphans: false });
+  return { entries, mounts, bytes: bytes + gc.bytes };
+}
+
+/** What the build cache holds on disk: its entries, and the RUN cache mounts' bytes. */
+export function buildCacheMounts(store: Store): { count: number; bytes: number } {
+  const dir = store.p(MOUNTS_DIR);
+  try {
+    const dirs = fs.readdirSync(dir);
+    return { count: dirs.length, bytes: dirs.reduce((s, d) => s + contentSize(path.join(dir, d)), 0) };
+  } catch {
+    return { count: 0, bytes: 0 };
+  }
+}
+
+export function cacheEntryCount(store: Store): number {
+  try {
+    return fs.readdirSync(store.p(CACHE_DIR)).filter((n) => n.endsWith('.json')).length;
+  } catch {
+    return 0;
+  }
 }

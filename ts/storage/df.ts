@@ -6,9 +6,10 @@
  * "Active" images are those a container (of any state) was created from; reclaimable image
  * content is what neither an active image nor a container's root uses.
  */
+import * as fs from 'node:fs';
 import { Containers } from '../container/records';
 import { containerState } from '../container/state';
-import { containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
+import { buildCacheContent, containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
 import type { Store } from './store';
 import { listVolumes, volumeSize, volumeUsers } from './volumes';
 
@@ -53,6 +54,11 @@ export interface DiskUsage {
   images: Totals & { items: ImageUsage[] };
   containers: Totals & { items: ContainerUsage[] };
   volumes: Totals & { items: VolumeUsage[] };
+  /**
+   * `burrow build`'s cache: its entries (total), the layers and blobs only it keeps (no image
+   * names them), and the RUN cache mounts; all of it reclaimable by `builder prune -a`.
+   */
+  buildCache: Totals;
 }
 
 export function diskUsage(store: Store): DiskUsage {
@@ -80,12 +86,28 @@ export function diskUsage(store: Store): DiskUsage {
     const sharedSize = keys.filter((k) => (holders.get(k) ?? 0) > 1).reduce((s, k) => s + sizeOf(k), 0);
     return { id: img.id, repoTags: img.repoTags, repoDigests: img.repoDigests, ...(img.created ? { created: img.created } : {}), size, sharedSize, uniqueSize: size - sharedSize, containers: n };
   });
+  // Content only the build cache keeps is the cache's, not the images'.
+  const cached = buildCacheContent(store);
+  const cacheOnly = new Set([...cached.layers.map((h) => `l:${h}`), ...cached.blobs.map((h) => `b:${h}`)].filter((k) => unit.has(k) && !holders.has(k) && !used.has(k)));
   let size = 0;
   let reclaimable = 0;
+  let cacheBytes = 0;
   for (const [k, s] of unit) {
+    if (cacheOnly.has(k)) {
+      cacheBytes += s;
+      continue;
+    }
     size += s;
     if (!used.has(k)) reclaimable += s;
   }
+  const cacheEntries = (() => {
+    try {
+      return fs.readdirSync(store.p('build-cache')).filter((n) => n.endsWith('.json')).length;
+    } catch {
+      return 0;
+    }
+  })();
+  const mountBytes = contentSize(store.p('build-cache-mounts'));
 
   const containers = new Containers(store);
   const volUsers = volumeUsers(store);
@@ -126,5 +148,6 @@ export function diskUsage(store: Store): DiskUsage {
       ),
       items: vols,
     },
+    buildCache: { total: cacheEntries, active: 0, size: cacheBytes + mountBytes, reclaimable: cacheBytes + mountBytes },
   };
 }

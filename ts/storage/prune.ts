@@ -245,6 +245,8 @@ export interface SystemPruneResult {
   containers: { ids: string[]; bytes: number };
   volumes?: VolumePruneResult;
   images: ImagePruneResult;
+  /** Build cache entries removed (their layers' bytes are in `bytes`). */
+  buildCache: number;
   bytes: number;
 }
 
@@ -264,5 +266,9 @@ export async function pruneSystem(store: Store, settings: StorageSettings, o: { 
     volumes = await pruneVolumes(store, settings, o.filters);
   }
   const images = await pruneImages(store, settings, { all: o.all, filters: o.filters });
-  return { containers, ...(volumes ? { volumes } : {}), images, bytes: containers.bytes + (volumes?.bytes ?? 0) + images.bytes };
+  // Docker's system prune removes the build cache too (its cache mounts only with -a).
+  const untilF = o.filters.find((f) => f.startsWith('until='));
+  const { pruneBuildCache } = await import('../build/cache');
+  const cache = await pruneBuildCache(store, settings, { all: o.all, ...(untilF ? { until: parseUntil(untilF.slice(6)) } : {}) });
+  return { containers, ...(volumes ? { volumes } : {}), images, buildCache: cache.entries.length, bytes: containers.bytes + (volumes?.bytes ?? 0) + images.bytes + cache.bytes };
 }

@@ -8,7 +8,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { BuildEvent, BuildRequest } from '../../engine/build';
-import { ApiError, boolParam, sendJson } from '../http';
+import { ApiError, boolParam, filtersParam, sendJson } from '../http';
 import { cancelOnClose, jsonLines, streamed } from '../json-stream';
 import type { ApiRequest, Route } from '../router';
 
@@ -112,10 +112,18 @@ async function build(req: ApiRequest, res: ServerResponse): Promise<void> {
   }
 }
 
-/** `POST /build/prune`: the build cache is pruned by `burrow image prune` (its layers are images' layers). */
-function prune(_req: ApiRequest, res: ServerResponse): Promise<void> {
-  sendJson(res, 200, { CachesDeleted: [], SpaceReclaimed: 0 });
-  return Promise.resolve();
+/** `POST /build/prune`: the build cache (`all`: its RUN cache mounts too; filters: until). */
+async function prune(req: ApiRequest, res: ServerResponse): Promise<void> {
+  const f = filtersParam(req.query);
+  let until: number | undefined;
+  const { parseUntil } = await import('../../storage/prune');
+  for (const [k, vs] of Object.entries(f)) {
+    if (k !== 'until') throw new ApiError(400, `invalid filter '${k}'`);
+    for (const v of vs) until = parseUntil(v);
+  }
+  const { pruneBuildCache } = await import('../../build/cache');
+  const r = await pruneBuildCache(req.ctx.store, await req.ctx.settings(), { all: boolParam(req.query, 'all'), ...(until !== undefined ? { until } : {}) });
+  sendJson(res, 200, { CachesDeleted: r.entries, SpaceReclaimed: r.bytes });
 }
 
 export const routes: Route[] = [

@@ -73,7 +73,7 @@ export function registerDiskCommands(program: Command): void {
           `Images space usage:\n\n${table(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'], imgs)}\n` +
             `Containers space usage:\n\n${table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'LOCAL VOLUMES', 'SIZE', 'CREATED', 'STATUS', 'NAMES'], ctrs)}\n` +
             `Local Volumes space usage:\n\n${table(['VOLUME NAME', 'LINKS', 'SIZE'], vols)}\n` +
-            'Build cache usage: 0B\n',
+            `Build cache usage: ${humanSize(u.buildCache.size)}\n`,
         );
         return;
       }
@@ -82,7 +82,7 @@ export function registerDiskCommands(program: Command): void {
           ['Images', u.images],
           ['Containers', u.containers],
           ['Local Volumes', u.volumes],
-          ['Build Cache', { total: 0, active: 0, size: 0, reclaimable: 0 }],
+          ['Build Cache', u.buildCache],
         ] as const
       ).map(([type, t]) => ({
         Type: type,
@@ -111,6 +111,7 @@ export function registerDiskCommands(program: Command): void {
         '  - all stopped containers',
         ...(opts.volumes ? ['  - all volumes not used by at least one container'] : []),
         opts.all ? '  - all images without at least one container associated to them' : '  - all dangling images',
+        opts.all ? '  - all build cache (with the RUN cache mounts)' : '  - all build cache',
         '',
       ].join('\n');
       if (!confirm('system prune', warning, opts.force)) return;
@@ -120,8 +121,31 @@ export function registerDiskCommands(program: Command): void {
       if (r.containers.ids.length) out += `Deleted Containers:\n${r.containers.ids.join('\n')}\n\n`;
       if (r.volumes?.names.length) out += `Deleted Volumes:\n${r.volumes.names.join('\n')}\n\n`;
       out += imageLines(r.images);
+      if (r.buildCache) out += `Deleted build cache objects: ${r.buildCache}\n\n`;
       process.stdout.write(`${out}Total reclaimed space: ${humanSize(r.bytes)}\n`);
       keptNote(r.images);
+    });
+
+  program
+    .command('builder')
+    .description("manage burrow build's cache")
+    .command('prune')
+    .description('remove the build cache: the cached steps, then the layers and blobs only they kept; -a also the RUN --mount=type=cache directories')
+    .option('-a, --all', 'also remove the RUN cache mounts')
+    .option('-f, --force', 'do not ask for confirmation')
+    .option('--filter <key=value>', 'until= (cache entries made before)', collect, [])
+    .action(async (opts: { all?: boolean; force?: boolean; filter: string[] }, cmd: Command) => {
+      const ctx = context(cmd);
+      const { parseUntil } = await import('../../storage/prune');
+      let until: number | undefined;
+      for (const f of opts.filter) {
+        if (!f.startsWith('until=')) throw new BurrowError('EUSAGE', `invalid filter ${JSON.stringify(f)}: builder prune takes until=`);
+        until = parseUntil(f.slice(6));
+      }
+      if (!confirm('builder prune', `WARNING! This will remove all build cache${opts.all ? ', RUN cache mounts included' : ''}.\n`, opts.force)) return;
+      const { pruneBuildCache } = await import('../../build/cache');
+      const r = await pruneBuildCache(ctx.store, await ctx.settings(), { all: !!opts.all, ...(until !== undefined ? { until } : {}) });
+      process.stdout.write(`Deleted build cache objects: ${r.entries.length}${r.mounts ? ` (and ${r.mounts} cache mount(s))` : ''}\nTotal reclaimed space: ${humanSize(r.bytes)}\n`);
     });
 
   system
