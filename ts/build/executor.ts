@@ -19,6 +19,20 @@ import { copyStep, resolveChown } from './copy';
 import { expand, expandHeredoc, expandList, ignoreFn, parse, parseTriggers, type Vars } from './frontend';
 import { cloneState, commitImage, imageState, record, scratchConfig, adoptLayer, type BuildState } from './state';
 
+/**
+ * A RUN whose command exited non-zero: the command and its status, so that a front end can say
+ * it in its own words (the Engine API in dockerd's: "The command '…' returned a non-zero code: N").
+ */
+export class BuildStepError extends BurrowError {
+  constructor(
+    message: string,
+    readonly command: string[],
+    readonly status: number,
+  ) {
+    super('EBUILD_STEP', message);
+  }
+}
+
 /** Args every build knows without an ARG (BuildKit's predefined and proxy args). */
 const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
 
@@ -447,7 +461,7 @@ export async function runBuild(ctx: EngineContext, req: BuildRequest, hooks: Bui
                 warn,
               }, tmpDir);
               if (r.exit !== 0) {
-                throw new BurrowError('EBUILD_STEP', `step ${index}/${total} (${ins.original.split('\n')[0]}) failed: the command ${JSON.stringify(argv.join(' '))} exited with status ${r.exit}${r.tail ? `; its last output:\n${r.tail}` : ''}`);
+                throw new BuildStepError(`step ${index}/${total} (${ins.original.split('\n')[0]}) failed: the command ${JSON.stringify(argv.join(' '))} exited with status ${r.exit}${r.tail ? `; its last output:\n${r.tail}` : ''}`, argv, r.exit);
               }
               const layer = await adoptLayer(store, settings, r.layer!.file, r.layer!.result);
               record(s, createdBy, layer);

@@ -7,6 +7,7 @@
  * `Successfully tagged` lines that docker-py and compose read the result from.
  */
 import type { ServerResponse } from 'node:http';
+import { BurrowError } from '../../errors';
 import type { BuildEvent, BuildRequest } from '../../engine/build';
 import { ApiError, boolParam, filtersParam, sendJson } from '../http';
 import { cancelOnClose, jsonLines, streamed } from '../json-stream';
@@ -84,6 +85,7 @@ async function build(req: ApiRequest, res: ServerResponse): Promise<void> {
   const [{ extractContextTar }, { build: runBuild }] = await Promise.all([import('../../build/context-tar'), import('../../engine/build')]);
   const settings = await req.ctx.settings();
   const context = await extractContextTar(req.ctx.store, settings, req.raw, ac.signal);
+  const { BuildStepError } = await import('../../build/executor');
   try {
     await streamed(res, out, async () => {
       const report = await runBuild(
@@ -97,7 +99,11 @@ async function build(req: ApiRequest, res: ServerResponse): Promise<void> {
           },
         },
         ac.signal,
-      );
+      ).catch((err: unknown) => {
+        // dockerd's words, which scripts around `docker build` match.
+        if (err instanceof BuildStepError) throw new BurrowError('EBUILD_STEP', `The command '${err.command.join(' ')}' returned a non-zero code: ${err.status}`);
+        throw err;
+      });
       if (!report.imageId) return;
       out.write({ aux: { ID: report.imageId } });
       if (quiet) {
