@@ -172,4 +172,42 @@ describe('start-up', () => {
     }
     env.b(['rm', 'lean']);
   });
+
+  it('system service runs from a bundle of its own, without the CLI; other shapes of the line go to the CLI', () => {
+    // A preload records which files the process read: the service's bundle and never the CLI's
+    // (commander and every command), with the code cache the service wrote on its first run.
+    const dir = fs.mkdtempSync(path.join(env.work, 'svc-'));
+    const preload = path.join(dir, 'preload.js');
+    const list = path.join(dir, 'read.txt');
+    fs.writeFileSync(
+      preload,
+      `const fs = require('fs'); const read = fs.readFileSync; const seen = [];
+fs.readFileSync = function (p, ...a) { if (typeof p === 'string') seen.push(p); return read.call(this, p, ...a); };
+process.on('exit', () => fs.writeFileSync(${JSON.stringify(list)}, seen.join('\\n')));\n`,
+    );
+    const cache = path.join(dir, 'cache');
+    const bundle = (name: string) => path.join(ROOT, 'dist', 'bundle', name);
+    let firstIno = 0;
+    for (const round of [1, 2]) {
+      // --time 1: listens, then exits after a second without requests, status 0.
+      const r = b(['system', 'service', '--time', '1', `unix://${path.join(dir, 'api.sock')}`], { XDG_CACHE_HOME: cache, NODE_OPTIONS: `--require ${preload}` });
+      expect(r, `round ${round}`).toMatchObject({ code: 0, stderr: '' });
+      const read = fs.readFileSync(list, 'utf8').split('\n');
+      expect(read).toContain(bundle('service.js'));
+      expect(read).not.toContain(bundle('burrow.js'));
+      const made = fs.readdirSync(path.join(cache, 'burrow'));
+      expect(made).toHaveLength(1);
+      expect(made[0]).toMatch(/^svc-[0-9a-f]{32}-.*\.v8cache$/);
+      // Round 2 ran with it: V8 took it, and it was not written again.
+      const ino = fs.statSync(path.join(cache, 'burrow', made[0]!)).ino;
+      if (round === 2) expect(ino).toBe(firstIno);
+      firstIno = ino;
+    }
+    // Help and bad flags are the CLI's, as before.
+    const help = b(['system', 'service', '--help'], { XDG_CACHE_HOME: cache });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: burrow system service \[options\] \[uri\]/);
+    expect(b(['system', 'service', '--bogus'], { XDG_CACHE_HOME: cache })).toMatchObject({ code: 125, stderr: "Error: unknown option '--bogus'\n" });
+    expect(b(['system', 'service', '--time', 'x'], { XDG_CACHE_HOME: cache })).toMatchObject({ code: 125, stderr: 'Error: invalid --time x: want a number of seconds (0: never exit)\n' });
+  });
 });
