@@ -53,6 +53,39 @@ function put(file, text) {
   fs.renameSync(tmp, file);
 }
 
+// tsc's `import * as fs from 'node:fs'` helper copies every export of the module into a new
+// object with a getter each, in every module that imports it: node:fs alone has about a hundred,
+// and the CLI's modules import it a dozen times at start-up. ES modules share one namespace object
+// per module, and so does the bundle: the helper keeps the one it made (__burrowNamespaces,
+// declared at the top of the bundle), which is what an import of the same module gets next.
+const IMPORT_STAR = `    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };`;
+// As many lines as tsc's: its source map (to ts/) must still fit the lines below.
+const IMPORT_STAR_SHARED = `    return function (mod) {
+        if (mod && mod.__esModule) return mod; var result = mod != null && __burrowNamespaces.get(mod); if (result) return result;
+        result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod); if (mod !== null && (typeof mod === "object" || typeof mod === "function")) __burrowNamespaces.set(mod, result);
+        return result;
+    };`;
+const sharedNamespaces = {
+  name: 'shared-namespaces',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]dist[\\/].*\.js$/ }, (args) => {
+      const text = fs.readFileSync(args.path, 'utf8');
+      if (!text.includes('var __importStar = ')) return undefined;
+      if (text.split(IMPORT_STAR).length !== 2) throw new Error(`bundle: ${args.path}: tsc's __importStar helper is not as expected: update scripts/bundle.mjs`);
+      // resolveDir: where esbuild finds the file's `sourceMappingURL` (tsc's map), as without a plugin.
+      return { contents: text.replace(IMPORT_STAR, IMPORT_STAR_SHARED), loader: 'js', resolveDir: path.dirname(args.path) };
+    });
+  },
+};
+
 /** Bundles one entry of dist/ into OUT_DIR/name.js, with its map and its manifest. */
 async function bundle(entry, name, manifestName) {
   const out = path.join(OUT_DIR, `${name}.js`);
@@ -78,6 +111,7 @@ async function bundle(entry, name, manifestName) {
     // slows start-up. The only names it would keep are those of classes that refer to themselves
     // (commander's Command shows as _Command in a stack trace); nothing reads them.
     metafile: true,
+    plugins: [sharedNamespaces],
     write: false,
     logLevel: 'warning',
   });
@@ -95,6 +129,8 @@ async function bundle(entry, name, manifestName) {
   // (same meaning in a comment, a string or a regular expression; checked below).
   js = js.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (/\bString\.raw\b/.test(js)) throw new Error('bundle: String.raw in the bundle: escaping non-ASCII characters would change it');
+  if (!js.startsWith('"use strict";')) throw new Error('bundle: the bundle no longer starts with "use strict"');
+  js = js.replace('"use strict";', '"use strict";var __burrowNamespaces=new WeakMap();');
   // bin/burrow.js compiles the bundle with vm.Script, which has no dynamic-import callback here.
   if (/\bimport\(/.test(js)) throw new Error('bundle: a dynamic import() survived; tsc should have turned it into require()');
 
