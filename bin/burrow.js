@@ -4,7 +4,8 @@
 // file, scripts/bundle.mjs), both built by `npm ci` / `npm run build`; no TypeScript is compiled at
 // run time. Start-up is most of what `burrow run` costs in JavaScript, so this file loads the
 // bundle with a V8 code cache: one read instead of ~40 module look-ups, and no parsing or
-// compiling of the functions an earlier run already compiled.
+// compiling of the functions an earlier run already compiled. The API service has a bundle of its
+// own (dist/bundle/service.js), without the CLI.
 const fs = require('fs');
 const path = require('path');
 
@@ -17,21 +18,36 @@ function write(text) {
   }
 }
 
-/** The CLI module: the bundle through the code cache, or dist/ when the bundle is missing or stale. */
-function loadCli(args) {
+/**
+ * What the command line runs: the CLI (dist/bundle/burrow.js), or for `system service` and
+ * `system dial-stdio` the service's own entry (dist/bundle/service.js, ts/api/main.ts), which
+ * stays in memory without commander and the CLI's code. The service entry parses only the plain
+ * shapes of its command lines; for anything else (help, a bad flag) the CLI runs as usual.
+ */
+function load(args) {
+  if (commandName(args) === 'system' && /^(service|dial-stdio)$/.test(args[args.indexOf('system') + 1])) {
+    const svc = loadBundle('service', 'api/main.js', args);
+    const parsed = svc.parseServiceArgs(args);
+    if (parsed) return { main: () => svc.main(parsed), afterMain: svc.afterMain };
+  }
+  return loadBundle('burrow', 'cli/main.js', args);
+}
+
+/** A bundle's module through the code cache, or dist/ when the bundle is missing or stale. */
+function loadBundle(name, distEntry, args) {
   const debug = !!process.env.BURROW_DEBUG || process.sourceMapsEnabled === true;
   // Stack traces through the source maps (bundle -> dist -> ts/) when debugging.
   if (debug) process.setSourceMapsEnabled(true);
   const dir = path.join(__dirname, '..', 'dist', 'bundle');
-  const manifest = freshManifest(dir);
+  const manifest = freshManifest(dir, name === 'burrow' ? 'manifest.json' : `${name}.manifest.json`);
   if (!manifest) {
-    if (process.env.BURROW_DEBUG) process.stderr.write('burrow: debug: dist/bundle is missing or older than dist/ (tsc ran without scripts/bundle.mjs); loading dist/\n');
-    return require('../dist/cli/main.js');
+    if (process.env.BURROW_DEBUG) process.stderr.write(`burrow: debug: dist/bundle is missing or older than dist/ (tsc ran without scripts/bundle.mjs); loading dist/\n`);
+    return require(`../dist/${distEntry}`);
   }
-  const file = path.join(dir, 'burrow.js');
+  const file = path.join(dir, `${name}.js`);
   // Node 20 applies source maps only to code its module loader compiled, not to vm.Script.
   if (debug) return require(file);
-  return loadCached(file, manifest.hash, args);
+  return loadCached(file, name === 'burrow' ? 'cli' : 'svc', manifest.hash, args);
 }
 
 /**
@@ -39,10 +55,10 @@ function loadCli(args) {
  * and is no newer: anything else means dist/ changed after bundling, and the bundle would run old
  * code. About 70 stat calls, a fraction of a millisecond.
  */
-function freshManifest(dir) {
+function freshManifest(dir, name) {
   let m;
   try {
-    m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    m = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8'));
   } catch {
     return undefined;
   }
@@ -65,9 +81,9 @@ const MADE_BY_RUN = 1;
  * or it is not yet a `run` one. V8 checks a cache against the source's length only, so the file
  * name carries the bundle's hash. A cache that cannot be read or written only costs time.
  */
-function loadCached(file, hash, args) {
+function loadCached(file, kind, hash, args) {
   const vm = require('vm');
-  const cacheFile = cachePath(hash);
+  const cacheFile = cachePath(kind, hash);
   let cached;
   let madeBy = MADE_BY_OTHER;
   if (cacheFile) {
@@ -102,17 +118,17 @@ function loadCached(file, hash, args) {
   if (!cacheFile) return cli;
   const run = commandName(args) === 'run';
   if (!cached || script.cachedDataRejected || (run && madeBy !== MADE_BY_RUN)) {
-    return { main: cli.main, afterMain: () => saveCache(script, cacheFile, run ? MADE_BY_RUN : MADE_BY_OTHER) };
+    return { ...cli, afterMain: () => saveCache(script, cacheFile, run ? MADE_BY_RUN : MADE_BY_OTHER) };
   }
   return cli;
 }
 
-/** $XDG_CACHE_HOME/burrow (or ~/.cache/burrow)/cli-HASH-V8VERSION.v8cache; none without either. */
-function cachePath(hash) {
+/** $XDG_CACHE_HOME/burrow (or ~/.cache/burrow)/KIND-HASH-V8VERSION-ARCH.v8cache (KIND: cli, svc); none without either. */
+function cachePath(kind, hash) {
   const env = process.env;
   const base = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.cache') : undefined;
   if (!base) return undefined;
-  return path.join(base, 'burrow', `cli-${hash}-${process.versions.v8}-${process.arch}.v8cache`);
+  return path.join(base, 'burrow', `${kind}-${hash}-${process.versions.v8}-${process.arch}.v8cache`);
 }
 
 /** The subcommand: the first word that is not a global option or its value. */
@@ -148,7 +164,7 @@ function saveCache(script, file, madeBy) {
     // One cache per build: keep the newest few (two checkouts used in turn keep theirs).
     const old = fs
       .readdirSync(dir)
-      .filter((f) => f.startsWith('cli-') && f.endsWith('.v8cache'))
+      .filter((f) => /^(cli|svc)-.*\.v8cache$/.test(f))
       .map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs }))
       .sort((a, b) => b.t - a.t)
       .slice(KEEP_CACHES);
@@ -170,7 +186,7 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8'));
   write(`burrow version ${version}\n`);
 } else {
-  const cli = loadCli(argv);
+  const cli = load(argv);
   cli.main(argv).then((code) => {
     process.exitCode = code;
     if (cli.afterMain) cli.afterMain();

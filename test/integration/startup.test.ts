@@ -147,7 +147,7 @@ describe('start-up', () => {
     expect(plain.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client, no stdout stream', () => {
+  it('images, ps and inspect do only listing work: no addon, no host probe, no child_process, no registry client, no stdout stream, no ICU collator', () => {
     // The napi addon (which also runs the host probe) fails loudly if anything loads it, and a
     // preload records which of Node's own modules the command loaded: child_process comes with the
     // lifecycle code (and with commander, unless the bundle defers it), http/tls/crypto with the registry client.
@@ -156,9 +156,18 @@ describe('start-up', () => {
     fs.writeFileSync(addon, "throw new Error('the napi addon was loaded');\n");
     const preload = path.join(dir, 'preload.js');
     const list = path.join(dir, 'loaded.txt');
-    fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`);
+    // localeCompare's first call loads ICU's collator, which costs as much as the listing itself.
+    fs.writeFileSync(
+      preload,
+      `const lc = String.prototype.localeCompare; let collator = false;
+String.prototype.localeCompare = function (...a) { collator = true; return lc.apply(this, a); };
+process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, [...process.moduleLoadList, ...(collator ? ['ICU collator'] : [])].join('\\n')));\n`,
+    );
     const id = env.b(['create', '--name', 'lean', IMAGE, 'true']).stdout.trim();
     expect(id).toMatch(/^[a-f0-9]{64}$/);
+    // Two of each, so that the listings have something to sort.
+    expect(env.b(['create', '--name', 'lean2', IMAGE, 'true']).code).toBe(0);
+    expect(env.b(['tag', IMAGE, 'lean-tag:2']).code).toBe(0);
     for (const args of [['images'], ['ps', '-a'], ['inspect', 'lean'], ['inspect', IMAGE]]) {
       const r = b(args, { BURROW_NATIVE: addon, NODE_OPTIONS: `--require ${preload}` });
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
@@ -167,9 +176,48 @@ describe('start-up', () => {
       // output is written to fd 1. images and ps need not even node:os (which the network code
       // and the platform check load).
       const re = args[0] === 'inspect' ? /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty)$/ : /^NativeModule (child_process|http|https|tls|crypto|zlib|stream|net|tty|os)$/;
-      const heavy = loaded.filter((m) => re.test(m));
+      const heavy = loaded.filter((m) => re.test(m) || m === 'ICU collator');
       expect(heavy, `burrow ${args.join(' ')} loaded`).toEqual([]);
     }
-    env.b(['rm', 'lean']);
+    env.b(['rm', 'lean', 'lean2']);
+    env.b(['rmi', 'lean-tag:2']);
+  });
+
+  it('system service runs from a bundle of its own, without the CLI; other shapes of the line go to the CLI', () => {
+    // A preload records which files the process read: the service's bundle and never the CLI's
+    // (commander and every command), with the code cache the service wrote on its first run.
+    const dir = fs.mkdtempSync(path.join(env.work, 'svc-'));
+    const preload = path.join(dir, 'preload.js');
+    const list = path.join(dir, 'read.txt');
+    fs.writeFileSync(
+      preload,
+      `const fs = require('fs'); const read = fs.readFileSync; const seen = [];
+fs.readFileSync = function (p, ...a) { if (typeof p === 'string') seen.push(p); return read.call(this, p, ...a); };
+process.on('exit', () => fs.writeFileSync(${JSON.stringify(list)}, seen.join('\\n')));\n`,
+    );
+    const cache = path.join(dir, 'cache');
+    const bundle = (name: string) => path.join(ROOT, 'dist', 'bundle', name);
+    let firstIno = 0;
+    for (const round of [1, 2]) {
+      // --time 1: listens, then exits after a second without requests, status 0.
+      const r = b(['system', 'service', '--time', '1', `unix://${path.join(dir, 'api.sock')}`], { XDG_CACHE_HOME: cache, NODE_OPTIONS: `--require ${preload}` });
+      expect(r, `round ${round}`).toMatchObject({ code: 0, stderr: '' });
+      const read = fs.readFileSync(list, 'utf8').split('\n');
+      expect(read).toContain(bundle('service.js'));
+      expect(read).not.toContain(bundle('burrow.js'));
+      const made = fs.readdirSync(path.join(cache, 'burrow'));
+      expect(made).toHaveLength(1);
+      expect(made[0]).toMatch(/^svc-[0-9a-f]{32}-.*\.v8cache$/);
+      // Round 2 ran with it: V8 took it, and it was not written again.
+      const ino = fs.statSync(path.join(cache, 'burrow', made[0]!)).ino;
+      if (round === 2) expect(ino).toBe(firstIno);
+      firstIno = ino;
+    }
+    // Help and bad flags are the CLI's, as before.
+    const help = b(['system', 'service', '--help'], { XDG_CACHE_HOME: cache });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: burrow system service \[options\] \[uri\]/);
+    expect(b(['system', 'service', '--bogus'], { XDG_CACHE_HOME: cache })).toMatchObject({ code: 125, stderr: "Error: unknown option '--bogus'\n" });
+    expect(b(['system', 'service', '--time', 'x'], { XDG_CACHE_HOME: cache })).toMatchObject({ code: 125, stderr: 'Error: invalid --time x: want a number of seconds (0: never exit)\n' });
   });
 });

@@ -203,7 +203,8 @@ export class Containers {
 
   get(id: string): ContainerRecord | undefined {
     try {
-      return readJson(path.join(this.dir(id), 'record.json'), isRecord);
+      // Joined by hand: `ps` reads every record, and path.join would be a tenth of its time.
+      return readJson(`${this.store.root}/containers/${id}/record.json`, isRecord);
     } catch {
       return undefined;
     }

@@ -91,7 +91,9 @@ interface RuntimeState {
  * A file's text, or undefined when it does not exist. Listing many containers reads files that
  * mostly do not exist (no exit record yet, no holder, no runtime state): asked first, a missing
  * file costs one cheap stat instead of a thrown ENOENT error, which costs `ps` of 50 created
- * containers tens of milliseconds on its first (cold) pass.
+ * containers tens of milliseconds on its first (cold) pass. Paths in this module are joined as
+ * `${dir}/${name}`, not with path.join (a tenth of a listing's time): the directories are
+ * absolute and normalized already (the store's paths, the record's runtimeRoot).
  */
 function readIfExists(file: string): string | undefined {
   if (!fs.existsSync(file)) return undefined;
@@ -103,7 +105,7 @@ function readIfExists(file: string): string | undefined {
 }
 
 export function runtimeState(rec: ContainerRecord): RuntimeState | undefined {
-  const text = readIfExists(path.join(rec.runtimeRoot, rec.id, 'state.json'));
+  const text = readIfExists(`${rec.runtimeRoot}/${rec.id}/state.json`);
   try {
     return text === undefined ? undefined : (JSON.parse(text) as RuntimeState);
   } catch {
@@ -127,7 +129,7 @@ function isExitRecord(v: unknown): v is ExitRecord {
 /** The exit record: the holder's, else the one this module made for a holder that died. */
 export function readExit(dir: string): ExitRecord | undefined {
   for (const f of ['exit.json', 'lost.json']) {
-    const v = readJsonIfExists(path.join(dir, f));
+    const v = readJsonIfExists(`${dir}/${f}`);
     if (isExitRecord(v)) return v;
   }
   return undefined;
@@ -135,7 +137,7 @@ export function readExit(dir: string): ExitRecord | undefined {
 
 /** The holder's restart record (none: never restarted). */
 export function readRestarts(dir: string): RestartRecord {
-  const v = readJsonIfExists(path.join(dir, 'restart.json'));
+  const v = readJsonIfExists(`${dir}/restart.json`);
   if (typeof v === 'object' && v !== null && typeof (v as RestartRecord).count === 'number') {
     return { count: (v as RestartRecord).count, restarting: (v as RestartRecord).restarting === true };
   }
@@ -144,7 +146,7 @@ export function readRestarts(dir: string): RestartRecord {
 
 /** The live holder's pid, if monitor.json names a process that is still that process. */
 export function holderPid(dir: string): number | undefined {
-  const text = readIfExists(path.join(dir, 'monitor.json'));
+  const text = readIfExists(`${dir}/monitor.json`);
   if (text === undefined) return undefined;
   try {
     const m = JSON.parse(text) as HolderRecord;
@@ -180,7 +182,7 @@ export function containerState(rec: ContainerRecord, dir: string): ContainerStat
   const restartCount = restarts.count;
   let exit = readExit(dir);
   // Absent: never started.
-  const startedAt = readIfExists(path.join(dir, 'started'))?.trim();
+  const startedAt = readIfExists(`${dir}/started`)?.trim();
   const done = (e: ExitRecord): ContainerState => {
     // Restarting only while the holder that will restart it lives.
     const restarting = restarts.restarting && holderPid(dir) !== undefined;
@@ -200,7 +202,7 @@ export function containerState(rec: ContainerRecord, dir: string): ContainerStat
   const monitorPid = holderPid(dir);
   const rs = runtimeState(rec);
   if (rs && rs.pid > 0 && procStartTime(rs.pid) === rs.initStartTime) {
-    const created = fs.existsSync(path.join(rec.runtimeRoot, rec.id, 'start.sock'));
+    const created = fs.existsSync(`${rec.runtimeRoot}/${rec.id}/start.sock`);
     return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, ...(startedAt ? { startedAt } : {}), ...(monitorPid ? { monitorPid } : {}) };
   }
   if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount, ...(monitorPid ? { monitorPid } : {}) };

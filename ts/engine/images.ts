@@ -330,7 +330,9 @@ export async function listImages(ctx: EngineContext, f: ImageFilters = {}, o: { 
   const since = bound(f.since);
   const refs = f.reference?.map(referenceFilter);
   const out: ImageSummary[] = [];
-  for (const img of ctx.store.images().sort((a, b) => (b.created ?? '').localeCompare(a.created ?? ''))) {
+  // Newest first, as strings (not localeCompare: its first call loads ICU's collator, 5-20 ms).
+  const newest = (a: ImageRecord, b: ImageRecord): number => ((a.created ?? '') < (b.created ?? '') ? 1 : (a.created ?? '') > (b.created ?? '') ? -1 : 0);
+  for (const img of ctx.store.images().sort(newest)) {
     if (f.dangling !== undefined && (img.repoTags.length === 0) !== f.dangling) continue;
     if (before !== undefined && !(time(img) < before)) continue;
     if (since !== undefined && !(time(img) > since)) continue;

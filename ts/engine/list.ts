@@ -67,7 +67,9 @@ export function listContainers(ctx: Pick<EngineContext, 'store'>, req: ListReque
     if (k === 'exited') for (const v of vs) if (!/^-?\d+$/.test(v)) throw new BurrowError('EUSAGE', `invalid filter 'exited=${v}'`);
   }
   const containers = new Containers(ctx.store);
-  const recs = containers.all().sort((a, b) => b.created.localeCompare(a.created));
+  // Newest first. ISO times compare as strings; not with localeCompare, whose first call loads
+  // ICU's collator: 5-20 ms, as much as the rest of `ps`.
+  const recs = containers.all().sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
   // before/since name containers: by creation time, as Docker compares them.
   const at = (k: 'before' | 'since'): string[] => (filters[k] ?? []).map((ref) => containers.find(ref).created);
   const before = at('before');
