@@ -225,6 +225,10 @@ export const PODMAN_DEVIATIONS = {
   pullDigestLine: 'pull Digest line',
   /** system/df: LayersSize 0. */
   dfLayersSize: 'df LayersSize',
+  /** build: buildah's own step lines (`STEP 1/8: FROM`), not the classic builder's `Step 1/8 : FROM`. */
+  buildStepLines: 'build Step lines',
+  /** build: the image's tags are the normalised names (`docker.io/built/py:1`), not as given. */
+  buildTagsAsGiven: 'build tags as given',
 } as const;
 
 /** Whether a Docker behaviour is checked against this peer (always for burrow). */
