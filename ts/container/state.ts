@@ -199,13 +199,15 @@ export function containerState(rec: ContainerRecord, dir: string): ContainerStat
     };
   };
   if (exit) return done(exit);
-  const monitorPid = holderPid(dir);
   const rs = runtimeState(rec);
+  // The holder is looked up only where the answer depends on it: a live init says enough (ps
+  // and GET /containers/json of running containers read two /proc files fewer each).
   if (rs && rs.pid > 0 && procStartTime(rs.pid) === rs.initStartTime) {
     const created = fs.existsSync(`${rec.runtimeRoot}/${rec.id}/start.sock`);
-    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, ...(startedAt ? { startedAt } : {}), ...(monitorPid ? { monitorPid } : {}) };
+    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, ...(startedAt ? { startedAt } : {}) };
   }
-  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount, ...(monitorPid ? { monitorPid } : {}) };
+  if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount };
+  const monitorPid = holderPid(dir);
   if (monitorPid) {
     // The holder writes the exit record right after it reaps the init (and drains the last
     // output): wait a little rather than show a status without its exit code.
