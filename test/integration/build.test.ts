@@ -434,6 +434,32 @@ describe('burrow build', () => {
     }
   });
 
+  it("ADD of a local archive keeps the archive's owners (as Docker's ADD), reads xz, and refuses a hostile one", T, () => {
+    const src = path.join(env.work, 'tar-owners');
+    fs.mkdirSync(path.join(src, 'app'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'app', 'owned.txt'), 'owned\n');
+    fs.writeFileSync(path.join(src, 'app', 'root.txt'), 'root\n');
+    const dir = context({ Dockerfile: '' });
+    // The owners as the archive records them (numeric; this process need not be root to say so).
+    const tar = (out: string, ...more: string[]) =>
+      expect(spawnSync('tar', ['--numeric-owner', '--owner=1234', '--group=4321', ...more, '-cf', out, '-C', src, 'app']).status).toBe(0);
+    tar(path.join(dir, 'owned.tar'));
+    tar(path.join(dir, 'owned.tar.xz'), '-J');
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${IMAGE}\nADD owned.tar /t/\nADD owned.tar.xz /x/\nADD --chown=7:8 owned.tar /c/\n`);
+    build(dir, '-t', 'b-add-owners');
+    const out = run('b-add-owners', 'sh', '-c', 'stat -c "%n %u:%g" /t/app/owned.txt /x/app/root.txt /c/app/owned.txt');
+    expect(out).toBe('/t/app/owned.txt 1234:4321\n/x/app/root.txt 1234:4321\n/c/app/owned.txt 7:8\n');
+    // A member that climbs out of the extraction directory is refused, and nothing is built.
+    // (GNU tar strips a leading ../ when it writes one: Python's tarfile keeps the name.)
+    const py = "import io, sys, tarfile\nt = tarfile.open(sys.argv[1], 'w')\ni = tarfile.TarInfo('../escaped')\ni.size = 1\nt.addfile(i, io.BytesIO(b'x'))\nt.close()";
+    expect(spawnSync('python3', ['-c', py, path.join(dir, 'evil.tar')], { encoding: 'utf8' }).status).toBe(0);
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${IMAGE}\nADD evil.tar /e/\n`);
+    const bad = b(['build', '-t', 'b-add-evil', dir]);
+    expect(bad.code, bad.stderr).not.toBe(0);
+    expect(bad.stderr).toMatch(/ADD evil\.tar: extracting the archive failed/);
+    expect(b(['image', 'inspect', 'b-add-evil']).code).not.toBe(0);
+  });
+
   it('builds, pushes to a registry, and skopeo reads it back', T, async () => {
     const reg = await startRegistry({ mode: 'anonymous' });
     try {

@@ -66,19 +66,44 @@ export interface CopyPlan {
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
-/** Whether a file is a tar archive ADD extracts (plain, gzip, bzip2, xz). */
-function isArchive(file: string): boolean {
+/** The kind of tar archive ADD extracts (plain, gzip, zstd, bzip2, xz), or undefined for another file. */
+function archiveKind(file: string): 'tar' | 'gzip' | 'zstd' | 'bzip2' | 'xz' | undefined {
   const fd = fs.openSync(file, 'r');
   try {
     const b = Buffer.alloc(512);
     const n = fs.readSync(fd, b, 0, 512, 0);
-    if (n >= 2 && b[0] === 0x1f && b[1] === 0x8b) return true;
-    if (n >= 3 && b.subarray(0, 3).toString() === 'BZh') return true;
-    if (n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return true;
-    return n >= 262 && b.subarray(257, 262).toString() === 'ustar';
+    if (n >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
+    if (n >= 4 && b.readUInt32BE(0) === 0x28b52ffd) return 'zstd';
+    if (n >= 3 && b.subarray(0, 3).toString() === 'BZh') return 'bzip2';
+    if (n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+    return n >= 262 && b.subarray(257, 262).toString() === 'ustar' ? 'tar' : undefined;
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Extracts a local archive for ADD with the layer unpacker, in the store's user namespace: the
+ * entries keep the owners the archive gives them (as Docker's ADD keeps them), and what a hostile
+ * archive tries (`..`, absolute names, writing through a symlink, links out) is refused as it is
+ * for image layers. bzip2 and xz, which the unpacker does not read, are decompressed first.
+ */
+async function extractArchive(settings: StorageSettings, file: string, kind: NonNullable<ReturnType<typeof archiveKind>>, out: string, tmpDir: string, shown: string): Promise<void> {
+  let tar = file;
+  if (kind === 'bzip2' || kind === 'xz') {
+    const { spawnSync } = await import('node:child_process');
+    tar = path.join(tmpDir, `add-${Math.random().toString(16).slice(2)}.tar`);
+    const fd = fs.openSync(tar, 'w', 0o600);
+    try {
+      const r = spawnSync(kind, ['-dc', file], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+      if (r.error || r.status !== 0) throw new BurrowError('EBUILD_STEP', `ADD ${shown}: ${kind} cannot decompress it: ${r.error?.message ?? r.stderr.trim()}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  const { runInUserns } = await import('../storage/unpack');
+  const [r] = await runInUserns(settings, [{ blob: tar, dest: out }], 'apply');
+  if (!r?.ok) throw new BurrowError(r?.code === 'ELAYER_UNSAFE' ? 'ELAYER_UNSAFE' : 'EBUILD_STEP', `ADD ${shown}: extracting the archive failed: ${r?.error ?? 'no report'}`);
 }
 
 async function download(url: string, tmpDir: string, checksum: string | undefined, signal?: AbortSignal): Promise<{ file: string; digest: string }> {
@@ -129,7 +154,7 @@ export async function copyStep(
   const many = sources.length + ins.heredocs.length > 1 || sources.some((s) => /[*?[]/.test(s));
   if (many && !dirDest) throw inputError(`${ins.kind} ${ins.original}: with more than one source the destination must be a directory and end with a /`);
   const fileDest = (name: string) => (dirDest || many ? path.posix.join(dest, name) : dest);
-  const later: Array<() => Promise<void>> = [];
+  const later: Array<(settings: StorageSettings) => Promise<void>> = [];
   // COPY --exclude=PATTERN: .dockerignore's syntax, relative to each source.
   let excluded: ((rel: string, isDir: boolean) => boolean) | undefined;
   if (ins.exclude.length) {
@@ -173,15 +198,12 @@ export async function copyStep(
         const h = hashTree(ctx, rel, excluded);
         keyParts.push(rel, h.digest);
         if (h.isDir) entries.push({ source: { path: host, root: ctx.dir }, dest, ...opts, ...(h.exclude.length ? { exclude: h.exclude } : {}) });
-        else if (ins.kind === 'ADD' && isArchive(host)) {
+        else if (ins.kind === 'ADD' && archiveKind(host)) {
+          const kind = archiveKind(host)!;
           const out = fs.mkdtempSync(path.join(tmpDir, 'add-'));
-          const entry: PackEntry = { source: { path: out }, dest, ...opts };
-          entries.push(entry);
-          later.push(async () => {
-            const { spawnSync } = await import('node:child_process');
-            const r = spawnSync('tar', ['-xf', host, '-C', out, '--no-same-owner'], { encoding: 'utf8' });
-            if (r.status !== 0) throw new BurrowError('EBUILD_STEP', `ADD ${s}: extracting the archive failed: ${r.stderr.trim()}`);
-          });
+          // Read back as a one-layer view: its owners are kept (a --chown still overrides them).
+          entries.push({ source: { layers: [out], path: '/' }, dest, ...opts });
+          later.push((settings) => extractArchive(settings, host, kind, out, tmpDir, s));
         } else entries.push({ source: { path: host, root: ctx.dir }, dest: fileDest(path.posix.basename(rel)), ...opts });
       }
     }
@@ -196,7 +218,7 @@ export async function copyStep(
     keyParts,
     shown,
     async run(settings) {
-      for (const f of later) await f();
+      for (const f of later) await f(settings);
       return pack(store, settings, entries, tmpDir, signal);
     },
   };
