@@ -125,6 +125,25 @@ describe('burrow build', () => {
     expect(mine.map((h) => !!h.empty_layer)).toEqual([true, true, true, true, true, true, true, false]);
   });
 
+  it('COPY --from a stage with wildcards matches in its merged view (a file deleted in a later layer is not matched)', T, () => {
+    const dir = context({
+      Dockerfile: [
+        `FROM ${IMAGE} AS build`,
+        'RUN mkdir -p /out/sub && echo a > /out/a.so && echo b > /out/b.so && echo c > /out/c.txt && echo d > /out/gone.so && echo s > /out/sub/s.so',
+        'RUN rm /out/gone.so',
+        `FROM ${IMAGE}`,
+        'COPY --from=build /out/*.so /lib/got/',
+        'COPY --from=build /out/s*/*.so /lib/deep/',
+        '',
+      ].join('\n'),
+    });
+    build(dir, '-t', 'b-from-glob');
+    expect(run('b-from-glob', 'sh', '-c', 'ls /lib/got /lib/deep')).toBe('/lib/deep:\ns.so\n\n/lib/got:\na.so\nb.so\n');
+    const none = b(['build', context({ Dockerfile: `FROM ${IMAGE} AS build\nFROM ${IMAGE}\nCOPY --from=build /nowhere/*.so /x/\n` })]);
+    expect(none.code).toBe(125);
+    expect(none.stderr).toContain('matches nothing there');
+  });
+
   it('builds only the stages the target needs, with COPY --from a stage', T, () => {
     const dir = context({
       Dockerfile: [

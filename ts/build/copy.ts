@@ -13,7 +13,7 @@ import { lookupId } from '../container/spec';
 import { packEntries, type PackEntry } from '../storage/pack';
 import type { LayerRef, StorageSettings, Store } from '../storage/store';
 import type { CopyInstruction } from './dockerfile/ast';
-import { hashTree, matchSources, resolveInRoot, type BuildContext } from './context';
+import { globRegExp, hashTree, matchSources, resolveInRoot, type BuildContext } from './context';
 import { adoptLayer, type BuildState } from './state';
 
 function inputError(msg: string, fix?: string): BurrowError {
@@ -120,6 +120,54 @@ async function download(url: string, tmpDir: string, checksum: string | undefine
 }
 
 /**
+ * The names in directory `rel` of a stage as its merged view shows them: the union over its layer
+ * directories (`tops`, top layer first), without whiteouts (`.wh.NAME` files, 0:0 character
+ * devices) and without the names they hide in the layers below.
+ */
+function mergedNames(tops: string[], rel: string): string[] {
+  const seen = new Set<string>();
+  const hidden = new Set<string>();
+  for (const d of tops) {
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(path.join(d, rel), { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of ents) {
+      if (e.name.startsWith('.wh.')) {
+        if (e.name !== '.wh..wh..opq') hidden.add(e.name.slice(4));
+        continue;
+      }
+      if (e.isCharacterDevice() && fs.lstatSync(path.join(d, rel, e.name)).rdev === 0) {
+        hidden.add(e.name);
+        continue;
+      }
+      if (!hidden.has(e.name)) seen.add(e.name);
+    }
+  }
+  return [...seen].sort();
+}
+
+/** `COPY --from=stage` sources with wildcards (`/out/*.so`), matched in the stage's merged view, component by component. */
+function matchInLayers(tops: string[], pattern: string): string[] {
+  let cur = [''];
+  for (const comp of pattern.split('/').filter(Boolean)) {
+    const next: string[] = [];
+    for (const base of cur) {
+      if (!/[*?[]/.test(comp)) {
+        next.push(`${base}/${comp}`);
+        continue;
+      }
+      const re = globRegExp(comp);
+      for (const n of mergedNames(tops, base)) if (re.test(n)) next.push(`${base}/${n}`);
+    }
+    cur = next;
+  }
+  return cur.filter((p) => tops.some((d) => fs.lstatSync(path.join(d, p), { throwIfNoEntry: false })));
+}
+
+/**
  * Checks and hashes a COPY/ADD's sources (EBUILD_INPUT before any work when one is missing or
  * outside the context) and returns how to make its layer.
  */
@@ -169,13 +217,17 @@ export async function copyStep(
     const src = await fromSource(ref);
     keyParts.push('from', src.key);
     const dirs = src.layers.map((l) => store.layerDir(l.diffId));
+    const top = [...dirs].reverse();
     for (const s of sources) {
-      const p = path.posix.resolve('/', s);
-      const top = [...dirs].reverse();
-      const hit = top.map((d) => fs.lstatSync(path.join(d, p), { throwIfNoEntry: false })).find((st) => st);
-      if (!hit) throw inputError(`${ins.kind} --from=${ref}: ${s} does not exist there`);
-      keyParts.push(p);
-      entries.push({ source: { layers: dirs, path: p }, dest: hit.isDirectory() ? dest : fileDest(path.posix.basename(p)), ...opts });
+      const abs = path.posix.resolve('/', s);
+      const paths = /[*?[]/.test(abs) ? matchInLayers(top, abs) : [abs];
+      if (!paths.length) throw inputError(`${ins.kind} --from=${ref}: ${s} matches nothing there`);
+      for (const p of paths) {
+        const hit = top.map((d) => fs.lstatSync(path.join(d, p), { throwIfNoEntry: false })).find((st) => st);
+        if (!hit) throw inputError(`${ins.kind} --from=${ref}: ${s} does not exist there`);
+        keyParts.push(p);
+        entries.push({ source: { layers: dirs, path: p }, dest: hit.isDirectory() ? dest : fileDest(path.posix.basename(p)), ...opts });
+      }
     }
   } else {
     for (const s of sources) {
