@@ -322,8 +322,19 @@ export class FollowingUnpack {
 
 /** Deletes trees whose files belong to mapped ids (layers, writable layers). */
 export async function removeTrees(settings: StorageSettings, paths: string[]): Promise<void> {
-  if (paths.length === 0) return;
-  const results = await runInUserns(settings, paths.map((p) => ({ remove: p })));
+  // An empty directory (a layer's work directory once its tree is renamed into place, a build's
+  // temporary directory with nothing left) or a path already gone needs no user namespace: a
+  // runtime start (fork, newuidmap, newgidmap) is spared, which a build paid after every layer.
+  const rest = paths.filter((p) => {
+    try {
+      fs.rmdirSync(p);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+    }
+  });
+  if (rest.length === 0) return;
+  const results = await runInUserns(settings, rest.map((p) => ({ remove: p })));
   const bad = results.filter((r) => !r.ok);
   if (bad.length) throw new BurrowError('ELAYER_UNPACK', bad.map((b) => b.error).join('; '));
 }
