@@ -10,12 +10,8 @@ import { ROOT } from './lib.mjs';
 const dir = path.join(ROOT, 'bench');
 const only = process.argv.slice(2);
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.bench.mjs')).filter((f) => !only.length || only.some((o) => f.startsWith(o))).sort();
-// Sections of an earlier RESULTS.md are kept when only some benchmarks are run.
 const out = path.join(dir, 'RESULTS.md');
 const sections = new Map();
-if (only.length && fs.existsSync(out)) {
-  for (const part of fs.readFileSync(out, 'utf8').split(/^(?=## )/m).slice(1)) sections.set(part.split('\n')[0], part.trimEnd() + '\n');
-}
 for (const f of files) {
   const mod = await import(path.join(dir, f));
   process.stderr.write(`\n## ${mod.title} (${f})\n`);
@@ -28,6 +24,14 @@ for (const f of files) {
     process.stderr.write(`${f} failed: ${err.stack ?? err}\n`);
   }
   sections.set(`## ${mod.title}`, `## ${mod.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${body}`);
+}
+// Sections of RESULTS.md are kept when only some benchmarks are run: read now, at the end, so
+// that a section written meanwhile (another bench run, a merge) is not lost.
+if (only.length && fs.existsSync(out)) {
+  const fresh = new Map(sections);
+  sections.clear();
+  for (const part of fs.readFileSync(out, 'utf8').split(/^(?=## )/m).slice(1)) sections.set(part.split('\n')[0], part.trimEnd() + '\n');
+  for (const [k, v] of fresh) sections.set(k, v);
 }
 const cpu = (os.cpus()[0]?.model ?? 'unknown cpu').trim();
 const head = `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${cpu}, kernel ${os.release()}, Node ${process.version}. Medians from hyperfine; ratios are to burrow (below 1× means the peer is faster). Peers run rootless as the same unprivileged user.\n\n`;
