@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { lookupId } from '../container/spec';
+import { archiveKind, fileHead, type ArchiveKind } from '../image/tar';
 import { packEntries, type PackEntry } from '../storage/pack';
 import type { LayerRef, StorageSettings, Store } from '../storage/store';
 import type { CopyInstruction } from './dockerfile/ast';
@@ -66,29 +67,13 @@ export interface CopyPlan {
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
-/** The kind of tar archive ADD extracts (plain, gzip, zstd, bzip2, xz), or undefined for another file. */
-function archiveKind(file: string): 'tar' | 'gzip' | 'zstd' | 'bzip2' | 'xz' | undefined {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(512);
-    const n = fs.readSync(fd, b, 0, 512, 0);
-    if (n >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
-    if (n >= 4 && b.readUInt32BE(0) === 0x28b52ffd) return 'zstd';
-    if (n >= 3 && b.subarray(0, 3).toString() === 'BZh') return 'bzip2';
-    if (n >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
-    return n >= 262 && b.subarray(257, 262).toString() === 'ustar' ? 'tar' : undefined;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /**
  * Extracts a local archive for ADD with the layer unpacker, in the store's user namespace: the
  * entries keep the owners the archive gives them (as Docker's ADD keeps them), and what a hostile
  * archive tries (`..`, absolute names, writing through a symlink, links out) is refused as it is
  * for image layers. bzip2 and xz, which the unpacker does not read, are decompressed first.
  */
-async function extractArchive(settings: StorageSettings, file: string, kind: NonNullable<ReturnType<typeof archiveKind>>, out: string, tmpDir: string, shown: string): Promise<void> {
+async function extractArchive(settings: StorageSettings, file: string, kind: ArchiveKind, out: string, tmpDir: string, shown: string): Promise<void> {
   let tar = file;
   if (kind === 'bzip2' || kind === 'xz') {
     const { spawnSync } = await import('node:child_process');
@@ -249,9 +234,9 @@ export async function copyStep(
         const host = resolveInRoot(ctx.dir, rel).host;
         const h = hashTree(ctx, rel, excluded);
         keyParts.push(rel, h.digest);
+        const kind = ins.kind === 'ADD' && !h.isDir ? archiveKind(fileHead(host)) : undefined;
         if (h.isDir) entries.push({ source: { path: host, root: ctx.dir }, dest, ...opts, ...(h.exclude.length ? { exclude: h.exclude } : {}) });
-        else if (ins.kind === 'ADD' && archiveKind(host)) {
-          const kind = archiveKind(host)!;
+        else if (kind) {
           const out = fs.mkdtempSync(path.join(tmpDir, 'add-'));
           // Read back as a one-layer view: its owners are kept (a --chown still overrides them).
           entries.push({ source: { layers: [out], path: '/' }, dest, ...opts });

@@ -12,6 +12,7 @@ import { unpackLayer } from '../storage/unpack';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { hostPlatform, MEDIA_TYPES, type ImageConfig } from './manifest';
 import { parseReference } from './reference';
+import { archiveKind, fileHead } from './tar';
 
 async function sha256File(file: string): Promise<{ digest: string; size: number }> {
   const h = createHash('sha256');
@@ -31,13 +32,8 @@ export function putBlob(store: Store, bytes: Buffer): string {
 }
 
 function mediaTypeOf(file: string): string {
-  const fd = fs.openSync(file, 'r');
-  const magic = Buffer.alloc(4);
-  fs.readSync(fd, magic, 0, 4, 0);
-  fs.closeSync(fd);
-  if (magic[0] === 0x1f && magic[1] === 0x8b) return MEDIA_TYPES.ociLayerGzip;
-  if (magic.readUInt32BE(0) === 0x28b52ffd) return MEDIA_TYPES.ociLayerZstd;
-  return MEDIA_TYPES.ociLayer;
+  const kind = archiveKind(fileHead(file));
+  return kind === 'gzip' ? MEDIA_TYPES.ociLayerGzip : kind === 'zstd' ? MEDIA_TYPES.ociLayerZstd : MEDIA_TYPES.ociLayer;
 }
 
 export interface ImportOptions {

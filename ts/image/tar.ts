@@ -9,6 +9,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
+import * as fs from 'node:fs';
 import { BurrowError } from '../errors';
 
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'other';
@@ -60,6 +61,29 @@ function parsePax(body: Buffer): Record<string, string> {
     i += len;
   }
   return out;
+}
+
+/** What the first bytes of an archive say it is: a plain tar, or a tar in gzip, zstd, bzip2 or xz. */
+export type ArchiveKind = 'tar' | 'gzip' | 'zstd' | 'bzip2' | 'xz';
+
+/** The kind of archive `head` (its first 512 bytes, or all of it) starts, or undefined for anything else. */
+export function archiveKind(head: Buffer): ArchiveKind | undefined {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x28b52ffd) return 'zstd';
+  if (head.length >= 3 && head.subarray(0, 3).toString() === 'BZh') return 'bzip2';
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  return head.length >= 262 && head.subarray(257, 262).toString() === 'ustar' ? 'tar' : undefined;
+}
+
+/** The first 512 bytes of a file (fewer when it is shorter), for archiveKind. */
+export function fileHead(file: string): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(BLOCK);
+    return b.subarray(0, fs.readSync(fd, b, 0, BLOCK, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export function normaliseName(name: string): string {
