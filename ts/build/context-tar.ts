@@ -1,11 +1,14 @@
 /**
  * A build context that arrives as a tar stream (the Engine API's `POST /build` body, `burrow build
- * -` with a tar on stdin): saved to a file, then extracted by the layer unpacker
+ * -` with a tar on stdin, a context URL): saved to a file, then extracted by the layer unpacker
  * (`burrow-runtime unpack`), which already refuses what a hostile archive tries (`..`, absolute
  * names, writing through a symlink, hard links out of the tree, device nodes) and reads gzip, zstd
  * or plain tar. The tree lands in the store's tmp as `context-PID-…`, so that what a killed
- * build leaves is removed by the next command that cleans (cleanStaleTmp), and its files belong
- * to the store's mapping as a layer's do: COPY reads them in the same user namespace.
+ * build leaves is removed by the next command that cleans (cleanStaleTmp).
+ *
+ * A context's owners are not kept (the docker CLI sends 0:0 anyway): rootless, it is extracted
+ * with only the user mapped, so every chown to another id is skipped and the files are the
+ * user's, which the build reads (hashes) and removes without a namespace.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,7 +16,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { BurrowError } from '../errors';
-import { layerTmp, removeTrees, runInUserns } from '../storage/unpack';
+import { layerTmp, runInUserns } from '../storage/unpack';
 import type { StorageSettings, Store } from '../storage/store';
 
 export interface ExtractedContext {
@@ -35,18 +38,21 @@ export async function extractContextTar(store: Store, settings: StorageSettings,
   const archive = `${base}.tar`;
   const dir = base;
   let done = false;
-  const cleanup = async (): Promise<void> => {
-    if (done) return;
-    done = true;
-    fs.rmSync(archive, { force: true });
-    if (fs.existsSync(dir)) await removeTrees(settings, [dir]).catch(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cleanup = (): Promise<void> => {
+    if (!done) {
+      done = true;
+      fs.rmSync(archive, { force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    return Promise.resolve();
   };
   try {
     const src = input instanceof Readable ? input : Readable.from(input);
     await pipeline(src, fs.createWriteStream(archive, { mode: 0o600 }), { signal });
     if (fs.statSync(archive).size === 0) throw new BurrowError('EBUILD_INPUT', 'the build context is empty: want a tar archive of the context directory');
     fs.mkdirSync(dir, { mode: 0o700 });
-    const [r] = await runInUserns(settings, [{ blob: archive, dest: dir }], 'apply');
+    const asUser: StorageSettings = settings.idMode === 'root' ? settings : { ...settings, idMode: 'single', uidMap: [[0, process.getuid!(), 1]], gidMap: [[0, process.getgid!(), 1]] };
+    const [r] = await runInUserns(asUser, [{ blob: archive, dest: dir }], 'apply');
     if (!r?.ok) {
       const unsafe = r?.code === 'ELAYER_UNSAFE';
       throw new BurrowError(unsafe ? 'ELAYER_UNSAFE' : 'EBUILD_INPUT', `the build context archive: ${r?.error ?? 'cannot be extracted'}`, unsafe ? 'the archive tries to write outside its own tree; burrow refuses it' : 'send a tar (plain, gzip or zstd) of the context directory');

@@ -4,13 +4,13 @@
  * the image id on stdout (only it with -q). The context may be a directory, `-` (a Dockerfile or
  * a tar on stdin) or the URL of a tar, unpacked into a temporary directory first.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { BuildEvent, BuildOutput, BuildRequest, BuildSecret } from '../../engine/build';
+import type { EngineContext } from '../../engine/context';
 import { context } from '../context';
 
 export interface BuildFlags {
@@ -77,26 +77,15 @@ function parseOutput(s: string): BuildOutput {
   return { type: type as 'oci' | 'docker' | 'tar' | 'local', dest: o.dest };
 }
 
-function isTar(b: Buffer): boolean {
-  return (b.length > 2 && b[0] === 0x1f && b[1] === 0x8b) || (b.length >= 262 && b.subarray(257, 262).toString() === 'ustar');
-}
-
-/** Unpacks a tar (plain or gzip) into a fresh directory as the user (owners are not kept: it is a context). */
-function untar(bytes: Buffer, dir: string): void {
-  const r = spawnSync('tar', ['-x', ...(bytes[0] === 0x1f ? ['-z'] : []), '-C', dir, '--no-same-owner'], { input: bytes, encoding: 'utf8', maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new BurrowError('EBUILD_INPUT', `the build context is not a readable tar: ${r.stderr.trim()}`);
-}
-
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
 
-/** The context as a directory, and what to remove afterwards. */
-async function contextDir(arg: string, flags: BuildFlags, req: Partial<BuildRequest>): Promise<{ dir: string; temp?: string }> {
+/** The context as a directory, and what to remove afterwards (a tar's tree, ts/build/context-tar.ts). */
+async function contextDir(arg: string, flags: BuildFlags, req: Partial<BuildRequest>, ctx: EngineContext): Promise<{ dir: string; cleanup?: () => Promise<void> }> {
   if (arg === '-' || /^https?:\/\//i.test(arg)) {
-    const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-build-ctx-'));
     let bytes: Buffer;
     if (arg === '-') bytes = await readStdin();
     else {
@@ -106,10 +95,17 @@ async function contextDir(arg: string, flags: BuildFlags, req: Partial<BuildRequ
       if (!res.ok) throw new BurrowError('EBUILD_INPUT', `cannot fetch the build context ${arg}: ${res.status} ${res.statusText}`);
       bytes = Buffer.from(await res.arrayBuffer());
     }
-    if (isTar(bytes)) untar(bytes, temp);
-    else if (arg === '-') req.dockerfile = { text: bytes.toString('utf8') };
-    else throw new BurrowError('EBUILD_INPUT', `the build context ${arg} is not a tar archive`);
-    return { dir: temp, temp };
+    const { archiveKind } = await import('../../image/tar');
+    const kind = archiveKind(bytes.subarray(0, 512));
+    if (kind === 'tar' || kind === 'gzip') {
+      const [{ extractContextTar }, { Readable }] = await Promise.all([import('../../build/context-tar'), import('node:stream')]);
+      return extractContextTar(ctx.store, await ctx.settings(), Readable.from([bytes]));
+    }
+    if (arg !== '-') throw new BurrowError('EBUILD_INPUT', `the build context ${arg} is not a tar archive`);
+    // A Dockerfile alone: an empty context.
+    req.dockerfile = { text: bytes.toString('utf8') };
+    const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-build-ctx-'));
+    return { dir: temp, cleanup: () => Promise.resolve(fs.rmSync(temp, { recursive: true, force: true })) };
   }
   if (flags.file === '-') req.dockerfile = { text: (await readStdin()).toString('utf8') };
   return { dir: path.resolve(arg) };
@@ -126,7 +122,8 @@ export async function buildCommand(ctxArg: string, flags: BuildFlags, cmd: Comma
   const secrets = flags.secret.map(parseSecret);
   const outputs = flags.output.map(parseOutput);
   const pull = flags.pull === undefined || flags.pull === false ? 'missing' : flags.pull === true || flags.pull === 'true' || flags.pull === 'always' ? 'always' : flags.pull === 'never' || flags.pull === 'false' ? (flags.pull === 'false' ? 'missing' : 'never') : 'missing';
-  const { dir, temp } = await contextDir(ctxArg, flags, req);
+  const ctx = context(cmd);
+  const { dir, cleanup } = await contextDir(ctxArg, flags, req, ctx);
   if (flags.file && flags.file !== '-') req.dockerfile = { path: path.isAbsolute(flags.file) ? flags.file : path.resolve(flags.file) };
   const request: BuildRequest = {
     contextDir: dir,
@@ -166,7 +163,7 @@ export async function buildCommand(ctxArg: string, flags: BuildFlags, cmd: Comma
   process.on('SIGTERM', stop);
   try {
     const { build } = await import('../../engine/build');
-    const r = await build(context(cmd), request, { event: onEvent, warn: (m) => err.write(`WARNING: ${m}\n`) }, abort.signal);
+    const r = await build(ctx, request, { event: onEvent, warn: (m) => err.write(`WARNING: ${m}\n`) }, abort.signal);
     if (r.imageId) {
       for (const t of r.tags) say(`Successfully tagged ${t}`);
       if (flags.iidfile) fs.writeFileSync(flags.iidfile, r.imageId);
@@ -177,7 +174,7 @@ export async function buildCommand(ctxArg: string, flags: BuildFlags, cmd: Comma
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
-    if (temp) fs.rmSync(temp, { recursive: true, force: true });
+    await cleanup?.();
   }
 }
 
