@@ -14,14 +14,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageConfig } from '../image/manifest';
 import { hexOf, writeJsonAtomic } from '../storage/fsutil';
-import { contentSize } from '../storage/refs';
+import { BUILD_CACHE_DIR, BUILD_CACHE_MOUNTS_DIR, buildCacheEntries, contentSize } from '../storage/refs';
 import type { StorageSettings, Store } from '../storage/store';
 import { removeTrees } from '../storage/unpack';
 import type { BuildState } from './state';
-
-export const CACHE_DIR = 'build-cache';
-/** RUN --mount=type=cache directories (ts/build/mounts.ts). */
-export const MOUNTS_DIR = 'build-cache-mounts';
 
 interface Entry {
   key: string;
@@ -38,7 +34,7 @@ export function cacheKey(...parts: unknown[]): string {
 }
 
 function entryPath(store: Store, key: string): string {
-  return store.p(CACHE_DIR, `${hexOf(key)}.json`);
+  return store.p(BUILD_CACHE_DIR, `${hexOf(key)}.json`);
 }
 
 /** The state saved under `key`, if its layers are all still in the store. */
@@ -55,7 +51,7 @@ export function cacheGet(store: Store, key: string): BuildState | undefined {
 }
 
 export function cachePut(store: Store, s: BuildState): void {
-  fs.mkdirSync(store.p(CACHE_DIR), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(store.p(BUILD_CACHE_DIR), { recursive: true, mode: 0o700 });
   writeJsonAtomic(entryPath(store, s.key), { key: s.key, config: s.config, layers: s.layers, created: new Date().toISOString() } satisfies Entry);
 }
 
@@ -77,14 +73,8 @@ export interface BuildCachePruneResult {
 export async function pruneBuildCache(store: Store, settings: StorageSettings, o: { all: boolean; until?: number }): Promise<BuildCachePruneResult> {
   const freed = { layers: new Set<string>(), blobs: new Set<string>() };
   const entries: string[] = [];
-  let names: string[] = [];
-  try {
-    names = fs.readdirSync(store.p(CACHE_DIR)).filter((n) => n.endsWith('.json'));
-  } catch {
-    /* no cache yet */
-  }
-  for (const n of names) {
-    const file = store.p(CACHE_DIR, n);
+  for (const n of buildCacheEntries(store)) {
+    const file = store.p(BUILD_CACHE_DIR, n);
     let e: Partial<Entry>;
     try {
       e = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Entry>;
@@ -102,7 +92,7 @@ export async function pruneBuildCache(store: Store, settings: StorageSettings, o
   let bytes = 0;
   let mounts = 0;
   if (o.all) {
-    const dir = store.p(MOUNTS_DIR);
+    const dir = store.p(BUILD_CACHE_MOUNTS_DIR);
     let dirs: string[] = [];
     try {
       dirs = fs.readdirSync(dir).map((d) => path.join(dir, d));
@@ -117,23 +107,4 @@ export async function pruneBuildCache(store: Store, settings: StorageSettings, o
   const { collectGarbage } = await import('../storage/prune');
   const gc = await collectGarbage(store, settings, freed, { orphans: false });
   return { entries, mounts, bytes: bytes + gc.bytes };
-}
-
-/** What the build cache holds on disk: its entries, and the RUN cache mounts' bytes. */
-export function buildCacheMounts(store: Store): { count: number; bytes: number } {
-  const dir = store.p(MOUNTS_DIR);
-  try {
-    const dirs = fs.readdirSync(dir);
-    return { count: dirs.length, bytes: dirs.reduce((s, d) => s + contentSize(path.join(dir, d)), 0) };
-  } catch {
-    return { count: 0, bytes: 0 };
-  }
-}
-
-export function cacheEntryCount(store: Store): number {
-  try {
-    return fs.readdirSync(store.p(CACHE_DIR)).filter((n) => n.endsWith('.json')).length;
-  } catch {
-    return 0;
-  }
 }

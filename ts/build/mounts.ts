@@ -14,11 +14,11 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { OciMount } from '../container/spec';
 import type { BuildSecret } from '../engine/build';
+import { BUILD_CACHE_MOUNTS_DIR } from '../storage/refs';
 import { runInUserns } from '../storage/unpack';
 import type { StorageSettings, Store } from '../storage/store';
 import type { RunMount } from './dockerfile/ast';
 import { resolveInRoot, type BuildContext } from './context';
-import { MOUNTS_DIR } from './cache';
 import type { BuildState } from './state';
 
 export interface PreparedMounts {
@@ -46,7 +46,7 @@ export async function prepareMounts(
       case 'cache': {
         if (!target) throw new BurrowError('EBUILD_INPUT', 'RUN --mount=type=cache needs a target');
         const id = m.id ?? target;
-        const dir = store.p(MOUNTS_DIR, createHash('sha256').update(id).digest('hex').slice(0, 32));
+        const dir = store.p(BUILD_CACHE_MOUNTS_DIR, createHash('sha256').update(id).digest('hex').slice(0, 32));
         fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
         oci.push({ destination: target, type: 'bind', source: dir, options: ['rbind', m.readonly ? 'ro' : 'rw'] });
         targets.push(target);

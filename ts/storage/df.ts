@@ -6,10 +6,9 @@
  * "Active" images are those a container (of any state) was created from; reclaimable image
  * content is what neither an active image nor a container's root uses.
  */
-import * as fs from 'node:fs';
 import { Containers } from '../container/records';
 import { containerState } from '../container/state';
-import { buildCacheContent, containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
+import { BUILD_CACHE_MOUNTS_DIR, buildCacheContent, buildCacheEntries, containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
 import type { Store } from './store';
 import { listVolumes, volumeSize, volumeUsers } from './volumes';
 
@@ -100,14 +99,8 @@ export function diskUsage(store: Store): DiskUsage {
     size += s;
     if (!used.has(k)) reclaimable += s;
   }
-  const cacheEntries = (() => {
-    try {
-      return fs.readdirSync(store.p('build-cache')).filter((n) => n.endsWith('.json')).length;
-    } catch {
-      return 0;
-    }
-  })();
-  const mountBytes = contentSize(store.p('build-cache-mounts'));
+  const cacheEntries = buildCacheEntries(store).length;
+  const mountBytes = contentSize(store.p(BUILD_CACHE_MOUNTS_DIR));
 
   const containers = new Containers(store);
   const volUsers = volumeUsers(store);

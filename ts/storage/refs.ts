@@ -22,6 +22,19 @@ export function imageContent(img: ImageRecord): { layers: string[]; blobs: strin
   return { layers: [...new Set(img.layers.map((l) => hex(l.diffId)))], blobs: [...new Set(blobs.map(hex).filter((h) => HEX.test(h)))] };
 }
 
+/** `burrow build`'s step cache (ts/build/cache.ts) and its RUN cache mounts (ts/build/mounts.ts), in the store. */
+export const BUILD_CACHE_DIR = 'build-cache';
+export const BUILD_CACHE_MOUNTS_DIR = 'build-cache-mounts';
+
+/** The build cache's entry files (`HEX.json`, HEX the step's key). */
+export function buildCacheEntries(store: Store): string[] {
+  try {
+    return fs.readdirSync(store.p(BUILD_CACHE_DIR)).filter((n) => n.endsWith('.json'));
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Content the build cache (ROOT/build-cache, ts/build/cache.ts) needs: the layers and layer
  * blobs its entries name, kept as an image's are so that a cached step stays usable.
@@ -29,16 +42,11 @@ export function imageContent(img: ImageRecord): { layers: string[]; blobs: strin
 export function buildCacheContent(store: Store): { layers: string[]; blobs: string[] } {
   const layers = new Set<string>();
   const blobs = new Set<string>();
-  let names: string[];
-  try {
-    names = fs.readdirSync(store.p('build-cache')).filter((n) => n.endsWith('.json'));
-  } catch {
-    return { layers: [], blobs: [] };
-  }
+  const names = buildCacheEntries(store);
   const hex = (d: unknown) => (typeof d === 'string' ? d.replace(/^sha256:/, '') : '');
   for (const n of names) {
     try {
-      const e = JSON.parse(fs.readFileSync(store.p('build-cache', n), 'utf8')) as { layers?: { diffId?: unknown; digest?: unknown }[] };
+      const e = JSON.parse(fs.readFileSync(store.p(BUILD_CACHE_DIR, n), 'utf8')) as { layers?: { diffId?: unknown; digest?: unknown }[] };
       for (const l of e.layers ?? []) {
         if (HEX.test(hex(l.diffId))) layers.add(hex(l.diffId));
         if (HEX.test(hex(l.digest))) blobs.add(hex(l.digest));
