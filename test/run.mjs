@@ -81,11 +81,30 @@ function vitestRun(label, project, user, { reachable = false } = {}) {
     f = j.numFailedTests + (r.status !== 0 && j.numFailedTests === 0 ? 1 : 0);
     // Named again in the closing lines: a CI log shown by its tail still says which test failed.
     for (const file of j.testResults ?? [])
-      for (const t of file.assertionResults ?? []) if (t.status === 'failed') failedTests.push(`${label}: ${path.relative(root, file.name)}: ${t.fullName}`);
+      for (const t of file.assertionResults ?? [])
+        if (t.status === 'failed') failedTests.push({ name: `${label}: ${path.relative(root, file.name)}: ${t.fullName}`, message: (t.failureMessages ?? []).join('\n') });
   } catch {
     /* no report: counted as one failure above */
   }
   tally(label, p, f);
+}
+
+/**
+ * The closing lines' account of the failed tests: each one's name, then the first lines of its
+ * message, while a budget of lines lasts. A CI log is often read by its last few dozen lines only;
+ * the name alone said which test failed but not why, and a failure seen once on CI may not come
+ * back on another machine.
+ */
+function closingFailures(tests, budget = 24) {
+  const plain = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
+  let out = '';
+  const each = Math.max(3, Math.floor(budget / Math.max(1, tests.length)) - 1);
+  for (const t of tests) {
+    out += `FAILED ${t.name}\n`;
+    const lines = plain(t.message).split('\n').map((l) => l.trimEnd()).filter((l) => l && !/^\s+at .*node_modules/.test(l));
+    for (const l of lines.slice(0, each)) out += `    ${l.slice(0, 240)}\n`;
+  }
+  return out;
 }
 
 function tally(label, p, f) {
@@ -140,5 +159,5 @@ if (!asRoot && later.length && onPath('sudo')) {
   if (asRoot && want('vm')) vitestRun('vm (cgroup v2 in a qemu guest)', 'vm', null, { reachable: true });
 }
 
-process.stdout.write(`\n${failedTests.map((t) => `FAILED ${t}\n`).join('')}${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
+process.stdout.write(`\n${closingFailures(failedTests)}${failures.length ? `failed steps: ${failures.join(', ')}\n` : ''}${passed} passed, ${failed} failed\n`);
 process.exit(failed ? 1 : 0);

@@ -38,7 +38,10 @@ export interface RunOpts {
   cwd?: string;
 }
 
-export const show = (r: Result): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+/** A client's outcome for a failure message: its last stderr line first (a Python traceback's
+ * exception, a CLI's error), as a CI log may show only the message's first lines. */
+export const show = (r: Result): string =>
+  `exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the harness objects are plain JS */
 interface PodmanService {
