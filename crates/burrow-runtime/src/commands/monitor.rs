@@ -443,6 +443,10 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     if let Some(fd) = attach_fd {
         att.adopt(fd);
     }
+    // The log exists before the container is started: a client that follows the logs of a
+    // container it has just started (docker-py's `containers.run`: start, logs --follow, wait,
+    // remove) must find the file at its first look, or it may look again only after `rm`.
+    let mut log = Log::open(&dir.join("ctr.log"), s.driver);
     let sfd = wait::block_signals()?;
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
@@ -465,9 +469,6 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     }
     super::start::poststart(&created.state, &ctx.root, &created.spec);
 
-    let log_path = dir.join("ctr.log");
-    let file = if s.driver == Driver::None { None } else { std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok() };
-    let mut log = Log { file, driver: s.driver, partial: [Vec::new(), Vec::new()] };
     let init = Pid::from_raw(created.state.pid);
     let mut exit: Option<i32> = None;
     let mut signal: Option<i32> = None;
