@@ -14,8 +14,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PORT_HANDLER_DEFAULTS, setting } from '../config/config';
 import { BurrowError } from '../errors';
+import type { EndpointRecord } from './user';
 
-export type NetworkMode = 'none' | 'host' | 'slirp4netns' | 'pasta' | 'container';
+/** `user`: one or more user-defined networks (ts/network/user.ts), listed in `networks`. */
+export type NetworkMode = 'none' | 'host' | 'slirp4netns' | 'pasta' | 'container' | 'user';
 
 export interface PortSpec {
   /** '' for every address (IPv4 and IPv6). */
@@ -31,6 +33,8 @@ export interface NetworkRecord {
   mode: NetworkMode;
   /** container:NAME: the id of the container whose namespace is shared. */
   container?: string;
+  /** mode `user`: the container's endpoints, in the order it joined (eth0 first). */
+  networks?: EndpointRecord[];
   allowHostLoopback: boolean;
   mtu: number;
   cidr?: string;

@@ -14,7 +14,9 @@
 //! The helper cannot outlive its owner: it gets PR_SET_PDEATHSIG(SIGKILL), and slirp4netns also
 //! an exit fd whose other end only the owner holds.
 
+pub mod bridge;
 pub mod bypass;
+pub mod dns;
 pub mod forward;
 pub mod helper;
 pub mod nsock;
@@ -162,6 +164,25 @@ pub struct NetConfig {
     /// Where the owner writes what it set up (see [`NetState`]), for `burrow port` and `inspect`.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// User-defined networks (bridge/mod.rs): no helper of its own; the network owner in
+    /// `owner_dir` attaches the container's endpoints, and this process keeps the connection.
+    #[serde(default)]
+    pub bridge: Option<BridgeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BridgeConfig {
+    pub owner_dir: PathBuf,
+    pub container: bridge::ContainerRef,
+    pub endpoints: Vec<bridge::Endpoint>,
+    /// The container's `--dns` servers, its resolver's upstreams.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Where the monitor records that the owner went away under a running container
+    /// (`{"at": RFC3339, "networks": [names]}`), for `inspect`, `ps` and the next `run`'s warning.
+    #[serde(default)]
+    pub lost_file: Option<PathBuf>,
 }
 
 fn default_mtu() -> u32 {
