@@ -234,6 +234,8 @@ pub struct Resolver {
     up4: Option<UdpSocket>,
     up6: Option<UdpSocket>,
     networks: Vec<Network>,
+    /// Records set for networks not added yet.
+    early: HashMap<String, Names>,
     conns: Vec<Conn>,
     pending: HashMap<u16, Pending>,
     next_key: u64,
@@ -254,6 +256,7 @@ impl Resolver {
             up4: Some(up4),
             up6,
             networks: Vec::new(),
+            early: HashMap::new(),
             conns: Vec::new(),
             pending: HashMap::new(),
             next_key: 1,
@@ -275,15 +278,24 @@ impl Resolver {
     /// Serves network `id` on `udp` (and `tcp`, a listening socket), both bound to its
     /// gateway's port 53 in the owner's namespace by a child that entered it. `forward`: false
     /// for an internal network.
+    /// Records given before (by `set_records`, or for the network this replaces) are kept.
     pub fn add_network(&mut self, id: &str, udp: UdpSocket, tcp: Option<TcpListener>, forward: bool) {
-        self.remove_network(id);
+        let names = match self.networks.iter().position(|n| n.id == id) {
+            Some(i) => {
+                let names = std::mem::take(&mut self.networks[i].names);
+                self.remove_network(id);
+                names
+            }
+            None => self.early.remove(id).unwrap_or_default(),
+        };
         let _ = udp.set_nonblocking(true);
         let tcp = tcp.filter(|t| t.set_nonblocking(true).is_ok());
         let key = self.key();
-        self.networks.push(Network { id: id.to_string(), key, udp, tcp, forward, names: Names::default() });
+        self.networks.push(Network { id: id.to_string(), key, udp, tcp, forward, names });
     }
 
     pub fn remove_network(&mut self, id: &str) {
+        self.early.remove(id);
         let Some(i) = self.networks.iter().position(|n| n.id == id) else { return };
         let key = self.networks.remove(i).key;
         self.conns.retain(|c| c.net != key);
@@ -293,9 +305,14 @@ impl Resolver {
 
     /// Replaces network `id`'s records (the owner calls it on every attach, connect, disconnect
     /// and detach).
+    /// Records of a network not served yet wait for its `add_network`, so the order of the two
+    /// calls does not matter.
     pub fn set_records(&mut self, id: &str, records: Vec<Record>) {
-        if let Some(n) = self.networks.iter_mut().find(|n| n.id == id) {
-            n.names = Names::new(records);
+        match self.networks.iter_mut().find(|n| n.id == id) {
+            Some(n) => n.names = Names::new(records),
+            None => {
+                self.early.insert(id.to_string(), Names::new(records));
+            }
         }
     }
 
@@ -317,6 +334,8 @@ impl Resolver {
         v
     }
 
+    /// For a descriptor of `poll_fds` that poll found with any event (POLLIN, but also POLLERR
+    /// or POLLHUP: a failed upstream connection is noticed by reading it).
     pub fn dispatch(&mut self, fd: RawFd) {
         let is = |s: &Option<UdpSocket>| s.as_ref().is_some_and(|s| s.as_raw_fd() == fd);
         if is(&self.up4) || is(&self.up6) {

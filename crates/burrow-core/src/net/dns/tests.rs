@@ -432,10 +432,26 @@ fn answers_the_networks_names() {
     let a = ask_name(&mut r, s, &format!("{rev}ip6.arpa"), msg::TYPE_PTR);
     assert_eq!(ptrs(&a)[0], "web");
     assert!(ptrs(&a).contains(&"frontend".to_string()));
+    // Served again on new sockets: the records stay.
+    let (udp, tcp, s) = bind_pair("127.0.0.1");
+    r.add_network("n1", udp, Some(tcp), true);
+    assert_eq!(addrs(&ask_name(&mut r, s, "db", msg::TYPE_A)), vec!["10.88.0.3".parse::<IpAddr>().unwrap()]);
     // Records replaced: the old names are gone (no upstream: SERVFAIL).
     r.set_records("n1", vec![rec(&["cache"], &["10.88.0.9"])]);
     assert_eq!(rcode(&ask_name(&mut r, s, "web", msg::TYPE_A)), msg::SERVFAIL);
     assert_eq!(addrs(&ask_name(&mut r, s, "cache", msg::TYPE_A)), vec!["10.88.0.9".parse::<IpAddr>().unwrap()]);
+}
+
+#[test]
+fn records_set_before_the_network_is_served_are_kept() {
+    let mut r = Resolver::new(vec![]).unwrap();
+    r.set_records("n1", two_containers());
+    let s = network(&mut r, "n1", true);
+    assert_eq!(addrs(&ask_name(&mut r, s, "db", msg::TYPE_A)), vec!["10.88.0.3".parse::<IpAddr>().unwrap()]);
+    // Removed: forgotten, also for a later network of the same id.
+    r.remove_network("n1");
+    let s = network(&mut r, "n1", true);
+    assert_eq!(rcode(&ask_name(&mut r, s, "db", msg::TYPE_A)), msg::SERVFAIL);
 }
 
 #[test]
