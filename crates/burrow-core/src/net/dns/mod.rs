@@ -516,8 +516,7 @@ impl Resolver {
     /// Our answers for `name` of `qtype`: Some (maybe empty: NODATA) when the name is the
     /// network's, None when it is not.
     fn lookup(&self, names: &Names, name: &str, qtype: u16) -> Option<Vec<Answer>> {
-        if qtype == msg::TYPE_PTR {
-            let addr = msg::reverse_addr(name)?;
+        if let (msg::TYPE_PTR, Some(addr)) = (qtype, msg::reverse_addr(name)) {
             let targets = names.by_addr.get(&addr)?;
             return Some(targets.iter().filter_map(|t| Answer::ptr(t, TTL)).collect());
         }

@@ -422,8 +422,10 @@ fn answers_the_networks_names() {
     // A name of ours without that type: NOERROR and no answer (NODATA), not NXDOMAIN.
     let a = ask_name(&mut r, s, "db", msg::TYPE_AAAA);
     assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
-    let a = ask_name(&mut r, s, "db", 16 /* TXT */);
-    assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
+    for qtype in [16 /* TXT */, msg::TYPE_PTR] {
+        let a = ask_name(&mut r, s, "db", qtype);
+        assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0), "type {qtype}");
+    }
     // PTR, IPv4 and IPv6.
     let a = ask_name(&mut r, s, "3.0.88.10.in-addr.arpa", msg::TYPE_PTR);
     assert_eq!(ptrs(&a), vec!["db"]);
@@ -487,6 +489,30 @@ fn forwards_unknown_names_and_relays_the_answer_with_the_clients_id() {
     msg::set_id(&mut want, 0x4242);
     assert_eq!(a, want);
     assert!(r.pending.is_empty());
+}
+
+#[test]
+fn ipv6_clients_and_upstreams() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this host");
+        return;
+    }
+    let v4 = Fake::start("127.0.0.2", Mode::Silent);
+    let v6 = Fake::start("::1", Mode::Answer);
+    let mut r = Resolver::new(vec![v4.addr, v6.addr]).unwrap();
+    let (udp, tcp, s) = bind_pair("::1");
+    r.add_network("n6", udp, Some(tcp), true);
+    r.set_records("n6", two_containers());
+    let c = client("::1");
+    let a = ask(&mut r, &c, s, &build_query(61, "web", msg::TYPE_AAAA, None));
+    assert_eq!(addrs(&a), vec!["fd00::2".parse::<IpAddr>().unwrap()]);
+    // The IPv4 upstream says nothing: its time up, the IPv6 one answers.
+    c.send_to(&build_query(62, "www.example.org", msg::TYPE_A, None), s).unwrap();
+    pump_until(&mut r, || (v4.seen() == 1).then_some(()));
+    r.expire(Instant::now() + ATTEMPT_TIMEOUT);
+    let a = pump_until(&mut r, || recv(&c));
+    assert_eq!((msg::id(&a), addrs(&a)), (Some(62), vec!["192.0.2.1".parse::<IpAddr>().unwrap()]));
+    assert_eq!(v6.seen(), 1);
 }
 
 #[test]
