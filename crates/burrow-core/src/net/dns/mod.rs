@@ -404,7 +404,8 @@ impl Resolver {
             let packet = self.buf[..len].to_vec();
             let (net, limit) = (self.networks[i].key, msg::CLASSIC_UDP_LIMIT);
             let client = Client::Udp { net, addr: from, limit };
-            self.query(i, &packet, from.ip(), client);
+            // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; its records say a.b.c.d.
+            self.query(i, &packet, from.ip().to_canonical(), client);
         }
     }
 
@@ -424,7 +425,7 @@ impl Resolver {
             }
             let (key, net) = (self.key(), self.networks[i].key);
             let idle_until = Instant::now() + TCP_IDLE;
-            self.conns.push(Conn { key, net, stream, peer: peer.ip(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
+            self.conns.push(Conn { key, net, stream, peer: peer.ip().to_canonical(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
         }
     }
 

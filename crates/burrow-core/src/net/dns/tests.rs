@@ -523,11 +523,24 @@ fn a_containers_own_upstreams_come_first() {
     let s = network(&mut r, "n1", true);
     let mut records = two_containers();
     records.push(Record { names: vec!["custom".into()], addrs: vec!["127.0.0.3".parse().unwrap()], upstreams: vec![own.addr] });
-    r.set_records("n1", records);
+    r.set_records("n1", records.clone());
     let c = client("127.0.0.3");
     let a = ask(&mut r, &c, s, &build_query(5, "www.example.org", msg::TYPE_A, None));
     assert_eq!(rcode(&a), msg::NXDOMAIN);
     assert_eq!((own.seen(), default.seen()), (1, 0));
+    // Also when the network's socket is a dual-stack IPv6 one (the client's address then
+    // arrives IPv4-mapped).
+    r.remove_network("n1");
+    if let Ok(udp) = UdpSocket::bind(("::", s.port())) {
+        let tcp = TcpListener::bind(("::", s.port())).unwrap();
+        r.add_network("n1", udp, Some(tcp), true);
+        r.set_records("n1", records);
+        let a = ask(&mut r, &c, s, &build_query(6, "www.example.org", msg::TYPE_A, None));
+        assert_eq!(rcode(&a), msg::NXDOMAIN);
+        assert_eq!((own.seen(), default.seen()), (2, 0));
+    } else {
+        eprintln!("dual-stack part skipped: no IPv6 on this host");
+    }
     // Another client of the network: the defaults.
     let a = ask_name(&mut r, s, "www.example.org", msg::TYPE_A);
     assert_eq!(rcode(&a), msg::NOERROR);
