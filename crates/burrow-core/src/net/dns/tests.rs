@@ -223,7 +223,14 @@ fn upstream_strings_and_resolv_conf() {
 #[test]
 fn host_upstreams_are_the_resolv_conf_ones() {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    assert_eq!(Resolver::host_upstreams(), parse_resolv_conf(&text));
+    let want = parse_resolv_conf(&text);
+    if !want.is_empty() {
+        assert_eq!(Resolver::host_upstreams(), want);
+    }
+    let local = vec!["127.0.0.1:53".parse().unwrap()];
+    assert_eq!(host_upstreams_of(None), local);
+    assert_eq!(host_upstreams_of(Some("search example.com\n")), local);
+    assert_eq!(host_upstreams_of(Some("nameserver 10.0.0.1")), vec!["10.0.0.1:53".parse().unwrap()]);
 }
 
 // ---- a real resolver on loopback ----
