@@ -334,6 +334,8 @@ enum Mode {
 struct Fake {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The source addresses of what came over UDP.
+    from: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -357,14 +359,16 @@ impl Fake {
     fn start(ip: &str, mode: Mode) -> Fake {
         let (udp, tcp, addr) = bind_pair(ip);
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let froms = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         udp.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let (s, st) = (seen.clone(), stop.clone());
+        let (s, f, st) = (seen.clone(), froms.clone(), stop.clone());
         let t1 = std::thread::spawn(move || {
             let mut b = vec![0; 65536];
             while !st.load(Ordering::Relaxed) {
                 let Ok((n, from)) = udp.recv_from(&mut b) else { continue };
                 let q = b[..n].to_vec();
+                f.lock().unwrap().push(from);
                 s.lock().unwrap().push(q.clone());
                 let a = match mode {
                     Mode::Answer => fake_answer(&q, 0, false, [192, 0, 2, 1]),
@@ -396,7 +400,7 @@ impl Fake {
                 c.write_all(&a).unwrap();
             }
         });
-        Fake { addr, seen, stop, threads: vec![t1, t2] }
+        Fake { addr, seen, from: froms, stop, threads: vec![t1, t2] }
     }
 
     fn seen(&self) -> usize {
@@ -501,6 +505,16 @@ fn forwards_unknown_names_and_relays_the_answer_with_the_clients_id() {
     msg::set_id(&mut want, 0x4242);
     assert_eq!(a, want);
     assert!(r.pending.is_empty());
+    // Each query from a source port of its own (RFC 5452; ports are random, so three queries
+    // make a repeat of one port all along practically impossible), its socket closed after the
+    // answer.
+    for _ in 0..2 {
+        assert_eq!(msg::id(&ask(&mut r, &c, s, &q)), Some(0x4242));
+    }
+    let from = up.from.lock().unwrap().clone();
+    assert_eq!(from.len(), 3);
+    assert!(from.iter().any(|f| f.port() != from[0].port()), "{from:?}");
+    assert_eq!(r.poll_fds().len(), 2, "the network's UDP and TCP sockets alone");
 }
 
 #[test]
