@@ -18,6 +18,11 @@
  * - stopped-by-user: lifecycle.ts (stop, kill, rm), read by the holder: no restart after it.
  * - runtime.log: none any more (the runtime's `--log` of older versions; removed by a new run).
  * - The runtime's own state is in rec.runtimeRoot, written by burrow-runtime only.
+ *
+ * Every file this module and records.ts read is replaced whole by a rename, created or removed,
+ * never rewritten in place: the API service caches them while their directory is unchanged
+ * (dir-cache.ts), and only such changes show in the directory. A new file read here must be
+ * written the same way.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
