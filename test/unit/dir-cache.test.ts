@@ -62,6 +62,14 @@ describe('the container-file cache of the service (ts/container/dir-cache.ts)', 
     expect(dirReader(dir).text('f')).toBeUndefined();
   });
 
+  it('a directory of a file system whose times cannot be trusted (NFS, FUSE, here sysfs) is read live', () => {
+    enableDirCache(true, WINDOW);
+    const dir = '/sys/kernel';
+    // Old enough to be cached on a local file system: the file system alone decides.
+    expect(fs.statSync(dir).ctimeMs).toBeLessThan(Date.now() - 10 * WINDOW);
+    expect(dirReader(dir).key).toBeUndefined();
+  });
+
   it('a directory that changed within the racy window is not cached (a change in the same clock tick would not show)', () => {
     enableDirCache(true, 60_000);
     const dir = fs.mkdtempSync(path.join(tmp, 'racy-'));

@@ -16,6 +16,10 @@
  * directory's times as they were. As git does with its index ("racy git"), a directory that
  * changed less than RACY_MS before it was looked at is not cached at all but read afresh, so any
  * later change lands in a later tick and shows as a new mtime.
+ *
+ * Only on local file systems: an NFS client may answer a stat from attributes it cached for up
+ * to a minute, where an open revalidates them (close-to-open consistency); FUSE file systems may
+ * do anything. Elsewhere every read is live.
  */
 import * as fs from 'node:fs';
 
@@ -40,7 +44,34 @@ interface Entry {
   exists: Map<string, boolean>;
 }
 
+/** statfs(2) magic numbers of the local file systems whose directory times can be trusted. */
+const LOCAL_FS = new Set([
+  0xef53, // ext2, ext3, ext4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0x01021994, // tmpfs
+  0x794c7630, // overlayfs
+  0xf2f52010, // f2fs
+  0x2fc12fc1, // zfs
+  0xca451a4e, // bcachefs
+]);
+
 let cache: Map<string, Entry> | undefined;
+/** Whether a device (st_dev) holds a local file system: one statfs per device. */
+const localDevs = new Map<bigint, boolean>();
+
+function isLocal(dev: bigint, dir: string): boolean {
+  let local = localDevs.get(dev);
+  if (local === undefined) {
+    try {
+      local = LOCAL_FS.has(fs.statfsSync(dir).type);
+    } catch {
+      local = false;
+    }
+    localDevs.set(dev, local);
+  }
+  return local;
+}
 let racyMs = RACY_MS;
 
 /** Turns the cache on (the service) or off (and empties it); tests shorten the racy window. */
@@ -76,7 +107,7 @@ export function dirReader(dir: string): DirReader {
   const now = Date.now();
   const st = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
   const ms = (ns: bigint): number => Number(ns / 1_000_000n);
-  if (!st || ms(st.mtimeNs) > now - racyMs || ms(st.ctimeNs) > now - racyMs) {
+  if (!st || ms(st.mtimeNs) > now - racyMs || ms(st.ctimeNs) > now - racyMs || !isLocal(st.dev, dir)) {
     cache.delete(dir);
     return live(dir);
   }
