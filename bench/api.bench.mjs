@@ -52,10 +52,10 @@ function sh(argv, opts = {}) {
   return r.stdout;
 }
 
-/** GET path on a unix socket; resolves the status. */
+/** GET path on a unix socket; resolves the status. A connection of its own: the docker CLI's way. */
 function get(sock, p) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: sock, path: p, method: 'GET' }, (res) => {
+    const req = http.request({ socketPath: sock, path: p, method: 'GET', agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
     });
@@ -143,6 +143,48 @@ function side(name, base, serviceArgv, env) {
       return ms;
     },
   };
+}
+
+/** CPU time (ms) of a process and its descendants (rootless podman's service re-executes itself in a child). */
+function treeCpuMs(pid) {
+  const stats = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const t = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = t.slice(t.lastIndexOf(')') + 2).split(' ');
+      stats.push({ pid: Number(d), ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) });
+    } catch {
+      /* gone */
+    }
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of stats) if (!tree.has(p.pid) && tree.has(p.ppid)) (tree.add(p.pid), (grew = true));
+  }
+  const hz = 100; // USER_HZ on Linux
+  return (stats.filter((p) => tree.has(p.pid)).reduce((a, p) => a + p.cpu, 0) * 1000) / hz;
+}
+
+/**
+ * What each service itself spends on a list: its CPU time over 50 GET /containers/json
+ * (what `docker ps` asks), less exposed to the machine's load than the wall times above.
+ */
+async function serviceCpu(sides) {
+  const N = 50;
+  const rows = [];
+  for (const s of sides) {
+    try {
+      await get(s.sock, '/v1.41/containers/json');
+      const c0 = treeCpuMs(s.pid());
+      for (let i = 0; i < N; i++) await get(s.sock, '/v1.41/containers/json');
+      rows.push(`| ${s.name} | ${((treeCpuMs(s.pid()) - c0) / N).toFixed(1)} |`);
+    } catch (e) {
+      rows.push(`| ${s.name} | failed: ${e.message} |`);
+    }
+  }
+  return rows.length ? ['', `The services' own CPU time per GET /containers/json (${N} requests, its process and children):`, '', '| service | CPU (ms) per list |', '|---|---:|', ...rows, ''].join('\n') : '';
 }
 
 const median = (xs) => {
@@ -291,7 +333,9 @@ export async function run() {
         table(
           `\`docker ps\` with ${CONTAINERS} running containers`,
           timeSides(all.map((s) => (s.psFailed ? { ...s, failed: s.psFailed } : s)), (s) => ({ name: `docker → ${s.name}: ps`, argv: [...s.docker, 'ps'] })),
-        ) + cli,
+        ) +
+          cli +
+          (await serviceCpu(sides.filter((s) => !s.failed && !s.psFailed))),
       );
       for (const s of sides) {
         try {
