@@ -9,8 +9,10 @@
 //   to its answer: the service's start-up as a user meets it.
 // `npm run bench -- api`. BURROW_BENCH_API_PULL=main pulls test/harness/images.mjs's main image
 // (4 layers, 64 MiB) instead of the 500 MB one (quicker); BURROW_BENCH_API_ONLY=podman|burrow
-// runs one side (the tables then have no ratios). A side that fails a probe is reported with its
-// error and the other side still runs.
+// runs one side (the tables then have no ratios); BURROW_BENCH_API_CASES=ps (a comma-separated
+// list of run, ps, logs, pull, rss, activation) runs only those cases (the results then are not
+// a whole section of RESULTS.md: for a quick look). A side that fails a probe is reported with
+// its error and the other side still runs.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -26,6 +28,7 @@ export const title = 'Engine API: the docker CLI against burrow system service a
 const CONTAINERS = Number(process.env.BURROW_BENCH_API_CONTAINERS ?? 50);
 const LOG_BYTES = 100e6;
 const ACTIVATIONS = Number(process.env.BURROW_BENCH_API_ACTIVATIONS ?? 10);
+const CASES = new Set((process.env.BURROW_BENCH_API_CASES ?? 'run,ps,logs,pull,rss,activation').split(','));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,10 +52,10 @@ function sh(argv, opts = {}) {
   return r.stdout;
 }
 
-/** GET path on a unix socket; resolves the status. */
+/** GET path on a unix socket; resolves the status. A connection of its own: the docker CLI's way. */
 function get(sock, p) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: sock, path: p, method: 'GET' }, (res) => {
+    const req = http.request({ socketPath: sock, path: p, method: 'GET', agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
     });
@@ -142,6 +145,48 @@ function side(name, base, serviceArgv, env) {
   };
 }
 
+/** CPU time (ms) of a process and its descendants (rootless podman's service re-executes itself in a child). */
+function treeCpuMs(pid) {
+  const stats = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const t = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = t.slice(t.lastIndexOf(')') + 2).split(' ');
+      stats.push({ pid: Number(d), ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) });
+    } catch {
+      /* gone */
+    }
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of stats) if (!tree.has(p.pid) && tree.has(p.ppid)) (tree.add(p.pid), (grew = true));
+  }
+  const hz = 100; // USER_HZ on Linux
+  return (stats.filter((p) => tree.has(p.pid)).reduce((a, p) => a + p.cpu, 0) * 1000) / hz;
+}
+
+/**
+ * What each service itself spends on a list: its CPU time over 50 GET /containers/json
+ * (what `docker ps` asks), less exposed to the machine's load than the wall times above.
+ */
+async function serviceCpu(sides) {
+  const N = 50;
+  const rows = [];
+  for (const s of sides) {
+    try {
+      await get(s.sock, '/v1.41/containers/json');
+      const c0 = treeCpuMs(s.pid());
+      for (let i = 0; i < N; i++) await get(s.sock, '/v1.41/containers/json');
+      rows.push(`| ${s.name} | ${((treeCpuMs(s.pid()) - c0) / N).toFixed(1)} |`);
+    } catch (e) {
+      rows.push(`| ${s.name} | failed: ${e.message} |`);
+    }
+  }
+  return rows.length ? ['', `The services' own CPU time per GET /containers/json (${N} requests, its process and children):`, '', '| service | CPU (ms) per list |', '|---|---:|', ...rows, ''].join('\n') : '';
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -221,9 +266,10 @@ export async function run() {
   try {
     const small = buildMainImage(path.join(base, 'small'), { tag: 'v1', bigSize: 4096 });
     const img = await pushImage(reg, small, 'bench/busybox', 'v1');
-    const bigImg = process.env.BURROW_BENCH_API_PULL === 'main' ? buildMainImage(path.join(base, 'big'), { tag: 'v1' }) : buildBenchImage(path.join(base, 'big'));
-    const big = await pushImage(reg, bigImg, 'bench/big', 'v1');
-    const bigGz = bigImg.layers.reduce((s, l) => s + l.size, 0);
+    // The big image only when the pull is timed (building it takes a while).
+    const bigImg = !CASES.has('pull') ? null : process.env.BURROW_BENCH_API_PULL === 'main' ? buildMainImage(path.join(base, 'big'), { tag: 'v1' }) : buildBenchImage(path.join(base, 'big'));
+    const big = bigImg && (await pushImage(reg, bigImg, 'bench/big', 'v1'));
+    const bigGz = bigImg ? bigImg.layers.reduce((s, l) => s + l.size, 0) : 0;
     const regConf = path.join(base, 'registries.conf');
     fs.writeFileSync(regConf, `unqualified-search-registries = []\n[[registry]]\nlocation = "${reg.host}"\ninsecure = true\n`);
     fs.chmodSync(regConf, 0o644);
@@ -264,55 +310,69 @@ export async function run() {
     }
 
     // run --rm
-    tables.push(table('`docker run --rm --network none IMG true`', timeSides(all, (s) => ({ name: `docker → ${s.name}: run --rm`, argv: [...s.docker, 'run', '--rm', '--network', 'none', img, 'true'] }))));
+    if (CASES.has('run')) tables.push(table('`docker run --rm --network none IMG true`', timeSides(all, (s) => ({ name: `docker → ${s.name}: run --rm`, argv: [...s.docker, 'run', '--rm', '--network', 'none', img, 'true'] }))));
 
     // ps with CONTAINERS running containers
-    for (const s of sides.filter((x) => !x.failed)) {
-      try {
-        for (let i = 0; i < CONTAINERS; i++) sh([...s.docker, 'run', '-d', '--name', `ps${i}`, '--network', 'none', img, 'sleep', '3600']);
-      } catch (e) {
-        s.psFailed = e.message;
+    if (CASES.has('ps')) {
+      for (const s of sides.filter((x) => !x.failed)) {
+        try {
+          for (let i = 0; i < CONTAINERS; i++) sh([...s.docker, 'run', '-d', '--name', `ps${i}`, '--network', 'none', img, 'sleep', '3600']);
+        } catch (e) {
+          s.psFailed = e.message;
+        }
       }
-    }
-    tables.push(
-      table(
-        `\`docker ps\` with ${CONTAINERS} running containers`,
-        timeSides(all.map((s) => (s.psFailed ? { ...s, failed: s.psFailed } : s)), (s) => ({ name: `docker → ${s.name}: ps`, argv: [...s.docker, 'ps'] })),
-      ),
-    );
-    for (const s of sides) {
+      // The docker CLI's own part of every figure: `docker --version` sends no request.
+      let cli = '';
       try {
-        sh([...s.docker, 'rm', '-f', ...Array.from({ length: CONTAINERS }, (_, i) => `ps${i}`)], { timeout: 300_000 });
+        const [r] = hyperfine([{ name: 'docker --version', argv: [...b.docker, '--version'] }], { runs: 15, warmup: 3 });
+        cli = `\nThe docker CLI alone (\`docker --version\`, no request): ${r.median.toFixed(1)} ms of each figure.\n`;
       } catch {
-        /* reported by the ps row already when it matters */
+        /* only a footnote */
+      }
+      tables.push(
+        table(
+          `\`docker ps\` with ${CONTAINERS} running containers`,
+          timeSides(all.map((s) => (s.psFailed ? { ...s, failed: s.psFailed } : s)), (s) => ({ name: `docker → ${s.name}: ps`, argv: [...s.docker, 'ps'] })),
+        ) +
+          cli +
+          (await serviceCpu(sides.filter((s) => !s.failed && !s.psFailed))),
+      );
+      for (const s of sides) {
+        try {
+          sh([...s.docker, 'rm', '-f', ...Array.from({ length: CONTAINERS }, (_, i) => `ps${i}`)], { timeout: 300_000 });
+        } catch {
+          /* reported by the ps row already when it matters */
+        }
       }
     }
 
     // logs of 100 MB: lines of 100 bytes written by the container, read back whole.
     const lines = Math.round(LOG_BYTES / 100);
-    for (const s of sides.filter((x) => !x.failed)) {
+    for (const s of CASES.has('logs') ? sides.filter((x) => !x.failed) : []) {
       try {
         sh([...s.docker, 'run', '--name', 'logs100', '--network', 'none', img, 'sh', '-c', `yes 012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678 | head -n ${lines}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       } catch (e) {
         s.logsFailed = e.message;
       }
     }
-    tables.push(
-      table(
-        '`docker logs` of 100 MB (1 million lines)',
-        timeSides(all.map((s) => (s.logsFailed ? { ...s, failed: s.logsFailed } : s)), (s) => ({ name: `docker → ${s.name}: logs`, argv: [...s.docker, 'logs', 'logs100'] }), { runs: 5, warmup: 1 }),
-        { throughput: (ms) => `${(LOG_BYTES / 1e6 / (ms / 1000)).toFixed(0)} MB/s` },
-      ),
-    );
+    if (CASES.has('logs'))
+      tables.push(
+        table(
+          '`docker logs` of 100 MB (1 million lines)',
+          timeSides(all.map((s) => (s.logsFailed ? { ...s, failed: s.logsFailed } : s)), (s) => ({ name: `docker → ${s.name}: logs`, argv: [...s.docker, 'logs', 'logs100'] }), { runs: 5, warmup: 1 }),
+          { throughput: (ms) => `${(LOG_BYTES / 1e6 / (ms / 1000)).toFixed(0)} MB/s` },
+        ),
+      );
 
     // pull of the 3-layer image, removed before every run.
-    tables.push(
-      table(
-        `\`docker pull\` of ${(bigGz / 1e6).toFixed(0)} MB (gzip) in ${bigImg.layers.length} layers from a loopback registry`,
-        timeSides(all, (s) => ({ name: `docker → ${s.name}: pull`, argv: [...s.docker, 'pull', '-q', big] }), { runs: Number(process.env.BURROW_BENCH_API_PULL_RUNS ?? 3), warmup: 0, prepare: (s) => `${s.docker.join(' ')} rmi ${big} >/dev/null 2>&1; sync` }),
-        { throughput: (ms) => `${(bigGz / 1e6 / (ms / 1000)).toFixed(0)} MB/s` },
-      ),
-    );
+    if (bigImg)
+      tables.push(
+        table(
+          `\`docker pull\` of ${(bigGz / 1e6).toFixed(0)} MB (gzip) in ${bigImg.layers.length} layers from a loopback registry`,
+          timeSides(all, (s) => ({ name: `docker → ${s.name}: pull`, argv: [...s.docker, 'pull', '-q', big] }), { runs: Number(process.env.BURROW_BENCH_API_PULL_RUNS ?? 3), warmup: 0, prepare: (s) => `${s.docker.join(' ')} rmi ${big} >/dev/null 2>&1; sync` }),
+          { throughput: (ms) => `${(bigGz / 1e6 / (ms / 1000)).toFixed(0)} MB/s` },
+        ),
+      );
 
     // Idle RSS after the workload.
     await sleep(2000);
@@ -324,7 +384,7 @@ export async function run() {
     const [ba, pa] = [rssAfter.get('burrow'), rssAfter.get('podman')];
     if (bf && pf) rl.push('', `burrow / podman = ${(bf / pf).toFixed(2)}× fresh${ba && pa ? `, ${(ba / pa).toFixed(2)}× after the workload` : ''}.`);
     rl.push('', "The service process only: rootless podman also keeps its pause process (catatonit) for the user's namespaces.", '');
-    tables.push(rl.join('\n'));
+    if (CASES.has('rss')) tables.push(rl.join('\n'));
 
     for (const s of sides) await s.stop();
 
@@ -334,7 +394,7 @@ export async function run() {
       burrow: [process.execPath, BURROW, '--root', path.join(base, 'burrow', 'store'), '--runroot', path.join(base, 'burrow', 'run'), 'system', 'service', '--time', '0'],
       podman: ['podman', '--root', path.join(base, 'podman', 'store'), '--runroot', path.join(base, 'podman', 'run'), 'system', 'service', '--time', '0'],
     };
-    for (const s of all) {
+    for (const s of CASES.has('activation') ? all : []) {
       if (s.failed && !s.failed.startsWith('docker pull')) {
         act.push({ name: `${s.name}: first GET /_ping on an activated socket`, error: s.failed });
         continue;
@@ -348,7 +408,7 @@ export async function run() {
         act.push({ name: `${s.name}: first GET /_ping on an activated socket`, error: e.message });
       }
     }
-    tables.push(table(`Time from the first request on a freshly activated socket to its answer (socket activation as a systemd socket unit does it, ${ACTIVATIONS} activations)`, act));
+    if (CASES.has('activation')) tables.push(table(`Time from the first request on a freshly activated socket to its answer (socket activation as a systemd socket unit does it, ${ACTIVATIONS} activations)`, act));
     return (
       tables.join('\n') +
       '\nTargets (issue 14): at most 0.5× podman\'s time for `run --rm` and `ps`, at least 1× its throughput for logs and pull. The same docker 20.10 CLI for both (its own start-up, about 30 ms, is in every figure); both services rootless as the same user, podman with runc (bench/peers).\n'

@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BurrowError } from '../errors';
+import { enableDirCache } from '../container/dir-cache';
 import type { EngineContext } from '../engine/context';
 import { ApiError, sendError, sendJson } from './http';
 import { Router, VERSION_PREFIX, type ApiRequest, type Route } from './router';
@@ -120,6 +121,9 @@ export class Service {
   ) {}
 
   static async create(ctx: EngineContext, o: ServiceOptions): Promise<Service> {
+    // The service reads the same containers' files request after request: through the cache
+    // their directories' stats validate (one-shot CLI commands read them directly).
+    enableDirCache();
     return new Service(ctx, new Router(await allRoutes()), o);
   }
 

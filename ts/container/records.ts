@@ -210,14 +210,19 @@ export class Containers {
     }
   }
 
-  all(): ContainerRecord[] {
-    let ids: string[];
+  /** The ids of the containers in the store (their directories), unread. */
+  ids(): string[] {
     try {
-      ids = fs.readdirSync(this.store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
+      return fs.readdirSync(this.store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
     } catch {
       return [];
     }
-    return ids.map((i) => this.get(i)).filter((r): r is ContainerRecord => !!r);
+  }
+
+  all(): ContainerRecord[] {
+    return this.ids()
+      .map((i) => this.get(i))
+      .filter((r): r is ContainerRecord => !!r);
   }
 
   /** By full id, unique id prefix, or name — as Docker resolves container references. */

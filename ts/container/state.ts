@@ -18,9 +18,15 @@
  * - stopped-by-user: lifecycle.ts (stop, kill, rm), read by the holder: no restart after it.
  * - runtime.log: none any more (the runtime's `--log` of older versions; removed by a new run).
  * - The runtime's own state is in rec.runtimeRoot, written by burrow-runtime only.
+ *
+ * Every file this module and records.ts read is replaced whole by a rename, created or removed,
+ * never rewritten in place: the API service caches them while their directory is unchanged
+ * (dir-cache.ts), and only such changes show in the directory. A new file read here must be
+ * written the same way.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { dirReader, type DirReader } from './dir-cache';
 import type { ContainerRecord } from './records';
 
 export type Status = 'created' | 'running' | 'exited';
@@ -51,6 +57,12 @@ export interface ContainerState {
   /** Exited, and its holder is about to restart it (Docker's Restarting). */
   restarting?: boolean;
   /**
+   * Created or running: whether the runtime placed it in cgroups of its own. Without, nothing
+   * can pause it and it is never paused (burrow-runtime's `state` judges so too), so its cgroup
+   * need not be looked at.
+   */
+  cgroups?: boolean;
+  /**
    * The init is gone but its holder is still writing the last output and the exit record:
    * `exitCode` is not known yet (a few milliseconds).
    */
@@ -63,10 +75,28 @@ export interface ContainerState {
  */
 export const LOST_EXIT_CODE = 255;
 
+/** Big enough for any /proc/PID/stat line (about 52 numbers and a 16-byte name). */
+const statBuf = Buffer.alloc(4096);
+
+/**
+ * /proc/PID/stat in one read: `ps` and GET /containers/json ask it of every running container,
+ * and readFileSync's fstat and second read (for EOF) cost a quarter more.
+ */
+function readProcStat(pid: number): string {
+  const fd = fs.openSync(`/proc/${pid}/stat`, 'r');
+  try {
+    const n = fs.readSync(fd, statBuf, 0, statBuf.length, null);
+    if (n < statBuf.length) return statBuf.toString('latin1', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+}
+
 /** Start time of a process in clock ticks (field 22 of /proc/PID/stat); undefined if gone or a zombie. */
 export function procStartTime(pid: number): number | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readProcStat(pid);
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
     return Number(rest[19]);
@@ -85,41 +115,28 @@ interface RuntimeState {
   pid: number;
   initStartTime: number;
   created: string;
+  /** The cgroups the runtime placed the container in; null when none of its own (absent: an older runtime, unknown). */
+  cgroups?: unknown;
 }
 
-/**
- * A file's text, or undefined when it does not exist. Listing many containers reads files that
- * mostly do not exist (no exit record yet, no holder, no runtime state): asked first, a missing
- * file costs one cheap stat instead of a thrown ENOENT error, which costs `ps` of 50 created
- * containers tens of milliseconds on its first (cold) pass. Paths in this module are joined as
- * `${dir}/${name}`, not with path.join (a tenth of a listing's time): the directories are
- * absolute and normalized already (the store's paths, the record's runtimeRoot).
- */
-function readIfExists(file: string): string | undefined {
-  if (!fs.existsSync(file)) return undefined;
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined; // removed meanwhile
-  }
-}
+// Paths in this module are joined as `${dir}/${name}`, not with path.join (a tenth of a listing's
+// time): the directories are absolute and normalized already (the store's paths, the record's
+// runtimeRoot). Files are read through dir-cache.ts: live, or in the service cached while their
+// directory is unchanged; /proc is always read live.
 
-export function runtimeState(rec: ContainerRecord): RuntimeState | undefined {
-  const text = readIfExists(`${rec.runtimeRoot}/${rec.id}/state.json`);
-  try {
-    return text === undefined ? undefined : (JSON.parse(text) as RuntimeState);
-  } catch {
-    return undefined;
-  }
-}
-
-function readJsonIfExists(file: string): unknown {
-  const text = readIfExists(file);
+const parseJson = (text: string | undefined): unknown => {
   try {
     return text === undefined ? undefined : (JSON.parse(text) as unknown);
   } catch {
     return undefined;
   }
+};
+
+/** The runtime's directory of a container (state.json, start.sock). */
+const runtimeDir = (rec: ContainerRecord): string => `${rec.runtimeRoot}/${rec.id}`;
+
+export function runtimeState(rec: ContainerRecord, files: DirReader = dirReader(runtimeDir(rec))): RuntimeState | undefined {
+  return parseJson(files.text('state.json')) as RuntimeState | undefined;
 }
 
 function isExitRecord(v: unknown): v is ExitRecord {
@@ -127,17 +144,17 @@ function isExitRecord(v: unknown): v is ExitRecord {
 }
 
 /** The exit record: the holder's, else the one this module made for a holder that died. */
-export function readExit(dir: string): ExitRecord | undefined {
+export function readExit(dir: string, files: DirReader = dirReader(dir)): ExitRecord | undefined {
   for (const f of ['exit.json', 'lost.json']) {
-    const v = readJsonIfExists(`${dir}/${f}`);
+    const v = parseJson(files.text(f));
     if (isExitRecord(v)) return v;
   }
   return undefined;
 }
 
 /** The holder's restart record (none: never restarted). */
-export function readRestarts(dir: string): RestartRecord {
-  const v = readJsonIfExists(`${dir}/restart.json`);
+export function readRestarts(dir: string, files: DirReader = dirReader(dir)): RestartRecord {
+  const v = parseJson(files.text('restart.json'));
   if (typeof v === 'object' && v !== null && typeof (v as RestartRecord).count === 'number') {
     return { count: (v as RestartRecord).count, restarting: (v as RestartRecord).restarting === true };
   }
@@ -145,8 +162,8 @@ export function readRestarts(dir: string): RestartRecord {
 }
 
 /** The live holder's pid, if monitor.json names a process that is still that process. */
-export function holderPid(dir: string): number | undefined {
-  const text = readIfExists(`${dir}/monitor.json`);
+export function holderPid(dir: string, files: DirReader = dirReader(dir)): number | undefined {
+  const text = files.text('monitor.json');
   if (text === undefined) return undefined;
   try {
     const m = JSON.parse(text) as HolderRecord;
@@ -176,16 +193,20 @@ function recordLostExit(dir: string): ExitRecord | undefined {
   return readExit(dir);
 }
 
-export function containerState(rec: ContainerRecord, dir: string): ContainerState {
+/**
+ * The container's state now. `files` reads its directory `dir` (a caller that looked at the
+ * directory already passes its reader, so that the directory is stat'ed once).
+ */
+export function containerState(rec: ContainerRecord, dir: string, files: DirReader = dirReader(dir)): ContainerState {
   // Before the exit record: a holder that restarts the container writes it first.
-  const restarts = readRestarts(dir);
+  const restarts = readRestarts(dir, files);
   const restartCount = restarts.count;
-  let exit = readExit(dir);
+  let exit = readExit(dir, files);
   // Absent: never started.
-  const startedAt = readIfExists(`${dir}/started`)?.trim();
+  const startedAt = files.text('started')?.trim();
   const done = (e: ExitRecord): ContainerState => {
     // Restarting only while the holder that will restart it lives.
-    const restarting = restarts.restarting && holderPid(dir) !== undefined;
+    const restarting = restarts.restarting && holderPid(dir, files) !== undefined;
     return {
       status: 'exited',
       pid: 0,
@@ -199,15 +220,17 @@ export function containerState(rec: ContainerRecord, dir: string): ContainerStat
     };
   };
   if (exit) return done(exit);
-  const rs = runtimeState(rec);
+  const runtimeFiles = dirReader(runtimeDir(rec));
+  const rs = runtimeState(rec, runtimeFiles);
   // The holder is looked up only where the answer depends on it: a live init says enough (ps
-  // and GET /containers/json of running containers read two /proc files fewer each).
+  // and GET /containers/json of running containers read two /proc files fewer each). Whether
+  // the init lives is always asked of /proc: nothing on disk changes when it dies unseen.
   if (rs && rs.pid > 0 && procStartTime(rs.pid) === rs.initStartTime) {
-    const created = fs.existsSync(`${rec.runtimeRoot}/${rec.id}/start.sock`);
-    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, ...(startedAt ? { startedAt } : {}) };
+    const created = runtimeFiles.exists('start.sock');
+    return { status: created ? 'created' : 'running', pid: rs.pid, exitCode: 0, oomKilled: false, restartCount, cgroups: rs.cgroups !== null, ...(startedAt ? { startedAt } : {}) };
   }
   if (!startedAt) return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount };
-  const monitorPid = holderPid(dir);
+  const monitorPid = holderPid(dir, files);
   if (monitorPid) {
     // The holder writes the exit record right after it reaps the init (and drains the last
     // output): wait a little rather than show a status without its exit code.
