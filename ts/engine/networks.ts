@@ -17,8 +17,10 @@ import fs from 'node:fs';
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
 import { mkdirp, pidAlive, readJson, withLock } from '../storage/fsutil';
-import type { EndpointRecord, NetworkDef } from '../network/user';
+import { ip6For, v4Config, v6Config } from '../network/ipam';
+import * as sn from '../network/subnets';
 import type { HostNets } from '../network/subnets';
+import { bridgeName, macFor, type EndpointRecord, type NetworkDef } from '../network/user';
 import type { EngineContext } from './context';
 import { emitEvent } from './events';
 
@@ -129,12 +131,6 @@ export function endpointId(networkId: string, containerId: string): string {
 
 /** What the network owner needs of a user-defined network (ts/network/user.ts NetworkDef). */
 export function networkDef(rec: NetworkRecord): NetworkDef {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { v4Config, v6Config } = require('../network/ipam') as typeof import('../network/ipam');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { formatCidr, formatIp } = require('../network/subnets') as typeof import('../network/subnets');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { bridgeName } = require('../network/user') as typeof import('../network/user');
   const v4 = v4Config(rec);
   const v6 = v6Config(rec);
   const mtuOpt = MTU_OPTIONS.map((k) => rec.Options[k]).find((v) => v !== undefined);
@@ -142,9 +138,9 @@ export function networkDef(rec: NetworkRecord): NetworkDef {
     id: rec.Id,
     name: rec.Name,
     bridge: bridgeName(rec.Id),
-    subnet: formatCidr(v4.subnet),
-    gateway: formatIp(v4.gateway, false),
-    ...(v6 ? { subnet6: formatCidr(v6.subnet), gateway6: formatIp(v6.gateway, true) } : {}),
+    subnet: sn.formatCidr(v4.subnet),
+    gateway: sn.formatIp(v4.gateway, false),
+    ...(v6 ? { subnet6: sn.formatCidr(v6.subnet), gateway6: sn.formatIp(v6.gateway, true) } : {}),
     internal: rec.Internal,
     mtu: mtuOpt ? Number(mtuOpt) : DEFAULT_MTU,
   };
@@ -160,10 +156,6 @@ export function nextIfname(endpoints: readonly EndpointRecord[]): string {
  * Docker derives from the address, the IPv6 address that goes with it on an --ipv6 network.
  */
 export function endpointRecord(net: NetworkRecord, ip: string, o: { ifname: string; aliases?: string[]; ipGiven?: boolean }): EndpointRecord {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { ip6For } = require('../network/ipam') as typeof import('../network/ipam');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { macFor } = require('../network/user') as typeof import('../network/user');
   const ip6 = ip6For(net, ip);
   return { network: net.Id, name: net.Name, ip, ...(ip6 ? { ip6 } : {}), mac: macFor(ip), ifname: o.ifname, aliases: [...new Set(o.aliases ?? [])], ...(o.ipGiven ? { ipGiven: true } : {}) };
 }
@@ -286,8 +278,6 @@ function askedSubnets(r: NetworkCreateRequest): { v4?: { subnet: string; gateway
  * routes and interfaces (tests give made-up ones).
  */
 export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?: HostNets): { Id: string; Warning: string } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sn = require('../network/subnets') as typeof import('../network/subnets');
   const name = r.Name;
   if (!name || !NAME_RE.test(name)) throw new BurrowError('EUSAGE', `invalid network name ${JSON.stringify(name ?? '')}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
   const driver = r.Driver || 'bridge';
