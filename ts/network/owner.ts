@@ -119,7 +119,7 @@ async function withStartLock<T>(lockFile: string, fn: () => Promise<T>, timeoutM
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner = 0;
+      let owner: number;
       try {
         owner = Number(fs.readFileSync(lockFile, 'utf8') || '0');
       } catch {
