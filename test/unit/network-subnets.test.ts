@@ -5,12 +5,14 @@
  * --subnet that overlaps is ENETWORK_OVERLAP in Docker's words and writes nothing; --gateway and
  * --ipv6.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildSync } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineContext } from '../../ts/engine/context';
-import { createNetwork, findNetwork, networkDef, type NetworkRecord } from '../../ts/engine/networks';
+import { createNetwork, findNetwork, listNetworks, networkDef, type NetworkRecord } from '../../ts/engine/networks';
 import { BurrowError } from '../../ts/errors';
 import { Store } from '../../ts/storage/store';
 import {
@@ -171,5 +173,31 @@ describe('network create', () => {
     expect(r).toEqual({ Id: expect.stringMatching(/^[0-9a-f]{64}$/), Warning: '' });
     const n: NetworkRecord = findNetwork(c, r.Id.slice(0, 12));
     expect(n.Name).toBe('w');
+  });
+
+  it('two processes creating networks at once never choose one subnet twice', async () => {
+    const c = ctx();
+    const work = path.dirname(c.store.root);
+    const entry = path.join(work, 'worker.ts');
+    fs.writeFileSync(
+      entry,
+      `import { createNetwork } from ${JSON.stringify(path.resolve(__dirname, '../../ts/engine/networks'))};
+import { Store } from ${JSON.stringify(path.resolve(__dirname, '../../ts/storage/store'))};
+const [root, runRoot, tag] = process.argv.slice(2);
+const ctx = { store: new Store(root!), runRoot: runRoot!, globals: {}, globalArgs: [], settings: () => Promise.reject(new Error('no')) };
+for (let i = 0; i < 6; i++) createNetwork(ctx, { Name: tag! + i }, { v4: [], v6: [] });
+`,
+    );
+    const out = path.join(work, 'worker.js');
+    buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, logLevel: 'error' });
+    const run = (tag: string) =>
+      new Promise<number>((resolve) => {
+        const p = spawn(process.execPath, [out, c.store.root, c.runRoot, tag], { stdio: ['ignore', 'ignore', 'inherit'] });
+        p.on('close', (code) => resolve(code ?? -1));
+      });
+    expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0]);
+    const subnets = (await listNetworks(c, { type: ['custom'] })).map((n) => n.IPAM.Config[0]!.Subnet);
+    expect(subnets).toHaveLength(12);
+    expect(new Set(subnets).size).toBe(12);
   });
 });
