@@ -444,3 +444,59 @@ describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config 
     }
   });
 });
+
+describe.runIf(READY)(`the network owner's own end as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  let base: string;
+  beforeAll(() => {
+    base = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-end-'));
+  });
+  afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+
+  async function ended(dir: string, owner: Owner, slirp: number[]): Promise<void> {
+    expect(await owner.exited).toBe(0);
+    await until(() => slirp.every((p) => !alive(p)), 'slirp4netns to go');
+    for (const f of ['owner.sock', 'owner.json', 'start.lock']) expect(fs.existsSync(path.join(dir, f)), f).toBe(false);
+  }
+
+  it('SIGTERM under a lease: it leaves at once, slirp4netns with it', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'term-'));
+    const owner = await startOwner(dir);
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'hold' })).ok).toBe(true);
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    expect(slirp.length).toBe(1);
+    process.kill(owner.pid, 'SIGTERM');
+    await ended(dir, owner, slirp);
+    await conn.closed;
+  });
+
+  it('nobody takes a lease after it started: it leaves by itself', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'idle-'));
+    const owner = await startOwner(dir);
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    expect(slirp.length).toBe(1);
+    // A status request is no lease.
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'status' })).ok).toBe(true);
+    await ended(dir, owner, slirp);
+    conn.close();
+  });
+
+  it('a start lock held by a live process keeps it from leaving until released', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'lock-'));
+    const owner = await startOwner(dir);
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'hold' })).ok).toBe(true);
+    // A client between "is an owner there?" and its lease holds the lock (withLock's format).
+    fs.writeFileSync(path.join(dir, 'start.lock'), String(process.pid));
+    conn.close();
+    await conn.closed;
+    const late = await Conn.open(dir);
+    const rep = await late.request({ op: 'hold' });
+    expect(rep).toMatchObject({ ok: true, pid: owner.pid });
+    fs.rmSync(path.join(dir, 'start.lock'));
+    late.close();
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    await ended(dir, owner, slirp);
+  });
+});
