@@ -133,9 +133,9 @@ interface Owner {
 }
 
 /** Starts the owner as the CLI does and waits for its first report. */
-async function startOwner(dir: string): Promise<Owner> {
+async function startOwner(dir: string, extra: string[] = []): Promise<Owner> {
   const log = fs.openSync(path.join(dir, 'owner.log'), 'a');
-  const child = spawn(RUNTIME as string, ['--status-fd', '3', 'network-owner', '--dir', dir, ...mapArgs()], { stdio: ['ignore', log, log, 'pipe'], detached: true });
+  const child = spawn(RUNTIME as string, ['--status-fd', '3', 'network-owner', '--dir', dir, ...mapArgs(), ...extra], { stdio: ['ignore', log, log, 'pipe'], detached: true });
   fs.closeSync(log);
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const status = child.stdio[3] as NodeJS.ReadableStream;
@@ -480,6 +480,31 @@ describe.runIf(READY)(`the network owner's own end as ${IS_ROOT ? 'root' : 'an u
     expect((await conn.request({ op: 'status' })).ok).toBe(true);
     await ended(dir, owner, slirp);
     conn.close();
+  });
+
+  const outside = hostAddress();
+  it.runIf(have('pasta') && outside !== undefined)('with pasta as the outbound helper, a network reaches the host\'s address', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'pasta-'));
+    const owner = await startOwner(dir, ['--helper', 'pasta']);
+    const server = http.createServer((_q, r) => r.end('outside\n'));
+    await new Promise<void>((r) => server.listen(0, outside, () => r()));
+    const c = await container(owner);
+    const conn = await Conn.open(dir);
+    try {
+      expect(children(owner.pid).map(comm).join(' ')).toMatch(/pasta|passt/);
+      const n = network('netp', 31);
+      const rep = await conn.request({ op: 'attach', pid: c.pid, container: ref('p'), endpoints: [endpoint(n, 2)], dns: [] });
+      expect(rep, JSON.stringify(rep)).toMatchObject({ ok: true });
+      const port = (server.address() as net.AddressInfo).port;
+      // wget, not nc: through pasta, nc never saw the server's close (it got the answer).
+      const out = await inNs(c.pid, ['busybox', 'wget', '-q', '-O', '-', `http://${outside!}:${port}/`]);
+      expect(out.out).toContain('outside');
+    } finally {
+      conn.close();
+      c.kill();
+      server.close();
+    }
+    expect(await owner.exited).toBe(0);
   });
 
   it('a start lock held by a live process keeps it from leaving until released', async () => {
