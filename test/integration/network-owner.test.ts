@@ -12,6 +12,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -208,6 +209,22 @@ function hostAddress(): string | undefined {
 
 const HTTP_GET = 'GET /index.html HTTP/1.0\r\n\r\n';
 
+/** A resolver on the host's loopback that answers every A question with 192.0.2.77. */
+async function upstream(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (q, from) => {
+    // Header: id, flags (response, recursion available), 1 question, 1 answer.
+    let end = 12;
+    while (q[end] !== 0) end += q[end]! + 1;
+    const question = q.subarray(12, end + 5);
+    const head = Buffer.from([q[0]!, q[1]!, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 77]);
+    s.send(Buffer.concat([head, question, answer]), from.port, from.address);
+  });
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
 describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   let dir: string;
   let owner: Owner;
@@ -217,11 +234,14 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
   const B = network('netb', 12);
   const I = network('neti', 13, true);
 
+  let dns: dgram.Socket;
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-'));
-    owner = await startOwner(dir);
+    dns = await upstream();
+    owner = await startOwner(dir, ['--dns-upstream', `127.0.0.1:${dns.address().port}`]);
   });
   afterAll(async () => {
+    dns?.close();
     for (const c of conns) c.close();
     for (const p of procs) p.kill();
     if (owner && alive(owner.pid)) process.kill(owner.pid, 'SIGTERM');
@@ -294,6 +314,19 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
     expect((await inNs(c3.pid, ['busybox', 'nc', '-w', '2', c2.ip, '8080'], HTTP_GET)).out).not.toContain('from c2');
     // Nor does A reach B.
     expect((await inNs(c1.pid, ['busybox', 'ping', '-c', '1', '-W', '2', c3.ip])).code).not.toBe(0);
+  });
+
+  it('each network\'s resolver answers its containers\' names and aliases, not another network\'s, and forwards the rest to the host\'s loopback resolver', async () => {
+    const look = (pid: number, name: string, server: string) => inNs(pid, ['busybox', 'nslookup', name, server]);
+    expect((await look(c1.pid, c2.ref.name, A.gateway)).out).toContain(c2.ip);
+    expect((await look(c1.pid, 'alias3', A.gateway)).out).toContain(c2.ip);
+    expect((await look(c1.pid, c2.ref.id.slice(0, 12), A.gateway)).out).toContain(c2.ip);
+    // c3 on network B asks its own gateway: A's names are not there (forwarded, the upstream
+    // answers its fixed address, never c2's).
+    expect((await look(c3.pid, c2.ref.name, B.gateway)).out).not.toContain(c2.ip);
+    expect((await look(c3.pid, c3.ref.name, B.gateway)).out).toContain(c3.ip);
+    // A name outside: forwarded by the owner, which stays in the host's network namespace.
+    expect((await look(c1.pid, 'example.test', A.gateway)).out).toContain('192.0.2.77');
   });
 
   const outside = hostAddress();
