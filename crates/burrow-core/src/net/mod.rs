@@ -42,6 +42,9 @@ pub enum NetError {
     Helper { helper: String, detail: String },
     #[error("{op}: {errno}")]
     Sys { op: String, errno: Errno },
+    /// The user's network owner (bridge/) refused or failed a request, or cannot be reached.
+    #[error("network owner: {0}")]
+    Owner(String),
 }
 
 impl Coded for NetError {
@@ -51,6 +54,7 @@ impl Coded for NetError {
             NetError::PortInUse { .. } => crate::codes::EPORT_IN_USE,
             NetError::Helper { .. } => crate::codes::ENET_HELPER,
             NetError::Sys { .. } => crate::codes::ESYSCALL,
+            NetError::Owner(_) => crate::codes::ENET_OWNER,
         }
     }
 }

@@ -8,6 +8,7 @@
 //!   (conntrack ESTABLISHED) come back; an internal one forwards nothing at all.
 //! - nat POSTROUTING masquerades a non-internal subnet out of the tap device: slirp4netns and
 //!   pasta answer only their own 10.0.2.0/24 address.
+//!
 //! Traffic between two containers of one network is bridged (layer 2) and never reaches these
 //! chains (br_netfilter is not loaded in a namespace); the same-bridge accept rule keeps it so if
 //! it were.

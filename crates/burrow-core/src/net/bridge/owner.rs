@@ -161,9 +161,8 @@ impl Owner {
             ever_leased: false,
         };
         // The closed filter first: it also proves iptables works in N before anyone relies on it.
-        me.apply_rules().map_err(|e| {
+        me.apply_rules().inspect_err(|_| {
             let _ = std::fs::remove_file(&sock);
-            e
         })?;
         match me.start_helper(&o) {
             Ok(h) => me.helper = Some(h),
@@ -658,7 +657,7 @@ impl Owner {
             nl.run(link::up_msg(i), &format!("{h} up"))?;
             Ok(Vec::new())
         })
-        .map_err(|e| fail(e))?;
+        .map_err(fail)?;
         let (ifname, default_route) = (e.ifname.clone(), e.default_route);
         let r = ns::in_netns(c.netns.as_fd(), move || {
             let mut nl = Nl::open()?;
