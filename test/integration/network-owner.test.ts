@@ -42,6 +42,8 @@ interface NetworkDef {
   bridge: string;
   subnet: string;
   gateway: string;
+  subnet6?: string;
+  gateway6?: string;
   internal: boolean;
   mtu: number;
 }
@@ -193,7 +195,8 @@ function endpoint(n: NetworkDef, host: number, ifname = 'eth0') {
     .split('.')
     .map((b) => Number(b).toString(16).padStart(2, '0'))
     .join(':')}`;
-  return { network: n, ip, mac, ifname, aliases: [`alias${host}`], defaultRoute: !n.internal };
+  const ip6 = n.subnet6 ? n.subnet6.replace('::/64', `::${host}`) : undefined;
+  return { network: n, ip, ...(ip6 ? { ip6 } : {}), mac, ifname, aliases: [`alias${host}`], defaultRoute: !n.internal };
 }
 function ref(name: string) {
   return { id: crypto.randomBytes(32).toString('hex'), name: `${name}-${process.pid}-${++seq}` };
@@ -230,7 +233,8 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
   let owner: Owner;
   const procs: { kill: () => void }[] = [];
   const conns: Conn[] = [];
-  const A = network('neta', 11);
+  // IPv6 too (`network create --ipv6`): addresses on the bridge and the endpoints.
+  const A = { ...network('neta', 11), subnet6: 'fd29:11::/64', gateway6: 'fd29:11::1' };
   const B = network('netb', 12);
   const I = network('neti', 13, true);
 
@@ -292,6 +296,9 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
     expect((await inNs(c1.pid, ['busybox', 'ip', 'link', 'show', 'eth0'])).out).toContain(endpoint(A, 2).mac);
 
     expect((await inNs(c1.pid, ['busybox', 'ping', '-c', '1', '-W', '5', c2.ip])).code).toBe(0);
+    expect((await inNs(c1.pid, ['busybox', 'ip', '-6', 'addr', 'show', 'eth0'])).out).toContain('inet6 fd29:11::2/64');
+    const six = await inNs(c1.pid, ['busybox', 'ping6', '-c', '1', '-W', '5', 'fd29:11::3']);
+    expect(six.code, six.out).toBe(0);
     // TCP: busybox httpd in c2, a request from c1.
     const www = path.join(dir, 'www');
     fs.mkdirSync(www, { recursive: true });

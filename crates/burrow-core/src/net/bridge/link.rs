@@ -4,7 +4,7 @@
 //! to find at run time. A socket works on the network namespace it was created in, so the owner
 //! opens one in a child that entered N or the container's namespace (ns.rs).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -160,6 +160,16 @@ pub fn addr_msg(index: i32, ip: Ipv4Addr, prefix: u8) -> Msg {
     m.attr(IFA_LOCAL, &ip.octets()).attr(IFA_ADDRESS, &ip.octets())
 }
 
+/// An IPv6 address without duplicate address detection: usable at once (the network's IPAM
+/// hands out each address once), not "tentative" for the first seconds.
+pub fn addr6_msg(index: i32, ip: Ipv6Addr, prefix: u8) -> Msg {
+    const IFA_F_NODAD: u8 = 0x02;
+    let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+    m.buf.extend_from_slice(&[libc::AF_INET6 as u8, prefix, IFA_F_NODAD, 0]);
+    m.buf.extend_from_slice(&(index as u32).to_ne_bytes());
+    m.attr(IFA_ADDRESS, &ip.octets())
+}
+
 pub fn default_route_msg(gateway: Ipv4Addr) -> Msg {
     let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
     // struct rtmsg: family, dst_len, src_len, tos, table (main), protocol (boot), scope
@@ -245,6 +255,13 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
+/// "fd00:1::/64" as (network address, prefix length).
+pub fn parse_cidr6(s: &str) -> Option<(Ipv6Addr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let p: u8 = p.parse().ok().filter(|p| *p <= 128)?;
+    Some((a.parse().ok()?, p))
+}
+
 /// "172.18.0.0/16" as (network address, prefix length).
 pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (a, p) = s.split_once('/')?;
@@ -307,5 +324,9 @@ mod tests {
         assert_eq!(parse_mac("02:42"), None);
         assert_eq!(parse_cidr("10.5.0.0/24"), Some(("10.5.0.0".parse().unwrap(), 24)));
         assert_eq!(parse_cidr("10.5.0.0"), None);
+        assert_eq!(parse_cidr6("fd00:1::/64"), Some(("fd00:1::".parse().unwrap(), 64)));
+        let b = addr6_msg(3, "fd00:1::2".parse().unwrap(), 64).bytes(1);
+        assert_eq!(&b[16..20], &[libc::AF_INET6 as u8, 64, 0x02, 0]);
+        assert_eq!(&b[28..44], &"fd00:1::2".parse::<Ipv6Addr>().unwrap().octets());
     }
 }

@@ -595,11 +595,15 @@ impl Owner {
         let (_, prefix) = link::parse_cidr(&def.subnet).ok_or_else(|| fail(format!("network {}: bad subnet {:?}", def.name, def.subnet)))?;
         let gw: Ipv4Addr = def.gateway.parse().map_err(|_| fail(format!("network {}: bad gateway {:?}", def.name, def.gateway)))?;
         let (bridge, mtu) = (def.bridge.clone(), def.mtu);
+        let v6 = v6_of(def.subnet6.as_deref(), def.gateway6.as_deref()).map_err(|e| fail(format!("network {}: {e}", def.name)))?;
         let fds = ns::in_netns(self.netns.as_fd(), move || {
             let mut nl = Nl::open()?;
             nl.run(link::bridge_msg(&bridge, mtu), &format!("create bridge {bridge}"))?;
             let i = link::index(&bridge)?;
             nl.run(link::addr_msg(i, gw, prefix), &format!("address {gw}/{prefix} on {bridge}"))?;
+            if let Some((gw6, p6)) = v6 {
+                nl.run(link::addr6_msg(i, gw6, p6), &format!("address {gw6}/{p6} on {bridge}"))?;
+            }
             nl.run(link::up_msg(i), &format!("{bridge} up"))?;
             let udp = std::net::UdpSocket::bind((gw, 53)).map_err(|e| format!("DNS on {gw}:53/udp: {e}"))?;
             let tcp = std::net::TcpListener::bind((gw, 53)).map_err(|e| format!("DNS on {gw}:53/tcp: {e}"))?;
@@ -659,10 +663,17 @@ impl Owner {
         })
         .map_err(fail)?;
         let (ifname, default_route) = (e.ifname.clone(), e.default_route);
+        let v6 = match &e.ip6 {
+            Some(a) => v6_of(e.network.subnet6.as_deref(), Some(a)).map_err(|err| fail(format!("network {}: {err}", e.network.name)))?,
+            None => None,
+        };
         let r = ns::in_netns(c.netns.as_fd(), move || {
             let mut nl = Nl::open()?;
             let i = link::index(&ifname)?;
             nl.run(link::addr_msg(i, ip, prefix), &format!("address {ip}/{prefix} on {ifname}"))?;
+            if let Some((ip6, p6)) = v6 {
+                nl.run(link::addr6_msg(i, ip6, p6), &format!("address {ip6}/{p6} on {ifname}"))?;
+            }
             nl.run(link::up_msg(i), &format!("{ifname} up"))?;
             nl.run(link::up_msg(link::index("lo")?), "lo up")?;
             if default_route {
@@ -738,6 +749,20 @@ impl Owner {
         if let Some(mut h) = self.helper.take() {
             h.stop();
         }
+    }
+}
+
+/// An IPv6 address with the prefix length of its subnet (both given, or neither: IPv4 only).
+/// IPv6 is for traffic within a network (and AAAA answers): the outbound helpers run IPv4.
+fn v6_of(subnet6: Option<&str>, addr: Option<&str>) -> std::result::Result<Option<(std::net::Ipv6Addr, u8)>, String> {
+    match (subnet6, addr) {
+        (Some(s), Some(a)) => {
+            let (_, p) = link::parse_cidr6(s).ok_or_else(|| format!("bad IPv6 subnet {s:?}"))?;
+            let ip = a.parse().map_err(|_| format!("bad IPv6 address {a:?}"))?;
+            Ok(Some((ip, p)))
+        }
+        (None, Some(a)) => Err(format!("IPv6 address {a:?} without an IPv6 subnet")),
+        _ => Ok(None),
     }
 }
 
