@@ -522,6 +522,18 @@ describe.runIf(READY)(`the network owner's own end as ${IS_ROOT ? 'root' : 'an u
     conn.close();
   });
 
+  it('its directory removed under it: the last lease gone, it still leaves (nobody could reach it any more)', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'gone-'));
+    const owner = await startOwner(dir);
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'hold' })).ok).toBe(true);
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    fs.rmSync(dir, { recursive: true, force: true });
+    conn.close();
+    expect(await owner.exited).toBe(0);
+    await until(() => slirp.every((p) => !alive(p)), 'slirp4netns to go');
+  }, 30_000);
+
   const outside = hostAddress();
   it.runIf(have('pasta') && outside !== undefined)('with pasta as the outbound helper, a network reaches the host\'s address', async () => {
     const dir = fs.mkdtempSync(path.join(base, 'pasta-'));

@@ -718,6 +718,12 @@ impl Owner {
     /// Takes the start lock and leaves, unless a client is about to take a lease (it holds the
     /// lock) or came in meanwhile. True: the owner is gone (socket, record and lock removed).
     fn try_exit(&mut self) -> bool {
+        // Our socket gone (its directory removed, a store reset): no client can reach us or
+        // take a lease any more, and no lock can be taken there. Leave.
+        if std::fs::symlink_metadata(self.dir.join(OWNER_SOCKET)).is_err() {
+            self.shutdown();
+            return true;
+        }
         let lock = self.dir.join(OWNER_START_LOCK);
         if !take_lock(&lock) {
             return false;
