@@ -563,7 +563,7 @@ function descendants(pid: number): number[] {
 }
 
 /** A shell loop that retries `cmd` while a server in another container starts (at most ~10 s). */
-const retry = (cmd: string) => `for i in $(seq 100); do ${cmd} && exit 0; sleep 0.1; done; exit 1`;
+const retry = (cmd: string) => `(for i in $(seq 100); do ${cmd} && exit 0; sleep 0.1; done; exit 1)`;
 
 describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   const nets: string[] = [];
