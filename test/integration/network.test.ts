@@ -712,6 +712,21 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(inspect(next).NetworkSettings.Networks['un-ipam'].IPAddress).toBe('10.251.7.2');
   });
 
+  it('a restart policy restarts a container on a user-defined network with its address, reachable', () => {
+    netCreate('un-rp');
+    // Fails once (recording its address), then serves.
+    const id = runD('--name', 'un-rp1', '--network', 'un-rp', '--restart', 'on-failure:3', IMAGE, 'sh', '-c', 'ip -4 -o addr show eth0 >> /addrs; [ -f /again ] || { touch /again; exit 3; }; mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 80 -h /www');
+    seeOwner();
+    waitFor(() => inspect(id).RestartCount >= 1 && inspect(id).State.Running === true, 20_000, 'the restart');
+    const ip = inspect(id).NetworkSettings.Networks['un-rp'].IPAddress as string;
+    const addrs = b(['exec', id, 'cat', '/addrs']).stdout.trim().split('\n');
+    expect(addrs).toHaveLength(2);
+    for (const a of addrs) expect(a).toMatch(new RegExp(`inet ${ip.replace(/\./g, '\\.')}/`));
+    const r = b(['run', '--rm', '--network', 'un-rp', IMAGE, 'sh', '-c', retry('wget -q -O- http://un-rp1/')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('up\n');
+  });
+
   it('no owner and no slirp4netns are left once the last container on a network is removed', () => {
     netCreate('un-gone');
     const x = runD('--network', 'un-gone', IMAGE, 'sleep', '60');
