@@ -727,6 +727,20 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(r.stdout).toBe('up\n');
   });
 
+  it('three runs at once start one owner', async () => {
+    netCreate('un-race');
+    const runs = await Promise.all([1, 2, 3].map(() => env.bg(['run', '-d', '--network', 'un-race', IMAGE, 'sleep', '60'])));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const pid = seeOwner();
+    const owners = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && alive(Number(d)) && / network-owner --dir /.test(cmdline(Number(d))) && cmdline(Number(d)).includes(env.runroot));
+    expect(owners).toEqual([String(pid)]);
+    // All three on the one owner's bridge: each reaches the others.
+    const ips = runs.map((r) => inspect(r.stdout.trim()).NetworkSettings.Networks['un-race'].IPAddress as string);
+    expect(new Set(ips).size).toBe(3);
+    const ping = b(['exec', runs[0]!.stdout.trim(), 'sh', '-c', ips.slice(1).map((ip) => `ping -c1 -W5 ${ip} >/dev/null`).join(' && ')]);
+    expect(ping.code, ping.stderr).toBe(0);
+  });
+
   it('no owner and no slirp4netns are left once the last container on a network is removed', () => {
     netCreate('un-gone');
     const x = runD('--network', 'un-gone', IMAGE, 'sleep', '60');
