@@ -600,6 +600,8 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(ws.MacAddress).toBe(`02:42:${ws.IPAddress.split('.').map((x: string) => Number(x).toString(16).padStart(2, '0')).join(':')}`);
     expect(ws.NetworkID).toBe(JSON.parse(b(['network', 'inspect', 'un-front']).stdout)[0].Id);
     expect(ws.Gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    // Docker's NetworkMode of a container on user-defined networks: the first one's name.
+    expect(inspect(web).HostConfig.NetworkMode).toBe('un-front');
     const client = b(['run', '--rm', '--network', 'un-front', IMAGE, 'sh', '-c', `${retry('wget -q -O /tmp/a http://un-web/')} ; cat /tmp/a; wget -q -O- http://webalias/; cat /etc/resolv.conf; ip -4 route`]);
     expect(client.code, client.stderr).toBe(0);
     expect(client.stdout).toMatch(/^page from \w+\npage from \w+\n/);
