@@ -266,7 +266,8 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       volumes: req.volumes ?? [],
       mounts: req.mounts ?? [],
       tmpfs: Object.entries(req.tmpfs ?? {}).map(([k, v]) => (v ? `${k}:${v}` : k)),
-      network: net.mode === 'container' ? `container:${net.container}` : net.mode,
+      // Docker's HostConfig.NetworkMode: on user-defined networks, the first one's name.
+      network: net.mode === 'container' ? `container:${net.container}` : net.mode === 'user' && userNetworks[0] ? userNetworks[0].network.Name : net.mode,
       net,
       ...(userNetworks.length ? { userNetworks } : {}),
       logDriver,

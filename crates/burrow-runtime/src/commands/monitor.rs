@@ -286,6 +286,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut caller = Some(caller);
     let mut restarts = 0u32;
     let mut backoff = Backoff::default();
+    // Taken while the CLI still holds its own lease (until our first pid report).
+    let _owner_hold = if p.value("restart").is_some_and(|r| r != "no") { super::network::hold_for_restarts(&p)? } else { None };
     loop {
         let began = Instant::now();
         let ended = match run_once(&setup, caller.as_ref(), attach_fd.take(), restarts) {

@@ -40,3 +40,16 @@ pub fn attach(net: Option<&mut Network>, pid: i32) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// A monitor with a restart policy, for a container on user-defined networks: a `hold` lease on
+/// the network owner for the monitor's life. Between two runs the container's own lease (its
+/// attach) is closed, and with no other lease the owner would leave; the next run's attach would
+/// then find no owner (the CLI starts owners, a monitor does not). None without a bridge config.
+pub fn hold_for_restarts(p: &Parsed) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let Some(path) = p.value(FLAG.0) else { return Ok(None) };
+    let cfg = NetConfig::load(std::path::Path::new(path)).map_err(err)?;
+    let Some(b) = cfg.bridge else { return Ok(None) };
+    let mut conn = burrow_core::net::bridge::client::connect(&b.owner_dir).map_err(err)?;
+    burrow_core::net::bridge::client::request(&mut conn, &burrow_core::net::bridge::Request::Hold).map_err(err)?;
+    Ok(Some(conn))
+}
