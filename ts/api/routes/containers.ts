@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { BurrowError } from '../../errors';
 import type { ContainerRecord } from '../../container/records';
 import type { EngineContext } from '../../engine/context';
+import { dockerEndpoints, userNetworkMode } from '../convert/networks';
 import { ApiError, boolParam, filtersParam, noContent, readJson, sendJson } from '../http';
 import type { ApiRequest, Route } from '../router';
 
@@ -62,8 +63,10 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
     const r = e.rec;
     const running = e.state.status === 'running';
     // Docker's built-in names, as the networks routes list them: `bridge` stands for burrow's
-    // default (a network namespace of its own through slirp4netns or pasta).
-    const mode = r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge';
+    // default (a network namespace of its own through slirp4netns or pasta); a container on
+    // user-defined networks shows them (docker ps's NETWORKS column), its first as its mode.
+    const userNets = await dockerEndpoints(req.ctx, r, running, { aliases: false });
+    const mode = userNetworkMode(r, userNets) ?? (r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge');
     out.push({
       Id: r.id,
       Names: [`/${r.name}`],
@@ -77,7 +80,7 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
       State: e.status,
       Status: statusText(e),
       HostConfig: { NetworkMode: mode },
-      NetworkSettings: { Networks: mode.startsWith('container:') ? {} : { [mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
+      NetworkSettings: { Networks: Object.keys(userNets).length ? userNets : mode.startsWith('container:') ? {} : { [mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
       Mounts: r.mounts.map((m) => ({
         Type: m.type,
         ...(m.type === 'volume' ? { Name: m.name ?? '', Driver: 'local' } : {}),
@@ -109,7 +112,15 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
 async function inspect(req: ApiRequest, res: ServerResponse): Promise<void> {
   const rec = await container(req);
   const { inspectContainer } = await import('../../container/inspect');
-  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown>;
+  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown> & { HostConfig: Record<string, unknown>; NetworkSettings: Record<string, unknown>; State: { Running?: boolean } };
+  // User-defined networks in Docker's shapes (ts/api/convert/networks.ts says why the API shows
+  // them itself: compose reads the short-id alias).
+  const userNets = await dockerEndpoints(req.ctx, rec, !!out.State?.Running);
+  const mode = userNetworkMode(rec, userNets);
+  if (mode) {
+    out.HostConfig.NetworkMode = mode;
+    out.NetworkSettings.Networks = userNets;
+  }
   if (boolParam(req.query, 'size')) {
     const [{ treeSize }, { Containers }] = await Promise.all([import('../../container/lifecycle'), import('../../container/records')]);
     Object.assign(out, { SizeRw: treeSize(`${new Containers(req.ctx.store).dir(rec.id)}/upper`), SizeRootFs: 0 });
