@@ -6,7 +6,7 @@
  * cannot do as asked but can run anyway (a log driver it lacks) becomes a warning in the
  * response's `Warnings`.
  */
-import type { CreateRequest, MountRequest } from '../../engine/create';
+import type { CreateRequest, EndpointRequest, MountRequest } from '../../engine/create';
 import type { Healthcheck, RestartPolicy } from '../../container/records';
 import { ApiError } from '../http';
 
@@ -195,20 +195,11 @@ function publishSpec(key: string, b: Reader): string {
   return `${host}${key}`;
 }
 
-/** One user-defined network a container joins at create, as NetworkingConfig asks. */
-export interface NetworkAsk {
-  /** The network's name or id, as the client gave it. */
-  name: string;
-  aliases: string[];
-  ip?: string;
-  mac?: string;
-}
-
 const BUILTIN_MODE = (m: string): boolean => m === 'host' || m === 'none' || m.startsWith('container:') || /^(slirp4netns|pasta)(:|$)/.test(m);
 
 /** An EndpointsConfig entry: its aliases, IPAMConfig.IPv4Address and MacAddress. */
-function endpointOf(name: string, e: Reader | undefined): NetworkAsk {
-  const out: NetworkAsk = { name, aliases: [...new Set(e?.strs('Aliases') ?? [])].filter(Boolean) };
+function endpointOf(network: string, e: Reader | undefined): EndpointRequest {
+  const out: EndpointRequest = { network, aliases: [...new Set(e?.strs('Aliases') ?? [])].filter(Boolean) };
   const ip = e?.obj('IPAMConfig')?.str('IPv4Address');
   if (ip) {
     if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip) || ip.split('.').some((b) => Number(b) > 255)) throw new ApiError(400, `invalid IPv4 address: ${ip}`);
@@ -232,21 +223,19 @@ function endpointOf(name: string, e: Reader | undefined): NetworkAsk {
  * before the start, which works as well). EndpointsConfig keys for the built-in networks add
  * nothing.
  */
-function networksOf(mode: string | undefined, endpoints: Reader | undefined): { network?: string; networks: NetworkAsk[] } {
+function networksOf(mode: string | undefined, endpoints: Reader | undefined): { network?: string; networks: EndpointRequest[] } {
   const keys = (endpoints?.ownKeys() ?? []).filter((k) => !['bridge', 'default', 'host', 'none'].includes(k));
-  const entry = (k: string): NetworkAsk => endpointOf(k, endpoints?.obj(k));
+  const entry = (k: string): EndpointRequest => endpointOf(k, endpoints?.obj(k));
   if (mode && mode !== 'default' && mode !== 'bridge') {
     if (BUILTIN_MODE(mode)) return { network: mode, networks: [] };
-    // The mode's own entry: by its name, or the only one (a client may key it by id, or by name
-    // with the mode an id).
-    const own = keys.includes(mode) ? mode : keys.length === 1 ? keys[0]! : undefined;
-    const first: NetworkAsk = own ? { ...entry(own), name: mode } : { name: mode, aliases: [] };
-    return { network: mode, networks: [first, ...keys.filter((k) => k !== own).map(entry)] };
+    // The mode's own entry first (eth0), then the others in the body's order.
+    const first = keys.includes(mode) ? entry(mode) : { network: mode, aliases: [] };
+    return { network: mode, networks: [first, ...keys.filter((k) => k !== mode).map(entry)] };
   }
   // Docker's default mode with user-defined networks named: those networks (burrow's default
   // network cannot be combined with them).
   const networks = keys.map(entry);
-  return networks.length ? { network: networks[0]!.name, networks } : { networks };
+  return networks.length ? { network: networks[0]!.network, networks } : { networks };
 }
 
 /** The create body and the `name` query parameter as the engine's request. */
@@ -326,7 +315,7 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     mounts,
     tmpfs: h.record('Tmpfs') ?? {},
     ...(network !== undefined ? { network } : {}),
-    ...(networks.length ? { networks } : {}),
+    ...(networks.length ? { endpoints: networks } : {}),
     publish,
     publishAll: !!h.bool('PublishAllPorts'),
     expose: exposed,

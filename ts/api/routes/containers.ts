@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { BurrowError } from '../../errors';
 import type { ContainerRecord } from '../../container/records';
 import type { EngineContext } from '../../engine/context';
-import { dockerEndpoints, userNetworkMode } from '../convert/networks';
+import { dockerEndpoints, userNetworkMode, withShortIdAlias } from '../convert/networks';
 import { ApiError, boolParam, filtersParam, noContent, readJson, sendJson } from '../http';
 import type { ApiRequest, Route } from '../router';
 
@@ -65,8 +65,8 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
     // Docker's built-in names, as the networks routes list them: `bridge` stands for burrow's
     // default (a network namespace of its own through slirp4netns or pasta); a container on
     // user-defined networks shows them (docker ps's NETWORKS column), its first as its mode.
-    const userNets = await dockerEndpoints(req.ctx, r, running, { aliases: false });
-    const mode = userNetworkMode(r, userNets) ?? (r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge');
+    const userNets = await dockerEndpoints(req.ctx, r);
+    const mode = userNetworkMode(r) ?? (r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge');
     out.push({
       Id: r.id,
       Names: [`/${r.name}`],
@@ -112,14 +112,12 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
 async function inspect(req: ApiRequest, res: ServerResponse): Promise<void> {
   const rec = await container(req);
   const { inspectContainer } = await import('../../container/inspect');
-  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown> & { HostConfig: Record<string, unknown>; NetworkSettings: Record<string, unknown>; State: { Running?: boolean } };
-  // User-defined networks in Docker's shapes (ts/api/convert/networks.ts says why the API shows
-  // them itself: compose reads the short-id alias).
-  const userNets = await dockerEndpoints(req.ctx, rec, !!out.State?.Running);
-  const mode = userNetworkMode(rec, userNets);
+  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown> & { HostConfig: Record<string, unknown>; NetworkSettings: { Networks?: Record<string, Record<string, unknown>> } };
+  // A container on user-defined networks: what Docker adds for its clients (ts/api/convert/networks.ts).
+  const mode = userNetworkMode(rec);
   if (mode) {
     out.HostConfig.NetworkMode = mode;
-    out.NetworkSettings.Networks = userNets;
+    withShortIdAlias(rec, out.NetworkSettings.Networks ?? {});
   }
   if (boolParam(req.query, 'size')) {
     const [{ treeSize }, { Containers }] = await Promise.all([import('../../container/lifecycle'), import('../../container/records')]);

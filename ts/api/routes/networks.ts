@@ -94,9 +94,9 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
     config = ipamConfig((ipam.Config as unknown[] | null | undefined) ?? []);
   }
   const { createNetwork } = await engine();
-  const r = await createNetwork(req.ctx, {
+  const r = createNetwork(req.ctx, {
     Name: b.Name,
-    Driver: (b.Driver as string | null | undefined) || undefined,
+    Driver: b.Driver || undefined,
     CheckDuplicate: b.CheckDuplicate as boolean | undefined,
     Internal: b.Internal as boolean | undefined,
     Attachable: b.Attachable as boolean | undefined,
@@ -133,20 +133,20 @@ export function endpointAsk(v: unknown, field: string): EndpointAsk {
   if (!isObject(v)) throw new ApiError(400, `invalid ${field}: want an object`);
   const aliases = v.Aliases;
   if (!absent(aliases) && !(Array.isArray(aliases) && aliases.every((a) => typeof a === 'string'))) throw new ApiError(400, `invalid ${field}.Aliases: want an array of strings`);
-  const out: EndpointAsk = { aliases: [...new Set((aliases as string[] | null | undefined) ?? [])].filter(Boolean) };
+  const out: EndpointAsk = { aliases: [...new Set(aliases ?? [])].filter(Boolean) };
   const ipam = v.IPAMConfig;
   if (!absent(ipam)) {
     if (!isObject(ipam)) throw new ApiError(400, `invalid ${field}.IPAMConfig: want an object`);
     const ip = ipam.IPv4Address;
     if (!absent(ip) && ip !== '') {
-      if (typeof ip !== 'string' || !isIpv4(ip)) throw new ApiError(400, `invalid IPv4 address: ${String(ip)}`);
+      if (typeof ip !== 'string' || !isIpv4(ip)) throw new ApiError(400, `invalid IPv4 address: ${JSON.stringify(ip)}`);
       out.ip = ip;
     }
     if (!absent(ipam.IPv6Address) && ipam.IPv6Address !== '') throw new ApiError(400, `${field}.IPAMConfig.IPv6Address: a fixed IPv6 address is not supported`);
   }
   const mac = v.MacAddress;
   if (!absent(mac) && mac !== '') {
-    if (typeof mac !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw new ApiError(400, `invalid MAC address: ${String(mac)}`);
+    if (typeof mac !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw new ApiError(400, `invalid MAC address: ${JSON.stringify(mac)}`);
     out.mac = mac.toLowerCase();
   }
   return out;
