@@ -44,3 +44,17 @@ export async function disconnectRunning(store: Store, rec: ContainerRecord, netw
     l.release();
   }
 }
+
+/*
+ * ts/engine/networks.ts's (netcli's) names for the above, as its branch calls them (merge of
+ * netcli and netrun in the netapi branch, to test the API on both).
+ */
+import type { EngineContext } from '../engine/context';
+
+export function liveConnect(ctx: EngineContext, rec: ContainerRecord, endpoint: EndpointRecord): Promise<void> {
+  return connectRunning(ctx.store, rec, endpoint);
+}
+
+export function liveDisconnect(ctx: EngineContext, rec: ContainerRecord, networkId: string): Promise<void> {
+  return disconnectRunning(ctx.store, rec, networkId);
+}
