@@ -9,6 +9,7 @@
 import type { ServerResponse } from 'node:http';
 import { BurrowError } from '../../errors';
 import { ApiError, filtersParam, noContent, readJson, sendJson } from '../http';
+import type { ConnectOptions } from '../../engine/networks';
 import type { ApiRequest, Route } from '../router';
 
 const engine = () => import('../../engine/networks');
@@ -122,18 +123,12 @@ async function prune(req: ApiRequest, res: ServerResponse): Promise<void> {
 }
 
 /** What a connect body's EndpointConfig asks: aliases and a fixed address (Docker's IPAMConfig). */
-export interface EndpointAsk {
-  aliases: string[];
-  ip?: string;
-  mac?: string;
-}
-
-export function endpointAsk(v: unknown, field: string): EndpointAsk {
+function endpointAsk(v: unknown, field: string): ConnectOptions {
   if (absent(v)) return { aliases: [] };
   if (!isObject(v)) throw new ApiError(400, `invalid ${field}: want an object`);
   const aliases = v.Aliases;
   if (!absent(aliases) && !(Array.isArray(aliases) && aliases.every((a) => typeof a === 'string'))) throw new ApiError(400, `invalid ${field}.Aliases: want an array of strings`);
-  const out: EndpointAsk = { aliases: [...new Set(aliases ?? [])].filter(Boolean) };
+  const out: ConnectOptions = { aliases: [...new Set(aliases ?? [])].filter(Boolean) };
   const ipam = v.IPAMConfig;
   if (!absent(ipam)) {
     if (!isObject(ipam)) throw new ApiError(400, `invalid ${field}.IPAMConfig: want an object`);
@@ -144,11 +139,8 @@ export function endpointAsk(v: unknown, field: string): EndpointAsk {
     }
     if (!absent(ipam.IPv6Address) && ipam.IPv6Address !== '') throw new ApiError(400, `${field}.IPAMConfig.IPv6Address: a fixed IPv6 address is not supported`);
   }
-  const mac = v.MacAddress;
-  if (!absent(mac) && mac !== '') {
-    if (typeof mac !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw new ApiError(400, `invalid MAC address: ${JSON.stringify(mac)}`);
-    out.mac = mac.toLowerCase();
-  }
+  // A container's MAC on a network it joins later is Docker's (02:42 and the address).
+  if (!absent(v.MacAddress) && v.MacAddress !== '') throw new ApiError(400, `${field}.MacAddress: a MAC address is set at create only (NetworkingConfig), not on connect`);
   return out;
 }
 
@@ -166,8 +158,8 @@ async function disconnect(req: ApiRequest, res: ServerResponse): Promise<void> {
   const b = await body(req, 'network disconnect');
   if (typeof b.Container !== 'string' || !b.Container) throw new ApiError(400, 'network disconnect: Container is required');
   if (!absent(b.Force) && typeof b.Force !== 'boolean') throw new ApiError(400, 'invalid Force: want true or false');
-  const { connectNetwork } = await engine();
-  await connectNetwork(req.ctx, req.params.id!, b.Container, 'disconnect', { aliases: [], force: !!b.Force });
+  const { disconnectNetwork } = await engine();
+  await disconnectNetwork(req.ctx, req.params.id!, b.Container, { force: !!b.Force });
   res.writeHead(200, { 'Content-Length': 0 });
   res.end();
 }
