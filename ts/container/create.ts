@@ -8,8 +8,7 @@ import { BurrowError } from '../errors';
 import { parseImageConfig, type ContainerConfig, type ImageConfig } from '../image/manifest';
 import { writeEtcFiles } from '../network/etc';
 import type { NetworkRecord } from '../network/options';
-import { gatewayOf } from '../network/runtime';
-import { macFor, type EndpointRecord } from '../network/user';
+import type { EndpointRecord } from '../network/user';
 import type { NetworkRecord as StoredNetwork } from '../engine/networks';
 import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
@@ -90,12 +89,14 @@ export interface UserNetworkRequest {
  */
 async function allocateEndpoints(store: Store, id: string, nets: UserNetworkRequest[]): Promise<EndpointRecord[]> {
   const { allocate, release } = await import('../network/ipam');
+  const { endpointRecord } = await import('../engine/networks');
   const out: EndpointRecord[] = [];
   try {
     for (const [i, n] of nets.entries()) {
       if (n.mac !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(n.mac)) throw new BurrowError('EUSAGE', `invalid --mac-address ${n.mac}: want six hexadecimal bytes, 02:42:ac:11:00:02`);
       const ip = allocate(store, n.network, id, n.ip);
-      out.push({ network: n.network.Id, name: n.network.Name, ip, mac: (n.mac ?? macFor(ip)).toLowerCase(), ifname: `eth${i}`, aliases: [...n.aliases], ...(n.ip ? { ipGiven: true } : {}) });
+      const ep = endpointRecord(n.network, ip, { ifname: `eth${i}`, aliases: n.aliases, ...(n.ip ? { ipGiven: true } : {}) });
+      out.push(n.mac ? { ...ep, mac: n.mac.toLowerCase() } : ep);
     }
   } catch (err) {
     for (const n of nets) release(store, n.network.Id, id);
@@ -215,7 +216,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       allocated = o.userNetworks;
       net = { ...o.net, networks: await allocateEndpoints(store, id, o.userNetworks) };
     }
-    writeEtcFiles(etc, hostname, net, net?.mode === 'container' ? containers.dir(net.container!) : undefined, net?.networks?.length ? gatewayOf(o.userNetworks![0]!.network) : undefined);
+    writeEtcFiles(etc, hostname, net, net?.mode === 'container' ? containers.dir(net.container!) : undefined, net?.networks?.length ? (await import('../engine/networks')).networkDef(o.userNetworks![0]!.network).gateway : undefined);
     const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;

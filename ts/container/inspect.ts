@@ -183,19 +183,19 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       ...(rec.healthcheck ? { Healthcheck: rec.healthcheck } : {}),
       ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
     },
-    NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed, rec.net?.mode === 'user' ? { id: rec.id, name: rec.name, lookup: networkLookup(store), ...(lost ? { lost } : {}) } : undefined),
+    NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed, rec.net?.mode === 'user' ? { id: rec.id, name: rec.name, lookup: networkLookup(store, rec.id), ...(lost ? { lost } : {}) } : undefined),
   };
 }
 
 /** The store's user-defined networks by id, for the endpoints' prefix length and gateway. */
-function networkLookup(store: Store): NetworkLookup {
+function networkLookup(store: Store, containerId: string): NetworkLookup {
   return (id) => {
     try {
+      // Lazy: only containers on user-defined networks pay for it (node:crypto).
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { findNetwork } = require('../engine/networks') as typeof import('../engine/networks');
-      const n = findNetwork({ store } as Parameters<typeof findNetwork>[0], id);
-      const c = (n.IPAM.Config as { Subnet?: string; Gateway?: string }[]).find((x) => x.Subnet && !x.Subnet.includes(':'));
-      return c?.Subnet ? { subnet: c.Subnet, gateway: c.Gateway ?? '' } : undefined;
+      const { findNetwork, networkDef, endpointId } = require('../engine/networks') as typeof import('../engine/networks');
+      const d = networkDef(findNetwork({ store } as Parameters<typeof findNetwork>[0], id));
+      return { subnet: d.subnet, gateway: d.gateway, endpointId: endpointId(id, containerId) };
     } catch {
       return undefined;
     }

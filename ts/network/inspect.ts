@@ -52,15 +52,12 @@ export function hostConfigNetwork(net: NetworkRecord | undefined): Record<string
   };
 }
 
-/** A network's subnet and gateway as the store has them now (undefined: removed meanwhile). */
-export type NetworkLookup = (id: string) => { subnet: string; gateway: string } | undefined;
+/**
+ * A network's subnet and gateway as the store has them now (undefined: removed meanwhile), and
+ * Docker's EndpointID of this container on it (ts/engine/networks.ts endpointId).
+ */
+export type NetworkLookup = (id: string) => { subnet: string; gateway: string; endpointId: string } | undefined;
 
-/** Docker's EndpointID: stable for a container on a network, 64 hex. */
-function endpointId(containerId: string, networkId: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
-  return createHash('sha256').update(`burrow-endpoint\0${networkId}\0${containerId}`).digest('hex');
-}
 
 /** NetworkSettings.Networks of a container on user-defined networks, by network name, as Docker shows them. */
 export function userEndpoints(net: NetworkRecord, containerId: string, name: string, lookup: NetworkLookup): Record<string, Record<string, unknown>> {
@@ -74,7 +71,7 @@ export function userEndpoints(net: NetworkRecord, containerId: string, name: str
       MacAddress: e.mac,
       DriverOpts: null,
       NetworkID: e.network,
-      EndpointID: endpointId(containerId, e.network),
+      EndpointID: n?.endpointId ?? '',
       Gateway: n?.gateway ?? '',
       IPAddress: e.ip,
       IPPrefixLen: n ? Number(n.subnet.split('/')[1]) : 0,

@@ -1,15 +1,17 @@
 /**
- * `network connect` / `network disconnect` of a running container: the network owner adds or
- * takes away its veth now (the `connect` and `disconnect` requests of the owner's protocol,
+ * The live part of `network connect|disconnect` (#16): telling the user's network owner to add
+ * or take away a running container's interface (the `connect` and `disconnect` requests of
  * crates/burrow-core/src/net/bridge/mod.rs; the owner knows the container's init by its
- * monitor's attach). The record's part (the endpoint, its address from IPAM) is the caller's
- * (ts/engine/networks.ts): a stopped container gets its endpoints at its next start.
+ * monitor's attach). ts/engine/networks.ts calls these after it has written (before it removes)
+ * the endpoint in the container's record, only for a running container, and undoes the record
+ * when liveConnect throws. A stopped container gets its endpoints at its next start.
  */
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
+import type { EngineContext } from '../engine/context';
 import type { Store } from '../storage/store';
 import { holdOwner, type OwnerLease } from './owner';
-import { endpointNetworks, ownerDirOf, ownerEndpoints } from './runtime';
+import { endpointDefs, ownerDirOf, ownerEndpoints } from './runtime';
 import type { EndpointRecord } from './user';
 
 async function lease(store: Store, rec: ContainerRecord): Promise<OwnerLease> {
@@ -21,40 +23,28 @@ async function lease(store: Store, rec: ContainerRecord): Promise<OwnerLease> {
 }
 
 /**
- * The running container `rec` joins `endpoint`'s network (its record's endpoints, `endpoint`
- * not among them yet, decide whether this one carries the default route: only if none did).
+ * Adds `endpoint` (already in `rec`) to the running container `rec`. It carries the default
+ * route only if it is the container's first routed network (none of the others did).
  */
-export async function connectRunning(store: Store, rec: ContainerRecord, endpoint: EndpointRecord): Promise<void> {
-  const l = await lease(store, rec);
+export async function liveConnect(ctx: EngineContext, rec: ContainerRecord, endpoint: EndpointRecord): Promise<void> {
+  const l = await lease(ctx.store, rec);
   try {
-    const eps = [...(rec.net?.networks ?? []).filter((e) => e.network !== endpoint.network), endpoint];
-    const all = ownerEndpoints(eps, endpointNetworks(store, eps));
-    await l.request({ op: 'connect', container: rec.id, endpoint: all[all.length - 1]! });
+    const eps = rec.net?.networks ?? [];
+    const all = ownerEndpoints(eps, endpointDefs(ctx.store, eps));
+    const mine = all[eps.findIndex((e) => e.network === endpoint.network)];
+    if (!mine) throw new BurrowError('EINTERNAL', `network connect: the endpoint on ${endpoint.name} is not in ${rec.name}'s record`);
+    await l.request({ op: 'connect', container: rec.id, endpoint: mine });
   } finally {
     l.release();
   }
 }
 
-/** The running container `rec` leaves network `networkId` (its veth goes, its names there too). */
-export async function disconnectRunning(store: Store, rec: ContainerRecord, networkId: string): Promise<void> {
-  const l = await lease(store, rec);
+/** Takes the running container's interface on network `networkId` away (its names there too). */
+export async function liveDisconnect(ctx: EngineContext, rec: ContainerRecord, networkId: string): Promise<void> {
+  const l = await lease(ctx.store, rec);
   try {
     await l.request({ op: 'disconnect', container: rec.id, network: networkId });
   } finally {
     l.release();
   }
-}
-
-/*
- * ts/engine/networks.ts's (netcli's) names for the above, as its branch calls them (merge of
- * netcli and netrun in the netapi branch, to test the API on both).
- */
-import type { EngineContext } from '../engine/context';
-
-export function liveConnect(ctx: EngineContext, rec: ContainerRecord, endpoint: EndpointRecord): Promise<void> {
-  return connectRunning(ctx.store, rec, endpoint);
-}
-
-export function liveDisconnect(ctx: EngineContext, rec: ContainerRecord, networkId: string): Promise<void> {
-  return disconnectRunning(ctx.store, rec, networkId);
 }

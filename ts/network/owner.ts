@@ -119,7 +119,7 @@ async function withStartLock<T>(lockFile: string, fn: () => Promise<T>, timeoutM
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner = 0;
+      let owner: number;
       try {
         owner = Number(fs.readFileSync(lockFile, 'utf8') || '0');
       } catch {
@@ -154,7 +154,7 @@ async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promis
   if (process.getuid?.() !== 0) for (const [flag, maps] of [['--uid-map', uidMap], ['--gid-map', gidMap]] as const) for (const m of maps) args.push(flag, m.join(':'));
   // Its outbound helper, found as `run` finds a container's (none: internal networks only).
   const slirp = findHelper('slirp4netns');
-  if (slirp) args.push('--slirp4netns', slirp);
+  if (slirp) args.push('--helper', 'slirp4netns', '--helper-path', slirp);
   let child;
   try {
     child = spawn(runtimeBinary(), args, { stdio: ['ignore', log, log, 'pipe'], detached: true });

@@ -11,9 +11,9 @@ import { BurrowError } from '../errors';
 import type { Store } from '../storage/store';
 import type { ContainerRecord } from '../container/records';
 import { PASTA_DNS } from './etc';
-import { DEFAULT_MTU, type NetworkRecord, type PortSpec } from './options';
+import type { NetworkRecord, PortSpec } from './options';
 import type { OwnerLease } from './owner';
-import { bridgeName, OWNER_DIR, type EndpointRecord, type NetworkDef, type OwnerEndpoint } from './user';
+import { OWNER_DIR, type EndpointRecord, type NetworkDef, type OwnerEndpoint } from './user';
 
 /** What the network owner wrote once the network was up (net::NetState). */
 export interface NetState {
@@ -197,34 +197,6 @@ export function lostContainers(store: Store): { id: string; name: string; networ
 
 type StoredNetwork = import('../engine/networks').NetworkRecord;
 
-function ipamConfig(n: StoredNetwork, v6: boolean): { Subnet?: string; Gateway?: string } | undefined {
-  return (n.IPAM.Config as { Subnet?: string; Gateway?: string }[]).find((c) => typeof c.Subnet === 'string' && c.Subnet.includes(':') === v6);
-}
-
-/** A network's gateway (its bridge's address, the containers' DNS server). */
-export function gatewayOf(n: StoredNetwork): string | undefined {
-  return ipamConfig(n, false)?.Gateway;
-}
-
-/** What the owner needs of a network (bridge/mod.rs NetworkDef), from its record in the store. */
-export function networkDef(n: StoredNetwork): NetworkDef {
-  const v4 = ipamConfig(n, false);
-  const v6 = n.EnableIPv6 ? ipamConfig(n, true) : undefined;
-  if (!v4?.Subnet || !v4.Gateway) throw new BurrowError('ENETWORK_NOT_FOUND', `network ${n.Name} has no IPv4 subnet and gateway in its record`, `remove it and create it again: burrow network rm ${n.Name}; burrow network create ${n.Name}`);
-  const mtu = Number(n.Options['com.docker.network.driver.mtu'] ?? DEFAULT_MTU);
-  return {
-    id: n.Id,
-    name: n.Name,
-    bridge: bridgeName(n.Id),
-    subnet: v4.Subnet,
-    gateway: v4.Gateway,
-    ...(v6?.Subnet ? { subnet6: v6.Subnet } : {}),
-    ...(v6?.Gateway ? { gateway6: v6.Gateway } : {}),
-    internal: n.Internal,
-    mtu: Number.isInteger(mtu) && mtu > 0 ? mtu : DEFAULT_MTU,
-  };
-}
-
 /** The store's network records of a container's endpoints, as they are now (a removed one: ENETWORK_NOT_FOUND). */
 export function endpointNetworks(store: Store, eps: EndpointRecord[]): StoredNetwork[] {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -240,9 +212,16 @@ export function endpointNetworks(store: Store, eps: EndpointRecord[]): StoredNet
   });
 }
 
+/** What the owner needs of each network of a container's endpoints, from the store as it is now. */
+export function endpointDefs(store: Store, eps: EndpointRecord[]): NetworkDef[] {
+  // Lazy: ts/engine/networks.ts loads node:crypto, which `inspect` must not pay for.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { networkDef } = require('../engine/networks') as typeof import('../engine/networks');
+  return endpointNetworks(store, eps).map(networkDef);
+}
+
 /** The owner's endpoints of a container: its first non-internal network has the default route. */
-export function ownerEndpoints(eps: EndpointRecord[], nets: StoredNetwork[]): OwnerEndpoint[] {
-  const defs = nets.map(networkDef);
+export function ownerEndpoints(eps: EndpointRecord[], defs: NetworkDef[]): OwnerEndpoint[] {
   const routed = defs.findIndex((d) => !d.internal);
   return eps.map((e, i) => ({ network: defs[i]!, ip: e.ip, ...(e.ip6 ? { ip6: e.ip6 } : {}), mac: e.mac, ifname: e.ifname, aliases: e.aliases, defaultRoute: i === routed }));
 }
@@ -321,7 +300,7 @@ export function runtimeNetworkArgs(store: Store, rec: ContainerRecord & { net?: 
           bridge: {
             ownerDir: ownerDirOf(rec),
             container: { id: rec.id, name: rec.name },
-            endpoints: ownerEndpoints(net.networks ?? [], endpointNetworks(store, net.networks ?? [])),
+            endpoints: ownerEndpoints(net.networks ?? [], endpointDefs(store, net.networks ?? [])),
             dns: net.dns,
             lostFile: path.join(dir, LOST_FILE),
           },
