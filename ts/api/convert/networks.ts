@@ -14,11 +14,12 @@ import type { NetworkLookup } from '../../network/inspect';
 
 type Endpoints = Record<string, Record<string, unknown>>;
 
-function lookup(ctx: EngineContext, findNetwork: typeof import('../../engine/networks').findNetwork): NetworkLookup {
+/** As ts/container/inspect.ts looks the container's networks up. */
+function lookup(ctx: EngineContext, containerId: string, engine: typeof import('../../engine/networks')): NetworkLookup {
   return (id) => {
     try {
-      const c = (findNetwork(ctx, id).IPAM.Config as { Subnet?: string; Gateway?: string }[]).find((x) => x.Subnet && !x.Subnet.includes(':'));
-      return c?.Subnet ? { subnet: c.Subnet, gateway: c.Gateway ?? '' } : undefined;
+      const d = engine.networkDef(engine.findNetwork(ctx, id));
+      return { subnet: d.subnet, gateway: d.gateway, endpointId: engine.endpointId(id, containerId) };
     } catch {
       return undefined;
     }
@@ -38,8 +39,8 @@ export function withShortIdAlias(rec: ContainerRecord, eps: Endpoints): Endpoint
 /** NetworkSettings.Networks of a container on user-defined networks ({} when it is on none). */
 export async function dockerEndpoints(ctx: EngineContext, rec: ContainerRecord): Promise<Endpoints> {
   if (rec.net?.mode !== 'user' || !rec.net.networks?.length) return {};
-  const [{ userEndpoints }, { findNetwork }] = await Promise.all([import('../../network/inspect'), import('../../engine/networks')]);
-  return withShortIdAlias(rec, userEndpoints(rec.net, rec.id, rec.name, lookup(ctx, findNetwork)));
+  const [{ userEndpoints }, engine] = await Promise.all([import('../../network/inspect'), import('../../engine/networks')]);
+  return withShortIdAlias(rec, userEndpoints(rec.net, rec.id, rec.name, lookup(ctx, rec.id, engine)));
 }
 
 /** Docker's HostConfig.NetworkMode of a container on user-defined networks: its first network's name. */
