@@ -17,8 +17,10 @@ import fs from 'node:fs';
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
 import { mkdirp, pidAlive, readJson, withLock } from '../storage/fsutil';
-import type { EndpointRecord, NetworkDef } from '../network/user';
+import * as ipam from '../network/ipam';
+import * as sn from '../network/subnets';
 import type { HostNets } from '../network/subnets';
+import { bridgeName, macFor, type EndpointRecord, type NetworkDef } from '../network/user';
 import type { EngineContext } from './context';
 import { emitEvent } from './events';
 
@@ -129,22 +131,16 @@ export function endpointId(networkId: string, containerId: string): string {
 
 /** What the network owner needs of a user-defined network (ts/network/user.ts NetworkDef). */
 export function networkDef(rec: NetworkRecord): NetworkDef {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { v4Config, v6Config } = require('../network/ipam') as typeof import('../network/ipam');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { formatCidr, formatIp } = require('../network/subnets') as typeof import('../network/subnets');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { bridgeName } = require('../network/user') as typeof import('../network/user');
-  const v4 = v4Config(rec);
-  const v6 = v6Config(rec);
+  const v4 = ipam.v4Config(rec);
+  const v6 = ipam.v6Config(rec);
   const mtuOpt = MTU_OPTIONS.map((k) => rec.Options[k]).find((v) => v !== undefined);
   return {
     id: rec.Id,
     name: rec.Name,
     bridge: bridgeName(rec.Id),
-    subnet: formatCidr(v4.subnet),
-    gateway: formatIp(v4.gateway, false),
-    ...(v6 ? { subnet6: formatCidr(v6.subnet), gateway6: formatIp(v6.gateway, true) } : {}),
+    subnet: sn.formatCidr(v4.subnet),
+    gateway: sn.formatIp(v4.gateway, false),
+    ...(v6 ? { subnet6: sn.formatCidr(v6.subnet), gateway6: sn.formatIp(v6.gateway, true) } : {}),
     internal: rec.Internal,
     mtu: mtuOpt ? Number(mtuOpt) : DEFAULT_MTU,
   };
@@ -160,11 +156,7 @@ export function nextIfname(endpoints: readonly EndpointRecord[]): string {
  * Docker derives from the address, the IPv6 address that goes with it on an --ipv6 network.
  */
 export function endpointRecord(net: NetworkRecord, ip: string, o: { ifname: string; aliases?: string[]; ipGiven?: boolean }): EndpointRecord {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { ip6For } = require('../network/ipam') as typeof import('../network/ipam');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { macFor } = require('../network/user') as typeof import('../network/user');
-  const ip6 = ip6For(net, ip);
+  const ip6 = ipam.ip6For(net, ip);
   return { network: net.Id, name: net.Name, ip, ...(ip6 ? { ip6 } : {}), mac: macFor(ip), ifname: o.ifname, aliases: [...new Set(o.aliases ?? [])], ...(o.ipGiven ? { ipGiven: true } : {}) };
 }
 
@@ -286,8 +278,6 @@ function askedSubnets(r: NetworkCreateRequest): { v4?: { subnet: string; gateway
  * routes and interfaces (tests give made-up ones).
  */
 export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?: HostNets): { Id: string; Warning: string } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sn = require('../network/subnets') as typeof import('../network/subnets');
   const name = r.Name;
   if (!name || !NAME_RE.test(name)) throw new BurrowError('EUSAGE', `invalid network name ${JSON.stringify(name ?? '')}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
   const driver = r.Driver || 'bridge';
@@ -377,28 +367,29 @@ export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?
 export async function removeNetwork(ctx: EngineContext, ref: string): Promise<void> {
   const n = findNetwork(ctx, ref);
   if (isBuiltin(n)) throw new BurrowError('ENETWORK_FORBIDDEN', `${n.Name} is a pre-defined network and cannot be removed`);
-  const { withIpamLock, allocations, dropNetwork } = await import('../network/ipam');
-  const before = await members(ctx, n, false);
-  // Allocations first (they take back what crashed creates left), then, under the lock that
-  // every allocation takes, the records again: no address is handed out on a network going away.
-  const pending = allocations(ctx.store, n.Id);
   const { Containers } = await import('../container/records');
   const cs = new Containers(ctx.store);
-  withIpamLock(ctx.store, n.Id, () => {
-    const using = new Map(Object.entries(before).map(([id, m]) => [id, m.Name]));
-    for (const id of Object.values(pending)) if (!using.has(id)) using.set(id, cs.get(id)?.name ?? '');
+  // Under the lock every allocation takes: no address is handed out on a network going away,
+  // and one handed out for a container whose record is not written yet keeps it in use.
+  ipam.withIpamLock(ctx.store, n.Id, () => {
+    const using = new Map<string, string>();
     for (const rec of cs.all()) if (rec.net?.mode === 'user' && rec.net.networks?.some((e) => e.network === n.Id)) using.set(rec.id, rec.name);
+    for (const id of Object.values(ipam.allocations(ctx.store, n.Id, true))) if (!using.has(id)) using.set(id, cs.get(id)?.name ?? '');
     if (using.size) {
       const list = [...using].map(([id, nm]) => `name:${JSON.stringify(nm)} id:${JSON.stringify(id.slice(0, 12))}`).join(', ');
       throw new BurrowError('ENETWORK_FORBIDDEN', `error while removing network: network ${n.Name} has active endpoints (${list})`, `remove its containers, or disconnect them (burrow network disconnect ${n.Name} CONTAINER), first`);
     }
+    // The file of this network, not of one created since under the same name.
+    const file = `${dir(ctx)}/${n.Name}.json`;
+    let cur: NetworkRecord | undefined;
     try {
-      fs.rmSync(`${dir(ctx)}/${n.Name}.json`);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BurrowError('ENETWORK_NOT_FOUND', `network ${ref} not found`);
-      throw err;
+      cur = readJson(file, isRecord);
+    } catch {
+      /* gone */
     }
-    dropNetwork(ctx.store, n.Id);
+    if (cur?.Id !== n.Id) throw new BurrowError('ENETWORK_NOT_FOUND', `network ${ref} not found`);
+    fs.rmSync(file);
+    ipam.dropNetwork(ctx.store, n.Id);
   });
   emitEvent(ctx, { Type: 'network', Action: 'destroy', Actor: { ID: n.Id, Attributes: { name: n.Name, type: n.Driver } } });
 }
@@ -495,7 +486,6 @@ export async function connectNetwork(ctx: EngineContext, ref: string, container:
   const { Containers } = await import('../container/records');
   const first = new Containers(ctx.store).find(container);
   if (isBuiltin(n)) throw new BurrowError('ENETWORK_FORBIDDEN', `cannot connect container ${first.name} to network ${n.Name}: burrow sets a container's network when it is created (--network)`);
-  const ipam = await import('../network/ipam');
   const { liveConnect } = await import('../network/live');
   await withContainerRecord(ctx, container, async (rec, save) => {
     if (rec.net?.mode !== 'user') throw notJoinable(rec, n);
@@ -539,7 +529,6 @@ export async function disconnectNetwork(ctx: EngineContext, ref: string, contain
   const { Containers } = await import('../container/records');
   const first = new Containers(ctx.store).find(container);
   if (n && isBuiltin(n)) throw new BurrowError('ENETWORK_FORBIDDEN', `cannot disconnect container ${first.name} from network ${n.Name}: burrow sets a container's network when it is created (--network)`);
-  const ipam = await import('../network/ipam');
   const { liveDisconnect } = await import('../network/live');
   let networkId = n?.Id;
   await withContainerRecord(ctx, container, async (rec, save) => {

@@ -226,14 +226,16 @@ export function releaseAll(store: Store, containerId: string): void {
 /**
  * The addresses a network has handed out, after taking back the stale ones: what keeps a
  * network in use while a container on it is being created (ts/engine/networks.ts removeNetwork).
+ * `locked`: the caller holds the network's IPAM lock already (withIpamLock).
  */
-export function allocations(store: Store, networkId: string): Record<string, string> {
+export function allocations(store: Store, networkId: string, locked = false): Record<string, string> {
   if (!fs.existsSync(fileOf(store, networkId))) return {};
-  return withIpamLock(store, networkId, () => {
+  const read = () => {
     const f = load(store, networkId);
     if (reclaim(store, networkId, f)) writeJsonAtomic(fileOf(store, networkId), f);
     return Object.fromEntries(Object.entries(f.addresses).map(([ip, a]) => [ip, a.container]));
-  });
+  };
+  return locked ? read() : withIpamLock(store, networkId, read);
 }
 
 /** Removes a network's IPAM file and lock (the network is going; called under nothing). */
