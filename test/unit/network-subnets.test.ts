@@ -5,12 +5,14 @@
  * --subnet that overlaps is ENETWORK_OVERLAP in Docker's words and writes nothing; --gateway and
  * --ipv6.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildSync } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineContext } from '../../ts/engine/context';
-import { createNetwork, findNetwork, networkDef, type NetworkRecord } from '../../ts/engine/networks';
+import { createNetwork, findNetwork, listNetworks, networkDef, type NetworkRecord } from '../../ts/engine/networks';
 import { BurrowError } from '../../ts/errors';
 import { Store } from '../../ts/storage/store';
 import {
@@ -137,12 +139,12 @@ describe('network create', () => {
     const c = ctx();
     createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.9.0.0/24' }] } }, host);
     const before = fs.readdirSync(c.store.p('networks')).sort();
-    expect(code(() => createNetwork(c, { Name: 'b', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
-    expect(code(() => createNetwork(c, { Name: 'b', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
-    expect(code(() => createNetwork(c, { Name: 'b', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
+    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
+    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
+    expect(code(() => createNetwork(c, { Name: 'other', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
     expect(code(() => createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.10.0.0/24' }] } }, host))).toBe('ENETWORK_EXISTS: network with name a already exists');
     expect(fs.readdirSync(c.store.p('networks')).sort()).toEqual(before);
-    expect(() => findNetwork(c, 'b')).toThrow(/network b not found/);
+    expect(() => findNetwork(c, 'other')).toThrow(/network other not found/);
   });
 
   it('--gateway inside the subnet; --ipv6 records a ULA /64; the MTU option; other drivers refused', () => {
@@ -159,6 +161,7 @@ describe('network create', () => {
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.30.0.255' }] } }, host))).toMatch(/broadcast address/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Gateway: '10.30.0.1' }] } }, host))).toMatch(/must have a corresponding subnet/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: 'fd01::/64' }] } }, host))).toMatch(/needs IPv6 enabled/);
+    expect(code(() => createNetwork(c, { Name: 'x', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd01::/120' }] } }, host))).toMatch(/a \/96 or larger/);
     expect(code(() => createNetwork(c, { Name: 'x', Driver: 'macvlan' }, host))).toMatch(/^EUSAGE: network driver macvlan is not supported/);
     expect(code(() => createNetwork(c, { Name: 'x', Options: { mtu: 'big' } }, host))).toMatch(/^EUSAGE: invalid option mtu=big/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24' }, { Subnet: '10.31.0.0/24' }] } }, host))).toMatch(/more than one IPv4 subnet/);
@@ -171,5 +174,31 @@ describe('network create', () => {
     expect(r).toEqual({ Id: expect.stringMatching(/^[0-9a-f]{64}$/), Warning: '' });
     const n: NetworkRecord = findNetwork(c, r.Id.slice(0, 12));
     expect(n.Name).toBe('w');
+  });
+
+  it('two processes creating networks at once never choose one subnet twice', async () => {
+    const c = ctx();
+    const work = path.dirname(c.store.root);
+    const entry = path.join(work, 'worker.ts');
+    fs.writeFileSync(
+      entry,
+      `import { createNetwork } from ${JSON.stringify(path.resolve(__dirname, '../../ts/engine/networks'))};
+import { Store } from ${JSON.stringify(path.resolve(__dirname, '../../ts/storage/store'))};
+const [root, runRoot, tag] = process.argv.slice(2);
+const ctx = { store: new Store(root!), runRoot: runRoot!, globals: {}, globalArgs: [], settings: () => Promise.reject(new Error('no')) };
+for (let i = 0; i < 6; i++) createNetwork(ctx, { Name: tag! + i }, { v4: [], v6: [] });
+`,
+    );
+    const out = path.join(work, 'worker.js');
+    buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: out, logLevel: 'error' });
+    const run = (tag: string) =>
+      new Promise<number>((resolve) => {
+        const p = spawn(process.execPath, [out, c.store.root, c.runRoot, tag], { stdio: ['ignore', 'ignore', 'inherit'] });
+        p.on('close', (code) => resolve(code ?? -1));
+      });
+    expect(await Promise.all([run('a'), run('b')])).toEqual([0, 0]);
+    const subnets = (await listNetworks(c, { type: ['custom'] })).map((n) => n.IPAM.Config[0]!.Subnet);
+    expect(subnets).toHaveLength(12);
+    expect(new Set(subnets).size).toBe(12);
   });
 });
