@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { request } from './api.helpers';
-import { PEER, show, startApi, type ApiPeer, type Result } from './api-clients.helpers';
+import { checks, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, type ApiPeer, type Result } from './api-clients.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { composeBin, dockerPyPython, run } from '../harness/docker-clients.mjs';
 
@@ -83,15 +83,17 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     const { Id } = c.json<{ Id: string }>();
     expect(Id).toMatch(/^[0-9a-f]{64}$/);
     const dup = await raw('POST', '/networks/create', { Name: 'raw-a', CheckDuplicate: true });
-    expect(dup.status, dup.text).toBe(409);
-    expect(dup.json<{ message: string }>().message).toMatch(/already exists/);
+    if (checks(DEV.networkCreateStatuses)) expect(dup.status, dup.text).toBe(409);
+    expect(dup.json<{ message: string }>().message).toMatch(/already (exists|used)/);
     // A subnet inside another network's.
     const ov = await raw('POST', '/networks/create', { Name: 'raw-ov', IPAM: { Config: [{ Subnet: '10.231.1.128/25' }] } });
-    expect(ov.status, ov.text).toBe(403);
-    expect(ov.json<{ message: string }>().message).toMatch(/overlap/i);
+    if (checks(DEV.networkCreateStatuses)) expect(ov.status, ov.text).toBe(403);
+    else expect(ov.status, ov.text).toBeGreaterThanOrEqual(400);
+    expect(ov.json<{ message: string }>().message).toMatch(/overlap|already (in use|used)/i);
     for (const bad of [{ Subnet: '10.231.300.0/24' }, { Subnet: '10.231.2.0/24', Gateway: 'not-an-ip' }, { Gateway: '10.231.3.1' }]) {
       const r = await raw('POST', '/networks/create', { Name: 'raw-bad', IPAM: { Config: [bad] } });
-      expect(r.status, `${JSON.stringify(bad)}: ${r.text}`).toBe(400);
+      if (checks(DEV.networkCreateStatuses)) expect(r.status, `${JSON.stringify(bad)}: ${r.text}`).toBe(400);
+      else expect(r.status, `${JSON.stringify(bad)}: ${r.text}`).toBeGreaterThanOrEqual(400);
     }
     // Nothing half-made by the refusals.
     expect((await raw('GET', '/networks/raw-ov')).status).toBe(404);
@@ -110,7 +112,7 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     const gone = await raw('DELETE', '/networks/raw-a');
     expect(gone.status).toBe(404);
     expect((await raw('GET', '/networks/raw-a')).status).toBe(404);
-  });
+  }, 240_000);
 
   it('docker network create/ls/inspect, and containers find each other by name and by alias', async () => {
     const id = (await ok(['network', 'create', '--subnet', '10.231.10.0/24', '--gateway', '10.231.10.1', '--label', 'proj=cli', 'clinet'])).trim();
@@ -136,9 +138,10 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     const eps = JSON.parse(await ok(['inspect', '--format', '{{json .NetworkSettings.Networks}}', 'cli-web'])) as Record<string, Endpoint>;
     expect(Object.keys(eps)).toEqual(['clinet']);
     const ep = eps.clinet!;
-    expect(ep).toMatchObject({ NetworkID: id, Gateway: '10.231.10.1', IPPrefixLen: 24 });
+    expect(ep).toMatchObject({ Gateway: '10.231.10.1', IPPrefixLen: 24 });
+    if (checks(DEV.endpointNetworkId)) expect(ep.NetworkID).toBe(id);
     expect(ep.IPAddress).toMatch(/^10\.231\.10\.\d+$/);
-    expect(ep.MacAddress).toBe(`02:42:${ep.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`);
+    if (checks(DEV.endpointMac)) expect(ep.MacAddress).toBe(`02:42:${ep.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`);
     expect(ep.Aliases).toEqual(expect.arrayContaining([webId.slice(0, 12), 'www']));
     expect(ep.EndpointID).toMatch(/^[0-9a-f]{64}$/);
     expect((await ok(['inspect', '--format', '{{.HostConfig.NetworkMode}}', 'cli-web'])).trim()).toBe('clinet');
@@ -155,25 +158,27 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     expect(taken.code, show(taken)).not.toBe(0);
     expect(taken.stderr).toMatch(/10\.231\.10\.50/);
     await ok(['rm', '-f', 'cli-fixed']);
-  });
+  }, 240_000);
 
   it("docker network rm of a network in use: Docker's error; of one that does not exist: not found", async () => {
     const r = await d(['network', 'rm', 'clinet']);
     expect(r.code, show(r)).toBe(1);
     // Docker's words: 20.10's (`network NAME id ID has active endpoints`) or 25's (`network NAME has
     // active endpoints (name:"C" id:"SHORT")`).
-    expect(r.stderr).toMatch(/error while removing network: network clinet (id [0-9a-f]{64} has active endpoints|has active endpoints \(name:"cli-web" id:"[0-9a-f]{12}"\))/);
+    if (checks(DEV.networkRmInUseWords)) expect(r.stderr).toMatch(/error while removing network: network clinet (id [0-9a-f]{64} has active endpoints|has active endpoints \(name:"cli-web" id:"[0-9a-f]{12}"\))/);
     expect((await ok(['network', 'ls', '--format', '{{.Name}}'])).split('\n')).toContain('clinet');
     const nf = await d(['network', 'rm', 'no-such-net']);
     expect(nf.code, show(nf)).toBe(1);
     expect(nf.stderr).toMatch(/no-such-net.*not found|No such network: no-such-net/);
-  });
+  }, 240_000);
 
   it('docker network connect --alias / disconnect of a running container', async () => {
     await ok(['network', 'create', '--subnet', '10.231.11.0/24', 'clinet2']);
     // On clinet2 only: cli-web is neither reachable nor known.
     const before = await d(['run', '--rm', '--network', 'clinet2', api.image, 'sh', '-c', 'wget -q -O- http://cli-web/']);
-    expect(before.code, show(before)).not.toBe(0);
+    if (checks(DEV.runRmExitStatus)) expect(before.code, show(before)).not.toBe(0);
+    expect(before.stdout).toBe('');
+    expect(before.stderr).toMatch(/bad address 'cli-web'/);
     await ok(['network', 'connect', '--alias', 'web2', 'clinet2', 'cli-web']);
     const eps = JSON.parse(await ok(['inspect', '--format', '{{json .NetworkSettings.Networks}}', 'cli-web'])) as Record<string, Endpoint>;
     expect(Object.keys(eps).sort()).toEqual(['clinet', 'clinet2']);
@@ -186,11 +191,14 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     await ok(['network', 'disconnect', 'clinet2', 'cli-web']);
     expect(Object.keys(JSON.parse(await ok(['inspect', '--format', '{{json .NetworkSettings.Networks}}', 'cli-web'])) as object)).toEqual(['clinet']);
     const after = await d(['run', '--rm', '--network', 'clinet2', api.image, 'sh', '-c', 'wget -q -O- http://web2/']);
-    expect(after.code, show(after)).not.toBe(0);
+    if (checks(DEV.runRmExitStatus)) expect(after.code, show(after)).not.toBe(0);
+    expect(after.stdout).toBe('');
+    expect(after.stderr).toMatch(/bad address 'web2'/);
     // Still there on its first network.
     const still = await d(fetchArgs('clinet', 'cli-web'));
     expect(still.code, show(still)).toBe(0);
-  });
+    expect(still.stdout).toBe('from-cli-web\n');
+  }, 240_000);
 
   it('docker network prune removes the networks no container uses, and rm works once the containers are gone', async () => {
     await ok(['network', 'create', 'unused-a']);
@@ -203,7 +211,7 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     await ok(['rm', '-f', 'cli-web']);
     await ok(['network', 'rm', 'clinet']);
     expect((await ok(['network', 'ls', '--format', '{{.Name}}'])).split('\n')).not.toContain('clinet');
-  });
+  }, 240_000);
 });
 
 describe(`docker-py networks against ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
@@ -317,12 +325,12 @@ describe(`docker-compose 1.29 with its project network against ${PEER}'s Engine 
     expect((await ok(['wait', once])).trim()).toBe('0');
     expect(await ok(['logs', once])).toBe('hello-from-web\n');
     await ok(['rm', once]);
-  });
+  }, 240_000);
 
   it('down removes the containers and the project network', async () => {
     await cok(['down', '-t', '1']);
     const left = await ok(['ps', '-a', '--format', '{{.Names}}']);
     expect(left).not.toMatch(new RegExp(PROJECT));
     expect((await ok(['network', 'ls', '--format', '{{.Name}}'])).split('\n')).not.toContain(`${PROJECT}_default`);
-  });
+  }, 240_000);
 });
