@@ -234,8 +234,8 @@ export const PODMAN_DEVIATIONS = {
   buildTagsAsGiven: 'build tags as given',
   /** networks/create of a taken name: 500, not 409; an overlapping subnet or a bad one: not Docker's 403/400. */
   networkCreateStatuses: 'network create statuses',
-  /** An endpoint's NetworkID is the network's name, not its id. */
-  endpointNetworkId: 'endpoint NetworkID',
+  /** An endpoint's NetworkID is the network's name, not its id, and its EndpointID is empty. */
+  endpointIds: 'endpoint NetworkID and EndpointID',
   /** network rm of a network in use: podman's words (`has associated containers with it`), not Docker's. */
   networkRmInUseWords: 'network rm in use words',
   /** An endpoint's MacAddress is random, not Docker's 02:42 and the address. */

@@ -5,7 +5,10 @@
  * NETWORKS, inspect's NetworkSettings.Networks), docker-py (networks.create/get/list/remove,
  * containers.run(network=...)) and docker-compose 1.29 (a project's default network, created by
  * compose: a client service reaches the web service by its service name; `down` removes the
- * network). BURROW_API_PEER=podman runs the same against `podman system service`.
+ * network). BURROW_API_PEER=podman runs the same against `podman system service`, as the
+ * unprivileged user only (rootful podman would put its bridges and firewall rules on the host);
+ * podman 4.3's rootless name resolution there is unreliable past the first tests (names it
+ * resolved stop resolving after a disconnect), which these tests do not work around.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -139,11 +142,11 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     expect(Object.keys(eps)).toEqual(['clinet']);
     const ep = eps.clinet!;
     expect(ep).toMatchObject({ Gateway: '10.231.10.1', IPPrefixLen: 24 });
-    if (checks(DEV.endpointNetworkId)) expect(ep.NetworkID).toBe(id);
+    if (checks(DEV.endpointIds)) expect(ep.NetworkID).toBe(id);
     expect(ep.IPAddress).toMatch(/^10\.231\.10\.\d+$/);
     if (checks(DEV.endpointMac)) expect(ep.MacAddress).toBe(`02:42:${ep.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`);
     expect(ep.Aliases).toEqual(expect.arrayContaining([webId.slice(0, 12), 'www']));
-    expect(ep.EndpointID).toMatch(/^[0-9a-f]{64}$/);
+    if (checks(DEV.endpointIds)) expect(ep.EndpointID).toMatch(/^[0-9a-f]{64}$/);
     expect((await ok(['inspect', '--format', '{{.HostConfig.NetworkMode}}', 'cli-web'])).trim()).toBe('clinet');
     const [withWeb] = JSON.parse(await ok(['network', 'inspect', 'clinet'])) as Net[];
     expect(withWeb!.Containers[webId]).toMatchObject({ Name: 'cli-web', IPv4Address: `${ep.IPAddress}/24`, MacAddress: ep.MacAddress });
