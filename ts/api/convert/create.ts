@@ -9,6 +9,7 @@
 import type { CreateRequest, EndpointRequest, MountRequest } from '../../engine/create';
 import type { Healthcheck, RestartPolicy } from '../../container/records';
 import { ApiError } from '../http';
+import { isIpv4 } from './networks';
 
 type Obj = Record<string, unknown>;
 
@@ -202,7 +203,7 @@ function endpointOf(network: string, e: Reader | undefined): EndpointRequest {
   const out: EndpointRequest = { network, aliases: [...new Set(e?.strs('Aliases') ?? [])].filter(Boolean) };
   const ip = e?.obj('IPAMConfig')?.str('IPv4Address');
   if (ip) {
-    if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip) || ip.split('.').some((b) => Number(b) > 255)) throw new ApiError(400, `invalid IPv4 address: ${ip}`);
+    if (!isIpv4(ip)) throw new ApiError(400, `invalid IPv4 address: ${ip}`);
     out.ip = ip;
   }
   if (e?.obj('IPAMConfig')?.str('IPv6Address')) throw new ApiError(400, `${e.field('IPAMConfig')}.IPv6Address: a fixed IPv6 address is not supported`);

@@ -14,6 +14,12 @@ import type { NetworkLookup } from '../../network/inspect';
 
 type Endpoints = Record<string, Record<string, unknown>>;
 
+/** A dotted IPv4 address (the API's IPAMConfig.IPv4Address, a network's gateway). */
+export function isIpv4(s: string): boolean {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  return !!m && m.slice(1).every((b) => Number(b) <= 255);
+}
+
 /** As ts/container/inspect.ts looks the container's networks up. */
 function lookup(ctx: EngineContext, containerId: string, engine: typeof import('../../engine/networks')): NetworkLookup {
   return (id) => {

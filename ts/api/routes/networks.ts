@@ -8,6 +8,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { BurrowError } from '../../errors';
+import { isIpv4 } from '../convert/networks';
 import { ApiError, filtersParam, noContent, readJson, sendJson } from '../http';
 import type { ConnectOptions } from '../../engine/networks';
 import type { ApiRequest, Route } from '../router';
@@ -44,11 +45,6 @@ async function inspect(req: ApiRequest, res: ServerResponse): Promise<void> {
 const CREATE_FIELDS = ['Name', 'CheckDuplicate', 'Driver', 'Scope', 'Internal', 'Attachable', 'Ingress', 'ConfigOnly', 'ConfigFrom', 'IPAM', 'EnableIPv6', 'Options', 'Labels'];
 const IPAM_CONFIG_FIELDS = ['Subnet', 'IPRange', 'Gateway', 'AuxiliaryAddresses'];
 
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-const isIpv4 = (s: string): boolean => {
-  const m = IPV4.exec(s);
-  return !!m && m.slice(1).every((b) => Number(b) <= 255);
-};
 const isIpv6 = (s: string): boolean => s.includes(':') && /^[0-9a-fA-F:.]+$/.test(s);
 const isCidr = (s: string): boolean => {
   const [ip = '', len, ...rest] = s.split('/');
