@@ -20,15 +20,21 @@ export function isIpv4(s: string): boolean {
   return !!m && m.slice(1).every((b) => Number(b) <= 255);
 }
 
-/** As ts/container/inspect.ts looks the container's networks up. */
-function lookup(ctx: EngineContext, containerId: string, engine: typeof import('../../engine/networks')): NetworkLookup {
+type NetworkDefs = Map<string, { subnet: string; gateway: string } | undefined>;
+
+/** As ts/container/inspect.ts looks the container's networks up; `defs` keeps what was read (one list, many containers). */
+function lookup(ctx: EngineContext, containerId: string, engine: typeof import('../../engine/networks'), defs: NetworkDefs): NetworkLookup {
   return (id) => {
-    try {
-      const d = engine.networkDef(engine.findNetwork(ctx, id));
-      return { subnet: d.subnet, gateway: d.gateway, endpointId: engine.endpointId(id, containerId) };
-    } catch {
-      return undefined;
+    if (!defs.has(id)) {
+      try {
+        const d = engine.networkDef(engine.findNetwork(ctx, id));
+        defs.set(id, { subnet: d.subnet, gateway: d.gateway });
+      } catch {
+        defs.set(id, undefined);
+      }
     }
+    const d = defs.get(id);
+    return d && { ...d, endpointId: engine.endpointId(id, containerId) };
   };
 }
 
@@ -42,11 +48,14 @@ export function withShortIdAlias(rec: ContainerRecord, eps: Endpoints): Endpoint
   return eps;
 }
 
-/** NetworkSettings.Networks of a container on user-defined networks ({} when it is on none). */
-export async function dockerEndpoints(ctx: EngineContext, rec: ContainerRecord): Promise<Endpoints> {
+/**
+ * NetworkSettings.Networks of a container on user-defined networks ({} when it is on none).
+ * `defs`: networks already read, shared by the containers of one list.
+ */
+export async function dockerEndpoints(ctx: EngineContext, rec: ContainerRecord, defs: NetworkDefs = new Map()): Promise<Endpoints> {
   if (rec.net?.mode !== 'user' || !rec.net.networks?.length) return {};
   const [{ userEndpoints }, engine] = await Promise.all([import('../../network/inspect'), import('../../engine/networks')]);
-  return withShortIdAlias(rec, userEndpoints(rec.net, rec.id, rec.name, lookup(ctx, rec.id, engine)));
+  return withShortIdAlias(rec, userEndpoints(rec.net, rec.id, rec.name, lookup(ctx, rec.id, engine, defs)));
 }
 
 /** Docker's HostConfig.NetworkMode of a container on user-defined networks: its first network's name. */

@@ -59,13 +59,14 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
   const containers = new Containers(req.ctx.store);
   const { treeSize } = size ? await import('../../container/lifecycle') : { treeSize: () => 0 };
   const out = [];
+  const networkDefs = new Map<string, { subnet: string; gateway: string } | undefined>();
   for (const e of entries) {
     const r = e.rec;
     const running = e.state.status === 'running';
     // Docker's built-in names, as the networks routes list them: `bridge` stands for burrow's
     // default (a network namespace of its own through slirp4netns or pasta); a container on
     // user-defined networks shows them (docker ps's NETWORKS column), its first as its mode.
-    const userNets = await dockerEndpoints(req.ctx, r);
+    const userNets = await dockerEndpoints(req.ctx, r, networkDefs);
     const mode = userNetworkMode(r) ?? (r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge');
     out.push({
       Id: r.id,
