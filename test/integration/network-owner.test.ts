@@ -351,13 +351,15 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
 });
 
 describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config with a bridge) as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
-  let dir: string;
+  let base: string;
   beforeAll(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-run-'));
+    base = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-run-'));
   });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
 
-  it('kill -9 of the owner under a running container: the runtime writes the lost file', async () => {
+  it.each(['run', 'monitor'] as const)('%s: a published port reaches the container through the forwarder; kill -9 of the owner under it: the lost file (and the monitor\'s event)', async (via) => {
+    const dir = path.join(base, via);
+    fs.mkdirSync(dir);
     const owner = await startOwner(dir);
     const N = network('netrun', 21);
     const hold = await Conn.open(dir);
@@ -365,7 +367,7 @@ describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config 
     const bundle = path.join(dir, 'bundle');
     makeRootfs(bundle);
     makeBundle(bundle, {
-      args: ['sleep', '1000'],
+      args: ['sh', '-c', 'echo published > /tmp/index.html && exec httpd -f -p 8080 -h /tmp'],
       edit: (c: { linux: { namespaces: { type: string; path?: string }[]; uidMappings?: unknown; gidMappings?: unknown } }) => {
         c.linux.namespaces = c.linux.namespaces.filter((n) => n.type !== 'network');
         c.linux.namespaces.push({ type: 'network' });
@@ -380,10 +382,21 @@ describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config 
     const lost = path.join(dir, 'lost.json');
     const ctr = ref('run');
     const cfg = path.join(dir, 'net.json');
-    fs.writeFileSync(cfg, JSON.stringify({ bridge: { ownerDir: dir, container: ctr, endpoints: [endpoint(N, 2)], lostFile: lost } }));
+    const netState = path.join(dir, 'net-state.json');
+    // A published port too: the forwarder's sockets are made in the container's namespaces
+    // (rootless: through U, which the container joined).
+    const ports = [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 8080, protocol: 'tcp' }];
+    fs.writeFileSync(cfg, JSON.stringify({ ports, stateFile: netState, bridge: { ownerDir: dir, container: ctr, endpoints: [endpoint(N, 2)], lostFile: lost } }));
     const state = path.join(dir, 'state');
     const out = fs.openSync(path.join(dir, 'run.out'), 'w');
-    const run = spawn(RUNTIME as string, ['--root', state, 'run', '--network-config', cfg, '--bundle', bundle, ctr.id], { stdio: ['ignore', out, out] });
+    const events = path.join(dir, 'events.jsonl');
+    const mdir = path.join(dir, 'monitor');
+    fs.mkdirSync(mdir);
+    const args =
+      via === 'run'
+        ? ['--root', state, 'run', '--network-config', cfg, '--bundle', bundle, ctr.id]
+        : ['--root', state, 'monitor', '--network-config', cfg, '--bundle', bundle, '--dir', mdir, '--events-file', events, ctr.id];
+    const run = spawn(RUNTIME as string, args, { stdio: ['ignore', out, out] });
     fs.closeSync(out);
     const runExit = new Promise<number | null>((r) => run.on('exit', (c) => r(c)));
     try {
@@ -396,6 +409,19 @@ describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config 
       expect(st.networks!.find((n) => n.id === N.id)!.endpoints).toEqual([{ container: ctr.id, name: ctr.name, ip: endpoint(N, 2).ip }]);
       const init = JSON.parse(spawnSync(RUNTIME as string, ['--root', state, 'state', ctr.id], { encoding: 'utf8' }).stdout).pid as number;
       expect((await inNs(init, ['busybox', 'ping', '-c', '1', '-W', '5', N.gateway])).code).toBe(0);
+      const hostPort = (JSON.parse(fs.readFileSync(netState, 'utf8')) as { ports: { hostPort: number }[] }).ports[0]!.hostPort;
+      let body = '';
+      for (let i = 0; i < 100 && !body.includes('published'); i++) {
+        body = await new Promise<string>((resolve) => {
+          http.get({ host: '127.0.0.1', port: hostPort, path: '/index.html' }, (res) => {
+            let b = '';
+            res.on('data', (d: Buffer) => (b += d.toString()));
+            res.on('end', () => resolve(b));
+          }).on('error', () => resolve(''));
+        });
+        if (!body.includes('published')) await sleep(50);
+      }
+      expect(body).toBe('published\n');
       expect(fs.existsSync(lost)).toBe(false);
       process.kill(owner.pid, 'SIGKILL');
       await owner.exited;
@@ -405,11 +431,72 @@ describe.runIf(READY)(`a container's lease (burrow-runtime run --network-config 
       expect(Number.isNaN(Date.parse(rec.at))).toBe(false);
       // The container runs on (cut off, and said so).
       expect(alive(init)).toBe(true);
+      if (via === 'monitor') {
+        await until(() => fs.existsSync(events) && fs.readFileSync(events, 'utf8').includes('"network"'), 'the event');
+        const ev = fs.readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { Type: string; Action: string; Actor: { ID: string; Attributes: Record<string, string> } });
+        expect(ev.find((e) => e.Type === 'network')).toMatchObject({ Action: 'disconnect', Actor: { ID: N.id, Attributes: { container: ctr.id, name: N.name } } });
+      }
     } finally {
       hold.close();
       spawnSync(RUNTIME as string, ['--root', state, 'kill', ctr.id, 'KILL']);
       await runExit;
       spawnSync(RUNTIME as string, ['--root', state, 'delete', '--force', ctr.id]);
     }
+  });
+});
+
+describe.runIf(READY)(`the network owner's own end as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  let base: string;
+  beforeAll(() => {
+    base = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-end-'));
+  });
+  afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+
+  async function ended(dir: string, owner: Owner, slirp: number[]): Promise<void> {
+    expect(await owner.exited).toBe(0);
+    await until(() => slirp.every((p) => !alive(p)), 'slirp4netns to go');
+    for (const f of ['owner.sock', 'owner.json', 'start.lock']) expect(fs.existsSync(path.join(dir, f)), f).toBe(false);
+  }
+
+  it('SIGTERM under a lease: it leaves at once, slirp4netns with it', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'term-'));
+    const owner = await startOwner(dir);
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'hold' })).ok).toBe(true);
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    expect(slirp.length).toBe(1);
+    process.kill(owner.pid, 'SIGTERM');
+    await ended(dir, owner, slirp);
+    await conn.closed;
+  });
+
+  it('nobody takes a lease after it started: it leaves by itself', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'idle-'));
+    const owner = await startOwner(dir);
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    expect(slirp.length).toBe(1);
+    // A status request is no lease.
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'status' })).ok).toBe(true);
+    await ended(dir, owner, slirp);
+    conn.close();
+  });
+
+  it('a start lock held by a live process keeps it from leaving until released', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'lock-'));
+    const owner = await startOwner(dir);
+    const conn = await Conn.open(dir);
+    expect((await conn.request({ op: 'hold' })).ok).toBe(true);
+    // A client between "is an owner there?" and its lease holds the lock (withLock's format).
+    fs.writeFileSync(path.join(dir, 'start.lock'), String(process.pid));
+    conn.close();
+    await conn.closed;
+    const late = await Conn.open(dir);
+    const rep = await late.request({ op: 'hold' });
+    expect(rep).toMatchObject({ ok: true, pid: owner.pid });
+    fs.rmSync(path.join(dir, 'start.lock'));
+    late.close();
+    const slirp = children(owner.pid).filter((p) => comm(p) === 'slirp4netns');
+    await ended(dir, owner, slirp);
   });
 });

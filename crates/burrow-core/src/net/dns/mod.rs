@@ -138,6 +138,14 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
     out
 }
 
+fn host_upstreams_of(resolv_conf: Option<&str>) -> Vec<SocketAddr> {
+    let found = resolv_conf.map(parse_resolv_conf).unwrap_or_default();
+    if found.is_empty() {
+        return vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53)];
+    }
+    found
+}
+
 /// One network's names, by lowercase name and by address.
 #[derive(Default)]
 struct Names {
@@ -264,9 +272,10 @@ impl Resolver {
         })
     }
 
-    /// The host's resolvers from /etc/resolv.conf (port 53), for `new`.
+    /// The host's resolvers from /etc/resolv.conf (port 53), for `new`; none there (or no
+    /// file): 127.0.0.1, as glibc's stub then asks.
     pub fn host_upstreams() -> Vec<SocketAddr> {
-        std::fs::read_to_string("/etc/resolv.conf").map(|t| parse_resolv_conf(&t)).unwrap_or_default()
+        host_upstreams_of(std::fs::read_to_string("/etc/resolv.conf").ok().as_deref())
     }
 
     /// A domain under which the networks' names also answer ("web.DOMAIN" as "web"); an
@@ -402,9 +411,10 @@ impl Resolver {
                 Err(_) => return,
             };
             let packet = self.buf[..len].to_vec();
-            let (net, limit) = (self.networks[i].key, msg::CLASSIC_UDP_LIMIT);
-            let client = Client::Udp { net, addr: from, limit };
-            self.query(i, &packet, from.ip(), client);
+            // The limit until the query says more (its EDNS size, read by `query`).
+            let client = Client::Udp { net: self.networks[i].key, addr: from, limit: msg::CLASSIC_UDP_LIMIT };
+            // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; its records say a.b.c.d.
+            self.query(i, &packet, from.ip().to_canonical(), client);
         }
     }
 
@@ -424,7 +434,7 @@ impl Resolver {
             }
             let (key, net) = (self.key(), self.networks[i].key);
             let idle_until = Instant::now() + TCP_IDLE;
-            self.conns.push(Conn { key, net, stream, peer: peer.ip(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
+            self.conns.push(Conn { key, net, stream, peer: peer.ip().to_canonical(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
         }
     }
 
@@ -516,8 +526,7 @@ impl Resolver {
     /// Our answers for `name` of `qtype`: Some (maybe empty: NODATA) when the name is the
     /// network's, None when it is not.
     fn lookup(&self, names: &Names, name: &str, qtype: u16) -> Option<Vec<Answer>> {
-        if qtype == msg::TYPE_PTR {
-            let addr = msg::reverse_addr(name)?;
+        if let (msg::TYPE_PTR, Some(addr)) = (qtype, msg::reverse_addr(name)) {
             let targets = names.by_addr.get(&addr)?;
             return Some(targets.iter().filter_map(|t| Answer::ptr(t, TTL)).collect());
         }

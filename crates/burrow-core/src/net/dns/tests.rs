@@ -223,7 +223,14 @@ fn upstream_strings_and_resolv_conf() {
 #[test]
 fn host_upstreams_are_the_resolv_conf_ones() {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    assert_eq!(Resolver::host_upstreams(), parse_resolv_conf(&text));
+    let want = parse_resolv_conf(&text);
+    if !want.is_empty() {
+        assert_eq!(Resolver::host_upstreams(), want);
+    }
+    let local = vec!["127.0.0.1:53".parse().unwrap()];
+    assert_eq!(host_upstreams_of(None), local);
+    assert_eq!(host_upstreams_of(Some("search example.com\n")), local);
+    assert_eq!(host_upstreams_of(Some("nameserver 10.0.0.1")), vec!["10.0.0.1:53".parse().unwrap()]);
 }
 
 // ---- a real resolver on loopback ----
@@ -422,8 +429,10 @@ fn answers_the_networks_names() {
     // A name of ours without that type: NOERROR and no answer (NODATA), not NXDOMAIN.
     let a = ask_name(&mut r, s, "db", msg::TYPE_AAAA);
     assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
-    let a = ask_name(&mut r, s, "db", 16 /* TXT */);
-    assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
+    for qtype in [16 /* TXT */, msg::TYPE_PTR] {
+        let a = ask_name(&mut r, s, "db", qtype);
+        assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0), "type {qtype}");
+    }
     // PTR, IPv4 and IPv6.
     let a = ask_name(&mut r, s, "3.0.88.10.in-addr.arpa", msg::TYPE_PTR);
     assert_eq!(ptrs(&a), vec!["db"]);
@@ -490,6 +499,30 @@ fn forwards_unknown_names_and_relays_the_answer_with_the_clients_id() {
 }
 
 #[test]
+fn ipv6_clients_and_upstreams() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this host");
+        return;
+    }
+    let v4 = Fake::start("127.0.0.2", Mode::Silent);
+    let v6 = Fake::start("::1", Mode::Answer);
+    let mut r = Resolver::new(vec![v4.addr, v6.addr]).unwrap();
+    let (udp, tcp, s) = bind_pair("::1");
+    r.add_network("n6", udp, Some(tcp), true);
+    r.set_records("n6", two_containers());
+    let c = client("::1");
+    let a = ask(&mut r, &c, s, &build_query(61, "web", msg::TYPE_AAAA, None));
+    assert_eq!(addrs(&a), vec!["fd00::2".parse::<IpAddr>().unwrap()]);
+    // The IPv4 upstream says nothing: its time up, the IPv6 one answers.
+    c.send_to(&build_query(62, "www.example.org", msg::TYPE_A, None), s).unwrap();
+    pump_until(&mut r, || (v4.seen() == 1).then_some(()));
+    r.expire(Instant::now() + ATTEMPT_TIMEOUT);
+    let a = pump_until(&mut r, || recv(&c));
+    assert_eq!((msg::id(&a), addrs(&a)), (Some(62), vec!["192.0.2.1".parse::<IpAddr>().unwrap()]));
+    assert_eq!(v6.seen(), 1);
+}
+
+#[test]
 fn a_containers_own_upstreams_come_first() {
     let default = Fake::start("127.0.0.2", Mode::Answer);
     let own = Fake::start("127.0.0.4", Mode::Rcode(msg::NXDOMAIN));
@@ -497,11 +530,24 @@ fn a_containers_own_upstreams_come_first() {
     let s = network(&mut r, "n1", true);
     let mut records = two_containers();
     records.push(Record { names: vec!["custom".into()], addrs: vec!["127.0.0.3".parse().unwrap()], upstreams: vec![own.addr] });
-    r.set_records("n1", records);
+    r.set_records("n1", records.clone());
     let c = client("127.0.0.3");
     let a = ask(&mut r, &c, s, &build_query(5, "www.example.org", msg::TYPE_A, None));
     assert_eq!(rcode(&a), msg::NXDOMAIN);
     assert_eq!((own.seen(), default.seen()), (1, 0));
+    // Also when the network's socket is a dual-stack IPv6 one (the client's address then
+    // arrives IPv4-mapped).
+    r.remove_network("n1");
+    if let Ok(udp) = UdpSocket::bind(("::", s.port())) {
+        let tcp = TcpListener::bind(("::", s.port())).unwrap();
+        r.add_network("n1", udp, Some(tcp), true);
+        r.set_records("n1", records);
+        let a = ask(&mut r, &c, s, &build_query(6, "www.example.org", msg::TYPE_A, None));
+        assert_eq!(rcode(&a), msg::NXDOMAIN);
+        assert_eq!((own.seen(), default.seen()), (2, 0));
+    } else {
+        eprintln!("dual-stack part skipped: no IPv6 on this host");
+    }
     // Another client of the network: the defaults.
     let a = ask_name(&mut r, s, "www.example.org", msg::TYPE_A);
     assert_eq!(rcode(&a), msg::NOERROR);
@@ -573,13 +619,14 @@ fn pending_forwards_are_capped() {
     let s = network(&mut r, "n1", true);
     let c = client("127.0.0.1");
     let n = MAX_PENDING + 40;
-    for i in 0..n {
-        c.send_to(&build_query(i as u16, &format!("q{i}.example.org"), msg::TYPE_A, None), s).unwrap();
-        if i % 32 == 31 {
-            turn(&mut r);
+    // In batches the sockets' buffers take whole, each seen upstream before the next is sent.
+    for batch in (0..n).collect::<Vec<_>>().chunks(32) {
+        for &i in batch {
+            c.send_to(&build_query(i as u16, &format!("q{i}.example.org"), msg::TYPE_A, None), s).unwrap();
         }
+        let last = batch[batch.len() - 1] + 1;
+        pump_until(&mut r, || (silent.seen() == last).then_some(()));
     }
-    pump_until(&mut r, || (silent.seen() == n).then_some(()));
     assert_eq!(r.pending.len(), MAX_PENDING);
     // The oldest went: the first query's id is no longer awaited.
     assert!(!r.pending.values().any(|p| p.query.id == 0));
