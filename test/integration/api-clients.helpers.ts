@@ -232,6 +232,14 @@ export const PODMAN_DEVIATIONS = {
   buildStepLines: 'build Step lines',
   /** build: the image's tags are the normalised names (`docker.io/built/py:1`), not as given. */
   buildTagsAsGiven: 'build tags as given',
+  /** networks/create of a taken name: 500, not 409; an overlapping subnet or a bad one: not Docker's 403/400. */
+  networkCreateStatuses: 'network create statuses',
+  /** An endpoint's NetworkID is the network's name, not its id, and its EndpointID is empty. */
+  endpointIds: 'endpoint NetworkID and EndpointID',
+  /** network rm of a network in use: podman's words (`has associated containers with it`), not Docker's. */
+  networkRmInUseWords: 'network rm in use words',
+  /** An endpoint's MacAddress is random, not Docker's 02:42 and the address. */
+  endpointMac: 'endpoint MacAddress',
 } as const;
 
 /** Whether a Docker behaviour is checked against this peer (always for burrow). */

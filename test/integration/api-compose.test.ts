@@ -2,8 +2,9 @@
  * docker-compose 1.29 (Debian's, through Debian's docker-py 5) against the Engine API service
  * the test starts: `up -d`, `ps`, `logs`, `exec -T`, `down -v` of a project with two services
  * from the test image, a named volume both mount, and a port the web service publishes on the
- * host's loopback (fetched from here). Service-to-service names are not asked for: they come
- * with the networks issue. BURROW_API_PEER=podman runs the same against `podman system service`.
+ * host's loopback (fetched from here), on the project network compose creates (a user-defined
+ * network: the published port goes to a container on it). Services reaching each other by name
+ * are api-networks.test.ts's. BURROW_API_PEER=podman runs the same against `podman system service`.
  */
 import fs from 'node:fs';
 import http from 'node:http';

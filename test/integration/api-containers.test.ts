@@ -120,7 +120,9 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     expect(events().find((e) => e.Actor.ID === id && e.Action === 'create')!.Actor.Attributes).toMatchObject({ name: 'apictr', image: IMAGE, 'com.example.team': 'burrow' });
   });
 
-  it('translates entrypoint, port bindings, mounts, ulimits, dns and the network mode; a user-defined network is a warning', async () => {
+  it("translates entrypoint, port bindings, mounts, ulimits, dns and the network mode: a user-defined network with its EndpointsConfig (Docker's endpoint in inspect)", async () => {
+    const net = await svc.request('POST', '/v1.41/networks/create', { Name: 'myproject_default', IPAM: { Config: [{ Subnet: '10.232.5.0/24', Gateway: '10.232.5.1' }] } });
+    expect(net.status, net.text).toBe(201);
     const r = await svc.request('POST', '/containers/create?name=apiports', {
       Image: IMAGE,
       Entrypoint: ['/bin/sh', '-c'],
@@ -141,7 +143,7 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     });
     expect(r.status, r.text).toBe(201);
     const { Id, Warnings } = r.json<Created>();
-    expect(Warnings.join('\n')).toMatch(/network "myproject_default": user-defined networks are not supported yet/);
+    expect(Warnings.join('\n')).not.toMatch(/network/);
     const c = await inspect(Id);
     expect(c.Config.Entrypoint).toEqual(['/bin/sh', '-c']);
     expect(c.Config.Cmd).toEqual(['echo hi']);
@@ -149,7 +151,34 @@ describe(`the Engine API's container routes as ${rootless ? 'the unprivileged us
     expect(c.HostConfig.ReadonlyRootfs).toBe(true);
     expect(c.HostConfig.Dns).toEqual(['10.0.2.3']);
     expect(c.Mounts.map((m) => `${m.Type}:${m.Destination}`).sort()).toEqual(['tmpfs:/tm', 'volume:/anon', 'volume:/vol']);
-    expect(c.HostConfig.NetworkMode).not.toBe('myproject_default');
+    // Docker's shapes: the network's name as the mode, its endpoint with the aliases asked and
+    // the short id (compose looks for it), an address from the network's subnet.
+    expect(c.HostConfig.NetworkMode).toBe('myproject_default');
+    const eps = (c as unknown as { NetworkSettings: { Networks: Record<string, { Aliases: string[]; IPAddress: string; NetworkID: string }> } }).NetworkSettings.Networks;
+    expect(Object.keys(eps)).toEqual(['myproject_default']);
+    expect(eps.myproject_default!.Aliases).toEqual(expect.arrayContaining(['web', Id.slice(0, 12)]));
+    expect(eps.myproject_default!.NetworkID).toBe(net.json<{ Id: string }>().Id);
+    // Several EndpointsConfig entries: the mode's first, then the others; a fixed address and a MAC.
+    expect((await svc.request('POST', '/v1.41/networks/create', { Name: 'myproject_back', IPAM: { Config: [{ Subnet: '10.232.6.0/24' }] } })).status).toBe(201);
+    const two = await create({ HostConfig: { NetworkMode: 'myproject_back' }, NetworkingConfig: { EndpointsConfig: { myproject_default: { Aliases: ['db'] }, myproject_back: { IPAMConfig: { IPv4Address: '10.232.6.77' }, MacAddress: '02:42:0a:e8:06:4d' } } } });
+    const twoEps = (await svc.request('GET', `/containers/${two}/json`)).json<{ HostConfig: { NetworkMode: string }; NetworkSettings: { Networks: Record<string, { Aliases: string[]; IPAMConfig: { IPv4Address: string } | null; MacAddress: string }> } }>();
+    expect(twoEps.HostConfig.NetworkMode).toBe('myproject_back');
+    expect(Object.keys(twoEps.NetworkSettings.Networks)).toEqual(['myproject_back', 'myproject_default']);
+    expect(twoEps.NetworkSettings.Networks.myproject_back).toMatchObject({ IPAMConfig: { IPv4Address: '10.232.6.77' }, MacAddress: '02:42:0a:e8:06:4d' });
+    expect(twoEps.NetworkSettings.Networks.myproject_default!.Aliases).toContain('db');
+    // The list shows them too (docker ps's NETWORKS).
+    const listed = (await svc.request('GET', `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ id: [two] }))}`)).json<{ HostConfig: { NetworkMode: string }; NetworkSettings: { Networks: Record<string, unknown> } }[]>();
+    expect(listed[0]!.HostConfig.NetworkMode).toBe('myproject_back');
+    expect(Object.keys(listed[0]!.NetworkSettings.Networks)).toEqual(['myproject_back', 'myproject_default']);
+    // A network that does not exist: Docker's 404; bad addresses: 400; nothing is created.
+    const before = (await svc.request('GET', '/containers/json?all=true')).json<unknown[]>().length;
+    const nf = await svc.request('POST', '/containers/create', { Image: IMAGE, HostConfig: { NetworkMode: 'no-such-net' } });
+    expect(nf.status, nf.text).toBe(404);
+    expect(nf.json<{ message: string }>().message).toMatch(/network no-such-net not found/);
+    const badIp = await svc.request('POST', '/containers/create', { Image: IMAGE, HostConfig: { NetworkMode: 'myproject_back' }, NetworkingConfig: { EndpointsConfig: { myproject_back: { IPAMConfig: { IPv4Address: '10.232.6.300' } } } } });
+    expect(badIp.status, badIp.text).toBe(400);
+    expect((await svc.request('GET', '/containers/json?all=true')).json<unknown[]>()).toHaveLength(before);
+    expect((await svc.request('DELETE', `/containers/${two}`)).status).toBe(204);
     const list = (await svc.request('GET', `/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify({ id: [Id] }))}`)).json<{ Ports: object[] }[]>();
     expect(list[0]!.Ports).toEqual(expect.arrayContaining([{ PrivatePort: 80, Type: 'tcp' }, { PrivatePort: 53, Type: 'udp' }]));
     const host = await svc.request('POST', '/containers/create', { Image: IMAGE, HostConfig: { NetworkMode: 'host' } });

@@ -259,13 +259,13 @@ describe('networks', () => {
     expect((await svc.request('GET', '/networks/nope')).status).toBe(404);
   });
 
-  it("records a created network (compose's PROJECT_default): unique name, a Warning, list, inspect, remove, prune", async () => {
+  it("creates a user-defined network (compose's PROJECT_default): unique name, a subnet of its own, list, inspect, connect, remove, prune", async () => {
     const labels = { 'com.docker.compose.project': 'proj', 'com.docker.compose.network': 'default' };
     const c = await svc.request('POST', '/v1.41/networks/create', { Name: 'proj_default', Driver: 'bridge', CheckDuplicate: true, Labels: labels, IPAM: { Driver: 'default', Config: [] } });
     expect(c.status).toBe(201);
     const { Id, Warning } = c.json<{ Id: string; Warning: string }>();
     expect(Id).toMatch(/^[0-9a-f]{64}$/);
-    expect(Warning).toMatch(/network namespace of its own/);
+    expect(Warning).toBe('');
     const dup = await svc.request('POST', '/networks/create', { Name: 'proj_default' });
     expect(dup.status).toBe(409);
     expect(dup.json<{ message: string }>().message).toMatch(/already exists/);
@@ -277,12 +277,29 @@ describe('networks', () => {
     expect((await svc.request('GET', `/networks?filters=${q({ type: ['custom'] })}`)).json<Net[]>().map((n) => n.Name)).toEqual(['proj_default']);
     const ins = (await svc.request('GET', '/networks/proj_default')).json<Net>();
     expect(ins).toMatchObject({ Name: 'proj_default', Id, Driver: 'bridge', Labels: labels });
-    // connect: the container must exist; the built-in networks cannot be changed afterwards.
-    const ctr = env.b(['create', '--name', 'net-user', IMAGE, 'true']);
+    expect((ins.IPAM.Config[0] as { Subnet: string }).Subnet).toMatch(/^\d+\.\d+\.\d+\.\d+\/\d+$/);
+    // connect: the container must exist; the built-in networks cannot be changed afterwards; a
+    // container on a user-defined network joins another one (its record: it is not running).
+    const ctr = env.b(['create', '--name', 'net-user', '--network', 'proj_default', IMAGE, 'true']);
     expect(ctr.code, ctr.stderr).toBe(0);
-    expect((await svc.request('POST', '/networks/proj_default/connect', { Container: 'net-user' })).status).toBe(200);
-    expect((await svc.request('POST', '/networks/proj_default/connect', { Container: 'nope' })).status).toBe(404);
+    expect((await svc.request('POST', '/networks/create', { Name: 'proj_back' })).status).toBe(201);
+    const conn = await svc.request('POST', '/networks/proj_back/connect', { Container: 'net-user', EndpointConfig: { Aliases: ['back'] } });
+    expect(conn.status, conn.text).toBe(200);
+    expect((await svc.request('POST', '/networks/proj_back/connect', { Container: 'nope' })).status).toBe(404);
     expect((await svc.request('POST', '/networks/host/connect', { Container: 'net-user' })).status).toBe(403);
+    expect((await svc.request('POST', '/networks/proj_back/connect', { Container: 'net-user', EndpointConfig: { IPAMConfig: { IPv4Address: 'x' } } })).status).toBe(400);
+    const eps = (await svc.request('GET', '/containers/net-user/json')).json<{ NetworkSettings: { Networks: Record<string, { Aliases: string[] }> } }>().NetworkSettings.Networks;
+    expect(Object.keys(eps)).toEqual(['proj_default', 'proj_back']);
+    expect(eps.proj_back!.Aliases).toContain('back');
+    // In use: Docker's 403 with its words.
+    const inUse = await svc.request('DELETE', '/networks/proj_default');
+    expect(inUse.status).toBe(403);
+    expect(inUse.json<{ message: string }>().message).toMatch(/error while removing network: network proj_default .*has active endpoints/);
+    const disc = await svc.request('POST', '/networks/proj_back/disconnect', { Container: 'net-user', Force: false });
+    expect(disc.status, disc.text).toBe(200);
+    expect(Object.keys((await svc.request('GET', '/containers/net-user/json')).json<{ NetworkSettings: { Networks: object } }>().NetworkSettings.Networks)).toEqual(['proj_default']);
+    expect((await svc.request('POST', '/networks/proj_back/disconnect', { Container: 'net-user' })).status).toBe(403);
+    expect((await svc.request('DELETE', '/networks/proj_back')).status).toBe(204);
     env.b(['rm', 'net-user']);
     expect((await svc.request('DELETE', '/networks/bridge')).status).toBe(403);
     expect((await svc.request('DELETE', `/networks/${Id.slice(0, 10)}`)).status).toBe(204);
@@ -294,7 +311,7 @@ describe('networks', () => {
     expect(p.NetworksDeleted).toEqual(['stale']);
     // create and destroy events.
     const ev = await svc.request('GET', `/events?since=0&until=${(nowSecs() + 0.001).toFixed(3)}&filters=${q({ network: ['proj_default'] })}`);
-    expect(ev.text.trim().split('\n').map((l) => (JSON.parse(l) as Ev).Action)).toEqual(['create', 'connect', 'destroy']);
+    expect(ev.text.trim().split('\n').map((l) => (JSON.parse(l) as Ev).Action)).toEqual(['create', 'destroy']);
   });
 });
 

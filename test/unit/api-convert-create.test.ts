@@ -237,15 +237,46 @@ describe('Docker create body → CreateRequest', () => {
     expect(toResources(request.resources!).resources).toEqual({ cpu: { period: 100000, quota: 25000 } });
   });
 
-  it("maps Docker's network modes; a user-defined network (NetworkMode or an endpoint) is burrow's default with a warning", () => {
-    const net = (mode: string | undefined, endpoints: object = {}) => createRequestOf({ Image: 'i', HostConfig: mode === undefined ? {} : { NetworkMode: mode }, NetworkingConfig: { EndpointsConfig: endpoints } }, undefined);
+  it("maps Docker's network modes; a user-defined network (NetworkMode or endpoints) with its EndpointsConfig, the mode's first", () => {
+    const net = (mode: string | undefined, endpoints: object = {}, extra: object = {}) => createRequestOf({ Image: 'i', ...extra, HostConfig: mode === undefined ? {} : { NetworkMode: mode }, NetworkingConfig: { EndpointsConfig: endpoints } }, undefined);
     for (const m of ['default', 'bridge', '', undefined]) expect(net(m).request.network, String(m)).toBeUndefined();
     for (const m of ['host', 'none', 'container:abc', 'slirp4netns:mtu=1500', 'pasta']) expect(net(m).request.network).toBe(m);
-    const user = net('proj_default');
-    expect(user.request.network).toBeUndefined();
-    expect(user.warnings).toEqual([expect.stringMatching(/^network "proj_default": user-defined networks are not supported yet/)]);
-    expect(net('default', { proj_back: {} }).warnings[0]).toMatch(/proj_back/);
-    expect(createRequestOf({ Image: 'i', NetworkDisabled: true }, undefined).request.network).toBe('none');
+    for (const m of ['default', 'host']) expect(net(m, { bridge: {}, default: {}, host: {} }).request.endpoints, m).toBeUndefined();
+    // compose's body: the project network as the mode and its endpoint with the service's alias.
+    const user = net('proj_default', { proj_default: { Aliases: ['web', 'web'], IPAMConfig: null, Links: null, MacAddress: '' } });
+    expect(user.warnings).toEqual([]);
+    expect(user.request).toMatchObject({ network: 'proj_default', endpoints: [{ network: 'proj_default', aliases: ['web'] }] });
+    // Several endpoints (API 1.44, or 1.41 bodies that name more): the mode's first, then the body's order.
+    const two = net('b', { a: { Aliases: ['x'] }, b: { IPAMConfig: { IPv4Address: '10.1.0.5', IPv6Address: '' }, MacAddress: '02:42:0A:01:00:05' } });
+    expect(two.request.network).toBe('b');
+    expect(two.request.endpoints).toEqual([
+      { network: 'b', aliases: [], ip: '10.1.0.5', mac: '02:42:0a:01:00:05' },
+      { network: 'a', aliases: ['x'] },
+    ]);
+    // The default mode with user-defined endpoints: those networks.
+    expect(net('default', { proj_back: {} }).request).toMatchObject({ network: 'proj_back', endpoints: [{ network: 'proj_back', aliases: [] }] });
+    // Config.MacAddress (API < 1.44) is the first network's.
+    expect(net('n', {}, { MacAddress: '02:42:0a:00:00:09' }).request.endpoints).toEqual([{ network: 'n', aliases: [], mac: '02:42:0a:00:00:09' }]);
+    // Bad addresses are 400s naming them.
+    for (const [ep, msg] of [
+      [{ IPAMConfig: { IPv4Address: '10.1.0.300' } }, /invalid IPv4 address: 10\.1\.0\.300/],
+      [{ IPAMConfig: { IPv6Address: 'fd00::5' } }, /IPv6Address: a fixed IPv6 address is not supported/],
+      [{ MacAddress: 'zz' }, /invalid MAC address: zz/],
+      [{ Aliases: 'web' }, /NetworkingConfig\.EndpointsConfig\.n\.Aliases/],
+    ] as const) {
+      let err: unknown;
+      try {
+        net('n', { n: ep });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(ep)).toBeInstanceOf(ApiError);
+      expect((err as ApiError).status).toBe(400);
+      expect((err as ApiError).message).toMatch(msg);
+    }
+    const disabled = createRequestOf({ Image: 'i', NetworkDisabled: true, HostConfig: { NetworkMode: 'n' } }, undefined).request;
+    expect(disabled.network).toBe('none');
+    expect(disabled.endpoints).toBeUndefined();
   });
 
   it('Cmd and Entrypoint as a string (Docker\'s StrSlice); null Entrypoint keeps the image\'s', () => {

@@ -3,12 +3,13 @@
  * the engine's CreateRequest. Every field burrow reads is type-checked (a wrong type is a 400
  * naming the field); fields it does not know are ignored, as Docker ignores them. Docker's zero
  * values mean "unset" (its clients send `"Memory": 0`, `"PidsLimit": null`…). What burrow
- * cannot do as asked but can run anyway (a user-defined network) becomes a warning in the
+ * cannot do as asked but can run anyway (a log driver it lacks) becomes a warning in the
  * response's `Warnings`.
  */
-import type { CreateRequest, MountRequest } from '../../engine/create';
+import type { CreateRequest, EndpointRequest, MountRequest } from '../../engine/create';
 import type { Healthcheck, RestartPolicy } from '../../container/records';
 import { ApiError } from '../http';
+import { isIpv4 } from './networks';
 
 type Obj = Record<string, unknown>;
 
@@ -195,22 +196,47 @@ function publishSpec(key: string, b: Reader): string {
   return `${host}${key}`;
 }
 
-/**
- * NetworkMode to burrow's --network: Docker's default and bridge are burrow's default; host,
- * none, container:ID and burrow's own modes as they are; any other name is a user-defined
- * network, which gets the default network (and a warning) until those exist.
- */
-function networkOf(mode: string | undefined, endpoints: string[], warnings: string[]): string | undefined {
-  const userNet = (name: string): undefined => {
-    warnings.push(`network "${name}": user-defined networks are not supported yet; the container gets a network of its own (burrow's default), without the names of the other containers`);
-    return undefined;
-  };
-  if (!mode || mode === 'default' || mode === 'bridge') {
-    const other = endpoints.find((e) => e !== 'bridge' && e !== 'default');
-    return other ? userNet(other) : undefined;
+const BUILTIN_MODE = (m: string): boolean => m === 'host' || m === 'none' || m.startsWith('container:') || /^(slirp4netns|pasta)(:|$)/.test(m);
+
+/** An EndpointsConfig entry: its aliases, IPAMConfig.IPv4Address and MacAddress. */
+function endpointOf(network: string, e: Reader | undefined): EndpointRequest {
+  const out: EndpointRequest = { network, aliases: [...new Set(e?.strs('Aliases') ?? [])].filter(Boolean) };
+  const ip = e?.obj('IPAMConfig')?.str('IPv4Address');
+  if (ip) {
+    if (!isIpv4(ip)) throw new ApiError(400, `invalid IPv4 address: ${ip}`);
+    out.ip = ip;
   }
-  if (mode === 'host' || mode === 'none' || mode.startsWith('container:') || /^(slirp4netns|pasta)(:|$)/.test(mode)) return mode;
-  return userNet(mode);
+  if (e?.obj('IPAMConfig')?.str('IPv6Address')) throw new ApiError(400, `${e.field('IPAMConfig')}.IPv6Address: a fixed IPv6 address is not supported`);
+  const mac = e?.str('MacAddress');
+  if (mac) {
+    if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw new ApiError(400, `invalid MAC address: ${mac}`);
+    out.mac = mac.toLowerCase();
+  }
+  return out;
+}
+
+/**
+ * HostConfig.NetworkMode and NetworkingConfig.EndpointsConfig to burrow's network: Docker's
+ * default and bridge are burrow's default; host, none, container:ID and burrow's own modes as they
+ * are; any other name is a user-defined network, the container's first (eth0), with the
+ * aliases, address and MAC its EndpointsConfig entry asks. Further EndpointsConfig entries are
+ * more user-defined networks (API 1.44 takes several at create; older clients connect the rest
+ * before the start, which works as well). EndpointsConfig keys for the built-in networks add
+ * nothing.
+ */
+function networksOf(mode: string | undefined, endpoints: Reader | undefined): { network?: string; networks: EndpointRequest[] } {
+  const keys = (endpoints?.ownKeys() ?? []).filter((k) => !['bridge', 'default', 'host', 'none'].includes(k));
+  const entry = (k: string): EndpointRequest => endpointOf(k, endpoints?.obj(k));
+  if (mode && mode !== 'default' && mode !== 'bridge') {
+    if (BUILTIN_MODE(mode)) return { network: mode, networks: [] };
+    // The mode's own entry first (eth0), then the others in the body's order.
+    const first = keys.includes(mode) ? entry(mode) : { network: mode, aliases: [] };
+    return { network: mode, networks: [first, ...keys.filter((k) => k !== mode).map(entry)] };
+  }
+  // Docker's default mode with user-defined networks named: those networks (burrow's default
+  // network cannot be combined with them).
+  const networks = keys.map(entry);
+  return networks.length ? { network: networks[0]!.network, networks } : { networks };
 }
 
 /** The create body and the `name` query parameter as the engine's request. */
@@ -236,9 +262,16 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     if (!list.length) publish.push(key);
     for (const b of list) publish.push(publishSpec(key, b));
   }
-  const endpoints = n?.keys('EndpointsConfig') ?? [];
-  let network = networkOf(h.str('NetworkMode'), endpoints, warnings);
-  if (c.bool('NetworkDisabled')) network = 'none';
+  const nets = networksOf(h.str('NetworkMode'), n?.obj('EndpointsConfig'));
+  let network = nets.network;
+  let networks = nets.networks;
+  if (c.bool('NetworkDisabled')) {
+    network = 'none';
+    networks = [];
+  }
+  // Config.MacAddress (API < 1.44): the first network's.
+  const mac = c.str('MacAddress');
+  if (mac && networks[0] && !networks[0].mac) networks[0] = { ...networks[0], mac: endpointOf('', new Reader({ MacAddress: mac }, '')).mac! };
   const logType = h.obj('LogConfig')?.str('Type');
   let logDriver: string | undefined;
   if (logType && ['k8s-file', 'json-file', 'none'].includes(logType)) logDriver = logType;
@@ -283,6 +316,7 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     mounts,
     tmpfs: h.record('Tmpfs') ?? {},
     ...(network !== undefined ? { network } : {}),
+    ...(networks.length ? { endpoints: networks } : {}),
     publish,
     publishAll: !!h.bool('PublishAllPorts'),
     expose: exposed,

@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { BurrowError } from '../../errors';
 import type { ContainerRecord } from '../../container/records';
 import type { EngineContext } from '../../engine/context';
+import { dockerEndpoints, userNetworkMode, withShortIdAlias } from '../convert/networks';
 import { ApiError, boolParam, filtersParam, noContent, readJson, sendJson } from '../http';
 import type { ApiRequest, Route } from '../router';
 
@@ -58,12 +59,15 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
   const containers = new Containers(req.ctx.store);
   const { treeSize } = size ? await import('../../container/lifecycle') : { treeSize: () => 0 };
   const out = [];
+  const networkDefs = new Map<string, { subnet: string; gateway: string } | undefined>();
   for (const e of entries) {
     const r = e.rec;
     const running = e.state.status === 'running';
     // Docker's built-in names, as the networks routes list them: `bridge` stands for burrow's
-    // default (a network namespace of its own through slirp4netns or pasta).
-    const mode = r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge';
+    // default (a network namespace of its own through slirp4netns or pasta); a container on
+    // user-defined networks shows them (docker ps's NETWORKS column), its first as its mode.
+    const userNets = await dockerEndpoints(req.ctx, r, networkDefs);
+    const mode = userNetworkMode(r) ?? (r.network === 'host' || r.network === 'none' || r.network.startsWith('container:') ? r.network : 'bridge');
     out.push({
       Id: r.id,
       Names: [`/${r.name}`],
@@ -77,7 +81,7 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
       State: e.status,
       Status: statusText(e),
       HostConfig: { NetworkMode: mode },
-      NetworkSettings: { Networks: mode.startsWith('container:') ? {} : { [mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
+      NetworkSettings: { Networks: Object.keys(userNets).length ? userNets : mode.startsWith('container:') ? {} : { [mode]: { NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, MacAddress: '' } } },
       Mounts: r.mounts.map((m) => ({
         Type: m.type,
         ...(m.type === 'volume' ? { Name: m.name ?? '', Driver: 'local' } : {}),
@@ -109,7 +113,13 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
 async function inspect(req: ApiRequest, res: ServerResponse): Promise<void> {
   const rec = await container(req);
   const { inspectContainer } = await import('../../container/inspect');
-  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown>;
+  const out = inspectContainer(req.ctx.store, rec) as Record<string, unknown> & { HostConfig: Record<string, unknown>; NetworkSettings: { Networks?: Record<string, Record<string, unknown>> } };
+  // A container on user-defined networks: what Docker adds for its clients (ts/api/convert/networks.ts).
+  const mode = userNetworkMode(rec);
+  if (mode) {
+    out.HostConfig.NetworkMode = mode;
+    withShortIdAlias(rec, out.NetworkSettings.Networks ?? {});
+  }
   if (boolParam(req.query, 'size')) {
     const [{ treeSize }, { Containers }] = await Promise.all([import('../../container/lifecycle'), import('../../container/records')]);
     Object.assign(out, { SizeRw: treeSize(`${new Containers(req.ctx.store).dir(rec.id)}/upper`), SizeRootFs: 0 });
