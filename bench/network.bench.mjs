@@ -630,7 +630,7 @@ async function runUserNetworks() {
       tRow(`container → host (${hostIp}), outbound path`, 'out', TARGETS.outbound),
       tRow(`host → container (iperf3 -R), the same path`, 'in', TARGETS.outbound),
       '',
-      `Runs: ${['burrow', 'podman', 'podmanJumbo'].map((n) => `${n} c2c ${fmtRuns(tput[n].c2c)}; out ${fmtRuns(tput[n].out)}; in ${fmtRuns(tput[n].in)}`).join('. ')}.`,
+      `Runs (Gbit/s): ${[['burrow', 'burrow'], ['podman', 'podman'], ['podmanJumbo', 'podman MTU 65520']].map(([n, label]) => `${label}: c2c ${fmtRuns(tput[n].c2c)}; out ${fmtRuns(tput[n].out)}; in ${fmtRuns(tput[n].in)}`).join('. ')}. The machine is shared with other work: single runs vary by up to 2×; the tools alternate which goes first.`,
       '',
       `### Start of a container on the network: \`run --rm --network ${net} busybox true\` (ms, hyperfine median ± stddev, ${START_RUNS} runs after 3 warm-up)`,
       '',
