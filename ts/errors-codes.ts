@@ -55,6 +55,12 @@ export const ERROR_CODES = {
   ENETWORK_EXISTS: { exit: 125, http: 409 },
   /** a network with running containers (`network rm`), or one of the modes that always exist (bridge, host, none) */
   ENETWORK_FORBIDDEN: { exit: 125, http: 403 },
+  /** a network's subnet overlaps another network's or a route of the host (`network create --subnet`) */
+  ENETWORK_OVERLAP: { exit: 125, http: 403 },
+  /** an address (`--ip`) another container on the network has, or outside its subnet */
+  EIP_IN_USE: { exit: 125, http: 409 },
+  /** the user's network owner (the namespace that holds user-defined networks) cannot start or failed */
+  ENET_OWNER: { exit: 125, http: 500 },
   /** burrow-runtime failed */
   ERUNTIME: { exit: 125, http: 500 },
   /** a resource limit this host cannot enforce (no delegated cgroup controller) */

@@ -508,3 +508,265 @@ describe(`without a network helper (${IS_ROOT ? 'root' : 'an unprivileged user'}
     }
   });
 });
+
+/**
+ * A DNS server on the host's loopback, in its own process, that answers A queries for names
+ * ending in `.outside.test` with 192.0.2.7 and refuses everything else (the upstream a
+ * container's `--dns` names: the network owner forwards what its networks do not know there).
+ */
+async function hostResolver(): Promise<{ port: number; queries(): string[]; stop(): void }> {
+  const code = `const d=require('dgram').createSocket('udp4');
+d.on('message',(m,r)=>{let i=12;const l=[];while(m[i]){l.push(m.slice(i+1,i+1+m[i]).toString());i+=m[i]+1;}const q=m.slice(12,i+5);const name=l.join('.');const type=m.readUInt16BE(i+1);
+process.stdout.write('q '+name+'\\n');const ok=/\\.outside\\.test$/.test(name)&&type===1;
+const h=Buffer.alloc(12);m.copy(h,0,0,2);h.writeUInt16BE(ok?0x8180:0x8183,2);h.writeUInt16BE(1,4);h.writeUInt16BE(ok?1:0,6);
+const a=ok?Buffer.from([0xc0,12,0,1,0,1,0,0,0,60,0,4,192,0,2,7]):Buffer.alloc(0);d.send(Buffer.concat([h,q,a]),r.port,r.address);});
+d.bind(0,'127.0.0.1',()=>process.stdout.write('port '+d.address().port+'\\n'));`;
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  for (let i = 0; i < 200 && !/port \d+/.test(out); i++) await sleep(10);
+  const port = Number(/port (\d+)/.exec(out)?.[1]);
+  return { port, queries: () => out.split('\n').filter((l) => l.startsWith('q ')).map((l) => l.slice(2)), stop: () => child.kill('SIGKILL') };
+}
+
+/** The network owner of this test's run root, while one runs: its pid (owner.json). */
+function ownerPid(): number | undefined {
+  try {
+    const pid = (JSON.parse(fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.json'), 'utf8')) as { pid: number }).pid;
+    return alive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes under `pid` (its children, theirs, ...): the owner's slirp4netns and helpers. */
+function descendants(pid: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const pp = ppidOf(Number(d));
+      kids.set(pp, [...(kids.get(pp) ?? []), Number(d)]);
+    } catch {
+      /* gone */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const k of kids.get(p) ?? []) {
+      out.push(k);
+      walk(k);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** A shell loop that retries `cmd` while a server in another container starts (at most ~10 s). */
+const retry = (cmd: string) => `for i in $(seq 100); do ${cmd} && exit 0; sleep 0.1; done; exit 1`;
+
+describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  const nets: string[] = [];
+  const netCreate = (...args: string[]) => {
+    const r = b(['network', 'create', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    nets.push(args[args.length - 1]!);
+  };
+  /** Processes of the owner seen during a test: none may outlive the test's last container. */
+  const owners = new Set<number>();
+  const seeOwner = () => {
+    const pid = ownerPid();
+    expect(pid, 'a network owner runs while a container is on a user-defined network').toBeDefined();
+    owners.add(pid!);
+    for (const d of descendants(pid!)) owners.add(d);
+    return pid!;
+  };
+  afterEach(() => {
+    env.cleanup();
+    // No owner and none of its helpers (slirp4netns) once the last container is gone.
+    for (const pid of owners) waitFor(() => !alive(pid), 10_000, `owner process ${pid} (${cmdline(pid)}) to exit after the last container`);
+    owners.clear();
+    for (const n of nets.splice(0)) b(['network', 'rm', n]);
+  });
+
+  it('two containers on one network reach each other by name and alias; a third on another network neither reaches nor resolves them', () => {
+    netCreate('un-front');
+    netCreate('un-back');
+    const web = runD('--name', 'un-web', '--network', 'un-front', '--network-alias', 'webalias', IMAGE, ...HTTPD);
+    seeOwner();
+    const ws = inspect(web).NetworkSettings.Networks['un-front'];
+    expect(ws.IPAddress).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(ws.Aliases).toEqual(['webalias']);
+    expect(ws.MacAddress).toBe(`02:42:${ws.IPAddress.split('.').map((x: string) => Number(x).toString(16).padStart(2, '0')).join(':')}`);
+    expect(ws.NetworkID).toBe(JSON.parse(b(['network', 'inspect', 'un-front']).stdout)[0].Id);
+    expect(ws.Gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    const client = b(['run', '--rm', '--network', 'un-front', IMAGE, 'sh', '-c', `${retry('wget -q -O /tmp/a http://un-web/')} ; cat /tmp/a; wget -q -O- http://webalias/; cat /etc/resolv.conf; ip -4 route`]);
+    expect(client.code, client.stderr).toBe(0);
+    expect(client.stdout).toMatch(/^page from \w+\npage from \w+\n/);
+    // The one nameserver is the network's gateway, where the owner's resolver answers.
+    expect(client.stdout).toMatch(new RegExp(`^nameserver ${ws.Gateway.replace(/\./g, '\\.')}$`, 'm'));
+    expect(client.stdout).toMatch(new RegExp(`^default via ${ws.Gateway.replace(/\./g, '\\.')}`, 'm'));
+    const other = b(['run', '--rm', '--network', 'un-back', IMAGE, 'sh', '-c', `nslookup un-web; echo "resolve=$?"; wget -T 3 -q -O- http://${ws.IPAddress}/; echo "reach=$?"`]);
+    expect(other.stdout).toMatch(/resolve=1/);
+    expect(other.stdout).toMatch(/reach=1/);
+    expect(other.stdout).not.toMatch(/page from/);
+  });
+
+  it('a container on two networks reaches both; /etc/hosts has its name on its address; the first network is eth0', () => {
+    netCreate('un-one');
+    netCreate('un-two');
+    runD('--name', 'un-s1', '--network', 'un-one', IMAGE, ...HTTPD);
+    runD('--name', 'un-s2', '--network', 'un-two', IMAGE, ...HTTPD);
+    const both = runD('--name', 'un-both', '--hostname', 'bothhost', '--network', 'un-one', '--network', 'un-two', IMAGE, 'sleep', '60');
+    seeOwner();
+    const n = inspect(both).NetworkSettings.Networks;
+    expect(Object.keys(n).sort()).toEqual(['un-one', 'un-two']);
+    const r = b(['exec', both, 'sh', '-c', `${retry('wget -q -O- http://un-s1/ >/dev/null')} && ${retry('wget -q -O- http://un-s2/ >/dev/null')} && ip -4 -o addr show eth0 && ip -4 -o addr show eth1 && cat /etc/hosts`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`eth0\\s+inet ${n['un-one'].IPAddress.replace(/\./g, '\\.')}/${n['un-one'].IPPrefixLen}`));
+    expect(r.stdout).toMatch(new RegExp(`eth1\\s+inet ${n['un-two'].IPAddress.replace(/\./g, '\\.')}/`));
+    expect(r.stdout).toMatch(new RegExp(`^${n['un-one'].IPAddress.replace(/\./g, '\\.')}\\s+bothhost$`, 'm'));
+  });
+
+  it('--internal: no outbound route; a routed network has its default route through its gateway', () => {
+    netCreate('--internal', 'un-int');
+    const r = b(['run', '--rm', '--network', 'un-int', IMAGE, 'sh', '-c', 'ip -4 route; wget -T 3 -q -O- http://10.0.2.2:1/; echo "out=$?"']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/^default/m);
+    expect(r.stdout).toMatch(/out=1/);
+    expect(r.stderr).toMatch(/unreachable/i);
+    expect(JSON.parse(b(['network', 'inspect', 'un-int']).stdout)[0].Internal).toBe(true);
+  });
+
+  it('-p publishes a port of a container on a user-defined network to the host', async () => {
+    netCreate('un-pub');
+    const hp = await freePort();
+    const id = runD('--network', 'un-pub', '-p', `127.0.0.1:${hp}:80`, IMAGE, ...HTTPD);
+    seeOwner();
+    expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
+    expect(b(['port', id]).stdout.trim()).toBe(`80/tcp -> 127.0.0.1:${hp}`);
+  });
+
+  it('names outside the networks go to the --dns servers (a resolver on the host\'s loopback), through the owner', async () => {
+    netCreate('un-dns');
+    const dns = await hostResolver();
+    try {
+      const r = await env.bg(['run', '--rm', '--network', 'un-dns', '--dns', `127.0.0.1:${dns.port}`, IMAGE, 'sh', '-c', 'nslookup www.outside.test; cat /etc/resolv.conf']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/Address(?: 1)?:\s+192\.0\.2\.7/);
+      // The container asks the network's gateway, never the upstream itself.
+      expect(r.stdout).not.toMatch(/nameserver 127\./);
+      expect(dns.queries()).toContain('www.outside.test');
+    } finally {
+      dns.stop();
+    }
+  });
+
+  it('network connect and disconnect change a running container\'s networks', () => {
+    netCreate('un-c1');
+    netCreate('un-c2');
+    runD('--name', 'un-srv', '--network', 'un-c1', IMAGE, ...HTTPD);
+    const c = runD('--name', 'un-cli', '--network', 'un-c2', IMAGE, 'sleep', '60');
+    seeOwner();
+    expect(b(['exec', c, 'sh', '-c', 'wget -T 2 -q -O- http://un-srv/']).code).not.toBe(0);
+    const con = b(['network', 'connect', '--alias', 'cli2', 'un-c1', c]);
+    expect(con.code, con.stderr).toBe(0);
+    const n = inspect(c).NetworkSettings.Networks;
+    expect(Object.keys(n).sort()).toEqual(['un-c1', 'un-c2']);
+    const ok = b(['exec', c, 'sh', '-c', `${retry('wget -T 2 -q -O- http://un-srv/')}; ip -4 -o addr show eth1`]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/page from/);
+    expect(ok.stdout).toMatch(new RegExp(`inet ${n['un-c1'].IPAddress.replace(/\./g, '\\.')}/`));
+    const dis = b(['network', 'disconnect', 'un-c1', c]);
+    expect(dis.code, dis.stderr).toBe(0);
+    expect(Object.keys(inspect(c).NetworkSettings.Networks)).toEqual(['un-c2']);
+    const gone = b(['exec', c, 'sh', '-c', `ip -o link show eth1; wget -T 2 -q -O- http://${n['un-c1'].IPAddress}/`]);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stdout).not.toMatch(/page from/);
+  });
+
+  it('addresses: --ip, a taken --ip refused, freed and reused after rm; kept across a restart', () => {
+    netCreate('--subnet', '10.251.7.0/24', 'un-ipam');
+    const a = runD('--name', 'un-ip1', '--network', 'un-ipam', '--ip', '10.251.7.9', IMAGE, 'sleep', '60');
+    seeOwner();
+    expect(inspect(a).NetworkSettings.Networks['un-ipam'].IPAddress).toBe('10.251.7.9');
+    expect(inspect(a).NetworkSettings.Networks['un-ipam'].IPAMConfig).toEqual({ IPv4Address: '10.251.7.9' });
+    const taken = b(['run', '-d', '--network', 'un-ipam', '--ip', '10.251.7.9', IMAGE, 'true']);
+    expect(taken.code).toBe(125);
+    expect(taken.stderr).toMatch(/10\.251\.7\.9/);
+    // Nothing half-made: no container from the refused run.
+    expect(b(['ps', '-aq']).stdout.trim().split('\n')).toHaveLength(1);
+    const first = runD('--network', 'un-ipam', IMAGE, 'sleep', '60');
+    const lowest = inspect(first).NetworkSettings.Networks['un-ipam'].IPAddress;
+    expect(lowest).toBe('10.251.7.2');
+    // Restarted, it keeps its address.
+    expect(b(['stop', '-t', '0', first]).code).toBe(0);
+    expect(b(['start', first]).code).toBe(0);
+    const inside = b(['exec', first, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    expect(inside.stdout).toMatch(/inet 10\.251\.7\.2\/24/);
+    expect(b(['rm', '-f', first, a]).code).toBe(0);
+    const again = runD('--network', 'un-ipam', '--ip', '10.251.7.9', IMAGE, 'sleep', '60');
+    expect(inspect(again).NetworkSettings.Networks['un-ipam'].IPAddress).toBe('10.251.7.9');
+    const next = runD('--network', 'un-ipam', IMAGE, 'sleep', '60');
+    expect(inspect(next).NetworkSettings.Networks['un-ipam'].IPAddress).toBe('10.251.7.2');
+  });
+
+  it('no owner and no slirp4netns are left once the last container on a network is removed', () => {
+    netCreate('un-gone');
+    const x = runD('--network', 'un-gone', IMAGE, 'sleep', '60');
+    const y = runD('--network', 'un-gone', IMAGE, 'sleep', '60');
+    const pid = seeOwner();
+    const under = descendants(pid);
+    expect(b(['rm', '-f', x]).code).toBe(0);
+    // One container left: the owner stays.
+    expect(alive(pid)).toBe(true);
+    expect(b(['rm', '-f', y]).code).toBe(0);
+    waitFor(() => !alive(pid), 10_000, 'the owner to exit after the last container');
+    for (const p of under) expect(alive(p), `${p} (${cmdline(p)}) outlived the owner`).toBe(false);
+    expect(ownerPid()).toBeUndefined();
+  });
+
+  it('bad input: an unknown network, a mode with a network, --ip without a network', () => {
+    const unknown = b(['run', '--rm', '--network', 'un-nosuch', IMAGE, 'true']);
+    expect(unknown.code).toBe(125);
+    expect(unknown.stderr).toMatch(/network un-nosuch not found/);
+    netCreate('un-bad');
+    const mixed = b(['run', '--rm', '--network', 'host', '--network', 'un-bad', IMAGE, 'true']);
+    expect(mixed.code).toBe(125);
+    expect(mixed.stderr).toMatch(/host/);
+    const ip = b(['run', '--rm', '--ip', '10.1.2.3', IMAGE, 'true']);
+    expect(ip.code).toBe(125);
+    expect(ip.stderr).toMatch(/--ip/);
+    expect(b(['ps', '-aq']).stdout.trim()).toBe('');
+  });
+
+  it.skipIf(IS_ROOT)('--userns keep-id cannot be used with a user-defined network, and says why', () => {
+    netCreate('un-keep');
+    const r = b(['run', '--rm', '--userns', 'keep-id', '--network', 'un-keep', IMAGE, 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/user namespace of your network owner/);
+    expect(r.stderr).toMatch(/leave out --userns/);
+  });
+
+  it('kill -9 of the owner: its containers are reported (inspect, the next run\'s warning), and the next run gets a new owner', () => {
+    netCreate('un-kill');
+    const victim = runD('--name', 'un-victim', '--network', 'un-kill', IMAGE, 'sleep', '120');
+    const pid = seeOwner();
+    process.kill(pid, 'SIGKILL');
+    waitFor(() => fs.existsSync(path.join(dirOf(victim), 'network-lost.json')), 10_000, 'the monitor to record the lost owner');
+    const st = inspect(victim);
+    expect(st.State.Running).toBe(true);
+    expect(st.State.Error).toMatch(/network owner lost.*un-kill/);
+    expect(st.NetworkSettings.NetworkLost.Networks).toEqual(['un-kill']);
+    const next = b(['run', '-d', '--network', 'un-kill', IMAGE, 'sleep', '60']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/network owner went away under un-victim/);
+    const fresh = seeOwner();
+    expect(fresh).not.toBe(pid);
+    // A restart reattaches the reported container, with its address.
+    const ip = st.NetworkSettings.Networks['un-kill'].IPAddress as string;
+    expect(b(['restart', '-t', '0', victim]).code).toBe(0);
+    expect(inspect(victim).State.Error).toBe('');
+    expect(b(['exec', victim, 'ip', '-4', '-o', 'addr', 'show', 'eth0']).stdout).toMatch(new RegExp(`inet ${ip.replace(/\./g, '\\.')}/`));
+  });
+});

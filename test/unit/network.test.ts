@@ -4,9 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hostResolvers, hostsFile, parseResolv, resolvConf, slirpAddresses } from '../../ts/network/etc';
-import { boundPorts, hostConfigNetwork, portLines } from '../../ts/network/inspect';
-import { addBindBypass } from '../../ts/network/runtime';
-import { networkRecord, parseNetwork, parsePublish, publishAll, type NetworkFlags, type NetworkRecord } from '../../ts/network/options';
+import { boundPorts, hostConfigNetwork, networkSettings, portLines } from '../../ts/network/inspect';
+import { addBindBypass, ownerEndpoints } from '../../ts/network/runtime';
+import { toCreateRequest, type RunFlags } from '../../ts/cli/commands/run-flags';
+import { joinOwnerUserns } from '../../ts/container/spec';
+import type { EndpointRecord } from '../../ts/network/user';
+import { isNetworkMode, networkRecord, parseNetwork, parsePublish, publishAll, type NetworkFlags, type NetworkRecord } from '../../ts/network/options';
 
 const flags = (f: Partial<NetworkFlags>): NetworkFlags => ({ publish: [], publishAll: false, dns: [], dnsSearch: [], dnsOption: [], addHost: [], ...f });
 
@@ -47,7 +50,9 @@ describe('--network', () => {
   });
 
   it('refuses unknown modes and options', () => {
-    expect(() => parseNetwork('bridge')).toThrow(/invalid --network bridge/);
+    // Docker's `bridge` is the default network: ours is the default mode (#16).
+    expect(parseNetwork('bridge').rec.mode).toBe(parseNetwork(undefined).rec.mode);
+    expect(() => parseNetwork('-x')).toThrow(/invalid --network -x/);
     expect(() => parseNetwork('slirp4netns:outbound_addr=1.2.3.4')).toThrow(/unknown option outbound_addr/);
     expect(() => parseNetwork('slirp4netns:mtu=100')).toThrow(/mtu=100/);
     expect(() => parseNetwork('container:')).toThrow(/needs a container/);
@@ -200,5 +205,62 @@ describe('port_handler=bypass: the seccomp profile', () => {
     expect(s.defaultAction).toBe('SCMP_ACT_ALLOW');
     expect(s.architectures).toContain('SCMP_ARCH_X86');
     expect(names(s, 'SCMP_ACT_NOTIFY')).toContain('bind');
+  });
+});
+
+describe('user-defined networks (#16)', () => {
+  it('a name that is not a mode is a user-defined network', () => {
+    expect(parseNetwork('backend').rec.mode).toBe('user');
+    expect(isNetworkMode('backend')).toBe(false);
+    for (const m of ['', 'bridge', 'none', 'host', 'container:x', 'slirp4netns:mtu=1500', 'pasta']) expect(isNetworkMode(m)).toBe(true);
+    expect(networkRecord(flags({ network: 'backend', publish: ['8080:80'], dns: ['10.9.9.9'] }), undefined, () => {})).toMatchObject({ mode: 'user', dns: ['10.9.9.9'], ports: [{ hostPort: 8080, containerPort: 80 }] });
+  });
+
+  it('run flags: --network repeatable, --network-alias, --ip and --mac-address on the first', () => {
+    const f = { network: ['front', 'back'], net: [], networkAlias: ['web'], ip: '10.1.0.9', macAddress: '02:42:0a:01:00:09', env: [], envFile: [], volume: [], mount: [], tmpfs: [], capAdd: [], capDrop: [], securityOpt: [], ulimit: [], label: [], pull: 'missing', groupAdd: [], device: [], publish: [], expose: [], dns: [], dnsSearch: [], dnsOption: [], addHost: [] } as unknown as RunFlags;
+    const r = toCreateRequest('img', [], f);
+    expect(r.network).toBe('front');
+    expect(r.endpoints).toEqual([{ network: 'front', aliases: ['web'], ip: '10.1.0.9', mac: '02:42:0a:01:00:09' }, { network: 'back' }]);
+    expect(() => toCreateRequest('img', [], { ...f, network: [] } as unknown as RunFlags)).toThrow(/--ip applies to a user-defined network/);
+  });
+
+  it('the spec joins the owner\'s user namespace without mappings of its own, and makes a network namespace there', () => {
+    const spec = { linux: { namespaces: [{ type: 'pid' }, { type: 'user' }, { type: 'network' }], uidMappings: [{}], gidMappings: [{}] } };
+    joinOwnerUserns(spec, '/proc/77/ns/user');
+    expect(spec.linux.namespaces).toEqual([{ type: 'pid' }, { type: 'user', path: '/proc/77/ns/user' }, { type: 'network' }]);
+    expect(spec.linux).not.toHaveProperty('uidMappings');
+    expect(spec.linux).not.toHaveProperty('gidMappings');
+    // As root there is no such namespace: its own stays.
+    const root = { linux: { namespaces: [{ type: 'user' }, { type: 'network' }], uidMappings: [{}] } };
+    joinOwnerUserns(root, undefined);
+    expect(root.linux.namespaces).toEqual([{ type: 'user' }, { type: 'network' }]);
+    expect(root.linux.uidMappings).toEqual([{}]);
+  });
+
+  const ep = (over: Partial<EndpointRecord>): EndpointRecord => ({ network: 'a'.repeat(64), name: 'front', ip: '172.20.0.5', mac: '02:42:ac:14:00:05', ifname: 'eth0', aliases: [], ...over });
+  const stored = (name: string, subnet: string, internal = false) => ({ Name: name, Id: name.padEnd(64, '0'), Created: '', Driver: 'bridge', EnableIPv6: false, IPAM: { Driver: 'default', Options: {}, Config: [{ Subnet: subnet, Gateway: subnet.replace(/0\/\d+$/, '1') }] }, Internal: internal, Attachable: false, Options: {}, Labels: {} });
+
+  it('resolv.conf names the first network\'s gateway; /etc/hosts the container\'s address', () => {
+    const net = rec({ mode: 'user', networks: [ep({})], dns: ['10.9.9.9'], dnsSearch: ['example.org'] });
+    const host = { nameservers: ['192.168.1.1'], search: [], options: ['ndots:2'], loopback: false };
+    expect(resolvConf(net, host, '172.20.0.1')).toBe('search example.org\nnameserver 172.20.0.1\noptions ndots:2\n');
+    expect(hostsFile('web1', net)).toMatch(/^172\.20\.0\.5\tweb1$/m);
+  });
+
+  it('the owner\'s endpoints: the network definitions, the default route on the first routed network', () => {
+    const nets = [stored('int', '10.7.0.0/24', true), stored('out', '10.8.0.0/24')];
+    const eps = ownerEndpoints([ep({ network: nets[0]!.Id, ip: '10.7.0.2' }), ep({ network: nets[1]!.Id, ip: '10.8.0.2', ifname: 'eth1' })], nets.map((n) => ({ id: n.Id, name: n.Name, bridge: `bw${n.Id.slice(0, 12)}`, subnet: n.IPAM.Config[0]!.Subnet, gateway: n.IPAM.Config[0]!.Gateway, internal: n.Internal, mtu: 65520 })));
+    expect(eps.map((e) => e.defaultRoute)).toEqual([false, true]);
+    expect(eps[1]!.network).toEqual({ id: nets[1]!.Id, name: 'out', bridge: `bw${nets[1]!.Id.slice(0, 12)}`, subnet: '10.8.0.0/24', gateway: '10.8.0.1', internal: false, mtu: 65520 });
+  });
+
+  it('inspect: NetworkSettings.Networks by name, as Docker shows them', () => {
+    const n = stored('front', '172.20.0.0/16');
+    const net = rec({ mode: 'user', networks: [ep({ network: n.Id, aliases: ['web'], ipGiven: true })] });
+    const s = networkSettings(net, '/nonexistent', 0, {}, { id: 'c'.repeat(64), name: 'web1', lookup: () => ({ subnet: '172.20.0.0/16', gateway: '172.20.0.1', endpointId: 'e'.repeat(64) }) });
+    const e = (s.Networks as Record<string, Record<string, unknown>>).front!;
+    expect(e).toMatchObject({ IPAddress: '172.20.0.5', IPPrefixLen: 16, Gateway: '172.20.0.1', MacAddress: '02:42:ac:14:00:05', Aliases: ['web'], NetworkID: n.Id, IPAMConfig: { IPv4Address: '172.20.0.5' }, DNSNames: ['web1', 'cccccccccccc', 'web'] });
+    expect(e.EndpointID).toBe('e'.repeat(64));
+    expect(s.IPAddress).toBe('');
   });
 });

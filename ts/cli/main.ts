@@ -10,6 +10,7 @@ import { registerBuildCommands } from './commands/build-flags';
 import { registerContainerCommands } from './commands/containers';
 import { registerHealthcheckCommands } from './commands/healthcheck';
 import { registerImageCommands } from './commands/images';
+import { registerNetworkCommands } from './commands/network';
 import { registerResourceCommands } from './commands/resources';
 import { registerDiskCommands } from './commands/system';
 import { registerVolumeCommands } from './commands/volume';
@@ -98,6 +99,7 @@ export function buildProgram(setExit: (code: number) => void, full = true, only?
   registerContainerCommands(program, setExit, full, only);
   registerDiskCommands(program);
   registerVolumeCommands(program, setExit);
+  registerNetworkCommands(program, setExit);
   registerResourceCommands(program);
   registerHealthcheckCommands(program, setExit);
 

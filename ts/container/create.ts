@@ -8,6 +8,8 @@ import { BurrowError } from '../errors';
 import { parseImageConfig, type ContainerConfig, type ImageConfig } from '../image/manifest';
 import { writeEtcFiles } from '../network/etc';
 import type { NetworkRecord } from '../network/options';
+import type { EndpointRecord } from '../network/user';
+import type { NetworkRecord as StoredNetwork } from '../engine/networks';
 import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
@@ -46,6 +48,8 @@ export interface CreateOptions {
   network: string;
   /** The parsed network flags (ts/network/options.ts). */
   net?: NetworkRecord;
+  /** Mode `user`: the networks, found in the store, eth0 first (their addresses are allocated here, once the id is known). */
+  userNetworks?: UserNetworkRequest[];
   logDriver: string;
   stopSignal?: string;
   stopTimeout?: number;
@@ -68,6 +72,37 @@ export interface CreateOptions {
   expose?: string[];
   restartPolicy?: RestartPolicy;
   healthcheck?: Healthcheck;
+}
+
+/** A user-defined network to join, with the endpoint's settings as asked. */
+export interface UserNetworkRequest {
+  network: StoredNetwork;
+  aliases: string[];
+  ip?: string;
+  mac?: string;
+}
+
+/**
+ * The endpoints of a new container: an address from IPAM on each network (the asked one, or the
+ * lowest free), Docker's MAC for it unless one was given. What was allocated before a failure is
+ * given back.
+ */
+async function allocateEndpoints(store: Store, id: string, nets: UserNetworkRequest[]): Promise<EndpointRecord[]> {
+  const { allocate, release } = await import('../network/ipam');
+  const { endpointRecord } = await import('../engine/networks');
+  const out: EndpointRecord[] = [];
+  try {
+    for (const [i, n] of nets.entries()) {
+      if (n.mac !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(n.mac)) throw new BurrowError('EUSAGE', `invalid --mac-address ${n.mac}: want six hexadecimal bytes, 02:42:ac:11:00:02`);
+      const ip = allocate(store, n.network, id, n.ip);
+      const ep = endpointRecord(n.network, ip, { ifname: `eth${i}`, aliases: n.aliases, ...(n.ip ? { ipGiven: true } : {}) });
+      out.push(n.mac ? { ...ep, mac: n.mac.toLowerCase() } : ep);
+    }
+  } catch (err) {
+    for (const n of nets) release(store, n.network.Id, id);
+    throw err;
+  }
+  return out;
 }
 
 /** The record's healthcheck: the request's over the image's, as Docker's daemon merges them. */
@@ -168,6 +203,8 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
   } else containers.claimName(name, id);
   const dir = containers.dir(id);
   let rootfs: RootfsPlan | undefined;
+  let net = o.net;
+  let allocated: UserNetworkRequest[] | undefined;
   try {
     mkdirp(dir);
     for (const d of ['bundle/rootfs', 'etc']) mkdirp(path.join(dir, d), 0o755);
@@ -175,7 +212,11 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     rootfs = await planRootfs(store, settings, img, id, dir);
     const hostname = o.hostname ?? id.slice(0, 12);
     const etc = { hosts: path.join(dir, 'etc', 'hosts'), hostname: path.join(dir, 'etc', 'hostname'), resolv: path.join(dir, 'etc', 'resolv.conf') };
-    writeEtcFiles(etc, hostname, o.net, o.net?.mode === 'container' ? containers.dir(o.net.container!) : undefined);
+    if (o.net && o.userNetworks?.length) {
+      allocated = o.userNetworks;
+      net = { ...o.net, networks: await allocateEndpoints(store, id, o.userNetworks) };
+    }
+    writeEtcFiles(etc, hostname, net, net?.mode === 'container' ? containers.dir(net.container!) : undefined, net?.networks?.length ? (await import('../engine/networks')).networkDef(o.userNetworks![0]!.network).gateway : undefined);
     const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;
@@ -267,7 +308,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       logDriver: (['k8s-file', 'json-file', 'none'].includes(o.logDriver) ? o.logDriver : 'k8s-file') as ContainerRecord['logDriver'],
       hostname,
       network: o.network,
-      ...(o.net ? { net: o.net } : {}),
+      ...(net ? { net } : {}),
       ...(o.restartPolicy ? { restartPolicy: o.restartPolicy } : {}),
       ...healthcheckOf(o.healthcheck, cfg.config?.Healthcheck),
       mounts: shown,
@@ -293,6 +334,10 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     return saved;
   } catch (err) {
     containers.releaseName(name, id);
+    if (allocated) {
+      const { release } = await import('../network/ipam');
+      for (const n of allocated) release(store, n.network.Id, id);
+    }
     if (rootfs) await removeRootfs(settings, rootfs.record, dir).catch(() => undefined);
     containers.removeDir(id);
     throw err;

@@ -5,7 +5,8 @@ import { parseImageConfig, type ImageConfig } from '../image/manifest';
 import { findImage } from '../image/resolve';
 import { rootfsOf, type RootfsRecord } from '../storage/rootfs';
 import type { Driver, ImageRecord, Store } from '../storage/store';
-import { hostConfigNetwork, networkSettings } from '../network/inspect';
+import { hostConfigNetwork, networkSettings, type NetworkLookup } from '../network/inspect';
+import { readLost } from '../network/runtime';
 import { Containers, type ContainerRecord } from './records';
 import { containerState } from './state';
 import { isFrozen } from './freezer';
@@ -94,6 +95,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   const dir = new Containers(store).dir(rec.id);
   const st = containerState(rec, dir);
   const paused = st.status === 'running' && isFrozen(st.pid);
+  const lost = rec.net?.mode === 'user' && st.status === 'running' ? readLost(dir) : undefined;
   let spec: { process?: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; args?: string[] }; annotations?: Record<string, string>; linux?: { resources?: OciResources } } = {};
   try {
     spec = JSON.parse(fs.readFileSync(path.join(dir, 'bundle', 'config.json'), 'utf8')) as typeof spec;
@@ -125,7 +127,8 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       Dead: false,
       Pid: st.pid,
       ExitCode: st.exitCode,
-      Error: st.error ?? '',
+      // A container whose network owner went away runs on, cut off: said where Docker users look first.
+      Error: st.error || (lost ? `network owner lost at ${lost.at}: cut off from ${lost.networks.join(', ')}; restart the container to reattach` : ''),
       StartedAt: st.startedAt ?? ZERO_TIME,
       FinishedAt: st.finishedAt ?? ZERO_TIME,
       CgroupPath: st.status === 'running' ? cgroupPath(st.pid) : '',
@@ -180,7 +183,22 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
       ...(rec.healthcheck ? { Healthcheck: rec.healthcheck } : {}),
       ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
     },
-    NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed),
+    NetworkSettings: networkSettings(rec.net, dir, st.status === 'running' ? st.pid : 0, exposed, rec.net?.mode === 'user' ? { id: rec.id, name: rec.name, lookup: networkLookup(store, rec.id), ...(lost ? { lost } : {}) } : undefined),
+  };
+}
+
+/** The store's user-defined networks by id, for the endpoints' prefix length and gateway. */
+function networkLookup(store: Store, containerId: string): NetworkLookup {
+  return (id) => {
+    try {
+      // Lazy: only containers on user-defined networks pay for it (node:crypto).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { findNetwork, networkDef, endpointId } = require('../engine/networks') as typeof import('../engine/networks');
+      const d = networkDef(findNetwork({ store } as Parameters<typeof findNetwork>[0], id));
+      return { subnet: d.subnet, gateway: d.gateway, endpointId: endpointId(id, containerId) };
+    } catch {
+      return undefined;
+    }
   };
 }
 

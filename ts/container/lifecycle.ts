@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { BurrowError, EXIT, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
-import { runtimeNetworkArgs } from '../network/runtime';
+import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
 import { exitStatusOf, globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
@@ -79,12 +79,20 @@ export async function runForeground(store: Store, rec: ContainerRecord, cleanupA
   return runHeld(store, rec, cleanupArgs);
 }
 
-function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   fs.rmSync(path.join(dir, 'runtime.log'), { force: true });
   clearRun(dir);
+  // User-defined networks: the owner is kept alive until the runtime has attached (its pid report).
+  const lease = await holdForStart(store, rec, dir);
   // The runtime owns the network helper of a foreground container (crates/burrow-runtime run.rs).
-  const netArgs = runtimeNetworkArgs(store, rec, dir);
+  let netArgs: string[];
+  try {
+    netArgs = runtimeNetworkArgs(store, rec, dir);
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
   // --log-driver: it records the output (ctr.log) and serves `attach` as the monitor does.
   const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), '--log-driver', rec.logDriver, ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
   const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
@@ -101,6 +109,7 @@ function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Pr
     const done = (code: number) => {
       if (finished) return;
       finished = true;
+      lease?.release();
       for (const s of FORWARDED) process.off(s, forward);
       status.unref();
       child.unref();
@@ -108,6 +117,7 @@ function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Pr
     };
     const said: RuntimeOutcome = {};
     readReports(status, (r) => {
+      if (r.kind === 'pid' || r.kind === 'error') lease?.release();
       if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
       // The holder's status, recorded: a --rm removal may follow while it waits for us to close fd 3.
       if (r.kind === 'exit') done(r.exit);
@@ -156,9 +166,17 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   if (rec.interactive) args.push('--stdin');
   if (opts.attach) args.push('--attach-fd', '4');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
-  args.push(...runtimeNetworkArgs(store, rec, dir));
-  args.push(rec.id);
-  const child = runtimeSpawn(args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
+  // User-defined networks: the owner is kept alive until the monitor has attached (its pid report).
+  const lease = await holdForStart(store, rec, dir);
+  let child: ReturnType<typeof runtimeSpawn>;
+  try {
+    args.push(...runtimeNetworkArgs(store, rec, dir));
+    args.push(rec.id);
+    child = runtimeSpawn(args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
   const status = child.stdio[3] as Socket;
   // Its first report: the container's pid, or why it could not start it.
   const answer = await new Promise<{ pid?: number; error?: string; code?: string }>((resolve) => {
@@ -171,6 +189,7 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
     child.on('exit', () => resolve({ error: runtimeText(err) || 'the monitor exited without an answer', code: 'ERUNTIME' }));
     child.on('error', (e) => resolve({ error: e.message, code: 'ERUNTIME_MISSING' }));
   });
+  lease?.release();
   status.destroy();
   child.stderr!.destroy();
   child.unref();
@@ -285,6 +304,12 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   // `dir`, and holds files of subordinate ids that only the user namespace can remove).
   await removeRootfs(settings, rootfsOf(rec, dir), dir);
   containers.removeDir(rec.id);
+  // Its addresses on user-defined networks are free again (after its directory: a crash between
+  // the two leaves an allocation without a record, which IPAM takes back itself).
+  if (rec.net?.networks?.length) {
+    const { release } = await import('../network/ipam');
+    for (const e of rec.net.networks) release(store, e.network, rec.id);
+  }
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
 }

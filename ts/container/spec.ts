@@ -359,3 +359,23 @@ function currentNofile(): { type: string; soft: number; hard: number } | undefin
   }
   return undefined;
 }
+
+/**
+ * A container on user-defined networks, at each start: it joins the network owner's user
+ * namespace (rootless: `userns`, whose mapping is the store's, so it has none of its own) and
+ * creates its network namespace there, which the owner, root in that user namespace, can then
+ * put a veth into (crates/burrow-core/src/net/bridge/mod.rs says why a sibling user namespace
+ * could not). As root (`userns` undefined) it keeps its own user namespace, if it has one: root
+ * reaches every namespace.
+ */
+export function joinOwnerUserns(spec: Record<string, unknown>, userns: string | undefined): void {
+  const linux = (spec.linux ??= {}) as { namespaces?: { type: string; path?: string }[]; uidMappings?: unknown; gidMappings?: unknown };
+  const ns = (linux.namespaces ?? []).filter((n) => n.type !== 'network' && (userns === undefined || n.type !== 'user'));
+  if (userns !== undefined) {
+    ns.push({ type: 'user', path: userns });
+    delete linux.uidMappings;
+    delete linux.gidMappings;
+  }
+  ns.push({ type: 'network' });
+  linux.namespaces = ns;
+}

@@ -14,6 +14,8 @@ import type { ImageRecord } from '../storage/store';
 import type { EngineContext, Hooks } from './context';
 import { emitEvent } from './events';
 import { checkHealthcheck } from '../container/health';
+import type { UserNetworkRequest } from '../container/create';
+import type { Identity } from '../container/userns';
 
 export type { Healthcheck, RestartPolicy } from '../container/records';
 
@@ -41,6 +43,15 @@ export interface MountRequest {
 }
 
 export type PullPolicy = 'always' | 'missing' | 'never';
+
+/** A container's endpoint on a user-defined network, as asked (`--network-alias`, `--ip`, `--mac-address`). */
+export interface EndpointRequest {
+  /** The network's name or id. */
+  network: string;
+  aliases?: string[];
+  ip?: string;
+  mac?: string;
+}
 
 export interface CreateRequest {
   /** The image reference as given (`busybox`, `registry:5000/app:1`, an id). */
@@ -79,8 +90,16 @@ export interface CreateRequest {
   mounts?: MountRequest[];
   /** Target → options, as Docker's HostConfig.Tmpfs. */
   tmpfs?: Record<string, string>;
-  /** slirp4netns[:OPTS], pasta[:OPTS], none, host, container:NAME; absent: the default. */
+  /**
+   * slirp4netns[:OPTS], pasta[:OPTS], none, host, container:NAME, or a user-defined network's
+   * name or id (its first, eth0); absent: the default.
+   */
   network?: string;
+  /**
+   * The container's user-defined networks in order (eth0 first; `network`, when it names one, is
+   * added in front if missing), each with its endpoint's settings (Docker's EndpointsConfig).
+   */
+  endpoints?: EndpointRequest[];
   /** `-p` specs: [IP:][HOST_PORT:]CONTAINER_PORT[/proto]. */
   publish?: string[];
   publishAll?: boolean;
@@ -215,6 +234,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
   const exposed = req.publishAll ? { ...(imageConfig(ctx.store, img).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
   const net = networkRecord(netFlags, exposed, warn);
   if (net.mode === 'container') net.container = new (await import('../container/records')).Containers(ctx.store).find(net.container!).id;
+  const userNetworks = await userEndpoints(ctx, network, req.endpoints ?? [], net.mode, identity, warn);
   const rec = await prepareContainer(
     ctx.store,
     settings,
@@ -248,6 +268,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       tmpfs: Object.entries(req.tmpfs ?? {}).map(([k, v]) => (v ? `${k}:${v}` : k)),
       network: net.mode === 'container' ? `container:${net.container}` : net.mode,
       net,
+      ...(userNetworks.length ? { userNetworks } : {}),
       logDriver,
       warn,
       ...(identity ? { identity } : {}),
@@ -266,6 +287,58 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
   );
   emitEvent(ctx, { Type: 'container', Action: 'create', Actor: { ID: rec.id, Attributes: containerAttributes(rec) } });
   return rec;
+}
+
+/**
+ * The user-defined networks a request joins, found in the store (ENETWORK_NOT_FOUND, Docker's
+ * `network NAME not found`), with what cannot work refused before anything is made.
+ */
+async function userEndpoints(ctx: EngineContext, first: string, asked: EndpointRequest[], mode: string, identity: Identity | undefined, warn: (m: string) => void): Promise<UserNetworkRequest[]> {
+  const { isNetworkMode } = await import('../network/options');
+  if (mode !== 'user') {
+    // A mode with settings only user-defined networks have, or with other networks.
+    const others = asked.filter((e) => e.network !== first && !(isNetworkMode(e.network) && isNetworkMode(first)));
+    if (others.length) throw new BurrowError('EUSAGE', `--network ${first || 'default'} cannot be combined with other networks (${others.map((e) => e.network).join(', ')}): a container on a mode of its own (slirp4netns, pasta, host, none, container:NAME) is on no user-defined network`, 'give only user-defined networks, or only the mode');
+    const extra = asked.find((e) => e.aliases?.length || e.ip || e.mac);
+    if (extra) throw new BurrowError('EUSAGE', `${extra.ip ? '--ip' : extra.mac ? '--mac-address' : '--network-alias'} applies to user-defined networks only, not to --network ${first || 'default'}`, 'create one with `burrow network create NAME` and run with --network NAME');
+    return [];
+  }
+  const { findNetwork, BUILTIN } = await import('./networks');
+  const order: EndpointRequest[] = [];
+  for (const e of [{ network: first }, ...asked]) {
+    const had = order.find((o) => o.network === e.network);
+    if (had) Object.assign(had, e);
+    else order.push({ ...e });
+  }
+  const out: UserNetworkRequest[] = [];
+  for (const e of order) {
+    if (isNetworkMode(e.network) || (BUILTIN as readonly string[]).includes(e.network)) {
+      throw new BurrowError('EUSAGE', `container cannot be connected to network ${e.network} and to user-defined networks: ${e.network} is a mode of its own`, 'give only user-defined networks, or only the mode');
+    }
+    const n = findNetwork(ctx, e.network);
+    if (out.some((o) => o.network.Id === n.Id)) continue;
+    out.push({ network: n, aliases: e.aliases ?? [], ...(e.ip ? { ip: e.ip } : {}), ...(e.mac ? { mac: e.mac } : {}) });
+  }
+  const rootless = process.getuid?.() !== 0;
+  // Rootless, a container on these networks joins the network owner's user namespace, which has
+  // the store's mapping (crates/burrow-core/src/net/bridge/mod.rs): it cannot have another one.
+  if (rootless && identity && identity.userNamespace) {
+    const settings = await ctx.settings();
+    const same = JSON.stringify(identity.uidMap) === JSON.stringify(settings.uidMap) && JSON.stringify(identity.gidMap) === JSON.stringify(settings.gidMap) && !identity.user;
+    if (!same) {
+      throw new BurrowError(
+        'EUSAGE',
+        `--userns with user-defined networks: a container on a user-defined network joins the user namespace of your network owner, which maps ids as your store does (as every container without --userns); --userns ${identity.user ? 'keep-id' : 'with another mapping'} would need a user namespace of its own, which no bridge can reach without root`,
+        'leave out --userns, or use the default network (slirp4netns or pasta) and publish ports with -p',
+      );
+    }
+  }
+  const { lostContainers } = await import('../network/runtime');
+  const lost = lostContainers(ctx.store);
+  if (lost.length) {
+    warn(`the network owner went away under ${lost.map((l) => `${l.name} (${l.networks.join(', ')})`).join(', ')}: ${lost.length === 1 ? 'that container is' : 'those containers are'} cut off from ${lost.length === 1 ? 'its' : 'their'} networks; restart ${lost.length === 1 ? 'it' : 'them'} to reattach: burrow restart ${lost.map((l) => l.name).join(' ')}`);
+  }
+  return out;
 }
 
 /** Docker's attributes of a container event: its name, its image and its labels. */

@@ -96,13 +96,19 @@ export function hostGateway(routes = '/proc/net/route'): string | undefined {
   return undefined;
 }
 
-/** What the container's resolv.conf says. */
-export function resolvConf(net: NetworkRecord | undefined, host = hostResolvers()): string {
+/**
+ * What the container's resolv.conf says. On user-defined networks the one nameserver is the
+ * first network's gateway, where the owner's resolver answers the networks' names and forwards
+ * the rest (to the --dns servers, which are its upstreams then, as Docker's embedded DNS has
+ * them): `dnsServer`.
+ */
+export function resolvConf(net: NetworkRecord | undefined, host = hostResolvers(), dnsServer?: string): string {
   let servers = host.nameservers;
   if (net?.mode === 'slirp4netns' && !host.loopback) servers = [slirpAddresses(net.cidr).dns];
   else if (net?.mode === 'pasta' && !host.loopback) servers = [PASTA_DNS];
   else if (net?.mode === 'host') servers = readResolv('/etc/resolv.conf')?.nameservers ?? servers;
   if (net?.dns.length) servers = net.dns;
+  if (net?.mode === 'user' && dnsServer) servers = [dnsServer];
   const search = net?.dnsSearch.length ? net.dnsSearch.filter((s) => s !== '.') : host.search;
   const options = net?.dnsOptions.length ? net.dnsOptions : host.options;
   return [...(search.length ? [`search ${search.join(' ')}`] : []), ...servers.map((s) => `nameserver ${s}`), ...(options.length ? [`options ${options.join(' ')}`] : [])].join('\n') + '\n';
@@ -123,6 +129,9 @@ export function addresses(net: NetworkRecord | undefined): { own?: string; host?
     }
     case 'host':
       return { host: '127.0.0.1' };
+    case 'user':
+      // Its address on its first network; the host is not reachable by a name of its own there.
+      return net.networks?.[0] ? { own: net.networks[0].ip } : {};
     default:
       return {};
   }
@@ -145,9 +154,10 @@ export function hostsFile(hostname: string, net: NetworkRecord | undefined): str
 
 /**
  * Writes the three files. `shared` is the directory of the container whose network namespace
- * this one joins (container:NAME): its names are this container's too.
+ * this one joins (container:NAME): its names are this container's too. `dnsServer`: the first
+ * user-defined network's gateway.
  */
-export function writeEtcFiles(etc: { hosts: string; hostname: string; resolv: string }, hostname: string, net: NetworkRecord | undefined, shared?: string): void {
+export function writeEtcFiles(etc: { hosts: string; hostname: string; resolv: string }, hostname: string, net: NetworkRecord | undefined, shared?: string, dnsServer?: string): void {
   fs.writeFileSync(etc.hostname, `${hostname}\n`);
   if (shared) {
     for (const f of ['hosts', 'resolv.conf'] as const) {
@@ -162,5 +172,5 @@ export function writeEtcFiles(etc: { hosts: string; hostname: string; resolv: st
     return;
   }
   fs.writeFileSync(etc.hosts, hostsFile(hostname, net));
-  fs.writeFileSync(etc.resolv, resolvConf(net));
+  fs.writeFileSync(etc.resolv, resolvConf(net, undefined, dnsServer));
 }

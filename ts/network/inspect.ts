@@ -52,8 +52,51 @@ export function hostConfigNetwork(net: NetworkRecord | undefined): Record<string
   };
 }
 
-/** NetworkSettings, as Docker shows them. `pid` is the init's while it runs (0 otherwise). */
-export function networkSettings(net: NetworkRecord | undefined, dir: string, pid: number, exposed: Record<string, unknown> | undefined): Record<string, unknown> {
+/**
+ * A network's subnet and gateway as the store has them now (undefined: removed meanwhile), and
+ * Docker's EndpointID of this container on it (ts/engine/networks.ts endpointId).
+ */
+export type NetworkLookup = (id: string) => { subnet: string; gateway: string; endpointId: string } | undefined;
+
+
+/** NetworkSettings.Networks of a container on user-defined networks, by network name, as Docker shows them. */
+export function userEndpoints(net: NetworkRecord, containerId: string, name: string, lookup: NetworkLookup): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const e of net.networks ?? []) {
+    const n = lookup(e.network);
+    out[e.name] = {
+      IPAMConfig: e.ipGiven ? { IPv4Address: e.ip } : null,
+      Links: null,
+      Aliases: e.aliases.length ? [...e.aliases] : null,
+      MacAddress: e.mac,
+      DriverOpts: null,
+      NetworkID: e.network,
+      EndpointID: n?.endpointId ?? '',
+      Gateway: n?.gateway ?? '',
+      IPAddress: e.ip,
+      IPPrefixLen: n ? Number(n.subnet.split('/')[1]) : 0,
+      IPv6Gateway: '',
+      GlobalIPv6Address: e.ip6 ?? '',
+      GlobalIPv6PrefixLen: 0,
+      DNSNames: [name, containerId.slice(0, 12), ...e.aliases],
+    };
+  }
+  return out;
+}
+
+/**
+ * NetworkSettings, as Docker shows them. `pid` is the init's while it runs (0 otherwise).
+ * `user`: for a container on user-defined networks, its id and name, the store's networks, and
+ * whether its network owner went away under it (then its endpoints show without addresses, as
+ * Docker shows a container whose sandbox is gone, and `NetworkLost` says when and which).
+ */
+export function networkSettings(
+  net: NetworkRecord | undefined,
+  dir: string,
+  pid: number,
+  exposed: Record<string, unknown> | undefined,
+  user?: { id: string; name: string; lookup: NetworkLookup; lost?: { at: string; networks: string[] } },
+): Record<string, unknown> {
   const running = pid > 0;
   const state = running ? readNetState(dir) : undefined;
   const ports: Record<string, Binding[] | null> = {};
@@ -70,6 +113,28 @@ export function networkSettings(net: NetworkRecord | undefined, dir: string, pid
   } else if (net?.mode === 'pasta') {
     ip = addresses(net).own ?? '';
     gateway = hostGateway() ?? '';
+  }
+  if (net?.mode === 'user' && user) {
+    const networks = userEndpoints(net, user.id, user.name, user.lookup);
+    // Docker's top-level fields are the default bridge's: empty for a container on user-defined networks only.
+    return {
+      Bridge: '',
+      SandboxID: '',
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      Ports: ports,
+      SandboxKey: running ? `/proc/${pid}/ns/net` : '',
+      Gateway: '',
+      IPAddress: '',
+      IPPrefixLen: 0,
+      IPv6Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      MacAddress: '',
+      Networks: networks,
+      ...(running && user.lost ? { NetworkLost: { At: user.lost.at, Networks: user.lost.networks, Message: `the network owner went away: the container is cut off from ${user.lost.networks.join(', ') || 'its networks'}; restart it to reattach` } } : {}),
+    };
   }
   const endpoint = { IPAMConfig: null, Links: null, Aliases: null, NetworkID: net?.mode ?? '', EndpointID: '', Gateway: gateway, IPAddress: ip, IPPrefixLen: prefix, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, MacAddress: '' };
   return {

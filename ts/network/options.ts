@@ -8,6 +8,8 @@
  *   pasta[:ARG,ARG…]   pasta's own options, passed on (--map-gw lets the container reach the
  *                      host's loopback through the gateway address; -m/--mtu sets the MTU)
  *   none | host | container:NAME
+ *   NAME               a user-defined network (`burrow network create`; mode `user`, the
+ *                      endpoints are the engine's: ts/engine/create.ts, ts/network/user.ts)
  * The default is slirp4netns where it can run, else pasta, else none with one warning.
  */
 import * as fs from 'node:fs';
@@ -116,13 +118,24 @@ export interface NetworkFlags {
   addHost: string[];
 }
 
+/** What a user-defined network's name (or id) may look like (Docker's rule). */
+export const USER_NETWORK_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** Whether `--network VALUE` names one of the modes rather than a user-defined network. */
+export function isNetworkMode(value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === 'default' || value === 'bridge') return true;
+  const i = value.indexOf(':');
+  return ['none', 'host', 'container', 'slirp4netns', 'pasta'].includes(i < 0 ? value : value.slice(0, i));
+}
+
 /** A parsed `--network` value (and, for the default, whether it is a fallback to none). */
 export function parseNetwork(value: string | undefined): { rec: Omit<NetworkRecord, 'ports' | 'publish' | 'dns' | 'dnsSearch' | 'dnsOptions' | 'addHosts'>; fallback?: string; handlerGiven?: boolean } {
   const base = { allowHostLoopback: false, mtu: DEFAULT_MTU, enableIpv6: false, portHandler: 'burrow' as const, helperArgs: [] as string[] };
   let fallback: string | undefined;
   let handlerGiven = false;
   let v = value;
-  if (v === undefined || v === '' || v === 'default') {
+  // Docker's `bridge` is its default network: ours is the default mode.
+  if (v === undefined || v === '' || v === 'default' || v === 'bridge') {
     const d = defaultMode();
     v = d.mode;
     fallback = d.why;
@@ -180,7 +193,9 @@ export function parseNetwork(value: string | undefined): { rec: Omit<NetworkReco
       return { rec };
     }
     default:
-      throw new BurrowError('EUSAGE', `invalid --network ${value}: want slirp4netns[:OPTIONS], pasta[:OPTIONS], none, host or container:NAME`);
+      // Any other name is a user-defined network (the engine finds it, or says it does not exist).
+      if (USER_NETWORK_RE.test(v)) return { rec: { mode: 'user', ...base } };
+      throw new BurrowError('EUSAGE', `invalid --network ${value}: want a network's name or id, slirp4netns[:OPTIONS], pasta[:OPTIONS], none, host or container:NAME`);
   }
 }
 

@@ -12,6 +12,8 @@ import type { Store } from '../storage/store';
 import type { ContainerRecord } from '../container/records';
 import { PASTA_DNS } from './etc';
 import type { NetworkRecord, PortSpec } from './options';
+import type { OwnerLease } from './owner';
+import { OWNER_DIR, type EndpointRecord, type NetworkDef, type OwnerEndpoint } from './user';
 
 /** What the network owner wrote once the network was up (net::NetState). */
 export interface NetState {
@@ -155,6 +157,108 @@ function joinContainer(store: Store, rec: ContainerRecord, dir: string, target: 
   fs.writeFileSync(cfgPath, JSON.stringify(spec));
 }
 
+// ---- user-defined networks (#16) ----------------------------------------------------------------
+
+/** Where the monitor records that the owner went away under the running container (BridgeConfig.lostFile). */
+export const LOST_FILE = 'network-lost.json';
+
+/** What the monitor wrote there. */
+export interface NetworkLost {
+  at: string;
+  networks: string[];
+}
+
+export function readLost(dir: string): NetworkLost | undefined {
+  try {
+    const v = JSON.parse(fs.readFileSync(path.join(dir, LOST_FILE), 'utf8')) as Partial<NetworkLost>;
+    return { at: typeof v.at === 'string' ? v.at : '', networks: Array.isArray(v.networks) ? v.networks.map(String) : [] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The running containers whose network owner went away (for the next `run`'s warning). */
+export function lostContainers(store: Store): { id: string; name: string; networks: string[] }[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Containers } = require('../container/records') as typeof import('../container/records');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { containerState } = require('../container/state') as typeof import('../container/state');
+  const cs = new Containers(store);
+  const out: { id: string; name: string; networks: string[] }[] = [];
+  for (const rec of cs.all()) {
+    if (rec.net?.mode !== 'user') continue;
+    const dir = cs.dir(rec.id);
+    const lost = readLost(dir);
+    if (!lost || containerState(rec, dir).status !== 'running') continue;
+    out.push({ id: rec.id, name: rec.name, networks: lost.networks.length ? lost.networks : (rec.net.networks ?? []).map((e) => e.name) });
+  }
+  return out;
+}
+
+type StoredNetwork = import('../engine/networks').NetworkRecord;
+
+/** The store's network records of a container's endpoints, as they are now (a removed one: ENETWORK_NOT_FOUND). */
+export function endpointNetworks(store: Store, eps: EndpointRecord[]): StoredNetwork[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { findNetwork } = require('../engine/networks') as typeof import('../engine/networks');
+  const ctx = { store } as Parameters<typeof findNetwork>[0];
+  return eps.map((e) => {
+    try {
+      return findNetwork(ctx, e.network);
+    } catch (err) {
+      if (err instanceof BurrowError && err.code === 'ENETWORK_NOT_FOUND') throw new BurrowError('ENETWORK_NOT_FOUND', `network ${e.name} not found (it was removed)`, `disconnect the container from it (burrow network disconnect ${e.name} CONTAINER) or create it again`);
+      throw err;
+    }
+  });
+}
+
+/** What the owner needs of each network of a container's endpoints, from the store as it is now. */
+export function endpointDefs(store: Store, eps: EndpointRecord[]): NetworkDef[] {
+  // Lazy: ts/engine/networks.ts loads node:crypto, which `inspect` must not pay for.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { networkDef } = require('../engine/networks') as typeof import('../engine/networks');
+  return endpointNetworks(store, eps).map(networkDef);
+}
+
+/** The owner's endpoints of a container: its first non-internal network has the default route. */
+export function ownerEndpoints(eps: EndpointRecord[], defs: NetworkDef[]): OwnerEndpoint[] {
+  const routed = defs.findIndex((d) => !d.internal);
+  return eps.map((e, i) => ({ network: defs[i]!, ip: e.ip, ...(e.ip6 ? { ip6: e.ip6 } : {}), mac: e.mac, ifname: e.ifname, aliases: e.aliases, defaultRoute: i === routed }));
+}
+
+/** The run root of a container (its runtime root's parent) and the owner's directory there. */
+export function ownerDirOf(rec: ContainerRecord): string {
+  return path.join(path.dirname(rec.runtimeRoot), OWNER_DIR);
+}
+
+/**
+ * Before a start of a container on user-defined networks: a lease on the network owner (started
+ * if none runs), kept by the caller until the runtime reported the container's pid (its monitor
+ * has attached and holds its own lease by then), and the bundle's config made to join the
+ * owner's user namespace (rootless; its path changes with each owner). Undefined for other modes.
+ */
+export async function holdForStart(store: Store, rec: ContainerRecord, dir: string): Promise<OwnerLease | undefined> {
+  if (rec.net?.mode !== 'user') return undefined;
+  // Checked before an owner is started for nothing.
+  endpointNetworks(store, rec.net.networks ?? []);
+  const { holdOwner } = await import('./owner');
+  const s = store.settings();
+  const lease = await holdOwner(ownerDirOf(rec), { uidMap: s?.uidMap ?? [], gidMap: s?.gidMap ?? [] });
+  try {
+    const { joinOwnerUserns } = await import('../container/spec');
+    const cfgPath = path.join(dir, 'bundle', 'config.json');
+    const spec = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    joinOwnerUserns(spec, lease.userns);
+    fs.writeFileSync(cfgPath, JSON.stringify(spec));
+    // A new attach: what the monitor said of the previous run's owner no longer holds.
+    fs.rmSync(path.join(dir, LOST_FILE), { force: true });
+  } catch (err) {
+    lease.release();
+    throw err;
+  }
+  return lease;
+}
+
 /**
  * Prepares the network for a start of `rec` and returns the runtime's arguments for it (empty
  * when no process has to own anything: none, host, container:NAME, a record from before
@@ -169,7 +273,8 @@ export function runtimeNetworkArgs(store: Store, rec: ContainerRecord & { net?: 
     return [];
   }
   const helper = net.mode === 'slirp4netns' || net.mode === 'pasta' ? net.mode : null;
-  if (!helper && !net.ports.length) return [];
+  const user = net.mode === 'user';
+  if (!helper && !user && !net.ports.length) return [];
   const slirpHandler = helper === 'slirp4netns' && net.portHandler === 'slirp4netns' && net.ports.length > 0;
   const bypass = net.portHandler === 'bypass' && net.ports.some((p) => p.protocol === 'tcp');
   const seccompListener = bypass ? netSocket(rec, '.bind.sock') : undefined;
@@ -188,6 +293,19 @@ export function runtimeNetworkArgs(store: Store, rec: ContainerRecord & { net?: 
     ...(bypassing ? { seccompListener } : {}),
     logFile: path.join(dir, 'network.log'),
     stateFile: path.join(dir, STATE_FILE),
+    // No helper of its own: the owner attaches its endpoints; published ports still go through
+    // the forwarder (or the bypass) into the container's namespace.
+    ...(user
+      ? {
+          bridge: {
+            ownerDir: ownerDirOf(rec),
+            container: { id: rec.id, name: rec.name },
+            endpoints: ownerEndpoints(net.networks ?? [], endpointDefs(store, net.networks ?? [])),
+            dns: net.dns,
+            lostFile: path.join(dir, LOST_FILE),
+          },
+        }
+      : {}),
   };
   const file = path.join(dir, CONFIG_FILE);
   fs.writeFileSync(file, JSON.stringify(cfg));

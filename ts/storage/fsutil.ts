@@ -65,7 +65,13 @@ export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): 
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
+      try {
+        owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
+      } catch (e) {
+        // Released between our open and this read: try again at once.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
       if (owner && !pidAlive(owner)) {
         fs.rmSync(lockFile, { force: true });
         continue;

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { BurrowError } from '../../errors';
 import type { LimitFlags } from '../../container/limits';
-import type { CreateRequest, MountRequest, PullPolicy } from '../../engine/create';
+import type { CreateRequest, EndpointRequest, MountRequest, PullPolicy } from '../../engine/create';
 import { parseRestartPolicy } from '../../engine/create';
 import { healthcheckFromFlags, type HealthFlags } from '../../container/health';
 import { collect } from '../context';
@@ -39,7 +39,10 @@ export interface RunFlags extends LimitFlags, HealthFlags {
   stopSignal?: string;
   stopTimeout?: string;
   logDriver?: string;
-  network?: string;
+  network: string[];
+  networkAlias: string[];
+  ip?: string;
+  macAddress?: string;
   userns?: string;
   userFallback?: string;
   initPath?: string;
@@ -96,8 +99,11 @@ export function addRunFlags(c: Command): Command {
     .option('--health-start-interval <duration>', 'time between running the check during the start period (ms|s|m|h)')
     .option('--no-healthcheck', 'disable any container-specified HEALTHCHECK')
     .option('--log-driver <driver>', 'k8s-file (default), json-file or none; env BURROW_LOG_DRIVER, config log_driver')
-    .option('--network <mode>', 'slirp4netns[:OPTS] (default where installed; OPTS: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler=burrow|bypass|slirp4netns), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network')
-    .option('--net <mode>', 'alias of --network')
+    .option('--network <mode>', 'a user-defined network\'s name (repeatable: the first is eth0), or slirp4netns[:OPTS] (default where installed; OPTS: allow_host_loopback, mtu, cidr, enable_ipv6, port_handler=burrow|bypass|slirp4netns), pasta[:OPTS], none, host, container:NAME; env BURROW_NETWORK, config network', collect, [])
+    .option('--net <mode>', 'alias of --network', collect, [])
+    .option('--network-alias <alias>', 'another name of the container on its (first) user-defined network', collect, [])
+    .option('--ip <address>', 'the IPv4 address on the (first) user-defined network')
+    .option('--mac-address <mac>', 'the MAC address on the (first) user-defined network')
     .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
     .option('--user-fallback <mode>', 'a user the id map lacks (single-id mode): root (run as container root, with a warning) or error; env BURROW_USER_FALLBACK, config user_fallback')
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
@@ -182,7 +188,20 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
   if (f.stopTimeout !== undefined && !/^-?\d+$/.test(f.stopTimeout)) throw new BurrowError('EUSAGE', `invalid --stop-timeout ${f.stopTimeout}: want whole seconds`);
   const resources: Omit<LimitFlags, 'cgroups'> = {};
   for (const k of LIMIT_KEYS) if (f[k] !== undefined) (resources as Record<string, unknown>)[k] = f[k];
-  const network = (f.net as string | undefined) ?? f.network;
+  // --net and --network are one list, in the order given (the first is eth0).
+  const networks = [...((f.net as string[] | undefined) ?? []), ...(f.network ?? [])];
+  const network = networks[0];
+  // The first network takes --network-alias, --ip and --mac-address, as Docker's CLI does;
+  // with a mode (slirp4netns, host...) they are the engine's to refuse.
+  const endpoints: EndpointRequest[] = networks.map((n, i) => ({
+    network: n,
+    ...(i === 0 && f.networkAlias?.length ? { aliases: f.networkAlias } : {}),
+    ...(i === 0 && f.ip ? { ip: f.ip } : {}),
+    ...(i === 0 && f.macAddress ? { mac: f.macAddress } : {}),
+  }));
+  if (!networks.length && (f.networkAlias?.length || f.ip || f.macAddress)) {
+    throw new BurrowError('EUSAGE', `${f.ip ? '--ip' : f.macAddress ? '--mac-address' : '--network-alias'} applies to a user-defined network: give one with --network NAME`);
+  }
   const healthcheck = healthcheckFromFlags(f);
   return {
     image,
@@ -213,6 +232,7 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
     mounts: f.mount.map(parseMountFlag),
     tmpfs: tmpfsFlags(f.tmpfs),
     ...(network !== undefined ? { network } : {}),
+    ...(endpoints.length > 1 || endpoints.some((e) => e.aliases || e.ip || e.mac) ? { endpoints } : {}),
     publish: f.publish,
     publishAll: !!f.publishAll,
     expose: f.expose,

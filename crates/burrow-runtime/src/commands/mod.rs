@@ -20,6 +20,7 @@ mod kill;
 mod list;
 mod monitor;
 mod network;
+mod network_owner;
 mod pause;
 mod probe_ns;
 mod ps;
@@ -69,6 +70,7 @@ commands:
   spec       write a template config.json (--rootless)
   features   print the runtime's features as JSON
   monitor    run a detached container and keep its logs and exit status (used by burrow)
+  network-owner  hold the user's user-defined networks (namespace, bridges, NAT, DNS; used by burrow)
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   cp         copy files between the host and a container, in its user namespace (used by burrow)
   export     write a container's root filesystem to stdout as a tar, in its namespaces (used by burrow)
@@ -165,6 +167,7 @@ pub fn dispatch(args: &[String]) -> i32 {
         "cp" => cp::main(cmd_args),
         "export" => export::main(cmd_args),
         "monitor" => monitor::main(&ctx, cmd_args),
+        "network-owner" => network_owner::main(cmd_args),
         "version" => {
             print_version();
             Ok(0)

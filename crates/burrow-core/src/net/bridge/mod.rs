@@ -38,6 +38,10 @@
 //! ```
 
 pub mod client;
+pub mod link;
+pub mod nat;
+pub mod ns;
+pub mod owner;
 
 use serde::{Deserialize, Serialize};
 
