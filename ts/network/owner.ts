@@ -152,9 +152,14 @@ async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promis
   const args = [...statusFlags(3), 'network-owner', '--dir', dir];
   // Rootless, U gets the store's mapping, the one every container has (bridge/mod.rs).
   if (process.getuid?.() !== 0) for (const [flag, maps] of [['--uid-map', uidMap], ['--gid-map', gidMap]] as const) for (const m of maps) args.push(flag, m.join(':'));
-  // Its outbound helper, found as `run` finds a container's (none: internal networks only).
-  const slirp = findHelper('slirp4netns');
-  if (slirp) args.push('--helper', 'slirp4netns', '--helper-path', slirp);
+  // Its outbound helper, found as `run` finds a container's: slirp4netns, else pasta (none:
+  // internal networks only).
+  for (const h of ['slirp4netns', 'pasta'] as const) {
+    const p = findHelper(h);
+    if (!p) continue;
+    args.push('--helper', h, '--helper-path', p);
+    break;
+  }
   let child;
   try {
     child = spawn(runtimeBinary(), args, { stdio: ['ignore', log, log, 'pipe'], detached: true });

@@ -24,7 +24,7 @@ pub mod pasta;
 pub mod slirp;
 mod sock;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -236,7 +236,33 @@ pub struct Network {
     /// slirp4netns port handler: ports checked free at prepare, forwarded by slirp at attach.
     slirp_ports: Vec<BoundPort>,
     helper: Option<helper::Helper>,
+    /// User-defined networks: the attach connection to the owner, and one epoll set over it and
+    /// the forwarder's, so the caller still polls one descriptor.
+    lease: Option<bridge::client::Lease>,
+    joint: Option<std::os::fd::OwnedFd>,
+    lost: Option<Vec<(String, String)>>,
 }
+
+fn epoll_new() -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: epoll_create1; owned right away.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last()).op("epoll_create1");
+    }
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn epoll_add(ep: &std::os::fd::OwnedFd, fd: std::os::fd::RawFd, events: u32, token: u64) -> Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: epoll_ctl with a valid event structure.
+    if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(Errno::last()).op("epoll_ctl");
+    }
+    Ok(())
+}
+
+const TOKEN_FWD: u64 = 1;
+const TOKEN_LEASE: u64 = 2;
 
 impl Network {
     /// Binds the published ports (our forwarder), or checks that they are free (slirp4netns's
@@ -251,7 +277,7 @@ impl Network {
                 PortHandler::Slirp4netns => slirp_ports = slirp::reserve(&cfg.ports)?,
             }
         }
-        Ok(Network { cfg, fwd, slirp_ports, helper: None })
+        Ok(Network { cfg, fwd, slirp_ports, helper: None, lease: None, joint: None, lost: None })
     }
 
     /// Starts the helper in the namespaces of `pid` (the container's init, created but not yet
@@ -271,7 +297,20 @@ impl Network {
             Some(HelperKind::Pasta) => self.helper = Some(pasta::start(&self.cfg, pid)?),
             None => {}
         }
+        if let Some(b) = &self.cfg.bridge {
+            // The owner makes the container's interfaces (bridge/mod.rs); the connection stays
+            // open as the container's lease.
+            let (lease, _interfaces) = bridge::client::Lease::attach(b, pid)?;
+            let ep = epoll_new()?;
+            epoll_add(&ep, lease.fd().as_raw_fd(), (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, TOKEN_LEASE)?;
+            if let Some(f) = &self.fwd {
+                epoll_add(&ep, f.epoll().as_raw_fd(), libc::EPOLLIN as u32, TOKEN_FWD)?;
+            }
+            self.lease = Some(lease);
+            self.joint = Some(ep);
+        }
         if let Some(f) = self.fwd.as_mut() {
+            // In U when the container is on user-defined networks: nsock enters U, then its netns.
             f.attach(nsock::NsSockets::open(pid)?);
         }
         self.write_state();
@@ -299,13 +338,48 @@ impl Network {
 
     /// The descriptor the owner's poll loop watches (readable: call `dispatch`).
     pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        if let Some(ep) = &self.joint {
+            return Some(ep.as_fd());
+        }
         self.fwd.as_ref().map(|f| f.epoll().as_fd())
     }
 
     pub fn dispatch(&mut self) {
-        if let Some(f) = self.fwd.as_mut() {
-            f.dispatch();
+        let Some(ep) = &self.joint else {
+            if let Some(f) = self.fwd.as_mut() {
+                f.dispatch();
+            }
+            return;
+        };
+        // SAFETY: zeroed epoll_event is a valid value; epoll_wait fills at most 4 of them.
+        let mut evs: [libc::epoll_event; 4] = unsafe { std::mem::zeroed() };
+        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as libc::c_int, 0) };
+        for ev in &evs[..n.max(0) as usize] {
+            let token = ev.u64;
+            match token {
+                TOKEN_FWD => {
+                    if let Some(f) = self.fwd.as_mut() {
+                        f.dispatch();
+                    }
+                }
+                TOKEN_LEASE => {
+                    if let Some(l) = self.lease.as_mut() {
+                        if let Some(names) = l.check() {
+                            // SAFETY: epoll_ctl DEL on descriptors we own.
+                            unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, l.fd().as_raw_fd(), std::ptr::null_mut()) };
+                            self.lost = Some(names);
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
+    }
+
+    /// The user-defined networks (id, name) lost because the owner went away (once, after the
+    /// `dispatch` that saw it; the lost file is written already).
+    pub fn take_lost(&mut self) -> Option<Vec<(String, String)>> {
+        self.lost.take()
     }
 
     /// Kills the helper and closes every forwarded connection.
@@ -313,6 +387,9 @@ impl Network {
         if let Some(mut h) = self.helper.take() {
             h.stop();
         }
+        // Closing the lease detaches the container's endpoints in the owner.
+        self.joint = None;
+        self.lease = None;
         self.fwd = None;
         for p in [&self.cfg.api_socket, &self.cfg.seccomp_listener].into_iter().flatten() {
             let _ = std::fs::remove_file(p);

@@ -563,6 +563,13 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         if ready.get(net_at).copied().unwrap_or(false) {
             if let Some(n) = net.as_mut() {
                 n.dispatch();
+                // The network owner died under the running container (its lost file is written):
+                // Docker's `network disconnect` event per network, so `events` tells it too.
+                if let (Some(lost), Some(ev)) = (n.take_lost(), s.events) {
+                    for (net_id, net_name) in lost {
+                        append_network_event(ev, &net_id, &net_name, id);
+                    }
+                }
             }
         }
         if let Some(w) = oom_watch.as_mut().filter(|_| ready[oom_at]) {
@@ -606,4 +613,22 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     // Read before destroy removes the cgroup with its counters.
     let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
     Ok(Ended { code, signal, oom, att, created })
+}
+
+/// `{"Type":"network","Action":"disconnect",...}` as Docker writes it for a container that left
+/// a network (here: was cut off by the network owner's death).
+fn append_network_event(events: &Path, net_id: &str, net_name: &str, container: &str) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ev = serde_json::json!({
+        "Type": "network",
+        "Action": "disconnect",
+        "Actor": { "ID": net_id, "Attributes": { "container": container, "name": net_name, "type": "bridge" } },
+        "scope": "local",
+        "time": now.as_secs(),
+        "timeNano": now.as_nanos() as u64,
+    });
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(events) {
+        let _ = f.write_all(format!("{ev}\n").as_bytes());
+    }
 }
