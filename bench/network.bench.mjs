@@ -4,6 +4,9 @@
 // podman's default port handler (rootlessport) and slirp4netns's own. The median of a few runs of each, as the
 // unprivileged bench user; the container runs the host's iperf3 (its /usr bound read-only).
 // Also the memory that stays alive per container for the helper and the forwarder.
+// Two sections of RESULTS.md (`sections` below): that one, and user-defined networks against
+// rootless podman with netavark + aardvark-dns (issue 16; how podman is configured is said
+// further down, above runUserNetworks).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -296,7 +299,7 @@ async function runModes() {
 // ≤ 0.5× podman's, memory ≤ 0.5× podman's. Reported, never asserted.
 
 const USER_TITLE = 'Network: user-defined networks, burrow against rootless podman with netavark + aardvark-dns';
-const START_RUNS = Number(process.env.BENCH_NET_START_RUNS || 15);
+const START_RUNS = Number(process.env.BENCH_NET_START_RUNS || 21);
 const IMAGE = 'localhost/bench/busybox:latest';
 const TARGETS = { c2c: 1, outbound: 1, start: 0.5, memory: 0.5 };
 
@@ -375,19 +378,39 @@ function userSides(base, env, mark) {
   return [mk('burrow', burrowCli), mk('podman', podmanCli)];
 }
 
-/** hyperfine as the bench user with `env` (so no wrapper is inside the timed commands). */
+/**
+ * hyperfine as the bench user with `env` (so no wrapper is inside the timed commands), in
+ * ROUNDS rounds that alternate which tool goes first (hyperfine runs one command's runs back to
+ * back: on a shared machine a burst of other work would otherwise land on one tool only); the
+ * median and standard deviation over all runs of all rounds.
+ */
+const ROUNDS = 3;
 function hyperfineEnv(env, commands, { runs, warmup }) {
-  const out = path.join(os.tmpdir(), `burrow-bench-net-${process.pid}-${Date.now()}.json`);
   const q = (a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-  const args = ['-N', '--style', 'basic', '-i', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out];
-  for (const c of commands) args.push('--command-name', c.name, c.argv.map(q).join(' '));
-  const argv = asUser(['env', ...env, 'hyperfine', ...args]);
-  execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', process.stderr, 'inherit'] });
-  const j = JSON.parse(fs.readFileSync(out, 'utf8'));
-  fs.rmSync(out, { force: true });
-  return j.results.map((r) => {
-    const failed = (r.exit_codes ?? []).filter((c) => c !== 0).length;
-    return { name: r.command, median: failed ? NaN : r.median * 1000, stddev: r.stddev * 1000, failed, runs: r.exit_codes?.length ?? runs };
+  const acc = new Map(commands.map((c) => [c.name, { times: [], failed: 0 }]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const out = path.join(os.tmpdir(), `burrow-bench-net-${process.pid}-${Date.now()}.json`);
+    const n = Math.max(1, Math.round(runs / ROUNDS));
+    const args = ['-N', '--style', 'basic', '-i', '--runs', String(n), '--warmup', String(round ? 1 : warmup), '--export-json', out];
+    for (const c of round % 2 ? [...commands].reverse() : commands) args.push('--command-name', c.name, c.argv.map(q).join(' '));
+    const argv = asUser(['env', ...env, 'hyperfine', ...args]);
+    execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', process.stderr, 'inherit'] });
+    const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+    fs.rmSync(out, { force: true });
+    for (const r of j.results) {
+      const a = acc.get(r.command);
+      a.times.push(...r.times.map((t) => t * 1000));
+      a.failed += (r.exit_codes ?? []).filter((c) => c !== 0).length;
+    }
+  }
+  return commands.map((c) => {
+    const { times, failed } = acc.get(c.name);
+    const mean = times.reduce((x, y) => x + y, 0) / times.length;
+    const stddev = Math.sqrt(times.reduce((x, y) => x + (y - mean) ** 2, 0) / Math.max(1, times.length - 1));
+    const sorted = [...times].sort((x, y) => x - y);
+    const mid = sorted.length / 2;
+    const med = sorted.length % 2 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2;
+    return { name: c.name, median: failed ? NaN : med, stddev, failed, runs: times.length };
   });
 }
 
@@ -632,7 +655,7 @@ async function runUserNetworks() {
       '',
       `Runs (Gbit/s): ${[['burrow', 'burrow'], ['podman', 'podman'], ['podmanJumbo', 'podman MTU 65520']].map(([n, label]) => `${label}: c2c ${fmtRuns(tput[n].c2c)}; out ${fmtRuns(tput[n].out)}; in ${fmtRuns(tput[n].in)}`).join('. ')}. The machine is shared with other work: single runs vary by up to 2×; the tools alternate which goes first.`,
       '',
-      `### Start of a container on the network: \`run --rm --network ${net} busybox true\` (ms, hyperfine median ± stddev, ${START_RUNS} runs after 3 warm-up)`,
+      `### Start of a container on the network: \`run --rm --network ${net} busybox true\` (ms, median ± stddev of ${startIdle[0]?.runs ?? START_RUNS} runs: hyperfine in ${ROUNDS} rounds alternating which tool goes first, 3 warm-up runs before the first)`,
       '',
       '| network | burrow | podman | burrow / podman | target | |',
       '|---|---:|---:|---:|---:|---|',
@@ -645,6 +668,12 @@ async function runUserNetworks() {
       '|---|---|---:|---:|',
       ...['burrow', 'podman'].flatMap((n) => (mem[n] ?? []).map((p) => `| ${n} | ${p.comm} | ${mib(p.rss)} | ${mib(p.pss)} |`)),
       ...['burrow', 'podman'].map((n) => `| **${n}** | **sum of ${mem[n]?.length ?? 0} processes** | **${mib(sum(mem[n], 'rss'))}** | **${mib(sum(mem[n], 'pss'))}** |`),
+      '',
+      `Per container (burrow's monitor, podman's conmon) and for the network (the rest): ${['burrow', 'podman'].map((n) => {
+        const per = (mem[n] ?? []).filter((p) => /^(burrow:monitor|conmon)$/.test(p.comm));
+        const rest = (mem[n] ?? []).filter((p) => !per.includes(p));
+        return `${n} ${mib(sum(per, 'rss') / Math.max(1, per.length))} RSS / ${mib(sum(per, 'pss') / Math.max(1, per.length))} PSS per container, ${mib(sum(rest, 'rss'))} / ${mib(sum(rest, 'pss'))} for the rest`;
+      }).join('; ')}.`,
       '',
       `burrow / podman: RSS ${Number.isFinite(memRatio('rss')) ? memRatio('rss').toFixed(2) + '×' : '–'}, PSS ${Number.isFinite(memRatio('pss')) ? memRatio('pss').toFixed(2) + '×' : '–'} (target ≤ ${TARGETS.memory}×: ${verdict(memRatio('pss'), TARGETS.memory, false)} on PSS, ${verdict(memRatio('rss'), TARGETS.memory, false)} on RSS). The containers' own processes (iperf3 -s, sleep) are not counted.`,
       '',
