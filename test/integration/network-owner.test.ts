@@ -12,6 +12,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -133,9 +134,9 @@ interface Owner {
 }
 
 /** Starts the owner as the CLI does and waits for its first report. */
-async function startOwner(dir: string): Promise<Owner> {
+async function startOwner(dir: string, extra: string[] = []): Promise<Owner> {
   const log = fs.openSync(path.join(dir, 'owner.log'), 'a');
-  const child = spawn(RUNTIME as string, ['--status-fd', '3', 'network-owner', '--dir', dir, ...mapArgs()], { stdio: ['ignore', log, log, 'pipe'], detached: true });
+  const child = spawn(RUNTIME as string, ['--status-fd', '3', 'network-owner', '--dir', dir, ...mapArgs(), ...extra], { stdio: ['ignore', log, log, 'pipe'], detached: true });
   fs.closeSync(log);
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const status = child.stdio[3] as NodeJS.ReadableStream;
@@ -208,6 +209,22 @@ function hostAddress(): string | undefined {
 
 const HTTP_GET = 'GET /index.html HTTP/1.0\r\n\r\n';
 
+/** A resolver on the host's loopback that answers every A question with 192.0.2.77. */
+async function upstream(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (q, from) => {
+    // Header: id, flags (response, recursion available), 1 question, 1 answer.
+    let end = 12;
+    while (q[end] !== 0) end += q[end]! + 1;
+    const question = q.subarray(12, end + 5);
+    const head = Buffer.from([q[0]!, q[1]!, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 77]);
+    s.send(Buffer.concat([head, question, answer]), from.port, from.address);
+  });
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
 describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   let dir: string;
   let owner: Owner;
@@ -217,11 +234,14 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
   const B = network('netb', 12);
   const I = network('neti', 13, true);
 
+  let dns: dgram.Socket;
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netowner-'));
-    owner = await startOwner(dir);
+    dns = await upstream();
+    owner = await startOwner(dir, ['--dns-upstream', `127.0.0.1:${dns.address().port}`]);
   });
   afterAll(async () => {
+    dns?.close();
     for (const c of conns) c.close();
     for (const p of procs) p.kill();
     if (owner && alive(owner.pid)) process.kill(owner.pid, 'SIGTERM');
@@ -294,6 +314,19 @@ describe.runIf(READY)(`the network owner as ${IS_ROOT ? 'root' : 'an unprivilege
     expect((await inNs(c3.pid, ['busybox', 'nc', '-w', '2', c2.ip, '8080'], HTTP_GET)).out).not.toContain('from c2');
     // Nor does A reach B.
     expect((await inNs(c1.pid, ['busybox', 'ping', '-c', '1', '-W', '2', c3.ip])).code).not.toBe(0);
+  });
+
+  it('each network\'s resolver answers its containers\' names and aliases, not another network\'s, and forwards the rest to the host\'s loopback resolver', async () => {
+    const look = (pid: number, name: string, server: string) => inNs(pid, ['busybox', 'nslookup', name, server]);
+    expect((await look(c1.pid, c2.ref.name, A.gateway)).out).toContain(c2.ip);
+    expect((await look(c1.pid, 'alias3', A.gateway)).out).toContain(c2.ip);
+    expect((await look(c1.pid, c2.ref.id.slice(0, 12), A.gateway)).out).toContain(c2.ip);
+    // c3 on network B asks its own gateway: A's names are not there (forwarded, the upstream
+    // answers its fixed address, never c2's).
+    expect((await look(c3.pid, c2.ref.name, B.gateway)).out).not.toContain(c2.ip);
+    expect((await look(c3.pid, c3.ref.name, B.gateway)).out).toContain(c3.ip);
+    // A name outside: forwarded by the owner, which stays in the host's network namespace.
+    expect((await look(c1.pid, 'example.test', A.gateway)).out).toContain('192.0.2.77');
   });
 
   const outside = hostAddress();
@@ -480,6 +513,31 @@ describe.runIf(READY)(`the network owner's own end as ${IS_ROOT ? 'root' : 'an u
     expect((await conn.request({ op: 'status' })).ok).toBe(true);
     await ended(dir, owner, slirp);
     conn.close();
+  });
+
+  const outside = hostAddress();
+  it.runIf(have('pasta') && outside !== undefined)('with pasta as the outbound helper, a network reaches the host\'s address', async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'pasta-'));
+    const owner = await startOwner(dir, ['--helper', 'pasta']);
+    const server = http.createServer((_q, r) => r.end('outside\n'));
+    await new Promise<void>((r) => server.listen(0, outside, () => r()));
+    const c = await container(owner);
+    const conn = await Conn.open(dir);
+    try {
+      expect(children(owner.pid).map(comm).join(' ')).toMatch(/pasta|passt/);
+      const n = network('netp', 31);
+      const rep = await conn.request({ op: 'attach', pid: c.pid, container: ref('p'), endpoints: [endpoint(n, 2)], dns: [] });
+      expect(rep, JSON.stringify(rep)).toMatchObject({ ok: true });
+      const port = (server.address() as net.AddressInfo).port;
+      // wget, not nc: through pasta, nc never saw the server's close (it got the answer).
+      const out = await inNs(c.pid, ['busybox', 'wget', '-q', '-O', '-', `http://${outside!}:${port}/`]);
+      expect(out.out).toContain('outside');
+    } finally {
+      conn.close();
+      c.kill();
+      server.close();
+    }
+    expect(await owner.exited).toBe(0);
   });
 
   it('a start lock held by a live process keeps it from leaving until released', async () => {

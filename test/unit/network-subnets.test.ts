@@ -139,12 +139,12 @@ describe('network create', () => {
     const c = ctx();
     createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.9.0.0/24' }] } }, host);
     const before = fs.readdirSync(c.store.p('networks')).sort();
-    expect(code(() => createNetwork(c, { Name: 'b', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
-    expect(code(() => createNetwork(c, { Name: 'b', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
-    expect(code(() => createNetwork(c, { Name: 'b', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
+    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
+    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
+    expect(code(() => createNetwork(c, { Name: 'other', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
     expect(code(() => createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.10.0.0/24' }] } }, host))).toBe('ENETWORK_EXISTS: network with name a already exists');
     expect(fs.readdirSync(c.store.p('networks')).sort()).toEqual(before);
-    expect(() => findNetwork(c, 'b')).toThrow(/network b not found/);
+    expect(() => findNetwork(c, 'other')).toThrow(/network other not found/);
   });
 
   it('--gateway inside the subnet; --ipv6 records a ULA /64; the MTU option; other drivers refused', () => {
@@ -161,6 +161,7 @@ describe('network create', () => {
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.30.0.255' }] } }, host))).toMatch(/broadcast address/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Gateway: '10.30.0.1' }] } }, host))).toMatch(/must have a corresponding subnet/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: 'fd01::/64' }] } }, host))).toMatch(/needs IPv6 enabled/);
+    expect(code(() => createNetwork(c, { Name: 'x', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd01::/120' }] } }, host))).toMatch(/a \/96 or larger/);
     expect(code(() => createNetwork(c, { Name: 'x', Driver: 'macvlan' }, host))).toMatch(/^EUSAGE: network driver macvlan is not supported/);
     expect(code(() => createNetwork(c, { Name: 'x', Options: { mtu: 'big' } }, host))).toMatch(/^EUSAGE: invalid option mtu=big/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24' }, { Subnet: '10.31.0.0/24' }] } }, host))).toMatch(/more than one IPv4 subnet/);

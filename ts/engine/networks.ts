@@ -292,6 +292,8 @@ export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?
   const asked = askedSubnets(r);
   const v4 = asked.v4 ? sn.parseCidr(asked.v4.subnet) : undefined;
   const v6 = asked.v6 ? sn.parseCidr(asked.v6.subnet) : undefined;
+  // A container's IPv6 address is its IPv4 one under the subnet (ts/network/ipam.ts ip6For): 32 bits of host part at least.
+  if (v6 && v6.prefix > 96) throw new BurrowError('EUSAGE', `invalid --subnet ${asked.v6!.subnet}: an IPv6 subnet of burrow's is a /96 or larger`, 'give a /64, or none for a random one');
   const gateway = (c: { v6: boolean; addr: bigint; prefix: number } | undefined, given: string | undefined): string | undefined => {
     if (!c) return undefined;
     if (!given) return sn.formatIp(sn.firstHost(c), c.v6);

@@ -9,7 +9,8 @@
  * Each allocation also keeps the pid of the process that made it: between the allocation and
  * the write of the container's record (create, connect) the record does not list the address
  * yet, and only a dead allocator tells a crash from that moment. So an allocation is taken back
- * when its allocator is gone and its container's record (if any) does not hold it.
+ * when its container's record does not hold it and its allocator is gone (or has been alive for
+ * an hour since: a long-lived API service whose create failed).
  *
  * An IPv6 address (a network created with --ipv6) is not allocated: it is the IPv4 address
  * under the network's /64 (ip6For), unique because the IPv4 one is.

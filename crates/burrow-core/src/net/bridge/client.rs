@@ -51,10 +51,7 @@ impl Lease {
     /// Attaches the container whose init is `pid` as `cfg` says, and keeps the connection.
     pub fn attach(cfg: &crate::net::BridgeConfig, pid: i32) -> Result<(Lease, Vec<super::Interface>)> {
         let mut conn = connect(&cfg.owner_dir)?;
-        let reply = request(
-            &mut conn,
-            &Request::Attach { pid, container: cfg.container.clone(), endpoints: cfg.endpoints.clone(), dns: cfg.dns.clone() },
-        )?;
+        let reply = request(&mut conn, &Request::Attach { pid, container: cfg.container.clone(), endpoints: cfg.endpoints.clone(), dns: cfg.dns.clone() })?;
         conn.set_nonblocking(true).map_err(|e| NetError::Helper { helper: "network owner".into(), detail: e.to_string() })?;
         let networks = cfg.endpoints.iter().map(|e| (e.network.id.clone(), e.network.name.clone())).collect();
         Ok((Lease { conn, networks, lost_file: cfg.lost_file.clone(), lost: false }, reply.interfaces))

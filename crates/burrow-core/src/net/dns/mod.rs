@@ -9,8 +9,8 @@
 //! never gets X's names: each network's sockets answer from that network's records alone.
 //!
 //! Why our own resolver and not aardvark-dns: it lives in the owner's poll loop (no process, no
-//! config files and SIGHUP to keep in step, a few hundred KiB instead of aardvark's resident
-//! tokio runtime), and the owner, which stays in the host's network namespace, forwards to the
+//! config files and SIGHUP to keep in step; some 70 KiB of heap, a 64 KiB receive buffer most
+//! of it, instead of aardvark's resident tokio runtime), and the owner, which stays in the host's network namespace, forwards to the
 //! host's resolvers as they are, a loopback one (systemd-resolved's 127.0.0.53) included.
 //!
 //! Single-threaded and non-blocking: the owner polls [`Resolver::poll_fds`] (for reading) and
@@ -20,11 +20,13 @@
 //! the owner polls for input only).
 //!
 //! Forwarding: a query gets a fresh random id and goes to its upstreams one at a time, each
-//! given [`ATTEMPT_TIMEOUT`]; an upstream that times out or answers SERVFAIL, REFUSED or NOTIMP
-//! makes way for the next (as glibc's stub does); with none left the client gets SERVFAIL. An
-//! answer is taken only from the address asked, with the id and the question asked, and relayed
-//! unchanged but for the id. A client that asked over TCP and gets a truncated UDP answer is
-//! asked for again over TCP from the same upstream.
+//! given [`ATTEMPT_TIMEOUT`], from a socket of its own connected to the upstream (a random source
+//! port besides the random id, as RFC 5452 asks of a resolver, and a closed port reported at once
+//! as ECONNREFUSED rather than waited for); an upstream that times out, refuses or answers
+//! SERVFAIL, REFUSED or NOTIMP makes way for the next (as glibc's stub does); with none left the
+//! client gets SERVFAIL. An answer is taken only from the address asked, with the id and the
+//! question asked, and relayed unchanged but for the id. A client that asked over TCP and gets
+//! a truncated UDP answer is asked for again over TCP from the same upstream.
 
 pub mod msg;
 
@@ -36,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::SockType;
 
-use super::{sock, Ctx, Result};
+use super::{sock, Result};
 use msg::{Answer, Parsed, Query};
 
 /// Names of one endpoint on one network.
@@ -56,7 +58,8 @@ pub const TTL: u32 = 60;
 /// How long one upstream has to answer before the next is asked.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Forwarded queries awaiting an answer; beyond it the oldest is dropped (its client asks again).
-pub const MAX_PENDING: usize = 512;
+/// Each holds a socket: with the TCP clients, well under the usual 1024 descriptors.
+pub const MAX_PENDING: usize = 256;
 /// TCP clients at a time (all networks); beyond it the oldest is closed.
 pub const MAX_CONNS: usize = 64;
 /// A TCP client silent this long is closed (RFC 7766 6.2.3 suggests seconds).
@@ -136,6 +139,14 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+fn host_upstreams_of(resolv_conf: Option<&str>) -> Vec<SocketAddr> {
+    let found = resolv_conf.map(parse_resolv_conf).unwrap_or_default();
+    if found.is_empty() {
+        return vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53)];
+    }
+    found
 }
 
 /// One network's names, by lowercase name and by address.
@@ -222,6 +233,8 @@ struct Pending {
     upstreams: Vec<SocketAddr>,
     /// The upstream asked now.
     next: usize,
+    /// Connected to it.
+    udp: Option<UdpSocket>,
     deadline: Instant,
     tcp: Option<UpTcp>,
 }
@@ -229,10 +242,6 @@ struct Pending {
 pub struct Resolver {
     defaults: Vec<SocketAddr>,
     search_domain: Option<String>,
-    /// Forwarding sockets, made by `new` in its caller's namespace (IPv6 absent on a host
-    /// without it).
-    up4: Option<UdpSocket>,
-    up6: Option<UdpSocket>,
     networks: Vec<Network>,
     /// Records set for networks not added yet.
     early: HashMap<String, Names>,
@@ -244,17 +253,13 @@ pub struct Resolver {
 
 impl Resolver {
     /// `defaults`: the upstreams for clients without their own. Sockets for forwarding are made
-    /// in the caller's network namespace (the host's, for the owner).
+    /// in the caller's network namespace (the host's, for the owner, which never leaves it: the
+    /// caller must not call the other methods from another network namespace either, since a
+    /// forwarded query's socket is made when it is forwarded).
     pub fn new(defaults: Vec<SocketAddr>) -> Result<Resolver> {
-        let up4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).op("dns: forwarding socket (IPv4)")?;
-        up4.set_nonblocking(true).op("dns: forwarding socket (IPv4)")?;
-        // IPv6 may be disabled on the host: then IPv6 upstreams fail over to the next.
-        let up6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).ok().filter(|s| s.set_nonblocking(true).is_ok());
         Ok(Resolver {
             defaults,
             search_domain: None,
-            up4: Some(up4),
-            up6,
             networks: Vec::new(),
             early: HashMap::new(),
             conns: Vec::new(),
@@ -264,9 +269,10 @@ impl Resolver {
         })
     }
 
-    /// The host's resolvers from /etc/resolv.conf (port 53), for `new`.
+    /// The host's resolvers from /etc/resolv.conf (port 53), for `new`; none there (or no
+    /// file): 127.0.0.1, as glibc's stub then asks.
     pub fn host_upstreams() -> Vec<SocketAddr> {
-        std::fs::read_to_string("/etc/resolv.conf").map(|t| parse_resolv_conf(&t)).unwrap_or_default()
+        host_upstreams_of(std::fs::read_to_string("/etc/resolv.conf").ok().as_deref())
     }
 
     /// A domain under which the networks' names also answer ("web.DOMAIN" as "web"); an
@@ -318,13 +324,13 @@ impl Resolver {
 
     pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut v = Vec::with_capacity(2 + 2 * self.networks.len() + self.conns.len());
-        v.extend(self.up4.iter().chain(self.up6.iter()).map(|s| s.as_fd()));
         for n in &self.networks {
             v.push(n.udp.as_fd());
             v.extend(n.tcp.iter().map(|t| t.as_fd()));
         }
         v.extend(self.conns.iter().map(|c| c.stream.as_fd()));
         for p in self.pending.values() {
+            v.extend(p.udp.iter().map(|u| u.as_fd()));
             if let Some(t) = &p.tcp {
                 if t.written == t.out.len() {
                     v.push(t.stream.as_fd());
@@ -337,10 +343,6 @@ impl Resolver {
     /// For a descriptor of `poll_fds` that poll found with any event (POLLIN, but also POLLERR
     /// or POLLHUP: a failed upstream connection is noticed by reading it).
     pub fn dispatch(&mut self, fd: RawFd) {
-        let is = |s: &Option<UdpSocket>| s.as_ref().is_some_and(|s| s.as_raw_fd() == fd);
-        if is(&self.up4) || is(&self.up6) {
-            return self.read_upstream(fd);
-        }
         if let Some(i) = self.networks.iter().position(|n| n.udp.as_raw_fd() == fd) {
             return self.read_udp(i);
         }
@@ -349,6 +351,10 @@ impl Resolver {
         }
         if let Some(i) = self.conns.iter().position(|c| c.stream.as_raw_fd() == fd) {
             return self.read_conn(i);
+        }
+        let up = self.pending.iter().find(|(_, p)| p.udp.as_ref().is_some_and(|u| u.as_raw_fd() == fd));
+        if let Some((&id, _)) = up {
+            return self.read_upstream(id);
         }
         let up = self.pending.iter().find(|(_, p)| p.tcp.as_ref().is_some_and(|t| t.stream.as_raw_fd() == fd));
         if let Some((&id, _)) = up {
@@ -402,9 +408,10 @@ impl Resolver {
                 Err(_) => return,
             };
             let packet = self.buf[..len].to_vec();
-            let (net, limit) = (self.networks[i].key, msg::CLASSIC_UDP_LIMIT);
-            let client = Client::Udp { net, addr: from, limit };
-            self.query(i, &packet, from.ip(), client);
+            // The limit until the query says more (its EDNS size, read by `query`).
+            let client = Client::Udp { net: self.networks[i].key, addr: from, limit: msg::CLASSIC_UDP_LIMIT };
+            // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d; its records say a.b.c.d.
+            self.query(i, &packet, from.ip().to_canonical(), client);
         }
     }
 
@@ -424,7 +431,7 @@ impl Resolver {
             }
             let (key, net) = (self.key(), self.networks[i].key);
             let idle_until = Instant::now() + TCP_IDLE;
-            self.conns.push(Conn { key, net, stream, peer: peer.ip(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
+            self.conns.push(Conn { key, net, stream, peer: peer.ip().to_canonical(), inbuf: Vec::new(), outbuf: Vec::new(), idle_until });
         }
     }
 
@@ -516,8 +523,7 @@ impl Resolver {
     /// Our answers for `name` of `qtype`: Some (maybe empty: NODATA) when the name is the
     /// network's, None when it is not.
     fn lookup(&self, names: &Names, name: &str, qtype: u16) -> Option<Vec<Answer>> {
-        if qtype == msg::TYPE_PTR {
-            let addr = msg::reverse_addr(name)?;
+        if let (msg::TYPE_PTR, Some(addr)) = (qtype, msg::reverse_addr(name)) {
             let targets = names.by_addr.get(&addr)?;
             return Some(targets.iter().filter_map(|t| Answer::ptr(t, TTL)).collect());
         }
@@ -550,7 +556,7 @@ impl Resolver {
         msg::set_id(&mut packet, id);
         let seq = self.key();
         let now = Instant::now();
-        self.pending.insert(id, Pending { seq, query, packet, client, upstreams, next: 0, deadline: now, tcp: None });
+        self.pending.insert(id, Pending { seq, query, packet, client, upstreams, next: 0, udp: None, deadline: now, tcp: None });
         self.ask(id, now);
     }
 
@@ -559,9 +565,10 @@ impl Resolver {
     fn ask(&mut self, id: u16, now: Instant) {
         let Some(p) = self.pending.get_mut(&id) else { return };
         while let Some(&up) = p.upstreams.get(p.next) {
-            let sock = if up.is_ipv4() { &self.up4 } else { &self.up6 };
-            if let Some(s) = sock {
-                if s.send_to(&p.packet, up).is_ok() {
+            // A host without IPv6 fails here for an IPv6 upstream, which then makes way.
+            if let Ok(s) = upstream_socket(up) {
+                if s.send(&p.packet).is_ok() {
+                    p.udp = Some(s);
                     p.deadline = now + ATTEMPT_TIMEOUT;
                     return;
                 }
@@ -575,6 +582,7 @@ impl Resolver {
     fn next_upstream(&mut self, id: u16, now: Instant) {
         if let Some(p) = self.pending.get_mut(&id) {
             p.next += 1;
+            p.udp = None;
             p.tcp = None;
             self.ask(id, now);
         }
@@ -587,14 +595,15 @@ impl Resolver {
         }
     }
 
-    fn read_upstream(&mut self, fd: RawFd) {
+    fn read_upstream(&mut self, id: u16) {
         for _ in 0..BURST {
-            let sock = [&self.up4, &self.up6].into_iter().flatten().find(|s| s.as_raw_fd() == fd);
-            let Some(sock) = sock else { return };
+            let Some(sock) = self.pending.get(&id).and_then(|p| p.udp.as_ref()) else { return };
             let (len, from) = match sock.recv_from(&mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ECONNREFUSED (an ICMP port unreachable): nobody serves there.
+                Err(_) => return self.next_upstream(id, Instant::now()),
             };
             let answer = self.buf[..len].to_vec();
             self.upstream_answer(answer, Some(from));
@@ -697,6 +706,19 @@ impl Resolver {
             }
         }
     }
+}
+
+/// A non-blocking UDP socket on an ephemeral port, connected to `up` (so the kernel takes
+/// datagrams from `up` alone and reports its ICMP errors).
+fn upstream_socket(up: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any = match up {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let s = UdpSocket::bind(any)?;
+    s.connect(up)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 /// Writes what the socket takes of a TCP client's output; false when the client is gone.

@@ -223,7 +223,14 @@ fn upstream_strings_and_resolv_conf() {
 #[test]
 fn host_upstreams_are_the_resolv_conf_ones() {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    assert_eq!(Resolver::host_upstreams(), parse_resolv_conf(&text));
+    let want = parse_resolv_conf(&text);
+    if !want.is_empty() {
+        assert_eq!(Resolver::host_upstreams(), want);
+    }
+    let local = vec!["127.0.0.1:53".parse().unwrap()];
+    assert_eq!(host_upstreams_of(None), local);
+    assert_eq!(host_upstreams_of(Some("search example.com\n")), local);
+    assert_eq!(host_upstreams_of(Some("nameserver 10.0.0.1")), vec!["10.0.0.1:53".parse().unwrap()]);
 }
 
 // ---- a real resolver on loopback ----
@@ -254,6 +261,14 @@ fn rec(names: &[&str], addrs: &[&str]) -> Record {
 /// One round of the owner's loop: poll the resolver's descriptors (a short timeout, so the
 /// caller can check its condition), dispatch the readable ones, expire what is due.
 fn turn(r: &mut Resolver) {
+    poll_dispatch(r);
+    if r.next_deadline().is_some_and(|d| d <= Instant::now()) {
+        r.expire(Instant::now());
+    }
+}
+
+/// `turn` without the expiry: only what the sockets bring.
+fn poll_dispatch(r: &mut Resolver) {
     let fds: Vec<i32> = r.poll_fds().iter().map(|f| f.as_raw_fd()).collect();
     let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     let timeout = r.next_deadline().map_or(20, |d| d.saturating_duration_since(Instant::now()).as_millis().min(20) as i32);
@@ -265,9 +280,6 @@ fn turn(r: &mut Resolver) {
                 r.dispatch(p.fd);
             }
         }
-    }
-    if r.next_deadline().is_some_and(|d| d <= Instant::now()) {
-        r.expire(Instant::now());
     }
 }
 
@@ -322,6 +334,8 @@ enum Mode {
 struct Fake {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The source addresses of what came over UDP.
+    from: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -345,14 +359,16 @@ impl Fake {
     fn start(ip: &str, mode: Mode) -> Fake {
         let (udp, tcp, addr) = bind_pair(ip);
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let froms = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         udp.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let (s, st) = (seen.clone(), stop.clone());
+        let (s, f, st) = (seen.clone(), froms.clone(), stop.clone());
         let t1 = std::thread::spawn(move || {
             let mut b = vec![0; 65536];
             while !st.load(Ordering::Relaxed) {
                 let Ok((n, from)) = udp.recv_from(&mut b) else { continue };
                 let q = b[..n].to_vec();
+                f.lock().unwrap().push(from);
                 s.lock().unwrap().push(q.clone());
                 let a = match mode {
                     Mode::Answer => fake_answer(&q, 0, false, [192, 0, 2, 1]),
@@ -384,7 +400,7 @@ impl Fake {
                 c.write_all(&a).unwrap();
             }
         });
-        Fake { addr, seen, stop, threads: vec![t1, t2] }
+        Fake { addr, seen, from: froms, stop, threads: vec![t1, t2] }
     }
 
     fn seen(&self) -> usize {
@@ -422,8 +438,10 @@ fn answers_the_networks_names() {
     // A name of ours without that type: NOERROR and no answer (NODATA), not NXDOMAIN.
     let a = ask_name(&mut r, s, "db", msg::TYPE_AAAA);
     assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
-    let a = ask_name(&mut r, s, "db", 16 /* TXT */);
-    assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0));
+    for qtype in [16 /* TXT */, msg::TYPE_PTR] {
+        let a = ask_name(&mut r, s, "db", qtype);
+        assert_eq!((rcode(&a), answers(&a).len()), (msg::NOERROR, 0), "type {qtype}");
+    }
     // PTR, IPv4 and IPv6.
     let a = ask_name(&mut r, s, "3.0.88.10.in-addr.arpa", msg::TYPE_PTR);
     assert_eq!(ptrs(&a), vec!["db"]);
@@ -487,6 +505,40 @@ fn forwards_unknown_names_and_relays_the_answer_with_the_clients_id() {
     msg::set_id(&mut want, 0x4242);
     assert_eq!(a, want);
     assert!(r.pending.is_empty());
+    // Each query from a source port of its own (RFC 5452; ports are random, so three queries
+    // make a repeat of one port all along practically impossible), its socket closed after the
+    // answer.
+    for _ in 0..2 {
+        assert_eq!(msg::id(&ask(&mut r, &c, s, &q)), Some(0x4242));
+    }
+    let from = up.from.lock().unwrap().clone();
+    assert_eq!(from.len(), 3);
+    assert!(from.iter().any(|f| f.port() != from[0].port()), "{from:?}");
+    assert_eq!(r.poll_fds().len(), 2, "the network's UDP and TCP sockets alone");
+}
+
+#[test]
+fn ipv6_clients_and_upstreams() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this host");
+        return;
+    }
+    let v4 = Fake::start("127.0.0.2", Mode::Silent);
+    let v6 = Fake::start("::1", Mode::Answer);
+    let mut r = Resolver::new(vec![v4.addr, v6.addr]).unwrap();
+    let (udp, tcp, s) = bind_pair("::1");
+    r.add_network("n6", udp, Some(tcp), true);
+    r.set_records("n6", two_containers());
+    let c = client("::1");
+    let a = ask(&mut r, &c, s, &build_query(61, "web", msg::TYPE_AAAA, None));
+    assert_eq!(addrs(&a), vec!["fd00::2".parse::<IpAddr>().unwrap()]);
+    // The IPv4 upstream says nothing: its time up, the IPv6 one answers.
+    c.send_to(&build_query(62, "www.example.org", msg::TYPE_A, None), s).unwrap();
+    pump_until(&mut r, || (v4.seen() == 1).then_some(()));
+    r.expire(Instant::now() + ATTEMPT_TIMEOUT);
+    let a = pump_until(&mut r, || recv(&c));
+    assert_eq!((msg::id(&a), addrs(&a)), (Some(62), vec!["192.0.2.1".parse::<IpAddr>().unwrap()]));
+    assert_eq!(v6.seen(), 1);
 }
 
 #[test]
@@ -497,11 +549,24 @@ fn a_containers_own_upstreams_come_first() {
     let s = network(&mut r, "n1", true);
     let mut records = two_containers();
     records.push(Record { names: vec!["custom".into()], addrs: vec!["127.0.0.3".parse().unwrap()], upstreams: vec![own.addr] });
-    r.set_records("n1", records);
+    r.set_records("n1", records.clone());
     let c = client("127.0.0.3");
     let a = ask(&mut r, &c, s, &build_query(5, "www.example.org", msg::TYPE_A, None));
     assert_eq!(rcode(&a), msg::NXDOMAIN);
     assert_eq!((own.seen(), default.seen()), (1, 0));
+    // Also when the network's socket is a dual-stack IPv6 one (the client's address then
+    // arrives IPv4-mapped).
+    r.remove_network("n1");
+    if let Ok(udp) = UdpSocket::bind(("::", s.port())) {
+        let tcp = TcpListener::bind(("::", s.port())).unwrap();
+        r.add_network("n1", udp, Some(tcp), true);
+        r.set_records("n1", records);
+        let a = ask(&mut r, &c, s, &build_query(6, "www.example.org", msg::TYPE_A, None));
+        assert_eq!(rcode(&a), msg::NXDOMAIN);
+        assert_eq!((own.seen(), default.seen()), (2, 0));
+    } else {
+        eprintln!("dual-stack part skipped: no IPv6 on this host");
+    }
     // Another client of the network: the defaults.
     let a = ask_name(&mut r, s, "www.example.org", msg::TYPE_A);
     assert_eq!(rcode(&a), msg::NOERROR);
@@ -536,6 +601,18 @@ fn a_silent_or_failing_upstream_makes_way_for_the_next_then_servfail() {
     assert_eq!((msg::id(&a), rcode(&a)), (Some(78), msg::SERVFAIL));
     assert!(r.pending.is_empty() && r.next_deadline().is_none());
 
+    // A closed port: the next upstream at once (ICMP port unreachable), no timeout needed.
+    let closed = UdpSocket::bind("127.0.0.3:0").unwrap().local_addr().unwrap();
+    let mut r = Resolver::new(vec![closed, good.addr]).unwrap();
+    let s = network(&mut r, "n1", true);
+    c.send_to(&build_query(79, "www.example.org", msg::TYPE_A, None), s).unwrap();
+    let a = (0..5000).find_map(|_| {
+        poll_dispatch(&mut r);
+        recv(&c)
+    });
+    let a = a.expect("an answer without any expiry");
+    assert_eq!((msg::id(&a), addrs(&a)), (Some(79), vec!["192.0.2.1".parse::<IpAddr>().unwrap()]));
+
     // No upstream at all: SERVFAIL at once.
     let mut r = Resolver::new(vec![]).unwrap();
     let s = network(&mut r, "n1", true);
@@ -551,7 +628,7 @@ fn answers_from_elsewhere_or_for_another_question_are_not_taken() {
     c.send_to(&build_query(9, "www.example.org", msg::TYPE_A, None), s).unwrap();
     pump_until(&mut r, || (silent.seen() == 1).then_some(()));
     let sent = silent.seen.lock().unwrap()[0].clone();
-    let up = r.up4.as_ref().unwrap().local_addr().unwrap();
+    let up = r.pending.values().next().unwrap().udp.as_ref().unwrap().local_addr().unwrap();
     // The right id from another address; the right address is the fake's, which we cannot
     // send from, so: the right id and question from a stranger, then the wrong question.
     let stranger = UdpSocket::bind("127.0.0.5:0").unwrap();
@@ -620,7 +697,7 @@ fn a_network_does_not_answer_anothers_names() {
     assert_eq!(rcode(&ask_name(&mut r, s3, "web", msg::TYPE_A)), msg::NXDOMAIN);
     // A removed network's socket is closed (its port is free again).
     r.remove_network("n1");
-    assert_eq!(r.poll_fds().len(), 2 + 2 * 2);
+    assert_eq!(r.poll_fds().len(), 2 * 2);
     UdpSocket::bind(s1).expect("n1's port released");
 }
 
