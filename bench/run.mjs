@@ -14,16 +14,19 @@ const out = path.join(dir, 'RESULTS.md');
 const sections = new Map();
 for (const f of files) {
   const mod = await import(path.join(dir, f));
-  process.stderr.write(`\n## ${mod.title} (${f})\n`);
-  let body;
-  try {
-    body = await mod.run();
-  } catch (err) {
-    // One failing benchmark must not lose the others' results.
-    body = `**failed:** ${String(err.message ?? err).split('\n')[0]}\n`;
-    process.stderr.write(`${f} failed: ${err.stack ?? err}\n`);
+  // A file exports `title` and `run`, or `sections` ([{ title, run }]): one section of RESULTS.md each.
+  for (const sec of mod.sections ?? [{ title: mod.title, run: mod.run }]) {
+    process.stderr.write(`\n## ${sec.title} (${f})\n`);
+    let body;
+    try {
+      body = await sec.run();
+    } catch (err) {
+      // One failing benchmark must not lose the others' results.
+      body = `**failed:** ${String(err.message ?? err).split('\n')[0]}\n`;
+      process.stderr.write(`${f} failed: ${err.stack ?? err}\n`);
+    }
+    sections.set(`## ${sec.title}`, `## ${sec.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${body}`);
   }
-  sections.set(`## ${mod.title}`, `## ${mod.title}\n\n_${new Date().toISOString().slice(0, 16)}Z_\n\n${body}`);
 }
 // Sections of RESULTS.md are kept when only some benchmarks are run: read now, at the end, so
 // that a section written meanwhile (another bench run, a merge) is not lost.
