@@ -500,7 +500,12 @@ impl Resolver {
         let net = &self.networks[n];
         let ours = q.qclass == msg::CLASS_IN || q.qclass == msg::CLASS_ANY;
         if let (true, Some(name)) = (ours, &q.name) {
-            if let Some(answers) = self.lookup(&net.names, name, q.qtype) {
+            // The client's own network first, then the other networks its container is on (as
+            // Docker's resolver answers a container for every network it joined).
+            let found = self
+                .lookup(&net.names, name, q.qtype)
+                .or_else(|| self.client_networks(n, source).into_iter().find_map(|m| self.lookup(&self.networks[m].names, name, q.qtype)));
+            if let Some(answers) = found {
                 let limit = client_limit(client);
                 return self.reply(client, msg::response(&q, msg::NOERROR, true, &answers, limit));
             }
@@ -518,6 +523,14 @@ impl Resolver {
             None => self.defaults.clone(),
         };
         self.forward(q, packet, client, upstreams);
+    }
+
+    /// The other networks that the container at `source` on network `n` is on: those whose
+    /// records have its 64-hex id (every endpoint's names carry its container's id).
+    fn client_networks(&self, n: usize, source: IpAddr) -> Vec<usize> {
+        let Some(names) = self.networks[n].names.by_addr.get(&source) else { return Vec::new() };
+        let Some(id) = names.iter().find(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit())) else { return Vec::new() };
+        (0..self.networks.len()).filter(|&m| m != n && self.networks[m].names.by_name.contains_key(id)).collect()
     }
 
     /// Our answers for `name` of `qtype`: Some (maybe empty: NODATA) when the name is the

@@ -848,3 +848,20 @@ fn dig_resolves_names_addresses_and_forwarded_names() {
     let full = dig(&mut r, s, &["+noedns", "db", "A"]);
     assert!(full.contains("status: NOERROR") && full.contains("ANSWER: 1"), "{full}");
 }
+
+#[test]
+fn a_container_on_two_networks_resolves_the_names_of_both() {
+    let up = Fake::start("127.0.0.2", Mode::Rcode(msg::NXDOMAIN));
+    let mut r = Resolver::new(vec![up.addr]).unwrap();
+    let s1 = network(&mut r, "n1", true);
+    let _s2 = network(&mut r, "n2", true);
+    let id = "a".repeat(64);
+    // The client container (at 127.0.0.6 on n1, 10.89.1.6 on n2) and a db on n2 only.
+    r.set_records("n1", vec![rec(&["client", &id], &["127.0.0.6"])]);
+    r.set_records("n2", vec![rec(&["client", &id], &["10.89.1.6"]), rec(&["db", &"b".repeat(64)], &["10.89.1.7"])]);
+    let c = client("127.0.0.6");
+    let a = ask(&mut r, &c, s1, &build_query(1, "db", msg::TYPE_A, None));
+    assert_eq!(addrs(&a), vec!["10.89.1.7".parse::<IpAddr>().unwrap()], "n2's name answered on n1's server for a container on both");
+    // A client on n1 alone does not get n2's names: upstream says NXDOMAIN.
+    assert_eq!(rcode(&ask_name(&mut r, s1, "db", msg::TYPE_A)), msg::NXDOMAIN);
+}
