@@ -311,38 +311,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
     for (const e of rec.net.networks) release(store, e.network, rec.id);
   }
   containers.releaseName(rec.name, rec.id);
-  if (rec.net?.mode === 'user') await ownerGone(store, rec);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
-}
-
-/**
- * After the removal of a container on user-defined networks: if no container of this run root
- * still runs on one, its network owner leaves once its monitor's lease has closed (a moment
- * after the container's exit). `rm` waits for that (a few seconds at most), so that nothing of
- * the networks is left when it returns.
- */
-async function ownerGone(store: Store, rec: ContainerRecord): Promise<void> {
-  const { ownerDirOf } = await import('../network/runtime');
-  const { OWNER_RECORD } = await import('../network/user');
-  const dir = ownerDirOf(rec);
-  let pid: number;
-  try {
-    pid = (JSON.parse(fs.readFileSync(path.join(dir, OWNER_RECORD), 'utf8')) as { pid: number }).pid;
-  } catch {
-    return; // none runs
-  }
-  const containers = new Containers(store);
-  const others = containers.all().some((c) => c.net?.mode === 'user' && ownerDirOf(c) === dir && stateOf(store, c).status === 'running');
-  if (others) return;
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  };
-  for (let delay = 5, end = Date.now() + 5000; alive() && Date.now() < end; delay = Math.min(delay * 2, 100)) await sleep(delay);
 }
 
 /** `top`: the container's processes as the host's `ps` shows them (default `-ef`). */
