@@ -33,6 +33,8 @@ export interface CreateOptions {
   interactive: boolean;
   /** Docker's StdinOnce (records.ts); absent: the CLI's rule. */
   stdinOnce?: boolean;
+  /** Docker's Config.Attach* from the API (records.ts). */
+  attachStreams?: { stdin: boolean; stdout: boolean; stderr: boolean };
   rm: boolean;
   detach: boolean;
   readOnly: boolean;
@@ -298,6 +300,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       tty: o.tty,
       interactive: o.interactive,
       ...(o.stdinOnce !== undefined ? { stdinOnce: o.stdinOnce } : {}),
+      ...(o.attachStreams ? { attachStreams: o.attachStreams } : {}),
       autoRemove: o.rm,
       detached: o.detach,
       stopSignal: o.stopSignal ?? cfg.config?.StopSignal ?? 'SIGTERM',

@@ -170,8 +170,12 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
     Config: {
       Hostname: rec.hostname,
       User: c ? c.user : spec.process?.user ? `${spec.process.user.uid}:${spec.process.user.gid}` : '',
+      AttachStdin: rec.attachStreams ? rec.attachStreams.stdin : rec.interactive && !rec.detached,
+      AttachStdout: rec.attachStreams ? rec.attachStreams.stdout : !rec.detached,
+      AttachStderr: rec.attachStreams ? rec.attachStreams.stderr : !rec.detached,
       Tty: rec.tty,
       OpenStdin: rec.interactive,
+      StdinOnce: rec.stdinOnce ?? (rec.interactive && !rec.detached),
       Env: spec.process?.env ?? [],
       Cmd: c ? c.cmd : rec.command,
       Image: rec.imageName,

@@ -41,6 +41,12 @@ export interface ContainerRecord {
    * stdin (`docker run -i`, not `run -d -i`). Absent: `interactive && !detached` (the CLI's).
    */
   stdinOnce?: boolean;
+  /**
+   * Docker's Config.AttachStdin/AttachStdout/AttachStderr as the API's create asked them (a
+   * client such as docker-compose's `run` reads them back to decide what to attach). Absent:
+   * the CLI's run, attached unless detached.
+   */
+  attachStreams?: { stdin: boolean; stdout: boolean; stderr: boolean };
   autoRemove: boolean;
   detached: boolean;
   stopSignal: string;

@@ -72,6 +72,8 @@ export interface CreateRequest {
   interactive?: boolean;
   /** Close stdin when the first attached client's input ends (Docker's StdinOnce: `docker run -i`). */
   stdinOnce?: boolean;
+  /** Docker's Config.AttachStdin/AttachStdout/AttachStderr (kept for inspect). */
+  attachStreams?: { stdin: boolean; stdout: boolean; stderr: boolean };
   /** Remove the container when it exits (Docker's AutoRemove, `--rm`). */
   autoRemove?: boolean;
   readOnly?: boolean;
@@ -254,6 +256,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       tty: !!req.tty,
       interactive: !!req.interactive,
       ...(req.stdinOnce !== undefined ? { stdinOnce: req.stdinOnce } : {}),
+      ...(req.attachStreams ? { attachStreams: req.attachStreams } : {}),
       rm: !!req.autoRemove,
       detach: true,
       readOnly: !!req.readOnly,

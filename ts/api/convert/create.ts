@@ -303,6 +303,7 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     tty: !!c.bool('Tty'),
     interactive: !!c.bool('OpenStdin') || !!c.bool('AttachStdin'),
     stdinOnce: !!c.bool('StdinOnce'),
+    attachStreams: { stdin: !!c.bool('AttachStdin'), stdout: !!c.bool('AttachStdout'), stderr: !!c.bool('AttachStderr') },
     autoRemove: !!h.bool('AutoRemove'),
     readOnly: !!h.bool('ReadonlyRootfs'),
     privileged: !!h.bool('Privileged'),
