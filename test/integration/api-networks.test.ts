@@ -322,8 +322,11 @@ describe(`docker-compose 1.29 with its project network against ${PEER}'s Engine 
     expect(Object.values(net!.Containers).map((c) => c.Name).sort()).toEqual([`${PROJECT}_web_1`]);
     const webEp = JSON.parse(await ok(['inspect', '--format', `{{json .NetworkSettings.Networks.${PROJECT}_default}}`, `${PROJECT}_web_1`])) as Endpoint;
     expect(webEp.Aliases).toContain('web');
-    // A one-off container (compose run) joins the same network. Detached: compose 1.29's attached
-    // run goes through dockerpty, which reads Config.AttachStdin, not in burrow's inspect yet.
+    // A one-off container (compose run) joins the same network: attached (compose 1.29 reads the
+    // container's Config.AttachStdin/AttachStdout back from inspect to decide what to attach),
+    // then detached.
+    const attached = await cok(['run', '--rm', '-T', 'client', 'wget', '-q', '-O-', 'http://web/']);
+    expect(attached).toContain('hello-from-web');
     const once = (await cok(['run', '-d', 'client', 'wget', '-q', '-O-', 'http://web/'])).trim().split('\n').pop()!;
     expect((await ok(['wait', once])).trim()).toBe('0');
     expect(await ok(['logs', once])).toBe('hello-from-web\n');

@@ -24,6 +24,12 @@ export interface LogOptions {
   stderr?: boolean;
   /** Following a container that has not started yet waits for its start (attach before start). */
   waitStart?: boolean;
+  /**
+   * Following a stopped container waits for its next start, then gives what that run writes
+   * from this log offset on (the Engine API's attach to a stopped container, as Docker's daemon:
+   * its streams are those of the next run).
+   */
+  waitRestart?: { startedAt: string | undefined; offset: number };
   /** Only the log's first bytes, up to this size (attach with logs: where the live stream begins). */
   upTo?: number;
   /** Ends a follow early (the API's client went away). */
@@ -143,7 +149,16 @@ export async function streamLogs(store: Store, rec: ContainerRecord, o: LogOptio
       // Attached before its start (docker run: create, attach, start): everything it writes.
       while (!o.signal?.aborted && fs.existsSync(dir) && containerState(rec, dir).status === 'created') await sleep();
     }
-    if (o.fromEnd) {
+    if (o.waitRestart && o.follow) {
+      const before = o.waitRestart.startedAt;
+      for (;;) {
+        if (o.signal?.aborted || !fs.existsSync(dir)) return;
+        const st = containerState(rec, dir);
+        if (st.startedAt !== before && (st.status === 'running' || st.status === 'exited')) break;
+        await sleep();
+      }
+      if (open()) pos = o.waitRestart.offset;
+    } else if (o.fromEnd) {
       if (open()) pos = fs.fstatSync(fd!).size;
     } else await readNew(o.tail);
     if (!o.follow) return;

@@ -47,12 +47,16 @@ export function stdinOnce(rec: ContainerRecord): boolean {
   return rec.stdinOnce ?? (rec.interactive && !rec.detached);
 }
 
-/** Checks what can be attached before any answer is sent: a stopped container cannot. */
+/**
+ * Checks what can be attached before any answer is sent. A stopped container can be, as by
+ * Docker's daemon (the CLI's `docker attach` refuses it, not the API): the attach then gets its
+ * next run's streams (docker-compose 1.29's `run` attaches lazily, after its start, and starts it
+ * again when it finds it stopped).
+ */
 export function checkAttachable(ctx: EngineContext, rec: ContainerRecord, r: AttachRequest): void {
+  void ctx;
+  void rec;
   if (r.detachKeys) parseDetachKeys(r.detachKeys);
-  const st = containerState(rec, new Containers(ctx.store).dir(rec.id));
-  if (r.stream && st.status !== 'running' && st.status !== 'created' && !st.pending)
-    throw new BurrowError('ECONTAINER_STATE', `You cannot attach to a stopped container, start it first (container ${rec.name})`);
 }
 
 export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, r: AttachRequest, io: AttachIO): Promise<AttachResult> {
@@ -178,7 +182,11 @@ export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, 
       const poll = setInterval(() => void tryConnect(), 50);
       try {
         if (rec.logDriver !== 'none') {
-          await streamLogs(ctx.store, rec, { follow: true, waitStart: true, fromEnd: false, timestamps: false, signal: stop.signal }, (s, t) => out(s, Buffer.from(t)));
+          // Stopped (it has run before): its next run's output, from the log's end as it is now.
+          const stopped = st.status === 'exited' && !st.pending && !st.restarting;
+          const offset = stopped ? (fs.statSync(rec.logPath, { throwIfNoEntry: false })?.size ?? 0) : 0;
+          const from = stopped ? { waitRestart: { startedAt: st.startedAt, offset } } : { waitStart: true };
+          await streamLogs(ctx.store, rec, { follow: true, ...from, fromEnd: false, timestamps: false, signal: stop.signal }, (s, t) => out(s, Buffer.from(t)));
         } else {
           await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
         }
