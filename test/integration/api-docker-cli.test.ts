@@ -9,6 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
@@ -271,6 +272,34 @@ describe(`docker 20.10 CLI against ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 
     expect(load.stdout).toMatch(/Loaded image: (docker\.io\/library\/)?api-save:v1/);
     expect(await ok(['run', '--rm', 'api-save:v1', 'echo', 'loaded'])).toBe('loaded\n');
     await ok(['rmi', 'api-save:v1']);
+  });
+
+  it('import URL: the service fetches the tarball (fromSrc=URL); a URL that fails is an error naming it', async () => {
+    // A root filesystem tarball, as `docker export` gives it, served over HTTP on loopback.
+    const ctr = (await ok(['create', api.image, 'true'])).trim();
+    const tar = path.join(api.work, 'exported.tar');
+    const [cmd = 'env', ...argv] = api.dockerArgv(['export', '-o', tar, ctr]);
+    const exported = await new Promise<number | null>((resolve) => spawn(cmd, argv, { stdio: 'inherit' }).on('close', resolve));
+    expect(exported).toBe(0);
+    await ok(['rm', ctr]);
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/rootfs.tar') return res.writeHead(404).end('not here');
+      res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+      fs.createReadStream(tar).pipe(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      await ok(['import', `http://127.0.0.1:${port}/rootfs.tar`, 'api-url:v1']);
+      expect(await ok(['run', '--rm', 'api-url:v1', '/bin/echo', 'imported'])).toBe('imported\n');
+      const bad = await d(['import', `http://127.0.0.1:${port}/missing.tar`, 'api-url:bad']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain(`http://127.0.0.1:${port}/missing.tar`);
+      expect((await d(['image', 'inspect', 'api-url:bad'])).code).not.toBe(0);
+      await ok(['rmi', 'api-url:v1']);
+    } finally {
+      server.close();
+    }
   });
 });
 

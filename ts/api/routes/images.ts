@@ -132,16 +132,31 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
   });
 }
 
-/** `POST /images/create?fromSrc=-`: the body is a root filesystem tarball. */
+/**
+ * `POST /images/create?fromSrc=-`: the body is a root filesystem tarball; `fromSrc=URL` (http or
+ * https, as `docker import URL` sends it): the tarball is fetched by the service, streamed into
+ * the import as it arrives.
+ */
 async function importBody(req: ApiRequest, res: ServerResponse, fromSrc: string): Promise<void> {
-  if (fromSrc !== '-') throw new ApiError(400, `fromSrc ${fromSrc}: only "-" (the tarball in the request body) is supported`);
+  let stream: AsyncIterable<Buffer> = req.raw;
+  if (fromSrc !== '-') {
+    if (!/^https?:\/\//i.test(fromSrc)) throw new ApiError(400, `fromSrc ${fromSrc}: want - (the tarball in the request body) or an http(s) URL`);
+    const got = await fetch(fromSrc).catch((e: Error) => {
+      throw new ApiError(500, `Get "${fromSrc}": ${(e.cause as Error | undefined)?.message ?? e.message}`);
+    });
+    if (!got.ok || !got.body) throw new ApiError(500, `Get "${fromSrc}": ${got.status} ${got.statusText}`);
+    const body = got.body as AsyncIterable<Uint8Array>;
+    stream = (async function* () {
+      for await (const c of body) yield Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    })();
+  }
   const { importImage } = await engine();
   const repo = req.query.get('repo');
   const tag = req.query.get('tag');
   const message = req.query.get('message');
   const changes = req.query.getAll('changes').filter(Boolean);
   const reference = repo ? (tag ? `${repo}:${tag}` : repo) : undefined;
-  const r = await importImage(req.ctx, { source: { stream: req.raw, name: '-' }, ...(reference ? { reference } : {}), changes, ...(message ? { message } : {}) });
+  const r = await importImage(req.ctx, { source: { stream, name: fromSrc }, ...(reference ? { reference } : {}), changes, ...(message ? { message } : {}) });
   const out = jsonLines(res);
   out.write({ status: r.id });
   res.end();
