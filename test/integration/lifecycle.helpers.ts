@@ -97,7 +97,10 @@ export function setup(tag: string): Env {
       .map(([pid]) => pidNs(Number(pid)))
       .filter((n): n is string => !!n);
     if (ids.length) b(['rm', '-f', ...ids]);
-    const left = leftovers(runroot, nss);
+    // Some leave a moment after the last container (the network owner, once the monitor's lease
+    // has closed): what is still there after 10 s was left behind.
+    let left = leftovers(runroot, nss);
+    for (const end = Date.now() + 10_000; left.length && Date.now() < end; left = leftovers(runroot, nss)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
     if (left.length) throw new Error(`processes left behind: ${left.map((p) => `${p} ${cmdline(p)}`).join('; ')}`);
   };
   return {
