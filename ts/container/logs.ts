@@ -147,7 +147,14 @@ export async function streamLogs(store: Store, rec: ContainerRecord, o: LogOptio
   try {
     if (o.waitStart && o.follow) {
       // Attached before its start (docker run: create, attach, start): everything it writes.
-      while (!o.signal?.aborted && fs.existsSync(dir) && containerState(rec, dir).status === 'created') await sleep();
+      // The log is opened as soon as it exists (its monitor makes it before the start): a `--rm`
+      // container may run, exit and be removed between two looks at its state, and an open
+      // descriptor still reads what it wrote.
+      while (!o.signal?.aborted && fs.existsSync(dir) && containerState(rec, dir).status === 'created') {
+        open();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      open();
     }
     if (o.waitRestart && o.follow) {
       const before = o.waitRestart.startedAt;
