@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
+import { tryLock } from '../storage/fsutil';
 import type { IdMap } from '../storage/store';
 import { OWNER_DIR, OWNER_LOG, OWNER_SOCKET, OWNER_START_LOCK, type OwnerReply, type OwnerRequest } from './user';
 
@@ -99,38 +100,11 @@ function connect(sockPath: string): Promise<net.Socket | undefined> {
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** fsutil.ts withLock's protocol (the file created exclusively, holding our pid), awaited. */
+/** fsutil.ts withLock, awaited: the start lock is held while an owner starts (tens of ms). */
 async function withStartLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
   const start = Date.now();
-  for (;;) {
-    try {
-      const fd = fs.openSync(lockFile, 'wx', 0o600);
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let owner: number;
-      try {
-        owner = Number(fs.readFileSync(lockFile, 'utf8') || '0');
-      } catch {
-        continue; // released meanwhile
-      }
-      if (owner && !pidAlive(owner)) {
-        fs.rmSync(lockFile, { force: true });
-        continue;
-      }
-      if (Date.now() - start > timeoutMs) throw new BurrowError('ENET_OWNER', `timed out waiting for the lock ${lockFile} held by pid ${owner}`);
-    }
+  for (let owner = tryLock(lockFile); owner !== 0; owner = tryLock(lockFile)) {
+    if (Date.now() - start > timeoutMs) throw new BurrowError('ENET_OWNER', `timed out waiting for the lock ${lockFile} held by pid ${owner}`);
     await new Promise((r) => setTimeout(r, 10));
   }
   try {

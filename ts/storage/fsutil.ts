@@ -51,33 +51,45 @@ function sleepSync(ms: number): void {
 }
 
 /**
- * Runs `fn` holding `lockFile` (created exclusively, holding our pid). A lock whose owner died
- * is taken over; waiting is bounded so that a bug cannot hang the CLI forever.
+ * Takes `lockFile` if it can now: created exclusively, holding our pid; a lock whose owner died
+ * is taken over. Answers 0 when taken, else the pid of the live process that holds it. The one
+ * protocol of withLock, the network owner's start lock (ts/network/owner.ts) and the owner's
+ * own side of it (crates/burrow-core/src/net/bridge).
  */
-export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): T {
-  const start = Date.now();
+export function tryLock(lockFile: string): number {
   for (;;) {
-    let owner: number;
     try {
       const fd = fs.openSync(lockFile, 'wx', 0o600);
       fs.writeSync(fd, String(process.pid));
       fs.closeSync(fd);
-      break;
+      return 0;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      try {
-        owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
-      } catch (e) {
-        // Released between our open and this read: try again at once.
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw e;
-      }
-      if (owner && !pidAlive(owner)) {
-        fs.rmSync(lockFile, { force: true });
-        continue;
-      }
     }
-    // The lock is held by a live process (EEXIST is how we know, not what went wrong).
+    let owner: number;
+    try {
+      owner = Number(fs.readFileSync(lockFile, { encoding: 'utf8', flag: 'r' }) || '0');
+    } catch (e) {
+      // Released between our open and this read: try again at once.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
+    }
+    if (owner && !pidAlive(owner)) {
+      fs.rmSync(lockFile, { force: true });
+      continue;
+    }
+    // Held by a live process (EEXIST is how we know, not what went wrong).
+    return owner;
+  }
+}
+
+/**
+ * Runs `fn` holding `lockFile` (tryLock). Waiting is bounded so that a bug cannot hang the CLI
+ * forever.
+ */
+export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): T {
+  const start = Date.now();
+  for (let owner = tryLock(lockFile); owner !== 0; owner = tryLock(lockFile)) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for the lock ${lockFile} held by pid ${owner}`);
     sleepSync(5);
   }
