@@ -114,29 +114,10 @@ export function networkSettings(
     ip = addresses(net).own ?? '';
     gateway = hostGateway() ?? '';
   }
-  if (net?.mode === 'user' && user) {
-    const networks = userEndpoints(net, user.id, user.name, user.lookup);
-    // Docker's top-level fields are the default bridge's: empty for a container on user-defined networks only.
-    return {
-      Bridge: '',
-      SandboxID: '',
-      HairpinMode: false,
-      LinkLocalIPv6Address: '',
-      LinkLocalIPv6PrefixLen: 0,
-      Ports: ports,
-      SandboxKey: running ? `/proc/${pid}/ns/net` : '',
-      Gateway: '',
-      IPAddress: '',
-      IPPrefixLen: 0,
-      IPv6Gateway: '',
-      GlobalIPv6Address: '',
-      GlobalIPv6PrefixLen: 0,
-      MacAddress: '',
-      Networks: networks,
-      ...(running && user.lost ? { NetworkLost: { At: user.lost.at, Networks: user.lost.networks, Message: `the network owner went away: the container is cut off from ${user.lost.networks.join(', ') || 'its networks'}; restart it to reattach` } } : {}),
-    };
-  }
+  // On user-defined networks, Docker's top-level fields are the default bridge's: empty.
+  const userNetworks = net?.mode === 'user' && user ? userEndpoints(net, user.id, user.name, user.lookup) : undefined;
   const endpoint = { IPAMConfig: null, Links: null, Aliases: null, NetworkID: net?.mode ?? '', EndpointID: '', Gateway: gateway, IPAddress: ip, IPPrefixLen: prefix, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, MacAddress: '' };
+  const lost = userNetworks && running ? user?.lost : undefined;
   return {
     Bridge: '',
     SandboxID: '',
@@ -152,7 +133,8 @@ export function networkSettings(
     GlobalIPv6Address: '',
     GlobalIPv6PrefixLen: 0,
     MacAddress: '',
-    Networks: net && (net.mode === 'slirp4netns' || net.mode === 'pasta') ? { [net.mode]: endpoint } : {},
+    Networks: userNetworks ?? (net && (net.mode === 'slirp4netns' || net.mode === 'pasta') ? { [net.mode]: endpoint } : {}),
+    ...(lost ? { NetworkLost: { At: lost.at, Networks: lost.networks, Message: `the network owner went away: the container is cut off from ${lost.networks.join(', ') || 'its networks'}; restart it to reattach` } } : {}),
     ...(state?.helperPid ? { HelperPid: state.helperPid } : {}),
   };
 }
