@@ -20,3 +20,13 @@ export function registryOptions(extra: RegistryOptions = {}): RegistryOptions {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** `KEY=VALUE` flags as a map (a bare KEY has an empty value, as Docker's): --label, --opt. */
+export function keyValues(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list) {
+    const i = kv.indexOf('=');
+    out[i < 0 ? kv : kv.slice(0, i)] = i < 0 ? '' : kv.slice(i + 1);
+  }
+  return out;
+}

@@ -1,21 +1,11 @@
 /** `volume ls|create|inspect|rm|prune`: named volumes (engine/volumes.ts). Flags and output only. */
 import type { Command } from 'commander';
 import { errorText, exitStatus } from '../../errors';
-import { collect, context } from '../context';
+import { collect, context, keyValues } from '../context';
 import { formatRows, humanSize, render, table } from '../format/table';
 import { confirm } from '../prompt';
 
 type SetExit = (code: number) => void;
-
-/** `KEY=VALUE` flags as a map (a bare KEY has an empty value, as Docker's). */
-function keyValues(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of list) {
-    const i = kv.indexOf('=');
-    out[i < 0 ? kv : kv.slice(0, i)] = i < 0 ? '' : kv.slice(i + 1);
-  }
-  return out;
-}
 
 /** `--filter KEY=VALUE` flags as Docker's filters map. */
 function filterMap(list: string[]): Record<string, string[]> {
