@@ -21,32 +21,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain ESM harness module without types
 import { makeBundle, makeRootfs, ownSubuid, RUNTIME } from '../harness/bundle.mjs';
+import type { NetworkDef, OwnerReply } from '../../ts/network/user';
 import { IS_ROOT } from './helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`]).status === 0;
 const READY = have('slirp4netns') && have('iptables-restore') && have('nsenter') && fs.existsSync('/bin/busybox');
 
-interface Reply {
-  ok: boolean;
-  pid?: number;
-  userns?: string;
-  code?: string;
-  message?: string;
-  interfaces?: { network: string; ifname: string; mac: string; ip: string }[];
-  networks?: { id: string; name: string; bridge: string; endpoints: { container: string; name: string; ip: string }[] }[];
-}
-
-interface NetworkDef {
-  id: string;
-  name: string;
-  bridge: string;
-  subnet: string;
-  gateway: string;
-  subnet6?: string;
-  gateway6?: string;
-  internal: boolean;
-  mtu: number;
-}
+// The protocol's shapes, as the CLI's client has them (the Rust side's mirrors).
+type Reply = OwnerReply;
 
 /** One connection to the owner: JSON lines, one reply per request. */
 class Conn {
