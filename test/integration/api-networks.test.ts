@@ -324,8 +324,9 @@ describe(`docker-compose 1.29 with its project network against ${PEER}'s Engine 
     expect(webEp.Aliases).toContain('web');
     // A one-off container (compose run) joins the same network: attached (compose 1.29 reads the
     // container's Config.AttachStdin/AttachStdout back from inspect to decide what to attach),
-    // then detached.
-    const attached = await cok(['run', '--rm', '-T', 'client', 'wget', '-q', '-O-', 'http://web/']);
+    // then detached. compose attaches only after its start (dockerpty's lazy attach, without
+    // logs), as against Docker: the one-off waits a moment so that its output follows the attach.
+    const attached = await cok(['run', '--rm', '-T', 'client', 'sh', '-c', 'sleep 1; wget -q -O- http://web/']);
     expect(attached).toContain('hello-from-web');
     const once = (await cok(['run', '-d', 'client', 'wget', '-q', '-O-', 'http://web/'])).trim().split('\n').pop()!;
     expect((await ok(['wait', once])).trim()).toBe('0');
