@@ -103,7 +103,7 @@ function connect(sockPath: string): Promise<net.Socket | undefined> {
 /** fsutil.ts withLock, awaited: the start lock is held while an owner starts (tens of ms). */
 async function withStartLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
   const start = Date.now();
-  for (let owner = tryLock(lockFile); owner !== 0; owner = tryLock(lockFile)) {
+  for (let owner = tryLock(lockFile); owner !== null; owner = tryLock(lockFile)) {
     if (Date.now() - start > timeoutMs) throw new BurrowError('ENET_OWNER', `timed out waiting for the lock ${lockFile} held by pid ${owner}`);
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -52,17 +52,18 @@ function sleepSync(ms: number): void {
 
 /**
  * Takes `lockFile` if it can now: created exclusively, holding our pid; a lock whose owner died
- * is taken over. Answers 0 when taken, else the pid of the live process that holds it. The one
+ * is taken over. Answers null when taken, else the pid of the process that holds it (0 while
+ * that process has created the file but not yet written its pid: held all the same). The one
  * protocol of withLock, the network owner's start lock (ts/network/owner.ts) and the owner's
  * own side of it (crates/burrow-core/src/net/bridge).
  */
-export function tryLock(lockFile: string): number {
+export function tryLock(lockFile: string): number | null {
   for (;;) {
     try {
       const fd = fs.openSync(lockFile, 'wx', 0o600);
       fs.writeSync(fd, String(process.pid));
       fs.closeSync(fd);
-      return 0;
+      return null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
@@ -89,7 +90,7 @@ export function tryLock(lockFile: string): number {
  */
 export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): T {
   const start = Date.now();
-  for (let owner = tryLock(lockFile); owner !== 0; owner = tryLock(lockFile)) {
+  for (let owner = tryLock(lockFile); owner !== null; owner = tryLock(lockFile)) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for the lock ${lockFile} held by pid ${owner}`);
     sleepSync(5);
   }
