@@ -1,7 +1,8 @@
 /**
  * `--hpc`: Apptainer's defaults on a create request (docs/hpc.md has them side by side). Your
  * own uid inside (`--userns keep-id`; `single` where you have no subordinate range, since
- * keep-id needs one), the host's network, IPC and pid namespaces, your $HOME, the working
+ * keep-id needs one) and your supplementary groups (`--group-add keep-groups`), the host's
+ * network, IPC and pid namespaces, your $HOME, the working
  * directory and $TMPDIR (else /tmp) bound at the same paths, the working directory kept, the
  * host's hostname, and the host's environment passed in except a deny list. Every default is
  * only a default: a flag the user gave (`--network`, `--userns`, `--pid private`, `-w`, `-v` to
@@ -72,16 +73,23 @@ function destinations(req: CreateRequest): string[] {
  * The request with --hpc's defaults where it has none. `idMode` is the store's ('single' has no
  * subordinate range, where keep-id cannot work); root keeps its ids in every mode.
  */
-export function hpcRequest(req: CreateRequest, idMode: string, env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): CreateRequest {
+export function hpcRequest(req: CreateRequest, idMode: string, warn: (m: string) => void, env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): CreateRequest {
   const rootless = process.getuid?.() !== 0;
+  const taken = destinations(req);
+  const binds = hpcBinds(env, cwd, taken);
+  // The working directory is kept where the container has it: under a bind (ours or the user's).
+  const inside = [...binds, ...taken].some((d) => cwd === d || cwd.startsWith(d.endsWith('/') ? d : `${d}/`));
+  if (req.workdir === undefined && !inside) warn(`--hpc: the working directory ${cwd} is ${SYSTEM_DIRS.some((d) => cwd === d || cwd.startsWith(`${d}/`)) ? 'a system directory, which is not bound over the image\'s' : 'not bound'}: the container starts in the image's working directory (give -w, or -v ${cwd}:${cwd})`);
   return {
     ...req,
     userns: req.userns ?? (rootless && idMode === 'single' ? 'single' : 'keep-id'),
+    // Your supplementary groups too (a project's group-readable directories), as Apptainer keeps them.
+    groupAdd: req.groupAdd?.length ? req.groupAdd : ['keep-groups'],
     network: req.network ?? 'host',
     pid: req.pid ?? 'host',
     ipc: req.ipc ?? 'host',
     hostname: req.hostname ?? os.hostname(),
-    workdir: req.workdir ?? cwd,
-    volumes: [...(req.volumes ?? []), ...hpcBinds(env, cwd, destinations(req)).map((d) => `${d}:${d}`)],
+    ...(req.workdir !== undefined ? { workdir: req.workdir } : inside ? { workdir: cwd } : {}),
+    volumes: [...(req.volumes ?? []), ...binds.map((d) => `${d}:${d}`)],
   };
 }

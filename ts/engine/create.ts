@@ -203,7 +203,7 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   checkRequest(asked);
   const warn = (m: string): void => hooks.warn?.(m);
   const settings = await ctx.settings();
-  const req = asked.hpc ? (await import('../container/hpc')).hpcRequest(asked, settings.idMode) : asked;
+  const req = asked.hpc ? (await import('../container/hpc')).hpcRequest(asked, settings.idMode, warn) : asked;
   // Defaults from BURROW_* variables and the config file, read only here (the request wins).
   const { setting, LOG_DRIVERS, USERNS_MODES, loadConfig } = await import('../config/config');
   // Checked with its options by ts/network (slirp4netns:mtu=…, container:NAME); '' is the default.
