@@ -13,6 +13,7 @@ import { parseSpec } from '../../ts/cdi/spec';
 import { looksQualified, parseQualified } from '../../ts/cdi/names';
 import { hpcBinds, hpcEnv } from '../../ts/container/hpc';
 import { BurrowError } from '../../ts/errors';
+import { createRequestOf } from '../../ts/api/convert/create';
 
 // The shape of `nvidia-ctk cdi generate` output (go-yaml: sequences not indented under keys).
 const NVIDIA = `---
@@ -184,5 +185,22 @@ describe('--hpc', () => {
     } finally {
       fs.rmSync(base, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the Engine API: CDI devices, --gpus and the host namespaces from a Docker create body', () => {
+  it('Devices with a CDI name, DeviceRequests of driver cdi and of the gpu capability, PidMode/IpcMode host', () => {
+    const body = (h: object) => createRequestOf({ Image: 'i', HostConfig: h }, undefined);
+    expect(body({ Devices: [{ PathOnHost: 'nvidia.com/gpu=0', PathInContainer: 'nvidia.com/gpu=0', CgroupPermissions: 'rwm' }, { PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rwm' }] }).request.devices).toEqual(['nvidia.com/gpu=0', '/dev/fuse:/dev/fuse:rwm']);
+    expect(body({ DeviceRequests: [{ Driver: 'cdi', DeviceIDs: ['vendor.com/x=a', 'vendor.com/x=b'] }] }).request.devices).toEqual(['vendor.com/x=a', 'vendor.com/x=b']);
+    expect(body({ DeviceRequests: [{ Driver: '', Count: -1, Capabilities: [['gpu']] }] }).request.gpus).toBe('all');
+    expect(body({ DeviceRequests: [{ Driver: 'nvidia', Count: 2, Capabilities: [['gpu', 'utility']] }] }).request.gpus).toBe('2');
+    expect(body({ DeviceRequests: [{ Count: 0, DeviceIDs: ['0', '1'], Capabilities: [['gpu']] }] }).request.gpus).toBe('device=0,1');
+    const other = body({ DeviceRequests: [{ Driver: 'fpga', Count: 1, Capabilities: [['fpga']] }], PidMode: 'container:x', IpcMode: 'host' });
+    expect(other.warnings).toEqual([
+      'HostConfig.DeviceRequests: driver "fpga" with capabilities ["fpga"] is not supported (burrow has CDI devices and the gpu capability) and was ignored',
+      'HostConfig.PidMode "container:x" is not supported: the container has a private namespace',
+    ]);
+    expect([other.request.pid, other.request.ipc]).toEqual([undefined, 'host']);
   });
 });

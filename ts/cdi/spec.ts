@@ -140,7 +140,7 @@ export function checkSpec(doc: Json, file: string): CdiSpec {
     return s;
   };
   const record = (v: Json, field: string): Record<string, string> => {
-    const o = obj(v, field, Object.keys((v ?? {}) as object));
+    const o = obj(v, field, Object.keys((v ?? {})));
     return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, str(x, `${field}.${k}`)]));
   };
 

@@ -109,7 +109,7 @@ function inline(ls: Line[], i: number, offset: number): number {
   const rest = l.text.slice(offset);
   const pad = rest.length - rest.trimStart().length;
   ls[i] = { indent: l.indent + offset + pad, text: rest.trimStart(), no: l.no };
-  return ls[i]!.indent;
+  return ls[i].indent;
 }
 
 function seq(ls: Line[], i: number, indent: number): [YamlValue[], number] {
@@ -149,7 +149,7 @@ function map(ls: Line[], i: number, indent: number): [{ [k: string]: YamlValue }
     const c = colonAt(l.text);
     if (c < 0) throw new YamlError(l.no, `expected KEY: VALUE, got ${l.text}`);
     const rawKey = l.text.slice(0, c).trim();
-    const key = /^["']/.test(rawKey) ? String(scalar(rawKey, l.no)) : rawKey;
+    const key = /^["']/.test(rawKey) ? quoted(rawKey, l.no) : rawKey;
     if (!key) throw new YamlError(l.no, 'an empty key');
     if (Object.prototype.hasOwnProperty.call(out, key)) throw new YamlError(l.no, `key ${key} appears twice`);
     const rest = l.text.slice(c + 1).trim();
@@ -227,6 +227,7 @@ function flow(s: string, p: number, no: number): [YamlValue, number] {
         p = ws(q);
       } else {
         const [k, q] = flow(s, p, no);
+        if (typeof k === 'object' && k !== null) throw new YamlError(no, `a key that is a collection in ${s}`);
         p = ws(q);
         if (s[p] !== ':') throw new YamlError(no, `expected : in ${s}`);
         const [v, r] = flow(s, p + 1, no);

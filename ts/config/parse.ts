@@ -47,8 +47,8 @@ export function parseConfig(text: string, file: string): BurrowConfig {
       if (kind === 'strings') {
         if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw configError(file, lineOf(at), `${at} must be an array of strings`);
         // [containers] cdi_spec_dirs: directories, relative to the file like every path here.
-        if (table === 'containers') cfg.containers.cdiSpecDirs = (v as string[]).map((d) => path.resolve(base, expandHome(d)));
-        else cfg.registries.insecure = v as string[];
+        if (table === 'containers') cfg.containers.cdiSpecDirs = (v).map((d) => path.resolve(base, expandHome(d)));
+        else cfg.registries.insecure = v;
         continue;
       }
       if (typeof v !== 'string') throw configError(file, lineOf(at), `${at} must be a string`);
