@@ -43,6 +43,8 @@ beforeAll(() => {
   if (cc.error || cc.status !== 0) throw new Error(`gcc (run .ci/setup: apt-get install gcc libc6-dev): ${cc.error?.message ?? cc.stderr}`);
   hookDir = path.join(env.work, 'hooks-ran');
   fs.mkdirSync(hookDir);
+  // Hooks run as the container's root: with --userns keep-id (--hpc) rootless, a subordinate id.
+  fs.chmodSync(hookDir, 0o777);
 }, 600_000);
 afterEach(() => env.cleanup());
 afterAll(() => env?.dispose());
@@ -142,6 +144,15 @@ describe(`CDI devices, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     // The library directory is in the image's loader configuration too: a later ldconfig keeps it.
     const again = run(dir, ['run', '--rm', '--device', 'example.com/fake=gpu0', debian, 'sh', '-c', 'cat /etc/ld.so.conf.d/000-burrow-cdi.conf; ldconfig && ldconfig -p | grep -c fakegpu']);
     expect([again.code, again.stdout], again.stderr).toEqual([0, '/opt/fake/lib\n1\n']);
+  });
+
+  it('with --hpc (your own uid inside, the host namespaces): the same node, library, env and hooks', T, () => {
+    const dir = specDir({ 'fake.json': JSON.stringify(fakeSpec('hpc')) });
+    const r = run(dir, ['run', '--rm', '--hpc', '--device', 'example.com/fake=gpu0', debian, 'sh', '-c', `echo uid=$(id -u); ${PROBE}`]);
+    expectGpu0(r);
+    expect(r.stdout).toContain(`uid=${process.getuid!()}\n`);
+    expect(fs.readFileSync(path.join(hookDir, 'hpc-create'), 'utf8')).toBe('created\n');
+    expect(fs.readFileSync(path.join(hookDir, 'hpc-poststop'), 'utf8')).toBe('stopped\n');
   });
 
   it('the same spec in YAML, and VENDOR/CLASS=all: every device of the kind', T, () => {
