@@ -155,6 +155,19 @@ describe(`CDI devices, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     expect(fs.readFileSync(path.join(hookDir, 'hpc-poststop'), 'utf8')).toBe('stopped\n');
   });
 
+  it('detached (through the monitor): exec sees the device env and library, rm -f runs the poststop hook', T, () => {
+    const dir = specDir({ 'fake.json': JSON.stringify(fakeSpec('detached')) });
+    const d = run(dir, ['run', '-d', '--device', 'example.com/fake=gpu0', debian, 'sleep', '60']);
+    expect(d.code, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    expect(fs.readFileSync(path.join(hookDir, 'detached-create'), 'utf8')).toBe('created\n');
+    const e = env.b(['exec', id, 'sh', '-c', 'echo $FAKE_GPU; ldconfig -p | grep -c libfakegpu; test -c /dev/fakegpu0 && echo node']);
+    expect([e.code, e.stdout], e.stderr).toEqual([0, 'gpu0\n1\nnode\n']);
+    expect(fs.existsSync(path.join(hookDir, 'detached-poststop'))).toBe(false);
+    expect(env.b(['rm', '-f', id]).code).toBe(0);
+    expect(fs.readFileSync(path.join(hookDir, 'detached-poststop'), 'utf8')).toBe('stopped\n');
+  });
+
   it('the same spec in YAML, and VENDOR/CLASS=all: every device of the kind', T, () => {
     const dir = specDir({ 'fake.yaml': fakeYaml('yaml') });
     const r = run(dir, ['run', '--rm', '--device', 'example.com/fake=all', debian, 'sh', '-c', PROBE]);
