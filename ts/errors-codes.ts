@@ -157,6 +157,16 @@ export const ERROR_CODES = {
   EBUILD_STEP: { exit: 1, http: 500 },
   /** making a layer (a tar of a container's changes or of copied files) failed */
   EPACK: { exit: 125, http: 500 },
+  /** a CDI device (--device VENDOR/CLASS=NAME) that no spec in the CDI spec directories defines */
+  ECDI_UNKNOWN_DEVICE: { exit: 125, http: 400 },
+  /** a CDI spec file that does not parse or validate (the message names the file and the field) */
+  ECDI_SPEC_INVALID: { exit: 125, http: 500 },
+  /** two CDI spec files of the same priority define the same device */
+  ECDI_CONFLICT: { exit: 125, http: 500 },
+  /** a CDI device's device node, mount source or hook is missing or unusable on this host */
+  ECDI_RESOURCE: { exit: 125, http: 500 },
+  /** --gpus without a CDI spec of kind nvidia.com/gpu (make one with nvidia-ctk cdi generate) */
+  ECDI_NO_GPU_SPEC: { exit: 125, http: 400 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,7 +5,7 @@
  * can always override what a user's file says.
  *
  *   [storage]     root, runroot
- *   [containers]  network, userns, log_driver, init_path, port_handler, user_fallback
+ *   [containers]  network, userns, log_driver, init_path, port_handler, user_fallback, cdi_spec_dirs
  *   [registries]  insecure = ["host:port", …]; [registries.mirrors] "docker.io" = ["mirror", …]
  *
  * The file is read at most once per process, and only when a value is asked for that no flag or
@@ -21,7 +21,7 @@ export interface BurrowConfig {
   /** The file the values came from (it may not exist). */
   file: string;
   storage: { root?: string; runroot?: string };
-  containers: { network?: string; userns?: string; logDriver?: string; initPath?: string; portHandler?: string; userFallback?: string };
+  containers: { network?: string; userns?: string; logDriver?: string; initPath?: string; portHandler?: string; userFallback?: string; cdiSpecDirs?: string[] };
   registries: { insecure: string[]; mirrors: Record<string, string[]> };
 }
 

@@ -11,7 +11,7 @@ import { parseToml, TomlError, type KeyLines, type TomlTable, type TomlValue } f
 /** Known keys per table and what each accepts. */
 const SCHEMA: Record<string, Record<string, 'path' | 'string' | 'strings' | { oneOf: string[] }>> = {
   storage: { root: 'path', runroot: 'path' },
-  containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path', port_handler: { oneOf: PORT_HANDLER_DEFAULTS }, user_fallback: { oneOf: USER_FALLBACKS } },
+  containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path', port_handler: { oneOf: PORT_HANDLER_DEFAULTS }, user_fallback: { oneOf: USER_FALLBACKS }, cdi_spec_dirs: 'strings' },
   registries: { insecure: 'strings' },
 };
 
@@ -45,8 +45,10 @@ export function parseConfig(text: string, file: string): BurrowConfig {
       const kind = known[k];
       if (!kind) throw configError(file, lineOf(at), `unknown key ${k} in [${table}] (known: ${[...Object.keys(known), ...(table === 'registries' ? ['mirrors'] : [])].join(', ')})`);
       if (kind === 'strings') {
-        if (!Array.isArray(v)) throw configError(file, lineOf(at), `${at} must be an array of strings`);
-        cfg.registries.insecure = v;
+        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw configError(file, lineOf(at), `${at} must be an array of strings`);
+        // [containers] cdi_spec_dirs: directories, relative to the file like every path here.
+        if (table === 'containers') cfg.containers.cdiSpecDirs = (v).map((d) => path.resolve(base, expandHome(d)));
+        else cfg.registries.insecure = v;
         continue;
       }
       if (typeof v !== 'string') throw configError(file, lineOf(at), `${at} must be a string`);

@@ -19,6 +19,7 @@ import { cgroupPlacement } from './cgroup';
 import { mergeHealthcheck } from './health';
 import { buildSpec, resolveUser, type DeviceSpec, type OciMount } from './spec';
 import { checkRangeHere, fitUser, type Identity, type UserFallback } from './userns';
+import type { CdiPlan } from '../cdi/edits';
 
 export interface CreateOptions {
   name?: string;
@@ -74,6 +75,11 @@ export interface CreateOptions {
   expose?: string[];
   restartPolicy?: RestartPolicy;
   healthcheck?: Healthcheck;
+  /** CDI devices (ts/cdi): their edits other than device nodes (which are in `devices`). */
+  cdi?: CdiPlan;
+  /** `--pid`, `--ipc` (`--hpc` defaults them to host). */
+  pid?: 'host' | 'private';
+  ipc?: 'host' | 'private';
 }
 
 /** A user-defined network to join, with the endpoint's settings as asked. */
@@ -270,6 +276,8 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       ...(o.groupAdd ? { groupAdd: o.groupAdd } : {}),
       ...(o.devices ? { devices: o.devices } : {}),
       ...(o.init ? { init: o.init } : {}),
+      ...(o.pid ? { pid: o.pid } : {}),
+      ...(o.ipc ? { ipc: o.ipc } : {}),
       mounts: oci,
       etcFiles: etc,
       layerDirs,
@@ -279,6 +287,10 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       ...(cgroup.cgroupsPath ? { cgroupsPath: cgroup.cgroupsPath } : {}),
       ...(o.stopSignal ? { stopSignal: o.stopSignal } : {}),
     });
+    if (o.cdi) {
+      const { applyPlan } = await import('../cdi/edits');
+      applyPlan(spec as Record<string, unknown>, o.cdi, path.join(dir, 'bundle', 'rootfs'), o.warn ?? ((m) => process.stderr.write(`burrow: warning: ${m}\n`)));
+    }
     fs.writeFileSync(path.join(dir, 'bundle', 'config.json'), JSON.stringify(spec));
     const labels: Record<string, string> = { ...(cfg.config?.Labels ?? {}) };
     for (const l of o.labels) {

@@ -66,6 +66,9 @@ export interface SpecOptions {
   devices?: DeviceSpec[];
   /** `--init`: the host's static init binary, bound at INIT_PATH and run as pid 1. */
   init?: { hostPath: string; containerPath: string };
+  /** `--pid host`, `--ipc host` (`--hpc`'s defaults): the host's namespace, its /proc, /dev/shm and /dev/mqueue bound. */
+  pid?: 'host' | 'private';
+  ipc?: 'host' | 'private';
 }
 
 /** A host device for the container: linux.devices, or a bind mount (see deviceEntries). */
@@ -288,14 +291,28 @@ export function buildSpec(image: ImageConfig, opts: SpecOptions): object {
   const nofile = { type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 };
   const rlimits = opts.ulimits.map(parseUlimit);
   if (!rlimits.some((r) => r.type === 'RLIMIT_NOFILE')) rlimits.push(currentNofile() ?? nofile);
-  const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(userns ? [{ type: 'user' }] : []), { type: 'cgroup' }];
+  const hostPid = opts.pid === 'host';
+  const hostIpc = opts.ipc === 'host';
+  const namespaces: { type: string }[] = [...(hostPid ? [] : [{ type: 'pid' }]), ...(hostIpc ? [] : [{ type: 'ipc' }]), { type: 'uts' }, { type: 'mount' }, ...(userns ? [{ type: 'user' }] : []), { type: 'cgroup' }];
   if (opts.network !== 'host') namespaces.push({ type: 'network' });
   const mounts: OciMount[] = [
-    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    // In the host's pid or IPC namespace a user namespace may not mount proc or mqueue (it does
+    // not own them): the host's are bound, as rootless podman does, and the host's /dev/shm,
+    // where processes of the host's IPC namespace (MPI ranks in other containers) share memory.
+    hostPid
+      ? { destination: '/proc', type: 'bind', source: '/proc', options: ['rbind', 'nosuid', 'noexec', 'nodev'] }
+      : { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    hostIpc
+      ? { destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'nosuid', 'noexec', 'nodev'] }
+      : { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    // The host's mqueue, where it has one mounted (this machine's Debian has none at /dev/mqueue).
+    ...(!hostIpc
+      ? [{ destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] }]
+      : fs.existsSync('/dev/mqueue')
+        ? [{ destination: '/dev/mqueue', type: 'bind', source: '/dev/mqueue', options: ['rbind', 'nosuid', 'noexec', 'nodev'] }]
+        : []),
     opts.network === 'host'
       ? { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] }
       : { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },

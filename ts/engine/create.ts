@@ -122,7 +122,7 @@ export interface CreateRequest {
   userns?: string;
   userFallback?: string;
   groupAdd?: string[];
-  /** HOST[:CONTAINER][:PERMISSIONS]. */
+  /** HOST[:CONTAINER][:PERMISSIONS], or a CDI device VENDOR/CLASS=NAME (ts/cdi). */
   devices?: string[];
   stopSignal?: string;
   stopTimeout?: number;
@@ -133,6 +133,14 @@ export interface CreateRequest {
   pull?: PullPolicy;
   platform?: string;
   healthcheck?: Healthcheck;
+  // CDI and --hpc (docs/cdi.md, docs/hpc.md)
+  /** Docker's `--gpus`: all, a count, or device=NAME,…: CDI devices of kind nvidia.com/gpu. */
+  gpus?: string;
+  /** Apptainer's defaults (ts/container/hpc.ts) where the request gives none. */
+  hpc?: boolean;
+  /** host or private (the default; `--hpc`'s is host). */
+  pid?: string;
+  ipc?: string;
 }
 
 export interface CreateHooks extends Hooks {
@@ -171,6 +179,9 @@ export function checkRequest(req: CreateRequest): void {
   if (!req.init && req.initPath) throw new BurrowError('EUSAGE', '--init-path is only used with --init');
   if (req.healthcheck) checkHealthcheck(req.healthcheck);
   if (req.cgroups !== undefined && !['enabled', 'no-conmon', 'disabled'].includes(req.cgroups)) throw new BurrowError('EUSAGE', `invalid --cgroups ${req.cgroups}: want enabled, no-conmon or disabled`);
+  for (const [flag, v] of [['--pid', req.pid], ['--ipc', req.ipc]] as const) {
+    if (v !== undefined && v !== 'host' && v !== 'private') throw new BurrowError('EUSAGE', `invalid ${flag} ${v}: want host or private`);
+  }
 }
 
 /** Finds the request's image in the store, or pulls it as the pull policy and the hooks allow. */
@@ -188,10 +199,11 @@ export async function resolveImage(ctx: EngineContext, req: Pick<CreateRequest, 
  * Creates a container from a request: nothing is written until every check passed, and nothing
  * is left behind when a later step fails (ts/container/create.ts undoes its own work).
  */
-export async function createContainer(ctx: EngineContext, req: CreateRequest, hooks: CreateHooks = {}): Promise<ContainerRecord> {
-  checkRequest(req);
+export async function createContainer(ctx: EngineContext, asked: CreateRequest, hooks: CreateHooks = {}): Promise<ContainerRecord> {
+  checkRequest(asked);
   const warn = (m: string): void => hooks.warn?.(m);
   const settings = await ctx.settings();
+  const req = asked.hpc ? (await import('../container/hpc')).hpcRequest(asked, settings.idMode, warn) : asked;
   // Defaults from BURROW_* variables and the config file, read only here (the request wins).
   const { setting, LOG_DRIVERS, USERNS_MODES, loadConfig } = await import('../config/config');
   // Checked with its options by ts/network (slirp4netns:mtu=…, container:NAME); '' is the default.
@@ -209,9 +221,13 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
     init = { hostPath: findInit(req.initPath ?? (process.env.BURROW_INIT_PATH || loadConfig().containers.initPath)), containerPath: INIT_PATH };
   }
   const { parseDevice } = await import('../container/spec');
-  const devices = (req.devices ?? []).map(parseDevice);
+  // CDI's modules only when a CDI device (never a path: those start with /) or --gpus is asked for.
+  const cdi = req.gpus !== undefined || (req.devices ?? []).some((d) => !d.startsWith('/')) ? (await import('../cdi/request')).cdiRequest(req.devices ?? [], req.gpus, warn) : { host: req.devices ?? [] };
+  const devices = [...cdi.host.map(parseDevice), ...(cdi.plan?.nodes ?? [])];
   const expose = exposedPorts(req.expose ?? []);
   const img = await resolveImage(ctx, req, hooks);
+  // --hpc: the host's environment under the request's own -e, never over the image's variables.
+  const env = req.hpc ? [...(await import('../container/hpc')).hpcEnv(process.env, (await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? []), ...req.env] : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../container/limits');
   const { resources, needs } = toResources(req.resources ?? {});
@@ -246,7 +262,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       ...(req.name !== undefined ? { name: req.name.replace(/^\//, '') } : {}),
       args: req.command,
       ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
-      env: req.env,
+      env,
       envFiles: req.envFiles ?? [],
       ...(req.workdir ? { workdir: req.workdir } : {}),
       ...(req.user ? { user: req.user } : {}),
@@ -286,6 +302,9 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       ...(expose.length ? { expose } : {}),
       ...(req.restartPolicy ? { restartPolicy: req.restartPolicy } : {}),
       ...(req.healthcheck ? { healthcheck: req.healthcheck } : {}),
+      ...('plan' in cdi && cdi.plan ? { cdi: cdi.plan } : {}),
+      ...(req.pid ? { pid: req.pid as 'host' | 'private' } : {}),
+      ...(req.ipc ? { ipc: req.ipc as 'host' | 'private' } : {}),
     },
     ctx.runRoot,
   );

@@ -56,6 +56,14 @@ class Reader {
     return v;
   }
 
+  /** A list of lists of strings (DeviceRequests' Capabilities). */
+  strLists(k: string): string[][] | undefined {
+    const v = this.get(k);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((l) => !Array.isArray(l) || (l as unknown[]).some((x) => typeof x !== 'string'))) throw bad(this.field(k), 'a list of lists of strings', v);
+    return v as string[][];
+  }
+
   strs(k: string): string[] | undefined {
     const v = this.get(k);
     if (v === undefined) return undefined;
@@ -281,8 +289,29 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
   const ulimits = (h.objs('Ulimits') ?? []).map((u) => `${u.str('Name') ?? ''}=${u.int('Soft') ?? 0}:${u.int('Hard') ?? 0}`);
   const devices = (h.objs('Devices') ?? []).map((d) => {
     const host = d.str('PathOnHost') ?? '';
+    // A CDI device name (not a path) stays a name (ts/cdi).
+    if (!host.startsWith('/') && host.includes('=')) return host;
     return `${host}:${d.str('PathInContainer') || host}:${d.str('CgroupPermissions') || 'rwm'}`;
   });
+  // CDI: DeviceRequests as the docker CLI sends them: Driver "cdi" with DeviceIDs (docker 25+'s
+  // --device VENDOR/CLASS=NAME), or the gpu capability (--gpus: Count -1 for all, N, or DeviceIDs).
+  let gpus: string | undefined;
+  for (const r of h.objs('DeviceRequests') ?? []) {
+    const ids = r.strs('DeviceIDs') ?? [];
+    const caps = r.strLists('Capabilities')?.flat() ?? [];
+    if (r.str('Driver') === 'cdi') devices.push(...ids);
+    else if (caps.includes('gpu')) gpus = ids.length ? `device=${ids.join(',')}` : (r.int('Count') ?? -1) < 0 ? 'all' : String(r.int('Count'));
+    else warnings.push(`HostConfig.DeviceRequests: driver "${r.str('Driver') ?? ''}" with capabilities ${JSON.stringify(caps)} is not supported (burrow has CDI devices and the gpu capability) and was ignored`);
+  }
+  // --pid, --ipc: host or private (burrow has no container:NAME or shareable modes).
+  const nsMode = (k: 'PidMode' | 'IpcMode'): string | undefined => {
+    const v = h.str(k);
+    if (v === 'host') return 'host';
+    if (v && v !== 'private' && v !== 'shareable') warnings.push(`HostConfig.${k} "${v}" is not supported: the container has a private namespace`);
+    return undefined;
+  };
+  const pid = nsMode('PidMode');
+  const ipc = nsMode('IpcMode');
   const entrypoint = c.strSlice('Entrypoint');
   const stopTimeout = c.int('StopTimeout');
   const restartPolicy = restartPolicyOf(h.obj('RestartPolicy'));
@@ -329,6 +358,9 @@ export function createRequestOf(body: unknown, name: string | undefined): Conver
     defaultLogDriver: 'json-file',
     groupAdd: h.strs('GroupAdd') ?? [],
     devices,
+    ...(gpus ? { gpus } : {}),
+    ...(pid ? { pid } : {}),
+    ...(ipc ? { ipc } : {}),
     ...strOpt('stopSignal', c.str('StopSignal')),
     ...(stopTimeout !== undefined ? { stopTimeout } : {}),
     ...(restartPolicy ? { restartPolicy } : {}),

@@ -57,6 +57,11 @@ export interface RunFlags extends LimitFlags, HealthFlags {
   addHost: string[];
   detachKeys?: string;
   restart?: string;
+  // CDI and --hpc (docs/cdi.md, docs/hpc.md)
+  gpus?: string;
+  hpc?: boolean;
+  pid?: string;
+  ipc?: string;
   [k: string]: unknown;
 }
 
@@ -107,7 +112,7 @@ export function addRunFlags(c: Command): Command {
     .option('--userns <mode>', "subuid (the store's), keep-id (your uid inside), single, host (root only); env BURROW_USERNS, config userns")
     .option('--user-fallback <mode>', 'a user the id map lacks (single-id mode): root (run as container root, with a warning) or error; env BURROW_USER_FALLBACK, config user_fallback')
     .option('--group-add <group>', "an additional group (image group name or gid), or keep-groups: keep your own supplementary groups", collect, [])
-    .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open)', collect, [])
+    .option('--device <host[:container][:rwm]>', 'add a host device (rootless: one you may open), or a CDI device VENDOR/CLASS=NAME|all (docs/cdi.md)', collect, [])
     .option('-p, --publish <spec>', 'publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], ranges as 8000-8010:80-90', collect, [])
     .option('--expose <port>', 'expose a port or a range (PORT[-PORT][/tcp|/udp]) without publishing it; -P publishes it', collect, [])
     .option('-P, --publish-all', "publish every port the image or --expose exposes on a free host port")
@@ -133,6 +138,11 @@ export function addRunFlags(c: Command): Command {
     .option('--device-write-iops <dev:n>', 'write operations per second of a device', collect, [])
     .option('--cgroup-conf <key=value>', 'a cgroup v2 file and the value to write into it, e.g. memory.high=67108864', collect, [])
     .option('--cgroups <mode>', 'enabled (default), no-conmon (the same: the monitor is never in the container\'s cgroup) or disabled: run without the requested limits after one warning', 'enabled')
+    // CDI and --hpc (docs/cdi.md, docs/hpc.md)
+    .option('--gpus <gpus>', 'GPUs through CDI: all, a count, or device=NAME[,NAME…] (nvidia.com/gpu devices; make the spec with nvidia-ctk cdi generate)')
+    .option('--hpc', "Apptainer's defaults: --userns keep-id, host network, IPC and pid, the host's environment, $HOME, the working directory and $TMPDIR bound, the working directory kept (docs/hpc.md)")
+    .option('--pid <mode>', 'pid namespace: private (default) or host (--hpc\'s default)')
+    .option('--ipc <mode>', 'IPC namespace: private (default) or host, with the host\'s /dev/shm (--hpc\'s default)')
     .passThroughOptions();
 }
 
@@ -253,5 +263,10 @@ export function toCreateRequest(image: string, command: string[], f: RunFlags): 
     pull: f.pull as PullPolicy,
     ...(f.platform ? { platform: f.platform } : {}),
     ...(healthcheck ? { healthcheck } : {}),
+    // CDI and --hpc
+    ...(f.gpus !== undefined ? { gpus: f.gpus } : {}),
+    ...(f.hpc ? { hpc: true } : {}),
+    ...(f.pid !== undefined ? { pid: f.pid } : {}),
+    ...(f.ipc !== undefined ? { ipc: f.ipc } : {}),
   };
 }
