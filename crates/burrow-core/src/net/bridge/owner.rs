@@ -149,7 +149,9 @@ impl Owner {
         // ip6tables filters it (the same package as iptables).
         let ipv6 = Path::new("/proc/sys/net/ipv6").exists();
         let restore6 = match ipv6 {
-            true => Some(nat::restore6_binary().ok_or_else(|| fail("ip6tables-restore not found: user-defined networks need it for their IPv6 isolation; install iptables (apt-get install iptables)"))?),
+            true => Some(nat::restore6_binary().ok_or_else(|| {
+                fail("ip6tables-restore not found: user-defined networks need it for their IPv6 isolation; install iptables (apt-get install iptables)")
+            })?),
             false => None,
         };
         let netns = ns::new_netns().map_err(|e| fail(format!("cannot make its network namespace: {e}")))?;
@@ -817,7 +819,13 @@ impl Owner {
         let nets: Vec<NatNet> = self
             .nets
             .values()
-            .map(|n| NatNet { bridge: n.bridge.clone(), subnet: n.subnet.clone(), subnet6: n.subnet6.clone(), internal: n.internal, host_loopback: n.host_loopback })
+            .map(|n| NatNet {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet.clone(),
+                subnet6: n.subnet6.clone(),
+                internal: n.internal,
+                host_loopback: n.host_loopback,
+            })
             .collect();
         self.restore(&self.restore, nat::ruleset(&nets, OUT_IF))?;
         if let Some(bin) = &self.restore6 {
