@@ -163,6 +163,11 @@ describe('network create', () => {
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: 'fd01::/64' }] } }, host))).toMatch(/needs IPv6 enabled/);
     expect(code(() => createNetwork(c, { Name: 'x', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd01::/120' }] } }, host))).toMatch(/a \/96 or larger/);
     expect(code(() => createNetwork(c, { Name: 'x', Driver: 'macvlan' }, host))).toMatch(/^EUSAGE: network driver macvlan is not supported/);
+    // The host's loopback through the outbound helper, asked per network (bridge/nat.rs).
+    createNetwork(c, { Name: 'lo', Options: { allow_host_loopback: 'true' } }, host);
+    expect(networkDef(findNetwork(c, 'lo')).hostLoopback).toBe(true);
+    expect(networkDef(g).hostLoopback).toBeUndefined();
+    expect(code(() => createNetwork(c, { Name: 'x', Options: { allow_host_loopback: 'yes' } }, host))).toBe('EUSAGE: invalid option allow_host_loopback=yes: want true or false');
     expect(code(() => createNetwork(c, { Name: 'x', Options: { mtu: 'big' } }, host))).toMatch(/^EUSAGE: invalid option mtu=big/);
     expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24' }, { Subnet: '10.31.0.0/24' }] } }, host))).toMatch(/more than one IPv4 subnet/);
     expect(code(() => createNetwork(c, { Name: 'bad/name' }, host))).toMatch(/^EUSAGE: invalid network name/);

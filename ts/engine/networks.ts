@@ -63,6 +63,12 @@ type Builtin = (typeof BUILTIN)[number];
 
 /** The options that set a network's MTU (Docker's, and podman's short one). */
 const MTU_OPTIONS = ['com.docker.network.driver.mtu', 'mtu'];
+/**
+ * `-o allow_host_loopback=true`: containers on the network reach the host's loopback through
+ * the outbound helper's host address (10.0.2.2, [fd00::2]), as with `--network
+ * slirp4netns:allow_host_loopback=true` (slirp4netns only; bridge/nat.rs).
+ */
+const HOST_LOOPBACK_OPTION = 'allow_host_loopback';
 const DEFAULT_MTU = 65520;
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -142,6 +148,7 @@ export function networkDef(rec: NetworkRecord): NetworkDef {
     gateway: sn.formatIp(v4.gateway, false),
     ...(v6 ? { subnet6: sn.formatCidr(v6.subnet), gateway6: sn.formatIp(v6.gateway, true) } : {}),
     internal: rec.Internal,
+    ...(rec.Options[HOST_LOOPBACK_OPTION] === 'true' ? { hostLoopback: true } : {}),
     mtu: mtuOpt ? Number(mtuOpt) : DEFAULT_MTU,
   };
 }
@@ -289,6 +296,8 @@ export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?
     const v = options[k];
     if (v !== undefined && !(/^\d+$/.test(v) && Number(v) >= 68 && Number(v) <= 65535)) throw new BurrowError('EUSAGE', `invalid option ${k}=${v}: want an MTU from 68 to 65535`);
   }
+  const hl = options[HOST_LOOPBACK_OPTION];
+  if (hl !== undefined && hl !== 'true' && hl !== 'false') throw new BurrowError('EUSAGE', `invalid option ${HOST_LOOPBACK_OPTION}=${hl}: want true or false`);
   const asked = askedSubnets(r);
   const v4 = asked.v4 ? sn.parseCidr(asked.v4.subnet) : undefined;
   const v6 = asked.v6 ? sn.parseCidr(asked.v6.subnet) : undefined;

@@ -21,6 +21,8 @@ export interface NetworkDef {
   subnet6?: string;
   gateway6?: string;
   internal: boolean;
+  /** `-o allow_host_loopback=true`: the host's loopback through the outbound helper's host address. */
+  hostLoopback?: boolean;
   mtu: number;
 }
 

@@ -113,7 +113,7 @@ export function registerNetworkCommands(program: Command, setExit: SetExit): voi
     .option('--ipv6', 'an IPv6 subnet too (a random ULA /64 unless given)')
     .option('--ipam-driver <driver>', 'only default')
     .option('-l, --label <key=value>', 'set a label on the network', collect, [])
-    .option('-o, --opt <key=value>', 'driver options (com.docker.network.driver.mtu=N sets the MTU)', collect, [])
+    .option('-o, --opt <key=value>', "driver options (com.docker.network.driver.mtu=N sets the MTU; allow_host_loopback=true: the containers reach the host's loopback at 10.0.2.2 and [fd00::2], slirp4netns only)", collect, [])
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
       const { createNetwork } = await import('../../engine/networks');
       const r = createNetwork(context(cmd), createRequest(name, opts));

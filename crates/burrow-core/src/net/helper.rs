@@ -30,6 +30,11 @@ impl Helper {
         self.pid
     }
 
+    /// The helper was reaped by our caller: its pid is no longer ours to signal or wait for.
+    pub fn forget(&mut self) {
+        self.pid = 0;
+    }
+
     /// Kills the helper and reaps it (unless the owner's loop already did).
     pub fn stop(&mut self) {
         if self.pid <= 0 {

@@ -179,6 +179,14 @@ pub fn default_route_msg(gateway: Ipv4Addr) -> Msg {
     m.attr(RTA_GATEWAY, &gateway.octets())
 }
 
+/// The IPv6 default route via `gateway`, which must be on a prefix of one of the interfaces.
+pub fn default_route6_msg(gateway: Ipv6Addr) -> Msg {
+    let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    m.buf.extend_from_slice(&[libc::AF_INET6 as u8, 0, 0, 0, libc::RT_TABLE_MAIN, libc::RTPROT_BOOT, libc::RT_SCOPE_UNIVERSE, libc::RTN_UNICAST]);
+    m.buf.extend_from_slice(&0u32.to_ne_bytes());
+    m.attr(RTA_GATEWAY, &gateway.octets())
+}
+
 /// A NETLINK_ROUTE socket of the namespace the caller is in.
 pub struct Nl {
     fd: OwnedFd,
@@ -328,5 +336,9 @@ mod tests {
         let b = addr6_msg(3, "fd00:1::2".parse().unwrap(), 64).bytes(1);
         assert_eq!(&b[16..20], &[libc::AF_INET6 as u8, 64, 0x02, 0]);
         assert_eq!(&b[28..44], &"fd00:1::2".parse::<Ipv6Addr>().unwrap().octets());
+        let r = default_route6_msg("fd00:1::1".parse().unwrap()).bytes(1);
+        assert_eq!(r.len(), 16 + 12 + 20);
+        assert_eq!(r[16], libc::AF_INET6 as u8);
+        assert_eq!(&r[32..48], &"fd00:1::1".parse::<Ipv6Addr>().unwrap().octets());
     }
 }

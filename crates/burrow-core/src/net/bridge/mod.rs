@@ -78,6 +78,11 @@ pub struct NetworkDef {
     /// No outbound route (no NAT, no forwarding to the outbound helper, no DNS forwarding).
     #[serde(default)]
     pub internal: bool,
+    /// `-o allow_host_loopback=true`: the containers reach the host's loopback through the
+    /// outbound helper's host address (slirp4netns's 10.0.2.2 and fd00::2), as a container of
+    /// its own with `--network slirp4netns:allow_host_loopback=true` does. nat.rs drops it else.
+    #[serde(default)]
+    pub host_loopback: bool,
     #[serde(default = "default_mtu")]
     pub mtu: u32,
 }

@@ -34,6 +34,16 @@ use crate::net::HelperKind;
 const FIRST_LEASE_WAIT: Duration = Duration::from_secs(10);
 /// The outbound helper's device in N.
 const OUT_IF: &str = "tap0";
+/// The IPv6 address of N on the outbound helper's network, and the helper's (slirp4netns's
+/// defaults; `--configure` leaves IPv6 to router advertisements, which N, a router, ignores).
+const OUT_ADDR6: &str = "fd00::100";
+const OUT_GW6: &str = "fd00::2";
+/// How often the outbound helper is restarted in a row after it died, and the first wait
+/// (doubled each time): a helper that keeps dying is left dead, and says so in the log.
+const HELPER_RESTARTS: u32 = 5;
+const HELPER_BACKOFF: Duration = Duration::from_millis(100);
+/// A helper that ran this long before it died starts a new count.
+const HELPER_STABLE: Duration = Duration::from_secs(60);
 const CODE: &str = "ENET_OWNER";
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +107,15 @@ pub struct Owner {
     netns: OwnedFd,
     rootless: bool,
     restore: PathBuf,
+    /// ip6tables-restore, where IPv6 is (N forwards IPv6 then, and filters it).
+    restore6: Option<PathBuf>,
     helper: Option<Helper>,
+    helper_kind: HelperKind,
+    helper_path: Option<PathBuf>,
+    /// When the running helper started, restarts in a row, and when the next is due.
+    helper_since: Instant,
+    helper_restarts: u32,
+    helper_restart_at: Option<Instant>,
     resolver: Resolver,
     listener: UnixListener,
     conns: Vec<Conn>,
@@ -127,11 +145,23 @@ impl Owner {
         }
         let restore = nat::restore_binary()
             .ok_or_else(|| fail("iptables is not installed (iptables-restore not found): user-defined networks need it for their NAT and isolation; install it (apt-get install iptables)"))?;
+        // IPv6 where the kernel has it: `--ipv6` networks route it out too, so N forwards it and
+        // ip6tables filters it (the same package as iptables).
+        let ipv6 = Path::new("/proc/sys/net/ipv6").exists();
+        let restore6 = match ipv6 {
+            true => Some(nat::restore6_binary().ok_or_else(|| {
+                fail("ip6tables-restore not found: user-defined networks need it for their IPv6 isolation; install iptables (apt-get install iptables)")
+            })?),
+            false => None,
+        };
         let netns = ns::new_netns().map_err(|e| fail(format!("cannot make its network namespace: {e}")))?;
-        ns::in_netns(netns.as_fd(), || {
+        ns::in_netns(netns.as_fd(), move || {
             let mut nl = Nl::open()?;
             nl.run(link::up_msg(link::index("lo")?), "lo up")?;
             std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| format!("ip_forward=1: {e}"))?;
+            if ipv6 {
+                std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").map_err(|e| format!("IPv6 forwarding=1: {e}"))?;
+            }
             Ok(Vec::new())
         })
         .map_err(|e| fail(format!("cannot configure its network namespace: {e}")))?;
@@ -143,13 +173,24 @@ impl Owner {
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| fail(format!("listen on {}: {e}", sock.display())))?;
         listener.set_nonblocking(true).map_err(|e| fail(format!("listen: {e}")))?;
+        let helper_kind = match o.helper {
+            Some(k) => k,
+            None if helper::binary(o.helper_path.as_deref(), "slirp4netns").is_ok() => HelperKind::Slirp4netns,
+            None => HelperKind::Pasta,
+        };
         let mut me = Owner {
             dir: o.dir.clone(),
             mtu: o.mtu,
             netns,
             rootless,
             restore,
+            restore6,
             helper: None,
+            helper_kind,
+            helper_path: o.helper_path.clone(),
+            helper_since: Instant::now(),
+            helper_restarts: 0,
+            helper_restart_at: None,
             resolver,
             listener,
             conns: Vec::new(),
@@ -164,7 +205,7 @@ impl Owner {
         me.apply_rules().inspect_err(|_| {
             let _ = std::fs::remove_file(&sock);
         })?;
-        match me.start_helper(&o) {
+        match me.start_helper() {
             Ok(h) => me.helper = Some(h),
             Err(e) => {
                 let _ = std::fs::remove_file(&sock);
@@ -180,48 +221,61 @@ impl Owner {
         Ok(me)
     }
 
-    fn start_helper(&self, o: &OwnerOpts) -> Result<Helper> {
+    /// The outbound helper for N (at the start, and again after it died: the same arguments,
+    /// and N's side of its network configured again, since its tap device died with it).
+    fn start_helper(&self) -> Result<Helper> {
         let log_file = self.dir.join(OWNER_LOG);
-        let kind = match o.helper {
-            Some(k) => k,
-            None => {
-                if helper::binary(o.helper_path.as_deref(), "slirp4netns").is_ok() {
-                    HelperKind::Slirp4netns
-                } else {
-                    HelperKind::Pasta
-                }
-            }
-        };
+        let (kind, helper_path, ipv6) = (self.helper_kind, self.helper_path.as_deref(), self.restore6.is_some());
         let nsfd = self.netns.as_raw_fd();
         let nspath = format!("/proc/self/fd/{nsfd}");
         let h = match kind {
             HelperKind::Slirp4netns => {
-                let bin = helper::binary(o.helper_path.as_deref(), "slirp4netns").map_err(|e| fail(e.to_string()))?;
+                let bin = helper::binary(helper_path, "slirp4netns").map_err(|e| fail(e.to_string()))?;
                 let (ready_r, ready_w) = helper::pipe().map_err(|e| fail(e.to_string()))?;
                 let (exit_r, exit_w) = helper::pipe().map_err(|e| fail(e.to_string()))?;
                 // By path: slirp4netns joins N only (we are in U already; given a pid or
-                // --userns-path it would try to enter U again).
-                let args = vec![
+                // --userns-path it would try to enter U again). No --disable-host-loopback:
+                // whether a network reaches the host's loopback is decided per network by the
+                // filter in N (nat.rs).
+                let mut args = vec![
                     "--configure".to_string(),
-                    format!("--mtu={}", o.mtu.min(65521)),
+                    format!("--mtu={}", self.mtu.min(65521)),
                     format!("--ready-fd={}", ready_w.as_raw_fd()),
                     format!("--exit-fd={}", exit_r.as_raw_fd()),
-                    "--disable-host-loopback".into(),
                     "--enable-sandbox".into(),
                     "--enable-seccomp".into(),
-                    "--netns-type=path".into(),
-                    nspath,
-                    OUT_IF.into(),
                 ];
+                if ipv6 {
+                    args.push("--enable-ipv6".into());
+                }
+                args.extend(["--netns-type=path".into(), nspath, OUT_IF.into()]);
                 let mut h = helper::spawn("slirp4netns", &bin, &args, &[ready_w.as_raw_fd(), exit_r.as_raw_fd(), nsfd], Some(exit_w), Some(&log_file))
                     .map_err(|e| fail(e.to_string()))?;
                 drop(ready_w);
                 drop(exit_r);
                 h.wait_ready(ready_r).map_err(|e| fail(e.to_string()))?;
+                if ipv6 {
+                    // Our own address on its network and the default route through it; the
+                    // helper is stopped (by drop) if N cannot take them.
+                    ns::in_netns(self.netns.as_fd(), || {
+                        let mut nl = Nl::open()?;
+                        let i = link::index(OUT_IF)?;
+                        let (addr, gw) = (OUT_ADDR6.parse().expect("constant"), OUT_GW6.parse().expect("constant"));
+                        match nl.try_run(link::addr6_msg(i, addr, 64)) {
+                            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                            Err(e) => return Err(format!("address {OUT_ADDR6}/64 on {OUT_IF}: {}", e.desc())),
+                        }
+                        match nl.try_run(link::default_route6_msg(gw)) {
+                            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(Vec::new()),
+                            Err(e) => Err(format!("IPv6 default route via {OUT_GW6}: {}", e.desc())),
+                        }
+                    })
+                    .map_err(|e| fail(format!("slirp4netns's IPv6: {e}")))?;
+                }
                 h
             }
             HelperKind::Pasta => {
-                let bin = helper::binary(o.helper_path.as_deref(), "pasta")
+                let bin = helper::binary(helper_path, "pasta")
                     .map_err(|_| fail("neither slirp4netns nor pasta is installed: user-defined networks need one for outbound traffic; install slirp4netns (apt-get install slirp4netns)"))?;
                 let (ready_r, ready_w) = helper::pipe().map_err(|e| fail(e.to_string()))?;
                 let mut args: Vec<String> = [
@@ -237,7 +291,6 @@ impl Owner {
                     "-U",
                     "none",
                     "--no-map-gw",
-                    "--ipv4-only",
                     "-I",
                     OUT_IF,
                     "-a",
@@ -250,7 +303,11 @@ impl Owner {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-                args.extend(["--mtu".into(), o.mtu.min(65520).to_string(), "--pid".into(), format!("/proc/self/fd/{}", ready_w.as_raw_fd())]);
+                // IPv6 as the host has it (pasta copies the host's addresses and routes).
+                if !ipv6 {
+                    args.push("--ipv4-only".into());
+                }
+                args.extend(["--mtu".into(), self.mtu.min(65520).to_string(), "--pid".into(), format!("/proc/self/fd/{}", ready_w.as_raw_fd())]);
                 if nix::unistd::geteuid().is_root() && !self.rootless {
                     args.extend(["--runas".into(), "0:0".into()]);
                 }
@@ -262,6 +319,39 @@ impl Owner {
             }
         };
         Ok(h)
+    }
+
+    /// After the outbound helper died: a new one, with the same arguments, and the filter again
+    /// (it names the tap device, which the new helper made anew). Another try later when this
+    /// one fails, until HELPER_RESTARTS in a row.
+    fn restart_helper(&mut self) {
+        self.helper_restart_at = None;
+        self.helper_restarts += 1;
+        let n = self.helper_restarts;
+        let r = self.start_helper().and_then(|h| {
+            self.helper = Some(h);
+            self.apply_rules()
+        });
+        match r {
+            Ok(()) => {
+                self.helper_since = Instant::now();
+                log(&format!("outbound helper restarted (restart {n} of {HELPER_RESTARTS}), pid {}", self.helper.as_ref().map(|h| h.pid()).unwrap_or(0)));
+            }
+            Err(e) => {
+                log(&format!("outbound helper restart {n} of {HELPER_RESTARTS} failed: {e}"));
+                self.schedule_restart();
+            }
+        }
+    }
+
+    /// The next restart after the back-off, or none when the restarts in a row are used up.
+    fn schedule_restart(&mut self) {
+        if self.helper_restarts >= HELPER_RESTARTS {
+            log(&format!("the outbound helper died {HELPER_RESTARTS} times in a row: not restarted again; containers on user-defined networks have no outbound traffic until the owner is restarted (the last container on a network leaves)"));
+            return;
+        }
+        let wait = HELPER_BACKOFF * 2u32.pow(self.helper_restarts);
+        self.helper_restart_at = Some(Instant::now() + wait);
     }
 
     fn leases(&self) -> usize {
@@ -290,7 +380,7 @@ impl Owner {
             } else {
                 None
             };
-            if let Some(d) = self.resolver.next_deadline() {
+            for d in [self.resolver.next_deadline(), self.helper_restart_at].into_iter().flatten() {
                 let left = d.saturating_duration_since(Instant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -346,18 +436,38 @@ impl Owner {
             if self.resolver.next_deadline().is_some_and(|d| d <= Instant::now()) {
                 self.resolver.expire(Instant::now());
             }
+            if self.helper_restart_at.is_some_and(|d| d <= Instant::now()) {
+                self.restart_helper();
+            }
         }
     }
 
+    /// SIGCHLD: the outbound helper died (nothing else of ours outlives a call): restarted
+    /// after a back-off, with a line in the log either way.
     fn reap(&mut self) {
         let hpid = self.helper.as_ref().map(|h| h.pid()).unwrap_or(0);
-        if hpid > 0 {
-            if let Ok(nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..)) =
-                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(hpid), Some(nix::sys::wait::WaitPidFlag::WNOHANG))
-            {
-                log("the outbound helper exited: containers on user-defined networks have no outbound traffic until the owner is restarted");
-            }
+        if hpid <= 0 {
+            return;
         }
+        use nix::sys::wait::WaitStatus;
+        let how = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(hpid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => format!("exited with status {c}"),
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig:?}"),
+            _ => return,
+        };
+        // Reaped: its Helper must not signal or wait for that pid again.
+        if let Some(mut h) = self.helper.take() {
+            h.forget();
+        }
+        if self.helper_since.elapsed() >= HELPER_STABLE {
+            self.helper_restarts = 0;
+        }
+        let name = match self.helper_kind {
+            HelperKind::Slirp4netns => "slirp4netns",
+            HelperKind::Pasta => "pasta",
+        };
+        log(&format!("the outbound helper ({name}, pid {hpid}) {how}: no outbound traffic until it is restarted"));
+        self.schedule_restart();
     }
 
     fn accept(&mut self) {
@@ -649,6 +759,16 @@ impl Owner {
         let ip: Ipv4Addr = e.ip.parse().map_err(|_| fail(format!("bad address {:?}", e.ip)))?;
         let gw: Ipv4Addr = e.network.gateway.parse().map_err(|_| fail(format!("bad gateway {:?}", e.network.gateway)))?;
         let (_, prefix) = link::parse_cidr(&e.network.subnet).ok_or_else(|| fail(format!("bad subnet {:?}", e.network.subnet)))?;
+        let (ifname, default_route) = (e.ifname.clone(), e.default_route);
+        let v6 = match &e.ip6 {
+            Some(a) => v6_of(e.network.subnet6.as_deref(), Some(a)).map_err(|err| fail(format!("network {}: {err}", e.network.name)))?,
+            None => None,
+        };
+        // The IPv6 default route of an endpoint with an IPv6 address (its network's gateway).
+        let gw6: Option<std::net::Ipv6Addr> = match (&v6, e.network.gateway6.as_deref()) {
+            (Some(_), Some(g)) => Some(g.parse().map_err(|_| fail(format!("bad IPv6 gateway {g:?}")))?),
+            _ => None,
+        };
         self.veth_seq += 1;
         let host_if = format!("vb{}", self.veth_seq);
         let mtu = if e.network.mtu > 0 { e.network.mtu } else { self.mtu };
@@ -662,11 +782,6 @@ impl Owner {
             Ok(Vec::new())
         })
         .map_err(fail)?;
-        let (ifname, default_route) = (e.ifname.clone(), e.default_route);
-        let v6 = match &e.ip6 {
-            Some(a) => v6_of(e.network.subnet6.as_deref(), Some(a)).map_err(|err| fail(format!("network {}: {err}", e.network.name)))?,
-            None => None,
-        };
         let r = ns::in_netns(c.netns.as_fd(), move || {
             let mut nl = Nl::open()?;
             let i = link::index(&ifname)?;
@@ -683,6 +798,12 @@ impl Owner {
                     Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(format!("default route via {gw}: {}", e.desc())),
                 }
+                if let Some(gw6) = gw6 {
+                    match nl.try_run(link::default_route6_msg(gw6)) {
+                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                        Err(e) => return Err(format!("IPv6 default route via {gw6}: {}", e.desc())),
+                    }
+                }
             }
             Ok(Vec::new())
         });
@@ -693,10 +814,28 @@ impl Owner {
         Ok(host_if)
     }
 
+    /// The filter of both families (nat.rs), IPv6 where the kernel has it.
     fn apply_rules(&self) -> Result<()> {
-        let nets: Vec<NatNet> = self.nets.values().map(|n| NatNet { bridge: n.bridge.clone(), subnet: n.subnet.clone(), internal: n.internal }).collect();
-        let rules = nat::ruleset(&nets, OUT_IF);
-        let bin = self.restore.clone();
+        let nets: Vec<NatNet> = self
+            .nets
+            .values()
+            .map(|n| NatNet {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet.clone(),
+                subnet6: n.subnet6.clone(),
+                internal: n.internal,
+                host_loopback: n.host_loopback,
+            })
+            .collect();
+        self.restore(&self.restore, nat::ruleset(&nets, OUT_IF))?;
+        if let Some(bin) = &self.restore6 {
+            self.restore(bin, nat::ruleset6(&nets, OUT_IF))?;
+        }
+        Ok(())
+    }
+
+    fn restore(&self, bin: &Path, rules: String) -> Result<()> {
+        let bin = bin.to_path_buf();
         ns::in_netns(self.netns.as_fd(), move || {
             let mut child = std::process::Command::new(&bin)
                 .stdin(std::process::Stdio::piped())
@@ -759,7 +898,6 @@ impl Owner {
 }
 
 /// An IPv6 address with the prefix length of its subnet (both given, or neither: IPv4 only).
-/// IPv6 is for traffic within a network (and AAAA answers): the outbound helpers run IPv4.
 fn v6_of(subnet6: Option<&str>, addr: Option<&str>) -> std::result::Result<Option<(std::net::Ipv6Addr, u8)>, String> {
     match (subnet6, addr) {
         (Some(s), Some(a)) => {

@@ -1,0 +1,192 @@
+/**
+ * IPv6 on user-defined networks (#16) and the network owner's outbound helper kept alive:
+ * - an `--ipv6` network routes IPv6 out through the owner's slirp4netns (masqueraded by
+ *   ip6tables in the owner's namespace): a server this test runs on the host's `[::1]` answers a
+ *   container through slirp4netns's host address `[fd00::2]` when the network allows the host's
+ *   loopback (`-o allow_host_loopback=true`), and not otherwise; an `--internal --ipv6` network
+ *   has no IPv6 route out at all;
+ * - containers on an `--ipv6` network reach each other over IPv6, by address and by name (AAAA);
+ * - the owner's slirp4netns killed by its pid is restarted by the owner: a container's outbound
+ *   connections work again, and the owner's log says what happened.
+ * Loopback only. Runs as root and as the unprivileged test user.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { IS_ROOT } from './helpers';
+import { alive, cmdline, IMAGE, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+
+const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAVE_SLIRP = have('slirp4netns');
+const HAVE_IPV6 = fs.existsSync('/proc/sys/net/ipv6');
+
+let env: Env;
+beforeAll(() => {
+  env = setup('netv6');
+});
+afterAll(() => env?.dispose());
+
+const b = (args: string[]) => env.b(args);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const inspect = (ref: string): Record<string, any> => {
+  const r = b(['inspect', ref]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout)[0];
+};
+const runD = (...args: string[]) => {
+  const r = b(['run', '-d', ...args]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+};
+
+/**
+ * An HTTP server on the host's loopback, IPv4 and IPv6 (127.0.0.1 and ::1, one port), in its own
+ * process (spawnSync blocks our own loop); each request logs the client's address.
+ */
+async function hostServer(body: string): Promise<{ port: number; hits(): string[]; stop(): void }> {
+  const code = `const http=require('http');const h=(q,r)=>{process.stdout.write('hit '+q.socket.remoteAddress+'\\n');r.end(${JSON.stringify(body)})};
+const a=http.createServer(h);a.listen(0,'::1',()=>{const p=a.address().port;http.createServer(h).listen(p,'127.0.0.1',()=>process.stdout.write('port '+p+'\\n'))});`;
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  for (let i = 0; i < 300 && !/port \d+/.test(out); i++) await sleep(10);
+  const port = Number(/port (\d+)/.exec(out)?.[1]);
+  if (!port) throw new Error(`the host server did not start: ${out}`);
+  return { port, hits: () => out.split('\n').filter((l) => l.startsWith('hit ')).map((l) => l.slice(4)), stop: () => child.kill('SIGKILL') };
+}
+
+/** The network owner of this test's run root, while one runs: its pid (owner.json). */
+function ownerPid(): number | undefined {
+  try {
+    const pid = (JSON.parse(fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.json'), 'utf8')) as { pid: number }).pid;
+    return alive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function ppidOf(pid: number): number | undefined {
+  try {
+    return Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The owner's outbound helper: its child that is slirp4netns (or pasta, which may run as passt.avx2). */
+function outboundHelpers(owner: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d) && ppidOf(Number(d)) === owner && alive(Number(d)))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return /^(slirp4netns|pasta|passt)/.test(fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim());
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** A shell loop that retries `cmd` while something comes up (at most ~20 s). */
+const retry = (cmd: string) => `(for i in $(seq 200); do ${cmd} && exit 0; sleep 0.1; done; exit 1)`;
+
+const HTTPD = ['sh', '-c', 'mkdir -p /www && echo "page from $(hostname)" > /www/index.html && exec httpd -f -p 80 -h /www'];
+const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe.runIf(HAVE_SLIRP && HAVE_IPV6)(`IPv6 on user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
+  const nets: string[] = [];
+  const netCreate = (...args: string[]) => {
+    const r = b(['network', 'create', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    nets.push(args[args.length - 1]!);
+  };
+  const owners = new Set<number>();
+  afterEach(() => {
+    env.cleanup();
+    for (const pid of owners) waitFor(() => !alive(pid), 10_000, `owner process ${pid} (${cmdline(pid)}) to exit after the last container`);
+    owners.clear();
+    for (const n of nets.splice(0)) b(['network', 'rm', n]);
+  });
+
+  it("an --ipv6 network reaches the host's [::1] through the owner's slirp4netns when it allows the host's loopback; without that, or --internal, it does not", async () => {
+    const srv = await hostServer('hello over IPv6');
+    try {
+      netCreate('--ipv6', '-o', 'allow_host_loopback=true', 'v6-out');
+      netCreate('--ipv6', 'v6-closed');
+      netCreate('--ipv6', '--internal', '-o', 'allow_host_loopback=true', 'v6-int');
+      const net = JSON.parse(b(['network', 'inspect', 'v6-out']).stdout)[0];
+      const gw6 = (net.IPAM.Config as { Subnet: string; Gateway: string }[]).find((c) => c.Subnet.includes(':'))!.Gateway;
+      const ok = await env.bg(['run', '--rm', '--network', 'v6-out', IMAGE, 'sh', '-c', `ip -6 route; wget -q -O- http://[fd00::2]:${srv.port}/; echo; wget -q -O- http://10.0.2.2:${srv.port}/`]);
+      expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+      // Its IPv6 default route is the network's IPv6 gateway (the bridge in the owner's namespace).
+      expect(ok.stdout).toMatch(new RegExp(`^default via ${re(gw6)} `, 'm'));
+      expect(ok.stdout).toMatch(/hello over IPv6\nhello over IPv6$/);
+      // Masqueraded by slirp4netns: the host sees its own loopback addresses.
+      expect(srv.hits()).toEqual(['::1', '127.0.0.1']);
+      // Without allow_host_loopback: a way out, but not to the host's loopback (either family).
+      const closed = await env.bg(['run', '--rm', '--network', 'v6-closed', IMAGE, 'sh', '-c', `ip -6 route; timeout 3 wget -q -O- http://[fd00::2]:${srv.port}/; echo "v6=$?"; timeout 3 wget -q -O- http://10.0.2.2:${srv.port}/; echo "v4=$?"`]);
+      expect(closed.code, closed.stderr).toBe(0);
+      expect(closed.stdout).toMatch(/^default via /m);
+      expect(closed.stdout).toMatch(/v6=[1-9]/);
+      expect(closed.stdout).toMatch(/v4=[1-9]/);
+      // --internal: no IPv6 route out at all, whatever its options.
+      const int = await env.bg(['run', '--rm', '--network', 'v6-int', IMAGE, 'sh', '-c', `ip -6 route; timeout 3 wget -q -O- http://[fd00::2]:${srv.port}/; echo "v6=$?"`]);
+      expect(int.code, int.stderr).toBe(0);
+      expect(int.stdout).not.toMatch(/^default/m);
+      expect(int.stdout).toMatch(/v6=[1-9]/);
+      expect(srv.hits()).toHaveLength(2);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  it('containers on an --ipv6 network reach each other over IPv6, by address and by name (AAAA)', () => {
+    netCreate('--ipv6', 'v6-c2c');
+    const web = runD('--name', 'v6-web', '--network', 'v6-c2c', IMAGE, ...HTTPD);
+    const pid = ownerPid();
+    expect(pid).toBeDefined();
+    owners.add(pid!);
+    const ip6 = inspect(web).NetworkSettings.Networks['v6-c2c'].GlobalIPv6Address as string;
+    expect(ip6).toMatch(/:/);
+    const r = b(['run', '--rm', '--network', 'v6-c2c', IMAGE, 'sh', '-c', `${retry(`wget -q -O /tmp/a http://[${ip6}]/`)}; cat /tmp/a; nslookup -type=AAAA v6-web; ping -6 -c1 -W5 v6-web >/dev/null; echo "ping=$?"`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^page from \w+\n/);
+    expect(r.stdout).toMatch(new RegExp(`Address(?: 1)?:\\s+${re(ip6)}`));
+    expect(r.stdout).toMatch(/ping=0/);
+  });
+
+  it("the owner restarts its slirp4netns when it is killed: a container's outbound connections work again, and the owner's log says so", async () => {
+    const srv = await hostServer('still here');
+    try {
+      netCreate('--ipv6', '-o', 'allow_host_loopback=true', 'v6-rs');
+      const c = runD('--network', 'v6-rs', IMAGE, 'sleep', '300');
+      const owner = ownerPid();
+      expect(owner).toBeDefined();
+      owners.add(owner!);
+      const get = `wget -q -O- http://10.0.2.2:${srv.port}/ && wget -q -O- http://[fd00::2]:${srv.port}/`;
+      const before = b(['exec', c, 'sh', '-c', get]);
+      expect(before.code, before.stderr).toBe(0);
+      const [helper, ...more] = outboundHelpers(owner!);
+      expect(helper, 'the owner has one outbound helper').toBeDefined();
+      expect(more).toEqual([]);
+      owners.add(helper!);
+      process.kill(helper!, 'SIGKILL');
+      waitFor(() => !alive(helper!), 10_000, 'the killed helper to be gone');
+      // Outbound again through the helper the owner started in its place.
+      const after = b(['exec', c, 'sh', '-c', `${retry(`timeout 2 wget -q -O /dev/null http://10.0.2.2:${srv.port}/`)} && ${get}`]);
+      expect(after.code, after.stderr + after.stdout).toBe(0);
+      expect(after.stdout).toBe('still herestill here');
+      const [fresh] = outboundHelpers(owner!);
+      expect(fresh).toBeDefined();
+      expect(fresh).not.toBe(helper);
+      owners.add(fresh!);
+      const log = fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.log'), 'utf8');
+      expect(log).toMatch(new RegExp(`outbound helper \\(slirp4netns, pid ${helper}\\) was killed by SIGKILL`));
+      expect(log).toMatch(new RegExp(`outbound helper restarted \\(restart 1 of \\d+\\), pid ${fresh}`));
+    } finally {
+      srv.stop();
+    }
+  });
+});
