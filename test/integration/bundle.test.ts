@@ -141,6 +141,12 @@ describe(`burrow bundle as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => 
     expect(c.hostname).toBeUndefined();
     expect(c.mounts.find((m: { destination: string }) => m.destination === '/sys')).toMatchObject({ source: '/sys', options: expect.arrayContaining(['rbind', 'ro']) });
     expect(c.mounts.find((m: { destination: string }) => m.destination === '/dev/pts').options).not.toContain('gid=5');
+    // The mounts of `burrow-runtime spec --rootless` (runc's rootless template), all of them as they are there.
+    const tpl = path.join(sb.dir, 'spec-template');
+    fs.mkdirSync(tpl);
+    const made = await exec(RUNTIME, ['spec', '--rootless', '--bundle', tpl]);
+    expect(made.code, made.stderr).toBe(0);
+    for (const m of config(tpl).mounts) expect(c.mounts).toContainEqual(m);
     // The rootfs: every entry yours (container root's in this mapping), whiteouts applied,
     // set-uid dropped, directories open to you, set-gid on a directory kept.
     const rootfs = path.join(dir, 'rootfs');
