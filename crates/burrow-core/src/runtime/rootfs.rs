@@ -605,7 +605,7 @@ mod tests {
         std::fs::set_permissions(l1.join("shared"), std::fs::Permissions::from_mode(0o3775)).unwrap();
         std::fs::set_permissions(l1.join("ro/sub"), std::fs::Permissions::from_mode(0o500)).unwrap();
         std::fs::set_permissions(l1.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
-        let st = assemble_copy_as(&[l1.clone()], &out, Owners::Caller).unwrap();
+        let st = assemble_copy_as(std::slice::from_ref(&l1), &out, Owners::Caller).unwrap();
         let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().mode() & 0o7777;
         assert_eq!(mode("suid"), 0o755);
         assert_eq!(mode("plain"), 0o640);
