@@ -167,6 +167,8 @@ export const ERROR_CODES = {
   ECDI_RESOURCE: { exit: 125, http: 500 },
   /** --gpus without a CDI spec of kind nvidia.com/gpu (make one with nvidia-ctk cdi generate) */
   ECDI_NO_GPU_SPEC: { exit: 125, http: 400 },
+  /** `burrow bundle`'s directory exists and is not empty (without --force) */
+  EBUNDLE_EXISTS: { exit: 125, http: 409 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

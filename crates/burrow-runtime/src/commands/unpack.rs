@@ -11,6 +11,9 @@
 //!   {"layers": [DIR, ...], "dest": DIR}                    the copy driver's rootfs: layers
 //!                                                          (bottom first) copied into DIR with
 //!                                                          whiteouts applied (runtime/rootfs.rs)
+//!   {"layers": [...], "dest": DIR, "owners": "caller"}     the same with every entry owned by
+//!                                                          the caller (container 0 here), set-id
+//!                                                          bits dropped (`burrow bundle`)
 //!   {"pack": {"upper": DIR} | {"entries": [...]},          make a layer file OUT (image/pack.rs):
 //!    "out": OUT, "compress": "gzip"|"none"}                an overlay upper directory, or COPY's
 //!                                                          files; stats {diffId, digest, size,
@@ -51,6 +54,8 @@ struct Job {
     pack: Option<PackWhat>,
     out: Option<PathBuf>,
     compress: Option<Compress>,
+    /// "keep" (default) or "caller", for `layers` jobs.
+    owners: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,9 +150,16 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": "EREMOVE", "error": format!("remove {}: {e}", p.display()) }),
                     },
                     (None, None, Some(d)) if job.layers.is_some() => {
-                        match burrow_core::runtime::rootfs::assemble_copy(job.layers.as_deref().unwrap_or_default(), d) {
-                            Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
-                            Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                        use burrow_core::runtime::rootfs::{assemble_copy_as, Owners};
+                        let owners = match job.owners.as_deref() {
+                            None | Some("keep") => Some(Owners::Keep),
+                            Some("caller") => Some(Owners::Caller),
+                            Some(_) => None,
+                        };
+                        match owners.map(|o| assemble_copy_as(job.layers.as_deref().unwrap_or_default(), d, o)) {
+                            Some(Ok(st)) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
+                            Some(Err(e)) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                            None => serde_json::json!({ "index": i, "ok": false, "code": "EUSAGE", "error": "\"owners\" is keep or caller" }),
                         }
                     }
                     (None, Some(b), Some(d)) => match extract(b, d, mode, job.diff_id.as_deref(), job.follow.as_ref()) {
@@ -185,10 +197,19 @@ pub fn main(args: &[String]) -> Result<i32> {
         return Ok(if run_jobs(jobs, mode, threads) { 0 } else { 1 });
     }
     let (parent, child) = Channel::pair()?;
+    let runtime = nix::unistd::getpid();
     // SAFETY: single-threaded until the child has entered its namespace.
     match unsafe { nix::unistd::fork() }.op("fork")? {
         ForkResult::Child => {
             drop(parent);
+            // Dies with its parent: a caller that kills the runtime (Ctrl-C of `burrow bundle`,
+            // which then removes the tree) must not leave this one writing into it. The parent
+            // is single-threaded, so its death, not a thread's, is what this follows.
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != runtime {
+                // SAFETY: leave at once; the parent is already gone.
+                unsafe { libc::_exit(2) }
+            }
             burrow_core::runtime::process::set_name("burrow:unpack");
             let r = (|| -> Result<bool> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).op("unshare(CLONE_NEWUSER)")?;
