@@ -81,8 +81,10 @@ export async function run() {
     const r0 = rows[0];
     const runc = rows[1];
     let note = `Above the floor (Slurm's own step launch): burrow-runtime ${net(r0)} ms, runc ${net(runc)} ms`;
-    if (crun) note += `, crun with its wrapper ${net(rows[2])} ms (the wrapper, \`unshare -rm\` + a mount, costs about what it does in the runtime benchmark)`;
-    note += `. burrow-runtime / runc = ${(r0.median / runc.median).toFixed(2)}× (whole srun), ${((r0.median - floor) / (runc.median - floor)).toFixed(2)}× (above the floor).`;
+    if (crun) note += `, crun ${net(rows[2])} ms including its wrapper (\`unshare -rm\` + a mount, around every crun command: see the OCI runtime section for the wrapper alone)`;
+    note += `. burrow-runtime / runc = ${(r0.median / runc.median).toFixed(2)}× (whole srun), ${((r0.median - floor) / (runc.median - floor)).toFixed(2)}× (above the floor)`;
+    if (crun) note += `; burrow-runtime / crun = ${(r0.median / rows[2].median).toFixed(2)}× (whole srun), ${((r0.median - floor) / (rows[2].median - floor)).toFixed(2)}× (above the floor)`;
+    note += ". Above the floor: Slurm writes the step's config.json, runs RunTimeRun, and calls the runtime again after it (RunTimeQuery).";
     return ratioTable('`srun --container=BUNDLE true`, two-node test cluster, jobs as the unprivileged user', rows, note);
   } finally {
     if (cluster) await cluster.stop();
