@@ -157,6 +157,8 @@ export const ERROR_CODES = {
   EBUILD_STEP: { exit: 1, http: 500 },
   /** making a layer (a tar of a container's changes or of copied files) failed */
   EPACK: { exit: 125, http: 500 },
+  /** `burrow bundle`'s directory exists and is not empty (without --force) */
+  EBUNDLE_EXISTS: { exit: 125, http: 409 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

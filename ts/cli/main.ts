@@ -7,6 +7,7 @@ import { EXIT, errorText, exitStatus, isBrokenPipe } from '../errors';
 import type { GlobalOptions } from '../host/paths';
 import { VERSION } from '../version';
 import { registerBuildCommands } from './commands/build-flags';
+import { registerBundleCommand } from './commands/bundle';
 import { registerContainerCommands } from './commands/containers';
 import { registerHealthcheckCommands } from './commands/healthcheck';
 import { registerImageCommands } from './commands/images';
@@ -102,6 +103,7 @@ export function buildProgram(setExit: (code: number) => void, full = true, only?
   registerNetworkCommands(program, setExit);
   registerResourceCommands(program);
   registerHealthcheckCommands(program, setExit);
+  registerBundleCommand(program);
 
   program
     .command('version')

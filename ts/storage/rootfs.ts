@@ -105,7 +105,7 @@ export async function checkDriver(store: Store, settings: StorageSettings, drive
  * its layers on each machine's local disk, and /var/tmp may be cleaned): from the blobs, which
  * stay in the store.
  */
-async function ensureLayers(store: Store, settings: StorageSettings, img: ImageRecord): Promise<void> {
+export async function ensureLayers(store: Store, settings: StorageSettings, img: ImageRecord): Promise<void> {
   const missing = img.layers.filter((l) => !fs.existsSync(store.p('layers', `${hexOf(l.diffId)}.json`)));
   if (!missing.length) return;
   const { unpackLayer } = await import('./unpack');

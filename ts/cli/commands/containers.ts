@@ -18,7 +18,7 @@ import { writeOut } from '../write-out';
 type SetExit = (code: number) => void;
 
 /** What the CLI gives every engine call: warnings on stderr, pulls with progress. */
-function cliHooks(ctx: Ctx): CreateHooks {
+export function cliHooks(ctx: Ctx): CreateHooks {
   return {
     warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`),
     async pull(image, platform) {

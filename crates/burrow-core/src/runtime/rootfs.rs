@@ -177,6 +177,21 @@ pub struct CopyStats {
     pub opaque_dirs: u64,
     /// Sockets and device nodes (the unpacker never makes devices) and unmapped owners.
     pub skipped: u64,
+    /// Set-user-id and set-group-id bits left out (`Owners::Caller` only).
+    pub setid_dropped: u64,
+}
+
+/// Who owns the copy's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Owners {
+    /// The owners the layers have (the copy driver: the store's mapping stays right).
+    #[default]
+    Keep,
+    /// Whoever makes the copy, for every entry (`burrow bundle`'s single-id modes: a runtime
+    /// that maps one id sees every file as its own). Set-id bits are dropped, since they would
+    /// now name the caller, and directories get u+rwx, so that the caller can remove the tree
+    /// with a plain `rm -rf`.
+    Caller,
 }
 
 const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -187,6 +202,7 @@ struct Copier {
     stats: CopyStats,
     /// (dev, ino) of a layer file with several names → its first name in the destination.
     links: HashMap<(u64, u64), PathBuf>,
+    owners: Owners,
 }
 
 fn own(fd: RawFd) -> OwnedFd {
@@ -207,11 +223,16 @@ fn is_whiteout(st: &FileStat) -> bool {
 /// filesystem can. Every step goes through directory descriptors with O_NOFOLLOW, so a
 /// symlink of a lower layer is replaced, never followed.
 pub fn assemble_copy(layers: &[PathBuf], dest: &Path) -> std::result::Result<CopyStats, RootfsError> {
+    assemble_copy_as(layers, dest, Owners::Keep)
+}
+
+/// `assemble_copy` with the owners chosen (see `Owners`).
+pub fn assemble_copy_as(layers: &[PathBuf], dest: &Path, owners: Owners) -> std::result::Result<CopyStats, RootfsError> {
     fn sys<'a>(op: &'static str, path: &'a Path) -> impl Fn(Errno) -> RootfsError + 'a {
         move |errno| RootfsError::Sys { op, path: path.to_path_buf(), errno }
     }
     let root = own(openat(None, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", dest))?);
-    let mut c = Copier { root, dest: dest.to_path_buf(), stats: CopyStats::default(), links: HashMap::new() };
+    let mut c = Copier { root, dest: dest.to_path_buf(), stats: CopyStats::default(), links: HashMap::new(), owners };
     for layer in layers {
         let src = own(openat(None, layer, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open layer", layer))?);
         // Hard links never cross layers.
@@ -361,13 +382,9 @@ impl Copier {
                     }
                     mknodat(Some(dst), name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0).map_err(self.err("mkfifo", &crel))?;
                     self.chown_at(dst, &name, &st);
-                    nix::sys::stat::fchmodat(
-                        Some(dst),
-                        name.as_os_str(),
-                        Mode::from_bits_truncate(st.st_mode & 0o7777),
-                        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-                    )
-                    .map_err(self.err("chmod", &crel))?;
+                    let mode = self.mode_of(&st);
+                    nix::sys::stat::fchmodat(Some(dst), name.as_os_str(), Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::NoFollowSymlink)
+                        .map_err(self.err("chmod", &crel))?;
                     let (a, m) = times(&st);
                     let _ = utimensat(Some(dst), name.as_os_str(), &a, &m, UtimensatFlags::NoFollowSymlink);
                     self.stats.files += 1;
@@ -398,21 +415,44 @@ impl Copier {
         self.meta(s.as_raw_fd(), d.as_raw_fd(), st, rel)
     }
 
+    /// The mode an entry gets: the layer's, or with `Owners::Caller` without set-id bits on
+    /// anything but directories (where set-gid only means "inherit the group", and every group
+    /// is the caller's) and with u+rwx on directories.
+    fn mode_of(&mut self, st: &FileStat) -> u32 {
+        let mode = st.st_mode & 0o7777;
+        if self.owners == Owners::Keep {
+            return mode;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return mode | 0o700;
+        }
+        if mode & 0o6000 != 0 {
+            self.stats.setid_dropped += 1;
+        }
+        mode & !0o6000
+    }
+
     /// Owner, then mode (a chown clears set-id bits), user xattrs, times.
     fn meta(&mut self, src: RawFd, dst: RawFd, st: &FileStat, rel: &Path) -> std::result::Result<(), RootfsError> {
-        match fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))) {
-            Ok(()) => {}
-            // An owner the namespace does not map (single-id mode): counted, never fatal.
-            Err(Errno::EINVAL) | Err(Errno::EPERM) => self.stats.skipped += 1,
-            Err(e) => return Err(self.err("chown", rel)(e)),
+        if self.owners == Owners::Keep {
+            match fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))) {
+                Ok(()) => {}
+                // An owner the namespace does not map (single-id mode): counted, never fatal.
+                Err(Errno::EINVAL) | Err(Errno::EPERM) => self.stats.skipped += 1,
+                Err(e) => return Err(self.err("chown", rel)(e)),
+            }
         }
-        fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777)).map_err(self.err("chmod", rel))?;
+        let mode = self.mode_of(st);
+        fchmod(dst, Mode::from_bits_truncate(mode)).map_err(self.err("chmod", rel))?;
         copy_xattrs(src, dst).map_err(self.err("copy xattrs", rel))?;
         let (a, m) = times(st);
         futimens(dst, &a, &m).map_err(self.err("set times", rel))
     }
 
     fn chown_at(&mut self, dirfd: RawFd, name: &OsStr, st: &FileStat) {
+        if self.owners == Owners::Caller {
+            return;
+        }
         if fchownat(Some(dirfd), name, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
             self.stats.skipped += 1;
         }
@@ -548,6 +588,39 @@ mod tests {
         assert!(unsafe { libc::getxattr(c.as_ptr(), c"user.overlay.opaque".as_ptr(), std::ptr::null_mut(), 0) } < 0);
         assert!(std::fs::symlink_metadata(l2.join("gone")).unwrap().file_type().is_char_device());
         assert_eq!(names(&l1.join("opq")), vec!["old", "sub"]);
+    }
+
+    #[test]
+    fn caller_owners_drop_setid_bits_and_open_directories_to_their_owner() {
+        let t = tempfile::tempdir().unwrap();
+        let (l1, out) = (t.path().join("l1"), t.path().join("out"));
+        for d in ["l1/ro/sub", "l1/shared", "out"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        std::fs::write(l1.join("ro/sub/f"), "x").unwrap();
+        std::fs::write(l1.join("suid"), "x").unwrap();
+        std::fs::write(l1.join("plain"), "x").unwrap();
+        std::fs::set_permissions(l1.join("suid"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+        std::fs::set_permissions(l1.join("plain"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(l1.join("shared"), std::fs::Permissions::from_mode(0o3775)).unwrap();
+        std::fs::set_permissions(l1.join("ro/sub"), std::fs::Permissions::from_mode(0o500)).unwrap();
+        std::fs::set_permissions(l1.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        let st = assemble_copy_as(&[l1.clone()], &out, Owners::Caller).unwrap();
+        let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("suid"), 0o755);
+        assert_eq!(mode("plain"), 0o640);
+        // Directories keep set-gid and sticky bits, and become the owner's to change.
+        assert_eq!(mode("shared"), 0o3775);
+        assert_eq!(mode("ro"), 0o755);
+        assert_eq!(mode("ro/sub"), 0o700);
+        assert_eq!(st.setid_dropped, 1);
+        // Every entry is the caller's, whatever the layer's owner was.
+        let me = nix::unistd::geteuid().as_raw();
+        for p in ["suid", "plain", "shared", "ro", "ro/sub", "ro/sub/f"] {
+            assert_eq!(std::fs::metadata(out.join(p)).unwrap().uid(), me, "{p}");
+        }
+        std::fs::set_permissions(l1.join("ro"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(l1.join("ro/sub"), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[test]

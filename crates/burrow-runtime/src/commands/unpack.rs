@@ -11,6 +11,9 @@
 //!   {"layers": [DIR, ...], "dest": DIR}                    the copy driver's rootfs: layers
 //!                                                          (bottom first) copied into DIR with
 //!                                                          whiteouts applied (runtime/rootfs.rs)
+//!   {"layers": [...], "dest": DIR, "owners": "caller"}     the same with every entry owned by
+//!                                                          the caller (container 0 here), set-id
+//!                                                          bits dropped (`burrow bundle`)
 //!   {"pack": {"upper": DIR} | {"entries": [...]},          make a layer file OUT (image/pack.rs):
 //!    "out": OUT, "compress": "gzip"|"none"}                an overlay upper directory, or COPY's
 //!                                                          files; stats {diffId, digest, size,
@@ -51,6 +54,8 @@ struct Job {
     pack: Option<PackWhat>,
     out: Option<PathBuf>,
     compress: Option<Compress>,
+    /// "keep" (default) or "caller", for `layers` jobs.
+    owners: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,9 +150,16 @@ fn run_jobs(jobs: Vec<Job>, mode: Whiteouts, threads: usize) -> bool {
                         Err(e) => serde_json::json!({ "index": i, "ok": false, "code": "EREMOVE", "error": format!("remove {}: {e}", p.display()) }),
                     },
                     (None, None, Some(d)) if job.layers.is_some() => {
-                        match burrow_core::runtime::rootfs::assemble_copy(job.layers.as_deref().unwrap_or_default(), d) {
-                            Ok(st) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
-                            Err(e) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                        use burrow_core::runtime::rootfs::{assemble_copy_as, Owners};
+                        let owners = match job.owners.as_deref() {
+                            None | Some("keep") => Some(Owners::Keep),
+                            Some("caller") => Some(Owners::Caller),
+                            Some(_) => None,
+                        };
+                        match owners.map(|o| assemble_copy_as(job.layers.as_deref().unwrap_or_default(), d, o)) {
+                            Some(Ok(st)) => serde_json::json!({ "index": i, "ok": true, "stats": st }),
+                            Some(Err(e)) => serde_json::json!({ "index": i, "ok": false, "code": e.code(), "error": e.to_string() }),
+                            None => serde_json::json!({ "index": i, "ok": false, "code": "EUSAGE", "error": "\"owners\" is keep or caller" }),
                         }
                     }
                     (None, Some(b), Some(d)) => match extract(b, d, mode, job.diff_id.as_deref(), job.follow.as_ref()) {
