@@ -10,26 +10,37 @@
 // namespace), so a job that spans both nodes really runs in two network stacks. The addresses
 // exist only inside these namespaces; fixed ports are fine there for the same reason.
 //
-// The daemons run as root (SlurmUser=root): slurmd must be root to start steps as the job's
+// The daemons run as root (SlurmUser=root): slurmd must be root to start steps as another
 // user. Jobs run as the unprivileged test user, who calls the OCI runtime rootless, as
 // SchedMD's containers guide requires. Every process is stopped by PID.
 //
+// Started by an unprivileged user, the cluster is a single-user one: slurmctld, both slurmd and
+// munged run as that user (SlurmUser and SlurmdUser), who is also the jobs' user, which Slurm
+// allows (slurmstepd then has no user to switch to). Such a user cannot make network
+// namespaces, so both nodes are on the host's loopback, each slurmd on a port of its own
+// (ephemeral ports, free when the cluster starts), and share the host's hostname.
+//
 //   slurmUnavailable()            why the cluster cannot start here (not root, not installed), or null
 //   ociConf(runtime, root, mode)  oci.conf for a runc-compatible runtime (RunTimeRun or create/start)
-//   startSlurm(dir, { oci })      -> { dir, conf, env, run(argv, { as, env, cwd }), setOci(text), stop() }
+//   startSlurm(dir, { oci })      -> { dir, conf, nodes, single, run(argv, { as, env, cwd }),
+//                                      nodeLog(name), setOci(text), stop() }
 //     run: a client (srun, sbatch, squeue...) in the controller's namespace, as root or as `as`
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { killPids, pidsMentioning } from './clients.mjs';
 
 export const SUBNET = '10.217.0';
 export const CTL_ADDR = `${SUBNET}.1`;
+/** The nodes of the root-started cluster; a single-user cluster's are `cluster.nodes`. */
 export const NODES = [
-  { name: 'node1', addr: `${SUBNET}.11` },
-  { name: 'node2', addr: `${SUBNET}.12` },
+  { name: 'node1', addr: `${SUBNET}.11`, hostname: 'node1' },
+  { name: 'node2', addr: `${SUBNET}.12`, hostname: 'node2' },
 ];
+const isRoot = () => process.getuid() === 0;
 const SBIN = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 /** The absolute path of a program, or null. */
@@ -43,10 +54,9 @@ export function findProgram(name) {
 
 /** Why the cluster cannot start here, or null when it can. */
 export function slurmUnavailable() {
-  for (const p of ['slurmctld', 'slurmd', 'srun', 'sbatch', 'munged', 'ip', 'nsenter', 'unshare', 'runuser']) {
+  for (const p of ['slurmctld', 'slurmd', 'srun', 'sbatch', 'munged', ...(isRoot() ? ['ip', 'nsenter', 'unshare', 'runuser'] : [])]) {
     if (!findProgram(p)) return `${p} is not installed: run .ci/setup (apt-get install slurm-wlm munge)`;
   }
-  if (process.getuid() !== 0) return 'slurmd must run as root to start job steps as their user';
   return null;
 }
 
@@ -64,6 +74,18 @@ function netnsOf(pid) {
 
 function inNs(pid, argv) {
   return sh('nsenter', [`--net=/proc/${pid}/ns/net`, ...argv]);
+}
+
+/** A TCP port free on the loopback now (the kernel's choice), for a single-user cluster. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 function alive(pid) {
@@ -119,7 +141,12 @@ export async function startSlurm(dir, { oci }) {
   fs.chmodSync(dir, 0o755);
   /** Pids of the processes holding the namespaces. */
   const ns = { ctl: 0, n1: 0, n2: 0 };
-  const cluster = { dir, ns, pids: [], conf: path.join(dir, 'etc', 'slurm.conf'), stopped: false };
+  const single = !isRoot();
+  const me = os.userInfo().username;
+  const host = os.hostname().split('.')[0];
+  const nodes = single ? NODES.map((n) => ({ ...n, addr: '127.0.0.1', hostname: os.hostname() })) : NODES;
+  const cluster = { dir, ns, nodes, single, pids: [], conf: path.join(dir, 'etc', 'slurm.conf'), stopped: false };
+  cluster.nodeLog = (name) => path.join(dir, 'log', `slurmd-${name}.log`);
   cluster.run = runIn;
   cluster.ociPath = path.join(dir, 'etc', 'oci.conf');
   // slurmstepd reads oci.conf at each step: a new one applies to the next step, no restart.
@@ -160,30 +187,32 @@ export async function startSlurm(dir, { oci }) {
     await killPids(pidsMentioning(cluster.conf));
   };
   try {
-    // ---- network ----
+    // ---- network (root: namespaces; a single-user cluster uses the loopback) ----
     // Each namespace is held by a `sleep` made by `unshare --net` and named by its pid (not by
     // `ip netns add`, which would mount /run/netns on the host): it goes when its holder and
     // the daemons in it are stopped.
-    for (const k of Object.keys(ns)) {
-      const holder = spawn('unshare', ['--net', '--', 'sleep', 'infinity'], { stdio: 'ignore', detached: true });
-      holder.unref();
-      ns[k] = holder.pid;
-      cluster.pids.push(holder.pid);
-      await waitFor(`network namespace ${k}`, () => netnsOf(holder.pid) !== netnsOf(process.pid) && netnsOf(holder.pid) !== null, 10_000);
-      inNs(ns[k], ['ip', 'link', 'set', 'lo', 'up']);
+    if (!single) {
+      for (const k of Object.keys(ns)) {
+        const holder = spawn('unshare', ['--net', '--', 'sleep', 'infinity'], { stdio: 'ignore', detached: true });
+        holder.unref();
+        ns[k] = holder.pid;
+        cluster.pids.push(holder.pid);
+        await waitFor(`network namespace ${k}`, () => netnsOf(holder.pid) !== netnsOf(process.pid) && netnsOf(holder.pid) !== null, 10_000);
+        inNs(ns[k], ['ip', 'link', 'set', 'lo', 'up']);
+      }
+      inNs(ns.ctl, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+      inNs(ns.ctl, ['ip', 'addr', 'add', `${CTL_ADDR}/24`, 'dev', 'br0']);
+      inNs(ns.ctl, ['ip', 'link', 'set', 'br0', 'up']);
+      NODES.forEach((node, i) => {
+        const nn = i === 0 ? ns.n1 : ns.n2;
+        // Created inside ctl, the node's end moved into its namespace: no interface ever
+        // appears in the host's namespace.
+        inNs(ns.ctl, ['ip', 'link', 'add', `v${i + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(nn)]);
+        inNs(ns.ctl, ['ip', 'link', 'set', `v${i + 1}`, 'master', 'br0', 'up']);
+        inNs(nn, ['ip', 'addr', 'add', `${node.addr}/24`, 'dev', 'eth0']);
+        inNs(nn, ['ip', 'link', 'set', 'eth0', 'up']);
+      });
     }
-    inNs(ns.ctl, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
-    inNs(ns.ctl, ['ip', 'addr', 'add', `${CTL_ADDR}/24`, 'dev', 'br0']);
-    inNs(ns.ctl, ['ip', 'link', 'set', 'br0', 'up']);
-    NODES.forEach((node, i) => {
-      const nn = i === 0 ? ns.n1 : ns.n2;
-      // Created inside ctl, the node's end moved into its namespace: no interface ever
-      // appears in the host's namespace.
-      inNs(ns.ctl, ['ip', 'link', 'add', `v${i + 1}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(nn)]);
-      inNs(ns.ctl, ['ip', 'link', 'set', `v${i + 1}`, 'master', 'br0', 'up']);
-      inNs(nn, ['ip', 'addr', 'add', `${node.addr}/24`, 'dev', 'eth0']);
-      inNs(nn, ['ip', 'link', 'set', 'eth0', 'up']);
-    });
 
     // ---- munge ----
     const mdir = path.join(dir, 'munge');
@@ -204,16 +233,18 @@ export async function startSlurm(dir, { oci }) {
     // ---- config ----
     const etc = path.join(dir, 'etc');
     fs.mkdirSync(etc, { mode: 0o755 });
-    for (const d of ['state', 'spool', 'log', 'run', ...NODES.map((n) => `spool/${n.name}`)]) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
-    const nodeLines = NODES.map((n) => `NodeName=${n.name} NodeAddr=${n.addr} NodeHostname=${n.name} CPUs=1 State=UNKNOWN`);
+    for (const d of ['state', 'spool', 'log', 'run', ...nodes.map((n) => `spool/${n.name}`)]) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
+    // Fixed ports in the cluster's own namespaces; ports free now on a shared loopback.
+    const ports = single ? [await freePort(), await freePort(), await freePort()] : [6817, 6818, 6818];
+    const nodeLines = nodes.map((n, i) => `NodeName=${n.name} NodeAddr=${n.addr} NodeHostname=${n.hostname} Port=${ports[i + 1]} CPUs=1 State=UNKNOWN`);
     const conf = [
       '# Written by test/harness/slurm.mjs for one test run.',
       'ClusterName=burrowtest',
-      `SlurmctldHost=burrowctl(${CTL_ADDR})`,
-      'SlurmUser=root',
-      'SlurmdUser=root',
-      'SlurmctldPort=6817',
-      'SlurmdPort=6818',
+      // slurmctld checks that its host is named here.
+      single ? `SlurmctldHost=${host}(127.0.0.1)` : `SlurmctldHost=burrowctl(${CTL_ADDR})`,
+      `SlurmUser=${single ? me : 'root'}`,
+      `SlurmdUser=${single ? me : 'root'}`,
+      `SlurmctldPort=${ports[0]}`,
       'AuthType=auth/munge',
       'CredType=cred/munge',
       `AuthInfo=socket=${socket}`,
@@ -242,7 +273,7 @@ export async function startSlurm(dir, { oci }) {
       'Waittime=0',
       'MinJobAge=300',
       ...nodeLines,
-      `PartitionName=debug Nodes=${NODES.map((n) => n.name).join(',')} Default=YES MaxTime=INFINITE State=UP`,
+      `PartitionName=debug Nodes=${nodes.map((n) => n.name).join(',')} Default=YES MaxTime=INFINITE State=UP`,
       '',
     ].join('\n');
     fs.writeFileSync(cluster.conf, conf, { mode: 0o644 });
@@ -257,7 +288,8 @@ export async function startSlurm(dir, { oci }) {
     const daemon = (netns, hostname, argv, log) => {
       // nsenter --net: the namespace only (`ip netns exec` would also mount a new /sys, without
       // the cgroup mounts slurmd reads); unshare --uts: a hostname of its own.
-      const r = spawnSync('nsenter', [`--net=/proc/${netns}/ns/net`, 'unshare', '--uts', 'sh', '-c', `hostname ${hostname} && exec "$@"`, 'sh', ...argv], { env, encoding: 'utf8', timeout: 30_000 });
+      const wrapped = single ? argv : ['nsenter', `--net=/proc/${netns}/ns/net`, 'unshare', '--uts', 'sh', '-c', `hostname ${hostname} && exec "$@"`, 'sh', ...argv];
+      const r = spawnSync(wrapped[0], wrapped.slice(1), { env, encoding: 'utf8', timeout: 30_000 });
       if (r.status !== 0) throw new Error(`${argv[0]} failed to start (exit ${r.status}): ${r.stderr}${fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-3000) : ''}`);
     };
     const ctlLog = path.join(dir, 'log', 'slurmctld.log');
@@ -265,7 +297,7 @@ export async function startSlurm(dir, { oci }) {
     // -c: a clean start, no state from an earlier run (there is none: the directory is new).
     daemon(ns.ctl, 'burrowctl', ['slurmctld', '-c', '-f', cluster.conf], ctlLog);
     await waitFor('slurmctld', () => pidFrom(path.join(dir, 'run', 'slurmctld.pid')) && cluster.run(['scontrol', 'ping']).stdout.includes('UP'), 30_000, ctlLog);
-    for (const [i, node] of NODES.entries()) {
+    for (const [i, node] of nodes.entries()) {
       const log = path.join(dir, 'log', `slurmd-${node.name}.log`);
       cluster.pids.push(path.join(dir, 'run', `slurmd-${node.name}.pid`));
       daemon(i === 0 ? ns.n1 : ns.n2, node.name, ['slurmd', '-N', node.name, '-f', cluster.conf], log);
@@ -287,12 +319,15 @@ export async function startSlurm(dir, { oci }) {
     throw e;
   }
 
-  /** Runs a client program in the controller's namespace, as root or as `as` (a user). */
+  /**
+   * Runs a client program in the controller's namespace (root) or on the loopback (single-user),
+   * with a clean environment: as root, or as `as` (a user; root only).
+   */
   function runIn(argv, { as, input, cwd, env: extra = {}, timeout = 120_000 } = {}) {
-    const base = as
-      ? ['runuser', '-u', as.name, '--', 'env', '-i', `PATH=/usr/sbin:/usr/bin:/sbin:/bin`, `HOME=${as.home ?? '/'}`, `USER=${as.name}`, `SLURM_CONF=${cluster.conf}`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)]
-      : ['env', `SLURM_CONF=${cluster.conf}`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)];
-    const r = spawnSync('nsenter', [`--net=/proc/${ns.ctl}/ns/net`, ...base, ...argv], { encoding: 'utf8', input, cwd, timeout });
+    const who = as ?? { name: single ? me : 'root', home: os.homedir() };
+    const envArgs = ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', `HOME=${who.home ?? '/'}`, `USER=${who.name}`, `SLURM_CONF=${cluster.conf}`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)];
+    const full = [...(single ? [] : ['nsenter', `--net=/proc/${ns.ctl}/ns/net`]), ...(as && !single ? ['runuser', '-u', as.name, '--'] : []), ...envArgs, ...argv];
+    const r = spawnSync(full[0], full.slice(1), { encoding: 'utf8', input, cwd, timeout });
     return { code: r.status ?? 128 + 9, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? String(r.error) : '') };
   }
 }

@@ -6,16 +6,19 @@
  * Jobs are submitted as the unprivileged test user, so every container here is a rootless one
  * started by slurmstepd as that user, with no XDG_RUNTIME_DIR and no systemd session.
  *
- * Only the root run can start the cluster (slurmd must be root to start steps as the job's user);
- * the unprivileged run skips with that reason. BURROW_SLURM_RUNTIME=/usr/sbin/runc runs the same
- * tests with Debian's runc, which pass: the setup is valid and a failure is burrow-runtime's.
+ * The root run starts the daemons as root and submits as the test user (steps switch to that
+ * user, as on a real cluster). The unprivileged run starts a single-user cluster: the daemons run
+ * as that user, who also submits, and both nodes are on the host's loopback (the user cannot make
+ * network namespaces); the containers are the same rootless ones. BURROW_SLURM_RUNTIME=
+ * /usr/sbin/runc runs the same tests with Debian's runc, which pass: the setup is valid and a
+ * failure is burrow-runtime's.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, IS_ROOT, testUser, type TestUser } from './helpers';
+import { BIN, burrow, IS_ROOT, testUser, type TestUser } from './helpers';
 // @ts-expect-error plain ESM harness module without types
 import { makeBundle } from '../harness/bundle.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -36,10 +39,9 @@ interface Result {
 const RUNTIME: string = process.env.BURROW_SLURM_RUNTIME || clientRuntime();
 const show = (r: Result): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
-const ROOTLESS_SKIP =
-  'as the unprivileged user: slurmd must run as root to start a job step as the job\'s user (it calls setgroups/setuid), and the user cannot make the network namespaces of the two nodes; the root run starts the cluster and its jobs run as the unprivileged user with rootless burrow-runtime';
+const CLUSTER = IS_ROOT ? 'daemons as root, two nodes in network namespaces of their own' : 'a single-user cluster: daemons as this user, two nodes on the loopback';
 
-describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jobs as the unprivileged user', () => {
+describe(`Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jobs as the unprivileged user (${CLUSTER})`, () => {
   let work = '';
   let user: TestUser;
   let cluster: Cluster;
@@ -47,8 +49,9 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
   let stateRoot = '';
 
   /** A client as the test user, from a directory of theirs. */
-  const asUser = (argv: string[], env: Record<string, string> = {}): Result => cluster.run(argv, { as: user, env, cwd: work });
-  const own = (p: string) => execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, p]);
+  const asUser = (argv: string[], env: Record<string, string> = {}): Result => cluster.run(argv, { as: IS_ROOT ? user : undefined, env, cwd: work });
+  /** As root, gives the user what the test made for them (unprivileged, it is theirs already). */
+  const own = (p: string) => IS_ROOT && execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, p]);
 
   /**
    * A busybox bundle for Slurm: rootless (container root is the job's user), without network and
@@ -71,6 +74,26 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
     return dir;
   };
 
+  let built: { busybox: { archive: string; ref: string } } | undefined;
+  /** busybox as a docker archive the user can read (built once, when a test needs it). */
+  const images = () => {
+    if (!built) {
+      built = buildClientImages(path.join(work, 'images'));
+      own(path.join(work, 'images'));
+    }
+    return built!;
+  };
+  let home = '';
+  /** A HOME of the user's for burrow's store (the store lands in it with defaults). */
+  const userHome = (): string => {
+    if (!home) {
+      home = path.join(work, 'home');
+      fs.mkdirSync(home);
+      own(home);
+    }
+    return home;
+  };
+
   /** Containers left in the user's state root (each step's is deleted by RunTimeDelete). */
   const leftContainers = (): string[] => (fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []);
 
@@ -78,7 +101,11 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
     const why = slurmUnavailable();
     if (why) throw new Error(why);
     if (!fs.existsSync(RUNTIME)) throw new Error(`${RUNTIME} is missing: run npm run build`);
-    user = testUser() ?? (ensureTestUser() as TestUser);
+    if (IS_ROOT) user = testUser() ?? (ensureTestUser() as TestUser);
+    else {
+      const me = os.userInfo();
+      user = { name: me.username, uid: me.uid, gid: me.gid, home: me.homedir, runtimeDir: '' };
+    }
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-slurm-'));
     fs.chmodSync(work, 0o755);
     // The runtime's --root: one directory per user (oci.conf's %u) in a sticky, world-writable
@@ -121,7 +148,7 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
     expect(id, show(r)).toBeTruthy();
     const file = out.replace('%j', id!);
     const text = fs.readFileSync(file, 'utf8');
-    expect(text).toMatch(/^batch-on-node[12] uid-0\n/);
+    expect(text).toMatch(new RegExp(`^batch-on-(${(cluster.nodes as { hostname: string }[]).map((n) => n.hostname).join('|')}) uid-0\n`));
     // The container has its own pid namespace: its first process is the batch script, which
     // Slurm bind-mounts at /tmp/slurm/startup and makes the container's process.
     expect(text).toMatch(/\npid1-startup\n/);
@@ -150,20 +177,57 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
     expect(r.stdout).toBe(`/srv/work ${work}\n`);
   });
 
-  it('srun -N2 --container: one task on each node, each in its node\'s network namespace and with its hostname', () => {
-    const r = asUser(['srun', '-N2', '--ntasks-per-node=1', `--container=${bundle}`, 'sh', '-c', 'echo "$(hostname) $(ip -4 -o addr show eth0 | sed -e "s/.* inet //" -e "s,/.*,,")"']);
+  it('srun -N2 --container: one task on each node (each node\'s slurmd started one), as root each in its node\'s network namespace and with its hostname', () => {
+    const r = asUser(['srun', '-N2', '--ntasks-per-node=1', `--container=${bundle}`, 'sh', '-c', 'echo "$SLURM_JOB_ID $(hostname) $(ip -4 -o addr show eth0 2>/dev/null | sed -e "s/.* inet //" -e "s,/.*,,")"']);
     expect(r.code, show(r)).toBe(0);
-    const got = r.stdout.trim().split('\n').sort();
-    expect(got).toEqual(NODES.map((n: { name: string; addr: string }) => `${n.name} ${n.addr}`));
+    const lines = r.stdout.trim().split('\n').sort();
+    expect(lines, show(r)).toHaveLength(2);
+    const job = lines[0]!.split(' ')[0]!;
+    expect(job).toMatch(/^\d+$/);
+    for (const n of cluster.nodes as { name: string }[]) {
+      expect(fs.readFileSync(cluster.nodeLog(n.name), 'utf8'), `${n.name} ran a task of step ${job}.0`).toMatch(new RegExp(`\\[${job}\\.0\\] task \\d+ \\(\\d+\\) started`));
+    }
+    if (IS_ROOT) {
+      expect(lines.map((l) => l.split(' ').slice(1).join(' '))).toEqual(NODES.map((n: { hostname: string; addr: string }) => `${n.hostname} ${n.addr}`));
+    }
     expect(leftContainers()).toEqual([]);
   });
 
+  it('burrow bundle IMAGE DIR, then srun -N2 --container=DIR: the image\'s bundle runs on both nodes as container root (the user), and with --userns keep-id as the user\'s own uid', () => {
+    const home = userHome();
+    const env = { HOME: home, XDG_RUNTIME_DIR: undefined };
+    const as = IS_ROOT ? user : undefined;
+    const load = burrow(['load', '-q', '-i', images().busybox.archive], { as, env });
+    expect(load.code, show(load)).toBe(0);
+    const dir = path.join(home, 'bundles', 'busybox');
+    const b = burrow(['bundle', images().busybox.ref, dir], { as, env });
+    expect(b.code, show(b)).toBe(0);
+    expect(b.stdout.trim()).toBe(dir);
+    const r = asUser(['srun', '-N2', '--ntasks-per-node=1', `--container=${dir}`, 'sh', '-c', 'echo "$(hostname) $(id -u) $(stat -c %u /bin/busybox)"']);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual((cluster.nodes as { hostname: string }[]).map((n) => `${n.hostname} 0 0`));
+    expect(leftContainers()).toEqual([]);
+
+    // keep-id: the job's files on shared storage are the user's, as without a container.
+    const kdir = path.join(home, 'bundles', 'busybox-keep-id');
+    const k = burrow(['bundle', '--userns', 'keep-id', images().busybox.ref, kdir], { as, env });
+    expect(k.code, show(k)).toBe(0);
+    // The shared directory reaches the container as a bind mount in config.json, as a site's
+    // bundle would carry its shared file systems.
+    const out = path.join(work, 'out');
+    const cfgPath = path.join(kdir, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    cfg.mounts.push({ destination: out, source: out, type: 'bind', options: ['rbind', 'rw'] });
+    fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
+    const shared = path.join(out, 'keep-id.txt');
+    const kr = asUser(['srun', `--container=${kdir}`, 'sh', '-c', `id -u; echo written > ${shared}`]);
+    expect(kr.code, show(kr)).toBe(0);
+    expect(kr.stdout).toBe(`${user.uid}\n`);
+    expect(fs.statSync(shared).uid).toBe(user.uid);
+  });
+
   it('burrow run inside an sbatch job with defaults: no XDG_RUNTIME_DIR, no systemd session, a TMPDIR per job', () => {
-    const images = buildClientImages(path.join(work, 'images'));
-    own(path.join(work, 'images'));
-    const home = path.join(work, 'home');
-    fs.mkdirSync(home);
-    own(home);
+    const home = userHome();
     const script = path.join(work, 'out', 'burrow-job.sh');
     fs.writeFileSync(
       script,
@@ -174,8 +238,8 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
         `export TMPDIR=${work}/out/tmp-$SLURM_JOB_ID`,
         'mkdir -p "$TMPDIR"',
         'echo "xdg=${XDG_RUNTIME_DIR-unset} dbus=${DBUS_SESSION_BUS_ADDRESS-unset}"',
-        `${process.execPath} ${BIN} load -q -i ${images.busybox.archive} >/dev/null`,
-        `${process.execPath} ${BIN} run --rm ${images.busybox.ref} sh -c 'echo in-container-$(id -u)'`,
+        `${process.execPath} ${BIN} load -q -i ${images().busybox.archive} >/dev/null`,
+        `${process.execPath} ${BIN} run --rm ${images().busybox.ref} sh -c 'echo in-container-$(id -u)'`,
         '',
       ].join('\n'),
       { mode: 0o755 },
@@ -188,8 +252,4 @@ describe.skipIf(!IS_ROOT)('Slurm 22.05 (srun/sbatch --container) with burrow-run
     expect(r.code, `${show(r)}\njob output:\n${text}`).toBe(0);
     expect(text).toBe('xdg=unset dbus=unset\nin-container-0\n');
   });
-});
-
-describe.skipIf(IS_ROOT)('Slurm 22.05 with burrow-runtime', () => {
-  it.skip(`skipped ${ROOTLESS_SKIP}`, () => {});
 });
