@@ -141,6 +141,15 @@ describe(`Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jo
     expect(ok.code, show(ok)).toBe(0);
   });
 
+  it('srun --container with a command the image does not have: the step fails with the runtime\'s error naming the command', () => {
+    const r = asUser(['srun', `--container=${bundle}`, 'no-such-command-in-bundle']);
+    expect(r.code, show(r)).not.toBe(0);
+    // runc's wording and exit status (1: the runtime's own failure), which srun passes on.
+    expect(r.stderr).toContain('"no-such-command-in-bundle\\": executable file not found in $PATH');
+    expect(r.stderr).toMatch(/task 0: Exited with exit code 1/);
+    expect(leftContainers()).toEqual([]);
+  });
+
   it('sbatch --container: the batch script runs in the container, its output lands in the -o file, and sbatch --wait exits with its status', () => {
     const out = path.join(work, 'out', 'batch-%j.out');
     const r = asUser(['sbatch', '--wait', `--container=${bundle}`, '-o', out, '--wrap', 'echo batch-on-$(hostname) uid-$(id -u); test -d /proc/1 && echo pid1-$(cat /proc/1/comm); exit 5']);
