@@ -240,30 +240,43 @@ describe(`Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jo
     expect(fs.statSync(shared).uid).toBe(user.uid);
   });
 
-  it('burrow run inside an sbatch job with defaults: no XDG_RUNTIME_DIR, no systemd session, a TMPDIR per job', () => {
+  it('burrow run inside an sbatch job with defaults: no XDG_RUNTIME_DIR, no systemd session (the login node\'s D-Bus address carried over), the TMPDIR sbatch carries, then a per-job TMPDIR named before it exists', () => {
     const home = userHome();
+    const bin = `${process.execPath} ${BIN}`;
+    const ref = images().busybox.ref;
+    const carried = path.join(work, 'login-node-tmp');
     const script = path.join(work, 'out', 'burrow-job.sh');
     fs.writeFileSync(
       script,
       [
         '#!/bin/sh',
         'set -e',
-        // A per-job TMPDIR, as a site's prolog or job_container/tmpfs gives one.
+        'echo "xdg=${XDG_RUNTIME_DIR-unset} tmpdir-exists=$(test -d "$TMPDIR" && echo yes || echo no)"',
+        `${bin} load -q -i ${images().busybox.archive} >/dev/null`,
+        `${bin} run --rm ${ref} sh -c 'echo carried-env-$(id -u)'`,
+        // The job's own TMPDIR, named before it is made (as a job script or a prolog may).
         `export TMPDIR=${work}/out/tmp-$SLURM_JOB_ID`,
+        `id=$(${bin} run -d ${ref} sh -c 'echo detached; exec sleep 600')`,
+        `until ${bin} logs "$id" | grep -q detached; do sleep 0.1; done`,
+        `${bin} logs "$id"`,
+        `${bin} rm -f "$id" >/dev/null`,
+        `${bin} ps -a -q | wc -l`,
         'mkdir -p "$TMPDIR"',
-        'echo "xdg=${XDG_RUNTIME_DIR-unset} dbus=${DBUS_SESSION_BUS_ADDRESS-unset}"',
-        `${process.execPath} ${BIN} load -q -i ${images().busybox.archive} >/dev/null`,
-        `${process.execPath} ${BIN} run --rm ${images().busybox.ref} sh -c 'echo in-container-$(id -u)'`,
+        `${bin} run --rm ${ref} sh -c 'echo job-tmpdir-$(id -u)'`,
         '',
       ].join('\n'),
       { mode: 0o755 },
     );
     own(script);
     const out = path.join(work, 'out', 'burrow-%j.out');
-    const r = asUser(['sbatch', '--wait', '-o', out, script], { HOME: home });
+    // What sbatch carries from the submitting (login) node: its TMPDIR (slurmstepd makes it on
+    // the node, or, when it cannot, says so on stderr and sets TMPDIR=/tmp) and a session bus
+    // address that does not exist on the node.
+    const r = asUser(['sbatch', '--wait', '-o', out, '-e', out.replace('.out', '.err'), script], { HOME: home, TMPDIR: carried, DBUS_SESSION_BUS_ADDRESS: `unix:path=${path.join(work, 'login-node-bus')}` });
     const id = /Submitted batch job (\d+)/.exec(r.stdout)?.[1];
     const text = id ? fs.readFileSync(out.replace('%j', id), 'utf8') : '';
-    expect(r.code, `${show(r)}\njob output:\n${text}`).toBe(0);
-    expect(text).toBe('xdg=unset dbus=unset\nin-container-0\n');
+    const err = id ? fs.readFileSync(out.replace('.out', '.err').replace('%j', id), 'utf8') : '';
+    expect(r.code, `${show(r)}\njob output:\n${text}\njob errors:\n${err}`).toBe(0);
+    expect(text).toBe('xdg=unset tmpdir-exists=yes\ncarried-env-0\ndetached\n0\njob-tmpdir-0\n');
   });
 });
