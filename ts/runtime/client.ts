@@ -168,10 +168,23 @@ export interface SyncResult {
 function statusFile(): number {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const os = require('node:os') as typeof import('node:os');
-  const file = path.join(os.tmpdir(), `burrow-status-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  const fd = fs.openSync(file, 'wx+', 0o600);
-  fs.unlinkSync(file);
-  return fd;
+  const name = `burrow-status-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  // TMPDIR first; then /tmp: a batch job's TMPDIR may not exist (yet, or any more: made by the
+  // job, removed by its epilog, or carried by sbatch from a login node where it did exist).
+  const dirs = [...new Set([os.tmpdir(), '/tmp', '/dev/shm'])];
+  for (const [i, dir] of dirs.entries()) {
+    const file = path.join(dir, name);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'wx+', 0o600);
+    } catch (err) {
+      if (i < dirs.length - 1 && ['ENOENT', 'ENOTDIR', 'EACCES', 'EROFS', 'ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '')) continue;
+      throw err;
+    }
+    fs.unlinkSync(file);
+    return fd;
+  }
+  throw new Error('unreachable: the last directory throws');
 }
 
 function readStatusFile(fd: number): string {

@@ -197,10 +197,19 @@ pub fn main(args: &[String]) -> Result<i32> {
         return Ok(if run_jobs(jobs, mode, threads) { 0 } else { 1 });
     }
     let (parent, child) = Channel::pair()?;
+    let runtime = nix::unistd::getpid();
     // SAFETY: single-threaded until the child has entered its namespace.
     match unsafe { nix::unistd::fork() }.op("fork")? {
         ForkResult::Child => {
             drop(parent);
+            // Dies with its parent: a caller that kills the runtime (Ctrl-C of `burrow bundle`,
+            // which then removes the tree) must not leave this one writing into it. The parent
+            // is single-threaded, so its death, not a thread's, is what this follows.
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != runtime {
+                // SAFETY: leave at once; the parent is already gone.
+                unsafe { libc::_exit(2) }
+            }
             burrow_core::runtime::process::set_name("burrow:unpack");
             let r = (|| -> Result<bool> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).op("unshare(CLONE_NEWUSER)")?;
