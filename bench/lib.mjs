@@ -48,12 +48,17 @@ function quote(a) {
  * Times each named command (argv arrays) with hyperfine in one run and returns
  * [{ name, median, mean, stddev }] in milliseconds.
  */
-export function hyperfine(commands, { runs = 15, warmup = 3, ignoreFailure = false } = {}) {
+export function hyperfine(commands, { runs = 15, warmup = 3, ignoreFailure = false, prefix = [], env = {} } = {}) {
   const out = path.join(os.tmpdir(), `burrow-bench-${process.pid}-${Date.now()}.json`);
   const args = ['-N', '--style', 'basic', '--runs', String(runs), '--warmup', String(warmup), '--export-json', out, ...(ignoreFailure ? ['-i'] : [])];
   for (const c of commands) args.push('--command-name', c.name, c.argv.map(quote).join(' '));
-  // hyperfine itself runs as the bench user, so that no wrapper is inside the timed commands.
-  const argv = asUser(['hyperfine', ...args]);
+  // A command's `prepare` (argv) runs before each of its timed runs (hyperfine takes one
+  // --prepare per command, in order, or none).
+  if (commands.some((c) => c.prepare)) for (const c of commands) args.push('--prepare', (c.prepare ?? ['true']).map(quote).join(' '));
+  // hyperfine itself runs as the bench user, so that no wrapper is inside the timed commands;
+  // `prefix` (e.g. nsenter into a network namespace) goes before that, `env` is added to it.
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const argv = [...prefix, ...asUser([...(vars.length ? (benchUser() ? vars : ['env', ...vars]) : []), 'hyperfine', ...args])];
   execFileSync(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
   const j = JSON.parse(fs.readFileSync(out, 'utf8'));
   fs.rmSync(out, { force: true });
