@@ -10,7 +10,8 @@
 //                                      test setup with the reference runtime)
 //   buildClientImages(dir)             busybox and pause images as an OCI layout and docker archives
 //   podmanSandbox(dir, opts)           private containers.conf/storage.conf/registries.conf, env, run()
-//   startContainerd(dir, opts)         a containerd with its own config.toml (CRI on), stop() by PID
+//   startContainerd(dir, opts)         a containerd with its own config.toml (CRI on; handlers runc
+//                                      and burrow), stop() by PID
 //   ensureCrictl()                     crictl built from sigs.k8s.io/cri-tools (pinned), cached
 //   cleanupDir(dir)                    kill processes whose command line names dir, unmount under it
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -321,14 +322,20 @@ async function waitFor(pred, ms, what) {
  * Starts containerd (as root) with its own config.toml under `dir`: root, state, the gRPC socket,
  * the opt directory and runc's state root all under dir; the CRI plugin on with
  * restrict_oom_score_adj (the shell lacks CAP_SYS_RESOURCE), `sandbox_image`, the streaming
- * server on a free loopback port, and a runtime handler `runc` of type io.containerd.runc.v2 whose
- * BinaryName is `runtime`, cgroupfs (SystemdCgroup = false). Pods use the host network (the tests
- * ask for NODE), so no CNI plugin runs and nothing outside dir is configured.
- * Resolves {address, pid, runtimeRoot, ctr(args), crictl(args), stop()}.
+ * server on a free loopback port, and two runtime handlers of type io.containerd.runc.v2,
+ * cgroupfs (SystemdCgroup = false), each with its own state root (runc's `Root`): the default
+ * `runc`, whose BinaryName is `defaultRuntime` (`runtime` unless given), and `burrow`, whose
+ * BinaryName is `runtime`: the handler a Kubernetes RuntimeClass names (`handler: burrow`) and
+ * `crictl runp --runtime burrow` asks for. Pods use the host network (the tests ask for NODE), so
+ * no CNI plugin runs and nothing outside dir is configured. containerd's TMPDIR is dir/tmp (its
+ * checkpoint images are made there). Resolves {address, pid, runtimeRoot, runtimeRoots,
+ * handlers, ctr(args), crictl(args), stop()}.
  */
-export async function startContainerd(dir, { runtime = clientRuntime(), sandboxImage = 'docker.io/burrowtest/pause:latest' } = {}) {
+export async function startContainerd(dir, { runtime = clientRuntime(), defaultRuntime = runtime, sandboxImage = 'docker.io/burrowtest/pause:latest' } = {}) {
   const p = (...x) => path.join(dir, ...x);
-  for (const d of ['root', 'state', 'opt', 'runc', 'cni', 'logs', 'fifo']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
+  for (const d of ['root', 'state', 'opt', 'runc', 'burrow', 'cni', 'logs', 'fifo', 'tmp']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
+  // Handler name -> [binary, its state root]; stop() asks each binary about its own root.
+  const handlers = { runc: { binary: defaultRuntime, root: p('runc') }, burrow: { binary: runtime, root: p('burrow') } };
   const address = p('containerd.sock');
   const port = await freePort();
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
@@ -362,17 +369,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [${cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
-    [${cri}.containerd.runtimes.runc]
+${Object.entries(handlers)
+  .map(
+    ([name, h]) => `    [${cri}.containerd.runtimes.${name}]
       runtime_type = "io.containerd.runc.v2"
-      [${cri}.containerd.runtimes.runc.options]
-        BinaryName = "${runtime}"
-        Root = "${p('runc')}"
+      [${cri}.containerd.runtimes.${name}.options]
+        BinaryName = "${h.binary}"
+        Root = "${h.root}"
         SystemdCgroup = false
-`;
+`,
+  )
+  .join('')}`;
   fs.writeFileSync(p('config.toml'), config);
   fs.writeFileSync(p('crictl.yaml'), `runtime-endpoint: unix://${address}\nimage-endpoint: unix://${address}\ntimeout: 60\n`);
   const log = fs.openSync(p('containerd.log'), 'a');
-  const child = spawn(which('containerd') ?? 'containerd', ['--config', p('config.toml')], { stdio: ['ignore', log, log], detached: true });
+  const child = spawn(which('containerd') ?? 'containerd', ['--config', p('config.toml')], { stdio: ['ignore', log, log], detached: true, env: { ...process.env, TMPDIR: p('tmp') } });
   fs.closeSync(log);
   const pid = child.pid;
   child.unref();
@@ -392,7 +403,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     address,
     pid,
     runtime,
+    /** The default handler's state root (`ctr run --runc-root` uses it too). */
     runtimeRoot: p('runc'),
+    /** Each CRI handler's runtime binary and state root: {runc: {binary, root}, burrow: {...}}. */
+    handlers,
+    /** containerd's TMPDIR. */
+    tmpDir: p('tmp'),
     /** For `ctr run --fifo-dir`: ctr's default is /run/containerd/fifo. */
     fifoDir: p('fifo'),
     log: () => fs.readFileSync(p('containerd.log'), 'utf8'),
@@ -406,12 +422,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
      */
     async stop() {
       const leftovers = { containers: [], pids: [], mounts: [] };
-      for (const ns of fs.existsSync(p('runc')) ? fs.readdirSync(p('runc')) : []) {
-        const root = p('runc', ns);
-        const l = await run(runtime, ['--root', root, 'list', '-q'], { timeoutMs: 30_000 });
-        for (const id of l.stdout.split('\n').filter(Boolean)) {
-          leftovers.containers.push(`${ns}/${id}`);
-          await run(runtime, ['--root', root, 'delete', '--force', id], { timeoutMs: 30_000 });
+      for (const h of Object.values(handlers)) {
+        for (const ns of fs.existsSync(h.root) ? fs.readdirSync(h.root) : []) {
+          const root = path.join(h.root, ns);
+          const l = await run(h.binary, ['--root', root, 'list', '-q'], { timeoutMs: 30_000 });
+          for (const id of l.stdout.split('\n').filter(Boolean)) {
+            leftovers.containers.push(`${ns}/${id}`);
+            await run(h.binary, ['--root', root, 'delete', '--force', id], { timeoutMs: 30_000 });
+          }
         }
       }
       await killPids([pid]);
