@@ -230,9 +230,11 @@ export async function ptyDrive(steps, argv, opts = {}) {
  * matter here, default_sysctls included, plus cgroupfs and file events as this hybrid-cgroup host
  * needs; as root, nofile lowered under the shell's hard limit of 20000), storage.conf (overlay,
  * graphroot and runroot under dir), registries.conf, XDG_RUNTIME_DIR and HOME. Every command
- * gets `--runtime RUNTIME`. Rootless when this process is not root.
+ * gets `--runtime RUNTIME`, unless `runtimeName` names it in containers.conf (`runtime = NAME`
+ * under [engine], `NAME = [RUNTIME]` under [engine.runtimes]). Rootless when this process is
+ * not root.
  */
-export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.ipv4.ping_group_range=0 0'] } = {}) {
+export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.ipv4.ping_group_range=0 0'], runtimeName = null } = {}) {
   const rootful = process.getuid() === 0;
   const p = (...x) => path.join(dir, ...x);
   for (const d of ['home', 'xdg', 'tmp', 'graph', 'run', 'conf', 'conf/networks']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
@@ -254,6 +256,9 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
       `events_logfile_path = "${p('events.log')}"`,
       `tmp_dir = "${p('tmp')}"`,
       `volume_path = "${p('graph', 'volumes')}"`,
+      // runtimeName: the runtime is named in containers.conf and is podman's default, as
+      // docs/examples/containers.conf has it; commands then get no --runtime.
+      ...(runtimeName ? [`runtime = "${runtimeName}"`, '[engine.runtimes]', `${runtimeName} = ["${runtime}"]`] : []),
       // Rootful podman writes its network configs and a cni.lock in /etc/cni/net.d otherwise.
       '[network]',
       `network_config_dir = "${p('conf', 'networks')}"`,
@@ -273,7 +278,7 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
     CONTAINERS_REGISTRIES_CONF: p('conf', 'registries.conf'),
     TMPDIR: p('tmp'),
   };
-  const base = ['--runtime', runtime, '--root', p('graph'), '--runroot', p('run'), '--tmpdir', p('tmp'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
+  const base = [...(runtimeName ? [] : ['--runtime', runtime]), '--root', p('graph'), '--runroot', p('run'), '--tmpdir', p('tmp'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
   const sb = {
     dir,
     env,
