@@ -27,7 +27,7 @@ const median = (xs) => {
  * As root when `root` (containerd here is root's), else as the bench user (lib.mjs's asUser).
  * Returns lib.mjs's row shape: [{ name, median, mean, stddev, cpu }] in milliseconds.
  */
-function interleaved(commands, { rounds = 3, runs = 8, warmup = 2, root = false } = {}) {
+function interleaved(commands, { rounds = 6, runs = 4, warmup = 1, root = false } = {}) {
   const pooled = new Map(commands.map((c) => [c.name, { times: [], cpu: [], failed: 0 }]));
   for (let r = 0; r < rounds; r++) {
     const order = commands.map((_, i) => commands[(i + r) % commands.length]);
@@ -58,6 +58,58 @@ function interleaved(commands, { rounds = 3, runs = 8, warmup = 2, root = false 
     const name = p.failed ? `${c.name} (FAILED ${p.failed}/${p.times.length} runs)` : c.name;
     return { name, median: median(p.times) * 1000, mean: mean * 1000, stddev: sd * 1000, cpu: (p.cpu.reduce((a, b) => a + b, 0) / p.cpu.length) * 1000 };
   });
+}
+
+/**
+ * A runtime wrapper that appends one line per call to `log`: the subcommand, its start and end
+ * (ns since the epoch). Used as the client's runtime binary to split a client's run into the
+ * runtime's calls and what the client does around them.
+ */
+function loggingWrapper(dir, name, bin, log) {
+  const w = path.join(dir, `log-wrapper-${name}`);
+  const cmds = 'create|start|delete|kill|state|exec|run|features|update|ps|pause|resume';
+  fs.writeFileSync(
+    w,
+    `#!/bin/bash\ns=$(date +%s%N)\n${bin} "$@"\nrc=$?\ne=$(date +%s%N)\nc=\nfor a in "$@"; do case $a in ${cmds}) c=$a; break;; esac; done\ncase " $* " in *" --force "*) c="$c --force";; esac\necho "$c $s $e" >> ${log}\nexit $rc\n`,
+    { mode: 0o755 },
+  );
+  return w;
+}
+
+/**
+ * Runs each client command of `runs` ({ name, once(): runs it with its logging wrapper }) `n`
+ * times, alternating, and returns a markdown table of medians: each runtime call, their sum,
+ * and the client's time outside them. The wrapper (bash + date) costs every runtime alike.
+ */
+function callTable(title, entries, log, n = 20) {
+  const per = new Map(entries.map((e) => [e.name, []]));
+  for (let i = 0; i < n; i++) {
+    for (const e of i % 2 ? [...entries].reverse() : entries) {
+      fs.writeFileSync(log, '');
+      const t0 = Date.now();
+      e.once();
+      const total = Date.now() - t0;
+      const calls = fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
+        const f = l.split(' ');
+        return { cmd: f.slice(0, -2).join(' '), start: Number(f.at(-2)) / 1e6, ms: (Number(f.at(-1)) - Number(f.at(-2))) / 1e6 };
+      });
+      // Before the first call the runtime has had no part yet: a control for the noise.
+      per.get(e.name).push({ total, calls, before: calls.length ? calls[0].start - t0 : 0 });
+    }
+  }
+  const cmds = [...new Set([...per.values()].flatMap((rs) => rs.flatMap((r) => r.calls.map((c) => c.cmd))))];
+  const lines = [`### ${title}`, '', `| runtime | ${cmds.map((c) => `\`${c}\``).join(' | ')} | in the runtime | client total | outside the runtime | of which before the first call |`, `|---|${cmds.map(() => '---:|').join('')}---:|---:|---:|---:|`];
+  for (const [name, rs] of per) {
+    const m = (f) => median(rs.map(f)).toFixed(1);
+    const inRt = (r) => r.calls.reduce((a, c) => a + c.ms, 0);
+    const cols = cmds.map((c) => m((r) => r.calls.filter((x) => x.cmd === c).reduce((a, x) => a + x.ms, 0)));
+    lines.push(`| ${name} | ${cols.join(' | ')} | ${m(inRt)} | ${m((r) => r.total)} | ${m((r) => r.total - inRt(r))} | ${m((r) => r.before)} |`);
+  }
+  lines.push(
+    '',
+    `Medians (ms) of ${n} runs each, alternating, with a logging wrapper as the runtime binary (its bash and \`date\` are in each call's time, alike for every runtime). The client's time before the runtime's first call, in which the runtime has no part, shows how far the client's own time varies between the rows on this shared machine.`,
+  );
+  return lines.join('\n') + '\n';
 }
 
 /**
@@ -111,12 +163,22 @@ async function ctrSection() {
     const runc = byName('ctr run --rm IMG true (runc)');
     const crun = byName('ctr run --rm IMG true (crun');
     const notes = [
-      'containerd 1.6 as root with its own config, root and state (cgroupfs); `ctr run --rm` of busybox `true` through the runc v2 shim with the runtime as `--runc-binary` (each its own state root). The shim calls the runtime for create, start, state and delete.',
+      'containerd 1.6 as root with its own config, root and state (cgroupfs); `ctr run --rm` of busybox `true` through the runc v2 shim with the runtime as `--runc-binary` (each its own state root). The shim calls the runtime for create, start, delete and delete --force (table below).',
     ];
     if (runc) notes.push(`burrow-runtime / runc through ctr: ${(rows[0].median / runc.median).toFixed(2)}× (target ≤ 1×).`);
     if (crun) notes.push(`burrow-runtime / crun through ctr: ${(rows[0].median / crun.median).toFixed(2)}× (crun with its wrapper, which the shim runs for each of its calls).`);
     notes.push(...failedNotes);
-    return ratioTable('`ctr run --rm IMG true` (containerd 1.6, root)', rows, notes.join(' '));
+    const log = path.join(base, 'calls.log');
+    const entries = runtimes
+      .filter(([name]) => !name.startsWith('crun'))
+      .map(([name, bin], i) => {
+        const w = loggingWrapper(base, String(i), bin, log);
+        const root = path.join(base, `root-log-${i}`);
+        fs.mkdirSync(root);
+        const argv = [ctr, '--address', cd.address, '-n', ns, 'run', '--rm', '--runc-binary', w, '--runc-root', root, '--fifo-dir', cd.fifoDir, images.busybox.ref, `bench-log-${i}`, 'true'];
+        return { name, once: () => execFileSync(argv[0], argv.slice(1), { stdio: 'pipe' }) };
+      });
+    return ratioTable('`ctr run --rm IMG true` (containerd 1.6, root)', rows, notes.join(' ')) + '\n' + callTable('`ctr run --rm IMG true`: the runtime\'s calls from the shim', entries, log);
   } finally {
     if (cd) await cd.stop();
     removeCgroupDirs(ns);
@@ -142,14 +204,17 @@ function podmanBench(dir, u) {
       '[engine.runtimes]',
       `burrow = ["${BURROW_RUNTIME}"]`,
       `crun-wrapper = ["${crunWrapper(dir)}"]`,
+      `burrow-log = ["${loggingWrapper(dir, 'burrow', BURROW_RUNTIME, p('calls.log'))}"]`,
+      `runc-log = ["${loggingWrapper(dir, 'runc', which('runc') ?? 'runc', p('calls.log'))}"]`,
       '',
     ].join('\n'),
   );
   fs.writeFileSync(p('conf', 'storage.conf'), ['[storage]', 'driver = "overlay"', `graphroot = "${p('graph')}"`, `runroot = "${p('run')}"`, ''].join('\n'));
+  fs.writeFileSync(p('calls.log'), '');
   if (u) execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, dir]);
   const env = [`XDG_RUNTIME_DIR=${p('xdg')}`, `CONTAINERS_CONF=${p('conf', 'containers.conf')}`, `CONTAINERS_STORAGE_CONF=${p('conf', 'storage.conf')}`, `TMPDIR=${p('tmp')}`];
   // Rootless podman takes its store from rootless_storage_path or --root, not graphroot.
-  return { argv: (args) => ['env', ...env, 'podman', '--root', p('graph'), '--runroot', p('run'), ...args], dir, crunWrapper: 'crun-wrapper' };
+  return { argv: (args) => ['env', ...env, 'podman', '--root', p('graph'), '--runroot', p('run'), ...args], dir, crunWrapper: 'crun-wrapper', log: p('calls.log') };
 }
 
 async function podmanSection() {
@@ -189,7 +254,14 @@ async function podmanSection() {
     );
     if (crun) notes.push(`burrow-runtime / crun (with the wrapper podman runs for each of its calls, which hides /sys/fs/cgroup/unified in a mount namespace): ${(rows[0].median / crun.median).toFixed(2)}×.`);
     const note = notes.join(' ');
-    return ratioTable('`podman --runtime burrow run --rm IMG true` (rootless)', rows, note);
+    const entries = [
+      ['burrow-runtime', 'burrow-log'],
+      ['runc', 'runc-log'],
+    ].map(([name, rt]) => {
+      const a = asUser(run(rt));
+      return { name, once: () => execFileSync(a[0], a.slice(1), { stdio: 'pipe' }) };
+    });
+    return ratioTable('`podman --runtime burrow run --rm IMG true` (rootless)', rows, note) + '\n' + callTable('`podman run --rm IMG true`: the runtime\'s calls from conmon and podman', entries, pm.log);
   } finally {
     if (pm) {
       // The rootless store's files belong to subordinate ids: removed inside podman's namespace.
