@@ -16,7 +16,8 @@
  * that wrapper, so the rootless case is not tested (the user run skips this file's tests).
  * Pods use the host network (namespace_options.network = NODE): no CNI plugin runs, so the test
  * writes no bridge, firewall rule or /var/lib/cni state on the host.
- * BURROW_CLIENTS_RUNTIME=/usr/sbin/runc runs the same tests with Debian's runc, which pass.
+ * BURROW_CLIENTS_RUNTIME=/usr/sbin/runc runs the same tests with Debian's runc, which pass, but
+ * for the RuntimeClass and checkpoint tests: they check burrow-runtime's own state and refusal.
  */
 import fs from 'node:fs';
 import os from 'node:os';
