@@ -12,6 +12,7 @@
 //   podmanSandbox(dir, opts)           private containers.conf/storage.conf/registries.conf, env, run()
 //   startContainerd(dir, opts)         a containerd with its own config.toml (CRI on; handlers runc
 //                                      and burrow), stop() by PID
+//   startRootlessContainerd(dir)       containerd as the user under RootlessKit, ctr through nsenter
 //   ensureCrictl()                     crictl built from sigs.k8s.io/cri-tools (pinned), cached
 //   cleanupDir(dir)                    kill processes whose command line names dir, unmount under it
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -449,6 +450,72 @@ ${Object.entries(handlers)
     },
   };
   return cd;
+}
+
+// ---- rootless containerd ---------------------------------------------------------------------------
+
+/**
+ * Starts containerd as this (unprivileged) user under RootlessKit, as containerd-rootless.sh
+ * (nerdctl's, not packaged in Debian) does: rootlesskit with /etc and /run copied up, the host's
+ * network (--net=host: nothing to reach here), /run/containerd made anew inside, and containerd
+ * with a config.toml of its own whose root, state and sockets are under `dir` (CRI off: only
+ * ctr here). `ctr(args)` runs ctr in RootlessKit's user and mount namespaces (nsenter, as
+ * `nerdctl` and containerd-rootless-setuptool.sh do). stop() kills rootlesskit, containerd and the
+ * shims by PID. Resolves {dir, pid, address, ctr(args), log(), stop()}.
+ */
+export async function startRootlessContainerd(dir) {
+  const p = (...x) => path.join(dir, ...x);
+  for (const d of ['root', 'state', 'opt', 'rk']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(p('xdg'), { recursive: true, mode: 0o700 });
+  const address = p('containerd.sock');
+  fs.writeFileSync(
+    p('config.toml'),
+    `version = 2
+root = "${p('root')}"
+state = "${p('state')}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "${address}"
+[ttrpc]
+  address = "${address}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${p('opt')}"
+`,
+  );
+  const log = fs.openSync(p('containerd.log'), 'a');
+  const inner = `rm -f /run/containerd /run/runc && mkdir -p /run/containerd /run/runc && exec containerd --config ${p('config.toml')}`;
+  const child = spawn(which('rootlesskit') ?? 'rootlesskit', ['--net=host', '--copy-up=/etc', '--copy-up=/run', `--state-dir=${p('rk')}`, '--propagation=rslave', 'sh', '-c', inner], {
+    stdio: ['ignore', log, log],
+    detached: true,
+    env: { ...process.env, XDG_RUNTIME_DIR: p('xdg') },
+  });
+  fs.closeSync(log);
+  const pid = child.pid;
+  child.unref();
+  let exited = null;
+  child.on('exit', (code, sig) => (exited = code ?? sig));
+  const ctr = (args, opts = {}) => {
+    const childPid = fs.readFileSync(p('rk', 'child_pid'), 'utf8').trim();
+    return run('nsenter', ['-U', '-m', '-t', childPid, which('ctr') ?? 'ctr', '--address', address, ...args], opts);
+  };
+  try {
+    await waitFor(async () => exited !== null || (fs.existsSync(p('rk', 'child_pid')) && fs.existsSync(address) && (await ctr(['version'], { timeoutMs: 10_000 })).code === 0), 30_000, 'rootless containerd to answer');
+  } catch (e) {
+    throw new Error(`${e.message}\n${fs.readFileSync(p('containerd.log'), 'utf8').slice(-3000)}`);
+  }
+  if (exited !== null) throw new Error(`rootlesskit exited (${exited}):\n${fs.readFileSync(p('containerd.log'), 'utf8').slice(-3000)}`);
+  return {
+    dir,
+    pid,
+    address,
+    ctr,
+    log: () => fs.readFileSync(p('containerd.log'), 'utf8'),
+    /** Stops rootlesskit and containerd, then the shims (their command lines name dir) by PID. */
+    async stop() {
+      await killPids([pid]);
+      return cleanupDir(dir);
+    },
+  };
 }
 
 // ---- crictl ---------------------------------------------------------------------------------------

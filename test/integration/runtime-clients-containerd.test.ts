@@ -11,9 +11,9 @@
  * directory; test/harness/clients.mjs) and stops it, its shims and anything left by PID,
  * unmounting rootfs and shm mounts under the directory.
  *
- * Root only: containerd's CRI runs as root here. Rootless containerd needs RootlessKit and the
- * containerd-rootless.sh wrapper of nerdctl; Debian 12 has rootlesskit (1.1.0) but not nerdctl or
- * that wrapper, so the rootless case is not tested (the user run skips this file's tests).
+ * As root: containerd with its CRI. As the unprivileged user (the user run): rootless containerd
+ * under RootlessKit (Debian's rootlesskit 1.1; nerdctl's containerd-rootless.sh, which wraps it, is
+ * not packaged, so the harness does what it does), driven with ctr; its CRI is not tested.
  * Pods use the host network (namespace_options.network = NODE): no CNI plugin runs, so the test
  * writes no bridge, firewall rule or /var/lib/cni state on the host.
  * BURROW_CLIENTS_RUNTIME=/usr/sbin/runc runs the same tests with Debian's runc, which pass, but
@@ -25,7 +25,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 // @ts-expect-error plain ESM harness module without types
-import { buildClientImages, clientRuntime, ensureCrictl, mountsUnder, ptyDrive, removeCgroupDirs, run, startContainerd, which } from '../harness/clients.mjs';
+import { buildClientImages, clientRuntime, ensureCrictl, mountsUnder, ptyDrive, removeCgroupDirs, run, startContainerd, startRootlessContainerd, which } from '../harness/clients.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 type Containerd = any;
@@ -418,4 +418,63 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
     },
     180_000,
   );
+});
+
+describe.skipIf(IS_ROOT)('rootless containerd under RootlessKit with burrow-runtime (as an unprivileged user)', () => {
+  let rwork = '';
+  let rimages: { busybox: { archive: string; ref: string } };
+  const open: Containerd[] = [];
+
+  beforeAll(() => {
+    for (const c of ['containerd', 'ctr', 'containerd-shim-runc-v2', 'rootlesskit', 'nsenter']) if (!which(c)) throw new Error(`${c} is not installed: run .ci/setup (apt-get install containerd rootlesskit)`);
+    if (!fs.existsSync(RUNTIME)) throw new Error(`${RUNTIME} is missing: run npm run build`);
+    rwork = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rootless-containerd-'));
+    rimages = buildClientImages(path.join(rwork, 'images'));
+  }, 300_000);
+
+  afterEach(async () => {
+    for (const cd of open.splice(0)) {
+      const left = await cd.stop();
+      fs.rmSync(cd.dir, { recursive: true, force: true });
+      expect(left.pids, 'processes left after rootlesskit stopped').toEqual([]);
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    if (rwork) fs.rmSync(rwork, { recursive: true, force: true });
+  });
+
+  async function newRootless(): Promise<Containerd> {
+    const cd = await startRootlessContainerd(fs.mkdtempSync(path.join(rwork, 'r-')));
+    open.push(cd);
+    await ok(cd.ctr(['-n', 'rl', 'images', 'import', rimages.busybox.archive]));
+    return cd;
+  }
+
+  it('ctr run --rm without limits: burrow-runtime runs the container as the user (uid 0 inside maps to the user), its output and exit status reach ctr', async () => {
+    const cd = await newRootless();
+    const runtimeRoot = path.join(cd.dir, 'burrow');
+    // --cpu-shares 0: ctr's default spec asks for CPU shares (1024), a limit; without it the spec
+    // asks for none, and on cgroup v1, which a user cannot write, burrow-runtime then runs the
+    // container without a cgroup of its own.
+    const r: Result = await cd.ctr(['-n', 'rl', 'run', '--rm', '--cpu-shares', '0', '--runc-binary', RUNTIME, '--runc-root', runtimeRoot, rimages.busybox.ref, 'rl-1', 'sh', '-c', 'id -u; head -1 /proc/self/uid_map; echo to-stderr >&2; exit 7']);
+    expect(r.code, show(r) + `\n${cd.log().slice(-2000)}`).toBe(7);
+    const [uid, map] = r.stdout.trim().split('\n');
+    expect(uid).toBe('0');
+    expect(map.trim().split(/\s+/), "uid 0 in RootlessKit's namespace is the user").toEqual(['0', String(process.getuid()), '1']);
+    expect(r.stderr).toContain('to-stderr');
+    expect((await ok(cd.ctr(['-n', 'rl', 'containers', 'list', '-q']))).stdout.trim(), 'run --rm removed it').toBe('');
+  });
+
+  // On a cgroup v2 host the outcome depends on the controllers delegated to the user instead.
+  it.skipIf(fs.existsSync('/sys/fs/cgroup/cgroup.controllers'))('ctr run with its default CPU shares on cgroup v1: refused with the cause and the fix, nothing left', async () => {
+    const cd = await newRootless();
+    const runtimeRoot = path.join(cd.dir, 'burrow');
+    const r: Result = await cd.ctr(['-n', 'rl', 'run', '--rm', '--runc-binary', RUNTIME, '--runc-root', runtimeRoot, rimages.busybox.ref, 'rl-2', 'true']);
+    expect(r.code, show(r)).not.toBe(0);
+    expect(r.stderr).toMatch(/OCI runtime create failed: cannot create the container's cgroup to enforce its limits: mkdir \/sys\/fs\/cgroup\/\S+: Permission denied.*Fix: use cgroup v2 with controllers delegated/);
+    await cd.ctr(['-n', 'rl', 'containers', 'delete', 'rl-2']);
+    expect((await run(RUNTIME, ['--root', path.join(runtimeRoot, 'rl'), 'list', '-q'])).stdout.trim(), 'nothing left in the runtime').toBe('');
+    expect((await ok(cd.ctr(['-n', 'rl', 'containers', 'list', '-q']))).stdout.trim()).toBe('');
+  });
 });
