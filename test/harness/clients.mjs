@@ -10,7 +10,9 @@
 //                                      test setup with the reference runtime)
 //   buildClientImages(dir)             busybox and pause images as an OCI layout and docker archives
 //   podmanSandbox(dir, opts)           private containers.conf/storage.conf/registries.conf, env, run()
-//   startContainerd(dir, opts)         a containerd with its own config.toml (CRI on), stop() by PID
+//   startContainerd(dir, opts)         a containerd with its own config.toml (CRI on; handlers runc
+//                                      and burrow), stop() by PID
+//   startRootlessContainerd(dir)       containerd as the user under RootlessKit, ctr through nsenter
 //   ensureCrictl()                     crictl built from sigs.k8s.io/cri-tools (pinned), cached
 //   cleanupDir(dir)                    kill processes whose command line names dir, unmount under it
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -229,9 +231,11 @@ export async function ptyDrive(steps, argv, opts = {}) {
  * matter here, default_sysctls included, plus cgroupfs and file events as this hybrid-cgroup host
  * needs; as root, nofile lowered under the shell's hard limit of 20000), storage.conf (overlay,
  * graphroot and runroot under dir), registries.conf, XDG_RUNTIME_DIR and HOME. Every command
- * gets `--runtime RUNTIME`. Rootless when this process is not root.
+ * gets `--runtime RUNTIME`, unless `runtimeName` names it in containers.conf (`runtime = NAME`
+ * under [engine], `NAME = [RUNTIME]` under [engine.runtimes]). Rootless when this process is
+ * not root.
  */
-export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.ipv4.ping_group_range=0 0'] } = {}) {
+export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.ipv4.ping_group_range=0 0'], runtimeName = null } = {}) {
   const rootful = process.getuid() === 0;
   const p = (...x) => path.join(dir, ...x);
   for (const d of ['home', 'xdg', 'tmp', 'graph', 'run', 'conf', 'conf/networks']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
@@ -253,6 +257,9 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
       `events_logfile_path = "${p('events.log')}"`,
       `tmp_dir = "${p('tmp')}"`,
       `volume_path = "${p('graph', 'volumes')}"`,
+      // runtimeName: the runtime is named in containers.conf and is podman's default, as
+      // docs/examples/containers.conf has it; commands then get no --runtime.
+      ...(runtimeName ? [`runtime = "${runtimeName}"`, '[engine.runtimes]', `${runtimeName} = ["${runtime}"]`] : []),
       // Rootful podman writes its network configs and a cni.lock in /etc/cni/net.d otherwise.
       '[network]',
       `network_config_dir = "${p('conf', 'networks')}"`,
@@ -272,7 +279,7 @@ export function podmanSandbox(dir, { runtime = clientRuntime(), sysctls = ['net.
     CONTAINERS_REGISTRIES_CONF: p('conf', 'registries.conf'),
     TMPDIR: p('tmp'),
   };
-  const base = ['--runtime', runtime, '--root', p('graph'), '--runroot', p('run'), '--tmpdir', p('tmp'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
+  const base = [...(runtimeName ? [] : ['--runtime', runtime]), '--root', p('graph'), '--runroot', p('run'), '--tmpdir', p('tmp'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
   const sb = {
     dir,
     env,
@@ -321,14 +328,20 @@ async function waitFor(pred, ms, what) {
  * Starts containerd (as root) with its own config.toml under `dir`: root, state, the gRPC socket,
  * the opt directory and runc's state root all under dir; the CRI plugin on with
  * restrict_oom_score_adj (the shell lacks CAP_SYS_RESOURCE), `sandbox_image`, the streaming
- * server on a free loopback port, and a runtime handler `runc` of type io.containerd.runc.v2 whose
- * BinaryName is `runtime`, cgroupfs (SystemdCgroup = false). Pods use the host network (the tests
- * ask for NODE), so no CNI plugin runs and nothing outside dir is configured.
- * Resolves {address, pid, runtimeRoot, ctr(args), crictl(args), stop()}.
+ * server on a free loopback port, and two runtime handlers of type io.containerd.runc.v2,
+ * cgroupfs (SystemdCgroup = false), each with its own state root (runc's `Root`): the default
+ * `runc`, whose BinaryName is `defaultRuntime` (`runtime` unless given), and `burrow`, whose
+ * BinaryName is `runtime`: the handler a Kubernetes RuntimeClass names (`handler: burrow`) and
+ * `crictl runp --runtime burrow` asks for. Pods use the host network (the tests ask for NODE), so
+ * no CNI plugin runs and nothing outside dir is configured. containerd's TMPDIR is dir/tmp (its
+ * checkpoint images are made there). Resolves {address, pid, runtimeRoot, runtimeRoots,
+ * handlers, ctr(args), crictl(args), stop()}.
  */
-export async function startContainerd(dir, { runtime = clientRuntime(), sandboxImage = 'docker.io/burrowtest/pause:latest' } = {}) {
+export async function startContainerd(dir, { runtime = clientRuntime(), defaultRuntime = runtime, sandboxImage = 'docker.io/burrowtest/pause:latest' } = {}) {
   const p = (...x) => path.join(dir, ...x);
-  for (const d of ['root', 'state', 'opt', 'runc', 'cni', 'logs', 'fifo']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
+  for (const d of ['root', 'state', 'opt', 'runc', 'burrow', 'cni', 'logs', 'fifo', 'tmp']) fs.mkdirSync(p(d), { recursive: true, mode: 0o711 });
+  // Handler name -> [binary, its state root]; stop() asks each binary about its own root.
+  const handlers = { runc: { binary: defaultRuntime, root: p('runc') }, burrow: { binary: runtime, root: p('burrow') } };
   const address = p('containerd.sock');
   const port = await freePort();
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
@@ -362,17 +375,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [${cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
-    [${cri}.containerd.runtimes.runc]
+${Object.entries(handlers)
+  .map(
+    ([name, h]) => `    [${cri}.containerd.runtimes.${name}]
       runtime_type = "io.containerd.runc.v2"
-      [${cri}.containerd.runtimes.runc.options]
-        BinaryName = "${runtime}"
-        Root = "${p('runc')}"
+      [${cri}.containerd.runtimes.${name}.options]
+        BinaryName = "${h.binary}"
+        Root = "${h.root}"
         SystemdCgroup = false
-`;
+`,
+  )
+  .join('')}`;
   fs.writeFileSync(p('config.toml'), config);
   fs.writeFileSync(p('crictl.yaml'), `runtime-endpoint: unix://${address}\nimage-endpoint: unix://${address}\ntimeout: 60\n`);
   const log = fs.openSync(p('containerd.log'), 'a');
-  const child = spawn(which('containerd') ?? 'containerd', ['--config', p('config.toml')], { stdio: ['ignore', log, log], detached: true });
+  const child = spawn(which('containerd') ?? 'containerd', ['--config', p('config.toml')], { stdio: ['ignore', log, log], detached: true, env: { ...process.env, TMPDIR: p('tmp') } });
   fs.closeSync(log);
   const pid = child.pid;
   child.unref();
@@ -392,7 +409,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     address,
     pid,
     runtime,
+    /** The default handler's state root (`ctr run --runc-root` uses it too). */
     runtimeRoot: p('runc'),
+    /** Each CRI handler's runtime binary and state root: {runc: {binary, root}, burrow: {...}}. */
+    handlers,
+    /** containerd's TMPDIR. */
+    tmpDir: p('tmp'),
     /** For `ctr run --fifo-dir`: ctr's default is /run/containerd/fifo. */
     fifoDir: p('fifo'),
     log: () => fs.readFileSync(p('containerd.log'), 'utf8'),
@@ -406,12 +428,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
      */
     async stop() {
       const leftovers = { containers: [], pids: [], mounts: [] };
-      for (const ns of fs.existsSync(p('runc')) ? fs.readdirSync(p('runc')) : []) {
-        const root = p('runc', ns);
-        const l = await run(runtime, ['--root', root, 'list', '-q'], { timeoutMs: 30_000 });
-        for (const id of l.stdout.split('\n').filter(Boolean)) {
-          leftovers.containers.push(`${ns}/${id}`);
-          await run(runtime, ['--root', root, 'delete', '--force', id], { timeoutMs: 30_000 });
+      for (const h of Object.values(handlers)) {
+        for (const ns of fs.existsSync(h.root) ? fs.readdirSync(h.root) : []) {
+          const root = path.join(h.root, ns);
+          const l = await run(h.binary, ['--root', root, 'list', '-q'], { timeoutMs: 30_000 });
+          for (const id of l.stdout.split('\n').filter(Boolean)) {
+            leftovers.containers.push(`${ns}/${id}`);
+            await run(h.binary, ['--root', root, 'delete', '--force', id], { timeoutMs: 30_000 });
+          }
         }
       }
       await killPids([pid]);
@@ -426,6 +450,72 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     },
   };
   return cd;
+}
+
+// ---- rootless containerd ---------------------------------------------------------------------------
+
+/**
+ * Starts containerd as this (unprivileged) user under RootlessKit, as containerd-rootless.sh
+ * (nerdctl's, not packaged in Debian) does: rootlesskit with /etc and /run copied up, the host's
+ * network (--net=host: nothing to reach here), /run/containerd made anew inside, and containerd
+ * with a config.toml of its own whose root, state and sockets are under `dir` (CRI off: only
+ * ctr here). `ctr(args)` runs ctr in RootlessKit's user and mount namespaces (nsenter, as
+ * `nerdctl` and containerd-rootless-setuptool.sh do). stop() kills rootlesskit, containerd and the
+ * shims by PID. Resolves {dir, pid, address, ctr(args), log(), stop()}.
+ */
+export async function startRootlessContainerd(dir) {
+  const p = (...x) => path.join(dir, ...x);
+  for (const d of ['root', 'state', 'opt', 'rk']) fs.mkdirSync(p(d), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(p('xdg'), { recursive: true, mode: 0o700 });
+  const address = p('containerd.sock');
+  fs.writeFileSync(
+    p('config.toml'),
+    `version = 2
+root = "${p('root')}"
+state = "${p('state')}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "${address}"
+[ttrpc]
+  address = "${address}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${p('opt')}"
+`,
+  );
+  const log = fs.openSync(p('containerd.log'), 'a');
+  const inner = `rm -f /run/containerd /run/runc && mkdir -p /run/containerd /run/runc && exec containerd --config ${p('config.toml')}`;
+  const child = spawn(which('rootlesskit') ?? 'rootlesskit', ['--net=host', '--copy-up=/etc', '--copy-up=/run', `--state-dir=${p('rk')}`, '--propagation=rslave', 'sh', '-c', inner], {
+    stdio: ['ignore', log, log],
+    detached: true,
+    env: { ...process.env, XDG_RUNTIME_DIR: p('xdg') },
+  });
+  fs.closeSync(log);
+  const pid = child.pid;
+  child.unref();
+  let exited = null;
+  child.on('exit', (code, sig) => (exited = code ?? sig));
+  const ctr = (args, opts = {}) => {
+    const childPid = fs.readFileSync(p('rk', 'child_pid'), 'utf8').trim();
+    return run('nsenter', ['-U', '-m', '-t', childPid, which('ctr') ?? 'ctr', '--address', address, ...args], opts);
+  };
+  try {
+    await waitFor(async () => exited !== null || (fs.existsSync(p('rk', 'child_pid')) && fs.existsSync(address) && (await ctr(['version'], { timeoutMs: 10_000 })).code === 0), 30_000, 'rootless containerd to answer');
+  } catch (e) {
+    throw new Error(`${e.message}\n${fs.readFileSync(p('containerd.log'), 'utf8').slice(-3000)}`);
+  }
+  if (exited !== null) throw new Error(`rootlesskit exited (${exited}):\n${fs.readFileSync(p('containerd.log'), 'utf8').slice(-3000)}`);
+  return {
+    dir,
+    pid,
+    address,
+    ctr,
+    log: () => fs.readFileSync(p('containerd.log'), 'utf8'),
+    /** Stops rootlesskit and containerd, then the shims (their command lines name dir) by PID. */
+    async stop() {
+      await killPids([pid]);
+      return cleanupDir(dir);
+    },
+  };
 }
 
 // ---- crictl ---------------------------------------------------------------------------------------

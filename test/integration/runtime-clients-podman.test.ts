@@ -2,7 +2,8 @@
  * burrow-runtime driven by the real podman (Debian's 4.3), as issue 13's tests ask: `podman
  * --runtime target/release/burrow-runtime` with podman's default containers.conf settings
  * (default_sysctls = net.ipv4.ping_group_range included), `run --rm`, `run -d` + `exec` +
- * `exec -it` (through a real pty) + `stop` + `rm`, writing to /dev/null inside. Rootful in the
+ * `exec -it` (through a real pty) + `stop` + `rm`, writing to /dev/null inside, and (issue 17)
+ * the runtime named in containers.conf as docs/podman.md has it. Rootful in the
  * root run, rootless in the test user's run. Each test has its own podman (config, storage,
  * runroot, tmp, XDG_RUNTIME_DIR, HOME) under a temporary directory (test/harness/clients.mjs);
  * podman, conmon and the rootless pause process are stopped by PID and mounts under it unmounted.
@@ -15,7 +16,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 // @ts-expect-error plain ESM harness module without types
-import { buildClientImages, clientRuntime, mountsUnder, podmanSandbox, ptyDrive, which } from '../harness/clients.mjs';
+import { buildClientImages, clientRuntime, mountsUnder, pidsMentioning, podmanSandbox, ptyDrive, which } from '../harness/clients.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 type Podman = any;
@@ -33,8 +34,8 @@ const open: Podman[] = [];
 
 const show = (r: Result): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
-async function newPodman(): Promise<Podman> {
-  const sb = podmanSandbox(fs.mkdtempSync(path.join(work, 'p-')), { runtime: RUNTIME });
+async function newPodman(opts: { runtimeName?: string } = {}): Promise<Podman> {
+  const sb = podmanSandbox(fs.mkdtempSync(path.join(work, 'p-')), { runtime: RUNTIME, ...opts });
   open.push(sb);
   const r: Result = await sb.podman(['load', '-i', images.busybox.archive]);
   expect(r.code, show(r)).toBe(0);
@@ -119,6 +120,40 @@ describe(`podman --runtime burrow-runtime as ${IS_ROOT ? 'root (rootful podman)'
     // runc's order: prestart, then createRuntime (both during create), poststart after start,
     // poststop when podman deletes the container.
     expect(fs.readFileSync(log, 'utf8')).toBe('prestart\ncreateRuntime\npoststart\npoststop\n');
+  });
+
+  it('a runtime named in containers.conf ([engine.runtimes] burrow = [PATH], runtime = "burrow", as docs/examples/containers.conf): podman uses it by name, and runc by name still', async () => {
+    const pm = await newPodman({ runtimeName: 'burrow' });
+    const info: Result = await pm.podman(['info', '--format', '{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}']);
+    expect(info.stdout.trim(), show(info)).toBe(`burrow ${RUNTIME}`);
+    const name = 'burrow-client-named';
+    const d: Result = await pm.podman(['run', '-d', '--name', name, '--network', 'none', images.busybox.ref, 'sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done']);
+    expect(d.code, show(d)).toBe(0);
+    const id = d.stdout.trim();
+    const rt: Result = await pm.podman(['inspect', '--format', '{{.OCIRuntime}}', name]);
+    expect(rt.stdout.trim(), show(rt)).toBe('burrow');
+    // The conmon podman started for the container runs the named runtime's binary (-r PATH).
+    const conmons = (pidsMentioning(id) as number[])
+      .map((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))
+      .filter((argv) => argv[0].endsWith('conmon'));
+    expect(conmons, 'one conmon for the container').toHaveLength(1);
+    expect(conmons[0][conmons[0].indexOf('-r') + 1]).toBe(RUNTIME);
+    // And burrow-runtime's own state (its state.json has initStartTime, which runc's never
+    // has) knows the container: podman runs the runtime without --root, so it is under the
+    // runtime's default root, $XDG_RUNTIME_DIR/burrow/runtime (rootless) or /run/burrow-runtime.
+    const roots = [path.join(pm.env.XDG_RUNTIME_DIR, 'burrow', 'runtime'), '/run/burrow-runtime'];
+    const state = roots.map((r) => path.join(r, id, 'state.json')).find((f) => fs.existsSync(f));
+    expect(state, `burrow-runtime's state of ${id} under ${roots.join(' or ')}`).toBeTruthy();
+    expect(Object.keys(JSON.parse(fs.readFileSync(state as string, 'utf8')))).toContain('initStartTime');
+    const e: Result = await pm.podman(['exec', name, 'echo', 'exec-ok']);
+    expect(e.stdout, show(e)).toBe('exec-ok\n');
+    const s: Result = await pm.podman(['stop', '-t', '20', name]);
+    expect(s.code, show(s)).toBe(0);
+    expect((await pm.podman(['rm', name])).code).toBe(0);
+    expect(fs.existsSync(state as string), 'burrow-runtime deleted its state').toBe(false);
+    // The default changed, the other runtimes stay: runc by its name from podman's built-in list.
+    const r: Result = await pm.podman(['--runtime', 'runc', 'run', '--rm', '--network', 'none', images.busybox.ref, 'echo', 'runc-ok']);
+    expect(r.stdout, show(r)).toBe('runc-ok\n');
   });
 
   it.skipIf(!IS_ROOT)('as root on cgroup v1: the container sees its own cgroup under /sys/fs/cgroup and is in it in every hierarchy, as with runc', async () => {

@@ -77,7 +77,7 @@ commands:
   pause      freeze all processes of a container (needs its cgroup: v2 delegated, or v1 freezer)
   resume     thaw a paused container
   update     change a running container's limits (-r FILE, --memory, --cpu-quota, --pids-limit, ...)
-  checkpoint, restore: not supported
+  checkpoint, restore: not supported yet (refused with an error; the container is left as it was)
 
 global flags:
   --root DIR           state directory (default $XDG_RUNTIME_DIR/burrow/runtime, /run/burrow-runtime for root)
