@@ -5,12 +5,14 @@
  * listener during `create`, unknown capabilities and spec versions, and errors in runc's log
  * format. Run as root and (test/run.mjs) as the unprivileged test user.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IS_ROOT } from './helpers';
+import { IS_ROOT, sh, testUser, type TestUser } from './helpers';
+import { RUNTIME } from '../harness/bundle.mjs';
+import { ensureTestUser } from '../harness/test-user.mjs';
 import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 
 // The runtime runs in a directory without config.json: one that ignored `--bundle` after the id
@@ -287,5 +289,27 @@ os.rename(sys.argv[2] + '.tmp', sys.argv[2])
       expect(rt(['kill', missing, 'KILL'], ['--log', text]).code).toBe(1);
       expect(fs.readFileSync(text, 'utf8')).toMatch(/^time="[^"]+" level=error msg="container \S+ does not exist"\n$/);
     });
+  });
+
+  it("without a usable XDG_RUNTIME_DIR, uid 0 of a user's namespace (rootless podman's runtime) keeps its state in the user's /tmp/burrow-run-UID, not root's", () => {
+    // As the test user in both roles: root's /tmp/burrow-run-0 is what the fallback used to pick.
+    const user = IS_ROOT ? (testUser() ?? (ensureTestUser() as TestUser)) : undefined;
+    const uid = user?.uid ?? process.getuid!();
+    fs.chmodSync(work, 0o755);
+    const { dir, id } = bundle(['true'], (c) => {
+      // Inside `unshare -r` the runtime is uid 0: the container maps that.
+      c.linux.uidMappings = [{ containerID: 0, hostID: 0, size: 1 }];
+      c.linux.gidMappings = [{ containerID: 0, hostID: 0, size: 1 }];
+    });
+    spawnSync('chmod', ['-R', 'a+rX', dir]);
+    const fallback = `/tmp/burrow-run-${uid}`;
+    const before = fs.existsSync('/tmp/burrow-run-0') ? fs.statSync('/tmp/burrow-run-0').uid : undefined;
+    const r = sh('unshare', ['-r', RUNTIME as string, 'run', '--bundle', dir, id], { as: user, env: { XDG_RUNTIME_DIR: undefined } });
+    expect(r.code, r.stderr).toBe(0);
+    // The state was made (and removed by `run`) under the user's own fallback directory.
+    expect(fs.statSync(path.join(fallback, 'runtime')).uid).toBe(uid);
+    // root's directory is untouched, and the user made none named after uid 0.
+    if (before === undefined) expect(fs.existsSync('/tmp/burrow-run-0')).toBe(false);
+    else expect(fs.statSync('/tmp/burrow-run-0').uid).toBe(before);
   });
 });

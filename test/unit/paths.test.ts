@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runtimeText } from '../../ts/errors';
-import { defaultRunRoot, defaultStoreRoot } from '../../ts/host/paths';
+import { defaultRunRoot, defaultStoreRoot, outerUid } from '../../ts/host/paths';
 import { native } from '../../ts/native';
 
 describe('default paths', () => {
@@ -8,6 +8,15 @@ describe('default paths', () => {
     const n = native().defaultPaths();
     expect(defaultStoreRoot()).toBe(n.storeRoot);
     expect(defaultRunRoot()).toBe(n.runtimeRoot);
+  });
+
+  it("the fallback run root's uid is the one outside the user namespace (burrow-core's outer_uid)", () => {
+    const podman = '         0       1000          1\n         1     100000      65536\n';
+    expect(outerUid(0, podman)).toBe(1000);
+    expect(outerUid(65536, podman)).toBe(165535);
+    expect(outerUid(70000, podman)).toBe(70000);
+    expect(outerUid(1000, '         0          0 4294967295\n')).toBe(1000);
+    expect(outerUid(5, '')).toBe(5);
   });
 });
 

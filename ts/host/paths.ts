@@ -65,7 +65,29 @@ export function defaultRunRoot(): string {
   const uid = process.getuid?.() ?? 0;
   const xdg = process.env.XDG_RUNTIME_DIR;
   if (xdg && runtimeDirUsable(xdg, uid)) return path.join(xdg, 'burrow');
-  return `/tmp/burrow-run-${uid}`;
+  return `/tmp/burrow-run-${outerUid(uid)}`;
+}
+
+/**
+ * `uid` as the parent user namespace sees it (burrow-core's `paths::outer_uid`): the fallback is
+ * named after the host uid, so that uid 0 of a user's namespace (rootless podman's runtime, `unshare
+ * -r`) uses the user's directory, not root's /tmp/burrow-run-0.
+ */
+export function outerUid(uid: number, uidMap?: string): number {
+  let map = uidMap;
+  if (map === undefined) {
+    try {
+      map = fs.readFileSync('/proc/self/uid_map', 'utf8');
+    } catch {
+      return uid;
+    }
+  }
+  for (const line of map.split('\n')) {
+    const [inner, outer, count, ...rest] = line.trim().split(/\s+/).map(Number);
+    if (inner === undefined || outer === undefined || count === undefined || rest.length > 0) continue;
+    if (uid >= inner && uid < inner + count) return outer + (uid - inner);
+  }
+  return uid;
 }
 
 export function storeRoot(opts: GlobalOptions): string {

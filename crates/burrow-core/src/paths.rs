@@ -48,13 +48,36 @@ pub fn fallback_runtime_dir(uid: u32) -> PathBuf {
     PathBuf::from(format!("/tmp/burrow-run-{uid}"))
 }
 
+/// `uid` as the parent user namespace sees it, from `uid_map`'s text (`inner outer count` per
+/// line); `uid` itself when no line maps it (the initial namespace maps everything to itself).
+pub fn outer_uid(uid_map: &str, uid: u32) -> u32 {
+    for line in uid_map.lines() {
+        let f: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if let [inner, outer, count] = f[..] {
+            let u = u64::from(uid);
+            if u >= inner && u < inner + count {
+                return u32::try_from(outer + (u - inner)).unwrap_or(uid);
+            }
+        }
+    }
+    uid
+}
+
+/// The uid the fallback directory is named after: the caller's uid outside its user namespace.
+/// Rootless podman runs the runtime as uid 0 of the user's namespace: named after that 0, the
+/// fallback was /tmp/burrow-run-0, root's own directory (refused, or made by the user and then
+/// refused to root's burrow). Named after the host uid, it is the user's, as /run/user/UID is.
+pub fn fallback_uid(uid: u32) -> u32 {
+    std::fs::read_to_string("/proc/self/uid_map").map(|m| outer_uid(&m, uid)).unwrap_or(uid)
+}
+
 /// The runtime root burrow uses: `$XDG_RUNTIME_DIR/burrow` when that directory is usable,
 /// else the private fallback. Pure decision; nothing is created.
 pub fn runtime_root() -> PathBuf {
     let uid = nix::unistd::getuid().as_raw();
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) if runtime_dir_problem(Path::new(&d), uid).is_none() => PathBuf::from(d).join("burrow"),
-        _ => fallback_runtime_dir(uid),
+        _ => fallback_runtime_dir(fallback_uid(uid)),
     }
 }
 
@@ -76,6 +99,21 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), CoreError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn outer_uid_maps_through_the_line_that_holds_it() {
+        // The initial namespace: identity.
+        assert_eq!(outer_uid("         0          0 4294967295\n", 0), 0);
+        assert_eq!(outer_uid("         0          0 4294967295\n", 1000), 1000);
+        // Rootless podman: 0 -> the user, 1.. -> the subordinate range.
+        let podman = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(outer_uid(podman, 0), 1000);
+        assert_eq!(outer_uid(podman, 1), 100000);
+        assert_eq!(outer_uid(podman, 65536), 165535);
+        // Unmapped (cannot happen for our own uid) or an unreadable map: the uid itself.
+        assert_eq!(outer_uid(podman, 70000), 70000);
+        assert_eq!(outer_uid("", 5), 5);
+    }
 
     #[test]
     fn runtime_dir_must_be_private() {

@@ -58,10 +58,12 @@ impl Status {
 }
 
 /// The default state root: like runc's (/run/runc for root, $XDG_RUNTIME_DIR/runc otherwise).
+/// Root means the host's root: uid 0 of a user's namespace (rootless podman runs its runtime so)
+/// cannot own /run and takes the user's fallback.
 pub fn default_root() -> PathBuf {
     let uid = nix::unistd::getuid().as_raw();
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
-    if uid == 0 && xdg.is_none() {
+    if uid == 0 && xdg.is_none() && crate::paths::fallback_uid(uid) == 0 {
         return PathBuf::from("/run/burrow-runtime");
     }
     crate::paths::runtime_root().join("runtime")
