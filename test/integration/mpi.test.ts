@@ -13,12 +13,20 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, IS_ROOT } from './helpers';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { BIN, IS_ROOT, sh, testUser, type TestUser } from './helpers';
 import { setup, type Env } from './lifecycle.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { hasOpenMpi, mpiContext } from '../harness/mpi.mjs';
+// @ts-expect-error plain ESM harness module without types
+import { ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
+// @ts-expect-error plain ESM harness module without types
+import { clientRuntime } from '../harness/clients.mjs';
+// @ts-expect-error plain ESM harness module without types
+import { ensureTestUser } from '../harness/test-user.mjs';
 
 let env: Env;
 let tmp: string;
@@ -86,5 +94,61 @@ describe(`MPI, the hybrid model, as ${IS_ROOT ? 'root' : 'an unprivileged user'}
 
   it('over TCP only (btl self,tcp)', T, () => {
     expectJob(mpirun(2, { OMPI_MCA_btl: 'self,tcp' }), 2);
+  });
+});
+
+/**
+ * Under Slurm (test/harness/slurm.mjs's cluster, Debian's slurm-wlm 22.05): `srun --mpi=pmix`
+ * starts the ranks and slurmstepd is their PMIx server (Debian's Open MPI has no pmi2 client:
+ * pmix it is). The job's user is the test user (the root lane) or ourselves (a single-user
+ * cluster), with a store of theirs where the same image is built. One node, two ranks: the two
+ * test nodes share one /tmp, where Slurm's PMIx plugin makes a directory per step named only by
+ * uid, job and step, so a step on both nodes collides with itself ("Cannot create client cli
+ * tmpdir ... File exists") before any container starts. Across nodes needs nodes with a /tmp
+ * each (docs/hpc.md).
+ */
+describe(`MPI under Slurm (srun --mpi=pmix), jobs as ${IS_ROOT ? 'the unprivileged test user' : 'ourselves'}`, () => {
+  /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
+  let cluster: any;
+  let dir: string;
+  let user: TestUser | undefined;
+  const global = () => ['--root', path.join(dir, 'store'), '--runroot', path.join(dir, 'run')];
+
+  beforeAll(async () => {
+    const why = slurmUnavailable();
+    if (why) throw new Error(why);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-mpi-slurm-'));
+    fs.chmodSync(dir, 0o755);
+    if (IS_ROOT) {
+      user = testUser() ?? (ensureTestUser() as TestUser);
+      // The user's own store, with the image built by them from the same context.
+      const ctx = path.join(dir, 'ctx');
+      mpiContext(ctx, (baseImage('minbase') as { name: string }).name);
+      execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, dir]);
+      const base = baseImage('minbase') as { archive: string };
+      for (const args of [['load', '-i', base.archive], ['build', '-t', IMG, ctx]]) {
+        const r = sh(process.execPath, [BIN, ...global(), ...args], { as: user });
+        if (r.code !== 0) throw new Error(`burrow ${args[0]} as ${user.name}: ${r.stderr}`);
+      }
+    }
+    const roots = path.join(dir, 'runtime');
+    fs.mkdirSync(roots);
+    fs.chmodSync(roots, 0o1777);
+    cluster = await startSlurm(path.join(dir, 'cluster'), { oci: ociConf(clientRuntime(), path.join(roots, '%u')) });
+  }, 600_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it('srun -N1 -n2 --mpi=pmix burrow run --hpc: slurmstepd is the PMIx server of two ranks, each in its own container', T, () => {
+    const g = IS_ROOT ? global() : ['--root', env.store, '--runroot', env.runroot];
+    const r = cluster.run(['srun', '-N1', '-n2', '--overcommit', '--mpi=pmix', process.execPath, BIN, ...g, 'run', '--rm', '--hpc', IMG, '/app/hello'], { as: user, cwd: dir, timeout: 300_000 });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const hellos = [...(r.stdout as string).matchAll(/^hello rank=(\d+) size=2 host=\S+ uid=(\d+) mnt=(\S+) /gm)];
+    expect(hellos.map((m) => m[1]).sort()).toEqual(['0', '1']);
+    for (const m of hellos) expect(m[2]).toBe(String(user?.uid ?? process.getuid!()));
+    expect(new Set(hellos.map((m) => m[3])).size).toBe(2);
+    expect(r.stdout).toMatch(/^pingpong ok rounds=70 max=4194304$/m);
   });
 });
