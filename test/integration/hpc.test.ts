@@ -152,7 +152,7 @@ describe(`--hpc, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     // A directory the user binds is kept.
     const own = path.join(env.work, 'elsewhere');
     fs.mkdirSync(own, { recursive: true });
-    const bound = hpc(['run', '--rm', '--hpc', '-v', `${own}:${own}`, IMG, 'pwd'], { HOME: '/nonexistent' }, own);
+    const bound = hpc(['run', '--rm', '--hpc', '-v', `${own}:${own}`, IMG, 'pwd'], { HOME: path.join(env.work, 'no-such-home') }, own);
     expect([bound.code, bound.stdout], bound.stderr).toEqual([0, `${own}\n`]);
   });
 });

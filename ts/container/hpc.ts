@@ -23,6 +23,28 @@ import type { CreateRequest } from '../engine/create';
 export const HPC_ENV_DENY = ['PATH', 'LD_LIBRARY_PATH', 'PS1', 'PROMPT_COMMAND', 'HOSTNAME', '_'];
 export const HPC_ENV_DENY_PREFIX = 'BURROW_';
 
+/**
+ * Variables --hpc sets unless the host's environment or the image sets them (and `-e` wins over
+ * both). Open MPI's shared-memory transport (btl vader, Open MPI 4) copies large messages
+ * between ranks with CMA (process_vm_readv), which the kernel allows only within one user
+ * namespace (or with CAP_SYS_PTRACE over the other's): with every rank in a container of its own,
+ * each in its own user namespace, it cannot work. Open MPI notices, warns on every job and copies
+ * through the shared segment instead; `none` asks for that copy from the start, without the
+ * warning. burrow does not put the containers of one user in one user namespace to let CMA
+ * work: that would let one container's processes ptrace another's (docs/hpc.md, "MPI").
+ */
+export const HPC_ENV_DEFAULTS: Record<string, string> = {
+  OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
+};
+
+/** --hpc's own variables (HPC_ENV_DEFAULTS) that neither the host's environment nor the image sets. */
+export function hpcEnvDefaults(env: Record<string, string | undefined>, imageEnv: string[]): string[] {
+  const image = new Set(imageEnv.map((kv) => kv.slice(0, kv.indexOf('='))));
+  return Object.entries(HPC_ENV_DEFAULTS)
+    .filter(([k]) => env[k] === undefined && !image.has(k))
+    .map(([k, v]) => `${k}=${v}`);
+}
+
 /** Directories never bound as the working directory (a job started from / or /usr runs there, on the image's tree). */
 const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/proc', '/run', '/sbin', '/sys', '/usr', '/var'];
 

@@ -227,7 +227,7 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const expose = exposedPorts(req.expose ?? []);
   const img = await resolveImage(ctx, req, hooks);
   // --hpc: the host's environment under the request's own -e, never over the image's variables.
-  const env = req.hpc ? [...(await import('../container/hpc')).hpcEnv(process.env, (await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? []), ...req.env] : req.env;
+  const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../container/limits');
   const { resources, needs } = toResources(req.resources ?? {});
@@ -367,4 +367,11 @@ async function userEndpoints(ctx: EngineContext, first: string, asked: EndpointR
 /** Docker's attributes of a container event: its name, its image and its labels. */
 export function containerAttributes(rec: ContainerRecord, extra: Record<string, string> = {}): Record<string, string> {
   return { ...rec.labels, image: rec.imageName, name: rec.name, ...extra };
+}
+
+/** --hpc's environment: its own defaults, then the host's (never over the image's variables), then the request's -e. */
+async function hpcEnvOf(ctx: EngineContext, img: ImageRecord, own: string[]): Promise<string[]> {
+  const { hpcEnv, hpcEnvDefaults } = await import('../container/hpc');
+  const imageEnv = (await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? [];
+  return [...hpcEnvDefaults(process.env, imageEnv), ...hpcEnv(process.env, imageEnv), ...own];
 }
