@@ -157,6 +157,10 @@ export const ERROR_CODES = {
   EBUILD_STEP: { exit: 1, http: 500 },
   /** making a layer (a tar of a container's changes or of copied files) failed */
   EPACK: { exit: 125, http: 500 },
+  /** a one-file image (squashfs or SIF) that cannot be used: not one, truncated, or without a squashfs system partition */
+  EFILE_IMAGE: { exit: 125, http: 400 },
+  /** a squashfs program (mksquashfs, unsquashfs, squashfuse) is missing or failed */
+  ESQUASH_TOOL: { exit: 125, http: 500 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -211,7 +211,10 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
   const { parseDevice } = await import('../container/spec');
   const devices = (req.devices ?? []).map(parseDevice);
   const expose = exposedPorts(req.expose ?? []);
-  const img = await resolveImage(ctx, req, hooks);
+  // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
+  const { isFileImageArg, openFileImage } = await import('../storage/squash');
+  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../container/limits');
   const { resources, needs } = toResources(req.resources ?? {});
@@ -233,7 +236,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
     dnsOption: req.dnsOptions ?? [],
     addHost: req.addHosts ?? [],
   };
-  const exposed = req.publishAll ? { ...(imageConfig(ctx.store, img).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
+  const exposed = req.publishAll ? { ...((fileImage ? fileImage.config : imageConfig(ctx.store, img)).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
   const net = networkRecord(netFlags, exposed, warn);
   if (net.mode === 'container') net.container = new (await import('../container/records')).Containers(ctx.store).find(net.container!).id;
   const userNetworks = await userEndpoints(ctx, network, req.endpoints ?? [], net.mode, identity, warn);
@@ -286,6 +289,7 @@ export async function createContainer(ctx: EngineContext, req: CreateRequest, ho
       ...(expose.length ? { expose } : {}),
       ...(req.restartPolicy ? { restartPolicy: req.restartPolicy } : {}),
       ...(req.healthcheck ? { healthcheck: req.healthcheck } : {}),
+      ...(fileImage ? { fileImage } : {}),
     },
     ctx.runRoot,
   );
