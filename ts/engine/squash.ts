@@ -52,9 +52,11 @@ export async function convertImage(ctx: EngineContext, req: ConvertRequest, hook
     await exportContainer(ctx.store, rec, writer.stdin as unknown as import('node:stream').Writable, hooks);
     await writer.done;
   } catch (err) {
+    // mksquashfs ending first (a full disk, say) is the cause; export's broken pipe only follows.
+    const own = writer.failure();
     writer.abort();
     await writer.done.catch(() => undefined);
-    throw err;
+    throw own ?? writer.failure() ?? err;
   } finally {
     if (rec) await drop(ctx, rec);
   }

@@ -309,6 +309,8 @@ export interface SquashWriter {
   done: Promise<void>;
   /** Stops it and removes the partial file. */
   abort(): void;
+  /** Its own failure, when it ended by itself before abort(): the cause to report. */
+  failure(): Error | undefined;
 }
 
 /**
@@ -320,11 +322,14 @@ export function squashWriter(out: string, processors: number): SquashWriter {
   const mk = needTool('mksquashfs');
   const dest = path.resolve(out);
   if (fs.existsSync(dest) && fs.statSync(dest).isDirectory()) throw new BurrowError('EUSAGE', `${dest} is a directory: give the file to write`);
+  if (!fs.existsSync(path.dirname(dest))) throw new BurrowError('EUSAGE', `cannot write ${dest}: directory ${path.dirname(dest)} does not exist`, 'create it first');
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.tmp-${process.pid}`);
   fs.rmSync(tmp, { force: true });
   // -root-*: a tar's `./` entry is skipped by mksquashfs, whose root would otherwise be 0777.
   const args = ['-', tmp, '-tar', '-noappend', '-quiet', '-no-progress', '-processors', String(processors), '-root-mode', '0755', '-root-uid', '0', '-root-gid', '0'];
   const child = spawn(mk, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let aborted = false;
+  let failed: Error | undefined;
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   // A failing mksquashfs closes its stdin: the writer's error is the process's, reported below.
@@ -343,14 +348,19 @@ export function squashWriter(out: string, processors: number): SquashWriter {
         return;
       }
       fs.rmSync(tmp, { force: true });
-      reject(new BurrowError('ESQUASH_TOOL', `mksquashfs failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').slice(-3).join('; ') || 'no message'}`));
+      if (!aborted) failed = new BurrowError('ESQUASH_TOOL', `mksquashfs failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').slice(-3).join('; ') || 'no message'}`);
+      reject(failed ?? new BurrowError('ESQUASH_TOOL', `mksquashfs failed (${signal ?? `exit ${code}`}): ${err.trim().split('\n').slice(-3).join('; ') || 'no message'}`));
     });
   });
+  // Awaited only once the tree is written: until then a failure must not be an unhandled one.
+  done.catch(() => undefined);
   return {
     stdin: child.stdin!,
     done,
     abort: () => {
+      aborted = true;
       child.kill('SIGKILL');
     },
+    failure: () => failed,
   };
 }
