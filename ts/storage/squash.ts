@@ -331,9 +331,9 @@ export function squashWriter(out: string, processors: number): SquashWriter {
   let aborted = false;
   let failed: Error | undefined;
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   // A failing mksquashfs closes its stdin: the writer's error is the process's, reported below.
-  child.stdin!.on('error', () => undefined);
+  child.stdin.on('error', () => undefined);
   const done = new Promise<void>((resolve, reject) => {
     child.on('error', (e) => reject(new BurrowError('ESQUASH_TOOL', `cannot run ${mk}: ${e.message}`)));
     child.on('close', (code, signal) => {
@@ -355,7 +355,7 @@ export function squashWriter(out: string, processors: number): SquashWriter {
   // Awaited only once the tree is written: until then a failure must not be an unhandled one.
   done.catch(() => undefined);
   return {
-    stdin: child.stdin!,
+    stdin: child.stdin,
     done,
     abort: () => {
       aborted = true;
