@@ -1,4 +1,4 @@
-//! The container's root filesystem for the two drivers that are not the kernel's overlay (which
+//! The container's root filesystem where it is not only the kernel's overlay of the store's layers (which
 //! mounts.rs mounts from the `run.burrow.rootfs.overlay` annotation):
 //!
 //! - fuse-overlayfs (`mount_annotated`): the init mounts the union of the image's layers and the
@@ -7,6 +7,9 @@
 //!   kernel's overlay, so nothing is converted: fuse-overlayfs (1.10, Debian 12) takes a 0/0
 //!   character device in a lower layer for a whiteout and `user.overlay.opaque` for an opaque
 //!   directory (as well as the `trusted.` and `.wh.` forms).
+//! - a one-file image (`mount_squash_annotated`): a squashfs, or a SIF's system partition at its
+//!   offset, mounted read-only with Debian's squashfuse on a directory that the union (kernel overlay
+//!   or fuse-overlayfs) then takes as its only lower layer; the daemon lives as fuse-overlayfs's.
 //! - copy (`assemble_copy`): at `burrow create`, `burrow-runtime unpack` copies the image's
 //!   layers in order into one directory inside the store's user namespace, turning whiteouts and
 //!   opaque directories into deletions; the runtime then uses it as a plain rootfs.
@@ -164,7 +167,7 @@ fn daemon(fuse: RawFd, err: RawFd, prog: &CString, args: &[CString], env: &[CStr
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
             .map_err(|e| ("sigprocmask", e))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare(CLONE_NEWNS)", e))?;
-        umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the root", e))?;
+        umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the mount", e))?;
         nix::fcntl::fcntl(fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("fcntl", e))?;
         nix::unistd::chdir(cwd.as_c_str()).map_err(|e| ("chdir to the layers", e))?;
         Err(("exec", nix::unistd::execve(prog, args, env).unwrap_err()))
