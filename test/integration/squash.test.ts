@@ -136,6 +136,15 @@ describe('image convert --format squashfs and run FILE.sqfs', () => {
     expect(squashDaemons()).toEqual([]);
   }, 300_000);
 
+  it('works under fuse-overlayfs too (the union where the kernel overlay cannot be used), with the same tree', async () => {
+    const fromImage = await sb.ok(['run', '--rm', '--network', 'none', ref, 'sh', '-c', TREE], { timeoutMs: 120_000 });
+    const fromFile = await sb.ok(['--storage-driver', 'fuse-overlayfs', 'run', '--rm', '--network', 'none', sqfs, 'sh', '-c', `${TREE}\n${MOUNTS}\necho mine > /written.txt && cat /written.txt`], { timeoutMs: 120_000 });
+    const lines = fromFile.stdout.trim().split('\n');
+    expect(lines.slice(-3)).toEqual(['root fuse.fuse-overlayfs', 'squashfuse', 'mine']);
+    expect(lines.slice(0, -3).join('\n')).toBe(fromImage.stdout.trim());
+    expect(squashDaemons()).toEqual([]);
+  }, 300_000);
+
   it("takes the image's config from the file: default command, user by name, working directory, env", async () => {
     const file = path.join(work, 'user.sqfs');
     await sb.ok(['image', 'convert', '--format', 'squashfs', userRef, file]);

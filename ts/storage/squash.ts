@@ -269,7 +269,11 @@ export function planSquashRootfs(settings: StorageSettings, img: FileImage, id: 
   const record = { driver, dir };
   if (driver === 'overlay') return { record, overlay: { options, cwd: dir }, annotations: squash };
   if (!fuseProgram) throw new BurrowError('ESTORAGE_DRIVER', 'storage driver fuse-overlayfs cannot work here: fuse-overlayfs is not installed', 'install fuse-overlayfs');
-  return { record, annotations: { ...squash, 'run.burrow.rootfs.fuse-overlayfs': options, 'run.burrow.rootfs.fuse-overlayfs.program': fuseProgram } };
+  // noacl: fuse-overlayfs passes the kernel's ACL lookups on to the lower layer, and squashfuse
+  // answers system.posix_acl_access with EOPNOTSUPP (not ENODATA), which the kernel's permission
+  // check of a file owned by another user than the caller then returns: root inside could not
+  // open a directory of uid 1000. Without ACL support the kernel checks the modes only.
+  return { record, annotations: { ...squash, 'run.burrow.rootfs.fuse-overlayfs': `${options},noacl`, 'run.burrow.rootfs.fuse-overlayfs.program': fuseProgram } };
 }
 
 /** A tar header block for the prelude of a conversion's stream (ustar, owner 0:0). */
