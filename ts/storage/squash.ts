@@ -22,6 +22,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
@@ -42,6 +43,8 @@ export interface FileImage {
   config: ImageConfig;
   /** A stand-in record for what a container keeps of its image (id, name, platform). */
   record: ImageRecord;
+  /** Its /etc/passwd and /etc/group, for user lookups. */
+  etc: { passwd: Buffer | undefined; group: Buffer | undefined };
 }
 
 /** Where burrow keeps an image's config inside a squashfs it made. */
@@ -166,17 +169,35 @@ function needTool(name: 'mksquashfs' | 'unsquashfs'): string {
   return p;
 }
 
-/** One file of the squashfs, read without mounting (unsquashfs -cat); undefined when absent. */
-function catFile(file: string, offset: number, inner: string): Buffer | undefined {
-  const r = spawnSync(needTool('unsquashfs'), ['-o', String(offset), '-cat', file, inner], { maxBuffer: 64 * 1024 * 1024 });
-  return r.status === 0 ? r.stdout : undefined;
+/**
+ * The few files burrow reads from an image before it runs (its config, /etc/passwd, /etc/group),
+ * extracted without mounting by one unsquashfs into a temporary directory and read back: one
+ * process per create, not one per file (a container start pays for it).
+ */
+function readFiles(file: string, offset: number, inner: string[]): Map<string, Buffer> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-sqfs-'));
+  try {
+    const r = spawnSync(needTool('unsquashfs'), ['-n', '-q', '-d', path.join(tmp, 'x'), '-o', String(offset), file, ...inner], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) throw bad(file, `unsquashfs cannot read it: ${(r.stderr || `exit ${r.status}`).trim().split('\n').pop()}`, 'copy the file again, or make it again');
+    const out = new Map<string, Buffer>();
+    for (const i of inner) {
+      try {
+        out.set(i, fs.readFileSync(path.join(tmp, 'x', i)));
+      } catch {
+        /* not in the image */
+      }
+    }
+    return out;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /**
- * Opens a one-file image: what it is, where its squashfs is, and the config its containers get.
- * Every refusal (not such a file, truncated, no system partition) names the file and the cause.
+ * What a file is and where its squashfs starts, from its headers alone (nothing is mounted or
+ * extracted): a squashfs at 0, or a SIF's primary system partition; refused with the cause.
  */
-export async function openFileImage(arg: string): Promise<FileImage> {
+export function locateSquashfs(arg: string): { file: string; kind: FileImageKind; offset: number; st: fs.Stats } {
   const file = path.resolve(arg);
   let fd: number;
   try {
@@ -184,29 +205,36 @@ export async function openFileImage(arg: string): Promise<FileImage> {
   } catch (err) {
     throw bad(file, `cannot open it: ${(err as Error).message}`);
   }
-  let kind: FileImageKind;
-  let offset = 0;
-  let st: fs.Stats;
   try {
-    st = fs.fstatSync(fd);
+    const st = fs.fstatSync(fd);
     const head = readAt(fd, 0, 64);
     if (head.subarray(0, 4).equals(SQUASH_MAGIC)) {
-      kind = 'squashfs';
       checkSquashfs(fd, file, 0, st.size);
-    } else if (head.subarray(32, 42).equals(SIF_MAGIC)) {
-      kind = 'sif';
+      return { file, kind: 'squashfs', offset: 0, st };
+    }
+    if (head.subarray(32, 42).equals(SIF_MAGIC)) {
       const p = sifPartition(fd, file, st.size);
-      offset = p.offset;
-      checkSquashfs(fd, file, offset, offset + p.size);
-    } else throw bad(file, 'not a squashfs or SIF image (no squashfs or SIF magic at its start)', 'give a file made by `burrow image convert --format squashfs`, mksquashfs or Apptainer');
+      checkSquashfs(fd, file, p.offset, p.offset + p.size);
+      return { file, kind: 'sif', offset: p.offset, st };
+    }
+    throw bad(file, 'not a squashfs or SIF image (no squashfs or SIF magic at its start)', 'give a file made by `burrow image convert --format squashfs`, mksquashfs or Apptainer');
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Opens a one-file image: what it is, where its squashfs is, and the config its containers get.
+ * Every refusal (not such a file, truncated, no system partition) names the file and the cause.
+ */
+export async function openFileImage(arg: string): Promise<FileImage> {
+  const { file, kind, offset, st } = locateSquashfs(arg);
+  const files = readFiles(file, offset, kind === 'sif' ? ['/etc/passwd', '/etc/group'] : [CONFIG_PATH, '/etc/passwd', '/etc/group']);
   let config: ImageConfig;
   if (kind === 'sif') {
     config = { architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux', config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Entrypoint: SIF_ENTRYPOINT, Cmd: [SIF_RUNSCRIPT] } } as ImageConfig;
   } else {
-    const bytes = catFile(file, 0, CONFIG_PATH);
+    const bytes = files.get(CONFIG_PATH);
     const { parseImageConfig } = await import('../image/manifest');
     config = bytes ? parseImageConfig(bytes) : ({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] } } as ImageConfig);
   }
@@ -225,19 +253,17 @@ export async function openFileImage(arg: string): Promise<FileImage> {
     size: st.size,
     pulledAt: new Date(st.mtimeMs).toISOString(),
   };
-  return { kind, file, offset, config, record };
+  return { kind, file, offset, config, record, etc: { passwd: files.get('/etc/passwd'), group: files.get('/etc/group') } };
 }
 
 /**
- * The image's /etc/passwd and /etc/group copied out (unsquashfs -cat) into `dir`/etc, for the
- * user lookups of `-u NAME` and the image's User: a layer directory of one layer.
+ * The image's /etc/passwd and /etc/group (read by openFileImage) written into `dir`/etc, for
+ * the user lookups of `-u NAME` and the image's User: a layer directory of one layer.
  */
 export function extractEtc(img: FileImage, dir: string): string {
   mkdirp(path.join(dir, 'etc'));
-  for (const f of ['passwd', 'group']) {
-    const b = catFile(img.file, img.offset, `/etc/${f}`);
-    if (b) fs.writeFileSync(path.join(dir, 'etc', f), b);
-  }
+  if (img.etc.passwd) fs.writeFileSync(path.join(dir, 'etc', 'passwd'), img.etc.passwd);
+  if (img.etc.group) fs.writeFileSync(path.join(dir, 'etc', 'group'), img.etc.group);
   return dir;
 }
 
