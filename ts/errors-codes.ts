@@ -169,6 +169,10 @@ export const ERROR_CODES = {
   ECDI_NO_GPU_SPEC: { exit: 125, http: 400 },
   /** `burrow bundle`'s directory exists and is not empty (without --force) */
   EBUNDLE_EXISTS: { exit: 125, http: 409 },
+  /** a one-file image (squashfs or SIF) that cannot be used: not one, truncated, or without a squashfs system partition */
+  EFILE_IMAGE: { exit: 125, http: 400 },
+  /** a squashfs program (mksquashfs, unsquashfs, squashfuse) is missing or failed */
+  ESQUASH_TOOL: { exit: 125, http: 500 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,7 @@ import type { EndpointRecord } from '../network/user';
 import type { NetworkRecord as StoredNetwork } from '../engine/networks';
 import { mkdirp } from '../storage/fsutil';
 import { buildRootfs, planRootfs, removeRootfs, withRootfs, type RootfsPlan } from '../storage/rootfs';
+import type { FileImage } from '../storage/squash';
 import type { ImageRecord, StorageSettings, Store } from '../storage/store';
 import { Containers, generateName, type ContainerRecord, type Healthcheck, type RestartPolicy } from './records';
 import type { MountRequest } from '../engine/create';
@@ -22,6 +23,8 @@ import { checkRangeHere, fitUser, type Identity, type UserFallback } from './use
 import type { CdiPlan } from '../cdi/edits';
 
 export interface CreateOptions {
+  /** A one-file image (squashfs, SIF) in place of the store's layers (ts/storage/squash.ts). */
+  fileImage?: FileImage;
   name?: string;
   args: string[];
   entrypoint?: string[];
@@ -195,7 +198,7 @@ export function parseMounts(store: Store, o: CreateOptions): { oci: OciMount[]; 
 export async function prepareContainer(store: Store, settings: StorageSettings, img: ImageRecord, imageName: string, o: CreateOptions, runRoot: string): Promise<ContainerRecord> {
   checkRangeHere(settings, o.identity);
   const containers = new Containers(store);
-  const cfg = imageConfig(store, img);
+  const cfg = o.fileImage ? o.fileImage.config : imageConfig(store, img);
   const id = containers.newId();
   let name = o.name;
   if (name === undefined) {
@@ -217,7 +220,7 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
     mkdirp(dir);
     for (const d of ['bundle/rootfs', 'etc']) mkdirp(path.join(dir, d), 0o755);
     // The driver (settings.driver: the store's, or this command's choice) and its writable part.
-    rootfs = await planRootfs(store, settings, img, id, dir);
+    rootfs = o.fileImage ? (await import('../storage/squash')).planSquashRootfs(settings, o.fileImage, id, dir) : await planRootfs(store, settings, img, id, dir);
     const hostname = o.hostname ?? id.slice(0, 12);
     const etc = { hosts: path.join(dir, 'etc', 'hosts'), hostname: path.join(dir, 'etc', 'hostname'), resolv: path.join(dir, 'etc', 'resolv.conf') };
     if (o.net && o.userNetworks?.length) {
@@ -225,7 +228,8 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       net = { ...o.net, networks: await allocateEndpoints(store, id, o.userNetworks) };
     }
     writeEtcFiles(etc, hostname, net, net?.mode === 'container' ? containers.dir(net.container!) : undefined, net?.networks?.length ? (await import('../engine/networks')).networkDef(o.userNetworks![0]!.network).gateway : undefined);
-    const layerDirs = [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
+    // A one-file image's users and groups: its /etc/passwd and /etc/group, copied out.
+    const layerDirs = o.fileImage ? [(await import('../storage/squash')).extractEtc(o.fileImage, path.join(dir, 'image-etc'))] : [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;
     let seccomp: 'default' | 'unconfined' | object = 'default';

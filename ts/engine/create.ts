@@ -225,7 +225,10 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const cdi = req.gpus !== undefined || (req.devices ?? []).some((d) => !d.startsWith('/')) ? (await import('../cdi/request')).cdiRequest(req.devices ?? [], req.gpus, warn) : { host: req.devices ?? [] };
   const devices = [...cdi.host.map(parseDevice), ...(cdi.plan?.nodes ?? [])];
   const expose = exposedPorts(req.expose ?? []);
-  const img = await resolveImage(ctx, req, hooks);
+  // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
+  const { isFileImageArg, openFileImage } = await import('../storage/squash');
+  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
   // --hpc: the host's environment under the request's own -e, never over the image's variables.
   const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
@@ -249,7 +252,7 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
     dnsOption: req.dnsOptions ?? [],
     addHost: req.addHosts ?? [],
   };
-  const exposed = req.publishAll ? { ...(imageConfig(ctx.store, img).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
+  const exposed = req.publishAll ? { ...((fileImage ? fileImage.config : imageConfig(ctx.store, img)).config?.ExposedPorts ?? {}), ...Object.fromEntries(expose.map((p) => [p, {}])) } : undefined;
   const net = networkRecord(netFlags, exposed, warn);
   if (net.mode === 'container') net.container = new (await import('../container/records')).Containers(ctx.store).find(net.container!).id;
   const userNetworks = await userEndpoints(ctx, network, req.endpoints ?? [], net.mode, identity, warn);
@@ -305,6 +308,7 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
       ...('plan' in cdi && cdi.plan ? { cdi: cdi.plan } : {}),
       ...(req.pid ? { pid: req.pid as 'host' | 'private' } : {}),
       ...(req.ipc ? { ipc: req.ipc as 'host' | 'private' } : {}),
+      ...(fileImage ? { fileImage } : {}),
     },
     ctx.runRoot,
   );

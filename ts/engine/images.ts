@@ -510,6 +510,13 @@ export interface ImportRequest {
 
 /** A root filesystem tarball (plain, gzip or zstd) as a one-layer image. */
 export async function importImage(ctx: EngineContext, req: ImportRequest): Promise<{ id: string }> {
+  // An Apptainer/Singularity image: its system partition as the layer (ts/engine/squash.ts).
+  if ('file' in req.source && (await import('../storage/squash')).isSifFile(req.source.file)) {
+    if (req.changes?.length) throw new BurrowError('EUSAGE', '--change is not supported with a SIF: its environment and runscript are the image\'s');
+    const r = await (await import('./squash')).importSif(ctx, req.source.file, req.reference);
+    imageEvent(ctx, 'import', r.id, r.id);
+    return r;
+  }
   // Bad changes and a bad name fail before anything is read or written.
   const changes = parseChanges(req.changes ?? []);
   if (req.reference) parseReference(req.reference);

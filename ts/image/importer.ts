@@ -38,6 +38,8 @@ function mediaTypeOf(file: string): string {
 
 export interface ImportOptions {
   cmd?: string[];
+  /** ENTRYPOINT (a SIF's environment wrapper, ts/storage/squash.ts). */
+  entrypoint?: string[];
   env?: string[];
   workingDir?: string;
   /** EXPOSE: "80", "53/udp" (what -P publishes). */
@@ -67,6 +69,7 @@ export async function importTarball(store: Store, settings: StorageSettings, fil
     created: now,
     config: {
       Env: opts.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      ...(opts.entrypoint ? { Entrypoint: opts.entrypoint } : {}),
       ...(opts.cmd ? { Cmd: opts.cmd } : {}),
       ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
       ...(opts.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(opts.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}])) } : {}),

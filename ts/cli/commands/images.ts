@@ -62,7 +62,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
 
   both('import', ['import'], (c) =>
     c
-    .description('create an image from a root filesystem tarball (plain, gzip or zstd)')
+    .description('create an image from a root filesystem tarball (plain, gzip or zstd) or an Apptainer/Singularity SIF')
     .argument('<file>', 'tarball path')
     .argument('[reference]', 'name[:tag] for the image')
     .option('-c, --change <instruction>', 'apply CMD, ENV, WORKDIR, EXPOSE or LABEL to the image config', collect, [])
@@ -292,6 +292,23 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
         }
         if (opts.format) process.stdout.write(out.map((o) => `${render(opts.format!, o as Record<string, unknown>)}\n`).join(''));
         else process.stdout.write(`${JSON.stringify(out, null, 4)}\n`);
+      });
+  }
+
+  if (image) {
+    // One-file images (docs/hpc-images.md): the flattened image as a squashfs for `burrow run FILE`.
+    image
+      .command('convert')
+      .description('write an image as one file (a squashfs) that `burrow run FILE` runs without unpacking')
+      .requiredOption('--format <format>', 'the file\'s format: squashfs')
+      .option('--processors <n>', 'mksquashfs threads (default: every CPU)')
+      .argument('<image>')
+      .argument('<file>')
+      .action(async (name: string, file: string, opts: { format: string; processors?: string }, cmd: Command) => {
+        const { convertImage } = await import('../../engine/squash');
+        if (opts.processors !== undefined && !/^\d+$/.test(opts.processors)) throw new BurrowError('EUSAGE', `invalid --processors ${opts.processors}: want a whole number >= 1`);
+        const r = await convertImage(context(cmd), { image: name, format: opts.format, output: file, ...(opts.processors !== undefined ? { processors: Number(opts.processors) } : {}) }, { warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`) });
+        process.stdout.write(`${r.file}\n`);
       });
   }
 

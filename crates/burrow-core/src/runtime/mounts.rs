@@ -640,6 +640,8 @@ pub fn prepare_root(ctx: &MountCtx, spec: &Spec) -> Result<()> {
     let first = if flag == MsFlags::MS_PRIVATE { MsFlags::MS_PRIVATE } else { MsFlags::MS_SLAVE };
     mount(None::<&str>, "/", None::<&str>, first | MsFlags::MS_REC, None::<&str>).at("make / ", "/")?;
     let ann = spec.annotations().as_ref();
+    // A one-file image first: the union below takes its mount point as its lower layer.
+    super::rootfs::mount_squash_annotated(ann)?;
     if let Some(opts) = ann.and_then(|a| a.get(OVERLAY_ANNOTATION)) {
         mount_overlay_rootfs(ctx, opts, ann.and_then(|a| a.get(OVERLAY_CWD_ANNOTATION)).map(String::as_str))?;
     } else if !super::rootfs::mount_annotated(ctx.rootfs, ann)? {

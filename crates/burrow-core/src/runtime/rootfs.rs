@@ -1,4 +1,4 @@
-//! The container's root filesystem for the two drivers that are not the kernel's overlay (which
+//! The container's root filesystem where it is not only the kernel's overlay of the store's layers (which
 //! mounts.rs mounts from the `run.burrow.rootfs.overlay` annotation):
 //!
 //! - fuse-overlayfs (`mount_annotated`): the init mounts the union of the image's layers and the
@@ -7,6 +7,9 @@
 //!   kernel's overlay, so nothing is converted: fuse-overlayfs (1.10, Debian 12) takes a 0/0
 //!   character device in a lower layer for a whiteout and `user.overlay.opaque` for an opaque
 //!   directory (as well as the `trusted.` and `.wh.` forms).
+//! - a one-file image (`mount_squash_annotated`): a squashfs, or a SIF's system partition at its
+//!   offset, mounted read-only with Debian's squashfuse on a directory that the union (kernel overlay
+//!   or fuse-overlayfs) then takes as its only lower layer; the daemon lives as fuse-overlayfs's.
 //! - copy (`assemble_copy`): at `burrow create`, `burrow-runtime unpack` copies the image's
 //!   layers in order into one directory inside the store's user namespace, turning whiteouts and
 //!   opaque directories into deletions; the runtime then uses it as a plain rootfs.
@@ -60,16 +63,52 @@ pub fn mount_annotated(rootfs: &Path, ann: Option<&HashMap<String, String>>) -> 
     let Some(a) = ann else { return Ok(false) };
     let Some(opts) = a.get(FUSE_ANNOTATION) else { return Ok(false) };
     let program = a.get(FUSE_PROGRAM_ANNOTATION).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/fuse-overlayfs"));
-    mount_fuse_overlayfs(rootfs, &program, opts, a.get(FUSE_CWD_ANNOTATION).map(Path::new))?;
+    let args = vec![c"fuse-overlayfs".into(), c"-f".into(), c"-o".into(), CString::new(opts.as_str()).unwrap_or_default()];
+    mount_fuse(rootfs, &program, "fuse-overlayfs", args, a.get(FUSE_CWD_ANNOTATION).map(Path::new), MsFlags::empty())?;
     Ok(true)
+}
+
+/// The image file (a squashfs, or a SIF holding one) whose file system is the container's
+/// read-only lower layer, set by the burrow CLI for `burrow run FILE.sqfs|FILE.sif`.
+pub const SQUASH_ANNOTATION: &str = "run.burrow.rootfs.squashfuse";
+/// Where the squashfs starts in the file, in bytes (a SIF's system partition; absent: 0).
+pub const SQUASH_OFFSET_ANNOTATION: &str = "run.burrow.rootfs.squashfuse.offset";
+/// The directory it is mounted on: the `lowerdir` of the union the other annotations describe.
+pub const SQUASH_LOWER_ANNOTATION: &str = "run.burrow.rootfs.squashfuse.lower";
+/// The squashfuse program (an absolute path: squashfuse_ll, or squashfuse).
+pub const SQUASH_PROGRAM_ANNOTATION: &str = "run.burrow.rootfs.squashfuse.program";
+
+/// Mounts a one-file image read-only with squashfuse, before the union that uses it as its lower
+/// layer, when the config asks for it. Why squashfuse: the kernel's squashfs needs
+/// CAP_SYS_ADMIN in the initial user namespace (it is not `FS_USERNS_MOUNT`), FUSE does not. The
+/// daemon lives as fuse-overlayfs's does (module header): in the container's user namespace, so
+/// the owners stored in the image (the container's ids, as `burrow image convert` writes them)
+/// are mapped by the container's id map, and it ends when the last mount of its file system goes
+/// away with the container.
+pub fn mount_squash_annotated(ann: Option<&HashMap<String, String>>) -> Result<()> {
+    let Some(a) = ann else { return Ok(()) };
+    let Some(file) = a.get(SQUASH_ANNOTATION) else { return Ok(()) };
+    let Some(lower) = a.get(SQUASH_LOWER_ANNOTATION) else {
+        return Err(RuntimeError::Helper { helper: "squashfuse".into(), detail: format!("{SQUASH_LOWER_ANNOTATION} is not set") });
+    };
+    let program = a.get(SQUASH_PROGRAM_ANNOTATION).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/squashfuse"));
+    let mut args: Vec<CString> = vec![c"squashfuse".into(), c"-f".into()];
+    if let Some(off) = a.get(SQUASH_OFFSET_ANNOTATION).filter(|o| o.as_str() != "0") {
+        args.push(c"-o".into());
+        args.push(CString::new(format!("offset={off}")).unwrap_or_default());
+    }
+    args.push(CString::new(file.as_str()).unwrap_or_default());
+    mount_fuse(Path::new(lower), &program, "squashfuse", args, None, MsFlags::MS_RDONLY | MsFlags::MS_NODEV)
 }
 
 fn cstring(s: &OsStr) -> CString {
     CString::new(s.as_bytes()).unwrap_or_default()
 }
 
-fn mount_fuse_overlayfs(rootfs: &Path, program: &Path, opts: &str, cwd: Option<&Path>) -> Result<()> {
-    let fail = |detail: String| RuntimeError::Helper { helper: format!("fuse-overlayfs ({})", program.display()), detail };
+/// Mounts a FUSE file system on `target` and starts `program` (with `args`, then the
+/// `/dev/fd/N` mount point) to serve it; returns once it serves.
+fn mount_fuse(target: &Path, program: &Path, name: &str, mut args: Vec<CString>, cwd: Option<&Path>, flags: MsFlags) -> Result<()> {
+    let fail = |detail: String| RuntimeError::Helper { helper: format!("{name} ({})", program.display()), detail };
     nix::unistd::access(program, nix::unistd::AccessFlags::X_OK).map_err(|e| fail(format!("cannot run it: {e}")))?;
     let fd = nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| fail(format!("cannot open /dev/fuse: {e} (it must exist and be mode 0666, as distributions ship it)")))?;
@@ -78,26 +117,20 @@ fn mount_fuse_overlayfs(rootfs: &Path, program: &Path, opts: &str, cwd: Option<&
     // What the daemon would ask for when it mounts as root: every container user may use the
     // files (allow_other), with the kernel checking their modes (default_permissions).
     let data = format!("fd={fd},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other");
-    mount(Some("fuse-overlayfs"), rootfs, Some("fuse.fuse-overlayfs"), MsFlags::empty(), Some(data.as_str())).at("mount fuse-overlayfs on", rootfs)?;
+    mount(Some(name), target, Some(format!("fuse.{name}").as_str()), flags, Some(data.as_str())).at("mount fuse on", target)?;
     // Its stderr comes to us until it serves, so that a failure can say why.
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe")?;
     // Prepared before fork: the child only makes system calls.
-    let args: Vec<CString> = vec![
-        c"fuse-overlayfs".into(),
-        c"-f".into(),
-        c"-o".into(),
-        CString::new(opts).unwrap_or_default(),
-        CString::new(format!("/dev/fd/{fd}")).unwrap_or_default(),
-    ];
+    args.push(CString::new(format!("/dev/fd/{fd}")).unwrap_or_default());
     let env: Vec<CString> = vec![c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
     let prog = cstring(program.as_os_str());
-    let root_c = cstring(rootfs.as_os_str());
+    let target_c = cstring(target.as_os_str());
     let cwd_c = cstring(cwd.unwrap_or(Path::new("/")).as_os_str());
     // SAFETY: the init is single-threaded (burrow-runtime never starts a thread before this).
-    match unsafe { nix::unistd::fork() }.op("fork fuse-overlayfs")? {
+    match unsafe { nix::unistd::fork() }.op("fork a FUSE daemon")? {
         ForkResult::Child => {
             drop(rd);
-            daemon(fd, wr.as_raw_fd(), &prog, &args, &env, &root_c, &cwd_c)
+            daemon(fd, wr.as_raw_fd(), &prog, &args, &env, &target_c, &cwd_c)
         }
         ForkResult::Parent { child } => {
             drop(wr);
@@ -105,16 +138,16 @@ fn mount_fuse_overlayfs(rootfs: &Path, program: &Path, opts: &str, cwd: Option<&
             // that dies aborts the connection, so the request below fails instead of hanging.
             drop(fuse);
             // statfs always goes to the daemon (the kernel never answers it from a cache): when
-            // it returns, fuse-overlayfs has opened the layers and serves.
-            match nix::sys::statfs::statfs(rootfs) {
+            // it returns, the daemon has opened what it serves and serves.
+            match nix::sys::statfs::statfs(target) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                     let status = nix::sys::wait::waitpid(child, None).map(|s| format!("{s:?}")).unwrap_or_default();
                     let mut out = String::new();
                     let _ = std::fs::File::from(rd).read_to_string(&mut out);
-                    let _ = umount2(rootfs, MntFlags::MNT_DETACH);
-                    Err(fail(format!("it did not serve the container's root ({e}; {status}): {}", out.trim())))
+                    let _ = umount2(target, MntFlags::MNT_DETACH);
+                    Err(fail(format!("it did not serve {} ({e}; {status}): {}", target.display(), out.trim())))
                 }
             }
         }
@@ -134,7 +167,7 @@ fn daemon(fuse: RawFd, err: RawFd, prog: &CString, args: &[CString], env: &[CStr
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
             .map_err(|e| ("sigprocmask", e))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare(CLONE_NEWNS)", e))?;
-        umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the root", e))?;
+        umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the mount", e))?;
         nix::fcntl::fcntl(fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("fcntl", e))?;
         nix::unistd::chdir(cwd.as_c_str()).map_err(|e| ("chdir to the layers", e))?;
         Err(("exec", nix::unistd::execve(prog, args, env).unwrap_err()))
