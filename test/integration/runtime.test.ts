@@ -453,6 +453,42 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     expect(gone.stderr).toMatch(/does not exist/);
   });
 
+  it('the monitor runs from the runtime file, with no private copy of it; the init it creates runs from the sealed copy (CVE-2019-5736)', async () => {
+    // A startContainer hook runs in the container, a child of the waiting init: it reads the
+    // init's /proc/1/exe as a process of the container could (the CVE's way to the binary).
+    const b = env.bundle(
+      ['sleep', '100'],
+      (c) => ((c as Config & { hooks?: unknown }).hooks = { startContainer: [{ path: '/h' }] }),
+      { files: { '/h': '#!/bin/sh\nreadlink /proc/1/exe > /init-exe\n' }, prepare: (r) => fs.chmodSync(path.join(r, 'h'), 0o755) },
+    );
+    const mdir = path.join(work, `${b.id}-monitor`);
+    fs.mkdirSync(mdir);
+    const outPath = path.join(mdir, 'out');
+    const out = fs.openSync(outPath, 'w');
+    const mon = spawn(RUNTIME as string, ['--root', stateRoot, 'monitor', '--log-driver', 'none', '--bundle', b.dir, '--dir', mdir, b.id], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    const exited = new Promise<void>((r) => mon.on('exit', () => r()));
+    try {
+      waitFor(() => fs.readFileSync(outPath, 'utf8').includes('\n'));
+      expect(JSON.parse(fs.readFileSync(outPath, 'utf8').split('\n')[0]!)).toEqual({ pid: expect.any(Number) });
+      let writable = true;
+      try {
+        fs.accessSync(RUNTIME as string, fs.constants.W_OK);
+      } catch {
+        writable = false;
+      }
+      // When the caller could write the binary, so could the container's root: the init ran
+      // from the sealed copy.
+      expect(fs.readFileSync(path.join(b.dir, 'rootfs', 'init-exe'), 'utf8').trim()).toMatch(writable ? /^\/memfd:burrow-runtime/ : new RegExp(`^${RUNTIME}$`));
+      // The monitor, which stays for the container's life, keeps no copy of the binary.
+      expect(fs.readlinkSync(`/proc/${mon.pid}/exe`)).toBe(RUNTIME);
+      expect(fs.readFileSync(`/proc/${mon.pid}/maps`, 'utf8')).not.toContain('memfd:');
+    } finally {
+      rt(['delete', '--force', b.id]);
+      await exited;
+    }
+  });
+
   it('exec runs in the container and returns its status; 127 for a missing command', () => {
     const b = bundle(['sleep', '30'], (c) => (c.hostname = 'exec-host'));
     expect(rt(['run', '--detach', '--bundle', b.dir, b.id]).code).toBe(0);

@@ -72,6 +72,15 @@ fn write_file(level: &str, msg: &str, code: Option<&str>) {
     let _ = writeln!(f, "{}", format_line(c.json, level, msg, code, &burrow_core::runtime::state::now_rfc3339()));
 }
 
+/// Set to `status` by burrow's monitor for the `create` it runs (monitor.rs): an error then goes
+/// to the status channel only, not to stderr, which is the container's own (its log).
+pub const ERRORS_ENV: &str = "BURROW_RUNTIME_ERRORS";
+
+/// True when errors go to the status channel only (ERRORS_ENV).
+pub fn status_only() -> bool {
+    crate::status::channel().is_some() && std::env::var_os(ERRORS_ENV).is_some_and(|v| v == "status")
+}
+
 pub fn error(e: &RuntimeError) {
     let msg = e.to_string();
     if cli_voice() {

@@ -1,11 +1,12 @@
 //! `create [--bundle DIR] [--console-socket PATH] [--pid-file FILE] [--no-pivot] [--preserve-fds N] ID`
 //! (the flags may also follow the id, as runc takes them)
 
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use burrow_core::runtime::cgroups;
 use burrow_core::runtime::create::{create, CreateOpts};
-use burrow_core::runtime::error::Result;
+use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 
 use super::{id_command, Ctx};
 use crate::args::{Flag, Parsed};
@@ -21,6 +22,8 @@ pub const FLAGS: &[Flag] = &[
     Flag("keep", &[], false),
     // runc's `run`: burrow's foreground run is always the subreaper of its container (create.rs).
     Flag("no-subreaper", &[], false),
+    // burrow's monitor (monitor.rs): a console socket already connected, passed as a descriptor.
+    Flag("console-fd", &[], true),
 ];
 
 pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
@@ -36,7 +39,7 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         bundle: p.value("bundle").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
         pid_file: p.value("pid-file").map(absolute),
         console_socket: p.value("console-socket").map(PathBuf::from),
-        console_fd: None,
+        console_fd: console_fd(p)?,
         preserve_fds,
         no_pivot: p.bool("no-pivot"),
         cgroup_driver: cgroup_driver(ctx),
@@ -57,6 +60,15 @@ pub fn cgroup_driver(ctx: &Ctx) -> cgroups::Driver {
         }
         None => cgroups::Driver::Systemd,
     }
+}
+
+/// `--console-fd N`: a descriptor our caller passed for this purpose, checked to be open.
+fn console_fd(p: &Parsed) -> Result<Option<OwnedFd>> {
+    let Some(v) = p.value("console-fd") else { return Ok(None) };
+    let fd: RawFd = v.parse().ok().filter(|fd| *fd > 2).ok_or_else(|| RuntimeError::Usage(format!("invalid --console-fd {v}")))?;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).op("--console-fd")?;
+    // SAFETY: an open descriptor (fcntl succeeded) that nothing else in this process owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// The pid file is written by us after chdir-free work, but make it absolute like runc.

@@ -132,8 +132,11 @@ pub fn dispatch(args: &[String]) -> i32 {
         eprint!("{USAGE}");
         return if g.has("help") { 0 } else { 1 };
     };
-    if matches!(cmd.as_str(), "create" | "run" | "exec" | "monitor") {
-        // Before any namespace is joined: see burrow_core::runtime::selfclone.
+    // Before any namespace is joined: see burrow_core::runtime::selfclone. The commands whose
+    // processes run our code in a container's namespaces; the monitor only for its healthcheck's
+    // execs (it creates its container through a `create` of its own: monitor.rs).
+    let healthcheck = || cmd_args.iter().any(|a| a == "--healthcheck" || a.starts_with("--healthcheck="));
+    if matches!(cmd.as_str(), "create" | "run" | "exec") || (cmd == "monitor" && healthcheck()) {
         burrow_core::runtime::selfclone::ensure();
     }
     // After the self-clone's re-exec, which closes the close-on-exec descriptors we make of it.
@@ -181,7 +184,9 @@ pub fn dispatch(args: &[String]) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            log::error(&e);
+            if !log::status_only() {
+                log::error(&e);
+            }
             crate::status::error(&e);
             1
         }

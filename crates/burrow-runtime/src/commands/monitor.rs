@@ -23,6 +23,15 @@
 //! state in D/health.json, a `health_status` event when the status changes. SIGUSR1 asks for a
 //! probe now (`burrow healthcheck run`). Docker restarts nothing for being unhealthy; neither
 //! does the monitor.
+//!
+//! Memory: the monitor lives as long as its container, so it keeps mapped only what it needs
+//! for that. The container is made by `burrow-runtime create` in a child process (the runc and
+//! conmon split): that child and the init it forks are the processes that run our code in the
+//! container's namespaces, so they run from the sealed copy of the binary (selfclone.rs) and the
+//! monitor itself runs from the file, without a private copy of the binary of its own; the pages
+//! the spec, mounts, cgroups and seccomp code touch are that child's and go with it. Poststart
+//! and poststop hooks, which need the spec, run in a forked child for the same reason. Only a
+//! monitor with a healthcheck runs from the sealed copy: its probes are execs into the container.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -30,11 +39,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use burrow_core::error::Coded;
-use burrow_core::runtime::create::{create, start, CreateOpts};
+use burrow_core::runtime::create::start;
 use burrow_core::runtime::error::{Result, RuntimeError, SysCtx};
 use burrow_core::runtime::holder;
 use burrow_core::runtime::restart::{Backoff, Policy};
-use burrow_core::runtime::state::now_rfc3339;
+use burrow_core::runtime::state::{now_rfc3339, ContainerState};
 use burrow_core::runtime::status::Report;
 use burrow_core::runtime::{health, tty, wait};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -183,7 +192,7 @@ struct Ended {
     oom: bool,
     att: attach_server::AttachServer,
     /// Deleted by the caller once the exit is recorded.
-    created: burrow_core::runtime::create::Created,
+    state: ContainerState,
 }
 
 extern "C" fn ignore(_: libc::c_int) {}
@@ -255,6 +264,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         None => None,
     };
     burrow_core::runtime::process::set_name("burrow:monitor");
+    // The init is forked by our `create` child: it becomes ours when that child exits.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let _ = nix::unistd::setsid();
     // Who holds the container, written before `started`: a reader that finds `started` but no
     // exit record can then tell "the monitor is finishing" from "the monitor died".
@@ -311,14 +323,15 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         };
         // The first answer has been given: the caller is let go.
         caller = None;
-        let Ended { code, signal, oom, mut att, created } = ended;
+        let Ended { code, signal, oom, mut att, state } = ended;
         let again = policy.restarts_after(code, restarts, holder::stopped_by_user(&dir));
         if again {
             // Before the exit record: a reader that sees the exit sees that a restart follows.
             holder::write_restarts(&dir, restarts, true);
         }
         holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
-        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        // The init is reaped: nothing for the child to wait for.
+        in_child(|| super::delete::destroy(&ctx.root, &state, None));
         if let Some(ev) = &events {
             holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
         }
@@ -392,32 +405,21 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         readers.push((0, r1));
         readers.push((1, r2));
     }
-    let opts = CreateOpts {
-        root: ctx.root.clone(),
-        id: id.to_string(),
-        bundle: s.bundle.to_path_buf(),
-        pid_file: None,
-        console_socket: None,
-        console_fd,
-        preserve_fds: 0,
-        no_pivot: false,
-        cgroup_driver: super::create::cgroup_driver(ctx),
-        warn: crate::log::warn,
-    };
-    let created = create(opts).and_then(|c| {
+    let created = spawn_create(s, console_fd.as_ref()).and_then(|c| {
         let master = match &console_peer {
             Some(s) => Some(tty::recv_fd(s.as_raw_fd())?),
             None => None,
         };
         Ok((c, master))
     });
+    drop(console_fd);
     // Our copies of the write ends go: EOF arrives when the container's processes are gone.
     let release = || -> Result<()> {
         nix::unistd::dup2(devnull.as_raw_fd(), 0).op("dup2")?;
         nix::unistd::dup2(devnull.as_raw_fd(), 1).op("dup2")?;
         nix::unistd::dup2(devnull.as_raw_fd(), 2).op("dup2").map(drop)
     };
-    let (created, master) = match created {
+    let (state, master) = match created {
         Ok(x) => x,
         Err(e) => {
             let _ = release();
@@ -435,9 +437,9 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     drop(console_peer);
     release()?;
     // The network helper joins the created init's namespaces before its program runs.
-    if let Err(e) = super::network::attach(net.as_mut(), created.state.pid) {
+    if let Err(e) = super::network::attach(net.as_mut(), state.pid) {
         drop(net);
-        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        super::delete::destroy(&ctx.root, &state, None);
         return Err(e);
     }
     // Listening before the start: an `attach` right after `run -d` finds the socket.
@@ -451,11 +453,11 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     let mut log = Log::open(&dir.join("ctr.log"), s.driver);
     let sfd = wait::block_signals()?;
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
-    let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
+    let mut oom_watch = state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     if let Err(e) = start(&ctx.root, id) {
         drop(sfd);
         unblock_signals();
-        super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
+        super::delete::destroy(&ctx.root, &state, None);
         return Err(e);
     }
     holder::write_started(dir);
@@ -466,20 +468,28 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         holder::write_restarts(dir, restarts, false);
     }
     match caller {
-        Some(c) => c.answer(Report::Pid(created.state.pid)),
-        None => crate::status::pid(created.state.pid),
+        Some(c) => c.answer(Report::Pid(state.pid)),
+        None => crate::status::pid(state.pid),
     }
-    super::start::poststart(&created.state, &ctx.root, &created.spec);
+    in_child(|| {
+        if let Ok(spec) = burrow_core::runtime::create::load_spec_file(&state.config_path) {
+            super::start::poststart(&state, &ctx.root, &spec);
+        }
+    });
 
-    let init = Pid::from_raw(created.state.pid);
+    let init = Pid::from_raw(state.pid);
     let mut exit: Option<i32> = None;
     let mut signal: Option<i32> = None;
     let mut oom_at_exit = false;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
-    let mut checker = s.health.map(|cfg| {
-        let target = health::Target { root: ctx.root.clone(), id: id.to_string(), dir: dir.to_path_buf(), events: s.events.map(Path::to_path_buf) };
-        health::Checker::new(cfg.clone(), created.spec.clone(), target, Instant::now())
-    });
+    let mut checker = match s.health {
+        Some(cfg) => {
+            let spec = burrow_core::runtime::create::load_spec_file(&state.config_path)?;
+            let target = health::Target { root: ctx.root.clone(), id: id.to_string(), dir: dir.to_path_buf(), events: s.events.map(Path::to_path_buf) };
+            Some(health::Checker::new(cfg.clone(), spec, target, Instant::now()))
+        }
+        None => None,
+    };
     loop {
         if exit.is_some() {
             // Probes end with the container.
@@ -594,7 +604,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
                         // systemd sees it empty.
                         oom_at_exit = match oom_watch.as_mut() {
                             Some(w) => w.killed(),
-                            None => created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
+                            None => state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed),
                         };
                     }
                 }
@@ -613,8 +623,78 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     log.write(1, &[], true);
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
-    let oom = oom_at_exit || (oom_watch.is_none() && created.state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
-    Ok(Ended { code, signal, oom, att, created })
+    let oom = oom_at_exit || (oom_watch.is_none() && state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
+    Ok(Ended { code, signal, oom, att, state })
+}
+
+/// Creates the container with `burrow-runtime create` in a child process (see the module's
+/// comment) and returns its state once it is created. The child's stdio is ours, the
+/// container's, as the init's must be; its warnings go to the container's stderr as ours did,
+/// its error comes back on its status channel only.
+fn spawn_create(s: &Setup, console: Option<&OwnedFd>) -> Result<ContainerState> {
+    use std::os::unix::process::CommandExt;
+    let (r, w) = pipe()?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg0("burrow-runtime").arg("--root").arg(&s.ctx.root);
+    if s.ctx.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
+    }
+    cmd.arg("--status-fd").arg(w.as_raw_fd().to_string()).arg("create").arg("--bundle").arg(s.bundle);
+    let mut keep = vec![w.as_raw_fd()];
+    if let Some(c) = console {
+        cmd.arg("--console-fd").arg(c.as_raw_fd().to_string());
+        keep.push(c.as_raw_fd());
+    }
+    cmd.arg(s.id).env(crate::log::ERRORS_ENV, "status");
+    // SAFETY: between fork and exec only fcntl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().op("run burrow-runtime create")?;
+    drop(w);
+    // Read after the child's exit: the init it forked holds a copy of the channel until its
+    // program runs, so the pipe reaches EOF only then. The child wrote its one line before exiting.
+    nix::fcntl::fcntl(r.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).op("fcntl")?;
+    let mut out = Vec::new();
+    while let Some(data) = read_some(r.as_raw_fd()).filter(|d| !d.is_empty()) {
+        out.extend_from_slice(&data);
+    }
+    let mut pid = None;
+    for line in String::from_utf8_lossy(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if let Some(msg) = v["error"].as_str() {
+            return Err(RuntimeError::Remote { code: v["code"].as_str().unwrap_or("EINIT_FAILED").into(), msg: msg.into() });
+        }
+        pid = pid.or(v["pid"].as_i64());
+    }
+    match pid {
+        Some(_) if status.success() => ContainerState::load(&s.ctx.root, s.id),
+        _ => Err(RuntimeError::Child(format!("burrow-runtime create exited without creating the container ({status})"))),
+    }
+}
+
+/// Runs `f` in a forked child and waits for it: work that needs the container's spec (its
+/// hooks), whose code and data the monitor need not keep mapped for the container's life.
+fn in_child(f: impl FnOnce()) {
+    // SAFETY: the runtime is single-threaded, so the child may run ordinary code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            f();
+            // SAFETY: leave without running our exit handlers twice.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None);
+        }
+        Err(_) => f(),
+    }
 }
 
 /// `{"Type":"network","Action":"disconnect",...}` as Docker writes it for a container that left
