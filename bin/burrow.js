@@ -128,6 +128,8 @@ function cachePath(kind, hash) {
   const env = process.env;
   const base = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : env.HOME && path.isAbsolute(env.HOME) ? path.join(env.HOME, '.cache') : undefined;
   if (!base) return undefined;
+  // A HOME that does not exist (a batch system's /nonexistent) is never made for a cache.
+  if (base !== env.XDG_CACHE_HOME && !fs.existsSync(env.HOME)) return undefined;
   return path.join(base, 'burrow', `${kind}-${hash}-${process.versions.v8}-${process.arch}.v8cache`);
 }
 

@@ -95,6 +95,11 @@ describe('start-up', () => {
     // A relative XDG_CACHE_HOME is ignored, as the XDG spec says, and without HOME there is no cache.
     expect(b(['run', '--rm', IMAGE, 'echo', 'hi'], { XDG_CACHE_HOME: 'rel', HOME: undefined })).toEqual(control);
     expect(fs.existsSync(path.join(process.cwd(), 'rel'))).toBe(false);
+    // A HOME that does not exist (batch systems, /nonexistent) is not made for the cache: as root
+    // that was a root-owned /nonexistent/.cache, in another user's way later.
+    const noHome = path.join(env.work, 'no-such-home');
+    expect(b(['run', '--rm', IMAGE, 'echo', 'hi'], { XDG_CACHE_HOME: undefined, HOME: noHome })).toEqual(control);
+    expect(fs.existsSync(noHome)).toBe(false);
   });
 
   it('a bundle older than dist/ is not used: dist/ runs, so a stale bundle never runs old code', () => {
