@@ -20,6 +20,9 @@
 // namespaces, so both nodes are on the host's loopback, each slurmd on a port of its own
 // (ephemeral ports, free when the cluster starts), and share the host's hostname.
 //
+// Each node has a temporary directory of its own, dir/tmp/NODE (TmpFS=.../%n): the job's TMPDIR
+// and the base of Slurm's PMIx per-step directory, which would collide on a shared /tmp.
+//
 //   slurmUnavailable()            why the cluster cannot start here (not root, not installed), or null
 //   ociConf(runtime, root, mode)  oci.conf for a runc-compatible runtime (RunTimeRun or create/start)
 //   startSlurm(dir, { oci })      -> { dir, conf, nodes, single, run(argv, { as, env, cwd }),
@@ -233,7 +236,15 @@ export async function startSlurm(dir, { oci }) {
     // ---- config ----
     const etc = path.join(dir, 'etc');
     fs.mkdirSync(etc, { mode: 0o755 });
-    for (const d of ['state', 'spool', 'log', 'run', ...nodes.map((n) => `spool/${n.name}`)]) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
+    for (const d of ['state', 'spool', 'log', 'run', 'tmp', ...nodes.map((n) => `spool/${n.name}`)]) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
+    // A temporary directory per node, as real nodes each have their own /tmp: Slurm's TmpFS,
+    // where slurmstepd points a job's TMPDIR and the PMIx plugin makes its per-step directory
+    // (spmix_appdir_UID_JOB.STEP, named without the node: on one shared /tmp the second node's
+    // step fails with "File exists"). Writable by every user, like /tmp.
+    for (const n of nodes) {
+      fs.mkdirSync(path.join(dir, 'tmp', n.name));
+      fs.chmodSync(path.join(dir, 'tmp', n.name), 0o1777);
+    }
     // Fixed ports in the cluster's own namespaces; ports free now on a shared loopback.
     const ports = single ? [await freePort(), await freePort(), await freePort()] : [6817, 6818, 6818];
     const nodeLines = nodes.map((n, i) => `NodeName=${n.name} NodeAddr=${n.addr} NodeHostname=${n.hostname} Port=${ports[i + 1]} CPUs=1 State=UNKNOWN`);
@@ -250,6 +261,8 @@ export async function startSlurm(dir, { oci }) {
       `AuthInfo=socket=${socket}`,
       `StateSaveLocation=${path.join(dir, 'state')}`,
       `SlurmdSpoolDir=${path.join(dir, 'spool', '%n')}`,
+      // %n: the node's name, expanded by each slurmd for itself.
+      `TmpFS=${path.join(dir, 'tmp', '%n')}`,
       `SlurmctldPidFile=${path.join(dir, 'run', 'slurmctld.pid')}`,
       `SlurmdPidFile=${path.join(dir, 'run', 'slurmd-%n.pid')}`,
       `SlurmctldLogFile=${path.join(dir, 'log', 'slurmctld.log')}`,

@@ -101,11 +101,10 @@ describe(`MPI, the hybrid model, as ${IS_ROOT ? 'root' : 'an unprivileged user'}
  * Under Slurm (test/harness/slurm.mjs's cluster, Debian's slurm-wlm 22.05): `srun --mpi=pmix`
  * starts the ranks and slurmstepd is their PMIx server (Debian's Open MPI has no pmi2 client:
  * pmix it is). The job's user is the test user (the root lane) or ourselves (a single-user
- * cluster), with a store of theirs where the same image is built. One node, two ranks: the two
- * test nodes share one /tmp, where Slurm's PMIx plugin makes a directory per step named only by
- * uid, job and step, so a step on both nodes collides with itself ("Cannot create client cli
- * tmpdir ... File exists") before any container starts. Across nodes needs nodes with a /tmp
- * each (docs/hpc.md).
+ * cluster), with a store of theirs where the same image is built. Two ranks on one node, and one
+ * rank on each of the two nodes: each test node has a temporary directory of its own (TmpFS=
+ * .../%n), where Slurm's PMIx plugin makes its per-step directory, named only by uid, job and
+ * step (on a /tmp shared by both nodes the step collided with itself, "File exists").
  */
 describe(`MPI under Slurm (srun --mpi=pmix), jobs as ${IS_ROOT ? 'the unprivileged test user' : 'ourselves'}`, () => {
   /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -149,6 +148,36 @@ describe(`MPI under Slurm (srun --mpi=pmix), jobs as ${IS_ROOT ? 'the unprivileg
     expect(hellos.map((m) => m[1]).sort()).toEqual(['0', '1']);
     for (const m of hellos) expect(m[2]).toBe(String(user?.uid ?? process.getuid!()));
     expect(new Set(hellos.map((m) => m[3])).size).toBe(2);
+    expect(r.stdout).toMatch(/^pingpong ok rounds=70 max=4194304$/m);
+  });
+
+  it('srun -N2 -n2 --mpi=pmix burrow run --hpc: one rank per node, over TCP between the nodes', T, () => {
+    const g = IS_ROOT ? global() : ['--root', env.store, '--runroot', env.runroot];
+    // Each rank says, from inside its container, which node it is on (slurmstepd's
+    // SLURMD_NODENAME, passed in by --hpc with the host's environment), then runs the hello.
+    const script = 'echo "node rank=$SLURM_PROCID node=$SLURMD_NODENAME"; exec /app/hello';
+    // TCP only: between two nodes there is no shared memory (as root the nodes are two network
+    // namespaces, the ranks talk between 10.217.0.11 and .12; a single-user cluster's nodes are
+    // both on the loopback).
+    const r = cluster.run(['srun', '-N2', '-n2', '--mpi=pmix', process.execPath, BIN, ...g, 'run', '--rm', '--hpc', IMG, 'sh', '-c', script], {
+      as: user,
+      cwd: dir,
+      env: { OMPI_MCA_btl: 'self,tcp' },
+      timeout: 300_000,
+    });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const nodes: Record<string, string> = Object.fromEntries([...(r.stdout as string).matchAll(/^node rank=(\d+) node=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+    // One rank on each node.
+    expect(Object.keys(nodes).sort(), r.stdout).toEqual(['0', '1']);
+    expect(new Set(Object.values(nodes))).toEqual(new Set(['node1', 'node2']));
+    const hellos = [...(r.stdout as string).matchAll(/^hello rank=(\d+) size=2 host=(\S+) uid=(\d+) mnt=(\S+) /gm)];
+    expect(hellos.map((m) => m[1]).sort()).toEqual(['0', '1']);
+    for (const m of hellos) {
+      expect(m[3]).toBe(String(user?.uid ?? process.getuid!()));
+      // As root each node has a hostname of its own (a UTS namespace), which the container shares.
+      if (IS_ROOT) expect(m[2]).toBe(nodes[m[1]!]);
+    }
+    expect(new Set(hellos.map((m) => m[4])).size).toBe(2);
     expect(r.stdout).toMatch(/^pingpong ok rounds=70 max=4194304$/m);
   });
 });
