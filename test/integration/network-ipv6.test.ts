@@ -182,9 +182,14 @@ describe.runIf(HAVE_SLIRP && HAVE_IPV6)(`IPv6 on user-defined networks as ${IS_R
       expect(fresh).toBeDefined();
       expect(fresh).not.toBe(helper);
       owners.add(fresh!);
-      const log = fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.log'), 'utf8');
+      // The owner logs the restart once it has applied the filter again, which can be after the
+      // first packets pass (CI saw the exec finish first): wait for the line, then check both.
+      const restarted = new RegExp(`outbound helper restarted \\(restart 1 of \\d+\\), pid ${fresh}`);
+      const ownerLog = () => fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.log'), 'utf8');
+      waitFor(() => restarted.test(ownerLog()), 10_000, "the owner's restart line");
+      const log = ownerLog();
       expect(log).toMatch(new RegExp(`outbound helper \\(slirp4netns, pid ${helper}\\) was killed by SIGKILL`));
-      expect(log).toMatch(new RegExp(`outbound helper restarted \\(restart 1 of \\d+\\), pid ${fresh}`));
+      expect(log).toMatch(restarted);
     } finally {
       srv.stop();
     }
