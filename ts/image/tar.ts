@@ -193,6 +193,30 @@ export async function readTar(input: AsyncIterable<Buffer>, onEntry: (e: TarEntr
 }
 
 /** Writes a tar stream: regular files and directories, owner 0:0, mtime 0 (so that saving the same images twice gives the same bytes). */
+/**
+ * One ustar header block: owner 0:0, `mtime` in seconds (0: the epoch, for reproducible archives).
+ * `name` must fit its 100 bytes; longer names are the caller's pax header.
+ */
+export function ustarHeader(name: string, size: number, type: '0' | '5' | 'x', mode: number, mtime = 0): Buffer {
+  const h = Buffer.alloc(BLOCK, 0);
+  const put = (off: number, len: number, s: string): void => void Buffer.from(s, 'utf8').copy(h, off, 0, len);
+  const oct = (off: number, len: number, n: number): void => put(off, len, n.toString(8).padStart(len - 1, '0') + '\0');
+  put(0, 100, name);
+  oct(100, 8, mode);
+  oct(108, 8, 0);
+  oct(116, 8, 0);
+  oct(124, 12, size);
+  oct(136, 12, mtime);
+  h.fill(0x20, 148, 156);
+  put(156, 1, type);
+  put(257, 6, 'ustar\0');
+  put(263, 2, '00');
+  let sum = 0;
+  for (const b of h) sum += b;
+  put(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  return h;
+}
+
 export class TarWriter {
   private failed: Error | undefined;
 
@@ -213,26 +237,6 @@ export class TarWriter {
     this.throwIfFailed();
   }
 
-  private header(name: string, size: number, type: '0' | '5' | 'x', mode: number): Buffer {
-    const h = Buffer.alloc(BLOCK, 0);
-    const put = (off: number, len: number, s: string): void => void Buffer.from(s, 'utf8').copy(h, off, 0, len);
-    const oct = (off: number, len: number, n: number): void => put(off, len, n.toString(8).padStart(len - 1, '0') + '\0');
-    put(0, 100, name);
-    oct(100, 8, mode);
-    oct(108, 8, 0);
-    oct(116, 8, 0);
-    oct(124, 12, size);
-    oct(136, 12, 0);
-    h.fill(0x20, 148, 156);
-    put(156, 1, type);
-    put(257, 6, 'ustar\0');
-    put(263, 2, '00');
-    let sum = 0;
-    for (const b of h) sum += b;
-    put(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
-    return h;
-  }
-
   private async head(name: string, size: number, type: '0' | '5', mode: number): Promise<void> {
     if (Buffer.byteLength(name) > 100) {
       const rec = (k: string, v: string): string => {
@@ -242,11 +246,11 @@ export class TarWriter {
         return `${len}${body}`;
       };
       const pax = Buffer.from(rec('path', name));
-      await this.write(this.header('PaxHeader', pax.length, 'x', 0o644));
+      await this.write(ustarHeader('PaxHeader', pax.length, 'x', 0o644));
       await this.write(pax);
       await this.pad(pax.length);
     }
-    await this.write(this.header(Buffer.from(name).subarray(0, 100).toString('utf8'), size, type, mode));
+    await this.write(ustarHeader(Buffer.from(name).subarray(0, 100).toString('utf8'), size, type, mode));
   }
 
   private async pad(n: number): Promise<void> {

@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
+import { ustarHeader } from '../image/tar';
 import { mkdirp } from './fsutil';
 import type { RootfsPlan } from './rootfs';
 import { fuseOverlayfsProgram } from './rootfs';
@@ -302,26 +303,8 @@ export function planSquashRootfs(settings: StorageSettings, img: FileImage, id: 
   return { record, annotations: { ...squash, 'run.burrow.rootfs.fuse-overlayfs': `${options},noacl`, 'run.burrow.rootfs.fuse-overlayfs.program': fuseProgram } };
 }
 
-/** A tar header block for the prelude of a conversion's stream (ustar, owner 0:0). */
-function tarHeader(name: string, size: number, type: '0' | '5', mode: number): Buffer {
-  const h = Buffer.alloc(512, 0);
-  const put = (off: number, len: number, s: string): void => void Buffer.from(s, 'utf8').copy(h, off, 0, len);
-  const oct = (off: number, len: number, n: number): void => put(off, len, n.toString(8).padStart(len - 1, '0') + '\0');
-  put(0, 100, name);
-  oct(100, 8, mode);
-  oct(108, 8, 0);
-  oct(116, 8, 0);
-  oct(124, 12, size);
-  oct(136, 12, Math.floor(Date.now() / 1000));
-  h.fill(0x20, 148, 156);
-  put(156, 1, type);
-  put(257, 6, 'ustar\0');
-  put(263, 2, '00');
-  let sum = 0;
-  for (const b of h) sum += b;
-  put(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
-  return h;
-}
+/** A tar header block for the prelude of a conversion's stream (ustar, owner 0:0, dated now). */
+const tarHeader = (name: string, size: number, type: '0' | '5', mode: number): Buffer => ustarHeader(name, size, type, mode, Math.floor(Date.now() / 1000));
 
 /**
  * The entries that go before the image's own tree: `/.burrow/` and its config.json. A tar
