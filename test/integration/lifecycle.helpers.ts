@@ -129,6 +129,25 @@ export function cmdline(pid: number): string {
   }
 }
 
+/** A process's parent pid; undefined if it is gone. */
+export function ppidOf(pid: number): number | undefined {
+  try {
+    return Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The network owner of a run root, while one runs: its pid (owner.json). */
+export function ownerPid(runroot: string): number | undefined {
+  try {
+    const pid = (JSON.parse(fs.readFileSync(path.join(runroot, 'network-owner', 'owner.json'), 'utf8')) as { pid: number }).pid;
+    return alive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** When a process started (ms since the epoch, to the clock tick); NaN if it is gone. */
 export function processStartMs(pid: number): number {
   try {

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-import { alive, cmdline, IMAGE, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_SLIRP = have('slirp4netns');
@@ -54,24 +54,6 @@ const a=http.createServer(h);a.listen(0,'::1',()=>{const p=a.address().port;http
   const port = Number(/port (\d+)/.exec(out)?.[1]);
   if (!port) throw new Error(`the host server did not start: ${out}`);
   return { port, hits: () => out.split('\n').filter((l) => l.startsWith('hit ')).map((l) => l.slice(4)), stop: () => child.kill('SIGKILL') };
-}
-
-/** The network owner of this test's run root, while one runs: its pid (owner.json). */
-function ownerPid(): number | undefined {
-  try {
-    const pid = (JSON.parse(fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.json'), 'utf8')) as { pid: number }).pid;
-    return alive(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function ppidOf(pid: number): number | undefined {
-  try {
-    return Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The owner's outbound helper: its child that is slirp4netns (or pasta, which may run as passt.avx2). */
@@ -145,7 +127,7 @@ describe.runIf(HAVE_SLIRP && HAVE_IPV6)(`IPv6 on user-defined networks as ${IS_R
   it('containers on an --ipv6 network reach each other over IPv6, by address and by name (AAAA)', () => {
     netCreate('--ipv6', 'v6-c2c');
     const web = runD('--name', 'v6-web', '--network', 'v6-c2c', IMAGE, ...HTTPD);
-    const pid = ownerPid();
+    const pid = ownerPid(env.runroot);
     expect(pid).toBeDefined();
     owners.add(pid!);
     const ip6 = inspect(web).NetworkSettings.Networks['v6-c2c'].GlobalIPv6Address as string;
@@ -162,7 +144,7 @@ describe.runIf(HAVE_SLIRP && HAVE_IPV6)(`IPv6 on user-defined networks as ${IS_R
     try {
       netCreate('--ipv6', '-o', 'allow_host_loopback=true', 'v6-rs');
       const c = runD('--network', 'v6-rs', IMAGE, 'sleep', '300');
-      const owner = ownerPid();
+      const owner = ownerPid(env.runroot);
       expect(owner).toBeDefined();
       owners.add(owner!);
       const get = `wget -q -O- http://10.0.2.2:${srv.port}/ && wget -q -O- http://[fd00::2]:${srv.port}/`;

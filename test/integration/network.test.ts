@@ -16,7 +16,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostGateway } from '../harness/net.mjs';
 import { IS_ROOT } from './helpers';
-import { alive, cmdline, IMAGE, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_SLIRP = have('slirp4netns');
@@ -70,10 +70,6 @@ function helpersOfInit(init: number): number[] {
     if (/(^|\/)(slirp4netns|pasta)$/.test(argv[0] ?? '') && argv.includes(String(init))) out.push(Number(d));
   }
   return out;
-}
-
-function ppidOf(pid: number): number {
-  return Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 }
 
 async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
@@ -162,8 +158,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     const id = runD(IMAGE, 'sleep', '60');
     const helper = helperOf(id, 'slirp4netns');
     const monitor = (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
-    const ppid = ppidOf(helper);
-    expect(ppid).toBe(monitor);
+    expect(ppidOf(helper)).toBe(monitor);
   });
 
   it("reaches the host's loopback through 10.0.2.2 only with allow_host_loopback", async () => {
@@ -406,7 +401,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     expect(await get(`http://127.0.0.1:${hp}/`)).toMatch(/^page from /);
     const id = inspect('net-fg').Id as string;
     const helper = helperOf(id, 'slirp4netns');
-    const ppid = ppidOf(helper);
+    const ppid = ppidOf(helper)!;
     expect(cmdline(ppid)).toMatch(new RegExp(`burrow-runtime .* run .*${id}`));
     process.kill(ppid, 'SIGKILL');
     waitFor(() => !alive(helper), 10_000, 'slirp4netns to die with the runtime');
@@ -420,7 +415,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
     expect(await get(`http://127.0.0.1:${hp2}/`)).toMatch(/^page from /);
     const info = inspect('net-fg2');
     const helper2 = helperOf(info.Id as string, 'slirp4netns');
-    const runtime2 = ppidOf(helper2);
+    const runtime2 = ppidOf(helper2)!;
     const cli = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).find((p) => p !== process.pid && /burrow\.js .* run --name net-fg2 /.test(cmdline(p)));
     expect(cli).toBeGreaterThan(0);
     process.kill(cli!, 'SIGKILL');
@@ -529,27 +524,13 @@ d.bind(0,'127.0.0.1',()=>process.stdout.write('port '+d.address().port+'\\n'));`
   return { port, queries: () => out.split('\n').filter((l) => l.startsWith('q ')).map((l) => l.slice(2)), stop: () => child.kill('SIGKILL') };
 }
 
-/** The network owner of this test's run root, while one runs: its pid (owner.json). */
-function ownerPid(): number | undefined {
-  try {
-    const pid = (JSON.parse(fs.readFileSync(path.join(env.runroot, 'network-owner', 'owner.json'), 'utf8')) as { pid: number }).pid;
-    return alive(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The processes under `pid` (its children, theirs, ...): the owner's slirp4netns and helpers. */
 function descendants(pid: number): number[] {
   const kids = new Map<number, number[]>();
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
-    try {
-      const pp = ppidOf(Number(d));
-      kids.set(pp, [...(kids.get(pp) ?? []), Number(d)]);
-    } catch {
-      /* gone */
-    }
+    const pp = ppidOf(Number(d));
+    if (pp !== undefined) kids.set(pp, [...(kids.get(pp) ?? []), Number(d)]);
   }
   const out: number[] = [];
   const walk = (p: number) => {
@@ -575,7 +556,7 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
   /** Processes of the owner seen during a test: none may outlive the test's last container. */
   const owners = new Set<number>();
   const seeOwner = () => {
-    const pid = ownerPid();
+    const pid = ownerPid(env.runroot);
     expect(pid, 'a network owner runs while a container is on a user-defined network').toBeDefined();
     owners.add(pid!);
     for (const d of descendants(pid!)) owners.add(d);
@@ -755,7 +736,7 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(b(['rm', '-f', y]).code).toBe(0);
     waitFor(() => !alive(pid), 10_000, 'the owner to exit after the last container');
     for (const p of under) expect(alive(p), `${p} (${cmdline(p)}) outlived the owner`).toBe(false);
-    expect(ownerPid()).toBeUndefined();
+    expect(ownerPid(env.runroot)).toBeUndefined();
   });
 
   it('bad input: an unknown network, a mode with a network, --ip without a network', () => {
