@@ -364,14 +364,19 @@ fn open_in_root(root: &Path, rel: &Path, create: Option<Kind>) -> std::result::R
         let next = if last && create == Some(Kind::File) {
             match openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
                 Err(Errno::ENOENT) => {
-                    let f = openat(
+                    match openat(
                         Some(cur.as_raw_fd()),
                         *name,
                         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o644),
-                    )
-                    .map_err(|e| ("create mount destination", e))?;
-                    drop(own(f));
+                    ) {
+                        Ok(f) => drop(own(f)),
+                        // Another container sharing this rootfs (srun -N2 on one host starts a
+                        // task per node on the same bundle) created it between the two calls;
+                        // the O_NOFOLLOW open and the symlink check below still apply to it.
+                        Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(("create mount destination", e)),
+                    }
                     openat(Some(cur.as_raw_fd()), *name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                 }
                 r => r,
@@ -797,5 +802,33 @@ mod tests {
         assert!(open_in_root(&root, Path::new("dir/link"), None).is_err());
         assert!(!Path::new("/etc/burrow-should-not-exist").exists());
         assert_eq!(lexical_clean(Path::new("/../proc/./x/..")), Path::new("/proc"));
+    }
+
+    /// Two containers started at once on one rootfs (srun -N2 with both nodes on one host) race
+    /// to create the same file destination; the one that loses must use the winner's file.
+    #[test]
+    fn a_file_destination_created_concurrently_is_used() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        for round in 0..200 {
+            let rel = PathBuf::from(format!("etc/resolv{round}.conf"));
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let all: Vec<_> = (0..4)
+                .map(|_| {
+                    let (root, rel, gate) = (root.clone(), rel.clone(), gate.clone());
+                    std::thread::spawn(move || {
+                        gate.wait();
+                        open_in_root(&root, &rel, Some(Kind::File)).map(drop)
+                    })
+                })
+                .collect();
+            for h in all {
+                assert_eq!(h.join().unwrap(), Ok(()), "round {round}");
+            }
+        }
+        // Still refused when what is there is a symlink.
+        symlink("/etc/hostname", root.join("etc/swapped")).unwrap();
+        assert!(open_in_root(&root, Path::new("etc/swapped"), Some(Kind::File)).is_err());
     }
 }
