@@ -156,9 +156,10 @@ export async function attachContainer(ctx: EngineContext, rec: ContainerRecord, 
           seamSeen = true;
         }
         await replay(upTo);
-        const h = held;
+        // Live output keeps arriving while the held output is written (each write may wait for
+        // the client): it joins the queue until the queue is empty, else it would overtake it.
+        for (let next = held.shift(); next; next = held.shift()) await out(next[0], next[1]);
         held = undefined;
-        for (const [s, d] of h) await out(s, d);
       }
       await new Promise<void>((resolve) => {
         if (sock.destroyed) return resolve();
