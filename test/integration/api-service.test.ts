@@ -155,7 +155,14 @@ describe('the service across stops and restarts', () => {
     conn.write(`POST /volumes/create HTTP/1.1\r\nHost: burrow\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
     expect((await first.request('GET', '/_ping')).status).toBe(200);
     first.child.kill('SIGTERM');
+    // The first one still answers on the path, so a connection cannot tell when the second one
+    // has put its own socket there (bind elsewhere, then rename): its inode can.
+    const firstIno = fs.statSync(sock).ino;
     const second = await tracked({ sock });
+    for (let i = 0; fs.statSync(sock, { throwIfNoEntry: false })?.ino === firstIno; i++) {
+      if (second.child.exitCode !== null || i > 800) throw new Error(`the second service did not take over ${sock}: ${second.stderr()}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
     try {
       conn.write(body.slice(5));
       await closed;
