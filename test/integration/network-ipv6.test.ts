@@ -130,8 +130,18 @@ describe.runIf(HAVE_SLIRP && HAVE_IPV6)(`IPv6 on user-defined networks as ${IS_R
     const pid = ownerPid(env.runroot);
     expect(pid).toBeDefined();
     owners.add(pid!);
-    const ip6 = inspect(web).NetworkSettings.Networks['v6-c2c'].GlobalIPv6Address as string;
-    expect(ip6).toMatch(/:/);
+    // inspect's endpoint carries Docker's IPv6 fields: the address in the network's IPv6 subnet,
+    // its prefix length and the network's IPv6 gateway; network inspect lists it with its prefix.
+    const [net] = JSON.parse(b(['network', 'inspect', 'v6-c2c']).stdout) as { EnableIPv6: boolean; IPAM: { Config: { Subnet: string; Gateway: string }[] }; Containers: Record<string, { IPv6Address: string }> }[];
+    expect(net!.EnableIPv6).toBe(true);
+    expect(net!.IPAM.Config).toEqual([{ Subnet: expect.stringMatching(/^[\d.]+\/\d+$/), Gateway: expect.stringMatching(/^[\d.]+$/) }, { Subnet: expect.stringMatching(/^[0-9a-f:]+::\/64$/), Gateway: expect.stringMatching(/^[0-9a-f:]+::1$/) }]);
+    const v6 = net!.IPAM.Config[1]!;
+    const ep = inspect(web).NetworkSettings.Networks['v6-c2c'];
+    const ip6 = ep.GlobalIPv6Address as string;
+    expect(ip6.startsWith(v6.Subnet.replace(/::\/64$/, ':'))).toBe(true);
+    expect(ep).toMatchObject({ IPv6Gateway: v6.Gateway, GlobalIPv6PrefixLen: 64 });
+    expect(b(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPv6Gateway}} {{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}}{{end}}', web]).stdout.trim()).toBe(`${v6.Gateway} ${ip6}/64`);
+    expect(JSON.parse(b(['network', 'inspect', 'v6-c2c']).stdout)[0].Containers[web]).toMatchObject({ IPv6Address: `${ip6}/64` });
     const r = b(['run', '--rm', '--network', 'v6-c2c', IMAGE, 'sh', '-c', `${retry(`wget -q -O /tmp/a http://[${ip6}]/`)}; cat /tmp/a; nslookup -type=AAAA v6-web; ping -6 -c1 -W5 v6-web >/dev/null; echo "ping=$?"`]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^page from \w+\n/);
