@@ -203,6 +203,28 @@ describe(`networks through ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 'an unpr
     expect(still.stdout).toBe('from-cli-web\n');
   }, 240_000);
 
+  it("docker network create --ipv6: EnableIPv6 and both IPAM configs; a container's endpoint shows its IPv6 address, prefix length and the IPv6 gateway", async () => {
+    await ok(['network', 'create', '--ipv6', 'cliv6']);
+    const [net] = JSON.parse(await ok(['network', 'inspect', 'cliv6'])) as (Net & { EnableIPv6: boolean })[];
+    expect(net!.EnableIPv6).toBe(true);
+    const v6 = net!.IPAM.Config.find((c) => c.Subnet?.includes(':'));
+    expect(net!.IPAM.Config.find((c) => c.Subnet && !c.Subnet.includes(':'))?.Gateway).toMatch(/^[\d.]+$/);
+    expect(v6?.Subnet).toMatch(/^[0-9a-f:]+\/64$/);
+    expect(v6?.Gateway).toMatch(/^[0-9a-f:]+$/);
+    const id = (await ok(['run', '-d', '--name', 'cli-v6', '--network', 'cliv6', api.image, 'sleep', '1000'])).trim();
+    // What scripts ask docker for: the gateway, and the address with its prefix length.
+    const out = await ok(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPv6Gateway}} {{.GlobalIPv6Address}} {{.GlobalIPv6PrefixLen}}{{end}}', 'cli-v6']);
+    const [gw, ip6, len] = out.replace(/\n$/, '').split(' ');
+    expect(gw).toBe(v6!.Gateway);
+    expect(ip6).toMatch(/^[0-9a-f:]+$/);
+    expect(ip6!.startsWith(v6!.Subnet!.replace(/::\/64$/, ':'))).toBe(true);
+    expect(len).toBe('64');
+    const [withIt] = JSON.parse(await ok(['network', 'inspect', 'cliv6'])) as (Net & { Containers: Record<string, { IPv6Address: string }> })[];
+    expect(withIt!.Containers[id]).toMatchObject({ Name: 'cli-v6', IPv6Address: `${ip6}/64` });
+    await ok(['rm', '-f', 'cli-v6']);
+    await ok(['network', 'rm', 'cliv6']);
+  }, 240_000);
+
   it('docker network prune removes the networks no container uses, and rm works once the containers are gone', async () => {
     await ok(['network', 'create', 'unused-a']);
     const out = await ok(['network', 'prune', '-f']);

@@ -74,6 +74,15 @@ describe("Go's rendering of values in --format", () => {
     expect(render('{{.Config.Cmd}} {{.Config.Labels}} {{.Config.Tty}} {{.Config.Entrypoint}} {{.Nope.Deeper}}', o)).toBe('[sh] map[x:y] false <no value> <no value>');
     expect(render('{{json .Config.Cmd}}', o)).toBe('["sh"]');
   });
+
+  it("{{range}}: the body per element of a list or per value of a map in key order, as Go ranges; nested; nothing over nil", () => {
+    const o = { NetworkSettings: { Networks: { b: { IPAddress: '10.0.0.2', Aliases: ['x', 'y'] }, a: { IPAddress: '10.0.1.2', Aliases: null } } }, Args: ['-c', 'true'] };
+    expect(render('{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', o)).toBe('10.0.1.2 10.0.0.2 ');
+    expect(render('<{{range .Args}}[{{.}}]{{end}}>', o)).toBe('<[-c][true]>');
+    expect(render('{{range .NetworkSettings.Networks}}{{range .Aliases}}{{.}},{{end}};{{end}}', o)).toBe(';x,y,;');
+    expect(render('a{{range .Nope}}x{{end}}b', o)).toBe('ab');
+    expect(render('{{ range .Args }}{{.}}{{ end }}\\t{{json .Args}}', o)).toBe('-ctrue\t["-c","true"]');
+  });
 });
 
 describe('images REPOSITORY[:TAG]', () => {

@@ -191,7 +191,7 @@ export function inspectContainer(store: Store, rec: ContainerRecord): object {
   };
 }
 
-/** The store's user-defined networks by id, for the endpoints' prefix length and gateway. */
+/** The store's user-defined networks by id, for the endpoints' prefix lengths and gateways. */
 function networkLookup(store: Store, containerId: string): NetworkLookup {
   return (id) => {
     try {
@@ -199,7 +199,7 @@ function networkLookup(store: Store, containerId: string): NetworkLookup {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { findNetwork, networkDef, endpointId } = require('../engine/networks') as typeof import('../engine/networks');
       const d = networkDef(findNetwork({ store } as Parameters<typeof findNetwork>[0], id));
-      return { subnet: d.subnet, gateway: d.gateway, endpointId: endpointId(id, containerId) };
+      return { subnet: d.subnet, gateway: d.gateway, ...(d.subnet6 ? { subnet6: d.subnet6, gateway6: d.gateway6 } : {}), endpointId: endpointId(id, containerId) };
     } catch {
       return undefined;
     }

@@ -53,11 +53,13 @@ export function hostConfigNetwork(net: NetworkRecord | undefined): Record<string
 }
 
 /**
- * A network's subnet and gateway as the store has them now (undefined: removed meanwhile), and
- * Docker's EndpointID of this container on it (ts/engine/networks.ts endpointId).
+ * A network's subnets and gateways as the store has them now (undefined: removed meanwhile; the
+ * IPv6 pair only on an `--ipv6` network), and Docker's EndpointID of this container on it
+ * (ts/engine/networks.ts endpointId).
  */
-export type NetworkLookup = (id: string) => { subnet: string; gateway: string; endpointId: string } | undefined;
+export type NetworkLookup = (id: string) => { subnet: string; gateway: string; subnet6?: string; gateway6?: string; endpointId: string } | undefined;
 
+const prefixLen = (cidr: string | undefined): number => (cidr ? Number(cidr.split('/')[1]) : 0);
 
 /** NetworkSettings.Networks of a container on user-defined networks, by network name, as Docker shows them. */
 export function userEndpoints(net: NetworkRecord, containerId: string, name: string, lookup: NetworkLookup): Record<string, Record<string, unknown>> {
@@ -74,10 +76,11 @@ export function userEndpoints(net: NetworkRecord, containerId: string, name: str
       EndpointID: n?.endpointId ?? '',
       Gateway: n?.gateway ?? '',
       IPAddress: e.ip,
-      IPPrefixLen: n ? Number(n.subnet.split('/')[1]) : 0,
-      IPv6Gateway: '',
+      IPPrefixLen: prefixLen(n?.subnet),
+      // Docker's IPv6 trio on an --ipv6 network: the bridge's IPv6 address is the gateway.
+      IPv6Gateway: e.ip6 ? (n?.gateway6 ?? '') : '',
       GlobalIPv6Address: e.ip6 ?? '',
-      GlobalIPv6PrefixLen: 0,
+      GlobalIPv6PrefixLen: e.ip6 ? prefixLen(n?.subnet6) : 0,
       DNSNames: [name, containerId.slice(0, 12), ...e.aliases],
     };
   }

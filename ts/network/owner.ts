@@ -25,6 +25,8 @@ export interface OwnerLease {
   pid: number;
   /** The user namespace containers on user-defined networks join (undefined as root). */
   userns?: string;
+  /** Why IPv6 is not routed out of user-defined networks, when it is not (the owner's words). */
+  noIpv6Out?: string;
   /** Another request on the lease's connection. */
   request(req: OwnerRequest): Promise<OwnerReply>;
   release(): void;
@@ -126,9 +128,13 @@ async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promis
   const args = [...statusFlags(3), 'network-owner', '--dir', dir];
   // Rootless, U gets the store's mapping, the one every container has (bridge/mod.rs).
   if (process.getuid?.() !== 0) for (const [flag, maps] of [['--uid-map', uidMap], ['--gid-map', gidMap]] as const) for (const m of maps) args.push(flag, m.join(':'));
-  // Its outbound helper, found as `run` finds a container's: slirp4netns, else pasta (none:
-  // internal networks only).
-  for (const h of ['slirp4netns', 'pasta'] as const) {
+  // Its outbound helper: pasta when that is the default network mode (`[containers] network`,
+  // BURROW_NETWORK; podman's default_rootless_network_cmd picks its rootless network namespace's
+  // helper the same way), else as `run` finds a container's: slirp4netns, else pasta (none:
+  // internal networks only). The owner keeps the one it started with until it exits.
+  const { setting } = await import('../config/config');
+  const preferred = setting(undefined, 'BURROW_NETWORK', (c) => c.containers.network, '').split(':')[0];
+  for (const h of preferred === 'pasta' ? (['pasta', 'slirp4netns'] as const) : (['slirp4netns', 'pasta'] as const)) {
     const p = findHelper(h);
     if (!p) continue;
     args.push('--helper', h, '--helper-path', p);
@@ -183,6 +189,7 @@ export async function holdOwner(dir: string, opts: { uidMap: [number, number, nu
     dir,
     pid: reply.pid ?? 0,
     ...(reply.userns ? { userns: reply.userns } : {}),
+    ...(reply.noIpv6Out ? { noIpv6Out: reply.noIpv6Out } : {}),
     request: (req) => {
       c.sock.ref();
       return c.request(req).finally(() => {

@@ -240,10 +240,13 @@ export function ownerDirOf(rec: ContainerRecord): string {
 export async function holdForStart(store: Store, rec: ContainerRecord, dir: string): Promise<OwnerLease | undefined> {
   if (rec.net?.mode !== 'user') return undefined;
   // Checked before an owner is started for nothing.
-  endpointNetworks(store, rec.net.networks ?? []);
+  const nets = endpointNetworks(store, rec.net.networks ?? []);
   const { holdOwner } = await import('./owner');
   const s = store.settings();
   const lease = await holdOwner(ownerDirOf(rec), { uidMap: s?.uidMap ?? [], gidMap: s?.gidMap ?? [] });
+  // An --ipv6 network with a way out, and an outbound helper that routes no IPv6 (pasta on a
+  // host without an IPv6 default route): said at each start, not only in the owner's log.
+  if (lease.noIpv6Out && nets.some((n) => n.EnableIPv6 && !n.Internal)) process.stderr.write(`burrow: warning: ${rec.name}: ${lease.noIpv6Out}\n`);
   try {
     const { joinOwnerUserns } = await import('../container/spec');
     const cfgPath = path.join(dir, 'bundle', 'config.json');

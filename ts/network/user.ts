@@ -63,6 +63,8 @@ export interface OwnerReply {
   ok: boolean;
   pid?: number;
   userns?: string;
+  /** hold: why IPv6 is not routed out of the owner's namespace, when it is not (pasta without a host IPv6 route). */
+  noIpv6Out?: string;
   interfaces?: { network: string; ifname: string; mac: string; ip: string }[];
   networks?: { id: string; name: string; bridge: string; endpoints: { container: string; name: string; ip: string }[] }[];
   code?: string;

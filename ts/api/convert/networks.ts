@@ -20,7 +20,7 @@ export function isIpv4(s: string): boolean {
   return !!m && m.slice(1).every((b) => Number(b) <= 255);
 }
 
-type NetworkDefs = Map<string, { subnet: string; gateway: string } | undefined>;
+type NetworkDefs = Map<string, Omit<NonNullable<ReturnType<NetworkLookup>>, 'endpointId'> | undefined>;
 
 /** As ts/container/inspect.ts looks the container's networks up; `defs` keeps what was read (one list, many containers). */
 function lookup(ctx: EngineContext, containerId: string, engine: typeof import('../../engine/networks'), defs: NetworkDefs): NetworkLookup {
@@ -28,7 +28,7 @@ function lookup(ctx: EngineContext, containerId: string, engine: typeof import('
     if (!defs.has(id)) {
       try {
         const d = engine.networkDef(engine.findNetwork(ctx, id));
-        defs.set(id, { subnet: d.subnet, gateway: d.gateway });
+        defs.set(id, { subnet: d.subnet, gateway: d.gateway, ...(d.subnet6 ? { subnet6: d.subnet6, gateway6: d.gateway6 } : {}) });
       } catch {
         defs.set(id, undefined);
       }

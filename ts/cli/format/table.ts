@@ -42,16 +42,56 @@ export function goValue(v: unknown, top = true): string {
 
 /**
  * A subset of Go templates as Docker's --format uses them: `{{.Field}}`, `{{.A.B}}`,
- * `{{json .}}`, `{{json .Field}}`, `{{upper .X}}`, `{{lower .X}}`, `\t` and the `table` prefix.
+ * `{{json .}}`, `{{json .Field}}`, `{{upper .X}}`, `{{lower .X}}`, `\t`, the `table` prefix, and
+ * `{{range .X}}…{{end}}` (what `inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'`
+ * needs): the body once per element of a list, or per value of a map in key order, as Go ranges.
  */
 export function render(template: string, obj: Record<string, unknown>): string {
-  const get = (p: string): unknown => (p === '.' ? obj : p.replace(/^\./, '').split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj));
+  return renderIn(template, obj);
+}
+
+const RANGE_RE = /\{\{\s*range\s+(\.[A-Za-z0-9_.]*|\.)\s*\}\}/;
+const RANGE_OR_END_RE = /\{\{\s*(range\s+[^}]*|end)\s*\}\}/g;
+
+function field(dot: unknown, p: string): unknown {
+  return p === '.' ? dot : p.replace(/^\./, '').split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), dot);
+}
+
+/** The template with `.` bound to `dot`: ranges first (nested ones by recursion), then fields. */
+function renderIn(template: string, dot: unknown): string {
+  let out = '';
+  let rest = template;
+  for (let m = RANGE_RE.exec(rest); m; m = RANGE_RE.exec(rest)) {
+    // Its {{end}}: the first that closes as many ranges as opened after this one.
+    RANGE_OR_END_RE.lastIndex = m.index + m[0].length;
+    let depth = 1;
+    let end: RegExpExecArray | null = null;
+    for (let t = RANGE_OR_END_RE.exec(rest); t; t = RANGE_OR_END_RE.exec(rest)) {
+      depth += t[1] === 'end' ? -1 : 1;
+      if (depth === 0) {
+        end = t;
+        break;
+      }
+    }
+    // Without its {{end}} it stays text, as the fields around it are printed.
+    if (!end) break;
+    out += renderFields(rest.slice(0, m.index), dot);
+    const v = field(dot, m[1]!);
+    const items = Array.isArray(v) ? v : v && typeof v === 'object' ? Object.keys(v).sort().map((k) => (v as Record<string, unknown>)[k]) : [];
+    const body = rest.slice(m.index + m[0].length, end.index);
+    for (const item of items) out += renderIn(body, item);
+    rest = rest.slice(end.index + end[0].length);
+  }
+  return out + renderFields(rest, dot);
+}
+
+function renderFields(template: string, dot: unknown): string {
   const str = (v: unknown): string => goValue(v);
   return template
     .replace(/\\t/g, '\t')
     .replace(/\\n/g, '\n')
     .replace(/\{\{\s*(json|upper|lower)?\s*(\.[A-Za-z0-9_.]*|\.)\s*\}\}/g, (_m, fn: string | undefined, p: string) => {
-      const v = get(p);
+      const v = field(dot, p);
       if (fn === 'json') return JSON.stringify(v ?? null);
       if (fn === 'upper') return str(v).toUpperCase();
       if (fn === 'lower') return str(v).toLowerCase();

@@ -27,7 +27,8 @@
 //!
 //! ```text
 //! → {"op":"hold"}
-//! ← {"ok":true,"pid":1234,"userns":"/proc/1234/ns/user"}        (userns null as root)
+//! ← {"ok":true,"pid":1234,"userns":"/proc/1234/ns/user"}        (userns null as root; "noIpv6Out":WHY
+//!                                                               when IPv6 is not routed out)
 //! → {"op":"attach","pid":INIT,"container":{"id":..,"name":..},"endpoints":[Endpoint..],"dns":["10.1.2.3",..]}
 //! ← {"ok":true,"interfaces":[{"network":ID,"ifname":"eth0","mac":..,"ip":..}]}
 //! → {"op":"connect","container":ID,"endpoint":Endpoint}        (on any connection)
@@ -181,6 +182,10 @@ pub struct Reply {
     /// hold: the user namespace a container on these networks joins (None as root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<String>,
+    /// hold: why IPv6 is not routed out of the owner's namespace, when it is not (pasta without
+    /// a host IPv6 route); the CLI says it when a container has an `--ipv6` endpoint with a way out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_ipv6_out: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -116,6 +116,9 @@ pub struct Owner {
     helper_since: Instant,
     helper_restarts: u32,
     helper_restart_at: Option<Instant>,
+    /// Why the running helper routes no IPv6 out of N although the kernel has IPv6 (pasta on a
+    /// host without an IPv6 default route): said in the log and to every `hold`.
+    no_ipv6_out: Option<String>,
     resolver: Resolver,
     listener: UnixListener,
     conns: Vec<Conn>,
@@ -191,6 +194,7 @@ impl Owner {
             helper_since: Instant::now(),
             helper_restarts: 0,
             helper_restart_at: None,
+            no_ipv6_out: None,
             resolver,
             listener,
             conns: Vec::new(),
@@ -206,7 +210,10 @@ impl Owner {
             let _ = std::fs::remove_file(&sock);
         })?;
         match me.start_helper() {
-            Ok(h) => me.helper = Some(h),
+            Ok(h) => {
+                me.helper = Some(h);
+                me.check_ipv6_out();
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&sock);
                 return Err(e);
@@ -217,7 +224,12 @@ impl Owner {
             &o.dir.join(OWNER_RECORD),
             &serde_json::json!({ "pid": pid, "startTime": crate::runtime::state::proc_start_time(pid).unwrap_or(0) }).to_string(),
         );
-        log(&format!("ready ({}), helper pid {}", if rootless { "rootless" } else { "root" }, me.helper.as_ref().map(|h| h.pid()).unwrap_or(0)));
+        log(&format!(
+            "ready ({}), helper {} pid {}",
+            if rootless { "rootless" } else { "root" },
+            me.helper_name(),
+            me.helper.as_ref().map(|h| h.pid()).unwrap_or(0)
+        ));
         Ok(me)
     }
 
@@ -278,6 +290,11 @@ impl Owner {
                 let bin = helper::binary(helper_path, "pasta")
                     .map_err(|_| fail("neither slirp4netns nor pasta is installed: user-defined networks need one for outbound traffic; install slirp4netns (apt-get install slirp4netns)"))?;
                 let (ready_r, ready_w) = helper::pipe().map_err(|e| fail(e.to_string()))?;
+                // slirp4netns's layout, so that nat.rs's rules hold for either helper: N is
+                // 10.0.2.100/24 and fd00::100/64 on tap0, the gateways 10.0.2.2 and fd00::2. No
+                // --no-map-gw: pasta connects what goes to its gateway addresses to the host's
+                // loopback, as slirp4netns does with its host address, and the filter in N
+                // decides per network whether that is reached (`allow_host_loopback`).
                 let mut args: Vec<String> = [
                     "--config-net",
                     "--foreground",
@@ -290,7 +307,6 @@ impl Owner {
                     "none",
                     "-U",
                     "none",
-                    "--no-map-gw",
                     "-I",
                     OUT_IF,
                     "-a",
@@ -303,8 +319,11 @@ impl Owner {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-                // IPv6 as the host has it (pasta copies the host's addresses and routes).
-                if !ipv6 {
+                // IPv6 only where the host has an IPv6 default route: pasta takes its IPv6 side
+                // from that interface and leaves IPv6 off without one (check_ipv6_out).
+                if ipv6 {
+                    args.extend(["-a".into(), OUT_ADDR6.into(), "-g".into(), OUT_GW6.into()]);
+                } else {
                     args.push("--ipv4-only".into());
                 }
                 args.extend(["--mtu".into(), self.mtu.min(65520).to_string(), "--pid".into(), format!("/proc/self/fd/{}", ready_w.as_raw_fd())]);
@@ -321,6 +340,44 @@ impl Owner {
         Ok(h)
     }
 
+    fn helper_name(&self) -> &'static str {
+        match self.helper_kind {
+            HelperKind::Slirp4netns => "slirp4netns",
+            HelperKind::Pasta => "pasta",
+        }
+    }
+
+    /// Whether N got its address on the helper's IPv6 network (slirp4netns: always, we add it;
+    /// pasta: only where the host has an IPv6 default route, since pasta takes its IPv6 side
+    /// from that interface and otherwise leaves IPv6 off, where slirp4netns needs nothing of the
+    /// host). Without it `--ipv6` networks still work between containers but reach nothing
+    /// outside over IPv6: the log and every `hold` say so, and the CLI warns a container that
+    /// has such an endpoint.
+    fn check_ipv6_out(&mut self) {
+        self.no_ipv6_out = None;
+        if self.restore6.is_none() {
+            return;
+        }
+        // /proc/net follows the reader's network namespace: the child's, N.
+        let want = OUT_ADDR6.parse::<std::net::Ipv6Addr>().expect("constant").octets().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let found = ns::in_netns(self.netns.as_fd(), move || {
+            let t = std::fs::read_to_string("/proc/net/if_inet6").map_err(|e| e.to_string())?;
+            match t.lines().any(|l| l.starts_with(&want) && l.split_whitespace().last() == Some(OUT_IF)) {
+                true => Ok(Vec::new()),
+                false => Err("absent".into()),
+            }
+        })
+        .is_ok();
+        if !found {
+            let why = match self.helper_kind {
+                HelperKind::Pasta => "the outbound helper, pasta, routes no IPv6: it takes its IPv6 side from the host's interface with an IPv6 default route, and this host has none. Containers on --ipv6 networks reach each other over IPv6, but nothing outside (the host's [::1] included). slirp4netns routes IPv6 out without a host route: unset BURROW_NETWORK=pasta (or [containers] network = \"pasta\"); the owner takes slirp4netns when it next starts, after the last container on a user-defined network has stopped",
+                HelperKind::Slirp4netns => "the outbound helper, slirp4netns, did not configure IPv6: containers on --ipv6 networks reach each other over IPv6, but nothing outside",
+            };
+            log(why);
+            self.no_ipv6_out = Some(why.to_string());
+        }
+    }
+
     /// After the outbound helper died: a new one, with the same arguments, and the filter again
     /// (it names the tap device, which the new helper made anew). Another try later when this
     /// one fails, until HELPER_RESTARTS in a row.
@@ -330,6 +387,7 @@ impl Owner {
         let n = self.helper_restarts;
         let r = self.start_helper().and_then(|h| {
             self.helper = Some(h);
+            self.check_ipv6_out();
             self.apply_rules()
         });
         match r {
@@ -462,11 +520,7 @@ impl Owner {
         if self.helper_since.elapsed() >= HELPER_STABLE {
             self.helper_restarts = 0;
         }
-        let name = match self.helper_kind {
-            HelperKind::Slirp4netns => "slirp4netns",
-            HelperKind::Pasta => "pasta",
-        };
-        log(&format!("the outbound helper ({name}, pid {hpid}) {how}: no outbound traffic until it is restarted"));
+        log(&format!("the outbound helper ({}, pid {hpid}) {how}: no outbound traffic until it is restarted", self.helper_name()));
         self.schedule_restart();
     }
 
@@ -530,7 +584,13 @@ impl Owner {
         match req {
             Request::Hold => {
                 self.lease(conn);
-                Reply { ok: true, pid: Some(pid), userns: self.rootless.then(|| format!("/proc/{pid}/ns/user")), ..Default::default() }
+                Reply {
+                    ok: true,
+                    pid: Some(pid),
+                    userns: self.rootless.then(|| format!("/proc/{pid}/ns/user")),
+                    no_ipv6_out: self.no_ipv6_out.clone(),
+                    ..Default::default()
+                }
             }
             Request::Attach { pid: init, container, endpoints, dns } => {
                 self.lease(conn);
