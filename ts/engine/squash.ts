@@ -11,6 +11,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
+import type { ImageFormat } from '../storage/image-format';
+import type { FileImage } from '../storage/squash';
+import type { ImageRecord } from '../storage/store';
 import type { EngineContext, Hooks } from './context';
 
 export interface ConvertRequest {
@@ -24,7 +27,7 @@ export interface ConvertRequest {
 /** A container of `image` that is never started: only its root is read. */
 async function transient(ctx: EngineContext, image: string, hooks: Hooks): Promise<ContainerRecord> {
   const { createContainer } = await import('./create');
-  return createContainer(ctx, { image, command: ['true'], entrypoint: [], env: [], network: 'none', cgroups: 'disabled', pull: 'never' }, hooks);
+  return createContainer(ctx, { image, fromLayers: true, command: ['true'], entrypoint: [], env: [], network: 'none', cgroups: 'disabled', pull: 'never' }, hooks);
 }
 
 async function drop(ctx: EngineContext, rec: ContainerRecord): Promise<void> {
@@ -90,4 +93,109 @@ export async function importSif(ctx: EngineContext, file: string, reference: str
     fs.rmSync(tmp, { force: true });
     if (rec) await drop(ctx, rec);
   }
+}
+
+// ---- the store's squashfs per image (ts/storage/image-format.ts) ----------------------------
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims the making of `sqfs`: `.HEX.sqfs.making` created exclusively, holding our pid. One
+ * process converts an image; others that start it meanwhile (a job array's 64 containers) run
+ * from its layers rather than wait or convert it again. A claim of a process that is gone (killed
+ * mid-conversion) is taken over. Returns the release, or undefined when another process has it.
+ */
+function claim(sqfs: string): (() => void) | undefined {
+  const marker = path.join(path.dirname(sqfs), `.${path.basename(sqfs)}.making`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(marker, String(process.pid), { flag: 'wx', mode: 0o600 });
+      return () => fs.rmSync(marker, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+      let owner: number;
+      try {
+        owner = Number(fs.readFileSync(marker, 'utf8').trim());
+      } catch {
+        continue; // released meanwhile: claim it again
+      }
+      if (Number.isInteger(owner) && owner > 0 && alive(owner)) return undefined;
+      fs.rmSync(marker, { force: true });
+    }
+  }
+  return undefined;
+}
+
+/** What a store squashfs needs at run time, or why it cannot be used here (then: layers). */
+async function runnable(driver: string): Promise<string | undefined> {
+  const { squashTool } = await import('../storage/squash');
+  if (!squashTool('squashfuse_ll') && !squashTool('squashfuse')) return 'squashfuse is not installed (Debian: apt-get install squashfuse)';
+  if (!fs.existsSync('/dev/fuse')) return '/dev/fuse does not exist (modprobe fuse)';
+  if (driver === 'copy' && !(await import('../storage/rootfs')).fuseOverlayfsProgram()) return 'the copy driver has no union to put over it and fuse-overlayfs is not installed';
+  return undefined;
+}
+
+/**
+ * Makes the store's squashfs of `img` if it has none: through convertImage (the image's tree
+ * read through a transient container, streamed into mksquashfs, written as a temporary file
+ * beside it and renamed: an interrupted conversion never leaves a partial `HEX.sqfs`).
+ * Resolves true when the file exists afterwards; a failure is a warning, not the caller's
+ * failure: the image is complete without it and runs from its layers.
+ */
+export async function makeStoreSquash(ctx: EngineContext, img: ImageRecord, hooks: Hooks = {}): Promise<boolean> {
+  const { squashPathOf } = await import('../storage/image-format');
+  const sqfs = squashPathOf(ctx.store, img.id);
+  if (fs.existsSync(sqfs)) return true;
+  const release = claim(sqfs);
+  if (!release) return false;
+  try {
+    if (fs.existsSync(sqfs)) return true; // made meanwhile by the claim's previous owner
+    await convertImage(ctx, { image: img.id, format: 'squashfs', output: sqfs }, hooks);
+    return true;
+  } catch (err) {
+    const name = img.repoTags[0] ?? img.id.replace(/^sha256:/, '').slice(0, 12);
+    hooks.warn?.(`the store keeps images as squashfs, but the one of ${name} could not be made (${(err as Error).message}): it runs from its layers`);
+    return false;
+  } finally {
+    release();
+  }
+}
+
+/**
+ * After a pull, load, import or build put images in the store: their squashfs files, when the
+ * store keeps them (image_format, ts/storage/image-format.ts).
+ */
+export async function keepStoreSquashes(ctx: EngineContext, ids: string[], hooks: Hooks = {}): Promise<void> {
+  const { imageFormat } = await import('../storage/image-format');
+  if (imageFormat(ctx.store).format !== 'squashfs') return;
+  for (const id of new Set(ids)) {
+    const img = ctx.store.image(id);
+    if (img) await makeStoreSquash(ctx, img, hooks);
+  }
+}
+
+/**
+ * The store's squashfs of `img` as a one-file image for `run`/`create`, with the store's record
+ * (id, names) in place of the file's. An image from before the setting (or whose conversion
+ * failed) is converted here, on its first start; while another process converts it, or when
+ * squashfuse cannot run here, undefined: the container runs from the layers, as before.
+ */
+export async function squashOfImage(ctx: EngineContext, img: ImageRecord, format: ImageFormat, hooks: Hooks = {}): Promise<FileImage | undefined> {
+  const why = await runnable((await ctx.settings()).driver);
+  if (why) {
+    hooks.warn?.(`the store keeps images as squashfs (${format.reason}), but ${why}: running from the image's layers`);
+    return undefined;
+  }
+  if (!(await makeStoreSquash(ctx, img, hooks))) return undefined;
+  const { openFileImage } = await import('../storage/squash');
+  const { squashPathOf } = await import('../storage/image-format');
+  return { ...(await openFileImage(squashPathOf(ctx.store, img.id))), record: img };
 }

@@ -130,7 +130,8 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
     c.layers.forEach((l) => keepLayers.add(l));
     c.blobs.forEach((b) => keepBlobs.add(b));
   }
-  containerRefs(store).layers.forEach((l) => keepLayers.add(l));
+  const ctrRefs = containerRefs(store);
+  ctrRefs.layers.forEach((l) => keepLayers.add(l));
   const cached = buildCacheContent(store);
   cached.layers.forEach((l) => keepLayers.add(l));
   cached.blobs.forEach((b) => keepBlobs.add(b));
@@ -138,6 +139,10 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
   const writer = writerActive(store);
   const eligible = (hex: string, mine: Set<string>, mtimeMs: number) => !writer && (mine.has(hex) || (o.orphans && now - mtimeMs > ORPHAN_GRACE_MS));
   const out = { layers: [] as string[], blobs: [] as string[], bytes: 0, kept: 0, writerActive: writer };
+
+  // The store's squashfs files (image-format.ts) go with their image, unless a container of it
+  // is left (`rmi -f`): its bundle names the file, which a restart mounts again.
+  out.bytes += removeSquashes(store, ctrRefs.images);
 
   const trees: string[] = [];
   for (const l of storedLayers(store).values()) {
@@ -182,6 +187,48 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
     out.bytes += b.size;
   }
   return out;
+}
+
+/**
+ * Removes `images/HEX.sqfs` of images that are gone and no container uses, and what conversions
+ * of processes that are gone left (`.HEX.sqfs.tmp-PID`, `.HEX.sqfs.making`). Returns the bytes.
+ */
+function removeSquashes(store: Store, usedImages: Map<string, unknown>): number {
+  let names: string[];
+  try {
+    names = fs.readdirSync(store.p('images'));
+  } catch {
+    return 0;
+  }
+  const gone = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code !== 'EPERM';
+    }
+  };
+  let bytes = 0;
+  for (const n of names) {
+    const own = /^([a-f0-9]{64})\.sqfs$/.exec(n);
+    const tmp = /^\.[a-f0-9]{64}\.sqfs\.tmp-(\d+)$/.exec(n);
+    const making = /^\.[a-f0-9]{64}\.sqfs\.making$/.test(n);
+    let stale = false;
+    if (own) stale = !store.image(`sha256:${own[1]}`) && !usedImages.has(`sha256:${own[1]}`);
+    else if (tmp) stale = gone(Number(tmp[1]));
+    else if (making) {
+      try {
+        stale = gone(Number(fs.readFileSync(store.p('images', n), 'utf8').trim()) || 0);
+      } catch {
+        stale = false;
+      }
+    }
+    if (!stale) continue;
+    const p = store.p('images', n);
+    bytes += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0;
+    fs.rmSync(p, { force: true });
+  }
+  return bytes;
 }
 
 /**
