@@ -141,6 +141,58 @@ describe('image_format = "squashfs"', () => {
   }, 180_000);
 });
 
+/**
+ * A stand-in mksquashfs (first on PATH, where burrow looks for it) that writes the start of a
+ * file where it was told to, then fails, or sends its parent, burrow, SIGINT as Ctrl-C would
+ * and waits to be stopped.
+ */
+function fakeMksquashfs(mode: 'fail' | 'interrupt'): Record<string, string> {
+  const dir = path.join(work, `fake-${mode}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // exec: the process burrow kills is the one holding its pipes (a child left would keep them open).
+  const then = mode === 'fail' ? 'echo "fake mksquashfs: disk full" >&2; exit 1' : 'kill -INT $PPID; exec sleep 120';
+  fs.writeFileSync(path.join(dir, 'mksquashfs'), `#!/bin/sh\nprintf hsqs-partial > "$2"\n${then}\n`, { mode: 0o755 });
+  return { PATH: `${dir}:${process.env.PATH}` };
+}
+
+describe('a conversion that fails or is interrupted', () => {
+  it('`image convert` with a failing mksquashfs ends with its error, leaving no file and no container', async () => {
+    // The runtime's export used to wait forever on the pipe mksquashfs no longer read.
+    const out = path.join(sq.dir, 'failed.sqfs');
+    const r = await sq.burrow(['image', 'convert', '--format', 'squashfs', ref, out], { env: fakeMksquashfs('fail') });
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/mksquashfs failed \(exit 1\): fake mksquashfs: disk full/);
+    expect(fs.readdirSync(sq.dir).filter((n) => n.includes('failed.sqfs'))).toEqual([]);
+    expect((await sq.ok(['ps', '-aq'])).stdout.trim()).toBe('');
+  }, 120_000);
+
+  it('leaves no squashfs and nothing half-written; the image runs from its layers', async () => {
+    await sq.ok(['rmi', ref]);
+    expect(fs.existsSync(sqfsOf(sq, id))).toBe(false);
+    const env = fakeMksquashfs('fail');
+    const r = await sq.ok(['pull', '-q', ref], { env: { ...env, BURROW_IMAGE_FORMAT: 'squashfs' } });
+    expect(r.stderr).toMatch(/squashfs, but the one of .* could not be made \(mksquashfs failed \(exit 1\): fake mksquashfs: disk full\): it runs from its layers/);
+    expect(fs.existsSync(sqfsOf(sq, id))).toBe(false);
+    expect(leftovers(sq)).toEqual([]);
+    // The transient container of the conversion is gone too.
+    expect((await sq.ok(['ps', '-aq'])).stdout.trim()).toBe('');
+    const run = await sq.ok(['run', '--rm', ref, 'sh', '-c', SQUASHFUSE], { env });
+    expect(run.stdout.trim()).toBe('none');
+    expect(run.stderr).toMatch(/could not be made/);
+  }, 180_000);
+
+  it('Ctrl-C while converting stops it: interrupted, no file, no container; the next run converts', async () => {
+    const r = await sq.burrow(['run', '--rm', ref, 'true'], { env: fakeMksquashfs('interrupt') });
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/making the store's squashfs of .*: interrupted \(SIGINT\)/);
+    expect(fs.existsSync(sqfsOf(sq, id))).toBe(false);
+    expect(leftovers(sq)).toEqual([]);
+    expect((await sq.ok(['ps', '-aq'])).stdout.trim()).toBe('');
+    expect((await sq.ok(['run', '--rm', ref, 'sh', '-c', SQUASHFUSE])).stdout.trim()).toBe('squashfuse');
+    expect(fs.existsSync(sqfsOf(sq, id))).toBe(true);
+  }, 180_000);
+});
+
 describe('image_format = "auto" (the default) on a local disk', () => {
   it('keeps layers: no squashfs, containers start from the unpacked layers, and `info` says why', async () => {
     if (!fs.existsSync(path.join(auto.root, 'images'))) await auto.ok(['pull', '-q', ref]);

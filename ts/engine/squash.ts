@@ -22,6 +22,8 @@ export interface ConvertRequest {
   output: string;
   /** mksquashfs's threads (default: every CPU this process may use). */
   processors?: number;
+  /** Stops the conversion: no file is left, the transient container is removed, the reason is thrown. */
+  signal?: AbortSignal;
 }
 
 /** A container of `image` that is never started: only its root is read. */
@@ -47,20 +49,29 @@ export async function convertImage(ctx: EngineContext, req: ConvertRequest, hook
   // The config blob as it is: `run FILE` takes Env, Entrypoint, Cmd, User and WorkingDir from it.
   const configBytes = fs.readFileSync(ctx.store.blobPath(img.configDigest));
   const writer = squashWriter(req.output, processors);
+  const stop = (): void => writer.abort();
+  req.signal?.addEventListener('abort', stop, { once: true });
   let rec: ContainerRecord | undefined;
   try {
+    req.signal?.throwIfAborted();
     rec = await transient(ctx, img.id, hooks);
     writer.stdin.write(configPrelude(configBytes));
     const { exportContainer } = await import('../container/export');
-    await exportContainer(ctx.store, rec, writer.stdin as unknown as import('node:stream').Writable, hooks);
+    // mksquashfs ending early (a failure, or stopped by `signal`) stops the export: its output
+    // then has no reader, and the runtime would wait forever on a full pipe.
+    const ended = new AbortController();
+    writer.done.catch(() => ended.abort());
+    await exportContainer(ctx.store, rec, writer.stdin as unknown as import('node:stream').Writable, hooks, ended.signal);
     await writer.done;
   } catch (err) {
     // mksquashfs ending first (a full disk, say) is the cause; export's broken pipe only follows.
     const own = writer.failure();
     writer.abort();
     await writer.done.catch(() => undefined);
+    if (req.signal?.aborted) throw req.signal.reason;
     throw own ?? writer.failure() ?? err;
   } finally {
+    req.signal?.removeEventListener('abort', stop);
     if (rec) await drop(ctx, rec);
   }
   const file = path.resolve(req.output);
@@ -156,15 +167,23 @@ export async function makeStoreSquash(ctx: EngineContext, img: ImageRecord, hook
   if (fs.existsSync(sqfs)) return true;
   const release = claim(sqfs);
   if (!release) return false;
+  const name = img.repoTags[0] ?? img.id.replace(/^sha256:/, '').slice(0, 12);
+  // Ctrl-C (or a TERM) while converting: mksquashfs stops, its temporary file and the transient
+  // container go, and the command ends as interrupted; the image itself is complete already.
+  const ac = new AbortController();
+  const interrupt = (sig: NodeJS.Signals): void => ac.abort(new BurrowError('ECANCELED', `making the store's squashfs of ${name}: interrupted (${sig})`, 'the image is in the store; its squashfs is made on its next run'));
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.once(s, interrupt);
   try {
     if (fs.existsSync(sqfs)) return true; // made meanwhile by the claim's previous owner
-    await convertImage(ctx, { image: img.id, format: 'squashfs', output: sqfs }, hooks);
+    await convertImage(ctx, { image: img.id, format: 'squashfs', output: sqfs, signal: ac.signal }, hooks);
     return true;
   } catch (err) {
-    const name = img.repoTags[0] ?? img.id.replace(/^sha256:/, '').slice(0, 12);
+    if (ac.signal.aborted) throw ac.signal.reason;
     hooks.warn?.(`the store keeps images as squashfs, but the one of ${name} could not be made (${(err as Error).message}): it runs from its layers`);
     return false;
   } finally {
+    for (const s of signals) process.off(s, interrupt);
     release();
   }
 }
