@@ -10,7 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { renderInfo } from '../../ts/cli/format/info';
 import { parseConfig } from '../../ts/config/parse';
 import { BurrowError } from '../../ts/errors';
-import { decideImageFormat, describeImageFormat, imageFormat, imageFormatSetting, squashPathOf, withImageFormat } from '../../ts/storage/image-format';
+import { claimAbandoned, claimPathOf, claimSquash, decideImageFormat, describeImageFormat, FOREIGN_CLAIM_MS, imageFormat, imageFormatSetting, squashPathOf, withImageFormat } from '../../ts/storage/image-format';
+import { collectGarbage } from '../../ts/storage/prune';
+import type { StorageSettings } from '../../ts/storage/store';
 import { Store } from '../../ts/storage/store';
 import { sampleReport } from './fixtures';
 
@@ -100,5 +102,72 @@ describe('burrow info', () => {
     const ids = r.checks.map((c) => c.id);
     const at = ids.indexOf('storage.image-format');
     expect(ids.slice(at - 1, at + 2)).toEqual(['storage.driver', 'storage.image-format', 'cgroups.limits']);
+  });
+});
+
+/** A pid that no process has (pids are below pid_max). */
+function deadPid(): number {
+  const max = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  for (let p = max - 1; p > 1; p--) if (!fs.existsSync(`/proc/${p}`)) return p;
+  throw new Error('no free pid');
+}
+
+describe('the claim of a conversion', () => {
+  let dir: string;
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fresh = () => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-claim-')));
+
+  it('one holder at a time; released, it can be claimed again', () => {
+    const sqfs = path.join(fresh(), 'x.sqfs');
+    const release = claimSquash(sqfs);
+    expect(release).toBeDefined();
+    expect(fs.readFileSync(claimPathOf(sqfs), 'utf8')).toBe(`${os.hostname()} ${process.pid}`);
+    expect(claimSquash(sqfs)).toBeUndefined();
+    release!();
+    expect(fs.existsSync(claimPathOf(sqfs))).toBe(false);
+    claimSquash(sqfs)!();
+  });
+
+  it("a claim of a process of this machine that is gone is taken over; another machine's only once old", () => {
+    const sqfs = path.join(fresh(), 'x.sqfs');
+    const marker = claimPathOf(sqfs);
+    expect(claimAbandoned(marker)).toBeUndefined();
+    fs.writeFileSync(marker, `${os.hostname()} ${deadPid()}`);
+    expect(claimAbandoned(marker)).toBe(true);
+    const release = claimSquash(sqfs);
+    expect(release).toBeDefined();
+    release!();
+    // A node of the cluster that shares the store: its pid means nothing here.
+    fs.writeFileSync(marker, `other-node ${deadPid()}`);
+    expect(claimAbandoned(marker)).toBe(false);
+    expect(claimSquash(sqfs)).toBeUndefined();
+    expect(claimAbandoned(marker, Date.now() + FOREIGN_CLAIM_MS + 1000)).toBe(true);
+  });
+});
+
+describe('prune of the store squashfs files', () => {
+  it("removes those of images gone (unless a container uses one) and abandoned conversions' files, nothing else", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-sqprune-'));
+    try {
+      const s = new Store(root);
+      s.init();
+      const [kept, gone, used, live, dead] = ['a', 'b', 'c', 'd', 'e'].map((x) => x.repeat(64));
+      s.saveImage({ id: `sha256:${kept}`, configDigest: `sha256:${kept}`, manifestDigest: `sha256:${kept}`, manifestMediaType: 'x', layers: [], repoTags: [], repoDigests: [], os: 'linux', architecture: 'amd64', size: 0, pulledAt: '' });
+      for (const h of [kept, gone, used]) fs.writeFileSync(s.p('images', `${h}.sqfs`), 'hsqs');
+      // A container of `used` is left (rmi -f): its bundle names the file.
+      fs.mkdirSync(s.p('containers', '9'.repeat(64)), { recursive: true });
+      fs.writeFileSync(s.p('containers', '9'.repeat(64), 'record.json'), JSON.stringify({ image: `sha256:${used}` }));
+      // A conversion in progress here, and one whose process is gone.
+      fs.writeFileSync(s.p('images', `.${live}.sqfs.making`), `${os.hostname()} ${process.pid}`);
+      fs.writeFileSync(s.p('images', `.${live}.sqfs.tmp-${process.pid}`), 'hsq');
+      fs.writeFileSync(s.p('images', `.${dead}.sqfs.making`), `${os.hostname()} ${deadPid()}`);
+      fs.writeFileSync(s.p('images', `.${dead}.sqfs.tmp-${deadPid()}`), 'hs');
+      const settings: StorageSettings = { version: 1, driver: 'copy', idMode: 'root', uidMap: [[0, 0, 4294967295]], gidMap: [[0, 0, 4294967295]] };
+      const r = await collectGarbage(s, settings, { layers: new Set(), blobs: new Set() });
+      expect(fs.readdirSync(s.p('images')).filter((n) => n.includes('sqfs')).sort()).toEqual([`.${live}.sqfs.making`, `.${live}.sqfs.tmp-${process.pid}`, `${kept}.sqfs`, `${used}.sqfs`].sort());
+      expect(r.bytes).toBe(4 + 2 + `${os.hostname()} ${deadPid()}`.length);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -108,43 +108,6 @@ export async function importSif(ctx: EngineContext, file: string, reference: str
 
 // ---- the store's squashfs per image (ts/storage/image-format.ts) ----------------------------
 
-/** Whether process `pid` exists (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Claims the making of `sqfs`: `.HEX.sqfs.making` created exclusively, holding our pid. One
- * process converts an image; others that start it meanwhile (a job array's 64 containers) run
- * from its layers rather than wait or convert it again. A claim of a process that is gone (killed
- * mid-conversion) is taken over. Returns the release, or undefined when another process has it.
- */
-function claim(sqfs: string): (() => void) | undefined {
-  const marker = path.join(path.dirname(sqfs), `.${path.basename(sqfs)}.making`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(marker, String(process.pid), { flag: 'wx', mode: 0o600 });
-      return () => fs.rmSync(marker, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
-      let owner: number;
-      try {
-        owner = Number(fs.readFileSync(marker, 'utf8').trim());
-      } catch {
-        continue; // released meanwhile: claim it again
-      }
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) return undefined;
-      fs.rmSync(marker, { force: true });
-    }
-  }
-  return undefined;
-}
-
 /** What a store squashfs needs at run time, or why it cannot be used here (then: layers). */
 async function runnable(driver: string): Promise<string | undefined> {
   const { squashTool } = await import('../storage/squash');
@@ -162,10 +125,10 @@ async function runnable(driver: string): Promise<string | undefined> {
  * failure: the image is complete without it and runs from its layers.
  */
 export async function makeStoreSquash(ctx: EngineContext, img: ImageRecord, hooks: Hooks = {}): Promise<boolean> {
-  const { squashPathOf } = await import('../storage/image-format');
+  const { squashPathOf, claimSquash } = await import('../storage/image-format');
   const sqfs = squashPathOf(ctx.store, img.id);
   if (fs.existsSync(sqfs)) return true;
-  const release = claim(sqfs);
+  const release = claimSquash(sqfs);
   if (!release) return false;
   const name = img.repoTags[0] ?? img.id.replace(/^sha256:/, '').slice(0, 12);
   // Ctrl-C (or a TERM) while converting: mksquashfs stops, its temporary file and the transient

@@ -18,6 +18,7 @@
  * of a cluster that shares the store but not its local layer directory, no unpacking at all.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { IMAGE_FORMATS, loadConfig } from '../config/config';
 import { BurrowError } from '../errors';
@@ -125,4 +126,66 @@ export function withImageFormat(report: HostReport, store: Store, magicOf?: (dir
   }
   checks.splice(at, 0, check);
   return { ...report, checks, storage: { ...report.storage, imageFormat: { format: f.format, setting: f.setting, from: f.from, fs: f.fs, reason: f.reason } } };
+}
+
+// ---- who is making a squashfs ----------------------------------------------------------------
+
+/** A claim older than this, of a process on another machine, is taken for abandoned. */
+export const FOREIGN_CLAIM_MS = 60 * 60_000;
+
+/** The claim file of the making of `sqfs`: `.HEX.sqfs.making`, holding `HOST PID`. */
+export function claimPathOf(sqfs: string): string {
+  return path.join(path.dirname(sqfs), `.${path.basename(sqfs)}.making`);
+}
+
+/** Whether process `pid` of this machine exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Whether a claim was abandoned: its process, on this machine, is gone. The store may be shared
+ * by the machines of a cluster, where another's pid means nothing here: such a claim is
+ * abandoned only once older than any conversion (FOREIGN_CLAIM_MS). Undefined: no claim (or one
+ * released while it was read).
+ */
+export function claimAbandoned(marker: string, now = Date.now(), host = os.hostname()): boolean | undefined {
+  let text: string;
+  let mtimeMs: number;
+  try {
+    text = fs.readFileSync(marker, 'utf8');
+    mtimeMs = fs.statSync(marker).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  const m = /^(\S+) (\d+)$/.exec(text.trim());
+  if (!m) return now - mtimeMs > FOREIGN_CLAIM_MS; // half-written by a writer that died, or foreign
+  if (m[1] !== host) return now - mtimeMs > FOREIGN_CLAIM_MS;
+  return !alive(Number(m[2]));
+}
+
+/**
+ * Claims the making of `sqfs`: its claim file created exclusively. One process converts an
+ * image; others that start it meanwhile (a job array's 64 containers) run from its layers rather
+ * than wait or convert it again. An abandoned claim (a process killed mid-conversion) is taken
+ * over. Returns the release, or undefined when another process has the claim.
+ */
+export function claimSquash(sqfs: string): (() => void) | undefined {
+  const marker = claimPathOf(sqfs);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(marker, `${os.hostname()} ${process.pid}`, { flag: 'wx', mode: 0o600 });
+      return () => fs.rmSync(marker, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+      if (claimAbandoned(marker) === false) return undefined;
+      fs.rmSync(marker, { force: true });
+    }
+  }
+  return undefined;
 }

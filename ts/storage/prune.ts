@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { hexOf, withLock, writeJsonAtomic } from './fsutil';
+import { claimAbandoned, claimPathOf } from './image-format';
 import { abandonedPartials, buildCacheContent, containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
 import type { ImageRecord, StorageSettings, Store } from './store';
 import { cleanStaleTmp, removeTrees } from './unpack';
@@ -190,8 +191,10 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
 }
 
 /**
- * Removes `images/HEX.sqfs` of images that are gone and no container uses, and what conversions
- * of processes that are gone left (`.HEX.sqfs.tmp-PID`, `.HEX.sqfs.making`). Returns the bytes.
+ * Removes `images/HEX.sqfs` of images that are gone and no container uses, and what abandoned
+ * conversions left: their claim (`.HEX.sqfs.making`, image-format.ts claimAbandoned) and their
+ * temporary file (`.HEX.sqfs.tmp-PID`), which only a live claim's holder may be writing.
+ * Returns the bytes.
  */
 function removeSquashes(store: Store, usedImages: Map<string, unknown>): number {
   let names: string[];
@@ -200,29 +203,16 @@ function removeSquashes(store: Store, usedImages: Map<string, unknown>): number 
   } catch {
     return 0;
   }
-  const gone = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code !== 'EPERM';
-    }
-  };
+  const claimed = (hex: string): boolean => claimAbandoned(claimPathOf(store.p('images', `${hex}.sqfs`))) === false;
   let bytes = 0;
   for (const n of names) {
     const own = /^([a-f0-9]{64})\.sqfs$/.exec(n);
-    const tmp = /^\.[a-f0-9]{64}\.sqfs\.tmp-(\d+)$/.exec(n);
-    const making = /^\.[a-f0-9]{64}\.sqfs\.making$/.test(n);
+    const tmp = /^\.([a-f0-9]{64})\.sqfs\.tmp-\d+$/.exec(n);
+    const making = /^\.([a-f0-9]{64})\.sqfs\.making$/.exec(n);
     let stale = false;
     if (own) stale = !store.image(`sha256:${own[1]}`) && !usedImages.has(`sha256:${own[1]}`);
-    else if (tmp) stale = gone(Number(tmp[1]));
-    else if (making) {
-      try {
-        stale = gone(Number(fs.readFileSync(store.p('images', n), 'utf8').trim()) || 0);
-      } catch {
-        stale = false;
-      }
-    }
+    else if (tmp) stale = !claimed(tmp[1]!);
+    else if (making) stale = claimAbandoned(store.p('images', n)) === true;
     if (!stale) continue;
     const p = store.p('images', n);
     bytes += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0;
