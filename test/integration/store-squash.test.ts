@@ -191,6 +191,21 @@ describe('a conversion that fails or is interrupted', () => {
     expect((await sq.ok(['run', '--rm', ref, 'sh', '-c', SQUASHFUSE])).stdout.trim()).toBe('squashfuse');
     expect(fs.existsSync(sqfsOf(sq, id))).toBe(true);
   }, 180_000);
+
+  it('a damaged squashfs in the store is named, and the image runs from its layers', async () => {
+    const sqfs = sqfsOf(sq, id);
+    expect(fs.existsSync(sqfs)).toBe(true);
+    const good = fs.readFileSync(sqfs);
+    fs.writeFileSync(sqfs, good.subarray(0, 4096)); // truncated
+    try {
+      const r = await sq.ok(['run', '--rm', ref, 'sh', '-c', SQUASHFUSE]);
+      expect(r.stdout.trim()).toBe('none');
+      expect(r.stderr).toContain(`${sqfs}: truncated`);
+      expect(r.stderr).toContain("running from the image's layers (remove ");
+    } finally {
+      fs.writeFileSync(sqfs, good);
+    }
+  }, 120_000);
 });
 
 describe('image_format = "auto" (the default) on a local disk', () => {

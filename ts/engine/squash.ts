@@ -179,5 +179,14 @@ export async function squashOfImage(ctx: EngineContext, img: ImageRecord, format
   if (!(await makeStoreSquash(ctx, img, hooks))) return undefined;
   const { openFileImage } = await import('../storage/squash');
   const { squashPathOf } = await import('../storage/image-format');
-  return { ...(await openFileImage(squashPathOf(ctx.store, img.id))), record: img };
+  const sqfs = squashPathOf(ctx.store, img.id);
+  try {
+    return { ...(await openFileImage(sqfs)), record: img };
+  } catch (err) {
+    // A derived file: a damaged one (changed by hand, a file system's fault) must not stop the
+    // image from running while its layers are there.
+    if (!(err instanceof BurrowError) || err.code !== 'EFILE_IMAGE') throw err;
+    hooks.warn?.(`${err.message}: running from the image's layers (remove ${sqfs}: the next run makes it again)`);
+    return undefined;
+  }
 }
