@@ -114,8 +114,8 @@ export function describeImageFormat(f: ImageFormat): string {
  */
 export function withImageFormat(report: HostReport, store: Store, magicOf?: (dir: string) => number | undefined): HostReport {
   const f = imageFormat(store, magicOf);
-  const fix = f.setting === 'auto' ? 'set [storage] image_format = "layers" or "squashfs" in config.toml (or BURROW_IMAGE_FORMAT) to choose' : undefined;
-  const check: Check = { id: 'storage.image-format', title: 'Image format', verdict: 'info', evidence: describeImageFormat(f), ...(fix ? { fix } : {}) };
+  // No `fix`: either format works; docs/hpc-images.md says how to choose.
+  const check: Check = { id: 'storage.image-format', title: 'Image format', verdict: 'info', evidence: describeImageFormat(f) };
   const checks = [...report.checks];
   let at = checks.length;
   for (let i = checks.length - 1; i >= 0; i--) {
