@@ -92,6 +92,8 @@ describe('GET /info', () => {
       expect(info.ID).toMatch(/^[0-9A-F]{4}(:[0-9A-F]{4}){11}$/);
       expect(['overlay', 'fuse-overlayfs', 'copy']).toContain(info.Driver);
       expect(Array.isArray(info.DriverStatus)).toBe(true);
+      // The store's image format and why (ts/storage/image-format.ts): layers on this local disk.
+      expect(info.DriverStatus).toContainEqual(['Image Format', expect.stringMatching(/^layers \(store on .+, a local file system\)$/)]);
       expect(['1', '2']).toContain(info.CgroupVersion);
       expect(['systemd', 'cgroupfs', 'none']).toContain(info.CgroupDriver);
       expect(info.NCPU).toBeGreaterThan(0);

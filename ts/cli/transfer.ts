@@ -7,7 +7,8 @@ export async function withProgress<T>(quiet: boolean | undefined, run: (hooks: I
   const mode = quiet ? 'quiet' : op === 'pull' ? progressMode(false) : process.stderr.isTTY ? 'tty' : 'plain';
   const r = transferRenderer(mode);
   try {
-    return await run({ progress: r.onEvent });
+    // Warnings (a store squashfs that could not be made, ts/engine/squash.ts) as other commands print them.
+    return await run({ progress: r.onEvent, warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`) });
   } finally {
     r.finish();
   }

@@ -4,7 +4,7 @@
  * the order is flag, then environment, then this file, then the built-in default, so a script
  * can always override what a user's file says.
  *
- *   [storage]     root, runroot
+ *   [storage]     root, runroot, image_format (ts/storage/image-format.ts)
  *   [containers]  network, userns, log_driver, init_path, port_handler, user_fallback, cdi_spec_dirs
  *   [registries]  insecure = ["host:port", …]; [registries.mirrors] "docker.io" = ["mirror", …]
  *
@@ -20,11 +20,13 @@ import { BurrowError } from '../errors';
 export interface BurrowConfig {
   /** The file the values came from (it may not exist). */
   file: string;
-  storage: { root?: string; runroot?: string };
+  storage: { root?: string; runroot?: string; imageFormat?: string };
   containers: { network?: string; userns?: string; logDriver?: string; initPath?: string; portHandler?: string; userFallback?: string; cdiSpecDirs?: string[] };
   registries: { insecure: string[]; mirrors: Record<string, string[]> };
 }
 
+/** `[storage] image_format` (ts/storage/image-format.ts, which reads it). */
+export const IMAGE_FORMATS = ['auto', 'layers', 'squashfs'];
 export const NETWORK_MODES = ['none', 'host', 'slirp4netns', 'pasta'];
 export const USERNS_MODES = ['subuid', 'keep-id', 'single', 'host'];
 export const LOG_DRIVERS = ['k8s-file', 'json-file', 'none'];

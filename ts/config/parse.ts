@@ -5,12 +5,12 @@
  */
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { LOG_DRIVERS, NETWORK_MODES, PORT_HANDLER_DEFAULTS, USER_FALLBACKS, USERNS_MODES, type BurrowConfig } from './config';
+import { IMAGE_FORMATS, LOG_DRIVERS, NETWORK_MODES, PORT_HANDLER_DEFAULTS, USER_FALLBACKS, USERNS_MODES, type BurrowConfig } from './config';
 import { parseToml, TomlError, type KeyLines, type TomlTable, type TomlValue } from './toml';
 
 /** Known keys per table and what each accepts. */
 const SCHEMA: Record<string, Record<string, 'path' | 'string' | 'strings' | { oneOf: string[] }>> = {
-  storage: { root: 'path', runroot: 'path' },
+  storage: { root: 'path', runroot: 'path', image_format: { oneOf: IMAGE_FORMATS } },
   containers: { network: { oneOf: NETWORK_MODES }, userns: { oneOf: USERNS_MODES }, log_driver: { oneOf: LOG_DRIVERS }, init_path: 'path', port_handler: { oneOf: PORT_HANDLER_DEFAULTS }, user_fallback: { oneOf: USER_FALLBACKS }, cdi_spec_dirs: 'strings' },
   registries: { insecure: 'strings' },
 };
@@ -56,8 +56,10 @@ export function parseConfig(text: string, file: string): BurrowConfig {
       if (kind === 'path' && v === '') throw configError(file, lineOf(at), `${at} is empty`);
       // Relative paths are relative to the file, not to wherever burrow happens to run.
       const val = kind === 'path' ? path.resolve(base, expandHome(v)) : v;
-      if (table === 'storage') cfg.storage[k as 'root' | 'runroot'] = val;
-      else if (table === 'containers') {
+      if (table === 'storage') {
+        if (k === 'image_format') cfg.storage.imageFormat = val;
+        else cfg.storage[k as 'root' | 'runroot'] = val;
+      } else if (table === 'containers') {
         const field = ({ network: 'network', userns: 'userns', log_driver: 'logDriver', init_path: 'initPath', port_handler: 'portHandler', user_fallback: 'userFallback' } as const)[k as 'network'];
         cfg.containers[field] = val;
       }

@@ -82,6 +82,9 @@ export async function build(ctx: import('./context').EngineContext, req: BuildRe
     const { emitEvent } = await import('./events');
     // Docker's image events of a build: a `tag` for each name given.
     for (const t of req.tags) emitEvent(ctx, { Type: 'image', Action: 'tag', Actor: { ID: report.imageId, Attributes: { name: t } } });
+    // Where the store keeps a squashfs per image (ts/storage/image-format.ts), the built one's.
+    const { imageFormat } = await import('../storage/image-format');
+    if (imageFormat(ctx.store).format === 'squashfs') await (await import('./squash')).keepStoreSquashes(ctx, [report.imageId], hooks);
   }
   return report;
 }

@@ -56,6 +56,11 @@ export interface EndpointRequest {
 export interface CreateRequest {
   /** The image reference as given (`busybox`, `registry:5000/app:1`, an id). */
   image: string;
+  /**
+   * The store's unpacked layers even where the store keeps a squashfs per image
+   * (ts/storage/image-format.ts): set by the conversion that makes that squashfs, which reads them.
+   */
+  fromLayers?: boolean;
   name?: string;
   /** The command after the image (replaces the image's Cmd when not empty). */
   command: string[];
@@ -184,6 +189,14 @@ export function checkRequest(req: CreateRequest): void {
   }
 }
 
+/** The store's squashfs of `img` as a one-file image, when the store keeps one here (ts/engine/squash.ts). */
+async function storedSquash(ctx: EngineContext, img: ImageRecord, hooks: CreateHooks): Promise<import('../storage/squash').FileImage | undefined> {
+  const { imageFormat } = await import('../storage/image-format');
+  const format = imageFormat(ctx.store);
+  if (format.format !== 'squashfs') return undefined;
+  return (await import('./squash')).squashOfImage(ctx, img, format, hooks);
+}
+
 /** Finds the request's image in the store, or pulls it as the pull policy and the hooks allow. */
 export async function resolveImage(ctx: EngineContext, req: Pick<CreateRequest, 'image' | 'pull' | 'platform'>, hooks: CreateHooks): Promise<ImageRecord> {
   const { findImage } = await import('../image/resolve');
@@ -227,8 +240,10 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const expose = exposedPorts(req.expose ?? []);
   // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
   const { isFileImageArg, openFileImage } = await import('../storage/squash');
-  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
-  const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
+  const asFile = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const img = asFile ? asFile.record : await resolveImage(ctx, req, hooks);
+  // A store image the store keeps as a squashfs runs from it, as FILE.sqfs does (image-format.ts).
+  const fileImage = asFile ?? (req.fromLayers ? undefined : await storedSquash(ctx, img, hooks));
   // --hpc: the host's environment under the request's own -e, never over the image's variables.
   const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).

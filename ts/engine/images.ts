@@ -131,6 +131,7 @@ export async function pullImage(ctx: EngineContext, req: PullRequest, hooks: Ima
     onEvent: hooks.progress ?? (() => undefined),
   });
   imageEvent(ctx, 'pull', ref.familiar(), ref.familiarName());
+  await keepSquashes(ctx, [r.image.id], hooks);
   return { id: r.image.id, reference: ref.familiar(), digest: r.digest, upToDate: r.upToDate };
 }
 
@@ -263,6 +264,15 @@ export async function removeImage(ctx: EngineContext, ref: string, o: { force?: 
   const { reclaimImage } = await import('../storage/prune');
   const gc = await reclaimImage(ctx.store, await ctx.settings(), img);
   return { items, kept: gc.kept };
+}
+
+/**
+ * The squashfs of images just put in the store, when the store keeps them (ts/engine/squash.ts):
+ * loaded only then, so that stores of unpacked layers pay nothing.
+ */
+async function keepSquashes(ctx: EngineContext, ids: string[], hooks: Hooks): Promise<void> {
+  const { imageFormat } = await import('../storage/image-format');
+  if (imageFormat(ctx.store).format === 'squashfs') await (await import('./squash')).keepStoreSquashes(ctx, ids, hooks);
 }
 
 // ---- list, inspect, history ----------------------------------------------------------------
@@ -415,11 +425,12 @@ export interface LoadReport {
  * Loads every image of an archive (docker-archive or oci-archive, plain or gzip). An archive
  * that ends early or is refused leaves no image: records are written after their content.
  */
-export async function loadImages(ctx: EngineContext, input: AsyncIterable<Buffer>, what = 'the archive'): Promise<LoadReport> {
+export async function loadImages(ctx: EngineContext, input: AsyncIterable<Buffer>, what = 'the archive', hooks: Hooks = {}): Promise<LoadReport> {
   const settings = await ctx.settings();
   const { archiveInput, loadArchive } = await import('../image/archive');
   const loaded = await loadArchive(ctx.store, settings, archiveInput(input), what);
   for (const l of loaded) imageEvent(ctx, 'load', l.id, l.id);
+  await keepSquashes(ctx, loaded.map((l) => l.id), hooks);
   return { images: loaded.map((l) => ({ id: l.id, names: l.names.map((n) => parseReference(n).familiar()) })) };
 }
 
@@ -509,12 +520,13 @@ export interface ImportRequest {
 }
 
 /** A root filesystem tarball (plain, gzip or zstd) as a one-layer image. */
-export async function importImage(ctx: EngineContext, req: ImportRequest): Promise<{ id: string }> {
+export async function importImage(ctx: EngineContext, req: ImportRequest, hooks: Hooks = {}): Promise<{ id: string }> {
   // An Apptainer/Singularity image: its system partition as the layer (ts/engine/squash.ts).
   if ('file' in req.source && (await import('../storage/squash')).isSifFile(req.source.file)) {
     if (req.changes?.length) throw new BurrowError('EUSAGE', '--change is not supported with a SIF: its environment and runscript are the image\'s');
     const r = await (await import('./squash')).importSif(ctx, req.source.file, req.reference);
     imageEvent(ctx, 'import', r.id, r.id);
+    await keepSquashes(ctx, [r.id], hooks);
     return r;
   }
   // Bad changes and a bad name fail before anything is read or written.
@@ -538,6 +550,7 @@ export async function importImage(ctx: EngineContext, req: ImportRequest): Promi
     }
   }
   imageEvent(ctx, 'import', img.id, img.id);
+  await keepSquashes(ctx, [img.id], hooks);
   return { id: img.id };
 }
 

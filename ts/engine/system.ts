@@ -82,6 +82,7 @@ export async function engineInfo(ctx: EngineContext): Promise<Record<string, unk
   const security = ['name=seccomp,profile=default', ...(report.rootless ? ['name=rootless'] : []), ...(cg.mode === 'unified' ? ['name=cgroupns'] : [])];
   const runtimePath = report.runtimeBinary.path ?? '';
   const images = ctx.store.images().length;
+  const { imageFormat, describeImageFormat } = await import('../storage/image-format');
   return {
     ID: id,
     Containers: counts.total,
@@ -94,6 +95,8 @@ export async function engineInfo(ctx: EngineContext): Promise<Record<string, unk
       ['Backing Filesystem', report.storage.fsType],
       ['Id Mapping', settings?.idMode ?? report.idmap.mode],
       ['Driver Reason', report.storage.reason],
+      // Whether `run` starts from the store's squashfs of each image or from its layers.
+      ['Image Format', describeImageFormat(imageFormat(ctx.store))],
     ],
     Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'none'], Authorization: null, Log: ['k8s-file', 'json-file', 'none'] },
     MemoryLimit: can('memory'),

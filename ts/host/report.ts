@@ -82,6 +82,8 @@ export interface HostReport {
     reason: string;
     /** For a store on a network filesystem: the directory of this machine that takes its layers. */
     local: { dir: string; examined: string; fsType: string; writable: boolean } | null;
+    /** How the store keeps images for `run` (ts/storage/image-format.ts); added by `info`, not the probe. */
+    imageFormat?: { format: 'layers' | 'squashfs'; setting: 'auto' | 'layers' | 'squashfs'; from: string; fs: string; reason: string };
   };
   network: {
     slirp4netns: Tool | null;

@@ -6,9 +6,12 @@
  * "Active" images are those a container (of any state) was created from; reclaimable image
  * content is what neither an active image nor a container's root uses.
  */
+import * as fs from 'node:fs';
 import { Containers } from '../container/records';
 import { containerState } from '../container/state';
 import { BUILD_CACHE_MOUNTS_DIR, buildCacheContent, buildCacheEntries, containerRefs, contentSize, imageContent, layerBytes, storedBlobs, storedLayers, writableDir } from './refs';
+import { hexOf } from './fsutil';
+import { squashPathOf } from './image-format';
 import type { Store } from './store';
 import { listVolumes, volumeSize, volumeUsers } from './volumes';
 
@@ -67,13 +70,18 @@ export function diskUsage(store: Store): DiskUsage {
   const unit = new Map<string, number>();
   for (const l of layers.values()) unit.set(`l:${l.hex}`, layerBytes(store, l));
   for (const [hex, b] of blobs) unit.set(`b:${hex}`, b.size);
+  // The store's squashfs of an image (image-format.ts): content of that image alone.
+  for (const img of store.images()) {
+    const size = fs.statSync(squashPathOf(store, img.id), { throwIfNoEntry: false })?.size;
+    if (size !== undefined) unit.set(`q:${hexOf(img.id)}`, size);
+  }
   const sizeOf = (k: string) => unit.get(k) ?? 0;
 
   // Which images hold each piece of content.
   const holders = new Map<string, number>();
   const imgs = store.images().map((img) => {
     const c = imageContent(img);
-    const keys = [...c.layers.map((h) => `l:${h}`), ...c.blobs.map((h) => `b:${h}`)].filter((k) => unit.has(k));
+    const keys = [...c.layers.map((h) => `l:${h}`), ...c.blobs.map((h) => `b:${h}`), `q:${hexOf(img.id)}`].filter((k) => unit.has(k));
     for (const k of keys) holders.set(k, (holders.get(k) ?? 0) + 1);
     return { img, keys };
   });

@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import { hexOf, withLock, writeJsonAtomic } from './fsutil';
+import { claimAbandoned, claimPathOf } from './image-format';
 import { abandonedPartials, buildCacheContent, containerRefs, imageContent, layerBytes, storedBlobs, storedLayers, writerActive } from './refs';
 import type { ImageRecord, StorageSettings, Store } from './store';
 import { cleanStaleTmp, removeTrees } from './unpack';
@@ -130,7 +131,8 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
     c.layers.forEach((l) => keepLayers.add(l));
     c.blobs.forEach((b) => keepBlobs.add(b));
   }
-  containerRefs(store).layers.forEach((l) => keepLayers.add(l));
+  const ctrRefs = containerRefs(store);
+  ctrRefs.layers.forEach((l) => keepLayers.add(l));
   const cached = buildCacheContent(store);
   cached.layers.forEach((l) => keepLayers.add(l));
   cached.blobs.forEach((b) => keepBlobs.add(b));
@@ -138,6 +140,10 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
   const writer = writerActive(store);
   const eligible = (hex: string, mine: Set<string>, mtimeMs: number) => !writer && (mine.has(hex) || (o.orphans && now - mtimeMs > ORPHAN_GRACE_MS));
   const out = { layers: [] as string[], blobs: [] as string[], bytes: 0, kept: 0, writerActive: writer };
+
+  // The store's squashfs files (image-format.ts) go with their image, unless a container of it
+  // is left (`rmi -f`): its bundle names the file, which a restart mounts again.
+  out.bytes += removeSquashes(store, ctrRefs.images);
 
   const trees: string[] = [];
   for (const l of storedLayers(store).values()) {
@@ -182,6 +188,37 @@ export async function collectGarbage(store: Store, settings: StorageSettings, fr
     out.bytes += b.size;
   }
   return out;
+}
+
+/**
+ * Removes `images/HEX.sqfs` of images that are gone and no container uses, and what abandoned
+ * conversions left: their claim (`.HEX.sqfs.making`, image-format.ts claimAbandoned) and their
+ * temporary file (`.HEX.sqfs.tmp-PID`), which only a live claim's holder may be writing.
+ * Returns the bytes.
+ */
+function removeSquashes(store: Store, usedImages: Map<string, unknown>): number {
+  let names: string[];
+  try {
+    names = fs.readdirSync(store.p('images'));
+  } catch {
+    return 0;
+  }
+  const claimed = (hex: string): boolean => claimAbandoned(claimPathOf(store.p('images', `${hex}.sqfs`))) === false;
+  let bytes = 0;
+  for (const n of names) {
+    const own = /^([a-f0-9]{64})\.sqfs$/.exec(n);
+    const tmp = /^\.([a-f0-9]{64})\.sqfs\.tmp-\d+$/.exec(n);
+    const making = /^\.([a-f0-9]{64})\.sqfs\.making$/.exec(n);
+    let stale = false;
+    if (own) stale = !store.image(`sha256:${own[1]}`) && !usedImages.has(`sha256:${own[1]}`);
+    else if (tmp) stale = !claimed(tmp[1]!);
+    else if (making) stale = claimAbandoned(store.p('images', n)) === true;
+    if (!stale) continue;
+    const p = store.p('images', n);
+    bytes += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0;
+    fs.rmSync(p, { force: true });
+  }
+  return bytes;
 }
 
 /**

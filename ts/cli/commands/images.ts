@@ -69,7 +69,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
     .option('-m, --message <text>', 'commit message for the history')
     .action(async (file: string, ref: string | undefined, opts: { change: string[]; message?: string }, cmd: Command) => {
       const { importImage } = await import('../../engine/images');
-      const img = await importImage(context(cmd), { source: { file }, ...(ref ? { reference: ref } : {}), changes: opts.change, ...(opts.message ? { message: opts.message } : {}) });
+      const img = await importImage(context(cmd), { source: { file }, ...(ref ? { reference: ref } : {}), changes: opts.change, ...(opts.message ? { message: opts.message } : {}) }, { warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`) });
       process.stdout.write(`${img.id}\n`);
     }),
   );
@@ -179,7 +179,7 @@ export function registerImageCommands(program: Command, setExit: SetExit, withGr
       if (opts.input && !fs.existsSync(opts.input)) throw new BurrowError('EUSAGE', `load: no such file: ${opts.input}`);
       const { loadImages, loadedLines } = await import('../../engine/images');
       const source = opts.input ? fs.createReadStream(opts.input, { highWaterMark: 1 << 20 }) : process.stdin;
-      const loaded = await loadImages(ctx, source, opts.input ?? 'stdin');
+      const loaded = await loadImages(ctx, source, opts.input ?? 'stdin', { warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`) });
       process.stdout.write(loadedLines(loaded, !!opts.quiet).join(''));
     }),
   );

@@ -20,7 +20,9 @@ export async function infoCommand(opts: InfoOptions, globals: GlobalOptions): Pr
     saved = undefined; // unreadable settings are the store commands' to report, not the probe's
   }
   const layout = layoutOf(root, saved, process.getuid?.() ?? 0);
-  const report = probeHost(globals, layout.kind === 'redirect' ? layout.local : undefined);
+  // What the store keeps of each image for `run`: its layers, or a squashfs (image-format.ts).
+  const { withImageFormat } = await import('../../storage/image-format');
+  const report = withImageFormat(probeHost(globals, layout.kind === 'redirect' ? layout.local : undefined), new Store(root));
   if (opts.format === 'json') {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {
