@@ -226,8 +226,9 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const devices = [...cdi.host.map(parseDevice), ...(cdi.plan?.nodes ?? [])];
   const expose = exposedPorts(req.expose ?? []);
   // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
-  const { isFileImageArg, openFileImage } = await import('../storage/squash');
-  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const { openFileImageArg, openFileImage } = await import('../storage/squash');
+  const opened = openFileImageArg(req.image);
+  const fileImage = opened ? await openFileImage(opened) : undefined;
   const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
   // --hpc: the host's environment under the request's own -e, never over the image's variables.
   const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
