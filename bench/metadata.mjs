@@ -109,8 +109,9 @@ export function attribute(log, { fsRoot, imageRoots }, explain) {
     if (c) cwd.set(pid, c[1]);
   };
   const child = (pid, flags, ret) => {
-    const m = /\/\* (\d+) in strace's PID NS \*\/|^\s*(\d+)/.exec(ret);
-    const kid = m && (m[1] ?? m[2]);
+    // In the container's pid namespace the call returns its own number for the child; strace
+    // adds the one it prints lines with.
+    const kid = /\/\* (\d+) in strace's PID NS \*\//.exec(ret)?.[1] ?? /^\s*(\d+)/.exec(ret)?.[1];
     if (!kid) return;
     fds.set(kid, flags.includes('CLONE_FILES') ? table(pid) : new Map(table(pid)));
     if (cwd.has(pid)) cwd.set(kid, cwd.get(pid));
