@@ -4,12 +4,13 @@
 //     `ch-run` on the same file (Debian's charliecloud-runtime 0.31 is linked with
 //     libsquashfuse_ll: it mounts a squashfs itself) and against burrow's start from its unpacked
 //     store (kernel overlay);
-//   - file-metadata system calls (strace -c -f over the whole process tree: the CLI, the runtime,
-//     the FUSE daemons and the container) of one start from the squashfs against one from the
-//     unpacked store with fuse-overlayfs, whose lookups in the layers are system calls strace can
-//     count (the kernel overlay's lookups are the same requests to the store's file system, but
-//     made inside the kernel, invisible to strace); run as root, because strace -f would run the
-//     setuid newuidmap without its privileges;
+//   - file-metadata system calls of one start from the squashfs against one from the unpacked
+//     store, both under fuse-overlayfs, whose lookups are system calls strace can count (the
+//     kernel overlay's are the same requests to the same file system, made inside the kernel,
+//     invisible to strace): over the whole process tree (strace -c -f: the CLI, the runtime, the
+//     FUSE daemons and the container), and attributed to the file system each reaches, the store
+//     and the file being on a file system of their own (bench/metadata.mjs); run as root, because
+//     strace -f would run the setuid newuidmap without its privileges;
 //   - conversion time of the image (`image convert`) against mksquashfs of the same tree, from a
 //     directory and from a tar.
 import { execFileSync, spawnSync } from 'node:child_process';
