@@ -4,12 +4,13 @@
 //     `ch-run` on the same file (Debian's charliecloud-runtime 0.31 is linked with
 //     libsquashfuse_ll: it mounts a squashfs itself) and against burrow's start from its unpacked
 //     store (kernel overlay);
-//   - file-metadata system calls (strace -c -f over the whole process tree: the CLI, the runtime,
-//     the FUSE daemons and the container) of one start from the squashfs against one from the
-//     unpacked store with fuse-overlayfs, whose lookups in the layers are system calls strace can
-//     count (the kernel overlay's lookups are the same requests to the store's file system, but
-//     made inside the kernel, invisible to strace); run as root, because strace -f would run the
-//     setuid newuidmap without its privileges;
+//   - file-metadata system calls of one start from the squashfs against one from the unpacked
+//     store, both under fuse-overlayfs, whose lookups are system calls strace can count (the
+//     kernel overlay's are the same requests to the same file system, made inside the kernel,
+//     invisible to strace): over the whole process tree (strace -c -f: the CLI, the runtime, the
+//     FUSE daemons and the container), and attributed to the file system each reaches, the store
+//     and the file being on a file system of their own (bench/metadata.mjs); run as root, because
+//     strace -f would run the setuid newuidmap without its privileges;
 //   - conversion time of the image (`image convert`) against mksquashfs of the same tree, from a
 //     directory and from a tar.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { asUser, benchUser, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
 import { buildBenchImage } from './pull.bench.mjs';
+import { METADATA, straceAttributed } from './metadata.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { pushImage } from '../test/harness/images.mjs';
 
@@ -28,15 +30,84 @@ function sh(argv, opts = {}) {
   return execFileSync(a[0], a.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28, ...opts });
 }
 
-/** The metadata system calls strace counts: every call naming a path, the stat family, directory reads, xattrs. */
-const METADATA = '%file,%stat,%lstat,%fstat,getdents64,getxattr,lgetxattr,fgetxattr,listxattr,llistxattr,flistxattr';
-
 /** Total calls of `strace -c -f` (as root) of `argv`, and the command's exit status. */
 function straceCount(argv, out) {
   const r = spawnSync('strace', ['-f', '-c', '-o', out, '-e', `trace=${METADATA}`, ...argv], { encoding: 'utf8', maxBuffer: 1 << 28 });
   const text = fs.readFileSync(out, 'utf8');
   const total = /^\s*100\.00\s+\S+\s+\S+\s+(\d+)\s+(\d+)?\s*total$/m.exec(text);
   return { calls: total ? Number(total[1]) : NaN, status: r.status, text };
+}
+
+/**
+ * A file system of its own for the measured store and file: as root a loop-mounted ext4 in
+ * `base` (unmounted by the returned function), so that what lies on it is exactly what is under
+ * its mount point; otherwise a directory (then only the paths tell).
+ */
+function dedicatedFs(base) {
+  const dir = path.join(base, 'pfs');
+  fs.mkdirSync(dir);
+  if (process.getuid() !== 0) return { dir, how: `a directory (${dir}), not a file system of its own: the bench was not run as root`, done: () => undefined };
+  const img = path.join(base, 'pfs.ext4');
+  execFileSync('truncate', ['-s', '6G', img]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=1,lazy_journal_init=1', img]);
+  execFileSync('mount', ['-o', 'loop', img, dir]);
+  return { dir, how: 'a loop-mounted ext4 of its own', done: () => spawnSync('umount', [dir]) };
+}
+
+/** The metadata table: whole-tree counts (strace -c -f) and counts by where they land (bench/metadata.mjs). */
+export async function metadataTable(base, ref, sqfs) {
+  const pfs = dedicatedFs(base);
+  try {
+    const store = path.join(pfs.dir, 'store');
+    const imageDir = path.join(pfs.dir, 'image');
+    fs.mkdirSync(imageDir);
+    const file = path.join(imageDir, 'img.sqfs');
+    fs.copyFileSync(sqfs, file);
+    const rb = [process.execPath, BURROW, '--root', store, '--runroot', path.join(base, 'root-run'), '--storage-driver', 'fuse-overlayfs'];
+    execFileSync(rb[0], [...rb.slice(1), 'pull', '-q', ref], { stdio: 'ignore' });
+    // file-images: what the sqstart branch keeps of a file per path (its config, passwd, group).
+    const opts = { fsRoot: pfs.dir, imageRoots: [imageDir, ...['layers', 'blobs', 'images', 'tags.json', 'file-images'].map((f) => path.join(store, f))] };
+    const rows = [];
+    const cell = (r, k) => `${r[k]}${r.status ? ` (exit ${r.status})` : ''}`;
+    // Two significant digits: (a) alone is thousands of times smaller.
+    const ratio = (a, b) => (b ? `${Number((a / b).toPrecision(2))}×` : '–');
+    for (const [what, cmd] of [
+      ['start (`/bin/bash -c true`)', ['/bin/bash', '-c', 'true']],
+      ['a tree walk (`find /usr -xdev`)', ['/usr/bin/find', '/usr', '-xdev', '-name', 'no-such-file']],
+    ]) {
+      const sqArgv = [...rb, 'run', '--rm', '--network', 'none', file, ...cmd];
+      const unArgv = [...rb, 'run', '--rm', '--network', 'none', ref, ...cmd];
+      const sqc = straceCount(sqArgv, path.join(base, 'strace-sq.txt'));
+      // The earlier table's setup: the squashfs under the store's own union (the kernel overlay
+      // here), whose lookups in the writable layer strace cannot see.
+      const sqk = straceCount(sqArgv.filter((a, i) => a !== '--storage-driver' && sqArgv[i - 1] !== '--storage-driver'), path.join(base, 'strace-sqk.txt'));
+      const unc = straceCount(unArgv, path.join(base, 'strace-un.txt'));
+      const sq = straceAttributed(sqArgv, path.join(base, 'strace-sq.log'), opts);
+      const un = straceAttributed(unArgv, path.join(base, 'strace-un.log'), opts);
+      for (const r of [sq, un]) r.fsTotal = r.image + r.container;
+      rows.push(`| ${what} | whole process tree (\`strace -c -f\`) | ${cell(sqc, 'calls')} | ${cell(unc, 'calls')} | ${ratio(sqc.calls, unc.calls)} |`);
+      rows.push(`|  | whole process tree, the squashfs under the kernel overlay | ${cell(sqk, 'calls')} | ${cell(unc, 'calls')} | ${ratio(sqk.calls, unc.calls)} |`);
+      for (const [k, label] of [
+        ['image', '(a) the image\'s storage'],
+        ['container', '(b) the container\'s state'],
+        ['fsTotal', '**(a)+(b): on the image\'s file system**'],
+        ['host', '(c) elsewhere on the host'],
+        ['inside', '(d) inside the container, through its FUSE mounts'],
+        ['total', '(a)+(b)+(c)+(d), attributed run'],
+      ]) rows.push(`|  | ${label} | ${cell(sq, k)} | ${cell(un, k)} | ${ratio(sq[k], un[k])} |`);
+    }
+    return [
+      '### file-metadata system calls of one container, by the file system they reach',
+      '',
+      '| workload | calls | squashfs (squashfuse + fuse-overlayfs) | unpacked store (fuse-overlayfs) | ratio |',
+      '|---|---|---:|---:|---:|',
+      ...rows,
+      '',
+      `Calls counted: ${METADATA.replace(/,/g, ', ')}. As root (strace -f would run the setuid newuidmap without its privileges), \`burrow --storage-driver fuse-overlayfs run --rm --network none\` in both columns: the union's lookups are then system calls strace sees (the kernel overlay makes the same requests to the same file system, inside the kernel, invisible to strace); one more row counts the squashfs start under the kernel overlay, burrow's default here, as the earlier version of this table did (fewer calls that strace sees, not fewer requests). The store and the one-file image are on ${pfs.how}; the run directory and the host's files are not. Two runs per cell: the whole process tree counted by \`strace -c -f\` (the CLI, the runtime, the monitor, the FUSE daemons, the container's processes), and one under \`strace -f -y --seccomp-bpf\` whose calls are attributed by the path each names (a relative one against its directory descriptor or working directory, \`/proc/self/fd/N\` through the caller's descriptor) and by who makes it (bench/metadata.mjs): (a) the image's storage on that file system: the store's layers, blobs, image records and tags, or the one-file image and its directory (and what the store keeps read from it, file-images/, where it does); (b) everything else on it: the container's directory in the store (its writable layer and work directory, bundle, records, /etc files; the FUSE daemons' lookups in the writable layer are here), the store's own records and directories; (c) everything elsewhere: the host's /usr and /etc (programs, libraries, the CLI's modules), /proc, /dev, the run directory; (d) the container's own processes after pivot_root, and calls of the runtime and the daemons into the container's FUSE mounts (the squashfuse mount under the union, the union itself), answered by squashfuse or fuse-overlayfs, whose own calls are counted where they land (squashfuse reads its one open file with pread, not a metadata call). On a store that burrow finds on a network file system, the writable layer and work directory are on local disk (/var/tmp/burrow-UID), so the union's part of (b) would not reach it either.`,
+    ].join('\n') + '\n';
+  } finally {
+    pfs.done();
+  }
 }
 
 export async function run() {
@@ -87,30 +158,9 @@ export async function run() {
       ),
     );
 
-    // Metadata system calls, as root with a store of its own.
-    const rootStore = path.join(base, 'root-store');
-    const rb = [process.execPath, BURROW, '--root', rootStore, '--runroot', path.join(base, 'root-run')];
-    execFileSync(rb[0], [...rb.slice(1), 'pull', '-q', ref], { stdio: 'ignore' });
-    const rows = [];
-    for (const [what, cmd] of [
-      ['start (`/bin/bash -c true`)', ['/bin/bash', '-c', 'true']],
-      ['a tree walk (`find /usr -xdev`)', ['/usr/bin/find', '/usr', '-xdev', '-name', 'no-such-file']],
-    ]) {
-      const sq = straceCount([...rb, 'run', '--rm', '--network', 'none', sqfs, ...cmd], path.join(base, 'strace-sq.txt'));
-      const un = straceCount([...rb, '--storage-driver', 'fuse-overlayfs', 'run', '--rm', '--network', 'none', ref, ...cmd], path.join(base, 'strace-un.txt'));
-      rows.push(`| ${what} | ${sq.calls}${sq.status ? ` (exit ${sq.status})` : ''} | ${un.calls}${un.status ? ` (exit ${un.status})` : ''} | ${(sq.calls / un.calls).toFixed(2)}× |`);
-    }
-    tables.push(
-      [
-        '### file-metadata system calls of one container (strace -c -f, whole process tree)',
-        '',
-        '| workload | squashfs (squashfuse + overlay) | unpacked store (fuse-overlayfs) | ratio |',
-        '|---|---:|---:|---:|',
-        ...rows,
-        '',
-        `Calls counted: ${METADATA.replace(/,/g, ', ')}. Both columns include the CLI's and the runtime's own calls (the same in both) and the container's own (the same system calls, answered by a different file system). What differs is what reaches the store's file system: fuse-overlayfs looks every path up in each layer directory of the store, squashfuse reads blocks of one open file (pread, not counted here).`,
-      ].join('\n') + '\n',
-    );
+    // Metadata system calls, as root with a store of its own on a file system of its own
+    // (bench/metadata.mjs): the store and the one-file image on it, the run directory not.
+    tables.push(await metadataTable(base, ref, sqfs));
 
     // Conversion.
     const conv = [

@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { exec, removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
@@ -155,6 +156,23 @@ describe('image convert --format squashfs and run FILE.sqfs', () => {
     const pwd = await sb.ok(['run', '--rm', '--network', 'none', file, 'sh', '-c', 'pwd; echo $PATH']);
     expect(pwd.stdout.split('\n')[0]).toBe('/home/app');
     expect(pwd.stdout.split('\n')[1]).toContain('/usr/bin');
+  }, 120_000);
+
+  it('looks the file up once at a start, and writes nothing of it into the store (metadata requests on a parallel file system)', async () => {
+    // `create` spawns unsquashfs only (no newuidmap), so strace -f works as the test user too.
+    const log = path.join(work, 'create.strace');
+    const r = await exec('strace', ['-f', '-y', '-o', log, '-e', 'trace=%file,%stat,%lstat,%fstat,getdents64', process.execPath, BIN, '--root', sb.root, '--runroot', sb.runroot, 'create', '--network', 'none', sqfs, 'true'], { env: sb.env, timeoutMs: 120_000 });
+    if (r.code === 0) await sb.ok(['rm', r.stdout.trim()]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    const cli = lines[0]!.split(/\s+/)[0];
+    // The CLI's calls naming the file, by path or by descriptor: one open, then one fstat (it
+    // used to stat it by name first). unsquashfs and, at start, squashfuse open it once each.
+    const naming = lines.filter((l) => l.startsWith(`${cli} `) && !/^\d+\s+(execve|<\.\.\.)/.test(l) && (l.includes(`"${sqfs}"`) || l.includes(`<${sqfs}>`)));
+    // The image's /etc/passwd and /etc/group are looked up in memory, not copied into the
+    // container's directory (a dozen calls there per container, made and removed again).
+    const etcWrites = lines.filter((l) => /O_CREAT/.test(l) && /\/etc\/(passwd|group)"/.test(l) && l.includes(sb.root));
+    expect({ naming: naming.map((l) => /^\d+\s+(\w+)\(/.exec(l)?.[1]), etcWrites }, naming.join('\n')).toEqual({ naming: ['openat', expect.stringMatching(/^(statx|newfstatat|fstat)$/)], etcWrites: [] });
   }, 120_000);
 
   it('ends the squashfuse daemon with the container (detached, then rm -f)', async () => {

@@ -160,6 +160,17 @@ describe('-u UID', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("looks names up in a one-file image's /etc files as read from the file, the same as in a layer", () => {
+    const etc = { passwd: Buffer.from('root:x:0:0::/root:/bin/sh\napp:x:1000:1234::/home/app:/bin/sh\n'), group: Buffer.from('root:x:0:\napp:x:1234:\nstaff:x:50:\n') };
+    expect(resolveUser('app', [etc])).toEqual({ uid: 1000, gid: 1234 });
+    expect(resolveUser('1000', [etc])).toEqual({ uid: 1000, gid: 1234 });
+    expect(resolveUser('app:staff', [etc])).toEqual({ uid: 1000, gid: 50 });
+    expect(() => resolveUser('nobody', [etc])).toThrow(/unable to find user nobody/);
+    // A file without /etc/group: a group name cannot be found, a number still works.
+    expect(() => resolveUser('app:staff', [{ passwd: etc.passwd }])).toThrow(/unable to find group staff/);
+    expect(resolveUser('app:7', [{ passwd: etc.passwd }])).toEqual({ uid: 1000, gid: 7 });
+  });
 });
 
 describe('one voice for errors', () => {

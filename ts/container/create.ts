@@ -228,8 +228,10 @@ export async function prepareContainer(store: Store, settings: StorageSettings, 
       net = { ...o.net, networks: await allocateEndpoints(store, id, o.userNetworks) };
     }
     writeEtcFiles(etc, hostname, net, net?.mode === 'container' ? containers.dir(net.container!) : undefined, net?.networks?.length ? (await import('../engine/networks')).networkDef(o.userNetworks![0]!.network).gateway : undefined);
-    // A one-file image's users and groups: its /etc/passwd and /etc/group, copied out.
-    const layerDirs = o.fileImage ? [(await import('../storage/squash')).extractEtc(o.fileImage, path.join(dir, 'image-etc'))] : [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
+    // A one-file image's users and groups: its /etc/passwd and /etc/group as read from the file,
+    // looked up in memory (writing them into the container's directory cost a dozen metadata
+    // calls on the store's file system per container, for lookups most runs never make).
+    const layerDirs = o.fileImage ? [o.fileImage.etc] : [...img.layers].reverse().map((l) => store.layerDir(l.diffId));
     const env = [...o.envFiles.flatMap(readEnvFile), ...o.env.map((e) => (e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`))];
     const security = o.securityOpt;
     let seccomp: 'default' | 'unconfined' | object = 'default';

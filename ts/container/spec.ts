@@ -46,8 +46,8 @@ export interface SpecOptions {
   mounts: OciMount[];
   /** Files in the container's directory bound over /etc/{hosts,hostname,resolv.conf}. */
   etcFiles: { hosts: string; hostname: string; resolv: string };
-  /** The image's layer directories, top first (for user and group names). */
-  layerDirs: string[];
+  /** The image's layer directories, top first, or a one-file image's /etc files (for user and group names). */
+  layerDirs: EtcSource[];
   /** overlay options and the directory relative lowerdirs are in. */
   overlay?: { options: string; cwd: string };
   annotations: Record<string, string>;
@@ -92,11 +92,22 @@ export interface OciMount {
 }
 
 /**
+ * Where an image's /etc/passwd and /etc/group are: a layer directory, or the files themselves as
+ * read from a one-file image (ts/storage/squash.ts), which are never written to disk for it.
+ */
+export type EtcSource = string | { passwd?: Buffer | undefined; group?: Buffer | undefined };
+
+/**
  * The entries of the image's /etc/passwd or /etc/group, split into fields, from the top layer
  * that has the file; none when the top layer that names it whites it out (or none has it).
  */
-function etcEntries(layerDirs: string[], file: 'passwd' | 'group'): string[][] {
+function etcEntries(layerDirs: EtcSource[], file: 'passwd' | 'group'): string[][] {
   for (const dir of layerDirs) {
+    if (typeof dir !== 'string') {
+      const bytes = dir[file];
+      if (bytes === undefined) continue;
+      return bytes.toString('utf8').split('\n').map((line) => line.split(':'));
+    }
     const p = path.join(dir, 'etc', file);
     let text: string;
     try {
@@ -115,19 +126,19 @@ function etcEntries(layerDirs: string[], file: 'passwd' | 'group'): string[][] {
 }
 
 /** Looks a user or group name up in the image's /etc files, top layer first. */
-export function lookupId(layerDirs: string[], file: 'passwd' | 'group', name: string): { id: number; gid?: number } | undefined {
+export function lookupId(layerDirs: EtcSource[], file: 'passwd' | 'group', name: string): { id: number; gid?: number } | undefined {
   const f = etcEntries(layerDirs, file).find((e) => e[0] === name && e[2] !== undefined);
   return f ? { id: Number(f[2]), ...(file === 'passwd' && f[3] ? { gid: Number(f[3]) } : {}) } : undefined;
 }
 
 /** The primary group of a numeric uid in the image's /etc/passwd, top layer first (`-u 1000`). */
-export function passwdGidOf(layerDirs: string[], uid: number): number | undefined {
+export function passwdGidOf(layerDirs: EtcSource[], uid: number): number | undefined {
   const f = etcEntries(layerDirs, 'passwd').find((e) => e[2] !== undefined && /^\d+$/.test(e[2]) && Number(e[2]) === uid && e[3] && /^\d+$/.test(e[3]));
   return f ? Number(f[3]) : undefined;
 }
 
 /** Resolves Docker's `-u user[:group]` against the image. */
-export function resolveUser(spec: string | undefined, layerDirs: string[]): { uid: number; gid: number } {
+export function resolveUser(spec: string | undefined, layerDirs: EtcSource[]): { uid: number; gid: number } {
   if (!spec) return { uid: 0, gid: 0 };
   const [u = '', g] = spec.split(':');
   let uid: number;
@@ -252,7 +263,7 @@ function deviceEntries(devs: DeviceSpec[]): { devices: object[]; mounts: OciMoun
 }
 
 /** `--group-add` to additionalGids, or keep-groups to crun's annotation (nothing else with it). */
-function groups(groupAdd: string[], layerDirs: string[]): { additionalGids: number[]; keep: boolean } {
+function groups(groupAdd: string[], layerDirs: EtcSource[]): { additionalGids: number[]; keep: boolean } {
   const keep = groupAdd.includes('keep-groups');
   if (keep && groupAdd.length > 1) throw new BurrowError('EUSAGE', '--group-add keep-groups cannot be combined with other groups: the container keeps exactly your groups');
   if (keep) return { additionalGids: [], keep };

@@ -239,8 +239,9 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const devices = [...cdi.host.map(parseDevice), ...(cdi.plan?.nodes ?? [])];
   const expose = exposedPorts(req.expose ?? []);
   // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
-  const { isFileImageArg, openFileImage } = await import('../storage/squash');
-  const asFile = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const { openFileImageArg, openFileImage } = await import('../storage/squash');
+  const opened = openFileImageArg(req.image);
+  const asFile = opened ? await openFileImage(opened) : undefined;
   const img = asFile ? asFile.record : await resolveImage(ctx, req, hooks);
   // A store image the store keeps as a squashfs runs from it, as FILE.sqfs does (image-format.ts).
   const fileImage = asFile ?? (req.fromLayers ? undefined : await storedSquash(ctx, img, hooks));

@@ -57,17 +57,46 @@ const SIF_MAGIC = Buffer.from('SIF_MAGIC\0');
 export const SIF_ENTRYPOINT = ['/bin/sh', '-c', 'for f in /.singularity.d/env/*.sh; do if [ -f "$f" ]; then . "$f"; fi; done; exec "$@"', 'sif'];
 export const SIF_RUNSCRIPT = '/.singularity.d/runscript';
 
+/** A one-file image opened once: its descriptor and fstat serve every later check of the file. */
+export interface OpenedFile {
+  /** Absolute path of the file. */
+  file: string;
+  fd: number;
+  st: fs.Stats;
+}
+
 /**
- * Whether a `run`/`create` argument names a one-file image rather than an image reference: an
- * existing regular file, named as a path (with a `/`) or by a one-file image's suffix.
+ * A `run`/`create` argument that names a one-file image rather than an image reference (an
+ * existing regular file, named as a path, with a `/`, or by a one-file image's suffix), opened;
+ * undefined for anything else. One open and one fstat: on a parallel file system each lookup of
+ * the file is a request to its metadata servers, so it is not looked up again to read its
+ * headers. O_NONBLOCK and O_NOCTTY: a FIFO or a terminal named by mistake is not waited on or
+ * taken as the controlling terminal; it is then refused as not a regular file.
  */
-export function isFileImageArg(arg: string): boolean {
-  if (!(arg.includes('/') || /\.(sqfs|squashfs|sif)$/.test(arg))) return false;
+export function openFileImageArg(arg: string): OpenedFile | undefined {
+  if (!(arg.includes('/') || /\.(sqfs|squashfs|sif)$/.test(arg))) return undefined;
+  const file = path.resolve(arg);
+  let fd: number;
   try {
-    return fs.statSync(arg).isFile();
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
   } catch {
-    return false;
+    return undefined;
   }
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.isFile()) return { file, fd, st };
+  } catch {
+    /* not usable: an image reference then */
+  }
+  fs.closeSync(fd);
+  return undefined;
+}
+
+/** Whether a `run`/`create` argument names a one-file image (see openFileImageArg). */
+export function isFileImageArg(arg: string): boolean {
+  const f = openFileImageArg(arg);
+  if (f) fs.closeSync(f.fd);
+  return f !== undefined;
 }
 
 /** Whether `file` starts as a SIF does (its magic after the launch line). */
@@ -194,11 +223,7 @@ function readFiles(file: string, offset: number, inner: string[]): Map<string, B
   }
 }
 
-/**
- * What a file is and where its squashfs starts, from its headers alone (nothing is mounted or
- * extracted): a squashfs at 0, or a SIF's primary system partition; refused with the cause.
- */
-export function locateSquashfs(arg: string): { file: string; kind: FileImageKind; offset: number; st: fs.Stats } {
+function openOrRefuse(arg: string): OpenedFile {
   const file = path.resolve(arg);
   let fd: number;
   try {
@@ -207,7 +232,20 @@ export function locateSquashfs(arg: string): { file: string; kind: FileImageKind
     throw bad(file, `cannot open it: ${(err as Error).message}`);
   }
   try {
-    const st = fs.fstatSync(fd);
+    return { file, fd, st: fs.fstatSync(fd) };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw bad(file, `cannot stat it: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * What a file is and where its squashfs starts, from its headers alone (nothing is mounted or
+ * extracted): a squashfs at 0, or a SIF's primary system partition; refused with the cause.
+ */
+export function locateSquashfs(arg: string | OpenedFile): { file: string; kind: FileImageKind; offset: number; st: fs.Stats } {
+  const { file, fd, st } = typeof arg === 'string' ? openOrRefuse(arg) : arg;
+  try {
     const head = readAt(fd, 0, 64);
     if (head.subarray(0, 4).equals(SQUASH_MAGIC)) {
       checkSquashfs(fd, file, 0, st.size);
@@ -228,7 +266,7 @@ export function locateSquashfs(arg: string): { file: string; kind: FileImageKind
  * Opens a one-file image: what it is, where its squashfs is, and the config its containers get.
  * Every refusal (not such a file, truncated, no system partition) names the file and the cause.
  */
-export async function openFileImage(arg: string): Promise<FileImage> {
+export async function openFileImage(arg: string | OpenedFile): Promise<FileImage> {
   const { file, kind, offset, st } = locateSquashfs(arg);
   const files = readFiles(file, offset, kind === 'sif' ? ['/etc/passwd', '/etc/group'] : [CONFIG_PATH, '/etc/passwd', '/etc/group']);
   let config: ImageConfig;
@@ -255,17 +293,6 @@ export async function openFileImage(arg: string): Promise<FileImage> {
     pulledAt: new Date(st.mtimeMs).toISOString(),
   };
   return { kind, file, offset, config, record, etc: { passwd: files.get('/etc/passwd'), group: files.get('/etc/group') } };
-}
-
-/**
- * The image's /etc/passwd and /etc/group (read by openFileImage) written into `dir`/etc, for
- * the user lookups of `-u NAME` and the image's User: a layer directory of one layer.
- */
-export function extractEtc(img: FileImage, dir: string): string {
-  mkdirp(path.join(dir, 'etc'));
-  if (img.etc.passwd) fs.writeFileSync(path.join(dir, 'etc', 'passwd'), img.etc.passwd);
-  if (img.etc.group) fs.writeFileSync(path.join(dir, 'etc', 'group'), img.etc.group);
-  return dir;
 }
 
 /**
