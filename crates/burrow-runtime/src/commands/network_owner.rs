@@ -32,6 +32,8 @@ fn usage(m: String) -> RuntimeError {
 }
 
 pub fn main(args: &[String]) -> Result<i32> {
+    // The name `ps` has always shown for it, also when it runs from burrow-monitor.
+    burrow_core::runtime::process::set_name("burrow-runtime");
     let p = flags(args, FLAGS)?;
     if !p.positional.is_empty() {
         return Err(usage(format!("unexpected argument {:?}", p.positional[0])));
