@@ -7,4 +7,5 @@
 pub mod args;
 pub mod commands;
 pub mod log;
+pub mod resident;
 pub mod status;

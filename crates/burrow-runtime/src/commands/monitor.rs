@@ -528,6 +528,8 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     if has_poststart_hooks(&state.config_path) {
         runtime_child(ctx, &["poststart", id]);
     }
+    // From here on it waits and relays: what it ran to get here need not stay mapped.
+    crate::resident::shed();
 
     let init = Pid::from_raw(state.pid);
     let mut exit: Option<i32> = None;
