@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostGateway } from '../harness/net.mjs';
-import { IS_ROOT, ROOT } from './helpers';
+import { burrow, IS_ROOT, ROOT } from './helpers';
 import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -755,6 +755,19 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     // sealed copy, a memfd, where the user could write the binary: selfclone.rs).
     expect([bin('burrow-runtime'), '/memfd:burrow-runtime (deleted)'], 'the monitor of a healthchecked container').toContain(exe(monitorOf(y)));
     expect(fs.readFileSync(`/proc/${monitorOf(y)}/comm`, 'utf8').trim()).toBe('burrow:monitor');
+  });
+
+  it('without burrow-monitor, run -d and the network owner fail with an error that names it and the fix', () => {
+    netCreate('un-nobin');
+    const missing = { BURROW_MONITOR: path.join(env.work, 'no-such-burrow-monitor') };
+    const global = ['--root', env.store, '--runroot', env.runroot];
+    for (const net of [[], ['--network', 'un-nobin']]) {
+      const r = burrow([...global, 'run', '-d', ...net, IMAGE, 'sleep', '60'], { env: missing });
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain(`burrow-monitor not found at ${missing.BURROW_MONITOR}`);
+      expect(r.stderr).toMatch(/npm run build:rust/);
+    }
+    expect(ownerPid(env.runroot)).toBeUndefined();
   });
 
   it('bad input: an unknown network, a mode with a network, --ip without a network', () => {
