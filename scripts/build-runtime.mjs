@@ -44,11 +44,15 @@ const env = {
 };
 execFileSync('cargo', ['build', '--profile', 'runtime', '-p', 'burrow-runtime', '--target', host], { cwd: ROOT, env, stdio: 'inherit' });
 
+// Both binaries of the package: burrow-runtime and burrow-monitor, the small one burrow runs its
+// monitors and network owner from (crates/burrow-runtime/src/bin/burrow-monitor.rs says why).
 // Renamed into place: a monitor still running the previous binary keeps its own inode.
-const built = path.join(ROOT, 'target', host, 'runtime', 'burrow-runtime');
-const dest = path.join(ROOT, 'target', 'release', 'burrow-runtime');
-fs.mkdirSync(path.dirname(dest), { recursive: true });
-const tmp = `${dest}.tmp-${process.pid}`;
-fs.copyFileSync(built, tmp);
-fs.chmodSync(tmp, 0o755);
-fs.renameSync(tmp, dest);
+for (const name of ['burrow-runtime', 'burrow-monitor']) {
+  const built = path.join(ROOT, 'target', host, 'runtime', name);
+  const dest = path.join(ROOT, 'target', 'release', name);
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  const tmp = `${dest}.tmp-${process.pid}`;
+  fs.copyFileSync(built, tmp);
+  fs.chmodSync(tmp, 0o755);
+  fs.renameSync(tmp, dest);
+}

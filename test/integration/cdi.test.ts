@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { burrow, IS_ROOT, type Run } from './helpers';
-import { setup, type Env } from './lifecycle.helpers';
+import { setup, waitFor, type Env } from './lifecycle.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -155,12 +155,19 @@ describe(`CDI devices, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     expect(fs.readFileSync(path.join(hookDir, 'hpc-poststop'), 'utf8')).toBe('stopped\n');
   });
 
-  it('detached (through the monitor): exec sees the device env and library, rm -f runs the poststop hook', T, () => {
-    const dir = specDir({ 'fake.json': JSON.stringify(fakeSpec('detached')) });
+  it('detached (through the monitor): a poststart hook runs with the running state; exec sees the device env and library, rm -f runs the poststop hook', T, () => {
+    // The monitor (burrow-monitor) has no spec parser: it asks burrow-runtime for the poststart
+    // hooks (`poststart`) and for the end (`delete`, which runs poststop).
+    const spec = fakeSpec('detached') as { devices: { containerEdits: { hooks?: object[] } }[] };
+    spec.devices[0]!.containerEdits.hooks!.push({ hookName: 'poststart', path: '/bin/sh', args: ['sh', '-c', `cat > ${hookDir}/detached-poststart.tmp && mv ${hookDir}/detached-poststart.tmp ${hookDir}/detached-poststart`] });
+    const dir = specDir({ 'fake.json': JSON.stringify(spec) });
     const d = run(dir, ['run', '-d', '--device', 'example.com/fake=gpu0', debian, 'sleep', '60']);
     expect(d.code, d.stderr).toBe(0);
     const id = d.stdout.trim();
     expect(fs.readFileSync(path.join(hookDir, 'detached-create'), 'utf8')).toBe('created\n');
+    // After the monitor's answer: the hook runs once the container's program does.
+    waitFor(() => fs.existsSync(path.join(hookDir, 'detached-poststart')), 30_000, 'the poststart hook');
+    expect(JSON.parse(fs.readFileSync(path.join(hookDir, 'detached-poststart'), 'utf8'))).toMatchObject({ id, status: 'running' });
     const e = env.b(['exec', id, 'sh', '-c', 'echo $FAKE_GPU; ldconfig -p | grep -c libfakegpu; test -c /dev/fakegpu0 && echo node']);
     expect([e.code, e.stdout], e.stderr).toEqual([0, 'gpu0\n1\nnode\n']);
     expect(fs.existsSync(path.join(hookDir, 'detached-poststop'))).toBe(false);

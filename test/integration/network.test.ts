@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostGateway } from '../harness/net.mjs';
-import { IS_ROOT } from './helpers';
+import { burrow, IS_ROOT, ROOT } from './helpers';
 import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -736,6 +736,37 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(b(['rm', '-f', y]).code).toBe(0);
     waitFor(() => !alive(pid), 10_000, 'the owner to exit after the last container');
     for (const p of under) expect(alive(p), `${p} (${cmdline(p)}) outlived the owner`).toBe(false);
+    expect(ownerPid(env.runroot)).toBeUndefined();
+  });
+
+  it('the owner and the monitors run burrow-monitor, the small binary of what stays; a monitor with a healthcheck runs burrow-runtime', () => {
+    netCreate('un-bin');
+    const x = runD('--network', 'un-bin', IMAGE, 'sleep', '60');
+    const y = runD('--network', 'un-bin', '--health-cmd', 'true', '--health-interval', '1h', IMAGE, 'sleep', '60');
+    const exe = (pid: number) => fs.readlinkSync(`/proc/${pid}/exe`);
+    const bin = (name: string) => fs.realpathSync(path.join(ROOT, 'target', 'release', name));
+    const monitorOf = (id: string) => (JSON.parse(fs.readFileSync(path.join(dirOf(id), 'monitor.json'), 'utf8')) as { pid: number }).pid;
+    expect(exe(seeOwner()), 'the network owner').toBe(bin('burrow-monitor'));
+    expect(exe(monitorOf(x)), 'the monitor').toBe(bin('burrow-monitor'));
+    // Their names as before: the monitor's its own, the owner's the runtime's.
+    expect(fs.readFileSync(`/proc/${monitorOf(x)}/comm`, 'utf8').trim()).toBe('burrow:monitor');
+    expect(fs.readFileSync(`/proc/${seeOwner()}/comm`, 'utf8').trim()).toBe('burrow-runtime');
+    // Its probes are execs into the container, which only the full runtime has (run from its
+    // sealed copy, a memfd, where the user could write the binary: selfclone.rs).
+    expect([bin('burrow-runtime'), '/memfd:burrow-runtime (deleted)'], 'the monitor of a healthchecked container').toContain(exe(monitorOf(y)));
+    expect(fs.readFileSync(`/proc/${monitorOf(y)}/comm`, 'utf8').trim()).toBe('burrow:monitor');
+  });
+
+  it('without burrow-monitor, run -d and the network owner fail with an error that names it and the fix', () => {
+    netCreate('un-nobin');
+    const missing = { BURROW_MONITOR: path.join(env.work, 'no-such-burrow-monitor') };
+    const global = ['--root', env.store, '--runroot', env.runroot];
+    for (const net of [[], ['--network', 'un-nobin']]) {
+      const r = burrow([...global, 'run', '-d', ...net, IMAGE, 'sleep', '60'], { env: missing });
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain(`burrow-monitor not found at ${missing.BURROW_MONITOR}`);
+      expect(r.stderr).toMatch(/npm run build:rust/);
+    }
     expect(ownerPid(env.runroot)).toBeUndefined();
   });
 

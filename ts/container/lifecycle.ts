@@ -10,7 +10,7 @@ import { BurrowError, EXIT, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
-import { exitStatusOf, globalFlags, readReports, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
+import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
 import { removeRootfs, rootfsOf } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { healthcheckRuns } from './health';
@@ -166,13 +166,16 @@ export async function startDetached(store: Store, rec: ContainerRecord, cleanupA
   if (rec.interactive) args.push('--stdin');
   if (opts.attach) args.push('--attach-fd', '4');
   for (const a of cleanupArgs ?? []) args.push('--exit-command', a);
+  // The full runtime it creates (and deletes) the container with.
+  args.push('--runtime', runtimeBinary());
   // User-defined networks: the owner is kept alive until the monitor has attached (its pid report).
   const lease = await holdForStart(store, rec, dir);
-  let child: ReturnType<typeof runtimeSpawn>;
+  let child: ReturnType<typeof residentSpawn>;
   try {
     args.push(...runtimeNetworkArgs(store, rec, dir));
     args.push(rec.id);
-    child = runtimeSpawn(args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], detached: true });
+    // From burrow-monitor, the small binary (runtime/client.ts), unless it runs a healthcheck.
+    child = residentSpawn(args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(opts.attach ? (['pipe'] as const) : [])], full: healthcheckRuns(rec.healthcheck) });
   } catch (err) {
     lease?.release();
     throw err;

@@ -28,6 +28,16 @@ export function runtimeBinary(): string {
   return path.join(PACKAGE_ROOT, 'target', 'release', 'burrow-runtime');
 }
 
+/**
+ * The small binary burrow runs what it leaves running from: every container's monitor (but a
+ * healthchecking one) and the network owner (crates/burrow-runtime/src/bin/burrow-monitor.rs:
+ * the same code as burrow-runtime's `monitor` and `network-owner`, without the rest, so that
+ * it keeps less in memory). `BURROW_MONITOR`, else the one beside the runtime binary.
+ */
+export function monitorBinary(): string {
+  return process.env.BURROW_MONITOR || path.join(path.dirname(runtimeBinary()), 'burrow-monitor');
+}
+
 /** The configured store root, if anything (flag, variable, config file) sets one. */
 export function storeRootOverride(opts: GlobalOptions): string | undefined {
   const r = opts.root || process.env.BURROW_ROOT || fromConfig('root');

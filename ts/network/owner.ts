@@ -1,6 +1,7 @@
 /**
- * The client of the user's network owner (`burrow-runtime network-owner`; the design and the
- * protocol are in crates/burrow-core/src/net/bridge/mod.rs, the shapes in ./user.ts).
+ * The client of the user's network owner (`burrow-monitor network-owner`, the small binary of
+ * burrow-runtime's long-lived commands; the design and the protocol are in
+ * crates/burrow-core/src/net/bridge/mod.rs, the shapes in ./user.ts).
  *
  * `holdOwner` connects to DIR/owner.sock and sends `hold`: that connection is the lease. Where
  * no owner answers, it starts one (detached: its own session, so that it outlives this process
@@ -117,11 +118,11 @@ async function withStartLock<T>(lockFile: string, fn: () => Promise<T>, timeoutM
 }
 
 /**
- * Starts `burrow-runtime network-owner --dir DIR` in a session of its own and waits until it
+ * Starts `burrow-monitor network-owner --dir DIR` in a session of its own and waits until it
  * listens (a `{"pid":N}` report on its status channel) or says why not.
  */
 async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promise<void> {
-  const { runtimeBinary, readReports, statusFlags } = await import('../runtime/client');
+  const { residentBinary, readReports, statusFlags } = await import('../runtime/client');
   const { spawn } = await import('node:child_process');
   const { findHelper } = await import('./options');
   const log = fs.openSync(path.join(dir, OWNER_LOG), 'a', 0o600);
@@ -141,8 +142,10 @@ async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promis
     break;
   }
   let child;
+  // burrow-monitor: the small binary of what stays (runtime/client.ts).
+  const bin = residentBinary();
   try {
-    child = spawn(runtimeBinary(), args, { stdio: ['ignore', log, log, 'pipe'], detached: true });
+    child = spawn(bin, args, { stdio: ['ignore', log, log, 'pipe'], detached: true });
   } finally {
     fs.closeSync(log);
   }
@@ -152,7 +155,7 @@ async function startOwner(dir: string, uidMap: IdMap[], gidMap: IdMap[]): Promis
       if (r.kind === 'pid') resolve({ pid: r.pid });
       else if (r.kind === 'error') resolve({ error: r.error });
     });
-    child.on('error', (e) => resolve({ error: `cannot run ${runtimeBinary()}: ${e.message}` }));
+    child.on('error', (e) => resolve({ error: `cannot run ${bin}: ${e.message}` }));
     child.on('exit', (code, sig) => resolve({ error: `exited (${sig ?? `status ${code}`}) before it listened` }));
   });
   status.destroy();

@@ -1,7 +1,7 @@
 /**
  * User-defined networks (#16): the shapes shared by the store (ts/engine/networks.ts), IPAM
  * (ts/network/ipam.ts), the network owner's client (ts/network/owner.ts), `run`/`create` and the
- * API. The owner process itself is `burrow-runtime network-owner`
+ * API. The owner process itself is `burrow-monitor network-owner`
  * (crates/burrow-core/src/net/bridge/mod.rs explains the design and the protocol; the JSON shapes
  * below are that protocol's, field for field).
  *

@@ -20,7 +20,7 @@ import type { ChildProcess, SpawnOptions, StdioOptions } from 'node:child_proces
 import { BurrowError, EXIT, exitCodeFor, isErrorCode, runtimeText, type ErrorCode } from '../errors';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runtimeBinary } from '../host/paths';
+import { monitorBinary, runtimeBinary } from '../host/paths';
 
 export { runtimeBinary };
 
@@ -242,6 +242,29 @@ export function runtimeSpawn(args: string[], o: { stdio: StdioOptions; detached?
   if (o.cli) opts.env = { ...process.env, BURROW_RUNTIME_CLI: '1' };
   if (o.detached) opts.detached = true;
   return childProcess().spawn(runtimeBinary(), args, opts);
+}
+
+/**
+ * burrow-monitor (host/paths.ts), for a process that stays: its path, or the error that names
+ * the fix when it is missing (a checkout built before it existed, a packaged runtime without it).
+ */
+export function residentBinary(): string {
+  const bin = monitorBinary();
+  if (!fs.existsSync(bin)) {
+    throw new BurrowError('ERUNTIME_MISSING', `burrow-monitor not found at ${bin}: burrow runs container monitors and the network owner from it`, 'run `npm run build:rust` (it builds burrow-runtime and burrow-monitor), or set BURROW_MONITOR to its path');
+  }
+  return bin;
+}
+
+/**
+ * Starts a process that stays (a monitor, the network owner) from burrow-monitor, or from the
+ * full runtime when `full` (a monitor that runs a healthcheck: its probes are execs, which only
+ * burrow-runtime has). burrow-monitor is told where the runtime is: it creates and deletes its
+ * container through it.
+ */
+export function residentSpawn(args: string[], o: { stdio: StdioOptions; full?: boolean }): ChildProcess {
+  const opts: SpawnOptions = { stdio: o.stdio, detached: true };
+  return childProcess().spawn(o.full ? runtimeBinary() : residentBinary(), args, opts);
 }
 
 /** Docker's status for a runtime failure, from the error code it reported (the code table's). */

@@ -3,12 +3,7 @@
 //! over burrow-core's `runtime` modules. Exit codes follow runc: 0 on success, 1 on error, and
 //! the container's own status for `run` and `exec` in the foreground.
 
-mod args;
-mod commands;
-mod log;
-mod status;
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(commands::dispatch(&args));
+    std::process::exit(burrow_runtime::commands::dispatch(&args, &burrow_runtime::commands::FULL));
 }

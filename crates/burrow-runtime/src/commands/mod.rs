@@ -32,12 +32,57 @@ mod unpack;
 mod unsupported;
 mod update;
 
-/// What every command gets from the global flags.
+/// What every command gets from the global flags and its binary's table.
 pub struct Ctx {
     pub root: PathBuf,
     /// `--systemd-cgroup`: create and run ask systemd for a transient scope (when it runs).
     pub systemd_cgroup: bool,
+    /// The full runtime, which the monitor runs for what it does not carry itself (`create`,
+    /// `delete`, poststart hooks): this binary for `burrow-runtime`, the one beside it for
+    /// `burrow-monitor`; the monitor's `--runtime` overrides it.
+    pub runtime: PathBuf,
+    /// Starts a monitor's healthcheck; None in `burrow-monitor` (see monitor::StartHealth).
+    pub health: Option<monitor::StartHealth>,
 }
+
+/// A binary's commands: `burrow-runtime` has them all (FULL), `burrow-monitor` only what stays
+/// alive (RESIDENT; src/bin/burrow-monitor.rs says why). The linker keeps what a table reaches.
+pub struct Table {
+    name: &'static str,
+    usage: &'static str,
+    /// Whether the command runs our code in a container's namespaces, so needs the sealed copy
+    /// of the binary first (burrow_core::runtime::selfclone).
+    selfclone: fn(&str, &[String]) -> bool,
+    run: fn(&Ctx, &str, &[String]) -> Result<i32>,
+    runtime: fn() -> PathBuf,
+    health: Option<monitor::StartHealth>,
+}
+
+pub static FULL: Table = Table {
+    name: "burrow-runtime",
+    usage: USAGE,
+    // The monitor only for its healthcheck's execs (it creates its container through a
+    // `create` of its own: monitor.rs).
+    selfclone: |cmd, cmd_args| {
+        let healthcheck = || cmd_args.iter().any(|a| a == "--healthcheck" || a.starts_with("--healthcheck="));
+        matches!(cmd, "create" | "run" | "exec") || (cmd == "monitor" && healthcheck())
+    },
+    run: run_full,
+    runtime: || PathBuf::from("/proc/self/exe"),
+    health: Some(monitor::start_health),
+};
+
+pub static RESIDENT: Table = Table {
+    name: "burrow-monitor",
+    usage: RESIDENT_USAGE,
+    selfclone: |_, _| false,
+    run: run_resident,
+    runtime: || {
+        let me = std::env::current_exe().unwrap_or_default();
+        me.parent().map(|d| d.join("burrow-runtime")).unwrap_or_else(|| PathBuf::from("burrow-runtime"))
+    },
+    health: None,
+};
 
 const GLOBAL: &[Flag] = &[
     Flag("root", &[], true),
@@ -69,7 +114,9 @@ commands:
   events     print a container's statistics (--stats)
   spec       write a template config.json (--rootless)
   features   print the runtime's features as JSON
-  monitor    run a detached container and keep its logs and exit status (used by burrow)
+  monitor    run a detached container and keep its logs and exit status (used by burrow, which
+             runs burrow-monitor's unless the container has a healthcheck)
+  poststart  run a started container's poststart hooks (used by burrow-monitor)
   network-owner  hold the user's user-defined networks (namespace, bridges, NAT, DNS; used by burrow)
   unpack     extract image layers in a user namespace (JSON jobs on stdin; used by burrow)
   cp         copy files between the host and a container, in its user namespace (used by burrow)
@@ -91,7 +138,21 @@ global flags:
                        channel; without it the runtime behaves as runc)
 ";
 
-pub fn dispatch(args: &[String]) -> i32 {
+const RESIDENT_USAGE: &str = "usage: burrow-monitor [global flags] COMMAND [flags] [ID]
+
+The processes burrow leaves running, without the rest of burrow-runtime (smaller in memory).
+
+commands:
+  monitor        run a detached container and keep its logs and exit status (no --healthcheck:
+                 that monitor is burrow-runtime's); --runtime PATH is the burrow-runtime it
+                 creates the container with (default: the one beside this binary)
+  network-owner  hold the user's user-defined networks (namespace, bridges, NAT, DNS)
+
+global flags: as burrow-runtime's (--root, --log, --log-format, --debug, --systemd-cgroup,
+--status-fd).
+";
+
+pub fn dispatch(args: &[String], table: &Table) -> i32 {
     // Global flags end at the first non-flag word, the command.
     let split = args.iter().position(|a| !a.starts_with('-')).unwrap_or(args.len());
     let mut globals_args: Vec<String> = args[..split].to_vec();
@@ -124,19 +185,16 @@ pub fn dispatch(args: &[String]) -> i32 {
     };
     log::init(log::LogConfig { file: g.value("log").map(String::from), json: g.value("log-format") == Some("json"), debug: g.has("debug") });
     if g.has("version") {
-        print_version();
+        print_version(table.name);
         return 0;
     }
     let rest = &args[cmd_at.min(args.len())..];
     let Some((cmd, cmd_args)) = rest.split_first() else {
-        eprint!("{USAGE}");
+        eprint!("{}", table.usage);
         return if g.has("help") { 0 } else { 1 };
     };
-    // Before any namespace is joined: see burrow_core::runtime::selfclone. The commands whose
-    // processes run our code in a container's namespaces; the monitor only for its healthcheck's
-    // execs (it creates its container through a `create` of its own: monitor.rs).
-    let healthcheck = || cmd_args.iter().any(|a| a == "--healthcheck" || a.starts_with("--healthcheck="));
-    if matches!(cmd.as_str(), "create" | "run" | "exec") || (cmd == "monitor" && healthcheck()) {
+    // Before any namespace is joined: see burrow_core::runtime::selfclone.
+    if (table.selfclone)(cmd, cmd_args) {
         burrow_core::runtime::selfclone::ensure();
     }
     // After the self-clone's re-exec, which closes the close-on-exec descriptors we make of it.
@@ -146,40 +204,22 @@ pub fn dispatch(args: &[String]) -> i32 {
             return 1;
         }
     }
-    let ctx =
-        Ctx { root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root), systemd_cgroup: g.has("systemd-cgroup") };
-    let r: Result<i32> = match cmd.as_str() {
-        "create" => create::main(&ctx, cmd_args),
-        "start" => start::main(&ctx, cmd_args),
-        "run" => run::main(&ctx, cmd_args),
-        "state" => state::main(&ctx, cmd_args),
-        "kill" => kill::main(&ctx, cmd_args),
-        "delete" | "rm" => delete::main(&ctx, cmd_args),
-        "exec" => exec::main(&ctx, cmd_args),
-        "ps" => ps::main(&ctx, cmd_args),
-        "list" | "ls" => list::main(&ctx, cmd_args),
-        "events" => events::main(&ctx, cmd_args),
-        "spec" => spec::main(cmd_args),
-        "features" => features::main(),
-        "pause" => pause::main(&ctx, cmd_args, true),
-        "resume" => pause::main(&ctx, cmd_args, false),
-        "update" => update::main(&ctx, cmd_args),
-        "checkpoint" | "restore" => unsupported::main(cmd),
-        "probe-ns" => Ok(probe_ns::main(cmd_args)),
-        "unpack" => unpack::main(cmd_args),
-        "cp" => cp::main(cmd_args),
-        "export" => export::main(cmd_args),
-        "monitor" => monitor::main(&ctx, cmd_args),
-        "network-owner" => network_owner::main(cmd_args),
+    let ctx = Ctx {
+        root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root),
+        systemd_cgroup: g.has("systemd-cgroup"),
+        runtime: (table.runtime)(),
+        health: table.health,
+    };
+    let r = match cmd.as_str() {
         "version" => {
-            print_version();
+            print_version(table.name);
             Ok(0)
         }
         "help" => {
-            print!("{USAGE}");
+            print!("{}", table.usage);
             Ok(0)
         }
-        other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see `burrow-runtime help`"))),
+        _ => (table.run)(&ctx, cmd, cmd_args),
     };
     match r {
         Ok(code) => code,
@@ -193,8 +233,45 @@ pub fn dispatch(args: &[String]) -> i32 {
     }
 }
 
-fn print_version() {
-    println!("burrow-runtime version {}", env!("CARGO_PKG_VERSION"));
+fn run_full(ctx: &Ctx, cmd: &str, cmd_args: &[String]) -> Result<i32> {
+    match cmd {
+        "create" => create::main(ctx, cmd_args),
+        "start" => start::main(ctx, cmd_args),
+        "run" => run::main(ctx, cmd_args),
+        "state" => state::main(ctx, cmd_args),
+        "kill" => kill::main(ctx, cmd_args),
+        "delete" | "rm" => delete::main(ctx, cmd_args),
+        "exec" => exec::main(ctx, cmd_args),
+        "ps" => ps::main(ctx, cmd_args),
+        "list" | "ls" => list::main(ctx, cmd_args),
+        "events" => events::main(ctx, cmd_args),
+        "spec" => spec::main(cmd_args),
+        "features" => features::main(),
+        "pause" => pause::main(ctx, cmd_args, true),
+        "resume" => pause::main(ctx, cmd_args, false),
+        "update" => update::main(ctx, cmd_args),
+        "checkpoint" | "restore" => unsupported::main(cmd),
+        "probe-ns" => Ok(probe_ns::main(cmd_args)),
+        "unpack" => unpack::main(cmd_args),
+        "cp" => cp::main(cmd_args),
+        "export" => export::main(cmd_args),
+        "monitor" => monitor::main(ctx, cmd_args),
+        "network-owner" => network_owner::main(cmd_args),
+        "poststart" => start::poststart_main(ctx, cmd_args),
+        other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see `burrow-runtime help`"))),
+    }
+}
+
+fn run_resident(ctx: &Ctx, cmd: &str, cmd_args: &[String]) -> Result<i32> {
+    match cmd {
+        "monitor" => monitor::main(ctx, cmd_args),
+        "network-owner" => network_owner::main(cmd_args),
+        other => Err(RuntimeError::Usage(format!("unknown command {other:?}: burrow-monitor runs only monitor and network-owner; see `burrow-monitor help`"))),
+    }
+}
+
+fn print_version(name: &str) {
+    println!("{name} version {}", env!("CARGO_PKG_VERSION"));
     println!("spec: {}", burrow_core::runtime::state::OCI_VERSION);
 }
 

@@ -30,11 +30,14 @@
 //! container's namespaces, so they run from the sealed copy of the binary (selfclone.rs) and the
 //! monitor itself runs from the file, without a private copy of the binary of its own; the pages
 //! the spec, mounts, cgroups and seccomp code touch are that child's and go with it. Poststart
-//! and poststop hooks, which need the spec, run in a forked child for the same reason. Only a
-//! monitor with a healthcheck runs from the sealed copy: its probes are execs into the container.
+//! and poststop hooks, which need the spec, and the removal of the container's state and cgroup
+//! run in a `burrow-runtime poststart` / `delete` child for the same reason; burrow-monitor, the
+//! small binary burrow runs this command from, does not contain that code at all
+//! (src/bin/burrow-monitor.rs). Only a monitor with a healthcheck runs from the sealed copy
+//! (its probes are execs into the container), and only from the full burrow-runtime.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -214,6 +217,51 @@ fn unblock_signals() {
     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
 }
 
+/// A healthcheck's running part as the loop below drives it (health::Checker), behind a trait
+/// object that only the full runtime's command table makes (`start_health`): its probes are
+/// execs into the container, code burrow-monitor leaves out.
+pub trait Health {
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>>;
+    fn wake_in(&self, now: Instant) -> Duration;
+    fn readable(&mut self);
+    fn ask(&mut self);
+    fn tick(&mut self, now: Instant);
+    fn reaped(&mut self, ws: WaitStatus, now: Instant) -> bool;
+    fn stop(&mut self);
+}
+
+impl Health for health::Checker {
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        health::Checker::poll_fd(self)
+    }
+    fn wake_in(&self, now: Instant) -> Duration {
+        health::Checker::wake_in(self, now)
+    }
+    fn readable(&mut self) {
+        health::Checker::readable(self)
+    }
+    fn ask(&mut self) {
+        health::Checker::ask(self)
+    }
+    fn tick(&mut self, now: Instant) {
+        health::Checker::tick(self, now)
+    }
+    fn reaped(&mut self, ws: WaitStatus, now: Instant) -> bool {
+        health::Checker::reaped(self, ws, now)
+    }
+    fn stop(&mut self) {
+        health::Checker::stop(self)
+    }
+}
+
+/// Starts the healthcheck of a container that has just started.
+pub type StartHealth = fn(&health::Config, &ContainerState, health::Target) -> Result<Box<dyn Health>>;
+
+pub fn start_health(cfg: &health::Config, state: &ContainerState, target: health::Target) -> Result<Box<dyn Health>> {
+    let spec = burrow_core::runtime::create::load_spec_file(&state.config_path)?;
+    Ok(Box::new(health::Checker::new(cfg.clone(), spec, target, Instant::now())))
+}
+
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let (p, id) = id_command(
         args,
@@ -229,6 +277,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             Flag("restart", &[], true),
             Flag("events-file", &[], true),
             Flag("healthcheck", &[], true),
+            Flag("runtime", &[], true),
         ]),
         "monitor",
     )?;
@@ -243,9 +292,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let policy = Policy::parse(p.value("restart").unwrap_or("no")).map_err(RuntimeError::Usage)?;
     let events = p.value("events-file").map(PathBuf::from);
     let health = match p.value("healthcheck") {
+        Some(_) if ctx.health.is_none() => {
+            return Err(RuntimeError::Usage("monitor: --healthcheck needs the full runtime: run `burrow-runtime monitor` for this container".into()))
+        }
         Some(j) => health::Config::parse(j).map_err(RuntimeError::Usage)?,
         None => None,
     };
+    let runtime = p.value("runtime").map(PathBuf::from);
+    let ctx = &Ctx { root: ctx.root.clone(), systemd_cgroup: ctx.systemd_cgroup, runtime: runtime.unwrap_or_else(|| ctx.runtime.clone()), health: ctx.health };
     let tty_mode = p.bool("tty");
     // The terminal's size is set before the container starts, for a first `stty size`.
     let tty_size = match p.value("tty-size") {
@@ -331,7 +385,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
         holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
         // The init is reaped: nothing for the child to wait for.
-        in_child(|| super::delete::destroy(&ctx.root, &state, None));
+        runtime_child(ctx, &["delete", "--force", &state.id]);
         if let Some(ev) = &events {
             holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
         }
@@ -439,7 +493,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     // The network helper joins the created init's namespaces before its program runs.
     if let Err(e) = super::network::attach(net.as_mut(), state.pid) {
         drop(net);
-        super::delete::destroy(&ctx.root, &state, None);
+        destroy_unstarted(ctx, &state);
         return Err(e);
     }
     // Listening before the start: an `attach` right after `run -d` finds the socket.
@@ -457,7 +511,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     if let Err(e) = start(&ctx.root, id) {
         drop(sfd);
         unblock_signals();
-        super::delete::destroy(&ctx.root, &state, None);
+        destroy_unstarted(ctx, &state);
         return Err(e);
     }
     holder::write_started(dir);
@@ -471,24 +525,23 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         Some(c) => c.answer(Report::Pid(state.pid)),
         None => crate::status::pid(state.pid),
     }
-    in_child(|| {
-        if let Ok(spec) = burrow_core::runtime::create::load_spec_file(&state.config_path) {
-            super::start::poststart(&state, &ctx.root, &spec);
-        }
-    });
+    if has_poststart_hooks(&state.config_path) {
+        runtime_child(ctx, &["poststart", id]);
+    }
+    // From here on it waits and relays: what it ran to get here need not stay mapped.
+    crate::resident::shed();
 
     let init = Pid::from_raw(state.pid);
     let mut exit: Option<i32> = None;
     let mut signal: Option<i32> = None;
     let mut oom_at_exit = false;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
-    let mut checker = match s.health {
-        Some(cfg) => {
-            let spec = burrow_core::runtime::create::load_spec_file(&state.config_path)?;
+    let mut checker = match (s.health, ctx.health) {
+        (Some(cfg), Some(start_health)) => {
             let target = health::Target { root: ctx.root.clone(), id: id.to_string(), dir: dir.to_path_buf(), events: s.events.map(Path::to_path_buf) };
-            Some(health::Checker::new(cfg.clone(), spec, target, Instant::now()))
+            Some(start_health(cfg, &state, target)?)
         }
-        None => None,
+        _ => None,
     };
     loop {
         if exit.is_some() {
@@ -634,7 +687,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
 fn spawn_create(s: &Setup, console: Option<&OwnedFd>) -> Result<ContainerState> {
     use std::os::unix::process::CommandExt;
     let (r, w) = pipe()?;
-    let mut cmd = std::process::Command::new("/proc/self/exe");
+    let mut cmd = std::process::Command::new(&s.ctx.runtime);
     cmd.arg0("burrow-runtime").arg("--root").arg(&s.ctx.root);
     if s.ctx.systemd_cgroup {
         cmd.arg("--systemd-cgroup");
@@ -680,21 +733,37 @@ fn spawn_create(s: &Setup, console: Option<&OwnedFd>) -> Result<ContainerState> 
     }
 }
 
-/// Runs `f` in a forked child and waits for it: work that needs the container's spec (its
-/// hooks), whose code and data the monitor need not keep mapped for the container's life.
-fn in_child(f: impl FnOnce()) {
-    // SAFETY: the runtime is single-threaded, so the child may run ordinary code.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            f();
-            // SAFETY: leave without running our exit handlers twice.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = waitpid(child, None);
-        }
-        Err(_) => f(),
+/// Runs `burrow-runtime ARGS` (Ctx::runtime, with our --root) and waits for it: work that needs
+/// the container's spec (its hooks) or its cgroups, whose code the monitor does not carry (see
+/// the module's comment). Its warnings (a failed hook) go to our stderr, as ours would.
+fn runtime_child(ctx: &Ctx, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(&ctx.runtime);
+    cmd.arg0("burrow-runtime").arg("--root").arg(&ctx.root);
+    if ctx.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
     }
+    if let Err(e) = cmd.args(args).stdin(std::process::Stdio::null()).status() {
+        crate::log::warn(&format!("cannot run {} {}: {e}", ctx.runtime.display(), args.join(" ")));
+    }
+}
+
+/// The end of a container that was created but did not start: its init, our child since its
+/// `create` exited, is killed and reaped here (only its parent can), then `delete` removes the
+/// rest, as it would for a container that ran.
+fn destroy_unstarted(ctx: &Ctx, state: &ContainerState) {
+    let init = Pid::from_raw(state.pid);
+    if nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).is_ok() {
+        let _ = waitpid(init, None);
+    }
+    runtime_child(ctx, &["delete", "--force", &state.id]);
+}
+
+/// Whether the container's config has poststart hooks (then `burrow-runtime poststart` runs
+/// them), read as plain JSON: the spec's parser is the full runtime's.
+fn has_poststart_hooks(config: &Path) -> bool {
+    let v: serde_json::Value = std::fs::read(config).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    v["hooks"]["poststart"].as_array().is_some_and(|h| !h.is_empty())
 }
 
 /// `{"Type":"network","Action":"disconnect",...}` as Docker writes it for a container that left

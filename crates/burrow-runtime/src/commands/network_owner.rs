@@ -32,6 +32,8 @@ fn usage(m: String) -> RuntimeError {
 }
 
 pub fn main(args: &[String]) -> Result<i32> {
+    // The name `ps` has always shown for it, also when it runs from burrow-monitor.
+    burrow_core::runtime::process::set_name("burrow-runtime");
     let p = flags(args, FLAGS)?;
     if !p.positional.is_empty() {
         return Err(usage(format!("unexpected argument {:?}", p.positional[0])));
@@ -67,7 +69,10 @@ pub fn main(args: &[String]) -> Result<i32> {
     let owner = Owner::start(opts).map_err(|e| RuntimeError::Remote { code: e.code().into(), msg: e.to_string() })?;
     crate::status::pid(std::process::id() as i32);
     let_go_of_status_fd();
-    Ok(owner.run())
+    // From here on it serves: what it ran to start, and then to serve each request (a container
+    // attaching, leaving), need not stay mapped while it waits.
+    crate::resident::shed();
+    Ok(owner.run(crate::resident::shed))
 }
 
 /// The caller waits for our first report, not for us: its end of the channel reads EOF once

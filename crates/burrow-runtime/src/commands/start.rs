@@ -34,3 +34,13 @@ pub fn poststart(st: &ContainerState, root: &std::path::Path, spec: &oci_spec::r
         crate::log::warn(&format!("poststart hook failed: {e}"));
     }
 }
+
+/// `poststart ID`: a started container's poststart hooks, for burrow-monitor, which does not
+/// carry the spec's parser (src/bin/burrow-monitor.rs) and asks for them when the container's
+/// config has any.
+pub fn poststart_main(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let (_, id) = id_command(args, &[], "poststart")?;
+    let st = ContainerState::load(&ctx.root, &id)?;
+    poststart(&st, &ctx.root, &load_spec_file(&st.config_path)?);
+    Ok(0)
+}

@@ -416,8 +416,10 @@ impl Owner {
         self.conns.iter().filter(|c| c.lease).count()
     }
 
-    /// The loop, until SIGTERM or no lease is left. Returns the exit status.
-    pub fn run(mut self) -> i32 {
+    /// The loop, until SIGTERM or no lease is left. Returns the exit status. `settled` is called
+    /// after each round that served requests (leases come and go; DNS queries are not requests):
+    /// the caller's moment to give back what serving them mapped (burrow-runtime's resident.rs).
+    pub fn run(mut self, settled: fn()) -> i32 {
         let sfd = match crate::runtime::wait::block_signals() {
             Ok(s) => s,
             Err(e) => {
@@ -485,8 +487,12 @@ impl Owner {
             if ready_listen {
                 self.accept();
             }
+            let served = !ready_conns.is_empty();
             for id in ready_conns {
                 self.serve(id);
+            }
+            if served {
+                settled();
             }
             for fd in ready_dns {
                 self.resolver.dispatch(fd);
