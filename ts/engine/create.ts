@@ -229,8 +229,9 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const { isFileImageArg, openFileImage } = await import('../storage/squash');
   const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
   const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
-  // --hpc: the host's environment under the request's own -e, never over the image's variables.
-  const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
+  // --hpc: the host's environment under the request's own -e, never over the image's variables
+  // (a one-file image's come from the file: it has no config blob in the store).
+  const env = req.hpc ? await hpcEnvOf(fileImage ? (fileImage.config.config?.Env ?? []) : ((await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? []), req.env) : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../container/limits');
   const { resources, needs } = toResources(req.resources ?? {});
@@ -374,8 +375,7 @@ export function containerAttributes(rec: ContainerRecord, extra: Record<string, 
 }
 
 /** --hpc's environment: its own defaults, then the host's (never over the image's variables), then the request's -e. */
-async function hpcEnvOf(ctx: EngineContext, img: ImageRecord, own: string[]): Promise<string[]> {
+async function hpcEnvOf(imageEnv: string[], own: string[]): Promise<string[]> {
   const { hpcEnv, hpcEnvDefaults } = await import('../container/hpc');
-  const imageEnv = (await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? [];
   return [...hpcEnvDefaults(process.env, imageEnv), ...hpcEnv(process.env, imageEnv), ...own];
 }
