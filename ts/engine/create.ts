@@ -227,7 +227,7 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   const expose = exposedPorts(req.expose ?? []);
   // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
   const { isFileImageArg, openFileImage } = await import('../storage/squash');
-  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image) : undefined;
+  const fileImage = isFileImageArg(req.image) ? await openFileImage(req.image, { keepIn: ctx.store.p('file-images') }) : undefined;
   const img = fileImage ? fileImage.record : await resolveImage(ctx, req, hooks);
   // --hpc: the host's environment under the request's own -e, never over the image's variables
   // (a one-file image's come from the file: it has no config blob in the store).
