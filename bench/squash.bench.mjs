@@ -109,9 +109,10 @@ export async function run() {
     } else chNote = 'ch-run is not installed (Debian: charliecloud-runtime).';
     start.push({ name: 'burrow run --rm --network none IMAGE true (unpacked store, overlay)', argv: [...burrow, 'run', '--rm', '--network', 'none', ref, '/bin/true'] });
     // The floor of any command whose entry point is Node: the interpreter alone, and burrow's CLI
-    // loaded (its bundle, with the V8 code cache) without doing anything.
+    // loaded (its bundle, with the V8 code cache, and commander) without doing anything: with
+    // global options, because a bare `--version` is answered before the bundle is loaded.
     start.push({ name: 'node -e 0 (floor: a Node entry point)', argv: [process.execPath, '-e', '0'] });
-    start.push({ name: 'burrow --version (floor: the CLI loaded)', argv: [process.execPath, BURROW, '--version'] });
+    start.push({ name: 'burrow --root … --runroot … --version (floor: the CLI loaded)', argv: [...burrow, '--version'] });
     tables.push(startTable(hyperfine(start, { runs: 20, warmup: 3 }), chNote));
 
     // Metadata system calls, as root with a store of its own.
