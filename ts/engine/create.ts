@@ -241,12 +241,13 @@ export async function createContainer(ctx: EngineContext, asked: CreateRequest, 
   // One-file images (squashfs, SIF): a path, run from the file without unpacking (docs/hpc-images.md).
   const { openFileImageArg, openFileImage } = await import('../storage/squash');
   const opened = openFileImageArg(req.image);
-  const asFile = opened ? await openFileImage(opened) : undefined;
+  const asFile = opened ? await openFileImage(opened, { keepIn: ctx.store.p('file-images') }) : undefined;
   const img = asFile ? asFile.record : await resolveImage(ctx, req, hooks);
   // A store image the store keeps as a squashfs runs from it, as FILE.sqfs does (image-format.ts).
   const fileImage = asFile ?? (req.fromLayers ? undefined : await storedSquash(ctx, img, hooks));
-  // --hpc: the host's environment under the request's own -e, never over the image's variables.
-  const env = req.hpc ? await hpcEnvOf(ctx, img, req.env) : req.env;
+  // --hpc: the host's environment under the request's own -e, never over the image's variables
+  // (a one-file image's come from the file: it has no config blob in the store).
+  const env = req.hpc ? await hpcEnvOf(fileImage ? (fileImage.config.config?.Env ?? []) : ((await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? []), req.env) : req.env;
   // Limits are accepted only where this host lets this user enforce them (ts/container/limits.ts).
   const { toResources, checkEnforceable } = await import('../container/limits');
   const { resources, needs } = toResources(req.resources ?? {});
@@ -390,8 +391,7 @@ export function containerAttributes(rec: ContainerRecord, extra: Record<string, 
 }
 
 /** --hpc's environment: its own defaults, then the host's (never over the image's variables), then the request's -e. */
-async function hpcEnvOf(ctx: EngineContext, img: ImageRecord, own: string[]): Promise<string[]> {
+async function hpcEnvOf(imageEnv: string[], own: string[]): Promise<string[]> {
   const { hpcEnv, hpcEnvDefaults } = await import('../container/hpc');
-  const imageEnv = (await import('../container/create')).imageConfig(ctx.store, img).config?.Env ?? [];
   return [...hpcEnvDefaults(process.env, imageEnv), ...hpcEnv(process.env, imageEnv), ...own];
 }

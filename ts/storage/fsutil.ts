@@ -6,21 +6,30 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+export interface AtomicWriteOptions {
+  /**
+   * fsync before the rename (default). Without it the write is still atomic for readers, but a
+   * crash of the machine may leave the file empty: for records that need not outlive one (a
+   * --rm container's) or caches checked when read.
+   */
+  durable?: boolean;
+}
+
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, opts: AtomicWriteOptions = {}): void {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {
     if (typeof data === 'string') fs.writeSync(fd, data);
     else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
+    if (opts.durable !== false) fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
 }
 
-export function writeJsonAtomic(file: string, value: unknown): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+export function writeJsonAtomic(file: string, value: unknown, opts: AtomicWriteOptions = {}): void {
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', 0o644, opts);
 }
 
 export function readJson<T>(file: string, guard: (v: unknown) => v is T, fallback?: T): T {

@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
 import { ustarHeader } from '../image/tar';
-import { mkdirp } from './fsutil';
+import { mkdirp, writeJsonAtomic } from './fsutil';
 import type { RootfsPlan } from './rootfs';
 import { fuseOverlayfsProgram } from './rootfs';
 import { localRoot } from './settings';
@@ -223,6 +223,55 @@ function readFiles(file: string, offset: number, inner: string[]): Map<string, B
   }
 }
 
+/** How old a file's last change must be before what was read from it is kept (see readFilesKept). */
+const SETTLED_MS = 2000;
+
+/**
+ * readFiles, kept per path in `dir` (the store's `file-images/`) and used again while the file is
+ * the same one: device, inode, size, modification and change time all as they were. A job array
+ * starts one file hundreds of times; each start then reads one small JSON file instead of running
+ * unsquashfs (a process and a temporary tree: about a tenth of a start's own time). A file
+ * rewritten in place has a new change time, which no user can set back; a replaced one a new
+ * inode. What is read from a file changed less than SETTLED_MS ago is not kept: on a file system
+ * whose times are coarse (one or two seconds on some NFS servers), a second change within the
+ * same tick would leave the time as it was (git's "racy" index entries).
+ */
+function readFilesKept(file: string, offset: number, inner: string[], st: fs.Stats, dir: string | undefined): Map<string, Buffer> {
+  if (!dir) return readFiles(file, offset, inner);
+  const key = [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, offset, ...inner].join(' ');
+  const entry = path.join(dir, `${createHash('sha256').update(file).digest('hex')}.json`);
+  try {
+    const e: unknown = JSON.parse(fs.readFileSync(entry, 'utf8'));
+    if (isKept(e) && e.key === key) return new Map(Object.entries(e.files).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
+  } catch {
+    /* none yet, or unreadable: read the file */
+  }
+  const files = readFiles(file, offset, inner);
+  if (Date.now() - st.ctimeMs >= SETTLED_MS) {
+    try {
+      mkdirp(dir);
+      // Not fsynced: an entry lost or emptied by a crash is read as none.
+      writeJsonAtomic(entry, { key, file, files: Object.fromEntries([...files].map(([k, v]) => [k, v.toString('base64')])) } satisfies Kept, { durable: false });
+    } catch {
+      /* a store we cannot write to: the next start reads the file again */
+    }
+  }
+  return files;
+}
+
+interface Kept {
+  key: string;
+  /** The path, for whoever looks into the directory. */
+  file: string;
+  /** The files found (base64), by their path inside the image. */
+  files: Record<string, string>;
+}
+
+function isKept(v: unknown): v is Kept {
+  const e = v as Kept;
+  return typeof v === 'object' && v !== null && typeof e.key === 'string' && typeof e.files === 'object' && e.files !== null && Object.values(e.files).every((x) => typeof x === 'string');
+}
+
 function openOrRefuse(arg: string): OpenedFile {
   const file = path.resolve(arg);
   let fd: number;
@@ -265,10 +314,12 @@ export function locateSquashfs(arg: string | OpenedFile): { file: string; kind: 
 /**
  * Opens a one-file image: what it is, where its squashfs is, and the config its containers get.
  * Every refusal (not such a file, truncated, no system partition) names the file and the cause.
+ * `keepIn`: a directory where what was read from the file is kept for the next start of the
+ * same file (readFilesKept).
  */
-export async function openFileImage(arg: string | OpenedFile): Promise<FileImage> {
+export async function openFileImage(arg: string | OpenedFile, opts: { keepIn?: string } = {}): Promise<FileImage> {
   const { file, kind, offset, st } = locateSquashfs(arg);
-  const files = readFiles(file, offset, kind === 'sif' ? ['/etc/passwd', '/etc/group'] : [CONFIG_PATH, '/etc/passwd', '/etc/group']);
+  const files = readFilesKept(file, offset, kind === 'sif' ? ['/etc/passwd', '/etc/group'] : [CONFIG_PATH, '/etc/passwd', '/etc/group'], st, opts.keepIn);
   let config: ImageConfig;
   if (kind === 'sif') {
     config = { architecture: process.arch === 'x64' ? 'amd64' : process.arch, os: 'linux', config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Entrypoint: SIF_ENTRYPOINT, Cmd: [SIF_RUNSCRIPT] } } as ImageConfig;
