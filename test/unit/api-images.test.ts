@@ -116,6 +116,9 @@ describe('--change (import, commit)', () => {
       labels: { a: '1', b: 'two words', c: '', 'd.e': 'f', old: 'style' },
     });
     expect(parseChanges(['CMD echo hi']).cmd).toEqual(['/bin/sh', '-c', 'echo hi']);
+    // ENV as a Dockerfile's: several pairs, quotes, the old `K V W` form, a name set again.
+    expect(parseChanges(['ENV A=1 B="two words"', 'ENV C 3 4', 'ENV A=again']).env).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'A=again', 'B=two words', 'C=3 4']);
+    expect(() => parseChanges(['ENV A=1 junk'])).toThrow(/ENV KEY=VALUE/);
     expect(() => parseChanges(['USER nobody'])).toThrow(/not supported/);
     expect(() => parseChanges(['CMD ["unterminated'])).toThrow(/JSON list/);
     expect(() => parseChanges(['EXPOSE eighty'])).toThrow(/EXPOSE/);

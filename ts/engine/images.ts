@@ -447,11 +447,11 @@ export interface ImageChanges {
  * `LABEL k=v k2="v 2"` as the Dockerfile has it: pairs, values optionally double-quoted (with
  * backslash escapes); the old `LABEL k v` form is one pair.
  */
-function labelPairs(arg: string, change: string): [string, string][] {
+function keyValuePairs(kw: 'LABEL' | 'ENV', arg: string, change: string): [string, string][] {
   const s = arg.trim();
   if (!s.includes('=')) {
     const m = /^(\S+)\s+(.*)$/s.exec(s);
-    if (!m) throw new BurrowError('EUSAGE', `invalid --change ${change}: want LABEL KEY=VALUE …`);
+    if (!m) throw new BurrowError('EUSAGE', `invalid --change ${change}: want ${kw} KEY=VALUE …`);
     return [[m[1]!, m[2]!]];
   }
   const out: [string, string][] = [];
@@ -463,7 +463,7 @@ function labelPairs(arg: string, change: string): [string, string][] {
     out.push([unquote(m[1]!), unquote(m[2]!)]);
     end = re.lastIndex;
   }
-  if (s.slice(end).trim()) throw new BurrowError('EUSAGE', `invalid --change ${change}: want LABEL KEY=VALUE …`);
+  if (s.slice(end).trim()) throw new BurrowError('EUSAGE', `invalid --change ${change}: want ${kw} KEY=VALUE …`);
   return out;
 }
 
@@ -490,7 +490,14 @@ export function parseChanges(changes: string[]): ImageChanges {
         out.cmd = list();
         break;
       case 'ENV':
-        out.env = [...(out.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']), arg.includes('=') ? arg : arg.replace(/\s+/, '=')];
+        // As a Dockerfile's ENV: `K=V K2="V 2"` sets each, the older `K V W` sets K to `V W`;
+        // a name set again replaces its value.
+        for (const [k, v] of keyValuePairs('ENV', arg, c)) {
+          const env = (out.env ??= ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+          const at = env.findIndex((e) => e.slice(0, e.indexOf('=')) === k);
+          if (at >= 0) env[at] = `${k}=${v}`;
+          else env.push(`${k}=${v}`);
+        }
         break;
       case 'WORKDIR':
         out.workingDir = arg;
@@ -502,7 +509,7 @@ export function parseChanges(changes: string[]): ImageChanges {
         }
         break;
       case 'LABEL':
-        for (const [k, v] of labelPairs(arg, c)) (out.labels ??= {})[k] = v;
+        for (const [k, v] of keyValuePairs('LABEL', arg, c)) (out.labels ??= {})[k] = v;
         break;
       default:
         throw new BurrowError('EUSAGE', `--change ${kw} is not supported (CMD, ENV, WORKDIR, EXPOSE, LABEL)`);
