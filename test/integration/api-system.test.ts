@@ -293,7 +293,9 @@ describe('networks', () => {
     const eps = (await svc.request('GET', '/containers/net-user/json')).json<{ NetworkSettings: { Networks: Record<string, { Aliases: string[] }> } }>().NetworkSettings.Networks;
     expect(Object.keys(eps)).toEqual(['proj_default', 'proj_back']);
     expect(eps.proj_back!.Aliases).toContain('back');
-    // In use: Docker's 403 with its words.
+    // In use (a running container: Docker's active endpoint): Docker's 403 with its words.
+    const runner = env.b(['run', '-d', '--name', 'net-runner', '--network', 'proj_default', IMAGE, 'sleep', '1000']);
+    expect(runner.code, runner.stderr).toBe(0);
     const inUse = await svc.request('DELETE', '/networks/proj_default');
     expect(inUse.status).toBe(403);
     expect(inUse.json<{ message: string }>().message).toMatch(/error while removing network: network proj_default .*has active endpoints/);
@@ -302,7 +304,7 @@ describe('networks', () => {
     expect(Object.keys((await svc.request('GET', '/containers/net-user/json')).json<{ NetworkSettings: { Networks: object } }>().NetworkSettings.Networks)).toEqual(['proj_default']);
     expect((await svc.request('POST', '/networks/proj_back/disconnect', { Container: 'net-user' })).status).toBe(403);
     expect((await svc.request('DELETE', '/networks/proj_back')).status).toBe(204);
-    env.b(['rm', 'net-user']);
+    env.b(['rm', '-f', 'net-user', 'net-runner']);
     expect((await svc.request('DELETE', '/networks/bridge')).status).toBe(403);
     expect((await svc.request('DELETE', `/networks/${Id.slice(0, 10)}`)).status).toBe(204);
     expect((await svc.request('DELETE', '/networks/proj_default')).status).toBe(404);

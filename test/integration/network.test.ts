@@ -739,6 +739,28 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(ownerPid(env.runroot)).toBeUndefined();
   });
 
+  it('rm -f kills a container on a user-defined network at once (SIGKILL: its TERM trap never runs), frees its address, and records die 137 and destroy', () => {
+    netCreate('un-kill');
+    const out = fs.mkdtempSync(path.join(env.work, 'kill-'));
+    const id = runD('--network', 'un-kill', '-v', `${out}:/out`, IMAGE, 'sh', '-c', 'trap "echo term > /out/term; exit 3" TERM; touch /out/up; while :; do sleep 1; done');
+    waitFor(() => fs.existsSync(path.join(out, 'up')), 10_000, 'the container to set its trap');
+    const netId = JSON.parse(b(['network', 'inspect', 'un-kill']).stdout)[0].Id as string;
+    const held = () => Object.keys((JSON.parse(fs.readFileSync(path.join(env.store, 'networks', 'ipam', `${netId}.json`), 'utf8')) as { addresses: object }).addresses).length;
+    expect(held()).toBe(1);
+    expect(b(['rm', '-f', id]).code).toBe(0);
+    // No stop with a grace period first (Docker's rm -f): the trap would have written this.
+    expect(fs.existsSync(path.join(out, 'term'))).toBe(false);
+    expect(held()).toBe(0);
+    const ev = fs
+      .readFileSync(path.join(env.runroot, 'events.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { Action: string; Actor: { ID: string; Attributes: Record<string, string> } })
+      .filter((e) => e.Actor.ID === id);
+    expect(ev.map((e) => e.Action)).toEqual(['create', 'start', 'die', 'destroy']);
+    expect(ev[2]!.Actor.Attributes.exitCode).toBe('137');
+  });
+
   it('the owner and the monitors run burrow-monitor, the small binary of what stays; a monitor with a healthcheck runs burrow-runtime', () => {
     netCreate('un-bin');
     const x = runD('--network', 'un-bin', IMAGE, 'sleep', '60');

@@ -238,7 +238,7 @@ export async function listNetworks(ctx: EngineContext, f: Record<string, string[
       (!f.scope?.length || f.scope.includes('local'));
     if (!ok) continue;
     if (f.dangling?.length) {
-      const unused = !isBuiltin(n) && Object.keys(await members(ctx, n, false)).length === 0;
+      const unused = !isBuiltin(n) && Object.keys(await members(ctx, n, true)).length === 0;
       if (!f.dangling.some((d) => /^(1|true)$/i.test(d) === unused)) continue;
     }
     out.push(docker(n, {}));
@@ -369,26 +369,36 @@ export function createNetwork(ctx: EngineContext, r: NetworkCreateRequest, host?
 }
 
 /**
- * `network rm`: not a built-in network, and not one a container is on. Docker refuses only
- * active endpoints (running containers) and lets a stopped container keep a network that no
- * longer exists, whose start then fails; burrow's stopped containers keep their address on the
- * network (IPAM), so any container on it keeps it in use. A container being created on it (an
- * address handed out, its record not written yet) does too. The IPAM file goes with it.
+ * `network rm`: not a built-in network, and not one with active endpoints. As Docker, which
+ * releases a container's endpoint when it stops, only running containers keep a network: a
+ * stopped (or never started) one loses its address with the network, keeps the endpoint in its
+ * record (inspect shows it without an address), and its next start fails with ENETWORK_NOT_FOUND
+ * until it is reconnected or recreated (ts/network/runtime.ts endpointNetworks). A container
+ * being created on it (an address handed out, its record not written yet) keeps it in use too.
+ * The IPAM file goes with it.
  */
 export async function removeNetwork(ctx: EngineContext, ref: string): Promise<void> {
   const n = findNetwork(ctx, ref);
   if (isBuiltin(n)) throw new BurrowError('ENETWORK_FORBIDDEN', `${n.Name} is a pre-defined network and cannot be removed`);
   const { Containers } = await import('../container/records');
+  const { containerState } = await import('../container/state');
   const cs = new Containers(ctx.store);
   // Under the lock every allocation takes: no address is handed out on a network going away,
   // and one handed out for a container whose record is not written yet keeps it in use.
   ipam.withIpamLock(ctx.store, n.Id, () => {
     const using = new Map<string, string>();
-    for (const rec of cs.all()) if (rec.net?.mode === 'user' && rec.net.networks?.some((e) => e.network === n.Id)) using.set(rec.id, rec.name);
-    for (const id of Object.values(ipam.allocations(ctx.store, n.Id, true))) if (!using.has(id)) using.set(id, cs.get(id)?.name ?? '');
+    const recorded = new Set<string>();
+    for (const rec of cs.all()) {
+      if (rec.net?.mode !== 'user' || !rec.net.networks?.some((e) => e.network === n.Id)) continue;
+      recorded.add(rec.id);
+      // Running, being started (an init in the created state) or waiting to restart: its endpoint is up or coming up.
+      const st = containerState(rec, cs.dir(rec.id));
+      if (st.status === 'running' || st.pid > 0 || st.restarting) using.set(rec.id, rec.name);
+    }
+    for (const id of Object.values(ipam.allocations(ctx.store, n.Id, true))) if (!recorded.has(id) && !using.has(id)) using.set(id, cs.get(id)?.name ?? '');
     if (using.size) {
       const list = [...using].map(([id, nm]) => `name:${JSON.stringify(nm)} id:${JSON.stringify(id.slice(0, 12))}`).join(', ');
-      throw new BurrowError('ENETWORK_FORBIDDEN', `error while removing network: network ${n.Name} has active endpoints (${list})`, `remove its containers, or disconnect them (burrow network disconnect ${n.Name} CONTAINER), first`);
+      throw new BurrowError('ENETWORK_FORBIDDEN', `error while removing network: network ${n.Name} has active endpoints (${list})`, `stop or remove its running containers, or disconnect them (burrow network disconnect ${n.Name} CONTAINER), first`);
     }
     // The file of this network, not of one created since under the same name.
     const file = `${dir(ctx)}/${n.Name}.json`;
@@ -405,7 +415,11 @@ export async function removeNetwork(ctx: EngineContext, ref: string): Promise<vo
   emitEvent(ctx, { Type: 'network', Action: 'destroy', Actor: { ID: n.Id, Attributes: { name: n.Name, type: n.Driver } } });
 }
 
-/** `network prune`: recorded networks no container uses (filters label, label!, until). */
+/**
+ * `network prune`: recorded networks without active endpoints (filters label, label!, until).
+ * As Docker's prune (daemon/prune.go: no endpoints), a network that only stopped containers
+ * are on goes; their next start fails until they are reconnected or recreated.
+ */
 export async function pruneNetworks(ctx: EngineContext, f: Record<string, string[]> = {}): Promise<string[]> {
   for (const k of Object.keys(f)) if (!['label', 'label!', 'until'].includes(k)) throw new BurrowError('EUSAGE', `invalid filter '${k}': network prune takes label, label! and until`);
   const until = f.until?.map((u) => (/^\d+(\.\d+)?$/.test(u) ? Number(u) * 1000 : Date.parse(u)));
@@ -415,7 +429,7 @@ export async function pruneNetworks(ctx: EngineContext, f: Record<string, string
     if (!(f.label ?? []).every((x) => labelOk(n.Labels, x))) continue;
     if ((f['label!'] ?? []).some((x) => labelOk(n.Labels, x))) continue;
     if (until?.some((t) => Date.parse(n.Created) >= t)) continue;
-    if (Object.keys(await members(ctx, n, false)).length) continue;
+    if (Object.keys(await members(ctx, n, true)).length) continue;
     try {
       await removeNetwork(ctx, n.Id);
       out.push(n.Name);
@@ -544,7 +558,10 @@ export async function disconnectNetwork(ctx: EngineContext, ref: string, contain
   let networkId = n?.Id;
   await withContainerRecord(ctx, container, async (rec, save) => {
     const eps = rec.net?.mode === 'user' ? (rec.net.networks ?? []) : [];
-    const ep = n ? eps.find((e) => e.network === n.Id) : eps.find((e) => e.name === ref || e.network === ref) ?? (ref ? eps.find((e) => e.network.startsWith(ref)) : undefined);
+    const byRef = () => eps.find((e) => e.name === ref || e.network === ref) ?? (ref ? eps.find((e) => e.network.startsWith(ref)) : undefined);
+    // With -f, an endpoint on a removed network of this name goes even when a new one has the name.
+    const gone = (e: EndpointRecord) => !recorded(ctx).some((r) => r.Id === e.network);
+    const ep = n ? (eps.find((e) => e.network === n.Id) ?? (o.force ? eps.find((e) => e.name === n.Name && gone(e)) : undefined)) : byRef();
     if (!ep || !rec.net) {
       if (!n) throw new BurrowError('ENETWORK_NOT_FOUND', `network ${ref} not found`);
       throw new BurrowError('ENETWORK_FORBIDDEN', `container ${rec.id} is not connected to network ${n.Name}`);

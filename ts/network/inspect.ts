@@ -66,6 +66,9 @@ export function userEndpoints(net: NetworkRecord, containerId: string, name: str
   const out: Record<string, Record<string, unknown>> = {};
   for (const e of net.networks ?? []) {
     const n = lookup(e.network);
+    // A network removed under a stopped container took its address (Docker shows none then).
+    const ip = n ? e.ip : '';
+    const ip6 = n ? e.ip6 : undefined;
     out[e.name] = {
       IPAMConfig: e.ipGiven ? { IPv4Address: e.ip } : null,
       Links: null,
@@ -75,12 +78,12 @@ export function userEndpoints(net: NetworkRecord, containerId: string, name: str
       NetworkID: e.network,
       EndpointID: n?.endpointId ?? '',
       Gateway: n?.gateway ?? '',
-      IPAddress: e.ip,
+      IPAddress: ip,
       IPPrefixLen: prefixLen(n?.subnet),
       // Docker's IPv6 trio on an --ipv6 network: the bridge's IPv6 address is the gateway.
-      IPv6Gateway: e.ip6 ? (n?.gateway6 ?? '') : '',
-      GlobalIPv6Address: e.ip6 ?? '',
-      GlobalIPv6PrefixLen: e.ip6 ? prefixLen(n?.subnet6) : 0,
+      IPv6Gateway: ip6 ? (n?.gateway6 ?? '') : '',
+      GlobalIPv6Address: ip6 ?? '',
+      GlobalIPv6PrefixLen: ip6 ? prefixLen(n?.subnet6) : 0,
       DNSNames: [name, containerId.slice(0, 12), ...e.aliases],
     };
   }

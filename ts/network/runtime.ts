@@ -206,7 +206,7 @@ export function endpointNetworks(store: Store, eps: EndpointRecord[]): StoredNet
     try {
       return findNetwork(ctx, e.network);
     } catch (err) {
-      if (err instanceof BurrowError && err.code === 'ENETWORK_NOT_FOUND') throw new BurrowError('ENETWORK_NOT_FOUND', `network ${e.name} not found (it was removed)`, `disconnect the container from it (burrow network disconnect ${e.name} CONTAINER) or create it again`);
+      if (err instanceof BurrowError && err.code === 'ENETWORK_NOT_FOUND') throw new BurrowError('ENETWORK_NOT_FOUND', `network ${e.name} not found (it was removed)`, `reconnect the container (burrow network disconnect -f ${e.name} CONTAINER, then burrow network connect NETWORK CONTAINER) or recreate it on an existing network`);
       throw err;
     }
   });
