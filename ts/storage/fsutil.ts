@@ -45,13 +45,24 @@ export function readJson<T>(file: string, guard: (v: unknown) => v is T, fallbac
   return v;
 }
 
-/** Whether a process exists (one of another user counts: we may not signal it, but it is there). */
+/**
+ * Whether a process exists (one of another user counts: we may not signal it, but it is there).
+ * A zombie does not: it has exited and holds nothing, only its exit status waits for its parent.
+ * Orphans (a lock holder killed, a detached helper) are reaped by PID 1, which on some machines
+ * takes more than a second; kill(pid, 0) answers "alive" until then.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // The state follows the command name, which is in parentheses and may hold anything.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc to ask: kill's answer
   }
 }
 

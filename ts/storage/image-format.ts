@@ -22,6 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { IMAGE_FORMATS, loadConfig } from '../config/config';
 import { BurrowError } from '../errors';
+import { pidAlive } from './fsutil';
 import { networkFsName } from './settings';
 import type { Check, HostReport } from '../host/report';
 import type { Store } from './store';
@@ -138,15 +139,6 @@ export function claimPathOf(sqfs: string): string {
   return path.join(path.dirname(sqfs), `.${path.basename(sqfs)}.making`);
 }
 
-/** Whether process `pid` of this machine exists (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Whether a claim was abandoned: its process, on this machine, is gone. The store may be shared
@@ -166,7 +158,7 @@ export function claimAbandoned(marker: string, now = Date.now(), host = os.hostn
   const m = /^(\S+) (\d+)$/.exec(text.trim());
   if (!m) return now - mtimeMs > FOREIGN_CLAIM_MS; // half-written by a writer that died, or foreign
   if (m[1] !== host) return now - mtimeMs > FOREIGN_CLAIM_MS;
-  return !alive(Number(m[2]));
+  return !pidAlive(Number(m[2]));
 }
 
 /**
