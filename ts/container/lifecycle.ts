@@ -11,6 +11,7 @@ import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
 import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
+import { unlinkIfThere } from '../storage/fsutil';
 import { removeRootfs, rootfsOf, writableTrees } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { healthcheckRuns } from './health';
@@ -57,7 +58,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
  * without exit record and without holder, which would be recorded as lost.
  */
 function clearRun(dir: string): void {
-  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'health.json', 'started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'health.json', 'started', 'monitor.json', 'exit.json']) unlinkIfThere(path.join(dir, f));
 }
 
 /**
@@ -81,7 +82,7 @@ export async function runForeground(store: Store, rec: ContainerRecord, cleanupA
 
 async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
-  fs.rmSync(path.join(dir, 'runtime.log'), { force: true });
+  unlinkIfThere(path.join(dir, 'runtime.log'));
   clearRun(dir);
   // User-defined networks: the owner is kept alive until the runtime has attached (its pid report).
   const lease = await holdForStart(store, rec, dir);
