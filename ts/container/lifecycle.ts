@@ -11,7 +11,8 @@ import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
 import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
-import { removeRootfs, rootfsOf } from '../storage/rootfs';
+import { unlinkIfThere } from '../storage/fsutil';
+import { removeRootfs, rootfsOf, writableTrees } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
 import { healthcheckRuns } from './health';
 import { Containers, type ContainerRecord } from './records';
@@ -57,7 +58,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
  * without exit record and without holder, which would be recorded as lost.
  */
 function clearRun(dir: string): void {
-  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'health.json', 'started', 'monitor.json', 'exit.json']) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of [STOPPED_MARKER, 'restart.json', 'lost.json', 'health.json', 'started', 'monitor.json', 'exit.json']) unlinkIfThere(path.join(dir, f));
 }
 
 /**
@@ -81,7 +82,7 @@ export async function runForeground(store: Store, rec: ContainerRecord, cleanupA
 
 async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
-  fs.rmSync(path.join(dir, 'runtime.log'), { force: true });
+  unlinkIfThere(path.join(dir, 'runtime.log'));
   clearRun(dir);
   // User-defined networks: the owner is kept alive until the runtime has attached (its pid report).
   const lease = await holdForStart(store, rec, dir);
@@ -95,6 +96,12 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[
   }
   // --log-driver: it records the output (ctr.log) and serves `attach` as the monitor does.
   const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), '--log-driver', rec.logDriver, ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
+  // --rm: the runtime removes the writable layer in the container's user namespace before it
+  // reports the status, which spares our removal a user namespace of its own (removeRootfs:
+  // `burrow-runtime unpack`, newuidmap and newgidmap again) for files of the container's ids.
+  // Not under fuse-overlayfs: its daemon may still serve the tree until removeRootfs ends it.
+  const rootfs = rootfsOf(rec, dir);
+  if (cleanupArgs && rec.autoRemove && rootfs.driver !== 'fuse-overlayfs') for (const t of writableTrees(rootfs, dir)) holderArgs.push('--remove-tree', t);
   const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
     stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
     // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.

@@ -150,15 +150,22 @@ export class Containers {
     }
     // Retried: a monitor finishing its last writes may add a file while the tree is emptied.
     fs.rmSync(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
-    // What a killed `rm` left aside goes now.
-    for (const n of fs.readdirSync(this.store.p('containers'))) {
+    // What a killed `rm` left aside goes when the directory is next read whole (ids: ps -a,
+    // prune), not here: a scan of every container's name per `rm` is the store's largest
+    // directory read once more, a READDIR storm on a network file system.
+  }
+
+  /** Deletes what a killed `rm` left aside (`.removing-ID-PID` of a process that is gone). */
+  private sweepAside(names: string[]): void {
+    for (const n of names) {
       const pid = Number(/^\.removing-[a-f0-9]{64}-(\d+)$/.exec(n)?.[1]);
       if (pid && pid !== process.pid && !pidAlive(pid)) fs.rmSync(this.store.p('containers', n), { recursive: true, force: true });
     }
   }
 
-  private namesDir(): string {
-    return mkdirp(this.store.p('containers', '.names'));
+  /** Where the name's link is (containers/.names/NAME); the directory is made by claimName only. */
+  private namePath(name: string): string {
+    return this.store.p('containers', '.names', name);
   }
 
   newId(): string {
@@ -169,19 +176,26 @@ export class Containers {
   claimName(name: string, id: string): void {
     if (!NAME_RE.test(name)) throw new BurrowError('EUSAGE', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     try {
-      fs.symlinkSync(id, path.join(this.namesDir(), name));
+      try {
+        fs.symlinkSync(id, this.namePath(name));
+      } catch (err) {
+        // The names' directory made on the first claim only, not re-made on every one.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        mkdirp(path.dirname(this.namePath(name)));
+        fs.symlinkSync(id, this.namePath(name));
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const other = fs.readlinkSync(path.join(this.namesDir(), name));
+      const other = fs.readlinkSync(this.namePath(name));
       // Docker's words, which scripts match on.
       throw new BurrowError('ECONTAINER_EXISTS', `Conflict. The container name "/${name}" is already in use by container "${other}". You have to remove (or rename) that container to be able to reuse that name.`);
     }
   }
 
   releaseName(name: string, id: string): void {
-    const p = path.join(this.namesDir(), name);
+    const p = this.namePath(name);
     try {
-      if (fs.readlinkSync(p) === id) fs.rmSync(p);
+      if (fs.readlinkSync(p) === id) fs.unlinkSync(p);
     } catch {
       /* already gone */
     }
@@ -226,7 +240,9 @@ export class Containers {
   /** The ids of the containers in the store (their directories), unread. */
   ids(): string[] {
     try {
-      return fs.readdirSync(this.store.p('containers')).filter((n) => /^[a-f0-9]{64}$/.test(n));
+      const names = fs.readdirSync(this.store.p('containers'));
+      this.sweepAside(names);
+      return names.filter((n) => /^[a-f0-9]{64}$/.test(n));
     } catch {
       return [];
     }
@@ -242,7 +258,7 @@ export class Containers {
   find(ref: string): ContainerRecord {
     let id: string | undefined;
     try {
-      id = fs.readlinkSync(path.join(this.namesDir(), ref.replace(/^\//, '')));
+      id = fs.readlinkSync(this.namePath(ref.replace(/^\//, '')));
     } catch {
       /* not a name */
     }

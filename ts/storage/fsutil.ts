@@ -121,6 +121,18 @@ export function withLock<T>(lockFile: string, fn: () => T, timeoutMs = 10_000): 
   }
 }
 
+/**
+ * Deletes a file that may not exist: one unlink, where `fs.rmSync(p, { force: true })` stats
+ * the name first (two calls, twice the requests on a network file system).
+ */
+export function unlinkIfThere(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 export function mkdirp(dir: string, mode = 0o700): string {
   fs.mkdirSync(dir, { recursive: true, mode });
   return dir;

@@ -190,6 +190,11 @@ export function fuseDaemons(dir: string): number[] {
   return out;
 }
 
+/** The trees of a container's root filesystem that hold what it wrote (its writable layer). */
+export function writableTrees(r: RootfsRecord, containerDir: string): string[] {
+  return r.dir !== containerDir ? [r.dir] : (r.driver === 'copy' ? ['rootfs'] : ['upper', 'work']).map((t) => path.join(r.dir, t));
+}
+
 /**
  * Removes the container's root filesystem: a fuse-overlayfs daemon left serving it (none
  * should be: it dies with the container's namespaces), then its writable trees, which hold
@@ -206,7 +211,7 @@ export async function removeRootfs(settings: StorageSettings, r: RootfsRecord, c
       }
     }
   }
-  const trees = r.dir !== containerDir ? [r.dir] : (r.driver === 'copy' ? ['rootfs'] : ['upper', 'work']).map((t) => path.join(r.dir, t));
+  const trees = writableTrees(r, containerDir);
   const left: string[] = [];
   for (const t of trees) {
     try {

@@ -1,11 +1,13 @@
-//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--events-file F] [--exit-command ARG]...] ID`: create
+//! `run [create flags] [--detach] [--dir D [--status-fd FD] [--events-file F] [--exit-command ARG]... [--remove-tree T]...] ID`: create
 //! and start; in the foreground, supervise the process (signals forwarded, terminal relayed),
 //! delete the container when it exits and return its status.
 //!
 //! With `--dir` (burrow's foreground run) this process is the container's holder
 //! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
 //! the status on the status fd, appends the `die` event to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
-//! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed.
+//! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed. With
+//! `--remove-tree` (`--rm`), it first removes those trees (the writable layer) inside the
+//! container's user namespace, which it holds until then (remove_in_userns).
 //!
 //! With `--log-driver` (and no terminal) it also records the output as the monitor does, as
 //! conmon does for every podman container: the container writes to pipes that this process
@@ -28,8 +30,14 @@ use super::monitor::{read_some, Driver, Log};
 use super::{create::FLAGS, id_command, Ctx};
 use crate::args::{Flag, Parsed};
 
-const HOLDER_FLAGS: [Flag; 5] =
-    [Flag("dir", &[], true), Flag("status-fd", &[], true), Flag("exit-command", &[], true), Flag("events-file", &[], true), Flag("log-driver", &[], true)];
+const HOLDER_FLAGS: [Flag; 6] = [
+    Flag("dir", &[], true),
+    Flag("status-fd", &[], true),
+    Flag("exit-command", &[], true),
+    Flag("events-file", &[], true),
+    Flag("log-driver", &[], true),
+    Flag("remove-tree", &[], true),
+];
 
 pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut defs = super::network::with_flag(FLAGS);
@@ -43,7 +51,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if p.has("log-driver") {
             return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
         }
-        let (code, _, _) = run(ctx, &p, id, None)?;
+        let (code, _, _, _) = run(ctx, &p, id, None)?;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -56,19 +64,24 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     holder::write_holder(&dir);
     holder::write_started(&dir);
     let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
+    // --rm: the writable layer goes while we still hold the container's user namespace, before
+    // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
+    if let Ok((_, _, _, Some(userns))) = &r {
+        remove_in_userns(userns, &p.values("remove-tree"));
+    }
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
         crate::status::error(e);
     }
     let rec = match &r {
-        Ok((code, oom, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
+        Ok((code, oom, _, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
     };
     holder::write_exit(&dir, &rec);
     // Its attach clients get the status once it is recorded, as the monitor's do.
     let mut att = match r {
-        Ok((_, _, Some(mut rec_out))) => {
+        Ok((_, _, Some(mut rec_out), _)) => {
             rec_out.att.finish(rec.exit_code);
             Some(rec_out.att)
         }
@@ -230,9 +243,9 @@ fn release_stdio() {
 }
 
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
-/// struck, and the recorder of its output when `record` asks for one (a foreground run without
-/// a terminal).
-fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<(i32, bool, Option<Recorder>)> {
+/// struck, the recorder of its output when `record` asks for one (a foreground run without
+/// a terminal), and, with `--remove-tree`, the container's own user namespace, held open.
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<(i32, bool, Option<Recorder>, Option<OwnedFd>)> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
@@ -277,8 +290,11 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok((0, false, None));
+        return Ok((0, false, None, None));
     }
+    // Held from before its program runs: the namespace outlives the container's last process,
+    // so that its writable layer can be removed in it (see remove_in_userns).
+    let userns = if p.values("remove-tree").is_empty() { None } else { own_userns(created.state.pid) };
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     // Block signals only now: the container's process must not inherit a blocked mask.
@@ -311,7 +327,51 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok((code, oom, recorder))
+    Ok((code, oom, recorder, userns))
+}
+
+/// The user namespace of the container's init when it is not ours (a container without one,
+/// as root, has nothing that the CLI cannot remove itself).
+fn own_userns(pid: i32) -> Option<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = format!("/proc/{pid}/ns/user");
+    let ino = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if ino(&theirs)? == ino("/proc/self/ns/user")? {
+        return None;
+    }
+    std::fs::File::open(&theirs).ok().map(OwnedFd::from)
+}
+
+/// Removes a `--rm` container's writable trees inside its user namespace, where its root and
+/// its other ids are mapped, so the CLI need not start the store's user namespace for them
+/// (`burrow-runtime unpack` with remove jobs: newuidmap and newgidmap again). In a child: setns
+/// changes the caller's credentials, and we are its owner there, so we get its capabilities.
+/// Best effort and silent: whatever is left, the CLI removes and reports as before.
+fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
+    if trees.is_empty() {
+        return;
+    }
+    // SAFETY: this process is single-threaded; the child only makes system calls and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let mut ok = nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
+            if ok {
+                for t in trees {
+                    match std::fs::remove_dir_all(t) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(_) => ok = false,
+                    }
+                }
+            }
+            // SAFETY: _exit in the forked child (no destructors, no atexit of the parent's).
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(_) => {}
+    }
 }
 
 fn wants_terminal(bundle: &std::path::Path) -> bool {
