@@ -349,7 +349,7 @@ describe('the config file, under BURROW_* variables and flags', () => {
     writeConfig('[storage]\nrot = "/x"\n');
     const typo = bc(['ps']);
     expect(typo.code).toBe(125);
-    expect(typo.stderr).toContain(`${file}:2: unknown key rot in [storage] (known: root, runroot)`);
+    expect(typo.stderr).toContain(`${file}:2: unknown key rot in [storage] (known: root, runroot, image_format)`);
     // BURROW_CONFIG names another file; one that does not exist is an error, not an empty config.
     writeConfig(`[storage]\nroot = "${env.store}"\nrunroot = "${env.runroot}"\n`, path.join(env.work, 'alt.toml'));
     expect(bc(['images', '--format', '{{.Repository}}'], { BURROW_CONFIG: path.join(env.work, 'alt.toml') }).stdout).toBe(`${IMAGE}\n`);

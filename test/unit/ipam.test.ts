@@ -187,11 +187,19 @@ for (let i = 0; i < 40; i++) {
 });
 
 describe('networks and their members', () => {
-  it('rm refuses a network a container (running or not) or a pending allocation holds; the IPAM file goes with it', async () => {
+  it('rm refuses a network a running container or a pending allocation holds, not one only stopped containers are on (as Docker); the IPAM file goes with it', async () => {
     const c = ctx();
     const n = net(c, 'n', '10.48.0.0/24');
     const ip = allocate(c.store, n, cid(1));
     record(c, cid(1), 'member', [endpointRecord(n, ip, { ifname: 'eth0' })]);
+    // Stopped (never started): not an active endpoint; the network counts as dangling.
+    expect((await listNetworks(c, { dangling: ['true'] })).map((x) => x.Name)).toEqual(['n']);
+    // Running: its runtime state names a live init (this process stands in for it).
+    const stat = fs.readFileSync('/proc/self/stat', 'latin1');
+    const startTime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const rt = path.join(c.store.p('containers', cid(1)), 'rt', cid(1));
+    fs.mkdirSync(rt, { recursive: true });
+    fs.writeFileSync(path.join(rt, 'state.json'), JSON.stringify({ pid: process.pid, initStartTime: startTime }));
     expect(await errA(removeNetwork(c, 'n'))).toBe(`ENETWORK_FORBIDDEN: error while removing network: network n has active endpoints (name:"member" id:"${cid(1).slice(0, 12)}")`);
     expect((await listNetworks(c, { dangling: ['true'] })).map((x) => x.Name)).toEqual([]);
     expect(await pruneNetworks(c)).toEqual([]);

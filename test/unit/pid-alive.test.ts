@@ -5,8 +5,9 @@ import { pidAlive } from '../../ts/storage/fsutil';
 
 describe('pidAlive', () => {
   it('answers false for a zombie: exited, waiting only for its parent to reap it', async () => {
-    // `true` exits at once; its parent is then `sleep`, which never reaps it.
-    const sh = spawn('/bin/sh', ['-c', 'true & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // The child exits after its parent shell has become `sleep 5`, which never reaps it (a
+    // child that exited before the exec could be reaped by the shell itself).
+    const sh = spawn('/bin/sh', ['-c', '(exec sleep 0.3) & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const pid = Number(await new Promise<string>((resolve) => sh.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
       let state = '';
