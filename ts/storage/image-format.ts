@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { IMAGE_FORMATS, loadConfig } from '../config/config';
 import { BurrowError } from '../errors';
 import { pidAlive } from './fsutil';
-import { networkFsName } from './settings';
+import { networkFsName, statfsMagic } from './settings';
 import type { Check, HostReport } from '../host/report';
 import type { Store } from './store';
 
@@ -78,16 +78,6 @@ export function imageFormatSetting(env = process.env): { setting: ImageFormatSet
   // Checked against IMAGE_FORMATS by the config file's parser (ts/config/parse.ts).
   const c = loadConfig(env).storage.imageFormat;
   return c ? { setting: c as ImageFormatSetting, from: 'config' } : { setting: 'auto', from: 'default' };
-}
-
-function statfsMagic(dir: string): number | undefined {
-  let d = path.resolve(dir);
-  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
-  try {
-    return fs.statfsSync(d).type;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -128,7 +128,8 @@ export function localRoot(s: StorageSettings): string | undefined {
   return typeof v === 'string' && path.isAbsolute(v) ? v : undefined;
 }
 
-function statfsMagic(p: string): number | undefined {
+/** statfs(2)'s type of the file system holding `p` (its nearest existing ancestor). */
+export function statfsMagic(p: string): number | undefined {
   let dir = path.resolve(p);
   while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
   try {
