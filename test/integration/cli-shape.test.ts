@@ -36,11 +36,7 @@ afterEach(() => env.cleanup());
 afterAll(() => env?.dispose());
 
 const b = (args: string[]) => env.b(args);
-function ok(args: string[]): string {
-  const r = b(args);
-  expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const ok = (args: string[]): string => env.ok(args);
 
 /** A failing command: its status, and stderr in the CLI's one voice. */
 function fails(args: string[], status: number): string {

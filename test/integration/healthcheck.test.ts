@@ -32,11 +32,7 @@ interface Health {
   Log: { Start: string; End: string; ExitCode: number; Output: string }[];
 }
 
-function ok(args: string[]): string {
-  const r = env.b(args);
-  expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const ok = (args: string[]): string => env.ok(args);
 
 /** inspect's State.Health (null when the container has none). */
 function health(name: string): Health | null {

@@ -17,11 +17,7 @@ afterEach(() => env.cleanup());
 afterAll(() => env?.dispose());
 
 const b = (args: string[], opts?: { input?: string; timeout?: number }) => env.b(args, opts);
-const ok = (args: string[], opts?: { input?: string }) => {
-  const r = b(args, opts);
-  expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-};
+const ok = (args: string[], opts?: { input?: string }) => env.ok(args, opts);
 const state = (ref: string) => JSON.parse(ok(['inspect', '-f', '{{json .State}}', ref])) as { Status: string; Pid: number; ExitCode: number; Running: boolean };
 const waitLog = (ref: string, text: string) => waitFor(() => b(['logs', ref]).stdout.includes(text), 10_000, `"${text.trim()}" in the logs of ${ref}`);
 

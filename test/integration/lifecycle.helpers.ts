@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { BIN, burrow, type Run } from './helpers';
 // @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
@@ -30,6 +31,8 @@ export interface Env {
   runroot: string;
   /** The CLI with this file's store and runroot. */
   b(args: string[], opts?: { input?: string; timeout?: number }): Run;
+  /** The same, expected to succeed (the failure names the command and its stderr): its stdout. */
+  ok(args: string[], opts?: { input?: string; timeout?: number }): string;
   /** The same in the background; `onLine` sees stdout lines as they come. */
   bg(args: string[], opts?: { input?: string; onLine?: (line: string, ms: number) => void }): Promise<Run & { ms: number }>;
   /** The CLI at a real terminal, driven step by step (test/harness/ptydrive.py); throws when a step fails. */
@@ -55,6 +58,11 @@ export function setup(tag: string): Env {
     const r = spawnSync(process.execPath, [BIN, ...global, ...args], { encoding: 'utf8', input: opts.input ?? '', timeout: opts.timeout ?? 30_000 });
     if (r.error) throw r.error;
     return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
+  };
+  const ok: Env['ok'] = (args, opts) => {
+    const r = b(args, opts);
+    expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout;
   };
   const bg: Env['bg'] = (args, opts = {}) =>
     new Promise((resolve, reject) => {
@@ -108,6 +116,7 @@ export function setup(tag: string): Env {
     store,
     runroot,
     b,
+    ok,
     bg,
     tty,
     cleanup,

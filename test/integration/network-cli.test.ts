@@ -23,11 +23,7 @@ beforeAll(() => {
 afterAll(() => env?.dispose());
 
 const b = (...args: string[]) => env.b(args);
-const ok = (...args: string[]): string => {
-  const r = env.b(args);
-  expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-};
+const ok = (...args: string[]): string => env.ok(args);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const inspect = (ref: string): Record<string, any> => JSON.parse(ok('network', 'inspect', ref))[0];
 const subnetOf = (ref: string): string => inspect(ref).IPAM.Config[0].Subnet as string;
