@@ -141,6 +141,25 @@ export async function disposeStore(env: { store: string; cleanup(): void; dispos
   env.dispose();
 }
 
+/** Removes every container of a sandbox's store (`rm -f` of what `ps -a` lists). */
+export async function removeContainers(sb: Sandbox): Promise<void> {
+  const ids = (await sb.burrow(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  if (ids.length) await sb.burrow(['rm', '-f', ...ids]);
+}
+
+/**
+ * A shell script that lists every entry under / but the kernel's file systems, the files the
+ * runtime binds (/etc/hosts…) and burrow's own /.burrow: type, owner, mode, and for all but
+ * directories (whose size and link count differ between file systems) size, link count and
+ * content's md5. Two containers whose outputs are equal show the same tree.
+ */
+export const TREE_LISTING = [
+  'find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /.burrow -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \\) -prune -o -print | sort | while read -r p; do',
+  '  if [ -d "$p" ] && [ ! -L "$p" ]; then stat -c "%n %F %u %g %a" "$p"; else stat -c "%n %F %u %g %a %s %h" "$p"; fi;',
+  '  if [ -f "$p" ] && [ ! -L "$p" ]; then md5sum "$p"; fi;',
+  'done',
+].join('\n');
+
 export async function removeAllSandboxes(): Promise<void> {
   for (const sb of sandboxes.splice(0)) await removeSandbox(sb);
 }

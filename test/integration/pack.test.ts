@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-import { removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { removeAllSandboxes, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { BurrowError } from '../../ts/errors';
 import { packEntries, packUpper, upperDirOf, type PackEntry, type PackResult } from '../../ts/storage/pack';
 import { rootfsOf } from '../../ts/storage/rootfs';
@@ -131,10 +131,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (sb) {
-    const ids = (await sb.burrow(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await sb.burrow(['rm', '-f', ...ids]);
-  }
+  if (sb) await removeContainers(sb);
   await removeAllSandboxes();
   await registry?.stop();
   fs.rmSync(work, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { burrow, IS_ROOT, testUser } from './helpers';
-import { removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { removeAllSandboxes, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 import { fuseDaemons } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
@@ -115,10 +115,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (sb) {
-    const ids = (await sb.burrow(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await sb.burrow(['rm', '-f', ...ids]);
-  }
+  if (sb) await removeContainers(sb);
   await removeAllSandboxes();
   await registry?.stop();
   fs.rmSync(work, { recursive: true, force: true });

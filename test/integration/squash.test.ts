@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { exec, removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTING as TREE, type Sandbox } from './image-helpers';
 import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 // @ts-expect-error plain ESM harness module without types
@@ -28,18 +28,6 @@ let ref: string;
 let userRef: string;
 let sb: Sandbox;
 const sqfs = path.join(work, 'main.sqfs');
-
-/**
- * Every entry under / but the kernel's file systems, the files the runtime binds (/etc/hosts…)
- * and burrow's own /.burrow: type, owner, mode, and for all but directories (whose size and
- * link count differ between file systems) size, link count and content's md5.
- */
-const TREE = [
-  'find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /.burrow -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \\) -prune -o -print | sort | while read -r p; do',
-  '  if [ -d "$p" ] && [ ! -L "$p" ]; then stat -c "%n %F %u %g %a" "$p"; else stat -c "%n %F %u %g %a %s %h" "$p"; fi;',
-  '  if [ -f "$p" ] && [ ! -L "$p" ]; then md5sum "$p"; fi;',
-  'done',
-].join('\n');
 
 /**
  * The type of the file system on /, and whether squashfuse serves this container: its daemon
@@ -98,10 +86,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (sb) {
-    const ids = (await sb.burrow(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await sb.burrow(['rm', '-f', ...ids]);
-  }
+  if (sb) await removeContainers(sb);
   for (const pid of squashDaemons()) process.kill(pid, 'SIGKILL');
   await registry?.stop();
   await removeAllSandboxes();

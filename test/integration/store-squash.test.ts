@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTING as TREE, type Sandbox } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -25,14 +25,6 @@ let sq: Sandbox;
 /** A store with the default (auto) on this machine's local disk. */
 let auto: Sandbox;
 let id: string;
-
-/** Every entry under / but the kernel's file systems and the files the runtime binds: type, owner, mode, size, md5. */
-const TREE = [
-  'find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /.burrow -o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \\) -prune -o -print | sort | while read -r p; do',
-  '  if [ -d "$p" ] && [ ! -L "$p" ]; then stat -c "%n %F %u %g %a" "$p"; else stat -c "%n %F %u %g %a %s %h" "$p"; fi;',
-  '  if [ -f "$p" ] && [ ! -L "$p" ]; then md5sum "$p"; fi;',
-  'done',
-].join('\n');
 
 /** Whether a squashfuse daemon serves this container (it lives in the container's pid namespace). */
 const SQUASHFUSE = `if cat /proc/[0-9]*/comm 2>/dev/null | grep -q '^squashfuse'; then echo squashfuse; else echo none; fi`;
@@ -63,11 +55,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const sb of [sq, auto]) {
-    if (!sb) continue;
-    const ids = (await sb.burrow(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await sb.burrow(['rm', '-f', ...ids]);
-  }
+  for (const sb of [sq, auto]) if (sb) await removeContainers(sb);
   await registry?.stop();
   await removeAllSandboxes();
   fs.rmSync(work, { recursive: true, force: true });
