@@ -181,7 +181,9 @@ export async function squashOfImage(ctx: EngineContext, img: ImageRecord, format
   const { squashPathOf } = await import('../storage/image-format');
   const sqfs = squashPathOf(ctx.store, img.id);
   try {
-    return { ...(await openFileImage(sqfs)), record: img };
+    // What a start reads from the file (config, passwd, group) is kept as for `run FILE.sqfs`:
+    // no unsquashfs per start while the file is the same one.
+    return { ...(await openFileImage(sqfs, { keepIn: ctx.store.p('file-images') })), record: img };
   } catch (err) {
     // A derived file: a damaged one (changed by hand, a file system's fault) must not stop the
     // image from running while its layers are there.
