@@ -129,7 +129,6 @@ export function claimPathOf(sqfs: string): string {
   return path.join(path.dirname(sqfs), `.${path.basename(sqfs)}.making`);
 }
 
-
 /**
  * Whether a claim was abandoned: its process, on this machine, is gone. The store may be shared
  * by the machines of a cluster, where another's pid means nothing here: such a claim is
