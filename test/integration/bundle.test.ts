@@ -20,7 +20,6 @@ import { removeTrees } from '../../ts/storage/unpack';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs, RUNTIME } from '../harness/bundle.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

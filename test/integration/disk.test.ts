@@ -18,7 +18,6 @@ import { closeAllProxies, removeAllSandboxes, sandbox, startProxy, tmpdir, type 
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

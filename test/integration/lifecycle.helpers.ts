@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { BIN, burrow, type Run } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 export const IMAGE = 'lc-busybox';
@@ -214,4 +213,4 @@ export function waitFor(pred: () => boolean, ms = 10_000, what = 'a condition'):
   }
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

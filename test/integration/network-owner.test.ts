@@ -19,7 +19,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error plain ESM harness module without types
 import { makeBundle, makeRootfs, ownSubuid, RUNTIME } from '../harness/bundle.mjs';
 import type { NetworkDef, OwnerReply } from '../../ts/network/user';
 import { IS_ROOT } from './helpers';

@@ -16,7 +16,6 @@ import type { Drive } from './lifecycle.helpers';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { render } from '../harness/vt.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -414,7 +414,7 @@ describe('pull from an anonymous registry', () => {
     const data = blobDataPath(registries.anonymous, layer.digest);
     const good = fs.readFileSync(data);
     const bad = Buffer.from(good);
-    bad[bad.length >> 1] ^= 0xff; // same size, other content
+    bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1); // same size, other content
     fs.writeFileSync(data, bad);
     try {
       const r = await sb.burrow(['pull', '-q', anon('test/tamper:t')]);

@@ -212,7 +212,7 @@ describe('anonymous registry', () => {
     const layer = tamper.layers[0];
     const data = blobDataPath(registries.anonymous, layer.digest);
     const bytes = fs.readFileSync(data);
-    bytes[bytes.length >> 1] ^= 0xff; // same size, other content
+    bytes.writeUInt8(bytes.readUInt8(bytes.length >> 1) ^ 0xff, bytes.length >> 1); // same size, other content
     fs.writeFileSync(data, bytes);
     const d = dest('tampered');
     const e = await rejection(client().fetchBlob(repo(registries.anonymous, 'test/tamper'), layer, d));
