@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
-import { checkBlobs, closeAllProxies, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, startProxy, tmpdir, type Sandbox } from './image-helpers';
+import { checkBlobs, closeAllProxies, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
