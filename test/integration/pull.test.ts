@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
-import { checkBlobs, closeAllProxies, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
+import { checkBlobs, endImageTest, exec, layerRecords, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 // @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
@@ -63,12 +63,7 @@ beforeAll(async () => {
   ]);
 }, 120_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await closeAllProxies();
-  for (const r of Object.values(registries)) await r.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, Object.values(registries)));
 
 const anon = (rest: string): string => `${registries.anonymous.host}/${rest}`;
 
