@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { humanSize } from '../../ts/cli/format/table';
 import { BIN, IS_ROOT } from './helpers';
 import { endImageTest, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';

@@ -9,7 +9,6 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endImageTest, exec, sandbox, sha256, tmpdir } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage, ustar } from '../harness/images.mjs';

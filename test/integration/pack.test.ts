@@ -20,7 +20,6 @@ import { BurrowError } from '../../ts/errors';
 import { packEntries, packUpper, upperDirOf, type PackEntry, type PackResult } from '../../ts/storage/pack';
 import { rootfsOf } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { addBlob, buildMainImage, MT, pushImage } from '../harness/images.mjs';

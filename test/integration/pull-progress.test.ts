@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT } from './helpers';
 import { endImageTest, exec, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import type { Drive } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';

@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
 import { checkBlobs, endImageTest, exec, layerRecords, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildHostileImages, buildImage, buildMainImage, buildMultiPlatformImage, buildSmallImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
@@ -49,7 +48,7 @@ beforeAll(async () => {
       { tar: tarDirectory(path.join(m, 'big'), path.join(m, 'big.tar')), compression: 'gzip', comment: 'large' },
     ],
   });
-  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls']) registries[mode] = await startRegistry({ mode });
+  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls'] as const) registries[mode] = await startRegistry({ mode });
   const { anonymous, htpasswd, token, tls } = registries;
   await Promise.all([
     pushImage(anonymous, main, 'test/main'),

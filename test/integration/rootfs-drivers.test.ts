@@ -16,7 +16,6 @@ import { endImageTest, removeContainers, sandbox, tmpdir, type Sandbox } from '.
 import { alive, cmdline } from './lifecycle.helpers';
 import { fuseDaemons } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage } from '../harness/images.mjs';

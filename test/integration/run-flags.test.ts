@@ -12,7 +12,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, sh } from './helpers';
 import { IMAGE, pidNs, setup, waitFor, type Env } from './lifecycle.helpers';
 import { shareDir } from '../harness/test-user.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildSmallImage, pushImage } from '../harness/images.mjs';
