@@ -17,7 +17,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have, hyperfine, ROOT } from './lib.mjs';
+import { asUser, benchDir, benchUser, BURROW, have, hyperfine, ROOT } from './lib.mjs';
 import { buildBenchImage } from './pull.bench.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { buildMainImage, pushImage } from '../test/harness/images.mjs';
@@ -257,10 +257,8 @@ export async function run() {
   if (!have('hyperfine')) throw new Error('hyperfine is missing: run .ci/setup');
   const only = process.env.BURROW_BENCH_API_ONLY;
   // Short paths: podman refuses a runroot longer than 50 characters.
-  const base = fs.mkdtempSync('/tmp/bapi-');
+  const base = benchDir('/tmp/bapi-');
   benchBase = base;
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
   const reg = await startRegistry({ mode: 'anonymous' });
   const sides = [];
   try {

@@ -20,7 +20,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { asUser, benchUser, BURROW, have } from './lib.mjs';
+import { asUser, benchDir, benchUser, BURROW, have } from './lib.mjs';
 import { makeRootfs } from '../test/harness/bundle.mjs';
 import { baseImage } from '../test/harness/base-images.mjs';
 
@@ -189,9 +189,7 @@ export async function run() {
   const u = benchUser();
   // Short paths (podman's runroot limit); deleted only at the end (bench/peers/README.md: file
   // creation right after a large delete is slower on this ext4).
-  const base = fs.mkdtempSync('/tmp/bbld-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/bbld-');
   try {
     const gcc = baseImage('gcc');
     const rf = path.join(base, 'busybox-src');

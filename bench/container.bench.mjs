@@ -4,7 +4,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
+import { asUser, benchDir, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { buildMainImage, pushImage } from '../test/harness/images.mjs';
 
@@ -45,11 +45,8 @@ function comm(pid) {
 }
 
 export async function run() {
-  const u = benchUser();
   const reg = await startRegistry({ mode: 'anonymous' });
-  const base = fs.mkdtempSync('/tmp/burrow-bench-ctr-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/burrow-bench-ctr-');
   try {
     const img = buildMainImage(path.join(base, 'img'), { tag: 'v1', bigSize: 4096 });
     const ref = await pushImage(reg, img, 'bench/busybox', 'v1');

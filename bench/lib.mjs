@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeBundle } from '../test/harness/bundle.mjs';
 import { ensureTestUser } from '../test/harness/test-user.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -27,6 +28,43 @@ function preparePodman(u) {
     fs.copyFileSync(path.join(ROOT, 'bench', 'peers', f), path.join(dir, f));
   }
   execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, path.join(u.home, '.config')]);
+}
+
+/** Gives `p` (recursively) to the bench user, whose commands write there; nothing without one. */
+export function ownToBenchUser(p) {
+  const u = benchUser();
+  if (u) execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, p]);
+}
+
+/**
+ * A new directory `${prefix}XXXXXX` for one bench's files, readable by all and owned by the bench
+ * user (the measured commands create their stores and state directories in it).
+ */
+export function benchDir(prefix) {
+  const base = fs.mkdtempSync(prefix);
+  fs.chmodSync(base, 0o755);
+  const u = benchUser();
+  if (u) fs.chownSync(base, u.uid, u.gid);
+  return base;
+}
+
+/**
+ * The rootless busybox bundle the OCI runtimes are compared with: runs `true`, maps container
+ * root to `hostUid`/`hostGid` only, says OCI 1.0.2 (crun 1.8 rejects newer versions), then
+ * `edit(config)`; owned by the bench user. Returns `dir`.
+ */
+export function peerBundle(dir, hostUid, hostGid, edit = () => {}) {
+  makeBundle(dir, {
+    args: ['true'],
+    edit: (c) => {
+      c.ociVersion = '1.0.2';
+      c.linux.uidMappings = [{ containerID: 0, hostID: hostUid, size: 1 }];
+      c.linux.gidMappings = [{ containerID: 0, hostID: hostGid, size: 1 }];
+      edit(c);
+    },
+  });
+  ownToBenchUser(dir);
+  return dir;
 }
 
 export function have(cmd) {

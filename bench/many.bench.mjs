@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have } from './lib.mjs';
+import { asUser, benchDir, benchUser, BURROW, have } from './lib.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { buildMainImage, pushImage } from '../test/harness/images.mjs';
 
@@ -72,9 +72,7 @@ export async function run() {
   const u = benchUser();
   const uid = u ? u.uid : process.getuid();
   const reg = await startRegistry({ mode: 'anonymous' });
-  const base = fs.mkdtempSync('/tmp/burrow-bench-many-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/burrow-bench-many-');
   try {
     const img = buildMainImage(path.join(base, 'img'), { tag: 'v1', bigSize: 4096 });
     const ref = await pushImage(reg, img, 'bench/busybox', 'v1');

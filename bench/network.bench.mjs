@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have, ROOT } from './lib.mjs';
+import { asUser, benchDir, benchUser, BURROW, have, ROOT } from './lib.mjs';
 import { makeRootfs } from '../test/harness/bundle.mjs';
 import { hostGateway } from '../test/harness/net.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
@@ -167,11 +167,8 @@ const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${
 
 async function runModes() {
   if (!have('iperf3')) throw new Error('iperf3 is not installed (apt-get install iperf3; .ci/setup installs it)');
-  const u = benchUser();
   const reg = await startRegistry({ mode: 'anonymous' });
-  const base = fs.mkdtempSync('/tmp/burrow-bench-net-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/burrow-bench-net-');
   const started = [];
   try {
     const img = buildSmallImage(path.join(base, 'img'), { tag: 'v1', size: 4096 });

@@ -16,7 +16,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have } from './lib.mjs';
+import { asUser, benchDir, benchUser, BURROW, have } from './lib.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
 import { buildImage, pushImage } from '../test/harness/images.mjs';
 
@@ -151,9 +151,7 @@ const median = (xs) => {
 export async function run() {
   const u = benchUser();
   // Short paths: podman refuses a runroot longer than 50 characters (exit 125 before it starts).
-  const base = fs.mkdtempSync('/tmp/bbp-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/bbp-');
   const reg = await startRegistry({ mode: 'anonymous' });
   try {
     const img = buildBenchImage(path.join(base, 'layout'));

@@ -2,34 +2,20 @@
 // crun 1.8 refuses this hybrid-cgroup host, so it runs inside a mount namespace that hides
 // /sys/fs/cgroup/unified (bench/peers/README.md); that wrapper's own cost is measured and
 // reported beside it so the ratio can be read both ways.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { asUser, benchUser, have, hyperfine, ratioTable } from './lib.mjs';
-import { makeBundle, RUNTIME } from '../test/harness/bundle.mjs';
+import { benchDir, benchUser, have, hyperfine, peerBundle, ratioTable } from './lib.mjs';
+import { RUNTIME } from '../test/harness/bundle.mjs';
 
 export const title = 'OCI runtime: run a busybox container (`true`)';
 
 export function run() {
   const u = benchUser();
-  const base = fs.mkdtempSync('/tmp/burrow-bench-rt-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid); // the runtimes create their state directories in it
-  const own = (p) => u && execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, p]);
-  const mk = (name, hostUid, hostGid) => {
-    const dir = path.join(base, name);
-    makeBundle(dir, {
-      args: ['true'],
-      edit: (c) => {
-        c.ociVersion = '1.0.2'; // crun 1.8 rejects newer versions
-        c.root.readonly = true;
-        c.linux.uidMappings = [{ containerID: 0, hostID: hostUid, size: 1 }];
-        c.linux.gidMappings = [{ containerID: 0, hostID: hostGid, size: 1 }];
-      },
+  const base = benchDir('/tmp/burrow-bench-rt-'); // the runtimes create their state directories in it
+  const mk = (name, hostUid, hostGid) =>
+    peerBundle(path.join(base, name), hostUid, hostGid, (c) => {
+      c.root.readonly = true;
     });
-    own(dir);
-    return dir;
-  };
   const uid = u ? u.uid : process.getuid();
   const gid = u ? u.gid : process.getgid();
   const direct = mk('direct', uid, gid);

@@ -7,11 +7,10 @@
 // inside a wrapper that hides /sys/fs/cgroup/unified (as in runtime.bench.mjs); the wrapper's
 // own cost is measured beside it. `srun hostname` without a container is the floor: what
 // Slurm itself costs.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchUser, have, hyperfine, ratioTable } from './lib.mjs';
-import { makeBundle, RUNTIME } from '../test/harness/bundle.mjs';
+import { benchUser, have, hyperfine, peerBundle, ratioTable } from './lib.mjs';
+import { RUNTIME } from '../test/harness/bundle.mjs';
 import { ociConf, slurmUnavailable, startSlurm } from '../test/harness/slurm.mjs';
 
 export const title = 'Slurm: `srun --container=BUNDLE true` (rootless, RunTimeRun)';
@@ -23,26 +22,15 @@ export async function run() {
   const u = benchUser();
   const base = fs.mkdtempSync('/tmp/burrow-bench-slurm-');
   fs.chmodSync(base, 0o755);
-  const own = (p) => execFileSync('chown', ['-R', `${u.uid}:${u.gid}`, p]);
   const roots = path.join(base, 'runtime');
   fs.mkdirSync(roots);
   fs.chmodSync(roots, 0o1777);
-  const mk = (name, hostUid, hostGid) => {
-    const dir = path.join(base, name);
-    makeBundle(dir, {
-      args: ['true'],
-      edit: (c) => {
-        c.ociVersion = '1.0.2'; // crun 1.8 rejects newer versions
-        c.linux.uidMappings = [{ containerID: 0, hostID: hostUid, size: 1 }];
-        c.linux.gidMappings = [{ containerID: 0, hostID: hostGid, size: 1 }];
-        // Slurm's containers use the node's network and hostname.
-        c.linux.namespaces = c.linux.namespaces.filter((n) => !['network', 'uts'].includes(n.type));
-        delete c.hostname;
-      },
+  const mk = (name, hostUid, hostGid) =>
+    peerBundle(path.join(base, name), hostUid, hostGid, (c) => {
+      // Slurm's containers use the node's network and hostname.
+      c.linux.namespaces = c.linux.namespaces.filter((n) => !['network', 'uts'].includes(n.type));
+      delete c.hostname;
     });
-    own(dir);
-    return dir;
-  };
   const direct = mk('bundle', u.uid, u.gid);
   // Inside the crun wrapper's `unshare -r`, the user is root: map container root to 0 there.
   const nested = mk('bundle-nested', 0, 0);

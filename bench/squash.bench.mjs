@@ -17,7 +17,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { asUser, benchUser, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
+import { asUser, benchDir, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
 import { buildBenchImage } from './pull.bench.mjs';
 import { METADATA, straceAttributed } from './metadata.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
@@ -138,10 +138,7 @@ function startTable(rows, chNote) {
 }
 
 export async function run() {
-  const u = benchUser();
-  const base = fs.mkdtempSync('/tmp/bbsq-');
-  fs.chmodSync(base, 0o755);
-  if (u) fs.chownSync(base, u.uid, u.gid);
+  const base = benchDir('/tmp/bbsq-');
   const reg = await startRegistry({ mode: 'anonymous' });
   const tables = [];
   try {

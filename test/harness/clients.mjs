@@ -125,7 +125,8 @@ export function unmountUnder(dir) {
   return left;
 }
 
-function alive(pid) {
+/** The process exists (a zombie too): signal 0 reaches it. */
+export function alive(pid) {
   try {
     process.kill(pid, 0);
     return true;

@@ -34,7 +34,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { killPids, pidsMentioning } from './clients.mjs';
+import { alive, killPids, pidsMentioning } from './clients.mjs';
 
 export const SUBNET = '10.217.0';
 export const CTL_ADDR = `${SUBNET}.1`;
@@ -89,15 +89,6 @@ function freePort() {
       srv.close(() => resolve(port));
     });
   });
-}
-
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

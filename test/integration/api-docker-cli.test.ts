@@ -14,7 +14,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { checks, nowSeconds, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, until, type ApiPeer, type Result } from './api-clients.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildBusyboxImage, pushImage } from '../harness/images.mjs';

@@ -16,7 +16,6 @@ import type { StorageSettings } from '../../ts/storage/store';
 import { closeAllProxies, startProxy } from './image-helpers';
 import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage } from '../harness/images.mjs';

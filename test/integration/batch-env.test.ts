@@ -19,7 +19,6 @@ import { BIN, IS_ROOT } from './helpers';
 import { exec } from './image-helpers';
 import type { StorageSettings } from '../../ts/storage/store';
 import { removeTrees } from '../../ts/storage/unpack';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 const uid = process.getuid!();

@@ -15,7 +15,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, leftovers, setup, type Env } from './lifecycle.helpers';
 import { disposeStore, exec } from './image-helpers';
 import { BIN } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 
 let env: Env;

@@ -16,11 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT, ROOT } from './helpers';
 import { exec, removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { removeTrees } from '../../ts/storage/unpack';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs, RUNTIME } from '../harness/bundle.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -19,7 +19,6 @@ import { burrow, IS_ROOT, type Run } from './helpers';
 import { setup, waitFor, type Env } from './lifecycle.helpers';
 // @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { makeBundle, RUNTIME } from '../harness/bundle.mjs';
 
 let env: Env;

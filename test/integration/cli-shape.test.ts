@@ -15,7 +15,6 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 let env: Env;

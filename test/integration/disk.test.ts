@@ -13,12 +13,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { humanSize } from '../../ts/cli/format/table';
 import { BIN, IS_ROOT } from './helpers';
-import { closeAllProxies, removeAllSandboxes, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
+import { endImageTest, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -55,12 +53,7 @@ beforeAll(async () => {
   await Promise.all(Object.entries(img).map(([name, i]) => pushImage(registry, i, `disk/${name}`)));
 }, 120_000);
 
-afterAll(async () => {
-  await closeAllProxies();
-  await removeAllSandboxes();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, [registry]));
 
 const ref = (name: string) => `${registry.host}/disk/${name}:v1`;
 const hex = (d: string) => d.replace(/^sha256:/, '');

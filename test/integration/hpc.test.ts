@@ -16,7 +16,6 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT, type Run } from './helpers';
 import { setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { shareDir } from '../harness/test-user.mjs';
 
 let env: Env;

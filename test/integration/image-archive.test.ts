@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, layerRecords, removeAllSandboxes, sandbox, sha256, tmpdir, type Sandbox } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
+import { endImageTest, exec, layerRecords, sandbox, sha256, tmpdir, type Sandbox } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, HOSTILE, pushImage, ustar } from '../harness/images.mjs';
@@ -26,11 +25,7 @@ beforeAll(async () => {
   ref = await pushImage(registry, main, 'test/main');
 }, 60_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, [registry]));
 
 const skopeo = (sb: Sandbox, args: string[]) => exec('skopeo', ['--insecure-policy', ...args], { env: { ...sb.env, TMPDIR: sb.dir }, timeoutMs: 60_000 });
 

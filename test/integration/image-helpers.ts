@@ -164,6 +164,17 @@ export async function removeAllSandboxes(): Promise<void> {
   for (const sb of sandboxes.splice(0)) await removeSandbox(sb);
 }
 
+/**
+ * The end of an image test file: its sandboxes removed, its proxies closed, its registries
+ * stopped and its work directory deleted.
+ */
+export async function endImageTest(work: string, registries: ({ stop(): Promise<void> } | undefined)[]): Promise<void> {
+  await removeAllSandboxes();
+  await closeAllProxies();
+  for (const r of registries) await r?.stop();
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
 export function sha256(data: Buffer | string): string {
   return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
 }

@@ -8,8 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, removeAllSandboxes, sandbox, sha256, tmpdir } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
+import { endImageTest, exec, sandbox, sha256, tmpdir } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage, ustar } from '../harness/images.mjs';
@@ -28,12 +27,7 @@ beforeAll(async () => {
   ref = await pushImage(anon, main, 'test/main');
 }, 60_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await anon?.stop();
-  await token?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, [anon, token]));
 
 /** Blob uploads the registry saw for a repository (from its access log). */
 const uploads = (r: any, repo: string): number => (r.log() as string).split('\n').filter((l) => l.includes(`"POST /v2/${repo}/blobs/uploads/ `) || new RegExp(`"(PUT|PATCH) /v2/${repo}/blobs/uploads/`).test(l)).length;

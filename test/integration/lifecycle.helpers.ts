@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { BIN, burrow, type Run } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 export const IMAGE = 'lc-busybox';
@@ -33,6 +32,10 @@ export interface Env {
   b(args: string[], opts?: { input?: string; timeout?: number }): Run;
   /** The same, expected to succeed (the failure names the command and its stderr): its stdout. */
   ok(args: string[], opts?: { input?: string; timeout?: number }): string;
+  /** `inspect REF`, expected to succeed: its object (parsed JSON: tests read the fields they check). */
+  inspect(ref: string): Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** `run -d ARGS`, expected to succeed: the container's id. */
+  runD(...args: string[]): string;
   /** The same in the background; `onLine` sees stdout lines as they come. */
   bg(args: string[], opts?: { input?: string; onLine?: (line: string, ms: number) => void }): Promise<Run & { ms: number }>;
   /** The CLI at a real terminal, driven step by step (test/harness/ptydrive.py); throws when a step fails. */
@@ -63,6 +66,16 @@ export function setup(tag: string): Env {
     const r = b(args, opts);
     expect(r.code, `burrow ${args.join(' ')}: ${r.stderr}`).toBe(0);
     return r.stdout;
+  };
+  const inspect: Env['inspect'] = (ref) => {
+    const r = b(['inspect', ref]);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout)[0];
+  };
+  const runD: Env['runD'] = (...args) => {
+    const r = b(['run', '-d', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.trim();
   };
   const bg: Env['bg'] = (args, opts = {}) =>
     new Promise((resolve, reject) => {
@@ -117,6 +130,8 @@ export function setup(tag: string): Env {
     runroot,
     b,
     ok,
+    inspect,
+    runD,
     bg,
     tty,
     cleanup,
@@ -214,4 +229,4 @@ export function waitFor(pred: () => boolean, ms = 10_000, what = 'a condition'):
   }
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

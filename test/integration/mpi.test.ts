@@ -25,7 +25,6 @@ import { hasOpenMpi, mpiContext } from '../harness/mpi.mjs';
 import { ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { clientRuntime } from '../harness/clients.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { ensureTestUser } from '../harness/test-user.mjs';
 
 let env: Env;

@@ -15,12 +15,13 @@
  *   run says so (as root only: such a host is a network namespace of the test's own).
  * Loopback only. Runs as root and as the unprivileged test user.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT } from './helpers';
-import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, waitFor, type Env } from './lifecycle.helpers';
+import { hostServer } from './host-server';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_SLIRP = have('slirp4netns');
@@ -36,33 +37,8 @@ beforeAll(() => {
 afterAll(() => env?.dispose());
 
 const b = (args: string[]) => env.b(args);
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const inspect = (ref: string): Record<string, any> => {
-  const r = b(['inspect', ref]);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout)[0];
-};
-const runD = (...args: string[]) => {
-  const r = b(['run', '-d', ...args]);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-};
-
-/**
- * An HTTP server on the host's loopback, IPv4 and IPv6 (127.0.0.1 and ::1, one port), in its own
- * process (spawnSync blocks our own loop); each request logs the client's address.
- */
-async function hostServer(body: string): Promise<{ port: number; hits(): string[]; stop(): void }> {
-  const code = `const http=require('http');const h=(q,r)=>{process.stdout.write('hit '+q.socket.remoteAddress+'\\n');r.end(${JSON.stringify(body)})};
-const a=http.createServer(h);a.listen(0,'::1',()=>{const p=a.address().port;http.createServer(h).listen(p,'127.0.0.1',()=>process.stdout.write('port '+p+'\\n'))});`;
-  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d));
-  for (let i = 0; i < 300 && !/port \d+/.test(out); i++) await sleep(10);
-  const port = Number(/port (\d+)/.exec(out)?.[1]);
-  if (!port) throw new Error(`the host server did not start: ${out}`);
-  return { port, hits: () => out.split('\n').filter((l) => l.startsWith('hit ')).map((l) => l.slice(4)), stop: () => child.kill('SIGKILL') };
-}
+const inspect = (ref: string) => env.inspect(ref);
+const runD = (...args: string[]) => env.runD(...args);
 
 /** The owner's outbound helper: its child that is slirp4netns (or pasta, which may run as passt.avx2). */
 function outboundHelpers(owner: number): number[] {
@@ -125,7 +101,7 @@ function outboundTests(helper: 'slirp4netns' | 'pasta'): void {
   const { netCreate, owners } = fixtures();
 
   it(`an --ipv6 network reaches the host's [::1] through the owner's ${helper} when it allows the host's loopback; without that, or --internal, it does not`, async () => {
-    const srv = await hostServer('hello over IPv6');
+    const srv = await hostServer('hello over IPv6', { ipv6: true });
     try {
       netCreate('--ipv6', '-o', 'allow_host_loopback=true', 'v6-out');
       netCreate('--ipv6', 'v6-closed');
@@ -159,7 +135,7 @@ function outboundTests(helper: 'slirp4netns' | 'pasta'): void {
   });
 
   it(`the owner restarts its ${helper} when it is killed: a container's outbound connections work again, and the owner's log says so`, async () => {
-    const srv = await hostServer('still here');
+    const srv = await hostServer('still here', { ipv6: true });
     try {
       netCreate('--ipv6', '-o', 'allow_host_loopback=true', 'v6-rs');
       const c = runD('--network', 'v6-rs', IMAGE, 'sleep', '300');

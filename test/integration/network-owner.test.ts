@@ -19,10 +19,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error plain ESM harness module without types
 import { makeBundle, makeRootfs, ownSubuid, RUNTIME } from '../harness/bundle.mjs';
 import type { NetworkDef, OwnerReply } from '../../ts/network/user';
 import { IS_ROOT } from './helpers';
+import { alive, sleep } from './lifecycle.helpers';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`]).status === 0;
 const READY = have('slirp4netns') && have('iptables-restore') && have('nsenter') && fs.existsSync('/bin/busybox');
@@ -65,22 +65,11 @@ class Conn {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
-  }
-}
-
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
   }
 }
 

@@ -7,7 +7,7 @@
  * (checked in /proc and by binding the ports again). Loopback only. Runs as root and as the
  * unprivileged test user.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -17,6 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostGateway } from '../harness/net.mjs';
 import { burrow, IS_ROOT, ROOT } from './helpers';
 import { alive, cmdline, IMAGE, ownerPid, ppidOf, setup, sleep, waitFor, type Env } from './lifecycle.helpers';
+import { hostProcess, hostServer } from './host-server';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const HAVE_SLIRP = have('slirp4netns');
@@ -38,17 +39,8 @@ afterEach(() => {
 afterAll(() => env?.dispose());
 
 const b = (args: string[], opts?: { input?: string; timeout?: number }) => env.b(args, opts);
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const inspect = (ref: string): Record<string, any> => {
-  const r = b(['inspect', ref]);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout)[0];
-};
-const runD = (...args: string[]) => {
-  const r = b(['run', '-d', ...args]);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-};
+const inspect = (ref: string) => env.inspect(ref);
+const runD = (...args: string[]) => env.runD(...args);
 const dirOf = (id: string) => path.join(env.store, 'containers', id);
 
 /** The helper of a running container, from what its network owner recorded; checked in /proc. */
@@ -133,17 +125,6 @@ async function get(url: string, tries = 100): Promise<string> {
   throw new Error(`GET ${url}: ${String(last)}`);
 }
 
-/** An HTTP server on the host's loopback, in its own process (our own loop is blocked by spawnSync). */
-async function hostServer(body: string): Promise<{ port: number; hits(): number; stop(): void }> {
-  const code = `const http=require('http');let n=0;const s=http.createServer((q,r)=>{n++;process.stdout.write('hit\\n');r.end(${JSON.stringify(body)})});s.listen(0,'127.0.0.1',()=>process.stdout.write('port '+s.address().port+'\\n'));`;
-  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d));
-  for (let i = 0; i < 200 && !/port \d+/.test(out); i++) await sleep(10);
-  const port = Number(/port (\d+)/.exec(out)?.[1]);
-  return { port, hits: () => out.split('\n').filter((l) => l === 'hit').length, stop: () => child.kill('SIGKILL') };
-}
-
 const HTTPD = ['sh', '-c', 'mkdir -p /www && echo "page from $(hostname)" > /www/index.html && exec httpd -f -p 80 -h /www'];
 
 describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
@@ -167,11 +148,11 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
       const ok = await env.bg(['run', '--rm', '--network', 'slirp4netns:allow_host_loopback=true', IMAGE, 'sh', '-c', `wget -q -O- http://10.0.2.2:${srv.port}/ && wget -q -O- http://host.containers.internal:${srv.port}/`]);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stdout).toBe('hello from the hosthello from the host');
-      expect(srv.hits()).toBe(2);
+      expect(srv.hits()).toHaveLength(2);
       const refused = await env.bg(['run', '--rm', IMAGE, 'wget', '-q', '-O-', `http://10.0.2.2:${srv.port}/`]);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(/can't connect|unreachable|refused/i);
-      expect(srv.hits()).toBe(2);
+      expect(srv.hits()).toHaveLength(2);
       // /etc/hosts names the host by its own address, not the gateway, when loopback is not allowed.
       const hosts = b(['run', '--rm', IMAGE, 'cat', '/etc/hosts']).stdout;
       expect(hosts).not.toMatch(/10\.0\.2\.2/);
@@ -329,7 +310,7 @@ describe.skipIf(!HAVE_SLIRP)(`slirp4netns networking as ${IS_ROOT ? 'root' : 'an
       expect(r.stdout).toContain(`bound ${hp}`);
       expect(r.stdout.match(/^refused /gm)).toHaveLength(2);
       expect(r.stdout).toContain('own connect ok');
-      expect(srv.hits()).toBe(0);
+      expect(srv.hits()).toHaveLength(0);
     } finally {
       srv.stop();
     }
@@ -445,7 +426,7 @@ describe.skipIf(!HAVE_PASTA)(`pasta networking as ${IS_ROOT ? 'root' : 'an unpri
       // while only.
       const refused = await env.bg(['run', '--rm', '--network', 'pasta', IMAGE, 'nc', '-w', '3', gateway!, String(srv.port)]);
       expect(refused.code).not.toBe(0);
-      expect(srv.hits()).toBe(1);
+      expect(srv.hits()).toHaveLength(1);
     } finally {
       srv.stop();
     }
@@ -516,12 +497,8 @@ process.stdout.write('q '+name+'\\n');const ok=/\\.outside\\.test$/.test(name)&&
 const h=Buffer.alloc(12);m.copy(h,0,0,2);h.writeUInt16BE(ok?0x8180:0x8183,2);h.writeUInt16BE(1,4);h.writeUInt16BE(ok?1:0,6);
 const a=ok?Buffer.from([0xc0,12,0,1,0,1,0,0,0,60,0,4,192,0,2,7]):Buffer.alloc(0);d.send(Buffer.concat([h,q,a]),r.port,r.address);});
 d.bind(0,'127.0.0.1',()=>process.stdout.write('port '+d.address().port+'\\n'));`;
-  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d));
-  for (let i = 0; i < 200 && !/port \d+/.test(out); i++) await sleep(10);
-  const port = Number(/port (\d+)/.exec(out)?.[1]);
-  return { port, queries: () => out.split('\n').filter((l) => l.startsWith('q ')).map((l) => l.slice(2)), stop: () => child.kill('SIGKILL') };
+  const p = await hostProcess(code);
+  return { port: p.port, queries: () => p.lines('q '), stop: p.stop };
 }
 
 /** The processes under `pid` (its children, theirs, ...): the owner's slirp4netns and helpers. */

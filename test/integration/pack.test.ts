@@ -15,12 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-import { removeAllSandboxes, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { endImageTest, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { BurrowError } from '../../ts/errors';
 import { packEntries, packUpper, upperDirOf, type PackEntry, type PackResult } from '../../ts/storage/pack';
 import { rootfsOf } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { addBlob, buildMainImage, MT, pushImage } from '../harness/images.mjs';
@@ -132,9 +131,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (sb) await removeContainers(sb);
-  await removeAllSandboxes();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
+  await endImageTest(work, [registry]);
 });
 
 describe(`layer packer as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {

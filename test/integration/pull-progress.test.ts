@@ -10,13 +10,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT } from './helpers';
-import { closeAllProxies, exec, removeAllSandboxes, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
+import { endImageTest, exec, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import type { Drive } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { render } from '../harness/vt.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -47,12 +45,7 @@ beforeAll(async () => {
   await pushImage(registry, img, 'test/progress');
 }, 120_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await closeAllProxies();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, [registry]));
 
 /**
  * `argv` at a terminal 80 columns wide, until it exits. Without blocking: the proxy serving the

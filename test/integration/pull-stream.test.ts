@@ -10,8 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkBlobs, closeAllProxies, layerRecords, removeAllSandboxes, sandbox, sha256FileSync, startProxy, tmpdir } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
+import { checkBlobs, endImageTest, layerRecords, sandbox, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage } from '../harness/images.mjs';
@@ -31,12 +30,7 @@ beforeAll(async () => {
   await pushImage(registry, main, 'test/main');
 }, 120_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await closeAllProxies();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, [registry]));
 
 /** The pulled image is the main image, complete, and nothing temporary is left. */
 function expectComplete(root: string): void {

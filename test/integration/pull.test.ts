@@ -10,8 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
-import { checkBlobs, closeAllProxies, exec, layerRecords, removeAllSandboxes, sandbox, sha256, sha256FileSync, startProxy, tmpdir, type Sandbox } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
+import { checkBlobs, endImageTest, exec, layerRecords, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildHostileImages, buildImage, buildMainImage, buildMultiPlatformImage, buildSmallImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
@@ -49,7 +48,7 @@ beforeAll(async () => {
       { tar: tarDirectory(path.join(m, 'big'), path.join(m, 'big.tar')), compression: 'gzip', comment: 'large' },
     ],
   });
-  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls']) registries[mode] = await startRegistry({ mode });
+  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls'] as const) registries[mode] = await startRegistry({ mode });
   const { anonymous, htpasswd, token, tls } = registries;
   await Promise.all([
     pushImage(anonymous, main, 'test/main'),
@@ -63,12 +62,7 @@ beforeAll(async () => {
   ]);
 }, 120_000);
 
-afterAll(async () => {
-  await removeAllSandboxes();
-  await closeAllProxies();
-  for (const r of Object.values(registries)) await r.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => endImageTest(work, Object.values(registries)));
 
 const anon = (rest: string): string => `${registries.anonymous.host}/${rest}`;
 
@@ -414,7 +408,7 @@ describe('pull from an anonymous registry', () => {
     const data = blobDataPath(registries.anonymous, layer.digest);
     const good = fs.readFileSync(data);
     const bad = Buffer.from(good);
-    bad[bad.length >> 1] ^= 0xff; // same size, other content
+    bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1); // same size, other content
     fs.writeFileSync(data, bad);
     try {
       const r = await sb.burrow(['pull', '-q', anon('test/tamper:t')]);

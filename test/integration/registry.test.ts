@@ -19,7 +19,6 @@ import { hostPlatform, MEDIA_TYPES } from '../../ts/image/manifest';
 import { parseReference } from '../../ts/image/reference';
 import { RegistryClient, type RegistryOptions, type RepoRef } from '../../ts/image/registry';
 import { closeAllProxies, startProxy } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { blobPath, buildHostileImages, buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage, sha256File } from '../harness/images.mjs';
@@ -49,7 +48,7 @@ beforeAll(async () => {
   tamper = buildSmallImage(path.join(work, 'tamper'), { tag: 't' });
   pushSource = buildSmallImage(path.join(work, 'push'), { tag: 'p' });
   hostile = buildHostileImages(path.join(work, 'hostile'));
-  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls']) registries[mode] = await startRegistry({ mode });
+  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls'] as const) registries[mode] = await startRegistry({ mode });
   const { anonymous, htpasswd, token, tls } = registries;
   await Promise.all([
     pushImage(anonymous, main, 'test/main'),
@@ -212,7 +211,7 @@ describe('anonymous registry', () => {
     const layer = tamper.layers[0];
     const data = blobDataPath(registries.anonymous, layer.digest);
     const bytes = fs.readFileSync(data);
-    bytes[bytes.length >> 1] ^= 0xff; // same size, other content
+    bytes.writeUInt8(bytes.readUInt8(bytes.length >> 1) ^ 0xff, bytes.length >> 1); // same size, other content
     fs.writeFileSync(data, bytes);
     const d = dest('tampered');
     const e = await rejection(client().fetchBlob(repo(registries.anonymous, 'test/tamper'), layer, d));

@@ -12,11 +12,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { burrow, IS_ROOT, testUser } from './helpers';
-import { removeAllSandboxes, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
+import { endImageTest, removeContainers, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 import { fuseDaemons } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage } from '../harness/images.mjs';
@@ -116,9 +115,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (sb) await removeContainers(sb);
-  await removeAllSandboxes();
-  await registry?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
+  await endImageTest(work, [registry]);
 });
 
 describe(`rootfs drivers as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {

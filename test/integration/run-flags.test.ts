@@ -11,9 +11,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, sh } from './helpers';
 import { IMAGE, pidNs, setup, waitFor, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { shareDir } from '../harness/test-user.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildSmallImage, pushImage } from '../harness/images.mjs';

@@ -11,7 +11,6 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runtimeText } from '../../ts/errors';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { RUNTIME } from '../harness/bundle.mjs';
 import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 

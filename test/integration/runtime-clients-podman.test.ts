@@ -135,9 +135,10 @@ describe(`podman --runtime burrow-runtime as ${IS_ROOT ? 'root (rootful podman)'
     // The conmon podman started for the container runs the named runtime's binary (-r PATH).
     const conmons = (pidsMentioning(id) as number[])
       .map((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))
-      .filter((argv) => argv[0].endsWith('conmon'));
+      .filter((argv) => argv[0]?.endsWith('conmon'));
     expect(conmons, 'one conmon for the container').toHaveLength(1);
-    expect(conmons[0][conmons[0].indexOf('-r') + 1]).toBe(RUNTIME);
+    const conmon = conmons[0] ?? [];
+    expect(conmon[conmon.indexOf('-r') + 1]).toBe(RUNTIME);
     // And burrow-runtime's own state (its state.json has initStartTime, which runc's never
     // has) knows the container: podman runs the runtime without --root, so it is under the
     // runtime's default root, $XDG_RUNTIME_DIR/burrow/runtime (rootless) or /run/burrow-runtime.

@@ -20,13 +20,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, testUser, type TestUser } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { makeBundle } from '../harness/bundle.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildClientImages, clientRuntime } from '../harness/clients.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { NODES, ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { ensureTestUser } from '../harness/test-user.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -9,7 +9,6 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-// @ts-expect-error plain ESM harness module without types
 import { makeBundle, makeRootfs, RUNTIME } from '../harness/bundle.mjs';
 
 export type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IS_ROOT, ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { ownSubuid, RUNTIME } from '../harness/bundle.mjs';
 import { runtimeEnv, type Config, type Out } from './runtime.helpers';
 

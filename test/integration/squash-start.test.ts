@@ -12,7 +12,6 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT, type Run } from './helpers';
 import { setup, sleep, waitFor, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { makeRootfs } from '../harness/bundle.mjs';
 
 let env: Env;

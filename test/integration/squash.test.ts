@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec, removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTING as TREE, type Sandbox } from './image-helpers';
 import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildMainImage, buildUserImage, pushImage } from '../harness/images.mjs';

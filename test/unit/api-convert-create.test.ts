@@ -337,7 +337,7 @@ describe('CLI syntax → CreateRequest', () => {
     expect(parseMountFlag('type=tmpfs,dst=/t,tmpfs-size=64m,tmpfs-mode=1777')).toEqual({ type: 'tmpfs', target: '/t', tmpfsSize: '64m', tmpfsMode: '1777' });
     expect(() => parseMountFlag('type=bind,source=/a')).toThrow(/a target is required/);
     expect(() => parseMountFlag('type=npipe,target=/a')).toThrow(/not supported/);
-    const flags = { env: [], envFile: [], volume: [], mount: [], tmpfs: ['/run:size=1m', '/x'], capAdd: [], capDrop: [], securityOpt: [], ulimit: [], label: ['a=b', 'c'], pull: 'missing', groupAdd: [], device: [], publish: [], expose: [], dns: [], dnsSearch: [], dnsOption: [], addHost: [], entrypoint: '', restart: 'always', memory: '32m' } as RunFlags;
+    const flags: RunFlags = { env: [], envFile: [], volume: [], mount: [], tmpfs: ['/run:size=1m', '/x'], capAdd: [], capDrop: [], securityOpt: [], ulimit: [], label: ['a=b', 'c'], pull: 'missing', groupAdd: [], device: [], publish: [], network: [], networkAlias: [], expose: [], dns: [], dnsSearch: [], dnsOption: [], addHost: [], entrypoint: '', restart: 'always', memory: '32m' };
     expect(toCreateRequest('img', ['x'], flags)).toMatchObject({ image: 'img', command: ['x'], entrypoint: [], tmpfs: { '/run': 'size=1m', '/x': '' }, labels: { a: 'b', c: '' }, restartPolicy: { name: 'always', maximumRetryCount: 0 }, resources: { memory: '32m' } });
   });
 

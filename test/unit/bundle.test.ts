@@ -9,21 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundlePlan, bundleSpec, checkBundleDir } from '../../ts/engine/bundle';
-import { BurrowError } from '../../ts/errors';
+import { codeOf } from './thrown';
 import type { StorageSettings } from '../../ts/storage/store';
 
 const single: StorageSettings = { version: 1, driver: 'overlay', idMode: 'single', uidMap: [[0, 1000, 1]], gidMap: [[0, 1000, 1]] };
 const subuid: StorageSettings = { version: 1, driver: 'overlay', idMode: 'subuid', uidMap: [[0, 1000, 1], [1, 100000, 65536]], gidMap: [[0, 1000, 1], [1, 100000, 65536]] };
 const root: StorageSettings = { version: 1, driver: 'overlay', idMode: 'root', uidMap: [[0, 0, 4294967295]], gidMap: [[0, 0, 4294967295]] };
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (err) {
-    return err instanceof BurrowError ? err.code : 'not a BurrowError';
-  }
-  return undefined;
-}
 
 describe('bundlePlan: the mapping and owners of each --userns mode', () => {
   it('root maps container 0 to the caller alone, with or without a range, and makes every file the caller\'s', () => {
@@ -36,16 +27,16 @@ describe('bundlePlan: the mapping and owners of each --userns mode', () => {
     expect(p.owners).toBe('caller');
     expect(p.uidMap).toContainEqual([1000, 1000, 1]);
     expect(p.uidMap.some(([c, h]) => c === 0 && h !== 1000)).toBe(true);
-    expect(code(() => bundlePlan('keep-id', single, 1000, 1000))).toBe('EUSAGE');
+    expect(codeOf(() => bundlePlan('keep-id', single, 1000, 1000))).toBe('EUSAGE');
   });
 
   it("subids is the store's mapping with the image's owners, and needs a range", () => {
     expect(bundlePlan('subids', subuid, 1000, 1000)).toEqual({ userNamespace: true, uidMap: subuid.uidMap, gidMap: subuid.gidMap, owners: 'keep' });
-    expect(code(() => bundlePlan('subids', single, 1000, 1000))).toBe('EUSAGE');
+    expect(codeOf(() => bundlePlan('subids', single, 1000, 1000))).toBe('EUSAGE');
   });
 
   it('host is root\'s only; as root, keep-id is root\'s own id', () => {
-    expect(code(() => bundlePlan('host', subuid, 1000, 1000))).toBe('EUSAGE');
+    expect(codeOf(() => bundlePlan('host', subuid, 1000, 1000))).toBe('EUSAGE');
     expect(bundlePlan('host', root, 0, 0)).toEqual({ userNamespace: false, uidMap: [], gidMap: [], owners: 'keep' });
     expect(bundlePlan('keep-id', root, 0, 0).uidMap).toEqual([[0, 0, 1]]);
   });
@@ -61,12 +52,12 @@ describe('checkBundleDir', () => {
     expect(checkBundleDir(path.join(tmp, 'empty'), false)).toBe('empty');
     fs.mkdirSync(path.join(tmp, 'bundle', 'rootfs'), { recursive: true });
     fs.writeFileSync(path.join(tmp, 'bundle', 'config.json'), '{}');
-    expect(code(() => checkBundleDir(path.join(tmp, 'bundle'), false))).toBe('EBUNDLE_EXISTS');
+    expect(codeOf(() => checkBundleDir(path.join(tmp, 'bundle'), false))).toBe('EBUNDLE_EXISTS');
     expect(checkBundleDir(path.join(tmp, 'bundle'), true)).toBe('bundle');
     fs.writeFileSync(path.join(tmp, 'bundle', 'notes.txt'), 'mine');
-    expect(code(() => checkBundleDir(path.join(tmp, 'bundle'), true))).toBe('EBUNDLE_EXISTS');
+    expect(codeOf(() => checkBundleDir(path.join(tmp, 'bundle'), true))).toBe('EBUNDLE_EXISTS');
     fs.writeFileSync(path.join(tmp, 'file'), 'x');
-    expect(code(() => checkBundleDir(path.join(tmp, 'file'), true))).toBe('EBUNDLE_EXISTS');
+    expect(codeOf(() => checkBundleDir(path.join(tmp, 'file'), true))).toBe('EBUNDLE_EXISTS');
   });
 });
 

@@ -13,11 +13,11 @@ export function sampleReport(): HostReport {
       user: 'alice', uid: 1000, gid: 1000, subuid: [], subgid: [], source: 'files',
       newuidmap: { path: '/usr/bin/newuidmap', privilege: 'setuid', usable: true },
       newgidmap: { path: '/usr/bin/newgidmap', privilege: 'setuid', usable: true },
-      mode: 'single', reason: 'no range in /etc/subuid', containerIds: 1,
+      mode: 'single', reason: 'no range in /etc/subuid', containerIds: 1, suggested: { start: 200000, count: 65536 },
     },
     storage: {
       root: '/home/alice/.local/share/burrow', examined: '/home/alice', fsType: 'ext4', fsMagic: '0xef53', networkFs: false, writable: true,
-      fuseOverlayfs: null, fuseOverlayfsVersion: null, devFuseUsable: false, nativeOverlay: true, nativeOverlayError: null, driver: 'overlay', reason: 'tested',
+      fuseOverlayfs: null, fuseOverlayfsVersion: null, devFuseUsable: false, nativeOverlay: true, nativeOverlayError: null, driver: 'overlay', reason: 'tested', local: null,
     },
     network: { slirp4netns: null, pasta: null, devNetTunExists: true, devNetTunUsable: true, devNetTunMode: '0666', defaultMode: 'none', reason: 'neither' },
     cgroups: {

@@ -14,7 +14,7 @@ import { buildSync } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineContext } from '../../ts/engine/context';
 import { connectNetwork, createNetwork, disconnectNetwork, endpointRecord, findNetwork, inspectNetwork, listNetworks, pruneNetworks, removeNetwork, type NetworkRecord } from '../../ts/engine/networks';
-import { BurrowError } from '../../ts/errors';
+import { rejected, thrown } from './thrown';
 import { allocate, allocations, ip6For, release, releaseAll } from '../../ts/network/ipam';
 import type { EndpointRecord } from '../../ts/network/user';
 import { Store } from '../../ts/storage/store';
@@ -51,24 +51,6 @@ function nameIt(c: EngineContext, id: string, name: string): void {
   fs.symlinkSync(id, c.store.p('containers', '.names', name));
 }
 
-function err(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof BurrowError ? `${e.code}: ${e.message}` : String(e);
-  }
-  return 'no error';
-}
-
-async function errA(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return e instanceof BurrowError ? `${e.code}: ${e.message}` : String(e);
-  }
-  return 'no error';
-}
-
 /** A pid that no process has any more. */
 function deadPid(): number {
   const r = spawnSync('sh', ['-c', 'echo $$']);
@@ -81,7 +63,7 @@ describe('allocate', () => {
     const n = net(c, 'n', '10.40.0.0/29', '10.40.0.2');
     const got = [1, 2, 3, 4, 5].map((i) => allocate(c.store, n, cid(i)));
     expect(got).toEqual(['10.40.0.1', '10.40.0.3', '10.40.0.4', '10.40.0.5', '10.40.0.6']);
-    expect(err(() => allocate(c.store, n, cid(6)))).toBe(`EIP_IN_USE: no available IPv4 addresses on this network's address pools: n (${n.Id})`);
+    expect(thrown(() => allocate(c.store, n, cid(6)))).toBe(`EIP_IN_USE: no available IPv4 addresses on this network's address pools: n (${n.Id})`);
     // The same container gets the same address again.
     expect(allocate(c.store, n, cid(3))).toBe('10.40.0.4');
   });
@@ -106,12 +88,12 @@ describe('allocate', () => {
     const n = net(c, 'n', '10.43.0.0/24');
     expect(allocate(c.store, n, cid(1), '10.43.0.50')).toBe('10.43.0.50');
     record(c, cid(1), 'web', [endpointRecord(n, '10.43.0.50', { ifname: 'eth0' })]);
-    expect(err(() => allocate(c.store, n, cid(2), '10.43.0.50'))).toBe(`EIP_IN_USE: Address already in use: 10.43.0.50 on network n is held by container web (${cid(1).slice(0, 12)})`);
-    expect(err(() => allocate(c.store, n, cid(2), '10.44.0.5'))).toMatch(/^EIP_IN_USE: invalid --ip 10\.44\.0\.5: no configured subnet contains the IP address 10\.44\.0\.5/);
-    expect(err(() => allocate(c.store, n, cid(2), '10.43.0.1'))).toMatch(/^EIP_IN_USE: Address already in use: 10\.43\.0\.1 is the gateway/);
-    expect(err(() => allocate(c.store, n, cid(2), '10.43.0.0'))).toMatch(/network address/);
-    expect(err(() => allocate(c.store, n, cid(2), '10.43.0.255'))).toMatch(/broadcast address/);
-    expect(err(() => allocate(c.store, n, cid(2), 'nope'))).toMatch(/^EUSAGE: invalid --ip nope/);
+    expect(thrown(() => allocate(c.store, n, cid(2), '10.43.0.50'))).toBe(`EIP_IN_USE: Address already in use: 10.43.0.50 on network n is held by container web (${cid(1).slice(0, 12)})`);
+    expect(thrown(() => allocate(c.store, n, cid(2), '10.44.0.5'))).toMatch(/^EIP_IN_USE: invalid --ip 10\.44\.0\.5: no configured subnet contains the IP address 10\.44\.0\.5/);
+    expect(thrown(() => allocate(c.store, n, cid(2), '10.43.0.1'))).toMatch(/^EIP_IN_USE: Address already in use: 10\.43\.0\.1 is the gateway/);
+    expect(thrown(() => allocate(c.store, n, cid(2), '10.43.0.0'))).toMatch(/network address/);
+    expect(thrown(() => allocate(c.store, n, cid(2), '10.43.0.255'))).toMatch(/broadcast address/);
+    expect(thrown(() => allocate(c.store, n, cid(2), 'nope'))).toMatch(/^EUSAGE: invalid --ip nope/);
     // The lowest free skips a given address.
     expect(allocate(c.store, n, cid(2))).toBe('10.43.0.2');
   });
@@ -200,20 +182,20 @@ describe('networks and their members', () => {
     const rt = path.join(c.store.p('containers', cid(1)), 'rt', cid(1));
     fs.mkdirSync(rt, { recursive: true });
     fs.writeFileSync(path.join(rt, 'state.json'), JSON.stringify({ pid: process.pid, initStartTime: startTime }));
-    expect(await errA(removeNetwork(c, 'n'))).toBe(`ENETWORK_FORBIDDEN: error while removing network: network n has active endpoints (name:"member" id:"${cid(1).slice(0, 12)}")`);
+    expect(await rejected(removeNetwork(c, 'n'))).toBe(`ENETWORK_FORBIDDEN: error while removing network: network n has active endpoints (name:"member" id:"${cid(1).slice(0, 12)}")`);
     expect((await listNetworks(c, { dangling: ['true'] })).map((x) => x.Name)).toEqual([]);
     expect(await pruneNetworks(c)).toEqual([]);
     // Its record goes (rm), but its address is not released yet: a live allocator keeps it.
     fs.rmSync(c.store.p('containers', cid(1)), { recursive: true });
     allocate(c.store, n, cid(2));
-    expect(await errA(removeNetwork(c, 'n'))).toMatch(/has active endpoints \(name:"" id:"cccccccccccc", name:"" id:"cccccccccccc"\)/);
+    expect(await rejected(removeNetwork(c, 'n'))).toMatch(/has active endpoints \(name:"" id:"cccccccccccc", name:"" id:"cccccccccccc"\)/);
     releaseAll(c.store, cid(1));
     releaseAll(c.store, cid(2));
     expect((await listNetworks(c, { dangling: ['true'] })).map((x) => x.Name)).toEqual(['n']);
     await removeNetwork(c, 'n');
     expect(fs.existsSync(c.store.p('networks', 'ipam', `${n.Id}.json`))).toBe(false);
-    expect(err(() => allocate(c.store, n, cid(3)))).toBe('ENETWORK_NOT_FOUND: network n not found');
-    expect(await errA(removeNetwork(c, 'bridge'))).toBe('ENETWORK_FORBIDDEN: bridge is a pre-defined network and cannot be removed');
+    expect(thrown(() => allocate(c.store, n, cid(3)))).toBe('ENETWORK_NOT_FOUND: network n not found');
+    expect(await rejected(removeNetwork(c, 'bridge'))).toBe('ENETWORK_FORBIDDEN: bridge is a pre-defined network and cannot be removed');
   });
 
   it('connect adds an endpoint with an address to a container on user networks; disconnect frees it; errors as Docker words them', async () => {
@@ -228,17 +210,17 @@ describe('networks and their members', () => {
       ['back', '10.50.0.9', 'eth1', ['www'], true],
     ]);
     expect(allocations(c.store, b.Id)).toEqual({ '10.50.0.9': cid(1) });
-    expect(await errA(connectNetwork(c, 'back', 'web'))).toBe('ENETWORK_FORBIDDEN: endpoint with name web already exists in network back');
-    expect(await errA(connectNetwork(c, 'nope', 'web'))).toBe('ENETWORK_NOT_FOUND: network nope not found');
-    expect(await errA(connectNetwork(c, 'back', 'nope'))).toMatch(/^ECONTAINER_NOT_FOUND/);
+    expect(await rejected(connectNetwork(c, 'back', 'web'))).toBe('ENETWORK_FORBIDDEN: endpoint with name web already exists in network back');
+    expect(await rejected(connectNetwork(c, 'nope', 'web'))).toBe('ENETWORK_NOT_FOUND: network nope not found');
+    expect(await rejected(connectNetwork(c, 'back', 'nope'))).toMatch(/^ECONTAINER_NOT_FOUND/);
     // A stopped container's members are listed by rm's check, not by inspect (Docker's active endpoints).
     expect((await inspectNetwork(c, 'back')).Containers).toEqual({});
     await disconnectNetwork(c, 'front', 'web');
     expect(allocations(c.store, a.Id)).toEqual({});
-    expect(await errA(disconnectNetwork(c, 'front', 'web'))).toBe(`ENETWORK_FORBIDDEN: container ${cid(1)} is not connected to network front`);
+    expect(await rejected(disconnectNetwork(c, 'front', 'web'))).toBe(`ENETWORK_FORBIDDEN: container ${cid(1)} is not connected to network front`);
     // A network removed behind the container's back: -f still takes the endpoint away.
     fs.rmSync(c.store.p('networks', 'back.json'));
-    expect(await errA(disconnectNetwork(c, 'back', 'web'))).toBe('ENETWORK_NOT_FOUND: network back not found');
+    expect(await rejected(disconnectNetwork(c, 'back', 'web'))).toBe('ENETWORK_NOT_FOUND: network back not found');
     await disconnectNetwork(c, 'back', 'web', { force: true });
     expect(JSON.parse(fs.readFileSync(c.store.p('containers', cid(1), 'record.json'), 'utf8')).net.networks).toEqual([]);
     // A container on a built-in mode cannot join later.
@@ -246,7 +228,7 @@ describe('networks and their members', () => {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'record.json'), JSON.stringify({ id: cid(7), name: 'plain', network: 'slirp4netns', net: { mode: 'slirp4netns' }, runtimeRoot: path.join(dir, 'rt'), labels: {}, mounts: [] }));
     nameIt(c, cid(7), 'plain');
-    expect(await errA(connectNetwork(c, 'front', 'plain'))).toMatch(/^ENETWORK_FORBIDDEN: cannot connect container plain to network front: container plain is on the default network/);
+    expect(await rejected(connectNetwork(c, 'front', 'plain'))).toMatch(/^ENETWORK_FORBIDDEN: cannot connect container plain to network front: container plain is on the default network/);
     expect(allocations(c.store, a.Id)).toEqual({});
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BurrowError } from '../../ts/errors';
+import { codeOf } from './thrown';
 import {
   MEDIA_TYPES,
   checkLayersMatchConfig,
@@ -18,15 +19,6 @@ import {
 } from '../../ts/image/manifest';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof BurrowError ? err.code : 'not a BurrowError';
-  }
-  return undefined;
-}
 
 // A Docker schema 2 manifest as `docker manifest inspect` prints it.
 const dockerManifest = {

@@ -13,7 +13,7 @@ import { buildSync } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineContext } from '../../ts/engine/context';
 import { createNetwork, findNetwork, listNetworks, networkDef, type NetworkRecord } from '../../ts/engine/networks';
-import { BurrowError } from '../../ts/errors';
+import { thrown } from './thrown';
 import { Store } from '../../ts/storage/store';
 import {
   chooseSubnet4,
@@ -43,15 +43,6 @@ afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof BurrowError ? `${err.code}: ${err.message}` : String(err);
-  }
-  return 'no error';
-}
-
 describe('CIDRs', () => {
   it('parses, formats and compares IPv4 and IPv6 networks', () => {
     expect(formatCidr(parseCidr('172.18.0.0/16'))).toBe('172.18.0.0/16');
@@ -59,8 +50,8 @@ describe('CIDRs', () => {
     expect(formatIp(parseIp6('fd00:0:0:1::1')!, true)).toBe('fd00:0:0:1::1');
     expect(formatIp(parseIp6('::ffff:10.0.0.1')!, true)).toBe('::ffff:a00:1');
     expect(parseIp6('1::2::3')).toBeUndefined();
-    expect(code(() => parseCidr('172.18.0.1/16'))).toBe('EUSAGE: invalid --subnet 172.18.0.1/16: it should be 172.18.0.0/16');
-    for (const bad of ['172.18.0.0', '172.18.0.0/33', '300.1.0.0/16', '01.2.3.0/24', 'x/8']) expect(code(() => parseCidr(bad))).toMatch(/^EUSAGE: invalid --subnet/);
+    expect(thrown(() => parseCidr('172.18.0.1/16'))).toBe('EUSAGE: invalid --subnet 172.18.0.1/16: it should be 172.18.0.0/16');
+    for (const bad of ['172.18.0.0', '172.18.0.0/33', '300.1.0.0/16', '01.2.3.0/24', 'x/8']) expect(thrown(() => parseCidr(bad))).toMatch(/^EUSAGE: invalid --subnet/);
     expect(overlaps(parseCidr('10.0.0.0/8'), parseCidr('10.9.0.0/24'))).toBe(true);
     expect(overlaps(parseCidr('10.9.1.0/24'), parseCidr('10.9.0.0/24'))).toBe(false);
     expect(overlaps(parseCidr('10.0.0.0/8'), parseCidr('fd00::/8'))).toBe(false);
@@ -104,7 +95,7 @@ describe("Docker's default pools", () => {
     const wide: HostNets = { v4: [route('172.16.0.0/12'), route('192.168.0.0/24')], v6: [] };
     expect(formatCidr(chooseSubnet4([], wide))).toBe('192.168.16.0/20');
     const full: HostNets = { v4: [route('172.16.0.0/12'), route('192.168.0.0/16')], v6: [] };
-    expect(code(() => chooseSubnet4([], full))).toMatch(/^ENETWORK_OVERLAP: could not find an available, non-overlapping IPv4 address pool/);
+    expect(thrown(() => chooseSubnet4([], full))).toMatch(/^ENETWORK_OVERLAP: could not find an available, non-overlapping IPv4 address pool/);
   });
 
   it("never picks or accepts slirp4netns's 10.0.2.0/24", () => {
@@ -139,10 +130,10 @@ describe('network create', () => {
     const c = ctx();
     createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.9.0.0/24' }] } }, host);
     const before = fs.readdirSync(c.store.p('networks')).sort();
-    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
-    expect(code(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
-    expect(code(() => createNetwork(c, { Name: 'other', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
-    expect(code(() => createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.10.0.0/24' }] } }, host))).toBe('ENETWORK_EXISTS: network with name a already exists');
+    expect(thrown(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '10.9.0.0/16' }] } }, host))).toBe("ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 10.9.0.0/16 overlaps network a's 10.9.0.0/24");
+    expect(thrown(() => createNetwork(c, { Name: 'other', IPAM: { Config: [{ Subnet: '192.0.2.128/25' }] } }, host))).toMatch(/^ENETWORK_OVERLAP: Pool overlaps with other one on this address space: 192\.0\.2\.128\/25 overlaps route 192\.0\.2\.0\/24/);
+    expect(thrown(() => createNetwork(c, { Name: 'other', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:dead:1::/64' }] } }, host))).toMatch(/^ENETWORK_OVERLAP/);
+    expect(thrown(() => createNetwork(c, { Name: 'a', IPAM: { Config: [{ Subnet: '10.10.0.0/24' }] } }, host))).toBe('ENETWORK_EXISTS: network with name a already exists');
     expect(fs.readdirSync(c.store.p('networks')).sort()).toEqual(before);
     expect(() => findNetwork(c, 'other')).toThrow(/network other not found/);
   });
@@ -157,20 +148,20 @@ describe('network create', () => {
     const def = networkDef(g);
     expect(def).toMatchObject({ gateway: '10.20.0.254', internal: true, mtu: 1500, subnet6: g.IPAM.Config[1]!.Subnet });
     expect(def.gateway6).toMatch(/::1$/);
-    expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.31.0.1' }] } }, host))).toMatch(/^EUSAGE: no matching subnet for gateway 10\.31\.0\.1/);
-    expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.30.0.255' }] } }, host))).toMatch(/broadcast address/);
-    expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Gateway: '10.30.0.1' }] } }, host))).toMatch(/must have a corresponding subnet/);
-    expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: 'fd01::/64' }] } }, host))).toMatch(/needs IPv6 enabled/);
-    expect(code(() => createNetwork(c, { Name: 'x', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd01::/120' }] } }, host))).toMatch(/a \/96 or larger/);
-    expect(code(() => createNetwork(c, { Name: 'x', Driver: 'macvlan' }, host))).toMatch(/^EUSAGE: network driver macvlan is not supported/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.31.0.1' }] } }, host))).toMatch(/^EUSAGE: no matching subnet for gateway 10\.31\.0\.1/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.30.0.255' }] } }, host))).toMatch(/broadcast address/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Gateway: '10.30.0.1' }] } }, host))).toMatch(/must have a corresponding subnet/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: 'fd01::/64' }] } }, host))).toMatch(/needs IPv6 enabled/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd01::/120' }] } }, host))).toMatch(/a \/96 or larger/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', Driver: 'macvlan' }, host))).toMatch(/^EUSAGE: network driver macvlan is not supported/);
     // The host's loopback through the outbound helper, asked per network (bridge/nat.rs).
     createNetwork(c, { Name: 'lo', Options: { allow_host_loopback: 'true' } }, host);
     expect(networkDef(findNetwork(c, 'lo')).hostLoopback).toBe(true);
     expect(networkDef(g).hostLoopback).toBeUndefined();
-    expect(code(() => createNetwork(c, { Name: 'x', Options: { allow_host_loopback: 'yes' } }, host))).toBe('EUSAGE: invalid option allow_host_loopback=yes: want true or false');
-    expect(code(() => createNetwork(c, { Name: 'x', Options: { mtu: 'big' } }, host))).toMatch(/^EUSAGE: invalid option mtu=big/);
-    expect(code(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24' }, { Subnet: '10.31.0.0/24' }] } }, host))).toMatch(/more than one IPv4 subnet/);
-    expect(code(() => createNetwork(c, { Name: 'bad/name' }, host))).toMatch(/^EUSAGE: invalid network name/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', Options: { allow_host_loopback: 'yes' } }, host))).toBe('EUSAGE: invalid option allow_host_loopback=yes: want true or false');
+    expect(thrown(() => createNetwork(c, { Name: 'x', Options: { mtu: 'big' } }, host))).toMatch(/^EUSAGE: invalid option mtu=big/);
+    expect(thrown(() => createNetwork(c, { Name: 'x', IPAM: { Config: [{ Subnet: '10.30.0.0/24' }, { Subnet: '10.31.0.0/24' }] } }, host))).toMatch(/more than one IPv4 subnet/);
+    expect(thrown(() => createNetwork(c, { Name: 'bad/name' }, host))).toMatch(/^EUSAGE: invalid network name/);
   });
 
   it('answers the shape the API has always sent, without the old Warning', () => {

@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { BurrowError } from '../../ts/errors';
+import { codeOf } from './thrown';
 import { isDigest, parseDigest, parseReference, parseRepository, registryApiHost } from '../../ts/image/reference';
 
 const D = `sha256:${'f'.repeat(64)}`;
 const D2 = 'sha256:e6d5cbd6a7a7d6fbf6e3f2e0a0c5b8e55ab1b1e0e0f8d8c1d2e8fa3b5f3a1c9e';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof BurrowError ? err.code : 'not a BurrowError';
-  }
-  return undefined;
-}
 
 describe('parseReference: normalisation like docker pull', () => {
   // [input, registry, repository, tag, digest, familiar, canonical]
