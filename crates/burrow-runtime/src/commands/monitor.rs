@@ -368,7 +368,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) });
                 holder::write_restarts(&dir, restarts, false);
                 if let Some(ev) = &events {
-                    holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
+                    holder::append_exit_events(ev, &dir, &id, code);
                 }
                 crate::status::exit(code, None);
                 holder::run_exit_command(&p.values("exit-command"));
@@ -384,11 +384,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             holder::write_restarts(&dir, restarts, true);
         }
         holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
+        // Right after the exit record, before the delete child: a `stop` that waited for the
+        // record logs its event after these, as Docker's come (die, then stop).
+        if let Some(ev) = &events {
+            holder::append_exit_events(ev, &dir, &id, code);
+        }
         // The init is reaped: nothing for the child to wait for.
         runtime_child(ctx, &["delete", "--force", &state.id]);
-        if let Some(ev) = &events {
-            holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
-        }
         crate::status::exit(code, signal);
         att.finish(code);
         if !again || !wait_to_restart(&dir, backoff.next(began.elapsed())) {
@@ -404,6 +406,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         restarts += 1;
         crate::status::report(Report::Restart(restarts));
         if let Some(ev) = &events {
+            // Running again, on the same networks (Docker connects them at each start).
+            holder::append_network_events(ev, &dir, &id, "connect");
             holder::append_event(ev, &dir, &id, "restart", &[]);
         }
     }

@@ -88,7 +88,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         _ => None,
     };
     if let Some(ev) = p.value("events-file") {
-        holder::append_event(std::path::Path::new(ev), &dir, &id, "die", &[("exitCode", rec.exit_code.to_string())]);
+        holder::append_exit_events(std::path::Path::new(ev), &dir, &id, rec.exit_code);
     }
     let cmd = p.values("exit-command");
     if let Some(s) = crate::status::channel() {
