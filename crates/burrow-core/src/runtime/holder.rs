@@ -118,11 +118,18 @@ pub fn append_network_events(events: &Path, dir: &Path, id: &str, action: &str) 
     }
 }
 
-/// The events of a container's exit: the disconnect from each of its networks, then `die`
-/// with its status (Docker's order: the daemon releases the networks, then logs the die).
-pub fn append_exit_events(events: &Path, dir: &Path, id: &str, exit_code: i32) {
-    append_network_events(events, dir, id, "disconnect");
-    append_event(events, dir, id, "die", &[("exitCode", exit_code.to_string())]);
+/// Records how a run ended: with `events`, the disconnect from each of its networks first (as
+/// Docker's daemon releases them before it marks the container stopped: a `stop` or `rm -f`
+/// that waits for the exit record finds them logged, and D/networks.json is read while the
+/// directory is surely there), then D/exit.json, then `die` with the status.
+pub fn record_exit(dir: &Path, id: &str, r: &ExitRecord, events: Option<&Path>) {
+    if let Some(ev) = events {
+        append_network_events(ev, dir, id, "disconnect");
+    }
+    write_exit(dir, r);
+    if let Some(ev) = events {
+        append_event(ev, dir, id, "die", &[("exitCode", r.exit_code.to_string())]);
+    }
 }
 
 /// One event line, in Docker's shape, appended with O_APPEND.
@@ -210,10 +217,10 @@ mod tests {
         assert_eq!(lines[0]["scope"], "local");
         assert_eq!(lines[0]["timeNano"].as_u64().unwrap() / 1_000_000_000, lines[0]["time"].as_u64().unwrap());
         assert_eq!(lines[1]["Action"], "restart");
-        // The exit: a disconnect from each network in D/networks.json, then die.
+        // The exit: a disconnect from each network in D/networks.json, the exit record, then die.
         std::fs::write(dir.join("networks.json"), r#"[{"ID":"n1","name":"bridge","type":"bridge"},{"ID":"n2","name":"back","type":"bridge"}]"#).unwrap();
         std::fs::remove_file(&file).unwrap();
-        append_exit_events(&file, &dir, "abc", 0);
+        record_exit(&dir, "abc", &ExitRecord { exit_code: 0, oom_killed: false, reason: None }, Some(&file));
         let text = std::fs::read_to_string(&file).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let actions: Vec<(&str, &str)> = lines.iter().map(|l| (l["Type"].as_str().unwrap(), l["Action"].as_str().unwrap())).collect();

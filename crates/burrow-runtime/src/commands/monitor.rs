@@ -15,7 +15,8 @@
 //! With `--restart` it keeps Docker's restart policy (burrow_core::runtime::restart): the same
 //! container (id, bundle, rootfs) is created and started again after it exits, the log
 //! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
-//! goes to D/restart.json. Each exit appends a `die` event, each restart a `restart` event, to
+//! goes to D/restart.json. Each exit appends a `die` event (after a network `disconnect` for
+//! each of its networks), each restart a `restart` event (after a `connect` for each), to
 //! `--events-file` (the engine's events.jsonl).
 //!
 //! With `--healthcheck JSON` (Docker's Config.Healthcheck) it runs the container's healthcheck
@@ -365,11 +366,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 }
                 // A restart that failed: its failure is the container's last exit.
                 let code = holder::failure_status(&e);
-                holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) });
+                holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) }, events.as_deref());
                 holder::write_restarts(&dir, restarts, false);
-                if let Some(ev) = &events {
-                    holder::append_exit_events(ev, &dir, &id, code);
-                }
                 crate::status::exit(code, None);
                 holder::run_exit_command(&p.values("exit-command"));
                 return Ok(0);
@@ -383,12 +381,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             // Before the exit record: a reader that sees the exit sees that a restart follows.
             holder::write_restarts(&dir, restarts, true);
         }
-        holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
-        // Right after the exit record, before the delete child: a `stop` that waited for the
-        // record logs its event after these, as Docker's come (die, then stop).
-        if let Some(ev) = &events {
-            holder::append_exit_events(ev, &dir, &id, code);
-        }
+        holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None }, events.as_deref());
         // The init is reaped: nothing for the child to wait for.
         runtime_child(ctx, &["delete", "--force", &state.id]);
         crate::status::exit(code, signal);
