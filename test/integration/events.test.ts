@@ -78,9 +78,10 @@ describe(`events as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
       ['host', 'host'],
     ] as const) {
       const since = nowSecs();
-      const id = env.ok(['run', '-d', '--network', mode, IMAGE, 'true']).trim();
+      const id = env.ok(['run', '-d', '--network', mode, IMAGE, 'sleep', '600']).trim();
+      env.ok(['kill', id]);
       const evs = await untilDie(since, id);
-      expect(ofContainer(evs, id)).toEqual(['create', `network connect ${mode}`, 'start', `network disconnect ${mode}`, 'die']);
+      expect(ofContainer(evs, id)).toEqual(['create', `network connect ${mode}`, 'start', 'kill', `network disconnect ${mode}`, 'die']);
       for (const e of evs.filter((x) => x.type === 'network' && x.container === id)) expect(e).toMatchObject({ actor: networkId(mode), netType: type });
       env.ok(['rm', id]);
     }
@@ -134,9 +135,14 @@ describe(`events as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     const restart = seq.slice(3, seq.indexOf('restart') + 1);
     // The stop's die and stop come in either order (the holder logs the die, the CLI the stop).
     expect([...restart].sort()).toEqual(['die', 'kill', 'kill', 'network connect bridge', 'network disconnect bridge', 'restart', 'start', 'stop'].sort());
-    expect(restart.slice(-3)).toEqual(['network connect bridge', 'start', 'restart']);
-    expect(restart.indexOf('network disconnect bridge')).toBeLessThan(restart.indexOf('die'));
-    expect(restart.indexOf('kill')).toBeLessThan(restart.indexOf('die'));
+    const at = (a: string) => restart.indexOf(a);
+    // The stop's events, then the new start's: connected before it starts, restart last.
+    expect(at('network disconnect bridge')).toBeLessThan(at('network connect bridge'));
+    expect(at('stop')).toBeLessThan(at('network connect bridge'));
+    expect(at('network connect bridge')).toBeLessThan(at('start'));
+    expect(at('start')).toBe(restart.length - 2);
+    expect(at('network disconnect bridge')).toBeLessThan(at('die'));
+    expect(at('kill')).toBeLessThan(at('die'));
     const kills = evs.filter((e) => e.type === 'container' && e.actor === id && e.action === 'kill').map((e) => e.signal);
     // The restart's stop signal, its SIGKILL at once (-t 0: sleep, the init, ignores TERM), then
     // the explicit kill (which it ignores too): Docker's numbers.

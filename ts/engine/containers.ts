@@ -73,11 +73,12 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     if (removeOnFailure) await discard(ctx, rec);
     throw err;
   };
-  // What its holder logs a disconnect for when it exits; connected now, as Docker's start does.
+  // What its holder logs a disconnect for when it exits; connected at its start, as by Docker's.
   const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
+  // Its output ours (a Docker client attaches before it starts), connected, started: logged
+  // before the container runs, so before anything its holder logs.
   const started = () => {
-    // A run that is not detached has its output attached, as a Docker client attaches before it starts.
-    if (how.mode !== 'detached') event(ctx, 'attach', rec);
+    event(ctx, 'attach', rec);
     emitNetworkEvents(ctx, 'connect', rec.id, nets);
     event(ctx, 'start', rec);
   };
@@ -95,8 +96,14 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     started();
     return code;
   }
-  await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch(fail);
-  started();
+  // Connected before its holder exists, whose disconnect then always comes after, even for a
+  // container that exits at once (its start event may still come after its die, as before).
+  emitNetworkEvents(ctx, 'connect', rec.id, nets);
+  await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch((err: unknown) => {
+    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
+    return fail(err);
+  });
+  event(ctx, 'start', rec);
   return undefined;
 }
 
@@ -124,8 +131,11 @@ export async function restartContainer(ctx: EngineContext, rec: ContainerRecord,
   await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout, (sig) => killEvent(ctx, rec, sig));
   if (st.status === 'running') event(ctx, 'stop', rec);
   const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
-  await lc.startDetached(ctx.store, rec, cleanupFor(ctx, rec));
   emitNetworkEvents(ctx, 'connect', rec.id, nets);
+  await lc.startDetached(ctx.store, rec, cleanupFor(ctx, rec)).catch((err: unknown) => {
+    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
+    throw err;
+  });
   event(ctx, 'start', rec);
   event(ctx, 'restart', rec);
 }
