@@ -5,9 +5,9 @@
 //! by it), D/started, D/exit.json and D/restart.json (its restarts under a restart policy),
 //! whose shapes ts/container/state.ts reads. It reads D/stopped-by-user, which the CLI writes
 //! before it stops, kills or removes the container: no restart follows then. It appends the
-//! container's `die` (and a policy's `restart`) events to the engine's events file, with
-//! Docker's network `disconnect` for each network the container is on (D/networks.json) before
-//! each `die`, as Docker's daemon releases the container's networks before it logs the die.
+//! container's `die` (and at a policy's restart, `start`) events to the engine's events file,
+//! with Docker's network `disconnect` for each network the container is on (D/networks.json)
+//! before each `die`, as Docker's daemon releases the container's networks before the die.
 //!
 //! `--rm` is the CLI's own `rm -f` run as an exit command, as podman's conmon runs
 //! `podman container cleanup`: removal knows the store's rootfs drivers, the names, the

@@ -16,8 +16,8 @@
 //! container (id, bundle, rootfs) is created and started again after it exits, the log
 //! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
 //! goes to D/restart.json. Each exit appends a `die` event (after a network `disconnect` for
-//! each of its networks), each restart a `restart` event (after a `connect` for each), to
-//! `--events-file` (the engine's events.jsonl).
+//! each of its networks), each restart a `start` event (after a `connect` for each), as
+//! Docker's daemon logs a policy's restart, to `--events-file` (the engine's events.jsonl).
 //!
 //! With `--healthcheck JSON` (Docker's Config.Healthcheck) it runs the container's healthcheck
 //! (burrow_core::runtime::health) while the container runs: each probe an exec into it, the
@@ -399,9 +399,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         restarts += 1;
         crate::status::report(Report::Restart(restarts));
         if let Some(ev) = &events {
-            // Running again, on the same networks (Docker connects them at each start).
+            // Running again, on the same networks: Docker's daemon restarts it through its
+            // start, which connects the networks and logs `start` (`restart` is the user's).
             holder::append_network_events(ev, &dir, &id, "connect");
-            holder::append_event(ev, &dir, &id, "restart", &[]);
+            holder::append_event(ev, &dir, &id, "start", &[]);
         }
     }
 }
