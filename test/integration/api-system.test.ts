@@ -153,6 +153,21 @@ describe('GET /events', () => {
     expect(r2.text.trim().split('\n').map((l) => (JSON.parse(l) as Ev).Actor.ID)).toEqual(['range-b']);
   });
 
+  it("a container's run has Docker's network connect at start and disconnect at its end, from the front end and the holder", async () => {
+    const t0 = nowSecs() - 0.001;
+    const r = env.b(['run', '--rm', '--name', 'ev-net-run', IMAGE, 'true']);
+    expect(r.code, r.stderr).toBe(0);
+    const bridge = (await svc.request('GET', '/v1.41/networks/bridge')).json<{ Id: string }>().Id;
+    // The die (and the disconnect before it) come from the holder, before the CLI's destroy.
+    const res = await svc.request('GET', `/v1.41/events?since=${t0.toFixed(9)}&until=${(nowSecs() + 0.001).toFixed(3)}`);
+    expect(res.status).toBe(200);
+    const evs = res.text.trim().split('\n').map((l) => JSON.parse(l) as Ev);
+    const id = evs.find((e) => e.Type === 'container' && e.Action === 'create' && e.Actor.Attributes.name === 'ev-net-run')!.Actor.ID;
+    const mine = evs.filter((e) => e.Actor.ID === id || e.Actor.Attributes.container === id);
+    expect(mine.map((e) => `${e.Type} ${e.Action}`)).toEqual(['container create', 'container attach', 'network connect', 'container start', 'network disconnect', 'container die', 'container destroy']);
+    for (const e of mine.filter((x) => x.Type === 'network')) expect(e.Actor).toEqual({ ID: bridge, Attributes: { container: id, name: 'bridge', type: 'bridge' } });
+  });
+
   it("fills a container event's name and image from the record when the monitor wrote only the id", async () => {
     const c = env.b(['create', '--name', 'ev-die', '--label', 'team=x', IMAGE, 'true']);
     expect(c.code, c.stderr).toBe(0);
@@ -313,9 +328,10 @@ describe('networks', () => {
     expect(nulls.status, nulls.text).toBe(201);
     const p = (await svc.request('POST', '/networks/prune')).json<{ NetworksDeleted: string[] }>();
     expect(p.NetworksDeleted).toEqual(['stale']);
-    // create and destroy events.
+    // Its events as Docker's: create, the running container's connect at its start and disconnect
+    // when rm -f killed it (the created one never ran: none), destroy.
     const ev = await svc.request('GET', `/events?since=0&until=${(nowSecs() + 0.001).toFixed(3)}&filters=${q({ network: ['proj_default'] })}`);
-    expect(ev.text.trim().split('\n').map((l) => (JSON.parse(l) as Ev).Action)).toEqual(['create', 'destroy']);
+    expect(ev.text.trim().split('\n').map((l) => (JSON.parse(l) as Ev).Action)).toEqual(['create', 'connect', 'disconnect', 'destroy']);
   });
 });
 

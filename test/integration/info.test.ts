@@ -161,6 +161,33 @@ describe(`burrow info as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     expect(r.stdout).toMatch(/Containers can run here \(id-map (subuid|single), storage (overlay|fuse-overlayfs|copy)/);
   });
 
+  it('burrow-runtime and burrow-monitor: their paths and versions, in JSON and in a Runtime binaries section', () => {
+    const version = (bin: string) => /version (\S+)/.exec(sh(bin, ['--version']).stdout)![1];
+    const monitor = path.join(path.dirname(report.runtimeBinary.path!), 'burrow-monitor');
+    expect(report.runtimeBinary.version).toBe(version(report.runtimeBinary.path!));
+    expect(report.monitorBinary).toEqual({ path: monitor, version: version(monitor), error: null });
+    expect(report.checks.find((c) => c.id === 'runtime.binary')).toMatchObject({ verdict: 'ok', title: 'burrow-runtime' });
+    expect(report.checks.find((c) => c.id === 'runtime.monitor')).toMatchObject({ verdict: 'ok', title: 'burrow-monitor', evidence: expect.stringContaining(monitor) });
+    const text = burrow(['info']).stdout;
+    expect(text).toMatch(/^Runtime binaries$/m);
+    const line = text.split('\n').find((l) => /^ {2}\[ ok \] burrow-monitor /.test(l));
+    expect(line, text).toContain(`${monitor} (version ${version(monitor)!})`);
+  });
+
+  it('without burrow-monitor: a warning naming what needs it and the fix; foreground runs still work (exit 0)', () => {
+    const { code: c, report: r } = info([], { BURROW_MONITOR: '/nonexistent/burrow-monitor' });
+    expect(c).toBe(0);
+    expect(r.canRunContainers).toBe(true);
+    expect(r.monitorBinary).toEqual({ path: '/nonexistent/burrow-monitor', version: null, error: 'not found' });
+    const m = r.checks.find((x) => x.id === 'runtime.monitor')!;
+    expect(m.verdict).toBe('warn');
+    expect(m.evidence).toMatch(/detached \(-d\)/);
+    expect(m.fix).toMatch(/npm run build:rust.*BURROW_MONITOR/);
+    const text = burrow(['info'], { env: { BURROW_MONITOR: '/nonexistent/burrow-monitor' } }).stdout;
+    expect(text).toMatch(/^  \[WARN\] burrow-monitor +\/nonexistent\/burrow-monitor: not found/m);
+    expect(text).toMatch(/fix: run `npm run build:rust`/);
+  });
+
   it('without the runtime binary it cannot test namespaces: exit 1 with the fix', () => {
     const { code: c, report: r } = info([], { BURROW_RUNTIME: '/nonexistent/burrow-runtime' });
     expect(c).toBe(1);

@@ -716,7 +716,7 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(ownerPid(env.runroot)).toBeUndefined();
   });
 
-  it('rm -f kills a container on a user-defined network at once (SIGKILL: its TERM trap never runs), frees its address, and records die 137 and destroy', () => {
+  it('rm -f kills a container on a user-defined network at once (SIGKILL: its TERM trap never runs), frees its address, and records kill 9, die 137 and destroy', () => {
     netCreate('un-kill');
     const out = fs.mkdtempSync(path.join(env.work, 'kill-'));
     const id = runD('--network', 'un-kill', '-v', `${out}:/out`, IMAGE, 'sh', '-c', 'trap "echo term > /out/term; exit 3" TERM; touch /out/up; while :; do sleep 1; done');
@@ -734,8 +734,10 @@ describe(`user-defined networks as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
       .split('\n')
       .map((l) => JSON.parse(l) as { Action: string; Actor: { ID: string; Attributes: Record<string, string> } })
       .filter((e) => e.Actor.ID === id);
-    expect(ev.map((e) => e.Action)).toEqual(['create', 'start', 'die', 'destroy']);
-    expect(ev[2]!.Actor.Attributes.exitCode).toBe('137');
+    // Docker's: the kill (SIGKILL, by number) before the die.
+    expect(ev.map((e) => e.Action)).toEqual(['create', 'start', 'kill', 'die', 'destroy']);
+    expect(ev[2]!.Actor.Attributes.signal).toBe('9');
+    expect(ev[3]!.Actor.Attributes.exitCode).toBe('137');
   });
 
   it('the owner and the monitors run burrow-monitor, the small binary of what stays; a monitor with a healthcheck runs burrow-runtime', () => {

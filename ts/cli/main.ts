@@ -9,6 +9,7 @@ import { VERSION } from '../version';
 import { registerBuildCommands } from './commands/build-flags';
 import { registerBundleCommand } from './commands/bundle';
 import { registerContainerCommands } from './commands/containers';
+import { registerEventsCommand } from './commands/events';
 import { registerHealthcheckCommands } from './commands/healthcheck';
 import { registerImageCommands } from './commands/images';
 import { registerNetworkCommands } from './commands/network';
@@ -99,6 +100,7 @@ export function buildProgram(setExit: (code: number) => void, full = true, only?
   registerBuildCommands(program, setExit);
   registerContainerCommands(program, setExit, full, only);
   registerDiskCommands(program);
+  registerEventsCommand(program);
   registerVolumeCommands(program, setExit);
   registerNetworkCommands(program, setExit);
   registerResourceCommands(program);

@@ -253,7 +253,7 @@ export function signal(rec: ContainerRecord, sig: string, all = false): void {
 }
 
 /** Docker's stop: the stop signal, then SIGKILL after the timeout. */
-export async function stop(store: Store, rec: ContainerRecord, timeoutSec: number): Promise<void> {
+export async function stop(store: Store, rec: ContainerRecord, timeoutSec: number, onSignal?: (sig: string) => void): Promise<void> {
   // Before anything: a holder waiting to restart it, or restarting it now, stops there.
   markStopped(new Containers(store).dir(rec.id));
   let st = stateOf(store, rec);
@@ -263,12 +263,15 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
   } else if (st.pending) await waitStopped(store, rec, 5000);
   if (st.status !== 'running') return;
   try {
+    // Told before it is sent: its event comes before the holder's die.
+    onSignal?.(rec.stopSignal);
     signal(rec, rec.stopSignal);
   } catch {
     /* it may have just exited */
   }
   if (await waitStopped(store, rec, timeoutSec * 1000)) return;
   try {
+    onSignal?.('KILL');
     signal(rec, 'KILL', true);
   } catch {
     /* gone meanwhile */
@@ -277,7 +280,7 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
 }
 
 /** Removes a container; `force` kills it first. No process of it survives. */
-export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false): Promise<void> {
+export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false, onSignal?: (sig: string) => void): Promise<void> {
   let st = stateOf(store, rec);
   if ((st.status === 'running' || st.restarting) && !force) {
     throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
@@ -289,6 +292,7 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   }
   if (st.status === 'running') {
     try {
+      onSignal?.('KILL');
       signal(rec, 'KILL', true);
     } catch {
       /* exited meanwhile */
@@ -330,12 +334,6 @@ export function top(store: Store, rec: ContainerRecord, psArgs: string[]): strin
   const r = runtimeSync([...globalFlags(rec), 'ps', rec.id, ...psArgs]);
   if (r.status !== 0) throw syncError(`cannot list the processes of ${rec.name}`, r);
   return r.stdout;
-}
-
-/** `restart`: stop (the stop signal, SIGKILL after the timeout), then start detached. */
-export async function restart(store: Store, rec: ContainerRecord, timeoutSec: number, globalArgs: string[]): Promise<void> {
-  await stop(store, rec, timeoutSec);
-  await startDetached(store, rec, rec.autoRemove ? selfCommand(globalArgs, 'rm', '-f', rec.id) : undefined);
 }
 
 /** Size of a tree as far as we can see it (files of subordinate ids may be unreadable). */

@@ -14,11 +14,24 @@ import { isFrozen } from '../container/freezer';
 import type { EngineContext, Hooks } from './context';
 import { containerAttributes } from './create';
 import { emitEvent, lastDieExit } from './events';
+import { emitNetworkEvents, recordNetworks } from './network-events';
 
 export { createContainer, parseRestartPolicy, type CreateRequest, type CreateHooks, type MountRequest } from './create';
 
 function event(ctx: EngineContext, action: string, rec: ContainerRecord, extra: Record<string, string> = {}): void {
   emitEvent(ctx, { Type: 'container', Action: action, Actor: { ID: rec.id, Attributes: containerAttributes(rec, extra) } });
+}
+
+/**
+ * Docker's `kill` event, logged for every signal the engine sends (`kill`, and the stop signal
+ * and SIGKILL of `stop`, `restart` and `rm -f`), with the signal's number as Docker's daemon
+ * writes it (signal=15).
+ */
+function killEvent(ctx: EngineContext, rec: ContainerRecord, sig: string): void {
+  const name = sig.toUpperCase().replace(/^SIG/, '');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const n = /^\d+$/.test(name) ? Number(name) : (require('node:os') as typeof import('node:os')).constants.signals[`SIG${name}` as NodeJS.Signals];
+  event(ctx, 'kill', rec, { signal: n === undefined ? `SIG${name}` : String(n) });
 }
 
 export function findContainer(ctx: EngineContext, ref: string): ContainerRecord {
@@ -60,8 +73,17 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     if (removeOnFailure) await discard(ctx, rec);
     throw err;
   };
-  if (how.mode === 'foreground') {
+  // What its holder logs a disconnect for when it exits; connected at its start, as by Docker's.
+  const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
+  // Its output ours (a Docker client attaches before it starts), connected, started: logged
+  // before the container runs, so before anything its holder logs.
+  const started = () => {
+    event(ctx, 'attach', rec);
+    emitNetworkEvents(ctx, 'connect', rec.id, nets);
     event(ctx, 'start', rec);
+  };
+  if (how.mode === 'foreground') {
+    started();
     // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
     const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup);
     if (rec.autoRemove) await removeContainer(ctx, rec, { force: true });
@@ -71,10 +93,16 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     const { runAttached } = await import('../container/attach');
     const r = { ...rec, interactive: how.interactive ?? rec.interactive };
     const code = runAttached(ctx.store, r, cleanup, how.detachKeys).catch(fail);
-    event(ctx, 'start', rec);
+    started();
     return code;
   }
-  await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch(fail);
+  // Connected before its holder exists, whose disconnect then always comes after, even for a
+  // container that exits at once (its start event may still come after its die, as before).
+  emitNetworkEvents(ctx, 'connect', rec.id, nets);
+  await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch((err: unknown) => {
+    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
+    return fail(err);
+  });
   event(ctx, 'start', rec);
   return undefined;
 }
@@ -92,26 +120,36 @@ export async function stopContainer(ctx: EngineContext, rec: ContainerRecord, ti
   // A container its monitor is about to restart (the policy's back-off) is stopped too: the
   // restart must not happen (Docker answers 204 there).
   if (st.status !== 'running' && !st.pending && !st.restarting) return false;
-  await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout);
+  await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout, (sig) => killEvent(ctx, rec, sig));
   event(ctx, 'stop', rec);
   return true;
 }
 
+/** `restart`: Docker's events for it, those of a stop (when it ran) and a start, then `restart`. */
 export async function restartContainer(ctx: EngineContext, rec: ContainerRecord, timeoutSec?: number): Promise<void> {
-  await lc.restart(ctx.store, rec, timeoutSec ?? rec.stopTimeout, ctx.globalArgs);
+  const st = lc.stateOf(ctx.store, rec);
+  await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout, (sig) => killEvent(ctx, rec, sig));
+  if (st.status === 'running') event(ctx, 'stop', rec);
+  const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
+  emitNetworkEvents(ctx, 'connect', rec.id, nets);
+  await lc.startDetached(ctx.store, rec, cleanupFor(ctx, rec)).catch((err: unknown) => {
+    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
+    throw err;
+  });
+  event(ctx, 'start', rec);
   event(ctx, 'restart', rec);
 }
 
 /** `kill`: a signal to the container's init; a container that is not running is a conflict. */
 export function killContainer(ctx: EngineContext, rec: ContainerRecord, signal = 'KILL'): void {
   if (lc.stateOf(ctx.store, rec).status !== 'running') throw new BurrowError('ECONTAINER_STATE', `Cannot kill container: ${rec.name}: Container ${rec.id} is not running`);
+  // Logged before it is sent: its event comes before the holder's die.
+  killEvent(ctx, rec, signal);
   lc.signal(rec, signal);
-  const sig = signal.toUpperCase().replace(/^SIG/, '');
-  event(ctx, 'kill', rec, { signal: /^\d+$/.test(sig) ? sig : `SIG${sig}` });
 }
 
 export async function removeContainer(ctx: EngineContext, rec: ContainerRecord, o: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
-  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes);
+  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes, (sig) => killEvent(ctx, rec, sig));
   event(ctx, 'destroy', rec);
 }
 

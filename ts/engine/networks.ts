@@ -23,6 +23,7 @@ import type { HostNets } from '../network/subnets';
 import { bridgeName, macFor, type EndpointRecord, type NetworkDef } from '../network/user';
 import type { EngineContext } from './context';
 import { emitEvent } from './events';
+import { builtinNetworkId, recordNetworks } from './network-events';
 
 export interface NetworkRecord {
   Name: string;
@@ -74,10 +75,7 @@ const DEFAULT_MTU = 65520;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const isRecord = (v: unknown): v is NetworkRecord => typeof v === 'object' && v !== null && typeof (v as NetworkRecord).Id === 'string' && typeof (v as NetworkRecord).Name === 'string';
 
-/** Built-in networks' ids: the same in every service that uses this store, as Docker's stay for a daemon. */
-function builtinId(ctx: EngineContext, name: Builtin): string {
-  return createHash('sha256').update(`burrow-network\0${ctx.store.root}\0${name}`).digest('hex');
-}
+const builtinId = builtinNetworkId;
 
 function created(ctx: EngineContext): string {
   const st = fs.statSync(ctx.store.p('storage.json'), { throwIfNoEntry: false });
@@ -535,7 +533,18 @@ export async function connectNetwork(ctx: EngineContext, ref: string, container:
       }
     }
   });
+  afterNetworkChange(ctx, Containers, first.id);
   emitEvent(ctx, { Type: 'network', Action: 'connect', Actor: { ID: n.Id, Attributes: { container: first.id, name: n.Name, type: n.Driver } } });
+}
+
+/**
+ * What the container's holder logs a disconnect for at its exit (network-events.ts), made the
+ * record's again: a running container that joined or left a network leaves the new list.
+ */
+function afterNetworkChange(ctx: EngineContext, containers: typeof import('../container/records').Containers, id: string): void {
+  const cs = new containers(ctx.store);
+  const rec = cs.get(id);
+  if (rec) recordNetworks(ctx, rec, cs.dir(id));
 }
 
 /**
@@ -577,6 +586,7 @@ export async function disconnectNetwork(ctx: EngineContext, ref: string, contain
     save({ ...rec, net: { ...rec.net, networks: eps.filter((e) => e !== ep) } });
     ipam.release(ctx.store, ep.network, rec.id);
   });
+  afterNetworkChange(ctx, Containers, first.id);
   emitEvent(ctx, { Type: 'network', Action: 'disconnect', Actor: { ID: networkId ?? ref, Attributes: { container: first.id, name: n?.Name ?? ref, type: n?.Driver ?? 'bridge' } } });
 }
 

@@ -121,7 +121,11 @@ export interface HostReport {
     path: string | null;
     ran: boolean;
     error: string | null;
+    /** Its `--version` (added by `burrow info`, not the probe: ts/host/binaries.ts). */
+    version?: string | null;
   };
+  /** burrow-monitor's path and version, or why it cannot run (added by `burrow info`). */
+  monitorBinary?: { path: string; version: string | null; error: string | null };
   checks: Check[];
   canRunContainers: boolean;
 }

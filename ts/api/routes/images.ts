@@ -95,6 +95,17 @@ async function list(req: ApiRequest, res: ServerResponse): Promise<void> {
   );
 }
 
+/**
+ * A warning of the engine (the store's squashfs of an image that could not be made) as a line
+ * of a pull, load or import stream: a status message, as Docker's daemon sends its notes
+ * (progress.Message: `{"status": "…"}`), which the docker CLI prints and docker-py yields. They
+ * come before the stream's last line; the import and load ones once the work is done (their
+ * response starts then).
+ */
+function warningMessage(m: string): { status: string } {
+  return { status: `WARNING: ${m}` };
+}
+
 /** `fromImage` and `tag` as one reference (a tag that is a digest pins it). */
 export function pullReference(fromImage: string, tag: string | null): string {
   if (!tag) return fromImage;
@@ -126,7 +137,7 @@ async function create(req: ApiRequest, res: ServerResponse): Promise<void> {
     const r = await pullImage(
       req.ctx,
       { reference: refStr, ...(platform ? { platform } : {}), ...(auth ? { auth } : {}), signal: ac.signal },
-      { progress: (e) => tr.translate(e).forEach((m) => out.write(m)) },
+      { progress: (e) => tr.translate(e).forEach((m) => out.write(m)), warn: (m) => out.write(warningMessage(m)) },
     );
     out.write(tr.final(r.upToDate));
   });
@@ -156,8 +167,10 @@ async function importBody(req: ApiRequest, res: ServerResponse, fromSrc: string)
   const message = req.query.get('message');
   const changes = req.query.getAll('changes').filter(Boolean);
   const reference = repo ? (tag ? `${repo}:${tag}` : repo) : undefined;
-  const r = await importImage(req.ctx, { source: { stream, name: fromSrc }, ...(reference ? { reference } : {}), changes, ...(message ? { message } : {}) });
+  const warnings: string[] = [];
+  const r = await importImage(req.ctx, { source: { stream, name: fromSrc }, ...(reference ? { reference } : {}), changes, ...(message ? { message } : {}) }, { warn: (m) => warnings.push(m) });
   const out = jsonLines(res);
+  for (const w of warnings) out.write(warningMessage(w));
   out.write({ status: r.id });
   res.end();
 }
@@ -279,8 +292,10 @@ async function saveMany(req: ApiRequest, res: ServerResponse): Promise<void> {
 async function load(req: ApiRequest, res: ServerResponse): Promise<void> {
   const quiet = boolParam(req.query, 'quiet');
   const { loadImages, loadedLines } = await engine();
-  const r = await loadImages(req.ctx, req.raw, 'the request body');
+  const warnings: string[] = [];
+  const r = await loadImages(req.ctx, req.raw, 'the request body', { warn: (m) => warnings.push(m) });
   const out = jsonLines(res);
+  for (const w of warnings) out.write(warningMessage(w));
   for (const line of loadedLines(r, false)) out.write({ stream: line });
   if (!r.images.length && quiet) out.write({ stream: '' });
   res.end();

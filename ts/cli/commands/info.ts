@@ -22,7 +22,9 @@ export async function infoCommand(opts: InfoOptions, globals: GlobalOptions): Pr
   const layout = layoutOf(root, saved, process.getuid?.() ?? 0);
   // What the store keeps of each image for `run`: its layers, or a squashfs (image-format.ts).
   const { withImageFormat } = await import('../../storage/image-format');
-  const report = withImageFormat(probeHost(globals, layout.kind === 'redirect' ? layout.local : undefined), new Store(root));
+  const { withBinaries } = await import('../../host/binaries');
+  // burrow-runtime's version, and burrow-monitor, which the probe does not run.
+  const report = withBinaries(withImageFormat(probeHost(globals, layout.kind === 'redirect' ? layout.local : undefined), new Store(root)));
   if (opts.format === 'json') {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {

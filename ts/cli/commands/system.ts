@@ -9,6 +9,7 @@ import type { ImagePruneResult } from '../../storage/prune';
 import { collect, context } from '../context';
 import { confirm } from '../prompt';
 import { formatRows, humanAge, humanSize, table } from '../format/table';
+import { registerEventsCommand } from './events';
 import { registerServiceCommands } from './service';
 
 function imageLines(r: ImagePruneResult): string {
@@ -37,6 +38,7 @@ function repoTag(tags: string[], digests: string[]): [string, string] {
 export function registerDiskCommands(program: Command): void {
   const system = program.command('system').description('disk use and cleanup, the API service');
   registerServiceCommands(system);
+  registerEventsCommand(system);
 
   system
     .command('df')

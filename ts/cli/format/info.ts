@@ -8,6 +8,7 @@ const SECTION_TITLES: Record<string, string> = {
   storage: 'Storage',
   network: 'Networking',
   cgroups: 'cgroups',
+  runtime: 'Runtime binaries',
   'runtime-dir': 'Runtime directory',
 };
 

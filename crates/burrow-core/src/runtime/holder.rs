@@ -5,7 +5,9 @@
 //! by it), D/started, D/exit.json and D/restart.json (its restarts under a restart policy),
 //! whose shapes ts/container/state.ts reads. It reads D/stopped-by-user, which the CLI writes
 //! before it stops, kills or removes the container: no restart follows then. It appends the
-//! container's `die` (and a policy's `restart`) events to the engine's events file.
+//! container's `die` (and at a policy's restart, `start`) events to the engine's events file,
+//! with Docker's network `disconnect` for each network the container is on (D/networks.json)
+//! before each `die`, as Docker's daemon releases the container's networks before the die.
 //!
 //! `--rm` is the CLI's own `rm -f` run as an exit command, as podman's conmon runs
 //! `podman container cleanup`: removal knows the store's rootfs drivers, the names, the
@@ -94,11 +96,49 @@ pub fn append_event(events: &Path, dir: &Path, id: &str, action: &str, extra: &[
     for (k, v) in extra {
         attrs.insert((*k).into(), v.clone().into());
     }
+    append_line(events, "container", action, id, attrs);
+}
+
+/// Appends Docker's network event `action` (`connect`, `disconnect`) for each network the
+/// container is on: D/networks.json, `[{"ID", "name", "type"}]`, which the engine writes at
+/// each start and at each `network connect`/`disconnect` (ts/engine/networks.ts). None when
+/// it is not there (a container on another container's network namespace, or created by an
+/// older burrow).
+pub fn append_network_events(events: &Path, dir: &Path, id: &str, action: &str) {
+    let Some(nets) = std::fs::read_to_string(dir.join("networks.json")).ok().and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok()) else {
+        return;
+    };
+    for n in &nets {
+        let (Some(nid), Some(name), Some(ty)) = (n["ID"].as_str(), n["name"].as_str(), n["type"].as_str()) else { continue };
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("container".into(), id.into());
+        attrs.insert("name".into(), name.into());
+        attrs.insert("type".into(), ty.into());
+        append_line(events, "network", action, nid, attrs);
+    }
+}
+
+/// Records how a run ended: with `events`, the disconnect from each of its networks first (as
+/// Docker's daemon releases them before it marks the container stopped: a `stop` or `rm -f`
+/// that waits for the exit record finds them logged, and D/networks.json is read while the
+/// directory is surely there), then D/exit.json, then `die` with the status.
+pub fn record_exit(dir: &Path, id: &str, r: &ExitRecord, events: Option<&Path>) {
+    if let Some(ev) = events {
+        append_network_events(ev, dir, id, "disconnect");
+    }
+    write_exit(dir, r);
+    if let Some(ev) = events {
+        append_event(ev, dir, id, "die", &[("exitCode", r.exit_code.to_string())]);
+    }
+}
+
+/// One event line, in Docker's shape, appended with O_APPEND.
+fn append_line(events: &Path, ty: &str, action: &str, actor: &str, attrs: serde_json::Map<String, serde_json::Value>) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let ev = serde_json::json!({
-        "Type": "container",
+        "Type": ty,
         "Action": action,
-        "Actor": { "ID": id, "Attributes": attrs },
+        "Actor": { "ID": actor, "Attributes": attrs },
         "scope": "local",
         "time": now.as_secs(),
         "timeNano": now.as_nanos() as u64,
@@ -177,6 +217,16 @@ mod tests {
         assert_eq!(lines[0]["scope"], "local");
         assert_eq!(lines[0]["timeNano"].as_u64().unwrap() / 1_000_000_000, lines[0]["time"].as_u64().unwrap());
         assert_eq!(lines[1]["Action"], "restart");
+        // The exit: a disconnect from each network in D/networks.json, the exit record, then die.
+        std::fs::write(dir.join("networks.json"), r#"[{"ID":"n1","name":"bridge","type":"bridge"},{"ID":"n2","name":"back","type":"bridge"}]"#).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        record_exit(&dir, "abc", &ExitRecord { exit_code: 0, oom_killed: false, reason: None }, Some(&file));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let actions: Vec<(&str, &str)> = lines.iter().map(|l| (l["Type"].as_str().unwrap(), l["Action"].as_str().unwrap())).collect();
+        assert_eq!(actions, [("network", "disconnect"), ("network", "disconnect"), ("container", "die")]);
+        assert_eq!(lines[1]["Actor"]["ID"], "n2");
+        assert_eq!(lines[1]["Actor"]["Attributes"], serde_json::json!({ "container": "abc", "name": "back", "type": "bridge" }));
         write_restarts(&dir, 2, true);
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("restart.json")).unwrap()).unwrap();
         assert_eq!(r["count"], 2);

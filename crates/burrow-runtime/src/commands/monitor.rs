@@ -15,8 +15,9 @@
 //! With `--restart` it keeps Docker's restart policy (burrow_core::runtime::restart): the same
 //! container (id, bundle, rootfs) is created and started again after it exits, the log
 //! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
-//! goes to D/restart.json. Each exit appends a `die` event, each restart a `restart` event, to
-//! `--events-file` (the engine's events.jsonl).
+//! goes to D/restart.json. Each exit appends a `die` event (after a network `disconnect` for
+//! each of its networks), each restart a `start` event (after a `connect` for each), as
+//! Docker's daemon logs a policy's restart, to `--events-file` (the engine's events.jsonl).
 //!
 //! With `--healthcheck JSON` (Docker's Config.Healthcheck) it runs the container's healthcheck
 //! (burrow_core::runtime::health) while the container runs: each probe an exec into it, the
@@ -365,11 +366,8 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 }
                 // A restart that failed: its failure is the container's last exit.
                 let code = holder::failure_status(&e);
-                holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) });
+                holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) }, events.as_deref());
                 holder::write_restarts(&dir, restarts, false);
-                if let Some(ev) = &events {
-                    holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
-                }
                 crate::status::exit(code, None);
                 holder::run_exit_command(&p.values("exit-command"));
                 return Ok(0);
@@ -383,12 +381,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             // Before the exit record: a reader that sees the exit sees that a restart follows.
             holder::write_restarts(&dir, restarts, true);
         }
-        holder::write_exit(&dir, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None });
+        holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None }, events.as_deref());
         // The init is reaped: nothing for the child to wait for.
         runtime_child(ctx, &["delete", "--force", &state.id]);
-        if let Some(ev) = &events {
-            holder::append_event(ev, &dir, &id, "die", &[("exitCode", code.to_string())]);
-        }
         crate::status::exit(code, signal);
         att.finish(code);
         if !again || !wait_to_restart(&dir, backoff.next(began.elapsed())) {
@@ -404,7 +399,10 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         restarts += 1;
         crate::status::report(Report::Restart(restarts));
         if let Some(ev) = &events {
-            holder::append_event(ev, &dir, &id, "restart", &[]);
+            // Running again, on the same networks: Docker's daemon restarts it through its
+            // start, which connects the networks and logs `start` (`restart` is the user's).
+            holder::append_network_events(ev, &dir, &id, "connect");
+            holder::append_event(ev, &dir, &id, "start", &[]);
         }
     }
 }

@@ -78,7 +78,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Ok((code, oom, _, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
     };
-    holder::write_exit(&dir, &rec);
+    holder::record_exit(&dir, &id, &rec, p.value("events-file").map(std::path::Path::new));
     // Its attach clients get the status once it is recorded, as the monitor's do.
     let mut att = match r {
         Ok((_, _, Some(mut rec_out), _)) => {
@@ -87,9 +87,6 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
         _ => None,
     };
-    if let Some(ev) = p.value("events-file") {
-        holder::append_event(std::path::Path::new(ev), &dir, &id, "die", &[("exitCode", rec.exit_code.to_string())]);
-    }
     let cmd = p.values("exit-command");
     if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
