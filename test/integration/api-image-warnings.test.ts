@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startRegistry } from '../harness/registry.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { buildSmallImage, pushImage } from '../harness/images.mjs';
