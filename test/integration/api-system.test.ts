@@ -77,6 +77,15 @@ function stream(sock: string, p: string): { events: Ev[]; status: Promise<number
 
 const q = (filters: Record<string, string[]>) => encodeURIComponent(JSON.stringify(filters));
 const nowSecs = () => Date.now() / 1000;
+/**
+ * Unix seconds as a decimal with exact milliseconds: `(ms / 1000).toFixed(9)` rounds in binary
+ * (1796643391.383 prints as 1796643391.382999897) and an `until` written so would leave out an
+ * event of that very millisecond.
+ */
+const exactSecs = (t: number) => {
+  const ms = Math.round(t * 1000);
+  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, '0')}`;
+};
 
 describe('GET /info', () => {
   it("has Docker's shape and the store's counts", async () => {
@@ -143,7 +152,7 @@ describe('GET /events', () => {
     const t1 = nowSecs();
     await tick();
     expect((await svc.request('POST', '/volumes/create', { Name: 'range-b' })).status).toBe(201);
-    const r = await svc.request('GET', `/v1.41/events?since=${t0.toFixed(9)}&until=${t1.toFixed(9)}`);
+    const r = await svc.request('GET', `/v1.41/events?since=${exactSecs(t0)}&until=${exactSecs(t1)}`);
     expect(r.status).toBe(200);
     const evs = r.text.trim().split('\n').map((l) => JSON.parse(l) as Ev);
     expect(evs.map((e) => `${e.Action} ${e.Actor.ID}`)).toEqual(['create range-a', 'destroy range-a']);
@@ -159,7 +168,7 @@ describe('GET /events', () => {
     expect(r.code, r.stderr).toBe(0);
     const bridge = (await svc.request('GET', '/v1.41/networks/bridge')).json<{ Id: string }>().Id;
     // The die (and the disconnect before it) come from the holder, before the CLI's destroy.
-    const res = await svc.request('GET', `/v1.41/events?since=${t0.toFixed(9)}&until=${(nowSecs() + 0.001).toFixed(3)}`);
+    const res = await svc.request('GET', `/v1.41/events?since=${exactSecs(t0)}&until=${(nowSecs() + 0.001).toFixed(3)}`);
     expect(res.status).toBe(200);
     const evs = res.text.trim().split('\n').map((l) => JSON.parse(l) as Ev);
     const id = evs.find((e) => e.Type === 'container' && e.Action === 'create' && e.Actor.Attributes.name === 'ev-net-run')!.Actor.ID;
