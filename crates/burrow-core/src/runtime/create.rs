@@ -10,8 +10,8 @@
 //!   ─── maps-done ──────────────────► become root in the userns
 //!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
 //!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
-//!   ◄── init-pid ──────────────────── exit
-//!   state.json
+//!   ◄── init-pid ──────────────────── exit                          the root (a one-file
+//!   state.json                                                        image's daemon, the union)
 //!   ─── go ─────────────────────────────────────────────────────────► mounts
 //!   prestart/createRuntime hooks ◄── runtime-hooks (if any) ─────────
 //!   (a failure fails create)  ───── hooks-done ─────────────────────► createContainer hooks,
@@ -470,7 +470,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             let mut state_json = st.oci_json(&o.root);
             state_json["status"] = "created".into();
             let state_json = state_json.to_string();
-            parent_ch.send(&Msg::Go { state: state_json.clone() })?;
+            // An init that failed meanwhile (its root) has closed its end: its error, not ours.
+            parent_ch.send(&Msg::Go { state: state_json.clone() }).map_err(|e| parent_ch.try_recv_error().unwrap_or(e))?;
             // Prestart (deprecated) and createRuntime hooks run during `create`, in the runtime
             // namespace, when the init has made the container's mounts and before its
             // pivot_root, as runc does (runtime spec 1.0.2+): podman's and the CRI's network
@@ -612,12 +613,6 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool, filter: Opti
     // First: the config's seccomp filter may deny close_range, and /proc may be gone later.
     super::fds::pass_through(a.listen_fds + a.preserve_fds)?;
     let spec = a.spec;
-    let state_json = match ch.recv()? {
-        Some(Msg::Go { state }) => state,
-        Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
-        // main gave up (a hook failed, or it was killed): nothing to do.
-        None => unsafe { libc::_exit(1) },
-    };
     let has = |f: CloneFlags| plan.create.contains(f) || plan.join.iter().any(|(j, _)| *j == f);
     let ctx = MountCtx {
         rootfs: a.rootfs,
@@ -631,8 +626,19 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool, filter: Opti
     if let Some(p) = spec.process() {
         process::set_oom_score_adj(p)?;
     }
+    // The root (a one-file image's FUSE daemon started and serving, the union on it) while main
+    // records the state and sends `go`: nothing outside our mount namespace sees it, and if
+    // main gives up, the end of our pid namespace takes the daemon along.
     if has(CloneFlags::CLONE_NEWNS) {
         mounts::prepare_root(&ctx, spec)?;
+    }
+    let state_json = match ch.recv()? {
+        Some(Msg::Go { state }) => state,
+        Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
+        // main gave up (a hook failed, or it was killed): nothing to do.
+        None => unsafe { libc::_exit(1) },
+    };
+    if has(CloneFlags::CLONE_NEWNS) {
         mounts::mount_all(&ctx, spec)?;
     }
     let h = spec.hooks().as_ref();
