@@ -146,6 +146,21 @@ impl Channel {
 mod tests {
     use super::*;
 
+    /// A child that failed and left has its error read without blocking; nothing waiting is
+    /// None at once (main then reports its own error).
+    #[test]
+    fn an_error_already_sent_is_read_without_blocking() {
+        let (main, child) = Channel::pair().unwrap();
+        assert!(main.try_recv_error().is_none());
+        child.send(&Msg::Error { code: "ESYS".into(), msg: "unshare(CLONE_NEWNET): ENOSPC".into() }).unwrap();
+        drop(child);
+        match main.try_recv_error() {
+            Some(RuntimeError::Remote { code, msg }) => assert_eq!((code.as_str(), msg.as_str()), ("ESYS", "unshare(CLONE_NEWNET): ENOSPC")),
+            other => panic!("{other:?}"),
+        }
+        assert!(main.try_recv_error().is_none());
+    }
+
     #[test]
     fn round_trip_with_fd() {
         let (a, b) = Channel::pair().unwrap();
