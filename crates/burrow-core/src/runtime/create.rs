@@ -539,7 +539,8 @@ fn direct_init(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
     if !rest.is_empty() {
         unshare(rest).op(format!("unshare({rest:?})"))?;
     }
-    let filter = process::build_seccomp(a.spec.linux().as_ref())?;
+    let mut filter = process::build_seccomp(a.spec.linux().as_ref())?;
+    process::compile_seccomp(&mut filter)?;
     ch.expect("the id maps", |m| *m == Msg::MapsDone)?;
     if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
         become_root()?;
