@@ -394,6 +394,18 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     expect(r.stderr).toMatch(/Operation not supported/); // strerror(95)
   });
 
+  // The init fails before its id maps are written (it builds its seccomp filter while main runs
+  // newuidmap/newgidmap): its reason is the one create reports, and nothing is left.
+  it('a seccomp profile that cannot be built fails create with its own reason, nothing left behind', () => {
+    const b = bundle(['true'], (c) => {
+      c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['mknodat'], action: 'SCMP_ACT_NOTIFY' }] };
+    });
+    const r = rt(['create', '--bundle', b.dir, b.id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/SCMP_ACT_NOTIFY needs a listener/);
+    expect(rt(['state', b.id]).code).toBe(1);
+  });
+
   it('a console-socket run gets a real tty of the configured size', async () => {
     const b = bundle(['sh', '-c', 'tty; stty size'], (c) => (c.process.consoleSize = { height: 30, width: 100 }), true);
     const sock = path.join(work, `${b.id}.sock`);

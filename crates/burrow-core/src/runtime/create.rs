@@ -10,8 +10,8 @@
 //!   ─── maps-done ──────────────────► become root in the userns
 //!                                     unshare(mnt, uts, ipc, net, pid, cgroup)
 //!                                     clone3/fork ──────────────────► (pid 1 in the new pid ns)
-//!   ◄── init-pid ──────────────────── exit
-//!   state.json
+//!   ◄── init-pid ──────────────────── exit                          the root (a one-file
+//!   state.json                                                        image's daemon, the union)
 //!   ─── go ─────────────────────────────────────────────────────────► mounts
 //!   prestart/createRuntime hooks ◄── runtime-hooks (if any) ─────────
 //!   (a failure fails create)  ───── hooks-done ─────────────────────► createContainer hooks,
@@ -24,6 +24,14 @@
 //! that unshares it, and joining a pid namespace by path likewise. Main is single-threaded, so
 //! fork is safe and unshare(CLONE_NEWUSER) is allowed. Main makes itself a child subreaper so
 //! that the init becomes its child when the intermediate exits (`run` waits for it).
+//!
+//! When the config joins no namespace (and makes no time namespace), which is every container
+//! of burrow's own, there is no intermediate: main clones the init itself, in its new user and
+//! pid namespaces at once (clone3), and knows its pid without waiting for a message, so the
+//! map helpers start at once; meanwhile the init unshares its other namespaces and builds its
+//! seccomp filter, then waits for the maps (`direct_init`). The cgroup namespace still comes
+//! after main has placed the init, as above. One process, one hand-over and the serial
+//! unshare-and-fork fewer on the way of every start.
 //!
 //! The cgroup: on v2 with our own driver it is made, limits written, before the intermediate
 //! exists, which is born in it (clone3 with CLONE_INTO_CGROUP, Linux 5.7+): nothing is ever
@@ -64,6 +72,10 @@ pub struct CreateOpts {
     pub cgroup_driver: cgroups::Driver,
     /// Reports a warning (capabilities left out) the way the caller logs.
     pub warn: fn(&str),
+    /// The bundle's config and the capabilities it names that will not be applied, as
+    /// `load_spec_for_create` returned them, when the caller read it already (`run` looks at
+    /// `process.terminal` first): read once, not twice.
+    pub loaded: Option<(Spec, Vec<String>)>,
 }
 
 pub type SpecT = Spec;
@@ -206,6 +218,12 @@ fn clone3_fork() -> Result<ForkResult> {
 /// move it, and it is charged to the container's limits from its first page. The same caveat as
 /// `clone3_fork`; exec.rs uses it too.
 pub(crate) fn clone3(cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
+    clone3_with(CloneFlags::empty(), cgroup)
+}
+
+/// `clone3` that also creates the namespaces in `ns` for the child (the user namespace first,
+/// owning the others, as the kernel does when they come together).
+fn clone3_with(ns: CloneFlags, cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -223,7 +241,7 @@ pub(crate) fn clone3(cgroup: Option<RawFd>) -> std::result::Result<ForkResult, n
     }
     /// From linux/sched.h (5.7); the libc crate does not export it for every target.
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let mut args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    let mut args = CloneArgs { flags: ns.bits() as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     if let Some(fd) = cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
@@ -261,7 +279,10 @@ pub struct Created {
 pub fn create(o: CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
-    let (spec, config_path, ignored_caps) = load_spec_for_create(&bundle)?;
+    let (spec, config_path, ignored_caps) = match o.loaded {
+        Some((spec, ignored)) => (spec, bundle.join("config.json"), ignored),
+        None => load_spec_for_create(&bundle)?,
+    };
     super::sysctl::validate(&spec, &config_path)?;
     if !ignored_caps.is_empty() {
         (o.warn)(&format!("ignoring unknown or unavailable capabilities: [{}]", ignored_caps.join(" ")));
@@ -311,8 +332,21 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             _ => None,
         };
         let mut not_born_in: Option<String> = None;
-        let forked = match &cg_plan {
-            cgroups::Plan::Ready(p) => match clone3(Some(p.dir.as_raw_fd())) {
+        // Nothing to join (burrow's own runs): the init is cloned directly, in its new user and
+        // pid namespaces, and no intermediate is needed (see `direct_init`). Any failure falls
+        // back to the intermediate, which reports it as before.
+        let mut direct = None;
+        if plan.join.is_empty() && !plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
+            let ns = plan.create & (CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID);
+            let cg = match &cg_plan {
+                cgroups::Plan::Ready(p) => Some(p.dir.as_raw_fd()),
+                _ => None,
+            };
+            direct = clone3_with(ns, cg).ok();
+        }
+        let forked = match (direct, &cg_plan) {
+            (Some(f), _) => Ok(f),
+            (None, cgroups::Plan::Ready(p)) => match clone3(Some(p.dir.as_raw_fd())) {
                 Ok(r) => Ok(r),
                 Err(e) if cgroups::fall_back_from_clone_into(e) => {
                     not_born_in = Some(format!("clone3 with CLONE_INTO_CGROUP: {}", e.desc()));
@@ -320,8 +354,9 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 }
                 Err(e) => Err(e).op("clone3(CLONE_INTO_CGROUP)"),
             },
-            _ => fork(),
+            (None, _) => fork(),
         };
+        let direct = direct.is_some();
         let forked = match forked {
             Ok(f) => f,
             Err(e) => {
@@ -331,7 +366,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 return Err(e);
             }
         };
-        let inter = match forked {
+        let child = match forked {
             ForkResult::Child => {
                 drop(parent_ch);
                 // The cgroup's directory is main's business.
@@ -346,49 +381,61 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                     listen_fds,
                     seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()),
                 };
-                let r = intermediate(&child_ch, &plan, &ctx);
+                let r = if direct { direct_init(&child_ch, &plan, &ctx) } else { intermediate(&child_ch, &plan, &ctx) };
                 child_exit(&child_ch, r);
             }
             ForkResult::Parent { child } => child,
         };
         drop(child_ch);
         drop(seccomp_conn);
-        let init_pid = (|| -> Result<i32> {
-            loop {
-                match parent_ch.recv()? {
-                    Some(Msg::UsernsReady { pid }) => {
-                        if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
-                            let l = spec.linux().as_ref();
-                            let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-                            let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-                            idmap::write(pid, &uids, &gids)?;
-                        }
-                        // Before the intermediate unshares its cgroup namespace, which is rooted
-                        // wherever it is then.
-                        placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {
-                            cgroups::Plan::None => None,
-                            cgroups::Plan::Ready(p) if not_born_in.is_none() => Some(cgroups::born_in(p)),
-                            cgroups::Plan::Ready(p) => {
-                                // Moved in, or (no limits) left out with the cgroup removed.
-                                placement = None;
-                                cgroups::enter(p, pid, not_born_in.take())?
-                            }
-                            cgroups::Plan::AtPid => cgroups::place_at_pid(&spec, &o.id, pid, o.cgroup_driver)?,
-                        };
-                        parent_ch.send(&Msg::MapsDone)?;
-                    }
-                    Some(Msg::InitPid { pid }) => return Ok(pid),
-                    Some(Msg::Error { code, msg }) => return Err(RuntimeError::Remote { code, msg }),
-                    Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
-                    None => return Err(RuntimeError::Child("the intermediate process exited before starting the container".into())),
-                }
+        // The child's id maps, and its cgroup before it unshares its cgroup namespace, which is
+        // rooted wherever it is then.
+        let mut place = |pid: i32| -> Result<()> {
+            if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
+                let l = spec.linux().as_ref();
+                let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+                let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+                idmap::write(pid, &uids, &gids)?;
             }
-        })();
+            placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {
+                cgroups::Plan::None => None,
+                cgroups::Plan::Ready(p) if not_born_in.is_none() => Some(cgroups::born_in(p)),
+                cgroups::Plan::Ready(p) => {
+                    // Moved in, or (no limits) left out with the cgroup removed.
+                    placement = None;
+                    cgroups::enter(p, pid, not_born_in.take())?
+                }
+                cgroups::Plan::AtPid => cgroups::place_at_pid(&spec, &o.id, pid, o.cgroup_driver)?,
+            };
+            parent_ch.send(&Msg::MapsDone)
+        };
+        let init_pid = if direct {
+            // Main knows the pid at once: the maps are written while the child makes its other
+            // namespaces. When they fail because the child failed first, its error is the one.
+            match place(child.as_raw()) {
+                Ok(()) => Ok(child.as_raw()),
+                Err(e) => Err(parent_ch.try_recv_error().unwrap_or(e)),
+            }
+        } else {
+            (|| -> Result<i32> {
+                loop {
+                    match parent_ch.recv()? {
+                        Some(Msg::UsernsReady { pid }) => place(pid)?,
+                        Some(Msg::InitPid { pid }) => return Ok(pid),
+                        Some(Msg::Error { code, msg }) => return Err(RuntimeError::Remote { code, msg }),
+                        Some(m) => return Err(RuntimeError::Child(format!("protocol error: unexpected {m:?}"))),
+                        None => return Err(RuntimeError::Child("the intermediate process exited before starting the container".into())),
+                    }
+                }
+            })()
+        };
         if init_pid.is_err() {
             // It may be waiting for a message that will never come.
-            let _ = kill(inter, Signal::SIGKILL);
+            let _ = kill(child, Signal::SIGKILL);
         }
-        let _ = waitpid(inter, None);
+        if !direct || init_pid.is_err() {
+            let _ = waitpid(child, None);
+        }
         let init_pid = match init_pid {
             Ok(p) => p,
             Err(e) => {
@@ -423,7 +470,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             let mut state_json = st.oci_json(&o.root);
             state_json["status"] = "created".into();
             let state_json = state_json.to_string();
-            parent_ch.send(&Msg::Go { state: state_json.clone() })?;
+            // An init that failed meanwhile (its root) has closed its end: its error, not ours.
+            parent_ch.send(&Msg::Go { state: state_json.clone() }).map_err(|e| parent_ch.try_recv_error().unwrap_or(e))?;
             // Prestart (deprecated) and createRuntime hooks run during `create`, in the runtime
             // namespace, when the init has made the container's mounts and before its
             // pivot_root, as runc does (runtime spec 1.0.2+): podman's and the CRI's network
@@ -478,6 +526,34 @@ struct InitArgs<'a> {
     seccomp_conn: Option<RawFd>,
 }
 
+/// The init cloned directly by main, born in its new user and pid namespaces (nothing to join:
+/// no intermediate is needed). While main writes its id maps with the setuid helpers, it makes
+/// its other namespaces and builds the seccomp filter, work that used to wait for the maps;
+/// then it becomes root and unshares its cgroup namespace, once main has put it in its cgroup.
+fn direct_init(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
+    process::set_name("burrow:init");
+    // If main dies now, nobody would ever write our maps: die with it.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let rest = plan.create & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP);
+    if !rest.is_empty() {
+        unshare(rest).op(format!("unshare({rest:?})"))?;
+    }
+    let mut filter = process::build_seccomp(a.spec.linux().as_ref())?;
+    process::compile_seccomp(&mut filter)?;
+    ch.expect("the id maps", |m| *m == Msg::MapsDone)?;
+    if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
+        become_root()?;
+    }
+    if plan.create.contains(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).op("unshare(CLONE_NEWCGROUP)")?;
+    }
+    // SAFETY: plain prctl; the init must outlive `create`, so no parent-death signal.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let in_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
+    init(ch, plan, a, in_userns, Some(filter))
+}
+
 fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
     process::set_name("burrow:inter");
     // If main dies now, nobody would ever write our maps: die with it.
@@ -511,7 +587,7 @@ fn intermediate(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
             let in_userns =
                 plan.create.contains(CloneFlags::CLONE_NEWUSER) || plan.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
-            let r = init(ch, plan, a, in_userns);
+            let r = init(ch, plan, a, in_userns, None);
             child_exit(ch, r);
         }
         ForkResult::Parent { child } => {
@@ -532,17 +608,12 @@ fn become_root() -> Result<()> {
     nix::unistd::setresuid(0.into(), 0.into(), 0.into()).op("setresuid(0) in the user namespace (is container uid 0 mapped?)")
 }
 
-fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()> {
+/// The container's init; `filter` is the seccomp filter when the caller built it already.
+fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool, filter: Option<Option<super::seccomp::Filter>>) -> Result<()> {
     process::set_name("burrow:init");
     // First: the config's seccomp filter may deny close_range, and /proc may be gone later.
     super::fds::pass_through(a.listen_fds + a.preserve_fds)?;
     let spec = a.spec;
-    let state_json = match ch.recv()? {
-        Some(Msg::Go { state }) => state,
-        Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
-        // main gave up (a hook failed, or it was killed): nothing to do.
-        None => unsafe { libc::_exit(1) },
-    };
     let has = |f: CloneFlags| plan.create.contains(f) || plan.join.iter().any(|(j, _)| *j == f);
     let ctx = MountCtx {
         rootfs: a.rootfs,
@@ -556,8 +627,19 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     if let Some(p) = spec.process() {
         process::set_oom_score_adj(p)?;
     }
+    // The root (a one-file image's FUSE daemon started and serving, the union on it) while main
+    // records the state and sends `go`: nothing outside our mount namespace sees it, and if
+    // main gives up, the end of our pid namespace takes the daemon along.
     if has(CloneFlags::CLONE_NEWNS) {
         mounts::prepare_root(&ctx, spec)?;
+    }
+    let state_json = match ch.recv()? {
+        Some(Msg::Go { state }) => state,
+        Some(m) => return Err(RuntimeError::Child(format!("protocol error: expected go, got {m:?}"))),
+        // main gave up (a hook failed, or it was killed): nothing to do.
+        None => unsafe { libc::_exit(1) },
+    };
+    if has(CloneFlags::CLONE_NEWNS) {
         mounts::mount_all(&ctx, spec)?;
     }
     let h = spec.hooks().as_ref();
@@ -622,7 +704,10 @@ fn init(ch: &Channel, plan: &NsPlan, a: &InitArgs, in_userns: bool) -> Result<()
     let args = p.args().clone().unwrap_or_default();
     let arg0 = args.first().cloned().ok_or_else(|| RuntimeError::Spec { path: "config.json".into(), detail: "process.args is empty".into() })?;
     let nnp = p.no_new_privileges().unwrap_or(false);
-    let filter = process::build_seccomp(spec.linux().as_ref())?;
+    let filter = match filter {
+        Some(f) => f,
+        None => process::build_seccomp(spec.linux().as_ref())?,
+    };
     // A seccomp listener gets its notification fd during `create`: clients (podman, CRI) wait
     // for it between create and start, so the filter is loaded now even with no_new_privs
     // (runc 1.1 does the same). Without a listener and with no_new_privs it is loaded as late as

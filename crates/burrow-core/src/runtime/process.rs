@@ -225,6 +225,17 @@ pub fn build_seccomp(spec_linux: Option<&oci_spec::runtime::Linux>) -> Result<Op
     }
 }
 
+/// The filter's BPF program generated now rather than when it is loaded (seccomp::compile).
+pub fn compile_seccomp(f: &mut Option<super::seccomp::Filter>) -> Result<()> {
+    #[cfg(feature = "seccomp")]
+    if let Some(f) = f {
+        super::seccomp::compile(f)?;
+    }
+    #[cfg(not(feature = "seccomp"))]
+    let _ = f;
+    Ok(())
+}
+
 pub fn load_seccomp(f: &Option<super::seccomp::Filter>) -> Result<()> {
     #[cfg(feature = "seccomp")]
     if let Some(f) = f {

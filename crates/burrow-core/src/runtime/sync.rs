@@ -4,7 +4,7 @@
 //! close: each step of container creation is acknowledged, and errors travel as data.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,19 @@ impl Channel {
     }
 
     /// Receives and requires a given message; an Error message becomes the error it carries.
+    /// The error a child has already sent, if one is waiting (never blocks): what explains a
+    /// step of main's that failed because the child was gone.
+    pub fn try_recv_error(&self) -> Option<RuntimeError> {
+        let mut pfd = [nix::poll::PollFd::new(self.fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO).ok()? == 0 {
+            return None;
+        }
+        match self.recv() {
+            Ok(Some(Msg::Error { code, msg })) => Some(RuntimeError::Remote { code, msg }),
+            _ => None,
+        }
+    }
+
     pub fn expect(&self, what: &str, pred: impl Fn(&Msg) -> bool) -> Result<Msg> {
         match self.recv()? {
             Some(Msg::Error { code, msg }) => Err(RuntimeError::Remote { code, msg }),
@@ -132,6 +145,21 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that failed and left has its error read without blocking; nothing waiting is
+    /// None at once (main then reports its own error).
+    #[test]
+    fn an_error_already_sent_is_read_without_blocking() {
+        let (main, child) = Channel::pair().unwrap();
+        assert!(main.try_recv_error().is_none());
+        child.send(&Msg::Error { code: "ESYS".into(), msg: "unshare(CLONE_NEWNET): ENOSPC".into() }).unwrap();
+        drop(child);
+        match main.try_recv_error() {
+            Some(RuntimeError::Remote { code, msg }) => assert_eq!((code.as_str(), msg.as_str()), ("ESYS", "unshare(CLONE_NEWNET): ENOSPC")),
+            other => panic!("{other:?}"),
+        }
+        assert!(main.try_recv_error().is_none());
+    }
 
     #[test]
     fn round_trip_with_fd() {

@@ -44,6 +44,7 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         no_pivot: p.bool("no-pivot"),
         cgroup_driver: cgroup_driver(ctx),
         warn: crate::log::warn,
+        loaded: None,
     })
 }
 

@@ -254,7 +254,11 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     let mut o = super::create::opts(ctx, p, id.clone())?;
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
-    if !detach && o.console_socket.is_none() && wants_terminal(&o.bundle) {
+    // The config, read once here for `process.terminal` and handed to create (a config that
+    // cannot be read is left for create to report).
+    o.loaded = burrow_core::runtime::create::load_spec_for_create(&o.bundle).ok().map(|(s, _, ignored)| (s, ignored));
+    let terminal = o.loaded.as_ref().and_then(|(s, _)| s.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false);
+    if !detach && o.console_socket.is_none() && terminal {
         let (a, b) = tty::console_pair()?;
         o.console_fd = Some(b);
         console_peer = Some(a);
@@ -369,8 +373,4 @@ fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
         }
         Err(_) => {}
     }
-}
-
-fn wants_terminal(bundle: &std::path::Path) -> bool {
-    burrow_core::runtime::create::load_spec(bundle).ok().and_then(|(s, _)| s.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false)
 }
