@@ -6,11 +6,11 @@
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
-import { BurrowError, EXIT, runtimeText } from '../errors';
+import { BurrowError, EXIT, errorText, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
-import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
+import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawnHeld, runtimeSync, statusFlags, syncError, type HeldRuntime, type RuntimeOutcome } from '../runtime/client';
 import { unlinkIfThere } from '../storage/fsutil';
 import { removeRootfs, rootfsOf, writableTrees } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
@@ -102,40 +102,46 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[
   // Not under fuse-overlayfs: its daemon may still serve the tree until removeRootfs ends it.
   const rootfs = rootfsOf(rec, dir);
   if (cleanupArgs && rec.autoRemove && rootfs.driver !== 'fuse-overlayfs') for (const t of writableTrees(rootfs, dir)) holderArgs.push('--remove-tree', t);
-  const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
-    stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
-    // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
-    cli: true,
-  });
-  // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
-  const forward = (sig: NodeJS.Signals) => child.kill(sig);
-  for (const s of FORWARDED) process.on(s, forward);
-  const status = child.stdio[3] as Socket;
+  const args = [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id];
   return new Promise((resolve) => {
     let finished = false;
+    let held: HeldRuntime | undefined;
+    // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
+    const forward = (sig: NodeJS.Signals) => held?.kill(sig);
     const done = (code: number) => {
       if (finished) return;
       finished = true;
       lease?.release();
       for (const s of FORWARDED) process.off(s, forward);
-      status.unref();
-      child.unref();
+      held?.unref();
       resolve(code);
     };
     const said: RuntimeOutcome = {};
-    readReports(status, (r) => {
-      if (r.kind === 'pid' || r.kind === 'error') lease?.release();
-      if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
-      // The holder's status, recorded: a --rm removal may follow while it waits for us to close fd 3.
-      if (r.kind === 'exit') done(r.exit);
-    });
-    child.on('error', () => done(EXIT.ENGINE));
-    // Without an exit report (the runtime failed before it held the container): its error's code, or its status.
-    child.on('exit', (code, signal) => {
-      // node:os only when the runtime died on a signal without a report (a cold path).
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      done(exitStatusOf(said, code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0)));
-    });
+    try {
+      // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
+      held = runtimeSpawnHeld(args, {
+        inheritStdin: rec.interactive || rec.tty,
+        onReport: (r) => {
+          if (r.kind === 'pid' || r.kind === 'error') lease?.release();
+          if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+          // The holder's status, recorded: a --rm removal may follow while it waits for us to exit.
+          if (r.kind === 'exit') done(r.exit);
+        },
+        // Without an exit report (the runtime failed before it held the container, or could not
+        // be started): its error's code, or its status.
+        onExit: (code, signal) => {
+          if (code === null && signal === null) done(exitStatusOf(said, EXIT.ENGINE));
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          else done(exitStatusOf(said, code ?? 128 + (require('node:os') as typeof import('node:os')).constants.signals[signal!]));
+        },
+      });
+    } catch (err) {
+      process.stderr.write(errorText(err));
+      done(EXIT.ENGINE);
+      return;
+    }
+    for (const s of FORWARDED) process.on(s, forward);
+    if (finished) for (const s of FORWARDED) process.off(s, forward);
   });
 }
 
