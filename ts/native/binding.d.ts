@@ -51,6 +51,12 @@ export interface ProbeOptions {
 }
 
 /**
+ * The sha256 of `text` (UTF-8) in hex: node:crypto's createHash('sha256') without loading
+ * node:crypto (and node:stream under it), which costs `run FILE.sqfs` milliseconds.
+ */
+export declare function sha256Hex(text: string): string
+
+/**
  * Starts `bin` with `args` and `env` (`KEY=VALUE`), the write end of a pipe as its fd 3, stdin
  * inherited or /dev/null, stdout and stderr inherited; `on_event(line, code, signal)` gets each
  * line of fd 3 (code and signal null), then `(null, code, signal)` once at its exit. The

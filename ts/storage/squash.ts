@@ -41,7 +41,15 @@ function childProcess(): typeof ChildProcess {
   return require('node:child_process') as typeof ChildProcess;
 }
 
+/** sha256 in hex: the addon's (loaded by the run anyway, to start the runtime), else node:crypto's. */
 function sha256Hex(text: string): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const n = (require('../native') as typeof import('../native')).native();
+    if (typeof n.sha256Hex === 'function') return n.sha256Hex(text);
+  } catch {
+    /* no addon: node:crypto */
+  }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node:crypto') as typeof Crypto).createHash('sha256').update(text).digest('hex');
 }

@@ -139,3 +139,11 @@ pub fn spawn_held(
     })?;
     Ok(HeldProcess { held })
 }
+
+/// The sha256 of `text` (UTF-8) in hex: node:crypto's createHash('sha256') without loading
+/// node:crypto (and node:stream under it), which costs `run FILE.sqfs` milliseconds.
+#[napi]
+pub fn sha256_hex(text: String) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
