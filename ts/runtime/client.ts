@@ -21,6 +21,7 @@ import { BurrowError, EXIT, exitCodeFor, isErrorCode, runtimeText, type ErrorCod
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { monitorBinary, runtimeBinary } from '../host/paths';
+import { native } from '../native';
 
 export { runtimeBinary };
 
@@ -264,8 +265,7 @@ export interface HeldHandlers {
 /** The addon's spawnHeld, when the addon is there and has it (a checkout whose addon predates it does not). */
 function addonSpawn(): typeof import('../native/binding').spawnHeld | undefined {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const n = (require('../native') as typeof import('../native')).native();
+    const n = native();
     return typeof n.spawnHeld === 'function' ? n.spawnHeld : undefined;
   } catch {
     return undefined;

@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
 import { ustarHeader } from '../image/tar';
+import { native } from '../native';
 import { mkdirp, writeJsonAtomic } from './fsutil';
 import type { RootfsPlan } from './rootfs';
 import { fuseOverlayfsProgram } from './rootfs';
@@ -44,8 +45,7 @@ function childProcess(): typeof ChildProcess {
 /** sha256 in hex: the addon's (loaded by the run anyway, to start the runtime), else node:crypto's. */
 function sha256Hex(text: string): string {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const n = (require('../native') as typeof import('../native')).native();
+    const n = native();
     if (typeof n.sha256Hex === 'function') return n.sha256Hex(text);
   } catch {
     /* no addon: node:crypto */
