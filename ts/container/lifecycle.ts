@@ -72,15 +72,25 @@ function clearRun(dir: string): void {
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
  */
-export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[], seen: HeldEnd = {}): Promise<number> {
   // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
   // first exit (as `docker run --restart` does) and it goes on.
   // So is a healthcheck: the monitor runs its probes (the runtime's foreground `run` does not).
   if ((rec.restartPolicy && rec.restartPolicy.name !== 'no') || healthcheckRuns(rec.healthcheck)) return (await import('./attach')).runAttached(store, rec, cleanupArgs);
-  return runHeld(store, rec, cleanupArgs);
+  return runHeld(store, rec, cleanupArgs, seen);
 }
 
-async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+/** What runForeground saw of the end. */
+export interface HeldEnd {
+  /**
+   * The runtime held the container (no monitor, no restart policy) and reported its exit, which
+   * it does after the exit record: nothing runs the container or will start it again, and the
+   * holder writes nothing more into its directory (remove's `heldEnded`).
+   */
+  exitReported?: boolean;
+}
+
+async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[] | undefined, seen: HeldEnd): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   unlinkIfThere(path.join(dir, 'runtime.log'));
   clearRun(dir);
@@ -125,7 +135,10 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[
           if (r.kind === 'pid' || r.kind === 'error') lease?.release();
           if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
           // The holder's status, recorded: a --rm removal may follow while it waits for us to exit.
-          if (r.kind === 'exit') done(r.exit);
+          if (r.kind === 'exit') {
+            seen.exitReported = true;
+            done(r.exit);
+          }
         },
         // Without an exit report (the runtime failed before it held the container, or could not
         // be started): its error's code, or its status.
@@ -282,29 +295,13 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
   await waitStopped(store, rec, 10_000);
 }
 
-/** Removes a container; `force` kills it first. No process of it survives. */
-export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false): Promise<void> {
-  let st = stateOf(store, rec);
-  if ((st.status === 'running' || st.restarting) && !force) {
-    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
-  }
-  markStopped(new Containers(store).dir(rec.id));
-  if (st.restarting) {
-    await waitStopped(store, rec, 5000);
-    st = stateOf(store, rec);
-  }
-  if (st.status === 'running') {
-    try {
-      signal(rec, 'KILL', true);
-    } catch {
-      /* exited meanwhile */
-    }
-    await waitStopped(store, rec, 10_000);
-  }
-  // A monitor still draining the last output finishes on its own once the container is gone;
-  // give it a moment so that it does not write into a directory we are deleting. (After the
-  // exit record it writes nothing more here: it may be running our own `rm` for --rm.)
-  await waitStopped(store, rec, 2000);
+/**
+ * Removes a container; `force` kills it first. No process of it survives. `heldEnded`: the
+ * caller held it in the foreground and saw its exit report (HeldEnd): its state need not be read,
+ * nor the holder told not to restart it (run --rm, on the path of every such run).
+ */
+export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false, heldEnded = false): Promise<void> {
+  if (!heldEnded) await stopForRemoval(store, rec, force);
   // A foreground run and a monitor delete the runtime's state themselves; a dead one does not,
   // nor does a `cp` that was killed (its transient container is ID-cp-PID).
   let states: string[] = [];
@@ -328,6 +325,31 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   }
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
+}
+
+/** What remove does before it deletes anything: a running container refused unless `force`, else killed. */
+async function stopForRemoval(store: Store, rec: ContainerRecord, force: boolean): Promise<void> {
+  let st = stateOf(store, rec);
+  if ((st.status === 'running' || st.restarting) && !force) {
+    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
+  }
+  markStopped(new Containers(store).dir(rec.id));
+  if (st.restarting) {
+    await waitStopped(store, rec, 5000);
+    st = stateOf(store, rec);
+  }
+  if (st.status === 'running') {
+    try {
+      signal(rec, 'KILL', true);
+    } catch {
+      /* exited meanwhile */
+    }
+    await waitStopped(store, rec, 10_000);
+  }
+  // A monitor still draining the last output finishes on its own once the container is gone;
+  // give it a moment so that it does not write into a directory we are deleting. (After the
+  // exit record it writes nothing more here: it may be running our own `rm` for --rm.)
+  await waitStopped(store, rec, 2000);
 }
 
 /** `top`: the container's processes as the host's `ps` shows them (default `-ef`). */

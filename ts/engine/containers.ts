@@ -63,8 +63,9 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
   if (how.mode === 'foreground') {
     event(ctx, 'start', rec);
     // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
-    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup);
-    if (rec.autoRemove) await removeContainer(ctx, rec, { force: true });
+    const seen: lc.HeldEnd = {};
+    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup, seen);
+    if (rec.autoRemove) await removeContainer(ctx, rec, { force: true, heldEnded: !!seen.exitReported });
     return code;
   }
   if (how.mode === 'attached') {
@@ -110,8 +111,8 @@ export function killContainer(ctx: EngineContext, rec: ContainerRecord, signal =
   event(ctx, 'kill', rec, { signal: /^\d+$/.test(sig) ? sig : `SIG${sig}` });
 }
 
-export async function removeContainer(ctx: EngineContext, rec: ContainerRecord, o: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
-  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes);
+export async function removeContainer(ctx: EngineContext, rec: ContainerRecord, o: { force?: boolean; volumes?: boolean; heldEnded?: boolean } = {}): Promise<void> {
+  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes, !!o.heldEnded);
   event(ctx, 'destroy', rec);
 }
 
