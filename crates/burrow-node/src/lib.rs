@@ -103,6 +103,9 @@ impl HeldProcess {
     }
 }
 
+/// The callback's arguments: a line of fd 3, or (null) the exit status and signal.
+type EventArgs = FnArgs<(Option<String>, Option<i32>, Option<i32>)>;
+
 /// Starts `bin` with `args` and `env` (`KEY=VALUE`), the write end of a pipe as its fd 3, stdin
 /// inherited or /dev/null, stdout and stderr inherited; `on_event(line, code, signal)` gets each
 /// line of fd 3 (code and signal null), then `(null, code, signal)` once at its exit. The
@@ -110,13 +113,7 @@ impl HeldProcess {
 #[napi(
     ts_args_type = "bin: string, args: string[], env: string[], inheritStdin: boolean, onEvent: (line: string | null, code: number | null, signal: number | null) => void"
 )]
-pub fn spawn_held(
-    bin: String,
-    args: Vec<String>,
-    env: Vec<String>,
-    inherit_stdin: bool,
-    on_event: Function<'_, FnArgs<(Option<String>, Option<i32>, Option<i32>)>, ()>,
-) -> Result<HeldProcess, Code> {
+pub fn spawn_held(bin: String, args: Vec<String>, env: Vec<String>, inherit_stdin: bool, on_event: Function<'_, EventArgs, ()>) -> Result<HeldProcess, Code> {
     let tsfn = on_event
         .build_threadsafe_function::<burrow_core::spawn::Event>()
         .weak::<true>()
