@@ -284,9 +284,6 @@ export function runtimeSpawnHeld(args: string[], h: HeldHandlers): HeldRuntime {
   const env = { ...process.env, BURROW_RUNTIME_CLI: '1' };
   const spawnHeld = addonSpawn();
   if (spawnHeld) {
-    // The addon's callback does not keep the event loop alive (the runtime of a --rm container
-    // waits for us to exit, as before with an unreferenced child): this timer does until unref().
-    const alive = setInterval(() => undefined, 2 ** 30);
     let ended = false;
     const held = spawnHeld(runtimeBinary(), args, Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`), h.inheritStdin, (line, code, signal) => {
       if (line !== null) {
@@ -298,6 +295,11 @@ export function runtimeSpawnHeld(args: string[], h: HeldHandlers): HeldRuntime {
       ended = true;
       h.onExit(code, signal === null ? null : signalName(signal));
     });
+    // The addon's callback does not keep the event loop alive (the runtime of a --rm container
+    // waits for us to exit, as before with an unreferenced child): this timer does until unref().
+    // Made once the runtime runs (a spawn that throws leaves nothing to keep us), and before the
+    // loop runs again, so that no report is missed.
+    const alive = setInterval(() => undefined, 2 ** 30);
     return {
       kill: (sig) => void held.kill(signalNumber(sig)),
       unref: () => clearInterval(alive),
