@@ -6,11 +6,11 @@
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
-import { BurrowError, EXIT, runtimeText } from '../errors';
+import { BurrowError, EXIT, errorText, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
-import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawn, runtimeSync, statusFlags, syncError, type RuntimeOutcome } from '../runtime/client';
+import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawnHeld, runtimeSync, statusFlags, syncError, type HeldRuntime, type RuntimeOutcome } from '../runtime/client';
 import { unlinkIfThere } from '../storage/fsutil';
 import { removeRootfs, rootfsOf, writableTrees } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
@@ -72,15 +72,25 @@ function clearRun(dir: string): void {
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
  */
-export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[], seen: HeldEnd = {}): Promise<number> {
   // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
   // first exit (as `docker run --restart` does) and it goes on.
   // So is a healthcheck: the monitor runs its probes (the runtime's foreground `run` does not).
   if ((rec.restartPolicy && rec.restartPolicy.name !== 'no') || healthcheckRuns(rec.healthcheck)) return (await import('./attach')).runAttached(store, rec, cleanupArgs);
-  return runHeld(store, rec, cleanupArgs);
+  return runHeld(store, rec, cleanupArgs, seen);
 }
 
-async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[]): Promise<number> {
+/** What runForeground saw of the end. */
+export interface HeldEnd {
+  /**
+   * The runtime held the container (no monitor, no restart policy) and reported its exit, which
+   * it does after the exit record: nothing runs the container or will start it again, and the
+   * holder writes nothing more into its directory (remove's `heldEnded`).
+   */
+  exitReported?: boolean;
+}
+
+async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[] | undefined, seen: HeldEnd): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   unlinkIfThere(path.join(dir, 'runtime.log'));
   clearRun(dir);
@@ -102,40 +112,49 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs?: string[
   // Not under fuse-overlayfs: its daemon may still serve the tree until removeRootfs ends it.
   const rootfs = rootfsOf(rec, dir);
   if (cleanupArgs && rec.autoRemove && rootfs.driver !== 'fuse-overlayfs') for (const t of writableTrees(rootfs, dir)) holderArgs.push('--remove-tree', t);
-  const child = runtimeSpawn([...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id], {
-    stdio: [rec.interactive || rec.tty ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'],
-    // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
-    cli: true,
-  });
-  // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
-  const forward = (sig: NodeJS.Signals) => child.kill(sig);
-  for (const s of FORWARDED) process.on(s, forward);
-  const status = child.stdio[3] as Socket;
+  const args = [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id];
   return new Promise((resolve) => {
     let finished = false;
+    let held: HeldRuntime | undefined;
+    // The runtime forwards signals to the container; we pass ours on to the runtime and stay.
+    const forward = (sig: NodeJS.Signals) => held?.kill(sig);
     const done = (code: number) => {
       if (finished) return;
       finished = true;
       lease?.release();
       for (const s of FORWARDED) process.off(s, forward);
-      status.unref();
-      child.unref();
+      held?.unref();
       resolve(code);
     };
     const said: RuntimeOutcome = {};
-    readReports(status, (r) => {
-      if (r.kind === 'pid' || r.kind === 'error') lease?.release();
-      if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
-      // The holder's status, recorded: a --rm removal may follow while it waits for us to close fd 3.
-      if (r.kind === 'exit') done(r.exit);
-    });
-    child.on('error', () => done(EXIT.ENGINE));
-    // Without an exit report (the runtime failed before it held the container): its error's code, or its status.
-    child.on('exit', (code, signal) => {
-      // node:os only when the runtime died on a signal without a report (a cold path).
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      done(exitStatusOf(said, code ?? 128 + (signal ? (require('node:os') as typeof import('node:os')).constants.signals[signal] : 0)));
-    });
+    try {
+      // Its errors go straight to the user's stderr (the container's too): in the CLI's voice.
+      held = runtimeSpawnHeld(args, {
+        inheritStdin: rec.interactive || rec.tty,
+        onReport: (r) => {
+          if (r.kind === 'pid' || r.kind === 'error') lease?.release();
+          if (r.kind === 'error') said.failure = { code: r.code, msg: r.error };
+          // The holder's status, recorded: a --rm removal may follow while it waits for us to exit.
+          if (r.kind === 'exit') {
+            seen.exitReported = true;
+            done(r.exit);
+          }
+        },
+        // Without an exit report (the runtime failed before it held the container, or could not
+        // be started): its error's code, or its status.
+        onExit: (code, signal) => {
+          if (code === null && signal === null) done(exitStatusOf(said, EXIT.ENGINE));
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          else done(exitStatusOf(said, code ?? 128 + (require('node:os') as typeof import('node:os')).constants.signals[signal!]));
+        },
+      });
+    } catch (err) {
+      process.stderr.write(errorText(err));
+      done(EXIT.ENGINE);
+      return;
+    }
+    for (const s of FORWARDED) process.on(s, forward);
+    if (finished) for (const s of FORWARDED) process.off(s, forward);
   });
 }
 
@@ -279,30 +298,14 @@ export async function stop(store: Store, rec: ContainerRecord, timeoutSec: numbe
   await waitStopped(store, rec, 10_000);
 }
 
-/** Removes a container; `force` kills it first. No process of it survives. */
-export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false, onSignal?: (sig: string) => void): Promise<void> {
-  let st = stateOf(store, rec);
-  if ((st.status === 'running' || st.restarting) && !force) {
-    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
-  }
-  markStopped(new Containers(store).dir(rec.id));
-  if (st.restarting) {
-    await waitStopped(store, rec, 5000);
-    st = stateOf(store, rec);
-  }
-  if (st.status === 'running') {
-    try {
-      onSignal?.('KILL');
-      signal(rec, 'KILL', true);
-    } catch {
-      /* exited meanwhile */
-    }
-    await waitStopped(store, rec, 10_000);
-  }
-  // A monitor still draining the last output finishes on its own once the container is gone;
-  // give it a moment so that it does not write into a directory we are deleting. (After the
-  // exit record it writes nothing more here: it may be running our own `rm` for --rm.)
-  await waitStopped(store, rec, 2000);
+/**
+ * Removes a container; `force` kills it first. No process of it survives. `heldEnded`: the
+ * caller held it in the foreground and saw its exit report (HeldEnd): its state need not be read,
+ * nor the holder told not to restart it (run --rm, on the path of every such run). `onSignal`
+ * is told each signal sent to it (the engine's kill event).
+ */
+export async function remove(store: Store, settings: StorageSettings, rec: ContainerRecord, force: boolean, volumes = false, heldEnded = false, onSignal?: (sig: string) => void): Promise<void> {
+  if (!heldEnded) await stopForRemoval(store, rec, force, onSignal);
   // A foreground run and a monitor delete the runtime's state themselves; a dead one does not,
   // nor does a `cp` that was killed (its transient container is ID-cp-PID).
   let states: string[] = [];
@@ -326,6 +329,32 @@ export async function remove(store: Store, settings: StorageSettings, rec: Conta
   }
   containers.releaseName(rec.name, rec.id);
   if (volumes) for (const m of rec.mounts) if (m.type === 'volume' && /\/volumes\/anon-/.test(m.source)) fs.rmSync(path.dirname(m.source), { recursive: true, force: true });
+}
+
+/** What remove does before it deletes anything: a running container refused unless `force`, else killed. */
+async function stopForRemoval(store: Store, rec: ContainerRecord, force: boolean, onSignal?: (sig: string) => void): Promise<void> {
+  let st = stateOf(store, rec);
+  if ((st.status === 'running' || st.restarting) && !force) {
+    throw new BurrowError('ECONTAINER_STATE', `cannot remove container ${rec.name}: container is ${st.restarting ? 'restarting' : 'running'}: stop the container before removing or use -f`);
+  }
+  markStopped(new Containers(store).dir(rec.id));
+  if (st.restarting) {
+    await waitStopped(store, rec, 5000);
+    st = stateOf(store, rec);
+  }
+  if (st.status === 'running') {
+    try {
+      onSignal?.('KILL');
+      signal(rec, 'KILL', true);
+    } catch {
+      /* exited meanwhile */
+    }
+    await waitStopped(store, rec, 10_000);
+  }
+  // A monitor still draining the last output finishes on its own once the container is gone;
+  // give it a moment so that it does not write into a directory we are deleting. (After the
+  // exit record it writes nothing more here: it may be running our own `rm` for --rm.)
+  await waitStopped(store, rec, 2000);
 }
 
 /** `top`: the container's processes as the host's `ps` shows them (default `-ef`). */

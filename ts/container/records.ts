@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
-import { mkdirp, pidAlive, readJson, writeJsonAtomic } from '../storage/fsutil';
+import { mkdirp, pidAlive, readJson, removeTree, writeJsonAtomic } from '../storage/fsutil';
 import type { Store } from '../storage/store';
 
 /** Docker's restart policy (`--restart`, HostConfig.RestartPolicy). */
@@ -149,7 +149,7 @@ export class Containers {
       /* gone already, or not ours to rename: delete in place */
     }
     // Retried: a monitor finishing its last writes may add a file while the tree is emptied.
-    fs.rmSync(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    removeTree(target);
     // What a killed `rm` left aside goes when the directory is next read whole (ids: ps -a,
     // prune), not here: a scan of every container's name per `rm` is the store's largest
     // directory read once more, a READDIR storm on a network file system.

@@ -85,8 +85,9 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
   if (how.mode === 'foreground') {
     started();
     // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
-    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup);
-    if (rec.autoRemove) await removeContainer(ctx, rec, { force: true });
+    const seen: lc.HeldEnd = {};
+    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup, seen);
+    if (rec.autoRemove) await removeContainer(ctx, rec, { force: true, heldEnded: !!seen.exitReported });
     return code;
   }
   if (how.mode === 'attached') {
@@ -148,8 +149,8 @@ export function killContainer(ctx: EngineContext, rec: ContainerRecord, signal =
   lc.signal(rec, signal);
 }
 
-export async function removeContainer(ctx: EngineContext, rec: ContainerRecord, o: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
-  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes, (sig) => killEvent(ctx, rec, sig));
+export async function removeContainer(ctx: EngineContext, rec: ContainerRecord, o: { force?: boolean; volumes?: boolean; heldEnded?: boolean } = {}): Promise<void> {
+  await lc.remove(ctx.store, await ctx.settings(), rec, !!o.force, !!o.volumes, !!o.heldEnded, (sig) => killEvent(ctx, rec, sig));
   event(ctx, 'destroy', rec);
 }
 

@@ -29,12 +29,7 @@ export function parseSubidFile(text: string, name: string | undefined, id: numbe
 
 /** This user's ranges in the files (empty when a file is missing or unreadable). */
 export function ownSubidRanges(uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0): { subuid: SubidRange[]; subgid: SubidRange[] } {
-  let name: string | undefined;
-  try {
-    name = os.userInfo().username;
-  } catch {
-    name = undefined;
-  }
+  const name = userName();
   const read = (file: string, id: number) => {
     try {
       return parseSubidFile(fs.readFileSync(file, 'utf8'), name, id);
@@ -43,6 +38,20 @@ export function ownSubidRanges(uid = process.getuid?.() ?? 0, gid = process.getg
     }
   };
   return { subuid: read('/etc/subuid', uid), subgid: read('/etc/subgid', gid) };
+}
+
+/** This process's user name, asked once: a password database lookup (NSS: nscd, nsswitch.conf, /etc/passwd) per call cost `run` one for each of the three times it checks the ranges. */
+let cachedName: { name: string | undefined } | undefined;
+function userName(): string | undefined {
+  if (cachedName) return cachedName.name;
+  let name: string | undefined;
+  try {
+    name = os.userInfo().username;
+  } catch {
+    name = undefined;
+  }
+  cachedName = { name };
+  return name;
 }
 
 /** True when both files give this user a range. */

@@ -2,6 +2,16 @@
 /* eslint-disable */
 
 /**
+ * The runtime started by `spawn_held` (burrow_core::spawn): its pid, and a kill that never
+ * reaches another process once it has ended.
+ */
+export declare class HeldProcess {
+  get pid(): number
+  /** Sends signal number `sig`; false when the process had ended. */
+  kill(sig: number): boolean
+}
+
+/**
  * The cgroup layout and what this user can enforce (a cheap, namespace-free part of the probe),
  * as JSON: `run` checks requested limits against it before it starts anything.
  */
@@ -39,3 +49,17 @@ export interface ProbeOptions {
   /** Where a store on a network filesystem keeps its layers (see burrow-core's ProbeOptions). */
   localRoot?: string
 }
+
+/**
+ * The sha256 of `text` (UTF-8) in hex: node:crypto's createHash('sha256') without loading
+ * node:crypto (and node:stream under it), which costs `run FILE.sqfs` milliseconds.
+ */
+export declare function sha256Hex(text: string): string
+
+/**
+ * Starts `bin` with `args` and `env` (`KEY=VALUE`), the write end of a pipe as its fd 3, stdin
+ * inherited or /dev/null, stdout and stderr inherited; `on_event(line, code, signal)` gets each
+ * line of fd 3 (code and signal null), then `(null, code, signal)` once at its exit. The
+ * callback does not keep Node's event loop alive: the caller does while it waits.
+ */
+export declare function spawnHeld(bin: string, args: string[], env: string[], inheritStdin: boolean, onEvent: (line: string | null, code: number | null, signal: number | null) => void): HeldProcess

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SECCOMP_ARCHITECTURES } from '../container/seccomp';
 import { BurrowError } from '../errors';
+import { unlinkIfThere } from '../storage/fsutil';
 import type { Store } from '../storage/store';
 import type { ContainerRecord } from '../container/records';
 import { PASTA_DNS } from './etc';
@@ -269,7 +270,8 @@ export async function holdForStart(store: Store, rec: ContainerRecord, dir: stri
  */
 export function runtimeNetworkArgs(store: Store, rec: ContainerRecord & { net?: NetworkRecord }, dir: string): string[] {
   const net = rec.net;
-  fs.rmSync(path.join(dir, STATE_FILE), { force: true });
+  // One unlink (fs.rmSync loads Node's rimraf and stats first, on every start).
+  unlinkIfThere(path.join(dir, STATE_FILE));
   if (!net) return [];
   if (net.mode === 'container') {
     joinContainer(store, rec, dir, net.container!);

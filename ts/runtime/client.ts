@@ -21,6 +21,7 @@ import { BurrowError, EXIT, exitCodeFor, isErrorCode, runtimeText, type ErrorCod
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { monitorBinary, runtimeBinary } from '../host/paths';
+import { native } from '../native';
 
 export { runtimeBinary };
 
@@ -242,6 +243,100 @@ export function runtimeSpawn(args: string[], o: { stdio: StdioOptions; detached?
   if (o.cli) opts.env = { ...process.env, BURROW_RUNTIME_CLI: '1' };
   if (o.detached) opts.detached = true;
   return childProcess().spawn(runtimeBinary(), args, opts);
+}
+
+/** A runtime that a foreground run holds (runtimeSpawnHeld). */
+export interface HeldRuntime {
+  /** Passes a signal on (nothing once it has ended). */
+  kill(sig: NodeJS.Signals): void;
+  /** Stops keeping this process alive for it: after its exit report, while it waits for us to go. */
+  unref(): void;
+}
+
+export interface HeldHandlers {
+  /** Its stdin is ours (-i, -t); otherwise /dev/null. */
+  inheritStdin: boolean;
+  /** Each report of its status channel (fd 3). */
+  onReport(r: RuntimeReport): void;
+  /** Its end: its status, or the signal that ended it (both null: not known). Once. */
+  onExit(code: number | null, signal: NodeJS.Signals | null): void;
+}
+
+/** The addon's spawnHeld, when the addon is there and has it (a checkout whose addon predates it does not). */
+function addonSpawn(): typeof import('../native/binding').spawnHeld | undefined {
+  try {
+    const n = native();
+    return typeof n.spawnHeld === 'function' ? n.spawnHeld : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the runtime for a foreground run (`run` without -d: it holds the container), with its
+ * status channel on fd 3, stdout and stderr ours, its errors in the CLI's voice
+ * (BURROW_RUNTIME_CLI=1). Through the napi addon's posix_spawn (crates/burrow-core/src/spawn.rs):
+ * Node's child_process costs a `burrow run` its loading (with node:net and node:stream) and a fork
+ * of the whole Node process, several milliseconds each; it is the fallback without the addon.
+ * Throws when the runtime cannot be started.
+ */
+export function runtimeSpawnHeld(args: string[], h: HeldHandlers): HeldRuntime {
+  const env = { ...process.env, BURROW_RUNTIME_CLI: '1' };
+  const spawnHeld = addonSpawn();
+  if (spawnHeld) {
+    let ended = false;
+    const held = spawnHeld(runtimeBinary(), args, Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`), h.inheritStdin, (line, code, signal) => {
+      if (line !== null) {
+        const r = parseReport(line);
+        if (r) h.onReport(r);
+        return;
+      }
+      if (ended) return;
+      ended = true;
+      h.onExit(code, signal === null ? null : signalName(signal));
+    });
+    // The addon's callback does not keep the event loop alive (the runtime of a --rm container
+    // waits for us to exit, as before with an unreferenced child): this timer does until unref().
+    // Made once the runtime runs (a spawn that throws leaves nothing to keep us), and before the
+    // loop runs again, so that no report is missed.
+    const alive = setInterval(() => undefined, 2 ** 30);
+    return {
+      kill: (sig) => void held.kill(signalNumber(sig)),
+      unref: () => clearInterval(alive),
+    };
+  }
+  const child = childProcess().spawn(runtimeBinary(), args, { stdio: [h.inheritStdin ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'], env });
+  const status = child.stdio[3] as import('node:net').Socket;
+  readReports(status, (r) => h.onReport(r));
+  let ended = false;
+  const end = (code: number | null, signal: NodeJS.Signals | null) => {
+    if (ended) return;
+    ended = true;
+    h.onExit(code, signal);
+  };
+  child.on('error', () => end(null, null));
+  child.on('exit', end);
+  return {
+    kill: (sig) => void child.kill(sig),
+    unref: () => {
+      status.unref();
+      child.unref();
+    },
+  };
+}
+
+function osConstants(): typeof import('node:os').constants {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:os') as typeof import('node:os')).constants;
+}
+
+function signalNumber(sig: NodeJS.Signals): number {
+  return osConstants().signals[sig];
+}
+
+function signalName(n: number): NodeJS.Signals | null {
+  const e = Object.entries(osConstants().signals).find(([, v]) => v === n);
+  return e ? (e[0] as NodeJS.Signals) : null;
 }
 
 /**

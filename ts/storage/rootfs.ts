@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ContainerRecord } from '../container/records';
-import { hexOf, mkdirp } from './fsutil';
+import { hexOf, mkdirp, removeTree } from './fsutil';
 import { DRIVERS, driverHere, localRoot } from './settings';
 import type { Driver, ImageRecord, StorageSettings, Store } from './store';
 
@@ -215,7 +215,7 @@ export async function removeRootfs(settings: StorageSettings, r: RootfsRecord, c
   const left: string[] = [];
   for (const t of trees) {
     try {
-      fs.rmSync(t, { recursive: true, force: true });
+      removeTree(t, 0);
     } catch {
       left.push(t);
     }

@@ -19,19 +19,40 @@
  * them to the kernel, which maps them through the container's id map (single-id mode: ids other
  * than 0 show as nobody, as for every other driver there).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import type * as ChildProcess from 'node:child_process';
+import type * as Crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
 import { ustarHeader } from '../image/tar';
+import { native } from '../native';
 import { mkdirp, writeJsonAtomic } from './fsutil';
 import type { RootfsPlan } from './rootfs';
 import { fuseOverlayfsProgram } from './rootfs';
 import { localRoot } from './settings';
 import type { ImageRecord, StorageSettings } from './store';
+
+// node:child_process and node:crypto are required when used, not imported: every `burrow run`
+// loads this module (openFileImageArg), and loading those two (with node:net and node:stream
+// under child_process) cost a run of a store image several milliseconds it never needed.
+function childProcess(): typeof ChildProcess {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node:child_process') as typeof ChildProcess;
+}
+
+/** sha256 in hex: the addon's (loaded by the run anyway, to start the runtime), else node:crypto's. */
+function sha256Hex(text: string): string {
+  try {
+    const n = native();
+    if (typeof n.sha256Hex === 'function') return n.sha256Hex(text);
+  } catch {
+    /* no addon: node:crypto */
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:crypto') as typeof Crypto).createHash('sha256').update(text).digest('hex');
+}
 
 export type FileImageKind = 'squashfs' | 'sif';
 
@@ -207,7 +228,7 @@ function needTool(name: 'mksquashfs' | 'unsquashfs'): string {
 function readFiles(file: string, offset: number, inner: string[]): Map<string, Buffer> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-sqfs-'));
   try {
-    const r = spawnSync(needTool('unsquashfs'), ['-n', '-q', '-d', path.join(tmp, 'x'), '-o', String(offset), file, ...inner], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    const r = childProcess().spawnSync(needTool('unsquashfs'), ['-n', '-q', '-d', path.join(tmp, 'x'), '-o', String(offset), file, ...inner], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
     if (r.status !== 0) throw bad(file, `unsquashfs cannot read it: ${(r.stderr || `exit ${r.status}`).trim().split('\n').pop()}`, 'copy the file again, or make it again');
     const out = new Map<string, Buffer>();
     for (const i of inner) {
@@ -239,7 +260,7 @@ const SETTLED_MS = 2000;
 function readFilesKept(file: string, offset: number, inner: string[], st: fs.Stats, dir: string | undefined): Map<string, Buffer> {
   if (!dir) return readFiles(file, offset, inner);
   const key = [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, offset, ...inner].join(' ');
-  const entry = path.join(dir, `${createHash('sha256').update(file).digest('hex')}.json`);
+  const entry = path.join(dir, `${sha256Hex(file)}.json`);
   try {
     const e: unknown = JSON.parse(fs.readFileSync(entry, 'utf8'));
     if (isKept(e) && e.key === key) return new Map(Object.entries(e.files).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
@@ -329,7 +350,7 @@ export async function openFileImage(arg: string | OpenedFile, opts: { keepIn?: s
     config = bytes ? parseImageConfig(bytes) : ({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] } } as ImageConfig);
   }
   // The file's identity as far as a container record needs one: its path, size and mtime.
-  const id = `sha256:${createHash('sha256').update(`${file}\0${st.size}\0${st.mtimeMs}`).digest('hex')}`;
+  const id = `sha256:${sha256Hex(`${file}\0${st.size}\0${st.mtimeMs}`)}`;
   const record: ImageRecord = {
     id,
     configDigest: id,
@@ -418,7 +439,7 @@ export function squashWriter(out: string, processors: number): SquashWriter {
   fs.rmSync(tmp, { force: true });
   // -root-*: a tar's `./` entry is skipped by mksquashfs, whose root would otherwise be 0777.
   const args = ['-', tmp, '-tar', '-noappend', '-quiet', '-no-progress', '-processors', String(processors), '-root-mode', '0755', '-root-uid', '0', '-root-gid', '0'];
-  const child = spawn(mk, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = childProcess().spawn(mk, args, { stdio: ['pipe', 'ignore', 'pipe'] });
   let aborted = false;
   let failed: Error | undefined;
   let err = '';

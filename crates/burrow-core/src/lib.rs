@@ -12,6 +12,7 @@ pub mod net;
 pub mod paths;
 pub mod probe;
 pub mod runtime;
+pub mod spawn;
 pub mod sysfs;
 
 pub use error::{Coded, CoreError};

@@ -81,3 +81,66 @@ pub fn check_error_code(code: String, msg: String) -> Result<(), Code> {
         None => Ok(()),
     }
 }
+
+/// The runtime started by `spawn_held` (burrow_core::spawn): its pid, and a kill that never
+/// reaches another process once it has ended.
+#[napi]
+pub struct HeldProcess {
+    held: burrow_core::spawn::Held,
+}
+
+#[napi]
+impl HeldProcess {
+    #[napi(getter)]
+    pub fn pid(&self) -> i32 {
+        self.held.pid
+    }
+
+    /// Sends signal number `sig`; false when the process had ended.
+    #[napi]
+    pub fn kill(&self, sig: i32) -> bool {
+        self.held.kill(sig)
+    }
+}
+
+/// The callback's arguments: a line of fd 3, or (null) the exit status and signal.
+type EventArgs = FnArgs<(Option<String>, Option<i32>, Option<i32>)>;
+
+/// Starts `bin` with `args` and `env` (`KEY=VALUE`), the write end of a pipe as its fd 3, stdin
+/// inherited or /dev/null, stdout and stderr inherited; `on_event(line, code, signal)` gets each
+/// line of fd 3 (code and signal null), then `(null, code, signal)` once at its exit. The
+/// callback does not keep Node's event loop alive: the caller does while it waits.
+#[napi(
+    ts_args_type = "bin: string, args: string[], env: string[], inheritStdin: boolean, onEvent: (line: string | null, code: number | null, signal: number | null) => void"
+)]
+pub fn spawn_held(bin: String, args: Vec<String>, env: Vec<String>, inherit_stdin: bool, on_event: Function<'_, EventArgs, ()>) -> Result<HeldProcess, Code> {
+    let tsfn = on_event
+        .build_threadsafe_function::<burrow_core::spawn::Event>()
+        .weak::<true>()
+        .build_callback(|ctx| {
+            // FnArgs: three arguments, not one array.
+            Ok(FnArgs::from(match ctx.value {
+                burrow_core::spawn::Event::Line(l) => (Some(l), None, None),
+                burrow_core::spawn::Event::Exit { code, signal } => (None, code, signal),
+            }))
+        })
+        .map_err(|e| coded(burrow_core::codes::EINTERNAL, e))?;
+    let tsfn = std::sync::Arc::new(tsfn);
+    let stdin = if inherit_stdin { burrow_core::spawn::Stdin::Inherit } else { burrow_core::spawn::Stdin::Null };
+    let held = burrow_core::spawn::spawn_with_status(&bin, &args, &env, stdin, move |e| {
+        tsfn.call(e, napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking);
+    })
+    .map_err(|e| {
+        use burrow_core::Coded;
+        coded(e.code(), e)
+    })?;
+    Ok(HeldProcess { held })
+}
+
+/// The sha256 of `text` (UTF-8) in hex: node:crypto's createHash('sha256') without loading
+/// node:crypto (and node:stream under it), which costs `run FILE.sqfs` milliseconds.
+#[napi]
+pub fn sha256_hex(text: String) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
