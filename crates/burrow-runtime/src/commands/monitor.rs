@@ -370,7 +370,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 }
                 // A restart that failed: its failure is the container's last exit.
                 let code = holder::failure_status(&e);
-                holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()), ran: None }, events.as_deref());
+                holder::record_exit(
+                    &dir,
+                    &id,
+                    &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()), ran: None },
+                    events.as_deref(),
+                );
                 holder::write_restarts(&dir, restarts, false);
                 crate::status::exit(code, None);
                 holder::run_exit_command(&p.values("exit-command"));

@@ -240,10 +240,15 @@ fn release_stdio() {
     }
 }
 
+/// How a run ended: the status, whether the OOM killer struck, how long the program ran (in
+/// the foreground), the recorder of its output, the container's user namespace (see `run`).
+type RunEnd = (i32, bool, Option<std::time::Duration>, Option<Recorder>, Option<OwnedFd>);
+
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
-/// struck, how long the program ran (in the foreground), the recorder of its output when `record` asks for one (a foreground run without
-/// a terminal), and, with `--remove-tree`, the container's own user namespace, held open.
-fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<(i32, bool, Option<std::time::Duration>, Option<Recorder>, Option<OwnedFd>)> {
+/// struck, how long the program ran (in the foreground), the recorder of its output when
+/// `record` asks for one (a foreground run without a terminal), and, with `--remove-tree`, the
+/// container's own user namespace, held open.
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<RunEnd> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
