@@ -6,6 +6,8 @@
  * container lifecycle's events in Docker's words.
  */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT } from './helpers';
 import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
@@ -50,14 +52,32 @@ function ofContainer(evs: Ev[], id: string): string[] {
 
 const networkId = (name: string) => env.ok(['network', 'inspect', '--format', '{{.Id}}', name]).trim();
 
+/** Longer than any wait here should take, shorter than the test's timeout: a missing event fails with its name. */
+const PATIENCE_MS = 40_000;
+
 /** Until the holder has logged the container's die (it may come a moment after the CLI returns). */
 async function untilDie(since: string, id: string): Promise<Ev[]> {
-  for (;;) {
+  for (const end = Date.now() + PATIENCE_MS; ; ) {
     const evs = eventsSince(since);
     if (evs.some((e) => e.type === 'container' && e.action === 'die' && e.actor === id)) return evs;
+    if (Date.now() > end) throw new Error(`no die event for ${id} after ${PATIENCE_MS / 1000} s; events seen: ${JSON.stringify(ofContainer(evs, id))}`);
     await sleep(50);
   }
 }
+
+/** The engine's events file, read directly: at once, where each `burrow events` costs a process. */
+const rawEvents = (): { Type: string; Action: string; Actor: { ID: string; Attributes: Record<string, string> } }[] => {
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(env.runroot, 'events.jsonl'), 'utf8');
+  } catch {
+    /* none yet */
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as ReturnType<typeof rawEvents>[number]);
+};
 
 describe(`events as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   it('run --rm on the default network: attach, connect before start, disconnect before die, as Docker logs them; the network is `bridge` of `network ls`', async () => {
@@ -111,17 +131,69 @@ describe(`events as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
     env.ok(['network', 'create', 'ev-killed']);
     const since = nowSecs();
     const cli = spawn(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, 'run', '--name', 'ev-killed', '--network', 'ev-killed', IMAGE, 'sh', '-c', 'sleep 2'], { stdio: 'ignore' });
+    // Killed as soon as `start` is logged (read from the file in a tight loop, not one `burrow
+    // events` per look): the start must mean that the container runs under its holder, which
+    // then logs the die. When the CLI logged it, before it had even spawned the runtime (it
+    // first holds the network's owner), a kill at that moment left a start and never a die:
+    // the loop below waited forever (the test timed out once, on a loaded machine).
     let id = '';
-    while (!id) {
-      const started = eventsSince(since, 'event=start', 'container=ev-killed');
-      if (started[0]) id = started[0].actor;
-      else await sleep(50);
+    for (const end = Date.now() + PATIENCE_MS; !id; ) {
+      id = rawEvents().find((e) => e.Type === 'container' && e.Action === 'start' && e.Actor.Attributes.name === 'ev-killed')?.Actor.ID ?? '';
+      if (!id && Date.now() > end) throw new Error(`no start event for ev-killed after ${PATIENCE_MS / 1000} s; events seen: ${JSON.stringify(eventsSince(since).map((e) => `${e.type} ${e.action} ${e.name}`))}`);
     }
     cli.kill('SIGKILL');
     const evs = await untilDie(since, id);
     expect(ofContainer(evs, id)).toEqual(['create', 'attach', 'network connect ev-killed', 'start', 'network disconnect ev-killed', 'die']);
     env.ok(['rm', id]);
     env.ok(['network', 'rm', 'ev-killed']);
+  });
+
+  it('run -d of a container that exits at once: start before die, logged by its holder, even when the CLI is held up before it hears the pid', async () => {
+    const containers = path.join(env.store, 'containers');
+    const before = new Set(fs.existsSync(containers) ? fs.readdirSync(containers) : []);
+    const since = nowSecs();
+    const cli = spawn(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, 'run', '-d', '--name', 'ev-quick', IMAGE, 'true'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => cli.on('exit', resolve));
+    // Stopped as soon as its monitor is there (D/monitor.json, written before it creates the
+    // container): the monitor starts the container, which exits, and logs the die while the CLI
+    // cannot log anything. The start the CLI logged once the monitor answered came after the die.
+    let id = '';
+    for (const end = Date.now() + PATIENCE_MS; !id; ) {
+      for (const n of fs.existsSync(containers) ? fs.readdirSync(containers) : []) if (!before.has(n) && fs.existsSync(path.join(containers, n, 'monitor.json'))) id = n;
+      if (!id && Date.now() > end) throw new Error(`no monitor for ev-quick after ${PATIENCE_MS / 1000} s`);
+    }
+    cli.kill('SIGSTOP');
+    try {
+      const evs = await untilDie(since, id);
+      expect(ofContainer(evs, id)).toEqual(['create', 'network connect bridge', 'start', 'network disconnect bridge', 'die']);
+    } finally {
+      cli.kill('SIGCONT');
+    }
+    expect(await exited).toBe(0);
+    // Once: the CLI logs no second start.
+    expect(ofContainer(eventsSince(since), id)).toEqual(['create', 'network connect bridge', 'start', 'network disconnect bridge', 'die']);
+    // And as the CLI's `start` (detached, as the API's start) does it, several times over.
+    for (let i = 0; i < 3; i++) {
+      const again = nowSecs();
+      env.ok(['start', id]);
+      expect(ofContainer(await untilDie(again, id), id)).toEqual(['network connect bridge', 'start', 'network disconnect bridge', 'die']);
+    }
+    env.ok(['rm', id]);
+  });
+
+  it("die carries Docker's exitCode and execDuration (whole seconds the container ran)", async () => {
+    const since = nowSecs();
+    const id = env.ok(['run', '-d', IMAGE, 'sh', '-c', 'sleep 1; exit 3']).trim();
+    await untilDie(since, id);
+    const die = env
+      .ok(['events', '--since', since, '--until', nowSecs(), '--filter', `container=${id}`, '--filter', 'event=die', '--format', '{{.Actor.Attributes.exitCode}} {{.Actor.Attributes.execDuration}}'])
+      .trim()
+      .split(' ');
+    expect(die[0]).toBe('3');
+    expect(die[1]).toMatch(/^\d+$/);
+    // It slept a second: at least that long, however slow the machine.
+    expect(Number(die[1])).toBeGreaterThanOrEqual(1);
+    env.ok(['rm', id]);
   });
 
   it('restart: the events of a stop and a start (networks included), then restart; kill names the signal by number, as Docker does', async () => {

@@ -139,6 +139,15 @@ burrow inspect --format '{{.State.OOMKilled}}' oomfg >"$R/cli-oomfg.inspect" 2>&
 burrow run -d --name oombg --memory 32m vmbox awk 'BEGIN { s = "0123456789abcdef"; while (length(s) < 200 * 1024 * 1024) s = s s }' >/dev/null 2>"$R/cli-oombg.err"
 burrow wait oombg >"$R/cli-oombg.wait" 2>>"$R/cli-oombg.err"
 burrow inspect --format '{{.State.OOMKilled}}' oombg >"$R/cli-oombg.inspect" 2>&1
+# Docker's `oom` event before the die, from the holder (foreground and detached). The die
+# follows the exit record, which `wait` saw: looked for again until it is there (20 s at most).
+for c in oomfg oombg; do
+  for _ in $(seq 200); do
+    burrow events --since 0 --until "$(date +%s.%N)" --filter "container=$c" --filter type=container --format '{{.Action}}' 2>&1 | tr '\n' ' ' | sed 's/ $//' >"$R/cli-$c.events"
+    grep -qw die "$R/cli-$c.events" && break
+    sleep 0.1
+  done
+done
 # stats agrees with the cgroup's files; update changes the limit live.
 burrow run -d --name live --memory 64m --pids-limit 30 vmbox sh -c 'while :; do sleep 1; done' >/dev/null 2>"$R/cli-live.err"
 livepid=$(burrow inspect --format '{{.State.Pid}}' live)

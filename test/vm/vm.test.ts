@@ -275,6 +275,11 @@ describe('cgroup v2 in a VM, cpu cpuset io memory pids delegated', () => {
     expect(g.fact('cli-oombg.inspect')).toBe('true');
   });
 
+  it("the holder logs Docker's `oom` event after the start and before the die, foreground and detached", () => {
+    expect(g.fact('cli-oomfg.events')).toBe('create attach start oom die');
+    expect(g.fact('cli-oombg.events')).toBe('create start oom die');
+  });
+
   it('burrow stats agrees with the cgroup files; burrow update changes the limits live and inspect shows them', () => {
     const row = JSON.parse(g.fact('cli-stats.json'));
     const [memMax, pidsCurrent] = g.fact('cli-stats.files').split(' ').map(Number);

@@ -75,15 +75,17 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
   };
   // What its holder logs a disconnect for when it exits; connected at its start, as by Docker's.
   const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
-  // Its output ours (a Docker client attaches before it starts), connected, started: logged
-  // before the container runs, so before anything its holder logs.
-  const started = () => {
+  // Its output ours (a Docker client attaches before it starts) and connected: logged before its
+  // holder exists, so before its `start`, which the holder logs itself as soon as the program
+  // runs (crates/burrow-core/src/runtime/holder.rs record_start): logged here, after the holder
+  // answered, it came after the die of a container that exits at once, or never when we were
+  // killed meanwhile.
+  const attached = () => {
     event(ctx, 'attach', rec);
     emitNetworkEvents(ctx, 'connect', rec.id, nets);
-    event(ctx, 'start', rec);
   };
   if (how.mode === 'foreground') {
-    started();
+    attached();
     // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
     const seen: lc.HeldEnd = {};
     const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup, seen);
@@ -93,18 +95,15 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
   if (how.mode === 'attached') {
     const { runAttached } = await import('../container/attach');
     const r = { ...rec, interactive: how.interactive ?? rec.interactive };
-    const code = runAttached(ctx.store, r, cleanup, how.detachKeys).catch(fail);
-    started();
-    return code;
+    attached();
+    return runAttached(ctx.store, r, cleanup, how.detachKeys).catch(fail);
   }
-  // Connected before its holder exists, whose disconnect then always comes after, even for a
-  // container that exits at once (its start event may still come after its die, as before).
+  // Connected before its holder exists, which logs the start, then the disconnect and the die.
   emitNetworkEvents(ctx, 'connect', rec.id, nets);
   await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch((err: unknown) => {
     emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
     return fail(err);
   });
-  event(ctx, 'start', rec);
   return undefined;
 }
 
@@ -126,7 +125,7 @@ export async function stopContainer(ctx: EngineContext, rec: ContainerRecord, ti
   return true;
 }
 
-/** `restart`: Docker's events for it, those of a stop (when it ran) and a start, then `restart`. */
+/** `restart`: Docker's events for it, those of a stop (when it ran) and a start (its holder logs the `start`), then `restart`. */
 export async function restartContainer(ctx: EngineContext, rec: ContainerRecord, timeoutSec?: number): Promise<void> {
   const st = lc.stateOf(ctx.store, rec);
   await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout, (sig) => killEvent(ctx, rec, sig));
@@ -137,7 +136,6 @@ export async function restartContainer(ctx: EngineContext, rec: ContainerRecord,
     emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
     throw err;
   });
-  event(ctx, 'start', rec);
   event(ctx, 'restart', rec);
 }
 

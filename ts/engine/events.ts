@@ -2,9 +2,11 @@
  * Engine events (Docker's `events`): every engine operation that changes an object appends one
  * line to `$runroot/events.jsonl`, whichever front end (CLI or API service) did it, so that a
  * service started later, or a second one, sees the same history. O_APPEND writes of one line are
- * atomic between processes on a local filesystem, which the run root always is. The container
- * monitor (burrow-runtime, Rust) appends its `die` events to the same file, with the container's
- * ID and `exitCode` only: readers fill in the name and image from the container's record.
+ * atomic between processes on a local filesystem, which the run root always is. The process that
+ * holds a container (burrow-runtime's monitor or foreground run: crates/burrow-core/src/runtime/
+ * holder.rs) appends the container's `start`, `oom` and `die` (with `exitCode` and
+ * `execDuration`) and the network `disconnect`s to the same file: it alone sees the program
+ * start and exit, so they come in Docker's order even when the CLI is slow or killed.
  *
  * The log is bounded: once the file passes `EVENTS_MAX_BYTES` it becomes `events.jsonl.1`
  * (replacing the older one) and a new file starts, so at most two files' worth is kept, as

@@ -5,9 +5,11 @@
 //! by it), D/started, D/exit.json and D/restart.json (its restarts under a restart policy),
 //! whose shapes ts/container/state.ts reads. It reads D/stopped-by-user, which the CLI writes
 //! before it stops, kills or removes the container: no restart follows then. It appends the
-//! container's `die` (and at a policy's restart, `start`) events to the engine's events file,
-//! with Docker's network `disconnect` for each network the container is on (D/networks.json)
-//! before each `die`, as Docker's daemon releases the container's networks before the die.
+//! container's `start` (each time its program starts, the first time too: the CLI that asked
+//! for it may be gone, or slower than an exit), `oom` and `die` events to the engine's events
+//! file, with Docker's network `disconnect` for each network the container is on
+//! (D/networks.json) before each `die`, as Docker's daemon releases the container's networks
+//! before the die.
 //!
 //! `--rm` is the CLI's own `rm -f` run as an exit command, as podman's conmon runs
 //! `podman container cleanup`: removal knows the store's rootfs drivers, the names, the
@@ -32,6 +34,9 @@ pub struct ExitRecord {
     pub oom_killed: bool,
     /// Why it failed, when it did before its program ran.
     pub reason: Option<String>,
+    /// How long its program ran, from its start to its exit, when it started: the `die`
+    /// event's `execDuration`.
+    pub ran: Option<std::time::Duration>,
 }
 
 /// Writes a file whole under its final name (a reader never sees it half-written).
@@ -118,17 +123,36 @@ pub fn append_network_events(events: &Path, dir: &Path, id: &str, action: &str) 
     }
 }
 
-/// Records how a run ended: with `events`, the disconnect from each of its networks first (as
-/// Docker's daemon releases them before it marks the container stopped: a `stop` or `rm -f`
-/// that waits for the exit record finds them logged, and D/networks.json is read while the
-/// directory is surely there), then D/exit.json, then `die` with the status.
+/// Appends the container's `start`, as soon as its program has started (create::start) and
+/// before anything else of its run is reported: the holder also logs its `die`, so the two
+/// come in Docker's order however soon the program exits, and whether or not the CLI that
+/// started it is still alive to log anything.
+pub fn record_start(dir: &Path, id: &str, events: Option<&Path>) {
+    if let Some(ev) = events {
+        append_event(ev, dir, id, "start", &[]);
+    }
+}
+
+/// Records how a run ended: with `events`, Docker's `oom` when the OOM killer struck the
+/// container (Docker's daemon logs it as the kernel reports it, before the exit), the
+/// disconnect from each of its networks (as Docker's daemon releases them before it marks the
+/// container stopped: a `stop` or `rm -f` that waits for the exit record finds them logged,
+/// and D/networks.json is read while the directory is surely there), then D/exit.json, then
+/// `die` with the status and, when it ran, Docker's `execDuration` (whole seconds).
 pub fn record_exit(dir: &Path, id: &str, r: &ExitRecord, events: Option<&Path>) {
     if let Some(ev) = events {
+        if r.oom_killed {
+            append_event(ev, dir, id, "oom", &[]);
+        }
         append_network_events(ev, dir, id, "disconnect");
     }
     write_exit(dir, r);
     if let Some(ev) = events {
-        append_event(ev, dir, id, "die", &[("exitCode", r.exit_code.to_string())]);
+        let mut attrs = vec![("exitCode", r.exit_code.to_string())];
+        if let Some(ran) = r.ran {
+            attrs.push(("execDuration", ran.as_secs().to_string()));
+        }
+        append_event(ev, dir, id, "die", &attrs);
     }
 }
 
@@ -183,7 +207,7 @@ mod tests {
     fn exit_record_has_the_fields_state_ts_reads() {
         let dir = std::env::temp_dir().join(format!("burrow-holder-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write_exit(&dir, &ExitRecord { exit_code: 127, oom_killed: false, reason: Some("exec: \"x\": not found".into()) });
+        write_exit(&dir, &ExitRecord { exit_code: 127, oom_killed: false, reason: Some("exec: \"x\": not found".into()), ran: None });
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("exit.json")).unwrap()).unwrap();
         assert_eq!(v["exitCode"], 127);
         assert_eq!(v["oomKilled"], false);
@@ -220,13 +244,25 @@ mod tests {
         // The exit: a disconnect from each network in D/networks.json, the exit record, then die.
         std::fs::write(dir.join("networks.json"), r#"[{"ID":"n1","name":"bridge","type":"bridge"},{"ID":"n2","name":"back","type":"bridge"}]"#).unwrap();
         std::fs::remove_file(&file).unwrap();
-        record_exit(&dir, "abc", &ExitRecord { exit_code: 0, oom_killed: false, reason: None }, Some(&file));
+        record_start(&dir, "abc", Some(&file));
+        record_exit(&dir, "abc", &ExitRecord { exit_code: 0, oom_killed: false, reason: None, ran: Some(std::time::Duration::from_millis(2900)) }, Some(&file));
         let text = std::fs::read_to_string(&file).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let actions: Vec<(&str, &str)> = lines.iter().map(|l| (l["Type"].as_str().unwrap(), l["Action"].as_str().unwrap())).collect();
-        assert_eq!(actions, [("network", "disconnect"), ("network", "disconnect"), ("container", "die")]);
-        assert_eq!(lines[1]["Actor"]["ID"], "n2");
-        assert_eq!(lines[1]["Actor"]["Attributes"], serde_json::json!({ "container": "abc", "name": "back", "type": "bridge" }));
+        assert_eq!(actions, [("container", "start"), ("network", "disconnect"), ("network", "disconnect"), ("container", "die")]);
+        assert_eq!(lines[2]["Actor"]["ID"], "n2");
+        assert_eq!(lines[2]["Actor"]["Attributes"], serde_json::json!({ "container": "abc", "name": "back", "type": "bridge" }));
+        // Docker's whole seconds, rounded down.
+        assert_eq!(lines[3]["Actor"]["Attributes"]["execDuration"], "2");
+        // Killed by the OOM killer: `oom` first; a run that never started has no execDuration.
+        std::fs::remove_file(&file).unwrap();
+        record_exit(&dir, "abc", &ExitRecord { exit_code: 137, oom_killed: true, reason: None, ran: None }, Some(&file));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let actions: Vec<&str> = lines.iter().map(|l| l["Action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["oom", "disconnect", "disconnect", "die"]);
+        assert_eq!(lines[0]["Actor"]["Attributes"]["name"], "web");
+        assert!(lines[3]["Actor"]["Attributes"].get("execDuration").is_none());
         write_restarts(&dir, 2, true);
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("restart.json")).unwrap()).unwrap();
         assert_eq!(r["count"], 2);

@@ -15,9 +15,11 @@
 //! With `--restart` it keeps Docker's restart policy (burrow_core::runtime::restart): the same
 //! container (id, bundle, rootfs) is created and started again after it exits, the log
 //! appended, until the policy says no or the user stopped it (D/stopped-by-user); the count
-//! goes to D/restart.json. Each exit appends a `die` event (after a network `disconnect` for
-//! each of its networks), each restart a `start` event (after a `connect` for each), as
-//! Docker's daemon logs a policy's restart, to `--events-file` (the engine's events.jsonl).
+//! goes to D/restart.json. Each start appends a `start` event (a restart's after a network
+//! `connect` for each of its networks, as Docker's daemon logs a policy's restart), each exit
+//! an `oom` when the OOM killer struck and a `die` (after a `disconnect` for each network), to
+//! `--events-file` (the engine's events.jsonl). The first start is logged here too, before the
+//! pid is answered: the caller would log it after the die of a container that exits at once.
 //!
 //! With `--healthcheck JSON` (Docker's Config.Healthcheck) it runs the container's healthcheck
 //! (burrow_core::runtime::health) while the container runs: each probe an exec into it, the
@@ -194,6 +196,8 @@ struct Ended {
     code: i32,
     signal: Option<i32>,
     oom: bool,
+    /// From its start to its exit (the die's execDuration).
+    ran: Option<Duration>,
     att: attach_server::AttachServer,
     /// Deleted by the caller once the exit is recorded.
     state: ContainerState,
@@ -366,7 +370,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 }
                 // A restart that failed: its failure is the container's last exit.
                 let code = holder::failure_status(&e);
-                holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()) }, events.as_deref());
+                holder::record_exit(
+                    &dir,
+                    &id,
+                    &holder::ExitRecord { exit_code: code, oom_killed: false, reason: Some(e.to_string()), ran: None },
+                    events.as_deref(),
+                );
                 holder::write_restarts(&dir, restarts, false);
                 crate::status::exit(code, None);
                 holder::run_exit_command(&p.values("exit-command"));
@@ -375,13 +384,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         };
         // The first answer has been given: the caller is let go.
         caller = None;
-        let Ended { code, signal, oom, mut att, state } = ended;
+        let Ended { code, signal, oom, ran, mut att, state } = ended;
         let again = policy.restarts_after(code, restarts, holder::stopped_by_user(&dir));
         if again {
             // Before the exit record: a reader that sees the exit sees that a restart follows.
             holder::write_restarts(&dir, restarts, true);
         }
-        holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None }, events.as_deref());
+        holder::record_exit(&dir, &id, &holder::ExitRecord { exit_code: code, oom_killed: oom, reason: None, ran }, events.as_deref());
         // The init is reaped: nothing for the child to wait for.
         runtime_child(ctx, &["delete", "--force", &state.id]);
         crate::status::exit(code, signal);
@@ -400,9 +409,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::status::report(Report::Restart(restarts));
         if let Some(ev) = &events {
             // Running again, on the same networks: Docker's daemon restarts it through its
-            // start, which connects the networks and logs `start` (`restart` is the user's).
+            // start, which connects the networks and logs `start` (run_once, once it has
+            // started; `restart` is the user's).
             holder::append_network_events(ev, &dir, &id, "connect");
-            holder::append_event(ev, &dir, &id, "start", &[]);
         }
     }
 }
@@ -513,6 +522,9 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
         return Err(e);
     }
     holder::write_started(dir);
+    let started_at = Instant::now();
+    // Before the pid is answered (see the module's comment).
+    holder::record_start(dir, id, s.events);
     // A restart's previous exit record goes once the new run has started, then the restart
     // is no longer pending (in this order, a reader never sees it neither running nor restarting).
     if restarts > 0 {
@@ -533,6 +545,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     let mut exit: Option<i32> = None;
     let mut signal: Option<i32> = None;
     let mut oom_at_exit = false;
+    let mut ran = None;
     let mut open: Vec<bool> = readers.iter().map(|_| true).collect();
     let mut checker = match (s.health, ctx.health) {
         (Some(cfg), Some(start_health)) => {
@@ -648,6 +661,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
                     }
                     if ws.pid() == Some(init) {
                         exit = wait::status_code(ws);
+                        ran = Some(started_at.elapsed());
                         if let WaitStatus::Signaled(_, sig, _) = ws {
                             signal = Some(sig as i32);
                         }
@@ -675,7 +689,7 @@ fn run_once(s: &Setup, caller: Option<&Caller>, attach_fd: Option<OwnedFd>, rest
     let code = exit.unwrap_or(-1);
     // Read before destroy removes the cgroup with its counters.
     let oom = oom_at_exit || (oom_watch.is_none() && state.cgroups.as_ref().is_some_and(burrow_core::runtime::cgroups::oom_killed));
-    Ok(Ended { code, signal, oom, att, state })
+    Ok(Ended { code, signal, oom, ran, att, state })
 }
 
 /// Creates the container with `burrow-runtime create` in a child process (see the module's

@@ -4,7 +4,8 @@
 //!
 //! With `--dir` (burrow's foreground run) this process is the container's holder
 //! (burrow_core::runtime::holder): it writes D/monitor.json, D/started and D/exit.json, reports
-//! the status on the status fd, appends the `die` event to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
+//! the status on the status fd, appends the `start` (once the program has started), `oom` and
+//! `die` events to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed. With
 //! `--remove-tree` (`--rm`), it first removes those trees (the writable layer) inside the
 //! container's user namespace, which it holds until then (remove_in_userns).
@@ -51,7 +52,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if p.has("log-driver") {
             return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
         }
-        let (code, _, _, _) = run(ctx, &p, id, None)?;
+        let (code, _, _, _, _) = run(ctx, &p, id, None)?;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -66,7 +67,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
-    if let Ok((_, _, _, Some(userns))) = &r {
+    if let Ok((_, _, _, _, Some(userns))) = &r {
         remove_in_userns(userns, &p.values("remove-tree"));
     }
     if let Err(e) = &r {
@@ -75,13 +76,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::status::error(e);
     }
     let rec = match &r {
-        Ok((code, oom, _, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None },
-        Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()) },
+        Ok((code, oom, ran, _, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None, ran: *ran },
+        Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()), ran: None },
     };
     holder::record_exit(&dir, &id, &rec, p.value("events-file").map(std::path::Path::new));
     // Its attach clients get the status once it is recorded, as the monitor's do.
     let mut att = match r {
-        Ok((_, _, Some(mut rec_out), _)) => {
+        Ok((_, _, _, Some(mut rec_out), _)) => {
             rec_out.att.finish(rec.exit_code);
             Some(rec_out.att)
         }
@@ -239,10 +240,15 @@ fn release_stdio() {
     }
 }
 
+/// How a run ended: the status, whether the OOM killer struck, how long the program ran (in
+/// the foreground), the recorder of its output, the container's user namespace (see `run`).
+type RunEnd = (i32, bool, Option<std::time::Duration>, Option<Recorder>, Option<OwnedFd>);
+
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
-/// struck, the recorder of its output when `record` asks for one (a foreground run without
-/// a terminal), and, with `--remove-tree`, the container's own user namespace, held open.
-fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<(i32, bool, Option<Recorder>, Option<OwnedFd>)> {
+/// struck, how long the program ran (in the foreground), the recorder of its output when
+/// `record` asks for one (a foreground run without a terminal), and, with `--remove-tree`, the
+/// container's own user namespace, held open.
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<RunEnd> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
@@ -291,7 +297,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok((0, false, None, None));
+        return Ok((0, false, None, None, None));
     }
     // Held from before its program runs: the namespace outlives the container's last process,
     // so that its writable layer can be removed in it (see remove_in_userns).
@@ -301,6 +307,11 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     // Block signals only now: the container's process must not inherit a blocked mask.
     let sfd = wait::block_signals()?;
     start(&ctx.root, &id)?;
+    let started_at = std::time::Instant::now();
+    // The holder's `start` (holder::record_start), before the CLI hears the pid.
+    if let Some(dir) = p.value("dir") {
+        holder::record_start(Path::new(dir), &id, p.value("events-file").map(Path::new));
+    }
     crate::status::pid(created.state.pid);
     super::start::poststart(&created.state, &ctx.root, &created.spec);
     let mut served: Vec<&mut dyn wait::Served> = Vec::new();
@@ -314,6 +325,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         served.push(w);
     }
     let code = wait::supervise_with(created.state.pid, sfd, master, &mut served)?;
+    let ran = started_at.elapsed();
     drop(served);
     if let Some(r) = recorder.as_mut() {
         r.drain();
@@ -328,7 +340,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok((code, oom, recorder, userns))
+    Ok((code, oom, Some(ran), recorder, userns))
 }
 
 /// The user namespace of the container's init when it is not ours (a container without one,
