@@ -12,7 +12,6 @@ import { IS_ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildSmallImage, pushImage } from '../harness/images.mjs';
 
 let env: Env;

@@ -17,7 +17,6 @@ import { closeAllProxies, startProxy } from './image-helpers';
 import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -17,8 +17,7 @@ import { BIN, IS_ROOT, ROOT } from './helpers';
 import { exec, removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { removeTrees } from '../../ts/storage/unpack';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
+import { buildImage, pushImage, tarDirectory, type BuiltImage } from '../harness/images.mjs';
 import { makeRootfs, RUNTIME } from '../harness/bundle.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -38,7 +37,7 @@ const REPORT = 'echo "FOO=$FOO cwd=$(pwd) id=$(id -u):$(id -g) host=$(hostname)"
  * /home/app of uid 1000 (mode 0700) and a read-only directory; a second layer whites out
  * /gone.txt. Entrypoint ["/bin/sh", "-c"], Cmd REPORT, Env FOO, WorkingDir /data.
  */
-function buildBundleImage(dir: string): unknown {
+function buildBundleImage(dir: string): BuiltImage {
   const l1 = path.join(work, 'l1');
   const rootfs = makeRootfs(l1);
   const put = (rel: string, text: string, mode: number) => {

@@ -15,7 +15,6 @@ import { humanSize } from '../../ts/cli/format/table';
 import { BIN, IS_ROOT } from './helpers';
 import { endImageTest, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
 import { makeRootfs } from '../harness/bundle.mjs';
 

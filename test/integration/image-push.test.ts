@@ -10,7 +10,6 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endImageTest, exec, sandbox, sha256, tmpdir } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage, ustar } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

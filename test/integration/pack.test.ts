@@ -21,7 +21,6 @@ import { packEntries, packUpper, upperDirOf, type PackEntry, type PackResult } f
 import { rootfsOf } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { addBlob, buildMainImage, MT, pushImage } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -13,8 +13,7 @@ import { BIN, ROOT } from './helpers';
 import { endImageTest, exec, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import type { Drive } from './lifecycle.helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
+import { buildImage, HOSTILE, pushImage, tarDirectory, ustar, type LayerSpec } from '../harness/images.mjs';
 import { render } from '../harness/vt.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -31,7 +30,7 @@ let layerIds: string[];
 beforeAll(async () => {
   // Three layers of incompressible data (each takes about a second through the proxy) and a
   // small one with device nodes, which is unpacked, with its warning, while the others download.
-  const layers: { tar: string; compression: string; comment: string }[] = [{ tar: path.join(work, 'dev.tar'), compression: 'gzip', comment: 'devices' }];
+  const layers: LayerSpec[] = [{ tar: path.join(work, 'dev.tar'), compression: 'gzip', comment: 'devices' }];
   fs.writeFileSync(layers[0]!.tar, ustar(HOSTILE.device.entries));
   for (let i = 0; i < 3; i++) {
     const src = path.join(work, `src${i}`);

@@ -12,7 +12,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkBlobs, endImageTest, layerRecords, sandbox, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -12,7 +12,6 @@ import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
 import { checkBlobs, endImageTest, exec, layerRecords, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildHostileImages, buildImage, buildMainImage, buildMultiPlatformImage, buildSmallImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -20,7 +20,6 @@ import { parseReference } from '../../ts/image/reference';
 import { RegistryClient, type RegistryOptions, type RepoRef } from '../../ts/image/registry';
 import { closeAllProxies, startProxy } from './image-helpers';
 import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { blobPath, buildHostileImages, buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage, sha256File } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
@@ -414,7 +413,7 @@ describe('token registry (Bearer)', () => {
     const layers = [m.manifest.layers[0]!, other.manifest.layers[0]!, m.manifest.config, other.manifest.config];
     const ds = layers.map((l) => dest(l.digest));
     await Promise.all(layers.map((l, i) => c.fetchBlob(mref, l, ds[i]!)));
-    layers.forEach((l, i) => expect(sha256File(ds[i])).toBe(l.digest));
+    layers.forEach((l, i) => expect(sha256File(ds[i]!)).toBe(l.digest));
     expect(r().stats.tokenRequests - before).toBe(1);
     // A fresh client whose first requests run in parallel also asks only once.
     const c2 = client({ credentials: credsOf(r()) });

@@ -17,7 +17,6 @@ import { alive, cmdline } from './lifecycle.helpers';
 import { fuseDaemons } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildMainImage, pushImage } from '../harness/images.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -15,7 +15,6 @@ import { exec, removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTI
 import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildMainImage, buildUserImage, pushImage } from '../harness/images.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { siftoolPath } from '../harness/siftool.mjs';

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the harness is JavaScript without types
 import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
-// @ts-expect-error: the harness is JavaScript without types
 import { buildBusyboxImage, buildMainImage } from '../harness/images.mjs';
 
 interface Entry {
