@@ -16,7 +16,6 @@ import { IS_ROOT } from './helpers';
 import { checks, nowSeconds, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, until, type ApiPeer, type Result } from './api-clients.helpers';
 import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildBusyboxImage, pushImage } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { dockerCli, shq } from '../harness/docker-clients.mjs';
 
 let api: ApiPeer;
@@ -135,7 +134,7 @@ describe(`docker 20.10 CLI against ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 
       ['exec', '-it', 'cli-exec', 'sh'],
     );
     expect(t.failed, JSON.stringify(t)).toBeNull();
-    expect(t.out ?? t.output).toMatch(/\/dev\/pts\/\d+/);
+    expect(t.out).toMatch(/\/dev\/pts\/\d+/);
     expect(t.status, JSON.stringify(t)).toBe(3);
     await ok(['rm', '-f', 'cli-exec']);
   });

@@ -17,7 +17,6 @@ import { disposeStore } from './image-helpers';
 import { baseImage } from '../harness/base-images.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { podmanSandbox, clientRuntime, which } from '../harness/clients.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

@@ -23,7 +23,6 @@ import { baseImage } from '../harness/base-images.mjs';
 import { hasOpenMpi, mpiContext } from '../harness/mpi.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { clientRuntime } from '../harness/clients.mjs';
 import { ensureTestUser } from '../harness/test-user.mjs';
 

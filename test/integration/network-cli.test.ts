@@ -13,7 +13,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatCidr, overlaps, parseCidr, parseRoutes4 } from '../../ts/network/subnets';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { podmanSandbox, which } from '../harness/clients.mjs';
 
 let env: Env;

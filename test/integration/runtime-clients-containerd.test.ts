@@ -24,7 +24,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
 import { buildClientImages, clientRuntime, ensureCrictl, mountsUnder, ptyDrive, removeCgroupDirs, run, startContainerd, startRootlessContainerd, which } from '../harness/clients.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */

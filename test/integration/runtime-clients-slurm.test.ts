@@ -21,7 +21,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, testUser, type TestUser } from './helpers';
 import { makeBundle } from '../harness/bundle.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildClientImages, clientRuntime } from '../harness/clients.mjs';
 // @ts-expect-error plain ESM harness module without types
 import { NODES, ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
