@@ -13,9 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { disposeStore } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
 import { podmanSandbox, clientRuntime, which } from '../harness/clients.mjs';
 

@@ -17,11 +17,8 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { BIN, IS_ROOT, sh, testUser, type TestUser } from './helpers';
 import { setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { hasOpenMpi, mpiContext } from '../harness/mpi.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
 import { clientRuntime } from '../harness/clients.mjs';
 import { ensureTestUser } from '../harness/test-user.mjs';

@@ -22,7 +22,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, testUser, type TestUser } from './helpers';
 import { makeBundle } from '../harness/bundle.mjs';
 import { buildClientImages, clientRuntime } from '../harness/clients.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { NODES, ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
 import { ensureTestUser } from '../harness/test-user.mjs';
 

@@ -16,7 +16,6 @@ import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
 import { startRegistry } from '../harness/registry.mjs';
 import { buildMainImage, buildUserImage, pushImage } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { siftoolPath } from '../harness/siftool.mjs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
