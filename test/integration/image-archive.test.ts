@@ -9,13 +9,12 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endImageTest, exec, layerRecords, sandbox, sha256, tmpdir, type Sandbox } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-import { buildMainImage, HOSTILE, pushImage, ustar, type UstarEntry } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildMainImage, HOSTILE, pushImage, ustar, type MainImage, type UstarEntry } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-archive-test-'));
-let registry: any;
-let main: any;
+let registry: Registry;
+let main: MainImage;
 let ref: string;
 
 beforeAll(async () => {
