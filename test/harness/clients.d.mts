@@ -49,7 +49,18 @@ export interface ClientImages {
 /** A podman with everything private under `dir` (podmanSandbox). */
 export interface PodmanSandbox {
   dir: string;
-  env: Record<string, string>;
+  /** podman's whole environment (its commands run with this alone). */
+  env: {
+    PATH: string;
+    HOME: string;
+    XDG_RUNTIME_DIR: string;
+    XDG_CONFIG_HOME: string;
+    XDG_DATA_HOME: string;
+    CONTAINERS_CONF: string;
+    CONTAINERS_STORAGE_CONF: string;
+    CONTAINERS_REGISTRIES_CONF: string;
+    TMPDIR: string;
+  };
   rootful: boolean;
   runtime: string;
   /** podman's global flags (root, runroot, runtime ...) followed by `args`. */
