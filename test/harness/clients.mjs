@@ -221,7 +221,7 @@ export async function ptyDrive(steps, argv, opts = {}) {
   try {
     return { ...JSON.parse(r.stdout.trim().split('\n').pop()), stderr: r.stderr };
   } catch {
-    return { output: r.stdout, status: r.code, failed: 'no report from ptydrive', stderr: r.stderr };
+    return { out: r.stdout, status: r.code, failed: 'no report from ptydrive', stderr: r.stderr };
   }
 }
 

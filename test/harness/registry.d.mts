@@ -51,6 +51,14 @@ export const REGISTRY_BIN: string;
 export const MODES: RegistryMode[];
 /** A JWT as distribution's token auth wants it: ES256, the signer's certificate in x5c. */
 export function signJwt(signer: Signer, claims: Record<string, unknown>): string;
-export function startRegistry(opts?: RegistryOptions): Promise<Registry>;
+/** A Registry of one mode, with the fields that mode always has. */
+export interface RegistryByMode {
+  anonymous: Registry & { mode: 'anonymous' };
+  htpasswd: Registry & { mode: 'htpasswd'; user: string; password: string };
+  token: Registry & { mode: 'token'; user: string; password: string; tokenRealm: string };
+  tls: Registry & { mode: 'tls'; caFile: string; certsDir: string; certDir: string };
+}
+
+export function startRegistry<M extends RegistryMode = 'anonymous'>(opts?: RegistryOptions & { mode?: M }): Promise<RegistryByMode[M]>;
 /** The path of a blob's data in a registry's storage (to tamper with it in tests). */
 export function blobDataPath(registry: Registry, digest: string): string;

@@ -16,10 +16,8 @@ import path from 'node:path';
 import { BIN, ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-// @ts-expect-error plain ESM harness module without types
-import { buildClientImages, ptyDrive } from '../harness/clients.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { dockerCli, dockerConfigEnv, run, shq, startPodmanService, writeScript } from '../harness/docker-clients.mjs';
+import { buildClientImages, ptyDrive, type PtyReport, type PtyStep } from '../harness/clients.mjs';
+import { dockerCli, dockerConfigEnv, run, shq, startPodmanService, writeScript, type PodmanService } from '../harness/docker-clients.mjs';
 
 export type PeerKind = 'burrow' | 'podman';
 export const PEER: PeerKind = process.env.BURROW_API_PEER === 'podman' ? 'podman' : 'burrow';
@@ -43,21 +41,6 @@ export interface RunOpts {
 export const show = (r: Result): string =>
   `exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- the harness objects are plain JS */
-interface PodmanService {
-  dir: string;
-  sock: string;
-  host: string;
-  env: Record<string, string>;
-  podman(args: string[], opts?: RunOpts): Promise<Result>;
-  start(): Promise<void>;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-  pid(): number | undefined;
-  log(): string;
-  cleanup(): Promise<any>;
-}
-/* eslint-enable @typescript-eslint/no-explicit-any */
-
 export interface ApiPeer {
   kind: PeerKind;
   /** The test's own directory (readable by the test's user only as far as needed). */
@@ -74,7 +57,7 @@ export interface ApiPeer {
   /** Its argv with the environment spelled out (for ptyDrive and sh -c pipelines). */
   dockerArgv(args: string[], env?: Record<string, string>): string[];
   /** The CLI at a real terminal (test/harness/ptydrive.py). */
-  dockerTty(steps: unknown[], args: string[]): Promise<{ out: string; output?: string; status: number; failed: unknown; stderr: string }>;
+  dockerTty(steps: PtyStep[], args: string[]): Promise<PtyReport>;
   /** Stops the service (SIGTERM: in-flight requests finish) and starts it again on the same socket. */
   restart(): Promise<void>;
   /** Kills the service with SIGKILL (its containers live on under their monitors). */

@@ -12,7 +12,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { PEER, show, startApi, until, type ApiPeer, type Result } from './api-clients.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { composeBin, freePort, run } from '../harness/docker-clients.mjs';
 
 let api: ApiPeer;

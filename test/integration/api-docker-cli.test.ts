@@ -14,16 +14,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { checks, nowSeconds, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, until, type ApiPeer, type Result } from './api-clients.helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildBusyboxImage, pushImage } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { dockerCli, shq } from '../harness/docker-clients.mjs';
-
-interface Registry {
-  host: string;
-  stop(): Promise<void>;
-}
 
 let api: ApiPeer;
 let reg: Registry;
@@ -32,11 +25,11 @@ let pushedRef: string;
 let pushedDigest: string;
 
 beforeAll(async () => {
-  reg = (await startRegistry({ mode: 'anonymous' })) as Registry;
+  reg = await startRegistry({ mode: 'anonymous' });
   api = await startApi('api-docker-cli', { insecure: [reg.host] });
   const layout = path.join(api.work, 'layout');
-  const img = buildBusyboxImage(layout, { tag: 'v1', config: { Cmd: ['/bin/sh', '-c', 'echo from-the-registry'] } }) as { manifest: { digest: string } };
-  pushedRef = (await pushImage(reg, img, 'api/pushed', 'v1')) as string;
+  const img = buildBusyboxImage(layout, { tag: 'v1', config: { Cmd: ['/bin/sh', '-c', 'echo from-the-registry'] } });
+  pushedRef = await pushImage(reg, img, 'api/pushed', 'v1');
   pushedDigest = img.manifest.digest;
 }, 180_000);
 
@@ -141,7 +134,7 @@ describe(`docker 20.10 CLI against ${PEER}'s Engine API as ${IS_ROOT ? 'root' : 
       ['exec', '-it', 'cli-exec', 'sh'],
     );
     expect(t.failed, JSON.stringify(t)).toBeNull();
-    expect(t.out ?? t.output).toMatch(/\/dev\/pts\/\d+/);
+    expect(t.out).toMatch(/\/dev\/pts\/\d+/);
     expect(t.status, JSON.stringify(t)).toBe(3);
     await ok(['rm', '-f', 'cli-exec']);
   });

@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { checks, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, type ApiPeer } from './api-clients.helpers';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { dockerPyPython, run } from '../harness/docker-clients.mjs';
 
 let api: ApiPeer;

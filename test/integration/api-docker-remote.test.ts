@@ -11,7 +11,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { checks, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, type ApiPeer, type Result } from './api-clients.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { startSshd } from '../harness/docker-clients.mjs';
 
 interface Sshd {

@@ -11,14 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildSmallImage, pushImage } from '../harness/images.mjs';
 
 let env: Env;
 let svc: Service;
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-let registry: any;
+let registry: Registry;
 let ref: string;
 
 const WARNING = /^WARNING: the store keeps images as squashfs, but the one of .* could not be made \(mksquashfs failed \(exit 1\): fake mksquashfs: disk full\): it runs from its layers$/;

@@ -16,20 +16,18 @@ import type { StorageSettings } from '../../ts/storage/store';
 import { closeAllProxies, startProxy } from './image-helpers';
 import { IMAGE, setup, sleep, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage } from '../harness/images.mjs';
+import { blobDataPath, startRegistry, type RegistryByMode } from '../harness/registry.mjs';
+import { buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage, type BuiltImage, type MainImage, type MultiPlatformImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 let env: Env;
 let svc: Service;
-let anon: any;
-let token: any;
-let htpasswd: any;
-let main: any;
-let small: any;
-let slow: any;
-let multi: any;
+let anon: RegistryByMode['anonymous'];
+let token: RegistryByMode['token'];
+let htpasswd: RegistryByMode['htpasswd'];
+let main: MainImage;
+let small: BuiltImage;
+let slow: BuiltImage;
+let multi: MultiPlatformImage;
 let mainRef: string;
 
 interface Msg {
@@ -149,7 +147,7 @@ describe('images through the Engine API', () => {
     expect(unreachable.status).toBe(500);
     expect(unreachable.json<{ message: string }>().message).toMatch(/127\.0\.0\.1:1/);
     // The manifest is there, a layer blob is not: the stream has started when that shows.
-    fs.rmSync(blobDataPath(anon, small.layers[0].digest));
+    fs.rmSync(blobDataPath(anon, small.layers[0]!.digest));
     const broken = await svc.request('POST', `/images/create?fromImage=${encodeURIComponent(`${anon.host}/test/broken`)}&tag=v1`);
     expect(broken.status).toBe(200);
     const m = lines(broken.text);
@@ -186,7 +184,7 @@ describe('images through the Engine API', () => {
       if (i > 600) throw new Error('the pull did not stop after its client went away');
       await sleep(50);
     }
-    expect(proxy.bytesDown).toBeLessThan(slow.layers[0].size);
+    expect(proxy.bytesDown).toBeLessThan(slow.layers[0]!.size);
     expect(fs.existsSync(path.join(env.store, 'images', `${slow.config.digest.slice(7)}.json`))).toBe(false);
     expect((await svc.request('GET', `/images/${ref}/json`)).status).toBe(404);
     proxy.rate = undefined;

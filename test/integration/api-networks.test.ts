@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { request } from './api.helpers';
 import { checks, PEER, PODMAN_DEVIATIONS as DEV, show, startApi, type ApiPeer, type Result } from './api-clients.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { composeBin, dockerPyPython, run } from '../harness/docker-clients.mjs';
 
 let api: ApiPeer;

@@ -13,20 +13,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { disposeStore } from './image-helpers';
-// @ts-expect-error plain ESM harness module without types
-import { baseImage } from '../harness/base-images.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { baseImage, type BaseImage } from '../harness/base-images.mjs';
 import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { podmanSandbox, clientRuntime, which } from '../harness/clients.mjs';
+import { podmanSandbox, clientRuntime, which, type PodmanSandbox } from '../harness/clients.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 let env: Env;
-let gcc: { name: string; archive: string };
-let minbase: { name: string; archive: string };
+let gcc: BaseImage;
+let minbase: BaseImage;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-build-debian-'));
 fs.chmodSync(work, 0o755);
-let pm: any;
+let pm: PodmanSandbox;
 
 const T = { timeout: 600_000 };
 const ok = (args: string[]) => {

@@ -16,14 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT, ROOT } from './helpers';
 import { exec, removeAllSandboxes, sandbox, tmpdir, type Sandbox } from './image-helpers';
 import { removeTrees } from '../../ts/storage/unpack';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
-import { makeRootfs, RUNTIME } from '../harness/bundle.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildImage, pushImage, tarDirectory, type BuiltImage } from '../harness/images.mjs';
+import { makeRootfs, RUNTIME, type BundleConfig } from '../harness/bundle.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-bundle-test-'));
-let registry: any;
+let registry: Registry;
 let ref: string;
 let sb: Sandbox;
 const me = { uid: process.getuid!(), gid: process.getgid!() };
@@ -38,7 +36,7 @@ const REPORT = 'echo "FOO=$FOO cwd=$(pwd) id=$(id -u):$(id -g) host=$(hostname)"
  * /home/app of uid 1000 (mode 0700) and a read-only directory; a second layer whites out
  * /gone.txt. Entrypoint ["/bin/sh", "-c"], Cmd REPORT, Env FOO, WorkingDir /data.
  */
-function buildBundleImage(dir: string): unknown {
+function buildBundleImage(dir: string): BuiltImage {
   const l1 = path.join(work, 'l1');
   const rootfs = makeRootfs(l1);
   const put = (rel: string, text: string, mode: number) => {
@@ -96,7 +94,8 @@ function runBundle(dir: string, runtime = RUNTIME): Promise<{ code: number; stdo
   return exec(runtime, ['--root', state, 'run', '--bundle', dir, `bundle-test-${process.pid}-${++n}`], { timeoutMs: 60_000, env: sb.env });
 }
 
-function config(dir: string): any {
+/** A bundle's config.json, read as the parts of runtime-spec's config that tests check. */
+function config(dir: string): BundleConfig {
   return JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
 }
 
@@ -135,10 +134,10 @@ describe(`burrow bundle as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => 
     expect(c.root).toEqual({ path: 'rootfs', readonly: false });
     expect(c.linux.uidMappings).toEqual([{ containerID: 0, hostID: me.uid, size: 1 }]);
     expect(c.linux.gidMappings).toEqual([{ containerID: 0, hostID: me.gid, size: 1 }]);
-    expect(c.linux.namespaces.map((x: { type: string }) => x.type).sort()).toEqual(['ipc', 'mount', 'pid', 'user', 'uts']);
+    expect(c.linux.namespaces.map((x) => x.type).sort()).toEqual(['ipc', 'mount', 'pid', 'user', 'uts']);
     expect(c.hostname).toBeUndefined();
-    expect(c.mounts.find((m: { destination: string }) => m.destination === '/sys')).toMatchObject({ source: '/sys', options: expect.arrayContaining(['rbind', 'ro']) });
-    expect(c.mounts.find((m: { destination: string }) => m.destination === '/dev/pts').options).not.toContain('gid=5');
+    expect(c.mounts.find((m) => m.destination === '/sys')).toMatchObject({ source: '/sys', options: expect.arrayContaining(['rbind', 'ro']) });
+    expect(c.mounts.find((m) => m.destination === '/dev/pts')!.options).not.toContain('gid=5');
     // The mounts of `burrow-runtime spec --rootless` (runc's rootless template), all of them as they are there.
     const tpl = path.join(sb.dir, 'spec-template');
     fs.mkdirSync(tpl);
@@ -221,8 +220,8 @@ describe(`burrow bundle as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => 
     const dir = path.join(sb.dir, 'b-nonet');
     await sb.ok(['bundle', '--network', 'none', ref, dir, 'ls /sys/class/net | tr "\\n" " "']);
     const c = config(dir);
-    expect(c.linux.namespaces.map((x: { type: string }) => x.type)).toContain('network');
-    expect(c.mounts.find((m: { destination: string }) => m.destination === '/sys').type).toBe('sysfs');
+    expect(c.linux.namespaces.map((x) => x.type)).toContain('network');
+    expect(c.mounts.find((m) => m.destination === '/sys')!.type).toBe('sysfs');
     const run = await runBundle(dir);
     expect(run, run.stderr).toMatchObject({ code: 0, stdout: 'lo ' });
   });

@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import { startService, type Service } from './api.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { dockerCli } from '../harness/docker-clients.mjs';
 
 let env: Env;

@@ -17,7 +17,6 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { burrow, IS_ROOT, type Run } from './helpers';
 import { setup, waitFor, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
 import { makeBundle, RUNTIME } from '../harness/bundle.mjs';
 

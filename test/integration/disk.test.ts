@@ -14,17 +14,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { humanSize } from '../../ts/cli/format/table';
 import { BIN, IS_ROOT } from './helpers';
 import { endImageTest, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildImage, pushImage, tarDirectory } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildImage, pushImage, tarDirectory, type BuiltImage } from '../harness/images.mjs';
 import { makeRootfs } from '../harness/bundle.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Image = any;
 
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-disk-test-'));
-let registry: any;
-const img: Record<'a' | 'b' | 'c' | 'd', Image> = {} as Record<'a' | 'b' | 'c' | 'd', Image>;
+let registry: Registry;
+const img: Record<'a' | 'b' | 'c' | 'd', BuiltImage> = {} as Record<'a' | 'b' | 'c' | 'd', BuiltImage>;
 
 beforeAll(async () => {
   // The base layer, tarred once and copied for each image: same bytes, same diff id and blob.
@@ -57,8 +54,8 @@ afterAll(() => endImageTest(work, [registry]));
 
 const ref = (name: string) => `${registry.host}/disk/${name}:v1`;
 const hex = (d: string) => d.replace(/^sha256:/, '');
-const baseDiff = () => img.a.layers[0].diffId as string;
-const ownDiff = (name: keyof typeof img) => img[name].layers[1].diffId as string;
+const baseDiff = () => img.a.layers[0]!.diffId;
+const ownDiff = (name: keyof typeof img) => img[name].layers[1]!.diffId;
 
 /** What the test counts as a tree's size: bytes of its regular files, hard links once (du's rule). */
 function treeBytes(dir: string): number {
@@ -150,7 +147,7 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(hasLayer(sb, ownDiff('a'))).toBe(true);
 
     // What should go, measured here: a's own layer as unpacked, and a's blobs nobody shares.
-    const expected = treeBytes(layerDir(sb, ownDiff('a'))) + blobSize(sb, img.a.config.digest) + blobSize(sb, img.a.manifest.digest) + blobSize(sb, img.a.layers[1].digest);
+    const expected = treeBytes(layerDir(sb, ownDiff('a'))) + blobSize(sb, img.a.config.digest) + blobSize(sb, img.a.manifest.digest) + blobSize(sb, img.a.layers[1]!.digest);
     const r = await sb.ok(['image', 'prune', '-f']);
     expect(r.stdout).toContain('Deleted Images:\n');
     expect(r.stdout).toContain(`untagged: ${registry.host}/disk/a@${img.a.manifest.digest}\n`);
@@ -163,8 +160,8 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
     expect(hasLayer(sb, ownDiff('a'))).toBe(false);
     expect(hasLayer(sb, baseDiff())).toBe(true);
     expect(hasLayer(sb, ownDiff('b'))).toBe(true);
-    for (const d of [img.a.config.digest, img.a.manifest.digest, img.a.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(false);
-    for (const d of [img.b.config.digest, img.b.manifest.digest, img.b.layers[0].digest, img.b.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(true);
+    for (const d of [img.a.config.digest, img.a.manifest.digest, img.a.layers[1]!.digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(false);
+    for (const d of [img.b.config.digest, img.b.manifest.digest, img.b.layers[0]!.digest, img.b.layers[1]!.digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(true);
     expect((await sb.ok(['images', '-q', '--no-trunc'])).stdout).toBe(`${img.b.config.digest}\n`);
     // The kept image still runs from the shared layer.
     expect((await sb.ok(['run', '--rm', ref('b'), 'cat', '/www/index.html', '/b/seed.txt'])).stdout).toBe('<h1>owned by 33</h1>\nimage b\n');
@@ -228,7 +225,7 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
 
     // Per image: each carries the shared base (layer and blob), counted in both but once in all.
     const v = JSON.parse((await sb.ok(['system', 'df', '-v', '--format', 'json'])).stdout) as { Images: { ID: string; Size: number; SharedSize: number; UniqueSize: number }[] };
-    const shared = treeBytes(layerDir(sb, baseDiff())) + blobSize(sb, img.a.layers[0].digest);
+    const shared = treeBytes(layerDir(sb, baseDiff())) + blobSize(sb, img.a.layers[0]!.digest);
     for (const i of v.Images) expect(i).toMatchObject({ SharedSize: shared, UniqueSize: i.Size - shared, Containers: 0 });
     expect(v.Images.map((i) => i.ID).sort()).toEqual([img.a.config.digest, img.b.config.digest].sort());
     expect(v.Images.reduce((s, i) => s + i.Size, 0) - shared).toBe(layersBytes + blobsBytes);
@@ -373,14 +370,14 @@ describe(`disk use and cleanup as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
 
     const storeBytes = () => treeBytes(path.join(sb.root, 'layers')) + treeBytes(path.join(sb.root, 'blobs'));
     const before = storeBytes();
-    const aOwn = treeBytes(layerDir(sb, ownDiff('a'))) + fs.statSync(`${layerDir(sb, ownDiff('a'))}.json`).size + blobSize(sb, img.a.config.digest) + blobSize(sb, img.a.manifest.digest) + blobSize(sb, img.a.layers[1].digest);
+    const aOwn = treeBytes(layerDir(sb, ownDiff('a'))) + fs.statSync(`${layerDir(sb, ownDiff('a'))}.json`).size + blobSize(sb, img.a.config.digest) + blobSize(sb, img.a.manifest.digest) + blobSize(sb, img.a.layers[1]!.digest);
     const r = await sb.ok(['rmi', ref('a')]);
     expect(r.stderr).toBe('');
     // a's own layer and blobs are gone; the base layer b shares stays, and b still runs.
     expect(hasLayer(sb, ownDiff('a'))).toBe(false);
-    for (const d of [img.a.config.digest, img.a.manifest.digest, img.a.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(false);
+    for (const d of [img.a.config.digest, img.a.manifest.digest, img.a.layers[1]!.digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(false);
     expect(hasLayer(sb, baseDiff())).toBe(true);
-    for (const d of [img.b.config.digest, img.b.manifest.digest, img.b.layers[0].digest, img.b.layers[1].digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(true);
+    for (const d of [img.b.config.digest, img.b.manifest.digest, img.b.layers[0]!.digest, img.b.layers[1]!.digest]) expect(fs.existsSync(blobFile(sb, d))).toBe(true);
     expect(storeBytes()).toBe(before - aOwn);
     expect((await sb.ok(['run', '--rm', ref('b'), 'cat', '/www/index.html'])).stdout).toBe('<h1>owned by 33</h1>\n');
 

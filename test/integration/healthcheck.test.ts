@@ -15,7 +15,6 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
 import { IMAGE, setup, waitFor } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { buildBusyboxImage } from '../harness/images.mjs';
 
 const env = setup('health');

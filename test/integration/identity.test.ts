@@ -19,7 +19,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { burrow, IS_ROOT, sh, type TestUser } from './helpers';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
 import type { HostReport } from '../../ts/host/report';
-// @ts-expect-error plain ESM harness module without types
 import { buildUserImage } from '../harness/images.mjs';
 
 let env: Env;

@@ -9,14 +9,12 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endImageTest, exec, layerRecords, sandbox, sha256, tmpdir, type Sandbox } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildMainImage, HOSTILE, pushImage, ustar } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildMainImage, HOSTILE, pushImage, ustar, type MainImage, type UstarEntry } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-archive-test-'));
-let registry: any;
-let main: any;
+let registry: Registry;
+let main: MainImage;
 let ref: string;
 
 beforeAll(async () => {
@@ -144,7 +142,7 @@ describe('burrow save / load', () => {
     const layer = ustar(HOSTILE.dotdot.entries);
     const good = ustar([{ name: 'ok.txt', type: 'file', content: 'fine\n' }]);
     const config = (diffIds: string[]): Buffer => Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
-    const archive = (name: string, entries: { name: string; content?: Buffer | string; type?: string; linkname?: string }[]): string => {
+    const archive = (name: string, entries: { name: string; content?: Buffer | string; type?: UstarEntry['type']; linkname?: string }[]): string => {
       const f = path.join(sb.dir, `${name}.tar`);
       fs.writeFileSync(f, ustar(entries.map((e) => ({ type: 'file', ...e }))));
       return f;

@@ -9,15 +9,13 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endImageTest, exec, sandbox, sha256, tmpdir } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildMainImage, pushImage, ustar } from '../harness/images.mjs';
+import { startRegistry, type Registry, type RegistryByMode } from '../harness/registry.mjs';
+import { buildMainImage, pushImage, ustar, type MainImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-push-test-'));
-let anon: any;
-let token: any;
-let main: any;
+let anon: Registry;
+let token: RegistryByMode['token'];
+let main: MainImage;
 let ref: string;
 
 beforeAll(async () => {
@@ -30,7 +28,7 @@ beforeAll(async () => {
 afterAll(() => endImageTest(work, [anon, token]));
 
 /** Blob uploads the registry saw for a repository (from its access log). */
-const uploads = (r: any, repo: string): number => (r.log() as string).split('\n').filter((l) => l.includes(`"POST /v2/${repo}/blobs/uploads/ `) || new RegExp(`"(PUT|PATCH) /v2/${repo}/blobs/uploads/`).test(l)).length;
+const uploads = (r: Registry, repo: string): number => r.log().split('\n').filter((l) => l.includes(`"POST /v2/${repo}/blobs/uploads/ `) || new RegExp(`"(PUT|PATCH) /v2/${repo}/blobs/uploads/`).test(l)).length;
 
 const blobs = (): string[] => [...main.layers.map((l: { digest: string }) => l.digest), main.config.digest];
 

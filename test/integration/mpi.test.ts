@@ -17,13 +17,9 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { BIN, IS_ROOT, sh, testUser, type TestUser } from './helpers';
 import { setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { baseImage } from '../harness/base-images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { hasOpenMpi, mpiContext } from '../harness/mpi.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { ociConf, slurmUnavailable, startSlurm, type SlurmCluster } from '../harness/slurm.mjs';
 import { clientRuntime } from '../harness/clients.mjs';
 import { ensureTestUser } from '../harness/test-user.mjs';
 
@@ -106,8 +102,7 @@ describe(`MPI, the hybrid model, as ${IS_ROOT ? 'root' : 'an unprivileged user'}
  * step (on a /tmp shared by both nodes the step collided with itself, "File exists").
  */
 describe(`MPI under Slurm (srun --mpi=pmix), jobs as ${IS_ROOT ? 'the unprivileged test user' : 'ourselves'}`, () => {
-  /* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-  let cluster: any;
+  let cluster: SlurmCluster;
   let dir: string;
   let user: TestUser | undefined;
   const global = () => ['--root', path.join(dir, 'store'), '--runroot', path.join(dir, 'run')];
@@ -121,9 +116,9 @@ describe(`MPI under Slurm (srun --mpi=pmix), jobs as ${IS_ROOT ? 'the unprivileg
       user = testUser() ?? (ensureTestUser() as TestUser);
       // The user's own store, with the image built by them from the same context.
       const ctx = path.join(dir, 'ctx');
-      mpiContext(ctx, (baseImage('minbase') as { name: string }).name);
+      mpiContext(ctx, baseImage('minbase').name);
       execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, dir]);
-      const base = baseImage('minbase') as { archive: string };
+      const base = baseImage('minbase');
       for (const args of [['load', '-i', base.archive], ['build', '-t', IMG, ctx]]) {
         const r = sh(process.execPath, [BIN, ...global(), ...args], { as: user });
         if (r.code !== 0) throw new Error(`burrow ${args[0]} as ${user.name}: ${r.stderr}`);

@@ -13,7 +13,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatCidr, overlaps, parseCidr, parseRoutes4 } from '../../ts/network/subnets';
 import { IMAGE, setup, type Env } from './lifecycle.helpers';
-// @ts-expect-error plain ESM harness module without types
 import { podmanSandbox, which } from '../harness/clients.mjs';
 
 let env: Env;
@@ -151,11 +150,10 @@ describe('the listing compared with podman', () => {
     if (!which('podman')) throw new Error('podman is not installed: run .ci/setup (apt-get install podman)');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-netcli-podman-'));
     fs.chmodSync(dir, 0o755);
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const sb: any = podmanSandbox(dir);
+    const sb = podmanSandbox(dir);
     try {
       const p = async (...args: string[]): Promise<string> => {
-        const r = (await sb.podman(args)) as { code: number; stdout: string; stderr: string };
+        const r = await sb.podman(args);
         expect(r.code, `podman ${args.join(' ')}: ${r.stderr}`).toBe(0);
         return r.stdout;
       };

@@ -19,15 +19,14 @@ import { endImageTest, removeContainers, sandbox, tmpdir, type Sandbox } from '.
 import { BurrowError } from '../../ts/errors';
 import { packEntries, packUpper, upperDirOf, type PackEntry, type PackResult } from '../../ts/storage/pack';
 import { rootfsOf } from '../../ts/storage/rootfs';
+import type { ContainerRecord } from '../../ts/container/records';
 import type { Driver } from '../../ts/storage/store';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { addBlob, buildMainImage, MT, pushImage } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { addBlob, buildMainImage, MT, pushImage, type MainImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-pack-test-'));
-let registry: any;
-let main: any;
+let registry: Registry;
+let main: MainImage;
 let ref: string;
 let sb: Sandbox;
 
@@ -79,7 +78,8 @@ function layerNames(blob: string): string[] {
   return execFileSync('tar', ['-tf', blob], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
-function record(id: string): Record<string, unknown> {
+/** A container's record.json, as the engine wrote it. */
+function record(id: string): ContainerRecord {
   return JSON.parse(fs.readFileSync(path.join(sb.root, 'containers', id, 'record.json'), 'utf8'));
 }
 
@@ -89,7 +89,7 @@ async function idOf(name: string): Promise<string> {
 
 async function upperOf(name: string): Promise<string> {
   const id = await idOf(name);
-  return upperDirOf(rootfsOf(record(id) as any, path.join(sb.root, 'containers', id)));
+  return upperDirOf(rootfsOf(record(id), path.join(sb.root, 'containers', id)));
 }
 
 let tagN = 0;
@@ -108,7 +108,7 @@ async function imageWith(layer: PackResult, file: string): Promise<string> {
     schemaVersion: 2,
     mediaType: MT.ociManifest,
     config,
-    layers: [...main.layers.map((l: any) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })), { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+    layers: [...main.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })), { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
   };
   const tag = `packed${++tagN}`;
   const desc = { mediaType: MT.ociManifest, ...addBlob(main.layout, Buffer.from(JSON.stringify(manifest))) };
@@ -225,7 +225,7 @@ describe(`layer packer as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () => {
   it("refuses the copy driver's container, which has no upper directory, naming the driver", async () => {
     await sb.ok(['--storage-driver', 'copy', 'run', '--name', 'src-copy', ref, 'sh', '-c', 'echo x > /x']);
     const id = await idOf('src-copy');
-    const rootfs = rootfsOf(record(id) as any, path.join(sb.root, 'containers', id));
+    const rootfs = rootfsOf(record(id), path.join(sb.root, 'containers', id));
     expect(() => upperDirOf(rootfs)).toThrow(/copy driver/);
     const err = await packUpper(sb.settings(), path.join(rootfs.dir, 'rootfs'), path.join(work, 'copy.tar.gz')).catch((e: unknown) => e);
     expect((err as BurrowError).code).toBe('EPACK');

@@ -12,13 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT } from './helpers';
 import { endImageTest, exec, sandbox, startProxy, tmpdir, type Sandbox } from './image-helpers';
 import type { Drive } from './lifecycle.helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildImage, HOSTILE, pushImage, tarDirectory, ustar, type LayerSpec } from '../harness/images.mjs';
 import { render } from '../harness/vt.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Registry = any;
 
 const KiB = 1024;
 const COLS = 80;
@@ -31,7 +28,7 @@ let layerIds: string[];
 beforeAll(async () => {
   // Three layers of incompressible data (each takes about a second through the proxy) and a
   // small one with device nodes, which is unpacked, with its warning, while the others download.
-  const layers: { tar: string; compression: string; comment: string }[] = [{ tar: path.join(work, 'dev.tar'), compression: 'gzip', comment: 'devices' }];
+  const layers: LayerSpec[] = [{ tar: path.join(work, 'dev.tar'), compression: 'gzip', comment: 'devices' }];
   fs.writeFileSync(layers[0]!.tar, ustar(HOSTILE.device.entries));
   for (let i = 0; i < 3; i++) {
     const src = path.join(work, `src${i}`);
@@ -40,7 +37,7 @@ beforeAll(async () => {
     layers.push({ tar: tarDirectory(src, path.join(work, `layer${i}.tar`)), compression: 'gzip', comment: `data ${i}` });
   }
   const img = buildImage(path.join(work, 'img'), { tag: 'latest', layers });
-  layerIds = img.layers.map((l: { digest: string }) => l.digest.slice(7, 19));
+  layerIds = img.layers.map((l) => l.digest.slice(7, 19));
   registry = await startRegistry({ mode: 'anonymous' });
   await pushImage(registry, img, 'test/progress');
 }, 120_000);

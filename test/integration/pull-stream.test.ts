@@ -11,18 +11,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkBlobs, endImageTest, layerRecords, sandbox, sha256FileSync, startProxy, tmpdir } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { buildMainImage, pushImage } from '../harness/images.mjs';
+import { startRegistry, type Registry } from '../harness/registry.mjs';
+import { buildMainImage, pushImage, type MainImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Registry = any;
-type Image = any;
 
 const MiB = 1024 * 1024;
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-pull-stream-test-'));
 let registry: Registry;
-let main: Image;
+let main: MainImage;
 
 beforeAll(async () => {
   main = buildMainImage(path.join(work, 'main'), { tag: 'v1', bigSize: 32 * MiB });
@@ -35,13 +31,14 @@ afterAll(() => endImageTest(work, [registry]));
 /** The pulled image is the main image, complete, and nothing temporary is left. */
 function expectComplete(root: string): void {
   const recs = layerRecords(root);
-  expect(Object.keys(recs).sort()).toEqual(main.layers.map((l: { diffId: string }) => l.diffId.slice(7)).sort());
-  const big = main.layers[3].diffId.slice(7);
+  expect(Object.keys(recs).sort()).toEqual(main.layers.map((l) => l.diffId.slice(7)).sort());
+  // The fourth layer has the large file (buildMainImage).
+  const big = main.layers[3]!.diffId.slice(7);
   expect(sha256FileSync(path.join(root, 'layers', big, main.expect.big.path))).toBe(main.expect.big.digest);
-  for (const [rel, content] of Object.entries(main.expect.contents as Record<string, string>)) {
-    const found = main.layers.map((l: { diffId: string }) => path.join(root, 'layers', l.diffId.slice(7), rel)).filter((p: string) => fs.existsSync(p));
+  for (const [rel, content] of Object.entries(main.expect.contents)) {
+    const found = main.layers.map((l) => path.join(root, 'layers', l.diffId.slice(7), rel)).filter((p) => fs.existsSync(p));
     expect(found.length, rel).toBeGreaterThan(0);
-    expect(fs.readFileSync(found[found.length - 1], 'utf8'), rel).toBe(content);
+    expect(fs.readFileSync(found[found.length - 1]!, 'utf8'), rel).toBe(content);
   }
   expect(fs.readdirSync(path.join(root, 'tmp'))).toEqual([]);
   expect(fs.readdirSync(path.join(root, 'blobs', 'sha256')).filter((n) => n.includes('.'))).toEqual([]);

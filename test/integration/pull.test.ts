@@ -11,22 +11,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from '../../ts/image/manifest';
 import { IS_ROOT } from './helpers';
 import { checkBlobs, endImageTest, exec, layerRecords, sandbox, sha256, sha256FileSync, startProxy, tmpdir } from './image-helpers';
-import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { blobDataPath, startRegistry, type RegistryByMode } from '../harness/registry.mjs';
 import { buildHostileImages, buildImage, buildMainImage, buildMultiPlatformImage, buildSmallImage, HOSTILE, pushImage, tarDirectory, ustar } from '../harness/images.mjs';
-
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Registry = any;
-type Image = any;
+import type { BuiltImage, HostileImage, HostileName, MainImage, MultiPlatformImage } from '../harness/images.mjs';
 
 const MiB = 1024 * 1024;
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-pull-test-'));
-const registries: Record<string, Registry> = {};
-let main: Image;
-let multi: Image;
-let tamper: Image;
-let hostile: Record<string, Image>;
-let mixed: Image;
+/** One per mode, started by beforeAll (no test runs when it fails); afterAll stops those that started. */
+const registries = {} as RegistryByMode;
+let main: MainImage;
+let multi: MultiPlatformImage;
+let tamper: BuiltImage;
+let hostile: Record<HostileName, HostileImage>;
+let mixed: BuiltImage;
 
 const HOST_ARCH = hostPlatform().architecture === 'arm64' ? 'arm64' : 'amd64';
 const OTHER_ARCH = HOST_ARCH === 'amd64' ? 'arm64' : 'amd64';
@@ -48,7 +45,10 @@ beforeAll(async () => {
       { tar: tarDirectory(path.join(m, 'big'), path.join(m, 'big.tar')), compression: 'gzip', comment: 'large' },
     ],
   });
-  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls'] as const) registries[mode] = await startRegistry({ mode });
+  registries.anonymous = await startRegistry({ mode: 'anonymous' });
+  registries.htpasswd = await startRegistry({ mode: 'htpasswd' });
+  registries.token = await startRegistry({ mode: 'token' });
+  registries.tls = await startRegistry({ mode: 'tls' });
   const { anonymous, htpasswd, token, tls } = registries;
   await Promise.all([
     pushImage(anonymous, main, 'test/main'),
@@ -278,7 +278,7 @@ describe('pull from an anonymous registry', () => {
     if (!IS_ROOT) {
       // On the host, the layer file of uid 1000 belongs to the subordinate id 1000 maps to.
       const sub = settings.uidMap.find(([c, , n]) => c <= 1000 && 1000 < c + n)!;
-      const layer = main.layers[0].diffId.slice(7);
+      const layer = main.layers[0]!.diffId.slice(7);
       expect(fs.statSync(path.join(sb.root, 'layers', layer, 'home', 'user', 'notes.txt')).uid).toBe(sub[1] + 1000 - sub[0]);
     }
   });
@@ -294,7 +294,7 @@ describe('pull from an anonymous registry', () => {
     expect(other).toBe(multi.images[OTHER_ARCH].config.digest);
     expect(await arch(other)).toBe(OTHER_ARCH === 'arm64' ? 'arm64 linux v8' : 'amd64 linux <no value>');
     // The layer unpacked is that platform's.
-    const diffId = multi.images[OTHER_ARCH].layers[0].diffId.slice(7);
+    const diffId = multi.images[OTHER_ARCH].layers[0]!.diffId.slice(7);
     expect(fs.readFileSync(path.join(sb.root, 'layers', diffId, 'arch'), 'utf8')).toBe(`${OTHER_ARCH}\n`);
     // The tag follows the last pull, as in Docker; the other image stays, untagged, with the
     // index digest it was pulled by.
@@ -308,7 +308,7 @@ describe('pull from an anonymous registry', () => {
   });
 
   it('refuses hostile layers with a message naming the entry, writes nothing outside the store and trusts nothing', async () => {
-    const cases: Record<string, RegExp> = {
+    const cases: Record<Exclude<HostileName, 'device'>, RegExp> = {
       dotdot: /layer entry "\.\.\/escape-dotdot\.txt" is unsafe: it contains '\.\.'/,
       absolute: /layer entry "\/escape-absolute\.txt" is unsafe: it is an absolute path/,
       symlink: /layer entry "link\/evil" is unsafe: its directory is reached through a symlink that leaves the layer/,
@@ -335,7 +335,7 @@ describe('pull from an anonymous registry', () => {
       return out.sort();
     };
     await Promise.all(
-      Object.entries(cases).map(async ([name, message]) => {
+      (Object.entries(cases) as [keyof typeof cases, RegExp][]).map(async ([name, message]) => {
         // The store sits inside a canary directory with a file of its own.
         const sb = sandbox(work, `hostile-${name}`);
         fs.writeFileSync(path.join(sb.dir, 'canary.txt'), 'untouched\n');
@@ -347,7 +347,7 @@ describe('pull from an anonymous registry', () => {
         const r = await sb.burrow(['pull', anon(`hostile/${name}:latest`)]);
         expect(r.code, `${name}: ${r.stderr}`).toBe(125);
         expect(r.stderr, name).toMatch(message);
-        expect(r.stderr, name).toContain(`hostile/${name}:latest: layer 1 of 1 (${h.layers[0].digest})`);
+        expect(r.stderr, name).toContain(`hostile/${name}:latest: layer 1 of 1 (${h.layers[0]!.digest})`);
         expect(r.stderr, name).toMatch(/^fix: .*refuses to use it/m);
         expect(snapshot(sb.dir, sb.root), name).toEqual(before);
         // Nothing trusted: no image, no layer record or directory, no temporary tree left.
@@ -370,7 +370,7 @@ describe('pull from an anonymous registry', () => {
     const r = await sb.burrow(['pull', anon('hostile/device:latest')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: device nodes in the layer were skipped/);
-    const dir = path.join(sb.root, 'layers', hostile.device.layers[0].diffId.slice(7));
+    const dir = path.join(sb.root, 'layers', hostile.device.layers[0]!.diffId.slice(7));
     expect(fs.existsSync(`${dir}.json`)).toBe(true);
     expect(fs.lstatSync(path.join(dir, 'dev', 'fifo')).isFIFO()).toBe(true);
     expect(fs.existsSync(path.join(dir, 'dev', 'evil-mem'))).toBe(false);
@@ -385,7 +385,7 @@ describe('pull from an anonymous registry', () => {
     expect(r.code, r.stderr).toBe(125);
     expect(r.stderr).toMatch(/hostile\/mixed:latest: layer 1 of 2 \(sha256:[a-f0-9]{64}\): layer entry "\.\.\/escape-dotdot\.txt" is unsafe/);
     expect(r.stderr).not.toMatch(/\n\s+at |UnhandledPromiseRejection|Node\.js v/);
-    const big = mixed.layers[1];
+    const big = mixed.layers[1]!;
     // The large download was stopped, not waited for: less than that layer went through the
     // proxy, and nothing more flows once the pull has exited (its connection is closed).
     const sent = proxy.bytesDown;
@@ -404,7 +404,7 @@ describe('pull from an anonymous registry', () => {
 
   it('reports a tampered blob as a digest mismatch, keeps nothing of it, and pulls once it is repaired', async () => {
     const sb = sandbox(work, 'tamper');
-    const layer = tamper.layers[0];
+    const layer = tamper.layers[0]!;
     const data = blobDataPath(registries.anonymous, layer.digest);
     const good = fs.readFileSync(data);
     const bad = Buffer.from(good);
@@ -429,7 +429,7 @@ describe('pull from an anonymous registry', () => {
 
 describe('a killed pull', () => {
   it('leaves nothing a later pull trusts; the next pull resumes and ends with the same image', async () => {
-    const big = main.layers[3];
+    const big = main.layers[3]!;
     const proxy = await startProxy(registries.anonymous.host, { rate: 16 * MiB });
     const ref = `${proxy.host}/test/main:v1`;
     const sb = sandbox(work, 'killed');

@@ -19,24 +19,21 @@ import { hostPlatform, MEDIA_TYPES } from '../../ts/image/manifest';
 import { parseReference } from '../../ts/image/reference';
 import { RegistryClient, type RegistryOptions, type RepoRef } from '../../ts/image/registry';
 import { closeAllProxies, startProxy } from './image-helpers';
-import { blobDataPath, startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { blobDataPath, startRegistry, type Registry, type RegistryByMode } from '../harness/registry.mjs';
 import { blobPath, buildHostileImages, buildMainImage, buildMultiPlatformImage, buildSmallImage, pushImage, sha256File } from '../harness/images.mjs';
-
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Registry = any;
-type Image = any;
+import type { BuiltImage, HostileImage, HostileName, MainImage, MultiPlatformImage } from '../harness/images.mjs';
 
 const MiB = 1024 * 1024;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-registry-test-'));
-const registries: Record<string, Registry> = {};
+/** One per mode, started by beforeAll (no test runs when it fails); afterAll stops those that started. */
+const registries = {} as RegistryByMode;
 const clients: RegistryClient[] = [];
 const closers: (() => Promise<void>)[] = [];
-let main: Image;
-let multi: Image;
-let tamper: Image;
-let pushSource: Image;
-let hostile: Record<string, Image>;
+let main: MainImage;
+let multi: MultiPlatformImage;
+let tamper: BuiltImage;
+let pushSource: BuiltImage;
+let hostile: Record<HostileName, HostileImage>;
 let n = 0;
 
 const HOST_ARCH = hostPlatform().architecture === 'arm64' ? 'arm64' : 'amd64';
@@ -48,7 +45,10 @@ beforeAll(async () => {
   tamper = buildSmallImage(path.join(work, 'tamper'), { tag: 't' });
   pushSource = buildSmallImage(path.join(work, 'push'), { tag: 'p' });
   hostile = buildHostileImages(path.join(work, 'hostile'));
-  for (const mode of ['anonymous', 'htpasswd', 'token', 'tls'] as const) registries[mode] = await startRegistry({ mode });
+  registries.anonymous = await startRegistry({ mode: 'anonymous' });
+  registries.htpasswd = await startRegistry({ mode: 'htpasswd' });
+  registries.token = await startRegistry({ mode: 'token' });
+  registries.tls = await startRegistry({ mode: 'tls' });
   const { anonymous, htpasswd, token, tls } = registries;
   await Promise.all([
     pushImage(anonymous, main, 'test/main'),
@@ -78,7 +78,7 @@ function client(opts: RegistryOptions = {}): RegistryClient {
   return c;
 }
 
-const credsOf = (r: Registry): RegistryOptions['credentials'] => async () => ({ username: r.user, password: r.password, source: 'the test' });
+const credsOf = (r: RegistryByMode['htpasswd' | 'token']): RegistryOptions['credentials'] => async () => ({ username: r.user, password: r.password, source: 'the test' });
 const ref = (r: Registry | string, rest: string) => parseReference(`${typeof r === 'string' ? r : r.host}/${rest}`);
 const repo = (r: Registry | string, repository: string): RepoRef => ({ registry: typeof r === 'string' ? r : r.host, repository });
 const dest = (name: string): string => path.join(work, 'dl', `${++n}-${name.replace(/[:/]/g, '_')}`);
@@ -154,7 +154,7 @@ describe('anonymous registry', () => {
   });
 
   it('resumes a .partial with a Range request and downloads only the rest', async () => {
-    const big = main.layers[3];
+    const big = main.layers[3]!;
     const proxy = await startProxy(registries.anonymous.host);
     const d = dest('resume');
     const keep = big.size - 4 * MiB;
@@ -174,7 +174,7 @@ describe('anonymous registry', () => {
   });
 
   it('continues with Range after a dropped connection', async () => {
-    const big = main.layers[3];
+    const big = main.layers[3]!;
     const proxy = await startProxy(registries.anonymous.host, { dropAfter: 8 * MiB });
     const d = dest('dropped');
     const res = await client().fetchBlob(repo(proxy.host, 'test/main'), big, d);
@@ -188,7 +188,7 @@ describe('anonymous registry', () => {
   });
 
   it('a canceled download leaves only a .partial, which the next download continues', async () => {
-    const big = main.layers[3];
+    const big = main.layers[3]!;
     const d = dest('canceled');
     const ac = new AbortController();
     const e = await rejection(
@@ -208,7 +208,7 @@ describe('anonymous registry', () => {
   });
 
   it('a tampered blob is EDIGEST_MISMATCH and leaves nothing behind', async () => {
-    const layer = tamper.layers[0];
+    const layer = tamper.layers[0]!;
     const data = blobDataPath(registries.anonymous, layer.digest);
     const bytes = fs.readFileSync(data);
     bytes.writeUInt8(bytes.readUInt8(bytes.length >> 1) ^ 0xff, bytes.length >> 1); // same size, other content
@@ -253,7 +253,7 @@ describe('anonymous registry', () => {
   });
 
   it('reports a size that disagrees with the descriptor as ESIZE_MISMATCH', async () => {
-    const l = main.layers[1];
+    const l = main.layers[1]!;
     const d = dest('size');
     const e = await rejection(client().fetchBlob(repo(registries.anonymous, 'test/main'), { ...l, size: l.size - 1 }, d));
     expect(e.code).toBe('ESIZE_MISMATCH');
@@ -290,11 +290,11 @@ describe('anonymous registry', () => {
   it('pushes a blob and a manifest to another repository, mounting what it can', async () => {
     const c = client();
     const target = ref(registries.anonymous, 'test/pushed-anon:x');
-    const layer = main.layers[1];
+    const layer = main.layers[1]!;
     expect(await c.blobExists(target, layer.digest)).toBe(false);
     expect(await c.mountBlob(target, layer.digest, 'test/main')).toBe(true);
     expect(await c.blobExists(target, layer.digest)).toBe(true);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [main.layers[1].diffId] } }));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [main.layers[1]!.diffId] } }));
     const cfgFile = path.join(work, `cfg-${++n}.json`);
     fs.writeFileSync(cfgFile, config);
     const cfgDesc = { mediaType: MEDIA_TYPES.ociConfig, digest: `sha256:${crypto.createHash('sha256').update(config).digest('hex')}`, size: config.length };
@@ -414,7 +414,7 @@ describe('token registry (Bearer)', () => {
     const layers = [m.manifest.layers[0]!, other.manifest.layers[0]!, m.manifest.config, other.manifest.config];
     const ds = layers.map((l) => dest(l.digest));
     await Promise.all(layers.map((l, i) => c.fetchBlob(mref, l, ds[i]!)));
-    layers.forEach((l, i) => expect(sha256File(ds[i])).toBe(l.digest));
+    layers.forEach((l, i) => expect(sha256File(ds[i]!)).toBe(l.digest));
     expect(r().stats.tokenRequests - before).toBe(1);
     // A fresh client whose first requests run in parallel also asks only once.
     const c2 = client({ credentials: credsOf(r()) });
@@ -432,7 +432,7 @@ describe('token registry (Bearer)', () => {
   it('pushes to another repository with a cross-repository mount', async () => {
     const c = client({ credentials: credsOf(r()) });
     const target = ref(r(), 'test/pushed:v1');
-    const layer = pushSource.layers[0];
+    const layer = pushSource.layers[0]!;
     expect(await c.blobExists(target, layer.digest)).toBe(false);
     expect(await c.mountBlob(target, layer.digest, 'test/source')).toBe(true);
     expect(await c.blobExists(target, layer.digest)).toBe(true);

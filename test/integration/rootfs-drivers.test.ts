@@ -16,13 +16,11 @@ import { endImageTest, removeContainers, sandbox, tmpdir, type Sandbox } from '.
 import { alive, cmdline } from './lifecycle.helpers';
 import { fuseDaemons } from '../../ts/storage/rootfs';
 import type { Driver } from '../../ts/storage/store';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildMainImage, pushImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-rootfs-test-'));
-let registry: any;
+let registry: Registry;
 let ref: string;
 let sb: Sandbox;
 /** The store's layers as they were right after the pull. */

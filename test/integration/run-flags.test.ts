@@ -13,7 +13,6 @@ import { BIN, burrow, IS_ROOT, sh } from './helpers';
 import { IMAGE, pidNs, setup, waitFor, type Env } from './lifecycle.helpers';
 import { shareDir } from '../harness/test-user.mjs';
 import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { buildSmallImage, pushImage } from '../harness/images.mjs';
 
 let env: Env;

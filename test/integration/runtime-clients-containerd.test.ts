@@ -24,11 +24,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
-import { buildClientImages, clientRuntime, ensureCrictl, mountsUnder, ptyDrive, removeCgroupDirs, run, startContainerd, startRootlessContainerd, which } from '../harness/clients.mjs';
+import { buildClientImages, clientRuntime, ensureCrictl, mountsUnder, ptyDrive, removeCgroupDirs, run, startContainerd, startRootlessContainerd, which, type Containerd, type RootlessContainerd } from '../harness/clients.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Containerd = any;
 interface Result {
   code: number;
   stdout: string;
@@ -53,7 +50,7 @@ async function newContainerd(opts: { defaultRuntime?: string } = {}): Promise<Co
 
 /** containerd's own error lines (the shim's runtime failures show there, not in crictl's output). */
 function errors(cd: Containerd): string {
-  const lines = (cd.log() as string).split('\n').filter((l) => l.includes('level=error') && !l.includes('failed to load cni'));
+  const lines = cd.log().split('\n').filter((l) => l.includes('level=error') && !l.includes('failed to load cni'));
   return lines.length ? `\ncontainerd's errors:\n${lines.slice(-6).join('\n')}` : '';
 }
 
@@ -258,8 +255,14 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
     180_000,
   );
 
+  /** The parts of `crictl inspect`/`inspectp -o json` (containerd 1.6's verbose info) read here. */
+  interface CriInspect {
+    status: { state: string };
+    info: { pid: number; runtimeHandler?: string; runtimeOptions: { binary_name?: string } };
+  }
+
   /** `crictl inspect`/`inspectp` as JSON. */
-  async function inspect(cd: Containerd, what: 'inspect' | 'inspectp', id: string): Promise<any> {
+  async function inspect(cd: Containerd, what: 'inspect' | 'inspectp', id: string): Promise<CriInspect> {
     return JSON.parse((await ok(cd.crictl([what, '-o', 'json', id]), cd)).stdout);
   }
 
@@ -330,7 +333,7 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
         const e: Result = await cd.crictl(['exec', cid, 'sh', '-c', 'echo exec-ok']);
         expect(e.stdout, show(e) + errors(cd)).toBe('exec-ok\n');
       }
-      for (const [pod, cid] of [[bpod, bcid], [dpod, dcid]]) {
+      for (const [pod, cid] of [[bpod, bcid], [dpod, dcid]] as const) {
         await ok(cd.crictl(['stop', '-t', '20', cid]), cd);
         await ok(cd.crictl(['rm', cid]), cd);
         await ok(cd.crictl(['stopp', pod]), cd);
@@ -430,7 +433,7 @@ describe.skipIf(!IS_ROOT)('containerd 1.6 with the runc v2 shim and BinaryName =
 describe.skipIf(IS_ROOT)('rootless containerd under RootlessKit with burrow-runtime (as an unprivileged user)', () => {
   let rwork = '';
   let rimages: { busybox: { archive: string; ref: string } };
-  const open: Containerd[] = [];
+  const open: RootlessContainerd[] = [];
 
   beforeAll(() => {
     for (const c of ['containerd', 'ctr', 'containerd-shim-runc-v2', 'rootlesskit', 'nsenter']) if (!which(c)) throw new Error(`${c} is not installed: run .ci/setup (apt-get install containerd rootlesskit)`);
@@ -451,7 +454,7 @@ describe.skipIf(IS_ROOT)('rootless containerd under RootlessKit with burrow-runt
     if (rwork) fs.rmSync(rwork, { recursive: true, force: true });
   });
 
-  async function newRootless(): Promise<Containerd> {
+  async function newRootless(): Promise<RootlessContainerd> {
     const cd = await startRootlessContainerd(fs.mkdtempSync(path.join(rwork, 'r-')));
     open.push(cd);
     await ok(cd.ctr(['-n', 'rl', 'images', 'import', rimages.busybox.archive]));

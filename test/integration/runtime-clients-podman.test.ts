@@ -15,11 +15,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IS_ROOT } from './helpers';
-// @ts-expect-error plain ESM harness module without types
-import { buildClientImages, clientRuntime, mountsUnder, pidsMentioning, podmanSandbox, ptyDrive, which } from '../harness/clients.mjs';
+import { buildClientImages, clientRuntime, mountsUnder, pidsMentioning, podmanSandbox, ptyDrive, which, type PodmanSandbox } from '../harness/clients.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Podman = any;
+type Podman = PodmanSandbox;
 interface Result {
   code: number;
   stdout: string;

@@ -20,15 +20,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, burrow, IS_ROOT, testUser, type TestUser } from './helpers';
-import { makeBundle } from '../harness/bundle.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { makeBundle, type BundleConfig } from '../harness/bundle.mjs';
 import { buildClientImages, clientRuntime } from '../harness/clients.mjs';
-// @ts-expect-error plain ESM harness module without types
-import { NODES, ociConf, slurmUnavailable, startSlurm } from '../harness/slurm.mjs';
+import { NODES, ociConf, slurmUnavailable, startSlurm, type SlurmCluster } from '../harness/slurm.mjs';
 import { ensureTestUser } from '../harness/test-user.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
-type Cluster = any;
 interface Result {
   code: number;
   stdout: string;
@@ -43,7 +39,7 @@ const CLUSTER = IS_ROOT ? 'daemons as root, two nodes in network namespaces of t
 describe(`Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jobs as the unprivileged user (${CLUSTER})`, () => {
   let work = '';
   let user: TestUser;
-  let cluster: Cluster;
+  let cluster: SlurmCluster;
   let bundle = '';
   let stateRoot = '';
 
@@ -57,14 +53,14 @@ describe(`Slurm 22.05 (srun/sbatch --container) with burrow-runtime rootless, jo
    * UTS namespaces (Slurm's containers use the node's network, and show the node's hostname),
    * owned by the user, who runs the runtime.
    */
-  const slurmBundle = (name: string, edit?: (c: any) => void): string => {
+  const slurmBundle = (name: string, edit?: (c: BundleConfig) => void): string => {
     const dir = path.join(work, name);
     makeBundle(dir, {
       args: ['sh'],
-      edit: (c: any) => {
+      edit: (c) => {
         c.linux.uidMappings = [{ containerID: 0, hostID: user.uid, size: 1 }];
         c.linux.gidMappings = [{ containerID: 0, hostID: user.gid, size: 1 }];
-        c.linux.namespaces = c.linux.namespaces.filter((n: { type: string }) => !['network', 'uts'].includes(n.type));
+        c.linux.namespaces = c.linux.namespaces.filter((n) => !['network', 'uts'].includes(n.type));
         delete c.hostname;
         edit?.(c);
       },

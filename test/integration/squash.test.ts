@@ -14,15 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec, removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTING as TREE, type Sandbox } from './image-helpers';
 import { BIN } from './helpers';
 import { alive, cmdline } from './lifecycle.helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildMainImage, buildUserImage, pushImage } from '../harness/images.mjs';
-// @ts-expect-error plain ESM harness module without types
 import { siftoolPath } from '../harness/siftool.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-squash-test-'));
-let registry: any;
+let registry: Registry;
 let ref: string;
 let userRef: string;
 let sb: Sandbox;

@@ -11,13 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeAllSandboxes, removeContainers, sandbox, tmpdir, TREE_LISTING as TREE, type Sandbox } from './image-helpers';
-import { startRegistry } from '../harness/registry.mjs';
-// @ts-expect-error plain ESM harness module without types
+import { startRegistry, type Registry } from '../harness/registry.mjs';
 import { buildMainImage, pushImage } from '../harness/images.mjs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- harness objects are plain JS */
 const work = fs.mkdtempSync(path.join(tmpdir(), 'burrow-store-squash-test-'));
-let registry: any;
+let registry: Registry;
 let ref: string;
 /** A store whose config file says image_format = "squashfs". */
 let sq: Sandbox;

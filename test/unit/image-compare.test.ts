@@ -3,41 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// @ts-expect-error: the harness is JavaScript without types
-import { compareImages, formatDifferences, readImage } from '../harness/image-compare.mjs';
-// @ts-expect-error: the harness is JavaScript without types
+import { compareImages, formatDifferences, readImage, type ReadImage } from '../harness/image-compare.mjs';
 import { buildBusyboxImage, buildMainImage } from '../harness/images.mjs';
-
-interface Entry {
-  type: string;
-  mode?: number;
-  uid?: number;
-  size?: number;
-  sha256?: string;
-  linkname?: string;
-  links?: string;
-  implicit?: boolean;
-}
-interface Image {
-  tree: Map<string, Entry>;
-  config: { config: Record<string, unknown> } | null;
-}
-interface Diff {
-  path?: string;
-  field?: string;
-  what: string;
-  a: unknown;
-  b: unknown;
-}
-const read = readImage as (s: unknown) => Image;
-const compare = compareImages as (a: unknown, b: unknown, o?: Record<string, unknown>) => Diff[];
 
 describe('image-compare (the harness of the podman build equivalence tests)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-compare-test-'));
-  let main: Image;
+  let main: ReadImage;
   beforeAll(() => {
-    (buildMainImage as (d: string, o: object) => unknown)(path.join(dir, 'main'), { tag: 'm', bigSize: 1 << 20 });
-    main = read({ layout: path.join(dir, 'main'), tag: 'm' });
+    buildMainImage(path.join(dir, 'main'), { tag: 'm', bigSize: 1 << 20 });
+    main = readImage({ layout: path.join(dir, 'main'), tag: 'm' });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -53,19 +27,19 @@ describe('image-compare (the harness of the podman build equivalence tests)', ()
     expect(t.get('/var/www/index.html')).toMatchObject({ uid: 33 });
     expect(t.get('/home/user/notes.txt')).toMatchObject({ uid: 1000, mode: 0o600 });
     expect(t.get('/big/random.bin')).toMatchObject({ size: 1 << 20 });
-    expect(main.config!.config.WorkingDir).toBe('/data');
+    expect(main.config?.config?.WorkingDir).toBe('/data');
   });
 
   it('an image equals itself, also read from an oci-archive', () => {
     const archive = path.join(dir, 'main.tar');
     execFileSync('tar', ['-cf', archive, '-C', path.join(dir, 'main'), '.']);
-    expect(compare(main, read({ archive, tag: 'm' }))).toEqual([]);
+    expect(compareImages(main, readImage({ archive, tag: 'm' }))).toEqual([]);
   });
 
   it('lists every difference of tree and config, and ignores what it is told to', () => {
-    (buildBusyboxImage as (d: string, o: object) => unknown)(path.join(dir, 'bb'), { tag: 'b', config: { Cmd: ['/bin/sh'], Labels: { 'io.buildah.version': '1.28' } } });
-    const bb = read({ layout: path.join(dir, 'bb'), tag: 'b' });
-    const diffs = compare(main, bb);
+    buildBusyboxImage(path.join(dir, 'bb'), { tag: 'b', config: { Cmd: ['/bin/sh'], Labels: { 'io.buildah.version': '1.28' } } });
+    const bb = readImage({ layout: path.join(dir, 'bb'), tag: 'b' });
+    const diffs = compareImages(main, bb);
     const text = formatDifferences(diffs);
     expect(text).toContain('/data/target.txt: exists: ');
     expect(text).toContain('/etc/motd: exists: ');
@@ -73,7 +47,7 @@ describe('image-compare (the harness of the podman build equivalence tests)', ()
     expect(diffs).toContainEqual({ field: 'Labels.io.buildah.version', what: 'config', a: undefined, b: '1.28' });
     expect(diffs).toContainEqual({ field: 'Env.BURROW_TEST', what: 'config', a: 'main', b: undefined });
     expect(diffs.some((d) => d.path === '/bin/busybox')).toBe(false);
-    const only = compare(main, bb, {
+    const only = compareImages(main, bb, {
       ignorePaths: ['/data', '/etc/motd', '/var', '/home', '/todelete.txt', '/opaque', '/zstd', '/big', /^\/deldir/],
       ignoreFields: ['WorkingDir', 'ExposedPorts', 'Labels', 'Env', 'StopSignal', 'History'],
     });
@@ -81,13 +55,13 @@ describe('image-compare (the harness of the podman build equivalence tests)', ()
   });
 
   it('a changed mode, owner or content is a difference of that field', () => {
-    const copy: Image = { tree: new Map([...main.tree].map(([k, v]) => [k, { ...v }])), config: main.config };
+    const copy: ReadImage = { tree: new Map([...main.tree].map(([k, v]) => [k, { ...v }])), config: main.config };
     copy.tree.get('/etc/passwd')!.mode = 0o600;
     copy.tree.get('/data/target.txt')!.sha256 = 'x';
     copy.tree.get('/data/chain3')!.linkname = 'elsewhere';
     // a hard link written as a copy: same content, but not the same file any more
     delete copy.tree.get('/data/hard1')!.links;
     delete copy.tree.get('/data/hard2')!.links;
-    expect(compare(main, copy).map((d) => `${d.path} ${d.what}`)).toEqual(['/data/chain3 linkname', '/data/hard1 links', '/data/hard2 links', '/data/target.txt sha256', '/etc/passwd mode']);
+    expect(compareImages(main, copy).map((d) => `${d.path} ${d.what}`)).toEqual(['/data/chain3 linkname', '/data/hard1 links', '/data/hard2 links', '/data/target.txt sha256', '/etc/passwd mode']);
   });
 });

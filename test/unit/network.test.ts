@@ -150,8 +150,14 @@ describe('the default port handler', () => {
 
 describe('port_handler=bypass: the seccomp profile', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bypass-'));
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const withProfile = (seccomp: unknown): { file: string; read(): any } => {
+  /** The seccomp section of a config.json as addBindBypass leaves it. */
+  interface Seccomp {
+    defaultAction: string;
+    listenerPath?: string;
+    architectures?: string[];
+    syscalls: { names: string[]; action: string; errnoRet?: number; args?: { index: number; value: number; valueTwo?: number; op: string }[] }[];
+  }
+  const withProfile = (seccomp: unknown): { file: string; read(): Seccomp } => {
     const file = path.join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
     fs.writeFileSync(file, JSON.stringify({ linux: seccomp === undefined ? {} : { seccomp } }));
     return { file, read: () => JSON.parse(fs.readFileSync(file, 'utf8')).linux.seccomp };
@@ -167,8 +173,8 @@ describe('port_handler=bypass: the seccomp profile', () => {
     expect(names(s, 'SCMP_ACT_NOTIFY').sort()).toEqual(['bind', 'connect', 'sendmmsg', 'sendmsg', 'sendto']);
     expect(names(s, 'SCMP_ACT_ERRNO')).toEqual(['mount', 'bpf', 'io_uring_setup']);
     // The sends notify only with MSG_FASTOPEN: flags & 0x20000000 == 0x20000000.
-    const sendto = s.syscalls.find((r: { names: string[] }) => r.names[0] === 'sendto');
-    expect(sendto.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0x20000000, op: 'SCMP_CMP_MASKED_EQ' }]);
+    const sendto = s.syscalls.find((r) => r.names[0] === 'sendto');
+    expect(sendto!.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0x20000000, op: 'SCMP_CMP_MASKED_EQ' }]);
     // Applied again at the next start: unchanged.
     const before = fs.readFileSync(p.file, 'utf8');
     expect(addBindBypass(p.file, L)).toBe(true);
@@ -179,10 +185,10 @@ describe('port_handler=bypass: the seccomp profile', () => {
     const p = withProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read', 'bind', 'connect', 'sendto', 'sendmsg', 'sendmmsg'], action: 'SCMP_ACT_ALLOW' }] });
     expect(addBindBypass(p.file, L)).toBe(true);
     const s = p.read();
-    expect(names(s, 'SCMP_ACT_ALLOW').filter((n: string) => n === 'read')).toEqual(['read']);
+    expect(names(s, 'SCMP_ACT_ALLOW').filter((n) => n === 'read')).toEqual(['read']);
     // Without the flag the sends stay allowed; io_uring was never allowed and stays so.
-    const allowSend = s.syscalls.find((r: { names: string[]; action: string }) => r.names[0] === 'sendto' && r.action === 'SCMP_ACT_ALLOW');
-    expect(allowSend.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }]);
+    const allowSend = s.syscalls.find((r) => r.names[0] === 'sendto' && r.action === 'SCMP_ACT_ALLOW');
+    expect(allowSend!.args).toEqual([{ index: 3, value: 0x20000000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }]);
     expect(names(s, 'SCMP_ACT_ERRNO')).toEqual([]);
   });
 
