@@ -175,20 +175,24 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
 /// runtime leaks into the container otherwise: Node (the CLI, the API service) and Rust's std
 /// ignore SIGPIPE, so `yes | head` in a container never ended (its writer got EPIPE forever
 /// instead of dying), and the monitor ignores SIGQUIT.
+///
+/// Through the raw rt_sigaction, not libc's sigaction: glibc refuses its two internal signals
+/// (32 and 33, which it uses for thread cancellation and set*id) with EINVAL, and its
+/// posix_spawn sets them to SIG_IGN in the child (spawni.c), so a runtime started that way, as
+/// the CLI starts `burrow-runtime run` (crates/burrow-core/src/spawn.rs), passed them on
+/// ignored to the container.
 fn reset_signals() {
     use nix::sys::signal::{SigSet, SigmaskHow};
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
+        // The kernel's struct sigaction (handler, flags, restorer, mask on x86_64 and aarch64):
+        // all zero is SIG_DFL with no flags and an empty mask.
+        let sa = [0u64; 4];
         // SAFETY: installs SIG_DFL, no handler code; this process calls execve right after.
         // Numbers the kernel refuses (none in this range but the two above) only return EINVAL.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, sa.as_ptr(), std::ptr::null_mut::<u64>(), 8usize) };
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
