@@ -15,10 +15,10 @@
  * bridge). A container on another container's network namespace has none of its own, as in
  * Docker. Small on purpose: `burrow run` loads it.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ContainerRecord } from '../container/records';
+import { sha256Hex } from '../native';
 import type { EngineContext } from './context';
 import { emitEvent } from './events';
 
@@ -33,7 +33,7 @@ export type BuiltinNetwork = 'bridge' | 'host' | 'none';
 
 /** A built-in network's id: the same in every service that uses this store, as Docker's stay for a daemon. */
 export function builtinNetworkId(ctx: Pick<EngineContext, 'store'>, name: BuiltinNetwork): string {
-  return createHash('sha256').update(`burrow-network\0${ctx.store.root}\0${name}`).digest('hex');
+  return sha256Hex(`burrow-network\0${ctx.store.root}\0${name}`);
 }
 
 /** The networks a container is on, as Docker's events name them. */

@@ -35,3 +35,19 @@ export function native(): typeof Binding {
   }
   return cached;
 }
+
+/**
+ * sha256 of a string, in hex: the addon's (which `burrow run` loads anyway, to start the
+ * runtime), else node:crypto's. Modules on the path of every `run` hash through this: loading
+ * node:crypto (with node:stream) cost a run several milliseconds it never needed.
+ */
+export function sha256Hex(text: string): string {
+  try {
+    const n = native();
+    if (typeof n.sha256Hex === 'function') return n.sha256Hex(text);
+  } catch {
+    /* no addon: node:crypto */
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:crypto') as typeof import('node:crypto')).createHash('sha256').update(text).digest('hex');
+}

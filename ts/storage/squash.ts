@@ -20,38 +20,26 @@
  * than 0 show as nobody, as for every other driver there).
  */
 import type * as ChildProcess from 'node:child_process';
-import type * as Crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BurrowError } from '../errors';
 import type { ImageConfig } from '../image/manifest';
 import { ustarHeader } from '../image/tar';
-import { native } from '../native';
+import { sha256Hex } from '../native';
 import { mkdirp, writeJsonAtomic } from './fsutil';
 import type { RootfsPlan } from './rootfs';
 import { fuseOverlayfsProgram } from './rootfs';
 import { localRoot } from './settings';
 import type { ImageRecord, StorageSettings } from './store';
 
-// node:child_process and node:crypto are required when used, not imported: every `burrow run`
-// loads this module (openFileImageArg), and loading those two (with node:net and node:stream
-// under child_process) cost a run of a store image several milliseconds it never needed.
+// node:child_process is required when used, not imported (and hashes go through the addon:
+// sha256Hex): every `burrow run` loads this module (openFileImageArg), and loading node:crypto
+// and node:child_process (with node:net and node:stream under it) cost a run of a store image
+// several milliseconds it never needed.
 function childProcess(): typeof ChildProcess {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require('node:child_process') as typeof ChildProcess;
-}
-
-/** sha256 in hex: the addon's (loaded by the run anyway, to start the runtime), else node:crypto's. */
-function sha256Hex(text: string): string {
-  try {
-    const n = native();
-    if (typeof n.sha256Hex === 'function') return n.sha256Hex(text);
-  } catch {
-    /* no addon: node:crypto */
-  }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node:crypto') as typeof Crypto).createHash('sha256').update(text).digest('hex');
 }
 
 export type FileImageKind = 'squashfs' | 'sif';
