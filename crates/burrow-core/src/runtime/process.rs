@@ -170,6 +170,20 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     Err(denied.unwrap_or(RuntimeError::Exec { arg0: arg0.into(), detail: "executable file not found in $PATH".into(), not_found: true }))
 }
 
+/// This process's environment as execve takes it (`KEY=VALUE`, entries with a NUL left out):
+/// for the programs the runtime executes itself, without std::process (the map helpers, the
+/// sealed copy of this binary).
+pub(crate) fn environ() -> Vec<CString> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect()
+}
+
 /// Gives the command the signal state of a fresh process, as runc and crun do: execve resets
 /// handled signals to their default but keeps ignored ones and the mask, and whoever started the
 /// runtime leaks into the container otherwise: Node (the CLI, the API service) and Rust's std

@@ -63,13 +63,6 @@ pub fn ensure() {
         return;
     }
     let args: Vec<CString> = std::env::args_os().filter_map(|a| CString::new(a.into_encoded_bytes()).ok()).collect();
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    let env = super::process::environ();
     let _ = nix::unistd::fexecve(f.as_raw_fd(), &args, &env);
 }
