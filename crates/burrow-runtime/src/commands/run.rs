@@ -52,7 +52,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if p.has("log-driver") {
             return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
         }
-        let (code, _, _, _, _) = run(ctx, &p, id, None)?;
+        let code = run(ctx, &p, id, None)?.code;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -67,7 +67,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
-    if let Ok((_, _, _, _, Some(userns))) = &r {
+    if let Ok(RunEnd { userns: Some(userns), .. }) = &r {
         remove_in_userns(userns, &p.values("remove-tree"));
     }
     if let Err(e) = &r {
@@ -76,13 +76,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::status::error(e);
     }
     let rec = match &r {
-        Ok((code, oom, ran, _, _)) => ExitRecord { exit_code: *code, oom_killed: *oom, reason: None, ran: *ran },
+        Ok(end) => ExitRecord { exit_code: end.code, oom_killed: end.oom, reason: None, ran: end.ran },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()), ran: None },
     };
     holder::record_exit(&dir, &id, &rec, p.value("events-file").map(std::path::Path::new));
     // Its attach clients get the status once it is recorded, as the monitor's do.
     let mut att = match r {
-        Ok((_, _, _, Some(mut rec_out), _)) => {
+        Ok(RunEnd { recorder: Some(mut rec_out), .. }) => {
             rec_out.att.finish(rec.exit_code);
             Some(rec_out.att)
         }
@@ -240,9 +240,18 @@ fn release_stdio() {
     }
 }
 
-/// How a run ended: the status, whether the OOM killer struck, how long the program ran (in
-/// the foreground), the recorder of its output, the container's user namespace (see `run`).
-type RunEnd = (i32, bool, Option<std::time::Duration>, Option<Recorder>, Option<OwnedFd>);
+/// How a run ended (see `run`).
+struct RunEnd {
+    code: i32,
+    /// Whether the OOM killer struck.
+    oom: bool,
+    /// How long the program ran (in the foreground).
+    ran: Option<std::time::Duration>,
+    /// The recorder of its output.
+    recorder: Option<Recorder>,
+    /// The container's own user namespace, held open.
+    userns: Option<OwnedFd>,
+}
 
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
 /// struck, how long the program ran (in the foreground), the recorder of its output when
@@ -297,7 +306,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok((0, false, None, None, None));
+        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None });
     }
     // Held from before its program runs: the namespace outlives the container's last process,
     // so that its writable layer can be removed in it (see remove_in_userns).
@@ -340,7 +349,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok((code, oom, Some(ran), recorder, userns))
+    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns })
 }
 
 /// The user namespace of the container's init when it is not ours (a container without one,
