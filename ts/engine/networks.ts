@@ -23,7 +23,7 @@ import type { HostNets } from '../network/subnets';
 import { bridgeName, macFor, type EndpointRecord, type NetworkDef } from '../network/user';
 import type { EngineContext } from './context';
 import { emitEvent } from './events';
-import { builtinNetworkId, recordNetworks } from './network-events';
+import { builtinNetworkId, recordNetworks, type BuiltinNetwork } from './network-events';
 
 export interface NetworkRecord {
   Name: string;
@@ -59,8 +59,7 @@ export interface NetworkCreateRequest {
   Labels?: Record<string, string> | null;
 }
 
-export const BUILTIN = ['bridge', 'host', 'none'] as const;
-type Builtin = (typeof BUILTIN)[number];
+export const BUILTIN = ['bridge', 'host', 'none'] as const satisfies readonly BuiltinNetwork[];
 
 /** The options that set a network's MTU (Docker's, and podman's short one). */
 const MTU_OPTIONS = ['com.docker.network.driver.mtu', 'mtu'];
@@ -75,15 +74,13 @@ const DEFAULT_MTU = 65520;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const isRecord = (v: unknown): v is NetworkRecord => typeof v === 'object' && v !== null && typeof (v as NetworkRecord).Id === 'string' && typeof (v as NetworkRecord).Name === 'string';
 
-const builtinId = builtinNetworkId;
-
 function created(ctx: EngineContext): string {
   const st = fs.statSync(ctx.store.p('storage.json'), { throwIfNoEntry: false });
   return (st?.mtime ?? new Date()).toISOString();
 }
 
-function builtin(ctx: EngineContext, name: Builtin): NetworkRecord {
-  const base = { Name: name, Id: builtinId(ctx, name), Created: created(ctx), EnableIPv6: false, Internal: false, Attachable: false, Labels: {} };
+function builtin(ctx: EngineContext, name: BuiltinNetwork): NetworkRecord {
+  const base = { Name: name, Id: builtinNetworkId(ctx, name), Created: created(ctx), EnableIPv6: false, Internal: false, Attachable: false, Labels: {} };
   if (name === 'bridge') return { ...base, Driver: 'bridge', IPAM: { Driver: 'default', Options: null, Config: [{ Subnet: '10.0.2.0/24', Gateway: '10.0.2.2' }] }, Options: { 'burrow.network': 'a network namespace per container (slirp4netns or pasta)' } };
   return { ...base, Driver: name === 'host' ? 'host' : 'null', IPAM: { Driver: 'default', Options: null, Config: [] }, Options: {} };
 }
@@ -594,7 +591,7 @@ export async function disconnectNetwork(ctx: EngineContext, ref: string, contain
  * What a container create's network mode means, for the containers engine: a built-in mode, or
  * a user-defined network.
  */
-export function resolveNetworkMode(ctx: EngineContext, mode: string): { builtin: Builtin } | { network: NetworkRecord } {
+export function resolveNetworkMode(ctx: EngineContext, mode: string): { builtin: BuiltinNetwork } | { network: NetworkRecord } {
   if (!mode || mode === 'default' || mode === 'bridge') return { builtin: 'bridge' };
   if (mode === 'host' || mode === 'none') return { builtin: mode };
   return { network: findNetwork(ctx, mode) };
