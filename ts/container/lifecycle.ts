@@ -10,7 +10,7 @@ import { BurrowError, EXIT, errorText, runtimeText } from '../errors';
 import { PACKAGE_ROOT } from '../host/paths';
 import { holdForStart, runtimeNetworkArgs } from '../network/runtime';
 import { eventsFile } from '../engine/events';
-import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawnHeld, runtimeSync, statusFlags, syncError, type HeldRuntime, type RuntimeOutcome } from '../runtime/client';
+import { exitStatusOf, globalFlags, readReports, residentSpawn, runtimeBinary, runtimeError, runtimeSpawnHeld, runtimeSync, signalNumber, statusFlags, syncError, type HeldRuntime, type RuntimeOutcome } from '../runtime/client';
 import { unlinkIfThere } from '../storage/fsutil';
 import { removeRootfs, rootfsOf, writableTrees } from '../storage/rootfs';
 import type { StorageSettings, Store } from '../storage/store';
@@ -144,8 +144,7 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[]
         // be started): its error's code, or its status.
         onExit: (code, signal) => {
           if (code === null && signal === null) done(exitStatusOf(said, EXIT.ENGINE));
-          // eslint-disable-next-line @typescript-eslint/no-require-imports
-          else done(exitStatusOf(said, code ?? 128 + (require('node:os') as typeof import('node:os')).constants.signals[signal!]));
+          else done(exitStatusOf(said, code ?? 128 + signalNumber(signal!)));
         },
       });
     } catch (err) {

@@ -330,7 +330,8 @@ function osConstants(): typeof import('node:os').constants {
   return (require('node:os') as typeof import('node:os')).constants;
 }
 
-function signalNumber(sig: NodeJS.Signals): number {
+/** A signal's number on this system (undefined for a name it does not have). */
+export function signalNumber(sig: NodeJS.Signals): number {
   return osConstants().signals[sig];
 }
 
