@@ -14,7 +14,8 @@ import { isFrozen } from '../container/freezer';
 import type { EngineContext, Hooks } from './context';
 import { containerAttributes } from './create';
 import { emitEvent, lastDieExit } from './events';
-import { emitNetworkEvents, recordNetworks } from './network-events';
+import { signalNumber } from '../runtime/client';
+import { emitNetworkEvents, recordNetworks, type NetworkActor } from './network-events';
 
 export { createContainer, parseRestartPolicy, type CreateRequest, type CreateHooks, type MountRequest } from './create';
 
@@ -29,8 +30,7 @@ function event(ctx: EngineContext, action: string, rec: ContainerRecord, extra: 
  */
 function killEvent(ctx: EngineContext, rec: ContainerRecord, sig: string): void {
   const name = sig.toUpperCase().replace(/^SIG/, '');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const n = /^\d+$/.test(name) ? Number(name) : (require('node:os') as typeof import('node:os')).constants.signals[`SIG${name}` as NodeJS.Signals];
+  const n: number | undefined = /^\d+$/.test(name) ? Number(name) : signalNumber(`SIG${name}` as NodeJS.Signals);
   event(ctx, 'kill', rec, { signal: n === undefined ? `SIG${name}` : String(n) });
 }
 
@@ -98,13 +98,23 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     attached();
     return runAttached(ctx.store, r, cleanup, how.detachKeys).catch(fail);
   }
-  // Connected before its holder exists, which logs the start, then the disconnect and the die.
-  emitNetworkEvents(ctx, 'connect', rec.id, nets);
-  await lc.startDetached(ctx.store, rec, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch((err: unknown) => {
-    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
-    return fail(err);
-  });
+  await startConnected(ctx, rec, nets, cleanup, how.ttySize ? { ttySize: how.ttySize } : {}).catch(fail);
   return undefined;
+}
+
+/**
+ * Starts it under its monitor, its networks' connects logged first: before its holder exists,
+ * which logs the start, then the disconnects and the die. A start that fails is disconnected
+ * again.
+ */
+async function startConnected(ctx: EngineContext, rec: ContainerRecord, nets: NetworkActor[], cleanup: string[] | undefined, opts: lc.MonitorAttach = {}): Promise<void> {
+  emitNetworkEvents(ctx, 'connect', rec.id, nets);
+  try {
+    await lc.startDetached(ctx.store, rec, cleanup, opts);
+  } catch (err) {
+    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
+    throw err;
+  }
 }
 
 /** `start` (detached): false when it was running already (the API's 304). */
@@ -130,12 +140,7 @@ export async function restartContainer(ctx: EngineContext, rec: ContainerRecord,
   const st = lc.stateOf(ctx.store, rec);
   await lc.stop(ctx.store, rec, timeoutSec ?? rec.stopTimeout, (sig) => killEvent(ctx, rec, sig));
   if (st.status === 'running') event(ctx, 'stop', rec);
-  const nets = recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id));
-  emitNetworkEvents(ctx, 'connect', rec.id, nets);
-  await lc.startDetached(ctx.store, rec, cleanupFor(ctx, rec)).catch((err: unknown) => {
-    emitNetworkEvents(ctx, 'disconnect', rec.id, nets);
-    throw err;
-  });
+  await startConnected(ctx, rec, recordNetworks(ctx, rec, new Containers(ctx.store).dir(rec.id)), cleanupFor(ctx, rec));
   event(ctx, 'restart', rec);
 }
 
