@@ -29,9 +29,9 @@ export interface Env {
   store: string;
   runroot: string;
   /** The CLI with this file's store and runroot. */
-  b(args: string[], opts?: { input?: string; timeout?: number }): Run;
+  b(args: string[], opts?: BOpts): Run;
   /** The same, expected to succeed (the failure names the command and its stderr): its stdout. */
-  ok(args: string[], opts?: { input?: string; timeout?: number }): string;
+  ok(args: string[], opts?: BOpts): string;
   /** `inspect REF`, expected to succeed: its object (parsed JSON: tests read the fields they check). */
   inspect(ref: string): Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   /** `run -d ARGS`, expected to succeed: the container's id. */
@@ -40,9 +40,19 @@ export interface Env {
   bg(args: string[], opts?: { input?: string; onLine?: (line: string, ms: number) => void }): Promise<Run & { ms: number }>;
   /** The CLI at a real terminal, driven step by step (test/harness/ptydrive.py); throws when a step fails. */
   tty(steps: Step[], args: string[]): Drive;
+  /** Containers left in the store: their directories (and ones set aside for removal). */
+  containerDirs(): string[];
   /** Removes every container of this store and checks that none left a process. */
   cleanup(): void;
   dispose(): void;
+}
+
+/** Options of `Env.b`: stdin, a timeout, variables added to ours, a working directory. */
+export interface BOpts {
+  input?: string;
+  timeout?: number;
+  env?: Record<string, string>;
+  cwd?: string;
 }
 
 export function setup(tag: string): Env {
@@ -57,8 +67,14 @@ export function setup(tag: string): Env {
   if (t.status !== 0) throw new Error(`tar: ${t.stderr}`);
   fs.rmSync(rf, { recursive: true, force: true });
   const b: Env['b'] = (args, opts = {}) => {
-    if (opts.input === undefined && opts.timeout === undefined) return burrow([...global, ...args]);
-    const r = spawnSync(process.execPath, [BIN, ...global, ...args], { encoding: 'utf8', input: opts.input ?? '', timeout: opts.timeout ?? 30_000 });
+    if (opts.input === undefined && opts.timeout === undefined && !opts.env && !opts.cwd) return burrow([...global, ...args]);
+    const r = spawnSync(process.execPath, [BIN, ...global, ...args], {
+      encoding: 'utf8',
+      input: opts.input ?? '',
+      timeout: opts.timeout ?? 30_000,
+      ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
     if (r.error) throw r.error;
     return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
   };
@@ -134,6 +150,13 @@ export function setup(tag: string): Env {
     runD,
     bg,
     tty,
+    containerDirs() {
+      try {
+        return fs.readdirSync(path.join(store, 'containers')).filter((n) => n !== '.names');
+      } catch {
+        return [];
+      }
+    },
     cleanup,
     dispose() {
       try {

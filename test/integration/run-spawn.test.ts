@@ -9,7 +9,7 @@
  * image (once its config is kept) loads neither node:child_process nor node:crypto (nor node:net
  * and node:stream under them). As root and as the unprivileged test user.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,19 +29,10 @@ function run(args: string[], o: { native?: boolean; input?: string; preload?: st
   if (o.runtime) extra.BURROW_RUNTIME = o.runtime;
   if (o.native === false) extra.BURROW_NATIVE = path.join(env.work, 'no-such-addon.node');
   if (o.preload) extra.NODE_OPTIONS = `--require ${o.preload}`;
-  const r = spawnSync(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, ...args], { encoding: 'utf8', input: o.input ?? '', env: { ...process.env, ...extra }, timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { code: r.status ?? 137, stdout: r.stdout, stderr: r.stderr };
+  return env.b(args, { input: o.input ?? '', env: extra, timeout: 60_000 });
 }
 
-/** Containers left in the store (their directories, and ones set aside for removal). */
-function containerDirs(): string[] {
-  try {
-    return fs.readdirSync(path.join(env.store, 'containers')).filter((n) => n !== '.names');
-  } catch {
-    return [];
-  }
-}
+const containerDirs = () => env.containerDirs();
 
 /** Runs `run --rm IMAGE` with a trap for `sig`, sends `sig` to the CLI once the container is ready; its status. */
 function interrupted(sig: 'SIGINT' | 'SIGTERM', native: boolean): Promise<{ code: number | null; stdout: string }> {

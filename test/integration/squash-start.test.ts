@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, IS_ROOT, type Run } from './helpers';
+import { IS_ROOT, type Run } from './helpers';
 import { setup, sleep, waitFor, type Env } from './lifecycle.helpers';
 import { makeRootfs } from '../harness/bundle.mjs';
 
@@ -39,19 +39,10 @@ function squashImage(which: string, uid: number): string {
 
 /** burrow from `cwd` with extra host variables (for --hpc, which passes them on). */
 function run(args: string[], vars: Record<string, string> = {}, cwd = env.work): Run {
-  const r = spawnSync(process.execPath, [BIN, '--root', env.store, '--runroot', env.runroot, ...args], { encoding: 'utf8', cwd, env: { ...process.env, ...vars }, timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { code: r.status ?? 137, stdout: r.stdout, stderr: r.stderr };
+  return env.b(args, { env: vars, cwd, timeout: 60_000 });
 }
 
-/** What is left of containers in the store: their directories (and ones set aside for removal). */
-function containerDirs(): string[] {
-  try {
-    return fs.readdirSync(path.join(env.store, 'containers')).filter((n) => n !== '.names');
-  } catch {
-    return [];
-  }
-}
+const containerDirs = () => env.containerDirs();
 
 beforeAll(() => {
   env = setup('sqstart');
