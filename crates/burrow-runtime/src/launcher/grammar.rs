@@ -100,7 +100,36 @@ mod tests {
 
     #[test]
     fn accepts_the_grammar() {
-        let a = v(&["run", "--rm", "--network", "none", "-e", "A=1", "--env=B", "-w", "/x", "--user=1:1", "--hpc", "--net=host", "-u", "0", "--workdir=/y", "--net", "n", "--env", "C", "--workdir", "/z", "--user", "u", "--network=none", "img.sqfs", "sh", "-c", "--rm x"]);
+        let a = v(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "A=1",
+            "--env=B",
+            "-w",
+            "/x",
+            "--user=1:1",
+            "--hpc",
+            "--net=host",
+            "-u",
+            "0",
+            "--workdir=/y",
+            "--net",
+            "n",
+            "--env",
+            "C",
+            "--workdir",
+            "/z",
+            "--user",
+            "u",
+            "--network=none",
+            "img.sqfs",
+            "sh",
+            "-c",
+            "--rm x",
+        ]);
         let l = split(&a).unwrap();
         assert_eq!(l.options, &a[1..24]);
         assert_eq!(l.image, "img.sqfs");
@@ -117,16 +146,16 @@ mod tests {
         for a in [
             &["images"][..],
             &["--root", "/s", "run", "--rm", "a.sqfs", "true"],
-            &["run", "a.sqfs", "true"],                             // no --rm
-            &["run", "--rm", "a.sqfs"],                             // no command
-            &["run", "--rm", "busybox", "true"],                    // not a file's name
-            &["run", "--rm", "-it", "a.sqfs", "sh"],                // unknown flags
+            &["run", "a.sqfs", "true"],              // no --rm
+            &["run", "--rm", "a.sqfs"],              // no command
+            &["run", "--rm", "busybox", "true"],     // not a file's name
+            &["run", "--rm", "-it", "a.sqfs", "sh"], // unknown flags
             &["run", "--rm", "-d", "a.sqfs", "sh"],
             &["run", "--rm", "--name", "x", "a.sqfs", "sh"],
-            &["run", "--rm", "-eA=1", "a.sqfs", "sh"],              // short option glued to its value
+            &["run", "--rm", "-eA=1", "a.sqfs", "sh"], // short option glued to its value
             &["run", "--rm", "-e=A", "a.sqfs", "sh"],
             &["run", "--rm", "--networks=x", "a.sqfs", "sh"],
-            &["run", "--rm", "--network"],                          // value missing
+            &["run", "--rm", "--network"], // value missing
             &["run", "--rm", "-u"],
             &["run", "--rm", "--", "a.sqfs", "sh"],
             &["run", "--rm", "-", "a.sqfs", "sh"],

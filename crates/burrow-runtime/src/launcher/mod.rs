@@ -292,7 +292,8 @@ impl<'p> Run<'p> {
         // Our environment with the plan's entries in place of ours of the same name.
         let named = |e: &[u8]| e.split(|&b| b == b'=').next().map(<[u8]>::to_vec).unwrap_or_default();
         let extra_names: Vec<Vec<u8>> = extra.iter().map(|e| named(e.as_bytes())).collect();
-        let mut full_env: Vec<Vec<u8>> = env.iter().filter(|(k, _)| !extra_names.contains(k)).map(|(k, v)| [k.as_slice(), b"=", v.as_slice()].concat()).collect();
+        let mut full_env: Vec<Vec<u8>> =
+            env.iter().filter(|(k, _)| !extra_names.contains(k)).map(|(k, v)| [k.as_slice(), b"=", v.as_slice()].concat()).collect();
         full_env.extend(extra.into_iter().map(String::into_bytes));
         let mut argv = vec![rt.path.clone()];
         argv.extend(args);
@@ -327,8 +328,20 @@ impl<'p> Run<'p> {
     /// ts/container/lifecycle.ts remove(heldEnded) for a run whose exit was reported: the
     /// runtime removed the writable layer and its own state; the directory and the name go.
     /// Runtime state left behind (it is not, normally) is the CLI's to delete, with the rest.
+    ///
+    /// The directory's trees (the writable layer among them) go first, in place, as the CLI's
+    /// removeRootfs does before the directory is set aside: a tree this user cannot delete
+    /// (files of the container's other ids, overlay's mode-0 work directory, left when the
+    /// program never ran and the runtime removed nothing) is the CLI's to remove in the
+    /// store's user namespace, with the record still there for it to find.
     fn remove_held(&self) {
         if Path::new(&self.plan.runtime_root).join(&self.id).exists() {
+            self.cleanup_through_cli();
+            return;
+        }
+        let trees = std::fs::read_dir(&self.dir).map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect::<Vec<_>>());
+        let cleared = trees.is_ok_and(|trees| trees.iter().all(|t| remove_tree(t).is_ok()));
+        if !cleared {
             self.cleanup_through_cli();
             return;
         }

@@ -297,7 +297,14 @@ mod tests {
     use super::*;
 
     fn vals<'a>(args: &'a str, host_env: &'a str) -> Values<'a> {
-        Values { id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", name: "brave_badger", created: "2026-12-07T14:49:07.392Z", now_ms: 1_765_115_347_123, args, host_env }
+        Values {
+            id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            name: "brave_badger",
+            created: "2026-12-07T14:49:07.392Z",
+            now_ms: 1_765_115_347_123,
+            args,
+            host_env,
+        }
     }
 
     #[test]
@@ -406,7 +413,15 @@ mod tests {
         let m = std::fs::metadata(&f).unwrap();
         let ns = |s: i64, n: i64| (i128::from(s) * 1_000_000_000 + i128::from(n)).to_string();
         let entry = |p: &std::path::Path| {
-            format!(r#"{{"path":"{}","dev":{},"ino":{},"size":{},"mtimeNs":"{}","ctimeNs":"{}"}}"#, p.display(), m.dev(), m.ino(), m.size(), ns(m.mtime(), m.mtime_nsec()), ns(m.ctime(), m.ctime_nsec()))
+            format!(
+                r#"{{"path":"{}","dev":{},"ino":{},"size":{},"mtimeNs":"{}","ctimeNs":"{}"}}"#,
+                p.display(),
+                m.dev(),
+                m.ino(),
+                m.size(),
+                ns(m.mtime(), m.mtime_nsec()),
+                ns(m.ctime(), m.ctime_nsec())
+            )
         };
         let absent = format!(r#"{{"path":"{}","absent":true}}"#, t.path().join("config.toml").display());
         let plan: Plan = serde_json::from_str(&plan_json("", &format!("{},{absent}", entry(&f)))).unwrap();

@@ -71,7 +71,8 @@ impl Child {
     /// Forks and execs `path` with `argv` (argv[0] included) and `env` (`NAME=VALUE`).
     pub fn start(path: &Path, argv: &[String], env: &[Vec<u8>]) -> Result<Child, SpawnError> {
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
-        let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).map_err(sys("open /dev/null"))?;
+        let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(sys("open /dev/null"))?;
         // SAFETY: the descriptor open(2) just returned, owned by nothing else.
         let null = unsafe { OwnedFd::from_raw_fd(null) };
         let env: Vec<String> = env.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
