@@ -232,6 +232,11 @@ describe(`the burrow launcher, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`,
       expect(launcher, args.join(' ')).toEqual(node);
     }
     expect(viaLauncher(['images']).stdout).toContain(IMAGE);
+    // BURROW_NODE names the Node.js to run; one that cannot run: status 125 and what to do.
+    expect(planLine(viaLauncher(['--version'], { BURROW_NODE: process.execPath })).rest).toEqual(viaNode(['--version']));
+    const bad = viaLauncher(['--version'], { BURROW_NODE: path.join(env.work, 'no-node') });
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^Error: cannot run .*no-node .*bin\/burrow\.js: No such file or directory: .*\nfix: install Node\.js 20/);
     // No plan: Node runs it, and says why with BURROW_DEBUG.
     fs.rmSync(planDir(), { recursive: true, force: true });
     const r = viaLauncher(['run', '--rm', '--network', 'none', sqfs, 'sh', '-c', 'echo ok']);

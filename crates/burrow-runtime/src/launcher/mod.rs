@@ -302,7 +302,7 @@ impl<'p> Run<'p> {
             Err(e) => {
                 // As the CLI when the runtime cannot be started: its error, status 125, the
                 // container removed through the CLI.
-                eprint!("Error: {e}\n");
+                eprintln!("Error: {e}");
                 self.cleanup_through_cli();
                 return 125;
             }
