@@ -44,10 +44,12 @@ const env = {
 };
 execFileSync('cargo', ['build', '--profile', 'runtime', '-p', 'burrow-runtime', '--target', host], { cwd: ROOT, env, stdio: 'inherit' });
 
-// Both binaries of the package: burrow-runtime and burrow-monitor, the small one burrow runs its
-// monitors and network owner from (crates/burrow-runtime/src/bin/burrow-monitor.rs says why).
+// The package's binaries: burrow-runtime; burrow-monitor, the small one burrow runs its monitors
+// and network owner from (crates/burrow-runtime/src/bin/burrow-monitor.rs says why); and burrow,
+// the user's command (the launcher: a planned `run` without Node, Node's CLI otherwise;
+// crates/burrow-runtime/src/launcher/mod.rs), static for the same fast start.
 // Renamed into place: a monitor still running the previous binary keeps its own inode.
-for (const name of ['burrow-runtime', 'burrow-monitor']) {
+for (const name of ['burrow-runtime', 'burrow-monitor', 'burrow']) {
   const built = path.join(ROOT, 'target', host, 'runtime', name);
   const dest = path.join(ROOT, 'target', 'release', name);
   fs.mkdirSync(path.dirname(dest), { recursive: true });
