@@ -10,6 +10,8 @@ import { ensureTestUser } from '../test/harness/test-user.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BURROW = path.join(ROOT, 'bin', 'burrow.js');
+/** The user's `burrow` when built: the native launcher (scripts/install.sh links it), which runs Node's CLI for all but a planned run. */
+export const LAUNCHER = path.join(ROOT, 'target', 'release', 'burrow');
 
 let user;
 /** The user benchmarks run as: the test user when started as root, else ourselves. */

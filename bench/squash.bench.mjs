@@ -17,7 +17,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { asUser, benchDir, BURROW, have, hyperfine, ratioTable } from './lib.mjs';
+import { asUser, benchDir, BURROW, have, hyperfine, LAUNCHER, ratioTable } from './lib.mjs';
 import { buildBenchImage } from './pull.bench.mjs';
 import { METADATA, straceAttributed } from './metadata.mjs';
 import { startRegistry } from '../test/harness/registry.mjs';
@@ -125,7 +125,7 @@ function startTable(rows, chNote) {
     '',
     [
       "Rootless, as the unprivileged bench user, with the store and the file on this VM's local disk (ext4), so this is the start's own cost, not a parallel file system's; hyperfine runs each command itself (no wrapper in the times).",
-      'What each row sets up. Every burrow row: the Node CLI (argument parsing, the container record, the OCI config), then `burrow-runtime run`, which makes a user namespace whose id maps newuidmap/newgidmap write (subordinate ids; `--hpc` keeps the user\'s own id in them), mounts the squashfs with squashfuse (a daemon in the container\'s user namespace) and the kernel\'s overlay on it (the writable layer, in the container\'s directory), /proc, /dev, /sys, cgroups, then starts `true`; at its end the CLI removes the container (`--rm`).',
+      'What each row sets up. Every burrow row runs the user\'s `burrow`, the native launcher: in the "run plan" rows it makes the container from the plan an earlier identical run of the Node CLI wrote (the plan\'s inputs checked unchanged: docs/hpc-images.md, "Run plans"), without Node; in the others it runs the Node CLI (argument parsing, the container record, the OCI config). Then `burrow-runtime run`, which makes a user namespace whose id maps newuidmap/newgidmap write (subordinate ids; `--hpc` keeps the user\'s own id in them), mounts the squashfs with squashfuse (a daemon in the container\'s user namespace) and the kernel\'s overlay on it (the writable layer, in the container\'s directory), /proc, /dev, /sys, cgroups, then starts `true`; at its end the launcher or the CLI removes the container (`--rm`).',
       '`--network none`: also a network namespace (loopback only) and a pid namespace. `--hpc`: Apptainer\'s defaults, the closest to ch-run: host network and IPC, no pid namespace, the user\'s own uid (keep-id), the host\'s environment, $HOME, the working directory and $TMPDIR bound. Default network: a network namespace with slirp4netns, which the runtime waits for before `true` starts. The unpacked store: the same with the image\'s layers as the overlay\'s lower layers instead of squashfuse.',
       "ch-run 0.31 (Debian) is one C program: it unshares a user and a mount namespace (mapping only the user's own id, no helper), mounts the squashfs with its linked libsquashfuse_ll in a thread of its own, binds a few host directories, pivots and execs; no container record, no writable layer, no network or pid namespace, nothing to remove.",
       'The two floor rows are what any command costs whose entry point is Node, as `burrow` is. docs/hpc-images.md ("Start cost") has where the time of a burrow start goes.',
@@ -160,11 +160,32 @@ export async function run() {
 
     // Start: what each row sets up is in the table's text. `--network none` still makes a
     // network namespace (with its loopback); `--hpc` makes none and no pid namespace, as ch-run.
+    // The user's `burrow` (the native launcher) with the store and run roots in the environment:
+    // a run plan (docs/hpc-images.md, "Run plans") serves only a `burrow run` without global
+    // flags. The first start of each planned row, in the probe below, writes its plan; the probe
+    // then checks that the next start uses it. The Node rows set BURROW_NO_PLAN (through `env`,
+    // whose exec, about 0.5 ms, is in their times).
+    const roots = { BURROW_ROOT: path.join(base, 'store'), BURROW_RUNROOT: path.join(base, 'run') };
+    const none = ['run', '--rm', '--network', 'none', sqfs, '/bin/true'];
+    const hpc = ['run', '--rm', '--hpc', sqfs, '/bin/true'];
+    const noPlan = ['env', 'BURROW_NO_PLAN=1', LAUNCHER];
     const start = [
-      { name: 'burrow run --rm --network none FILE.sqfs true', argv: [...burrow, 'run', '--rm', '--network', 'none', sqfs, '/bin/true'] },
-      { name: 'burrow run --rm --hpc FILE.sqfs true', argv: [...burrow, 'run', '--rm', '--hpc', sqfs, '/bin/true'] },
-      { name: 'burrow run --rm FILE.sqfs true (default network: slirp4netns)', argv: [...burrow, 'run', '--rm', sqfs, '/bin/true'] },
+      { name: 'burrow run --rm --network none FILE.sqfs true (run plan)', argv: [LAUNCHER, ...none], planned: true },
+      { name: 'burrow run --rm --hpc FILE.sqfs true (run plan)', argv: [LAUNCHER, ...hpc], planned: true },
+      { name: 'burrow run --rm --network none FILE.sqfs true (Node CLI, BURROW_NO_PLAN=1)', argv: [...noPlan, ...none] },
+      { name: 'burrow run --rm --hpc FILE.sqfs true (Node CLI, BURROW_NO_PLAN=1)', argv: [...noPlan, ...hpc] },
+      { name: 'burrow run --rm FILE.sqfs true (default network: slirp4netns; Node CLI)', argv: [LAUNCHER, 'run', '--rm', sqfs, '/bin/true'] },
     ];
+    // What the store keeps read from a file changed in the last 2 s is not kept, nor is a plan
+    // made then: the file was just written.
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const row of start.filter((r) => r.planned)) {
+      const env = ['env', ...Object.entries(roots).map(([k, v]) => `${k}=${v}`)];
+      sh(asUser([...env, ...row.argv]));
+      const probe = spawnSync(asUser([...env, 'BURROW_DEBUG=1', ...row.argv])[0], asUser([...env, 'BURROW_DEBUG=1', ...row.argv]).slice(1), { encoding: 'utf8' });
+      const said = /run plan: (used|miss: .*)/.exec(probe.stderr)?.[1] ?? 'no plan line';
+      if (!said.startsWith('used')) row.name += ` (PLAN NOT USED: ${said})`;
+    }
     let chNote = '';
     if (have('ch-run')) {
       // --no-passwd: ch-run binds the host's /etc/passwd and /etc/group over the image's, which
@@ -175,13 +196,13 @@ export async function run() {
       if (probe.status === 0) start.push({ name: 'ch-run --no-passwd FILE.sqfs -- true', argv: ch });
       else chNote = `ch-run could not run the squashfs: ${probe.stderr.trim().split('\n').pop()}`;
     } else chNote = 'ch-run is not installed (Debian: charliecloud-runtime).';
-    start.push({ name: 'burrow run --rm --network none IMAGE true (unpacked store, overlay)', argv: [...burrow, 'run', '--rm', '--network', 'none', ref, '/bin/true'] });
+    start.push({ name: 'burrow run --rm --network none IMAGE true (unpacked store, overlay; Node CLI)', argv: [LAUNCHER, ...none.slice(0, -2), ref, '/bin/true'] });
     // The floor of any command whose entry point is Node: the interpreter alone, and burrow's CLI
     // loaded (its bundle, with the V8 code cache, and commander) without doing anything: with
     // global options, because a bare `--version` is answered before the bundle is loaded.
     start.push({ name: 'node -e 0 (floor: a Node entry point)', argv: [process.execPath, '-e', '0'] });
     start.push({ name: 'burrow --root … --runroot … --version (floor: the CLI loaded)', argv: [...burrow, '--version'] });
-    tables.push(startTable(hyperfine(start, { runs: 20, warmup: 3 }), chNote));
+    tables.push(startTable(hyperfine(start, { runs: 20, warmup: 3, env: roots }), chNote));
 
     // Metadata system calls, as root with a store of its own on a file system of its own
     // (bench/metadata.mjs): the store and the one-file image on it, the run directory not.
