@@ -64,7 +64,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let driver = p.value("log-driver").map(Driver::parse).transpose()?;
     holder::write_holder(&dir);
     holder::write_started(&dir);
-    let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
+    let mut r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
     if let Ok(RunEnd { userns: Some(userns), .. }) = &r {
@@ -75,6 +75,12 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         crate::log::error(e);
         crate::status::error(e);
     }
+    // The container's mount namespace, held since before it started (RunEnd::mntns); let go
+    // once the exit is reported (below), or here when the run failed.
+    let mut mntns = match &mut r {
+        Ok(end) => end.mntns.take(),
+        Err(_) => None,
+    };
     let rec = match &r {
         Ok(end) => ExitRecord { exit_code: end.code, oom_killed: end.oom, reason: None, ran: end.ran },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()), ran: None },
@@ -91,6 +97,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let cmd = p.values("exit-command");
     if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
+        // Its teardown (the union, the FUSE file system and its daemon's end) while the CLI
+        // removes the container, not before the status.
+        drop(mntns.take());
         if !cmd.is_empty() {
             // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
             // was logged above, while they were still ours).
@@ -98,6 +107,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             s.wait_closed();
         }
     }
+    drop(mntns);
     if !cmd.is_empty() && holder::still_there(&dir) {
         holder::run_exit_command(&cmd);
     }
@@ -251,6 +261,9 @@ struct RunEnd {
     recorder: Option<Recorder>,
     /// The container's own user namespace, held open.
     userns: Option<OwnedFd>,
+    /// The container's own mount namespace, held open from before its program starts (see
+    /// `run`).
+    mntns: Option<OwnedFd>,
 }
 
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
@@ -306,11 +319,18 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None });
+        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None, mntns: None });
     }
     // Held from before its program runs: the namespace outlives the container's last process,
     // so that its writable layer can be removed in it (see remove_in_userns).
-    let userns = if p.values("remove-tree").is_empty() { None } else { own_userns(created.state.pid) };
+    let userns = if p.values("remove-tree").is_empty() { None } else { own_ns(created.state.pid, "user") };
+    // The holder keeps the container's mount namespace until the exit is reported: without it
+    // the end of the init would take the namespace down (every mount: the union, the FUSE file
+    // system of a one-file image, and its daemon's end) before the init is reaped, on the way
+    // of every `run`. Only with a pid namespace, whose end kills every process in it (the
+    // daemon too) before the init is reaped, held namespace or not: nothing of the container
+    // runs on, and its mounts are seen by nobody, until we let go.
+    let mntns = if p.value("dir").is_some() && created.state.has_pid_ns { own_ns(created.state.pid, "mnt") } else { None };
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     // Block signals only now: the container's process must not inherit a blocked mask.
@@ -349,16 +369,17 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns })
+    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns, mntns })
 }
 
-/// The user namespace of the container's init when it is not ours (a container without one,
-/// as root, has nothing that the CLI cannot remove itself).
-fn own_userns(pid: i32) -> Option<OwnedFd> {
+/// The namespace `kind` (`user`, `mnt`) of the container's init when it is not ours (a
+/// container without its own user namespace, as root, has nothing that the CLI cannot remove
+/// itself; one without a mount namespace, no mounts of its own).
+fn own_ns(pid: i32, kind: &str) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
-    let theirs = format!("/proc/{pid}/ns/user");
+    let theirs = format!("/proc/{pid}/ns/{kind}");
     let ino = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    if ino(&theirs)? == ino("/proc/self/ns/user")? {
+    if ino(&theirs)? == ino(&format!("/proc/self/ns/{kind}"))? {
         return None;
     }
     std::fs::File::open(&theirs).ok().map(OwnedFd::from)
