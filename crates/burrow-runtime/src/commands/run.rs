@@ -8,7 +8,7 @@
 //! `die` events to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed. With
 //! `--remove-tree` (`--rm`), it first removes those trees (the writable layer) inside the
-//! container's user namespace, which it holds until then (remove_in_userns).
+//! container's user namespace, which it holds until then (start_removal).
 //!
 //! With `--log-driver` (and no terminal) it also records the output as the monitor does, as
 //! conmon does for every podman container: the container writes to pipes that this process
@@ -67,8 +67,17 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
-    if let Ok(RunEnd { userns: Some(userns), .. }) = &r {
-        remove_in_userns(userns, &p.values("remove-tree"));
+    if let Ok(end) = &mut r {
+        match (end.removal.take(), &end.userns) {
+            // Started before the container's state was removed (see `run`).
+            (Some(child), _) => finish_removal(child),
+            (None, Some(userns)) => {
+                if let Some(child) = start_removal(userns, &p.values("remove-tree")) {
+                    finish_removal(child);
+                }
+            }
+            (None, None) => {}
+        }
     }
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
@@ -261,6 +270,8 @@ struct RunEnd {
     recorder: Option<Recorder>,
     /// The container's own user namespace, held open.
     userns: Option<OwnedFd>,
+    /// The removal of its writable trees, when it was started already (see `run`).
+    removal: Option<nix::unistd::Pid>,
     /// The container's own mount namespace, held open from before its program starts (see
     /// `run`).
     mntns: Option<OwnedFd>,
@@ -319,10 +330,10 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None, mntns: None });
+        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None, removal: None, mntns: None });
     }
     // Held from before its program runs: the namespace outlives the container's last process,
-    // so that its writable layer can be removed in it (see remove_in_userns).
+    // so that its writable layer can be removed in it (see start_removal).
     let userns = if p.values("remove-tree").is_empty() { None } else { own_ns(created.state.pid, "user") };
     // The holder keeps the container's mount namespace until the exit is reported: without it
     // the end of the init would take the namespace down (every mount: the union, the FUSE file
@@ -368,8 +379,15 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     if oom {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
+    // The writable trees go in a child of ours while we remove the container's state, unless
+    // poststop hooks run then: those still see the container's files, as before.
+    let poststop = created.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()).is_some_and(|h| !h.is_empty());
+    let removal = match &userns {
+        Some(u) if !poststop => start_removal(u, &p.values("remove-tree")),
+        _ => None,
+    };
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns, mntns })
+    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns, removal, mntns })
 }
 
 /// The namespace `kind` (`user`, `mnt`) of the container's init when it is not ours (a
@@ -389,10 +407,11 @@ fn own_ns(pid: i32, kind: &str) -> Option<OwnedFd> {
 /// its other ids are mapped, so the CLI need not start the store's user namespace for them
 /// (`burrow-runtime unpack` with remove jobs: newuidmap and newgidmap again). In a child: setns
 /// changes the caller's credentials, and we are its owner there, so we get its capabilities.
-/// Best effort and silent: whatever is left, the CLI removes and reports as before.
-fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
+/// Best effort and silent: whatever is left, the CLI removes and reports as before. Returns
+/// the child, for `finish_removal`.
+fn start_removal(userns: &OwnedFd, trees: &[String]) -> Option<nix::unistd::Pid> {
     if trees.is_empty() {
-        return;
+        return None;
     }
     // SAFETY: this process is single-threaded; the child only makes system calls and exits.
     match unsafe { nix::unistd::fork() } {
@@ -410,9 +429,17 @@ fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
             // SAFETY: _exit in the forked child (no destructors, no atexit of the parent's).
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = nix::sys::wait::waitpid(child, None);
+        Ok(nix::unistd::ForkResult::Parent { child }) => Some(child),
+        Err(_) => None,
+    }
+}
+
+/// Waits for the removal `start_removal` started.
+fn finish_removal(child: nix::unistd::Pid) {
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
         }
-        Err(_) => {}
     }
 }
