@@ -52,7 +52,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if p.has("log-driver") {
             return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
         }
-        let code = run(ctx, &p, id, None)?.code;
+        let code = run(ctx, &p, id, None, None)?.code;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -62,9 +62,22 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
     }
     let driver = p.value("log-driver").map(Driver::parse).transpose()?;
-    holder::write_holder(&dir);
-    holder::write_started(&dir);
-    let mut r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
+    // D/monitor.json and D/started, while the container's id maps are written (create calls
+    // this then), or here if the run failed before.
+    let written = std::rc::Rc::new(std::cell::Cell::new(false));
+    let write_holder = {
+        let (dir, written) = (dir.clone(), written.clone());
+        move || {
+            holder::write_holder(&dir);
+            holder::write_started(&dir);
+            written.set(true);
+        }
+    };
+    let mut r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)), Some(Box::new(write_holder)));
+    if !written.get() {
+        holder::write_holder(&dir);
+        holder::write_started(&dir);
+    }
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
     if let Ok(end) = &mut r {
@@ -281,7 +294,7 @@ struct RunEnd {
 /// struck, how long the program ran (in the foreground), the recorder of its output when
 /// `record` asks for one (a foreground run without a terminal), and, with `--remove-tree`, the
 /// container's own user namespace, held open.
-fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<RunEnd> {
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>, while_mapping: Option<Box<dyn FnOnce()>>) -> Result<RunEnd> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
@@ -291,6 +304,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     // Ports bound now: a taken one fails before the container exists.
     let mut net = super::network::prepare(p)?;
     let mut o = super::create::opts(ctx, p, id.clone())?;
+    o.while_mapping = while_mapping;
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
     // The config, read once here for `process.terminal` and handed to create (a config that
