@@ -228,7 +228,7 @@ pub(crate) fn clone3(cgroup: Option<RawFd>) -> std::result::Result<ForkResult, n
 
 /// `clone3` that also creates the namespaces in `ns` for the child (the user namespace first,
 /// owning the others, as the kernel does when they come together).
-fn clone3_with(ns: CloneFlags, cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
+pub(crate) fn clone3_with(ns: CloneFlags, cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
