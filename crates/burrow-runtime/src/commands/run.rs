@@ -119,13 +119,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let cmd = p.values("exit-command");
     if let Some(s) = crate::status::channel() {
         s.report_exit(rec.exit_code);
-        // Its teardown (the union, the FUSE file system and its daemon's end) while the CLI
-        // removes the container, not before the status.
-        drop(mntns.take());
         if !cmd.is_empty() {
             // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
             // was logged above, while they were still ours).
             release_stdio();
+            // The namespace's teardown (the union, the FUSE file system, its daemon's end) while
+            // the CLI removes the container: after the status and after our stdio is let go (a
+            // caller's `$(burrow run --rm …)` waits for its end), not before.
+            drop(mntns.take());
             s.wait_closed();
         }
     }
