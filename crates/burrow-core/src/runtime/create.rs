@@ -76,6 +76,11 @@ pub struct CreateOpts {
     /// `load_spec_for_create` returned them, when the caller read it already (`run` looks at
     /// `process.terminal` first): read once, not twice.
     pub loaded: Option<(Spec, Vec<String>)>,
+    /// Work of the caller's that may be done while the container's id maps are written (the
+    /// setuid helpers take milliseconds, during which this process only waits): called once,
+    /// in this process, once the init exists (at the latest when `create` returns Ok); not
+    /// called when `create` fails before.
+    pub while_mapping: Option<Box<dyn FnOnce()>>,
 }
 
 pub type SpecT = Spec;
@@ -223,7 +228,7 @@ pub(crate) fn clone3(cgroup: Option<RawFd>) -> std::result::Result<ForkResult, n
 
 /// `clone3` that also creates the namespaces in `ns` for the child (the user namespace first,
 /// owning the others, as the kernel does when they come together).
-fn clone3_with(ns: CloneFlags, cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
+pub(crate) fn clone3_with(ns: CloneFlags, cgroup: Option<RawFd>) -> std::result::Result<ForkResult, nix::errno::Errno> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -279,6 +284,7 @@ pub struct Created {
 pub fn create(o: CreateOpts) -> Result<Created> {
     state::validate_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).at("open bundle", &o.bundle)?;
+    let mut while_mapping = o.while_mapping;
     let (spec, config_path, ignored_caps) = match o.loaded {
         Some((spec, ignored)) => (spec, bundle.join("config.json"), ignored),
         None => load_spec_for_create(&bundle)?,
@@ -395,7 +401,8 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 let l = spec.linux().as_ref();
                 let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
                 let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-                idmap::write(pid, &uids, &gids)?;
+                let during = while_mapping.take();
+                idmap::write_while(pid, &uids, &gids, || during.into_iter().for_each(|f| f()))?;
             }
             placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {
                 cgroups::Plan::None => None,
@@ -445,6 +452,9 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 return Err(e);
             }
         };
+        if let Some(f) = while_mapping.take() {
+            f();
+        }
         let kill_init = || {
             let _ = kill(Pid::from_raw(init_pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(init_pid), None);

@@ -106,6 +106,13 @@ fn finish(r: Running) -> Result<()> {
 }
 
 pub fn write(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
+    write_while(pid, uids, gids, || {})
+}
+
+/// `write`, calling `during` once the helpers run (or the maps are written, without them):
+/// what the caller does meanwhile costs no time on a start, where the setuid helpers take
+/// milliseconds. Not called when a helper cannot be started.
+pub fn write_while(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping], during: impl FnOnce()) -> Result<()> {
     let proc = format!("/proc/{pid}");
     let uid_direct = direct(uids, nix::unistd::geteuid().as_raw());
     let gid_direct = direct(gids, nix::unistd::getegid().as_raw());
@@ -125,6 +132,10 @@ pub fn write(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Resu
     } else {
         None
     };
+    let mut during = Some(during);
+    if uid_helper.is_some() || gid_helper.is_some() {
+        during.take().into_iter().for_each(|f| f());
+    }
     let uid_result = match uid_helper {
         Some(r) => finish(r),
         None if !uids.is_empty() => {
@@ -148,6 +159,9 @@ pub fn write(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Resu
         }
         let p = format!("{proc}/gid_map");
         std::fs::write(&p, format_map(gids)).at("write", p)?;
+    }
+    if let Some(f) = during {
+        f();
     }
     Ok(())
 }

@@ -250,10 +250,8 @@ fn ensure_dir(p: &Path) -> Result<()> {
     fs::create_dir_all(p).at("mkdir", p)
 }
 
-fn ensure_file(p: &Path) -> Result<()> {
-    if let Some(parent) = p.parent() {
-        ensure_dir(parent)?;
-    }
+/// Creates the file `p` (in a directory that exists) unless something is there.
+fn create_file(p: &Path) -> Result<()> {
     if p.symlink_metadata().is_err() {
         fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(p).at("create", p)?;
     }
@@ -334,7 +332,10 @@ impl<'a> Dest<'a> {
         let fd = open_in_root(self.root, rel, create).map_err(|(op, errno)| RuntimeError::Path { op, path: self.shown.clone(), errno })?;
         let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         // Without a /proc in the init's view (unusual before pivot_root), the resolved path.
-        let at = if Path::new("/proc/self/fd").is_dir() { via } else { self.resolved.clone() };
+        // Asked once: the init's view of /proc does not change while it mounts (its mounts go
+        // under the rootfs), and this runs for every mount.
+        static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let at = if *PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) { via } else { self.resolved.clone() };
         Ok((fd, at))
     }
 }
@@ -559,7 +560,8 @@ fn create_device(ctx: &MountCtx, path: &Path, n: &Node, host: Option<&Path>) -> 
     }
     let default_host = PathBuf::from(format!("/dev/{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("")));
     let host = host.map(Path::to_path_buf).unwrap_or(default_host);
-    ensure_file(path)?;
+    // Its directory was made above.
+    create_file(path)?;
     bind(&host, path, false, path)
 }
 

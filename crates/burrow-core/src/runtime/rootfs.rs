@@ -21,12 +21,14 @@
 //! process) and mounts there, outside the container; burrow has no daemon and no pause process,
 //! and each container gets a fresh user namespace from the runtime, so the one process that is
 //! in it, privileged, before the root is needed, is the init before pivot_root. So the init
-//! opens /dev/fuse and mounts the filesystem itself (`fd=N`), then forks the daemon, which is
-//! handed the descriptor (libfuse's `/dev/fd/N` mount point) and mounts nothing. Before it
-//! execs, the daemon moves to a mount namespace of its own and drops its copy of the mount
-//! there, for two reasons: pivot_root changes the root of every process of the init's mount
-//! namespace, which would make the daemon's root the very filesystem it serves (a request that
-//! needs itself); and with the container's mount as the only one left, the kernel shuts the
+//! opens /dev/fuse and mounts the filesystem itself (`fd=N`), and starts the daemon, which is
+//! handed the descriptor (libfuse's `/dev/fd/N` mount point) and mounts nothing; it execs once
+//! the init has mounted. The daemon lives in a mount namespace of its own that does not hold
+//! the mount: born in a copy made before the mount (clone3 with CLONE_NEWNS), or, where clone3
+//! is refused, unsharing one after the mount and unmounting its copy there. For two reasons:
+//! pivot_root changes the root of every process of the init's mount namespace, which would
+//! make the daemon's root the very filesystem it serves (a request that needs itself); and
+//! with the container's mount as the only one left, the kernel shuts the
 //! filesystem down when the container's mount namespace goes away and the daemon exits by
 //! itself (its read of /dev/fuse fails with ENODEV), pid namespace or not. The price: it is a
 //! process of the container's pid namespace and cgroup, so `ps` inside the container shows it,
@@ -117,23 +119,53 @@ fn mount_fuse(target: &Path, program: &Path, name: &str, mut args: Vec<CString>,
     // What the daemon would ask for when it mounts as root: every container user may use the
     // files (allow_other), with the kernel checking their modes (default_permissions).
     let data = format!("fd={fd},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other");
-    mount(Some(name), target, Some(format!("fuse.{name}").as_str()), flags, Some(data.as_str())).at("mount fuse on", target)?;
     // Its stderr comes to us until it serves, so that a failure can say why.
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe")?;
+    // The daemon execs once the file system is mounted (it serves /dev/fuse at once, which
+    // fails before): a byte on this pipe says so, its end without one that we gave up.
+    let (go_rd, go_wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe")?;
     // Prepared before fork: the child only makes system calls.
     args.push(CString::new(format!("/dev/fd/{fd}")).unwrap_or_default());
     let env: Vec<CString> = vec![c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
     let prog = cstring(program.as_os_str());
     let target_c = cstring(target.as_os_str());
     let cwd_c = cstring(cwd.unwrap_or(Path::new("/")).as_os_str());
-    // SAFETY: the init is single-threaded (burrow-runtime never starts a thread before this).
-    match unsafe { nix::unistd::fork() }.op("fork a FUSE daemon")? {
-        ForkResult::Child => {
-            drop(rd);
-            daemon(fd, wr.as_raw_fd(), &prog, &args, &env, &target_c, &cwd_c)
+    let d = Daemon {
+        fuse: fd,
+        err: wr.as_raw_fd(),
+        go: go_rd.as_raw_fd(),
+        go_ours: go_wr.as_raw_fd(),
+        prog: &prog,
+        args: &args,
+        env: &env,
+        target: &target_c,
+        cwd: &cwd_c,
+    };
+    // The daemon is born in a mount namespace of its own (module header), copied now, before
+    // the mount: its copy never holds the mount, so it has nothing to unmount and goes on while
+    // we mount. Where clone3 is refused (before Linux 5.3, or a seccomp profile around us), a
+    // fork, and the daemon unshares and unmounts its copy itself, as before.
+    let (forked, own_ns) = match super::create::clone3_with(nix::sched::CloneFlags::CLONE_NEWNS, None) {
+        Ok(f) => (f, true),
+        Err(Errno::ENOSYS | Errno::EPERM) => {
+            // SAFETY: the init is single-threaded (burrow-runtime never starts a thread before this).
+            (unsafe { nix::unistd::fork() }.op("fork a FUSE daemon")?, false)
         }
+        Err(e) => return Err(e).op("clone3 a FUSE daemon"),
+    };
+    match forked {
+        ForkResult::Child => daemon(&d, own_ns),
         ForkResult::Parent { child } => {
-            drop(wr);
+            drop((wr, go_rd));
+            let mounted = mount(Some(name), target, Some(format!("fuse.{name}").as_str()), flags, Some(data.as_str())).at("mount fuse on", target);
+            if let Err(e) = mounted {
+                // Its end of the pipe without a byte: it leaves without starting.
+                drop(go_wr);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
+            let _ = nix::unistd::write(&go_wr, b"1");
+            drop(go_wr);
             // The mount holds the connection now. Without our copy of the descriptor, a daemon
             // that dies aborts the connection, so the request below fails instead of hanging.
             drop(fuse);
@@ -154,10 +186,27 @@ fn mount_fuse(target: &Path, program: &Path, name: &str, mut args: Vec<CString>,
     }
 }
 
-/// The daemon's side of the fork: never returns.
-fn daemon(fuse: RawFd, err: RawFd, prog: &CString, args: &[CString], env: &[CString], rootfs: &CString, cwd: &CString) -> ! {
+/// What the daemon's side of the fork needs, prepared before it.
+struct Daemon<'a> {
+    fuse: RawFd,
+    err: RawFd,
+    /// Where the init says that the file system is mounted (module header).
+    go: RawFd,
+    /// The init's end of that pipe, closed here (else its end would never be seen).
+    go_ours: RawFd,
+    prog: &'a CString,
+    args: &'a [CString],
+    env: &'a [CString],
+    target: &'a CString,
+    cwd: &'a CString,
+}
+
+/// The daemon's side of the fork: never returns. `own_ns`: born in a mount namespace of its
+/// own, without the mount (clone3); otherwise it makes one and unmounts its copy there.
+fn daemon(d: &Daemon, own_ns: bool) -> ! {
     let r = (|| -> std::result::Result<std::convert::Infallible, (&'static str, Errno)> {
-        nix::unistd::dup2(err, 2).map_err(|e| ("dup2", e))?;
+        let _ = nix::unistd::close(d.go_ours);
+        nix::unistd::dup2(d.err, 2).map_err(|e| ("dup2", e))?;
         let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, Mode::empty()).map_err(|e| ("open /dev/null", e))?;
         nix::unistd::dup2(null, 0).map_err(|e| ("dup2", e))?;
         nix::unistd::dup2(null, 1).map_err(|e| ("dup2", e))?;
@@ -166,11 +215,23 @@ fn daemon(fuse: RawFd, err: RawFd, prog: &CString, args: &[CString], env: &[CStr
         nix::unistd::setsid().map_err(|e| ("setsid", e))?;
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
             .map_err(|e| ("sigprocmask", e))?;
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare(CLONE_NEWNS)", e))?;
-        umount2(rootfs.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the mount", e))?;
-        nix::fcntl::fcntl(fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("fcntl", e))?;
-        nix::unistd::chdir(cwd.as_c_str()).map_err(|e| ("chdir to the layers", e))?;
-        Err(("exec", nix::unistd::execve(prog, args, env).unwrap_err()))
+        nix::fcntl::fcntl(d.fuse, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| ("fcntl", e))?;
+        nix::unistd::chdir(d.cwd.as_c_str()).map_err(|e| ("chdir to the layers", e))?;
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(d.go, &mut b) {
+                Ok(1) => break,
+                Err(Errno::EINTR) => continue,
+                // The init could not mount: nothing to serve, nothing to say (it reports why).
+                // SAFETY: leave without the init's atexit handlers.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        if !own_ns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare(CLONE_NEWNS)", e))?;
+            umount2(d.target.as_c_str(), MntFlags::MNT_DETACH).map_err(|e| ("unmount its own copy of the mount", e))?;
+        }
+        Err(("exec", nix::unistd::execve(d.prog, d.args, d.env).unwrap_err()))
     })();
     let Err((op, e)) = r;
     let msg = format!("{op}: {e}\n");

@@ -45,6 +45,7 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         cgroup_driver: cgroup_driver(ctx),
         warn: crate::log::warn,
         loaded: None,
+        while_mapping: None,
     })
 }
 

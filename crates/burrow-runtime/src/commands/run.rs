@@ -8,7 +8,7 @@
 //! `die` events to `--events-file`, and runs the exit command (`--rm`) when the CLI is gone before
 //! removing the container itself, so that `--rm` and `wait` hold when the CLI is killed. With
 //! `--remove-tree` (`--rm`), it first removes those trees (the writable layer) inside the
-//! container's user namespace, which it holds until then (remove_in_userns).
+//! container's user namespace, which it holds until then (start_removal).
 //!
 //! With `--log-driver` (and no terminal) it also records the output as the monitor does, as
 //! conmon does for every podman container: the container writes to pipes that this process
@@ -52,7 +52,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         if p.has("log-driver") {
             return Err(RuntimeError::Usage("run: --log-driver is for a foreground run with --dir".into()));
         }
-        let code = run(ctx, &p, id, None)?.code;
+        let code = run(ctx, &p, id, None, None)?.code;
         if !p.bool("detach") {
             crate::status::exit(code, None);
         }
@@ -62,19 +62,47 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         return Err(RuntimeError::Usage("run: --dir is for a foreground run (a detached one is held by `monitor`)".into()));
     }
     let driver = p.value("log-driver").map(Driver::parse).transpose()?;
-    holder::write_holder(&dir);
-    holder::write_started(&dir);
-    let r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)));
+    // D/monitor.json and D/started, while the container's id maps are written (create calls
+    // this then), or here if the run failed before.
+    let written = std::rc::Rc::new(std::cell::Cell::new(false));
+    let write_holder = {
+        let (dir, written) = (dir.clone(), written.clone());
+        move || {
+            holder::write_holder(&dir);
+            holder::write_started(&dir);
+            written.set(true);
+        }
+    };
+    let mut r = run(ctx, &p, id.clone(), driver.map(|d| (dir.as_path(), d)), Some(Box::new(write_holder)));
+    if !written.get() {
+        holder::write_holder(&dir);
+        holder::write_started(&dir);
+    }
     // --rm: the writable layer goes while we still hold the container's user namespace, before
     // the status tells the CLI to remove the rest; what is left, the CLI removes as ever.
-    if let Ok(RunEnd { userns: Some(userns), .. }) = &r {
-        remove_in_userns(userns, &p.values("remove-tree"));
+    if let Ok(end) = &mut r {
+        match (end.removal.take(), &end.userns) {
+            // Started before the container's state was removed (see `run`).
+            (Some(child), _) => finish_removal(child),
+            (None, Some(userns)) => {
+                if let Some(child) = start_removal(userns, &p.values("remove-tree")) {
+                    finish_removal(child);
+                }
+            }
+            (None, None) => {}
+        }
     }
     if let Err(e) = &r {
         // Now, while stderr is still the caller's (see release_stdio).
         crate::log::error(e);
         crate::status::error(e);
     }
+    // The container's mount namespace, held since before it started (RunEnd::mntns); let go
+    // once the exit is reported (below), or here when the run failed.
+    let mut mntns = match &mut r {
+        Ok(end) => end.mntns.take(),
+        Err(_) => None,
+    };
     let rec = match &r {
         Ok(end) => ExitRecord { exit_code: end.code, oom_killed: end.oom, reason: None, ran: end.ran },
         Err(e) => ExitRecord { exit_code: holder::failure_status(e), oom_killed: false, reason: Some(e.to_string()), ran: None },
@@ -95,9 +123,14 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
             // Nothing more of ours goes to the caller's terminal or pipes while we wait (an error
             // was logged above, while they were still ours).
             release_stdio();
+            // The namespace's teardown (the union, the FUSE file system, its daemon's end) while
+            // the CLI removes the container: after the status and after our stdio is let go (a
+            // caller's `$(burrow run --rm …)` waits for its end), not before.
+            drop(mntns.take());
             s.wait_closed();
         }
     }
+    drop(mntns);
     if !cmd.is_empty() && holder::still_there(&dir) {
         holder::run_exit_command(&cmd);
     }
@@ -251,13 +284,18 @@ struct RunEnd {
     recorder: Option<Recorder>,
     /// The container's own user namespace, held open.
     userns: Option<OwnedFd>,
+    /// The removal of its writable trees, when it was started already (see `run`).
+    removal: Option<nix::unistd::Pid>,
+    /// The container's own mount namespace, held open from before its program starts (see
+    /// `run`).
+    mntns: Option<OwnedFd>,
 }
 
 /// Creates, starts and (in the foreground) supervises; the status, whether the OOM killer
 /// struck, how long the program ran (in the foreground), the recorder of its output when
 /// `record` asks for one (a foreground run without a terminal), and, with `--remove-tree`, the
 /// container's own user namespace, held open.
-fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Result<RunEnd> {
+fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>, while_mapping: Option<Box<dyn FnOnce()>>) -> Result<RunEnd> {
     let detach = p.bool("detach");
     if detach && p.has(super::network::FLAG.0) {
         return Err(burrow_core::runtime::error::RuntimeError::Usage(
@@ -267,6 +305,7 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     // Ports bound now: a taken one fails before the container exists.
     let mut net = super::network::prepare(p)?;
     let mut o = super::create::opts(ctx, p, id.clone())?;
+    o.while_mapping = while_mapping;
     // In the foreground without a console socket, we hold the terminal ourselves.
     let mut console_peer: Option<OwnedFd> = None;
     // The config, read once here for `process.terminal` and handed to create (a config that
@@ -306,11 +345,18 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
         start(&ctx.root, &id)?;
         crate::status::pid(created.state.pid);
         super::start::poststart(&created.state, &ctx.root, &created.spec);
-        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None });
+        return Ok(RunEnd { code: 0, oom: false, ran: None, recorder: None, userns: None, removal: None, mntns: None });
     }
     // Held from before its program runs: the namespace outlives the container's last process,
-    // so that its writable layer can be removed in it (see remove_in_userns).
-    let userns = if p.values("remove-tree").is_empty() { None } else { own_userns(created.state.pid) };
+    // so that its writable layer can be removed in it (see start_removal).
+    let userns = if p.values("remove-tree").is_empty() { None } else { own_ns(created.state.pid, "user") };
+    // The holder keeps the container's mount namespace until the exit is reported: without it
+    // the end of the init would take the namespace down (every mount: the union, the FUSE file
+    // system of a one-file image, and its daemon's end) before the init is reaped, on the way
+    // of every `run`. Only with a pid namespace, whose end kills every process in it (the
+    // daemon too) before the init is reaped, held namespace or not: nothing of the container
+    // runs on, and its mounts are seen by nobody, until we let go.
+    let mntns = if p.value("dir").is_some() && created.state.has_pid_ns { own_ns(created.state.pid, "mnt") } else { None };
     // Before its program runs: a systemd scope may be gone, counters and all, once it exits.
     let mut oom_watch = created.state.cgroups.as_ref().and_then(burrow_core::runtime::cgroups::OomWatch::new);
     // Block signals only now: the container's process must not inherit a blocked mask.
@@ -348,17 +394,25 @@ fn run(ctx: &Ctx, p: &Parsed, id: String, record: Option<(&Path, Driver)>) -> Re
     if oom {
         crate::log::warn_code(crate::log::OOM_KILLED, "EOOM_KILLED");
     }
+    // The writable trees go in a child of ours while we remove the container's state, unless
+    // poststop hooks run then: those still see the container's files, as before.
+    let poststop = created.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()).is_some_and(|h| !h.is_empty());
+    let removal = match &userns {
+        Some(u) if !poststop => start_removal(u, &p.values("remove-tree")),
+        _ => None,
+    };
     super::delete::destroy(&ctx.root, &created.state, Some(&created.spec));
-    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns })
+    Ok(RunEnd { code, oom, ran: Some(ran), recorder, userns, removal, mntns })
 }
 
-/// The user namespace of the container's init when it is not ours (a container without one,
-/// as root, has nothing that the CLI cannot remove itself).
-fn own_userns(pid: i32) -> Option<OwnedFd> {
+/// The namespace `kind` (`user`, `mnt`) of the container's init when it is not ours (a
+/// container without its own user namespace, as root, has nothing that the CLI cannot remove
+/// itself; one without a mount namespace, no mounts of its own).
+fn own_ns(pid: i32, kind: &str) -> Option<OwnedFd> {
     use std::os::unix::fs::MetadataExt;
-    let theirs = format!("/proc/{pid}/ns/user");
+    let theirs = format!("/proc/{pid}/ns/{kind}");
     let ino = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    if ino(&theirs)? == ino("/proc/self/ns/user")? {
+    if ino(&theirs)? == ino(&format!("/proc/self/ns/{kind}"))? {
         return None;
     }
     std::fs::File::open(&theirs).ok().map(OwnedFd::from)
@@ -368,10 +422,11 @@ fn own_userns(pid: i32) -> Option<OwnedFd> {
 /// its other ids are mapped, so the CLI need not start the store's user namespace for them
 /// (`burrow-runtime unpack` with remove jobs: newuidmap and newgidmap again). In a child: setns
 /// changes the caller's credentials, and we are its owner there, so we get its capabilities.
-/// Best effort and silent: whatever is left, the CLI removes and reports as before.
-fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
+/// Best effort and silent: whatever is left, the CLI removes and reports as before. Returns
+/// the child, for `finish_removal`.
+fn start_removal(userns: &OwnedFd, trees: &[String]) -> Option<nix::unistd::Pid> {
     if trees.is_empty() {
-        return;
+        return None;
     }
     // SAFETY: this process is single-threaded; the child only makes system calls and exits.
     match unsafe { nix::unistd::fork() } {
@@ -389,9 +444,17 @@ fn remove_in_userns(userns: &OwnedFd, trees: &[String]) {
             // SAFETY: _exit in the forked child (no destructors, no atexit of the parent's).
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = nix::sys::wait::waitpid(child, None);
+        Ok(nix::unistd::ForkResult::Parent { child }) => Some(child),
+        Err(_) => None,
+    }
+}
+
+/// Waits for the removal `start_removal` started.
+fn finish_removal(child: nix::unistd::Pid) {
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
         }
-        Err(_) => {}
     }
 }
