@@ -65,7 +65,13 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       // A bad spelling fails before anything is created.
       if (f.detachKeys !== undefined) (await import('../../container/attach')).parseDetachKeys(f.detachKeys);
       const engine = await import('../../engine/containers');
-      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), cliHooks(ctx));
+      // A foreground `run --rm` without a terminal or a name may leave a run plan for the native
+      // launcher (ts/container/run-plan.ts, loaded only then): its events are collected, and any
+      // warning (which the launcher would not repeat) means none.
+      const plan = !f.detach && f.rm && !f.tty && !f.interactive && f.name === undefined && !process.env.BURROW_NO_PLAN ? { events: (await import('../../engine/events')).tapEvents(), warned: false } : undefined;
+      const hooks = cliHooks(ctx);
+      if (plan) hooks.warn = ((warn) => (m: string) => ((plan.warned = true), warn?.(m)))(hooks.warn);
+      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), hooks);
       // With a terminal the container runs under the monitor and we attach to it, so that the
       // detach keys can leave it running; without one, the runtime holds it in the foreground
       // (the faster path, and what `run --rm IMG true` takes).
@@ -75,7 +81,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
         process.stdout.write(`${rec.id}\n`);
         return;
       }
-      const mode = f.tty ? { mode: 'attached' as const, ...(f.detachKeys !== undefined ? { detachKeys: f.detachKeys } : {}) } : { mode: 'foreground' as const };
+      const beforeSpawn = plan && ((runtimeArgs: string[]) => import('../../container/run-plan').then((m) => m.writeRunPlan({ ctx, rec, command: args, flags: f, runtimeArgs, events: plan.events, warned: plan.warned, destroy: engine.containerEvent(rec, 'destroy') }), () => undefined));
+      const mode = f.tty ? { mode: 'attached' as const, ...(f.detachKeys !== undefined ? { detachKeys: f.detachKeys } : {}) } : { mode: 'foreground' as const, ...(beforeSpawn ? { beforeSpawn } : {}) };
       setExit((await engine.runContainer(ctx, rec, mode, true)) ?? 0);
     },
   );
