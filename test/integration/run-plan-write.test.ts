@@ -89,6 +89,16 @@ function misses(plan: Plan, key: string, vars: Record<string, string>, cwd: stri
   return out;
 }
 
+/** stat fails for want of search permission on the way. */
+function unreachable(p: string): boolean {
+  try {
+    fs.statSync(p);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EACCES';
+  }
+}
+
 /** The launcher's filling in (PLAN.md §1, "Placeholders") of a text of the plan. */
 function expand(t: string, v: { id: string; name: string; created: string; args: string[] }): string {
   const args = v.args.map((a) => JSON.stringify(a)).join(',');
@@ -152,12 +162,14 @@ describe(`the run plan of a run --rm of a squashfs, as ${IS_ROOT ? 'root' : 'an 
     // A second run, with another command: read its files while it runs.
     const vars = runEnv();
     // Its program ends on SIGTERM (a shell as pid 1 has no default action for it).
-    const cmd = ['sh', '-c', 'trap "exit 0" TERM; sleep 60 & wait'];
-    const child = spawn(process.execPath, [BIN, 'run', ...opts, image, ...cmd], { env: vars, cwd: env.work, stdio: 'ignore' });
+    const cmd = ['sh', '-c', 'trap "exit 0" TERM; echo ready; sleep 60 & wait'];
+    const child = spawn(process.execPath, [BIN, 'run', ...opts, image, ...cmd], { env: vars, cwd: env.work, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      // Polled until its program runs (the holder's `started`): no timed assertion.
+      // Polled until its program has set its trap and said so: no timed assertion.
       let dir: string | undefined;
-      while (!(dir = env.containerDirs().map((n) => path.join(env.store, 'containers', n)).find((x) => fs.existsSync(path.join(x, 'started'))))) {
+      while (!out.includes('ready') || !(dir = env.containerDirs().map((n) => path.join(env.store, 'containers', n)).find((x) => fs.existsSync(path.join(x, 'started'))))) {
         if (child.exitCode !== null) throw new Error(`the second run exited ${child.exitCode}`);
         await sleep(20);
       }
@@ -192,8 +204,8 @@ describe(`the run plan of a run --rm of a squashfs, as ${IS_ROOT ? 'root' : 'an 
     const others = new Set(lines.filter((l) => /^\d+ execve\("/.test(l) && !l.includes(`execve("${process.execPath}"`) && !/= -1 /.test(l)).map((l) => l.split(' ')[0]));
     const read = new Set<string>();
     for (const l of lines) {
-      const m = /^(\d+) \w+\((?:AT_FDCWD, |-?\d+, )?"([^"]+)"/.exec(l);
-      if (m && !others.has(m[1]!) && m[2]!.startsWith('/')) read.add(path.normalize(m[2]!));
+      const m = /^(?:(\d+) +)?\w+\((?:AT_FDCWD, |-?\d+, )?"([^"]+)"/.exec(l);
+      if (m && !(m[1] && others.has(m[1])) && m[2]!.startsWith('/')) read.add(path.normalize(m[2]!));
     }
     const dirOfRun = (p: string) => p.startsWith(path.join(env.store, 'containers')) || p.startsWith(env.runroot) || p.startsWith(xdg);
     // What needs no check, and why: the CLI's own code and Node's (the bundle and the addon are
@@ -209,18 +221,45 @@ describe(`the run plan of a run --rm of a squashfs, as ${IS_ROOT ? 'root' : 'an 
       /^\/(usr\/)?lib(64|32|x32)?\//.test(p) ||
       p.startsWith('/etc/ld.so') ||
       p === process.execPath ||
-      /^\/(etc\/(localtime|ssl\/.*)|usr\/share\/zoneinfo\/.*)$/.test(p) ||
+      /^\/(etc\/(localtime|ssl\/.*)|usr\/share(\/zoneinfo(\/.*)?)?)$/.test(p) ||
+      // The V8 code cache of the bundle (bin/burrow.js): keyed by the bundle's hash, which the
+      // checks of dist/bundle cover.
+      /\/\.cache\/burrow(\/|$)/.test(p) ||
+      // unsquashfs, wherever PATH finds it, only reads the image's config and users out of the
+      // image file, which is checked itself (what it read is kept in file-images/, checked too).
+      path.basename(p) === 'unsquashfs' ||
+      // Not reachable by this user (root's PATH entries seen by the test user): the nearest
+      // directory that is stands for it among the checks.
+      ([...listed].some((f) => p.startsWith(`${f}/`)) && unreachable(p)) ||
       p.startsWith(path.join(os.tmpdir(), 'burrow-sqfs-')) ||
       // Directories on the way (cwd, the store, parents of checked files), and the image's kept
       // entries directory.
       [...listed].some((f) => f.startsWith(`${p}/`)) ||
       env.work.startsWith(p) ||
       p === path.join(env.store, 'file-images') ||
+      // The kept entry's temporary file while the run writes it (written, not read).
+      p.startsWith(path.join(env.store, 'file-images', '')) && /\.json\.tmp-\d+-\w+$/.test(p) ||
       p === env.store;
     // The trace sees the run's reads (the image, the host's files its /etc files come from).
     expect([...read]).toEqual(expect.arrayContaining([image, '/etc/resolv.conf', path.join(env.store, 'storage.json')]));
     const unchecked = [...read].filter((p) => !listed.has(p) && !exempt(p)).sort();
     expect(unchecked).toEqual([]);
+  });
+
+  it("--hpc: the host's variables are one HOSTENV placeholder, and the host name is checked", T, () => {
+    const r = burrowRun(['run', '--rm', '--hpc', image, 'sh', '-c', 'echo $PLAN_PROBE'], { PLAN_PROBE: 'seen', BURROW_DEBUG: '1' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('seen\n');
+    const key = keyOf(['--rm', '--hpc'], image, env.work);
+    const plan = readPlan(key);
+    expect(misses(plan, key, r.env, env.work)).toEqual([]);
+    expect(plan.checks.hostname).toBe(os.hostname());
+    expect(plan.hostEnv).toMatchObject({ denyPrefix: 'BURROW_', deny: expect.arrayContaining(['PATH', 'LD_LIBRARY_PATH']) });
+    const config = plan.files.find((f) => f.path === 'bundle/config.json')!.text;
+    const processEnv = (JSON.parse(config) as { process: { env: string[] } }).process.env;
+    expect(processEnv.filter((e) => e === '@@HOSTENV@@')).toHaveLength(1);
+    // No host value is left in it (PLAN_PROBE came from the host).
+    expect(processEnv.some((e) => e.startsWith('PLAN_PROBE='))).toBe(false);
   });
 
   it('is not written with BURROW_NO_PLAN, nor for a run the launcher does not take (said under BURROW_DEBUG)', T, () => {

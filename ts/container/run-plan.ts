@@ -126,6 +126,22 @@ export function fileCheck(p: string): FileCheck {
   return { path: p, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 }
 
+/**
+ * fileCheck, or where a directory on the way cannot be searched (EACCES: root's PATH entries
+ * seen by another user), a check of the nearest directory that can be stat'ed: its change time
+ * moves when its permissions do. (The launcher takes only ENOENT and ENOTDIR as absent.)
+ */
+export function fileChecks(p: string): FileCheck[] {
+  try {
+    return [fileCheck(p)];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') return [{ path: p, absent: true }];
+    if (code !== 'EACCES' || path.dirname(p) === p) throw err;
+    return fileChecks(path.dirname(p));
+  }
+}
+
 /** checks.files as JSON: dev, ino and size as JSON integers (exact past 2^53), the times as decimal strings. */
 export function fileChecksJson(files: FileCheck[]): string {
   return `[${files
@@ -151,16 +167,16 @@ export function envChecks(env: Readonly<Record<string, string | undefined>>, env
  * installed earlier in PATH later is a miss.
  */
 export function pathLookupChecks(program: string, pathVar: string | undefined, names: readonly string[]): FileCheck[] {
-  const out: FileCheck[] = [];
+  const out = new Map<string, FileCheck>();
   const dirs = (pathVar ?? '').split(':').filter((x) => path.isAbsolute(x)).concat(['/usr/bin', '/usr/sbin']);
   for (const name of names) {
     for (const d of dirs) {
       const p = path.join(d, name);
-      out.push(fileCheck(p));
-      if (p === program) return out;
+      for (const c of fileChecks(p)) out.set(c.path, c);
+      if (p === program) return [...out.values()];
     }
   }
-  return out;
+  return [...out.values()];
 }
 
 /** Why no plan is written (said under BURROW_DEBUG). */
@@ -383,6 +399,8 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
     '/etc/subgid',
     '/etc/passwd',
     '/etc/group',
+    // How user and group names are looked up (the store's settings ask for this user's).
+    '/etc/nsswitch.conf',
     '/etc/resolv.conf',
     '/run/systemd/resolve/resolv.conf',
     '/etc/hosts',
@@ -395,7 +413,7 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
     path.join(PACKAGE_ROOT, 'dist', 'bundle', 'burrow.js'),
     (await import('../native')).addonPath(),
     runtimePath,
-  ].map(fileCheck);
+  ].flatMap(fileChecks);
   checks.push(...pathLookupChecks(program, env.PATH, ['squashfuse_ll', 'squashfuse']));
   const key = planKey(split!, cwd, uid);
   const groups = [...new Set(process.getgroups?.() ?? [])].sort((a, b) => a - b);

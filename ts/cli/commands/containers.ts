@@ -17,10 +17,13 @@ import { writeOut } from '../write-out';
 
 type SetExit = (code: number) => void;
 
-/** What the CLI gives every engine call: warnings on stderr, pulls with progress. */
-export function cliHooks(ctx: Ctx): CreateHooks {
+/** What the CLI gives every engine call: warnings on stderr (each told to `onWarn`), pulls with progress. */
+export function cliHooks(ctx: Ctx, onWarn?: () => void): CreateHooks {
   return {
-    warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`),
+    warn: (m) => {
+      onWarn?.();
+      process.stderr.write(`burrow: warning: ${m}\n`);
+    },
     async pull(image, platform) {
       // Through the engine, as `burrow pull`: the same progress, and the pull event.
       const [{ pullImage }, { withProgress }, { requireImage }] = await Promise.all([import('../../engine/images'), import('../transfer'), import('../../image/resolve')]);
@@ -69,9 +72,7 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       // launcher (ts/container/run-plan.ts, loaded only then): its events are collected, and any
       // warning (which the launcher would not repeat) means none.
       const plan = !f.detach && f.rm && !f.tty && !f.interactive && f.name === undefined && !process.env.BURROW_NO_PLAN ? { events: (await import('../../engine/events')).tapEvents(), warned: false } : undefined;
-      const hooks = cliHooks(ctx);
-      if (plan) hooks.warn = ((warn) => (m: string) => ((plan.warned = true), warn?.(m)))(hooks.warn);
-      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), hooks);
+      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), cliHooks(ctx, plan && (() => (plan.warned = true))));
       // With a terminal the container runs under the monitor and we attach to it, so that the
       // detach keys can leave it running; without one, the runtime holds it in the foreground
       // (the faster path, and what `run --rm IMG true` takes).
