@@ -1,9 +1,10 @@
 /**
  * Run plans (ts/container/run-plan.ts, PLAN.md §2): the launcher's splitter and key against
  * PLAN.md's byte layout, the templates (placeholders where the launcher fills in per-run values,
- * nothing of the run that wrote them left), which runs get none, and two audits of ts/: every
- * variable the run path reads is checked (or listed as read elsewhere, with why), every file a
- * one-file run reads is among checks.files (that one drives the real CLI under strace).
+ * nothing of the run that wrote them left), which runs get none, and an audit of ts/: every
+ * variable the run path reads is checked (or listed as read elsewhere, with why). That every file
+ * a run reads is among checks.files is proven against the real CLI under strace
+ * (test/integration/run-plan-write.test.ts).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
