@@ -29,9 +29,9 @@ function runEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { ...e, XDG_RUNTIME_DIR: xdg, BURROW_ROOT: env.store, BURROW_RUNROOT: env.runroot, ...extra };
 }
 
-function burrowRun(args: string[], extra: Record<string, string> = {}, prefix: string[] = []) {
+function burrowRun(args: string[], extra: Record<string, string> = {}, prefix: string[] = [], cwd = env.work) {
   const vars = runEnv(extra);
-  const r = spawnSync(prefix[0] ?? process.execPath, [...prefix.slice(1), ...(prefix.length ? [process.execPath] : []), BIN, ...args], { encoding: 'utf8', env: vars, cwd: env.work, timeout: 60_000 });
+  const r = spawnSync(prefix[0] ?? process.execPath, [...prefix.slice(1), ...(prefix.length ? [process.execPath] : []), BIN, ...args], { encoding: 'utf8', env: vars, cwd, timeout: 60_000 });
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, env: vars };
 }
@@ -260,6 +260,13 @@ describe(`the run plan of a run --rm of a squashfs, as ${IS_ROOT ? 'root' : 'an 
     expect(processEnv.filter((e) => e === '@@HOSTENV@@')).toHaveLength(1);
     // No host value is left in it (PLAN_PROBE came from the host).
     expect(processEnv.some((e) => e.startsWith('PLAN_PROBE='))).toBe(false);
+    // A run that warns (--hpc in a system directory, which is not bound) gets none: the launcher
+    // would not repeat the warning.
+    const w = burrowRun(['run', '--rm', '--hpc', image, 'true'], { BURROW_DEBUG: '1' }, [], '/usr');
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stderr).toContain('burrow: warning: --hpc: the working directory /usr');
+    expect(w.stderr).toContain('burrow: debug: run plan: not written: the run printed a warning\n');
+    expect(fs.existsSync(path.join(planDir(), `${keyOf(['--rm', '--hpc'], image, '/usr')}.json`))).toBe(false);
   });
 
   it('is not written with BURROW_NO_PLAN, nor for a run the launcher does not take (said under BURROW_DEBUG)', T, () => {
