@@ -72,12 +72,34 @@ function clearRun(dir: string): void {
  * until this process exits: the caller removes the container meanwhile, and if we are killed
  * first, the runtime runs the cleanup command itself.
  */
-export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[], seen: HeldEnd = {}): Promise<number> {
+export async function runForeground(store: Store, rec: ContainerRecord, cleanupArgs?: string[], seen: HeldEnd = {}, beforeSpawn?: BeforeSpawn): Promise<number> {
   // A restart policy is kept by the monitor, which outlives us: attached to it, we return at the
   // first exit (as `docker run --restart` does) and it goes on.
   // So is a healthcheck: the monitor runs its probes (the runtime's foreground `run` does not).
   if ((rec.restartPolicy && rec.restartPolicy.name !== 'no') || healthcheckRuns(rec.healthcheck)) return (await import('./attach')).runAttached(store, rec, cleanupArgs);
-  return runHeld(store, rec, cleanupArgs, seen);
+  return runHeld(store, rec, cleanupArgs, seen, beforeSpawn);
+}
+
+/**
+ * Called by a foreground run that the runtime holds, with the runtime's arguments, just before it
+ * is started (the CLI's run writes its run plan there: ts/container/run-plan.ts). Never throws.
+ */
+export type BeforeSpawn = (runtimeArgs: string[]) => Promise<void>;
+
+/**
+ * The arguments of `burrow-runtime run` holding the container in the foreground: its global
+ * flags, the status channel on fd 3, the bundle, the holder's files, the network's arguments.
+ */
+export function heldRunArgs(rec: ContainerRecord, dir: string, cleanupArgs: string[] | undefined, netArgs: string[]): string[] {
+  // --log-driver: it records the output (ctr.log) and serves `attach` as the monitor does.
+  const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), '--log-driver', rec.logDriver, ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
+  // --rm: the runtime removes the writable layer in the container's user namespace before it
+  // reports the status, which spares our removal a user namespace of its own (removeRootfs:
+  // `burrow-runtime unpack`, newuidmap and newgidmap again) for files of the container's ids.
+  // Not under fuse-overlayfs: its daemon may still serve the tree until removeRootfs ends it.
+  const rootfs = rootfsOf(rec, dir);
+  if (cleanupArgs && rec.autoRemove && rootfs.driver !== 'fuse-overlayfs') for (const t of writableTrees(rootfs, dir)) holderArgs.push('--remove-tree', t);
+  return [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id];
 }
 
 /** What runForeground saw of the end. */
@@ -90,7 +112,7 @@ export interface HeldEnd {
   exitReported?: boolean;
 }
 
-async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[] | undefined, seen: HeldEnd): Promise<number> {
+async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[] | undefined, seen: HeldEnd, beforeSpawn?: BeforeSpawn): Promise<number> {
   const dir = new Containers(store).dir(rec.id);
   unlinkIfThere(path.join(dir, 'runtime.log'));
   clearRun(dir);
@@ -104,15 +126,8 @@ async function runHeld(store: Store, rec: ContainerRecord, cleanupArgs: string[]
     lease?.release();
     throw err;
   }
-  // --log-driver: it records the output (ctr.log) and serves `attach` as the monitor does.
-  const holderArgs = ['--dir', dir, '--events-file', holderEventsFile(rec), '--log-driver', rec.logDriver, ...(cleanupArgs ?? []).flatMap((a) => ['--exit-command', a])];
-  // --rm: the runtime removes the writable layer in the container's user namespace before it
-  // reports the status, which spares our removal a user namespace of its own (removeRootfs:
-  // `burrow-runtime unpack`, newuidmap and newgidmap again) for files of the container's ids.
-  // Not under fuse-overlayfs: its daemon may still serve the tree until removeRootfs ends it.
-  const rootfs = rootfsOf(rec, dir);
-  if (cleanupArgs && rec.autoRemove && rootfs.driver !== 'fuse-overlayfs') for (const t of writableTrees(rootfs, dir)) holderArgs.push('--remove-tree', t);
-  const args = [...globalFlags(rec, { cgroup: true }), ...statusFlags(3), 'run', '--bundle', path.join(dir, 'bundle'), ...holderArgs, ...netArgs, rec.id];
+  const args = heldRunArgs(rec, dir, cleanupArgs, netArgs);
+  if (beforeSpawn) await beforeSpawn(args);
   return new Promise((resolve) => {
     let finished = false;
     let held: HeldRuntime | undefined;

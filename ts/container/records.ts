@@ -116,8 +116,9 @@ function randomBytes(n: number): Buffer {
 
 const isRecord = (v: unknown): v is ContainerRecord => typeof v === 'object' && v !== null && typeof (v as ContainerRecord).id === 'string';
 
-const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quirky', 'sharp', 'tender', 'vivid', 'witty', 'zen'];
-const NOUN = ['badger', 'otter', 'mole', 'vole', 'hare', 'fox', 'stoat', 'weasel', 'marmot', 'gopher', 'wombat', 'meerkat', 'shrew', 'hedgehog', 'prairie', 'lemming'];
+/** The words of generated names (ADJ_NOUN); a run plan carries them for the launcher (ts/container/run-plan.ts). */
+export const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quirky', 'sharp', 'tender', 'vivid', 'witty', 'zen'];
+export const NOUN = ['badger', 'otter', 'mole', 'vole', 'hare', 'fox', 'stoat', 'weasel', 'marmot', 'gopher', 'wombat', 'meerkat', 'shrew', 'hedgehog', 'prairie', 'lemming'];
 
 export function generateName(): string {
   const r = randomBytes(2);

@@ -13,14 +13,19 @@ import type { ContainerState } from '../container/state';
 import { isFrozen } from '../container/freezer';
 import type { EngineContext, Hooks } from './context';
 import { containerAttributes } from './create';
-import { emitEvent, lastDieExit } from './events';
+import { emitEvent, lastDieExit, type EngineEvent } from './events';
 import { signalNumber } from '../runtime/client';
 import { emitNetworkEvents, recordNetworks, type NetworkActor } from './network-events';
 
 export { createContainer, parseRestartPolicy, type CreateRequest, type CreateHooks, type MountRequest } from './create';
 
+/** Docker's event of a container (a run plan's `destroy` is built here too: ts/container/run-plan.ts). */
+export function containerEvent(rec: ContainerRecord, action: string, extra: Record<string, string> = {}): EngineEvent {
+  return { Type: 'container', Action: action, Actor: { ID: rec.id, Attributes: containerAttributes(rec, extra) } };
+}
+
 function event(ctx: EngineContext, action: string, rec: ContainerRecord, extra: Record<string, string> = {}): void {
-  emitEvent(ctx, { Type: 'container', Action: action, Actor: { ID: rec.id, Attributes: containerAttributes(rec, extra) } });
+  emitEvent(ctx, containerEvent(rec, action, extra));
 }
 
 /**
@@ -57,8 +62,8 @@ async function discard(ctx: EngineContext, rec: ContainerRecord): Promise<void> 
 export type RunMode =
   /** Under a monitor that outlives us; resolves once it runs. */
   | { mode: 'detached'; ttySize?: { rows: number; cols: number } }
-  /** The runtime holds it in the foreground; resolves with its exit status. */
-  | { mode: 'foreground'; interactive?: boolean }
+  /** The runtime holds it in the foreground; resolves with its exit status. `beforeSpawn`: see lifecycle.ts. */
+  | { mode: 'foreground'; interactive?: boolean; beforeSpawn?: lc.BeforeSpawn }
   /** Under a monitor, our terminal attached (run -it: the detach keys leave it running). */
   | { mode: 'attached'; detachKeys?: string; interactive?: boolean };
 
@@ -88,7 +93,7 @@ export async function runContainer(ctx: EngineContext, rec: ContainerRecord, how
     attached();
     // --rm: we remove it; the runtime does if we are killed first (lifecycle.ts runForeground).
     const seen: lc.HeldEnd = {};
-    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup, seen);
+    const code = await lc.runForeground(ctx.store, how.interactive ? { ...rec, interactive: true } : rec, cleanup, seen, how.beforeSpawn);
     if (rec.autoRemove) await removeContainer(ctx, rec, { force: true, heldEnded: !!seen.exitReported });
     return code;
   }

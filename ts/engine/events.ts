@@ -39,9 +39,27 @@ export function eventsFile(ctx: Pick<EngineContext, 'runRoot'>): string {
   return path.join(ctx.runRoot, 'events.jsonl');
 }
 
+/** An event as emitEvent records it at `now` (ms): also what a run plan's event templates are made from (ts/container/run-plan.ts). */
+export function recordEvent(e: EngineEvent, now: number): RecordedEvent {
+  return { ...e, scope: 'local', time: Math.floor(now / 1000), timeNano: now * 1_000_000 };
+}
+
+/**
+ * Where a `burrow run` that may write a run plan collects the events it logs before its runtime
+ * starts (ts/container/run-plan.ts); undefined otherwise (every other command and the API).
+ */
+let tap: RecordedEvent[] | undefined;
+
+/** Starts collecting every event this process records from now on; returns the list they go to. */
+export function tapEvents(): RecordedEvent[] {
+  tap = [];
+  return tap;
+}
+
 /** Records an event; never fails the operation that emitted it (events are a view, not state). */
 export function emitEvent(ctx: Pick<EngineContext, 'runRoot'>, e: EngineEvent, now = Date.now(), maxBytes = EVENTS_MAX_BYTES): void {
-  const rec: RecordedEvent = { ...e, scope: 'local', time: Math.floor(now / 1000), timeNano: now * 1_000_000 };
+  const rec = recordEvent(e, now);
+  tap?.push(rec);
   const file = eventsFile(ctx);
   try {
     fs.mkdirSync(ctx.runRoot, { recursive: true, mode: 0o700 });

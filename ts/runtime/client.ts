@@ -272,6 +272,9 @@ function addonSpawn(): typeof import('../native/binding').spawnHeld | undefined 
   }
 }
 
+/** What a foreground run's runtime gets beside our environment (a run plan's `runtime.env` too). */
+export const HELD_RUNTIME_ENV: Readonly<Record<string, string>> = { BURROW_RUNTIME_CLI: '1' };
+
 /**
  * Starts the runtime for a foreground run (`run` without -d: it holds the container), with its
  * status channel on fd 3, stdout and stderr ours, its errors in the CLI's voice
@@ -281,7 +284,7 @@ function addonSpawn(): typeof import('../native/binding').spawnHeld | undefined 
  * Throws when the runtime cannot be started.
  */
 export function runtimeSpawnHeld(args: string[], h: HeldHandlers): HeldRuntime {
-  const env = { ...process.env, BURROW_RUNTIME_CLI: '1' };
+  const env = { ...process.env, ...HELD_RUNTIME_ENV };
   const spawnHeld = addonSpawn();
   if (spawnHeld) {
     let ended = false;

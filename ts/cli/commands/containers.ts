@@ -17,10 +17,13 @@ import { writeOut } from '../write-out';
 
 type SetExit = (code: number) => void;
 
-/** What the CLI gives every engine call: warnings on stderr, pulls with progress. */
-export function cliHooks(ctx: Ctx): CreateHooks {
+/** What the CLI gives every engine call: warnings on stderr (each told to `onWarn`), pulls with progress. */
+export function cliHooks(ctx: Ctx, onWarn?: () => void): CreateHooks {
   return {
-    warn: (m) => process.stderr.write(`burrow: warning: ${m}\n`),
+    warn: (m) => {
+      onWarn?.();
+      process.stderr.write(`burrow: warning: ${m}\n`);
+    },
     async pull(image, platform) {
       // Through the engine, as `burrow pull`: the same progress, and the pull event.
       const [{ pullImage }, { withProgress }, { requireImage }] = await Promise.all([import('../../engine/images'), import('../transfer'), import('../../image/resolve')]);
@@ -65,7 +68,11 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
       // A bad spelling fails before anything is created.
       if (f.detachKeys !== undefined) (await import('../../container/attach')).parseDetachKeys(f.detachKeys);
       const engine = await import('../../engine/containers');
-      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), cliHooks(ctx));
+      // A foreground `run --rm` without a terminal or a name may leave a run plan for the native
+      // launcher (ts/container/run-plan.ts, loaded only then): its events are collected, and any
+      // warning (which the launcher would not repeat) means none.
+      const plan = !f.detach && f.rm && !f.tty && !f.interactive && f.name === undefined && !process.env.BURROW_NO_PLAN ? { events: (await import('../../engine/events')).tapEvents(), warned: false } : undefined;
+      const rec = await engine.createContainer(ctx, toCreateRequest(image, args, f), cliHooks(ctx, plan && (() => (plan.warned = true))));
       // With a terminal the container runs under the monitor and we attach to it, so that the
       // detach keys can leave it running; without one, the runtime holds it in the foreground
       // (the faster path, and what `run --rm IMG true` takes).
@@ -75,7 +82,8 @@ function define(program: Command, setExit: SetExit, inGroup: boolean, only?: str
         process.stdout.write(`${rec.id}\n`);
         return;
       }
-      const mode = f.tty ? { mode: 'attached' as const, ...(f.detachKeys !== undefined ? { detachKeys: f.detachKeys } : {}) } : { mode: 'foreground' as const };
+      const beforeSpawn = plan && ((runtimeArgs: string[]) => import('../../container/run-plan').then((m) => m.writeRunPlan({ ctx, rec, command: args, flags: f, runtimeArgs, events: plan.events, warned: plan.warned, destroy: engine.containerEvent(rec, 'destroy') }), () => undefined));
+      const mode = f.tty ? { mode: 'attached' as const, ...(f.detachKeys !== undefined ? { detachKeys: f.detachKeys } : {}) } : { mode: 'foreground' as const, ...(beforeSpawn ? { beforeSpawn } : {}) };
       setExit((await engine.runContainer(ctx, rec, mode, true)) ?? 0);
     },
   );
