@@ -36,9 +36,13 @@ function exec(cmd: string, args: string[], extra: Record<string, string> = {}): 
   if (r.error) throw r.error;
   return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
 }
-/** Without BURROW_DEBUG's other lines (bin/burrow.js's own, on a checkout whose bundle is older than dist/). */
+/**
+ * Without BURROW_DEBUG's other lines: bin/burrow.js's own (on a checkout whose bundle is older
+ * than dist/) and the Node CLI's about the plan it writes or not (run-plan-write.test.ts tests
+ * those); the launcher's `used`/`miss` line stays.
+ */
 function quiet(r: Run): Run {
-  return { ...r, stderr: r.stderr.replace(/^burrow: debug: (?!run plan: ).*\n/gm, '') };
+  return { ...r, stderr: r.stderr.replace(/^burrow: debug: (?!run plan: (?:used|miss)).*\n/gm, '') };
 }
 const viaNode = (args: string[], extra: Record<string, string> = {}) => quiet(exec(process.execPath, [BIN, ...args], extra));
 const viaLauncher = (args: string[], extra: Record<string, string> = {}) => quiet(exec(LAUNCHER, args, extra));

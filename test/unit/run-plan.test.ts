@@ -6,7 +6,6 @@
  * a run reads is among checks.files is proven against the real CLI under strace
  * (test/integration/run-plan-write.test.ts).
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

@@ -29,14 +29,20 @@ export function pureV2(selfCgroup: string): boolean {
 export function systemdReachable(env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = fs.existsSync, uid = process.getuid?.() ?? 0): boolean {
   if (!exists('/run/systemd/system')) return false;
   if (uid === 0) return exists('/run/systemd/private') || exists('/run/dbus/system_bus_socket');
+  // A bus named by a socket path is there only if the socket is: sbatch carries the login
+  // node's address into a job on a node where that user has no session (and no bus), and a
+  // scope asked of nobody fails the container. Other addresses (abstract sockets) are trusted.
   if (env.DBUS_SESSION_BUS_ADDRESS) {
-    // A bus named by a socket path is there only if the socket is: sbatch carries the login
-    // node's address into a job on a node where that user has no session (and no bus), and a
-    // scope asked of nobody fails the container. Other addresses (abstract sockets) are trusted.
-    const paths = [...env.DBUS_SESSION_BUS_ADDRESS.matchAll(/(?:^|;)unix:(?:[^;]*,)?path=([^,;]+)/g)].map((m) => decodeURIComponent(m[1]!));
+    const paths = systemdBusPaths(env);
     return paths.length === 0 || paths.some((p) => exists(p));
   }
   return !!env.XDG_RUNTIME_DIR && exists(path.join(env.XDG_RUNTIME_DIR, 'bus'));
+}
+
+/** The socket paths systemdReachable looks at for a user (run plans check them: ts/container/run-plan.ts). */
+export function systemdBusPaths(env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env.DBUS_SESSION_BUS_ADDRESS) return [...env.DBUS_SESSION_BUS_ADDRESS.matchAll(/(?:^|;)unix:(?:[^;]*,)?path=([^,;]+)/g)].map((m) => decodeURIComponent(m[1]!));
+  return env.XDG_RUNTIME_DIR ? [path.join(env.XDG_RUNTIME_DIR, 'bus')] : [];
 }
 
 export function cgroupPlacement(id: string, manager = process.env.BURROW_CGROUP_MANAGER): CgroupPlacement {

@@ -21,6 +21,8 @@ import { HELD_RUNTIME_ENV } from '../runtime/client';
 import { ADJ, NOUN, type ContainerRecord } from './records';
 import { selfCommand } from './lifecycle';
 import { writeFileAtomic } from '../storage/fsutil';
+import { SETTLED_MS } from '../storage/squash';
+import { systemdBusPaths } from './cgroup';
 
 export const PLAN_VERSION = 1;
 
@@ -117,6 +119,13 @@ export const OFF_RUN_PATH_ENV: Readonly<Record<string, string>> = {
 /** The prefix of burrow's own variables: the launcher refuses a plan when one it does not list is set. */
 export const ENV_PREFIXES = ['BURROW_'];
 
+/**
+ * burrow's variables that change nothing a run computes, which neither the plan nor the launcher
+ * compares: BURROW_DEBUG only adds messages (and `info`'s Debug), so that turning it on to see
+ * why a plan is missed does not itself make the miss.
+ */
+export const ENV_EXEMPT = ['BURROW_DEBUG'];
+
 /** One entry of checks.files: a path and what stat(2) (following links) said, or that it was absent. */
 export type FileCheck = { path: string; absent: true } | { path: string; dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint };
 
@@ -155,7 +164,7 @@ export function fileChecksJson(files: FileCheck[]): string {
  */
 export function envChecks(env: Readonly<Record<string, string | undefined>>, envFlags: readonly string[], extra: readonly string[] = []): Record<string, string | null> {
   const out: Record<string, string | null> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined && ENV_PREFIXES.some((p) => k.startsWith(p))) out[k] = v;
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && ENV_PREFIXES.some((p) => k.startsWith(p)) && !ENV_EXEMPT.includes(k)) out[k] = v;
   const bare = envFlags.filter((e) => !e.includes('='));
   for (const k of [...CHECKED_ENV, ...bare, ...extra]) out[k] = env[k] ?? null;
   return out;
@@ -390,9 +399,10 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
   const program = config.annotations?.['run.burrow.rootfs.squashfuse.program'];
   if (!program) throw new NoPlan('no squashfuse program in config.json');
   const { configFile } = await import('../config/config');
+  const kept = path.join(ctx.store.p('file-images'), `${sha256Hex(image)}.json`);
   const checks = [
     image,
-    path.join(ctx.store.p('file-images'), `${sha256Hex(image)}.json`),
+    kept,
     configFile(env),
     ctx.store.p('storage.json'),
     '/etc/subuid',
@@ -415,6 +425,15 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
     runtimePath,
   ].flatMap(fileChecks);
   checks.push(...pathLookupChecks(program, env.PATH, ['squashfuse_ll', 'squashfuse']));
+  // cgroupPlacement on pure cgroup v2: whether this user's systemd manager answers on its bus.
+  checks.push(...systemdBusPaths(env).flatMap(fileChecks));
+  // A file changed within the last SETTLED_MS may change again within the same tick of its file
+  // system's clock (coarse on some NFS servers) and keep its times: its check could not tell.
+  // As for what the store keeps read from an image file (ts/storage/squash.ts). Not that kept
+  // entry itself, which this run may just have written: burrow replaces it whole (a new inode).
+  const nowNs = BigInt(Date.now()) * 1_000_000n;
+  const fresh = checks.find((c) => !('absent' in c) && c.path !== kept && nowNs - (c.ctimeNs > c.mtimeNs ? c.ctimeNs : c.mtimeNs) < BigInt(SETTLED_MS) * 1_000_000n);
+  if (fresh) throw new NoPlan(`${fresh.path} changed less than ${SETTLED_MS / 1000} s ago`);
   const key = planKey(split!, cwd, uid);
   const groups = [...new Set(process.getgroups?.() ?? [])].sort((a, b) => a - b);
   const plan = {
@@ -428,6 +447,7 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
       hostname,
       env: envChecks(env, input.flags.env ?? [], hpcNames),
       envPrefixes: ENV_PREFIXES,
+      envExempt: ENV_EXEMPT,
       files: '@@FILES@@',
     },
     containersDir: ctx.store.p('containers'),

@@ -232,8 +232,8 @@ function readFiles(file: string, offset: number, inner: string[]): Map<string, B
   }
 }
 
-/** How old a file's last change must be before what was read from it is kept (see readFilesKept). */
-const SETTLED_MS = 2000;
+/** How old a file's last change must be before what was read from it is kept (see readFilesKept; run plans too). */
+export const SETTLED_MS = 2000;
 
 /**
  * readFiles, kept per path in `dir` (the store's `file-images/`) and used again while the file is

@@ -310,8 +310,10 @@ impl<'p> Run<'p> {
         let end = child.wait_report();
         match end {
             spawn::End::Exit(code) => {
-                self.remove_held();
-                self.append_events(&self.plan.events_after);
+                // The CLI's `rm`, when it removes the container, logs its own destroy.
+                if self.remove_held() {
+                    self.append_events(&self.plan.events_after);
+                }
                 // Our end of its channel closes as we exit: the runtime, which waits for it,
                 // then finds the container gone and ends too.
                 drop(child);
@@ -334,19 +336,22 @@ impl<'p> Run<'p> {
     /// (files of the container's other ids, overlay's mode-0 work directory, left when the
     /// program never ran and the runtime removed nothing) is the CLI's to remove in the
     /// store's user namespace, with the record still there for it to find.
-    fn remove_held(&self) {
+    ///
+    /// True when it removed the container itself; false when the CLI's `rm` did.
+    fn remove_held(&self) -> bool {
         if Path::new(&self.plan.runtime_root).join(&self.id).exists() {
             self.cleanup_through_cli();
-            return;
+            return false;
         }
         let trees = std::fs::read_dir(&self.dir).map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect::<Vec<_>>());
         let cleared = trees.is_ok_and(|trees| trees.iter().all(|t| remove_tree(t).is_ok()));
         if !cleared {
             self.cleanup_through_cli();
-            return;
+            return false;
         }
         self.remove_dir();
         self.release_name();
+        true
     }
 
     /// The plan's cleanup command (`node bin/burrow.js rm -f ID`), waited for; its output is

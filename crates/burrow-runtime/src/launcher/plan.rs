@@ -38,6 +38,9 @@ pub struct Checks {
     pub hostname: Option<String>,
     pub env: HashMap<String, Option<String>>,
     pub env_prefixes: Vec<String>,
+    /// Names under a prefix that are never compared (BURROW_DEBUG: it changes no output of a run).
+    #[serde(default)]
+    pub env_exempt: Vec<String>,
     pub files: Vec<FileCheck>,
 }
 
@@ -144,7 +147,8 @@ pub fn check(plan: &Plan, key: &str, host: &Host<'_>) -> Option<String> {
         }
     }
     for (name, _) in host.env {
-        if c.env_prefixes.iter().any(|p| name.starts_with(p.as_bytes())) && !std::str::from_utf8(name).is_ok_and(|n| c.env.contains_key(n)) {
+        let known = std::str::from_utf8(name).is_ok_and(|n| c.env.contains_key(n) || c.env_exempt.iter().any(|e| e == n));
+        if c.env_prefixes.iter().any(|p| name.starts_with(p.as_bytes())) && !known {
             return Some(format!("${} is set", String::from_utf8_lossy(name)));
         }
     }
@@ -398,6 +402,12 @@ mod tests {
         ] {
             assert_eq!(check(&plan, "k", &host(&e)).unwrap(), why);
         }
+        // An exempt name (BURROW_DEBUG) may be set whatever the plan says.
+        let debug = env(&[("PATH", "/bin"), ("BURROW_OK", "1"), ("BURROW_DEBUG", "1")]);
+        assert_eq!(check(&plan, "k", &host(&debug)).unwrap(), "$BURROW_DEBUG is set");
+        let mut exempt: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
+        exempt.checks.env_exempt = vec!["BURROW_DEBUG".into()];
+        assert_eq!(check(&exempt, "k", &host(&debug)), None);
         let mut p2: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
         p2.checks.hostname = Some("other".into());
         assert_eq!(check(&p2, "k", &host(&e)).unwrap(), "another host name");
