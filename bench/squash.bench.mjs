@@ -128,7 +128,7 @@ function startTable(rows, chNote) {
       'What each row sets up. Every burrow row runs the user\'s `burrow`, the native launcher: in the "run plan" rows it makes the container from the plan an earlier identical run of the Node CLI wrote (the plan\'s inputs checked unchanged: docs/hpc-images.md, "Run plans"), without Node; in the others it runs the Node CLI (argument parsing, the container record, the OCI config). Then `burrow-runtime run`, which makes a user namespace whose id maps newuidmap/newgidmap write (subordinate ids; `--hpc` keeps the user\'s own id in them), mounts the squashfs with squashfuse (a daemon in the container\'s user namespace) and the kernel\'s overlay on it (the writable layer, in the container\'s directory), /proc, /dev, /sys, cgroups, then starts `true`; at its end the launcher or the CLI removes the container (`--rm`).',
       '`--network none`: also a network namespace (loopback only) and a pid namespace. `--hpc`: Apptainer\'s defaults, the closest to ch-run: host network and IPC, no pid namespace, the user\'s own uid (keep-id), the host\'s environment, $HOME, the working directory and $TMPDIR bound. Default network: a network namespace with slirp4netns, which the runtime waits for before `true` starts. The unpacked store: the same with the image\'s layers as the overlay\'s lower layers instead of squashfuse.',
       "ch-run 0.31 (Debian) is one C program: it unshares a user and a mount namespace (mapping only the user's own id, no helper), mounts the squashfs with its linked libsquashfuse_ll in a thread of its own, binds a few host directories, pivots and execs; no container record, no writable layer, no network or pid namespace, nothing to remove.",
-      'The two floor rows are what any command costs whose entry point is Node, as `burrow` is. docs/hpc-images.md ("Start cost") has where the time of a burrow start goes.',
+      'The two floor rows are what any command costs whose entry point is Node, as `burrow` is. The CPU column of a burrow row is its front end\'s (the launcher, or the launcher and Node) and what that waits for: neither waits for `burrow-runtime` to end after it has reported the exit, so the runtime\'s own CPU time (about 17 ms) is not in it; ch-run\'s row has all of ch-run\'s. docs/hpc-images.md ("Start cost") has where the time of a burrow start goes.',
       chNote,
     ]
       .filter(Boolean)
@@ -181,8 +181,9 @@ export async function run() {
     await new Promise((r) => setTimeout(r, 2500));
     for (const row of start.filter((r) => r.planned)) {
       const env = ['env', ...Object.entries(roots).map(([k, v]) => `${k}=${v}`)];
-      sh(asUser([...env, ...row.argv]));
-      const probe = spawnSync(asUser([...env, 'BURROW_DEBUG=1', ...row.argv])[0], asUser([...env, 'BURROW_DEBUG=1', ...row.argv]).slice(1), { encoding: 'utf8' });
+      sh([...env, ...row.argv]);
+      const argv = asUser([...env, 'BURROW_DEBUG=1', ...row.argv]);
+      const probe = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
       const said = /run plan: (used|miss: .*)/.exec(probe.stderr)?.[1] ?? 'no plan line';
       if (!said.startsWith('used')) row.name += ` (PLAN NOT USED: ${said})`;
     }
