@@ -1,11 +1,11 @@
 /**
- * The native launcher, target/release/burrow (crates/burrow-runtime/src/launcher, PLAN.md §1):
+ * The native launcher, target/release/burrow (crates/burrow-runtime/src/launcher, docs/run-plans.md §1):
  * every command it does not serve behaves exactly as bin/burrow.js (it execs it), and a `run --rm
  * ... FILE.sqfs CMD` with a valid run plan runs the container without Node: its output and
  * status, the events, nothing left afterwards, Ctrl-C; a stale plan is a miss that Node serves.
  *
  * The plans here are written by the test itself, from a container that bin/burrow.js created
- * (`create --rm --network none FILE TEMPLATECMD`), templated as PLAN.md §2 says: the TypeScript
+ * (`create --rm --network none FILE TEMPLATECMD`), templated as docs/run-plans.md §2 says: the TypeScript
  * writer of plans is tested on its own side. Runs as root and as the unprivileged test user.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -64,7 +64,7 @@ interface Template {
   driver: string;
 }
 
-/** A container bin/burrow.js created, read back and templated (PLAN.md §2), then removed. */
+/** A container bin/burrow.js created, read back and templated (docs/run-plans.md §2), then removed. */
 function makeTemplate(): Template {
   const c = viaNode(['create', '--rm', '--network', 'none', sqfs, 'TEMPLATECMD']);
   if (c.code !== 0) throw new Error(`create: ${c.stderr}`);
@@ -107,7 +107,7 @@ function fileCheck(p: string) {
   return { path: p, dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
 }
 
-/** The plan's key as PLAN.md §1 defines it (computed here independently of the launcher). */
+/** The plan's key as docs/run-plans.md §1 defines it (computed here independently of the launcher). */
 function keyOf(options: string[], image: string): string {
   const parts = ['burrow-run-plan-1', ...options].map((s) => `${s}\0`).join('') + `\0${image}\0${cwd}\0${process.getuid!()}\0`;
   return createHash('sha256').update(parts).digest('hex');

@@ -1,8 +1,8 @@
 /**
  * The run plan a `burrow run --rm --network none FILE.sqfs CMD` writes for the native launcher
- * (PLAN.md §2, ts/container/run-plan.ts), from the real CLI (bin/burrow.js) with a real squashfs
+ * (docs/run-plans.md §2, ts/container/run-plan.ts), from the real CLI (bin/burrow.js) with a real squashfs
  * file, as root and as the unprivileged test user: where it is (the key, computed here from
- * PLAN.md's bytes with node:crypto), who may read it, that its checks hold on this system as the
+ * docs/run-plans.md's bytes with node:crypto), who may read it, that its checks hold on this system as the
  * launcher checks them, that its templates filled in by hand for another run give that run's own
  * config.json and record.json, that every file the run reads is among its checks (strace), and
  * when none is written.
@@ -36,7 +36,7 @@ function burrowRun(args: string[], extra: Record<string, string> = {}, prefix: s
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, env: vars };
 }
 
-/** PLAN.md §1's key, computed here independently of ts/ (node:crypto, not the addon). */
+/** docs/run-plans.md §1's key, computed here independently of ts/ (node:crypto, not the addon). */
 function keyOf(options: string[], img: string, cwd: string): string {
   const text = `burrow-run-plan-1\0${options.map((o) => `${o}\0`).join('')}\0${img}\0${cwd}\0${process.getuid!()}\0`;
   return createHash('sha256').update(text).digest('hex');
@@ -67,7 +67,7 @@ interface Plan {
   hostEnv: unknown;
 }
 
-/** What the launcher checks before it uses a plan (PLAN.md §1, "Checks"): the reasons it would miss. */
+/** What the launcher checks before it uses a plan (docs/run-plans.md §1, "Checks"): the reasons it would miss. */
 function misses(plan: Plan, key: string, vars: Record<string, string>, cwd: string): string[] {
   const out: string[] = [];
   const c = plan.checks;
@@ -99,7 +99,7 @@ function unreachable(p: string): boolean {
   }
 }
 
-/** The launcher's filling in (PLAN.md §1, "Placeholders") of a text of the plan. */
+/** The launcher's filling in (docs/run-plans.md §1, "Placeholders") of a text of the plan. */
 function expand(t: string, v: { id: string; name: string; created: string; args: string[] }): string {
   const args = v.args.map((a) => JSON.stringify(a)).join(',');
   return t.split('"@@ARGS@@"').join(args).split('@@ID@@').join(v.id).split('@@ID12@@').join(v.id.slice(0, 12)).split('@@NAME@@').join(v.name).split('@@CREATED@@').join(v.created);

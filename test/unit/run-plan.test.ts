@@ -1,6 +1,6 @@
 /**
- * Run plans (ts/container/run-plan.ts, PLAN.md §2): the launcher's splitter and key against
- * PLAN.md's byte layout, the templates (placeholders where the launcher fills in per-run values,
+ * Run plans (ts/container/run-plan.ts, docs/run-plans.md §2): the launcher's splitter and key against
+ * docs/run-plans.md's byte layout, the templates (placeholders where the launcher fills in per-run values,
  * nothing of the run that wrote them left), which runs get none, and an audit of ts/: every
  * variable the run path reads is checked (or listed as read elsewhere, with why). That every file
  * a run reads is among checks.files is proven against the real CLI under strace
@@ -65,7 +65,7 @@ describe('the launcher grammar and key', () => {
     }
   });
 
-  it('hashes PLAN.md\'s bytes: printf \'burrow-run-plan-1\\x00--rm\\x00--network\\x00none\\x00-e\\x00A=1\\x00\\x00/tmp/job/x.sqfs\\x00/home/u\\x001001\\x00\' | sha256sum', () => {
+  it('hashes docs/run-plans.md\'s bytes: printf \'burrow-run-plan-1\\x00--rm\\x00--network\\x00none\\x00-e\\x00A=1\\x00\\x00/tmp/job/x.sqfs\\x00/home/u\\x001001\\x00\' | sha256sum', () => {
     const a = splitRunArgv(['run', '--rm', '--network', 'none', '-e', 'A=1', '/tmp/job/x.sqfs', 'true'])!;
     expect(planKeyText(a, '/home/u', 1001)).toBe('burrow-run-plan-1\0--rm\0--network\0none\0-e\0A=1\0\0/tmp/job/x.sqfs\0/home/u\x001001\0');
     // Computed by hand with the printf above (coreutils sha256sum).
@@ -120,7 +120,7 @@ function container(command: string[], entrypoint: string[] | null = null, env: s
 
 const textOf = (files: FileEntry[], p: string) => files.find((f) => f.path === p)!.text;
 
-/** What the launcher does with a template (PLAN.md §1, "Placeholders"), for the tests' own checks. */
+/** What the launcher does with a template (docs/run-plans.md §1, "Placeholders"), for the tests' own checks. */
 function expand(t: string, v: { id: string; name: string; created: string; args: string[]; hostEnv?: string[] }): string {
   const list = (items: string[], ph: string, s: string) => {
     const j = items.map((a) => JSON.stringify(a)).join(',');

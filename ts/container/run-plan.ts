@@ -1,5 +1,5 @@
 /**
- * Run plans (PLAN.md §2): what a `burrow run --rm [opts] FILE.sqfs CMD...` computed, written for
+ * Run plans (docs/run-plans.md §2): what a `burrow run --rm [opts] FILE.sqfs CMD...` computed, written for
  * the native launcher (crates/burrow-runtime/src/bin/burrow.rs) so that the next identical run
  * can start the runtime without starting Node. Everything a run computes (the OCI config, the
  * record, the container's files, the events, the runtime's arguments) is read back or built by
@@ -26,7 +26,7 @@ import { systemdBusPaths } from './cgroup';
 
 export const PLAN_VERSION = 1;
 
-/** The placeholders the launcher fills in (PLAN.md §1, "Placeholders"). */
+/** The placeholders the launcher fills in (docs/run-plans.md §1, "Placeholders"). */
 export const P = {
   id: '@@ID@@',
   id12: '@@ID12@@',
@@ -50,7 +50,7 @@ const VALUED = ['--network', '--net', '-e', '--env', '-w', '--workdir', '-u', '-
 const LONG_EQ = ['--network=', '--net=', '--env=', '--workdir=', '--user='];
 
 /**
- * The launcher's splitter (PLAN.md §1, "Grammar"): `argv` is the CLI's arguments (process.argv
+ * The launcher's splitter (docs/run-plans.md §1, "Grammar"): `argv` is the CLI's arguments (process.argv
  * without node and the script). Undefined for anything the launcher would hand to Node: another
  * command, an option it does not know, a missing value, no --rm, no command, an image that is
  * not a path. (Whether the image is an existing regular file is the caller's to check.)
@@ -75,7 +75,7 @@ export function splitRunArgv(argv: readonly string[]): RunArgv | undefined {
   return { options, image, command };
 }
 
-/** The bytes the key hashes (PLAN.md §1, "Key"). */
+/** The bytes the key hashes (docs/run-plans.md §1, "Key"). */
 export function planKeyText(a: RunArgv, cwd: string, uid: number): string {
   return `burrow-run-plan-1\0${a.options.map((o) => `${o}\0`).join('')}\0${a.image}\0${cwd}\0${uid}\0`;
 }
@@ -243,7 +243,7 @@ export interface HostEnvTemplate {
 }
 
 /**
- * The container's files with the per-run values as placeholders (PLAN.md §2, "Templates"):
+ * The container's files with the per-run values as placeholders (docs/run-plans.md §2, "Templates"):
  * record.json and bundle/config.json edited as objects (name, created, the command after the
  * entrypoint, for --hpc the host's variables) and written back in the form they were written in;
  * then the id and its 12-hex prefix in every text. Throws NoPlan for any unexpected shape, and
@@ -323,7 +323,7 @@ export interface PlanInput {
   env?: Record<string, string | undefined>;
 }
 
-/** Why a run gets no plan, or undefined when it may have one (PLAN.md §2, "When"). */
+/** Why a run gets no plan, or undefined when it may have one (docs/run-plans.md §2, "When"). */
 export function ineligible(rec: ContainerRecord, split: RunArgv | undefined, command: readonly string[], config: { annotations?: Record<string, string> }, hpc: boolean): string | undefined {
   if (!split) return 'the command line is not one the launcher reads (run, its known options, --rm, a path, a command)';
   if (!same(split.command, command)) return 'the command line and the parsed command differ';

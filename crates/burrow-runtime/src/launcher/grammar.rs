@@ -1,4 +1,4 @@
-//! Which `burrow` command lines a run plan may serve (PLAN.md §1, "Grammar"), and the plan's key.
+//! Which `burrow` command lines a run plan may serve (docs/run-plans.md §1, "Grammar"), and the plan's key.
 //! The TypeScript side splits process.argv with the same rules and hashes the same bytes: a
 //! difference between the two is a miss (Node runs), never a wrong plan.
 

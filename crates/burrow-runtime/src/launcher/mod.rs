@@ -1,4 +1,4 @@
-//! The `burrow` launcher (PLAN.md §1): the user's `burrow` command as a small native program.
+//! The `burrow` launcher (docs/run-plans.md §1): the user's `burrow` command as a small native program.
 //! For `burrow run --rm ... FILE.sqfs CMD` with flags it knows it runs the container from a *run
 //! plan* that the TypeScript CLI wrote on an earlier run with the same flags and inputs, filling
 //! in only the per-run values (id, name, times, the command, --hpc's host variables); for

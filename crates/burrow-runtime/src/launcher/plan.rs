@@ -1,4 +1,4 @@
-//! The run plan (PLAN.md §2) as the launcher reads it, its checks, and the per-run values it
+//! The run plan (docs/run-plans.md §2) as the launcher reads it, its checks, and the per-run values it
 //! fills in. Everything here is pure (the environment, ids and files are given), so that the
 //! unit tests can drive it.
 
