@@ -114,6 +114,19 @@ describe(`run plans end to end, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
     expect(split(burrow([...opts, 'sh', '-c', 'exit 0'])).rest.code).toBe(0);
   });
 
+  it('another umask is a miss: the container files a plan makes have the modes its own mask gave', T, () => {
+    const opts = ['run', '--rm', '--network', 'none', image, 'sh', '-c', 'echo masked'];
+    expect(split(burrow(opts)).plan).toContainEqual(expect.stringMatching(/run plan: (written|used) /));
+    expect(split(burrow(opts)).plan).toEqual([expect.stringMatching(/run plan: used /)]);
+    // The same run under umask 077, through sh: a miss that Node serves.
+    const vars: Record<string, string> = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', XDG_RUNTIME_DIR: xdg, BURROW_ROOT: env.store, BURROW_RUNROOT: env.runroot, BURROW_DEBUG: '1' };
+    const r = spawnSync('sh', ['-c', 'umask 077; exec "$@"', 'sh', LAUNCHER, ...opts], { encoding: 'utf8', env: vars, cwd: env.work, timeout: 60_000, input: '' });
+    const masked = split({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr });
+    expect(masked.plan[0]).toBe('burrow: debug: run plan: miss: another umask (077)');
+    expect(masked.rest).toEqual({ code: 0, stdout: 'masked\n', stderr: '' });
+    expect(leftovers()).toEqual([]);
+  });
+
   it("--hpc: the container gets this run's host variables, not those of the run that wrote the plan", T, () => {
     const opts = ['run', '--rm', '--hpc', image, 'sh', '-c', 'echo "$PLAN_PROBE"'];
     const first = split(burrow(opts, { PLAN_PROBE: 'one' }));

@@ -23,6 +23,7 @@ import {
   ineligible,
   planKey,
   planKeyText,
+  processUmask,
   readContainerDir,
   splitRunArgv,
   templateFiles,
@@ -232,6 +233,14 @@ describe('which runs get a plan', () => {
 });
 
 describe('checks', () => {
+  it("umask: this process's, from /proc/self/status, as the launcher reads it with umask(2)", () => {
+    expect(processUmask('Name:\tnode\nUmask:\t0027\nState:\tR (running)\n')).toBe(0o027);
+    expect(processUmask('Name:\tnode\n')).toBeUndefined();
+    const mask = process.umask(0o022);
+    process.umask(mask);
+    expect(processUmask()).toBe(mask);
+  });
+
   it('env: every set BURROW_* variable, the run path\'s names (null when unset), bare -e names', () => {
     const env = { BURROW_ROOT: '/s', HOME: '/h', PATH: '/bin', A: 'x', OTHER: 'y' };
     const c = envChecks(env, ['A', 'B=1', 'C']);

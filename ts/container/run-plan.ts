@@ -188,6 +188,24 @@ export function pathLookupChecks(program: string, pathVar: string | undefined, n
   return [...out.values()];
 }
 
+/**
+ * This process's umask, from /proc/self/status (Linux 4.7 on): process.umask() without an argument
+ * is deprecated, as it can only read the mask by setting it. Undefined where the kernel does not
+ * say: the plan then has no umask check.
+ */
+export function processUmask(status?: string): number | undefined {
+  let text = status;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/self/status', 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+  const m = /^Umask:\s*([0-7]+)$/m.exec(text);
+  return m ? parseInt(m[1]!, 8) : undefined;
+}
+
 /** Why no plan is written (said under BURROW_DEBUG). */
 export class NoPlan extends Error {}
 
@@ -435,6 +453,8 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
   const fresh = checks.find((c) => !('absent' in c) && c.path !== kept && nowNs - (c.ctimeNs > c.mtimeNs ? c.ctimeNs : c.mtimeNs) < BigInt(SETTLED_MS) * 1_000_000n);
   if (fresh) throw new NoPlan(`${fresh.path} changed less than ${SETTLED_MS / 1000} s ago`);
   const key = planKey(split!, cwd, uid);
+  // The modes of the container's files are those this mask gave: another mask, other modes.
+  const umask = processUmask();
   const groups = [...new Set(process.getgroups?.() ?? [])].sort((a, b) => a - b);
   const plan = {
     version: PLAN_VERSION,
@@ -445,6 +465,7 @@ async function buildAndWrite(input: PlanInput): Promise<string | undefined> {
       groups,
       cwd,
       hostname,
+      ...(umask !== undefined ? { umask } : {}),
       env: envChecks(env, input.flags.env ?? [], hpcNames),
       envPrefixes: ENV_PREFIXES,
       envExempt: ENV_EXEMPT,

@@ -119,6 +119,7 @@ fn try_plan(args: &[OsString]) -> Result<i32, String> {
         egid: nix::unistd::getegid().as_raw(),
         cwd: cwd.as_os_str().as_bytes(),
         hostname: uts.nodename().as_bytes(),
+        umask: current_umask(),
         env: &env,
     };
     if let Some(why) = plan::check(&plan, &key, &host) {
@@ -130,6 +131,16 @@ fn try_plan(args: &[OsString]) -> Result<i32, String> {
         eprintln!("burrow: debug: run plan: used {key}");
     }
     Ok(run.run(&env))
+}
+
+/// This process's file-mode creation mask (umask(2) can only be read by setting it: set back at once).
+fn current_umask() -> u32 {
+    // SAFETY: umask(2) cannot fail; the launcher is single-threaded, so no file is made between the two calls.
+    unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    }
 }
 
 /// Reads PLANDIR/KEY.json, refused unless it and its directory are ours and written by nobody else.

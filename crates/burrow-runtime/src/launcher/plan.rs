@@ -36,6 +36,10 @@ pub struct Checks {
     pub groups: Vec<u32>,
     pub cwd: String,
     pub hostname: Option<String>,
+    /// The file-mode creation mask the plan's files and directories were made under: the modes
+    /// in `dirs` and `files` are those it gave, so another mask would make other modes.
+    #[serde(default)]
+    pub umask: Option<u32>,
     pub env: HashMap<String, Option<String>>,
     pub env_prefixes: Vec<String>,
     /// Names under a prefix that are never compared (BURROW_DEBUG: it changes no output of a run).
@@ -100,6 +104,7 @@ pub struct Host<'a> {
     pub egid: u32,
     pub cwd: &'a [u8],
     pub hostname: &'a [u8],
+    pub umask: u32,
     /// The environment, in environ's order (`NAME=VALUE` split at the first `=`).
     pub env: &'a [(Vec<u8>, Vec<u8>)],
 }
@@ -134,6 +139,9 @@ pub fn check(plan: &Plan, key: &str, host: &Host<'_>) -> Option<String> {
     }
     if c.cwd.as_bytes() != host.cwd {
         return Some("another working directory".into());
+    }
+    if c.umask.is_some_and(|m| m != host.umask) {
+        return Some(format!("another umask ({:03o})", host.umask));
     }
     if let Some(h) = &c.hostname {
         if h.as_bytes() != host.hostname {
@@ -386,7 +394,7 @@ mod tests {
         let plan: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
         let e = env(&[("PATH", "/bin"), ("BURROW_OK", "1"), ("HOME", "/h")]);
         fn host(e: &[(Vec<u8>, Vec<u8>)]) -> Host<'_> {
-            Host { uid: 1, gid: 2, groups: vec![3], egid: 2, cwd: b"/w", hostname: b"h", env: e }
+            Host { uid: 1, gid: 2, groups: vec![3], egid: 2, cwd: b"/w", hostname: b"h", umask: 0o022, env: e }
         }
         assert_eq!(check(&plan, "k", &host(&e)), None);
         assert_eq!(check(&plan, "other", &host(&e)).unwrap(), "its key is another one");
@@ -408,6 +416,10 @@ mod tests {
         let mut exempt: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
         exempt.checks.env_exempt = vec!["BURROW_DEBUG".into()];
         assert_eq!(check(&exempt, "k", &host(&debug)), None);
+        let mut masked: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
+        masked.checks.umask = Some(0o022);
+        assert_eq!(check(&masked, "k", &host(&e)), None);
+        assert_eq!(check(&masked, "k", &Host { umask: 0o077, ..host(&e) }).unwrap(), "another umask (077)");
         let mut p2: Plan = serde_json::from_str(&plan_json("", "")).unwrap();
         p2.checks.hostname = Some("other".into());
         assert_eq!(check(&p2, "k", &host(&e)).unwrap(), "another host name");
@@ -436,7 +448,7 @@ mod tests {
         let absent = format!(r#"{{"path":"{}","absent":true}}"#, t.path().join("config.toml").display());
         let plan: Plan = serde_json::from_str(&plan_json("", &format!("{},{absent}", entry(&f)))).unwrap();
         let e = env(&[("PATH", "/bin"), ("BURROW_OK", "1")]);
-        let host = Host { uid: 1, gid: 2, groups: vec![3], egid: 2, cwd: b"/w", hostname: b"h", env: &e };
+        let host = Host { uid: 1, gid: 2, groups: vec![3], egid: 2, cwd: b"/w", hostname: b"h", umask: 0o022, env: &e };
         assert_eq!(check(&plan, "k", &host), None);
         // A file that appeared where none was.
         std::fs::write(t.path().join("config.toml"), "").unwrap();
