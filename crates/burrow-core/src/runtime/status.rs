@@ -42,6 +42,25 @@ impl Report {
         }
         .to_string()
     }
+
+    /// A line as the caller reads it (ts/runtime/client.ts parseReport), without its newline:
+    /// None for a line that is no message of the channel. An error without a code is the
+    /// runtime's own (ERUNTIME), as the CLI takes it.
+    pub fn from_line(line: &[u8]) -> Option<Report> {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let o = v.as_object()?;
+        if let Some(p) = o.get("pid").and_then(serde_json::Value::as_f64) {
+            return Some(Report::Pid(p as i32));
+        }
+        if let Some(msg) = o.get("error").and_then(serde_json::Value::as_str) {
+            let code = o.get("code").and_then(serde_json::Value::as_str).unwrap_or(crate::codes::ERUNTIME);
+            return Some(Report::Error { msg: msg.to_string(), code: code.to_string() });
+        }
+        if let Some(n) = o.get("exit").and_then(serde_json::Value::as_f64) {
+            return Some(Report::Exit { code: n as i32, signal: o.get("signal").and_then(serde_json::Value::as_str).map(str::to_string) });
+        }
+        o.get("restart").and_then(serde_json::Value::as_u64).map(|n| Report::Restart(n as u32))
+    }
 }
 
 /// Docker's and runc's short signal names (`KILL`, `TERM`), without the `SIG`.
@@ -113,6 +132,21 @@ impl StatusFd {
 mod tests {
     use super::*;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    #[test]
+    fn lines_read_as_the_cli_reads_them() {
+        assert_eq!(Report::from_line(br#"{"pid":12}"#), Some(Report::Pid(12)));
+        assert_eq!(Report::from_line(br#"{"error":"x","code":"ECMD_NOT_FOUND"}"#), Some(Report::Error { msg: "x".into(), code: "ECMD_NOT_FOUND".into() }));
+        assert_eq!(Report::from_line(br#"{"error":"x"}"#), Some(Report::Error { msg: "x".into(), code: "ERUNTIME".into() }));
+        assert_eq!(Report::from_line(br#"{"exit":130,"signal":"INT"}"#), Some(Report::Exit { code: 130, signal: Some("INT".into()) }));
+        assert_eq!(Report::from_line(br#"{"restart":1}"#), Some(Report::Restart(1)));
+        assert_eq!(Report::from_line(br#"{"other":1}"#), None);
+        assert_eq!(Report::from_line(b"not json"), None);
+        // What the writer writes, the reader reads back.
+        for r in [Report::Pid(7), Report::exit(137, Some(9)), Report::Error { msg: "m".into(), code: "EX".into() }, Report::Restart(2)] {
+            assert_eq!(Report::from_line(r.to_line().as_bytes()), Some(r));
+        }
+    }
 
     #[test]
     fn lines_as_the_typescript_parser_reads_them() {

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use burrow_core::runtime::status::Report;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
@@ -114,9 +115,9 @@ impl Child {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = buf.drain(..=i).collect();
-                        match parse_report(&line[..i]) {
-                            Some(Report::Exit(code)) => return End::Exit(code),
-                            Some(Report::Error(code)) => failure = Some(code),
+                        match Report::from_line(&line[..i]) {
+                            Some(Report::Exit { code, .. }) => return End::Exit(code),
+                            Some(Report::Error { code, .. }) => failure = Some(code),
                             _ => {}
                         }
                     }
@@ -185,43 +186,9 @@ fn child(path: &Path, argv: &[String], env: &[String], null: RawFd, status: RawF
     }
 }
 
-/// A status line, read as ts/runtime/client.ts parseReport reads it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Report {
-    Pid,
-    Error(String),
-    Exit(i32),
-    Other,
-}
-
-pub fn parse_report(line: &[u8]) -> Option<Report> {
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let o = v.as_object()?;
-    if o.get("pid").is_some_and(serde_json::Value::is_number) {
-        return Some(Report::Pid);
-    }
-    if o.get("error").is_some_and(serde_json::Value::is_string) {
-        return Some(Report::Error(o.get("code").and_then(|c| c.as_str()).unwrap_or(burrow_core::codes::ERUNTIME).to_string()));
-    }
-    if let Some(n) = o.get("exit").and_then(serde_json::Value::as_f64) {
-        return Some(Report::Exit(n as i32));
-    }
-    Some(Report::Other)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reports_as_the_cli_reads_them() {
-        assert_eq!(parse_report(br#"{"pid":12}"#), Some(Report::Pid));
-        assert_eq!(parse_report(br#"{"error":"x","code":"ECMD_NOT_FOUND"}"#), Some(Report::Error("ECMD_NOT_FOUND".into())));
-        assert_eq!(parse_report(br#"{"error":"x"}"#), Some(Report::Error("ERUNTIME".into())));
-        assert_eq!(parse_report(br#"{"exit":130,"signal":"INT"}"#), Some(Report::Exit(130)));
-        assert_eq!(parse_report(br#"{"restart":1}"#), Some(Report::Other));
-        assert_eq!(parse_report(b"not json"), None);
-    }
 
     fn sh(script: &str) -> Child {
         let env: Vec<Vec<u8>> = std::env::vars().map(|(k, v)| format!("{k}={v}").into_bytes()).collect();
