@@ -59,16 +59,7 @@ function psNames(filter: string): string[] {
   return ok(['ps', '-a', '--filter', filter, '--format', '{{.Names}}']).split('\n').filter(Boolean);
 }
 
-function events(id: string): string[] {
-  const file = path.join(env.runroot, 'events.jsonl');
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { Action: string; Actor: { ID: string } })
-    .filter((e) => e.Actor.ID === id)
-    .map((e) => e.Action);
-}
+const events = (id: string) => env.eventActions(id);
 
 /** Host pids whose command line is exactly `argv`. */
 function pidsRunning(argv: string[]): number[] {

@@ -42,6 +42,8 @@ export interface Env {
   tty(steps: Step[], args: string[]): Drive;
   /** Containers left in the store: their directories (and ones set aside for removal). */
   containerDirs(): string[];
+  /** The Actions of a container's events in the run root's log, in order ([] without a log). */
+  eventActions(id: string): string[];
   /** Removes every container of this store and checks that none left a process. */
   cleanup(): void;
   dispose(): void;
@@ -156,6 +158,16 @@ export function setup(tag: string): Env {
       } catch {
         return [];
       }
+    },
+    eventActions(id: string) {
+      const file = path.join(runroot, 'events.jsonl');
+      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      return text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { Action: string; Actor: { ID: string } })
+        .filter((e) => e.Actor.ID === id)
+        .map((e) => e.Action);
     },
     cleanup,
     dispose() {

@@ -37,17 +37,6 @@ function split(r: Run): { plan: string[]; rest: Run } {
   return { plan, rest: { ...r, stderr: other.join('\n') } };
 }
 
-/** The Actions of a container's events, in order. */
-function actions(id: string): string[] {
-  const text = fs.readFileSync(path.join(env.runroot, 'events.jsonl'), 'utf8');
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { Action: string; Actor: { ID: string } })
-    .filter((e) => e.Actor.ID === id)
-    .map((e) => e.Action);
-}
-
 /** The ids of the containers of the events written since `from` bytes into the log. */
 function idsSince(from: number): string[] {
   const text = fs.readFileSync(path.join(env.runroot, 'events.jsonl'), 'utf8').slice(from);
@@ -107,8 +96,8 @@ describe(`run plans end to end, as ${IS_ROOT ? 'root' : 'an unprivileged user'}`
       expect(id).toMatch(/^[0-9a-f]{64}$/);
       const [nodeId] = idsSince(0).slice(-2, -1);
       // Docker's events of a run --rm, from the launcher as from Node (the holder logs start and die).
-      expect(actions(id!)).toEqual(actions(nodeId!));
-      expect(actions(id!)).toContain('destroy');
+      expect(env.eventActions(id!)).toEqual(env.eventActions(nodeId!));
+      expect(env.eventActions(id!)).toContain('destroy');
       expect(leftovers()).toEqual([]);
     }
     expect(split(burrow([...opts, 'sh', '-c', 'exit 0'])).rest.code).toBe(0);
