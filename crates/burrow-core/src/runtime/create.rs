@@ -55,7 +55,7 @@ use super::mounts::{self, MountCtx};
 use super::process;
 use super::state::{self, ContainerState};
 use super::sync::{Channel, Msg};
-use super::{cgroups, hooks, idmap, tty};
+use super::{cgroups, hooks, idmap, tty, userns_share};
 use crate::error::Coded;
 
 pub struct CreateOpts {
@@ -81,6 +81,10 @@ pub struct CreateOpts {
     /// in this process, once the init exists (at the latest when `create` returns Ok); not
     /// called when `create` fails before.
     pub while_mapping: Option<Box<dyn FnOnce()>>,
+    /// Join the user's shared user namespace for these maps, or leave one (userns_share.rs),
+    /// when the maps need the setuid helpers. Only for a single-threaded caller whose
+    /// executable runs `userns-keep` (burrow-runtime and burrow-monitor).
+    pub share_userns: bool,
 }
 
 pub type SpecT = Spec;
@@ -321,7 +325,33 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             (Some(p), None) => Some(OwnedFd::from(std::os::unix::net::UnixStream::connect(p).at("connect to the console socket", p)?)),
             _ => None,
         };
-        let plan = ns_plan(&spec);
+        let mut plan = ns_plan(&spec);
+        // A live namespace with these maps is joined instead of making one with the helpers.
+        let mut shared_userns: Option<OwnedFd> = None;
+        let mut keep: Option<(PathBuf, String, String)> = None;
+        if o.share_userns && plan.create.contains(CloneFlags::CLONE_NEWUSER) && userns_share::enabled() {
+            let l = spec.linux().as_ref();
+            let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+            let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+            if idmap::needs_helpers(&uids, &gids) {
+                match userns_share::lookup(&o.root, &uids, &gids) {
+                    userns_share::Lookup::Found(fd) => {
+                        plan.create.remove(CloneFlags::CLONE_NEWUSER);
+                        shared_userns = Some(fd);
+                    }
+                    userns_share::Lookup::Missing { dir, key, subid } => keep = Some((dir, key, subid)),
+                }
+            }
+        }
+        // With a pid namespace the init must be the child of a process already in the shared
+        // namespace (the pid namespace is owned by the user namespace of whoever unshares it):
+        // the intermediate joins it, as a namespace the config names.
+        if let Some(fd) = &shared_userns {
+            if plan.create.contains(CloneFlags::CLONE_NEWPID) || !plan.join.is_empty() {
+                plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))));
+            }
+        }
+        let direct_userns = shared_userns.as_ref().filter(|_| plan.join.is_empty()).map(|fd| fd.as_raw_fd());
         let seccomp_conn = super::seccomp::connect_listener(spec.linux().as_ref())?;
         // Here, in main: LISTEN_PID names this process (fds.rs).
         let listen_fds = super::fds::listen_fds();
@@ -349,6 +379,12 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 _ => None,
             };
             direct = clone3_with(ns, cg).ok();
+            if direct.is_none() {
+                if let Some(fd) = direct_userns {
+                    // The intermediate joins it instead.
+                    plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, PathBuf::from(format!("/proc/self/fd/{fd}"))));
+                }
+            }
         }
         let forked = match (direct, &cg_plan) {
             (Some(f), _) => Ok(f),
@@ -386,6 +422,7 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                     preserve_fds: o.preserve_fds,
                     listen_fds,
                     seccomp_conn: seccomp_conn.as_ref().map(|c| c.as_raw_fd()),
+                    userns: direct_userns,
                 };
                 let r = if direct { direct_init(&child_ch, &plan, &ctx) } else { intermediate(&child_ch, &plan, &ctx) };
                 child_exit(&child_ch, r);
@@ -402,7 +439,12 @@ pub fn create(o: CreateOpts) -> Result<Created> {
                 let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
                 let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
                 let during = while_mapping.take();
+                // The subordinate ids as the helpers will read them, taken before they run.
+                let subid = keep.as_ref().map(|_| userns_share::subid_fingerprint());
                 idmap::write_while(pid, &uids, &gids, || during.into_iter().for_each(|f| f()))?;
+                if let (Some((dir, key, _)), Some(subid)) = (keep.take(), subid) {
+                    userns_share::keep(Path::new("/proc/self/exe"), &dir, &key, &subid, pid);
+                }
             }
             placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {
                 cgroups::Plan::None => None,
@@ -534,6 +576,8 @@ struct InitArgs<'a> {
     listen_fds: i32,
     /// Connected to the seccomp listener, when the profile has notifying rules.
     seccomp_conn: Option<RawFd>,
+    /// The shared user namespace (userns_share.rs) the direct init joins first.
+    userns: Option<RawFd>,
 }
 
 /// The init cloned directly by main, born in its new user and pid namespaces (nothing to join:
@@ -545,6 +589,11 @@ fn direct_init(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
     // If main dies now, nobody would ever write our maps: die with it.
     // SAFETY: plain prctl.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if let Some(fd) = a.userns {
+        // SAFETY: a descriptor main opened and keeps open until we are cloned.
+        setns(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, CloneFlags::CLONE_NEWUSER).op("setns into the shared user namespace")?;
+        become_root()?;
+    }
     let rest = plan.create & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP);
     if !rest.is_empty() {
         unshare(rest).op(format!("unshare({rest:?})"))?;
@@ -560,7 +609,7 @@ fn direct_init(ch: &Channel, plan: &NsPlan, a: &InitArgs) -> Result<()> {
     }
     // SAFETY: plain prctl; the init must outlive `create`, so no parent-death signal.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    let in_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER) || in_non_initial_userns();
+    let in_userns = plan.create.contains(CloneFlags::CLONE_NEWUSER) || a.userns.is_some() || in_non_initial_userns();
     init(ch, plan, a, in_userns, Some(filter))
 }
 

@@ -23,6 +23,11 @@ fn direct(m: &[LinuxIdMapping], own: u32) -> bool {
     nix::unistd::geteuid().is_root() || (m.len() == 1 && m[0].host_id() == own && m[0].size() == 1)
 }
 
+/// Whether writing these maps takes the setuid helpers (what a shared namespace saves).
+pub fn needs_helpers(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> bool {
+    (!uids.is_empty() && !direct(uids, nix::unistd::geteuid().as_raw())) || (!gids.is_empty() && !direct(gids, nix::unistd::getegid().as_raw()))
+}
+
 /// A map helper started and not yet waited for: its pid and the read end of its stderr.
 struct Running {
     name: &'static str,

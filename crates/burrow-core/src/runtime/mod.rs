@@ -26,4 +26,5 @@ pub mod status;
 pub mod sync;
 pub mod sysctl;
 pub mod tty;
+pub mod userns_share;
 pub mod wait;

@@ -46,6 +46,8 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         warn: crate::log::warn,
         loaded: None,
         while_mapping: None,
+        // Single-threaded, and both of our executables run `userns-keep`.
+        share_userns: true,
     })
 }
 

@@ -257,6 +257,7 @@ fn run_full(ctx: &Ctx, cmd: &str, cmd_args: &[String]) -> Result<i32> {
         "export" => export::main(cmd_args),
         "monitor" => monitor::main(ctx, cmd_args),
         "network-owner" => network_owner::main(cmd_args),
+        "userns-keep" => userns_keep(cmd_args),
         "poststart" => start::poststart_main(ctx, cmd_args),
         other => Err(RuntimeError::Usage(format!("unknown command {other:?}; see `burrow-runtime help`"))),
     }
@@ -266,7 +267,17 @@ fn run_resident(ctx: &Ctx, cmd: &str, cmd_args: &[String]) -> Result<i32> {
     match cmd {
         "monitor" => monitor::main(ctx, cmd_args),
         "network-owner" => network_owner::main(cmd_args),
+        "userns-keep" => userns_keep(cmd_args),
         other => Err(RuntimeError::Usage(format!("unknown command {other:?}: burrow-monitor runs only monitor and network-owner; see `burrow-monitor help`"))),
+    }
+}
+
+/// `userns-keep KEY SUBID`: the keeper of a shared user namespace, started by a container's
+/// create inside that namespace (burrow_core::runtime::userns_share); not for people.
+fn userns_keep(args: &[String]) -> Result<i32> {
+    match args {
+        [key, subid] => Ok(burrow_core::runtime::userns_share::keeper_main(key, subid)),
+        _ => Err(RuntimeError::Usage("userns-keep KEY SUBID: started by create, not by hand".into())),
     }
 }
 
