@@ -209,3 +209,16 @@ describe.skipIf(IS_ROOT)('rootless: one namespace per set of maps, kept between 
     waitFor(() => records().some((r) => r.key === rec.key), 10_000, 'the new keeper');
   });
 });
+
+describe.skipIf(IS_ROOT)('rootless: `system migrate` ends the keepers, as podman stops its pause process', () => {
+  it('every keeper of this run root ends, and the next start maps afresh', T, () => {
+    run([IMG, 'true']);
+    waitFor(() => records().length > 0, 10_000, 'a keeper');
+    const keepers = records().map((r) => r.pid);
+    const m = env.b(['system', 'migrate']);
+    expect(m.code, m.stderr).toBe(0);
+    for (const pid of keepers) waitFor(() => !alive(pid), 10_000, `keeper ${pid} to end`);
+    expect(records()).toEqual([]);
+    expect(run([IMG, 'true']).helpers).toEqual(['newgidmap', 'newuidmap']);
+  });
+});

@@ -152,13 +152,17 @@ export function registerDiskCommands(program: Command): void {
 
   system
     .command('migrate')
-    .description("make the store's settings this host's again, as `podman system migrate`: probe, save the driver and id mapping found, and unpack the layers again when the mapping changed (a subordinate range added or gone); containers must be stopped")
+    .description("make the store's settings this host's again, as `podman system migrate`: probe, save the driver and id mapping found, and unpack the layers again when the mapping changed (a subordinate range added or gone), and end the shared user namespaces' keepers; containers must be stopped")
     .action(async (_opts: object, cmd: Command) => {
       const ctx = context(cmd);
-      const { storeRootOverride } = await import('../../host/paths');
+      const { runRoot, storeRootOverride } = await import('../../host/paths');
       const { probeHost } = await import('../../host/probe');
       const { migrateStore, describeMap } = await import('../../storage/migrate');
       const r = await migrateStore(ctx.store, storeRootOverride(ctx.globals), (local) => probeHost(ctx.globals, local));
+      // The shared user namespaces were mapped under what the host had before: ended, as
+      // podman's pause process is.
+      const { endKeepers } = await import('../../container/userns-keepers');
+      endKeepers(runRoot(ctx.globals));
       if (!r) {
         process.stdout.write(`no store at ${ctx.store.root} yet: nothing to migrate (its first command sets it up for this host)\n`);
         return;
