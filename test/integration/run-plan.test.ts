@@ -51,13 +51,16 @@ function idsSince(from: number): string[] {
 
 const logSize = () => fs.statSync(path.join(env.runroot, 'events.jsonl')).size;
 
-/** What a run leaves: containers (their directories, names), the runtime's state. */
+/**
+ * What a run leaves: containers (their directories, names), the runtime's state; not the
+ * runtime's `@userns` (the user's shared user namespaces' keepers: userns-share.test.ts).
+ */
 function leftovers(): string[] {
   const containers = path.join(env.store, 'containers');
   const names = path.join(containers, '.names');
   const state = path.join(env.runroot, 'runtime');
   const list = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d).map((n) => path.join(d, n)) : []);
-  return [...list(containers).filter((p) => p !== names), ...list(names), ...list(state)];
+  return [...list(containers).filter((p) => p !== names), ...list(names), ...list(state).filter((p) => path.basename(p) !== '@userns')];
 }
 
 beforeAll(async () => {

@@ -31,7 +31,7 @@ afterAll(() => {
   for (const pid of keepers) waitFor(() => !alive(pid), 10_000, `keeper ${pid} to end with its record`);
 });
 
-const recordDir = () => path.join(env.runroot, 'runtime', 'userns');
+const recordDir = () => path.join(env.runroot, 'runtime', '@userns');
 
 interface Rec {
   key: string;

@@ -1,7 +1,7 @@
 /**
  * The keepers of the shared user namespaces (burrow-runtime's `userns-keep`, see
  * docs/architecture.md "The shared user namespace"): one small process per set of id maps,
- * recorded in RUNTIME-ROOT/userns/KEY. A keeper ends as soon as its record is removed, so
+ * recorded in RUNTIME-ROOT/@userns/KEY (a name no container id can have). A keeper ends as soon as its record is removed, so
  * removing the records is how they are ended, as `podman system migrate` stops its pause
  * process: after a migration the store's maps are other ones, and a new start maps afresh.
  */
@@ -10,7 +10,7 @@ import path from 'node:path';
 
 /** The records' directory under a run root (the runtime's root is RUNROOT/runtime). */
 export function keeperRecords(runRoot: string): string {
-  return path.join(runRoot, 'runtime', 'userns');
+  return path.join(runRoot, 'runtime', '@userns');
 }
 
 /** Removes every keeper's record (the keepers end at once); returns how many there were. */

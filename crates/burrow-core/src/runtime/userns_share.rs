@@ -14,7 +14,7 @@
 //!   newuidmap, newgidmap                            with the same maps, /etc/subuid and
 //!   fork the keeper: setns into it, exec            /etc/subgid unchanged
 //!     `burrow-runtime userns-keep KEY`           the init joins it (setns), no helper runs
-//!   the keeper writes ROOT/userns/KEY
+//!   the keeper writes ROOT/@userns/KEY
 //! ```
 //!
 //! What is checked before a namespace is joined, so that joining it is what creating one would
@@ -49,9 +49,10 @@ pub const ENV_SHARE: &str = "BURROW_USERNS_SHARE";
 /// The keeper's record directory, passed to it in its environment.
 const ENV_DIR: &str = "BURROW_USERNS_DIR";
 
-/// The directory of the keepers' records under a runtime root.
+/// The directory of the keepers' records under a runtime root: `@userns`, a name no container
+/// id can have (state::validate_id), among the containers' directories.
 pub fn records(root: &Path) -> PathBuf {
-    root.join("userns")
+    root.join("@userns")
 }
 
 /// Whether sharing is on in this process's environment (it is unless `BURROW_USERNS_SHARE=0`).
