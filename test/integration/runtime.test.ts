@@ -402,7 +402,7 @@ describe(`burrow-runtime as ${IS_ROOT ? 'root' : 'an unprivileged user'}`, () =>
     });
     const r = rt(['create', '--bundle', b.dir, b.id]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/SCMP_ACT_NOTIFY needs a listener/);
+    expect(r.stderr, r.stderr).toMatch(/SCMP_ACT_NOTIFY needs a listener/);
     expect(rt(['state', b.id]).code).toBe(1);
   });
 

@@ -94,6 +94,11 @@ impl Channel {
     pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cbuf = nix::cmsg_space!([RawFd; 1]);
+        // A peer that closed with messages of ours unread (a child that failed before reading
+        // `maps-done` or `go`) leaves ECONNRESET pending, and a seqpacket socket reports a pending
+        // error before the messages queued for us: its own error among them. The kernel clears
+        // it as it reports it, so the next receive reads what is queued, then the end.
+        let mut reset = false;
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cbuf), MsgFlags::MSG_CMSG_CLOEXEC) {
@@ -108,6 +113,7 @@ impl Channel {
                     break (r.bytes, fd);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(RuntimeError::Sys { op: "receive on the sync socket".into(), errno: e }),
             }
         };
@@ -145,6 +151,27 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that failed with a message of ours unread: its error, not ECONNRESET (which the
+    /// socket reports first), as create's callers print it.
+    #[test]
+    fn an_error_behind_a_reset_is_read() {
+        let (main, child) = Channel::pair().unwrap();
+        main.send(&Msg::MapsDone).unwrap();
+        child.send(&Msg::Error { code: "ESECCOMP".into(), msg: "SCMP_ACT_NOTIFY needs a listener".into() }).unwrap();
+        drop(child);
+        match main.recv() {
+            Ok(Some(Msg::Error { msg, .. })) => assert_eq!(msg, "SCMP_ACT_NOTIFY needs a listener"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(main.recv(), Ok(None)));
+        // try_recv_error the same way.
+        let (main, child) = Channel::pair().unwrap();
+        main.send(&Msg::MapsDone).unwrap();
+        child.send(&Msg::Error { code: "ESYS".into(), msg: "boom".into() }).unwrap();
+        drop(child);
+        assert!(matches!(main.try_recv_error(), Some(RuntimeError::Remote { msg, .. }) if msg == "boom"));
+    }
 
     /// A child that failed and left has its error read without blocking; nothing waiting is
     /// None at once (main then reports its own error).
