@@ -125,7 +125,7 @@ function startTable(rows, chNote) {
     '',
     [
       "Rootless, as the unprivileged bench user, with the store and the file on this VM's local disk (ext4), so this is the start's own cost, not a parallel file system's; hyperfine runs each command itself (no wrapper in the times).",
-      'What each row sets up. Every burrow row runs the user\'s `burrow`, the native launcher: in the "run plan" rows it makes the container from the plan an earlier identical run of the Node CLI wrote (the plan\'s inputs checked unchanged: docs/hpc-images.md, "Run plans"), without Node; in the others it runs the Node CLI (argument parsing, the container record, the OCI config). Then `burrow-runtime run`, which makes a user namespace whose id maps newuidmap/newgidmap write (subordinate ids; `--hpc` keeps the user\'s own id in them), mounts the squashfs with squashfuse (a daemon in the container\'s user namespace) and the kernel\'s overlay on it (the writable layer, in the container\'s directory), /proc, /dev, /sys, cgroups, then starts `true`; at its end the launcher or the CLI removes the container (`--rm`).',
+      'What each row sets up. Every burrow row runs the user\'s `burrow`, the native launcher: in the "run plan" rows it makes the container from the plan an earlier identical run of the Node CLI wrote (the plan\'s inputs checked unchanged: docs/hpc-images.md, "Run plans"), without Node; in the others it runs the Node CLI (argument parsing, the container record, the OCI config). Then `burrow-runtime run`, which joins the user\'s shared user namespace for the container\'s id maps (subordinate ids; `--hpc` keeps the user\'s own id in them), kept between starts by a small process (docs/architecture.md, "The shared user namespace"; the bench\'s first start of each set of maps made it), or, in the `BURROW_USERNS_SHARE=0` rows, makes one of its own whose maps the setuid newuidmap and newgidmap write, as every start did before; it then mounts the squashfs with squashfuse (a daemon in the container\'s user namespace) and the kernel\'s overlay on it (the writable layer, in the container\'s directory), /proc, /dev, /sys, cgroups, then starts `true`; at its end the launcher or the CLI removes the container (`--rm`).',
       '`--network none`: also a network namespace (loopback only) and a pid namespace. `--hpc`: Apptainer\'s defaults, the closest to ch-run: host network and IPC, no pid namespace, the user\'s own uid (keep-id), the host\'s environment, $HOME, the working directory and $TMPDIR bound. Default network: a network namespace with slirp4netns, which the runtime waits for before `true` starts. The unpacked store: the same with the image\'s layers as the overlay\'s lower layers instead of squashfuse.',
       "ch-run 0.31 (Debian) is one C program: it unshares a user and a mount namespace (mapping only the user's own id, no helper), mounts the squashfs with its linked libsquashfuse_ll in a thread of its own, binds a few host directories, pivots and execs; no container record, no writable layer, no network or pid namespace, nothing to remove.",
       'The two floor rows are what any command costs whose entry point is Node, as `burrow` is. The CPU column of a burrow row is its front end\'s (the launcher, or the launcher and Node) and what that waits for: neither waits for `burrow-runtime` to end after it has reported the exit, so the runtime\'s own CPU time (about 17 ms) is not in it; ch-run\'s row has all of ch-run\'s. docs/hpc-images.md ("Start cost") has where the time of a burrow start goes.',
@@ -164,14 +164,22 @@ export async function run() {
     // a run plan (docs/hpc-images.md, "Run plans") serves only a `burrow run` without global
     // flags. The first start of each planned row, in the probe below, writes its plan; the probe
     // then checks that the next start uses it. The Node rows set BURROW_NO_PLAN (through `env`,
-    // whose exec, about 0.5 ms, is in their times).
+    // whose exec, about 0.5 ms, is in their times), the rows without a shared user namespace
+    // BURROW_USERNS_SHARE=0 (the same way).
     const roots = { BURROW_ROOT: path.join(base, 'store'), BURROW_RUNROOT: path.join(base, 'run') };
     const none = ['run', '--rm', '--network', 'none', sqfs, '/bin/true'];
     const hpc = ['run', '--rm', '--hpc', sqfs, '/bin/true'];
     const noPlan = ['env', 'BURROW_NO_PLAN=1', LAUNCHER];
+    // Sharing off: a user namespace of its own per start, mapped by newuidmap/newgidmap. One more
+    // variable in the container (-e) gives these rows plans of their own (a plan is per command
+    // line and directory; BURROW_USERNS_SHARE is one of its checks).
+    const noShare = ['env', 'BURROW_USERNS_SHARE=0', LAUNCHER];
+    const own = (argv) => [...argv.slice(0, 2), '-e', 'OWN_USERNS=1', ...argv.slice(2)];
     const start = [
       { name: 'burrow run --rm --network none FILE.sqfs true (run plan)', argv: [LAUNCHER, ...none], planned: true },
       { name: 'burrow run --rm --hpc FILE.sqfs true (run plan)', argv: [LAUNCHER, ...hpc], planned: true },
+      { name: 'burrow run --rm -e OWN_USERNS=1 --network none FILE.sqfs true (run plan; BURROW_USERNS_SHARE=0 through env)', argv: [...noShare, ...own(none)], planned: true },
+      { name: 'burrow run --rm -e OWN_USERNS=1 --hpc FILE.sqfs true (run plan; BURROW_USERNS_SHARE=0 through env)', argv: [...noShare, ...own(hpc)], planned: true },
       { name: 'burrow run --rm --network none FILE.sqfs true (Node CLI, BURROW_NO_PLAN=1)', argv: [...noPlan, ...none] },
       { name: 'burrow run --rm --hpc FILE.sqfs true (Node CLI, BURROW_NO_PLAN=1)', argv: [...noPlan, ...hpc] },
       { name: 'burrow run --rm FILE.sqfs true (default network: slirp4netns; Node CLI)', argv: [LAUNCHER, 'run', '--rm', sqfs, '/bin/true'] },
