@@ -158,6 +158,7 @@ function writePlan(options: string[], o: { names?: { adjectives: string[]; nouns
         '--root',
         template.runtimeRoot,
         ...(template.cgroupSystemd ? ['--systemd-cgroup'] : []),
+        '--share-userns',
         '--status-fd',
         '3',
         'run',

@@ -13,6 +13,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, IS_ROOT } from './helpers';
 import { alive, setup, waitFor, type Env } from './lifecycle.helpers';
+import { runtimeEnv } from './runtime.helpers';
+import { ownSubuid } from '../harness/bundle.mjs';
 
 let env: Env;
 const IMG = 'userns-share';
@@ -220,5 +222,40 @@ describe.skipIf(IS_ROOT)('rootless: `system migrate` ends the keepers, as podman
     for (const pid of keepers) waitFor(() => !alive(pid), 10_000, `keeper ${pid} to end`);
     expect(records()).toEqual([]);
     expect(run([IMG, 'true']).helpers).toEqual(['newgidmap', 'newuidmap']);
+  });
+});
+
+describe.skipIf(IS_ROOT)('rootless: burrow-runtime shares only when asked (--share-userns, which burrow passes)', () => {
+  it('without the flag (another engine), each container maps its own namespace and no keeper is left', T, () => {
+    const rt = runtimeEnv('userns-share-rt');
+    try {
+      const [sub, subg] = [ownSubuid('/etc/subuid'), ownSubuid('/etc/subgid')];
+      expect(sub).not.toBeNull();
+      const maps = (own: number, s: { start: number } | null) => [
+        { containerID: 0, hostID: own, size: 1 },
+        { containerID: 1, hostID: s!.start, size: 1000 },
+      ];
+      const once = (globals: string[]) => {
+        const b = rt.bundle(['readlink', '/proc/self/ns/user'], (c) => {
+          c.linux.uidMappings = maps(process.getuid!(), sub);
+          c.linux.gidMappings = maps(process.getgid!(), subg);
+        });
+        const r = rt.rt(['run', '--bundle', b.dir, b.id], { globals });
+        expect(r.code, r.stderr).toBe(0);
+        return r.stdout.trim();
+      };
+      const keepers = path.join(rt.stateRoot, '@userns');
+      once([]);
+      once([]);
+      expect(fs.existsSync(keepers)).toBe(false);
+      const c = once(['--share-userns']);
+      waitFor(() => fs.existsSync(keepers) && fs.readdirSync(keepers).some((n) => !n.startsWith('.')), 10_000, 'a keeper');
+      expect(once(['--share-userns'])).toBe(c);
+      // The shared one lives on (its keeper), so a namespace of its own cannot have its number;
+      // two namespaces that lived one after the other may.
+      expect(once([])).not.toBe(c);
+    } finally {
+      rt.dispose();
+    }
   });
 });

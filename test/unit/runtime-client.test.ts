@@ -28,13 +28,13 @@ describe('runtime client: global flags', () => {
     expect(globalFlags(sd)).toEqual(['--root', '/run/x/runtime']);
   });
 
-  it('gives --systemd-cgroup only when asked and the container uses systemd', () => {
-    expect(globalFlags(rec, { cgroup: true })).toEqual(['--root', '/run/x/runtime']);
-    expect(globalFlags(sd, { cgroup: true })).toEqual(['--root', '/run/x/runtime', '--systemd-cgroup']);
+  it('gives --systemd-cgroup only when asked and the container uses systemd, --share-userns whenever asked', () => {
+    expect(globalFlags(rec, { cgroup: true })).toEqual(['--root', '/run/x/runtime', '--share-userns']);
+    expect(globalFlags(sd, { cgroup: true })).toEqual(['--root', '/run/x/runtime', '--systemd-cgroup', '--share-userns']);
   });
 
   it('gives --log FILE --log-format json after the cgroup flag', () => {
-    expect(globalFlags(sd, { cgroup: true, log: '/tmp/r.log' })).toEqual(['--root', '/run/x/runtime', '--systemd-cgroup', '--log', '/tmp/r.log', '--log-format', 'json']);
+    expect(globalFlags(sd, { cgroup: true, log: '/tmp/r.log' })).toEqual(['--root', '/run/x/runtime', '--systemd-cgroup', '--share-userns', '--log', '/tmp/r.log', '--log-format', 'json']);
     expect(globalFlags(rec, { log: '/tmp/r.log' })).toEqual(['--root', '/run/x/runtime', '--log', '/tmp/r.log', '--log-format', 'json']);
   });
 });

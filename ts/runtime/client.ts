@@ -37,16 +37,21 @@ export interface RuntimeTarget {
 }
 
 export interface GlobalArgOptions {
-  /** `--systemd-cgroup` when the container's cgroup manager is systemd (ts/container/cgroup.ts): for the commands that create cgroups. */
+  /**
+   * For the commands that create the container (run, monitor): `--systemd-cgroup` when its
+   * cgroup manager is systemd (ts/container/cgroup.ts), and `--share-userns` (burrow's
+   * containers join the user's shared user namespace for their id maps: docs/architecture.md).
+   */
   cgroup?: boolean;
   /** `--log FILE --log-format json`: the runtime's errors, with their codes, as JSON lines in FILE. */
   log?: string;
 }
 
-/** The runtime's global flags for a container: `--root`, then `--systemd-cgroup` and `--log` when asked. */
+/** The runtime's global flags for a container: `--root`, then `--systemd-cgroup`, `--share-userns` and `--log` when asked. */
 export function globalFlags(target: RuntimeTarget, o: GlobalArgOptions = {}): string[] {
   const args = ['--root', target.runtimeRoot];
   if (o.cgroup && target.cgroupManager === 'systemd') args.push('--systemd-cgroup');
+  if (o.cgroup) args.push('--share-userns');
   if (o.log !== undefined) args.push('--log', o.log, '--log-format', 'json');
   return args;
 }

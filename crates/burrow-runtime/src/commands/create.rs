@@ -46,8 +46,9 @@ pub fn opts(ctx: &Ctx, p: &Parsed, id: String) -> Result<CreateOpts> {
         warn: crate::log::warn,
         loaded: None,
         while_mapping: None,
-        // Single-threaded, and both of our executables run `userns-keep`.
-        share_userns: true,
+        // Asked for by burrow's CLI only; this process is single-threaded, and both of our
+        // executables run `userns-keep`.
+        share_userns: ctx.share_userns,
     })
 }
 

@@ -37,6 +37,11 @@ pub struct Ctx {
     pub root: PathBuf,
     /// `--systemd-cgroup`: create and run ask systemd for a transient scope (when it runs).
     pub systemd_cgroup: bool,
+    /// `--share-userns` (burrow's own: its CLI passes it to create, run and the monitor): a
+    /// container whose maps need the setuid helpers joins the user's shared user namespace for
+    /// them, or leaves one (burrow_core::runtime::userns_share). Off for other engines, whose
+    /// containers each get a namespace of their own, as with runc and crun.
+    pub share_userns: bool,
     /// The full runtime, which the monitor runs for what it does not carry itself (`create`,
     /// `delete`, poststart hooks): this binary for `burrow-runtime`, the one beside it for
     /// `burrow-monitor`; the monitor's `--runtime` overrides it.
@@ -90,6 +95,7 @@ const GLOBAL: &[Flag] = &[
     Flag("log-format", &[], true),
     Flag("debug", &[], false),
     Flag("systemd-cgroup", &[], false),
+    Flag("share-userns", &[], false),
     Flag("rootless", &[], true),
     Flag("criu", &[], true),
     Flag("status-fd", &[], true),
@@ -207,6 +213,7 @@ pub fn dispatch(args: &[String], table: &Table) -> i32 {
     let ctx = Ctx {
         root: g.value("root").map(PathBuf::from).unwrap_or_else(burrow_core::runtime::state::default_root),
         systemd_cgroup: g.has("systemd-cgroup"),
+        share_userns: g.has("share-userns"),
         runtime: (table.runtime)(),
         health: table.health,
     };

@@ -304,7 +304,13 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32> {
         None => None,
     };
     let runtime = p.value("runtime").map(PathBuf::from);
-    let ctx = &Ctx { root: ctx.root.clone(), systemd_cgroup: ctx.systemd_cgroup, runtime: runtime.unwrap_or_else(|| ctx.runtime.clone()), health: ctx.health };
+    let ctx = &Ctx {
+        root: ctx.root.clone(),
+        systemd_cgroup: ctx.systemd_cgroup,
+        share_userns: ctx.share_userns,
+        runtime: runtime.unwrap_or_else(|| ctx.runtime.clone()),
+        health: ctx.health,
+    };
     let tty_mode = p.bool("tty");
     // The terminal's size is set before the container starts, for a first `stty size`.
     let tty_size = match p.value("tty-size") {
@@ -703,6 +709,9 @@ fn spawn_create(s: &Setup, console: Option<&OwnedFd>) -> Result<ContainerState> 
     cmd.arg0("burrow-runtime").arg("--root").arg(&s.ctx.root);
     if s.ctx.systemd_cgroup {
         cmd.arg("--systemd-cgroup");
+    }
+    if s.ctx.share_userns {
+        cmd.arg("--share-userns");
     }
     cmd.arg("--status-fd").arg(w.as_raw_fd().to_string()).arg("create").arg("--bundle").arg(s.bundle);
     let mut keep = vec![w.as_raw_fd()];
