@@ -326,32 +326,23 @@ pub fn create(o: CreateOpts) -> Result<Created> {
             _ => None,
         };
         let mut plan = ns_plan(&spec);
+        let l = spec.linux().as_ref();
+        let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+        let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
         // A live namespace with these maps is joined instead of making one with the helpers.
         let mut shared_userns: Option<OwnedFd> = None;
+        // Else, once the helpers have mapped ours: where its keeper records it, and the
+        // fingerprint of /etc/subuid and /etc/subgid that lookup took before they read them.
         let mut keep: Option<(PathBuf, String, String)> = None;
-        if o.share_userns && plan.create.contains(CloneFlags::CLONE_NEWUSER) && userns_share::enabled() {
-            let l = spec.linux().as_ref();
-            let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-            let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-            if idmap::needs_helpers(&uids, &gids) {
-                match userns_share::lookup(&o.root, &uids, &gids) {
-                    userns_share::Lookup::Found(fd) => {
-                        plan.create.remove(CloneFlags::CLONE_NEWUSER);
-                        shared_userns = Some(fd);
-                    }
-                    userns_share::Lookup::Missing { dir, key, subid } => keep = Some((dir, key, subid)),
+        if o.share_userns && plan.create.contains(CloneFlags::CLONE_NEWUSER) && userns_share::enabled() && idmap::needs_helpers(&uids, &gids) {
+            match userns_share::lookup(&o.root, &uids, &gids) {
+                userns_share::Lookup::Found(fd) => {
+                    plan.create.remove(CloneFlags::CLONE_NEWUSER);
+                    shared_userns = Some(fd);
                 }
+                userns_share::Lookup::Missing { dir, key, subid } => keep = Some((dir, key, subid)),
             }
         }
-        // With a pid namespace the init must be the child of a process already in the shared
-        // namespace (the pid namespace is owned by the user namespace of whoever unshares it):
-        // the intermediate joins it, as a namespace the config names.
-        if let Some(fd) = &shared_userns {
-            if plan.create.contains(CloneFlags::CLONE_NEWPID) || !plan.join.is_empty() {
-                plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))));
-            }
-        }
-        let direct_userns = shared_userns.as_ref().filter(|_| plan.join.is_empty()).map(|fd| fd.as_raw_fd());
         let seccomp_conn = super::seccomp::connect_listener(spec.linux().as_ref())?;
         // Here, in main: LISTEN_PID names this process (fds.rs).
         let listen_fds = super::fds::listen_fds();
@@ -371,21 +362,24 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         // Nothing to join (burrow's own runs): the init is cloned directly, in its new user and
         // pid namespaces, and no intermediate is needed (see `direct_init`). Any failure falls
         // back to the intermediate, which reports it as before.
+        // A shared namespace is joined by the direct init, unless the container has a pid
+        // namespace: that must be made from inside the user namespace (a pid namespace belongs to
+        // the user namespace of whoever unshares it), so its init is the child of the
+        // intermediate, which joins the shared one as a namespace the config names.
         let mut direct = None;
-        if plan.join.is_empty() && !plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
+        let pidns_in_shared = shared_userns.is_some() && plan.create.contains(CloneFlags::CLONE_NEWPID);
+        if plan.join.is_empty() && !plan.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) && !pidns_in_shared {
             let ns = plan.create & (CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID);
             let cg = match &cg_plan {
                 cgroups::Plan::Ready(p) => Some(p.dir.as_raw_fd()),
                 _ => None,
             };
             direct = clone3_with(ns, cg).ok();
-            if direct.is_none() {
-                if let Some(fd) = direct_userns {
-                    // The intermediate joins it instead.
-                    plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, PathBuf::from(format!("/proc/self/fd/{fd}"))));
-                }
-            }
         }
+        if let (None, Some(fd)) = (&direct, &shared_userns) {
+            plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))));
+        }
+        let direct_userns = shared_userns.as_ref().filter(|_| direct.is_some()).map(|fd| fd.as_raw_fd());
         let forked = match (direct, &cg_plan) {
             (Some(f), _) => Ok(f),
             (None, cgroups::Plan::Ready(p)) => match clone3(Some(p.dir.as_raw_fd())) {
@@ -435,15 +429,10 @@ pub fn create(o: CreateOpts) -> Result<Created> {
         // rooted wherever it is then.
         let mut place = |pid: i32| -> Result<()> {
             if plan.create.contains(CloneFlags::CLONE_NEWUSER) {
-                let l = spec.linux().as_ref();
-                let uids = l.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-                let gids = l.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
                 let during = while_mapping.take();
-                // The subordinate ids as the helpers will read them, taken before they run.
-                let subid = keep.as_ref().map(|_| userns_share::subid_fingerprint());
                 idmap::write_while(pid, &uids, &gids, || during.into_iter().for_each(|f| f()))?;
-                if let (Some((dir, key, _)), Some(subid)) = (keep.take(), subid) {
-                    userns_share::keep(Path::new("/proc/self/exe"), &dir, &key, &subid, pid);
+                if let Some((dir, key, subid)) = keep.take() {
+                    userns_share::keep(&dir, &key, &subid, pid);
                 }
             }
             placement = match std::mem::replace(&mut cg_plan, cgroups::Plan::None) {

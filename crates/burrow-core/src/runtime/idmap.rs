@@ -23,6 +23,21 @@ fn direct(m: &[LinuxIdMapping], own: u32) -> bool {
     nix::unistd::geteuid().is_root() || (m.len() == 1 && m[0].host_id() == own && m[0].size() == 1)
 }
 
+/// The extents of a /proc/PID/uid_map or gid_map, in the kernel's order: inside id, outside
+/// id, count. None for a line that is not three numbers.
+pub(crate) fn parse_proc_map(text: &str) -> Option<Vec<[u32; 3]>> {
+    let mut v = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut n = line.split_whitespace().map(|x| x.parse::<u32>());
+        let t = [n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?];
+        if n.next().is_some() {
+            return None;
+        }
+        v.push(t);
+    }
+    Some(v)
+}
+
 /// Whether writing these maps takes the setuid helpers (what a shared namespace saves).
 pub fn needs_helpers(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> bool {
     (!uids.is_empty() && !direct(uids, nix::unistd::geteuid().as_raw())) || (!gids.is_empty() && !direct(gids, nix::unistd::getegid().as_raw()))

@@ -94,7 +94,7 @@ fn tree_in_container(req: &IdmapRequest, uid_map: &str, gid_map: &str) -> Result
         fs::File::open("/proc/self/ns/user").at("open", "/proc/self/ns/user")?.into()
     } else {
         let inner = |m: &[Triple], map: &str, kind: &str| -> Result<String> {
-            translate(m, &parse_map(map)).map_err(|host| RuntimeError::Idmap {
+            translate(m, &super::idmap::parse_proc_map(map).unwrap_or_default()).map_err(|host| RuntimeError::Idmap {
                 dst: req.destination.clone(),
                 detail: format!(
                     "host {kind} {host} of the mount's {kind}Mappings is not mapped into the container's user namespace (its {kind}_map: {}); a rootless runtime can only give the mount ids the container has",
@@ -382,16 +382,6 @@ fn move_mount(tree: &OwnedFd, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One line of a /proc/PID/uid_map: inside id, outside id, count.
-fn parse_map(text: &str) -> Vec<Triple> {
-    text.lines()
-        .filter_map(|l| {
-            let v: Vec<u32> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            (v.len() == 3).then(|| [v[0], v[1], v[2]])
-        })
-        .collect()
-}
-
 /// Rewrites mount mappings (filesystem id → host id) as a uid_map for a user namespace nested
 /// in the container's (filesystem id → container id), splitting a range that spans several of
 /// the container's extents. Err(host id) names the first host id the container does not have.
@@ -421,7 +411,7 @@ mod tests {
     #[test]
     fn translates_host_ids_through_the_container_map() {
         // Rootless: container 0 → host 1001, 1..65536 → host 100000...
-        let container = parse_map("         0       1001          1\n         1     100000      65536\n");
+        let container = super::super::idmap::parse_proc_map("         0       1001          1\n         1     100000      65536\n").unwrap();
         assert_eq!(container, vec![[0, 1001, 1], [1, 100000, 65536]]);
         // The caller's own id shows as container root; host 100999 as container 1000.
         assert_eq!(translate(&[[1001, 1001, 1]], &container).unwrap(), "1001 0 1\n");

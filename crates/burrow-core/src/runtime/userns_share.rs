@@ -116,17 +116,9 @@ impl Record {
     }
 }
 
-/// The triples of a /proc/PID/{uid,gid}_map, sorted.
+/// The triples of a /proc/PID/{uid,gid}_map, sorted (to compare with the spec's in any order).
 fn parse_map(text: &str) -> Option<Vec<[u32; 3]>> {
-    let mut v = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut n = line.split_whitespace().map(|x| x.parse::<u32>());
-        let t = [n.next()?.ok()?, n.next()?.ok()?, n.next()?.ok()?];
-        if n.next().is_some() {
-            return None;
-        }
-        v.push(t);
-    }
+    let mut v = super::idmap::parse_proc_map(text)?;
     v.sort_unstable();
     Some(v)
 }
@@ -190,16 +182,15 @@ fn find(record: &Path, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping], subid: 
 const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
 
 /// Makes the user namespace of `pid` (just mapped by the helpers) the shared one for its maps:
-/// forks a keeper that joins it and execs `EXE userns-keep KEY SUBID`, which writes the record.
-/// Best effort and silent (a start that cannot leave a keeper is still a start). The caller
-/// must be single-threaded (the child calls setns for a user namespace, then allocates).
-pub fn keep(exe: &Path, dir: &Path, key: &str, subid: &str, pid: i32) {
+/// forks a keeper that joins it and execs this executable's `userns-keep KEY SUBID`, which
+/// writes the record. Best effort and silent (a start that cannot leave a keeper is still a
+/// start). The caller must be single-threaded (the child calls setns for a user namespace).
+pub fn keep(dir: &Path, key: &str, subid: &str, pid: i32) {
     let Ok(ns) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else { return };
-    let (Ok(exe), Ok(k), Ok(s), Ok(d)) =
-        (CString::new(exe.as_os_str().as_encoded_bytes()), CString::new(key), CString::new(subid), CString::new(format!("{ENV_DIR}={}", dir.display())))
-    else {
+    let (Ok(k), Ok(s), Ok(d)) = (CString::new(key), CString::new(subid), CString::new(format!("{ENV_DIR}={}", dir.display()))) else {
         return;
     };
+    let exe = c"/proc/self/exe";
     let argv0 = CString::new("burrow-runtime").unwrap_or_default();
     let cmd = CString::new("userns-keep").unwrap_or_default();
     let argv = [argv0.as_ptr(), cmd.as_ptr(), k.as_ptr(), s.as_ptr(), std::ptr::null()];
